@@ -1,0 +1,87 @@
+#pragma once
+// Value types for node configuration. Parsed and validated by config/config.h;
+// defaults live in one place (config.cc, fill_defaults). Durations are milliseconds.
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace routemesh::config {
+
+enum class AccessLogFormat { json, combined };
+
+struct AccessLogSettings {
+  bool enabled = true;
+  AccessLogFormat format = AccessLogFormat::json;
+  std::string path = "-";  // "-" is stdout
+};
+
+// Settings of this node's process.
+struct NodeSettings {
+  std::string name = "node1";
+  std::string listen = "127.0.0.1";   // address every published port and HRM port binds
+  std::uint16_t http_port = 8080;      // HRM HTTP port (0 = pick a free one; printed at start)
+  std::string admin = "127.0.0.1:9901";  // admin server host:port (port 0 = any)
+  unsigned threads = 0;                // proxy threads; 0 = number of cores
+  bool via = false;                    // add a Via header
+  AccessLogSettings access_log;
+};
+
+struct Timeouts {
+  std::uint32_t request_head_ms = 10'000;       // 408 after this without a full head
+  std::uint32_t idle_ms = 60'000;               // keep-alive idle downstream
+  std::uint32_t upstream_connect_ms = 2'000;    // 502/503 retry after this
+  std::uint32_t upstream_response_ms = 30'000;  // 504 when no response head by then
+  std::uint32_t upstream_idle_ms = 30'000;      // pooled upstream connection lifetime unused
+  std::uint32_t l4_idle_ms = 300'000;           // L4 splice idle timeout
+  std::uint32_t drain_ms = 10'000;              // SIGTERM: in-flight deadline
+};
+
+struct Limits {
+  std::uint32_t max_header_bytes = 16 * 1024;  // 431 over this
+  std::uint32_t max_uri_bytes = 8 * 1024;      // 414 over this
+  std::uint32_t max_headers = 100;             // 431 over this
+  std::uint32_t max_connections_per_thread = 10'000;
+  std::uint32_t max_idle_upstream_per_endpoint = 64;  // per thread
+};
+
+// Passive health (outlier detection) settings, applied per proxy thread.
+struct HealthSettings {
+  std::uint32_t max_failures = 3;           // consecutive connect failures or 5xx before ejection
+  std::uint32_t base_ejection_ms = 1'000;   // first ejection; doubles each time
+  std::uint32_t max_ejection_ms = 30'000;
+};
+
+// "published:target/tcp"
+struct PortMapping {
+  std::uint16_t published = 0;
+  std::uint16_t target = 0;
+  std::string protocol = "tcp";
+};
+
+// A service as written in the config file's `services:` list. Until the Raft store exists
+// (issue 3) this is the source of ClusterState (discovery::state_from_config).
+struct ServiceConfig {
+  std::string name;
+  std::map<std::string, std::string> labels;
+  std::vector<PortMapping> published;
+  std::vector<std::string> tasks;  // "IP:PORT" or "IP" (then the target port is used)
+};
+
+struct NodeConfig {
+  NodeSettings node;
+  Timeouts timeouts;
+  Limits limits;
+  HealthSettings health;
+  std::vector<ServiceConfig> services;
+};
+
+// One validation problem, with the key path where it was found,
+// e.g. {"services[1].labels.mesh.http", "empty host"}.
+struct FieldError {
+  std::string path;
+  std::string message;
+};
+
+}  // namespace routemesh::config

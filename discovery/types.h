@@ -1,0 +1,77 @@
+#pragma once
+// Value types of the cluster state model. The same ClusterState is produced by the config
+// file today (state_from_config) and by the Raft store's state machine later (issue 3);
+// mesh::compile_route_table turns it into a RouteTable.
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace routemesh::discovery {
+
+enum class NodeRole { manager, worker };
+enum class NodeStatus { ready, down, unknown };
+enum class EndpointMode { vip, dnsrr };
+enum class TaskHealth { unknown, healthy, unhealthy, draining };
+
+struct Node {
+  std::string id;
+  std::string name;
+  NodeRole role = NodeRole::manager;
+  std::string address;  // control/overlay address, "IP:PORT"
+  NodeStatus status = NodeStatus::ready;
+  std::uint64_t version = 0;
+};
+
+struct Network {
+  std::string name;
+  std::string subnet;  // CIDR, e.g. "10.0.0.0/24"
+  bool builtin = false;
+  std::uint64_t version = 0;
+};
+
+struct PublishedPort {
+  std::uint16_t published = 0;
+  std::uint16_t target = 0;
+  std::string protocol = "tcp";
+};
+
+struct Service {
+  std::string name;
+  std::map<std::string, std::string> labels;
+  std::vector<std::string> networks;
+  std::vector<PublishedPort> ports;
+  EndpointMode endpoint_mode = EndpointMode::vip;
+  std::map<std::string, std::string> vips;  // network -> VIP
+  std::uint64_t version = 0;
+};
+
+struct Task {
+  std::string id;
+  std::string service;
+  std::string node;      // node name the task runs on ("" = this node)
+  std::string address;   // IP literal
+  std::uint16_t port = 0;  // 0 = use the service's target port for each kind of traffic
+  TaskHealth health = TaskHealth::unknown;
+  std::uint64_t version = 0;
+};
+
+// The whole replicated state. Containers are ordered by name/id so that compiling it is
+// deterministic.
+struct ClusterState {
+  std::uint64_t revision = 0;
+  std::map<std::string, Node> nodes;
+  std::map<std::string, Network> networks;
+  std::map<std::string, Service> services;
+  std::map<std::string, Task> tasks;
+};
+
+// One validation problem with its key path, as config::FieldError.
+struct StateError {
+  std::string path;
+  std::string message;
+};
+
+}  // namespace routemesh::discovery

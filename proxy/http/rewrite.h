@@ -1,0 +1,39 @@
+#pragma once
+// Building the heads the proxy sends. Pure functions over values.
+
+#include "proxy/http/types.h"
+
+#include <string>
+#include <string_view>
+
+namespace routemesh::proxy::http {
+
+struct ForwardContext {
+  std::string_view client_ip;    // the downstream peer address, for X-Forwarded-For
+  std::string_view proto = "http";  // X-Forwarded-Proto
+  std::string_view request_id;   // used when the request has no X-Request-Id
+  std::string_view via;          // non-empty: append "Via: 1.1 <via>"
+};
+
+// Appends the upstream request head to `out`: request line (HTTP/1.1), headers minus
+// hop-by-hop ones (RFC 9110 §7.6.1: Connection, the fields it names, Keep-Alive,
+// Proxy-Connection, TE, Trailer, Upgrade unless tunnelling; Transfer-Encoding: chunked is
+// kept because the body is forwarded verbatim), X-Forwarded-For appended,
+// X-Forwarded-Proto/-Host set, X-Request-Id kept or added, optional Via.
+void write_request_head(const RequestHead& head, const ForwardContext& ctx, std::string& out);
+
+// Appends the downstream response head: status line, headers minus hop-by-hop ones,
+// "Connection: close" when `close` is set, optional Via. For 101 the Upgrade and
+// Connection: upgrade headers are kept.
+void write_response_head(const ResponseHead& head, bool close, std::string_view via,
+                         std::string& out);
+
+// A complete error response with a short plain-text body naming the cause and an
+// X-Routemesh-Error header, e.g. (503, "no_healthy_endpoint", "no healthy endpoint for web").
+std::string error_response(unsigned status, std::string_view code, std::string_view detail,
+                           bool close);
+
+// The standard reason phrase of a status code ("Bad Gateway").
+std::string_view reason_phrase(unsigned status);
+
+}  // namespace routemesh::proxy::http
