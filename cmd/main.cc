@@ -1,2 +1,72 @@
-// placeholder: being written
-int main() { return 0; }
+// Entry point: subcommands parsed with CLI11. Exceptions end at this boundary and become exit
+// codes (STYLE.md §6).
+
+#include "cmd/node.h"
+#include "cmd/whoami.h"
+
+#include <CLI/CLI.hpp>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <exception>
+#include <string>
+
+#ifndef RM_VERSION
+#define RM_VERSION "0.1.0"
+#endif
+
+int main(int argc, char** argv) {
+  CLI::App app{"routemesh: a layer-7 HTTP routing mesh"};
+  app.require_subcommand(1);
+  std::string log_level = "info";
+  app.add_option("--log-level", log_level, "trace|debug|info|warn|error")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+
+  routemesh::cmd::NodeOptions node_options;
+  auto* node = app.add_subcommand("node", "run a node of the mesh");
+  node->add_option("--config,-c", node_options.config_path, "node configuration (YAML)")
+      ->required()
+      ->check(CLI::ExistingFile);
+
+  std::string check_path;
+  auto* check = app.add_subcommand("check", "validate a configuration file and exit");
+  check->add_option("--config,-c", check_path, "node configuration (YAML)")->required();
+
+  routemesh::cmd::WhoamiOptions whoami_options;
+  auto* whoami = app.add_subcommand("whoami", "a tiny test backend that describes each request");
+  whoami->add_option("--listen", whoami_options.listen, "HOST:PORT to listen on (port 0 = any)")
+      ->required();
+  whoami->add_option("--name", whoami_options.name, "name to report");
+  whoami->add_option("--threads", whoami_options.threads, "worker threads")
+      ->check(CLI::Range(1u, 64u));
+
+  auto* version = app.add_subcommand("version", "print the version");
+
+  CLI11_PARSE(app, argc, argv);
+
+  auto logger = spdlog::stderr_logger_mt("routemesh");
+  spdlog::set_default_logger(logger);
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %l %v");
+  spdlog::set_level(spdlog::level::from_str(log_level));
+
+  try {
+    if (*version) {
+      std::printf("routemesh %s\n", RM_VERSION);
+      return 0;
+    }
+    if (*check) {
+      return routemesh::cmd::check_config(check_path);
+    }
+    if (*whoami) {
+      return routemesh::cmd::run_whoami(whoami_options);
+    }
+    if (*node) {
+      return routemesh::cmd::run_node(node_options);
+    }
+  } catch (const std::exception& e) {
+    spdlog::critical("fatal: {}", e.what());
+    return 1;
+  }
+  return 0;
+}

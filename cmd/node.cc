@@ -1,1 +1,196 @@
-// placeholder: being written
+// Wiring of a node: config -> ClusterState -> RouteTable -> proxy threads, plus the admin
+// server and signal handling on the control thread (the main thread).
+
+#include "cmd/node.h"
+
+#include "config/config.h"
+#include "discovery/admin/admin_server.h"
+#include "discovery/state.h"
+#include "mesh/route_table.h"
+#include "proxy/metrics.h"
+#include "proxy/server.h"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/registry.h>
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <variant>
+
+namespace routemesh::cmd {
+namespace {
+
+// Metrics of the node's own wiring (routemesh_config_*).
+struct NodeMetrics {
+  explicit NodeMetrics(prometheus::Registry& registry)
+      : reloads(prometheus::BuildCounter()
+                    .Name("routemesh_config_reloads_total")
+                    .Help("Configuration reloads (SIGHUP) by result")
+                    .Register(registry)),
+        reloads_ok(reloads.Add({{"result", "ok"}})),
+        reloads_failed(reloads.Add({{"result", "failed"}})),
+        revision(prometheus::BuildGauge()
+                     .Name("routemesh_config_route_table_revision")
+                     .Help("Revision of the route table in use")
+                     .Register(registry)
+                     .Add({})) {}
+
+  prometheus::Family<prometheus::Counter>& reloads;
+  prometheus::Counter& reloads_ok;
+  prometheus::Counter& reloads_failed;
+  prometheus::Gauge& revision;
+};
+
+void print_errors(const std::string& path, const std::vector<config::FieldError>& errors) {
+  for (const auto& e : errors) {
+    std::fprintf(stderr, "routemesh: %s: %s%s%s\n", path.c_str(), e.path.c_str(),
+                 e.path.empty() ? "" : ": ", e.message.c_str());
+  }
+}
+
+// Loads, validates and compiles a config file. Errors are printed and returned as nullopt.
+struct Loaded {
+  config::NodeConfig config;
+  discovery::ClusterState state;
+};
+
+std::optional<Loaded> load(const std::string& path, std::uint64_t revision) {
+  auto parsed = config::load_file(path);
+  if (auto* errors = std::get_if<std::vector<config::FieldError>>(&parsed)) {
+    print_errors(path, *errors);
+    return std::nullopt;
+  }
+  Loaded out{std::move(std::get<config::NodeConfig>(parsed)), {}};
+  out.state = discovery::state_from_config(out.config);
+  out.state.revision = revision;
+  auto state_errors =
+      discovery::validate_state(out.state, discovery::service_paths_from_config(out.config));
+  if (!state_errors.empty()) {
+    std::vector<config::FieldError> errors;
+    for (auto& e : state_errors) {
+      errors.push_back({std::move(e.path), std::move(e.message)});
+    }
+    print_errors(path, errors);
+    return std::nullopt;
+  }
+  return out;
+}
+
+bool restart_needed(const config::NodeConfig& a, const config::NodeConfig& b) {
+  return a.node.listen != b.node.listen || a.node.http_port != b.node.http_port ||
+         a.node.admin != b.node.admin || a.node.threads != b.node.threads ||
+         a.node.name != b.node.name;
+}
+
+}  // namespace
+
+int check_config(const std::string& path) {
+  auto loaded = load(path, 1);
+  if (!loaded) {
+    return 2;
+  }
+  auto table = mesh::compile_route_table(loaded->state);
+  std::printf("%s: ok (%zu services, %zu hosts, %zu L4 ports)\n", path.c_str(),
+              loaded->state.services.size(),
+              table.exact_hosts.size() + table.wildcard_hosts.size(), table.l4.size());
+  return 0;
+}
+
+int run_node(const NodeOptions& options) {
+  std::uint64_t revision = 1;
+  auto loaded = load(options.config_path, revision);
+  if (!loaded) {
+    spdlog::error("invalid configuration {}; not starting", options.config_path);
+    return 2;
+  }
+  config::NodeConfig cfg = loaded->config;
+
+  auto registry = std::make_shared<prometheus::Registry>();
+  proxy::Metrics proxy_metrics(*registry);
+  NodeMetrics node_metrics(*registry);
+
+  auto proxy = proxy::make_proxy_server(cfg, proxy_metrics);
+  std::uint16_t http_port = 0;
+  try {
+    http_port = proxy->start();
+  } catch (const std::exception& e) {
+    spdlog::error("cannot listen on {}:{}: {}", cfg.node.listen, cfg.node.http_port, e.what());
+    return 1;
+  }
+  proxy->publish(
+      std::make_shared<const mesh::RouteTable>(mesh::compile_route_table(loaded->state)));
+  node_metrics.revision.Set(static_cast<double>(revision));
+
+  boost::asio::io_context control(1);
+  auto admin = discovery::admin::make_admin_server(control.get_executor(), registry);
+  admin->handle("/v1/routes", [&proxy](const discovery::admin::Request&) {
+    return discovery::admin::Response{200, "application/json", mesh::to_json(*proxy->table())};
+  });
+  std::uint16_t admin_port = 0;
+  try {
+    admin_port = admin->start(cfg.node.admin);
+  } catch (const std::exception& e) {
+    spdlog::error("cannot listen on admin address {}: {}", cfg.node.admin, e.what());
+    proxy->shutdown();
+    return 1;
+  }
+
+  boost::asio::signal_set reload_signal(control, SIGHUP);
+  std::function<void()> wait_reload = [&] {
+    reload_signal.async_wait([&](const boost::system::error_code& ec, int) {
+      if (ec) {
+        return;
+      }
+      auto next = load(options.config_path, revision + 1);
+      if (!next) {
+        node_metrics.reloads_failed.Increment();
+        spdlog::error("reload of {} failed; keeping revision {}", options.config_path, revision);
+      } else {
+        if (restart_needed(cfg, next->config)) {
+          spdlog::warn("node settings changed in {}; they apply after a restart",
+                       options.config_path);
+        }
+        ++revision;
+        proxy->publish(
+            std::make_shared<const mesh::RouteTable>(mesh::compile_route_table(next->state)));
+        node_metrics.reloads_ok.Increment();
+        node_metrics.revision.Set(static_cast<double>(revision));
+        spdlog::info("reloaded {}: revision {}, {} services", options.config_path, revision,
+                     next->state.services.size());
+      }
+      wait_reload();
+    });
+  };
+  wait_reload();
+
+  boost::asio::signal_set stop_signals(control, SIGTERM, SIGINT);
+  stop_signals.async_wait([&](const boost::system::error_code& ec, int signo) {
+    if (ec) {
+      return;
+    }
+    spdlog::info("signal {}: draining (up to {} ms)", signo, cfg.timeouts.drain_ms);
+    admin->stop();
+    reload_signal.cancel();
+    proxy->shutdown();
+    control.stop();
+  });
+
+  std::string ports;
+  for (auto p : proxy->listening_ports()) {
+    ports += (ports.empty() ? "" : ",") + std::to_string(p);
+  }
+  spdlog::info("node {} ready: http={}:{} admin_port={} ports={}", cfg.node.name, cfg.node.listen,
+               http_port, admin_port, ports);
+  control.run();
+  spdlog::info("node {} stopped", cfg.node.name);
+  return 0;
+}
+
+}  // namespace routemesh::cmd

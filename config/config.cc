@@ -1,1 +1,631 @@
-// placeholder: being written
+#include "config/config.h"
+
+#include <arpa/inet.h>
+#include <yaml-cpp/yaml.h>
+
+#include <charconv>
+#include <cstdint>
+#include <exception>
+#include <fstream>
+#include <functional>
+#include <initializer_list>
+#include <limits>
+#include <optional>
+#include <set>
+#include <sstream>
+
+namespace routemesh::config {
+
+namespace {
+
+// The one place defaults come from: the struct initialisers in config/types.h. The parser
+// starts from this value and overwrites only the keys present in the file, so a missing
+// key and a missing section mean the same thing.
+NodeConfig fill_defaults() {
+  return NodeConfig{};
+}
+
+std::string join(const std::string& path, std::string_view key) {
+  if (path.empty()) {
+    return std::string(key);
+  }
+  return path + "." + std::string(key);
+}
+
+std::string index_path(const std::string& path, std::size_t i) {
+  return path + "[" + std::to_string(i) + "]";
+}
+
+bool parse_uint(std::string_view text, std::uint64_t& out) {
+  if (text.empty()) {
+    return false;
+  }
+  for (char c : text) {
+    if (c < '0' || c > '9') {
+      return false;
+    }
+  }
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+  if (ec == std::errc::result_out_of_range) {
+    out = std::numeric_limits<std::uint64_t>::max();
+    return true;
+  }
+  return ec == std::errc() && ptr == text.data() + text.size();
+}
+
+bool is_ip_literal_impl(const std::string& text, bool v6) {
+  unsigned char buf[16];
+  return inet_pton(v6 ? AF_INET6 : AF_INET, text.c_str(), buf) == 1;
+}
+
+// Walks the YAML tree and collects every error instead of stopping at the first one.
+class Reader {
+ public:
+  struct Field {
+    std::string_view key;
+    std::function<void(const YAML::Node&, const std::string&)> read;
+  };
+
+  std::vector<FieldError>& errors() { return errors_; }
+
+  void error(const std::string& path, std::string message) {
+    errors_.push_back(FieldError{path, std::move(message)});
+  }
+
+  // A section: a map whose keys must all be known. A null value (`timeouts:`) means "all
+  // defaults", like a missing section.
+  void read_map(const YAML::Node& node, const std::string& path,
+                std::initializer_list<Field> fields) {
+    if (node.IsNull()) {
+      return;
+    }
+    if (!node.IsMap()) {
+      error(path, "expected a map");
+      return;
+    }
+    std::set<std::string> seen;
+    for (const auto& kv : node) {
+      if (!kv.first.IsScalar()) {
+        error(path, "expected a string key");
+        continue;
+      }
+      const std::string key = kv.first.Scalar();
+      const std::string key_path = join(path, key);
+      if (!seen.insert(key).second) {
+        error(key_path, "duplicate key");
+        continue;
+      }
+      bool known = false;
+      for (const auto& f : fields) {
+        if (f.key == key) {
+          known = true;
+          f.read(kv.second, key_path);
+          break;
+        }
+      }
+      if (!known) {
+        error(key_path, "unknown key");
+      }
+    }
+  }
+
+  // Integer scalar in [lo, hi]. Quoted scalars are strings in YAML, so "8080" is a type error.
+  std::optional<std::uint64_t> read_integer(const YAML::Node& node, const std::string& path,
+                                            std::uint64_t lo, std::uint64_t hi,
+                                            const std::string& range_message) {
+    if (!node.IsScalar() || node.Tag() == "!") {
+      error(path, "expected an integer");
+      return std::nullopt;
+    }
+    std::string text = node.Scalar();
+    bool negative = false;
+    if (!text.empty() && (text[0] == '-' || text[0] == '+')) {
+      negative = text[0] == '-';
+      text.erase(0, 1);
+    }
+    std::uint64_t v = 0;
+    if (!parse_uint(text, v)) {
+      error(path, "expected an integer");
+      return std::nullopt;
+    }
+    if ((negative && v != 0) || v < lo || v > hi) {
+      error(path, range_message);
+      return std::nullopt;
+    }
+    return v;
+  }
+
+  void read_port(const YAML::Node& node, const std::string& path, std::uint16_t& out) {
+    if (auto v = read_integer(node, path, 0, 65535, "must be 0..65535")) {
+      out = static_cast<std::uint16_t>(*v);
+    }
+  }
+
+  void read_positive(const YAML::Node& node, const std::string& path, std::uint32_t& out) {
+    if (auto v = read_integer(node, path, 1, std::numeric_limits<std::uint32_t>::max(),
+                              "must be > 0 and fit in 32 bits")) {
+      out = static_cast<std::uint32_t>(*v);
+    }
+  }
+
+  void read_bool(const YAML::Node& node, const std::string& path, bool& out) {
+    if (node.IsScalar() && node.Tag() != "!") {
+      const std::string& s = node.Scalar();
+      if (s == "true" || s == "True" || s == "TRUE") {
+        out = true;
+        return;
+      }
+      if (s == "false" || s == "False" || s == "FALSE") {
+        out = false;
+        return;
+      }
+    }
+    error(path, "expected true or false");
+  }
+
+  bool read_string(const YAML::Node& node, const std::string& path, std::string& out) {
+    if (!node.IsScalar()) {
+      error(path, "expected a string");
+      return false;
+    }
+    out = node.Scalar();
+    return true;
+  }
+
+  // A list of scalars; `key:` with no value is an empty list.
+  void read_string_list(const YAML::Node& node, const std::string& path,
+                        const std::function<void(const std::string&, const std::string&)>& each) {
+    if (node.IsNull()) {
+      return;
+    }
+    if (!node.IsSequence()) {
+      error(path, "expected a list");
+      return;
+    }
+    for (std::size_t i = 0; i < node.size(); ++i) {
+      const std::string item_path = index_path(path, i);
+      std::string s;
+      if (read_string(node[i], item_path, s)) {
+        each(s, item_path);
+      }
+    }
+  }
+
+ private:
+  std::vector<FieldError> errors_;
+};
+
+bool valid_service_name(const std::string& name) {
+  if (name.empty() || name.size() > 63) {
+    return false;
+  }
+  auto lower_alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+  if (!lower_alnum(name[0])) {
+    return false;
+  }
+  for (char c : name) {
+    if (!lower_alnum(c) && c != '_' && c != '.' && c != '-') {
+      return false;
+    }
+  }
+  return true;
+}
+
+// Host names as RFC 1123 §2.1 allows them, plus '_' (common in internal names).
+bool valid_hostname(std::string_view host) {
+  if (host.empty() || host.size() > 253) {
+    return false;
+  }
+  std::size_t label_len = 0;
+  for (char c : host) {
+    if (c == '.') {
+      if (label_len == 0) {
+        return false;
+      }
+      label_len = 0;
+      continue;
+    }
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_';
+    if (!ok || ++label_len > 63) {
+      return false;
+    }
+  }
+  return label_len != 0;
+}
+
+// "HOST:PORT" where HOST is an IPv4 literal, a host name, or "[IPv6]".
+bool valid_host_port(const std::string& text) {
+  std::string host;
+  std::string_view port_text;
+  if (!text.empty() && text[0] == '[') {
+    auto close = text.find(']');
+    if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+      return false;
+    }
+    host = text.substr(1, close - 1);
+    if (!is_ip_literal_impl(host, true)) {
+      return false;
+    }
+    port_text = std::string_view(text).substr(close + 2);
+  } else {
+    auto colon = text.rfind(':');
+    if (colon == std::string::npos) {
+      return false;
+    }
+    host = text.substr(0, colon);
+    if (!valid_hostname(host)) {
+      return false;
+    }
+    port_text = std::string_view(text).substr(colon + 1);
+  }
+  std::uint64_t port = 0;
+  return parse_uint(port_text, port) && port <= 65535;
+}
+
+void read_access_log(Reader& r, const YAML::Node& node, const std::string& path,
+                     AccessLogSettings& out) {
+  r.read_map(node, path,
+             {
+                 {"enabled", [&](const YAML::Node& n,
+                                 const std::string& p) { r.read_bool(n, p, out.enabled); }},
+                 {"format",
+                  [&](const YAML::Node& n, const std::string& p) {
+                    std::string s;
+                    if (!r.read_string(n, p, s)) {
+                      return;
+                    }
+                    if (s == "json") {
+                      out.format = AccessLogFormat::json;
+                    } else if (s == "combined") {
+                      out.format = AccessLogFormat::combined;
+                    } else {
+                      r.error(p, "must be json or combined");
+                    }
+                  }},
+                 {"path",
+                  [&](const YAML::Node& n, const std::string& p) {
+                    if (r.read_string(n, p, out.path) && out.path.empty()) {
+                      r.error(p, "must not be empty (use \"-\" for stdout)");
+                    }
+                  }},
+             });
+}
+
+void read_node(Reader& r, const YAML::Node& node, const std::string& path, NodeSettings& out) {
+  r.read_map(
+      node, path,
+      {
+          {"name",
+           [&](const YAML::Node& n, const std::string& p) {
+             if (r.read_string(n, p, out.name) && !valid_hostname(out.name)) {
+               r.error(p, "must be a host-name-like string (letters, digits, '-', '_', '.')");
+             }
+           }},
+          {"listen",
+           [&](const YAML::Node& n, const std::string& p) {
+             if (r.read_string(n, p, out.listen) && !is_ip_literal(out.listen)) {
+               r.error(p, "not an IP address");
+             }
+           }},
+          {"http_port",
+           [&](const YAML::Node& n, const std::string& p) { r.read_port(n, p, out.http_port); }},
+          {"admin",
+           [&](const YAML::Node& n, const std::string& p) {
+             if (r.read_string(n, p, out.admin) && !valid_host_port(out.admin)) {
+               r.error(p, "expected HOST:PORT");
+             }
+           }},
+          {"threads",
+           [&](const YAML::Node& n, const std::string& p) {
+             if (auto v = r.read_integer(n, p, 0, 1024, "must be 0..1024 (0 = number of cores)")) {
+               out.threads = static_cast<unsigned>(*v);
+             }
+           }},
+          {"via", [&](const YAML::Node& n, const std::string& p) { r.read_bool(n, p, out.via); }},
+          {"access_log", [&](const YAML::Node& n,
+                             const std::string& p) { read_access_log(r, n, p, out.access_log); }},
+      });
+}
+
+void read_timeouts(Reader& r, const YAML::Node& node, const std::string& path, Timeouts& out) {
+  auto field = [&](std::string_view key, std::uint32_t& dst) {
+    return Reader::Field{
+        key, [&r, &dst](const YAML::Node& n, const std::string& p) { r.read_positive(n, p, dst); }};
+  };
+  r.read_map(node, path,
+             {field("request_head_ms", out.request_head_ms), field("idle_ms", out.idle_ms),
+              field("upstream_connect_ms", out.upstream_connect_ms),
+              field("upstream_response_ms", out.upstream_response_ms),
+              field("upstream_idle_ms", out.upstream_idle_ms), field("l4_idle_ms", out.l4_idle_ms),
+              field("drain_ms", out.drain_ms)});
+}
+
+void read_limits(Reader& r, const YAML::Node& node, const std::string& path, Limits& out) {
+  auto field = [&](std::string_view key, std::uint32_t& dst) {
+    return Reader::Field{
+        key, [&r, &dst](const YAML::Node& n, const std::string& p) { r.read_positive(n, p, dst); }};
+  };
+  r.read_map(node, path,
+             {field("max_header_bytes", out.max_header_bytes),
+              field("max_uri_bytes", out.max_uri_bytes), field("max_headers", out.max_headers),
+              field("max_connections_per_thread", out.max_connections_per_thread),
+              field("max_idle_upstream_per_endpoint", out.max_idle_upstream_per_endpoint)});
+}
+
+void read_health(Reader& r, const YAML::Node& node, const std::string& path, HealthSettings& out) {
+  auto field = [&](std::string_view key, std::uint32_t& dst) {
+    return Reader::Field{
+        key, [&r, &dst](const YAML::Node& n, const std::string& p) { r.read_positive(n, p, dst); }};
+  };
+  const std::size_t before = r.errors().size();
+  r.read_map(
+      node, path,
+      {field("max_failures", out.max_failures), field("base_ejection_ms", out.base_ejection_ms),
+       field("max_ejection_ms", out.max_ejection_ms)});
+  // Only meaningful when both values parsed; otherwise the first error already explains it.
+  if (r.errors().size() == before && out.max_ejection_ms < out.base_ejection_ms) {
+    r.error(join(path, "max_ejection_ms"), "must be >= base_ejection_ms");
+  }
+}
+
+void read_labels(Reader& r, const YAML::Node& node, const std::string& path,
+                 std::map<std::string, std::string>& out) {
+  if (node.IsNull()) {
+    return;
+  }
+  if (!node.IsMap()) {
+    r.error(path, "expected a map");
+    return;
+  }
+  for (const auto& kv : node) {
+    if (!kv.first.IsScalar()) {
+      r.error(path, "expected a string key");
+      continue;
+    }
+    // Dotted keys such as `mesh.http` are plain keys of this map, not nested paths.
+    const std::string key = kv.first.Scalar();
+    const std::string key_path = join(path, key);
+    if (out.count(key) != 0) {
+      r.error(key_path, "duplicate key");
+      continue;
+    }
+    if (kv.second.IsNull()) {
+      out[key] = "";
+    } else if (kv.second.IsScalar()) {
+      // Numbers and booleans are kept as the text written in the file.
+      out[key] = kv.second.Scalar();
+    } else {
+      r.error(key_path, "expected a scalar");
+    }
+  }
+}
+
+void read_service(Reader& r, const YAML::Node& node, const std::string& path, ServiceConfig& out) {
+  if (!node.IsMap()) {
+    r.error(path, "expected a map");
+    return;
+  }
+  bool has_name = false;
+  r.read_map(
+      node, path,
+      {
+          {"name",
+           [&](const YAML::Node& n, const std::string& p) {
+             has_name = true;
+             if (r.read_string(n, p, out.name) && !valid_service_name(out.name)) {
+               r.error(p, "must match [a-z0-9][a-z0-9_.-]{0,62}");
+             }
+           }},
+          {"labels",
+           [&](const YAML::Node& n, const std::string& p) { read_labels(r, n, p, out.labels); }},
+          {"published",
+           [&](const YAML::Node& n, const std::string& p) {
+             r.read_string_list(n, p, [&](const std::string& s, const std::string& item_path) {
+               PortMapping m;
+               if (parse_port_mapping(s, m)) {
+                 out.published.push_back(m);
+               } else {
+                 r.error(item_path, "expected PUBLISHED:TARGET[/tcp] with ports 1..65535");
+               }
+             });
+           }},
+          {"tasks",
+           [&](const YAML::Node& n, const std::string& p) {
+             r.read_string_list(n, p, [&](const std::string& s, const std::string& item_path) {
+               std::string address;
+               std::uint16_t port = 0;
+               if (parse_task_address(s, address, port)) {
+                 out.tasks.push_back(s);
+               } else {
+                 r.error(item_path, "not an IP:PORT address");
+               }
+             });
+           }},
+      });
+  if (!has_name) {
+    r.error(join(path, "name"), "required");
+  }
+}
+
+void read_services(Reader& r, const YAML::Node& node, const std::string& path,
+                   std::vector<ServiceConfig>& out) {
+  if (node.IsNull()) {
+    return;
+  }
+  if (!node.IsSequence()) {
+    r.error(path, "expected a list");
+    return;
+  }
+  std::map<std::string, std::size_t> names;
+  for (std::size_t i = 0; i < node.size(); ++i) {
+    const std::string item_path = index_path(path, i);
+    ServiceConfig svc;
+    read_service(r, node[i], item_path, svc);
+    if (valid_service_name(svc.name)) {
+      auto [it, inserted] = names.emplace(svc.name, i);
+      if (!inserted) {
+        r.error(join(item_path, "name"), "duplicate service name \"" + svc.name + "\"");
+      }
+    }
+    out.push_back(std::move(svc));
+  }
+}
+
+ParseResult parse_document(const YAML::Node& root) {
+  NodeConfig cfg = fill_defaults();
+  Reader r;
+  if (!root.IsNull() && !root.IsMap()) {
+    r.error("", "expected a map at the top level");
+    return r.errors();
+  }
+  r.read_map(root, "",
+             {
+                 {"node",
+                  [&](const YAML::Node& n, const std::string& p) { read_node(r, n, p, cfg.node); }},
+                 {"timeouts", [&](const YAML::Node& n,
+                                  const std::string& p) { read_timeouts(r, n, p, cfg.timeouts); }},
+                 {"limits", [&](const YAML::Node& n,
+                                const std::string& p) { read_limits(r, n, p, cfg.limits); }},
+                 {"health", [&](const YAML::Node& n,
+                                const std::string& p) { read_health(r, n, p, cfg.health); }},
+                 {"services", [&](const YAML::Node& n,
+                                  const std::string& p) { read_services(r, n, p, cfg.services); }},
+             });
+  if (!r.errors().empty()) {
+    return std::move(r.errors());
+  }
+  return cfg;
+}
+
+}  // namespace
+
+ParseResult parse(std::string_view yaml_text) {
+  // yaml-cpp reports syntax errors (and misuse) by throwing; nothing may escape parse().
+  try {
+    YAML::Node root = YAML::Load(std::string(yaml_text));
+    return parse_document(root);
+  } catch (const YAML::Exception& e) {
+    std::string message = "YAML syntax error";
+    if (!e.mark.is_null()) {
+      message += " at line " + std::to_string(e.mark.line + 1) + ", column " +
+                 std::to_string(e.mark.column + 1);
+    }
+    message += ": " + e.msg;
+    return std::vector<FieldError>{FieldError{"", message}};
+  } catch (const std::exception& e) {
+    return std::vector<FieldError>{FieldError{"", std::string("cannot parse: ") + e.what()}};
+  }
+}
+
+ParseResult load_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return std::vector<FieldError>{FieldError{"", "cannot read file \"" + path + "\""}};
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) {
+    return std::vector<FieldError>{FieldError{"", "error reading file \"" + path + "\""}};
+  }
+  return parse(text.str());
+}
+
+bool parse_port_mapping(std::string_view text, PortMapping& out) {
+  std::string_view rest = text;
+  std::string protocol = "tcp";
+  if (auto slash = rest.find('/'); slash != std::string_view::npos) {
+    protocol = std::string(rest.substr(slash + 1));
+    rest = rest.substr(0, slash);
+    // Only TCP is forwarded (layer 4 splice); UDP is not part of the design.
+    if (protocol != "tcp") {
+      return false;
+    }
+  }
+  auto colon = rest.find(':');
+  if (colon == std::string_view::npos) {
+    return false;
+  }
+  std::uint64_t published = 0;
+  std::uint64_t target = 0;
+  if (!parse_uint(rest.substr(0, colon), published) ||
+      !parse_uint(rest.substr(colon + 1), target)) {
+    return false;
+  }
+  if (published < 1 || published > 65535 || target < 1 || target > 65535) {
+    return false;
+  }
+  out.published = static_cast<std::uint16_t>(published);
+  out.target = static_cast<std::uint16_t>(target);
+  out.protocol = protocol;
+  return true;
+}
+
+bool is_ip_literal(std::string_view text) {
+  const std::string s(text);
+  return is_ip_literal_impl(s, false) || is_ip_literal_impl(s, true);
+}
+
+bool parse_task_address(std::string_view text, std::string& address, std::uint16_t& port) {
+  std::string host;
+  std::string_view port_text;
+  if (!text.empty() && text[0] == '[') {
+    auto close = text.find(']');
+    if (close == std::string_view::npos) {
+      return false;
+    }
+    host = std::string(text.substr(1, close - 1));
+    if (!is_ip_literal_impl(host, true)) {
+      return false;
+    }
+    std::string_view rest = text.substr(close + 1);
+    if (rest.empty()) {
+      address = host;
+      port = 0;
+      return true;
+    }
+    if (rest[0] != ':') {
+      return false;
+    }
+    port_text = rest.substr(1);
+  } else {
+    const std::string whole(text);
+    // A bare IPv6 literal has several colons and no port.
+    if (is_ip_literal_impl(whole, true) || is_ip_literal_impl(whole, false)) {
+      address = whole;
+      port = 0;
+      return true;
+    }
+    auto colon = text.rfind(':');
+    if (colon == std::string_view::npos) {
+      return false;
+    }
+    host = std::string(text.substr(0, colon));
+    if (!is_ip_literal_impl(host, false)) {
+      return false;
+    }
+    port_text = text.substr(colon + 1);
+  }
+  std::uint64_t p = 0;
+  if (!parse_uint(port_text, p) || p < 1 || p > 65535) {
+    return false;
+  }
+  address = host;
+  port = static_cast<std::uint16_t>(p);
+  return true;
+}
+
+std::string format_errors(const std::vector<FieldError>& errors) {
+  std::string out;
+  for (const auto& e : errors) {
+    if (e.path.empty()) {
+      out += e.message;
+    } else {
+      out += e.path + ": " + e.message;
+    }
+    out += '\n';
+  }
+  return out;
+}
+
+}  // namespace routemesh::config

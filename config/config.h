@@ -5,6 +5,7 @@
 
 #include "config/types.h"
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -26,7 +27,15 @@ ParseResult load_file(const std::string& path);
 // "published:target/tcp" or "published:target" -> PortMapping; false if malformed.
 bool parse_port_mapping(std::string_view text, PortMapping& out);
 
-// Formats errors one per line: "path: message".
+// True for an IPv4 or IPv6 literal (no brackets, no port), e.g. "127.0.0.1", "::1".
+bool is_ip_literal(std::string_view text);
+
+// A task address from the config file: "IP:PORT", "IP", "[IPv6]:PORT", "[IPv6]" or a bare
+// IPv6 literal. Port 0 in `port` means "no port given"; an explicit port must be 1..65535.
+// Shared with discovery::state_from_config so both accept exactly the same strings.
+bool parse_task_address(std::string_view text, std::string& address, std::uint16_t& port);
+
+// Formats errors one per line: "path: message" (just "message" when path is empty).
 std::string format_errors(const std::vector<FieldError>& errors);
 
 }  // namespace routemesh::config

@@ -1,1 +1,230 @@
-// placeholder: being written
+#include "discovery/state.h"
+
+#include "config/config.h"
+#include "discovery/labels.h"
+
+#include <algorithm>
+#include <charconv>
+#include <string_view>
+
+namespace routemesh::discovery {
+
+namespace {
+
+// Compares strings with digit runs compared as numbers, so "services[2]" sorts before
+// "services[10]" and "web.2" before "web.10". Gives validate_state the config file's order.
+bool natural_less(std::string_view a, std::string_view b) {
+  std::size_t i = 0;
+  std::size_t j = 0;
+  auto is_digit = [](char c) { return c >= '0' && c <= '9'; };
+  while (i < a.size() && j < b.size()) {
+    if (is_digit(a[i]) && is_digit(b[j])) {
+      std::size_t ie = i;
+      std::size_t je = j;
+      while (ie < a.size() && is_digit(a[ie])) {
+        ++ie;
+      }
+      while (je < b.size() && is_digit(b[je])) {
+        ++je;
+      }
+      std::string_view na = a.substr(i, ie - i);
+      std::string_view nb = b.substr(j, je - j);
+      while (na.size() > 1 && na.front() == '0') {
+        na.remove_prefix(1);
+      }
+      while (nb.size() > 1 && nb.front() == '0') {
+        nb.remove_prefix(1);
+      }
+      if (na.size() != nb.size()) {
+        return na.size() < nb.size();
+      }
+      if (na != nb) {
+        return na < nb;
+      }
+      i = ie;
+      j = je;
+      continue;
+    }
+    if (a[i] != b[j]) {
+      return a[i] < b[j];
+    }
+    ++i;
+    ++j;
+  }
+  return (a.size() - i) < (b.size() - j);
+}
+
+std::string quoted(const std::string& s) {
+  return "\"" + s + "\"";
+}
+
+std::string service_path(const std::string& name,
+                         const std::map<std::string, std::string>& service_paths) {
+  auto it = service_paths.find(name);
+  if (it != service_paths.end()) {
+    return it->second;
+  }
+  return "services." + name;
+}
+
+// Config-derived tasks ("web.2") point back at their list entry ("services[0].tasks[1]").
+std::string task_path(const Task& task, const std::map<std::string, std::string>& service_paths) {
+  auto it = service_paths.find(task.service);
+  if (it != service_paths.end() && task.id.size() > task.service.size() + 1 &&
+      task.id.compare(0, task.service.size(), task.service) == 0 &&
+      task.id[task.service.size()] == '.') {
+    std::string_view n = std::string_view(task.id).substr(task.service.size() + 1);
+    unsigned index = 0;
+    auto [ptr, ec] = std::from_chars(n.data(), n.data() + n.size(), index);
+    if (ec == std::errc() && ptr == n.data() + n.size() && index >= 1) {
+      return it->second + ".tasks[" + std::to_string(index - 1) + "]";
+    }
+  }
+  return "tasks." + task.id;
+}
+
+}  // namespace
+
+ClusterState state_from_config(const config::NodeConfig& cfg) {
+  ClusterState state;
+  state.revision = 1;
+  Node self;
+  self.id = cfg.node.name;
+  self.name = cfg.node.name;
+  self.role = NodeRole::manager;
+  self.status = NodeStatus::ready;
+  self.version = 1;
+  state.nodes.emplace(self.id, self);
+
+  for (const auto& sc : cfg.services) {
+    Service svc;
+    svc.name = sc.name;
+    svc.labels = sc.labels;
+    for (const auto& pm : sc.published) {
+      svc.ports.push_back(PublishedPort{pm.published, pm.target, pm.protocol});
+    }
+    svc.version = 1;
+    std::size_t n = 0;
+    for (const auto& text : sc.tasks) {
+      ++n;
+      Task task;
+      task.id = sc.name + "." + std::to_string(n);
+      task.service = sc.name;
+      task.node = "";
+      // config::parse accepted the string with the same function; a failure here would mean
+      // the caller skipped parse, and validate_state then reports the empty address.
+      (void)config::parse_task_address(text, task.address, task.port);
+      task.version = 1;
+      state.tasks.emplace(task.id, std::move(task));
+    }
+    state.services.emplace(svc.name, std::move(svc));
+  }
+  return state;
+}
+
+std::map<std::string, std::string> service_paths_from_config(const config::NodeConfig& cfg) {
+  std::map<std::string, std::string> paths;
+  for (std::size_t i = 0; i < cfg.services.size(); ++i) {
+    paths.emplace(cfg.services[i].name, "services[" + std::to_string(i) + "]");
+  }
+  return paths;
+}
+
+std::vector<StateError> validate_state(const ClusterState& state,
+                                       const std::map<std::string, std::string>& service_paths) {
+  std::vector<StateError> errors;
+
+  // Visit services in the order of their paths (the config file's order when known), so
+  // "the second one" of a conflict is the one written second.
+  std::vector<std::pair<std::string, const Service*>> services;
+  for (const auto& [name, svc] : state.services) {
+    services.emplace_back(service_path(name, service_paths), &svc);
+  }
+  std::stable_sort(services.begin(), services.end(),
+                   [](const auto& a, const auto& b) { return natural_less(a.first, b.first); });
+
+  // Ports known per service from its tasks.
+  std::map<std::string, std::pair<std::size_t, std::size_t>> task_ports;  // tasks, with port
+  for (const auto& [id, task] : state.tasks) {
+    auto& counts = task_ports[task.service];
+    ++counts.first;
+    if (task.port != 0) {
+      ++counts.second;
+    }
+  }
+
+  struct Claim {
+    std::string host;
+    bool wildcard;
+    std::string path;
+    auto operator<=>(const Claim&) const = default;
+  };
+  std::map<Claim, std::string> claims;                                     // -> service name
+  std::map<std::pair<std::string, std::uint16_t>, std::string> published;  // (proto, port)
+
+  for (const auto& [path, svc] : services) {
+    const std::string labels_path = path + ".labels";
+    Exposure exposure = parse_labels(svc->labels, labels_path, errors);
+
+    for (const auto& http : exposure.http) {
+      const std::string label_path = labels_path + "." + http.source_label;
+      for (const auto& host : http.hosts) {
+        Claim claim{host.host, host.wildcard, http.path_prefix};
+        auto [it, inserted] = claims.emplace(claim, svc->name);
+        if (!inserted) {
+          errors.push_back(
+              StateError{label_path, "host " + to_string(host) + " path " + http.path_prefix +
+                                         " already claimed by service " + quoted(it->second) +
+                                         " (second claim by service " + quoted(svc->name) + ")"});
+        }
+      }
+      // The task port for HTTP comes from the label, else the first target port, else each
+      // task's own port; with none of them the route could never reach a task.
+      if (http.port == 0 && svc->ports.empty()) {
+        auto counts = task_ports[svc->name];
+        if (counts.first == 0 || counts.second != counts.first) {
+          errors.push_back(StateError{
+              label_path,
+              "no task port for HTTP: set mesh.http.port, publish a target port or give every "
+              "task a port"});
+        }
+      }
+    }
+
+    for (std::size_t i = 0; i < svc->ports.size(); ++i) {
+      const auto& port = svc->ports[i];
+      const std::string port_path = path + ".published[" + std::to_string(i) + "]";
+      if (port.published == 0 || port.target == 0) {
+        errors.push_back(StateError{port_path, "ports must be 1..65535"});
+        continue;
+      }
+      auto [it, inserted] =
+          published.emplace(std::make_pair(port.protocol, port.published), svc->name);
+      if (!inserted) {
+        errors.push_back(StateError{
+            port_path, "published port " + std::to_string(port.published) + "/" + port.protocol +
+                           " already used by service " + quoted(it->second) +
+                           " (second use by service " + quoted(svc->name) + ")"});
+      }
+    }
+  }
+
+  std::vector<std::pair<std::string, const Task*>> tasks;
+  for (const auto& [id, task] : state.tasks) {
+    tasks.emplace_back(task_path(task, service_paths), &task);
+  }
+  std::stable_sort(tasks.begin(), tasks.end(),
+                   [](const auto& a, const auto& b) { return natural_less(a.first, b.first); });
+  for (const auto& [path, task] : tasks) {
+    if (state.services.count(task->service) == 0) {
+      errors.push_back(StateError{path, "unknown service " + quoted(task->service)});
+    }
+    if (!config::is_ip_literal(task->address)) {
+      errors.push_back(
+          StateError{path, "address " + quoted(task->address) + " is not an IP literal"});
+    }
+  }
+  return errors;
+}
+
+}  // namespace routemesh::discovery

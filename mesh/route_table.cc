@@ -1,1 +1,364 @@
-// placeholder: being written
+#include "mesh/route_table.h"
+
+#include <boost/json.hpp>
+
+#include <arpa/inet.h>
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <tuple>
+#include <utility>
+
+namespace routemesh::mesh {
+
+namespace {
+
+namespace json = boost::json;
+using discovery::ClusterState;
+using discovery::Service;
+using discovery::Task;
+using discovery::TaskHealth;
+
+// inet_pton is a pure parser (no I/O, no locale); it accepts exactly the textual forms of
+// RFC 4291 section 2.2 and dotted-quad IPv4.
+std::optional<IpAddress> parse_ip(const std::string& text) {
+  IpAddress ip;
+  ip.text = text;
+  if (::inet_pton(AF_INET, text.c_str(), ip.bytes.data()) == 1) {
+    return ip;
+  }
+  if (::inet_pton(AF_INET6, text.c_str(), ip.bytes.data()) == 1) {
+    ip.v6 = true;
+    return ip;
+  }
+  return std::nullopt;
+}
+
+std::string endpoint_key(const IpAddress& ip, std::uint16_t port) {
+  if (ip.v6) {
+    return "[" + ip.text + "]:" + std::to_string(port);
+  }
+  return ip.text + ":" + std::to_string(port);
+}
+
+// Builds clusters while keeping one cluster per (service, task port).
+class ClusterBuilder {
+ public:
+  ClusterBuilder(const ClusterState& state, RouteTable& table) : state_(state), table_(table) {}
+
+  std::uint32_t get(const Service& service, std::uint16_t port,
+                    const discovery::Exposure& exposure) {
+    auto [it, inserted] = index_.try_emplace({service.name, port}, 0);
+    if (!inserted) {
+      return it->second;
+    }
+    Cluster cluster;
+    cluster.service = service.name;
+    cluster.index = static_cast<std::uint32_t>(table_.clusters.size());
+    cluster.lb = exposure.lb;
+    cluster.sticky_cookie = exposure.sticky_cookie;
+    // Tasks are keyed by id, so this walks them in id order (determinism).
+    for (const auto& [id, task] : state_.tasks) {
+      if (task.service != service.name) {
+        continue;
+      }
+      auto endpoint = make_endpoint(task, port);
+      if (endpoint) {
+        cluster.endpoints.push_back(std::move(*endpoint));
+      }
+    }
+    it->second = cluster.index;
+    table_.clusters.push_back(std::move(cluster));
+    return it->second;
+  }
+
+ private:
+  // validate_state rejects bad addresses and missing ports; should one slip through, the
+  // endpoint is left out rather than routed to an address that cannot be dialled.
+  static std::optional<Endpoint> make_endpoint(const Task& task, std::uint16_t port) {
+    auto ip = parse_ip(task.address);
+    std::uint16_t effective = task.port != 0 ? task.port : port;
+    if (!ip || effective == 0) {
+      return std::nullopt;
+    }
+    Endpoint endpoint;
+    endpoint.task_id = task.id;
+    endpoint.node = task.node;
+    endpoint.port = effective;
+    endpoint.key = endpoint_key(*ip, effective);
+    endpoint.ip = std::move(*ip);
+    endpoint.healthy = task.health != TaskHealth::unhealthy && task.health != TaskHealth::draining;
+    return endpoint;
+  }
+
+  const ClusterState& state_;
+  RouteTable& table_;
+  std::map<std::pair<std::string, std::uint16_t>, std::uint32_t> index_;
+};
+
+void add_path(HostRoutes& routes, const std::string& prefix, std::uint32_t cluster) {
+  // Two services claiming the same host+path is a validate_state error; if it gets here
+  // anyway, the first service in name order keeps it.
+  for (const auto& path : routes.paths) {
+    if (path.prefix == prefix) {
+      return;
+    }
+  }
+  routes.paths.push_back(PathRoute{prefix, cluster});
+}
+
+void sort_paths(HostRoutes& routes) {
+  std::sort(routes.paths.begin(), routes.paths.end(), [](const auto& a, const auto& b) {
+    if (a.prefix.size() != b.prefix.size()) {
+      return a.prefix.size() > b.prefix.size();
+    }
+    return a.prefix < b.prefix;
+  });
+}
+
+// A prefix matches at a segment boundary: the path continues with nothing, '/', or the
+// query ('?', RFC 3986 section 3.4). A prefix that already ends in '/' is its own boundary.
+bool prefix_matches(std::string_view prefix, std::string_view path) {
+  if (prefix == "/") {
+    return true;
+  }
+  if (!path.starts_with(prefix)) {
+    return false;
+  }
+  if (path.size() == prefix.size() || prefix.back() == '/') {
+    return true;
+  }
+  char next = path[prefix.size()];
+  return next == '/' || next == '?';
+}
+
+const PathRoute* match_path(const HostRoutes& routes, std::string_view path) {
+  for (const auto& route : routes.paths) {
+    if (prefix_matches(route.prefix, path)) {
+      return &route;
+    }
+  }
+  return nullptr;
+}
+
+// Reduces a Host header value (RFC 9110 section 7.2: uri-host [":" port]) to the host part.
+// An IP-literal keeps its brackets ("[::1]:8080" -> "[::1]", RFC 3986 section 3.2.2). A bare
+// value with several colons is not a valid Host; it is left whole and simply won't match.
+std::string_view strip_port(std::string_view host) {
+  if (host.starts_with('[')) {
+    auto close = host.find(']');
+    return close == std::string_view::npos ? host : host.substr(0, close + 1);
+  }
+  auto colon = host.find(':');
+  if (colon != std::string_view::npos && host.find(':', colon + 1) == std::string_view::npos) {
+    return host.substr(0, colon);
+  }
+  return host;
+}
+
+char ascii_lower(char c) {
+  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+}
+
+RouteMatch match_lowered(std::string_view host, std::string_view path, const RouteTable& table) {
+  RouteMatch match;
+  const HostRoutes* routes = nullptr;
+  if (auto it = table.exact_hosts.find(host); it != table.exact_hosts.end()) {
+    routes = &it->second;
+  } else {
+    // Wildcards are sorted longest suffix first, so the first hit is the most specific.
+    // The suffix keeps its leading '.', and the host must be longer than it, so
+    // "*.example.com" never matches "example.com" itself.
+    for (const auto& wildcard : table.wildcard_hosts) {
+      if (host.size() > wildcard.pattern.size() && host.ends_with(wildcard.pattern)) {
+        routes = &wildcard;
+        break;
+      }
+    }
+  }
+  if (routes == nullptr) {
+    return match;
+  }
+  const PathRoute* path_route = match_path(*routes, path);
+  if (path_route == nullptr || path_route->cluster >= table.clusters.size()) {
+    return match;
+  }
+  match.cluster = &table.clusters[path_route->cluster];
+  match.host = routes;
+  match.prefix = path_route->prefix;
+  return match;
+}
+
+const char* lb_name(LbPolicy lb) {
+  switch (lb) {
+    case LbPolicy::round_robin:
+      return "round_robin";
+    case LbPolicy::least_request:
+      return "least_request";
+    case LbPolicy::random:
+      return "random";
+  }
+  return "round_robin";
+}
+
+json::object host_json(const HostRoutes& routes, const RouteTable& table) {
+  json::object host;
+  host["pattern"] = routes.pattern;
+  host["wildcard"] = routes.wildcard;
+  json::array paths;
+  for (const auto& path : routes.paths) {
+    json::object p;
+    p["prefix"] = path.prefix;
+    p["service"] = table.clusters[path.cluster].service;
+    paths.push_back(std::move(p));
+  }
+  host["paths"] = std::move(paths);
+  return host;
+}
+
+}  // namespace
+
+RouteTable compile_route_table(const ClusterState& state) {
+  RouteTable table;
+  table.revision = state.revision;
+  ClusterBuilder clusters(state, table);
+  std::map<std::string, HostRoutes> wildcards;  // suffix -> routes, merged across services
+
+  for (const auto& [name, service] : state.services) {
+    std::vector<discovery::StateError> errors;
+    auto exposure = discovery::parse_labels(service.labels, "services." + name, errors);
+    if (!errors.empty()) {
+      continue;
+    }
+    std::uint16_t first_target = service.ports.empty() ? 0 : service.ports.front().target;
+    for (const auto& http : exposure.http) {
+      std::uint16_t port = http.port != 0 ? http.port : first_target;
+      std::uint32_t cluster = clusters.get(service, port, exposure);
+      for (const auto& pattern : http.hosts) {
+        HostRoutes& routes =
+            pattern.wildcard ? wildcards[pattern.host] : table.exact_hosts[pattern.host];
+        routes.pattern = pattern.host;
+        routes.wildcard = pattern.wildcard;
+        add_path(routes, http.path_prefix, cluster);
+      }
+    }
+    for (const auto& published : service.ports) {
+      if (!exposure.http.empty()) {
+        table.http_ports.push_back(published.published);
+        continue;
+      }
+      // A published port claimed twice is a validate_state error; first service wins.
+      bool taken = std::any_of(table.l4.begin(), table.l4.end(), [&](const L4Route& r) {
+        return r.published == published.published;
+      });
+      if (!taken) {
+        table.l4.push_back(
+            L4Route{published.published, clusters.get(service, published.target, exposure)});
+      }
+    }
+  }
+
+  for (auto& [host, routes] : table.exact_hosts) {
+    sort_paths(routes);
+  }
+  for (auto& [suffix, routes] : wildcards) {
+    sort_paths(routes);
+    table.wildcard_hosts.push_back(std::move(routes));
+  }
+  // std::map gave lexical order; a stable sort by length keeps it among equal lengths.
+  std::stable_sort(
+      table.wildcard_hosts.begin(), table.wildcard_hosts.end(),
+      [](const auto& a, const auto& b) { return a.pattern.size() > b.pattern.size(); });
+  std::sort(table.l4.begin(), table.l4.end(),
+            [](const L4Route& a, const L4Route& b) { return a.published < b.published; });
+  std::sort(table.http_ports.begin(), table.http_ports.end());
+  table.http_ports.erase(std::unique(table.http_ports.begin(), table.http_ports.end()),
+                         table.http_ports.end());
+  return table;
+}
+
+RouteMatch route(std::string_view host, std::string_view path, const RouteTable& table) {
+  host = strip_port(host);
+  if (host.ends_with('.')) {
+    host.remove_suffix(1);
+  }
+  if (host.empty()) {
+    return {};
+  }
+  // Host names compare case-insensitively (RFC 9110 section 4.2.3); the table holds them
+  // lower-cased. Real hosts fit in 253 bytes, so the stack buffer is the normal case.
+  constexpr std::size_t kStackHost = 255;
+  if (host.size() <= kStackHost) {
+    std::array<char, kStackHost> buffer;
+    std::transform(host.begin(), host.end(), buffer.begin(), ascii_lower);
+    return match_lowered(std::string_view(buffer.data(), host.size()), path, table);
+  }
+  std::string lowered(host);
+  std::transform(lowered.begin(), lowered.end(), lowered.begin(), ascii_lower);
+  return match_lowered(lowered, path, table);
+}
+
+std::string to_json(const RouteTable& table) {
+  json::object root;
+  root["revision"] = table.revision;
+
+  json::array clusters;
+  for (const auto& cluster : table.clusters) {
+    json::object c;
+    c["index"] = cluster.index;
+    c["service"] = cluster.service;
+    c["lb"] = lb_name(cluster.lb);
+    if (cluster.sticky_cookie) {
+      c["sticky"] = *cluster.sticky_cookie;
+    } else {
+      c["sticky"] = nullptr;
+    }
+    json::array endpoints;
+    for (const auto& endpoint : cluster.endpoints) {
+      json::object e;
+      e["task"] = endpoint.task_id;
+      e["node"] = endpoint.node;
+      e["address"] = endpoint.key;
+      e["healthy"] = endpoint.healthy;
+      endpoints.push_back(std::move(e));
+    }
+    c["endpoints"] = std::move(endpoints);
+    clusters.push_back(std::move(c));
+  }
+  root["clusters"] = std::move(clusters);
+
+  // exact_hosts is unordered; sort so that equal tables give equal text.
+  std::vector<const HostRoutes*> exact;
+  exact.reserve(table.exact_hosts.size());
+  for (const auto& [host, routes] : table.exact_hosts) {
+    exact.push_back(&routes);
+  }
+  std::sort(exact.begin(), exact.end(),
+            [](const HostRoutes* a, const HostRoutes* b) { return a->pattern < b->pattern; });
+  json::array hosts;
+  for (const auto* routes : exact) {
+    hosts.push_back(host_json(*routes, table));
+  }
+  for (const auto& routes : table.wildcard_hosts) {
+    hosts.push_back(host_json(routes, table));
+  }
+  root["hosts"] = std::move(hosts);
+
+  json::array l4;
+  for (const auto& route : table.l4) {
+    json::object r;
+    r["port"] = route.published;
+    r["service"] = table.clusters[route.cluster].service;
+    l4.push_back(std::move(r));
+  }
+  root["l4"] = std::move(l4);
+
+  json::array http_ports;
+  for (auto port : table.http_ports) {
+    http_ports.push_back(port);
+  }
+  root["http_ports"] = std::move(http_ports);
+  return json::serialize(root);
+}
+
+}  // namespace routemesh::mesh

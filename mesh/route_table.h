@@ -8,6 +8,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -63,12 +64,22 @@ struct L4Route {
   std::uint32_t cluster = 0;
 };
 
+// Lets exact_hosts be searched with a std::string_view (C++20 heterogeneous lookup), so
+// route() does not build a std::string per request.
+struct HostHash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const noexcept {
+    return std::hash<std::string_view>{}(s);
+  }
+};
+
 struct RouteTable {
   std::uint64_t revision = 0;
   std::vector<Cluster> clusters;
-  std::unordered_map<std::string, HostRoutes> exact_hosts;  // key: lower-case host
-  std::vector<HostRoutes> wildcard_hosts;                   // longest suffix first
-  std::vector<L4Route> l4;  // sorted by port
+  std::unordered_map<std::string, HostRoutes, HostHash, std::equal_to<>>
+      exact_hosts;                         // key: lower-case host
+  std::vector<HostRoutes> wildcard_hosts;  // longest suffix first
+  std::vector<L4Route> l4;                 // sorted by port
   // Published ports routed by Host (HRM ports other than the node's http_port, e.g. a
   // service publishing 8081:80 with a mesh.http label makes 8081 an HTTP port too).
   std::vector<std::uint16_t> http_ports;

@@ -1,0 +1,21 @@
+#pragma once
+// `routemesh node`: one node of the mesh. For now services come from the config file; the
+// Raft store replaces that in issue 3.
+
+#include <string>
+
+namespace routemesh::cmd {
+
+struct NodeOptions {
+  std::string config_path;
+};
+
+// Runs until SIGTERM/SIGINT (graceful drain). SIGHUP reloads the config file.
+// Returns the process exit code: 0 after a clean shutdown, 2 for an invalid config,
+// 1 for a startup failure (a port that cannot be bound).
+int run_node(const NodeOptions& options);
+
+// `routemesh check --config FILE`: validates and prints every error. Exit code 0 or 2.
+int check_config(const std::string& path);
+
+}  // namespace routemesh::cmd

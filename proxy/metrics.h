@@ -1,0 +1,46 @@
+#pragma once
+// Metrics of the data plane, declared once (STYLE.md §7). Built from the process registry by
+// cmd/ and passed by reference. Names follow routemesh_proxy_<name>_<unit>.
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <string>
+
+namespace routemesh::proxy {
+
+struct Metrics {
+  explicit Metrics(prometheus::Registry& registry);
+
+  prometheus::Registry& registry;
+  // routemesh_proxy_requests_total{service,code_class}; service "" for no route.
+  prometheus::Family<prometheus::Counter>& requests;
+  // routemesh_proxy_request_duration_seconds{service}
+  prometheus::Family<prometheus::Histogram>& request_duration;
+  // routemesh_proxy_upstream_connect_errors_total{service}
+  prometheus::Family<prometheus::Counter>& upstream_connect_errors;
+  // routemesh_proxy_upstream_retries_total{service}
+  prometheus::Family<prometheus::Counter>& upstream_retries;
+  // routemesh_proxy_endpoint_ejections_total{service}
+  prometheus::Family<prometheus::Counter>& ejections;
+  // routemesh_proxy_downstream_connections_active / _total
+  prometheus::Gauge& downstream_active;
+  prometheus::Counter& downstream_total;
+  // routemesh_proxy_bytes_received_total / routemesh_proxy_bytes_sent_total (downstream side)
+  prometheus::Counter& bytes_in;
+  prometheus::Counter& bytes_out;
+  // routemesh_proxy_l4_connections_total{service}, routemesh_proxy_l4_bytes_total{service}
+  prometheus::Family<prometheus::Counter>& l4_connections;
+  prometheus::Family<prometheus::Counter>& l4_bytes;
+  // routemesh_proxy_bad_requests_total{reason}: framing/limit errors answered 4xx
+  prometheus::Family<prometheus::Counter>& bad_requests;
+  // routemesh_proxy_listener_errors_total
+  prometheus::Counter& listener_errors;
+  // routemesh_proxy_session_errors_total: exceptions caught by a session's co_spawn handler
+  prometheus::Counter& session_errors;
+};
+
+}  // namespace routemesh::proxy
