@@ -4,9 +4,9 @@
 #include "cmd/node.h"
 #include "cmd/whoami.h"
 
-#include <CLI/CLI.hpp>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
 
 #include <cstdio>
 #include <exception>

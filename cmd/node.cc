@@ -10,12 +10,12 @@
 #include "proxy/metrics.h"
 #include "proxy/server.h"
 
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/signal_set.hpp>
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
 #include <prometheus/registry.h>
 #include <spdlog/spdlog.h>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
 
 #include <cstdio>
 #include <functional>
@@ -98,8 +98,8 @@ int check_config(const std::string& path) {
   }
   auto table = mesh::compile_route_table(loaded->state);
   std::printf("%s: ok (%zu services, %zu hosts, %zu L4 ports)\n", path.c_str(),
-              loaded->state.services.size(),
-              table.exact_hosts.size() + table.wildcard_hosts.size(), table.l4.size());
+              loaded->state.services.size(), table.exact_hosts.size() + table.wildcard_hosts.size(),
+              table.l4.size());
   return 0;
 }
 
