@@ -20,11 +20,11 @@ struct AccessLogSettings {
 // Settings of this node's process.
 struct NodeSettings {
   std::string name = "node1";
-  std::string listen = "127.0.0.1";   // address every published port and HRM port binds
-  std::uint16_t http_port = 8080;      // HRM HTTP port (0 = pick a free one; printed at start)
+  std::string listen = "127.0.0.1";      // address every published port and HRM port binds
+  std::uint16_t http_port = 8080;        // HRM HTTP port (0 = pick a free one; printed at start)
   std::string admin = "127.0.0.1:9901";  // admin server host:port (port 0 = any)
-  unsigned threads = 0;                // proxy threads; 0 = number of cores
-  bool via = false;                    // add a Via header
+  unsigned threads = 0;                  // proxy threads; 0 = number of cores
+  bool via = false;                      // add a Via header
   AccessLogSettings access_log;
 };
 
@@ -48,8 +48,8 @@ struct Limits {
 
 // Passive health (outlier detection) settings, applied per proxy thread.
 struct HealthSettings {
-  std::uint32_t max_failures = 3;           // consecutive connect failures or 5xx before ejection
-  std::uint32_t base_ejection_ms = 1'000;   // first ejection; doubles each time
+  std::uint32_t max_failures = 3;          // consecutive connect failures or 5xx before ejection
+  std::uint32_t base_ejection_ms = 1'000;  // first ejection; doubles each time
   std::uint32_t max_ejection_ms = 30'000;
 };
 

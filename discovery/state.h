@@ -16,8 +16,8 @@ ClusterState state_from_config(const config::NodeConfig& cfg);
 // (naming both), published-port conflicts, tasks of unknown services, bad addresses.
 // Paths use the config file's shape ("services[1].labels.mesh.http") where `service_paths`
 // maps a service name to its path prefix; otherwise "services.<name>".
-std::vector<StateError> validate_state(const ClusterState& state,
-                                       const std::map<std::string, std::string>& service_paths = {});
+std::vector<StateError> validate_state(
+    const ClusterState& state, const std::map<std::string, std::string>& service_paths = {});
 
 // service name -> "services[i]" for the config file's order, for validate_state's messages.
 std::map<std::string, std::string> service_paths_from_config(const config::NodeConfig& cfg);

@@ -51,8 +51,8 @@ struct Service {
 struct Task {
   std::string id;
   std::string service;
-  std::string node;      // node name the task runs on ("" = this node)
-  std::string address;   // IP literal
+  std::string node;        // node name the task runs on ("" = this node)
+  std::string address;     // IP literal
   std::uint16_t port = 0;  // 0 = use the service's target port for each kind of traffic
   TaskHealth health = TaskHealth::unknown;
   std::uint64_t version = 0;

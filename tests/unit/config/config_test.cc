@@ -1,0 +1,334 @@
+#include "config/config.h"
+
+#include <catch2/catch.hpp>
+
+#include <unistd.h>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+using namespace routemesh::config;
+
+namespace {
+
+NodeConfig parse_ok(std::string_view yaml) {
+  auto result = parse(yaml);
+  if (auto* errors = std::get_if<std::vector<FieldError>>(&result)) {
+    FAIL("unexpected errors:\n" << format_errors(*errors));
+  }
+  return std::get<NodeConfig>(result);
+}
+
+std::vector<FieldError> parse_errors(std::string_view yaml) {
+  auto result = parse(yaml);
+  REQUIRE(std::holds_alternative<std::vector<FieldError>>(result));
+  return std::get<std::vector<FieldError>>(result);
+}
+
+}  // namespace
+
+TEST_CASE("empty document yields every default from the struct initialisers") {
+  for (const char* yaml : {"", "# only a comment\n", "node:\ntimeouts:\nservices:\n"}) {
+    CAPTURE(yaml);
+    NodeConfig cfg = parse_ok(yaml);
+    NodeConfig defaults;
+    CHECK(cfg.node.name == defaults.node.name);
+    CHECK(cfg.node.listen == "127.0.0.1");
+    CHECK(cfg.node.http_port == 8080);
+    CHECK(cfg.node.admin == "127.0.0.1:9901");
+    CHECK(cfg.node.threads == 0);
+    CHECK_FALSE(cfg.node.via);
+    CHECK(cfg.node.access_log.enabled);
+    CHECK(cfg.node.access_log.format == AccessLogFormat::json);
+    CHECK(cfg.node.access_log.path == "-");
+    CHECK(cfg.timeouts.request_head_ms == 10'000);
+    CHECK(cfg.timeouts.l4_idle_ms == 300'000);
+    CHECK(cfg.limits.max_header_bytes == 16 * 1024);
+    CHECK(cfg.limits.max_headers == 100);
+    CHECK(cfg.health.max_failures == 3);
+    CHECK(cfg.services.empty());
+  }
+}
+
+TEST_CASE("a full file sets every key") {
+  NodeConfig cfg = parse_ok(R"(
+node:
+  name: edge-1
+  listen: "::1"
+  http_port: 0
+  admin: "[::1]:0"
+  threads: 4
+  via: true
+  access_log: { enabled: false, format: combined, path: /tmp/access.log }
+timeouts: { request_head_ms: 1, idle_ms: 2, upstream_connect_ms: 3, upstream_response_ms: 4,
+            upstream_idle_ms: 5, l4_idle_ms: 6, drain_ms: 7 }
+limits: { max_header_bytes: 11, max_uri_bytes: 12, max_headers: 13,
+          max_connections_per_thread: 14, max_idle_upstream_per_endpoint: 15 }
+health: { max_failures: 5, base_ejection_ms: 200, max_ejection_ms: 400 }
+services:
+  - name: web
+    labels: { mesh.http: web.localhost, mesh.http.port: 8080, team: blue }
+    published: ["9000:80/tcp", "9001:81"]
+    tasks: ["127.0.0.1:9001", "10.0.0.2", "[::1]:9003"]
+  - name: api_v2.internal-x
+)");
+  CHECK(cfg.node.name == "edge-1");
+  CHECK(cfg.node.listen == "::1");
+  CHECK(cfg.node.http_port == 0);
+  CHECK(cfg.node.admin == "[::1]:0");
+  CHECK(cfg.node.threads == 4);
+  CHECK(cfg.node.via);
+  CHECK_FALSE(cfg.node.access_log.enabled);
+  CHECK(cfg.node.access_log.format == AccessLogFormat::combined);
+  CHECK(cfg.node.access_log.path == "/tmp/access.log");
+  CHECK(cfg.timeouts.request_head_ms == 1);
+  CHECK(cfg.timeouts.idle_ms == 2);
+  CHECK(cfg.timeouts.upstream_connect_ms == 3);
+  CHECK(cfg.timeouts.upstream_response_ms == 4);
+  CHECK(cfg.timeouts.upstream_idle_ms == 5);
+  CHECK(cfg.timeouts.l4_idle_ms == 6);
+  CHECK(cfg.timeouts.drain_ms == 7);
+  CHECK(cfg.limits.max_header_bytes == 11);
+  CHECK(cfg.limits.max_uri_bytes == 12);
+  CHECK(cfg.limits.max_headers == 13);
+  CHECK(cfg.limits.max_connections_per_thread == 14);
+  CHECK(cfg.limits.max_idle_upstream_per_endpoint == 15);
+  CHECK(cfg.health.max_failures == 5);
+  CHECK(cfg.health.base_ejection_ms == 200);
+  CHECK(cfg.health.max_ejection_ms == 400);
+  REQUIRE(cfg.services.size() == 2);
+  const auto& web = cfg.services[0];
+  CHECK(web.name == "web");
+  CHECK(web.labels == std::map<std::string, std::string>{{"mesh.http", "web.localhost"},
+                                                         {"mesh.http.port", "8080"},
+                                                         {"team", "blue"}});
+  REQUIRE(web.published.size() == 2);
+  CHECK(web.published[0].published == 9000);
+  CHECK(web.published[0].target == 80);
+  CHECK(web.published[1].published == 9001);
+  CHECK(web.published[1].target == 81);
+  CHECK(web.tasks == std::vector<std::string>{"127.0.0.1:9001", "10.0.0.2", "[::1]:9003"});
+  CHECK(cfg.services[1].name == "api_v2.internal-x");
+  CHECK(cfg.services[1].labels.empty());
+}
+
+TEST_CASE("each invalid value is reported with its key path") {
+  struct Case {
+    const char* yaml;
+    const char* path;
+    const char* message;
+  };
+  const std::vector<Case> cases = {
+      {"node: { http_port: 70000 }", "node.http_port", "must be 0..65535"},
+      {"node: { http_port: -1 }", "node.http_port", "must be 0..65535"},
+      {"node: { http_port: eighty }", "node.http_port", "expected an integer"},
+      {"node: { http_port: \"8080\" }", "node.http_port", "expected an integer"},
+      {"node: { http_port: 80.5 }", "node.http_port", "expected an integer"},
+      {"node: { listen: localhost }", "node.listen", "not an IP address"},
+      {"node: { listen: 300.1.1.1 }", "node.listen", "not an IP address"},
+      {"node: { admin: 127.0.0.1 }", "node.admin", "expected HOST:PORT"},
+      {"node: { admin: \"127.0.0.1:99999\" }", "node.admin", "expected HOST:PORT"},
+      {"node: { admin: \"::1:9901\" }", "node.admin", "expected HOST:PORT"},
+      {"node: { via: maybe }", "node.via", "expected true or false"},
+      {"node: { threads: 5000 }", "node.threads", "must be 0..1024 (0 = number of cores)"},
+      {"node: { bogus: 1 }", "node.bogus", "unknown key"},
+      {"node: { access_log: { format: xml } }", "node.access_log.format",
+       "must be json or combined"},
+      {"node: { access_log: { color: true } }", "node.access_log.color", "unknown key"},
+      {"node: [1, 2]", "node", "expected a map"},
+      {"timeouts: { idle_ms: 0 }", "timeouts.idle_ms", "must be > 0 and fit in 32 bits"},
+      {"timeouts: { drain_ms: 4294967296 }", "timeouts.drain_ms", "must be > 0 and fit in 32 bits"},
+      {"limits: { max_headers: [1] }", "limits.max_headers", "expected an integer"},
+      {"limits: { max_headers: lots }", "limits.max_headers", "expected an integer"},
+      {"health: { base_ejection_ms: 500, max_ejection_ms: 100 }", "health.max_ejection_ms",
+       "must be >= base_ejection_ms"},
+      {"bogus: 1", "bogus", "unknown key"},
+      {"services: { web: {} }", "services", "expected a list"},
+      {"services: [ { labels: {} } ]", "services[0].name", "required"},
+      {"services: [ { name: Web } ]", "services[0].name", "must match [a-z0-9][a-z0-9_.-]{0,62}"},
+      {"services: [ { name: -web } ]", "services[0].name", "must match [a-z0-9][a-z0-9_.-]{0,62}"},
+      {"services: [ { name: web }, { name: web } ]", "services[1].name",
+       "duplicate service name \"web\""},
+      {"services: [ { name: web, tasks: [\"127.0.0.1:1\", \"127.0.0.1:2\", \"web:80\"] } ]",
+       "services[0].tasks[2]", "not an IP:PORT address"},
+      {"services: [ { name: web, tasks: [\"127.0.0.1:0\"] } ]", "services[0].tasks[0]",
+       "not an IP:PORT address"},
+      {"services: [ { name: web, published: [\"9000\"] } ]", "services[0].published[0]",
+       "expected PUBLISHED:TARGET[/tcp] with ports 1..65535"},
+      {"services: [ { name: web, labels: { mesh.http: [a, b] } } ]", "services[0].labels.mesh.http",
+       "expected a scalar"},
+      {"services: [ { name: web, replicas: 3 } ]", "services[0].replicas", "unknown key"},
+      {"node: { name: a }\nnode: { name: b }\n", "node", "duplicate key"},
+  };
+  for (const auto& c : cases) {
+    CAPTURE(c.yaml);
+    auto errors = parse_errors(c.yaml);
+    REQUIRE(errors.size() == 1);
+    CHECK(errors[0].path == c.path);
+    CHECK(errors[0].message == c.message);
+  }
+}
+
+TEST_CASE("every error in a file is reported together, in document order") {
+  auto errors = parse_errors(R"(
+node:
+  http_port: 99999
+  listen: not-an-ip
+  bogus: true
+timeouts: { idle_ms: 0 }
+services:
+  - name: web
+    tasks: ["127.0.0.1:9001", "127.0.0.1:9002", "nope"]
+  - name: web
+)");
+  REQUIRE(errors.size() == 6);
+  CHECK(format_errors(errors) ==
+        "node.http_port: must be 0..65535\n"
+        "node.listen: not an IP address\n"
+        "node.bogus: unknown key\n"
+        "timeouts.idle_ms: must be > 0 and fit in 32 bits\n"
+        "services[0].tasks[2]: not an IP:PORT address\n"
+        "services[1].name: duplicate service name \"web\"\n");
+}
+
+TEST_CASE("a YAML syntax error becomes one error with line and column") {
+  auto errors = parse_errors("node:\n  name: [unclosed\n  listen: 127.0.0.1\n");
+  REQUIRE(errors.size() == 1);
+  CHECK(errors[0].path.empty());
+  CHECK_THAT(errors[0].message, Catch::StartsWith("YAML syntax error at line "));
+  CHECK_THAT(errors[0].message, Catch::Contains("column"));
+
+  auto tab = parse_errors("node: {\n");
+  REQUIRE(tab.size() == 1);
+  CHECK_THAT(tab[0].message, Catch::StartsWith("YAML syntax error"));
+}
+
+TEST_CASE("a top-level scalar is not a configuration") {
+  auto errors = parse_errors("just a string");
+  REQUIRE(errors.size() == 1);
+  CHECK(errors[0].path.empty());
+  CHECK(errors[0].message == "expected a map at the top level");
+}
+
+TEST_CASE("label values that are numbers or booleans keep their text") {
+  NodeConfig cfg = parse_ok(
+      "services:\n  - name: web\n    labels: { mesh.http.port: 8080, flag: true, empty: }\n");
+  const auto& labels = cfg.services[0].labels;
+  CHECK(labels.at("mesh.http.port") == "8080");
+  CHECK(labels.at("flag") == "true");
+  CHECK(labels.at("empty").empty());
+}
+
+TEST_CASE("port mappings parse as PUBLISHED:TARGET with optional /tcp") {
+  struct Case {
+    const char* text;
+    bool ok;
+    std::uint16_t published;
+    std::uint16_t target;
+  };
+  const std::vector<Case> cases = {
+      {"9000:80/tcp", true, 9000, 80},
+      {"9000:80", true, 9000, 80},
+      {"1:65535", true, 1, 65535},
+      {"65535:1/tcp", true, 65535, 1},
+      {"0:80", false, 0, 0},
+      {"9000:0", false, 0, 0},
+      {"65536:80", false, 0, 0},
+      {"9000:80/udp", false, 0, 0},
+      {"9000:80/", false, 0, 0},
+      {"9000", false, 0, 0},
+      {":80", false, 0, 0},
+      {"9000:", false, 0, 0},
+      {"a:80", false, 0, 0},
+      {"-1:80", false, 0, 0},
+      {"9000:80:70", false, 0, 0},
+      {"", false, 0, 0},
+  };
+  for (const auto& c : cases) {
+    CAPTURE(c.text);
+    PortMapping m;
+    REQUIRE(parse_port_mapping(c.text, m) == c.ok);
+    if (c.ok) {
+      CHECK(m.published == c.published);
+      CHECK(m.target == c.target);
+      CHECK(m.protocol == "tcp");
+    }
+  }
+}
+
+TEST_CASE("task addresses accept IPv4 and bracketed IPv6 with or without a port") {
+  struct Case {
+    const char* text;
+    bool ok;
+    const char* address;
+    std::uint16_t port;
+  };
+  const std::vector<Case> cases = {
+      {"127.0.0.1:9001", true, "127.0.0.1", 9001},
+      {"10.1.2.3", true, "10.1.2.3", 0},
+      {"[::1]:9001", true, "::1", 9001},
+      {"[::1]", true, "::1", 0},
+      {"fe80::1", true, "fe80::1", 0},
+      {"127.0.0.1:0", false, "", 0},
+      {"127.0.0.1:65536", false, "", 0},
+      {"localhost:80", false, "", 0},
+      {"[::1]9001", false, "", 0},
+      {"[127.0.0.1]:80", false, "", 0},
+      {"127.0.0.1:", false, "", 0},
+      {"", false, "", 0},
+  };
+  for (const auto& c : cases) {
+    CAPTURE(c.text);
+    std::string address;
+    std::uint16_t port = 7;
+    REQUIRE(parse_task_address(c.text, address, port) == c.ok);
+    if (c.ok) {
+      CHECK(address == c.address);
+      CHECK(port == c.port);
+    }
+  }
+}
+
+TEST_CASE("load_file reads a file and reports an unreadable one with an empty path") {
+  char name[] = "/tmp/rm_config_test_XXXXXX";
+  int fd = mkstemp(name);
+  REQUIRE(fd >= 0);
+  close(fd);
+  {
+    std::ofstream out(name);
+    out << "node: { http_port: 8181 }\n";
+  }
+  auto ok = load_file(name);
+  std::remove(name);
+  REQUIRE(std::holds_alternative<NodeConfig>(ok));
+  CHECK(std::get<NodeConfig>(ok).node.http_port == 8181);
+
+  auto missing = load_file("/nonexistent/routemesh.yaml");
+  REQUIRE(std::holds_alternative<std::vector<FieldError>>(missing));
+  const auto& errors = std::get<std::vector<FieldError>>(missing);
+  REQUIRE(errors.size() == 1);
+  CHECK(errors[0].path.empty());
+  CHECK_THAT(errors[0].message, Catch::Contains("/nonexistent/routemesh.yaml"));
+}
+
+// RM_SOURCE_DIR is set by tests/CMakeLists.txt.
+static std::string find_example(const std::string& name) {
+  return (std::filesystem::path(RM_SOURCE_DIR) / "examples" / name).string();
+}
+
+TEST_CASE("the demo example parses") {
+  const std::string path = find_example("demo.yaml");
+  REQUIRE_FALSE(path.empty());
+  auto result = load_file(path);
+  if (auto* errors = std::get_if<std::vector<FieldError>>(&result)) {
+    FAIL(format_errors(*errors));
+  }
+  const auto& cfg = std::get<NodeConfig>(result);
+  CHECK(cfg.node.http_port == 8080);
+  REQUIRE(cfg.services.size() == 3);
+  CHECK(cfg.services[0].name == "web");
+  CHECK(cfg.services[1].name == "api");
+  CHECK(cfg.services[2].name == "echo-tcp");
+}
