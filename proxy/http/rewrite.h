@@ -9,10 +9,10 @@
 namespace routemesh::proxy::http {
 
 struct ForwardContext {
-  std::string_view client_ip;    // the downstream peer address, for X-Forwarded-For
+  std::string_view client_ip;       // the downstream peer address, for X-Forwarded-For
   std::string_view proto = "http";  // X-Forwarded-Proto
-  std::string_view request_id;   // used when the request has no X-Request-Id
-  std::string_view via;          // non-empty: append "Via: 1.1 <via>"
+  std::string_view request_id;      // used when the request has no X-Request-Id
+  std::string_view via;             // non-empty: append "Via: 1.1 <via>"
 };
 
 // Appends the upstream request head to `out`: request line (HTTP/1.1), headers minus

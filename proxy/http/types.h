@@ -26,15 +26,15 @@ struct RequestHead {
   std::uint8_t version_major = 1;
   std::uint8_t version_minor = 1;
   std::vector<Header> headers;
-  std::string_view host;          // the Host header (exactly one is required for 1.1)
+  std::string_view host;  // the Host header (exactly one is required for 1.1)
   BodyKind body = BodyKind::none;
   std::uint64_t content_length = 0;
-  bool keep_alive = true;         // after Connection tokens and version defaults
-  bool upgrade = false;           // Connection: upgrade + Upgrade header (not CONNECT)
-  bool expect_continue = false;   // Expect: 100-continue
-  bool is_head = false;           // method HEAD: the response has no body
+  bool keep_alive = true;        // after Connection tokens and version defaults
+  bool upgrade = false;          // Connection: upgrade + Upgrade header (not CONNECT)
+  bool expect_continue = false;  // Expect: 100-continue
+  bool is_head = false;          // method HEAD: the response has no body
   bool is_connect = false;
-  bool idempotent = false;        // GET HEAD OPTIONS PUT DELETE TRACE
+  bool idempotent = false;  // GET HEAD OPTIONS PUT DELETE TRACE
 };
 
 struct ResponseHead {
@@ -52,8 +52,8 @@ struct ResponseHead {
 // Why a request was rejected: the status to answer with (the connection is always closed
 // after a framing error, RFC 9112 §11.2).
 struct ParseError {
-  unsigned status = 400;     // 400, 408, 413, 414, 431, 501, 505
-  std::string_view reason;   // short static text for the body and the log
+  unsigned status = 400;    // 400, 408, 413, 414, 431, 501, 505
+  std::string_view reason;  // short static text for the body and the log
 };
 
 }  // namespace routemesh::proxy::http
