@@ -16,6 +16,9 @@ import time
 import unittest
 import urllib.request
 
+# Module-level alias: inside class Proc the name `signal` is the method below.
+_SIGTERM = signal.SIGTERM
+
 BIN = os.environ.get("ROUTEMESH_BIN", os.path.join(os.path.dirname(__file__), "../../build/routemesh"))
 
 
@@ -70,7 +73,7 @@ class Proc:
         if self.p.poll() is None:
             self.p.send_signal(sig)
 
-    def stop(self, sig=signal.SIGTERM, timeout=20.0):
+    def stop(self, sig=_SIGTERM, timeout=20.0):
         if self.p.poll() is None:
             self.p.send_signal(sig)
             try:
@@ -80,6 +83,9 @@ class Proc:
                 self.p.wait()
         for t in self._threads:
             t.join(2)
+        for f in (self.p.stdout, self.p.stderr):
+            if f is not None and not any(t.is_alive() for t in self._threads):
+                f.close()
         return self.p.returncode
 
     def rss_kib(self):
@@ -239,6 +245,416 @@ class MeshTest(unittest.TestCase):
         n = Node(cfg, extra_args)
         self.procs.append(n)
         return n
+
+
+# ---------------------------------------------------------------------------------------------
+# Extensions: class-level fixtures, a raw HTTP/1.1 client, test backends written in Python.
+# ---------------------------------------------------------------------------------------------
+
+class ClassFixtures:
+    """Mixin for MeshTest subclasses that share processes across a class's tests.
+
+    Processes started with cls.class_whoami / cls.class_node are stopped in tearDownClass.
+    """
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.class_procs = []
+        cls.class_servers = []
+
+    @classmethod
+    def tearDownClass(cls):
+        for p in reversed(cls.class_procs):
+            p.stop(signal.SIGKILL if p.p.poll() is None and isinstance(p, Whoami) else signal.SIGTERM)
+        for s in cls.class_servers:
+            s.close()
+        super().tearDownClass()
+
+    @classmethod
+    def class_whoami(cls, name="whoami", port=0, ip="127.0.0.1", threads=1):
+        w = Whoami(ip, port, name, threads)
+        cls.class_procs.append(w)
+        return w
+
+    @classmethod
+    def class_node(cls, cfg, extra_args=()):
+        n = Node(cfg, extra_args)
+        cls.class_procs.append(n)
+        return n
+
+
+class Response:
+    """One HTTP response read by Client/read_response."""
+
+    def __init__(self, status, reason, headers, body, version="HTTP/1.1"):
+        self.status, self.reason, self.headers, self.body, self.version = status, reason, headers, body, version
+
+    def header(self, name, default=None):
+        name = name.lower()
+        for k, v in self.headers:
+            if k.lower() == name:
+                return v
+        return default
+
+    def header_all(self, name):
+        name = name.lower()
+        return [v for k, v in self.headers if k.lower() == name]
+
+    def __repr__(self):
+        return f"<Response {self.status} {self.reason} {len(self.body)} bytes>"
+
+
+def read_response(f, head_request=False, sink=None):
+    """Reads one response from a binary file object. `sink(bytes)` receives body bytes instead
+    of keeping them (for very large bodies). Raises ConnectionError on EOF before a status line."""
+    line = f.readline(65537)
+    if not line:
+        raise ConnectionError("connection closed before a response")
+    m = re.match(rb"^(HTTP/\d\.\d) (\d{3})(?: (.*))?\r\n$", line)
+    if not m:
+        raise AssertionError(f"bad status line {line!r}")
+    version, status, reason = m.group(1).decode(), int(m.group(2)), (m.group(3) or b"").decode()
+    headers = []
+    while True:
+        h = f.readline(65537)
+        if not h:
+            raise ConnectionError("connection closed inside a response head")
+        if h in (b"\r\n", b"\n"):
+            break
+        k, _, v = h.decode("latin-1").partition(":")
+        headers.append((k.strip(), v.strip()))
+    r = Response(status, reason, headers, b"", version)
+    chunks = []
+    out = sink or chunks.append
+    if head_request or 100 <= status < 200 or status in (204, 304):
+        return r
+    te = (r.header("transfer-encoding") or "").lower()
+    if "chunked" in te:
+        while True:
+            size_line = f.readline(1024)
+            if not size_line:
+                raise ConnectionError("connection closed inside a chunked body")
+            size = int(size_line.split(b";")[0].strip(), 16)
+            if size == 0:
+                while f.readline(65537) not in (b"\r\n", b"\n", b""):
+                    pass
+                break
+            left = size
+            while left:
+                b = f.read(min(left, 1 << 20))
+                if not b:
+                    raise ConnectionError("connection closed inside a chunk")
+                out(b)
+                left -= len(b)
+            if f.read(2) != b"\r\n":
+                raise AssertionError("chunk not followed by CRLF")
+    elif r.header("content-length") is not None:
+        left = int(r.header("content-length"))
+        while left:
+            b = f.read(min(left, 1 << 20))
+            if not b:
+                raise ConnectionError(f"connection closed with {left} body bytes missing")
+            out(b)
+            left -= len(b)
+    else:
+        while True:
+            b = f.read1(1 << 20) if hasattr(f, "read1") else f.read(1 << 16)
+            if not b:
+                break
+            out(b)
+    if sink is None:
+        r.body = b"".join(chunks)
+    return r
+
+
+class Client:
+    """A raw HTTP/1.1 client connection (keep-alive, pipelining, raw bytes)."""
+
+    def __init__(self, ip, port, timeout=10.0):
+        self.sock = socket.create_connection((ip, port), timeout=timeout)
+        self.f = self.sock.makefile("rb")
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def request(self, method="GET", path="/", host="localhost", headers=None, body=None, sink=None):
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {host}"]
+        hdrs = list((headers or {}).items()) if isinstance(headers, dict) else list(headers or [])
+        if body is not None and not any(k.lower() in ("content-length", "transfer-encoding") for k, _ in hdrs):
+            hdrs.append(("Content-Length", str(len(body))))
+        lines += [f"{k}: {v}" for k, v in hdrs]
+        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b""))
+        return self.read(head_request=(method == "HEAD"), sink=sink)
+
+    def read(self, head_request=False, sink=None):
+        return read_response(self.f, head_request, sink)
+
+    def at_eof(self, timeout=2.0):
+        """True when the peer closes (EOF or reset) within `timeout` with no further bytes."""
+        self.sock.settimeout(timeout)
+        try:
+            return self.f.read(1) == b""
+        except socket.timeout:
+            return False
+        except ConnectionResetError:
+            return True
+
+    def close(self):
+        try:
+            self.f.close()
+        finally:
+            self.sock.close()
+
+
+def exchange(ip, port, data, timeout=3.0):
+    """Sends raw bytes in one write and reads until the peer closes or `timeout` passes.
+    Returns (bytes, closed) where closed says whether the peer closed the connection."""
+    s = socket.create_connection((ip, port), timeout=timeout)
+    chunks, closed = [], False
+    try:
+        s.sendall(data)
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            s.settimeout(left)
+            try:
+                b = s.recv(65536)
+            except socket.timeout:
+                break
+            except ConnectionResetError:
+                closed = True
+                break
+            if not b:
+                closed = True
+                break
+            chunks.append(b)
+    finally:
+        s.close()
+    return b"".join(chunks), closed
+
+
+def parse_whoami(body):
+    """Fields of a whoami body: name, remote, request_line, headers (lower-case name -> list),
+    conns (int or None)."""
+    text = body.decode(errors="replace")
+    out = {"name": None, "remote": None, "request_line": None, "headers": {}, "conns": None}
+    lines = text.split("\n")
+    i = 0
+    while i < len(lines):
+        l = lines[i].rstrip("\r")
+        i += 1
+        if l.startswith("Name: ") and out["name"] is None:
+            out["name"] = l[6:]
+        elif l.startswith("RemoteAddr: "):
+            out["remote"] = l[len("RemoteAddr: "):]
+        elif re.match(r"^[A-Z]+ \S+ HTTP/\d\.\d$", l):
+            out["request_line"] = l
+            while i < len(lines) and lines[i].rstrip("\r") != "":
+                k, _, v = lines[i].rstrip("\r").partition(":")
+                out["headers"].setdefault(k.strip().lower(), []).append(v.strip())
+                i += 1
+        else:
+            m = re.match(r"^Conns: (\d+)", l)
+            if m:
+                out["conns"] = int(m.group(1))
+    return out
+
+
+class _ThreadedServer:
+    """A loopback TCP server running `handle(conn)` on one thread per connection."""
+
+    def __init__(self, ip="127.0.0.1", port=0):
+        self.lsock = socket.socket()
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind((ip, port))
+        self.lsock.listen(128)
+        self.ip, self.port = ip, self.lsock.getsockname()[1]
+        self.lock = threading.Lock()
+        self.accepted = 0
+        self.conns = []
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def addr(self):
+        return f"{self.ip}:{self.port}"
+
+    def _accept(self):
+        while not self._closed:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.accepted += 1
+                self.conns.append(c)
+            threading.Thread(target=self._run, args=(c,), daemon=True).start()
+
+    def _run(self, c):
+        try:
+            self.handle(c)
+        except OSError:
+            pass
+        finally:
+            try:
+                c.close()
+            except OSError:
+                pass
+
+    def handle(self, c):
+        raise NotImplementedError
+
+    def close(self):
+        self._closed = True
+        try:
+            self.lsock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.lsock.close()
+        with self.lock:
+            for c in self.conns:
+                try:
+                    c.close()
+                except OSError:
+                    pass
+
+
+class RecordingBackend(_ThreadedServer):
+    """An HTTP/1.1 backend that records every byte it receives and every request line it
+    parses, and answers each request with `status` (default 200) and body "ok", keep-alive.
+    Understands Content-Length and chunked request bodies."""
+
+    def __init__(self, ip="127.0.0.1", port=0, status=200):
+        self.received = bytearray()
+        self.requests = []
+        self.status = status
+        super().__init__(ip, port)
+
+    def seen(self):
+        with self.lock:
+            return bytes(self.received), list(self.requests)
+
+    def handle(self, c):
+        buf = b""
+
+        def more():
+            nonlocal buf
+            b = c.recv(65536)
+            if not b:
+                raise OSError("eof")
+            with self.lock:
+                self.received += b
+            buf += b
+
+        while True:
+            while b"\r\n\r\n" not in buf:
+                more()
+            head, buf = buf.split(b"\r\n\r\n", 1)
+            lines = head.split(b"\r\n")
+            with self.lock:
+                self.requests.append(lines[0].decode("latin-1"))
+            hdrs = {}
+            for l in lines[1:]:
+                k, _, v = l.partition(b":")
+                hdrs[k.strip().lower()] = v.strip()
+            if b"chunked" in hdrs.get(b"transfer-encoding", b"").lower():
+                while True:
+                    while b"\r\n" not in buf:
+                        more()
+                    size_line, buf = buf.split(b"\r\n", 1)
+                    size = int(size_line.split(b";")[0], 16)
+                    while len(buf) < size + 2:
+                        more()
+                    buf = buf[size + 2:]
+                    if size == 0:
+                        break
+            else:
+                n = int(hdrs.get(b"content-length", b"0") or 0)
+                while len(buf) < n:
+                    more()
+                buf = buf[n:]
+            c.sendall(b"HTTP/1.1 %d Status\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
+                      % self.status)
+
+
+class SlowSinkBackend(_ThreadedServer):
+    """An HTTP/1.1 backend that reads each request body (Content-Length only) at most at
+    `rate` bytes/s and answers "bytes: N". A slow reader makes a proxy that buffers whole bodies
+    grow in memory."""
+
+    def __init__(self, ip="127.0.0.1", port=0, rate=80 << 20):
+        self.rate = rate
+        self.counts = []
+        super().__init__(ip, port)
+
+    def handle(self, c):
+        buf = b""
+        while True:
+            while b"\r\n\r\n" not in buf:
+                b = c.recv(65536)
+                if not b:
+                    return
+                buf += b
+            head, buf = buf.split(b"\r\n\r\n", 1)
+            n = 0
+            for l in head.split(b"\r\n")[1:]:
+                k, _, v = l.partition(b":")
+                if k.strip().lower() == b"content-length":
+                    n = int(v.strip())
+            got = min(len(buf), n)
+            buf = buf[got:]
+            start = time.monotonic()
+            while got < n:
+                b = c.recv(min(1 << 18, n - got))
+                if not b:
+                    return
+                got += len(b)
+                ahead = got / self.rate - (time.monotonic() - start)
+                if ahead > 0:
+                    time.sleep(ahead)
+            with self.lock:
+                self.counts.append(got)
+            body = b"bytes: %d\n" % got
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n" % len(body)
+                      + body)
+
+
+class TcpEchoServer(_ThreadedServer):
+    """Echoes every byte. When the client half-closes, sends b"BYE" and closes.
+    On receiving b"HALF" as the first 4 bytes, sends b"HALF-OK", shuts down its own write side
+    and keeps reading; the number of bytes read per connection is kept in `received`."""
+
+    def __init__(self, ip="127.0.0.1", port=0):
+        self.received = []
+        super().__init__(ip, port)
+
+    def handle(self, c):
+        total, first, half = 0, b"", False
+        idx = None
+        with self.lock:
+            idx = len(self.received)
+            self.received.append(0)
+        while True:
+            b = c.recv(1 << 16)
+            if not b:
+                break
+            total += len(b)
+            with self.lock:
+                self.received[idx] = total
+            if len(first) < 4:
+                first += b[:4 - len(first)]
+                if first == b"HALF" and not half:
+                    half = True
+                    c.sendall(b"HALF-OK")
+                    c.shutdown(socket.SHUT_WR)
+                    continue
+            if not half:
+                c.sendall(b)
+        if not half:
+            c.sendall(b"BYE")
 
 
 def main():

@@ -423,6 +423,8 @@ TEST_CASE("request smuggling vectors are rejected", "[parser][smuggling]") {
       {"chunk size overflow", chunked + "ffffffffffffffffff\r\n", 400},
       {"chunk size with space", chunked + "5 \r\nhello\r\n0\r\n\r\n", 400},
       {"bare LF after chunk data", chunked + "5\r\nhello\n0\r\n\r\n", 400},
+      {"chunk data not followed by CRLF",
+       chunked + "5\r\nhelloXX0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: h\r\n\r\n", 400},
       {"bare LF ends chunked body", chunked + "0\r\n\nGET / HTTP/1.1\r\nHost: h\r\n\r\n", 400},
       {"bare CR ends chunked body", chunked + "0\r\n\rGET / HTTP/1.1\r\nHost: h\r\n\r\n", 400},
       {"bare LF ends trailers", chunked + "0\r\nT: v\r\n\nGET / HTTP/1.1\r\n\r\n", 400},
