@@ -3,8 +3,8 @@
 // process registry), /healthz, and JSON handlers added by cmd/ (e.g. /v1/routes). Runs on
 // the control thread's io_context.
 
-#include <boost/asio/any_io_executor.hpp>
 #include <prometheus/registry.h>
+#include <boost/asio/any_io_executor.hpp>
 
 #include <cstdint>
 #include <functional>
@@ -42,7 +42,9 @@ class AdminServer {
   // Throws std::system_error when it cannot bind (startup boundary).
   virtual std::uint16_t start(const std::string& address) = 0;
 
-  // Stops accepting and closes open connections.
+  // Stops accepting and closes open connections (their sessions end with operation_aborted
+  // on the next turn of the io_context). Idempotent; the destructor calls it. Like handle()
+  // and start(), call it on the control thread or while its io_context is not running.
   virtual void stop() = 0;
 };
 
