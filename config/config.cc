@@ -196,19 +196,7 @@ class Reader {
 };
 
 bool valid_service_name(const std::string& name) {
-  if (name.empty() || name.size() > 63) {
-    return false;
-  }
-  auto lower_alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
-  if (!lower_alnum(name[0])) {
-    return false;
-  }
-  for (char c : name) {
-    if (!lower_alnum(c) && c != '_' && c != '.' && c != '-') {
-      return false;
-    }
-  }
-  return true;
+  return is_valid_name(name);
 }
 
 // Host names as RFC 1123 §2.1 allows them, plus '_' (common in internal names).
@@ -472,6 +460,97 @@ void read_services(Reader& r, const YAML::Node& node, const std::string& path,
   }
 }
 
+void read_cluster(Reader& r, const YAML::Node& node, const std::string& path,
+                  ClusterSettings& out) {
+  bool has_role = false;
+  bool has_data_dir = false;
+  bool has_peer = false;
+  bool ticks_ok = true;
+  auto ip_port = [&](std::string& dst) {
+    return [&r, &dst](const YAML::Node& n, const std::string& p) {
+      if (r.read_string(n, p, dst) && !is_ip_port(dst)) {
+        r.error(p, "expected IP:PORT");
+      }
+    };
+  };
+  auto ticks = [&](std::uint32_t& dst) {
+    return [&r, &dst, &ticks_ok](const YAML::Node& n, const std::string& p) {
+      const std::size_t before = r.errors().size();
+      r.read_positive(n, p, dst);
+      ticks_ok = ticks_ok && r.errors().size() == before;
+    };
+  };
+  r.read_map(node, path,
+             {
+                 {"role",
+                  [&](const YAML::Node& n, const std::string& p) {
+                    has_role = true;
+                    std::string s;
+                    if (!r.read_string(n, p, s)) {
+                      return;
+                    }
+                    if (s == "manager") {
+                      out.role = ClusterRole::manager;
+                    } else if (s == "worker") {
+                      out.role = ClusterRole::worker;
+                    } else {
+                      r.error(p, "must be manager or worker");
+                    }
+                  }},
+                 {"data_dir",
+                  [&](const YAML::Node& n, const std::string& p) {
+                    has_data_dir = true;
+                    if (r.read_string(n, p, out.data_dir) && out.data_dir.empty()) {
+                      r.error(p, "must not be empty");
+                    }
+                  }},
+                 {"peer",
+                  [&](const YAML::Node& n, const std::string& p) {
+                    has_peer = true;
+                    ip_port(out.peer)(n, p);
+                  }},
+                 {"join", ip_port(out.join)},
+                 {"tick_ms", ticks(out.tick_ms)},
+                 {"election_ticks", ticks(out.election_ticks)},
+                 {"heartbeat_ticks", ticks(out.heartbeat_ticks)},
+                 {"subnet_pool",
+                  [&](const YAML::Node& n, const std::string& p) {
+                    if (!r.read_string(n, p, out.subnet_pool)) {
+                      return;
+                    }
+                    std::uint32_t network = 0;
+                    unsigned prefix = 0;
+                    if (!parse_ipv4_cidr(out.subnet_pool, network, prefix)) {
+                      r.error(p, "expected an IPv4 CIDR such as 10.10.0.0/16 (no host bits set)");
+                    } else if (prefix > 24) {
+                      r.error(p, "prefix must be /24 or shorter (networks get a /24 each)");
+                    }
+                  }},
+                 {"snapshot_entries",
+                  [&](const YAML::Node& n, const std::string& p) {
+                    if (auto v = r.read_integer(n, p, 1, std::numeric_limits<std::uint64_t>::max(),
+                                                "must be > 0")) {
+                      out.snapshot_entries = *v;
+                    }
+                  }},
+             });
+  if (!node.IsNull() && !node.IsMap()) {
+    return;  // read_map reported it
+  }
+  if (!has_role) {
+    r.error(join(path, "role"), "required (manager or worker)");
+  }
+  if (!has_data_dir) {
+    r.error(join(path, "data_dir"), "required");
+  }
+  if (!has_peer && out.role == ClusterRole::manager && has_role) {
+    r.error(join(path, "peer"), "required for managers (Raft transport IP:PORT)");
+  }
+  if (ticks_ok && out.heartbeat_ticks >= out.election_ticks) {
+    r.error(join(path, "heartbeat_ticks"), "must be < election_ticks");
+  }
+}
+
 ParseResult parse_document(const YAML::Node& root) {
   NodeConfig cfg = fill_defaults();
   Reader r;
@@ -491,7 +570,15 @@ ParseResult parse_document(const YAML::Node& root) {
                                 const std::string& p) { read_health(r, n, p, cfg.health); }},
                  {"services", [&](const YAML::Node& n,
                                   const std::string& p) { read_services(r, n, p, cfg.services); }},
+                 {"cluster",
+                  [&](const YAML::Node& n, const std::string& p) {
+                    cfg.cluster_mode = true;
+                    read_cluster(r, n, p, cfg.cluster);
+                  }},
              });
+  if (cfg.cluster_mode && !cfg.services.empty()) {
+    r.error("services", "not allowed in cluster mode; use the API");
+  }
   if (!r.errors().empty()) {
     return std::move(r.errors());
   }
@@ -612,6 +699,76 @@ bool parse_task_address(std::string_view text, std::string& address, std::uint16
   }
   address = host;
   port = static_cast<std::uint16_t>(p);
+  return true;
+}
+
+bool is_ip_port(std::string_view text) {
+  std::string host;
+  std::string_view port_text;
+  if (!text.empty() && text[0] == '[') {
+    auto close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+      return false;
+    }
+    host = std::string(text.substr(1, close - 1));
+    if (!is_ip_literal_impl(host, true)) {
+      return false;
+    }
+    port_text = text.substr(close + 2);
+  } else {
+    auto colon = text.rfind(':');
+    if (colon == std::string_view::npos) {
+      return false;
+    }
+    host = std::string(text.substr(0, colon));
+    if (!is_ip_literal_impl(host, false)) {
+      return false;
+    }
+    port_text = text.substr(colon + 1);
+  }
+  std::uint64_t port = 0;
+  return parse_uint(port_text, port) && port >= 1 && port <= 65535;
+}
+
+bool parse_ipv4_cidr(std::string_view text, std::uint32_t& network, unsigned& prefix) {
+  auto slash = text.find('/');
+  if (slash == std::string_view::npos) {
+    return false;
+  }
+  const std::string host(text.substr(0, slash));
+  std::uint64_t len = 0;
+  if (!parse_uint(text.substr(slash + 1), len) || len > 32 || slash + 1 == text.size() ||
+      text.size() - slash - 1 > 2) {
+    return false;
+  }
+  unsigned char bytes[4];
+  if (inet_pton(AF_INET, host.c_str(), bytes) != 1) {
+    return false;
+  }
+  const std::uint32_t addr = (std::uint32_t{bytes[0]} << 24) | (std::uint32_t{bytes[1]} << 16) |
+                             (std::uint32_t{bytes[2]} << 8) | std::uint32_t{bytes[3]};
+  const std::uint32_t mask = len == 0 ? 0 : ~std::uint32_t{0} << (32 - len);
+  if ((addr & ~mask) != 0) {
+    return false;
+  }
+  network = addr;
+  prefix = static_cast<unsigned>(len);
+  return true;
+}
+
+bool is_valid_name(std::string_view name) {
+  if (name.empty() || name.size() > 63) {
+    return false;
+  }
+  auto lower_alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+  if (!lower_alnum(name[0])) {
+    return false;
+  }
+  for (char c : name) {
+    if (!lower_alnum(c) && c != '_' && c != '.' && c != '-') {
+      return false;
+    }
+  }
   return true;
 }
 

@@ -35,6 +35,18 @@ bool is_ip_literal(std::string_view text);
 // Shared with discovery::state_from_config so both accept exactly the same strings.
 bool parse_task_address(std::string_view text, std::string& address, std::uint16_t& port);
 
+// "IP:PORT" with an IPv4 literal or "[IPv6]:PORT", port 1..65535 (addresses we bind or dial,
+// never host names).
+bool is_ip_port(std::string_view text);
+
+// IPv4 CIDR "a.b.c.d/len" with no host bits set. On success `network` holds the address in
+// host byte order and `prefix` the length (0..32). Shared with discovery's IPAM.
+bool parse_ipv4_cidr(std::string_view text, std::uint32_t& network, unsigned& prefix);
+
+// Object names (services, networks): [a-z0-9][a-z0-9_.-]{0,62}. Shared with the store's
+// validator so the file and the API accept the same names.
+bool is_valid_name(std::string_view name);
+
 // Formats errors one per line: "path: message" (just "message" when path is empty).
 std::string format_errors(const std::vector<FieldError>& errors);
 

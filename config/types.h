@@ -69,12 +69,30 @@ struct ServiceConfig {
   std::vector<std::string> tasks;  // "IP:PORT" or "IP" (then the target port is used)
 };
 
+enum class ClusterRole { manager, worker };
+
+// The `cluster:` section (issue 3). Its presence switches the node into cluster mode
+// (NodeConfig::cluster_mode): services then come from the Raft store, not from `services:`.
+struct ClusterSettings {
+  ClusterRole role = ClusterRole::manager;  // required in the file
+  std::string data_dir;                     // WAL, snapshots, identity (required)
+  std::string peer;                         // "IP:PORT" Raft transport address (managers: required)
+  std::string join;                         // "IP:PORT" admin address of a manager ("" = none)
+  std::uint32_t tick_ms = 100;              // one Raft tick
+  std::uint32_t election_ticks = 10;        // election timeout base, in ticks
+  std::uint32_t heartbeat_ticks = 1;        // < election_ticks
+  std::string subnet_pool = "10.10.0.0/16";  // IPAM pool (IPv4 CIDR, prefix <= 24)
+  std::uint64_t snapshot_entries = 10'000;   // compact the log after this many applied entries
+};
+
 struct NodeConfig {
   NodeSettings node;
   Timeouts timeouts;
   Limits limits;
   HealthSettings health;
   std::vector<ServiceConfig> services;
+  ClusterSettings cluster;
+  bool cluster_mode = false;  // true when the file has a `cluster:` section
 };
 
 // One validation problem, with the key path where it was found,

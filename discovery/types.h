@@ -17,17 +17,19 @@ enum class EndpointMode { vip, dnsrr };
 enum class TaskHealth { unknown, healthy, unhealthy, draining };
 
 struct Node {
-  std::string id;
-  std::string name;
+  std::string id;    // store: 16 lower-case hex digits (a random uint64 chosen by the proposer)
+  std::string name;  // unique
   NodeRole role = NodeRole::manager;
-  std::string address;  // control/overlay address, "IP:PORT"
+  std::string address;  // admin API address "IP:PORT" (also where writes are forwarded)
+  std::string peer;     // Raft transport address "IP:PORT" (managers; "" for workers)
   NodeStatus status = NodeStatus::ready;
   std::uint64_t version = 0;
 };
 
 struct Network {
   std::string name;
-  std::string subnet;  // CIDR, e.g. "10.0.0.0/24"
+  std::string subnet;   // CIDR, e.g. "10.0.0.0/24"
+  std::string gateway;  // first host address of the subnet (never given to a service)
   bool builtin = false;
   std::uint64_t version = 0;
 };
@@ -62,6 +64,8 @@ struct Task {
 // deterministic.
 struct ClusterState {
   std::uint64_t revision = 0;
+  std::string cluster_id;                    // set by `cluster init` (cluster.settings)
+  std::string subnet_pool = "10.10.0.0/16";  // IPAM pool for networks without a subnet
   std::map<std::string, Node> nodes;
   std::map<std::string, Network> networks;
   std::map<std::string, Service> services;
@@ -69,9 +73,13 @@ struct ClusterState {
 };
 
 // One validation problem with its key path, as config::FieldError.
+// `conflict` marks errors caused by another object (a name, host+path, published port or
+// subnet already taken) as opposed to a value that is wrong on its own; the store maps it to
+// the "conflict" error code (HTTP 409), everything else to "invalid" (400).
 struct StateError {
   std::string path;
   std::string message;
+  bool conflict = false;
 };
 
 }  // namespace routemesh::discovery

@@ -332,3 +332,126 @@ TEST_CASE("the demo example parses") {
   CHECK(cfg.services[1].name == "api");
   CHECK(cfg.services[2].name == "echo-tcp");
 }
+
+TEST_CASE("without a cluster section the node is not in cluster mode") {
+  NodeConfig cfg = parse_ok("node: { name: n1 }\n");
+  CHECK_FALSE(cfg.cluster_mode);
+  CHECK(cfg.cluster.data_dir.empty());
+}
+
+TEST_CASE("a cluster section switches cluster mode on and sets every key") {
+  NodeConfig cfg = parse_ok(R"(
+node: { name: n1, listen: 127.0.0.11, http_port: 8080, admin: "127.0.0.11:9901" }
+cluster:
+  role: manager
+  data_dir: /tmp/rm/n1
+  peer: "127.0.0.11:7946"
+  join: "127.0.0.12:9901"
+  tick_ms: 50
+  election_ticks: 20
+  heartbeat_ticks: 2
+  subnet_pool: "10.20.0.0/16"
+  snapshot_entries: 500
+)");
+  CHECK(cfg.cluster_mode);
+  CHECK(cfg.cluster.role == ClusterRole::manager);
+  CHECK(cfg.cluster.data_dir == "/tmp/rm/n1");
+  CHECK(cfg.cluster.peer == "127.0.0.11:7946");
+  CHECK(cfg.cluster.join == "127.0.0.12:9901");
+  CHECK(cfg.cluster.tick_ms == 50);
+  CHECK(cfg.cluster.election_ticks == 20);
+  CHECK(cfg.cluster.heartbeat_ticks == 2);
+  CHECK(cfg.cluster.subnet_pool == "10.20.0.0/16");
+  CHECK(cfg.cluster.snapshot_entries == 500);
+}
+
+TEST_CASE("a worker needs no peer and cluster defaults come from the struct") {
+  NodeConfig cfg = parse_ok("cluster: { role: worker, data_dir: /tmp/w, join: \"[::1]:9901\" }");
+  CHECK(cfg.cluster_mode);
+  CHECK(cfg.cluster.role == ClusterRole::worker);
+  CHECK(cfg.cluster.peer.empty());
+  CHECK(cfg.cluster.join == "[::1]:9901");
+  ClusterSettings defaults;
+  CHECK(cfg.cluster.tick_ms == defaults.tick_ms);
+  CHECK(cfg.cluster.election_ticks == 10);
+  CHECK(cfg.cluster.heartbeat_ticks == 1);
+  CHECK(cfg.cluster.subnet_pool == "10.10.0.0/16");
+  CHECK(cfg.cluster.snapshot_entries == 10'000);
+}
+
+TEST_CASE("each invalid cluster value is reported with its key path") {
+  const std::string ok = "role: manager, data_dir: /d, peer: \"127.0.0.1:7946\"";
+  auto with = [&](const std::string& extra) { return "cluster: { " + ok + ", " + extra + " }"; };
+  const std::vector<std::pair<std::string, std::pair<const char*, const char*>>> cases = {
+      {"cluster: { data_dir: /d, peer: \"127.0.0.1:1\" }",
+       {"cluster.role", "required (manager or worker)"}},
+      {"cluster: { role: boss, data_dir: /d, peer: \"127.0.0.1:1\" }",
+       {"cluster.role", "must be manager or worker"}},
+      {"cluster: { role: worker }", {"cluster.data_dir", "required"}},
+      {"cluster: { role: worker, data_dir: \"\" }", {"cluster.data_dir", "must not be empty"}},
+      {"cluster: { role: manager, data_dir: /d }",
+       {"cluster.peer", "required for managers (Raft transport IP:PORT)"}},
+      {"cluster: { role: manager, data_dir: /d, peer: \"localhost:7946\" }",
+       {"cluster.peer", "expected IP:PORT"}},
+      {"cluster: { role: manager, data_dir: /d, peer: \"127.0.0.1\" }",
+       {"cluster.peer", "expected IP:PORT"}},
+      {"cluster: { role: manager, data_dir: /d, peer: \"127.0.0.1:0\" }",
+       {"cluster.peer", "expected IP:PORT"}},
+      {with("join: \"127.0.0.1:99999\""), {"cluster.join", "expected IP:PORT"}},
+      {with("tick_ms: 0"), {"cluster.tick_ms", "must be > 0 and fit in 32 bits"}},
+      {with("election_ticks: 0"), {"cluster.election_ticks", "must be > 0 and fit in 32 bits"}},
+      {with("heartbeat_ticks: 0"), {"cluster.heartbeat_ticks", "must be > 0 and fit in 32 bits"}},
+      {with("heartbeat_ticks: 10"), {"cluster.heartbeat_ticks", "must be < election_ticks"}},
+      {with("election_ticks: 3, heartbeat_ticks: 4"),
+       {"cluster.heartbeat_ticks", "must be < election_ticks"}},
+      {with("subnet_pool: \"10.10.0.0\""),
+       {"cluster.subnet_pool", "expected an IPv4 CIDR such as 10.10.0.0/16 (no host bits set)"}},
+      {with("subnet_pool: \"10.10.0.1/16\""),
+       {"cluster.subnet_pool", "expected an IPv4 CIDR such as 10.10.0.0/16 (no host bits set)"}},
+      {with("subnet_pool: \"10.10.0.0/33\""),
+       {"cluster.subnet_pool", "expected an IPv4 CIDR such as 10.10.0.0/16 (no host bits set)"}},
+      {with("subnet_pool: \"10.10.0.0/25\""),
+       {"cluster.subnet_pool", "prefix must be /24 or shorter (networks get a /24 each)"}},
+      {with("snapshot_entries: 0"), {"cluster.snapshot_entries", "must be > 0"}},
+      {with("bogus: 1"), {"cluster.bogus", "unknown key"}},
+      {"cluster: [1]", {"cluster", "expected a map"}},
+      {"cluster: { " + ok + " }\nservices: [ { name: web } ]",
+       {"services", "not allowed in cluster mode; use the API"}},
+  };
+  for (const auto& [yaml, expected] : cases) {
+    CAPTURE(yaml);
+    auto errors = parse_errors(yaml);
+    INFO(format_errors(errors));
+    REQUIRE(errors.size() == 1);
+    CHECK(errors[0].path == expected.first);
+    CHECK(errors[0].message == expected.second);
+  }
+}
+
+TEST_CASE("an empty services list is allowed in cluster mode") {
+  NodeConfig cfg = parse_ok("cluster: { role: worker, data_dir: /d }\nservices: []\n");
+  CHECK(cfg.cluster_mode);
+  CHECK(cfg.services.empty());
+}
+
+TEST_CASE("IP:PORT and IPv4 CIDR helpers") {
+  CHECK(is_ip_port("127.0.0.1:1"));
+  CHECK(is_ip_port("[::1]:65535"));
+  CHECK_FALSE(is_ip_port("::1:80"));
+  CHECK_FALSE(is_ip_port("host:80"));
+  CHECK_FALSE(is_ip_port("127.0.0.1:65536"));
+  CHECK_FALSE(is_ip_port("127.0.0.1:"));
+
+  std::uint32_t network = 0;
+  unsigned prefix = 0;
+  REQUIRE(parse_ipv4_cidr("10.1.2.0/24", network, prefix));
+  CHECK(network == 0x0A010200u);
+  CHECK(prefix == 24);
+  REQUIRE(parse_ipv4_cidr("0.0.0.0/0", network, prefix));
+  CHECK(prefix == 0);
+  CHECK_FALSE(parse_ipv4_cidr("10.1.2.0/", network, prefix));
+  CHECK_FALSE(parse_ipv4_cidr("10.1.2.0/024", network, prefix));
+  CHECK_FALSE(parse_ipv4_cidr("10.1.2.0/-1", network, prefix));
+  CHECK_FALSE(parse_ipv4_cidr("::1/64", network, prefix));
+  CHECK_FALSE(parse_ipv4_cidr("10.1.2.3/24", network, prefix));
+}

@@ -1,0 +1,284 @@
+#include "discovery/store/commands.h"
+
+#include "discovery/store/state_json.h"
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+#include <type_traits>
+
+namespace routemesh::discovery::store {
+
+namespace json = boost::json;
+
+namespace {
+
+template <class... Ts>
+struct overloaded : Ts... {
+  using Ts::operator()...;
+};
+template <class... Ts>
+overloaded(Ts...) -> overloaded<Ts...>;
+
+void put_version(json::object& o, const std::optional<std::uint64_t>& version) {
+  if (version) {
+    o["version"] = *version;
+  }
+}
+
+// Strips the fields the store assigns (version, VIPs, gateway, builtin) so the canonical
+// command says only what the proposer asked for.
+json::object spec_json(const Service& s) {
+  json::object o = to_json(s);
+  o.erase("vips");
+  o.erase("version");
+  return o;
+}
+
+json::object spec_json(const Network& n) {
+  json::object o;
+  o["name"] = n.name;
+  if (!n.subnet.empty()) {
+    o["subnet"] = n.subnet;
+  }
+  return o;
+}
+
+json::object spec_json(const Task& t) {
+  json::object o = to_json(t);
+  o.erase("version");
+  return o;
+}
+
+json::object spec_json(const Node& n) {
+  json::object o = to_json(n);
+  o.erase("version");
+  return o;
+}
+
+Error invalid(const StateError& e) {
+  return Error{ErrorCode::invalid, e.message, e.path};
+}
+
+}  // namespace
+
+std::string_view op_name(const Command& command) {
+  return std::visit(overloaded{
+                        [](const NetworkCreate&) { return "network.create"; },
+                        [](const NetworkDelete&) { return "network.delete"; },
+                        [](const ServiceCreate&) { return "service.create"; },
+                        [](const ServiceUpdate&) { return "service.update"; },
+                        [](const ServiceDelete&) { return "service.delete"; },
+                        [](const TaskAdd&) { return "task.add"; },
+                        [](const TaskUpdate&) { return "task.update"; },
+                        [](const TaskRemove&) { return "task.remove"; },
+                        [](const NodeAdd&) { return "node.add"; },
+                        [](const NodeUpdate&) { return "node.update"; },
+                        [](const NodeRemove&) { return "node.remove"; },
+                        [](const ClusterSettingsUpdate&) { return "cluster.settings"; },
+                    },
+                    command);
+}
+
+json::object command_to_json(const Command& command) {
+  json::object o;
+  o["op"] = op_name(command);
+  std::visit(overloaded{
+                 [&](const NetworkCreate& c) { o["network"] = spec_json(c.network); },
+                 [&](const NetworkDelete& c) {
+                   o["name"] = c.name;
+                   put_version(o, c.version);
+                 },
+                 [&](const ServiceCreate& c) { o["service"] = spec_json(c.service); },
+                 [&](const ServiceUpdate& c) {
+                   o["service"] = spec_json(c.service);
+                   put_version(o, c.version);
+                 },
+                 [&](const ServiceDelete& c) {
+                   o["name"] = c.name;
+                   put_version(o, c.version);
+                 },
+                 [&](const TaskAdd& c) { o["task"] = spec_json(c.task); },
+                 [&](const TaskUpdate& c) {
+                   o["id"] = c.id;
+                   o["health"] = to_string(c.health);
+                   put_version(o, c.version);
+                 },
+                 [&](const TaskRemove& c) {
+                   o["id"] = c.id;
+                   put_version(o, c.version);
+                 },
+                 [&](const NodeAdd& c) { o["node"] = spec_json(c.node); },
+                 [&](const NodeUpdate& c) {
+                   o["id"] = c.id;
+                   if (c.status) {
+                     o["status"] = to_string(*c.status);
+                   }
+                   if (c.role) {
+                     o["role"] = to_string(*c.role);
+                   }
+                   put_version(o, c.version);
+                 },
+                 [&](const NodeRemove& c) {
+                   o["id"] = c.id;
+                   put_version(o, c.version);
+                 },
+                 [&](const ClusterSettingsUpdate& c) {
+                   if (c.cluster_id) {
+                     o["cluster_id"] = *c.cluster_id;
+                   }
+                   if (c.subnet_pool) {
+                     o["subnet_pool"] = *c.subnet_pool;
+                   }
+                 },
+             },
+             command);
+  return o;
+}
+
+std::string encode_command(const Command& command) {
+  return json::serialize(command_to_json(command));
+}
+
+DecodeResult command_from_json(const json::value& value) {
+  StateError error;
+  detail::FieldReader r(value, "", error);
+  std::string op;
+  if (!r.string("op", op, true)) {
+    return invalid(error);
+  }
+
+  // Reads the object under `key` with `decode`, e.g. "service" -> Service.
+  auto object = [&](std::string_view key, auto decode) -> decltype(decode(value, "", error)) {
+    const json::value* v = r.find(key);
+    if (v == nullptr) {
+      r.fail(std::string(key), "required");
+      return std::nullopt;
+    }
+    return decode(*v, std::string(key), error);
+  };
+  auto enum_field = [&](std::string_view key, auto parse, const char* choices, auto& out) -> bool {
+    if (r.find(key) == nullptr) {
+      return true;
+    }
+    std::string text;
+    if (!r.string(key, text)) {
+      return false;
+    }
+    auto parsed = parse(text);
+    if (!parsed) {
+      return r.fail(std::string(key), std::string("must be ") + choices);
+    }
+    out = *parsed;
+    return true;
+  };
+
+  if (op == "network.create") {
+    if (r.only({"op", "network"})) {
+      if (auto n = object("network", network_from_json)) {
+        return NetworkCreate{std::move(*n)};
+      }
+    }
+  } else if (op == "network.delete" || op == "service.delete" || op == "task.remove" ||
+             op == "node.remove") {
+    const bool by_name = op == "network.delete" || op == "service.delete";
+    const char* key = by_name ? "name" : "id";
+    std::string name;
+    std::optional<std::uint64_t> version;
+    if (r.only({"op", key, "version"}) && r.string(key, name, true) &&
+        r.optional_uint("version", version)) {
+      if (op == "network.delete") {
+        return NetworkDelete{std::move(name), version};
+      }
+      if (op == "service.delete") {
+        return ServiceDelete{std::move(name), version};
+      }
+      if (op == "task.remove") {
+        return TaskRemove{std::move(name), version};
+      }
+      return NodeRemove{std::move(name), version};
+    }
+  } else if (op == "service.create" || op == "service.update") {
+    std::optional<std::uint64_t> version;
+    const bool update = op == "service.update";
+    bool fields_ok = update ? r.only({"op", "service", "version"}) : r.only({"op", "service"});
+    if (fields_ok && r.optional_uint("version", version)) {
+      if (auto s = object("service", service_from_json)) {
+        if (update) {
+          return ServiceUpdate{std::move(*s), version};
+        }
+        return ServiceCreate{std::move(*s)};
+      }
+    }
+  } else if (op == "task.add") {
+    if (r.only({"op", "task"})) {
+      if (auto t = object("task", task_from_json)) {
+        return TaskAdd{std::move(*t)};
+      }
+    }
+  } else if (op == "task.update") {
+    TaskUpdate c;
+    if (r.only({"op", "id", "health", "version"}) && r.string("id", c.id, true) &&
+        r.optional_uint("version", c.version)) {
+      if (r.find("health") == nullptr) {
+        r.fail("health", "required");
+      } else if (enum_field("health", parse_task_health, "unknown, healthy, unhealthy or draining",
+                            c.health)) {
+        return c;
+      }
+    }
+  } else if (op == "node.add") {
+    if (r.only({"op", "node"})) {
+      if (auto n = object("node", node_from_json)) {
+        return NodeAdd{std::move(*n)};
+      }
+    }
+  } else if (op == "node.update") {
+    NodeUpdate c;
+    if (r.only({"op", "id", "status", "role", "version"}) && r.string("id", c.id, true) &&
+        r.optional_uint("version", c.version)) {
+      NodeStatus status{};
+      NodeRole role{};
+      const bool has_status = r.find("status") != nullptr;
+      const bool has_role = r.find("role") != nullptr;
+      if (enum_field("status", parse_node_status, "ready, down or unknown", status) &&
+          enum_field("role", parse_node_role, "manager or worker", role)) {
+        if (has_status) {
+          c.status = status;
+        }
+        if (has_role) {
+          c.role = role;
+        }
+        return c;
+      }
+    }
+  } else if (op == "cluster.settings") {
+    ClusterSettingsUpdate c;
+    std::string id;
+    std::string pool;
+    if (r.only({"op", "cluster_id", "subnet_pool"}) && r.string("cluster_id", id) &&
+        r.string("subnet_pool", pool)) {
+      if (r.find("cluster_id") != nullptr) {
+        c.cluster_id = std::move(id);
+      }
+      if (r.find("subnet_pool") != nullptr) {
+        c.subnet_pool = std::move(pool);
+      }
+      return c;
+    }
+  } else {
+    r.fail("op", "unknown op \"" + op + "\"");
+  }
+  return invalid(error);
+}
+
+DecodeResult decode_command(std::string_view text) {
+  boost::system::error_code ec;
+  json::value value = json::parse(text, ec);
+  if (ec) {
+    return Error{ErrorCode::invalid, "command is not valid JSON: " + ec.message(), ""};
+  }
+  return command_from_json(value);
+}
+
+}  // namespace routemesh::discovery::store

@@ -1,0 +1,464 @@
+#include "discovery/store/state_machine.h"
+
+#include "config/config.h"
+#include "discovery/state.h"
+#include "discovery/store/commands.h"
+#include "discovery/store/ipam.h"
+#include "discovery/store/state_json.h"
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+#include <algorithm>
+
+namespace routemesh::discovery::store {
+
+namespace json = boost::json;
+
+namespace {
+
+std::string quoted(const std::string& s) {
+  return "\"" + s + "\"";
+}
+
+ApplyResult failure(ErrorCode code, std::string field, std::string message) {
+  ApplyResult r;
+  r.ok = false;
+  r.error = Error{code, std::move(message), std::move(field)};
+  return r;
+}
+
+// The first validator error decides the answer: one field per error, as the API reports it.
+std::optional<ApplyResult> first_error(const std::vector<StateError>& errors) {
+  if (errors.empty()) {
+    return std::nullopt;
+  }
+  const auto& e = errors.front();
+  return failure(e.conflict ? ErrorCode::conflict : ErrorCode::invalid, e.path, e.message);
+}
+
+std::optional<ApplyResult> check_version(const std::optional<std::uint64_t>& expected,
+                                         std::uint64_t actual) {
+  if (expected && *expected != actual) {
+    return failure(ErrorCode::version_mismatch, "version",
+                   "version " + std::to_string(*expected) + " does not match current version " +
+                       std::to_string(actual));
+  }
+  return std::nullopt;
+}
+
+ApplyResult success(ClusterState& state, json::object object) {
+  ApplyResult r;
+  r.ok = true;
+  r.revision = state.revision;
+  r.object = std::move(object);
+  return r;
+}
+
+bool valid_task_id(const std::string& id) {
+  if (id.empty() || id.size() > 64) {
+    return false;
+  }
+  return std::all_of(id.begin(), id.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-';
+  });
+}
+
+bool valid_node_id(const std::string& id) {
+  return id.size() == 16 && std::all_of(id.begin(), id.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+         });
+}
+
+// Each op: validate against `state` without touching it, then commit the change and bump the
+// revision in one place (commit()), so a rejected command cannot leave a partial change.
+class Applier {
+ public:
+  explicit Applier(ClusterState& state) : state_(state) {}
+
+  std::uint64_t next_revision() const { return state_.revision + 1; }
+
+  ApplyResult operator()(const NetworkCreate& c) {
+    Network network = c.network;
+    network.builtin = false;
+    network.gateway.clear();
+    if (state_.networks.count(network.name) != 0) {
+      return failure(ErrorCode::conflict, "network.name",
+                     "network " + quoted(network.name) + " already exists");
+    }
+    if (!config::is_valid_name(network.name)) {
+      return *first_error(validate_network(state_, network, "network"));
+    }
+    if (network.subnet.empty()) {
+      auto subnet = allocate_subnet(state_, state_.subnet_pool);
+      if (!subnet) {
+        return failure(ErrorCode::conflict, "network.subnet",
+                       "subnet pool " + state_.subnet_pool + " is exhausted");
+      }
+      network.subnet = *subnet;
+    }
+    if (auto e = first_error(validate_network(state_, network, "network"))) {
+      return *e;
+    }
+    network.gateway = *gateway_of(network.subnet);
+    network.version = next_revision();
+    state_.revision = network.version;
+    auto& stored = state_.networks[network.name] = std::move(network);
+    return success(state_, to_json(stored));
+  }
+
+  ApplyResult operator()(const NetworkDelete& c) {
+    auto it = state_.networks.find(c.name);
+    if (it == state_.networks.end()) {
+      return failure(ErrorCode::not_found, "name", "no network " + quoted(c.name));
+    }
+    if (auto e = check_version(c.version, it->second.version)) {
+      return *e;
+    }
+    if (it->second.builtin) {
+      return failure(ErrorCode::conflict, "name",
+                     "network " + quoted(c.name) + " is built in and cannot be deleted");
+    }
+    for (const auto& [name, service] : state_.services) {
+      if (std::find(service.networks.begin(), service.networks.end(), c.name) !=
+          service.networks.end()) {
+        return failure(ErrorCode::conflict, "name",
+                       "network " + quoted(c.name) + " is in use by service " + quoted(name));
+      }
+    }
+    json::object object = to_json(it->second);
+    state_.networks.erase(it);
+    state_.revision = next_revision();
+    return success(state_, std::move(object));
+  }
+
+  ApplyResult operator()(const ServiceCreate& c) {
+    if (state_.services.count(c.service.name) != 0) {
+      return failure(ErrorCode::conflict, "service.name",
+                     "service " + quoted(c.service.name) + " already exists");
+    }
+    return put_service(c.service, nullptr);
+  }
+
+  ApplyResult operator()(const ServiceUpdate& c) {
+    auto it = state_.services.find(c.service.name);
+    if (it == state_.services.end()) {
+      return failure(ErrorCode::not_found, "service.name", "no service " + quoted(c.service.name));
+    }
+    if (auto e = check_version(c.version, it->second.version)) {
+      return *e;
+    }
+    return put_service(c.service, &it->second);
+  }
+
+  ApplyResult operator()(const ServiceDelete& c) {
+    auto it = state_.services.find(c.name);
+    if (it == state_.services.end()) {
+      return failure(ErrorCode::not_found, "name", "no service " + quoted(c.name));
+    }
+    if (auto e = check_version(c.version, it->second.version)) {
+      return *e;
+    }
+    json::object object = to_json(it->second);
+    // The service's tasks go with it (as `docker service rm` does): a task of an unknown
+    // service is invalid state. Its VIPs are released by erasing the service.
+    std::erase_if(state_.tasks, [&](const auto& kv) { return kv.second.service == c.name; });
+    state_.services.erase(it);
+    state_.revision = next_revision();
+    return success(state_, std::move(object));
+  }
+
+  ApplyResult operator()(const TaskAdd& c) {
+    Task task = c.task;
+    if (!valid_task_id(task.id)) {
+      return failure(ErrorCode::invalid, "task.id", "must be 1..64 characters from [A-Za-z0-9._-]");
+    }
+    if (state_.tasks.count(task.id) != 0) {
+      return failure(ErrorCode::conflict, "task.id", "task " + quoted(task.id) + " already exists");
+    }
+    if (auto e = first_error(validate_task(state_, task, "task", true))) {
+      return *e;
+    }
+    task.version = next_revision();
+    state_.revision = task.version;
+    auto& stored = state_.tasks[task.id] = std::move(task);
+    return success(state_, to_json(stored));
+  }
+
+  ApplyResult operator()(const TaskUpdate& c) {
+    auto it = state_.tasks.find(c.id);
+    if (it == state_.tasks.end()) {
+      return failure(ErrorCode::not_found, "id", "no task " + quoted(c.id));
+    }
+    if (auto e = check_version(c.version, it->second.version)) {
+      return *e;
+    }
+    it->second.health = c.health;
+    it->second.version = next_revision();
+    state_.revision = it->second.version;
+    return success(state_, to_json(it->second));
+  }
+
+  ApplyResult operator()(const TaskRemove& c) {
+    auto it = state_.tasks.find(c.id);
+    if (it == state_.tasks.end()) {
+      return failure(ErrorCode::not_found, "id", "no task " + quoted(c.id));
+    }
+    if (auto e = check_version(c.version, it->second.version)) {
+      return *e;
+    }
+    json::object object = to_json(it->second);
+    state_.tasks.erase(it);
+    state_.revision = next_revision();
+    return success(state_, std::move(object));
+  }
+
+  ApplyResult operator()(const NodeAdd& c) {
+    Node node = c.node;
+    if (!valid_node_id(node.id)) {
+      return failure(ErrorCode::invalid, "node.id", "must be 16 lower-case hex digits");
+    }
+    if (state_.nodes.count(node.id) != 0) {
+      return failure(ErrorCode::conflict, "node.id", "node " + quoted(node.id) + " already exists");
+    }
+    if (auto e = first_error(validate_node(state_, node, "node"))) {
+      return *e;
+    }
+    if (node.address.empty()) {
+      return failure(ErrorCode::invalid, "node.address", "required (admin API IP:PORT)");
+    }
+    if (node.role == NodeRole::manager && node.peer.empty()) {
+      return failure(ErrorCode::invalid, "node.peer", "required for managers (Raft IP:PORT)");
+    }
+    node.version = next_revision();
+    state_.revision = node.version;
+    auto& stored = state_.nodes[node.id] = std::move(node);
+    return success(state_, to_json(stored));
+  }
+
+  ApplyResult operator()(const NodeUpdate& c) {
+    auto it = state_.nodes.find(c.id);
+    if (it == state_.nodes.end()) {
+      return failure(ErrorCode::not_found, "id", "no node " + quoted(c.id));
+    }
+    if (auto e = check_version(c.version, it->second.version)) {
+      return *e;
+    }
+    if (!c.status && !c.role) {
+      return failure(ErrorCode::invalid, "", "nothing to update: give status or role");
+    }
+    if (c.role == NodeRole::manager && it->second.peer.empty()) {
+      return failure(
+          ErrorCode::invalid, "role",
+          "node " + quoted(it->second.name) + " has no peer address; it cannot be a manager");
+    }
+    if (c.status) {
+      it->second.status = *c.status;
+    }
+    if (c.role) {
+      it->second.role = *c.role;
+    }
+    it->second.version = next_revision();
+    state_.revision = it->second.version;
+    return success(state_, to_json(it->second));
+  }
+
+  ApplyResult operator()(const NodeRemove& c) {
+    auto it = state_.nodes.find(c.id);
+    if (it == state_.nodes.end()) {
+      return failure(ErrorCode::not_found, "id", "no node " + quoted(c.id));
+    }
+    if (auto e = check_version(c.version, it->second.version)) {
+      return *e;
+    }
+    const std::string& name = it->second.name;
+    auto tasks = std::count_if(state_.tasks.begin(), state_.tasks.end(),
+                               [&](const auto& kv) { return kv.second.node == name; });
+    if (tasks != 0) {
+      return failure(ErrorCode::conflict, "id",
+                     "node " + quoted(name) + " still runs " + std::to_string(tasks) +
+                         " task(s); remove them first");
+    }
+    json::object object = to_json(it->second);
+    state_.nodes.erase(it);
+    state_.revision = next_revision();
+    return success(state_, std::move(object));
+  }
+
+  ApplyResult operator()(const ClusterSettingsUpdate& c) {
+    if (!c.cluster_id && !c.subnet_pool) {
+      return failure(ErrorCode::invalid, "", "nothing to update: give cluster_id or subnet_pool");
+    }
+    if (c.cluster_id) {
+      if (c.cluster_id->empty()) {
+        return failure(ErrorCode::invalid, "cluster_id", "must not be empty");
+      }
+      if (!state_.cluster_id.empty() && state_.cluster_id != *c.cluster_id) {
+        return failure(ErrorCode::conflict, "cluster_id",
+                       "cluster id is already " + quoted(state_.cluster_id));
+      }
+    }
+    if (c.subnet_pool) {
+      auto pool = parse_cidr(*c.subnet_pool);
+      if (!pool || pool->prefix > 24) {
+        return failure(ErrorCode::invalid, "subnet_pool",
+                       "expected an IPv4 CIDR with prefix /24 or shorter, e.g. 10.10.0.0/16");
+      }
+    }
+    if (c.cluster_id) {
+      state_.cluster_id = *c.cluster_id;
+    }
+    if (c.subnet_pool) {
+      state_.subnet_pool = *c.subnet_pool;
+    }
+    state_.revision = next_revision();
+    return success(state_, json::object{{"cluster_id", state_.cluster_id},
+                                        {"subnet_pool", state_.subnet_pool}});
+  }
+
+ private:
+  // Create (existing == nullptr) or replace a service: normalise, validate with the shared
+  // validator, then keep the VIPs of networks it stays on and allocate the new ones.
+  ApplyResult put_service(const Service& spec, const Service* existing) {
+    Service service = spec;
+    service.vips.clear();
+    if (service.networks.empty()) {
+      service.networks.push_back(kIngressNetwork);
+    }
+    if (auto e = first_error(validate_service(state_, service, "service", "ports"))) {
+      return *e;
+    }
+    for (const auto& network : service.networks) {
+      if (existing != nullptr) {
+        auto kept = existing->vips.find(network);
+        if (kept != existing->vips.end()) {
+          service.vips[network] = kept->second;
+          continue;
+        }
+      }
+      auto vip = allocate_vip(state_, network);
+      if (!vip) {
+        return failure(ErrorCode::conflict, "service.networks",
+                       "no free address left on network " + quoted(network));
+      }
+      service.vips[network] = *vip;
+    }
+    service.version = next_revision();
+    state_.revision = service.version;
+    auto& stored = state_.services[service.name] = std::move(service);
+    return success(state_, to_json(stored));
+  }
+
+  ClusterState& state_;
+};
+
+}  // namespace
+
+ClusterState initial_state() {
+  ClusterState state;
+  Network ingress;
+  ingress.name = kIngressNetwork;
+  ingress.subnet = kIngressSubnet;
+  ingress.gateway = *gateway_of(kIngressSubnet);
+  ingress.builtin = true;
+  state.networks.emplace(ingress.name, std::move(ingress));
+  return state;
+}
+
+ApplyResult apply(ClusterState& state, const Command& command) {
+  return std::visit(Applier(state), command);
+}
+
+ApplyResult apply_json(ClusterState& state, std::string_view command_json) {
+  auto decoded = decode_command(command_json);
+  if (auto* error = std::get_if<Error>(&decoded)) {
+    ApplyResult r;
+    r.error = std::move(*error);
+    return r;
+  }
+  return store::apply(state, std::get<Command>(decoded));
+}
+
+std::string_view to_string(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::invalid:
+      return "invalid";
+    case ErrorCode::conflict:
+      return "conflict";
+    case ErrorCode::not_found:
+      return "not_found";
+    case ErrorCode::version_mismatch:
+      return "version_mismatch";
+  }
+  return "invalid";
+}
+
+std::string encode_result(const ApplyResult& result) {
+  json::object o;
+  o["ok"] = result.ok;
+  if (result.ok) {
+    o["revision"] = result.revision;
+    o["object"] = result.object;
+  } else {
+    o["error"] = json::object{{"code", to_string(result.error.code)},
+                              {"message", result.error.message},
+                              {"field", result.error.field}};
+  }
+  return json::serialize(o);
+}
+
+std::optional<ApplyResult> decode_result(std::string_view text) {
+  boost::system::error_code ec;
+  json::value value = json::parse(text, ec);
+  const json::object* o = ec ? nullptr : value.if_object();
+  if (o == nullptr) {
+    return std::nullopt;
+  }
+  const json::value* ok = o->if_contains("ok");
+  if (ok == nullptr || !ok->is_bool()) {
+    return std::nullopt;
+  }
+  ApplyResult r;
+  r.ok = ok->get_bool();
+  if (r.ok) {
+    const json::value* revision = o->if_contains("revision");
+    const json::value* object = o->if_contains("object");
+    if (revision == nullptr || object == nullptr ||
+        !(revision->is_uint64() || (revision->is_int64() && revision->get_int64() >= 0))) {
+      return std::nullopt;
+    }
+    r.revision = revision->is_uint64() ? revision->get_uint64()
+                                       : static_cast<std::uint64_t>(revision->get_int64());
+    r.object = *object;
+    return r;
+  }
+  const json::value* error = o->if_contains("error");
+  const json::object* e = error == nullptr ? nullptr : error->if_object();
+  if (e == nullptr) {
+    return std::nullopt;
+  }
+  auto text_of = [&](std::string_view key) -> std::optional<std::string> {
+    const json::value* v = e->if_contains(key);
+    if (v == nullptr || !v->is_string()) {
+      return std::nullopt;
+    }
+    return std::string(v->get_string());
+  };
+  auto code = text_of("code");
+  auto message = text_of("message");
+  auto field = text_of("field");
+  if (!code || !message || !field) {
+    return std::nullopt;
+  }
+  for (ErrorCode c : {ErrorCode::invalid, ErrorCode::conflict, ErrorCode::not_found,
+                      ErrorCode::version_mismatch}) {
+    if (to_string(c) == *code) {
+      r.error = Error{c, *message, *field};
+      return r;
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace routemesh::discovery::store

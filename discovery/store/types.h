@@ -1,0 +1,99 @@
+#pragma once
+// Value types of the store's state machine: commands, results, watch deltas. Values only
+// (HAProxy "-t.h" idea); behaviour is in commands.h, state_machine.h, state_json.h.
+
+#include "discovery/types.h"
+
+#include <boost/json/object.hpp>
+#include <boost/json/value.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <variant>
+
+namespace routemesh::discovery::store {
+
+// Wire names: "network.create", ... (commands.h op_name). Ids (task, node) are chosen by the
+// proposer, never inside apply, so every replica computes the same state.
+struct NetworkCreate {
+  Network network;  // name, subnet ("" = a /24 from the pool); gateway/builtin/version ignored
+};
+struct NetworkDelete {
+  std::string name;
+  std::optional<std::uint64_t> version;  // compare-and-swap when given
+};
+struct ServiceCreate {
+  Service service;  // vips/version ignored (the store assigns them); no networks = ingress
+};
+struct ServiceUpdate {
+  Service service;  // full replacement of the spec, found by name
+  std::optional<std::uint64_t> version;
+};
+struct ServiceDelete {
+  std::string name;
+  std::optional<std::uint64_t> version;
+};
+struct TaskAdd {
+  Task task;  // version ignored
+};
+struct TaskUpdate {
+  std::string id;
+  TaskHealth health = TaskHealth::unknown;
+  std::optional<std::uint64_t> version;
+};
+struct TaskRemove {
+  std::string id;
+  std::optional<std::uint64_t> version;
+};
+struct NodeAdd {
+  Node node;  // version ignored
+};
+struct NodeUpdate {
+  std::string id;
+  std::optional<NodeStatus> status;
+  std::optional<NodeRole> role;
+  std::optional<std::uint64_t> version;
+};
+struct NodeRemove {
+  std::string id;
+  std::optional<std::uint64_t> version;
+};
+// "cluster.settings": written by `cluster init` as the first command. Reserved for more.
+struct ClusterSettingsUpdate {
+  std::optional<std::string> cluster_id;   // may be set once
+  std::optional<std::string> subnet_pool;  // IPv4 CIDR, prefix <= 24; affects new networks only
+};
+
+using Command =
+    std::variant<NetworkCreate, NetworkDelete, ServiceCreate, ServiceUpdate, ServiceDelete, TaskAdd,
+                 TaskUpdate, TaskRemove, NodeAdd, NodeUpdate, NodeRemove, ClusterSettingsUpdate>;
+
+// invalid -> HTTP 400, conflict -> 409, not_found -> 404, version_mismatch -> 409.
+enum class ErrorCode { invalid, conflict, not_found, version_mismatch };
+
+struct Error {
+  ErrorCode code = ErrorCode::invalid;
+  std::string message;
+  std::string field;  // key path in the command, e.g. "service.labels.mesh.http"; may be ""
+  bool operator==(const Error&) const = default;
+};
+
+// Outcome of one command. ok: `revision` is the new state revision and `object` the object
+// after the change (for deletes: as it was when deleted). !ok: `error`; nothing changed.
+struct ApplyResult {
+  bool ok = false;
+  std::uint64_t revision = 0;
+  boost::json::value object;
+  Error error;
+};
+
+// One applied command, for watch resumption. `command` is the canonical JSON of the command
+// (commands.h command_to_json); applying it with apply() to the state at revision-1 yields
+// the state at `revision`.
+struct Delta {
+  std::uint64_t revision = 0;
+  boost::json::object command;
+};
+
+}  // namespace routemesh::discovery::store
