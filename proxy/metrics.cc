@@ -1,1 +1,57 @@
-// placeholder: being written
+#include "proxy/metrics.h"
+
+namespace routemesh::proxy {
+
+namespace {
+
+prometheus::Family<prometheus::Counter>& counter_family(prometheus::Registry& r,
+                                                        const std::string& name,
+                                                        const std::string& help) {
+  return prometheus::BuildCounter().Name(name).Help(help).Register(r);
+}
+
+prometheus::Counter& counter(prometheus::Registry& r, const std::string& name,
+                             const std::string& help) {
+  return counter_family(r, name, help).Add({});
+}
+
+}  // namespace
+
+Metrics::Metrics(prometheus::Registry& r)
+    : registry(r),
+      requests(counter_family(r, "routemesh_proxy_requests_total",
+                              "HTTP requests answered, by service and status class")),
+      request_duration(prometheus::BuildHistogram()
+                           .Name("routemesh_proxy_request_duration_seconds")
+                           .Help("Time from the first byte of a request to its last response byte")
+                           .Register(r)),
+      upstream_connect_errors(counter_family(r, "routemesh_proxy_upstream_connect_errors_total",
+                                             "Failed connects to an endpoint")),
+      upstream_retries(counter_family(r, "routemesh_proxy_upstream_retries_total",
+                                      "Idempotent requests retried on another endpoint")),
+      ejections(counter_family(r, "routemesh_proxy_endpoint_ejections_total",
+                               "Endpoints ejected by passive health checking")),
+      downstream_active(prometheus::BuildGauge()
+                            .Name("routemesh_proxy_downstream_connections_active")
+                            .Help("Open downstream (client) connections")
+                            .Register(r)
+                            .Add({})),
+      downstream_total(counter(r, "routemesh_proxy_downstream_connections_total",
+                               "Accepted downstream (client) connections")),
+      bytes_in(counter(r, "routemesh_proxy_bytes_received_total",
+                       "Bytes received from downstream clients")),
+      bytes_out(counter(r, "routemesh_proxy_bytes_sent_total", "Bytes sent to downstream clients")),
+      l4_connections(counter_family(r, "routemesh_proxy_l4_connections_total",
+                                    "Connections forwarded at layer 4")),
+      l4_bytes(counter_family(r, "routemesh_proxy_l4_bytes_total",
+                              "Bytes forwarded at layer 4, both directions")),
+      bad_requests(counter_family(r, "routemesh_proxy_bad_requests_total",
+                                  "Requests rejected with 4xx for framing or limits")),
+      listener_errors(counter(r, "routemesh_proxy_listener_errors_total",
+                              "Published ports that could not be bound or accepted on")),
+      session_errors(counter(r, "routemesh_proxy_session_errors_total",
+                             "Exceptions caught at a session boundary")),
+      downstream_rejected(counter(r, "routemesh_proxy_downstream_connections_rejected_total",
+                                  "Connections closed at once: per-thread connection limit")) {}
+
+}  // namespace routemesh::proxy

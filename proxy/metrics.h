@@ -41,6 +41,9 @@ struct Metrics {
   prometheus::Counter& listener_errors;
   // routemesh_proxy_session_errors_total: exceptions caught by a session's co_spawn handler
   prometheus::Counter& session_errors;
+  // routemesh_proxy_downstream_connections_rejected_total: accepted then closed at once because
+  // the thread was at limits.max_connections_per_thread (added by the proxy driver).
+  prometheus::Counter& downstream_rejected;
 };
 
 }  // namespace routemesh::proxy

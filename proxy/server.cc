@@ -1,1 +1,210 @@
-// placeholder: being written
+#include "proxy/server.h"
+
+#include "proxy/access_log.h"
+#include "proxy/worker.h"
+
+#include <spdlog/spdlog.h>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/post.hpp>
+
+#include <algorithm>
+#include <condition_variable>
+#include <csignal>
+#include <mutex>
+#include <thread>
+
+namespace routemesh::proxy {
+
+namespace {
+
+using WorkGuard = asio::executor_work_guard<asio::io_context::executor_type>;
+
+// Counts posted tasks done, so the control thread can wait for every worker.
+struct Countdown {
+  explicit Countdown(std::size_t n) : left(n) {}
+  void done() {
+    std::lock_guard lock(m);
+    if (--left == 0) {
+      cv.notify_all();
+    }
+  }
+  bool wait_for(std::chrono::milliseconds d) {
+    std::unique_lock lock(m);
+    return cv.wait_for(lock, d, [this] { return left == 0; });
+  }
+  std::mutex m;
+  std::condition_variable cv;
+  std::size_t left;
+};
+
+class ProxyServerImpl final : public ProxyServer {
+ public:
+  ProxyServerImpl(const config::NodeConfig& cfg, Metrics& metrics)
+      : cfg_(cfg), metrics_(metrics), access_log_(AccessLog::make(cfg_.node.access_log)) {
+    unsigned n = cfg_.node.threads;
+    if (n == 0) {
+      n = std::max(1U, std::thread::hardware_concurrency());
+    }
+    workers_.reserve(n);
+    for (unsigned i = 0; i < n; ++i) {
+      workers_.push_back(std::make_unique<Worker>(i, cfg_, metrics_, access_log_.get()));
+    }
+  }
+
+  ~ProxyServerImpl() override { shutdown(); }
+
+  std::uint16_t start() override {
+    std::lock_guard lock(control_);
+    if (started_ || stopped_) {
+      return port_;
+    }
+    // The first thread binds the configured port (0: any); the others bind the port it got,
+    // so all threads share one SO_REUSEPORT group.
+    // splice(2) has no MSG_NOSIGNAL: a peer that closed would otherwise kill the process
+    // with SIGPIPE. EPIPE comes back as an error instead.
+    std::signal(SIGPIPE, SIG_IGN);
+    std::uint16_t port = cfg_.node.http_port;
+    for (auto& w : workers_) {
+      port = w->open_hrm(port);
+    }
+    port_ = port;
+    for (auto& w : workers_) {
+      guards_.emplace_back(asio::make_work_guard(w->io()));
+      Worker* wp = w.get();
+      asio::post(wp->io(), [wp] { wp->start(); });
+      threads_.emplace_back([wp] {
+        for (;;) {
+          try {
+            wp->io().run();
+            return;
+          } catch (const std::exception& e) {
+            // Handlers do not throw by design; keep the thread serving if one does.
+            spdlog::error("proxy: thread {}: unexpected exception: {}", wp->index(), e.what());
+          }
+        }
+      });
+    }
+    started_ = true;
+    spdlog::info("proxy: {} thread(s) listening on {}:{}", workers_.size(), cfg_.node.listen,
+                 port_);
+    return port_;
+  }
+
+  void publish(std::shared_ptr<const mesh::RouteTable> table) override {
+    std::lock_guard lock(control_);
+    if (!table || stopped_) {
+      return;
+    }
+    table_ = table;
+    if (!started_) {
+      // No thread runs yet: apply directly.
+      for (auto& w : workers_) {
+        w->apply_table(table);
+      }
+      return;
+    }
+    // Each worker swaps its own pointer on its own thread (no atomic shared_ptr, no lock on
+    // the request path); wait so that listeners are reconciled when publish returns.
+    auto done = std::make_shared<Countdown>(workers_.size());
+    for (auto& w : workers_) {
+      Worker* wp = w.get();
+      asio::post(wp->io(), [wp, table, done] {
+        wp->apply_table(table);
+        done->done();
+      });
+    }
+    if (!done->wait_for(std::chrono::seconds(10))) {
+      spdlog::warn("proxy: a proxy thread did not apply table revision {} within 10 s",
+                   table->revision);
+    }
+  }
+
+  std::shared_ptr<const mesh::RouteTable> table() const override {
+    std::lock_guard lock(control_);
+    return table_;
+  }
+
+  void shutdown() override {
+    std::lock_guard lock(control_);
+    if (stopped_) {
+      return;
+    }
+    stopped_ = true;
+    if (started_) {
+      drain_and_stop();
+    }
+    workers_.clear();
+    access_log_.reset();
+  }
+
+  std::vector<std::uint16_t> listening_ports() const override {
+    std::lock_guard lock(control_);
+    if (workers_.empty()) {
+      return {};
+    }
+    return workers_.front()->open_ports();
+  }
+
+ private:
+  std::size_t live() const {
+    std::size_t n = 0;
+    for (const auto& w : workers_) {
+      n += w->live();
+    }
+    return n;
+  }
+
+  void post_all(void (Worker::*fn)()) {
+    for (auto& w : workers_) {
+      Worker* wp = w.get();
+      asio::post(wp->io(), [wp, fn] { (wp->*fn)(); });
+    }
+  }
+
+  // Stop accepting and close idle connections; let in-flight requests finish within
+  // drain_ms; then cancel the rest and stop the threads.
+  void drain_and_stop() {
+    post_all(&Worker::begin_drain);
+    const auto deadline = Clock::now() + milliseconds(cfg_.timeouts.drain_ms);
+    while (Clock::now() < deadline && live() > 0) {
+      std::this_thread::sleep_for(milliseconds(10));
+    }
+    const std::size_t left = live();
+    if (left > 0) {
+      spdlog::warn("proxy: {} connection(s) still open after drain; cancelling", left);
+    }
+    post_all(&Worker::kill_all);
+    const auto grace = Clock::now() + milliseconds(1000);
+    while (Clock::now() < grace && live() > 0) {
+      std::this_thread::sleep_for(milliseconds(5));
+    }
+    guards_.clear();
+    for (auto& w : workers_) {
+      w->io().stop();
+    }
+    for (auto& t : threads_) {
+      t.join();
+    }
+    threads_.clear();
+  }
+
+  config::NodeConfig cfg_;  // own copy: workers keep references into it
+  Metrics& metrics_;
+  std::unique_ptr<AccessLog> access_log_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::vector<WorkGuard> guards_;
+  std::vector<std::thread> threads_;
+  mutable std::mutex control_;  // control-thread API only
+  std::shared_ptr<const mesh::RouteTable> table_;
+  std::uint16_t port_ = 0;
+  bool started_ = false;
+  bool stopped_ = false;
+};
+
+}  // namespace
+
+std::unique_ptr<ProxyServer> make_proxy_server(const config::NodeConfig& cfg, Metrics& metrics) {
+  return std::make_unique<ProxyServerImpl>(cfg, metrics);
+}
+
+}  // namespace routemesh::proxy

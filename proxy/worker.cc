@@ -1,1 +1,550 @@
-// placeholder: being written
+#include "proxy/worker.h"
+
+#include "proxy/http_session.h"
+#include "proxy/l4/splice.h"
+
+#include <spdlog/spdlog.h>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <exception>
+#include <random>
+#include <system_error>
+
+namespace routemesh::proxy {
+
+namespace {
+
+constexpr std::size_t kMaxFreeBuffers = 64;
+constexpr std::size_t kMaxFreePipes = 64;
+constexpr int kPipeSize = 1 << 20;
+
+const prometheus::Histogram::BucketBoundaries& duration_buckets() {
+  static const prometheus::Histogram::BucketBoundaries b{
+      0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+  return b;
+}
+
+milliseconds ms(std::uint32_t v) {
+  return milliseconds(v);
+}
+
+// The ticker must be finer than the shortest configured deadline, but a coarse tick costs
+// nothing on the request path, so: an eighth of the shortest timeout, within [5, 100] ms.
+milliseconds tick_for(const Timeouts& t) {
+  const auto shortest = std::min({t.request_head, t.idle, t.upstream_connect, t.upstream_response,
+                                  t.l4_idle, t.upstream_idle});
+  return std::clamp(shortest / 8, milliseconds(5), milliseconds(100));
+}
+
+// Exceptions end only their own session (STYLE.md §6).
+struct SessionDone {
+  Worker* w;
+  const char* what;
+  void operator()(const std::exception_ptr& e) const {
+    if (!e) {
+      return;
+    }
+    w->metrics().session_errors.Increment();
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      spdlog::error("proxy: {} failed on thread {}: {}", what, w->index(), ex.what());
+    } catch (...) {
+      spdlog::error("proxy: {} failed on thread {}: unknown exception", what, w->index());
+    }
+  }
+};
+
+std::uint64_t splitmix64(std::uint64_t& s) {
+  std::uint64_t z = (s += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+}  // namespace
+
+void ServiceMetrics::count(unsigned status, double seconds) {
+  ++pending_requests[status >= 100 && status < 600 ? status / 100 : 0];
+  const auto& b = duration_buckets();
+  std::size_t i = 0;
+  while (i < b.size() && seconds > b[i]) {
+    ++i;
+  }
+  pending_buckets[i] += 1;
+  pending_sum += seconds;
+  dirty = true;
+}
+
+void ServiceMetrics::flush() {
+  if (!dirty) {
+    return;
+  }
+  for (std::size_t i = 0; i < pending_requests.size(); ++i) {
+    if (pending_requests[i] != 0) {
+      requests[i]->Increment(static_cast<double>(pending_requests[i]));
+      pending_requests[i] = 0;
+    }
+  }
+  duration->ObserveMultiple(pending_buckets, pending_sum);
+  std::fill(pending_buckets.begin(), pending_buckets.end(), 0.0);
+  pending_sum = 0;
+  dirty = false;
+}
+
+struct Listener {
+  explicit Listener(asio::io_context& io) : acceptor(io) {}
+  tcp::acceptor acceptor;
+  std::uint16_t port = 0;
+  ListenerKind kind = ListenerKind::http;
+  bool accepting = false;
+};
+
+void LiveConn::cancel_io() {
+  boost::system::error_code ignored;
+  if (down != nullptr && down->is_open()) {
+    down->cancel(ignored);
+  }
+  if (up != nullptr && up->is_open()) {
+    up->cancel(ignored);
+  }
+}
+
+Worker::Worker(unsigned index, const config::NodeConfig& cfg, Metrics& metrics, AccessLog* log)
+    // One thread per io_context. UNSAFE_IO additionally drops the per-socket reactor mutex:
+    // every socket of a worker is used from its thread only (the control thread touches
+    // them solely before run() starts and after join()). Posting from other threads stays
+    // safe: the scheduler keeps its lock.
+    : io_(std::make_unique<asio::io_context>(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO)),
+      index_(index),
+      cfg_(cfg),
+      metrics_(metrics),
+      timeouts_{ms(cfg.timeouts.request_head_ms),
+                ms(cfg.timeouts.idle_ms),
+                ms(cfg.timeouts.upstream_connect_ms),
+                ms(cfg.timeouts.upstream_response_ms),
+                ms(cfg.timeouts.upstream_idle_ms),
+                ms(cfg.timeouts.l4_idle_ms),
+                ms(cfg.timeouts.drain_ms)},
+      http_limits_{cfg.limits.max_header_bytes, cfg.limits.max_uri_bytes, cfg.limits.max_headers},
+      via_(cfg.node.via ? "routemesh" : ""),
+      tick_period_(tick_for(timeouts_)),
+      balancer_(cfg.health),
+      pool_(std::make_unique<UpstreamPool>(cfg.limits.max_idle_upstream_per_endpoint,
+                                           timeouts_.upstream_idle)),
+      rng_state_(std::random_device{}() ^ (std::uint64_t{index} << 32) ^
+                 static_cast<std::uint64_t>(Clock::now().time_since_epoch().count())) {
+  live_head_.prev = &live_head_;
+  live_head_.next = &live_head_;
+  no_route_metrics_ = &metrics_for("");
+  if (log != nullptr) {
+    access_log_.emplace(*log);
+  }
+  free_buffers_.reserve(kMaxFreeBuffers);
+  free_pipes_.reserve(kMaxFreePipes);
+}
+
+Worker::~Worker() {
+  // Sockets must die before the io_context that owns their services; the io_context must die
+  // before the registry and pools its session frames unregister from.
+  listeners_.clear();
+  ticker_.reset();
+  pool_->close_all();
+  for (auto& p : free_pipes_) {
+    ::close(p.rd);
+    ::close(p.wr);
+  }
+  free_pipes_.clear();
+  io_.reset();
+  flush_metrics();
+  if (access_log_) {
+    access_log_->flush();
+  }
+}
+
+std::uint64_t Worker::next_random() {
+  return splitmix64(rng_state_);
+}
+
+void Worker::make_request_id(char (&out)[16]) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::uint64_t r = next_random();
+  for (int i = 15; i >= 0; --i) {
+    out[i] = kHex[r & 15];
+    r >>= 4;
+  }
+}
+
+std::optional<std::uint32_t> Worker::l4_cluster(std::uint16_t port) const {
+  if (!table_) {
+    return std::nullopt;
+  }
+  const auto& l4 = table_->l4;
+  auto it =
+      std::lower_bound(l4.begin(), l4.end(), port,
+                       [](const mesh::L4Route& r, std::uint16_t p) { return r.published < p; });
+  if (it == l4.end() || it->published != port) {
+    return std::nullopt;
+  }
+  return it->cluster;
+}
+
+ServiceMetrics& Worker::metrics_for(const std::string& service) {
+  auto& slot = service_metrics_[service];
+  if (!slot) {
+    slot = std::make_unique<ServiceMetrics>();
+    slot->service = service;
+    static constexpr const char* kClass[] = {"other", "1xx", "2xx", "3xx", "4xx", "5xx"};
+    for (std::size_t i = 0; i < 6; ++i) {
+      slot->requests[i] = &metrics_.requests.Add({{"service", service}, {"code_class", kClass[i]}});
+    }
+    slot->duration = &metrics_.request_duration.Add({{"service", service}}, duration_buckets());
+    slot->pending_buckets.assign(duration_buckets().size() + 1, 0.0);
+    slot->connect_errors = &metrics_.upstream_connect_errors.Add({{"service", service}});
+    slot->retries = &metrics_.upstream_retries.Add({{"service", service}});
+    slot->ejections = &metrics_.ejections.Add({{"service", service}});
+    slot->l4_connections = &metrics_.l4_connections.Add({{"service", service}});
+    slot->l4_bytes = &metrics_.l4_bytes.Add({{"service", service}});
+  }
+  return *slot;
+}
+
+void Worker::apply_table(std::shared_ptr<const mesh::RouteTable> table) {
+  if (!table) {
+    return;
+  }
+  table_ = std::move(table);
+  balancer_.on_table(*table_);
+  pool_->on_table(*table_);
+  cluster_metrics_.clear();
+  cluster_metrics_.reserve(table_->clusters.size());
+  for (const auto& c : table_->clusters) {
+    cluster_metrics_.push_back(&metrics_for(c.service));
+  }
+  if (!draining_) {
+    reconcile_listeners();
+  }
+}
+
+std::shared_ptr<Listener> Worker::open_listener(std::uint16_t port, ListenerKind kind) {
+  auto l = std::make_shared<Listener>(*io_);
+  const tcp::endpoint ep(asio::ip::make_address(cfg_.node.listen), port);
+  l->acceptor.open(ep.protocol());
+  l->acceptor.set_option(tcp::acceptor::reuse_address(true));
+  // Every proxy thread binds the same port; the kernel spreads connections over them.
+  int one = 1;
+  if (::setsockopt(l->acceptor.native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+    throw std::system_error(errno, std::generic_category(), "SO_REUSEPORT");
+  }
+  l->acceptor.bind(ep);
+  l->acceptor.listen(asio::socket_base::max_listen_connections);
+  l->port = l->acceptor.local_endpoint().port();
+  l->kind = kind;
+  return l;
+}
+
+std::uint16_t Worker::open_hrm(std::uint16_t port) {
+  auto l = open_listener(port, ListenerKind::http);
+  hrm_port_ = l->port;
+  listeners_[hrm_port_] = l;
+  update_open_ports();
+  return hrm_port_;
+}
+
+void Worker::reconcile_listeners() {
+  std::map<std::uint16_t, ListenerKind> want;
+  if (hrm_port_ != 0) {
+    want[hrm_port_] = ListenerKind::http;
+  }
+  if (table_) {
+    for (auto p : table_->http_ports) {
+      want.emplace(p, ListenerKind::http);
+    }
+    for (const auto& r : table_->l4) {
+      if (r.published != hrm_port_) {
+        want[r.published] = ListenerKind::l4;
+      }
+    }
+  }
+  for (auto it = listeners_.begin(); it != listeners_.end();) {
+    auto w = want.find(it->first);
+    if (w == want.end()) {
+      // Closing the acceptor ends its accept loop; established connections carry on.
+      boost::system::error_code ignored;
+      it->second->acceptor.close(ignored);
+      it = listeners_.erase(it);
+    } else {
+      it->second->kind = w->second;
+      ++it;
+    }
+  }
+  for (const auto& [port, kind] : want) {
+    if (listeners_.count(port) != 0) {
+      continue;
+    }
+    try {
+      auto l = open_listener(port, kind);
+      listeners_[port] = l;
+      if (started_) {
+        spawn_accept(l);
+      }
+    } catch (const std::exception& e) {
+      metrics_.listener_errors.Increment();
+      spdlog::warn("proxy: thread {} cannot listen on {}:{}: {}", index_, cfg_.node.listen, port,
+                   e.what());
+    }
+  }
+  update_open_ports();
+}
+
+void Worker::update_open_ports() {
+  std::lock_guard lock(open_ports_mutex_);
+  open_ports_.clear();
+  if (hrm_port_ != 0 && listeners_.count(hrm_port_) != 0) {
+    open_ports_.push_back(hrm_port_);
+  }
+  for (const auto& [port, l] : listeners_) {
+    if (port != hrm_port_) {
+      open_ports_.push_back(port);
+    }
+  }
+}
+
+std::vector<std::uint16_t> Worker::open_ports() const {
+  std::lock_guard lock(open_ports_mutex_);
+  return open_ports_;
+}
+
+namespace {
+
+asio::awaitable<void> accept_loop(Worker& w, std::shared_ptr<Listener> l) {
+  const auto tuple = asio::as_tuple(asio::use_awaitable);
+  for (;;) {
+    auto [ec, socket] = co_await l->acceptor.async_accept(tuple);
+    if (ec) {
+      if (ec == asio::error::operation_aborted || !l->acceptor.is_open()) {
+        co_return;
+      }
+      // EMFILE, ENFILE, ENOBUFS: back off instead of spinning on a full table.
+      w.metrics().listener_errors.Increment();
+      spdlog::warn("proxy: accept on port {} failed: {}", l->port, ec.message());
+      asio::steady_timer pause(w.io(), milliseconds(50));
+      co_await pause.async_wait(tuple);
+      continue;
+    }
+    if (w.live() >= w.cfg().limits.max_connections_per_thread) {
+      w.metrics().downstream_rejected.Increment();
+      boost::system::error_code ignored;
+      socket.close(ignored);
+      continue;
+    }
+    if (l->kind == ListenerKind::http) {
+      asio::co_spawn(w.io(), run_http_session(w, std::move(socket)),
+                     SessionDone{&w, "http session"});
+    } else {
+      asio::co_spawn(w.io(), run_l4_session(w, std::move(socket), l->port),
+                     SessionDone{&w, "l4 session"});
+    }
+  }
+}
+
+}  // namespace
+
+void Worker::spawn_accept(std::shared_ptr<Listener> l) {
+  if (l->accepting) {
+    return;
+  }
+  l->accepting = true;
+  asio::co_spawn(*io_, accept_loop(*this, std::move(l)), SessionDone{this, "accept loop"});
+}
+
+void Worker::start() {
+  started_ = true;
+  for (auto& [port, l] : listeners_) {
+    spawn_accept(l);
+  }
+  ticker_ = std::make_unique<asio::steady_timer>(*io_);
+  asio::co_spawn(
+      *io_,
+      [this]() -> asio::awaitable<void> {
+        const auto tuple = asio::as_tuple(asio::use_awaitable);
+        for (;;) {
+          ticker_->expires_after(tick_period_);
+          auto [ec] = co_await ticker_->async_wait(tuple);
+          if (ec) {
+            co_return;
+          }
+          tick();
+        }
+      },
+      SessionDone{this, "ticker"});
+}
+
+void Worker::tick() {
+  const auto now = Clock::now();
+  for (LiveConn* c = live_head_.next; c != &live_head_; c = c->next) {
+    if (c->deadline <= now) {
+      c->expired = true;
+      c->deadline = Clock::time_point::max();
+      c->cancel_io();
+    }
+  }
+  pool_->sweep(now);
+  flush_metrics();
+  if (access_log_) {
+    access_log_->flush();
+  }
+}
+
+void Worker::flush_metrics() {
+  for (auto& [name, sm] : service_metrics_) {
+    sm->flush();
+  }
+  if (pending_bytes_in_ != 0) {
+    metrics_.bytes_in.Increment(static_cast<double>(pending_bytes_in_));
+    pending_bytes_in_ = 0;
+  }
+  if (pending_bytes_out_ != 0) {
+    metrics_.bytes_out.Increment(static_cast<double>(pending_bytes_out_));
+    pending_bytes_out_ = 0;
+  }
+}
+
+void Worker::add_live(LiveConn& c) {
+  c.next = &live_head_;
+  c.prev = live_head_.prev;
+  live_head_.prev->next = &c;
+  live_head_.prev = &c;
+  live_count_.fetch_add(1, std::memory_order_relaxed);
+  metrics_.downstream_active.Increment();
+}
+
+void Worker::remove_live(LiveConn& c) {
+  c.prev->next = c.next;
+  c.next->prev = c.prev;
+  c.prev = c.next = nullptr;
+  live_count_.fetch_sub(1, std::memory_order_relaxed);
+  metrics_.downstream_active.Decrement();
+}
+
+void Worker::begin_drain() {
+  draining_ = true;
+  for (auto& [port, l] : listeners_) {
+    boost::system::error_code ignored;
+    l->acceptor.close(ignored);
+  }
+  listeners_.clear();
+  {
+    std::lock_guard lock(open_ports_mutex_);
+    open_ports_.clear();
+  }
+  for (LiveConn* c = live_head_.next; c != &live_head_; c = c->next) {
+    if (c->idle) {
+      c->cancel_io();
+    }
+  }
+  pool_->close_all();
+}
+
+void Worker::kill_all() {
+  draining_ = true;
+  for (LiveConn* c = live_head_.next; c != &live_head_; c = c->next) {
+    c->killed = true;
+    c->expired = true;
+    c->cancel_io();
+  }
+  pool_->close_all();
+  flush_metrics();
+  if (access_log_) {
+    access_log_->flush();
+  }
+  if (ticker_) {
+    ticker_->cancel();
+  }
+}
+
+void Worker::finish(std::uint64_t gen, const mesh::Cluster& cluster, std::uint32_t endpoint,
+                    mesh::Outcome outcome, ServiceMetrics& sm) {
+  const std::string& key = cluster.endpoints[endpoint].key;
+  // The key-based overload finds the endpoint again when the table changed meanwhile.
+  if (balancer_.on_finish(gen, cluster.index, endpoint, cluster.service, key, outcome,
+                          Clock::now())) {
+    sm.ejections->Increment();
+    spdlog::warn("proxy: endpoint {} of service {} ejected by passive health (thread {})", key,
+                 cluster.service, index_);
+  }
+}
+
+asio::awaitable<boost::system::error_code> connect_upstream(LiveConn& conn, tcp::socket& s,
+                                                            const tcp::endpoint& ep,
+                                                            milliseconds timeout) {
+  boost::system::error_code ignored;
+  if (s.is_open()) {
+    s.close(ignored);
+  }
+  conn.up = &s;
+  conn.arm(Clock::now(), timeout);
+  auto [ec] = co_await s.async_connect(ep, asio::as_tuple(asio::use_awaitable));
+  if (conn.expired && !conn.killed) {
+    ec = asio::error::timed_out;
+  } else if (conn.killed) {
+    ec = asio::error::operation_aborted;
+  }
+  if (!ec) {
+    s.set_option(tcp::no_delay(true), ignored);
+  } else {
+    s.close(ignored);
+  }
+  conn.disarm();
+  co_return ec;
+}
+
+std::unique_ptr<char[]> Worker::take_buffer() {
+  if (free_buffers_.empty()) {
+    return std::make_unique_for_overwrite<char[]>(kUpstreamBufferSize);
+  }
+  auto b = std::move(free_buffers_.back());
+  free_buffers_.pop_back();
+  return b;
+}
+
+void Worker::give_buffer(std::unique_ptr<char[]> b) {
+  if (b && free_buffers_.size() < kMaxFreeBuffers) {
+    free_buffers_.push_back(std::move(b));
+  }
+}
+
+std::optional<Pipe> Worker::take_pipe() {
+  if (!free_pipes_.empty()) {
+    Pipe p = free_pipes_.back();
+    free_pipes_.pop_back();
+    return p;
+  }
+  int fds[2];
+  if (::pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) {
+    return std::nullopt;
+  }
+  // Larger pipes mean fewer splice calls per MiB; the default (64 KiB) still works when
+  // fs.pipe-max-size or the per-user pipe quota refuses.
+  (void)::fcntl(fds[1], F_SETPIPE_SZ, kPipeSize);
+  return Pipe{fds[0], fds[1], 0};
+}
+
+void Worker::give_pipe(Pipe p) {
+  if (p.pending == 0 && free_pipes_.size() < kMaxFreePipes) {
+    free_pipes_.push_back(p);
+    return;
+  }
+  ::close(p.rd);
+  ::close(p.wr);
+}
+
+}  // namespace routemesh::proxy

@@ -1,1 +1,272 @@
-// placeholder: being written
+#include "proxy/l4/splice.h"
+
+#include <spdlog/spdlog.h>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <fcntl.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+namespace routemesh::proxy {
+
+namespace {
+
+constexpr std::size_t kSpliceChunk = 1 << 20;
+constexpr unsigned kSpliceFlags = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
+
+struct PipeGuard {
+  Worker& w;
+  std::optional<Pipe> pipe;
+  ~PipeGuard() {
+    if (pipe) {
+      w.give_pipe(*pipe);
+    }
+  }
+};
+
+// Shared state of the two directions of one connection.
+struct SpliceState {
+  bool failed = false;
+  LiveConn& conn;
+  milliseconds idle;
+  prometheus::Counter* bytes;
+};
+
+// One direction: socket -> pipe -> socket. Returns true when `from` ended with EOF and every
+// byte reached `to` (then `to` got a FIN: half-close, RFC 9293 §3.6), false on error or
+// cancellation (then the other direction is cancelled too).
+asio::awaitable<bool> pump(SpliceState& st, tcp::socket& from, tcp::socket& to, Pipe& pipe,
+                           std::uint64_t& total) {
+  const auto tuple = asio::as_tuple(asio::use_awaitable);
+  const int in = from.native_handle();
+  const int out = to.native_handle();
+  auto fail = [&st]() {
+    st.failed = true;
+    st.conn.cancel_io();
+    return false;
+  };
+  for (;;) {
+    if (st.failed || st.conn.expired) {
+      co_return fail();
+    }
+    bool eof = false;
+    const ssize_t n = ::splice(in, nullptr, pipe.wr, nullptr, kSpliceChunk, kSpliceFlags);
+    if (n > 0) {
+      pipe.pending += static_cast<std::size_t>(n);
+    } else if (n == 0) {
+      eof = true;
+    } else if (errno == EINTR) {
+      continue;
+    } else if (errno == EAGAIN) {
+      // The pipe is always drained below before refilling, so EAGAIN means "no data".
+      auto [ec] = co_await from.async_wait(tcp::socket::wait_read, tuple);
+      if (ec) {
+        co_return fail();
+      }
+      continue;
+    } else {
+      co_return fail();
+    }
+    while (pipe.pending > 0) {
+      const ssize_t m = ::splice(pipe.rd, nullptr, out, nullptr, pipe.pending, kSpliceFlags);
+      if (m > 0) {
+        pipe.pending -= static_cast<std::size_t>(m);
+        total += static_cast<std::uint64_t>(m);
+        st.conn.arm(Clock::now(), st.idle);
+        if (st.bytes != nullptr) {
+          st.bytes->Increment(static_cast<double>(m));
+        }
+      } else if (m < 0 && errno == EINTR) {
+        continue;
+      } else if (m < 0 && errno == EAGAIN) {
+        auto [ec] = co_await to.async_wait(tcp::socket::wait_write, tuple);
+        if (ec || st.failed || st.conn.expired) {
+          co_return fail();
+        }
+      } else {
+        co_return fail();
+      }
+    }
+    if (eof) {
+      boost::system::error_code ignored;
+      to.shutdown(tcp::socket::shutdown_send, ignored);
+      co_return true;
+    }
+  }
+}
+
+}  // namespace
+
+asio::awaitable<SpliceResult> splice_both(Worker& w, LiveConn& conn, tcp::socket& a, tcp::socket& b,
+                                          milliseconds idle, prometheus::Counter* bytes) {
+  using namespace asio::experimental::awaitable_operators;
+  SpliceResult result;
+  PipeGuard p1{w, w.take_pipe()};
+  PipeGuard p2{w, w.take_pipe()};
+  if (!p1.pipe || !p2.pipe) {
+    spdlog::warn("proxy: cannot create pipes for splice: {}", std::strerror(errno));
+    result.error = true;
+    co_return result;
+  }
+  // Asio's reactor must not try I/O on these descriptors itself; we only use async_wait.
+  boost::system::error_code ignored;
+  a.non_blocking(true, ignored);
+  b.non_blocking(true, ignored);
+  SpliceState st{false, conn, idle, bytes};
+  conn.arm(Clock::now(), idle);
+  auto [ok1, ok2] =
+      co_await (pump(st, a, b, *p1.pipe, result.a_to_b) && pump(st, b, a, *p2.pipe, result.b_to_a));
+  result.error = !(ok1 && ok2);
+  conn.disarm();
+  co_return result;
+}
+
+asio::awaitable<SpliceExactResult> splice_exact(Worker& w, LiveConn& conn, tcp::socket& from,
+                                                tcp::socket& to, std::uint64_t n,
+                                                milliseconds idle) {
+  const auto tuple = asio::as_tuple(asio::use_awaitable);
+  PipeGuard guard{w, w.take_pipe()};
+  if (!guard.pipe) {
+    co_return SpliceExactResult{asio::error::operation_not_supported, 0, false};
+  }
+  Pipe& pipe = *guard.pipe;
+  boost::system::error_code ec;
+  from.non_blocking(true, ec);
+  to.non_blocking(true, ec);
+  ec.clear();
+  const int in = from.native_handle();
+  const int out = to.native_handle();
+  std::uint64_t moved = 0;
+  std::uint64_t read = 0;
+  bool read_side = false;
+  auto sys_error = [] {
+    return boost::system::error_code(errno, boost::system::system_category());
+  };
+  while (moved < n) {
+    if (pipe.pending == 0) {
+      const std::size_t want =
+          static_cast<std::size_t>(std::min<std::uint64_t>(n - read, kSpliceChunk));
+      const ssize_t k = ::splice(in, nullptr, pipe.wr, nullptr, want, kSpliceFlags);
+      if (k > 0) {
+        pipe.pending += static_cast<std::size_t>(k);
+        read += static_cast<std::uint64_t>(k);
+      } else if (k == 0) {
+        ec = asio::error::eof;
+        read_side = true;
+        break;
+      } else if (errno == EINTR) {
+        continue;
+      } else if (errno == EAGAIN) {
+        auto [wec] = co_await from.async_wait(tcp::socket::wait_read, tuple);
+        if (conn.expired || conn.killed) {
+          ec = asio::error::timed_out;
+          break;
+        }
+        if (wec) {
+          ec = wec;
+          read_side = true;
+          break;
+        }
+        continue;
+      } else {
+        ec = sys_error();
+        read_side = true;
+        break;
+      }
+    }
+    while (pipe.pending > 0) {
+      const ssize_t m = ::splice(pipe.rd, nullptr, out, nullptr, pipe.pending, kSpliceFlags);
+      if (m > 0) {
+        pipe.pending -= static_cast<std::size_t>(m);
+        moved += static_cast<std::uint64_t>(m);
+        conn.arm(Clock::now(), idle);
+      } else if (m < 0 && errno == EINTR) {
+        continue;
+      } else if (m < 0 && errno == EAGAIN) {
+        auto [wec] = co_await to.async_wait(tcp::socket::wait_write, tuple);
+        if (conn.expired || conn.killed) {
+          ec = asio::error::timed_out;
+          break;
+        }
+        if (wec) {
+          ec = wec;
+          break;
+        }
+      } else {
+        ec = m == 0 ? asio::error::broken_pipe : sys_error();
+        break;
+      }
+    }
+    if (ec) {
+      break;
+    }
+  }
+  co_return SpliceExactResult{ec, moved, read_side};
+}
+
+asio::awaitable<void> run_l4_session(Worker& w, tcp::socket socket, std::uint16_t port) {
+  LiveConn conn;
+  LiveGuard guard(w, conn);
+  conn.down = &socket;
+  w.metrics().downstream_total.Increment();
+  tcp::socket up(w.io());
+  boost::system::error_code ignored;
+
+  const auto cluster_index = w.l4_cluster(port);
+  if (!cluster_index) {
+    co_return;  // the port left the table between accept and now
+  }
+  const std::shared_ptr<const mesh::RouteTable> table = w.table();
+  const std::uint64_t gen = w.generation();
+  const mesh::Cluster& cluster = table->clusters[*cluster_index];
+  ServiceMetrics& sm = w.service_metrics(*cluster_index);
+  sm.l4_connections->Increment();
+  socket.set_option(tcp::no_delay(true), ignored);
+
+  std::optional<std::uint32_t> exclude;
+  std::optional<std::uint32_t> chosen;
+  for (int attempt = 0; attempt < 2 && !chosen; ++attempt) {
+    if (w.generation() != gen) {
+      break;  // indices of `table` no longer match the balancer's
+    }
+    const auto pick = w.balancer().pick(cluster.index, w.next_random(), Clock::now(), {}, exclude);
+    if (!pick) {
+      break;
+    }
+    if (attempt > 0) {
+      sm.retries->Increment();
+    }
+    w.balancer().on_start(cluster.index, pick->endpoint);
+    const auto& ep = cluster.endpoints[pick->endpoint];
+    const auto ec =
+        co_await connect_upstream(conn, up, to_tcp_endpoint(ep), w.timeouts().upstream_connect);
+    if (conn.killed) {
+      w.finish(gen, cluster, pick->endpoint, mesh::Outcome::local_abort, sm);
+      co_return;
+    }
+    if (ec) {
+      sm.connect_errors->Increment();
+      w.finish(gen, cluster, pick->endpoint, mesh::Outcome::connect_failed, sm);
+      exclude = pick->endpoint;
+      continue;
+    }
+    chosen = pick->endpoint;
+  }
+  if (!chosen) {
+    spdlog::debug("proxy: l4 port {} ({}): no endpoint reachable", port, cluster.service);
+    co_return;
+  }
+  const auto r = co_await splice_both(w, conn, socket, up, w.timeouts().l4_idle, sm.l4_bytes);
+  w.count_bytes(r.a_to_b, r.b_to_a);
+  w.finish(gen, cluster, *chosen, conn.killed ? mesh::Outcome::local_abort : mesh::Outcome::success,
+           sm);
+  up.close(ignored);
+  socket.close(ignored);
+}
+
+}  // namespace routemesh::proxy

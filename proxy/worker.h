@@ -1,0 +1,245 @@
+#pragma once
+// One proxy thread's world: its io_context, its listeners (SO_REUSEPORT), its copy of the
+// published RouteTable, its Balancer, upstream pool, metric children, access log batch and
+// the registry of its live connections. Everything here is used from the worker's own thread
+// only; the control thread reaches a Worker solely through asio::post (ProxyServer), so the
+// request path takes no locks. Exceptions: open_hrm() and apply_table() may also be called
+// by the control thread before the thread runs, and live()/open_ports() are safe anywhere.
+
+#include "config/types.h"
+#include "mesh/balancer.h"
+#include "mesh/route_table.h"
+#include "proxy/access_log.h"
+#include "proxy/http/parser.h"
+#include "proxy/metrics.h"
+#include "proxy/upstream_pool.h"
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace routemesh::proxy {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+// Metric children of one service, resolved once when a table arrives so the request path
+// does no label lookups. Objects are stable for the worker's lifetime. Per-request counts
+// are kept thread-locally and added to the shared children on every tick (flush()), so the
+// request path touches no atomics, no histogram mutex and no cache line shared between
+// threads; /metrics lags by at most one tick.
+struct ServiceMetrics {
+  std::string service;
+  std::array<prometheus::Counter*, 6> requests{};  // [0] other, [1..5] = 1xx..5xx
+  prometheus::Histogram* duration = nullptr;
+  prometheus::Counter* connect_errors = nullptr;
+  prometheus::Counter* retries = nullptr;
+  prometheus::Counter* ejections = nullptr;
+  prometheus::Counter* l4_connections = nullptr;
+  prometheus::Counter* l4_bytes = nullptr;
+
+  void count(unsigned status, double seconds);
+  void flush();
+
+  std::array<std::uint64_t, 6> pending_requests{};
+  std::vector<double> pending_buckets;  // one per bucket boundary, plus +Inf
+  double pending_sum = 0;
+  bool dirty = false;
+};
+
+// A live connection (HTTP session or L4 splice), in the worker's intrusive registry. The
+// worker's ticker enforces `deadline` by cancelling the sockets' pending operations (and
+// setting `expired`), which keeps per-operation timers off the hot path: a deadline is a
+// store, not a timer-queue insertion (see README, "Timeouts"). Sessions check `expired`
+// after every await.
+struct LiveConn {
+  LiveConn* prev = nullptr;
+  LiveConn* next = nullptr;
+  Clock::time_point deadline = Clock::time_point::max();
+  tcp::socket* down = nullptr;
+  tcp::socket* up = nullptr;
+  bool idle = false;     // an HTTP session waiting for the next request (closed on drain)
+  bool expired = false;  // the current deadline passed; pending I/O was cancelled
+  bool killed = false;   // terminal cancel (shutdown after drain_ms)
+
+  void arm(Clock::time_point now, milliseconds d) {
+    deadline = now + d;
+    expired = false;
+  }
+  void disarm() {
+    deadline = Clock::time_point::max();
+    expired = false;
+  }
+  void cancel_io();
+};
+
+// A pipe for splice(2), pooled per worker (creating one costs 2-3 syscalls).
+struct Pipe {
+  int rd = -1;
+  int wr = -1;
+  std::size_t pending = 0;  // bytes inside the pipe
+};
+
+enum class ListenerKind { http, l4 };
+
+struct Listener;
+
+struct Timeouts {
+  milliseconds request_head;
+  milliseconds idle;
+  milliseconds upstream_connect;
+  milliseconds upstream_response;
+  milliseconds upstream_idle;
+  milliseconds l4_idle;
+  milliseconds drain;
+};
+
+class Worker {
+ public:
+  Worker(unsigned index, const config::NodeConfig& cfg, Metrics& metrics, AccessLog* log);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  asio::io_context& io() { return *io_; }
+  unsigned index() const { return index_; }
+
+  // Binds the HRM listener (port 0: any). Control thread, before the thread runs. Throws
+  // std::system_error (startup boundary). Returns the bound port.
+  std::uint16_t open_hrm(std::uint16_t port);
+  // Starts the ticker and the accept loops of listeners opened so far (worker thread).
+  void start();
+  // Installs a new table: balancer, pool index, metric children, listener reconciliation.
+  void apply_table(std::shared_ptr<const mesh::RouteTable> table);
+  // Shutdown, step 1: close listeners, close idle keep-alive connections, make sessions
+  // answer their in-flight request with "Connection: close".
+  void begin_drain();
+  // Shutdown, step 2: cancel and close whatever is left; flush the access log.
+  void kill_all();
+
+  std::size_t live() const { return live_count_.load(std::memory_order_relaxed); }
+  std::vector<std::uint16_t> open_ports() const;
+
+  // ---- For sessions (worker thread) ----
+  const config::NodeConfig& cfg() const { return cfg_; }
+  const Timeouts& timeouts() const { return timeouts_; }
+  const http::Limits& http_limits() const { return http_limits_; }
+  Metrics& metrics() { return metrics_; }
+  const std::shared_ptr<const mesh::RouteTable>& table() const { return table_; }
+  // The balancer's table generation (mesh::Balancer::generation()).
+  std::uint64_t generation() const { return balancer_.generation(); }
+  mesh::Balancer& balancer() { return balancer_; }
+  UpstreamPool& pool() { return *pool_; }
+  AccessLogBuffer* access_log() { return access_log_ ? &*access_log_ : nullptr; }
+  bool draining() const { return draining_; }
+  std::string_view via() const { return via_; }
+  ServiceMetrics& service_metrics(std::uint32_t cluster) { return *cluster_metrics_[cluster]; }
+  ServiceMetrics& no_route_metrics() { return *no_route_metrics_; }
+  std::uint64_t next_random();
+  // 16 lower-case hex digits.
+  void make_request_id(char (&out)[16]);
+
+  // Cluster of the L4 route on `port` in the current table, if any.
+  std::optional<std::uint32_t> l4_cluster(std::uint16_t port) const;
+
+  // Passive health outcome for an endpoint picked under generation `gen`; counts and logs an
+  // ejection. Ignored when the table changed since and the endpoint is gone.
+  void finish(std::uint64_t gen, const mesh::Cluster& cluster, std::uint32_t endpoint,
+              mesh::Outcome outcome, ServiceMetrics& sm);
+
+  // Downstream byte counts, flushed with the service metrics on every tick.
+  void count_bytes(std::uint64_t in, std::uint64_t out) {
+    pending_bytes_in_ += in;
+    pending_bytes_out_ += out;
+  }
+
+  void add_live(LiveConn& c);
+  void remove_live(LiveConn& c);
+
+  std::unique_ptr<char[]> take_buffer();  // kUpstreamBufferSize bytes
+  void give_buffer(std::unique_ptr<char[]> b);
+  // A pipe for splice, or nullopt when pipes cannot be created (EMFILE).
+  std::optional<Pipe> take_pipe();
+  void give_pipe(Pipe p);
+
+  static constexpr std::size_t kUpstreamBufferSize = 64 * 1024;
+
+ private:
+  ServiceMetrics& metrics_for(const std::string& service);
+  void reconcile_listeners();
+  void update_open_ports();
+  std::shared_ptr<Listener> open_listener(std::uint16_t port, ListenerKind kind);
+  void spawn_accept(std::shared_ptr<Listener> l);
+  void tick();
+  void flush_metrics();
+
+  std::unique_ptr<asio::io_context> io_;
+  unsigned index_;
+  const config::NodeConfig& cfg_;
+  Metrics& metrics_;
+  Timeouts timeouts_;
+  http::Limits http_limits_;
+  std::string via_;
+  milliseconds tick_period_;
+
+  std::shared_ptr<const mesh::RouteTable> table_;
+  mesh::Balancer balancer_;
+  std::unique_ptr<UpstreamPool> pool_;
+  std::unordered_map<std::string, std::unique_ptr<ServiceMetrics>> service_metrics_;
+  std::vector<ServiceMetrics*> cluster_metrics_;
+  ServiceMetrics* no_route_metrics_ = nullptr;
+  std::optional<AccessLogBuffer> access_log_;
+
+  std::map<std::uint16_t, std::shared_ptr<Listener>> listeners_;
+  mutable std::mutex open_ports_mutex_;  // control-thread reads only; never on request path
+  std::vector<std::uint16_t> open_ports_;
+  std::uint16_t hrm_port_ = 0;
+  bool started_ = false;
+  bool draining_ = false;
+
+  std::unique_ptr<asio::steady_timer> ticker_;
+  LiveConn live_head_;  // sentinel of the circular intrusive list
+  std::atomic<std::size_t> live_count_{0};
+
+  std::vector<std::unique_ptr<char[]>> free_buffers_;
+  std::vector<Pipe> free_pipes_;
+  std::uint64_t rng_state_;
+  std::uint64_t pending_bytes_in_ = 0;
+  std::uint64_t pending_bytes_out_ = 0;
+};
+
+// Connects `s` (opened on demand) to `ep` within `timeout`, under `conn`'s deadline (conn.up
+// is set to &s). Returns asio::error::timed_out when the deadline passed. Sets TCP_NODELAY.
+asio::awaitable<boost::system::error_code> connect_upstream(LiveConn& conn, tcp::socket& s,
+                                                            const tcp::endpoint& ep,
+                                                            milliseconds timeout);
+
+// Registers a LiveConn for the lifetime of a session frame.
+class LiveGuard {
+ public:
+  LiveGuard(Worker& w, LiveConn& c) : w_(w), c_(c) { w_.add_live(c_); }
+  ~LiveGuard() { w_.remove_live(c_); }
+  LiveGuard(const LiveGuard&) = delete;
+  LiveGuard& operator=(const LiveGuard&) = delete;
+
+ private:
+  Worker& w_;
+  LiveConn& c_;
+};
+
+}  // namespace routemesh::proxy
