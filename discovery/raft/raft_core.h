@@ -139,6 +139,9 @@ class RaftCore {
   const ConfState& conf() const { return conf_; }
   const RaftLog& log() const { return log_; }
   bool promotable() const { return conf_.voters.contains(config_.id); }
+  // Leader only: the replication progress of `id` (nullptr when not leader or not a member).
+  // The driver uses it to wait until a learner caught up before promoting it (thesis §4.2.1).
+  const Progress* progress(NodeId id) const { return progress_for_test(id); }
   const Progress* progress_for_test(NodeId id) const;
   NodeId transferee_for_test() const;
 
