@@ -1,6 +1,8 @@
 // Entry point: subcommands parsed with CLI11. Exceptions end at this boundary and become exit
 // codes (STYLE.md §6).
 
+#include "cmd/cli.h"
+#include "cmd/cluster.h"
 #include "cmd/node.h"
 #include "cmd/whoami.h"
 
@@ -41,7 +43,23 @@ int main(int argc, char** argv) {
   whoami->add_option("--threads", whoami_options.threads, "worker threads")
       ->check(CLI::Range(1u, 64u));
 
+  node->add_option("--join", node_options.join,
+                   "cluster mode: admin address IP:PORT of a manager to join (first start only)");
+
+  routemesh::cmd::ClusterInitOptions init_options;
+  auto* cluster = app.add_subcommand("cluster", "cluster commands");
+  cluster->require_subcommand(1);
+  auto* cluster_init = cluster->add_subcommand(
+      "init", "create a new cluster with this node as its first manager, and print how to join");
+  cluster_init->add_option("--config,-c", init_options.config_path, "node configuration (YAML)")
+      ->required()
+      ->check(CLI::ExistingFile);
+
   auto* version = app.add_subcommand("version", "print the version");
+
+  // service/network/task/node ls.../cluster status: the admin API client (after the other
+  // subcommands: it attaches to `node` and `cluster` when they exist).
+  auto cli = routemesh::cmd::add_cli_commands(app);
 
   CLI11_PARSE(app, argc, argv);
 
@@ -51,6 +69,12 @@ int main(int argc, char** argv) {
   spdlog::set_level(spdlog::level::from_str(log_level));
 
   try {
+    if (cli->selected()) {
+      return cli->run();
+    }
+    if (*cluster_init) {
+      return routemesh::cmd::run_cluster_init(init_options);
+    }
     if (*version) {
       std::printf("routemesh %s\n", RM_VERSION);
       return 0;

@@ -3,6 +3,7 @@
 
 #include "cmd/node.h"
 
+#include "cmd/cluster.h"
 #include "config/config.h"
 #include "discovery/admin/admin_server.h"
 #include "discovery/state.h"
@@ -111,6 +112,9 @@ int run_node(const NodeOptions& options) {
     return 2;
   }
   config::NodeConfig cfg = loaded->config;
+  if (cfg.cluster_mode) {
+    return run_cluster_node(options, cfg);
+  }
 
   auto registry = std::make_shared<prometheus::Registry>();
   proxy::Metrics proxy_metrics(*registry);

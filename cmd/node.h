@@ -8,6 +8,7 @@ namespace routemesh::cmd {
 
 struct NodeOptions {
   std::string config_path;
+  std::string join;  // cluster mode: admin address of a manager to join ("" = cluster.join)
 };
 
 // Runs until SIGTERM/SIGINT (graceful drain). SIGHUP reloads the config file.

@@ -100,7 +100,7 @@ class ServiceChecker {
   }
 
   void check_and_add(const Service& svc, const std::string& path, std::string_view ports_key,
-                     std::vector<StateError>& errors) {
+                     std::vector<StateError>& errors, bool task_ports_later = false) {
     if (!config::is_valid_name(svc.name)) {
       errors.push_back(StateError{path + ".name", "must match [a-z0-9][a-z0-9_.-]{0,62}"});
     }
@@ -124,7 +124,11 @@ class ServiceChecker {
       // task's own port; with none of them the route could never reach a task.
       if (http.port == 0 && svc.ports.empty()) {
         auto counts = task_ports_[svc.name];
-        if (counts.first == 0 || counts.second != counts.first) {
+        // The store takes the service before its tasks (task_ports_later); validate_task then
+        // demands a port of each task, so only tasks already without one are an error here.
+        const bool missing = task_ports_later ? counts.second != counts.first
+                                              : counts.first == 0 || counts.second != counts.first;
+        if (missing) {
           errors.push_back(StateError{
               label_path,
               "no task port for HTTP: set mesh.http.port, publish a target port or give every "
@@ -251,7 +255,8 @@ std::map<std::string, std::string> service_paths_from_config(const config::NodeC
 }
 
 std::vector<StateError> validate_service(const ClusterState& state, const Service& service,
-                                         const std::string& path, std::string_view ports_key) {
+                                         const std::string& path, std::string_view ports_key,
+                                         bool task_ports_later) {
   ServiceChecker checker(state);
   std::vector<StateError> ignored;
   for (const auto& [name, other] : state.services) {
@@ -260,7 +265,7 @@ std::vector<StateError> validate_service(const ClusterState& state, const Servic
     }
   }
   std::vector<StateError> errors;
-  checker.check_and_add(service, path, ports_key, errors);
+  checker.check_and_add(service, path, ports_key, errors, task_ports_later);
   return errors;
 }
 
@@ -277,6 +282,21 @@ std::vector<StateError> validate_task(const ClusterState& state, const Task& tas
   if (!config::is_ip_literal(task.address)) {
     errors.push_back(StateError{field_paths ? path + ".address" : path,
                                 "address " + quoted(task.address) + " is not an IP literal"});
+  }
+  // The store's path (field_paths): a service may have been created without any port for its
+  // HTTP route (validate_service's task_ports_later), so each of its tasks must carry one.
+  auto svc = state.services.find(task.service);
+  if (field_paths && task.port == 0 && svc != state.services.end() && svc->second.ports.empty()) {
+    std::vector<StateError> ignored;
+    Exposure exposure = parse_labels(svc->second.labels, "labels", ignored);
+    bool needs_port = std::any_of(exposure.http.begin(), exposure.http.end(),
+                                  [](const auto& http) { return http.port == 0; });
+    if (needs_port) {
+      errors.push_back(StateError{
+          path + ".port", "service " + quoted(task.service) +
+                              " has no mesh.http.port label and no published target port; the "
+                              "task needs a port (IP:PORT)"});
+    }
   }
   if (!task.node.empty() && !state.nodes.empty()) {
     bool known = std::any_of(state.nodes.begin(), state.nodes.end(),

@@ -26,14 +26,19 @@ ClusterState state_from_config(const config::NodeConfig& cfg);
 // "<path>.<ports_key>[i]"), host+path claims and published ports taken by another service
 // (conflict), and a task port for HTTP routes (label, target port, or every task of the
 // service in `state` having one). VIPs are the store's business and are not checked.
+// `task_ports_later` (the store, whose services come before their tasks): a service without
+// any task is accepted without a port source; validate_task(field_paths) then requires a
+// port of each task. The config file keeps the strict rule.
 std::vector<StateError> validate_service(const ClusterState& state, const Service& service,
                                          const std::string& path,
-                                         std::string_view ports_key = "published");
+                                         std::string_view ports_key = "published",
+                                         bool task_ports_later = false);
 
 // Id non-empty, known service, IP-literal address, and (when `state` has nodes and the task
 // names one) a node of that name. The config file writes a task as one string, so by default
 // service and address errors point at `path`; with `field_paths` they point at
-// "<path>.service" / "<path>.address" (the store's JSON objects).
+// "<path>.service" / "<path>.address" (the store's JSON objects), and a task without a port
+// of a service whose HTTP route has no other port source is an error at "<path>.port".
 std::vector<StateError> validate_task(const ClusterState& state, const Task& task,
                                       const std::string& path, bool field_paths = false);
 

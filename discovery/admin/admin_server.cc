@@ -14,8 +14,10 @@
 #include <exception>
 #include <map>
 #include <system_error>
+#include <tuple>
 #include <unordered_map>
 #include <utility>
+#include <variant>
 
 namespace routemesh::discovery::admin {
 namespace {
@@ -51,7 +53,9 @@ struct State {
   std::shared_ptr<prometheus::Registry> registry;
   Metrics metrics;
   tcp::acceptor acceptor;
-  std::map<std::string, Handler, std::less<>> handlers;
+  // Exact paths (any kind of handler) and prefixes (async handlers).
+  std::map<std::string, std::variant<Handler, AsyncHandler, StreamHandler>, std::less<>> handlers;
+  std::map<std::string, AsyncHandler, std::less<>> prefixes;
   // Open sessions, so that stop() can close them. The streams live in the session frames;
   // a session removes itself before its stream dies (SessionEntry).
   std::unordered_map<std::uint64_t, beast::tcp_stream*> sessions;
@@ -98,56 +102,121 @@ std::string_view path_of(std::string_view target) {
   return target.substr(0, target.find('?'));
 }
 
-// The metric label for a path: only paths the server knows, so cardinality stays bounded.
+// The longest registered prefix of `path`, or prefixes.end().
+auto find_prefix(const State& state, std::string_view path) {
+  auto best = state.prefixes.end();
+  for (auto it = state.prefixes.begin(); it != state.prefixes.end(); ++it) {
+    if (path.starts_with(it->first) &&
+        (best == state.prefixes.end() || it->first.size() > best->first.size())) {
+      best = it;
+    }
+  }
+  return best;
+}
+
+// The metric label for a path: only paths the server knows (a prefix handler's label is its
+// prefix), so cardinality stays bounded. Labels point into the maps' keys, which live as long
+// as the server.
 std::string_view path_label(const State& state, std::string_view path) {
   if (path == kMetricsPath || path == kHealthPath) {
     return path == kMetricsPath ? kMetricsPath : kHealthPath;
   }
   auto it = state.handlers.find(path);
-  // The label points into the map's key, which lives as long as the server.
-  return it == state.handlers.end() ? kOtherLabel : std::string_view(it->first);
+  if (it != state.handlers.end()) {
+    return it->first;
+  }
+  auto prefix = find_prefix(state, path);
+  return prefix == state.prefixes.end() ? kOtherLabel : std::string_view(prefix->first);
 }
 
-// Answers one request. Returns the response and the metric label of its path. Never throws:
-// a handler's exception becomes a 500 here.
-std::pair<Response, std::string_view> answer(State& state, const HttpRequest& req,
-                                             std::string& allow) {
-  const std::string_view target = req.target();
-  const std::string_view path = path_of(target);
+Request to_request(const HttpRequest& req) {
+  Request request;
+  request.method = std::string(req.method_string());
+  request.target = std::string(req.target());
+  request.body = req.body();
+  if (!parse_target(request.target, request.path, request.query)) {
+    // A malformed escape: keep the raw path so the 404/400 names what was sent.
+    request.path = std::string(path_of(request.target));
+    request.query.clear();
+  }
+  for (const auto& field : req) {
+    std::string name(field.name_string());
+    for (char& c : name) {
+      if (c >= 'A' && c <= 'Z') {
+        c = static_cast<char>(c - 'A' + 'a');
+      }
+    }
+    request.headers[std::move(name)] = std::string(field.value());
+  }
+  return request;
+}
+
+void log_handler_exception(const Request& request, std::exception_ptr error) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const std::exception& e) {
+    spdlog::error("admin: handler for {} {} threw: {}", request.method, request.path, e.what());
+  } catch (...) {
+    spdlog::error("admin: handler for {} {} threw a non-standard exception", request.method,
+                  request.path);
+  }
+}
+
+// Answers one non-streaming request. Returns the response and the metric label of its path.
+// Never throws: a handler's exception becomes a 500 here.
+asio::awaitable<std::pair<Response, std::string_view>> answer(State& state, Request request,
+                                                              http::verb method,
+                                                              std::string& allow) {
+  const std::string path = request.path;
 
   if (path == kMetricsPath || path == kHealthPath) {
     const std::string_view label = path == kMetricsPath ? kMetricsPath : kHealthPath;
-    if (!is_get_or_head(req.method())) {
+    if (!is_get_or_head(method)) {
       allow = "GET, HEAD";
-      return {
-          error_response(405, "method_not_allowed",
-                         std::string(req.method_string()) + " not allowed on " + std::string(path)),
+      co_return std::pair{
+          error_response(405, "method_not_allowed", request.method + " not allowed on " + path),
           label};
     }
     if (path == kHealthPath) {
-      return {Response{200, "text/plain", "ok\n"}, label};
+      co_return std::pair{Response{200, "text/plain", "ok\n"}, label};
     }
     prometheus::TextSerializer serializer;
-    return {Response{200, "text/plain; version=0.0.4; charset=utf-8",
-                     serializer.Serialize(state.registry->Collect())},
-            label};
+    co_return std::pair{Response{200, "text/plain; version=0.0.4; charset=utf-8",
+                                 serializer.Serialize(state.registry->Collect())},
+                        label};
   }
 
-  auto it = state.handlers.find(path);
-  if (it == state.handlers.end()) {
-    return {error_response(404, "not_found", "no such path " + std::string(path)), kOtherLabel};
+  const Handler* sync = nullptr;
+  AsyncHandler async;
+  std::string_view label = kOtherLabel;
+  if (auto it = state.handlers.find(path); it != state.handlers.end()) {
+    label = it->first;
+    if (const auto* h = std::get_if<Handler>(&it->second)) {
+      sync = h;
+    } else if (const auto* a = std::get_if<AsyncHandler>(&it->second)) {
+      async = *a;  // a copy: the map may change while the coroutine is suspended
+    }
+  } else if (auto p = find_prefix(state, path); p != state.prefixes.end()) {
+    label = p->first;
+    async = p->second;
   }
-  // The label points into the map's key, which lives as long as the server.
-  const std::string_view label = it->first;
-  Request request{std::string(req.method_string()), std::string(target), req.body()};
+  if (sync == nullptr && !async) {
+    co_return std::pair{error_response(404, "not_found", "no such path " + path), kOtherLabel};
+  }
+  std::exception_ptr error;
   try {
-    return {it->second(request), label};
-  } catch (const std::exception& e) {
-    spdlog::error("admin: handler for {} {} threw: {}", request.method, path, e.what());
+    if (sync != nullptr) {
+      co_return std::pair{(*sync)(request), label};
+    }
+    Request copy = request;  // keep `request` for the log line below
+    // Awaited into a local first: GCC 12 mishandles co_await inside a braced initializer.
+    Response response = co_await async(std::move(copy));
+    co_return std::pair{std::move(response), label};
   } catch (...) {
-    spdlog::error("admin: handler for {} {} threw a non-standard exception", request.method, path);
+    error = std::current_exception();
   }
-  return {error_response(500, "internal", "internal error"), label};
+  log_handler_exception(request, error);
+  co_return std::pair{error_response(500, "internal", "internal error"), label};
 }
 
 HttpResponse to_http(Response response, const std::string& allow, bool head, unsigned version,
@@ -171,6 +240,118 @@ HttpResponse to_http(Response response, const std::string& allow, bool head, uns
 void count(State& state, std::string_view label, unsigned status) {
   state.metrics.admin_requests.Add({{"path", std::string(label)}, {"code", std::to_string(status)}})
       .Increment();
+}
+
+// The streaming response of one request. HTTP/1.1 gets chunked transfer coding (RFC 9112
+// §7.1); an HTTP/1.0 client gets the raw bytes delimited by closing the connection (§6.3).
+class ChunkWriterImpl final : public ChunkWriter {
+ public:
+  ChunkWriterImpl(beast::tcp_stream& stream, unsigned version, std::string content_type)
+      : stream_(stream), version_(version), content_type_(std::move(content_type)) {}
+
+  asio::awaitable<bool> write(std::string data) override {
+    if (failed_) {
+      co_return false;
+    }
+    if (data.empty() && started_) {
+      co_return true;
+    }
+    if (!started_) {
+      started_ = true;
+      status_ = 200;
+      http::response<http::empty_body> head{http::status::ok, version_};
+      head.set(http::field::content_type, content_type_);
+      head.set(http::field::cache_control, "no-store");
+      head.keep_alive(false);
+      if (chunked()) {
+        head.chunked(true);
+      }
+      http::response_serializer<http::empty_body> serializer{head};
+      stream_.expires_after(kTimeout);
+      auto [ec, n] = co_await http::async_write_header(stream_, serializer, kNoThrow);
+      if (ec) {
+        failed_ = true;
+        co_return false;
+      }
+      if (data.empty()) {
+        co_return true;
+      }
+    }
+    stream_.expires_after(kTimeout);
+    boost::system::error_code ec;
+    if (chunked()) {
+      std::tie(ec, std::ignore) =
+          co_await asio::async_write(stream_, http::make_chunk(asio::buffer(data)), kNoThrow);
+    } else {
+      std::tie(ec, std::ignore) = co_await asio::async_write(stream_, asio::buffer(data), kNoThrow);
+    }
+    if (ec) {
+      failed_ = true;
+      co_return false;
+    }
+    co_return true;
+  }
+
+  asio::awaitable<bool> respond(Response response) override {
+    if (started_ || failed_) {
+      co_return false;
+    }
+    started_ = true;
+    status_ = response.status;
+    HttpResponse res = to_http(std::move(response), {}, false, version_, false);
+    stream_.expires_after(kTimeout);
+    auto [ec, n] = co_await http::async_write(stream_, res, kNoThrow);
+    failed_ = static_cast<bool>(ec);
+    plain_ = true;
+    co_return !ec;
+  }
+
+  bool started() const override { return started_; }
+
+  // Ends a streamed body (the last chunk); nothing to do after respond().
+  asio::awaitable<void> finish() {
+    if (!started_ || failed_ || plain_ || !chunked()) {
+      co_return;
+    }
+    stream_.expires_after(kTimeout);
+    co_await asio::async_write(stream_, http::make_chunk_last(), kNoThrow);
+  }
+
+  unsigned status() const { return status_; }
+
+ private:
+  bool chunked() const { return version_ >= 11; }
+
+  beast::tcp_stream& stream_;
+  unsigned version_;
+  std::string content_type_;
+  bool started_ = false;
+  bool failed_ = false;
+  bool plain_ = false;
+  unsigned status_ = 500;
+};
+
+// Runs a streaming handler on its own request; the connection closes afterwards.
+asio::awaitable<void> run_stream(State& state, StreamHandler handler, std::string_view label,
+                                 Request request, beast::tcp_stream& stream, unsigned version) {
+  ChunkWriterImpl writer(stream, version, "application/x-ndjson");
+  std::exception_ptr error;
+  try {
+    Request copy = request;
+    co_await handler(std::move(copy), writer);
+  } catch (...) {
+    error = std::current_exception();
+  }
+  if (error) {
+    log_handler_exception(request, error);
+  }
+  if (!writer.started()) {
+    Response internal = error_response(500, "internal", "internal error");
+    co_await writer.respond(std::move(internal));
+  } else {
+    co_await writer.finish();
+  }
+  count(state, label, writer.status());
 }
 
 asio::awaitable<void> run_session(std::shared_ptr<State> state, tcp::socket socket) {
@@ -207,8 +388,18 @@ asio::awaitable<void> run_session(std::shared_ptr<State> state, tcp::socket sock
     }
 
     HttpRequest req = parser.release();
+    Request request = to_request(req);
+
+    if (auto it = state->handlers.find(request.path);
+        it != state->handlers.end() && std::holds_alternative<StreamHandler>(it->second)) {
+      StreamHandler handler = std::get<StreamHandler>(it->second);
+      co_await run_stream(*state, std::move(handler), it->first, std::move(request), stream,
+                          req.version());
+      break;
+    }
+
     std::string allow;
-    auto [response, label] = answer(*state, req, allow);
+    auto [response, label] = co_await answer(*state, std::move(request), req.method(), allow);
     count(*state, label, response.status);
     HttpResponse res = to_http(std::move(response), allow, req.method() == http::verb::head,
                                req.version(), req.keep_alive());
@@ -298,6 +489,15 @@ class AdminServerImpl final : public AdminServer {
   void handle(std::string path, Handler handler) override {
     state_->handlers.insert_or_assign(std::move(path), std::move(handler));
   }
+  void handle_async(std::string path, AsyncHandler handler) override {
+    state_->handlers.insert_or_assign(std::move(path), std::move(handler));
+  }
+  void handle_stream(std::string path, StreamHandler handler) override {
+    state_->handlers.insert_or_assign(std::move(path), std::move(handler));
+  }
+  void handle_prefix(std::string prefix, AsyncHandler handler) override {
+    state_->prefixes.insert_or_assign(std::move(prefix), std::move(handler));
+  }
 
   std::uint16_t start(const std::string& address) override {
     const tcp::endpoint endpoint = parse_endpoint(address);
@@ -345,6 +545,81 @@ class AdminServerImpl final : public AdminServer {
 };
 
 }  // namespace
+
+namespace {
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') {
+    return c - '0';
+  }
+  if (c >= 'a' && c <= 'f') {
+    return c - 'a' + 10;
+  }
+  if (c >= 'A' && c <= 'F') {
+    return c - 'A' + 10;
+  }
+  return -1;
+}
+
+// RFC 3986 §2.1 percent-decoding; `plus_is_space` for query components (HTML forms).
+bool percent_decode(std::string_view in, bool plus_is_space, std::string& out) {
+  out.clear();
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    char c = in[i];
+    if (c == '%') {
+      if (i + 2 >= in.size()) {
+        return false;
+      }
+      int hi = hex_value(in[i + 1]);
+      int lo = hex_value(in[i + 2]);
+      if (hi < 0 || lo < 0) {
+        return false;
+      }
+      out += static_cast<char>(hi * 16 + lo);
+      i += 2;
+    } else if (c == '+' && plus_is_space) {
+      out += ' ';
+    } else {
+      out += c;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+bool parse_target(std::string_view target, std::string& path,
+                  std::map<std::string, std::string>& query) {
+  query.clear();
+  const auto q = target.find('?');
+  if (!percent_decode(target.substr(0, q), false, path)) {
+    return false;
+  }
+  if (q == std::string_view::npos) {
+    return true;
+  }
+  std::string_view rest = target.substr(q + 1);
+  const auto hash = rest.find('#');
+  rest = rest.substr(0, hash);
+  while (!rest.empty()) {
+    const auto amp = rest.find('&');
+    std::string_view pair = rest.substr(0, amp);
+    rest = amp == std::string_view::npos ? std::string_view{} : rest.substr(amp + 1);
+    if (pair.empty()) {
+      continue;
+    }
+    const auto eq = pair.find('=');
+    std::string key;
+    std::string value;
+    if (!percent_decode(pair.substr(0, eq), true, key) ||
+        !percent_decode(eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1),
+                        true, value)) {
+      return false;
+    }
+    query[std::move(key)] = std::move(value);
+  }
+  return true;
+}
 
 std::unique_ptr<AdminServer> make_admin_server(boost::asio::any_io_executor executor,
                                                std::shared_ptr<prometheus::Registry> registry) {

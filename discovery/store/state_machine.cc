@@ -326,7 +326,7 @@ class Applier {
     if (service.networks.empty()) {
       service.networks.push_back(kIngressNetwork);
     }
-    if (auto e = first_error(validate_service(state_, service, "service", "ports"))) {
+    if (auto e = first_error(validate_service(state_, service, "service", "ports", true))) {
       return *e;
     }
     for (const auto& network : service.networks) {

@@ -203,8 +203,6 @@ TEST_CASE("service validation errors name their field (the config file's rules)"
        "service.ports[0]", "protocol must be tcp"},
       {svc(R"("ports":[{"published":70000,"target":80}])"), ErrorCode::invalid,
        "service.ports[0].published", "must be at most 65535"},
-      {svc(R"("labels":{"mesh.http":"api.example.com"})"), ErrorCode::invalid,
-       "service.labels.mesh.http", "no task port for HTTP"},
       {svc(R"("networks":["nope"])"), ErrorCode::invalid, "service.networks[0]",
        "unknown network \"nope\""},
       {svc(R"("networks":["ingress","ingress"])"), ErrorCode::invalid, "service.networks[1]",

@@ -1,0 +1,668 @@
+// Cluster mode wiring (issue 3). A manager: identity (or join) -> Store (RaftNode +
+// StoreStateMachine) -> REST API on the admin server; a worker: identity (or join) -> watch
+// client. Both: every new state -> compile_route_table -> proxy publish, coalesced.
+//
+// Everything below runs on the control thread's io_context (one thread): Raft's Ready loop
+// and its WAL fdatasync (group commit: whatever queues up while one Ready is being persisted
+// goes into the next one), the store, the API, the watch and the route compilation. The
+// proxy threads only see the published RouteTable (atomic pointer swap).
+
+#include "cmd/cluster.h"
+
+#include "config/config.h"
+#include "discovery/admin/admin_server.h"
+#include "discovery/api/api.h"
+#include "discovery/api/http_client.h"
+#include "discovery/api/request.h"
+#include "discovery/raft/identity.h"
+#include "discovery/raft/metrics.h"
+#include "discovery/store/state_json.h"
+#include "discovery/store/state_machine.h"
+#include "discovery/store/store.h"
+#include "discovery/watch/watch_client.h"
+#include "mesh/route_table.h"
+#include "proxy/metrics.h"
+#include "proxy/server.h"
+
+#include <prometheus/gauge.h>
+#include <prometheus/registry.h>
+#include <spdlog/spdlog.h>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json.hpp>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+namespace routemesh::cmd {
+namespace {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+namespace raft = discovery::raft;
+namespace store = discovery::store;
+
+constexpr const char* kBootstrapFile = "bootstrap.json";
+constexpr const char* kManagersFile = "managers.json";
+// A join waits this long for the cluster (a manager may still be starting or electing).
+constexpr auto kJoinDeadline = std::chrono::seconds(60);
+constexpr auto kJoinTimeout = std::chrono::milliseconds(8000);
+
+void log_exception(std::exception_ptr e) {
+  if (!e) {
+    return;
+  }
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& ex) {
+    spdlog::error("cluster: {}", ex.what());
+  }
+}
+
+std::string file_in(const std::string& dir, const char* name) {
+  return dir + "/" + name;
+}
+
+// tmp + fsync + rename + fsync(dir): the file is either the old or the new one after a crash.
+bool write_file_atomic(const std::string& dir, const char* name, const std::string& text) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  const std::string path = file_in(dir, name);
+  const std::string tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    return false;
+  }
+  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
+            ::fsync(fd) == 0;
+  ::close(fd);
+  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
+    return false;
+  }
+  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+  return true;
+}
+
+std::optional<json::object> read_json_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) {
+    return std::nullopt;
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  boost::system::error_code ec;
+  json::value v = json::parse(ss.str(), ec);
+  if (ec || !v.is_object()) {
+    return std::nullopt;
+  }
+  return v.as_object();
+}
+
+std::uint64_t random_id() {
+  std::random_device rd;
+  std::uint64_t v = 0;
+  while (v == 0) {
+    v = (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
+  }
+  return v;
+}
+
+std::string string_field(const json::object& o, std::string_view key) {
+  const json::value* v = o.if_contains(key);
+  return v != nullptr && v->is_string() ? std::string(v->get_string()) : std::string{};
+}
+
+std::vector<std::string> read_managers(const std::string& data_dir) {
+  std::vector<std::string> out;
+  auto o = read_json_file(file_in(data_dir, kManagersFile));
+  if (!o) {
+    return out;
+  }
+  if (const json::value* list = o->if_contains("managers"); list != nullptr && list->is_array()) {
+    for (const auto& m : list->get_array()) {
+      if (m.is_string()) {
+        out.emplace_back(m.get_string());
+      }
+    }
+  }
+  return out;
+}
+
+void write_managers(const std::string& data_dir, const std::vector<std::string>& managers) {
+  json::array list;
+  for (const auto& m : managers) {
+    list.emplace_back(m);
+  }
+  if (!write_file_atomic(data_dir, kManagersFile,
+                         json::serialize(json::object{{"managers", std::move(list)}}) + "\n")) {
+    spdlog::warn("cluster: cannot write {}", file_in(data_dir, kManagersFile));
+  }
+}
+
+std::vector<std::string> manager_addresses(const discovery::ClusterState& state) {
+  std::vector<std::string> out;
+  for (const auto& [id, n] : state.nodes) {
+    if (n.role == discovery::NodeRole::manager && !n.address.empty()) {
+      out.push_back(n.address);
+    }
+  }
+  return out;
+}
+
+// Compiles the newest state into a RouteTable and publishes it, at most once per turn of the
+// io_context however many states arrived (a burst of applies, a batch of watch lines).
+class Publisher {
+ public:
+  Publisher(asio::any_io_executor executor, proxy::ProxyServer& proxy, prometheus::Gauge& revision)
+      : executor_(std::move(executor)), proxy_(proxy), revision_(revision) {}
+
+  void schedule(const discovery::ClusterState& state) {
+    latest_ = &state;
+    if (pending_) {
+      return;
+    }
+    pending_ = true;
+    asio::post(executor_, [this] {
+      pending_ = false;
+      if (latest_ == nullptr || stopped_) {
+        return;
+      }
+      auto table = std::make_shared<const mesh::RouteTable>(mesh::compile_route_table(*latest_));
+      revision_.Set(static_cast<double>(latest_->revision));
+      proxy_.publish(std::move(table));
+    });
+  }
+  void stop() { stopped_ = true; }
+
+ private:
+  asio::any_io_executor executor_;
+  proxy::ProxyServer& proxy_;
+  prometheus::Gauge& revision_;
+  const discovery::ClusterState* latest_ = nullptr;  // owned by the Store or the WatchClient
+  bool pending_ = false;
+  bool stopped_ = false;
+};
+
+struct JoinReply {
+  std::string cluster_id;
+  std::uint64_t node_id = 0;
+  std::vector<std::string> managers;  // admin addresses
+};
+
+// POST /v1/nodes/join, retried while the cluster is unreachable or has no leader (503).
+// nullopt: refused (4xx) or the deadline passed; the reason is logged.
+asio::awaitable<std::optional<JoinReply>> join_cluster(asio::any_io_executor ex,
+                                                       std::string address, std::string body) {
+  const auto deadline = std::chrono::steady_clock::now() + kJoinDeadline;
+  asio::steady_timer pause(ex);
+  for (;;) {
+    discovery::api::ClientRequest req;
+    req.method = "POST";
+    req.target = "/v1/nodes/join";
+    req.body = body;
+    auto res = co_await discovery::api::http_call(ex, address, req, kJoinTimeout);
+    if (res && res->status == 200) {
+      boost::system::error_code ec;
+      json::value v = json::parse(res->body, ec);
+      if (!ec && v.is_object()) {
+        const auto& o = v.as_object();
+        JoinReply reply;
+        reply.cluster_id = string_field(o, "cluster_id");
+        auto id = raft::parse_node_id(string_field(o, "node_id"));
+        if (const json::value* m = o.if_contains("managers"); m != nullptr && m->is_array()) {
+          for (const auto& e : m->get_array()) {
+            if (e.is_object()) {
+              auto api = string_field(e.get_object(), "api");
+              if (!api.empty()) {
+                reply.managers.push_back(std::move(api));
+              }
+            }
+          }
+        }
+        if (id && *id != 0) {
+          reply.node_id = *id;
+          co_return reply;
+        }
+      }
+      spdlog::error("cluster: malformed join reply from {}: {}", address, res->body);
+      co_return std::nullopt;
+    }
+    if (res && res->status != 503) {
+      std::string body = res->body;
+      while (!body.empty() && body.back() == '\n') {
+        body.pop_back();
+      }
+      spdlog::error("cluster: join refused by {}: HTTP {} {}", address, res->status, body);
+      co_return std::nullopt;
+    }
+    std::string why = res ? "HTTP 503 " + res->body : res.error().message();
+    while (!why.empty() && why.back() == '\n') {
+      why.pop_back();
+    }
+    if (std::chrono::steady_clock::now() >= deadline) {
+      spdlog::error("cluster: cannot join via {}: {}", address, why);
+      co_return std::nullopt;
+    }
+    spdlog::info("cluster: join via {} not possible yet ({}); retrying", address, why);
+    pause.expires_after(std::chrono::milliseconds(500));
+    co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
+  }
+}
+
+// Everything a cluster node owns. Lives in run_cluster_node's frame, which blocks in
+// io_context::run() for as long as any coroutine below can run; the coroutines therefore take
+// it by reference (the exception to STYLE.md §5's owned parameters, for this one frame).
+struct ClusterNode {
+  const config::NodeConfig& cfg;
+  std::string join;
+  asio::io_context& control;
+  discovery::admin::AdminServer& admin;
+  std::string admin_address;  // "IP:PORT" actually bound
+  Publisher& publisher;
+  prometheus::Registry& registry;
+  std::optional<raft::Metrics> raft_metrics;
+  std::unique_ptr<store::Store> store;
+  std::unique_ptr<discovery::api::Api> api;
+  std::unique_ptr<discovery::watch::WatchClient> watcher;
+  raft::Identity identity;
+  int exit_code = 0;
+  bool stopping = false;
+  std::function<void()> shutdown;
+  std::vector<std::string> last_managers;
+
+  bool manager() const { return cfg.cluster.role == config::ClusterRole::manager; }
+};
+
+// `cluster init`'s first start: once this single voter leads, record the cluster's settings
+// and this node in the state, then drop the marker. Idempotent if interrupted: the same
+// cluster id is accepted again and an existing node.add is a conflict we ignore.
+asio::awaitable<void> bootstrap_cluster(ClusterNode& n, std::string subnet_pool) {
+  asio::steady_timer pause(n.control.get_executor());
+  auto sleep = [&](int ms) -> asio::awaitable<void> {
+    pause.expires_after(std::chrono::milliseconds(ms));
+    co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
+  };
+  store::ClusterSettingsUpdate settings;
+  settings.cluster_id = n.identity.cluster_id;
+  settings.subnet_pool = subnet_pool;
+  discovery::Node self;
+  self.id = raft::format_node_id(n.identity.node_id);
+  self.name = n.cfg.node.name;
+  self.role = discovery::NodeRole::manager;
+  self.address = n.admin_address;
+  self.peer = n.store->raft().peer_address();
+  self.status = discovery::NodeStatus::ready;
+  std::vector<store::Command> commands{settings, store::NodeAdd{self}};
+  std::size_t done = 0;
+  while (!n.stopping && done < commands.size()) {
+    if (!n.store->is_leader()) {
+      co_await sleep(20);
+      continue;
+    }
+    auto r = co_await n.store->propose(commands[done]);
+    if (!r) {
+      spdlog::warn("cluster: bootstrap write not applied ({}); retrying", r.error().message());
+      co_await sleep(200);
+      continue;
+    }
+    if (!r->ok && r->error.code != store::ErrorCode::conflict) {
+      spdlog::error("cluster: bootstrap write rejected: {} {}", r->error.field, r->error.message);
+    }
+    ++done;
+  }
+  if (done == commands.size()) {
+    std::error_code ec;
+    std::filesystem::remove(file_in(n.cfg.cluster.data_dir, kBootstrapFile), ec);
+    spdlog::info("cluster: bootstrapped cluster {} with {} ({}) as its first manager",
+                 n.identity.cluster_id, n.cfg.node.name, self.id);
+  }
+}
+
+// Logs "cluster ready" once: a manager that knows a leader and finds itself in the state, a
+// worker with its first snapshot.
+asio::awaitable<void> announce_ready(ClusterNode& n) {
+  asio::steady_timer pause(n.control.get_executor());
+  const std::string id = raft::format_node_id(n.identity.node_id);
+  while (!n.stopping) {
+    bool ready = false;
+    if (n.manager()) {
+      ready =
+          n.store->raft().status().leader != raft::kNoNode && n.store->state().nodes.count(id) != 0;
+    } else {
+      ready = n.watcher->synced();
+    }
+    if (ready) {
+      spdlog::info("cluster ready: role={} id={}", n.manager() ? "manager" : "worker", id);
+      co_return;
+    }
+    pause.expires_after(std::chrono::milliseconds(20));
+    co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
+  }
+}
+
+asio::awaitable<void> start_cluster(ClusterNode& n) {
+  const auto& cl = n.cfg.cluster;
+  auto ex = n.control.get_executor();
+
+  auto identity = raft::read_identity(cl.data_dir);
+  if (identity) {
+    n.identity = *identity;
+  } else {
+    json::object body{{"name", n.cfg.node.name},
+                      {"role", n.manager() ? "manager" : "worker"},
+                      {"api", n.admin_address}};
+    if (n.manager()) {
+      body["peer"] = cl.peer;
+    }
+    spdlog::info("cluster: joining via {} as {}", n.join, n.manager() ? "manager" : "worker");
+    std::string request = json::serialize(body);  // named: see api.cc commit() on GCC 12
+    auto reply = co_await join_cluster(ex, n.join, std::move(request));
+    if (n.stopping) {
+      co_return;
+    }
+    if (!reply) {
+      n.exit_code = 2;
+      n.shutdown();
+      co_return;
+    }
+    n.identity = raft::Identity{reply->cluster_id, reply->node_id, n.cfg.node.name};
+    if (auto w = raft::write_identity(cl.data_dir, n.identity); !w) {
+      spdlog::error("cluster: cannot write {}: {}", raft::identity_path(cl.data_dir),
+                    w.error().message());
+      n.exit_code = 1;
+      n.shutdown();
+      co_return;
+    }
+    if (!n.manager()) {
+      auto managers = reply->managers;
+      if (std::find(managers.begin(), managers.end(), n.join) == managers.end()) {
+        managers.push_back(n.join);
+      }
+      write_managers(cl.data_dir, managers);
+      n.last_managers = managers;
+    }
+    spdlog::info("cluster: joined cluster {} as {}", n.identity.cluster_id,
+                 raft::format_node_id(n.identity.node_id));
+  }
+
+  if (n.manager()) {
+    auto marker = read_json_file(file_in(cl.data_dir, kBootstrapFile));
+    store::StoreOptions so;
+    so.raft.id = n.identity.node_id;
+    so.raft.peer_address = cl.peer;
+    so.raft.data_dir = cl.data_dir + "/raft";
+    so.raft.tick_ms = cl.tick_ms;
+    so.raft.election_ticks = cl.election_ticks;
+    so.raft.heartbeat_ticks = cl.heartbeat_ticks;
+    so.raft.snapshot_entries = cl.snapshot_entries;
+    n.raft_metrics.emplace(n.registry);
+    so.raft.metrics = &*n.raft_metrics;
+    so.registry = &n.registry;
+    if (marker) {
+      so.bootstrap.conf.voters.insert(n.identity.node_id);
+      so.bootstrap.peers[n.identity.node_id] = cl.peer;
+    }
+    auto opened = store::Store::open(ex, std::move(so));
+    if (!opened) {
+      spdlog::error("cluster: cannot open the store in {}: {}", cl.data_dir,
+                    opened.error().message());
+      n.exit_code = 1;
+      n.shutdown();
+      co_return;
+    }
+    n.store = std::move(*opened);
+    n.store->on_state([&n](const discovery::ClusterState& s) { n.publisher.schedule(s); });
+    n.api = discovery::api::make_api(ex, *n.store);
+    n.api->register_handlers(n.admin);
+    n.api->start();
+    n.publisher.schedule(n.store->state());
+    if (marker) {
+      std::string pool = string_field(*marker, "subnet_pool");
+      asio::co_spawn(ex, bootstrap_cluster(n, pool.empty() ? cl.subnet_pool : pool),
+                     [](std::exception_ptr e) { log_exception(e); });
+    }
+  } else {
+    discovery::watch::WatchOptions wo;
+    wo.managers = read_managers(cl.data_dir);
+    if (!n.join.empty() &&
+        std::find(wo.managers.begin(), wo.managers.end(), n.join) == wo.managers.end()) {
+      wo.managers.push_back(n.join);
+    }
+    if (wo.managers.empty()) {
+      spdlog::error("cluster: worker {} knows no manager: give --join ADDR", n.cfg.node.name);
+      n.exit_code = 2;
+      n.shutdown();
+      co_return;
+    }
+    n.last_managers = wo.managers;
+    wo.registry = &n.registry;
+    n.watcher = discovery::watch::make_watch_client(ex, std::move(wo));
+    n.watcher->on_state([&n](const discovery::ClusterState& s) {
+      n.publisher.schedule(s);
+      // Remember the managers, so a restarted worker finds one even if its join address died.
+      auto managers = manager_addresses(s);
+      if (!managers.empty() && managers != n.last_managers) {
+        n.last_managers = managers;
+        write_managers(n.cfg.cluster.data_dir, managers);
+      }
+    });
+    n.watcher->start();
+  }
+  co_await announce_ready(n);
+}
+
+}  // namespace
+
+int run_cluster_init(const ClusterInitOptions& options) {
+  auto parsed = config::load_file(options.config_path);
+  if (auto* errors = std::get_if<std::vector<config::FieldError>>(&parsed)) {
+    for (const auto& e : *errors) {
+      std::fprintf(stderr, "routemesh: %s: %s%s%s\n", options.config_path.c_str(), e.path.c_str(),
+                   e.path.empty() ? "" : ": ", e.message.c_str());
+    }
+    return 2;
+  }
+  const auto& cfg = std::get<config::NodeConfig>(parsed);
+  if (!cfg.cluster_mode || cfg.cluster.role != config::ClusterRole::manager) {
+    std::fprintf(stderr,
+                 "routemesh: %s: cluster: `cluster init` needs a cluster section with role: "
+                 "manager\n",
+                 options.config_path.c_str());
+    return 2;
+  }
+  const std::string& dir = cfg.cluster.data_dir;
+  if (raft::read_identity(dir) || std::filesystem::exists(raft::identity_path(dir))) {
+    std::fprintf(stderr, "routemesh: %s already holds a cluster (%s); not touching it\n",
+                 dir.c_str(), raft::identity_path(dir).c_str());
+    return 1;
+  }
+  std::error_code ec;
+  if (std::filesystem::exists(dir + "/raft", ec) && !std::filesystem::is_empty(dir + "/raft", ec)) {
+    std::fprintf(stderr, "routemesh: %s/raft already holds Raft state; not touching it\n",
+                 dir.c_str());
+    return 1;
+  }
+  raft::Identity identity{discovery::api::hex_id(random_id()), random_id(), cfg.node.name};
+  json::object marker{{"cluster_id", identity.cluster_id},
+                      {"subnet_pool", cfg.cluster.subnet_pool}};
+  // The marker first: an identity without it would start as a member of nothing.
+  if (!write_file_atomic(dir, kBootstrapFile, json::serialize(marker) + "\n")) {
+    std::fprintf(stderr, "routemesh: cannot write %s/%s\n", dir.c_str(), kBootstrapFile);
+    return 1;
+  }
+  if (auto w = raft::write_identity(dir, identity); !w) {
+    std::fprintf(stderr, "routemesh: cannot write %s: %s\n", raft::identity_path(dir).c_str(),
+                 w.error().message().c_str());
+    return 1;
+  }
+  std::printf(
+      "cluster %s initialized in %s\n"
+      "  this node: %s (id %s), first manager, Raft peer %s\n"
+      "start it:\n"
+      "  routemesh node --config %s\n"
+      "join other nodes (managers or workers, as their config's cluster.role says):\n"
+      "  routemesh node --config OTHER.yaml --join %s\n",
+      identity.cluster_id.c_str(), dir.c_str(), cfg.node.name.c_str(),
+      raft::format_node_id(identity.node_id).c_str(), cfg.cluster.peer.c_str(),
+      options.config_path.c_str(), cfg.node.admin.c_str());
+  return 0;
+}
+
+int run_cluster_node(const NodeOptions& options, const config::NodeConfig& cfg) {
+  const auto& cl = cfg.cluster;
+  const std::string join = options.join.empty() ? cl.join : options.join;
+  auto identity = raft::read_identity(cl.data_dir);
+  if (!identity && std::filesystem::exists(raft::identity_path(cl.data_dir))) {
+    spdlog::error("cluster: {} is malformed; not starting", raft::identity_path(cl.data_dir));
+    return 2;
+  }
+  if (!identity && join.empty()) {
+    spdlog::error(
+        "cluster: {} holds no cluster: run `routemesh cluster init --config FILE` on the first "
+        "manager, or join one with --join ADDR (or cluster.join)",
+        cl.data_dir);
+    return 2;
+  }
+  if (identity && identity->name != cfg.node.name) {
+    spdlog::error("cluster: {} belongs to node {}, not {}; not starting",
+                  raft::identity_path(cl.data_dir), identity->name, cfg.node.name);
+    return 2;
+  }
+  if (identity && !options.join.empty()) {
+    spdlog::info("cluster: {} already joined cluster {}; --join ignored", cfg.node.name,
+                 identity->cluster_id);
+  }
+
+  auto registry = std::make_shared<prometheus::Registry>();
+  proxy::Metrics proxy_metrics(*registry);
+  auto& revision = prometheus::BuildGauge()
+                       .Name("routemesh_config_route_table_revision")
+                       .Help("Revision of the route table in use")
+                       .Register(*registry)
+                       .Add({});
+
+  auto proxy = proxy::make_proxy_server(cfg, proxy_metrics);
+  std::uint16_t http_port = 0;
+  try {
+    http_port = proxy->start();
+  } catch (const std::exception& e) {
+    spdlog::error("cannot listen on {}:{}: {}", cfg.node.listen, cfg.node.http_port, e.what());
+    return 1;
+  }
+  proxy->publish(
+      std::make_shared<const mesh::RouteTable>(mesh::compile_route_table(store::initial_state())));
+
+  asio::io_context control(1);
+  auto admin = discovery::admin::make_admin_server(control.get_executor(), registry);
+  admin->handle("/v1/routes", [&proxy](const discovery::admin::Request&) {
+    return discovery::admin::Response{200, "application/json", mesh::to_json(*proxy->table())};
+  });
+  std::uint16_t admin_port = 0;
+  try {
+    admin_port = admin->start(cfg.node.admin);
+  } catch (const std::exception& e) {
+    spdlog::error("cannot listen on admin address {}: {}", cfg.node.admin, e.what());
+    proxy->shutdown();
+    return 1;
+  }
+
+  Publisher publisher(control.get_executor(), *proxy, revision);
+  ClusterNode node{cfg, join, control, *admin, {}, publisher, *registry};
+  // Until the API is registered (a manager still joining or opening its store) the cluster
+  // paths answer 503, so a node joining through this one retries; a worker never serves them.
+  admin->handle_prefix(
+      "/v1/",
+      [&node](discovery::admin::Request req) -> asio::awaitable<discovery::admin::Response> {
+        discovery::api::ApiError e{503, "unavailable",
+                                   "this manager has not joined the cluster yet", ""};
+        if (!node.manager()) {
+          e = {404, "not_found", "workers do not serve the cluster API; ask a manager", ""};
+        } else if (node.api) {
+          e = {404, "not_found", "no such path " + req.path, ""};
+        }
+        co_return discovery::admin::Response{e.status, "application/json",
+                                             discovery::api::error_body(e)};
+      });
+  node.admin_address =
+      cfg.node.admin.substr(0, cfg.node.admin.rfind(':')) + ":" + std::to_string(admin_port);
+
+  asio::signal_set reload_signal(control, SIGHUP);
+  std::function<void()> wait_reload = [&] {
+    reload_signal.async_wait([&](const boost::system::error_code& ec, int) {
+      if (ec) {
+        return;
+      }
+      spdlog::warn(
+          "SIGHUP: services come from the store in cluster mode; node settings in {} "
+          "apply after a restart",
+          options.config_path);
+      wait_reload();
+    });
+  };
+  wait_reload();
+
+  asio::signal_set stop_signals(control, SIGTERM, SIGINT);
+  node.shutdown = [&] {
+    if (node.stopping) {
+      return;
+    }
+    node.stopping = true;
+    stop_signals.cancel();
+    reload_signal.cancel();
+    admin->stop();
+    if (node.api) {
+      node.api->stop();
+    }
+    if (node.watcher) {
+      node.watcher->stop();
+    }
+    if (node.store) {
+      node.store->stop();
+    }
+    publisher.stop();
+    proxy->shutdown();
+    control.stop();
+  };
+  stop_signals.async_wait([&](const boost::system::error_code& ec, int signo) {
+    if (ec) {
+      return;
+    }
+    spdlog::info("signal {}: draining (up to {} ms)", signo, cfg.timeouts.drain_ms);
+    node.shutdown();
+  });
+
+  std::string ports;
+  for (auto p : proxy->listening_ports()) {
+    ports += (ports.empty() ? "" : ",") + std::to_string(p);
+  }
+  spdlog::info("node {} ready: http={}:{} admin_port={} ports={}", cfg.node.name, cfg.node.listen,
+               http_port, admin_port, ports);
+
+  asio::co_spawn(control, start_cluster(node), [&node](std::exception_ptr e) {
+    if (e) {
+      log_exception(e);
+      node.exit_code = 1;
+      node.shutdown();
+    }
+  });
+  control.run();
+  spdlog::info("node {} stopped", cfg.node.name);
+  return node.exit_code;
+}
+
+}  // namespace routemesh::cmd

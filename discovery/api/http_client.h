@@ -1,0 +1,48 @@
+#pragma once
+// A minimal HTTP/1.1 client (Beast) for node-to-node calls on the control thread: forwarding
+// writes to the leader, joining a cluster, and the workers' watch stream. One connection per
+// call ("Connection: close"); the callers make few calls and simplicity wins over pooling.
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/system/error_code.hpp>
+#include <boost/system/result.hpp>
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <string>
+
+namespace routemesh::discovery::api {
+
+struct ClientRequest {
+  std::string method = "GET";
+  std::string target = "/";
+  std::string body;                            // sent as application/json when not empty
+  std::map<std::string, std::string> headers;  // extra fields
+};
+
+struct ClientResponse {
+  unsigned status = 0;
+  std::string content_type;
+  std::string body;
+};
+
+// Sends `request` to "IP:PORT" and reads the whole response. The deadline covers connect,
+// write and read. Errors (connect refused, timeout, malformed response) are values.
+boost::asio::awaitable<boost::system::result<ClientResponse>> http_call(
+    boost::asio::any_io_executor executor, std::string address, ClientRequest request,
+    std::chrono::milliseconds timeout);
+
+// Streams a response body: connects, sends a GET for `target` and calls `on_data` with each
+// piece of the body as it arrives (any split). Returns when the server ends the body, a read
+// takes longer than `idle_timeout`, `on_data` returns false (then: operation_aborted), or on a
+// non-200 status (then: errc::protocol_error, with the response body passed to `on_error_body`).
+// Connect and the response head must arrive within `connect_timeout`.
+boost::asio::awaitable<boost::system::error_code> http_stream(
+    boost::asio::any_io_executor executor, std::string address, std::string target,
+    std::chrono::milliseconds connect_timeout, std::chrono::milliseconds idle_timeout,
+    std::function<bool(std::string_view)> on_data,
+    std::function<void(unsigned, std::string)> on_error_body);
+
+}  // namespace routemesh::discovery::api
