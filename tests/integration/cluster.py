@@ -1,0 +1,735 @@
+"""Multi-node cluster harness (issue 3), built on harness.py. Standard library only.
+
+A Cluster is a set of ClusterNode processes (`routemesh node`), each with its own loopback
+address (127.0.0.X: every node binds the same fixed ports), config file and data_dir under
+one temporary directory:
+
+    c = Cluster("127.0.0.31", ["manager", "manager", "manager", "worker"])   # .31 .. .34
+    c.start()              # `cluster init` on the first, then the others --join it
+    leader = c.leader()
+    status, body = leader.api("POST", "/v1/services", {"name": "web", "labels": {...}})
+    rc, out, err = c.cli(c.nodes[1], "service", "ls")
+    leader.kill9(); ...; leader.start()      # restart from its data_dir
+    c.stop()
+
+Nodes are named n1, n2, ... in order. Configs are JSON (valid YAML). Optional network
+namespaces (Netns) put each node in its own namespace on a private bridge so a test can cut
+a node's traffic to its peers (`Netns.isolate`).
+"""
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import http.client
+
+import harness
+
+HTTP_PORT = 8080
+ADMIN_PORT = 9901
+PEER_PORT = 7946
+
+READY_RX = r"cluster ready: role=(\w+) id=([0-9a-fA-F]+)"
+
+
+def bin_path():
+    return os.path.abspath(harness.BIN)
+
+
+# ------------------------------------------------------------------------------------------
+# HTTP JSON client for the admin API
+# ------------------------------------------------------------------------------------------
+
+class Refused(Exception):
+    """The request was not sent: connection refused (the target is down). No effect."""
+
+
+class Unknown(Exception):
+    """The request may have been sent and its outcome is unknown (timeout, reset, EOF)."""
+
+
+def api(addr, method, path, body=None, timeout=10.0):
+    """One admin API request. Returns (status, parsed JSON or text). 4xx/5xx are answers, not
+    exceptions. Raises Refused when nothing was sent, Unknown when the outcome is unknown."""
+    data = None if body is None else (body if isinstance(body, (bytes, str)) else json.dumps(body))
+    if isinstance(data, str):
+        data = data.encode()
+    host, _, port = addr.rpartition(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        try:
+            conn.connect()
+        except ConnectionRefusedError as e:
+            raise Refused(f"{method} {addr}{path}: {e}") from e
+        except OSError as e:
+            # no route, unreachable, or a connect timeout: nothing was sent either
+            raise Refused(f"{method} {addr}{path}: {e!r}") from e
+        headers = {"Content-Type": "application/json"} if data is not None else {}
+        try:
+            conn.request(method, path, body=data, headers=headers)
+            r = conn.getresponse()
+            raw = r.read()
+        except (OSError, http.client.HTTPException) as e:
+            raise Unknown(f"{method} {addr}{path}: {e!r}") from e
+        text = raw.decode(errors="replace")
+        try:
+            parsed = json.loads(text) if text.strip() else None
+        except ValueError:
+            parsed = text
+        return r.status, parsed
+    finally:
+        conn.close()
+
+
+def error_of(body):
+    """The {"code","message","field"} object of an API error body, or {}."""
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        return body["error"]
+    return {}
+
+
+def find_objects(value, key="name"):
+    """Every dict (at any depth) that has `key`: a lenient reader of list-shaped JSON."""
+    out = []
+    if isinstance(value, dict):
+        if key in value:
+            out.append(value)
+        for v in value.values():
+            out += find_objects(v, key)
+    elif isinstance(value, list):
+        for v in value:
+            out += find_objects(v, key)
+    return out
+
+
+def services_by_name(body):
+    """{name: service} from a GET /v1/services answer."""
+    svcs = body.get("services", []) if isinstance(body, dict) else []
+    return {s["name"]: s for s in svcs}
+
+
+def canonical(value):
+    return json.dumps(value, sort_keys=True)
+
+
+# ------------------------------------------------------------------------------------------
+# Network namespaces (optional): one namespace per node on a private bridge
+# ------------------------------------------------------------------------------------------
+
+def _ip(*args, check=True):
+    r = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=20)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"ip {' '.join(args)}: {r.stderr.strip()}")
+    return r
+
+
+class Netns:
+    """A private bridge and one namespace per node (names carry the pid so parallel runs do not
+    clash). Node k gets `<prefix>.<10+k>`; the bridge (the test process's side) `<prefix>.1`.
+    No traffic leaves the machine: the bridge has no uplink. `isolate(ip)` installs `prohibit`
+    routes both ways between that node and every other node (the test process still reaches
+    everyone); `heal()` removes them."""
+
+    def __init__(self, count, prefix=None):
+        tag = f"{os.getpid() % 100000}"
+        self.prefix = prefix or f"10.201.{100 + os.getpid() % 150}"
+        self.bridge = f"rmbr{tag}"[:15]
+        self.names, self.ips, self.veths = [], [], []
+        self.blocked = []  # (ns, dst ip)
+        self.ready = False
+        try:
+            _ip("link", "add", self.bridge, "type", "bridge")
+            _ip("addr", "add", f"{self.prefix}.1/24", "dev", self.bridge)
+            _ip("link", "set", self.bridge, "up")
+            for k in range(1, count + 1):
+                ns = f"rm{tag}n{k}"
+                veth = f"rm{tag}v{k}"[:15]
+                ip = f"{self.prefix}.{10 + k}"
+                _ip("netns", "add", ns)
+                self.names.append(ns)
+                _ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
+                self.veths.append(veth)
+                _ip("link", "set", veth, "master", self.bridge)
+                _ip("link", "set", veth, "up")
+                _ip("-n", ns, "addr", "add", f"{ip}/24", "dev", "eth0")
+                _ip("-n", ns, "link", "set", "eth0", "up")
+                _ip("-n", ns, "link", "set", "lo", "up")
+                self.ips.append(ip)
+            self.ready = True
+        except Exception:
+            self.close()
+            raise
+
+    def ns_of(self, ip):
+        return self.names[self.ips.index(ip)]
+
+    def prefix_args(self, ip):
+        return ["ip", "netns", "exec", self.ns_of(ip)]
+
+    def isolate(self, ip):
+        """Cuts every packet between `ip` and the other nodes, in both directions."""
+        for other in self.ips:
+            if other == ip:
+                continue
+            for ns, dst in ((self.ns_of(ip), other), (self.ns_of(other), ip)):
+                _ip("-n", ns, "route", "add", "prohibit", f"{dst}/32")
+                self.blocked.append((ns, dst))
+
+    def heal(self):
+        for ns, dst in self.blocked:
+            _ip("-n", ns, "route", "del", "prohibit", f"{dst}/32", check=False)
+        self.blocked = []
+
+    def close(self):
+        self.heal()
+        for v in self.veths:
+            _ip("link", "del", v, check=False)
+        for ns in self.names:
+            _ip("netns", "del", ns, check=False)
+        _ip("link", "del", self.bridge, check=False)
+        self.veths, self.names = [], []
+
+    @staticmethod
+    def available():
+        """None when namespaces can be made here, else the reason they cannot."""
+        if shutil.which("ip") is None:
+            return "the `ip` tool (iproute2) is not installed"
+        probe = f"rmprobe{os.getpid() % 100000}"
+        r = _ip("netns", "add", probe, check=False)
+        if r.returncode != 0:
+            return f"`ip netns add` failed: {r.stderr.strip()} (needs CAP_SYS_ADMIN/CAP_NET_ADMIN)"
+        _ip("netns", "del", probe, check=False)
+        return None
+
+
+# ------------------------------------------------------------------------------------------
+# Nodes and clusters
+# ------------------------------------------------------------------------------------------
+
+class ClusterNode:
+    """One `routemesh node` of a cluster. Survives kill9()/start() cycles: its config and
+    data_dir stay in place."""
+
+    def __init__(self, cluster, name, ip, role):
+        self.cluster, self.name, self.ip, self.role = cluster, name, ip, role
+        self.dir = os.path.join(cluster.dir, name)
+        os.makedirs(self.dir, exist_ok=True)
+        self.data_dir = os.path.join(self.dir, "data")
+        self.config_path = os.path.join(self.dir, f"{name}.yaml")
+        self.proc = None
+        self.id = None
+        self.runs = []  # every Proc this node ever ran (for logs)
+        self.write_config()
+
+    # -- addresses ---------------------------------------------------------------------------
+    @property
+    def admin(self):
+        return f"{self.ip}:{ADMIN_PORT}"
+
+    @property
+    def peer(self):
+        return f"{self.ip}:{PEER_PORT}"
+
+    @property
+    def is_manager(self):
+        return self.role == "manager"
+
+    def config(self):
+        c = self.cluster
+        cluster = {"role": self.role, "data_dir": self.data_dir, "tick_ms": c.tick_ms,
+                   "election_ticks": c.election_ticks, "heartbeat_ticks": c.heartbeat_ticks}
+        if self.is_manager:
+            cluster["peer"] = self.peer
+        cluster.update(c.cluster_extra)
+        node = {"name": self.name, "listen": self.ip, "http_port": HTTP_PORT, "admin": self.admin,
+                "threads": 1, "access_log": {"enabled": False}}
+        return {"node": node, "cluster": cluster, "timeouts": {"drain_ms": 2000}}
+
+    def write_config(self):
+        with open(self.config_path, "w") as f:
+            json.dump(self.config(), f, indent=1)
+
+    def _prefix(self):
+        return self.cluster.netns.prefix_args(self.ip) if self.cluster.netns else []
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def init(self):
+        """`routemesh cluster init --config` (first manager only). Returns its stdout."""
+        r = subprocess.run(self._prefix() + [bin_path(), "cluster", "init", "--config", self.config_path],
+                           capture_output=True, text=True, timeout=30)
+        if r.returncode != 0:
+            raise AssertionError(f"cluster init for {self.name} exited {r.returncode}:\n{r.stdout}\n{r.stderr}")
+        return r.stdout + r.stderr
+
+    def start(self, join=None, wait=True, timeout=30.0):
+        args = self._prefix() + [bin_path(), "node", "--config", self.config_path]
+        if join:
+            args += ["--join", join]
+        self.proc = harness.Proc(args)
+        self.runs.append(self.proc)
+        if wait:
+            self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout=30.0):
+        rx = re.compile(READY_RX)
+
+        def find():
+            for l in self.proc.lines("err") + self.proc.lines("out"):
+                m = rx.search(l)
+                if m:
+                    return m
+            if self.proc.p.poll() is not None:
+                raise AssertionError(f"{self.name} exited with {self.proc.p.returncode} before "
+                                     f"`cluster ready`:\n{self.log_tail()}")
+            return None
+        m = harness.wait_until(find, timeout, what=f"`cluster ready` from {self.name}")
+        if m.group(1) != self.role:
+            raise AssertionError(f"{self.name}: ready as {m.group(1)}, expected {self.role}")
+        node_id = m.group(2).lower()
+        if self.id is not None and node_id != self.id:
+            raise AssertionError(f"{self.name} came back with id {node_id}, was {self.id}")
+        self.id = node_id
+        return node_id
+
+    @property
+    def alive(self):
+        return self.proc is not None and self.proc.p.poll() is None
+
+    def kill9(self):
+        if self.alive:
+            self.proc.p.send_signal(signal.SIGKILL)
+            self.proc.p.wait(10)
+        if self.proc is not None:
+            self.proc.stop()
+
+    def stop(self, timeout=15.0):
+        if self.proc is not None:
+            return self.proc.stop(signal.SIGTERM, timeout)
+        return None
+
+    def freeze(self):
+        self.proc.signal(signal.SIGSTOP)
+
+    def thaw(self):
+        self.proc.signal(signal.SIGCONT)
+
+    def connected_to(self, port=ADMIN_PORT):
+        """Remote "IP:PORT"s of this process's established TCP connections to `port`, read from
+        /proc (what the OS sees, whatever the node logs): e.g. the manager a worker watches."""
+        pid = self.proc.p.pid
+        inodes = set()
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+        out = []
+        with open(f"/proc/{pid}/net/tcp") as f:
+            next(f)
+            for line in f:
+                parts = line.split()
+                remote, state, inode = parts[2], parts[3], parts[9]
+                if state != "01" or inode not in inodes:
+                    continue
+                hexip, hexport = remote.split(":")
+                ip = ".".join(str(int(hexip[i:i + 2], 16)) for i in (6, 4, 2, 0))
+                if int(hexport, 16) == port:
+                    out.append(f"{ip}:{int(hexport, 16)}")
+        return out
+
+    def log_tail(self, n=40):
+        lines = []
+        for i, p in enumerate(self.runs):
+            lines.append(f"--- {self.name} run {i + 1} ({'alive' if p.p.poll() is None else f'exit {p.p.returncode}'})")
+            lines += p.lines("err")[-n:]
+            lines += p.lines("out")[-5:]
+        return "\n".join(lines)
+
+    # -- API ---------------------------------------------------------------------------------
+    def api(self, method, path, body=None, timeout=10.0):
+        return api(self.admin, method, path, body, timeout)
+
+    def get(self, path, timeout=10.0):
+        return self.api("GET", path, timeout=timeout)
+
+    def status(self):
+        """GET /v1/cluster, or None when the node does not answer 200."""
+        try:
+            s, b = self.get("/v1/cluster", timeout=3)
+        except (Refused, Unknown):
+            return None
+        return b if s == 200 and isinstance(b, dict) else None
+
+    def routes_revision(self):
+        """The revision of the RouteTable this node's proxy routes with (None when down)."""
+        try:
+            s, b = self.get("/v1/routes", timeout=3)
+        except (Refused, Unknown):
+            return None
+        return b.get("revision") if s == 200 and isinstance(b, dict) else None
+
+    def route(self, host, path="/", timeout=5):
+        """(status, headers, body) of a request for `host` on this node's HRM port."""
+        return harness.http(self.ip, HTTP_PORT, path, host=host, timeout=timeout)
+
+    def served_by(self, host, path="/"):
+        """The whoami name that served `host` here, or None when not 200."""
+        try:
+            st, hdrs, body = self.route(host, path)
+        except OSError:
+            return None
+        if st != 200:
+            return None
+        return hdrs.get("x-whoami-name") or harness.parse_whoami(body)["name"]
+
+    def __repr__(self):
+        return f"<{self.role} {self.name} {self.ip} id={self.id}>"
+
+
+class Cluster:
+    def __init__(self, first_ip, roles, tick_ms=50, election_ticks=10, heartbeat_ticks=1,
+                 netns=None, **cluster_extra):
+        """`first_ip` is the first node's address (127.0.0.X; the k-th node gets X+k-1) unless
+        `netns` (a Netns) is given, whose addresses are used. roles[0] must be a manager."""
+        assert roles and roles[0] == "manager"
+        self.dir = tempfile.mkdtemp(prefix="rm-cluster-")
+        self.tick_ms, self.election_ticks, self.heartbeat_ticks = tick_ms, election_ticks, heartbeat_ticks
+        self.cluster_extra = cluster_extra
+        self.netns = netns
+        if netns is not None:
+            ips = netns.ips[:len(roles)]
+        else:
+            a, b, c, d = first_ip.split(".")
+            ips = [f"{a}.{b}.{c}.{int(d) + i}" for i in range(len(roles))]
+        self.nodes = [ClusterNode(self, f"n{i + 1}", ip, role) for i, (ip, role) in enumerate(zip(ips, roles))]
+        self.init_output = None
+        self.whoamis = []
+
+    # -- views -------------------------------------------------------------------------------
+    def node(self, name):
+        return next(n for n in self.nodes if n.name == name)
+
+    @property
+    def managers(self):
+        return [n for n in self.nodes if n.is_manager]
+
+    @property
+    def workers(self):
+        return [n for n in self.nodes if not n.is_manager]
+
+    def alive(self, managers_only=False):
+        return [n for n in (self.managers if managers_only else self.nodes) if n.alive]
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self, join_via=None, timeout=60.0):
+        """Initializes the first manager, starts it, then joins every other node one at a time
+        (through `join_via[name]` if given, else the first manager) and waits until every
+        manager is a voter and every node routes with the leader's revision."""
+        deadline = time.monotonic() + timeout
+        first = self.nodes[0]
+        self.init_output = first.init()
+        first.start()
+        for n in self.nodes[1:]:
+            via = (join_via or {}).get(n.name, first).admin
+            n.start(join=via, timeout=max(5.0, deadline - time.monotonic()))
+        self.wait_voters(timeout=max(5.0, deadline - time.monotonic()))
+        self.wait_converged(timeout=max(5.0, deadline - time.monotonic()))
+        return self
+
+    def stop(self):
+        for n in self.nodes:
+            if n.proc is not None and n.proc.p.poll() is None:
+                try:
+                    n.thaw()
+                except Exception:
+                    pass
+        for n in self.nodes:  # all at once: no node waits for the others' shutdown
+            if n.proc is not None:
+                n.proc.signal(signal.SIGTERM)
+        for n in reversed(self.nodes):
+            n.stop()
+        for w in self.whoamis:
+            w.stop(signal.SIGKILL)
+        if os.environ.get("RM_KEEP_CLUSTER_DIR") != "1":
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def whoami(self, name, ip="127.0.0.1"):
+        w = harness.Whoami(ip, 0, name)
+        self.whoamis.append(w)
+        return w
+
+    def logs(self, n=40):
+        return "\n".join(node.log_tail(n) for node in self.nodes)
+
+    # -- leadership and convergence ----------------------------------------------------------
+    def leader(self, timeout=15.0, exclude=()):
+        """The manager that is leader by its own account, among live managers not in
+        `exclude`, waiting up to `timeout` for one to exist."""
+        def find():
+            for n in self.alive(managers_only=True):
+                if n in exclude:
+                    continue
+                st = n.status()
+                if st and (st.get("leader") or {}).get("name") == n.name:
+                    return n
+            return None
+        try:
+            return harness.wait_until(find, timeout, interval=0.05, what="a leader")
+        except AssertionError:
+            raise AssertionError(f"no leader within {timeout}s\n{self.logs(20)}")
+
+    def followers(self):
+        lead = self.leader()
+        return [n for n in self.alive(managers_only=True) if n is not lead]
+
+    def wait_voters(self, timeout=30.0):
+        """Until the leader lists every live manager as a voter."""
+        want = {n.name for n in self.managers}
+
+        def ok():
+            lead = self.leader(timeout=max(1.0, timeout))
+            st = lead.status() or {}
+            voters = {m.get("name") for m in st.get("members", []) if m.get("voter")}
+            return want <= voters
+        try:
+            harness.wait_until(ok, timeout, interval=0.1, what="every manager a voter")
+        except AssertionError:
+            lead = self.leader()
+            raise AssertionError(f"managers not all voters: {lead.status()}\n{self.logs(20)}")
+
+    def consistent_services(self, via=None, timeout=10.0):
+        """(revision, {name: service}) from a linearizable read."""
+        via = via or self.leader()
+        s, b = via.get("/v1/services?consistent=1", timeout=timeout)
+        if s != 200:
+            raise AssertionError(f"consistent read on {via.name}: {s} {b}")
+        return b["revision"], services_by_name(b)
+
+    def wait_converged(self, timeout=20.0, nodes=None):
+        """Until every live node (or `nodes`) routes with a table whose revision is the leader's
+        revision at a linearizable read point taken now. Returns that revision."""
+        rev, _ = self.consistent_services()
+        nodes = nodes or self.alive()
+
+        def ok():
+            return all((n.routes_revision() or 0) >= rev for n in nodes)
+        try:
+            harness.wait_until(ok, timeout, interval=0.02, what=f"every node at revision {rev}")
+        except AssertionError:
+            got = {n.name: n.routes_revision() for n in nodes}
+            raise AssertionError(f"not converged on revision {rev}: {got}\n{self.logs(20)}")
+        return rev
+
+    # -- CLI ---------------------------------------------------------------------------------
+    def cli(self, via, *args, timeout=30.0):
+        """Runs `routemesh --api ADDR ARGS...` where ADDR is `via`'s admin address (or `via`
+        itself when it is an "IP:PORT" string); returns (exit code, stdout, stderr)."""
+        addr = via if isinstance(via, str) else via.admin
+        r = subprocess.run([bin_path(), "--api", addr, *args], capture_output=True, text=True,
+                           timeout=timeout)
+        return r.returncode, r.stdout, r.stderr
+
+
+def wait_routes_everywhere(nodes, host, expect_names, timeout=15.0, path="/"):
+    """Until each node serves `host` from a whoami whose name is in `expect_names`."""
+    expect_names = set(expect_names)
+    last = {}
+
+    def ok():
+        done = True
+        for n in nodes:
+            who = n.served_by(host, path)
+            last[n.name] = who
+            if who not in expect_names:
+                done = False
+        return done
+    try:
+        harness.wait_until(ok, timeout, interval=0.05, what=f"{host} routed on every node")
+    except AssertionError:
+        raise AssertionError(f"{host} not routed to {sorted(expect_names)} everywhere within {timeout}s: "
+                             f"last answers {last}")
+
+
+def wait_not_routed(nodes, host, timeout=15.0):
+    """Until each node answers 404 for `host`."""
+    last = {}
+
+    def ok():
+        done = True
+        for n in nodes:
+            try:
+                st = n.route(host)[0]
+            except OSError as e:
+                st = repr(e)
+            last[n.name] = st
+            if st != 404:
+                done = False
+        return done
+    try:
+        harness.wait_until(ok, timeout, interval=0.05, what=f"{host} gone from every node")
+    except AssertionError:
+        raise AssertionError(f"{host} still routed somewhere after {timeout}s: {last}")
+
+
+# ------------------------------------------------------------------------------------------
+# A bounded write/read workload recording a history for the linearizability checker
+# ------------------------------------------------------------------------------------------
+
+class Workload:
+    """`clients` threads, each a closed loop for at most `duration` s and `max_ops` ops,
+    against random targets from `targets()` (a callable: the list may change as nodes die).
+    Ops on register services `reg-0..reg-{keys-1}` (label `test.value`):
+    write = PUT /v1/services/NAME, read = GET /v1/services?consistent=1;
+    and create = POST /v1/services of a new unique service `ack-<client>-<n>`.
+    Results go to a linearizability.Recorder (registers) and to `created` (name -> outcome:
+    "ok" | "fail" | "unknown")."""
+
+    LABEL = "test.value"
+
+    def __init__(self, recorder, targets, keys=3, clients=4, duration=10.0, max_ops=5000,
+                 op_timeout=8.0, seed=1, mix=(0.45, 0.35, 0.20)):
+        self.rec, self.targets, self.keys, self.clients = recorder, targets, keys, clients
+        self.duration, self.max_ops, self.op_timeout, self.seed, self.mix = duration, max_ops, op_timeout, seed, mix
+        self.created = {}
+        self.lock = threading.Lock()
+        self.stop_flag = threading.Event()
+        self.threads = []
+        self.acks = []  # (time, kind) of every ok write/create
+        self.errors = []  # unexpected answers, for the report
+        self.outcomes = {}  # (kind, status or exception name) -> count
+        self.samples = {}  # (kind, status) -> first answer body seen, for the report
+
+    def _count(self, kind, what, body=None):
+        with self.lock:
+            self.outcomes[(kind, what)] = self.outcomes.get((kind, what), 0) + 1
+            if body is not None and (kind, what) not in self.samples:
+                self.samples[(kind, what)] = str(body)[:300]
+
+    @staticmethod
+    def key(i):
+        return f"reg-{i}"
+
+    def setup(self, via):
+        for i in range(self.keys):
+            s, b = via.api("POST", "/v1/services", {"name": self.key(i), "labels": {self.LABEL: "init"}})
+            if s != 201:
+                raise AssertionError(f"creating {self.key(i)}: {s} {b}")
+
+    def start(self):
+        for c in range(self.clients):
+            t = threading.Thread(target=self._run, args=(c,), daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    def stop(self, timeout=None):
+        self.stop_flag.set()
+        limit = time.monotonic() + (timeout if timeout is not None else self.op_timeout + 5)
+        for t in self.threads:
+            t.join(max(0.1, limit - time.monotonic()))
+        return not any(t.is_alive() for t in self.threads)
+
+    def _run(self, c):
+        rng = random.Random(self.seed * 1000 + c)
+        end = time.monotonic() + self.duration
+        n = 0
+        while not self.stop_flag.is_set() and time.monotonic() < end and n < self.max_ops:
+            n += 1
+            targets = self.targets()
+            if not targets:
+                time.sleep(0.05)
+                continue
+            node = rng.choice(targets)
+            x = rng.random()
+            if x < self.mix[0]:
+                ok = self._write(c, n, node, rng)
+            elif x < self.mix[0] + self.mix[1]:
+                ok = self._read(c, node, rng)
+            else:
+                ok = self._create(c, n, node)
+            if not ok:
+                time.sleep(0.02)  # e.g. a fast 503 while there is no leader: do not spin
+
+    def _classify(self, op, fn):
+        """Runs fn() -> (status, body); maps the outcome onto the recorder."""
+        try:
+            s, b = fn()
+        except Refused:
+            self._count(op.kind, "refused")
+            self.rec.fail(op)
+            return None, None
+        except Unknown as e:
+            self._count(op.kind, f"unknown: {e.__cause__.__class__.__name__}")
+            self.rec.info(op)
+            return None, None
+        self._count(op.kind, s, b if s >= 300 else None)
+        return s, b
+
+    def _write(self, c, n, node, rng):
+        name = self.key(rng.randrange(self.keys))
+        value = f"c{c}-{n}"
+        op = self.rec.invoke(name, "write", value, client=c)
+        s, b = self._classify(op, lambda: node.api("PUT", f"/v1/services/{name}",
+                                                   {"name": name, "labels": {self.LABEL: value}},
+                                                   timeout=self.op_timeout))
+        if s is None:
+            return False
+        if s == 200:
+            self.rec.ok(op)
+            with self.lock:
+                self.acks.append((time.monotonic(), "write"))
+            return True
+        if 400 <= s < 500:
+            self.rec.fail(op)
+            self.errors.append(f"PUT {name} on {node.name}: {s} {b}")
+        else:
+            self.rec.info(op)  # 503 (not committed in time / no leader) or 5xx: unknown outcome
+        return False
+
+    def _read(self, c, node, rng):
+        name = self.key(rng.randrange(self.keys))
+        op = self.rec.invoke(name, "read", client=c)
+        s, b = self._classify(op, lambda: node.get("/v1/services?consistent=1", timeout=self.op_timeout))
+        if s is None:
+            return False
+        if s == 200:
+            svc = services_by_name(b).get(name)
+            self.rec.ok(op, None if svc is None else svc.get("labels", {}).get(self.LABEL))
+            return True
+        else:
+            self.rec.fail(op)  # a read that did not answer tells nothing
+            if s < 500:
+                self.errors.append(f"GET on {node.name}: {s} {b}")
+        return False
+
+    def _create(self, c, n, node):
+        name = f"ack-{c}-{n}"
+        try:
+            s, b = node.api("POST", "/v1/services", {"name": name, "labels": {}}, timeout=self.op_timeout)
+        except Refused:
+            self._count("create", "refused")
+            return False
+        except Unknown as e:
+            self._count("create", f"unknown: {e.__cause__.__class__.__name__}")
+            with self.lock:
+                self.created[name] = "unknown"
+            return False
+        self._count("create", s, b if s >= 300 else None)
+        with self.lock:
+            if s == 201:
+                self.created[name] = "ok"
+                self.acks.append((time.monotonic(), "create"))
+                return True
+            if 400 <= s < 500:
+                self.created[name] = "fail"
+                self.errors.append(f"POST {name} on {node.name}: {s} {b}")
+            else:
+                self.created[name] = "unknown"
+        return False
