@@ -61,7 +61,12 @@ int main(int argc, char** argv) {
   // subcommands: it attaches to `node` and `cluster` when they exist).
   auto cli = routemesh::cmd::add_cli_commands(app);
 
-  CLI11_PARSE(app, argc, argv);
+  // Every usage error exits 2 (CLI11's own codes differ per kind); --help and --version exit 0.
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
 
   auto logger = spdlog::stderr_logger_mt("routemesh");
   spdlog::set_default_logger(logger);
