@@ -15,6 +15,7 @@ import platform
 import signal
 import statistics
 import subprocess
+import tempfile
 import sys
 import threading
 import time
@@ -234,6 +235,15 @@ def git_rev():
         return None
 
 
+def fs_type(path):
+    """The filesystem type holding `path` (fdatasync costs depend on it), from `df -T`."""
+    try:
+        out = subprocess.run(["df", "-T", path], capture_output=True, text=True, timeout=5).stdout
+        return out.splitlines()[1].split()[1]
+    except Exception:
+        return None
+
+
 def fmt(v, unit=""):
     return "n/a" if v is None else f"{v}{unit}"
 
@@ -253,7 +263,8 @@ def main():
     result = {"settings": {"duration_s": a.duration, "writers": a.writers, "changes": a.changes,
                            "gap_ms": a.gap_ms, "tick_ms": a.tick_ms, "election_ticks": 10,
                            "binary": cluster.bin_path(), "git": git_rev(), "host": platform.node(),
-                           "cpus": os.cpu_count()},
+                           "cpus": os.cpu_count(), "data_dirs_under": tempfile.gettempdir(),
+                           "data_dirs_fs": fs_type(tempfile.gettempdir())},
               "load_before": loadavg(), "notes": []}
     rows = {}
 
@@ -292,8 +303,10 @@ def main():
     result["writes"] = rows
     result["load_after"] = loadavg()
 
-    print(f"\nrouteMesh cluster benchmark  (tick {a.tick_ms} ms, {a.writers} writers x {a.duration:g} s, "
+    print(f"\nroutemesh cluster benchmark  (tick {a.tick_ms} ms, {a.writers} writers x {a.duration:g} s, "
           f"load {result['load_before']} -> {result['load_after']})")
+    print(f"  data dirs under {result['settings']['data_dirs_under']} "
+          f"({result['settings']['data_dirs_fs']}); Python clients")
     print(f"  {'commit (PUT /v1/services/NAME)':<32}{'writes/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}  errors")
     for label, r in rows.items():
         if r is None:
