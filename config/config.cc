@@ -199,29 +199,6 @@ bool valid_service_name(const std::string& name) {
   return is_valid_name(name);
 }
 
-// Host names as RFC 1123 §2.1 allows them, plus '_' (common in internal names).
-bool valid_hostname(std::string_view host) {
-  if (host.empty() || host.size() > 253) {
-    return false;
-  }
-  std::size_t label_len = 0;
-  for (char c : host) {
-    if (c == '.') {
-      if (label_len == 0) {
-        return false;
-      }
-      label_len = 0;
-      continue;
-    }
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '-' || c == '_';
-    if (!ok || ++label_len > 63) {
-      return false;
-    }
-  }
-  return label_len != 0;
-}
-
 // "HOST:PORT" where HOST is an IPv4 literal, a host name, or "[IPv6]".
 bool valid_host_port(const std::string& text) {
   std::string host;
@@ -242,7 +219,7 @@ bool valid_host_port(const std::string& text) {
       return false;
     }
     host = text.substr(0, colon);
-    if (!valid_hostname(host)) {
+    if (!is_valid_hostname(host)) {
       return false;
     }
     port_text = std::string_view(text).substr(colon + 1);
@@ -286,7 +263,7 @@ void read_node(Reader& r, const YAML::Node& node, const std::string& path, NodeS
       {
           {"name",
            [&](const YAML::Node& n, const std::string& p) {
-             if (r.read_string(n, p, out.name) && !valid_hostname(out.name)) {
+             if (r.read_string(n, p, out.name) && !is_valid_hostname(out.name)) {
                r.error(p, "must be a host-name-like string (letters, digits, '-', '_', '.')");
              }
            }},
@@ -783,6 +760,29 @@ std::string format_errors(const std::vector<FieldError>& errors) {
     out += '\n';
   }
   return out;
+}
+
+// Host names as RFC 1123 §2.1 allows them, plus '_' (common in internal names).
+bool is_valid_hostname(std::string_view host) {
+  if (host.empty() || host.size() > 253) {
+    return false;
+  }
+  std::size_t label_len = 0;
+  for (char c : host) {
+    if (c == '.') {
+      if (label_len == 0) {
+        return false;
+      }
+      label_len = 0;
+      continue;
+    }
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_';
+    if (!ok || ++label_len > 63) {
+      return false;
+    }
+  }
+  return label_len != 0;
 }
 
 }  // namespace routemesh::config

@@ -47,6 +47,10 @@ bool parse_ipv4_cidr(std::string_view text, std::uint32_t& network, unsigned& pr
 // validator so the file and the API accept the same names.
 bool is_valid_name(std::string_view name);
 
+// RFC 1123 §2.1 host names (letters, digits, '-', labels of 1..63 octets, at most 253 in all),
+// plus '_' which internal names use in practice. Case is not checked.
+bool is_valid_hostname(std::string_view host);
+
 // Formats errors one per line: "path: message" (just "message" when path is empty).
 std::string format_errors(const std::vector<FieldError>& errors);
 

@@ -1,5 +1,7 @@
 #include "discovery/labels.h"
 
+#include "config/config.h"
+
 #include <algorithm>
 #include <charconv>
 #include <string_view>
@@ -64,31 +66,6 @@ bool parse_port(std::string_view s, std::uint16_t& out) {
   return true;
 }
 
-// RFC 1123 §2.1 host names (letters, digits, '-', labels of 1..63 octets, at most 253 in
-// all), plus '_' which internal names use in practice. Host header matching (RFC 9110
-// §7.2) is case-insensitive, so callers lower-case the result.
-bool valid_hostname(std::string_view host) {
-  if (host.empty() || host.size() > 253) {
-    return false;
-  }
-  std::size_t label_len = 0;
-  for (char c : host) {
-    if (c == '.') {
-      if (label_len == 0) {
-        return false;
-      }
-      label_len = 0;
-      continue;
-    }
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '-' || c == '_';
-    if (!ok || ++label_len > 63) {
-      return false;
-    }
-  }
-  return label_len != 0;
-}
-
 // Parses one host of mesh.http / external_route / mesh.sni. Returns false and sets `why`.
 bool parse_host_pattern(std::string_view text, HostPattern& out, std::string& why) {
   if (text.empty()) {
@@ -101,7 +78,7 @@ bool parse_host_pattern(std::string_view text, HostPattern& out, std::string& wh
   }
   if (starts_with(text, "*.")) {
     std::string_view suffix = text.substr(2);
-    if (!valid_hostname(suffix)) {
+    if (!config::is_valid_hostname(suffix)) {
       why = "invalid host \"" + std::string(text) + "\"";
       return false;
     }
@@ -109,7 +86,7 @@ bool parse_host_pattern(std::string_view text, HostPattern& out, std::string& wh
     out.wildcard = true;
     return true;
   }
-  if (!valid_hostname(text)) {
+  if (!config::is_valid_hostname(text)) {
     why = "invalid host \"" + std::string(text) + "\"";
     return false;
   }
