@@ -14,6 +14,7 @@
 
 #include <array>
 #include <cerrno>
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -181,7 +182,15 @@ class Session {
   asio::awaitable<void> run();
 
  private:
+  // What after_attempt() decided.
+  enum class Next { keep, close, retry, reply_error };
+
   asio::awaitable<bool> handle_request();
+  bool begin_request();
+  Next after_attempt(Up up);
+  void set_error(unsigned status, std::string_view code, bool close,
+                 std::initializer_list<std::string_view> detail);
+  asio::awaitable<bool> send_error();
   asio::awaitable<Up> exchange(UpstreamPool::Bucket& bucket);
   asio::awaitable<Up> duplex();
   asio::awaitable<Up> body_task();
@@ -248,6 +257,12 @@ class Session {
                           // was relayed (maybe before the body was sent)
   bool close_down_ = false;
   bool up_reusable_ = true;
+
+  // The error answer chosen by a synchronous step (set_error), sent by send_error().
+  unsigned err_status_ = 0;
+  std::string_view err_code_;
+  std::string err_detail_;
+  bool err_close_ = false;
 };
 
 asio::awaitable<void> Session::run() {
@@ -410,7 +425,26 @@ void Session::end_request() {
   table_.reset();
 }
 
-asio::awaitable<bool> Session::handle_request() {
+void Session::set_error(unsigned status, std::string_view code, bool close,
+                        std::initializer_list<std::string_view> detail) {
+  err_status_ = status;
+  err_code_ = code;
+  err_close_ = close;
+  err_detail_.clear();
+  for (std::string_view piece : detail) {
+    err_detail_.append(piece);
+  }
+}
+
+asio::awaitable<bool> Session::send_error() {
+  const unsigned status = err_status_;
+  err_status_ = 0;
+  co_return co_await reply_error(status, err_code_, err_detail_, err_close_);
+}
+
+// Synchronous start of a request: routing, the first body bytes, the upstream head, the first
+// pick. Returns false after set_error().
+bool Session::begin_request() {
   const http::RequestHead& h = req_.head();
   table_ = w_.table();
   gen_ = w_.generation();
@@ -425,16 +459,16 @@ asio::awaitable<bool> Session::handle_request() {
 
   // RFC 9110 §9.3.6: tunnelling via CONNECT is not offered.
   if (h.is_connect) {
-    co_return co_await reply_error(405, "method_not_allowed", "CONNECT is not supported", true);
+    set_error(405, "method_not_allowed", true, {"CONNECT is not supported"});
+    return false;
   }
   std::string_view host;
   std::string_view path;
   routing_key(h, host, path);
   const mesh::RouteMatch match = table_ ? mesh::route(host, path, *table_) : mesh::RouteMatch{};
   if (match.cluster == nullptr) {
-    std::string detail = "no route for host ";
-    detail.append(host);
-    co_return co_await reply_error(404, "no_route", detail, false);
+    set_error(404, "no_route", false, {"no route for host ", host});
+    return false;
   }
   cluster_ = match.cluster;
   sm_ = &w_.service_metrics(cluster_->index);
@@ -444,7 +478,8 @@ asio::awaitable<bool> Session::handle_request() {
   const auto first = feed_request_body();
   if (first.event == http::Event::error) {
     w_.metrics().bad_requests.Add({{"reason", std::string(req_.error().reason)}}).Increment();
-    co_return co_await reply_error(req_.error().status, "bad_request", req_.error().reason, true);
+    set_error(req_.error().status, "bad_request", true, {req_.error().reason});
+    return false;
   }
   first_body_ = asio::const_buffer(dbuf_.get() + dbeg_, first.consumed);
   dbeg_ += first.consumed;
@@ -466,125 +501,145 @@ asio::awaitable<bool> Session::handle_request() {
   if (!ubuf_) {
     ubuf_ = w_.take_buffer();
   }
-  bool retried = false;
   retried_ = false;
-  std::optional<mesh::Pick> pick =
+  const std::optional<mesh::Pick> pick =
       w_.balancer().pick(cluster_->index, w_.next_random(), t0_, sticky_);
   if (!pick) {
-    std::string detail = "no healthy endpoint for ";
-    detail.append(cluster_->service);
-    co_return co_await reply_error(503, "no_healthy_endpoint", detail, false);
+    set_error(503, "no_healthy_endpoint", false, {"no healthy endpoint for ", cluster_->service});
+    return false;
+  }
+  ep_ = pick->endpoint;
+  return true;
+}
+
+// After one attempt on endpoint ep_: passive health, the retry decision and the answer.
+Session::Next Session::after_attempt(Up up) {
+  const http::RequestHead& h = req_.head();
+  mesh::Outcome outcome = mesh::Outcome::success;
+  switch (up) {
+    case Up::ok:
+      outcome = status_ >= 500 ? mesh::Outcome::server_error : mesh::Outcome::success;
+      break;
+    case Up::upgraded:
+      break;
+    case Up::connect_failed:
+    case Up::connect_timeout:
+      sm_->connect_errors->Increment();
+      outcome = mesh::Outcome::connect_failed;
+      break;
+    case Up::reset_before_response:
+      outcome = mesh::Outcome::connect_failed;
+      break;
+    case Up::response_timeout:
+    case Up::malformed:
+    case Up::aborted_after_head:
+      outcome = mesh::Outcome::server_error;
+      break;
+    case Up::client_gone:
+    case Up::bad_request_body:
+    case Up::killed:
+      outcome = mesh::Outcome::local_abort;
+      break;
+  }
+  w_.finish(gen_, *cluster_, ep_, outcome, *sm_);
+
+  const bool retryable =
+      (up == Up::connect_failed || up == Up::connect_timeout || up == Up::reset_before_response) &&
+      h.idempotent && h.body == http::BodyKind::none && !retried_ && gen_ == w_.generation() &&
+      !conn_.killed;
+  if (retryable) {
+    // One retry on another endpoint for an idempotent request nothing of which reached a
+    // server application (RFC 9110 §9.2.2). Without another endpoint the first failure
+    // is what the client hears.
+    const std::optional<mesh::Pick> pick =
+        w_.balancer().pick(cluster_->index, w_.next_random(), Clock::now(), {}, ep_);
+    if (pick) {
+      ep_ = pick->endpoint;
+      retried_ = true;
+      sm_->retries->Increment();
+      close_up();
+      return Next::retry;
+    }
+  }
+
+  switch (up) {
+    case Up::ok:
+      end_request();
+      return close_down_ ? Next::close : Next::keep;
+    case Up::upgraded:
+      end_request();
+      return Next::close;
+    case Up::connect_failed:
+      close_up();
+      set_error(502, "upstream_connect_failed", !req_done_ || body_streamed_,
+                {"cannot connect to ", upstream_key_});
+      return Next::reply_error;
+    case Up::connect_timeout:
+      close_up();
+      set_error(502, "upstream_connect_timeout", !req_done_ || body_streamed_,
+                {"connect to ", upstream_key_, " timed out"});
+      return Next::reply_error;
+    case Up::reset_before_response:
+      close_up();
+      set_error(502, "upstream_reset", !req_done_,
+                {"upstream ", upstream_key_, " closed the connection"});
+      return Next::reply_error;
+    case Up::response_timeout:
+      close_up();
+      set_error(504, "upstream_timeout", !req_done_, {"no response from ", upstream_key_});
+      return Next::reply_error;
+    case Up::malformed:
+      close_up();
+      set_error(502, "upstream_malformed", !req_done_, {"invalid response from ", upstream_key_});
+      return Next::reply_error;
+    case Up::bad_request_body:
+      close_up();
+      w_.metrics().bad_requests.Add({{"reason", std::string(req_.error().reason)}}).Increment();
+      set_error(req_.error().status, "bad_request", true, {req_.error().reason});
+      return Next::reply_error;
+    case Up::killed:
+      if (!resp_in_body_ && status_ == 0) {
+        // drain_ms is over and no response started: say so rather than just closing.
+        close_up();
+        set_error(503, "shutting_down", true, {"the node is shutting down"});
+        return Next::reply_error;
+      }
+      [[fallthrough]];
+    case Up::aborted_after_head:
+    case Up::client_gone:
+      close_up();
+      if (status_ == 0) {
+        status_ = 499;  // nginx's convention: the client went away before the response
+      }
+      end_request();
+      return Next::close;
+  }
+  return Next::close;
+}
+
+// The request's coroutine. Everything that needs no I/O lives in the synchronous steps above,
+// and every error answer goes through the one co_await in send_error(): GCC gives each
+// co_await expression its own frame slots, and a frame over 1020 bytes bypasses Asio's frame
+// recycling (a malloc and a free per request).
+asio::awaitable<bool> Session::handle_request() {
+  if (!begin_request()) {
+    co_return co_await send_error();
   }
   for (;;) {
-    ep_ = pick->endpoint;
     upstream_key_ = cluster_->endpoints[ep_].key;
     UpstreamPool::Bucket& bucket = *w_.pool().at(cluster_->index, ep_);
     ++bucket.users;
     w_.balancer().on_start(cluster_->index, ep_);
     const Up up = co_await exchange(bucket);
     --bucket.users;
-
-    mesh::Outcome outcome = mesh::Outcome::success;
-    switch (up) {
-      case Up::ok:
-        outcome = status_ >= 500 ? mesh::Outcome::server_error : mesh::Outcome::success;
-        break;
-      case Up::upgraded:
-        break;
-      case Up::connect_failed:
-      case Up::connect_timeout:
-        sm_->connect_errors->Increment();
-        outcome = mesh::Outcome::connect_failed;
-        break;
-      case Up::reset_before_response:
-        outcome = mesh::Outcome::connect_failed;
-        break;
-      case Up::response_timeout:
-      case Up::malformed:
-      case Up::aborted_after_head:
-        outcome = mesh::Outcome::server_error;
-        break;
-      case Up::client_gone:
-      case Up::bad_request_body:
-      case Up::killed:
-        outcome = mesh::Outcome::local_abort;
-        break;
+    const Next next = after_attempt(up);
+    if (next == Next::retry) {
+      continue;
     }
-    w_.finish(gen_, *cluster_, ep_, outcome, *sm_);
-
-    const bool retryable = (up == Up::connect_failed || up == Up::connect_timeout ||
-                            up == Up::reset_before_response) &&
-                           h.idempotent && h.body == http::BodyKind::none && !retried &&
-                           gen_ == w_.generation() && !conn_.killed;
-    if (retryable) {
-      // One retry on another endpoint for an idempotent request nothing of which reached a
-      // server application (RFC 9110 §9.2.2). Without another endpoint the first failure
-      // is what the client hears.
-      pick = w_.balancer().pick(cluster_->index, w_.next_random(), Clock::now(), {}, ep_);
-      if (pick) {
-        retried = true;
-        retried_ = true;
-        sm_->retries->Increment();
-        close_up();
-        continue;
-      }
+    if (next == Next::reply_error) {
+      co_return co_await send_error();
     }
-
-    switch (up) {
-      case Up::ok: {
-        const bool keep = !close_down_;
-        end_request();
-        co_return keep;
-      }
-      case Up::upgraded:
-        end_request();
-        co_return false;
-      case Up::connect_failed:
-        close_up();
-        co_return co_await reply_error(502, "upstream_connect_failed",
-                                       "cannot connect to " + std::string(upstream_key_),
-                                       !req_done_ || body_streamed_);
-      case Up::connect_timeout:
-        close_up();
-        co_return co_await reply_error(502, "upstream_connect_timeout",
-                                       "connect to " + std::string(upstream_key_) + " timed out",
-                                       !req_done_ || body_streamed_);
-      case Up::reset_before_response:
-        close_up();
-        co_return co_await reply_error(
-            502, "upstream_reset",
-            "upstream " + std::string(upstream_key_) + " closed the connection", !req_done_);
-      case Up::response_timeout:
-        close_up();
-        co_return co_await reply_error(
-            504, "upstream_timeout", "no response from " + std::string(upstream_key_), !req_done_);
-      case Up::malformed:
-        close_up();
-        co_return co_await reply_error(502, "upstream_malformed",
-                                       "invalid response from " + std::string(upstream_key_),
-                                       !req_done_);
-      case Up::bad_request_body:
-        close_up();
-        w_.metrics().bad_requests.Add({{"reason", std::string(req_.error().reason)}}).Increment();
-        co_return co_await reply_error(req_.error().status, "bad_request", req_.error().reason,
-                                       true);
-      case Up::killed:
-        if (!resp_in_body_ && status_ == 0) {
-          // drain_ms is over and no response started: say so rather than just closing.
-          close_up();
-          co_return co_await reply_error(503, "shutting_down", "the node is shutting down", true);
-        }
-        [[fallthrough]];
-      case Up::aborted_after_head:
-      case Up::client_gone:
-        close_up();
-        if (status_ == 0) {
-          status_ = 499;  // nginx's convention: the client went away before the response
-        }
-        end_request();
-        co_return false;
-    }
-    co_return false;
+    co_return next == Next::keep;
   }
 }
 

@@ -1,5 +1,6 @@
 #include "proxy/http/parser.h"
 
+#include <llhttp.h>
 #include <catch2/catch.hpp>
 
 #include <string>
@@ -666,4 +667,101 @@ TEST_CASE("HTTP/1.0 response keep-alive needs the keep-alive token", "[parser][r
   p.next_message();
   REQUIRE(p.feed(b.data(), b.size()).event == Event::head_complete);
   CHECK(p.head().keep_alive);
+}
+
+// ---- what llhttp's strict mode checks on its own ----
+//
+// parser.cc leaves these checks to llhttp (LLHTTP_STRICT_MODE=1 in the top-level CMakeLists) and
+// scans only the start line and line boundaries itself. If this test fails, llhttp's mode or
+// version changed: restore the per-byte checks in Core::scan_head and the per-field checks.
+
+namespace {
+
+int accept_head(llhttp_t*) {
+  return HPE_PAUSED;
+}
+
+// True when llhttp alone, fed `input` whole, reaches the end of the head without an error.
+bool llhttp_accepts(std::string_view input, llhttp_type_t type = HTTP_REQUEST) {
+  llhttp_settings_t settings;
+  llhttp_settings_init(&settings);
+  settings.on_headers_complete = accept_head;
+  llhttp_t p;
+  llhttp_init(&p, type, &settings);
+  return llhttp_execute(&p, input.data(), input.size()) == HPE_PAUSED;
+}
+
+// RFC 9110 §5.6.2 tchar.
+bool is_tchar(unsigned char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+         (c != 0 &&
+          std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) != std::string_view::npos);
+}
+
+}  // namespace
+
+TEST_CASE("llhttp strict mode alone rejects bad bytes inside field lines and targets",
+          "[parser][smuggling]") {
+  REQUIRE(llhttp_accepts("GET / HTTP/1.1\r\nHost: h\r\nXY: ab\r\n\r\n"));
+  for (int b = 0; b < 256; ++b) {
+    const auto c = static_cast<unsigned char>(b);
+    const std::string byte(1, static_cast<char>(c));
+    INFO("byte " << b);
+    // RFC 9110 §5.1: field names are tokens (this also covers whitespace before ':').
+    if (c != ':') {
+      CHECK(llhttp_accepts("GET / HTTP/1.1\r\nHost: h\r\nX" + byte + "Y: ab\r\n\r\n") ==
+            is_tchar(c));
+    }
+    // RFC 9110 §5.5: no CTL but HTAB, no DEL in a value; obs-text is allowed. CR and LF
+    // inside a value are bare (not a CRLF pair) and must be rejected too.
+    const bool value_ok = c == '\t' || (c >= 0x20 && c != 0x7f);
+    CHECK(llhttp_accepts("GET / HTTP/1.1\r\nHost: h\r\nXY: a" + byte + "b\r\n\r\n") == value_ok);
+    CHECK(llhttp_accepts("HTTP/1.1 200 OK\r\nXY: a" + byte + "b\r\nContent-Length: 0\r\n\r\n",
+                         HTTP_RESPONSE) == value_ok);
+    // RFC 9112 §3.2: the request target has no CTLs, DEL, whitespace or raw non-ASCII.
+    if (c < 0x21 || c >= 0x7f) {
+      CHECK_FALSE(llhttp_accepts("GET /a" + byte + "b HTTP/1.1\r\nHost: h\r\n\r\n"));
+    }
+  }
+  // Bare CR and bare LF inside the field section (RFC 9112 §2.2).
+  CHECK_FALSE(llhttp_accepts("GET / HTTP/1.1\r\nHost: h\r\nX: a\r\rY: b\r\n\r\n"));
+  CHECK_FALSE(llhttp_accepts("GET / HTTP/1.1\r\nHost: h\nX: y\r\n\r\n"));
+  CHECK_FALSE(llhttp_accepts("GET / HTTP/1.1\r\nHost: h\r\n\rX"));
+  CHECK_FALSE(llhttp_accepts("HTTP/1.1 200 OK\r\nContent-Length: 0\n\r\n", HTTP_RESPONSE));
+}
+
+TEST_CASE("llhttp strict mode alone accepts what the raw scan must reject", "[parser][smuggling]") {
+  // Each of these passes llhttp and is rejected by RequestParser / ResponseParser only because of
+  // parser.cc's own checks (see the smuggling table above).
+  const std::vector<std::string> requests = {
+      "GET / HTTP/1.1\nHost: h\r\n\r\n",                  // bare LF ends the request line
+      "GET / HTTP/1.1\r\nHost: h\r\n\n",                  // bare LF ends the head
+      "GET / HTTP/1.1\r\nHost: h\r\nX: a\r\n b\r\n\r\n",  // obs-fold
+      "\r\r\rGET / HTTP/1.1\r\nHost: h\r\n\r\n",          // bare CRs before the request line
+      "GET / RTSP/1.0\r\nHost: h\r\n\r\n",                // not HTTP
+      "GET / HTTP/1.1\r\nHost: h\r\n: x\r\n\r\n",         // empty field name
+  };
+  for (const std::string& r : requests) {
+    INFO(r);
+    CHECK(llhttp_accepts(r));
+    const Transcript t = drive_request(r);
+    CHECK(t.failed);
+    CHECK(t.error.status == 400);
+  }
+  const std::vector<std::string> responses = {
+      "HTTP/1.1 200 OK\nContent-Length: 0\r\n\r\n",                  // bare LF ends the status line
+      "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\n",                  // bare LF ends the head
+      "HTTP/1.1 200 OK\r\nX: a\r\n b\r\nContent-Length: 0\r\n\r\n",  // obs-fold
+      "HTTP/1.1 200 O\x01K\r\nContent-Length: 0\r\n\r\n",            // CTL in the reason phrase
+      "HTTP/1.1 200 O\x7fK\r\nContent-Length: 0\r\n\r\n",            // DEL in the reason phrase
+  };
+  for (const std::string& r : responses) {
+    INFO(r);
+    CHECK(llhttp_accepts(r, HTTP_RESPONSE));
+    for (std::size_t chunk : {std::size_t{1} << 20, std::size_t{1}}) {
+      const Transcript t = drive_response(r, false, chunk);
+      CHECK(t.failed);
+      CHECK(t.error.status == 502);
+    }
+  }
 }
