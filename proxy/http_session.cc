@@ -1,5 +1,6 @@
 #include "proxy/http_session.h"
 
+#include "proxy/drain_read.h"
 #include "proxy/http/rewrite.h"
 #include "proxy/l4/splice.h"
 
@@ -281,7 +282,7 @@ asio::awaitable<void> Session::run() {
       conn_.idle = true;
       conn_.arm(Clock::now(), w_.timeouts().idle);
       auto [ec, n] =
-          co_await down_.async_read_some(asio::buffer(dbuf_.get(), kDownBufferSize), kTuple);
+          co_await down_.async_read_some(DrainBuffer(dbuf_.get(), kDownBufferSize), kTuple);
       conn_.idle = false;
       if (ec || conn_.expired || w_.draining()) {
         co_return;  // closed, idle timeout or shutdown: close quietly
@@ -306,7 +307,7 @@ asio::awaitable<void> Session::run() {
       }
       dbeg_ = dend_ = 0;
       auto [ec, n] =
-          co_await down_.async_read_some(asio::buffer(dbuf_.get(), kDownBufferSize), kTuple);
+          co_await down_.async_read_some(DrainBuffer(dbuf_.get(), kDownBufferSize), kTuple);
       if (conn_.killed) {
         co_return;
       }
@@ -782,7 +783,7 @@ asio::awaitable<Up> Session::stream_request_body() {
     dbeg_ = dend_ = 0;
     conn_.arm(Clock::now(), w_.timeouts().idle);
     auto [ec, n] =
-        co_await down_.async_read_some(asio::buffer(dbuf_.get(), kDownBufferSize), kTuple);
+        co_await down_.async_read_some(DrainBuffer(dbuf_.get(), kDownBufferSize), kTuple);
     if (conn_.killed) {
       co_return Up::killed;
     }
@@ -832,7 +833,7 @@ asio::awaitable<Up> Session::read_response() {
       // same span without a byte.
       conn_.arm(resp_in_body_ ? Clock::now() : attempt_t_, w_.timeouts().upstream_response);
       auto [ec, n] = co_await up_.async_read_some(
-          asio::buffer(ubuf_.get(), Worker::kUpstreamBufferSize), kTuple);
+          DrainBuffer(ubuf_.get(), Worker::kUpstreamBufferSize), kTuple);
       if (conn_.killed) {
         co_return Up::killed;
       }
