@@ -9,6 +9,8 @@
 
 #include "cmd/cluster.h"
 
+#include "cmd/data_plane.h"
+
 #include "config/config.h"
 #include "discovery/admin/admin_server.h"
 #include "discovery/api/api.h"
@@ -556,30 +558,15 @@ int run_cluster_node(const NodeOptions& options, const config::NodeConfig& cfg) 
                        .Register(*registry)
                        .Add({});
 
-  auto proxy = proxy::make_proxy_server(cfg, proxy_metrics);
-  std::uint16_t http_port = 0;
-  try {
-    http_port = proxy->start();
-  } catch (const std::exception& e) {
-    spdlog::error("cannot listen on {}:{}: {}", cfg.node.listen, cfg.node.http_port, e.what());
-    return 1;
-  }
-  proxy->publish(
-      std::make_shared<const mesh::RouteTable>(mesh::compile_route_table(store::initial_state())));
-
   asio::io_context control(1);
-  auto admin = discovery::admin::make_admin_server(control.get_executor(), registry);
-  admin->handle("/v1/routes", [&proxy](const discovery::admin::Request&) {
-    return discovery::admin::Response{200, "application/json", mesh::to_json(*proxy->table())};
-  });
-  std::uint16_t admin_port = 0;
-  try {
-    admin_port = admin->start(cfg.node.admin);
-  } catch (const std::exception& e) {
-    spdlog::error("cannot listen on admin address {}: {}", cfg.node.admin, e.what());
-    proxy->shutdown();
+  auto dp = start_data_plane(cfg, proxy_metrics, registry, control.get_executor(),
+                             store::initial_state());
+  if (!dp) {
     return 1;
   }
+  auto& proxy = dp->proxy;
+  auto& admin = dp->admin;
+  const std::uint16_t admin_port = dp->admin_port;
 
   Publisher publisher(control.get_executor(), *proxy, revision);
   ClusterNode node{cfg, join, control, *admin, {}, publisher, *registry};
@@ -646,12 +633,7 @@ int run_cluster_node(const NodeOptions& options, const config::NodeConfig& cfg) 
     node.shutdown();
   });
 
-  std::string ports;
-  for (auto p : proxy->listening_ports()) {
-    ports += (ports.empty() ? "" : ",") + std::to_string(p);
-  }
-  spdlog::info("node {} ready: http={}:{} admin_port={} ports={}", cfg.node.name, cfg.node.listen,
-               http_port, admin_port, ports);
+  dp->log_ready(cfg);
 
   asio::co_spawn(control, start_cluster(node), [&node](std::exception_ptr e) {
     if (e) {

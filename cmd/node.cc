@@ -3,6 +3,8 @@
 
 #include "cmd/node.h"
 
+#include "cmd/data_plane.h"
+
 #include "cmd/cluster.h"
 #include "config/config.h"
 #include "discovery/admin/admin_server.h"
@@ -120,31 +122,14 @@ int run_node(const NodeOptions& options) {
   proxy::Metrics proxy_metrics(*registry);
   NodeMetrics node_metrics(*registry);
 
-  auto proxy = proxy::make_proxy_server(cfg, proxy_metrics);
-  std::uint16_t http_port = 0;
-  try {
-    http_port = proxy->start();
-  } catch (const std::exception& e) {
-    spdlog::error("cannot listen on {}:{}: {}", cfg.node.listen, cfg.node.http_port, e.what());
-    return 1;
-  }
-  proxy->publish(
-      std::make_shared<const mesh::RouteTable>(mesh::compile_route_table(loaded->state)));
-  node_metrics.revision.Set(static_cast<double>(revision));
-
   boost::asio::io_context control(1);
-  auto admin = discovery::admin::make_admin_server(control.get_executor(), registry);
-  admin->handle("/v1/routes", [&proxy](const discovery::admin::Request&) {
-    return discovery::admin::Response{200, "application/json", mesh::to_json(*proxy->table())};
-  });
-  std::uint16_t admin_port = 0;
-  try {
-    admin_port = admin->start(cfg.node.admin);
-  } catch (const std::exception& e) {
-    spdlog::error("cannot listen on admin address {}: {}", cfg.node.admin, e.what());
-    proxy->shutdown();
+  auto dp = start_data_plane(cfg, proxy_metrics, registry, control.get_executor(), loaded->state);
+  if (!dp) {
     return 1;
   }
+  auto& proxy = dp->proxy;
+  auto& admin = dp->admin;
+  node_metrics.revision.Set(static_cast<double>(revision));
 
   boost::asio::signal_set reload_signal(control, SIGHUP);
   std::function<void()> wait_reload = [&] {
@@ -186,12 +171,7 @@ int run_node(const NodeOptions& options) {
     control.stop();
   });
 
-  std::string ports;
-  for (auto p : proxy->listening_ports()) {
-    ports += (ports.empty() ? "" : ",") + std::to_string(p);
-  }
-  spdlog::info("node {} ready: http={}:{} admin_port={} ports={}", cfg.node.name, cfg.node.listen,
-               http_port, admin_port, ports);
+  dp->log_ready(cfg);
   control.run();
   spdlog::info("node {} stopped", cfg.node.name);
   return 0;
