@@ -1,5 +1,7 @@
 #include "proxy/http/parser.h"
 
+#include "proxy/http/ascii.h"
+
 #include <llhttp.h>
 
 #include <array>
@@ -28,6 +30,10 @@
 namespace routemesh::proxy::http {
 namespace {
 
+using detail::iequals;
+using detail::lower;
+using detail::trim_ows;
+
 constexpr char kEmpty = 0;
 
 // Bytes the head scanner must look at: CTLs (incl. CR, LF, HTAB) and DEL. Everything else
@@ -41,33 +47,6 @@ constexpr std::array<bool, 256> make_special_table() {
   return t;
 }
 constexpr std::array<bool, 256> kSpecial = make_special_table();
-
-char lower(char c) {
-  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-// `lower_literal` must be lowercase.
-bool iequals(std::string_view a, std::string_view lower_literal) {
-  if (a.size() != lower_literal.size()) {
-    return false;
-  }
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (lower(a[i]) != lower_literal[i]) {
-      return false;
-    }
-  }
-  return true;
-}
-
-std::string_view trim_ows(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
-    s.remove_prefix(1);
-  }
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
-    s.remove_suffix(1);
-  }
-  return s;
-}
 
 enum class Phase { head, body, done, error };
 

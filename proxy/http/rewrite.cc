@@ -1,5 +1,7 @@
 #include "proxy/http/rewrite.h"
 
+#include "proxy/http/ascii.h"
+
 #include <charconv>
 
 // Everything appends to a caller-owned string so a session can reuse one buffer per connection;
@@ -8,22 +10,9 @@
 namespace routemesh::proxy::http {
 namespace {
 
-char lower(char c) {
-  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-// `lower_literal` must be lowercase.
-bool iequals(std::string_view a, std::string_view lower_literal) {
-  if (a.size() != lower_literal.size()) {
-    return false;
-  }
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (lower(a[i]) != lower_literal[i]) {
-      return false;
-    }
-  }
-  return true;
-}
+using detail::iequals;
+using detail::lower;
+using detail::trim_ows;
 
 bool iequals_any_case(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) {
@@ -35,16 +24,6 @@ bool iequals_any_case(std::string_view a, std::string_view b) {
     }
   }
   return true;
-}
-
-std::string_view trim_ows(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
-    s.remove_prefix(1);
-  }
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
-    s.remove_suffix(1);
-  }
-  return s;
 }
 
 // Calls f(token) for each non-empty element of a comma-separated list (RFC 9110 §5.6.1).
