@@ -13,6 +13,7 @@
 #include <optional>
 #include <set>
 #include <sstream>
+#include <utility>
 
 namespace routemesh::config {
 
@@ -172,6 +173,27 @@ class Reader {
     return true;
   }
 
+  // A string that must be one of `names` (in that order, joined with "or" in the error).
+  // Returns false when it was not a string or not one of them (an error was recorded).
+  template <class E>
+  bool read_enum(const YAML::Node& node, const std::string& path,
+                 std::initializer_list<std::pair<const char*, E>> names, E& out) {
+    std::string s;
+    if (!read_string(node, path, s)) {
+      return false;
+    }
+    std::string expected;
+    for (const auto& [name, value] : names) {
+      if (s == name) {
+        out = value;
+        return true;
+      }
+      expected += (expected.empty() ? "" : " or ") + std::string(name);
+    }
+    error(path, "must be " + expected);
+    return false;
+  }
+
   // A list of scalars; `key:` with no value is an empty list.
   void read_string_list(const YAML::Node& node, const std::string& path,
                         const std::function<void(const std::string&, const std::string&)>& each) {
@@ -230,31 +252,24 @@ bool valid_host_port(const std::string& text) {
 
 void read_access_log(Reader& r, const YAML::Node& node, const std::string& path,
                      AccessLogSettings& out) {
-  r.read_map(node, path,
-             {
-                 {"enabled", [&](const YAML::Node& n,
-                                 const std::string& p) { r.read_bool(n, p, out.enabled); }},
-                 {"format",
-                  [&](const YAML::Node& n, const std::string& p) {
-                    std::string s;
-                    if (!r.read_string(n, p, s)) {
-                      return;
-                    }
-                    if (s == "json") {
-                      out.format = AccessLogFormat::json;
-                    } else if (s == "combined") {
-                      out.format = AccessLogFormat::combined;
-                    } else {
-                      r.error(p, "must be json or combined");
-                    }
-                  }},
-                 {"path",
-                  [&](const YAML::Node& n, const std::string& p) {
-                    if (r.read_string(n, p, out.path) && out.path.empty()) {
-                      r.error(p, "must not be empty (use \"-\" for stdout)");
-                    }
-                  }},
-             });
+  r.read_map(
+      node, path,
+      {
+          {"enabled",
+           [&](const YAML::Node& n, const std::string& p) { r.read_bool(n, p, out.enabled); }},
+          {"format",
+           [&](const YAML::Node& n, const std::string& p) {
+             r.read_enum(n, p,
+                         {{"json", AccessLogFormat::json}, {"combined", AccessLogFormat::combined}},
+                         out.format);
+           }},
+          {"path",
+           [&](const YAML::Node& n, const std::string& p) {
+             if (r.read_string(n, p, out.path) && out.path.empty()) {
+               r.error(p, "must not be empty (use \"-\" for stdout)");
+             }
+           }},
+      });
 }
 
 void read_node(Reader& r, const YAML::Node& node, const std::string& path, NodeSettings& out) {
@@ -462,17 +477,9 @@ void read_cluster(Reader& r, const YAML::Node& node, const std::string& path,
                  {"role",
                   [&](const YAML::Node& n, const std::string& p) {
                     has_role = true;
-                    std::string s;
-                    if (!r.read_string(n, p, s)) {
-                      return;
-                    }
-                    if (s == "manager") {
-                      out.role = ClusterRole::manager;
-                    } else if (s == "worker") {
-                      out.role = ClusterRole::worker;
-                    } else {
-                      r.error(p, "must be manager or worker");
-                    }
+                    r.read_enum(
+                        n, p, {{"manager", ClusterRole::manager}, {"worker", ClusterRole::worker}},
+                        out.role);
                   }},
                  {"data_dir",
                   [&](const YAML::Node& n, const std::string& p) {
