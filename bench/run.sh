@@ -2,7 +2,7 @@
 # Side-by-side HTTP benchmark: wrk against the backend directly, routemesh, nginx and HAProxy,
 # all in one run, with the same backend and the same wrk settings. See bench/README.md.
 #
-#   bench/run.sh [--duration S] [--connections N] [--threads N] [--warmup S]
+#   bench/run.sh [--duration S] [--rounds N] [--rate N] [--connections N] [--threads N] [--warmup S]
 #
 # Environment:
 #   ROUTEMESH_BIN=PATH   use this binary instead of building with scripts/build.sh release
@@ -10,17 +10,21 @@
 #   BENCH_SKIP_DEPS=1    do not run scripts/deps.sh --bench
 set -euo pipefail
 
-duration=10
+duration=5
+rounds=3
+rate=40000
 connections=50
 threads=1
 warmup=1
 usage() {
-  echo "usage: bench/run.sh [--duration S] [--connections N] [--threads N] [--warmup S]" >&2
+  echo "usage: bench/run.sh [--duration S] [--rounds N] [--rate N] [--connections N] [--threads N] [--warmup S]" >&2
   exit 2
 }
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) duration="${2:-}"; shift 2 || usage ;;
+    --rounds) rounds="${2:-}"; shift 2 || usage ;;
+    --rate) rate="${2:-}"; shift 2 || usage ;;
     --connections) connections="${2:-}"; shift 2 || usage ;;
     --threads) threads="${2:-}"; shift 2 || usage ;;
     --warmup) warmup="${2:-}"; shift 2 || usage ;;
@@ -28,10 +32,10 @@ while [ $# -gt 0 ]; do
     *) echo "unknown argument: $1" >&2; usage ;;
   esac
 done
-for v in "$duration" "$connections" "$threads" "$warmup"; do
+for v in "$duration" "$rounds" "$rate" "$connections" "$threads" "$warmup"; do
   [[ "$v" =~ ^[0-9]+$ ]] || { echo "not a non-negative integer: '$v'" >&2; usage; }
 done
-if [ "$duration" -lt 1 ] || [ "$connections" -lt 1 ] || [ "$threads" -lt 1 ]; then
+if [ "$duration" -lt 1 ] || [ "$rounds" -lt 1 ] || [ "$connections" -lt 1 ] || [ "$threads" -lt 1 ]; then
   usage
 fi
 [ "$connections" -ge "$threads" ] || { echo "--connections must be >= --threads" >&2; exit 2; }
@@ -152,6 +156,7 @@ stop_pid() {
   done
   kill -KILL "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
+  unset "exit_status[$pid]"  # a later process may get the same PID
   for p in "${pids[@]}"; do
     [ "$p" = "$pid" ] || keep+=("$p")
   done
@@ -204,10 +209,10 @@ manifest="$tmp/manifest.tsv"
 small_size=3      # "ok\n"
 big_size=1048576  # /1m
 
-# na CASE TARGET REASON: records a row that could not be measured.
+# na CASE TARGET ROUND REASON: records a row that could not be measured.
 na() {
-  printf '%s\t%s\tna\t%s\n' "$1" "$2" "$3" >>"$manifest"
-  log "[$1] $2: n/a ($3)"
+  printf '%s\t%s\t%s\tna\t%s\n' "$1" "$2" "$3" "$4" >>"$manifest"
+  log "[r$3 $1] $2: n/a ($4)"
 }
 
 # exited PID: true when the proxy PID is gone; then $why says how it ended.
@@ -228,33 +233,47 @@ exited() {
   fi
 }
 
-# measure CASE TARGET PORT PATH PID: warm-up, then the measured wrk run, both on core 1.
-# PID is the proxy's process; a proxy that dies under load gets an n/a row saying so.
+# cpu_jiffies: "busy0 total0 busy1 total1" for cores 0 and 1 from /proc/stat (busy = all but
+# idle and iowait; softirq time, where loopback TCP does most of its work, counts as busy).
+cpu_jiffies() {
+  awk '/^cpu[01] / { t = 0; for (i = 2; i <= NF; i++) t += $i; printf "%d %d ", t - $5 - $6, t }' /proc/stat
+}
+
+# measure CASE TARGET ROUND PORT PATH PID [RATE]: warm-up, then the measured wrk run, both on
+# core 1; with RATE, the measured run is paced to RATE requests/s (summary.lua). PID is the
+# proxy's process; a proxy that dies under load gets an n/a row saying so. The busy time of
+# both cores over the measured run is appended to wrk's output (RMCPU line).
 measure() {
-  local case_name="$1" target="$2" port="$3" path="$4" pid="$5"
-  local out="$tmp/wrk-$case_name-$target.txt" url="http://127.0.0.1:$port$path"
+  local case_name="$1" target="$2" round="$3" port="$4" path="$5" pid="$6" pace="${7:-0}"
+  local out="$tmp/wrk-$case_name-$target-r$round.txt" url="http://127.0.0.1:$port$path"
   if exited "$pid"; then
-    na "$case_name" "$target" "$why"
+    na "$case_name" "$target" "$round" "$why"
     return
   fi
   if [ "$warmup" -gt 0 ]; then
     run_job timeout -k 5 $((warmup + 20)) taskset -c 1 wrk -t"$threads" -c"$connections" \
       -d"${warmup}s" -H 'Host: bench.local' "$url" >/dev/null 2>&1 || true
   fi
-  if run_job timeout -k 5 $((duration + 30)) taskset -c 1 wrk -t"$threads" -c"$connections" \
+  local before after
+  before="$(cpu_jiffies)"
+  if run_job timeout -k 5 $((duration + 30)) env RM_RATE="$pace" taskset -c 1 wrk -t"$threads" -c"$connections" \
     -d"${duration}s" --latency -s "$bench_dir/summary.lua" -H 'Host: bench.local' "$url" \
     >"$out" 2>&1; then
+    after="$(cpu_jiffies)"
+    set -- $before $after
+    printf 'RMCPU core0_busy=%d core0_total=%d core1_busy=%d core1_total=%d\n' \
+      $(($5 - $1)) $(($6 - $2)) $(($7 - $3)) $(($8 - $4)) >>"$out"
     sleep 0.2  # a proxy that dies from wrk's closing connections does so right after the run
     if exited "$pid"; then
-      na "$case_name" "$target" "$why"
+      na "$case_name" "$target" "$round" "$why"
     else
-      printf '%s\t%s\tok\t%s\n' "$case_name" "$target" "$out" >>"$manifest"
-      log "[$case_name] $target: $(grep -m1 'Requests/sec' "$out" | tr -s ' ')"
+      printf '%s\t%s\t%s\tok\t%s\n' "$case_name" "$target" "$round" "$out" >>"$manifest"
+      log "[r$round $case_name] $target: $(grep -m1 'Requests/sec' "$out" | tr -s ' ')"
     fi
   elif exited "$pid"; then
-    na "$case_name" "$target" "$why"
+    na "$case_name" "$target" "$round" "$why"
   else
-    na "$case_name" "$target" "wrk failed or timed out: $(tail -n 1 "$out" 2>/dev/null)"
+    na "$case_name" "$target" "$round" "wrk failed or timed out: $(tail -n 1 "$out" 2>/dev/null)"
   fi
 }
 
@@ -268,9 +287,10 @@ render "$bench_dir/routemesh.yaml.tmpl" "$tmp/routemesh.yaml"
 
 loadavg_start="$(cut -d' ' -f1-3 /proc/loadavg)"
 log "load average before: $loadavg_start"
-log "wrk -t$threads -c$connections -d${duration}s (+${warmup}s warm-up); proxies on core 0, wrk + backend on core 1"
+log "$rounds round(s) of wrk -t$threads -c$connections -d${duration}s (+${warmup}s warm-up);" \
+  "proxies on core 0, wrk + backend on core 1"
 
-# Backend: nginx, one worker, on the client core.
+# Backend: nginx, one worker, on the client core, up for the whole run.
 taskset -c 1 nginx -p "$tmp" -c "$tmp/backend.conf" >"$tmp/backend.log" 2>&1 &
 backend_pid=$!
 pids+=("$backend_pid")
@@ -280,94 +300,126 @@ if ! wait_listen "$backend_pid" "$backend_port" || ! check "$backend_port" / $sm
   echo "backend nginx did not start; cannot benchmark" >&2
   exit 1
 fi
-measure small backend "$backend_port" / "$backend_pid"
-measure 1m backend "$backend_port" /1m "$backend_pid"
 
-# nginx proxy.
-reason=""
-taskset -c 0 nginx -p "$tmp" -c "$tmp/nginx.conf" >"$tmp/nginx.log" 2>&1 &
-nginx_pid=$!
-pids+=("$nginx_pid")
-if wait_listen "$nginx_pid" "$nginx_port" && reason="$(check "$nginx_port" / $small_size)" \
-  && reason="$(check "$nginx_port" /1m $big_size)"; then
-  measure small nginx "$nginx_port" / "$nginx_pid"
-  measure 1m nginx "$nginx_port" /1m "$nginx_pid"
-else
-  reason="${reason:-did not start: $(tail -n 1 "$tmp/nginx.error.log" "$tmp/nginx.log" 2>/dev/null | tr '\n' ' ')}"
-  na small nginx "$reason"
-  na 1m nginx "$reason"
-fi
-stop_pid "$nginx_pid"
+# One function per target: start it pinned to core 0 (proxies), check it answers correctly,
+# measure its cases, stop it. Each proxy runs alone on core 0.
+bench_backend() {
+  measure small backend "$1" "$backend_port" / "$backend_pid"
+  [ "$rate" = 0 ] || measure paced backend "$1" "$backend_port" / "$backend_pid" "$rate"
+  measure 1m backend "$1" "$backend_port" /1m "$backend_pid"
+}
+
+bench_nginx() {
+  local round="$1" reason=""
+  taskset -c 0 nginx -p "$tmp" -c "$tmp/nginx.conf" >"$tmp/nginx.log" 2>&1 &
+  local pid=$!
+  pids+=("$pid")
+  if wait_listen "$pid" "$nginx_port" && reason="$(check "$nginx_port" / $small_size)" \
+    && reason="$(check "$nginx_port" /1m $big_size)"; then
+    measure small nginx "$round" "$nginx_port" / "$pid"
+    [ "$rate" = 0 ] || measure paced nginx "$round" "$nginx_port" / "$pid" "$rate"
+    measure 1m nginx "$round" "$nginx_port" /1m "$pid"
+  else
+    reason="${reason:-did not start: $(tail -n 1 "$tmp/nginx.error.log" "$tmp/nginx.log" 2>/dev/null | tr '\n' ' ')}"
+    na small nginx "$round" "$reason"
+    [ "$rate" = 0 ] || na paced nginx "$round" "$reason"
+    na 1m nginx "$round" "$reason"
+  fi
+  stop_pid "$pid"
+}
 
 # HAProxy: http mode and tcp mode in one process.
-reason=""
-taskset -c 0 haproxy -db -f "$tmp/haproxy.cfg" >"$tmp/haproxy.log" 2>&1 &
-haproxy_pid=$!
-pids+=("$haproxy_pid")
-if wait_listen "$haproxy_pid" "$haproxy_http_port" "$haproxy_tcp_port"; then
-  if reason="$(check "$haproxy_http_port" / $small_size)" \
-    && reason="$(check "$haproxy_http_port" /1m $big_size)"; then
-    measure small haproxy "$haproxy_http_port" / "$haproxy_pid"
-    measure 1m haproxy "$haproxy_http_port" /1m "$haproxy_pid"
+bench_haproxy() {
+  local round="$1" reason=""
+  taskset -c 0 haproxy -db -f "$tmp/haproxy.cfg" >"$tmp/haproxy.log" 2>&1 &
+  local pid=$!
+  pids+=("$pid")
+  if wait_listen "$pid" "$haproxy_http_port" "$haproxy_tcp_port"; then
+    if reason="$(check "$haproxy_http_port" / $small_size)" \
+      && reason="$(check "$haproxy_http_port" /1m $big_size)"; then
+      measure small haproxy "$round" "$haproxy_http_port" / "$pid"
+      [ "$rate" = 0 ] || measure paced haproxy "$round" "$haproxy_http_port" / "$pid" "$rate"
+      measure 1m haproxy "$round" "$haproxy_http_port" /1m "$pid"
+    else
+      na small haproxy "$round" "$reason"
+      [ "$rate" = 0 ] || na paced haproxy "$round" "$reason"
+      na 1m haproxy "$round" "$reason"
+    fi
+    if reason="$(check "$haproxy_tcp_port" /1m $big_size)"; then
+      measure l4 haproxy-tcp "$round" "$haproxy_tcp_port" /1m "$pid"
+    else
+      na l4 haproxy-tcp "$round" "$reason"
+    fi
   else
-    na small haproxy "$reason"
-    na 1m haproxy "$reason"
+    reason="did not start: $(tail -n 3 "$tmp/haproxy.log" 2>/dev/null | tr '\n' ' ')"
+    na small haproxy "$round" "$reason"
+    [ "$rate" = 0 ] || na paced haproxy "$round" "$reason"
+    na 1m haproxy "$round" "$reason"
+    na l4 haproxy-tcp "$round" "$reason"
   fi
-  if reason="$(check "$haproxy_tcp_port" /1m $big_size)"; then
-    measure l4 haproxy-tcp "$haproxy_tcp_port" /1m "$haproxy_pid"
-  else
-    na l4 haproxy-tcp "$reason"
-  fi
-else
-  reason="did not start: $(tail -n 3 "$tmp/haproxy.log" 2>/dev/null | tr '\n' ' ')"
-  na small haproxy "$reason"
-  na 1m haproxy "$reason"
-  na l4 haproxy-tcp "$reason"
-fi
-stop_pid "$haproxy_pid"
+  stop_pid "$pid"
+}
 
 # routemesh: HRM port and the L4 published port in one node.
-reason=""
-if [ -n "$routemesh_bin" ]; then
-  taskset -c 0 "$routemesh_bin" node --config "$tmp/routemesh.yaml" >"$tmp/routemesh.log" 2>&1 &
-  routemesh_pid=$!
-  pids+=("$routemesh_pid")
-  if wait_listen "$routemesh_pid" "$routemesh_http_port" "$routemesh_l4_port"; then
-    if reason="$(check "$routemesh_http_port" / $small_size)" \
-      && reason="$(check "$routemesh_http_port" /1m $big_size)"; then
-      measure small routemesh "$routemesh_http_port" / "$routemesh_pid"
-      measure 1m routemesh "$routemesh_http_port" /1m "$routemesh_pid"
+bench_routemesh() {
+  local round="$1" reason="$routemesh_reason"
+  if [ -n "$routemesh_bin" ]; then
+    taskset -c 0 "$routemesh_bin" node --config "$tmp/routemesh.yaml" >"$tmp/routemesh.log" 2>&1 &
+    local pid=$!
+    pids+=("$pid")
+    if wait_listen "$pid" "$routemesh_http_port" "$routemesh_l4_port"; then
+      if reason="$(check "$routemesh_http_port" / $small_size)" \
+        && reason="$(check "$routemesh_http_port" /1m $big_size)"; then
+        measure small routemesh "$round" "$routemesh_http_port" / "$pid"
+        [ "$rate" = 0 ] || measure paced routemesh "$round" "$routemesh_http_port" / "$pid" "$rate"
+        measure 1m routemesh "$round" "$routemesh_http_port" /1m "$pid"
+      else
+        na small routemesh "$round" "$reason"
+        [ "$rate" = 0 ] || na paced routemesh "$round" "$reason"
+        na 1m routemesh "$round" "$reason"
+      fi
+      if reason="$(check "$routemesh_l4_port" /1m $big_size)"; then
+        measure l4 routemesh-l4 "$round" "$routemesh_l4_port" /1m "$pid"
+      else
+        na l4 routemesh-l4 "$round" "$reason"
+      fi
+      reason=""
     else
-      na small routemesh "$reason"
-      na 1m routemesh "$reason"
+      reason="node did not start: $(tail -n 3 "$tmp/routemesh.log" 2>/dev/null | tr '\n' ' ')"
     fi
-    if reason="$(check "$routemesh_l4_port" /1m $big_size)"; then
-      measure l4 routemesh-l4 "$routemesh_l4_port" /1m "$routemesh_pid"
-    else
-      na l4 routemesh-l4 "$reason"
-    fi
-  else
-    routemesh_reason="node did not start: $(tail -n 3 "$tmp/routemesh.log" 2>/dev/null | tr '\n' ' ')"
+    stop_pid "$pid"
   fi
-  stop_pid "$routemesh_pid"
-fi
-if [ -n "$routemesh_reason" ]; then
-  na small routemesh "not running: $routemesh_reason"
-  na 1m routemesh "not running: $routemesh_reason"
-  na l4 routemesh-l4 "not running: $routemesh_reason"
-fi
+  if [ -n "$reason" ]; then
+    na small routemesh "$round" "not running: $reason"
+    [ "$rate" = 0 ] || na paced routemesh "$round" "not running: $reason"
+    na 1m routemesh "$round" "not running: $reason"
+    na l4 routemesh-l4 "$round" "not running: $reason"
+  fi
+}
+
+# Rounds rotate the order (round r starts with target r mod 4), so slow drift of the machine
+# (thermal, a neighbour's load) does not always favour the same target; the report takes the
+# median of each figure over the rounds and compares targets round by round.
+targets=(backend nginx haproxy routemesh)
+for round in $(seq "$rounds"); do
+  for i in 0 1 2 3; do
+    "bench_${targets[$(((round - 1 + i) % 4))]}" "$round"
+  done
+done
 
 # ---------------------------------------------------------------- report
 results="$bench_dir/results"
 mkdir -p "$results"
 rm -rf "$results/latest-raw"
 mkdir -p "$results/latest-raw"
-cp "$tmp"/wrk-*.txt "$tmp"/*.log "$tmp"/*.conf "$tmp"/*.cfg "$tmp"/*.yaml "$results/latest-raw/" 2>/dev/null || true
+cp "$tmp"/wrk-*.txt "$tmp"/*.log "$tmp"/*.conf "$tmp"/*.cfg "$tmp"/*.yaml "$tmp/manifest.tsv" \
+  "$results/latest-raw/" 2>/dev/null || true
 python3 "$bench_dir/report.py" \
   --manifest "$manifest" \
   --loadavg-start "$loadavg_start" \
   --json "$results/latest.json" \
   --duration "$duration" --connections "$connections" --threads "$threads" --warmup "$warmup" \
+  --rounds "$rounds" --rate "$rate" \
   --routemesh-version "$(head -n 1 "$tmp/routemesh-version.txt" 2>/dev/null || echo n/a)" \
   --nginx-version "$(nginx -v 2>&1 | head -n 1)" \
   --haproxy-version "$(haproxy -v 2>&1 | head -n 1)" \

@@ -28,6 +28,11 @@ constexpr std::size_t kDownBufferSize = 16 * 1024;
 // Content-Length bodies at least this large (after the first read) are spliced.
 constexpr std::uint64_t kSpliceBodyMin = 64 * 1024;
 constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
+// Reads from the upstream use DrainBuffer (proxy/drain_read.h): right after a request is sent
+// the backend has not answered yet, and the speculative recv Asio would try is a wasted
+// EAGAIN. Reads from the client use a plain buffer: with DrainBuffer on both sides, p99 at
+// 45k req/s paced rose from ~1.2 ms to ~3.5 ms (bench/run.sh's paced case; the cause in the
+// reactor's ordering was not pinned down), while either side alone showed no such tail.
 
 bool iequals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) {
@@ -282,7 +287,7 @@ asio::awaitable<void> Session::run() {
       conn_.idle = true;
       conn_.arm(Clock::now(), w_.timeouts().idle);
       auto [ec, n] =
-          co_await down_.async_read_some(DrainBuffer(dbuf_.get(), kDownBufferSize), kTuple);
+          co_await down_.async_read_some(asio::buffer(dbuf_.get(), kDownBufferSize), kTuple);
       conn_.idle = false;
       if (ec || conn_.expired || w_.draining()) {
         co_return;  // closed, idle timeout or shutdown: close quietly
@@ -307,7 +312,7 @@ asio::awaitable<void> Session::run() {
       }
       dbeg_ = dend_ = 0;
       auto [ec, n] =
-          co_await down_.async_read_some(DrainBuffer(dbuf_.get(), kDownBufferSize), kTuple);
+          co_await down_.async_read_some(asio::buffer(dbuf_.get(), kDownBufferSize), kTuple);
       if (conn_.killed) {
         co_return;
       }
@@ -783,7 +788,7 @@ asio::awaitable<Up> Session::stream_request_body() {
     dbeg_ = dend_ = 0;
     conn_.arm(Clock::now(), w_.timeouts().idle);
     auto [ec, n] =
-        co_await down_.async_read_some(DrainBuffer(dbuf_.get(), kDownBufferSize), kTuple);
+        co_await down_.async_read_some(asio::buffer(dbuf_.get(), kDownBufferSize), kTuple);
     if (conn_.killed) {
       co_return Up::killed;
     }
