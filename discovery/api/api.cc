@@ -186,6 +186,56 @@ class ApiImpl final : public Api {
     co_return render();
   }
 
+  // GET of a collection: {"revision", key: [to_json(x) for each x in map that keep(x)]}.
+  template <class Map, class Keep, class ToJson>
+  Response list_response(const Map& map, const char* key, Keep keep, ToJson to_json) const {
+    json::array list;
+    for (const auto& [name, x] : map) {
+      if (keep(x)) {
+        list.push_back(to_json(x));
+      }
+    }
+    return json_response(200, json::object{{"revision", state().revision}, {key, std::move(list)}});
+  }
+
+  template <class Map>
+  Response list_response(const Map& map, const char* key) const {
+    return list_response(
+        map, key, [](const auto&) { return true; },
+        [](const auto& x) { return store::to_json(x); });
+  }
+
+  // GET of one object: {"revision", kind: to_json(map[name])}, or 404 naming `field`.
+  template <class Map, class ToJson>
+  Response get_response(const Map& map, const std::string& name, const char* kind,
+                        const char* field, ToJson to_json) const {
+    auto it = map.find(name);
+    if (it == map.end()) {
+      return error_response(
+          ApiError{404, "not_found", fmt::format("no {} \"{}\"", kind, name), field});
+    }
+    return json_response(200,
+                         json::object{{"revision", state().revision}, {kind, to_json(it->second)}});
+  }
+
+  template <class Map>
+  Response get_response(const Map& map, const std::string& name, const char* kind,
+                        const char* field) const {
+    return get_response(map, name, kind, field, [](const auto& x) { return store::to_json(x); });
+  }
+
+  // A write whose body (or query) was parsed: a 400 for a parse error, else make(value) is
+  // committed. The caller has already forwarded non-leader requests.
+  template <class T, class Make>
+  asio::awaitable<Response> commit_parsed(Parsed<T> parsed, Make make, unsigned ok_status,
+                                          const char* key) {
+    if (auto* e = std::get_if<ApiError>(&parsed)) {
+      co_return error_response(*e);
+    }
+    store::Command command = make(std::get<T>(parsed));
+    co_return co_await commit(std::move(command), ok_status, key);
+  }
+
   // ---- /v1/cluster ----------------------------------------------------------------------------
 
   json::object cluster_json() const {
@@ -243,14 +293,7 @@ class ApiImpl final : public Api {
 
   asio::awaitable<Response> services(Request req) {
     if (req.method == "GET") {
-      auto render = [this] {
-        json::array list;
-        for (const auto& [name, s] : state().services) {
-          list.push_back(store::to_json(s));
-        }
-        return json_response(
-            200, json::object{{"revision", state().revision}, {"services", std::move(list)}});
-      };
+      auto render = [this] { return list_response(state().services, "services"); };
       co_return co_await read(std::move(req), std::move(render));
     }
     if (req.method != "POST") {
@@ -260,11 +303,8 @@ class ApiImpl final : public Api {
       co_return co_await forward(std::move(req));
     }
     auto spec = parse_service_spec(req.body, std::nullopt);
-    if (auto* e = std::get_if<ApiError>(&spec)) {
-      co_return error_response(*e);
-    }
-    store::Command command = store::ServiceCreate{std::move(std::get<ServiceSpec>(spec).service)};
-    co_return co_await commit(std::move(command), 201, "service");
+    auto make = [](ServiceSpec& s) { return store::ServiceCreate{std::move(s.service)}; };
+    co_return co_await commit_parsed(std::move(spec), std::move(make), 201, "service");
   }
 
   asio::awaitable<Response> service(Request req) {
@@ -275,12 +315,7 @@ class ApiImpl final : public Api {
     const std::string name = segments[0];
     if (req.method == "GET") {
       auto render = [this, name] {
-        auto it = state().services.find(name);
-        if (it == state().services.end()) {
-          return error_response(ApiError{404, "not_found", "no service \"" + name + "\"", "name"});
-        }
-        return json_response(200, json::object{{"revision", state().revision},
-                                               {"service", store::to_json(it->second)}});
+        return get_response(state().services, name, "service", "name");
       };
       co_return co_await read(std::move(req), std::move(render));
     }
@@ -292,34 +327,21 @@ class ApiImpl final : public Api {
     }
     if (req.method == "PUT") {
       auto spec = parse_service_spec(req.body, name);
-      if (auto* e = std::get_if<ApiError>(&spec)) {
-        co_return error_response(*e);
-      }
-      auto& s = std::get<ServiceSpec>(spec);
-      store::Command command = store::ServiceUpdate{std::move(s.service), s.version};
-      co_return co_await commit(std::move(command), 200, "service");
+      auto make = [](ServiceSpec& s) {
+        return store::ServiceUpdate{std::move(s.service), s.version};
+      };
+      co_return co_await commit_parsed(std::move(spec), std::move(make), 200, "service");
     }
     auto version = version_param(req.query);
-    if (auto* e = std::get_if<ApiError>(&version)) {
-      co_return error_response(*e);
-    }
-    store::Command command =
-        store::ServiceDelete{name, std::get<std::optional<std::uint64_t>>(version)};
-    co_return co_await commit(std::move(command), 200, "service");
+    auto make = [name](std::optional<std::uint64_t> v) { return store::ServiceDelete{name, v}; };
+    co_return co_await commit_parsed(std::move(version), std::move(make), 200, "service");
   }
 
   // ---- networks -------------------------------------------------------------------------------
 
   asio::awaitable<Response> networks(Request req) {
     if (req.method == "GET") {
-      auto render = [this] {
-        json::array list;
-        for (const auto& [name, n] : state().networks) {
-          list.push_back(store::to_json(n));
-        }
-        return json_response(
-            200, json::object{{"revision", state().revision}, {"networks", std::move(list)}});
-      };
+      auto render = [this] { return list_response(state().networks, "networks"); };
       co_return co_await read(std::move(req), std::move(render));
     }
     if (req.method != "POST") {
@@ -329,11 +351,8 @@ class ApiImpl final : public Api {
       co_return co_await forward(std::move(req));
     }
     auto spec = parse_network_spec(req.body);
-    if (auto* e = std::get_if<ApiError>(&spec)) {
-      co_return error_response(*e);
-    }
-    store::Command command = store::NetworkCreate{std::move(std::get<Network>(spec))};
-    co_return co_await commit(std::move(command), 201, "network");
+    auto make = [](Network& n) { return store::NetworkCreate{std::move(n)}; };
+    co_return co_await commit_parsed(std::move(spec), std::move(make), 201, "network");
   }
 
   asio::awaitable<Response> network(Request req) {
@@ -344,12 +363,7 @@ class ApiImpl final : public Api {
     const std::string name = segments[0];
     if (req.method == "GET") {
       auto render = [this, name] {
-        auto it = state().networks.find(name);
-        if (it == state().networks.end()) {
-          return error_response(ApiError{404, "not_found", "no network \"" + name + "\"", "name"});
-        }
-        return json_response(200, json::object{{"revision", state().revision},
-                                               {"network", store::to_json(it->second)}});
+        return get_response(state().networks, name, "network", "name");
       };
       co_return co_await read(std::move(req), std::move(render));
     }
@@ -360,12 +374,8 @@ class ApiImpl final : public Api {
       co_return co_await forward(std::move(req));
     }
     auto version = version_param(req.query);
-    if (auto* e = std::get_if<ApiError>(&version)) {
-      co_return error_response(*e);
-    }
-    store::Command command =
-        store::NetworkDelete{name, std::get<std::optional<std::uint64_t>>(version)};
-    co_return co_await commit(std::move(command), 200, "network");
+    auto make = [name](std::optional<std::uint64_t> v) { return store::NetworkDelete{name, v}; };
+    co_return co_await commit_parsed(std::move(version), std::move(make), 200, "network");
   }
 
   // ---- tasks ----------------------------------------------------------------------------------
@@ -377,14 +387,10 @@ class ApiImpl final : public Api {
         service_filter = it->second;
       }
       auto render = [this, service_filter] {
-        json::array list;
-        for (const auto& [id, t] : state().tasks) {
-          if (service_filter.empty() || t.service == service_filter) {
-            list.push_back(store::to_json(t));
-          }
-        }
-        return json_response(
-            200, json::object{{"revision", state().revision}, {"tasks", std::move(list)}});
+        return list_response(
+            state().tasks, "tasks",
+            [&](const Task& t) { return service_filter.empty() || t.service == service_filter; },
+            [](const Task& t) { return store::to_json(t); });
       };
       co_return co_await read(std::move(req), std::move(render));
     }
@@ -395,11 +401,8 @@ class ApiImpl final : public Api {
       co_return co_await forward(std::move(req));
     }
     auto spec = parse_task_spec(req.body, hex_id(rng_()));
-    if (auto* e = std::get_if<ApiError>(&spec)) {
-      co_return error_response(*e);
-    }
-    store::Command command = store::TaskAdd{std::move(std::get<Task>(spec))};
-    co_return co_await commit(std::move(command), 201, "task");
+    auto make = [](Task& t) { return store::TaskAdd{std::move(t)}; };
+    co_return co_await commit_parsed(std::move(spec), std::move(make), 201, "task");
   }
 
   asio::awaitable<Response> task(Request req) {
@@ -409,14 +412,7 @@ class ApiImpl final : public Api {
     }
     const std::string id = segments[0];
     if (req.method == "GET") {
-      auto render = [this, id] {
-        auto it = state().tasks.find(id);
-        if (it == state().tasks.end()) {
-          return error_response(ApiError{404, "not_found", "no task \"" + id + "\"", "id"});
-        }
-        return json_response(200, json::object{{"revision", state().revision},
-                                               {"task", store::to_json(it->second)}});
-      };
+      auto render = [this, id] { return get_response(state().tasks, id, "task", "id"); };
       co_return co_await read(std::move(req), std::move(render));
     }
     if (req.method != "PUT" && req.method != "DELETE") {
@@ -427,18 +423,12 @@ class ApiImpl final : public Api {
     }
     if (req.method == "PUT") {
       auto update = parse_task_update(req.body, id);
-      if (auto* e = std::get_if<ApiError>(&update)) {
-        co_return error_response(*e);
-      }
-      store::Command command = std::get<store::TaskUpdate>(update);
-      co_return co_await commit(std::move(command), 200, "task");
+      auto make = [](store::TaskUpdate& u) { return u; };
+      co_return co_await commit_parsed(std::move(update), std::move(make), 200, "task");
     }
     auto version = version_param(req.query);
-    if (auto* e = std::get_if<ApiError>(&version)) {
-      co_return error_response(*e);
-    }
-    store::Command command = store::TaskRemove{id, std::get<std::optional<std::uint64_t>>(version)};
-    co_return co_await commit(std::move(command), 200, "task");
+    auto make = [id](std::optional<std::uint64_t> v) { return store::TaskRemove{id, v}; };
+    co_return co_await commit_parsed(std::move(version), std::move(make), 200, "task");
   }
 
   // ---- nodes ----------------------------------------------------------------------------------
@@ -470,12 +460,9 @@ class ApiImpl final : public Api {
     }
     auto render = [this] {
       const auto status = store_.raft().status();
-      json::array list;
-      for (const auto& [id, n] : state().nodes) {
-        list.push_back(node_json(n, status));
-      }
-      return json_response(
-          200, json::object{{"revision", state().revision}, {"nodes", std::move(list)}});
+      return list_response(
+          state().nodes, "nodes", [](const Node&) { return true; },
+          [&](const Node& n) { return node_json(n, status); });
     };
     co_return co_await read(std::move(req), std::move(render));
   }
@@ -533,13 +520,9 @@ class ApiImpl final : public Api {
     const std::string id = segments[0];
     if (segments.size() == 1 && req.method == "GET") {
       auto render = [this, id] {
-        auto it = state().nodes.find(id);
-        if (it == state().nodes.end()) {
-          return error_response(ApiError{404, "not_found", "no node \"" + id + "\"", "id"});
-        }
-        return json_response(200,
-                             json::object{{"revision", state().revision},
-                                          {"node", node_json(it->second, store_.raft().status())}});
+        const auto status = store_.raft().status();
+        return get_response(state().nodes, id, "node", "id",
+                            [&](const Node& n) { return node_json(n, status); });
       };
       co_return co_await read(std::move(req), std::move(render));
     }

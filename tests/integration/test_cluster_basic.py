@@ -197,10 +197,14 @@ class ClusterBasicTest(unittest.TestCase):
     def test_api_unknown_objects_are_404(self):
         lead = self.c.leader()
         for method, path in (("GET", "/v1/services/nope"), ("DELETE", "/v1/services/nope"),
-                             ("GET", "/v1/networks/nope"), ("DELETE", "/v1/tasks/nope")):
+                             ("GET", "/v1/networks/nope"), ("DELETE", "/v1/tasks/nope"),
+                             ("GET", "/v1/tasks/nope"), ("GET", "/v1/nodes/00000000000000ff")):
             s, b = self.follower().api(method, path)
             self.assertEqual(s, 404, f"{method} {path}: {b}")
             self.assertEqual(cluster.error_of(b).get("code"), "not_found", f"{method} {path}: {b}")
+        s, b = self.follower().api("DELETE", "/v1/services/nope?version=abc")
+        self.assertEqual(s, 400, b)
+        self.assertEqual(cluster.error_of(b).get("field"), "version", b)
         s, b = lead.api("POST", "/v1/services", {"name": "needsnet", "networks": ["nonet"]})
         self.assertEqual(s, 400, b)
         self.assertIn("networks", cluster.error_of(b).get("field", ""), b)
