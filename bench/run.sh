@@ -301,6 +301,36 @@ if ! wait_listen "$backend_pid" "$backend_port" || ! check "$backend_port" / $sm
   exit 1
 fi
 
+# http_na TARGET ROUND REASON: n/a rows for every HTTP case of TARGET.
+http_na() {
+  na small "$1" "$2" "$3"
+  [ "$rate" = 0 ] || na paced "$1" "$2" "$3"
+  na 1m "$1" "$2" "$3"
+}
+
+# http_cases TARGET ROUND PORT PID: when both paths answer correctly, the small, paced and 1 MiB
+# measurements; otherwise n/a rows naming the failed check.
+http_cases() {
+  local target="$1" round="$2" port="$3" pid="$4" reason
+  if reason="$(check "$port" / $small_size)" && reason="$(check "$port" /1m $big_size)"; then
+    measure small "$target" "$round" "$port" / "$pid"
+    [ "$rate" = 0 ] || measure paced "$target" "$round" "$port" / "$pid" "$rate"
+    measure 1m "$target" "$round" "$port" /1m "$pid"
+  else
+    http_na "$target" "$round" "$reason"
+  fi
+}
+
+# l4_case TARGET ROUND PORT PID: the layer-4 measurement, after the same kind of check.
+l4_case() {
+  local target="$1" round="$2" port="$3" pid="$4" reason
+  if reason="$(check "$port" /1m $big_size)"; then
+    measure l4 "$target" "$round" "$port" /1m "$pid"
+  else
+    na l4 "$target" "$round" "$reason"
+  fi
+}
+
 # One function per target: start it pinned to core 0 (proxies), check it answers correctly,
 # measure its cases, stop it. Each proxy runs alone on core 0.
 bench_backend() {
@@ -310,90 +340,51 @@ bench_backend() {
 }
 
 bench_nginx() {
-  local round="$1" reason=""
   taskset -c 0 nginx -p "$tmp" -c "$tmp/nginx.conf" >"$tmp/nginx.log" 2>&1 &
   local pid=$!
   pids+=("$pid")
-  if wait_listen "$pid" "$nginx_port" && reason="$(check "$nginx_port" / $small_size)" \
-    && reason="$(check "$nginx_port" /1m $big_size)"; then
-    measure small nginx "$round" "$nginx_port" / "$pid"
-    [ "$rate" = 0 ] || measure paced nginx "$round" "$nginx_port" / "$pid" "$rate"
-    measure 1m nginx "$round" "$nginx_port" /1m "$pid"
+  if wait_listen "$pid" "$nginx_port"; then
+    http_cases nginx "$1" "$nginx_port" "$pid"
   else
-    reason="${reason:-did not start: $(tail -n 1 "$tmp/nginx.error.log" "$tmp/nginx.log" 2>/dev/null | tr '\n' ' ')}"
-    na small nginx "$round" "$reason"
-    [ "$rate" = 0 ] || na paced nginx "$round" "$reason"
-    na 1m nginx "$round" "$reason"
+    http_na nginx "$1" "did not start: $(tail -n 1 "$tmp/nginx.error.log" "$tmp/nginx.log" 2>/dev/null | tr '\n' ' ')"
   fi
   stop_pid "$pid"
 }
 
 # HAProxy: http mode and tcp mode in one process.
 bench_haproxy() {
-  local round="$1" reason=""
   taskset -c 0 haproxy -db -f "$tmp/haproxy.cfg" >"$tmp/haproxy.log" 2>&1 &
   local pid=$!
   pids+=("$pid")
   if wait_listen "$pid" "$haproxy_http_port" "$haproxy_tcp_port"; then
-    if reason="$(check "$haproxy_http_port" / $small_size)" \
-      && reason="$(check "$haproxy_http_port" /1m $big_size)"; then
-      measure small haproxy "$round" "$haproxy_http_port" / "$pid"
-      [ "$rate" = 0 ] || measure paced haproxy "$round" "$haproxy_http_port" / "$pid" "$rate"
-      measure 1m haproxy "$round" "$haproxy_http_port" /1m "$pid"
-    else
-      na small haproxy "$round" "$reason"
-      [ "$rate" = 0 ] || na paced haproxy "$round" "$reason"
-      na 1m haproxy "$round" "$reason"
-    fi
-    if reason="$(check "$haproxy_tcp_port" /1m $big_size)"; then
-      measure l4 haproxy-tcp "$round" "$haproxy_tcp_port" /1m "$pid"
-    else
-      na l4 haproxy-tcp "$round" "$reason"
-    fi
+    http_cases haproxy "$1" "$haproxy_http_port" "$pid"
+    l4_case haproxy-tcp "$1" "$haproxy_tcp_port" "$pid"
   else
-    reason="did not start: $(tail -n 3 "$tmp/haproxy.log" 2>/dev/null | tr '\n' ' ')"
-    na small haproxy "$round" "$reason"
-    [ "$rate" = 0 ] || na paced haproxy "$round" "$reason"
-    na 1m haproxy "$round" "$reason"
-    na l4 haproxy-tcp "$round" "$reason"
+    local reason="did not start: $(tail -n 3 "$tmp/haproxy.log" 2>/dev/null | tr '\n' ' ')"
+    http_na haproxy "$1" "$reason"
+    na l4 haproxy-tcp "$1" "$reason"
   fi
   stop_pid "$pid"
 }
 
 # routemesh: HRM port and the L4 published port in one node.
 bench_routemesh() {
-  local round="$1" reason="$routemesh_reason"
+  local reason="$routemesh_reason"
   if [ -n "$routemesh_bin" ]; then
     taskset -c 0 "$routemesh_bin" node --config "$tmp/routemesh.yaml" >"$tmp/routemesh.log" 2>&1 &
     local pid=$!
     pids+=("$pid")
     if wait_listen "$pid" "$routemesh_http_port" "$routemesh_l4_port"; then
-      if reason="$(check "$routemesh_http_port" / $small_size)" \
-        && reason="$(check "$routemesh_http_port" /1m $big_size)"; then
-        measure small routemesh "$round" "$routemesh_http_port" / "$pid"
-        [ "$rate" = 0 ] || measure paced routemesh "$round" "$routemesh_http_port" / "$pid" "$rate"
-        measure 1m routemesh "$round" "$routemesh_http_port" /1m "$pid"
-      else
-        na small routemesh "$round" "$reason"
-        [ "$rate" = 0 ] || na paced routemesh "$round" "$reason"
-        na 1m routemesh "$round" "$reason"
-      fi
-      if reason="$(check "$routemesh_l4_port" /1m $big_size)"; then
-        measure l4 routemesh-l4 "$round" "$routemesh_l4_port" /1m "$pid"
-      else
-        na l4 routemesh-l4 "$round" "$reason"
-      fi
-      reason=""
+      http_cases routemesh "$1" "$routemesh_http_port" "$pid"
+      l4_case routemesh-l4 "$1" "$routemesh_l4_port" "$pid"
     else
       reason="node did not start: $(tail -n 3 "$tmp/routemesh.log" 2>/dev/null | tr '\n' ' ')"
     fi
     stop_pid "$pid"
   fi
   if [ -n "$reason" ]; then
-    na small routemesh "$round" "not running: $reason"
-    [ "$rate" = 0 ] || na paced routemesh "$round" "not running: $reason"
-    na 1m routemesh "$round" "not running: $reason"
-    na l4 routemesh-l4 "$round" "not running: $reason"
+    http_na routemesh "$1" "not running: $reason"
+    na l4 routemesh-l4 "$1" "not running: $reason"
   fi
 }
 
