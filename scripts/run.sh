@@ -104,6 +104,13 @@ for _ in $(seq 1 300); do
   sleep 0.1
 done
 
+# Wait until the three managers vote (a joining manager is a learner until it has caught up).
+for _ in $(seq 1 300); do
+  voters="$(curl -fsS http://127.0.0.11:9901/v1/cluster 2>/dev/null | grep -o '"voter":true' | wc -l)"
+  [ "$voters" -ge 3 ] && break
+  sleep 0.1
+done
+
 "$bin" cluster status
 cat <<TXT
 
