@@ -27,6 +27,8 @@ CASES = [
      ["backend", "nginx", "haproxy", "routemesh"], "routemesh", ["nginx", "haproxy"]),
     ("1m", "(b) 1 MiB response: GET /1m, HTTP proxying",
      ["backend", "nginx", "haproxy", "routemesh"], "routemesh", ["nginx", "haproxy"]),
+    ("paced1m", "(b') 1 MiB response at a fixed offered rate (latency at equal load)",
+     ["backend", "nginx", "haproxy", "routemesh"], "routemesh", ["nginx", "haproxy"]),
     ("l4", "(c) layer 4: GET /1m through a TCP proxy (routemesh L4 port vs HAProxy mode tcp)",
      ["backend", "haproxy-tcp", "routemesh-l4"], "routemesh-l4", ["haproxy-tcp"]),
 ]
@@ -142,6 +144,7 @@ def main():
     ap.add_argument("--json", required=True)
     for name in ("duration", "connections", "threads", "warmup", "rounds", "rate"):
         ap.add_argument("--" + name, type=int, required=True)
+    ap.add_argument("--rate-1m", type=int, default=0)
     ap.add_argument("--loadavg-start", default="n/a")
     for name in ("routemesh-version", "nginx-version", "haproxy-version", "wrk-version"):
         ap.add_argument("--" + name, default="n/a")
@@ -170,7 +173,7 @@ def main():
         "settings": {
             "wrk": "-t%d -c%d -d%ds --latency -H 'Host: bench.local'"
                    % (args.threads, args.connections, args.duration),
-            "rounds": args.rounds, "paced_rate": args.rate,
+            "rounds": args.rounds, "paced_rate": args.rate, "paced_1m_rate": args.rate_1m,
             "warmup_s": args.warmup, "proxy_core": 0, "client_and_backend_core": 1,
             "backend": "nginx, worker_processes 1",
         },
@@ -190,11 +193,12 @@ def main():
     notes = []
     round_ratios = {}  # (case, subject/ref) -> {metric: {round: ratio}}
     for case, title, targets, subject, refs in CASES:
-        if case == "paced":
-            if args.rate == 0:
+        case_rate = {"paced": args.rate, "paced1m": args.rate_1m}.get(case)
+        if case_rate is not None:
+            if case_rate == 0:
                 continue
             title = title.replace("fixed offered rate", "fixed offered rate of {:,} req/s".format(
-                args.rate))
+                case_rate))
         per_target = raw.get(case, {})
         rows = {t: summarize(per_target.get(t, {})) for t in targets}
         print()
@@ -230,10 +234,10 @@ def main():
             if r["errors"]:
                 notes.append("%s/%s: %d non-2xx, socket errors %s" % (
                     case, t, r["non_2xx"], r["socket_errors"]))
-            if case == "paced" and r["requests_per_s_min"] < 0.98 * args.rate:
-                notes.append("paced/%s: reached %.0f req/s in its slowest round, below the "
+            if case_rate and r["requests_per_s_min"] < 0.98 * case_rate:
+                notes.append("%s/%s: reached %.0f req/s in its slowest round, below the "
                              "offered %d: its latency is not at equal load" % (
-                                 t, r["requests_per_s_min"], args.rate))
+                                 case, t, r["requests_per_s_min"], case_rate))
         ratios = {}
         for ref in refs:
             per = {k: {} for k in ("requests_per_s", "p50_ms", "p99_ms", "mib_per_s",

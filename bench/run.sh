@@ -2,7 +2,7 @@
 # Side-by-side HTTP benchmark: wrk against the backend directly, routemesh, nginx and HAProxy,
 # all in one run, with the same backend and the same wrk settings. See bench/README.md.
 #
-#   bench/run.sh [--duration S] [--rounds N] [--rate N] [--connections N] [--threads N] [--warmup S]
+#   bench/run.sh [--duration S] [--rounds N] [--rate N] [--rate-1m N] [--connections N] [--threads N] [--warmup S]
 #
 # Environment:
 #   ROUTEMESH_BIN=PATH   use this binary instead of building with scripts/build.sh release
@@ -13,11 +13,12 @@ set -euo pipefail
 duration=5
 rounds=3
 rate=40000
+rate_1m=1500
 connections=50
 threads=1
 warmup=1
 usage() {
-  echo "usage: bench/run.sh [--duration S] [--rounds N] [--rate N] [--connections N] [--threads N] [--warmup S]" >&2
+  echo "usage: bench/run.sh [--duration S] [--rounds N] [--rate N] [--rate-1m N] [--connections N] [--threads N] [--warmup S]" >&2
   exit 2
 }
 while [ $# -gt 0 ]; do
@@ -25,6 +26,7 @@ while [ $# -gt 0 ]; do
     --duration) duration="${2:-}"; shift 2 || usage ;;
     --rounds) rounds="${2:-}"; shift 2 || usage ;;
     --rate) rate="${2:-}"; shift 2 || usage ;;
+    --rate-1m) rate_1m="${2:-}"; shift 2 || usage ;;
     --connections) connections="${2:-}"; shift 2 || usage ;;
     --threads) threads="${2:-}"; shift 2 || usage ;;
     --warmup) warmup="${2:-}"; shift 2 || usage ;;
@@ -32,7 +34,7 @@ while [ $# -gt 0 ]; do
     *) echo "unknown argument: $1" >&2; usage ;;
   esac
 done
-for v in "$duration" "$rounds" "$rate" "$connections" "$threads" "$warmup"; do
+for v in "$duration" "$rounds" "$rate" "$rate_1m" "$connections" "$threads" "$warmup"; do
   [[ "$v" =~ ^[0-9]+$ ]] || { echo "not a non-negative integer: '$v'" >&2; usage; }
 done
 if [ "$duration" -lt 1 ] || [ "$rounds" -lt 1 ] || [ "$connections" -lt 1 ] || [ "$threads" -lt 1 ]; then
@@ -306,6 +308,7 @@ http_na() {
   na small "$1" "$2" "$3"
   [ "$rate" = 0 ] || na paced "$1" "$2" "$3"
   na 1m "$1" "$2" "$3"
+  [ "$rate_1m" = 0 ] || na paced1m "$1" "$2" "$3"
 }
 
 # http_cases TARGET ROUND PORT PID: when both paths answer correctly, the small, paced and 1 MiB
@@ -316,6 +319,7 @@ http_cases() {
     measure small "$target" "$round" "$port" / "$pid"
     [ "$rate" = 0 ] || measure paced "$target" "$round" "$port" / "$pid" "$rate"
     measure 1m "$target" "$round" "$port" /1m "$pid"
+    [ "$rate_1m" = 0 ] || measure paced1m "$target" "$round" "$port" /1m "$pid" "$rate_1m"
   else
     http_na "$target" "$round" "$reason"
   fi
@@ -337,6 +341,7 @@ bench_backend() {
   measure small backend "$1" "$backend_port" / "$backend_pid"
   [ "$rate" = 0 ] || measure paced backend "$1" "$backend_port" / "$backend_pid" "$rate"
   measure 1m backend "$1" "$backend_port" /1m "$backend_pid"
+  [ "$rate_1m" = 0 ] || measure paced1m backend "$1" "$backend_port" /1m "$backend_pid" "$rate_1m"
 }
 
 bench_nginx() {
@@ -410,7 +415,7 @@ python3 "$bench_dir/report.py" \
   --loadavg-start "$loadavg_start" \
   --json "$results/latest.json" \
   --duration "$duration" --connections "$connections" --threads "$threads" --warmup "$warmup" \
-  --rounds "$rounds" --rate "$rate" \
+  --rounds "$rounds" --rate "$rate" --rate-1m "$rate_1m" \
   --routemesh-version "$(head -n 1 "$tmp/routemesh-version.txt" 2>/dev/null || echo n/a)" \
   --nginx-version "$(nginx -v 2>&1 | head -n 1)" \
   --haproxy-version "$(haproxy -v 2>&1 | head -n 1)" \
