@@ -4,10 +4,57 @@
 
 #include <spdlog/spdlog.h>
 
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <exception>
 #include <string>
+#include <thread>
 
 namespace routemesh::cmd {
+
+namespace {
+
+// The most a NOFILE limit may be set to when the hard limit is "unlimited" (Linux refuses more
+// than fs.nr_open, whose default is 2^20).
+constexpr rlim_t kUnlimitedFiles = 1 << 20;
+
+}  // namespace
+
+void raise_open_file_limit(const config::NodeConfig& cfg) {
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+    spdlog::warn("cannot read the open-file limit: {}", std::strerror(errno));
+    return;
+  }
+  const rlim_t before = rl.rlim_cur;
+  const rlim_t target = rl.rlim_max == RLIM_INFINITY ? kUnlimitedFiles : rl.rlim_max;
+  if (rl.rlim_cur < target) {
+    rl.rlim_cur = target;
+    if (::setrlimit(RLIMIT_NOFILE, &rl) == 0) {
+      spdlog::info("open-file limit raised from {} to {}", before, target);
+    } else {
+      spdlog::warn("cannot raise the open-file limit from {} to {}: {}", before, target,
+                   std::strerror(errno));
+      rl.rlim_cur = before;
+    }
+  }
+  // Two descriptors per proxied connection (client and upstream), plus listeners, pipes and
+  // the control plane.
+  const unsigned threads =
+      cfg.node.threads != 0 ? cfg.node.threads : std::max(1U, std::thread::hardware_concurrency());
+  const std::uint64_t needed = 2ULL * threads * cfg.limits.max_connections_per_thread + 256;
+  if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < needed) {
+    spdlog::warn(
+        "open-file limit {} is below the {} that node.threads ({}) x "
+        "limits.max_connections_per_thread ({}) can use; beyond it new connections are refused "
+        "(raise the hard limit, e.g. LimitNOFILE= or ulimit -Hn, or lower "
+        "limits.max_connections_per_thread)",
+        rl.rlim_cur, needed, threads, cfg.limits.max_connections_per_thread);
+  }
+}
 
 void DataPlane::log_ready(const config::NodeConfig& cfg) const {
   std::string ports;
@@ -22,6 +69,7 @@ std::optional<DataPlane> start_data_plane(const config::NodeConfig& cfg, proxy::
                                           std::shared_ptr<prometheus::Registry> registry,
                                           boost::asio::any_io_executor control,
                                           const discovery::ClusterState& initial) {
+  raise_open_file_limit(cfg);
   DataPlane dp;
   dp.proxy = proxy::make_proxy_server(cfg, metrics);
   try {

@@ -28,7 +28,14 @@ struct DataPlane {
   void log_ready(const config::NodeConfig& cfg) const;
 };
 
-// Starts the proxy (publishing `initial` compiled), then the admin server on `control`.
+// A proxy holds two descriptors per proxied connection, and the usual soft open-file limit
+// (1024) would cap a node near 500 connections: like HAProxy (and Go programs since 1.19),
+// raise the soft limit to the hard one. Logs the change, and warns (naming the settings) when
+// the limit stays below what node.threads x limits.max_connections_per_thread can use.
+void raise_open_file_limit(const config::NodeConfig& cfg);
+
+// Raises the open-file limit, starts the proxy (publishing `initial` compiled), then the
+// admin server on `control`.
 // A port that cannot be bound is logged and gives nullopt (the proxy is shut down again);
 // the caller exits with 1. `metrics` and `registry` must outlive the result.
 std::optional<DataPlane> start_data_plane(const config::NodeConfig& cfg, proxy::Metrics& metrics,

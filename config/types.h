@@ -43,7 +43,7 @@ struct Limits {
   std::uint32_t max_uri_bytes = 8 * 1024;      // 414 over this
   std::uint32_t max_headers = 100;             // 431 over this
   std::uint32_t max_connections_per_thread = 10'000;
-  std::uint32_t max_idle_upstream_per_endpoint = 64;  // per thread
+  std::uint32_t max_idle_upstream_per_endpoint = 256;  // per thread
 };
 
 // Passive health (outlier detection) settings, applied per proxy thread.

@@ -121,14 +121,15 @@ def node_config(ip, services, http_port=8080, admin_port=0, **sections):
 
 
 class Node(Proc):
-    """`routemesh node` with a config written to a temporary file."""
+    """`routemesh node` with a config written to a temporary file. `prefix` runs it through a
+    wrapper that execs it (e.g. prlimit), so the process is still the node."""
 
-    def __init__(self, cfg, extra_args=()):
+    def __init__(self, cfg, extra_args=(), prefix=()):
         self.dir = tempfile.mkdtemp(prefix="rm-it-")
         self.path = os.path.join(self.dir, "node.yaml")
         self.write_config(cfg)
         self.ip = cfg["node"]["listen"]
-        super().__init__([BIN, "node", "--config", self.path, *extra_args])
+        super().__init__([*prefix, BIN, "node", "--config", self.path, *extra_args])
         m = self.wait_line(r"ready: http=\S+:(\d+) admin_port=(\d+)")
         self.http_port, self.admin_port = int(m.group(1)), int(m.group(2))
 
@@ -241,8 +242,8 @@ class MeshTest(unittest.TestCase):
         self.procs.append(w)
         return w
 
-    def node(self, cfg, extra_args=()):
-        n = Node(cfg, extra_args)
+    def node(self, cfg, extra_args=(), prefix=()):
+        n = Node(cfg, extra_args, prefix)
         self.procs.append(n)
         return n
 
