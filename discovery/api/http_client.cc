@@ -70,25 +70,33 @@ http::request<http::string_body> make_request(const std::string& address,
   return req;
 }
 
-}  // namespace
-
-asio::awaitable<boost::system::result<ClientResponse>> http_call(
-    asio::any_io_executor executor, std::string address, ClientRequest request,
-    std::chrono::milliseconds timeout) {
+// Connects `stream` to `address` and writes `request`, within the stream's current deadline.
+asio::awaitable<boost::system::error_code> connect_and_send(beast::tcp_stream& stream,
+                                                            const std::string& address,
+                                                            const ClientRequest& request) {
   auto endpoint = parse_address(address);
   if (!endpoint) {
     co_return endpoint.error();
   }
-  beast::tcp_stream stream(executor);
-  stream.expires_after(timeout);
   auto [connect_ec] = co_await stream.async_connect(*endpoint, kNoThrow);
   if (connect_ec) {
     co_return connect_ec;
   }
   auto req = make_request(address, request);
   auto [write_ec, written] = co_await http::async_write(stream, req, kNoThrow);
-  if (write_ec) {
-    co_return write_ec;
+  co_return write_ec;
+}
+
+}  // namespace
+
+asio::awaitable<boost::system::result<ClientResponse>> http_call(
+    asio::any_io_executor executor, std::string address, ClientRequest request,
+    std::chrono::milliseconds timeout) {
+  beast::tcp_stream stream(executor);
+  stream.expires_after(timeout);
+  const auto sent = co_await connect_and_send(stream, address, request);
+  if (sent) {
+    co_return sent;
   }
   beast::flat_buffer buffer;
   http::response_parser<http::string_body> parser;
@@ -112,22 +120,13 @@ asio::awaitable<boost::system::error_code> http_stream(
     std::chrono::milliseconds connect_timeout, std::chrono::milliseconds idle_timeout,
     std::function<bool(std::string_view)> on_data,
     std::function<void(unsigned, std::string)> on_error_body) {
-  auto endpoint = parse_address(address);
-  if (!endpoint) {
-    co_return endpoint.error();
-  }
   beast::tcp_stream stream(executor);
   stream.expires_after(connect_timeout);
-  auto [connect_ec] = co_await stream.async_connect(*endpoint, kNoThrow);
-  if (connect_ec) {
-    co_return connect_ec;
-  }
   ClientRequest request;
   request.target = std::move(target);
-  auto req = make_request(address, request);
-  auto [write_ec, written] = co_await http::async_write(stream, req, kNoThrow);
-  if (write_ec) {
-    co_return write_ec;
+  const auto sent = co_await connect_and_send(stream, address, request);
+  if (sent) {
+    co_return sent;
   }
 
   beast::flat_buffer buffer;
