@@ -82,7 +82,8 @@ class ApiImpl final : public Api {
         store_(store),
         options_(options),
         rng_(std::random_device{}()),
-        reconcile_timer_(executor_) {}
+        reconcile_timer_(executor_),
+        forward_client_(executor_) {}
 
   ~ApiImpl() override { stop(); }
 
@@ -125,7 +126,8 @@ class ApiImpl final : public Api {
 
   // ---- leader routing -------------------------------------------------------------------------
 
-  // Sends the request to the leader's admin address and relays its answer.
+  // Sends the request to the leader's admin address (over a kept-alive connection) and relays
+  // its answer.
   asio::awaitable<Response> forward(Request req) {
     if (req.headers.count(kForwardedHeader) != 0) {
       co_return unavailable("this node is not the leader (request was already forwarded)");
@@ -144,7 +146,7 @@ class ApiImpl final : public Api {
     out.target = req.target;
     out.body = std::move(req.body);
     out.headers[kForwardedHeader] = "1";
-    auto res = co_await http_call(executor_, address, std::move(out), options_.forward_timeout);
+    auto res = co_await forward_client_.call(address, std::move(out), options_.forward_timeout);
     if (!res) {
       co_return unavailable("leader " + it->second.name + " at " + address +
                             " did not answer: " + res.error().message());
@@ -838,6 +840,7 @@ class ApiImpl final : public Api {
   ApiOptions options_;
   std::mt19937_64 rng_;
   asio::steady_timer reconcile_timer_;
+  KeepAliveClient forward_client_;  // follower -> leader: one connection, not one per write
   bool reconciling_ = false;
   bool stopped_ = false;
 };

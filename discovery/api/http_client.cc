@@ -5,6 +5,7 @@
 #include <boost/beast/http.hpp>
 
 #include <charconv>
+#include <optional>
 #include <utility>
 
 // GCC 12 reports a false -Wmismatched-new-delete on Asio's coroutine frame allocator for
@@ -51,14 +52,15 @@ boost::system::result<tcp::endpoint> parse_address(const std::string& address) {
 }
 
 http::request<http::string_body> make_request(const std::string& address,
-                                              const ClientRequest& request) {
+                                              const ClientRequest& request,
+                                              bool keep_alive = false) {
   http::request<http::string_body> req;
   req.method_string(request.method);
   req.target(request.target);
   req.version(11);
   req.set(http::field::host, address);
   req.set(http::field::user_agent, "routemesh");
-  req.keep_alive(false);
+  req.keep_alive(keep_alive);
   for (const auto& [name, value] : request.headers) {
     req.set(name, value);
   }
@@ -113,6 +115,69 @@ asio::awaitable<boost::system::result<ClientResponse>> http_call(
   out.content_type = std::string(res[http::field::content_type]);
   out.body = std::move(res.body());
   co_return out;
+}
+
+KeepAliveClient::KeepAliveClient(asio::any_io_executor executor) : executor_(std::move(executor)) {}
+
+asio::awaitable<boost::system::result<ClientResponse>> KeepAliveClient::call(
+    std::string address, ClientRequest request, std::chrono::milliseconds timeout) {
+  auto endpoint = parse_address(address);
+  if (!endpoint) {
+    co_return endpoint.error();
+  }
+  const auto req = make_request(address, request, true);
+  // Each pass takes an idle connection or opens one; only a reused one can send us round
+  // again, so this ends after at most kMaxIdle + 1 passes.
+  for (;;) {
+    std::optional<beast::tcp_stream> stream;
+    auto& idle = idle_[address];
+    while (!stream && !idle.empty()) {
+      Idle& last = idle.back();
+      if (std::chrono::steady_clock::now() - last.since < kMaxIdleAge) {
+        stream.emplace(std::move(last.stream));
+      }
+      idle.pop_back();  // an expired one is closed here
+    }
+    const bool reused = stream.has_value();
+    if (!reused) {
+      stream.emplace(executor_);
+      stream->expires_after(timeout);
+      ++connects_;
+      auto [connect_ec] = co_await stream->async_connect(*endpoint, kNoThrow);
+      if (connect_ec) {
+        co_return connect_ec;
+      }
+    }
+    stream->expires_after(timeout);
+    auto [write_ec, written] = co_await http::async_write(*stream, req, kNoThrow);
+    if (write_ec) {
+      if (reused) {
+        continue;  // the server dropped this idle connection
+      }
+      co_return write_ec;
+    }
+    beast::flat_buffer buffer;
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(kBodyLimit);
+    auto [read_ec, read] = co_await http::async_read(*stream, buffer, parser, kNoThrow);
+    if (read_ec) {
+      if (reused && read_ec == http::error::end_of_stream) {
+        continue;  // closed before any response byte: the request was not read
+      }
+      co_return read_ec;
+    }
+    auto res = parser.release();
+    ClientResponse out;
+    out.status = res.result_int();
+    out.content_type = std::string(res[http::field::content_type]);
+    out.body = std::move(res.body());
+    auto& back = idle_[address];  // other calls may have run while this one waited
+    if (res.keep_alive() && buffer.size() == 0 && back.size() < kMaxIdle) {
+      stream->expires_never();
+      back.push_back(Idle{std::move(*stream), std::chrono::steady_clock::now()});
+    }
+    co_return out;
+  }
 }
 
 asio::awaitable<boost::system::error_code> http_stream(

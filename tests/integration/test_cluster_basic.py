@@ -1,6 +1,7 @@
 """Issue 3: a cluster of 3 managers + 2 workers as real processes on 127.0.0.11-15.
 Objects are created through the CLI on a follower (writes are forwarded to the leader) and
 every node, manager or worker, routes them. CLI tables, --json, CLI and API errors."""
+import subprocess
 import json
 import re
 import unittest
@@ -208,6 +209,23 @@ class ClusterBasicTest(unittest.TestCase):
         s, b = lead.api("POST", "/v1/services", {"name": "needsnet", "networks": ["nonet"]})
         self.assertEqual(s, 400, b)
         self.assertIn("networks", cluster.error_of(b).get("field", ""), b)
+
+    def test_writes_forwarded_by_a_follower_share_one_connection_to_the_leader(self):
+        lead, via = self.c.leader(), self.follower()
+        def leader_api_time_waits():
+            # With "Connection: close" every forwarded write left a socket in TIME_WAIT on one
+            # side of the follower -> leader connection; kept alive, they share one connection.
+            out = subprocess.run(["ss", "-Htan", "state", "time-wait"], capture_output=True,
+                                 text=True, check=True).stdout
+            return sum(1 for line in out.splitlines() if f"{lead.ip}:{cluster.ADMIN_PORT}" in line)
+        before = leader_api_time_waits()
+        for i in range(30):
+            s, b = via.api("PUT", "/v1/services/ka", {"name": "ka", "labels": {"n": str(i)}}) \
+                if i else via.api("POST", "/v1/services", {"name": "ka", "labels": {"n": "0"}})
+            self.assertIn(s, (200, 201), b)
+        self.assertEqual(self.c.consistent_services(via=via)[1]["ka"]["labels"], {"n": "29"})
+        self.assertLess(leader_api_time_waits() - before, 10,
+                        "30 forwarded writes should not open 30 connections to the leader")
 
     def test_api_stale_version_is_a_409_and_changes_nothing(self):
         via = self.follower()
