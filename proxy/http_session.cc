@@ -1,6 +1,7 @@
 #include "proxy/http_session.h"
 
 #include "proxy/drain_read.h"
+#include "proxy/http/ascii.h"
 #include "proxy/http/rewrite.h"
 #include "proxy/l4/splice.h"
 
@@ -34,36 +35,9 @@ constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 // 45k req/s paced rose from ~1.2 ms to ~3.5 ms (bench/run.sh's paced case; the cause in the
 // reactor's ordering was not pinned down), while either side alone showed no such tail.
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) {
-    return false;
-  }
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    char x = a[i];
-    char y = b[i];
-    if (x >= 'A' && x <= 'Z') {
-      x = static_cast<char>(x + 32);
-    }
-    if (y >= 'A' && y <= 'Z') {
-      y = static_cast<char>(y + 32);
-    }
-    if (x != y) {
-      return false;
-    }
-  }
-  return true;
-}
+using http::detail::iequals;
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
-    s.remove_prefix(1);
-  }
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
-    s.remove_suffix(1);
-  }
-  return s;
-}
-
+// The first field named `name` (lower-case), or empty.
 template <class Head>
 std::string_view find_header(const Head& h, std::string_view name) {
   for (const auto& f : h.headers) {
@@ -83,7 +57,7 @@ std::string_view find_cookie(const http::RequestHead& h, std::string_view name) 
     std::string_view rest = f.value;
     while (!rest.empty()) {
       const auto semi = rest.find(';');
-      std::string_view pair = trim(rest.substr(0, semi));
+      std::string_view pair = http::detail::trim_ows(rest.substr(0, semi));
       rest = semi == std::string_view::npos ? std::string_view{} : rest.substr(semi + 1);
       const auto eq = pair.find('=');
       if (eq != std::string_view::npos && pair.substr(0, eq) == name) {
