@@ -1,18 +1,16 @@
 #include "discovery/raft/identity.h"
 
+#include "tests/unit/support/temp_dir.h"
+
 #include <catch2/catch.hpp>
 
-#include <cstdlib>
-#include <filesystem>
 #include <fstream>
 
-namespace fs = std::filesystem;
 using namespace routemesh::discovery::raft;
 
 TEST_CASE("identity: written file reads back; absent and malformed files are errors") {
-  std::string tmpl = (fs::temp_directory_path() / "rm-id-XXXXXX").string();
-  REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-  std::string dir = tmpl + "/data";
+  routemesh::test::TempDir tmp("rm-id");  // removed even when a REQUIRE fails
+  std::string dir = tmp.path + "/data";
 
   auto missing = read_identity(dir);
   REQUIRE(missing.has_error());
@@ -28,7 +26,6 @@ TEST_CASE("identity: written file reads back; absent and malformed files are err
   auto bad = read_identity(dir);
   REQUIRE(bad.has_error());
   CHECK(bad.error() == boost::system::errc::invalid_argument);
-  fs::remove_all(tmpl);
 }
 
 TEST_CASE("identity: node ids are exactly 16 hex digits") {

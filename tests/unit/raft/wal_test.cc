@@ -1,31 +1,17 @@
 #include "discovery/raft/wal.h"
 
+#include "tests/unit/support/temp_dir.h"
+
 #include <catch2/catch.hpp>
 
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
-
-#include <unistd.h>
 
 namespace fs = std::filesystem;
 using namespace routemesh::discovery::raft;
 
 namespace {
-
-struct TempDir {
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "rm-wal-XXXXXX").string();
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string path;
-};
 
 Entry entry(Index i, Term t, std::string data = {}) {
   if (data.empty()) {
@@ -73,7 +59,7 @@ Snapshot snapshot_at(Index i, Term t, std::string data) {
 }  // namespace
 
 TEST_CASE("wal: entries, hard state and bootstrap survive a reopen") {
-  TempDir d;
+  routemesh::test::TempDir d("rm-wal");
   {
     auto w = open_ok(d.path);
     CHECK(w.state.empty());
@@ -94,7 +80,7 @@ TEST_CASE("wal: entries, hard state and bootstrap survive a reopen") {
 }
 
 TEST_CASE("wal: saved entries replace the stored suffix from their first index") {
-  TempDir d;
+  routemesh::test::TempDir d("rm-wal");
   {
     auto w = open_ok(d.path);
     w.storage->save(std::nullopt, entries(1, 5, 1), HardState{1, 0, 2});
@@ -108,7 +94,7 @@ TEST_CASE("wal: saved entries replace the stored suffix from their first index")
 }
 
 TEST_CASE("wal: a torn last record is truncated at every byte offset") {
-  TempDir base;
+  routemesh::test::TempDir base("rm-wal");
   std::string seg;
   std::uintmax_t before = 0;
   std::uintmax_t after = 0;
@@ -124,7 +110,7 @@ TEST_CASE("wal: a torn last record is truncated at every byte offset") {
   std::string name = fs::path(seg).filename().string();
   for (std::uintmax_t cut = before; cut < after; ++cut) {
     INFO("cut at " << cut);
-    TempDir d;
+    routemesh::test::TempDir d("rm-wal");
     fs::copy_file(seg, d.path + "/" + name);
     fs::resize_file(d.path + "/" + name, cut);
     {
@@ -143,7 +129,7 @@ TEST_CASE("wal: a torn last record is truncated at every byte offset") {
 }
 
 TEST_CASE("wal: a bad checksum on the last record is a torn tail") {
-  TempDir d;
+  routemesh::test::TempDir d("rm-wal");
   std::string seg;
   std::uintmax_t before = 0;
   {
@@ -162,7 +148,7 @@ TEST_CASE("wal: a bad checksum on the last record is a torn tail") {
 }
 
 TEST_CASE("wal: a corrupt record in the middle of the log is an error") {
-  TempDir d;
+  routemesh::test::TempDir d("rm-wal");
   std::string seg;
   {
     auto w = open_ok(d.path);
@@ -177,7 +163,7 @@ TEST_CASE("wal: a corrupt record in the middle of the log is an error") {
 }
 
 TEST_CASE("wal: corruption in an older segment is an error even at its end") {
-  TempDir d;
+  routemesh::test::TempDir d("rm-wal");
   {
     auto w = open_ok(d.path, /*segment_bytes=*/64);
     for (Index i = 1; i <= 20; ++i) {
@@ -193,7 +179,7 @@ TEST_CASE("wal: corruption in an older segment is an error even at its end") {
 }
 
 TEST_CASE("wal: a local snapshot deletes older segments and keeps the newest two files") {
-  TempDir d;
+  routemesh::test::TempDir d("rm-wal");
   {
     auto w = open_ok(d.path, /*segment_bytes=*/200);
     for (Index i = 1; i <= 40; ++i) {
@@ -223,7 +209,7 @@ TEST_CASE("wal: a local snapshot deletes older segments and keeps the newest two
 }
 
 TEST_CASE("wal: an installed snapshot replaces the whole stored log") {
-  TempDir d;
+  routemesh::test::TempDir d("rm-wal");
   {
     auto w = open_ok(d.path);
     w.storage->save(std::nullopt, entries(1, 10, 1), HardState{1, 0, 3});
@@ -238,7 +224,7 @@ TEST_CASE("wal: an installed snapshot replaces the whole stored log") {
 }
 
 TEST_CASE("wal: a snapshot file without a WAL marker is ignored") {
-  TempDir d;
+  routemesh::test::TempDir d("rm-wal");
   {
     auto w = open_ok(d.path);
     w.storage->save(std::nullopt, entries(1, 5, 1), HardState{1, 0, 5});
@@ -246,7 +232,7 @@ TEST_CASE("wal: a snapshot file without a WAL marker is ignored") {
   {
     // A file written by a crashed save (rename done, marker never synced) looks exactly like
     // a real one; produce one with a second WAL and move it over.
-    TempDir other;
+    routemesh::test::TempDir other("rm-wal");
     auto w = open_ok(other.path);
     w.storage->save(snapshot_at(50, 4, "never-acknowledged"), {}, std::nullopt);
     auto snaps = list_snapshots(other.path);
@@ -259,7 +245,7 @@ TEST_CASE("wal: a snapshot file without a WAL marker is ignored") {
 }
 
 TEST_CASE("wal: a second open of the same data_dir is refused") {
-  TempDir d;
+  routemesh::test::TempDir d("rm-wal");
   auto w = open_ok(d.path);
   auto r = open_wal(d.path);
   REQUIRE_FALSE(r.has_value());

@@ -1,6 +1,8 @@
 #include "discovery/raft/raft_node.h"
 
 #include "discovery/raft/metrics.h"
+#include "tests/unit/support/run_until.h"
+#include "tests/unit/support/temp_dir.h"
 
 #include <prometheus/registry.h>
 #include <spdlog/spdlog.h>
@@ -10,31 +12,15 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
-#include <cstdlib>
-#include <filesystem>
 #include <functional>
 #include <set>
 #include <string>
 
 namespace asio = boost::asio;
-namespace fs = std::filesystem;
 using namespace routemesh::discovery::raft;
 using namespace std::chrono_literals;
 
 namespace {
-
-struct TempDir {
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "rm-raftd-XXXXXX").string();
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string path;
-};
 
 // A counter: every command "N" adds N and returns the new total. Checks that indices only
 // grow, which is the StateMachine contract.
@@ -71,14 +57,7 @@ std::string free_address(asio::io_context& io, const std::string& ip) {
 
 bool run_until(asio::io_context& io, const std::function<bool()>& done,
                std::chrono::milliseconds limit = 10s) {
-  auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() >= deadline) {
-      return false;
-    }
-    io.run_one_for(10ms);
-  }
-  return true;
+  return routemesh::test::run_until(io, done, limit);
 }
 
 template <class T>
@@ -102,8 +81,9 @@ T await(asio::io_context& io, asio::awaitable<T> a, std::chrono::milliseconds li
 }
 
 struct Cluster {
-  explicit Cluster(std::size_t n) : dirs(n), machines(n), nodes(n) {
+  explicit Cluster(std::size_t n) : machines(n), nodes(n) {
     for (std::size_t i = 0; i < n; ++i) {
+      dirs.push_back(std::make_unique<routemesh::test::TempDir>("rm-raftd"));
       addresses.push_back(free_address(io, "127.0.0." + std::to_string(21 + i)));
       boot.conf.voters.insert(i + 1);
       boot.peers[i + 1] = addresses[i];
@@ -117,7 +97,7 @@ struct Cluster {
     RaftNodeOptions o;
     o.id = i + 1;
     o.peer_address = i < addresses.size() ? addresses[i] : "127.0.0.1:0";
-    o.data_dir = dirs[i].path;
+    o.data_dir = dirs[i]->path;
     o.tick_ms = 20;
     o.election_ticks = 10;
     o.heartbeat_ticks = 1;
@@ -170,7 +150,8 @@ struct Cluster {
   asio::io_context io;
   prometheus::Registry registry;
   Metrics metrics{registry};
-  std::vector<TempDir> dirs;
+  // Pointers: growing the vector must not move (and so remove) a directory a node uses.
+  std::vector<std::unique_ptr<routemesh::test::TempDir>> dirs;
   std::vector<std::string> addresses;
   std::vector<std::unique_ptr<CounterMachine>> machines;
   std::vector<std::unique_ptr<RaftNode>> nodes;
@@ -257,7 +238,7 @@ TEST_CASE("raftd: a fourth node joins as learner, is promoted and takes leadersh
   }
 
   // A new node: empty data_dir, no bootstrap, port 0; it learns everything from the leader.
-  c.dirs.emplace_back();
+  c.dirs.push_back(std::make_unique<routemesh::test::TempDir>("rm-raftd"));
   c.machines.push_back(std::make_unique<CounterMachine>());
   auto o = c.options(3);
   o.peer_address = "127.0.0.24:0";

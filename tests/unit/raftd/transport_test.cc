@@ -2,6 +2,7 @@
 
 #include "discovery/raft/codec.h"
 #include "discovery/raft/metrics.h"
+#include "tests/unit/support/run_until.h"
 
 #include <prometheus/registry.h>
 #include <spdlog/spdlog.h>
@@ -23,14 +24,7 @@ namespace {
 
 bool run_until(asio::io_context& io, const std::function<bool()>& done,
                std::chrono::milliseconds limit = 5s) {
-  auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() >= deadline) {
-      return false;
-    }
-    io.run_one_for(10ms);
-  }
-  return true;
+  return routemesh::test::run_until(io, done, limit);
 }
 
 Bytes frame(const Bytes& payload) {
