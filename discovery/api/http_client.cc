@@ -89,6 +89,30 @@ asio::awaitable<boost::system::error_code> connect_and_send(beast::tcp_stream& s
   co_return write_ec;
 }
 
+// A whole response read from `stream`, and whether the connection can carry another request
+// (the server keeps it open and sent nothing beyond this response).
+struct Reply {
+  ClientResponse response;
+  bool reusable = false;
+};
+
+asio::awaitable<boost::system::result<Reply>> read_reply(beast::tcp_stream& stream) {
+  beast::flat_buffer buffer;
+  http::response_parser<http::string_body> parser;
+  parser.body_limit(kBodyLimit);
+  auto [read_ec, read] = co_await http::async_read(stream, buffer, parser, kNoThrow);
+  if (read_ec) {
+    co_return read_ec;
+  }
+  auto res = parser.release();
+  Reply reply;
+  reply.response.status = res.result_int();
+  reply.response.content_type = std::string(res[http::field::content_type]);
+  reply.response.body = std::move(res.body());
+  reply.reusable = res.keep_alive() && buffer.size() == 0;
+  co_return reply;
+}
+
 }  // namespace
 
 asio::awaitable<boost::system::result<ClientResponse>> http_call(
@@ -100,21 +124,13 @@ asio::awaitable<boost::system::result<ClientResponse>> http_call(
   if (sent) {
     co_return sent;
   }
-  beast::flat_buffer buffer;
-  http::response_parser<http::string_body> parser;
-  parser.body_limit(kBodyLimit);
-  auto [read_ec, read] = co_await http::async_read(stream, buffer, parser, kNoThrow);
-  if (read_ec) {
-    co_return read_ec;
+  auto reply = co_await read_reply(stream);
+  if (!reply) {
+    co_return reply.error();
   }
-  auto res = parser.release();
   beast::error_code ignored;
   stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
-  ClientResponse out;
-  out.status = res.result_int();
-  out.content_type = std::string(res[http::field::content_type]);
-  out.body = std::move(res.body());
-  co_return out;
+  co_return std::move(reply->response);
 }
 
 KeepAliveClient::KeepAliveClient(asio::any_io_executor executor) : executor_(std::move(executor)) {}
@@ -156,27 +172,19 @@ asio::awaitable<boost::system::result<ClientResponse>> KeepAliveClient::call(
       }
       co_return write_ec;
     }
-    beast::flat_buffer buffer;
-    http::response_parser<http::string_body> parser;
-    parser.body_limit(kBodyLimit);
-    auto [read_ec, read] = co_await http::async_read(*stream, buffer, parser, kNoThrow);
-    if (read_ec) {
-      if (reused && read_ec == http::error::end_of_stream) {
+    auto reply = co_await read_reply(*stream);
+    if (!reply) {
+      if (reused && reply.error() == http::error::end_of_stream) {
         continue;  // closed before any response byte: the request was not read
       }
-      co_return read_ec;
+      co_return reply.error();
     }
-    auto res = parser.release();
-    ClientResponse out;
-    out.status = res.result_int();
-    out.content_type = std::string(res[http::field::content_type]);
-    out.body = std::move(res.body());
     auto& back = idle_[address];  // other calls may have run while this one waited
-    if (res.keep_alive() && buffer.size() == 0 && back.size() < kMaxIdle) {
+    if (reply->reusable && back.size() < kMaxIdle) {
       stream->expires_never();
       back.push_back(Idle{std::move(*stream), std::chrono::steady_clock::now()});
     }
-    co_return out;
+    co_return std::move(reply->response);
   }
 }
 
