@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Cluster benchmark (issue 3): committed writes/s and commit latency of the admin API for
+"""Cluster benchmark: committed writes/s and commit latency of the admin API for
 1 and 3 managers, and the propagation time from the API's 200 reply to the last node (of
 3 managers + 2 workers) routing with the change. Measures, never asserts. See bench/README.md.
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Cluster benchmark (issue 3): committed writes/s and p50/p99 commit latency for 1 and
+# Cluster benchmark: committed writes/s and p50/p99 commit latency for 1 and
 # 3 managers, and propagation time from the API's 200 reply to the last of 5 nodes routing
 # with the change. Prints a table; JSON in bench/results/cluster.json. See bench/README.md.
 #

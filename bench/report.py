@@ -294,16 +294,16 @@ def main():
     p99_case = "paced" if args.rate else "small"
     checks = [
         ("floor_small_rps_ge_haproxy_and_p99_le_haproxy",
-         "issue 2 floor: small req/s >= 1.0x HAProxy, p99 <= HAProxy%s" % (
+         "floor: small req/s >= 1.0x HAProxy, p99 <= HAProxy%s" % (
              " at equal load" if args.rate else " ......"),
          check([("rps", "small", "routemesh/haproxy", "requests_per_s"),
                 ("p99", p99_case, "routemesh/haproxy", "p99_ms")],
                lambda r: r["rps"] >= 1.0 and r["p99"] <= 1.0)),
         ("floor_l4_mib_per_s_ge_haproxy_tcp",
-         "issue 2 floor: L4 1 MiB MiB/s >= 1.0x HAProxy tcp mode ......",
+         "floor: L4 1 MiB MiB/s >= 1.0x HAProxy tcp mode ......",
          check([("mib", "l4", "routemesh-l4/haproxy-tcp", "mib_per_s")], lambda r: r["mib"] >= 1.0)),
         ("aim_small_rps_ge_1.2x_nginx",
-         "issue 2 aim:   small req/s >= 1.2x nginx .....................",
+         "aim:   small req/s >= 1.2x nginx .....................",
          check([("rps", "small", "routemesh/nginx", "requests_per_s")], lambda r: r["rps"] >= 1.2)),
     ]
     print()

@@ -1,4 +1,4 @@
-// Cluster mode wiring (issue 3). A manager: identity (or join) -> Store (RaftNode +
+// Cluster mode wiring. A manager: identity (or join) -> Store (RaftNode +
 // StoreStateMachine) -> REST API on the admin server; a worker: identity (or join) -> watch
 // client. Both: every new state -> compile_route_table -> proxy publish, coalesced.
 //
@@ -12,16 +12,16 @@
 #include "cmd/data_plane.h"
 
 #include "config/config.h"
-#include "discovery/admin/admin_server.h"
-#include "discovery/api/api.h"
-#include "discovery/api/http_client.h"
-#include "discovery/api/request.h"
+#include "admin/admin_server.h"
+#include "discovery/manager/api.h"
+#include "base/http_client.h"
+#include "discovery/manager/request.h"
 #include "discovery/raft/identity.h"
 #include "discovery/raft/metrics.h"
 #include "discovery/store/state_json.h"
 #include "discovery/store/state_machine.h"
 #include "discovery/store/store.h"
-#include "discovery/watch/watch_client.h"
+#include "discovery/agent/watch_client.h"
 #include "mesh/route_table.h"
 #include "proxy/metrics.h"
 #include "proxy/server.h"
@@ -213,11 +213,11 @@ asio::awaitable<std::optional<JoinReply>> join_cluster(asio::any_io_executor ex,
   const auto deadline = std::chrono::steady_clock::now() + kJoinDeadline;
   asio::steady_timer pause(ex);
   for (;;) {
-    discovery::api::ClientRequest req;
+    base::ClientRequest req;
     req.method = "POST";
     req.target = "/v1/nodes/join";
     req.body = body;
-    auto res = co_await discovery::api::http_call(ex, address, req, kJoinTimeout);
+    auto res = co_await base::http_call(ex, address, req, kJoinTimeout);
     if (res && res->status == 200) {
       boost::system::error_code ec;
       json::value v = json::parse(res->body, ec);
@@ -268,19 +268,19 @@ asio::awaitable<std::optional<JoinReply>> join_cluster(asio::any_io_executor ex,
 
 // Everything a cluster node owns. Lives in run_cluster_node's frame, which blocks in
 // io_context::run() for as long as any coroutine below can run; the coroutines therefore take
-// it by reference (the exception to STYLE.md §5's owned parameters, for this one frame).
+// it by reference (the exception to docs/style.md's rule of owned coroutine parameters, for this one frame).
 struct ClusterNode {
   const config::NodeConfig& cfg;
   std::string join;
   asio::io_context& control;
-  discovery::admin::AdminServer& admin;
+  admin::AdminServer& admin;
   std::string admin_address;  // "IP:PORT" actually bound
   Publisher& publisher;
   prometheus::Registry& registry;
   std::optional<raft::Metrics> raft_metrics;
   std::unique_ptr<store::Store> store;
-  std::unique_ptr<discovery::api::Api> api;
-  std::unique_ptr<discovery::watch::WatchClient> watcher;
+  std::unique_ptr<discovery::manager::Api> api;
+  std::unique_ptr<discovery::agent::WatchClient> watcher;
   raft::Identity identity;
   int exit_code = 0;
   bool stopping = false;
@@ -429,7 +429,7 @@ asio::awaitable<void> start_cluster(ClusterNode& n) {
     }
     n.store = std::move(*opened);
     n.store->on_state([&n](const discovery::ClusterState& s) { n.publisher.schedule(s); });
-    n.api = discovery::api::make_api(ex, *n.store);
+    n.api = discovery::manager::make_api(ex, *n.store);
     n.api->register_handlers(n.admin);
     n.api->start();
     n.publisher.schedule(n.store->state());
@@ -439,7 +439,7 @@ asio::awaitable<void> start_cluster(ClusterNode& n) {
                      [](std::exception_ptr e) { log_exception(e); });
     }
   } else {
-    discovery::watch::WatchOptions wo;
+    discovery::agent::WatchOptions wo;
     wo.managers = read_managers(cl.data_dir);
     if (!n.join.empty() &&
         std::find(wo.managers.begin(), wo.managers.end(), n.join) == wo.managers.end()) {
@@ -453,7 +453,7 @@ asio::awaitable<void> start_cluster(ClusterNode& n) {
     }
     n.last_managers = wo.managers;
     wo.registry = &n.registry;
-    n.watcher = discovery::watch::make_watch_client(ex, std::move(wo));
+    n.watcher = discovery::agent::make_watch_client(ex, std::move(wo));
     n.watcher->on_state([&n](const discovery::ClusterState& s) {
       n.publisher.schedule(s);
       // Remember the managers, so a restarted worker finds one even if its join address died.
@@ -499,7 +499,7 @@ int run_cluster_init(const ClusterInitOptions& options) {
                  dir.c_str());
     return 1;
   }
-  raft::Identity identity{discovery::api::hex_id(random_id()), random_id(), cfg.node.name};
+  raft::Identity identity{discovery::manager::hex_id(random_id()), random_id(), cfg.node.name};
   json::object marker{{"cluster_id", identity.cluster_id},
                       {"subnet_pool", cfg.cluster.subnet_pool}};
   // The marker first: an identity without it would start as a member of nothing.
@@ -574,16 +574,16 @@ int run_cluster_node(const NodeOptions& options, const config::NodeConfig& cfg) 
   // paths answer 503, so a node joining through this one retries; a worker never serves them.
   admin->handle_prefix(
       "/v1/",
-      [&node](discovery::admin::Request req) -> asio::awaitable<discovery::admin::Response> {
-        discovery::api::ApiError e{503, "unavailable",
+      [&node](admin::Request req) -> asio::awaitable<admin::Response> {
+        discovery::manager::ApiError e{503, "unavailable",
                                    "this manager has not joined the cluster yet", ""};
         if (!node.manager()) {
           e = {404, "not_found", "workers do not serve the cluster API; ask a manager", ""};
         } else if (node.api) {
           e = {404, "not_found", "no such path " + req.path, ""};
         }
-        co_return discovery::admin::Response{e.status, "application/json",
-                                             discovery::api::error_body(e)};
+        co_return admin::Response{e.status, "application/json",
+                                             discovery::manager::error_body(e)};
       });
   node.admin_address =
       cfg.node.admin.substr(0, cfg.node.admin.rfind(':')) + ":" + std::to_string(admin_port);

@@ -1,5 +1,5 @@
 #pragma once
-// Cluster mode (issue 3): `routemesh cluster init` and `routemesh node` with a `cluster:`
+// Cluster mode: `routemesh cluster init` and `routemesh node` with a `cluster:`
 // section — a manager runs the Raft store and the REST API, a worker follows a manager's
 // watch stream; both compile every new state into the RouteTable their proxy uses.
 

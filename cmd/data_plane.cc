@@ -80,10 +80,10 @@ std::optional<DataPlane> start_data_plane(const config::NodeConfig& cfg, proxy::
   }
   dp.proxy->publish(std::make_shared<const mesh::RouteTable>(mesh::compile_route_table(initial)));
 
-  dp.admin = discovery::admin::make_admin_server(std::move(control), std::move(registry));
+  dp.admin = admin::make_admin_server(std::move(control), std::move(registry));
   // The ProxyServer object outlives the admin server (both live in the caller's DataPlane).
-  dp.admin->handle("/v1/routes", [proxy = dp.proxy.get()](const discovery::admin::Request&) {
-    return discovery::admin::Response{200, "application/json", mesh::to_json(*proxy->table())};
+  dp.admin->handle("/v1/routes", [proxy = dp.proxy.get()](const admin::Request&) {
+    return admin::Response{200, "application/json", mesh::to_json(*proxy->table())};
   });
   try {
     dp.admin_port = dp.admin->start(cfg.node.admin);

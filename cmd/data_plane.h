@@ -4,8 +4,8 @@
 // Called from the control thread at startup.
 
 #include "config/types.h"
-#include "discovery/admin/admin_server.h"
-#include "discovery/types.h"
+#include "admin/admin_server.h"
+#include "discovery/model/types.h"
 #include "proxy/metrics.h"
 #include "proxy/server.h"
 
@@ -20,7 +20,7 @@ namespace routemesh::cmd {
 
 struct DataPlane {
   std::unique_ptr<proxy::ProxyServer> proxy;
-  std::unique_ptr<discovery::admin::AdminServer> admin;
+  std::unique_ptr<admin::AdminServer> admin;
   std::uint16_t http_port = 0;
   std::uint16_t admin_port = 0;
 

@@ -1,10 +1,10 @@
 // Entry point: subcommands parsed with CLI11. Exceptions end at this boundary and become exit
-// codes (STYLE.md §6).
+// codes (docs/style.md, "Errors").
 
-#include "cmd/cli.h"
+#include "cli/cli.h"
 #include "cmd/cluster.h"
 #include "cmd/node.h"
-#include "cmd/whoami.h"
+#include "tools/whoami/whoami.h"
 
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
@@ -35,7 +35,7 @@ int main(int argc, char** argv) {
   auto* check = app.add_subcommand("check", "validate a configuration file and exit");
   check->add_option("--config,-c", check_path, "node configuration (YAML)")->required();
 
-  routemesh::cmd::WhoamiOptions whoami_options;
+  routemesh::tools::WhoamiOptions whoami_options;
   auto* whoami = app.add_subcommand("whoami", "a tiny test backend that describes each request");
   whoami->add_option("--listen", whoami_options.listen, "HOST:PORT to listen on (port 0 = any)")
       ->required();
@@ -59,7 +59,7 @@ int main(int argc, char** argv) {
 
   // service/network/task/node ls.../cluster status: the admin API client (after the other
   // subcommands: it attaches to `node` and `cluster` when they exist).
-  auto cli = routemesh::cmd::add_cli_commands(app);
+  auto cli = routemesh::cli::add_cli_commands(app);
 
   // Every usage error exits 2 (CLI11's own codes differ per kind); --help and --version exit 0.
   try {
@@ -88,7 +88,7 @@ int main(int argc, char** argv) {
       return routemesh::cmd::check_config(check_path);
     }
     if (*whoami) {
-      return routemesh::cmd::run_whoami(whoami_options);
+      return routemesh::tools::run_whoami(whoami_options);
     }
     if (*node) {
       return routemesh::cmd::run_node(node_options);

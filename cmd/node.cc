@@ -7,8 +7,8 @@
 
 #include "cmd/cluster.h"
 #include "config/config.h"
-#include "discovery/admin/admin_server.h"
-#include "discovery/state.h"
+#include "admin/admin_server.h"
+#include "discovery/model/state.h"
 #include "mesh/route_table.h"
 #include "proxy/metrics.h"
 #include "proxy/server.h"

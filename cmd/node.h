@@ -1,6 +1,6 @@
 #pragma once
-// `routemesh node`: one node of the mesh. For now services come from the config file; the
-// Raft store replaces that in issue 3.
+// `routemesh node`: one node of the mesh. Services come from the config file (`services:`), or
+// from the Raft store when the config has a `cluster:` section (cmd/cluster.h).
 
 #include <string>
 

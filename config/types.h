@@ -61,7 +61,7 @@ struct PortMapping {
 };
 
 // A service as written in the config file's `services:` list. Until the Raft store exists
-// (issue 3) this is the source of ClusterState (discovery::state_from_config).
+// this is the source of ClusterState (discovery::state_from_config).
 struct ServiceConfig {
   std::string name;
   std::map<std::string, std::string> labels;
@@ -71,7 +71,7 @@ struct ServiceConfig {
 
 enum class ClusterRole { manager, worker };
 
-// The `cluster:` section (issue 3). Its presence switches the node into cluster mode
+// The `cluster:` section. Its presence switches the node into cluster mode
 // (NodeConfig::cluster_mode): services then come from the Raft store, not from `services:`.
 struct ClusterSettings {
   ClusterRole role = ClusterRole::manager;  // required in the file

@@ -3,8 +3,8 @@
 // (pure) on the control thread and published as std::shared_ptr<const RouteTable> by atomic
 // swap; never mutated after publication.
 
-#include "discovery/labels.h"
-#include "discovery/types.h"
+#include "discovery/model/labels.h"
+#include "discovery/model/types.h"
 
 #include <array>
 #include <cstdint>

@@ -1,5 +1,5 @@
 #pragma once
-// Metrics of the data plane, declared once (STYLE.md §7). Built from the process registry by
+// Metrics of the data plane, declared once (docs/style.md, "Metrics"). Built from the process registry by
 // cmd/ and passed by reference. Names follow routemesh_proxy_<name>_<unit>.
 
 #include <prometheus/counter.h>

@@ -44,7 +44,7 @@ milliseconds tick_for(const Timeouts& t) {
   return std::clamp(shortest / 8, milliseconds(5), milliseconds(100));
 }
 
-// Exceptions end only their own session (STYLE.md §6).
+// Exceptions end only their own session (docs/style.md, "Errors").
 struct SessionDone {
   Worker* w;
   const char* what;

@@ -1,5 +1,5 @@
 #pragma once
-// Metrics of the Raft driver (STYLE.md §7), built from the process registry and handed to
+// Metrics of the Raft driver (docs/style.md, "Metrics"), built from the process registry and handed to
 // RaftNode through RaftNodeOptions::metrics (optional: tests omit it). Listed in README.md.
 
 #include <prometheus/counter.h>

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <utility>
 
-#include "discovery/raft/check.h"
+#include "base/check.h"
 
 namespace routemesh::discovery::raft {
 
@@ -98,10 +98,10 @@ RaftCore::RaftCore(const Config& config, InitialState state)
       term_(state.hard_state.term),
       vote_(state.hard_state.vote),
       log_(base_snapshot(state), std::move(state.entries), state.hard_state.commit) {
-  RM_RAFT_CHECK(config_.id != kNoNode, "node id 0 is reserved");
-  RM_RAFT_CHECK(config_.heartbeat_tick > 0 && config_.election_tick > config_.heartbeat_tick,
+  RM_CHECK(config_.id != kNoNode, "node id 0 is reserved");
+  RM_CHECK(config_.heartbeat_tick > 0 && config_.election_tick > config_.heartbeat_tick,
                 "need 0 < heartbeat_tick < election_tick");
-  RM_RAFT_CHECK(config_.max_inflight > 0 && config_.max_entries_per_append > 0,
+  RM_CHECK(config_.max_inflight > 0 && config_.max_entries_per_append > 0,
                 "flow control limits must be positive");
   conf_ = log_.snapshot().meta.conf;
   conf_applied_ = log_.snapshot().meta.index;
@@ -922,7 +922,7 @@ void RaftCore::apply_conf_up_to_commit() {
       continue;
     }
     auto cc = decode_conf_change(e.data);
-    RM_RAFT_CHECK(cc.has_value(), "malformed conf change entry in the log");
+    RM_CHECK(cc.has_value(), "malformed conf change entry in the log");
     conf_ = cc->result;
     changed = true;
   }
@@ -1000,7 +1000,7 @@ bool RaftCore::has_ready() const {
 }
 
 Ready RaftCore::ready() {
-  RM_RAFT_CHECK(!ready_outstanding_, "ready() called twice without advance()");
+  RM_CHECK(!ready_outstanding_, "ready() called twice without advance()");
   Ready rd;
   HardState hs = hard_state();
   if (hs != prev_hard_state_) {
@@ -1019,7 +1019,7 @@ Ready RaftCore::ready() {
 }
 
 void RaftCore::advance(const Ready& rd) {
-  RM_RAFT_CHECK(ready_outstanding_, "advance() without ready()");
+  RM_CHECK(ready_outstanding_, "advance() without ready()");
   ready_outstanding_ = false;
   if (rd.snapshot) {
     log_.stable_snapshot_to(rd.snapshot->meta.index);

@@ -7,7 +7,7 @@
 //
 // Threading: a RaftCore is owned by one thread (the consensus loop); it is not thread-safe.
 // Errors: operations that can be refused return a Status (never throw). Broken invariants
-// (corrupt storage, a conflict with a committed entry) abort via RM_RAFT_CHECK.
+// (corrupt storage, a conflict with a committed entry) abort via RM_CHECK.
 //
 // Membership changes are single-server (thesis §4.1), one at a time, and take effect when
 // the conf_change entry COMMITS (like etcd), on every node, inside the core. See README.md.

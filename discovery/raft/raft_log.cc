@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <utility>
 
-#include "discovery/raft/check.h"
+#include "base/check.h"
 
 namespace routemesh::discovery::raft {
 
@@ -13,12 +13,12 @@ RaftLog::RaftLog(std::optional<Snapshot> snapshot, std::vector<Entry> entries, I
     snapshot_ = std::move(*snapshot);
   }
   for (std::size_t k = 0; k < entries_.size(); ++k) {
-    RM_RAFT_CHECK(entries_[k].index == snapshot_.meta.index + 1 + k,
+    RM_CHECK(entries_[k].index == snapshot_.meta.index + 1 + k,
                   "stored entries must be contiguous after the snapshot");
   }
   unstable_from_ = last_index() + 1;
   // A persisted commit beyond the persisted log means storage lost entries it acknowledged.
-  RM_RAFT_CHECK(commit <= last_index(), "persisted commit index beyond the persisted log");
+  RM_CHECK(commit <= last_index(), "persisted commit index beyond the persisted log");
   committed_ = std::max(commit, snapshot_.meta.index);
   applied_ = snapshot_.meta.index;
 }
@@ -43,7 +43,7 @@ bool RaftLog::match_term(Index i, Term t) const {
 }
 
 const Entry& RaftLog::at(Index i) const {
-  RM_RAFT_CHECK(i >= first_index() && i <= last_index(), "log index out of range");
+  RM_CHECK(i >= first_index() && i <= last_index(), "log index out of range");
   return entries_[i - first_index()];
 }
 
@@ -73,7 +73,7 @@ std::optional<Index> RaftLog::maybe_append(Index prev_index, Term prev_term, Ind
   }
   if (k < entries.size()) {
     Index conflict = entries[k].index;
-    RM_RAFT_CHECK(conflict > committed_, "AppendEntries conflicts with a committed entry");
+    RM_CHECK(conflict > committed_, "AppendEntries conflicts with a committed entry");
     if (conflict <= last_index()) {
       entries_.resize(conflict - first_index());
     }
@@ -88,7 +88,7 @@ std::optional<Index> RaftLog::maybe_append(Index prev_index, Term prev_term, Ind
 
 Index RaftLog::append(const std::vector<Entry>& entries) {
   for (const Entry& e : entries) {
-    RM_RAFT_CHECK(e.index == last_index() + 1, "leader append must continue the log");
+    RM_CHECK(e.index == last_index() + 1, "leader append must continue the log");
     entries_.push_back(e);
   }
   return last_index();
@@ -107,7 +107,7 @@ Index RaftLog::find_conflict_by_term(Index i, Term t) const {
 }
 
 std::vector<Entry> RaftLog::slice(Index lo, Index hi, std::size_t max_count) const {
-  RM_RAFT_CHECK(lo >= first_index(), "slice of compacted entries");
+  RM_CHECK(lo >= first_index(), "slice of compacted entries");
   hi = std::min(hi, last_index() + 1);
   std::vector<Entry> out;
   for (Index i = lo; i < hi && out.size() < max_count; ++i) {
@@ -118,7 +118,7 @@ std::vector<Entry> RaftLog::slice(Index lo, Index hi, std::size_t max_count) con
 
 void RaftLog::commit_to(Index i) {
   if (i > committed_) {
-    RM_RAFT_CHECK(i <= last_index(), "commit beyond the last log index");
+    RM_CHECK(i <= last_index(), "commit beyond the last log index");
     committed_ = i;
   }
 }
@@ -163,7 +163,7 @@ void RaftLog::stable_snapshot_to(Index snap_index) {
 
 void RaftLog::applied_to(Index i) {
   if (i > applied_) {
-    RM_RAFT_CHECK(i <= committed_, "applied beyond commit");
+    RM_CHECK(i <= committed_, "applied beyond commit");
     applied_ = i;
   }
 }
@@ -179,9 +179,9 @@ void RaftLog::restore(Snapshot snapshot) {
 
 void RaftLog::compact(Snapshot snapshot) {
   Index idx = snapshot.meta.index;
-  RM_RAFT_CHECK(idx > snapshot_.meta.index && idx <= applied_ && idx < unstable_from_,
+  RM_CHECK(idx > snapshot_.meta.index && idx <= applied_ && idx < unstable_from_,
                 "compaction point must be applied and persisted");
-  RM_RAFT_CHECK(match_term(idx, snapshot.meta.term), "snapshot term disagrees with the log");
+  RM_CHECK(match_term(idx, snapshot.meta.term), "snapshot term disagrees with the log");
   entries_.erase(entries_.begin(),
                  entries_.begin() + static_cast<std::ptrdiff_t>(idx - snapshot_.meta.index));
   snapshot_ = std::move(snapshot);

@@ -1,5 +1,5 @@
 #pragma once
-// Transport: how RaftNode exchanges raft::Message with the other managers (STYLE.md §3 seam).
+// Transport: how RaftNode exchanges raft::Message with the other managers (docs/style.md, "Seams" seam).
 // The TCP implementation listens on this node's peer address and keeps one outbound
 // connection per peer:
 //   frame   = [u32 length, little-endian][payload], payload <= kMaxFrame (64 MiB: snapshots)

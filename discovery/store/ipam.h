@@ -4,7 +4,7 @@
 // service VIPs), so an address is free exactly when no object holds it and deleting the
 // object releases it. Same state in, same address out on every replica.
 
-#include "discovery/types.h"
+#include "discovery/model/types.h"
 
 #include <cstdint>
 #include <optional>

@@ -1,7 +1,7 @@
 #pragma once
 // Plugs StoreStateMachine into a RaftNode. raft::StateMachine lives in the Asio driver header
 // (raft_node.h), so this adapter is header-only and included only by drivers (the Store);
-// rm_store_core itself stays free of Asio (STYLE.md §2).
+// rm_store_core itself stays free of Asio (docs/style.md, "Pure cores").
 
 #include "discovery/raft/raft_node.h"
 #include "discovery/store/store_state_machine.h"

@@ -13,7 +13,7 @@
 //   state
 //   {"revision","cluster_id","subnet_pool","nodes":[..],"networks":[..],"services":[..],"tasks":[..]}
 
-#include "discovery/types.h"
+#include "discovery/model/types.h"
 
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>

@@ -1,7 +1,7 @@
 #include "discovery/store/state_machine.h"
 
 #include "config/config.h"
-#include "discovery/state.h"
+#include "discovery/model/state.h"
 #include "discovery/store/commands.h"
 #include "discovery/store/ipam.h"
 #include "discovery/store/state_json.h"

@@ -47,7 +47,7 @@ bool StoreStateMachine::try_restore(std::string_view data) {
 
 void StoreStateMachine::restore(std::string_view data) {
   if (!try_restore(data)) {
-    // STYLE.md §6: a broken invariant stops the node (RM_CHECK semantics).
+    // docs/style.md, "Errors": a broken invariant stops the node (RM_CHECK semantics).
     std::fprintf(stderr, "store: snapshot image is not a valid ClusterState (%zu bytes)\n",
                  data.size());
     std::abort();

@@ -2,7 +2,7 @@
 // Value types of the store's state machine: commands, results, watch deltas. Values only
 // (HAProxy "-t.h" idea); behaviour is in commands.h, state_machine.h, state_json.h.
 
-#include "discovery/types.h"
+#include "discovery/model/types.h"
 
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>

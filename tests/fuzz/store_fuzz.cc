@@ -14,7 +14,7 @@
 //   - the final state's snapshot decodes and re-encodes to the same bytes;
 //   - compile_route_table accepts every state apply let through.
 
-#include "discovery/api/request.h"
+#include "discovery/manager/request.h"
 #include "discovery/store/commands.h"
 #include "discovery/store/state_json.h"
 #include "discovery/store/state_machine.h"

@@ -1,4 +1,4 @@
-"""Multi-node cluster harness (issue 3), built on harness.py. Standard library only.
+"""Multi-node cluster harness, built on harness.py. Standard library only.
 
 A Cluster is a set of ClusterNode processes (`routemesh node`), each with its own loopback
 address (127.0.0.X: every node binds the same fixed ports), config file and data_dir under

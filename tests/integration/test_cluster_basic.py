@@ -1,4 +1,4 @@
-"""Issue 3: a cluster of 3 managers + 2 workers as real processes on 127.0.0.11-15.
+"""a cluster of 3 managers + 2 workers as real processes on 127.0.0.11-15.
 Objects are created through the CLI on a follower (writes are forwarded to the leader) and
 every node, manager or worker, routes them. CLI tables, --json, CLI and API errors."""
 import subprocess

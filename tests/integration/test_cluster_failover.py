@@ -1,4 +1,4 @@
-"""Issue 3: kill -9 the leader of 3 managers (127.0.0.31-33) under a steady stream of writes.
+"""kill -9 the leader of 3 managers (127.0.0.31-33) under a steady stream of writes.
 A new leader within seconds; no acknowledged write lost; the history of every register
 (a service's label) is linearizable; the killed node restarts from its data_dir and catches up."""
 import os

@@ -1,4 +1,4 @@
-"""Issue 3: a partitioned node cannot commit and converges after healing.
+"""a partitioned node cannot commit and converges after healing.
 
 Three managers, each in its own network namespace on a private bridge (created and removed
 by the test; skipped when namespaces cannot be created). A partition is a pair of `prohibit`

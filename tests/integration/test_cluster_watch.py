@@ -1,4 +1,4 @@
-"""Issue 3: a worker's watch survives the death of its manager.
+"""a worker's watch survives the death of its manager.
 3 managers (127.0.0.41-43) and a worker (127.0.0.44) that joins via the second manager.
 The manager the worker's watch stream is connected to (seen in /proc) is killed with SIGKILL,
 twice; a service created afterwards reaches the worker's routing, what it had before is still

@@ -1,0 +1,81 @@
+#pragma once
+// A minimal HTTP/1.1 client (Beast) for node-to-node calls on the control thread: forwarding
+// writes to the leader, joining a cluster, and the workers' watch stream. http_call and
+// http_stream use one connection per call ("Connection: close"); KeepAliveClient keeps
+// connections open for the one caller that makes many calls to one address (a follower
+// forwarding writes to the leader).
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/system/error_code.hpp>
+#include <boost/system/result.hpp>
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace routemesh::base {
+
+struct ClientRequest {
+  std::string method = "GET";
+  std::string target = "/";
+  std::string body;                            // sent as application/json when not empty
+  std::map<std::string, std::string> headers;  // extra fields
+};
+
+struct ClientResponse {
+  unsigned status = 0;
+  std::string content_type;
+  std::string body;
+};
+
+// Sends `request` to "IP:PORT" and reads the whole response. The deadline covers connect,
+// write and read. Errors (connect refused, timeout, malformed response) are values.
+boost::asio::awaitable<boost::system::result<ClientResponse>> http_call(
+    boost::asio::any_io_executor executor, std::string address, ClientRequest request,
+    std::chrono::milliseconds timeout);
+
+// Calls over kept-alive connections, at most kMaxIdle idle per address, each reused for at
+// most kMaxIdleAge. A reused connection that the server closed before answering (EOF before
+// any response byte, or a failed write: the server dropped an idle connection and never saw
+// the request) is replaced by a fresh one and the request sent once more; any other failure
+// is returned as http_call returns it. Single-threaded: use it on one executor only.
+class KeepAliveClient {
+ public:
+  static constexpr std::size_t kMaxIdle = 8;
+  static constexpr std::chrono::seconds kMaxIdleAge{10};
+
+  explicit KeepAliveClient(boost::asio::any_io_executor executor);
+
+  boost::asio::awaitable<boost::system::result<ClientResponse>> call(
+      std::string address, ClientRequest request, std::chrono::milliseconds timeout);
+
+  // Connections opened so far (for tests and metrics).
+  std::uint64_t connects() const { return connects_; }
+
+ private:
+  struct Idle {
+    boost::beast::tcp_stream stream;
+    std::chrono::steady_clock::time_point since;
+  };
+
+  boost::asio::any_io_executor executor_;
+  std::map<std::string, std::vector<Idle>> idle_;
+  std::uint64_t connects_ = 0;
+};
+
+// Streams a response body: connects, sends a GET for `target` and calls `on_data` with each
+// piece of the body as it arrives (any split). Returns when the server ends the body, a read
+// takes longer than `idle_timeout`, `on_data` returns false (then: operation_aborted), or on a
+// non-200 status (then: errc::protocol_error, with the response body passed to `on_error_body`).
+// Connect and the response head must arrive within `connect_timeout`.
+boost::asio::awaitable<boost::system::error_code> http_stream(
+    boost::asio::any_io_executor executor, std::string address, std::string target,
+    std::chrono::milliseconds connect_timeout, std::chrono::milliseconds idle_timeout,
+    std::function<bool(std::string_view)> on_data,
+    std::function<void(unsigned, std::string)> on_error_body);
+
+}  // namespace routemesh::base

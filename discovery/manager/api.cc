@@ -1,0 +1,855 @@
+#include "discovery/manager/api.h"
+
+#include "base/http_client.h"
+#include "discovery/manager/request.h"
+#include "discovery/raft/identity.h"
+#include "discovery/store/commands.h"
+#include "discovery/store/state_json.h"
+#include "discovery/store/state_machine.h"
+
+#include <spdlog/spdlog.h>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json/serialize.hpp>
+
+#include <exception>
+#include <random>
+#include <utility>
+
+namespace routemesh::discovery::manager {
+namespace {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+using admin::Request;
+using admin::Response;
+using raft::node_errc;
+
+constexpr const char* kForwardedHeader = "x-routemesh-forwarded";
+
+Response json_response(unsigned status, const json::value& value) {
+  std::string body = json::serialize(value);
+  body += '\n';
+  return Response{status, "application/json", std::move(body)};
+}
+
+Response error_response(const ApiError& error) {
+  return Response{error.status, "application/json", error_body(error)};
+}
+
+Response unavailable(std::string message) {
+  return error_response(ApiError{503, "unavailable", std::move(message), ""});
+}
+
+Response not_allowed(const Request& req, const char* allow) {
+  Response r = error_response(
+      ApiError{405, "method_not_allowed",
+               req.method + " not allowed on " + req.path + " (allowed: " + allow + ")", ""});
+  return r;
+}
+
+Response not_found(const std::string& what) {
+  return error_response(ApiError{404, "not_found", what, ""});
+}
+
+// Why Raft did not apply a write, as the API reports it (503: the client may retry).
+Response raft_failure(const raft::NodeError& e) {
+  switch (e.code) {
+    case node_errc::timeout:
+      return unavailable("the write was not committed within 5 s (no quorum?); it may still apply");
+    case node_errc::not_leader:
+      return unavailable("leadership changed during the write; retry");
+    case node_errc::busy:
+      return unavailable("a membership change or leadership transfer is in progress; retry");
+    case node_errc::stopped:
+      return unavailable("this node is shutting down");
+    case node_errc::invalid_argument:
+      return error_response(ApiError{409, "conflict", e.message(), ""});
+  }
+  return unavailable(e.message());
+}
+
+std::optional<raft::NodeId> raft_id(const std::string& node_id) {
+  return raft::parse_node_id(node_id);
+}
+
+class ApiImpl final : public Api {
+ public:
+  ApiImpl(asio::any_io_executor executor, store::Store& store, ApiOptions options)
+      : executor_(std::move(executor)),
+        store_(store),
+        options_(options),
+        rng_(std::random_device{}()),
+        reconcile_timer_(executor_),
+        forward_client_(executor_) {}
+
+  ~ApiImpl() override { stop(); }
+
+  void register_handlers(admin::AdminServer& server) override {
+    server.handle_async("/v1/cluster", [this](Request r) { return cluster(std::move(r)); });
+    server.handle_async("/v1/services", [this](Request r) { return services(std::move(r)); });
+    server.handle_prefix("/v1/services/", [this](Request r) { return service(std::move(r)); });
+    server.handle_async("/v1/networks", [this](Request r) { return networks(std::move(r)); });
+    server.handle_prefix("/v1/networks/", [this](Request r) { return network(std::move(r)); });
+    server.handle_async("/v1/tasks", [this](Request r) { return tasks(std::move(r)); });
+    server.handle_prefix("/v1/tasks/", [this](Request r) { return task(std::move(r)); });
+    server.handle_async("/v1/nodes", [this](Request r) { return nodes(std::move(r)); });
+    server.handle_async("/v1/nodes/join", [this](Request r) { return join(std::move(r)); });
+    server.handle_prefix("/v1/nodes/", [this](Request r) { return node(std::move(r)); });
+    server.handle_stream(
+        "/v1/watch", [this](Request r, admin::ChunkWriter& w) { return watch(std::move(r), w); });
+  }
+
+  void start() override {
+    stopped_ = false;
+    asio::co_spawn(executor_, reconcile_loop(), [](std::exception_ptr e) {
+      if (!e) {
+        return;
+      }
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& ex) {
+        spdlog::error("api: membership reconciler failed: {}", ex.what());
+      }
+    });
+  }
+
+  void stop() override {
+    stopped_ = true;
+    reconcile_timer_.cancel();
+  }
+
+ private:
+  const ClusterState& state() const { return store_.state(); }
+
+  // ---- leader routing -------------------------------------------------------------------------
+
+  // Sends the request to the leader's admin address (over a kept-alive connection) and relays
+  // its answer.
+  asio::awaitable<Response> forward(Request req) {
+    if (req.headers.count(kForwardedHeader) != 0) {
+      co_return unavailable("this node is not the leader (request was already forwarded)");
+    }
+    const auto status = store_.raft().status();
+    if (status.leader == raft::kNoNode) {
+      co_return unavailable("no leader elected (no quorum?)");
+    }
+    auto it = state().nodes.find(raft::format_node_id(status.leader));
+    if (it == state().nodes.end() || it->second.address.empty()) {
+      co_return unavailable("the leader's admin address is not known here yet");
+    }
+    const std::string address = it->second.address;
+    base::ClientRequest out;
+    out.method = req.method;
+    out.target = req.target;
+    out.body = std::move(req.body);
+    out.headers[kForwardedHeader] = "1";
+    auto res = co_await forward_client_.call(address, std::move(out), options_.forward_timeout);
+    if (!res) {
+      co_return unavailable("leader " + it->second.name + " at " + address +
+                            " did not answer: " + res.error().message());
+    }
+    co_return Response{res->status,
+                       res->content_type.empty() ? "application/json" : res->content_type,
+                       std::move(res->body)};
+  }
+
+  // Proposes a command on the leader and renders the reply: {"revision", key: object}.
+  // Rule for every co_await in this directory: no temporary with a non-trivial destructor in
+  // the co_await's full-expression (build named locals and move them in) — GCC 12 destroys
+  // such temporaries twice (double frees seen with a converted Command, a capturing lambda and
+  // an ApiError inside an argument).
+  asio::awaitable<Response> commit(store::Command command, unsigned ok_status, const char* key) {
+    auto result = co_await store_.propose(std::move(command));
+    if (!result) {
+      co_return raft_failure(result.error());
+    }
+    if (!result->ok) {
+      co_return error_response(from_store_error(result->error));
+    }
+    co_return json_response(ok_status,
+                            json::object{{"revision", result->revision}, {key, result->object}});
+  }
+
+  // A read: local state, or after read_index (on the leader) with ?consistent=1.
+  template <class Render>
+  asio::awaitable<Response> read(Request req, Render render) {
+    if (consistent_param(req.query)) {
+      if (!store_.is_leader()) {
+        co_return co_await forward(std::move(req));
+      }
+      auto index = co_await store_.raft().read_index();
+      if (!index) {
+        co_return raft_failure(index.error());
+      }
+    }
+    co_return render();
+  }
+
+  // GET of a collection: {"revision", key: [to_json(x) for each x in map that keep(x)]}.
+  template <class Map, class Keep, class ToJson>
+  Response list_response(const Map& map, const char* key, Keep keep, ToJson to_json) const {
+    json::array list;
+    for (const auto& [name, x] : map) {
+      if (keep(x)) {
+        list.push_back(to_json(x));
+      }
+    }
+    return json_response(200, json::object{{"revision", state().revision}, {key, std::move(list)}});
+  }
+
+  template <class Map>
+  Response list_response(const Map& map, const char* key) const {
+    return list_response(
+        map, key, [](const auto&) { return true; },
+        [](const auto& x) { return store::to_json(x); });
+  }
+
+  // GET of one object: {"revision", kind: to_json(map[name])}, or 404 naming `field`.
+  template <class Map, class ToJson>
+  Response get_response(const Map& map, const std::string& name, const char* kind,
+                        const char* field, ToJson to_json) const {
+    auto it = map.find(name);
+    if (it == map.end()) {
+      return error_response(
+          ApiError{404, "not_found", fmt::format("no {} \"{}\"", kind, name), field});
+    }
+    return json_response(200,
+                         json::object{{"revision", state().revision}, {kind, to_json(it->second)}});
+  }
+
+  template <class Map>
+  Response get_response(const Map& map, const std::string& name, const char* kind,
+                        const char* field) const {
+    return get_response(map, name, kind, field, [](const auto& x) { return store::to_json(x); });
+  }
+
+  // A write whose body (or query) was parsed: a 400 for a parse error, else make(value) is
+  // committed. The caller has already forwarded non-leader requests.
+  template <class T, class Make>
+  asio::awaitable<Response> commit_parsed(Parsed<T> parsed, Make make, unsigned ok_status,
+                                          const char* key) {
+    if (auto* e = std::get_if<ApiError>(&parsed)) {
+      co_return error_response(*e);
+    }
+    store::Command command = make(std::get<T>(parsed));
+    co_return co_await commit(std::move(command), ok_status, key);
+  }
+
+  // ---- /v1/cluster ----------------------------------------------------------------------------
+
+  json::object cluster_json() const {
+    const auto status = store_.raft().status();
+    const ClusterState& s = state();
+    json::object o;
+    o["id"] = s.cluster_id;
+    if (status.leader != raft::kNoNode) {
+      const std::string id = raft::format_node_id(status.leader);
+      auto it = s.nodes.find(id);
+      o["leader"] = json::object{{"id", id}, {"name", it == s.nodes.end() ? "" : it->second.name}};
+    } else {
+      o["leader"] = nullptr;
+    }
+    o["term"] = status.term;
+    o["commit"] = status.commit;
+    o["applied"] = status.applied;
+    o["revision"] = s.revision;
+    std::map<std::string, json::object> members;
+    for (const auto& [id, n] : s.nodes) {
+      members[id] = json::object{{"id", id},
+                                 {"name", n.name},
+                                 {"role", store::to_string(n.role)},
+                                 {"voter", false},
+                                 {"api", n.address},
+                                 {"peer", n.peer},
+                                 {"status", store::to_string(n.status)}};
+    }
+    for (const auto& m : status.members) {
+      const std::string id = raft::format_node_id(m.id);
+      auto& entry = members[id];
+      if (entry.empty()) {
+        entry = json::object{{"id", id},  {"name", ""},     {"role", "manager"},  {"voter", false},
+                             {"api", ""}, {"peer", m.peer}, {"status", "unknown"}};
+      }
+      entry["voter"] = m.voter;
+    }
+    json::array list;
+    for (auto& [id, m] : members) {
+      list.push_back(std::move(m));
+    }
+    o["members"] = std::move(list);
+    return o;
+  }
+
+  asio::awaitable<Response> cluster(Request req) {
+    if (req.method != "GET") {
+      co_return not_allowed(req, "GET");
+    }
+    auto render = [this] { return json_response(200, cluster_json()); };
+    co_return co_await read(std::move(req), std::move(render));
+  }
+
+  // ---- services -------------------------------------------------------------------------------
+
+  asio::awaitable<Response> services(Request req) {
+    if (req.method == "GET") {
+      auto render = [this] { return list_response(state().services, "services"); };
+      co_return co_await read(std::move(req), std::move(render));
+    }
+    if (req.method != "POST") {
+      co_return not_allowed(req, "GET, POST");
+    }
+    if (!store_.is_leader()) {
+      co_return co_await forward(std::move(req));
+    }
+    auto spec = parse_service_spec(req.body, std::nullopt);
+    auto make = [](ServiceSpec& s) { return store::ServiceCreate{std::move(s.service)}; };
+    co_return co_await commit_parsed(std::move(spec), std::move(make), 201, "service");
+  }
+
+  asio::awaitable<Response> service(Request req) {
+    auto segments = path_segments(req.path, "/v1/services/");
+    if (segments.size() != 1) {
+      co_return not_found("no such path " + req.path);
+    }
+    const std::string name = segments[0];
+    if (req.method == "GET") {
+      auto render = [this, name] {
+        return get_response(state().services, name, "service", "name");
+      };
+      co_return co_await read(std::move(req), std::move(render));
+    }
+    if (req.method != "PUT" && req.method != "DELETE") {
+      co_return not_allowed(req, "GET, PUT, DELETE");
+    }
+    if (!store_.is_leader()) {
+      co_return co_await forward(std::move(req));
+    }
+    if (req.method == "PUT") {
+      auto spec = parse_service_spec(req.body, name);
+      auto make = [](ServiceSpec& s) {
+        return store::ServiceUpdate{std::move(s.service), s.version};
+      };
+      co_return co_await commit_parsed(std::move(spec), std::move(make), 200, "service");
+    }
+    auto version = version_param(req.query);
+    auto make = [name](std::optional<std::uint64_t> v) { return store::ServiceDelete{name, v}; };
+    co_return co_await commit_parsed(std::move(version), std::move(make), 200, "service");
+  }
+
+  // ---- networks -------------------------------------------------------------------------------
+
+  asio::awaitable<Response> networks(Request req) {
+    if (req.method == "GET") {
+      auto render = [this] { return list_response(state().networks, "networks"); };
+      co_return co_await read(std::move(req), std::move(render));
+    }
+    if (req.method != "POST") {
+      co_return not_allowed(req, "GET, POST");
+    }
+    if (!store_.is_leader()) {
+      co_return co_await forward(std::move(req));
+    }
+    auto spec = parse_network_spec(req.body);
+    auto make = [](Network& n) { return store::NetworkCreate{std::move(n)}; };
+    co_return co_await commit_parsed(std::move(spec), std::move(make), 201, "network");
+  }
+
+  asio::awaitable<Response> network(Request req) {
+    auto segments = path_segments(req.path, "/v1/networks/");
+    if (segments.size() != 1) {
+      co_return not_found("no such path " + req.path);
+    }
+    const std::string name = segments[0];
+    if (req.method == "GET") {
+      auto render = [this, name] {
+        return get_response(state().networks, name, "network", "name");
+      };
+      co_return co_await read(std::move(req), std::move(render));
+    }
+    if (req.method != "DELETE") {
+      co_return not_allowed(req, "GET, DELETE");
+    }
+    if (!store_.is_leader()) {
+      co_return co_await forward(std::move(req));
+    }
+    auto version = version_param(req.query);
+    auto make = [name](std::optional<std::uint64_t> v) { return store::NetworkDelete{name, v}; };
+    co_return co_await commit_parsed(std::move(version), std::move(make), 200, "network");
+  }
+
+  // ---- tasks ----------------------------------------------------------------------------------
+
+  asio::awaitable<Response> tasks(Request req) {
+    if (req.method == "GET") {
+      std::string service_filter;
+      if (auto it = req.query.find("service"); it != req.query.end()) {
+        service_filter = it->second;
+      }
+      auto render = [this, service_filter] {
+        return list_response(
+            state().tasks, "tasks",
+            [&](const Task& t) { return service_filter.empty() || t.service == service_filter; },
+            [](const Task& t) { return store::to_json(t); });
+      };
+      co_return co_await read(std::move(req), std::move(render));
+    }
+    if (req.method != "POST") {
+      co_return not_allowed(req, "GET, POST");
+    }
+    if (!store_.is_leader()) {
+      co_return co_await forward(std::move(req));
+    }
+    auto spec = parse_task_spec(req.body, hex_id(rng_()));
+    auto make = [](Task& t) { return store::TaskAdd{std::move(t)}; };
+    co_return co_await commit_parsed(std::move(spec), std::move(make), 201, "task");
+  }
+
+  asio::awaitable<Response> task(Request req) {
+    auto segments = path_segments(req.path, "/v1/tasks/");
+    if (segments.size() != 1) {
+      co_return not_found("no such path " + req.path);
+    }
+    const std::string id = segments[0];
+    if (req.method == "GET") {
+      auto render = [this, id] { return get_response(state().tasks, id, "task", "id"); };
+      co_return co_await read(std::move(req), std::move(render));
+    }
+    if (req.method != "PUT" && req.method != "DELETE") {
+      co_return not_allowed(req, "GET, PUT, DELETE");
+    }
+    if (!store_.is_leader()) {
+      co_return co_await forward(std::move(req));
+    }
+    if (req.method == "PUT") {
+      auto update = parse_task_update(req.body, id);
+      auto make = [](store::TaskUpdate& u) { return u; };
+      co_return co_await commit_parsed(std::move(update), std::move(make), 200, "task");
+    }
+    auto version = version_param(req.query);
+    auto make = [id](std::optional<std::uint64_t> v) { return store::TaskRemove{id, v}; };
+    co_return co_await commit_parsed(std::move(version), std::move(make), 200, "task");
+  }
+
+  // ---- nodes ----------------------------------------------------------------------------------
+
+  json::object node_json(const Node& n, const raft::NodeStatus& status) const {
+    json::object o = store::to_json(n);
+    o["api"] = n.address;
+    bool voter = false;
+    bool learner = false;
+    if (auto id = raft_id(n.id)) {
+      for (const auto& m : status.members) {
+        if (m.id == *id) {
+          voter = m.voter;
+          learner = !m.voter;
+        }
+      }
+      o["leader"] = status.leader == *id;
+    } else {
+      o["leader"] = false;
+    }
+    o["voter"] = voter;
+    o["learner"] = learner;
+    return o;
+  }
+
+  asio::awaitable<Response> nodes(Request req) {
+    if (req.method != "GET") {
+      co_return not_allowed(req, "GET");
+    }
+    auto render = [this] {
+      const auto status = store_.raft().status();
+      return list_response(
+          state().nodes, "nodes", [](const Node&) { return true; },
+          [&](const Node& n) { return node_json(n, status); });
+    };
+    co_return co_await read(std::move(req), std::move(render));
+  }
+
+  // The voters other than `except`, for leadership transfer.
+  std::optional<raft::NodeId> other_voter(raft::NodeId except) const {
+    for (const auto& m : store_.raft().status().members) {
+      if (m.voter && m.id != except) {
+        return m.id;
+      }
+    }
+    return std::nullopt;
+  }
+
+  std::size_t voter_count() const {
+    std::size_t n = 0;
+    for (const auto& m : store_.raft().status().members) {
+      n += m.voter ? 1 : 0;
+    }
+    return n;
+  }
+
+  const raft::Member* member(raft::NodeId id, const raft::NodeStatus& status) const {
+    for (const auto& m : status.members) {
+      if (m.id == id) {
+        return &m;
+      }
+    }
+    return nullptr;
+  }
+
+  // Removing or demoting the leader itself: hand leadership to another voter first, then let
+  // the new leader do it (thesis §3.10: transfer, so the cluster does not wait an election).
+  asio::awaitable<std::optional<Response>> step_aside_if_target(raft::NodeId target, Request& req) {
+    if (target != store_.raft().status().id) {
+      co_return std::nullopt;
+    }
+    auto other = other_voter(target);
+    if (!other) {
+      co_return error_response(
+          ApiError{409, "conflict", "this node is the only voter; the cluster needs it", "id"});
+    }
+    auto r = co_await store_.raft().transfer_leadership(*other);
+    if (!r) {
+      co_return raft_failure(r.error());
+    }
+    co_return co_await forward(std::move(req));
+  }
+
+  asio::awaitable<Response> node(Request req) {
+    auto segments = path_segments(req.path, "/v1/nodes/");
+    if (segments.empty() || segments.size() > 2) {
+      co_return not_found("no such path " + req.path);
+    }
+    const std::string id = segments[0];
+    if (segments.size() == 1 && req.method == "GET") {
+      auto render = [this, id] {
+        const auto status = store_.raft().status();
+        return get_response(state().nodes, id, "node", "id",
+                            [&](const Node& n) { return node_json(n, status); });
+      };
+      co_return co_await read(std::move(req), std::move(render));
+    }
+    const std::string action = segments.size() == 2 ? segments[1] : "";
+    if (segments.size() == 1 && req.method != "DELETE") {
+      co_return not_allowed(req, "GET, DELETE");
+    }
+    if (segments.size() == 2 && action != "promote" && action != "demote") {
+      co_return not_found("no such path " + req.path);
+    }
+    if (segments.size() == 2 && req.method != "POST") {
+      co_return not_allowed(req, "POST");
+    }
+    if (!store_.is_leader()) {
+      co_return co_await forward(std::move(req));
+    }
+    auto rid = raft_id(id);
+    if (!rid) {
+      co_return error_response(ApiError{400, "invalid", "node ids are 16 hex digits", "id"});
+    }
+    if (action.empty()) {
+      co_return co_await remove_node(std::move(req), id, *rid);
+    }
+    co_return co_await change_role(std::move(req), id, *rid, action == "promote");
+  }
+
+  asio::awaitable<Response> remove_node(Request req, std::string id, raft::NodeId rid) {
+    const auto status = store_.raft().status();
+    const raft::Member* m = member(rid, status);
+    if (m != nullptr && m->voter && voter_count() <= 1) {
+      co_return error_response(ApiError{
+          409, "conflict", "node " + id + " is the only voter; the cluster needs it", "id"});
+    }
+    if (m != nullptr) {
+      if (auto answer = co_await step_aside_if_target(rid, req)) {
+        co_return std::move(*answer);
+      }
+    }
+    const bool known = state().nodes.count(id) != 0;
+    if (!known && m == nullptr) {
+      co_return error_response(ApiError{404, "not_found", "no node \"" + id + "\"", "id"});
+    }
+    // The state first: node.remove is refused while tasks run there, and then Raft is untouched.
+    Response reply;
+    if (known) {
+      store::Command command = store::NodeRemove{id, std::nullopt};
+      reply = co_await commit(std::move(command), 200, "node");
+      if (reply.status != 200) {
+        co_return reply;
+      }
+    } else {
+      reply = json_response(
+          200, json::object{{"revision", state().revision}, {"node", json::object{{"id", id}}}});
+    }
+    if (m != nullptr) {
+      auto r = co_await store_.raft().remove_member(rid);
+      if (!r) {
+        spdlog::warn("api: node {} removed from the state but not from Raft: {}", id,
+                     r.error().message());
+        co_return raft_failure(r.error());
+      }
+      spdlog::info("api: node {} removed from Raft", id);
+    }
+    co_return reply;
+  }
+
+  // promote: role manager in the state, then a voter (waits for the catch-up here; the
+  // reconciler finishes it if that times out). demote: role worker in the state, then out of
+  // the voters and back as a learner: the node keeps a full replica and its API (reads,
+  // forwarded writes) but no longer votes.
+  asio::awaitable<Response> change_role(Request req, std::string id, raft::NodeId rid,
+                                        bool promote) {
+    auto it = state().nodes.find(id);
+    if (it == state().nodes.end()) {
+      co_return error_response(ApiError{404, "not_found", "no node \"" + id + "\"", "id"});
+    }
+    if (!promote) {
+      const raft::Member* m = member(rid, store_.raft().status());
+      if (m != nullptr && m->voter) {
+        if (voter_count() <= 1) {
+          co_return error_response(ApiError{
+              409, "conflict", "node " + id + " is the only voter; the cluster needs it", "id"});
+        }
+        if (auto answer = co_await step_aside_if_target(rid, req)) {
+          co_return std::move(*answer);
+        }
+      }
+    }
+    store::NodeUpdate update;
+    update.id = id;
+    update.role = promote ? NodeRole::manager : NodeRole::worker;
+    store::Command command = update;
+    Response reply = co_await commit(std::move(command), 200, "node");
+    if (reply.status != 200) {
+      co_return reply;
+    }
+    co_await reconcile_once();
+    co_return reply;
+  }
+
+  // ---- join -----------------------------------------------------------------------------------
+
+  json::array managers_json() const {
+    json::array list;
+    for (const auto& [id, n] : state().nodes) {
+      if (n.role == NodeRole::manager) {
+        list.push_back(
+            json::object{{"id", id}, {"name", n.name}, {"api", n.address}, {"peer", n.peer}});
+      }
+    }
+    return list;
+  }
+
+  Response join_reply(const std::string& node_id) const {
+    return json_response(200, json::object{{"cluster_id", state().cluster_id},
+                                           {"node_id", node_id},
+                                           {"managers", managers_json()}});
+  }
+
+  asio::awaitable<Response> join(Request req) {
+    if (req.method != "POST") {
+      co_return not_allowed(req, "POST");
+    }
+    if (!store_.is_leader()) {
+      co_return co_await forward(std::move(req));
+    }
+    auto parsed = parse_join_request(req.body);
+    if (auto* e = std::get_if<ApiError>(&parsed)) {
+      co_return error_response(*e);
+    }
+    const JoinRequest& j = std::get<JoinRequest>(parsed);
+    // The token is not checked: the cluster has no CA or join tokens yet, so any caller may join.
+    for (const auto& [id, n] : state().nodes) {
+      if (n.name != j.name) {
+        continue;
+      }
+      // The same node asking again (its first answer was lost): same id, idempotent.
+      if (n.role == j.role && n.address == j.api && n.peer == j.peer) {
+        spdlog::info("api: node {} ({}) joined again", j.name, id);
+        co_return join_reply(id);
+      }
+      co_return error_response(ApiError{
+          409, "conflict", "node name \"" + j.name + "\" is already used by node " + id, "name"});
+    }
+    std::string id;
+    do {
+      id = hex_id(rng_());
+    } while (id == "0000000000000000" || state().nodes.count(id) != 0);
+
+    Node n;
+    n.id = id;
+    n.name = j.name;
+    n.role = j.role;
+    n.address = j.api;
+    n.peer = j.peer;
+    n.status = NodeStatus::ready;
+    store::Command command = store::NodeAdd{n};
+    auto result = co_await store_.propose(std::move(command));
+    if (!result) {
+      co_return raft_failure(result.error());
+    }
+    if (!result->ok) {
+      co_return error_response(from_store_error(result->error));
+    }
+    if (j.role == NodeRole::manager) {
+      // Reply once the node is a learner, so it can start and receive the log; the reconciler
+      // promotes it when it caught up (the join does not wait for that).
+      auto r = co_await store_.raft().add_member(*raft_id(id), j.peer, false);
+      if (!r) {
+        spdlog::warn("api: node {} joined the state but is not a learner yet: {}", id,
+                     r.error().message());
+      }
+      kick_reconciler();
+    }
+    spdlog::info("api: node {} joined as {} ({}, api {})", j.name, store::to_string(j.role), id,
+                 j.api);
+    co_return join_reply(id);
+  }
+
+  // ---- membership reconciler ------------------------------------------------------------------
+
+  void kick_reconciler() { reconcile_timer_.cancel(); }
+
+  asio::awaitable<void> reconcile_loop() {
+    while (!stopped_) {
+      reconcile_timer_.expires_after(options_.reconcile_interval);
+      co_await reconcile_timer_.async_wait(asio::as_tuple(asio::use_awaitable));
+      if (stopped_ || store_.stopped()) {
+        co_return;
+      }
+      co_await reconcile_once();
+    }
+  }
+
+  // One membership change towards the state's roles, if this node leads and none is running.
+  asio::awaitable<void> reconcile_once() {
+    if (reconciling_ || !store_.is_leader()) {
+      co_return;
+    }
+    reconciling_ = true;
+    const auto status = store_.raft().status();
+    for (const auto& [id, n] : state().nodes) {
+      auto rid = raft_id(id);
+      if (!rid || n.peer.empty() || *rid == status.id) {
+        continue;
+      }
+      const raft::Member* m = member(*rid, status);
+      const std::string peer = n.peer;
+      const std::string name = n.name;
+      raft::NodeResult<void> r;
+      const char* what = nullptr;
+      if (n.role == NodeRole::manager) {
+        if (m == nullptr) {
+          what = "add as learner";
+          r = co_await store_.raft().add_member(*rid, peer, false);
+        } else if (!m->voter) {
+          what = "promote to voter";
+          r = co_await store_.raft().promote_member(*rid);
+        }
+      } else if (m == nullptr) {
+        what = "add as learner (demoted)";
+        r = co_await store_.raft().add_member(*rid, peer, false);
+      } else if (m->voter) {
+        what = "remove from voters (demoted)";
+        r = co_await store_.raft().remove_member(*rid);
+      }
+      if (what == nullptr) {
+        continue;
+      }
+      if (r) {
+        spdlog::info("api: membership: {} {} ({}): done", what, name, id);
+      } else if (r.error().code != node_errc::timeout) {
+        spdlog::warn("api: membership: {} {} ({}): {}", what, name, id, r.error().message());
+      }
+      break;  // one change at a time; the state may have changed meanwhile
+    }
+    reconciling_ = false;
+  }
+
+  // ---- watch ----------------------------------------------------------------------------------
+
+  asio::awaitable<void> watch(Request req, admin::ChunkWriter& writer) {
+    if (req.method != "GET") {
+      Response refusal = not_allowed(req, "GET");
+      co_await writer.respond(std::move(refusal));
+      co_return;
+    }
+    std::uint64_t from = 0;
+    if (auto it = req.query.find("from"); it != req.query.end()) {
+      auto v = version_param({{"version", it->second}});
+      auto* n = std::get_if<std::optional<std::uint64_t>>(&v);
+      if (n == nullptr || !*n) {
+        Response refusal =
+            error_response(ApiError{400, "invalid", "expected a revision number", "from"});
+        co_await writer.respond(std::move(refusal));
+        co_return;
+      }
+      from = **n;
+    }
+    std::string head_only;
+    bool alive = co_await writer.write(std::move(head_only));
+    if (!alive) {
+      co_return;
+    }
+    bool need_snapshot = from == 0;
+    std::uint64_t sent = from;
+    while (!store_.stopped()) {
+      const ClusterState& s = state();
+      std::string out;
+      if (!need_snapshot && s.revision > sent) {
+        auto deltas = store_.deltas_since(sent);
+        if (!deltas) {
+          need_snapshot = true;
+        } else {
+          for (const auto& d : *deltas) {
+            out += json::serialize(
+                json::object{{"type", "delta"}, {"revision", d.revision}, {"command", d.command}});
+            out += '\n';
+            sent = d.revision;
+          }
+        }
+      }
+      if (need_snapshot) {
+        out = json::serialize(json::object{
+            {"type", "snapshot"}, {"revision", s.revision}, {"state", store::to_json(s)}});
+        out += '\n';
+        sent = s.revision;
+        need_snapshot = false;
+      }
+      if (!out.empty()) {
+        alive = co_await writer.write(std::move(out));
+        if (!alive) {
+          co_return;
+        }
+      }
+      const bool changed =
+          co_await store_.wait_for_change(state().revision, options_.ping_interval);
+      if (store_.stopped()) {
+        co_return;
+      }
+      if (!changed) {
+        std::string ping = "{\"type\":\"ping\"}\n";
+        alive = co_await writer.write(std::move(ping));
+        if (!alive) {
+          co_return;
+        }
+      }
+    }
+  }
+
+  asio::any_io_executor executor_;
+  store::Store& store_;
+  ApiOptions options_;
+  std::mt19937_64 rng_;
+  asio::steady_timer reconcile_timer_;
+  base::KeepAliveClient forward_client_;  // follower -> leader: one connection, not one per write
+  bool reconciling_ = false;
+  bool stopped_ = false;
+};
+
+}  // namespace
+
+std::unique_ptr<Api> make_api(asio::any_io_executor executor, store::Store& store,
+                              ApiOptions options) {
+  return std::make_unique<ApiImpl>(std::move(executor), store, options);
+}
+
+}  // namespace routemesh::discovery::manager

@@ -1,0 +1,62 @@
+#pragma once
+// The REST API of a manager, served by the admin server (discovery/admin/):
+//
+//   GET  /v1/cluster                      cluster id, leader, term, commit, applied, revision,
+//   members GET  /v1/services[?consistent=1]      {"revision","services":[...]} POST /v1/services
+//   spec -> 201 {"revision","service"} GET|PUT|DELETE /v1/services/NAME      PUT: spec (+"version"
+//   CAS); DELETE: ?version=V GET|POST /v1/networks, GET|DELETE /v1/networks/NAME GET
+//   /v1/tasks[?service=S], POST /v1/tasks {service,node,address:"IP:PORT"}, PUT|DELETE /v1/tasks/ID
+//   PUT: {health,version?} GET  /v1/nodes, DELETE /v1/nodes/ID, POST /v1/nodes/ID/promote|demote
+//   POST /v1/nodes/join                   {name,role,api,peer?,token?} ->
+//   {cluster_id,node_id,managers} GET  /v1/watch?from=REV               chunked NDJSON:
+//   snapshot|delta|ping lines
+//
+// Errors: {"error":{"code","message","field"}} with 400/404/405/409/503. Writes reaching a
+// follower are forwarded to the leader's admin address (from state.nodes) with the header
+// X-Routemesh-Forwarded (a forwarded request is never forwarded again: 503 instead). A write
+// answers after it was committed and applied on the leader; 503 when it is not within 5 s.
+// `?consistent=1` on a GET first confirms leadership with read_index (forwarded when not
+// leader). Details and the membership rules are in discovery/api/README.md.
+//
+// Threading: the control thread only (the Store's executor), like the admin server.
+
+#include "admin/admin_server.h"
+#include "discovery/store/store.h"
+
+#include <boost/asio/any_io_executor.hpp>
+
+#include <chrono>
+#include <memory>
+
+namespace routemesh::discovery::manager {
+
+struct ApiOptions {
+  std::chrono::milliseconds forward_timeout{8000};  // a forwarded write waits for commit (5 s)
+  std::chrono::milliseconds ping_interval{5000};    // watch keep-alive
+  std::chrono::milliseconds reconcile_interval{500};
+};
+
+class Api {
+ public:
+  Api(const Api&) = delete;
+  Api& operator=(const Api&) = delete;
+  virtual ~Api() = default;
+
+  // Adds the handlers to `server` (before it starts).
+  virtual void register_handlers(admin::AdminServer& server) = 0;
+  // Starts the membership reconciler: while this node leads, every node the state lists as a
+  // manager (with a peer address) is made a Raft voter — added as a learner, then promoted
+  // once caught up — and every demoted one (role worker with a peer) a learner. Runs until
+  // stop(); membership changes are one at a time (Raft's single-server changes).
+  virtual void start() = 0;
+  virtual void stop() = 0;
+
+ protected:
+  Api() = default;
+};
+
+// `store` must outlive the Api.
+std::unique_ptr<Api> make_api(boost::asio::any_io_executor executor, store::Store& store,
+                              ApiOptions options = {});
+
+}  // namespace routemesh::discovery::manager

@@ -1,0 +1,78 @@
+#pragma once
+// Pure pieces of the REST API (discovery/api/api.h): decoding request bodies into store
+// commands, query parameters, the error JSON and status codes. No I/O, no Asio; unit-tested
+// in tests/unit/api/. Field paths in errors use the store's command paths ("service.ports[0]",
+// "task.address") so a rejection reads the same whether the API or apply() found it.
+
+#include "discovery/store/types.h"
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+
+namespace routemesh::discovery::manager {
+
+// One API error: the HTTP status and {"error":{"code","message","field"}}.
+struct ApiError {
+  unsigned status = 400;
+  std::string code = "invalid";  // invalid|conflict|not_found|version_mismatch|unavailable|...
+  std::string message;
+  std::string field;
+  bool operator==(const ApiError&) const = default;
+};
+
+template <class T>
+using Parsed = std::variant<T, ApiError>;
+
+// 400 invalid, 404 not_found, 409 conflict and version_mismatch.
+unsigned http_status(store::ErrorCode code);
+ApiError from_store_error(const store::Error& error);
+std::string error_body(const ApiError& error);
+
+// The revision of a write: `version` in the body wins over ?version=V. Errors at "version".
+Parsed<std::optional<std::uint64_t>> version_param(const std::map<std::string, std::string>& query);
+// ?consistent=1|true|yes.
+bool consistent_param(const std::map<std::string, std::string>& query);
+
+// POST /v1/services: the service spec {"name","labels","networks","ports","endpoint_mode"}.
+// PUT /v1/services/NAME: the same plus an optional "version" (CAS); the name may be omitted
+// and must match NAME when given. `name_from_path` is NAME for PUT, nullopt for POST.
+struct ServiceSpec {
+  Service service;
+  std::optional<std::uint64_t> version;
+};
+Parsed<ServiceSpec> parse_service_spec(std::string_view body,
+                                       const std::optional<std::string>& name_from_path);
+
+// POST /v1/networks: {"name","subnet"?}.
+Parsed<Network> parse_network_spec(std::string_view body);
+
+// POST /v1/tasks: {"service","node"?,"address":"IP[:PORT]","port"?,"health"?,"id"?}. A port
+// in "address" and in "port" must agree. The id is `generated_id` unless the body names one.
+Parsed<Task> parse_task_spec(std::string_view body, const std::string& generated_id);
+
+// PUT /v1/tasks/ID: {"health","version"?}.
+Parsed<store::TaskUpdate> parse_task_update(std::string_view body, const std::string& id);
+
+// POST /v1/nodes/join: {"name","role":"manager|worker","api":"IP:PORT","peer":"IP:PORT"?,
+// "token"?}. `peer` is required for managers; `token` is accepted and not yet checked (no join tokens exist yet).
+struct JoinRequest {
+  std::string name;
+  NodeRole role = NodeRole::worker;
+  std::string api;
+  std::string peer;
+  std::string token;
+};
+Parsed<JoinRequest> parse_join_request(std::string_view body);
+
+// "/v1/services/web" with prefix "/v1/services/" -> {"web"}; "/v1/nodes/ID/promote" with
+// "/v1/nodes/" -> {"ID", "promote"}. Empty segments are dropped.
+std::vector<std::string> path_segments(std::string_view path, std::string_view prefix);
+
+// A new random-looking id from 64 random bits: 16 lower-case hex digits.
+std::string hex_id(std::uint64_t bits);
+
+}  // namespace routemesh::discovery::manager

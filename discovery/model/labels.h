@@ -1,0 +1,58 @@
+#pragma once
+// Service labels -> how a service is exposed (docs/architecture.md, "Labels"). The one validator shared
+// by the config file path and the store's state machine. Pure.
+
+#include "discovery/model/types.h"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace routemesh::discovery {
+
+enum class LbPolicy { round_robin, least_request, random };
+
+// One Host pattern: exact ("web.example.com") or wildcard ("*.example.com" -> suffix
+// ".example.com"). Lower-cased, no port.
+struct HostPattern {
+  std::string host;  // exact host, or the suffix including the leading '.' for wildcards
+  bool wildcard = false;
+};
+
+// A single HTTP route contributed by a service.
+struct HttpExposure {
+  std::vector<HostPattern> hosts;
+  std::string path_prefix = "/";
+  std::uint16_t port = 0;    // task port; 0 = the service's first target port
+  std::string source_label;  // label key that declared it ("mesh.http" or the UCP key)
+};
+
+struct Exposure {
+  std::vector<HttpExposure> http;  // mesh.http (+ .port/.path) and each UCP label
+  std::optional<std::string> sni;  // mesh.sni (TLS passthrough, later issue)
+  std::optional<std::string> sticky_cookie;
+  LbPolicy lb = LbPolicy::round_robin;
+};
+
+// Label keys understood here.
+inline constexpr const char* kLabelHttp = "mesh.http";
+inline constexpr const char* kLabelHttpPort = "mesh.http.port";
+inline constexpr const char* kLabelHttpPath = "mesh.http.path";
+inline constexpr const char* kLabelSni = "mesh.sni";
+inline constexpr const char* kLabelSticky = "mesh.http.sticky";
+inline constexpr const char* kLabelLb = "mesh.lb";
+inline constexpr const char* kLabelUcpPrefix = "com.docker.ucp.mesh.http.";
+
+// "web.localhost" or "*.example.com" as written in a label.
+std::string to_string(const HostPattern& pattern);
+
+// Parses a service's labels. Errors carry paths relative to `path_prefix`, e.g.
+// "services[1].labels.mesh.http: empty host". Unknown "mesh.*" labels are errors; other
+// labels are ignored (they belong to the user).
+// Exposure.http lists the mesh.http route first (if any), then one route per UCP label in
+// key order. Appends to `errors`; never throws.
+Exposure parse_labels(const std::map<std::string, std::string>& labels,
+                      const std::string& path_prefix, std::vector<StateError>& errors);
+
+}  // namespace routemesh::discovery

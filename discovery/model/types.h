@@ -1,0 +1,85 @@
+#pragma once
+// Value types of the cluster state model. The same ClusterState is produced by the config
+// file today (state_from_config) and by the Raft store's state machine later;
+// mesh::compile_route_table turns it into a RouteTable.
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace routemesh::discovery {
+
+enum class NodeRole { manager, worker };
+enum class NodeStatus { ready, down, unknown };
+enum class EndpointMode { vip, dnsrr };
+enum class TaskHealth { unknown, healthy, unhealthy, draining };
+
+struct Node {
+  std::string id;    // store: 16 lower-case hex digits (a random uint64 chosen by the proposer)
+  std::string name;  // unique
+  NodeRole role = NodeRole::manager;
+  std::string address;  // admin API address "IP:PORT" (also where writes are forwarded)
+  std::string peer;     // Raft transport address "IP:PORT" (managers; "" for workers)
+  NodeStatus status = NodeStatus::ready;
+  std::uint64_t version = 0;
+};
+
+struct Network {
+  std::string name;
+  std::string subnet;   // CIDR, e.g. "10.0.0.0/24"
+  std::string gateway;  // first host address of the subnet (never given to a service)
+  bool builtin = false;
+  std::uint64_t version = 0;
+};
+
+struct PublishedPort {
+  std::uint16_t published = 0;
+  std::uint16_t target = 0;
+  std::string protocol = "tcp";
+};
+
+struct Service {
+  std::string name;
+  std::map<std::string, std::string> labels;
+  std::vector<std::string> networks;
+  std::vector<PublishedPort> ports;
+  EndpointMode endpoint_mode = EndpointMode::vip;
+  std::map<std::string, std::string> vips;  // network -> VIP
+  std::uint64_t version = 0;
+};
+
+struct Task {
+  std::string id;
+  std::string service;
+  std::string node;        // node name the task runs on ("" = this node)
+  std::string address;     // IP literal
+  std::uint16_t port = 0;  // 0 = use the service's target port for each kind of traffic
+  TaskHealth health = TaskHealth::unknown;
+  std::uint64_t version = 0;
+};
+
+// The whole replicated state. Containers are ordered by name/id so that compiling it is
+// deterministic.
+struct ClusterState {
+  std::uint64_t revision = 0;
+  std::string cluster_id;                    // set by `cluster init` (cluster.settings)
+  std::string subnet_pool = "10.10.0.0/16";  // IPAM pool for networks without a subnet
+  std::map<std::string, Node> nodes;
+  std::map<std::string, Network> networks;
+  std::map<std::string, Service> services;
+  std::map<std::string, Task> tasks;
+};
+
+// One validation problem with its key path, as config::FieldError.
+// `conflict` marks errors caused by another object (a name, host+path, published port or
+// subnet already taken) as opposed to a value that is wrong on its own; the store maps it to
+// the "conflict" error code (HTTP 409), everything else to "invalid" (400).
+struct StateError {
+  std::string path;
+  std::string message;
+  bool conflict = false;
+};
+
+}  // namespace routemesh::discovery

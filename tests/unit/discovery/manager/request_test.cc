@@ -1,0 +1,187 @@
+#include "discovery/manager/request.h"
+
+#include <catch2/catch.hpp>
+
+#include <string>
+
+using namespace routemesh::discovery;
+using namespace routemesh::discovery::manager;
+
+namespace {
+
+template <class T>
+const ApiError& error_of(const Parsed<T>& parsed) {
+  REQUIRE(std::holds_alternative<ApiError>(parsed));
+  return std::get<ApiError>(parsed);
+}
+
+}  // namespace
+
+TEST_CASE("store error codes map to HTTP statuses") {
+  CHECK(http_status(store::ErrorCode::invalid) == 400);
+  CHECK(http_status(store::ErrorCode::not_found) == 404);
+  CHECK(http_status(store::ErrorCode::conflict) == 409);
+  CHECK(http_status(store::ErrorCode::version_mismatch) == 409);
+  auto e = from_store_error(store::Error{store::ErrorCode::version_mismatch, "stale", "version"});
+  CHECK(e == ApiError{409, "version_mismatch", "stale", "version"});
+}
+
+TEST_CASE("error body is the documented JSON shape") {
+  CHECK(
+      error_body(ApiError{400, "invalid", "bad \"x\"", "service.name"}) ==
+      "{\"error\":{\"code\":\"invalid\",\"message\":\"bad \\\"x\\\"\",\"field\":\"service.name\"}}"
+      "\n");
+}
+
+TEST_CASE("service spec: POST takes the spec, field paths start at service") {
+  auto ok = parse_service_spec(
+      R"({"name":"web","labels":{"mesh.http":"w.example.com"},"networks":["appnet"],)"
+      R"("ports":[{"published":8080,"target":80}],"endpoint_mode":"dnsrr"})",
+      std::nullopt);
+  REQUIRE(std::holds_alternative<ServiceSpec>(ok));
+  const auto& spec = std::get<ServiceSpec>(ok);
+  CHECK(spec.service.name == "web");
+  CHECK(spec.service.labels.at("mesh.http") == "w.example.com");
+  CHECK(spec.service.networks == std::vector<std::string>{"appnet"});
+  REQUIRE(spec.service.ports.size() == 1);
+  CHECK(spec.service.ports[0].published == 8080);
+  CHECK(spec.service.endpoint_mode == EndpointMode::dnsrr);
+  CHECK_FALSE(spec.version);
+
+  CHECK(error_of(parse_service_spec(R"({"labels":{}})", std::nullopt)).field == "service.name");
+  CHECK(error_of(parse_service_spec(R"({"name":"w","replicas":2})", std::nullopt)).field ==
+        "service.replicas");
+  CHECK(error_of(parse_service_spec(R"({"name":"w","vips":{}})", std::nullopt)).field ==
+        "service.vips");
+  CHECK(error_of(parse_service_spec(R"({"name":"w","version":3})", std::nullopt)).field ==
+        "service.version");
+  CHECK(error_of(parse_service_spec("[1]", std::nullopt)).status == 400);
+  CHECK(error_of(parse_service_spec("{", std::nullopt)).message.find("not valid JSON") !=
+        std::string::npos);
+}
+
+TEST_CASE("service spec: PUT takes the name from the path and an optional version") {
+  auto ok = parse_service_spec(R"({"labels":{"a":"b"},"version":7})", std::string("web"));
+  REQUIRE(std::holds_alternative<ServiceSpec>(ok));
+  CHECK(std::get<ServiceSpec>(ok).service.name == "web");
+  CHECK(std::get<ServiceSpec>(ok).version == std::optional<std::uint64_t>(7));
+  CHECK(std::get<ServiceSpec>(ok).service.version == 0);
+
+  auto no_version = parse_service_spec(R"({"name":"web"})", std::string("web"));
+  REQUIRE(std::holds_alternative<ServiceSpec>(no_version));
+  CHECK_FALSE(std::get<ServiceSpec>(no_version).version);
+
+  auto mismatch = parse_service_spec(R"({"name":"api"})", std::string("web"));
+  CHECK(error_of(mismatch).field == "service.name");
+}
+
+TEST_CASE("network spec accepts name and subnet only") {
+  auto ok = parse_network_spec(R"({"name":"appnet","subnet":"10.1.2.0/24"})");
+  REQUIRE(std::holds_alternative<Network>(ok));
+  CHECK(std::get<Network>(ok).subnet == "10.1.2.0/24");
+  CHECK(error_of(parse_network_spec(R"({"name":"a","gateway":"10.0.0.1"})")).field ==
+        "network.gateway");
+  CHECK(error_of(parse_network_spec(R"({"subnet":"10.0.0.0/24"})")).field == "network.name");
+}
+
+TEST_CASE("task spec splits IP:PORT and takes the generated id unless one is given") {
+  auto ok = parse_task_spec(R"({"service":"web","node":"n2","address":"127.0.0.1:9001"})", "abc");
+  REQUIRE(std::holds_alternative<Task>(ok));
+  const auto& t = std::get<Task>(ok);
+  CHECK(t.id == "abc");
+  CHECK(t.address == "127.0.0.1");
+  CHECK(t.port == 9001);
+  CHECK(t.node == "n2");
+  CHECK(t.health == TaskHealth::unknown);
+
+  auto named = parse_task_spec(
+      R"({"id":"t1","service":"web","address":"127.0.0.1","port":81,"health":"healthy"})", "abc");
+  REQUIRE(std::holds_alternative<Task>(named));
+  CHECK(std::get<Task>(named).id == "t1");
+  CHECK(std::get<Task>(named).port == 81);
+  CHECK(std::get<Task>(named).health == TaskHealth::healthy);
+
+  struct Case {
+    const char* body;
+    const char* field;
+  };
+  for (const Case& c : {
+           Case{R"({"address":"127.0.0.1:1"})", "task.service"},
+           Case{R"({"service":"web"})", "task.address"},
+           Case{R"({"service":"web","address":"web.local:80"})", "task.address"},
+           Case{R"({"service":"web","address":"127.0.0.1:80","port":81})", "task.port"},
+           Case{R"({"service":"web","address":"127.0.0.1","health":"sick"})", "task.health"},
+           Case{R"({"service":"web","address":"127.0.0.1","weight":2})", "task.weight"},
+       }) {
+    CAPTURE(c.body);
+    CHECK(error_of(parse_task_spec(c.body, "x")).field == c.field);
+  }
+}
+
+TEST_CASE("task update needs a known health value") {
+  auto ok = parse_task_update(R"({"health":"draining","version":4})", "t1");
+  REQUIRE(std::holds_alternative<store::TaskUpdate>(ok));
+  CHECK(std::get<store::TaskUpdate>(ok).id == "t1");
+  CHECK(std::get<store::TaskUpdate>(ok).health == TaskHealth::draining);
+  CHECK(std::get<store::TaskUpdate>(ok).version == std::optional<std::uint64_t>(4));
+  CHECK(error_of(parse_task_update(R"({})", "t1")).field == "health");
+  CHECK(error_of(parse_task_update(R"({"health":"meh"})", "t1")).field == "health");
+}
+
+TEST_CASE("join request: managers need a peer, workers drop it, token is accepted") {
+  auto manager = parse_join_request(
+      R"({"name":"n2","role":"manager","api":"127.0.0.12:9901","peer":"127.0.0.12:7946","token":"t"})");
+  REQUIRE(std::holds_alternative<JoinRequest>(manager));
+  CHECK(std::get<JoinRequest>(manager).role == NodeRole::manager);
+  CHECK(std::get<JoinRequest>(manager).peer == "127.0.0.12:7946");
+  CHECK(std::get<JoinRequest>(manager).token == "t");
+
+  auto worker = parse_join_request(
+      R"({"name":"n4","role":"worker","api":"127.0.0.14:9901","peer":"127.0.0.14:7946"})");
+  REQUIRE(std::holds_alternative<JoinRequest>(worker));
+  CHECK(std::get<JoinRequest>(worker).peer.empty());
+
+  struct Case {
+    const char* body;
+    const char* field;
+  };
+  for (const Case& c : {
+           Case{R"({"role":"worker","api":"127.0.0.1:1"})", "name"},
+           Case{R"({"name":"a","role":"boss","api":"127.0.0.1:1"})", "role"},
+           Case{R"({"name":"a","role":"worker","api":"localhost:1"})", "api"},
+           Case{R"({"name":"a","role":"manager","api":"127.0.0.1:1"})", "peer"},
+           Case{R"({"name":"a","role":"manager","api":"127.0.0.1:1","peer":"x"})", "peer"},
+           Case{R"({"name":"a","role":"worker","api":"127.0.0.1:1","extra":1})", "extra"},
+       }) {
+    CAPTURE(c.body);
+    CHECK(error_of(parse_join_request(c.body)).field == c.field);
+  }
+}
+
+TEST_CASE("query parameters: version and consistent") {
+  auto none = version_param({});
+  REQUIRE(std::holds_alternative<std::optional<std::uint64_t>>(none));
+  CHECK_FALSE(std::get<std::optional<std::uint64_t>>(none));
+  auto seven = version_param({{"version", "7"}});
+  CHECK(std::get<std::optional<std::uint64_t>>(seven) == std::optional<std::uint64_t>(7));
+  CHECK(error_of(version_param({{"version", "7x"}})).field == "version");
+  CHECK(error_of(version_param({{"version", ""}})).field == "version");
+
+  CHECK(consistent_param({{"consistent", "1"}}));
+  CHECK(consistent_param({{"consistent", "true"}}));
+  CHECK_FALSE(consistent_param({{"consistent", "0"}}));
+  CHECK_FALSE(consistent_param({}));
+}
+
+TEST_CASE("path segments below a prefix") {
+  CHECK(path_segments("/v1/services/web", "/v1/services/") == std::vector<std::string>{"web"});
+  CHECK(path_segments("/v1/nodes/abc/promote", "/v1/nodes/") ==
+        std::vector<std::string>{"abc", "promote"});
+  CHECK(path_segments("/v1/nodes//abc/", "/v1/nodes/") == std::vector<std::string>{"abc"});
+  CHECK(path_segments("/v2/x", "/v1/").empty());
+}
+
+TEST_CASE("hex ids are 16 lower-case digits") {
+  CHECK(hex_id(0x1) == "0000000000000001");
+  CHECK(hex_id(0xDEADBEEF00112233ull) == "deadbeef00112233");
+}
