@@ -11,17 +11,17 @@
 
 #include "cmd/data_plane.h"
 
-#include "config/config.h"
 #include "admin/admin_server.h"
-#include "discovery/manager/api.h"
 #include "base/http_client.h"
+#include "config/config.h"
+#include "discovery/agent/watch_client.h"
+#include "discovery/manager/api.h"
 #include "discovery/manager/request.h"
 #include "discovery/raft/identity.h"
 #include "discovery/raft/metrics.h"
 #include "discovery/store/state_json.h"
 #include "discovery/store/state_machine.h"
 #include "discovery/store/store.h"
-#include "discovery/agent/watch_client.h"
 #include "mesh/route_table.h"
 #include "proxy/metrics.h"
 #include "proxy/server.h"
@@ -268,7 +268,8 @@ asio::awaitable<std::optional<JoinReply>> join_cluster(asio::any_io_executor ex,
 
 // Everything a cluster node owns. Lives in run_cluster_node's frame, which blocks in
 // io_context::run() for as long as any coroutine below can run; the coroutines therefore take
-// it by reference (the exception to docs/style.md's rule of owned coroutine parameters, for this one frame).
+// it by reference (the exception to docs/style.md's rule of owned coroutine parameters, for this
+// one frame).
 struct ClusterNode {
   const config::NodeConfig& cfg;
   std::string join;
@@ -572,19 +573,16 @@ int run_cluster_node(const NodeOptions& options, const config::NodeConfig& cfg) 
   ClusterNode node{cfg, join, control, *admin, {}, publisher, *registry};
   // Until the API is registered (a manager still joining or opening its store) the cluster
   // paths answer 503, so a node joining through this one retries; a worker never serves them.
-  admin->handle_prefix(
-      "/v1/",
-      [&node](admin::Request req) -> asio::awaitable<admin::Response> {
-        discovery::manager::ApiError e{503, "unavailable",
+  admin->handle_prefix("/v1/", [&node](admin::Request req) -> asio::awaitable<admin::Response> {
+    discovery::manager::ApiError e{503, "unavailable",
                                    "this manager has not joined the cluster yet", ""};
-        if (!node.manager()) {
-          e = {404, "not_found", "workers do not serve the cluster API; ask a manager", ""};
-        } else if (node.api) {
-          e = {404, "not_found", "no such path " + req.path, ""};
-        }
-        co_return admin::Response{e.status, "application/json",
-                                             discovery::manager::error_body(e)};
-      });
+    if (!node.manager()) {
+      e = {404, "not_found", "workers do not serve the cluster API; ask a manager", ""};
+    } else if (node.api) {
+      e = {404, "not_found", "no such path " + req.path, ""};
+    }
+    co_return admin::Response{e.status, "application/json", discovery::manager::error_body(e)};
+  });
   node.admin_address =
       cfg.node.admin.substr(0, cfg.node.admin.rfind(':')) + ":" + std::to_string(admin_port);
 

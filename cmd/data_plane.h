@@ -3,8 +3,8 @@
 // with an initial route table, the admin server with /v1/routes, and the "ready" log line.
 // Called from the control thread at startup.
 
-#include "config/types.h"
 #include "admin/admin_server.h"
+#include "config/types.h"
 #include "discovery/model/types.h"
 #include "proxy/metrics.h"
 #include "proxy/server.h"

@@ -5,9 +5,9 @@
 
 #include "cmd/data_plane.h"
 
+#include "admin/admin_server.h"
 #include "cmd/cluster.h"
 #include "config/config.h"
-#include "admin/admin_server.h"
 #include "discovery/model/state.h"
 #include "mesh/route_table.h"
 #include "proxy/metrics.h"

@@ -900,7 +900,8 @@ asio::awaitable<Up> Session::read_response() {
       out_.clear();
       http::write_response_head(rh, close_down_, w_.via(), out_);
       if (cluster_->sticky_cookie && sticky_ != upstream_key_) {
-        // Affinity (docs/architecture.md, "Labels", mesh.http.sticky): name the endpoint that served.
+        // Affinity (docs/architecture.md, "Labels", mesh.http.sticky): name the endpoint that
+        // served.
         std::string cookie = "Set-Cookie: ";
         cookie.append(*cluster_->sticky_cookie).append("=").append(upstream_key_);
         cookie.append("; Path=/; HttpOnly\r\n");

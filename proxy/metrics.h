@@ -1,6 +1,6 @@
 #pragma once
-// Metrics of the data plane, declared once (docs/style.md, "Metrics"). Built from the process registry by
-// cmd/ and passed by reference. Names follow routemesh_proxy_<name>_<unit>.
+// Metrics of the data plane, declared once (docs/style.md, "Metrics"). Built from the process
+// registry by cmd/ and passed by reference. Names follow routemesh_proxy_<name>_<unit>.
 
 #include <prometheus/counter.h>
 #include <prometheus/family.h>

@@ -130,8 +130,8 @@ asio::awaitable<void> run(std::shared_ptr<Shared> s) {
     spdlog::debug("watch: connecting to {} from revision {}", address, from);
     std::string target = "/v1/watch?from=" + std::to_string(from);
     auto ec = co_await base::http_stream(s->executor, address, std::move(target),
-                                        s->options.connect_timeout, s->options.idle_timeout,
-                                        on_data, on_error_body);
+                                         s->options.connect_timeout, s->options.idle_timeout,
+                                         on_data, on_error_body);
     if (s->stopped) {
       co_return;
     }

@@ -58,7 +58,8 @@ Parsed<Task> parse_task_spec(std::string_view body, const std::string& generated
 Parsed<store::TaskUpdate> parse_task_update(std::string_view body, const std::string& id);
 
 // POST /v1/nodes/join: {"name","role":"manager|worker","api":"IP:PORT","peer":"IP:PORT"?,
-// "token"?}. `peer` is required for managers; `token` is accepted and not yet checked (no join tokens exist yet).
+// "token"?}. `peer` is required for managers; `token` is accepted and not yet checked (no join
+// tokens exist yet).
 struct JoinRequest {
   std::string name;
   NodeRole role = NodeRole::worker;

@@ -1,6 +1,6 @@
 #pragma once
-// Service labels -> how a service is exposed (docs/architecture.md, "Labels"). The one validator shared
-// by the config file path and the store's state machine. Pure.
+// Service labels -> how a service is exposed (docs/architecture.md, "Labels"). The one validator
+// shared by the config file path and the store's state machine. Pure.
 
 #include "discovery/model/types.h"
 

@@ -1,6 +1,6 @@
 #pragma once
-// Metrics of the Raft driver (docs/style.md, "Metrics"), built from the process registry and handed to
-// RaftNode through RaftNodeOptions::metrics (optional: tests omit it). Listed in README.md.
+// Metrics of the Raft driver (docs/style.md, "Metrics"), built from the process registry and handed
+// to RaftNode through RaftNodeOptions::metrics (optional: tests omit it). Listed in README.md.
 
 #include <prometheus/counter.h>
 #include <prometheus/family.h>

@@ -100,9 +100,9 @@ RaftCore::RaftCore(const Config& config, InitialState state)
       log_(base_snapshot(state), std::move(state.entries), state.hard_state.commit) {
   RM_CHECK(config_.id != kNoNode, "node id 0 is reserved");
   RM_CHECK(config_.heartbeat_tick > 0 && config_.election_tick > config_.heartbeat_tick,
-                "need 0 < heartbeat_tick < election_tick");
+           "need 0 < heartbeat_tick < election_tick");
   RM_CHECK(config_.max_inflight > 0 && config_.max_entries_per_append > 0,
-                "flow control limits must be positive");
+           "flow control limits must be positive");
   conf_ = log_.snapshot().meta.conf;
   conf_applied_ = log_.snapshot().meta.index;
   apply_conf_up_to_commit();  // replay committed membership changes found in storage

@@ -14,7 +14,7 @@ RaftLog::RaftLog(std::optional<Snapshot> snapshot, std::vector<Entry> entries, I
   }
   for (std::size_t k = 0; k < entries_.size(); ++k) {
     RM_CHECK(entries_[k].index == snapshot_.meta.index + 1 + k,
-                  "stored entries must be contiguous after the snapshot");
+             "stored entries must be contiguous after the snapshot");
   }
   unstable_from_ = last_index() + 1;
   // A persisted commit beyond the persisted log means storage lost entries it acknowledged.
@@ -180,7 +180,7 @@ void RaftLog::restore(Snapshot snapshot) {
 void RaftLog::compact(Snapshot snapshot) {
   Index idx = snapshot.meta.index;
   RM_CHECK(idx > snapshot_.meta.index && idx <= applied_ && idx < unstable_from_,
-                "compaction point must be applied and persisted");
+           "compaction point must be applied and persisted");
   RM_CHECK(match_term(idx, snapshot.meta.term), "snapshot term disagrees with the log");
   entries_.erase(entries_.begin(),
                  entries_.begin() + static_cast<std::ptrdiff_t>(idx - snapshot_.meta.index));

@@ -55,7 +55,8 @@ class StateMachine {
 
 // ---- errors -----------------------------------------------------------------------------------
 
-// Errors of the driver's API (docs/style.md, "Errors"). Named node_errc because raft::errc is the core's.
+// Errors of the driver's API (docs/style.md, "Errors"). Named node_errc because raft::errc is the
+// core's.
 enum class node_errc {
   not_leader = 1,    // NodeError::leader names the leader this node believes in (0 = unknown)
   stopped,           // stop() was called (or the node is stopping)

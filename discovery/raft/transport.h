@@ -1,6 +1,6 @@
 #pragma once
-// Transport: how RaftNode exchanges raft::Message with the other managers (docs/style.md, "Seams" seam).
-// The TCP implementation listens on this node's peer address and keeps one outbound
+// Transport: how RaftNode exchanges raft::Message with the other managers (docs/style.md, "Seams"
+// seam). The TCP implementation listens on this node's peer address and keeps one outbound
 // connection per peer:
 //   frame   = [u32 length, little-endian][payload], payload <= kMaxFrame (64 MiB: snapshots)
 //   first frame on every outbound connection: hello = "RMRAFT1" 0x00, varint from-id, string

@@ -60,7 +60,8 @@ struct StoredState {
   }
 };
 
-// The persistence seam of the driver (docs/style.md, "Seams"): the WAL in production, fakes in tests.
+// The persistence seam of the driver (docs/style.md, "Seams"): the WAL in production, fakes in
+// tests.
 class LogStorage {
  public:
   LogStorage() = default;
