@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Installs dependencies, builds from scratch and runs every test:
+#   0. the layering check (docs/layout.md): includes follow the folder table, pure cores stay pure
 #   1. release build: unit tests (Catch2) + integration tests (real processes on 127.0.0.x)
 #   2. ASan+UBSan build: the same tests again
 #   3. clang/libFuzzer build: bounded fuzzing runs over the HTTP head parser, the store path
@@ -9,6 +10,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+
+echo "== layering"
+bash scripts/deps.sh  # python3 and git
+python3 scripts/check_layers.py
 
 echo "== release build"
 bash scripts/build.sh release
