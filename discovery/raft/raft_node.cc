@@ -354,11 +354,6 @@ class RaftNodeImpl final : public RaftNode {
     spdlog::info("raft: node {:016x} stopped (applied {})", opt_.id, applied_);
   }
 
-  void campaign_for_test() override {
-    core_.campaign();
-    schedule_ready();
-  }
-
  private:
   std::string peer_of(NodeId id) const {
     if (id == opt_.id) {

@@ -167,9 +167,6 @@ class RaftNode {
   // be destroyed afterwards (pending coroutines only touch their own waiter state).
   virtual void stop() = 0;
 
-  // Test hook: start an election now.
-  virtual void campaign_for_test() = 0;
-
  protected:
   RaftNode() = default;
 };
