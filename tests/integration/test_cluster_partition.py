@@ -4,6 +4,7 @@ Three managers, each in its own network namespace on a private bridge (created a
 by the test; skipped when namespaces cannot be created). A partition is a pair of `prohibit`
 routes between the isolated node and each other node, so peer traffic is cut both ways while
 the test process (on the bridge) still reaches every node's admin API."""
+import sys
 import time
 import unittest
 
@@ -13,15 +14,21 @@ import harness
 WRITE_TIMEOUT = 12.0  # the API answers 503 when a write does not commit within 5 s
 
 
+def skip_loudly(test, reason):
+    """Skips `test`, and says so on stderr too: ctest shows a skipped Python test as passed."""
+    print(f"SKIPPED: {test.id()}: {reason}", file=sys.stderr, flush=True)
+    test.skipTest(reason)
+
+
 class PartitionTest(unittest.TestCase):
     def setUp(self):
         why = cluster.Netns.available()
         if why:
-            self.skipTest(f"network namespaces unavailable: {why}")
+            skip_loudly(self, f"network namespaces unavailable ({why}); partitions are not tested")
         try:
             self.netns = cluster.Netns(3)
         except RuntimeError as e:
-            self.skipTest(f"cannot build the namespace network: {e}")
+            skip_loudly(self, f"cannot build the namespace network ({e}); partitions are not tested")
         try:
             self.c = cluster.Cluster(None, ["manager"] * 3, netns=self.netns)
             self.c.start()
