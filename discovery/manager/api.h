@@ -1,22 +1,38 @@
 #pragma once
-// The REST API of a manager, served by the admin server (discovery/admin/):
+// The REST API of a manager, served by the admin server (admin/admin_server.h):
 //
-//   GET  /v1/cluster                      cluster id, leader, term, commit, applied, revision,
-//   members GET  /v1/services[?consistent=1]      {"revision","services":[...]} POST /v1/services
-//   spec -> 201 {"revision","service"} GET|PUT|DELETE /v1/services/NAME      PUT: spec (+"version"
-//   CAS); DELETE: ?version=V GET|POST /v1/networks, GET|DELETE /v1/networks/NAME GET
-//   /v1/tasks[?service=S], POST /v1/tasks {service,node,address:"IP:PORT"}, PUT|DELETE /v1/tasks/ID
-//   PUT: {health,version?} GET  /v1/nodes, DELETE /v1/nodes/ID, POST /v1/nodes/ID/promote|demote
-//   POST /v1/nodes/join                   {name,role,api,peer?,token?} ->
-//   {cluster_id,node_id,managers} GET  /v1/watch?from=REV               chunked NDJSON:
-//   snapshot|delta|ping lines
+//   method  path                           body -> answer
+//   GET     /v1/cluster                    -> {id, leader, term, commit, applied, revision,
+//                                              members}
+//   GET     /v1/services[?consistent=1]    -> {revision, services}
+//   POST    /v1/services                   spec -> 201 {revision, service}
+//   GET     /v1/services/NAME              -> {revision, service}
+//   PUT     /v1/services/NAME              spec + version? (compare-and-swap)
+//                                          -> {revision, service}
+//   DELETE  /v1/services/NAME[?version=V]  -> the deleted service (its tasks go too)
+//   GET     /v1/networks                   -> {revision, networks}
+//   POST    /v1/networks                   {name, subnet?} -> 201 {revision, network}
+//   GET     /v1/networks/NAME              -> {revision, network}
+//   DELETE  /v1/networks/NAME              -> the deleted network
+//   GET     /v1/tasks[?service=S]          -> {revision, tasks}
+//   POST    /v1/tasks                      {service, node?, address, port?, health?, id?} -> 201
+//   GET     /v1/tasks/ID                   -> {revision, task}
+//   PUT     /v1/tasks/ID                   {health, version?} -> {revision, task}
+//   DELETE  /v1/tasks/ID                   -> the deleted task
+//   GET     /v1/nodes, /v1/nodes/ID        -> state nodes + api, voter, learner, leader
+//   DELETE  /v1/nodes/ID                   -> node.remove, then Raft remove_member
+//   POST    /v1/nodes/ID/promote           -> a manager and a Raft voter
+//   POST    /v1/nodes/ID/demote            -> a worker and a Raft learner
+//   POST    /v1/nodes/join                 {name, role, api, peer?, token?}
+//                                          -> {cluster_id, node_id, managers}
+//   GET     /v1/watch?from=REV             -> chunked NDJSON: snapshot | delta | ping lines
 //
 // Errors: {"error":{"code","message","field"}} with 400/404/405/409/503. Writes reaching a
 // follower are forwarded to the leader's admin address (from state.nodes) with the header
 // X-Routemesh-Forwarded (a forwarded request is never forwarded again: 503 instead). A write
 // answers after it was committed and applied on the leader; 503 when it is not within 5 s.
 // `?consistent=1` on a GET first confirms leadership with read_index (forwarded when not
-// leader). Details and the membership rules are in discovery/api/README.md.
+// leader). Details and the membership rules are in discovery/manager/README.md.
 //
 // Threading: the control thread only (the Store's executor), like the admin server.
 
