@@ -1,6 +1,7 @@
 #include "admin/admin_server.h"
 
 #include "admin/metrics.h"
+#include "base/address.h"
 
 #include <prometheus/text_serializer.h>
 #include <spdlog/spdlog.h>
@@ -9,7 +10,6 @@
 #include <boost/beast/http.hpp>
 #include <boost/json.hpp>
 
-#include <charconv>
 #include <chrono>
 #include <exception>
 #include <map>
@@ -449,34 +449,20 @@ asio::awaitable<void> accept_loop(std::shared_ptr<State> state) {
   }
 }
 
-// "HOST:PORT", "[V6]:PORT" or ":PORT" (all interfaces).
+// "IP:PORT", "[V6]:PORT" or ":PORT" (all interfaces); port 0 = any free port.
 tcp::endpoint parse_endpoint(const std::string& address) {
-  const auto colon = address.rfind(':');
-  if (colon == std::string::npos) {
-    throw std::system_error(std::make_error_code(std::errc::invalid_argument),
-                            "admin: listen address has no port: " + address);
-  }
-  std::string host = address.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
-  }
-  if (host.empty()) {
-    host = "0.0.0.0";
-  }
-  std::uint16_t port = 0;
-  const char* first = address.data() + colon + 1;
-  const char* last = address.data() + address.size();
-  auto [end, err] = std::from_chars(first, last, port);
-  if (err != std::errc() || end != last || first == last) {
-    throw std::system_error(std::make_error_code(std::errc::invalid_argument),
-                            "admin: bad port in listen address: " + address);
+  const auto hp = base::parse_host_port(address, {.empty_host = true, .port_zero = true});
+  if (!hp) {
+    throw std::system_error(
+        std::make_error_code(std::errc::invalid_argument),
+        "admin: bad listen address (want IP:PORT, [IPv6]:PORT or :PORT): " + address);
   }
   boost::system::error_code ec;
-  auto ip = asio::ip::make_address(host, ec);
+  const auto ip = asio::ip::make_address(hp->host.empty() ? "0.0.0.0" : hp->host, ec);
   if (ec) {
     throw std::system_error(ec, "admin: bad host in listen address: " + address);
   }
-  return {ip, port};
+  return {ip, hp->port};
 }
 
 class AdminServerImpl final : public AdminServer {

@@ -1,10 +1,11 @@
 #include "base/http_client.h"
 
+#include "base/address.h"
+
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
-#include <charconv>
 #include <optional>
 #include <utility>
 
@@ -26,29 +27,19 @@ constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 // Responses of the admin API are small JSON documents; the watch stream is read piecewise.
 constexpr std::uint64_t kBodyLimit = 64 * 1024 * 1024;
 
-// "IP:PORT" only: node addresses in the state are IP literals (validate_node), so no resolver.
+// "IP:PORT" / "[IPv6]:PORT" only: node addresses in the state are IP literals (validate_node),
+// so no resolver.
 boost::system::result<tcp::endpoint> parse_address(const std::string& address) {
-  const auto colon = address.rfind(':');
-  if (colon == std::string::npos) {
-    return boost::system::errc::make_error_code(boost::system::errc::invalid_argument);
-  }
-  std::string host = address.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
-  }
-  std::uint16_t port = 0;
-  const char* first = address.data() + colon + 1;
-  const char* last = address.data() + address.size();
-  auto [end, err] = std::from_chars(first, last, port);
-  if (err != std::errc() || end != last || port == 0) {
+  const auto hp = base::parse_host_port(address);
+  if (!hp) {
     return boost::system::errc::make_error_code(boost::system::errc::invalid_argument);
   }
   boost::system::error_code ec;
-  auto ip = asio::ip::make_address(host, ec);
+  auto ip = asio::ip::make_address(hp->host, ec);
   if (ec) {
     return ec;
   }
-  return tcp::endpoint(ip, port);
+  return tcp::endpoint(ip, hp->port);
 }
 
 http::request<http::string_body> make_request(const std::string& address,

@@ -3,17 +3,17 @@
 
 #include "cli/cli_format.h"
 
-#include "config/config.h"
-#include "config/types.h"
+#include "base/address.h"
+#include "base/port_mapping.h"
 
 #include <boost/json/array.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
 #include <algorithm>
-#include <charconv>
 #include <cstdint>
 #include <map>
+#include <utility>
 
 namespace routemesh::cli {
 namespace json = boost::json;
@@ -21,27 +21,8 @@ namespace {
 
 constexpr std::string_view kPublishExpected = "expected PUBLISHED:TARGET[/tcp]";
 
-bool parse_port(std::string_view text, std::uint16_t& out) {
-  unsigned value = 0;
-  const char* end = text.data() + text.size();
-  auto [ptr, ec] = std::from_chars(text.data(), end, value);
-  if (text.empty() || ec != std::errc() || ptr != end || value < 1 || value > 65535) {
-    return false;
-  }
-  out = static_cast<std::uint16_t>(value);
-  return true;
-}
-
-// Host names as RFC 1123 allows them (letters, digits, '-', '.'), or an IPv4 literal.
-bool is_host_name(std::string_view host) {
-  if (host.empty() || host.size() > 253) {
-    return false;
-  }
-  return std::all_of(host.begin(), host.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-           c == '.';
-  });
-}
+// The admin API may be named by host name (it is resolved); port 0 means nothing to a client.
+constexpr base::HostPortRules kApiAddressRules{.host_names = true};
 
 std::string flag_error(std::string_view flag, std::string_view message) {
   return std::string(flag) + ": " + std::string(message);
@@ -191,47 +172,18 @@ Result<std::string> api_address(const std::optional<std::string>& flag, const ch
   if (view.ends_with("/")) {
     view.remove_suffix(1);
   }
-  const std::string cleaned(view);
-  std::string_view host;
-  std::string_view port;
-  if (!view.empty() && view.front() == '[') {
-    const auto close = view.find(']');
-    if (close == std::string_view::npos || close + 1 >= view.size() || view[close + 1] != ':') {
-      return Result<std::string>::failure(flag_error("--api", "expected HOST:PORT"));
-    }
-    host = view.substr(1, close - 1);
-    port = view.substr(close + 2);
-    if (!config::is_ip_literal(host)) {
-      return Result<std::string>::failure(flag_error("--api", "expected HOST:PORT"));
-    }
-  } else {
-    const auto colon = view.rfind(':');
-    if (colon == std::string_view::npos) {
-      return Result<std::string>::failure(flag_error("--api", "expected HOST:PORT"));
-    }
-    host = view.substr(0, colon);
-    port = view.substr(colon + 1);
-    if (!is_host_name(host)) {
-      return Result<std::string>::failure(flag_error("--api", "expected HOST:PORT"));
-    }
-  }
-  std::uint16_t port_number = 0;
-  if (!parse_port(port, port_number)) {
+  if (!base::parse_host_port(view, kApiAddressRules)) {
     return Result<std::string>::failure(flag_error("--api", "expected HOST:PORT"));
   }
-  return cleaned;
+  return std::string(view);
 }
 
 std::pair<std::string, std::string> split_host_port(std::string_view address) {
-  const auto colon = address.rfind(':');
-  if (colon == std::string_view::npos) {
+  auto hp = base::parse_host_port(address, kApiAddressRules);
+  if (!hp) {
     return {std::string(address), ""};
   }
-  std::string_view host = address.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
-  }
-  return {std::string(host), std::string(address.substr(colon + 1))};
+  return {std::move(hp->host), std::to_string(hp->port)};
 }
 
 std::string encode_path_segment(std::string_view segment) {
@@ -255,12 +207,13 @@ std::string encode_path_segment(std::string_view segment) {
 // --- argument parsing ---
 
 Result<json::object> parse_publish(std::string_view flag, std::string_view text) {
-  config::PortMapping m;
-  if (!config::parse_port_mapping(text, m)) {
+  const auto m = base::parse_port_mapping(text);
+  if (!m) {
     return Result<json::object>::failure(flag_error(flag, kPublishExpected) + ", got '" +
                                          std::string(text) + "'");
   }
-  return json::object{{"published", m.published}, {"target", m.target}, {"protocol", m.protocol}};
+  return json::object{
+      {"published", m->published}, {"target", m->target}, {"protocol", m->protocol}};
 }
 
 Result<std::pair<std::string, std::string>> parse_label(std::string_view flag,
@@ -330,22 +283,27 @@ bool has_update_flags(const ServiceUpdateArgs& args) {
 namespace {
 
 // --publish-rm takes the published port ("8080"), optionally with the protocol or the whole
-// mapping as given to --publish ("8080/tcp", "8080:80").
+// mapping as given to --publish ("8080/tcp", "8080:80"). `out` is left alone on failure.
 bool parse_published_port(std::string_view text, std::uint16_t& out) {
+  if (text.find(':') != std::string_view::npos) {
+    const auto m = base::parse_port_mapping(text);
+    if (m) {
+      out = m->published;
+    }
+    return m.has_value();
+  }
   if (auto slash = text.find('/'); slash != std::string_view::npos) {
     if (text.substr(slash + 1) != "tcp") {
       return false;
     }
     text = text.substr(0, slash);
   }
-  if (auto colon = text.find(':'); colon != std::string_view::npos) {
-    std::uint16_t target = 0;
-    if (!parse_port(text.substr(colon + 1), target)) {
-      return false;
-    }
-    text = text.substr(0, colon);
+  const auto port = base::parse_port(text);
+  if (!port || *port == 0) {
+    return false;
   }
-  return parse_port(text, out);
+  out = *port;
+  return true;
 }
 
 }  // namespace
@@ -487,9 +445,7 @@ Result<ApiRequest> network_create_request(const NetworkCreateArgs& args) {
   json::object spec;
   spec["name"] = args.name;
   if (!args.subnet.empty()) {
-    std::uint32_t network = 0;
-    unsigned prefix = 0;
-    if (!config::parse_ipv4_cidr(args.subnet, network, prefix)) {
+    if (!base::parse_ipv4_cidr(args.subnet)) {
       return Result<ApiRequest>::failure(
           "--subnet: expected an IPv4 CIDR without host bits, e.g. 10.20.0.0/24, got '" +
           args.subnet + "'");
@@ -506,7 +462,7 @@ Result<ApiRequest> task_add_request(const TaskAddArgs& args) {
   if (args.addr.empty()) {
     return Result<ApiRequest>::failure("--addr: required (IP:PORT)");
   }
-  if (!config::is_ip_port(args.addr)) {
+  if (!base::parse_host_port(args.addr)) {
     return Result<ApiRequest>::failure("--addr: expected IP:PORT, got '" + args.addr + "'");
   }
   json::object body;

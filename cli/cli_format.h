@@ -89,10 +89,12 @@ inline constexpr std::string_view kDefaultApiAddress = "127.0.0.1:9901";
 
 // The admin API address: the --api flag if given, else $ROUTEMESH_API if set and non-empty,
 // else kDefaultApiAddress. A leading "http://" and a trailing "/" are dropped. Fails
-// ("--api: expected HOST:PORT") unless the result is HOST:PORT or [IPv6]:PORT, port 1..65535.
+// ("--api: expected HOST:PORT") unless the result is HOST:PORT or [IPv6]:PORT, port 1..65535,
+// HOST an IPv4 literal or a host name (base::parse_host_port with host_names).
 Result<std::string> api_address(const std::optional<std::string>& flag, const char* env_value);
 
-// Splits a validated API address into host (brackets removed) and port text.
+// Splits an API address that api_address accepted into host (brackets removed) and port text
+// (decimal, no leading zeros). Anything else comes back as {address, ""}.
 std::pair<std::string, std::string> split_host_port(std::string_view address);
 
 // Percent-encodes one path segment (everything except RFC 3986 §2.3 unreserved characters).
@@ -101,7 +103,7 @@ std::string encode_path_segment(std::string_view segment);
 // --- argument parsing (exit 2 on failure, message names the flag) ---
 
 // "8080:80", "8080:80/tcp" -> {"published":8080,"target":80,"protocol":"tcp"}. Same grammar as
-// the config file's `published:` (config::parse_port_mapping).
+// the config file's `published:` (base::parse_port_mapping).
 Result<boost::json::object> parse_publish(std::string_view flag, std::string_view text);
 // "k=v" -> {k, v}; the key must be non-empty, the value may be empty. Label semantics are
 // checked by the server (the shared validator), which names the field.

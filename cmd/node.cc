@@ -7,6 +7,7 @@
 
 #include "admin/admin_server.h"
 #include "cmd/cluster.h"
+#include "cmd/static_state.h"
 #include "config/config.h"
 #include "discovery/model/state.h"
 #include "mesh/route_table.h"
@@ -71,10 +72,9 @@ std::optional<Loaded> load(const std::string& path, std::uint64_t revision) {
     return std::nullopt;
   }
   Loaded out{std::move(std::get<config::NodeConfig>(parsed)), {}};
-  out.state = discovery::state_from_config(out.config);
+  out.state = state_from_config(out.config);
   out.state.revision = revision;
-  auto state_errors =
-      discovery::validate_state(out.state, discovery::service_paths_from_config(out.config));
+  auto state_errors = discovery::validate_state(out.state, service_paths_from_config(out.config));
   if (!state_errors.empty()) {
     std::vector<config::FieldError> errors;
     for (auto& e : state_errors) {

@@ -1,6 +1,8 @@
 #include "config/config.h"
 
-#include <arpa/inet.h>
+#include "base/address.h"
+#include "base/port_mapping.h"
+
 #include <yaml-cpp/yaml.h>
 
 #include <charconv>
@@ -52,11 +54,6 @@ bool parse_uint(std::string_view text, std::uint64_t& out) {
     return true;
   }
   return ec == std::errc() && ptr == text.data() + text.size();
-}
-
-bool is_ip_literal_impl(const std::string& text, bool v6) {
-  unsigned char buf[16];
-  return inet_pton(v6 ? AF_INET6 : AF_INET, text.c_str(), buf) == 1;
 }
 
 // Walks the YAML tree and collects every error instead of stopping at the first one.
@@ -217,39 +214,6 @@ class Reader {
   std::vector<FieldError> errors_;
 };
 
-bool valid_service_name(const std::string& name) {
-  return is_valid_name(name);
-}
-
-// "HOST:PORT" where HOST is an IPv4 literal, a host name, or "[IPv6]".
-bool valid_host_port(const std::string& text) {
-  std::string host;
-  std::string_view port_text;
-  if (!text.empty() && text[0] == '[') {
-    auto close = text.find(']');
-    if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':') {
-      return false;
-    }
-    host = text.substr(1, close - 1);
-    if (!is_ip_literal_impl(host, true)) {
-      return false;
-    }
-    port_text = std::string_view(text).substr(close + 2);
-  } else {
-    auto colon = text.rfind(':');
-    if (colon == std::string::npos) {
-      return false;
-    }
-    host = text.substr(0, colon);
-    if (!is_valid_hostname(host)) {
-      return false;
-    }
-    port_text = std::string_view(text).substr(colon + 1);
-  }
-  std::uint64_t port = 0;
-  return parse_uint(port_text, port) && port <= 65535;
-}
-
 void read_access_log(Reader& r, const YAML::Node& node, const std::string& path,
                      AccessLogSettings& out) {
   r.read_map(
@@ -278,13 +242,13 @@ void read_node(Reader& r, const YAML::Node& node, const std::string& path, NodeS
       {
           {"name",
            [&](const YAML::Node& n, const std::string& p) {
-             if (r.read_string(n, p, out.name) && !is_valid_hostname(out.name)) {
+             if (r.read_string(n, p, out.name) && !base::is_host_name(out.name)) {
                r.error(p, "must be a host-name-like string (letters, digits, '-', '_', '.')");
              }
            }},
           {"listen",
            [&](const YAML::Node& n, const std::string& p) {
-             if (r.read_string(n, p, out.listen) && !is_ip_literal(out.listen)) {
+             if (r.read_string(n, p, out.listen) && !base::is_ip_literal(out.listen)) {
                r.error(p, "not an IP address");
              }
            }},
@@ -292,7 +256,8 @@ void read_node(Reader& r, const YAML::Node& node, const std::string& path, NodeS
            [&](const YAML::Node& n, const std::string& p) { r.read_port(n, p, out.http_port); }},
           {"admin",
            [&](const YAML::Node& n, const std::string& p) {
-             if (r.read_string(n, p, out.admin) && !valid_host_port(out.admin)) {
+             if (r.read_string(n, p, out.admin) &&
+                 !base::parse_host_port(out.admin, {.host_names = true, .port_zero = true})) {
                r.error(p, "expected HOST:PORT");
              }
            }},
@@ -393,7 +358,7 @@ void read_service(Reader& r, const YAML::Node& node, const std::string& path, Se
           {"name",
            [&](const YAML::Node& n, const std::string& p) {
              has_name = true;
-             if (r.read_string(n, p, out.name) && !valid_service_name(out.name)) {
+             if (r.read_string(n, p, out.name) && !base::is_object_name(out.name)) {
                r.error(p, "must match [a-z0-9][a-z0-9_.-]{0,62}");
              }
            }},
@@ -402,9 +367,8 @@ void read_service(Reader& r, const YAML::Node& node, const std::string& path, Se
           {"published",
            [&](const YAML::Node& n, const std::string& p) {
              r.read_string_list(n, p, [&](const std::string& s, const std::string& item_path) {
-               PortMapping m;
-               if (parse_port_mapping(s, m)) {
-                 out.published.push_back(m);
+               if (auto m = base::parse_port_mapping(s)) {
+                 out.published.push_back(std::move(*m));
                } else {
                  r.error(item_path, "expected PUBLISHED:TARGET[/tcp] with ports 1..65535");
                }
@@ -413,9 +377,7 @@ void read_service(Reader& r, const YAML::Node& node, const std::string& path, Se
           {"tasks",
            [&](const YAML::Node& n, const std::string& p) {
              r.read_string_list(n, p, [&](const std::string& s, const std::string& item_path) {
-               std::string address;
-               std::uint16_t port = 0;
-               if (parse_task_address(s, address, port)) {
+               if (base::parse_host_port(s, {.port_optional = true})) {
                  out.tasks.push_back(s);
                } else {
                  r.error(item_path, "not an IP:PORT address");
@@ -442,7 +404,7 @@ void read_services(Reader& r, const YAML::Node& node, const std::string& path,
     const std::string item_path = index_path(path, i);
     ServiceConfig svc;
     read_service(r, node[i], item_path, svc);
-    if (valid_service_name(svc.name)) {
+    if (base::is_object_name(svc.name)) {
       auto [it, inserted] = names.emplace(svc.name, i);
       if (!inserted) {
         r.error(join(item_path, "name"), "duplicate service name \"" + svc.name + "\"");
@@ -460,7 +422,7 @@ void read_cluster(Reader& r, const YAML::Node& node, const std::string& path,
   bool ticks_ok = true;
   auto ip_port = [&](std::string& dst) {
     return [&r, &dst](const YAML::Node& n, const std::string& p) {
-      if (r.read_string(n, p, dst) && !is_ip_port(dst)) {
+      if (r.read_string(n, p, dst) && !base::parse_host_port(dst)) {
         r.error(p, "expected IP:PORT");
       }
     };
@@ -502,11 +464,10 @@ void read_cluster(Reader& r, const YAML::Node& node, const std::string& path,
                     if (!r.read_string(n, p, out.subnet_pool)) {
                       return;
                     }
-                    std::uint32_t network = 0;
-                    unsigned prefix = 0;
-                    if (!parse_ipv4_cidr(out.subnet_pool, network, prefix)) {
+                    const auto cidr = base::parse_ipv4_cidr(out.subnet_pool);
+                    if (!cidr) {
                       r.error(p, "expected an IPv4 CIDR such as 10.10.0.0/16 (no host bits set)");
-                    } else if (prefix > 24) {
+                    } else if (cidr->prefix > 24) {
                       r.error(p, "prefix must be /24 or shorter (networks get a /24 each)");
                     }
                   }},
@@ -602,160 +563,6 @@ ParseResult load_file(const std::string& path) {
   return parse(text.str());
 }
 
-bool parse_port_mapping(std::string_view text, PortMapping& out) {
-  std::string_view rest = text;
-  std::string protocol = "tcp";
-  if (auto slash = rest.find('/'); slash != std::string_view::npos) {
-    protocol = std::string(rest.substr(slash + 1));
-    rest = rest.substr(0, slash);
-    // Only TCP is forwarded (layer 4 splice); UDP is not part of the design.
-    if (protocol != "tcp") {
-      return false;
-    }
-  }
-  auto colon = rest.find(':');
-  if (colon == std::string_view::npos) {
-    return false;
-  }
-  std::uint64_t published = 0;
-  std::uint64_t target = 0;
-  if (!parse_uint(rest.substr(0, colon), published) ||
-      !parse_uint(rest.substr(colon + 1), target)) {
-    return false;
-  }
-  if (published < 1 || published > 65535 || target < 1 || target > 65535) {
-    return false;
-  }
-  out.published = static_cast<std::uint16_t>(published);
-  out.target = static_cast<std::uint16_t>(target);
-  out.protocol = protocol;
-  return true;
-}
-
-bool is_ip_literal(std::string_view text) {
-  const std::string s(text);
-  return is_ip_literal_impl(s, false) || is_ip_literal_impl(s, true);
-}
-
-bool parse_task_address(std::string_view text, std::string& address, std::uint16_t& port) {
-  std::string host;
-  std::string_view port_text;
-  if (!text.empty() && text[0] == '[') {
-    auto close = text.find(']');
-    if (close == std::string_view::npos) {
-      return false;
-    }
-    host = std::string(text.substr(1, close - 1));
-    if (!is_ip_literal_impl(host, true)) {
-      return false;
-    }
-    std::string_view rest = text.substr(close + 1);
-    if (rest.empty()) {
-      address = host;
-      port = 0;
-      return true;
-    }
-    if (rest[0] != ':') {
-      return false;
-    }
-    port_text = rest.substr(1);
-  } else {
-    const std::string whole(text);
-    // A bare IPv6 literal has several colons and no port.
-    if (is_ip_literal_impl(whole, true) || is_ip_literal_impl(whole, false)) {
-      address = whole;
-      port = 0;
-      return true;
-    }
-    auto colon = text.rfind(':');
-    if (colon == std::string_view::npos) {
-      return false;
-    }
-    host = std::string(text.substr(0, colon));
-    if (!is_ip_literal_impl(host, false)) {
-      return false;
-    }
-    port_text = text.substr(colon + 1);
-  }
-  std::uint64_t p = 0;
-  if (!parse_uint(port_text, p) || p < 1 || p > 65535) {
-    return false;
-  }
-  address = host;
-  port = static_cast<std::uint16_t>(p);
-  return true;
-}
-
-bool is_ip_port(std::string_view text) {
-  std::string host;
-  std::string_view port_text;
-  if (!text.empty() && text[0] == '[') {
-    auto close = text.find(']');
-    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
-      return false;
-    }
-    host = std::string(text.substr(1, close - 1));
-    if (!is_ip_literal_impl(host, true)) {
-      return false;
-    }
-    port_text = text.substr(close + 2);
-  } else {
-    auto colon = text.rfind(':');
-    if (colon == std::string_view::npos) {
-      return false;
-    }
-    host = std::string(text.substr(0, colon));
-    if (!is_ip_literal_impl(host, false)) {
-      return false;
-    }
-    port_text = text.substr(colon + 1);
-  }
-  std::uint64_t port = 0;
-  return parse_uint(port_text, port) && port >= 1 && port <= 65535;
-}
-
-bool parse_ipv4_cidr(std::string_view text, std::uint32_t& network, unsigned& prefix) {
-  auto slash = text.find('/');
-  if (slash == std::string_view::npos) {
-    return false;
-  }
-  const std::string host(text.substr(0, slash));
-  std::uint64_t len = 0;
-  if (!parse_uint(text.substr(slash + 1), len) || len > 32 || slash + 1 == text.size() ||
-      text.size() - slash - 1 > 2) {
-    return false;
-  }
-  unsigned char bytes[4];
-  if (inet_pton(AF_INET, host.c_str(), bytes) != 1) {
-    return false;
-  }
-  const std::uint32_t addr = (std::uint32_t{bytes[0]} << 24) | (std::uint32_t{bytes[1]} << 16) |
-                             (std::uint32_t{bytes[2]} << 8) | std::uint32_t{bytes[3]};
-  const std::uint32_t mask = len == 0 ? 0 : ~std::uint32_t{0} << (32 - len);
-  if ((addr & ~mask) != 0) {
-    return false;
-  }
-  network = addr;
-  prefix = static_cast<unsigned>(len);
-  return true;
-}
-
-bool is_valid_name(std::string_view name) {
-  if (name.empty() || name.size() > 63) {
-    return false;
-  }
-  auto lower_alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
-  if (!lower_alnum(name[0])) {
-    return false;
-  }
-  for (char c : name) {
-    if (!lower_alnum(c) && c != '_' && c != '.' && c != '-') {
-      return false;
-    }
-  }
-  return true;
-}
-
 std::string format_errors(const std::vector<FieldError>& errors) {
   std::string out;
   for (const auto& e : errors) {
@@ -767,29 +574,6 @@ std::string format_errors(const std::vector<FieldError>& errors) {
     out += '\n';
   }
   return out;
-}
-
-// Host names as RFC 1123 §2.1 allows them, plus '_' (common in internal names).
-bool is_valid_hostname(std::string_view host) {
-  if (host.empty() || host.size() > 253) {
-    return false;
-  }
-  std::size_t label_len = 0;
-  for (char c : host) {
-    if (c == '.') {
-      if (label_len == 0) {
-        return false;
-      }
-      label_len = 0;
-      continue;
-    }
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '-' || c == '_';
-    if (!ok || ++label_len > 63) {
-      return false;
-    }
-  }
-  return label_len != 0;
 }
 
 }  // namespace routemesh::config

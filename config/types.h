@@ -2,6 +2,8 @@
 // Value types for node configuration. Parsed and validated by config/config.h;
 // defaults live in one place (config.cc, fill_defaults). Durations are milliseconds.
 
+#include "base/port_mapping.h"
+
 #include <cstdint>
 #include <map>
 #include <string>
@@ -53,20 +55,15 @@ struct HealthSettings {
   std::uint32_t max_ejection_ms = 30'000;
 };
 
-// "published:target/tcp"
-struct PortMapping {
-  std::uint16_t published = 0;
-  std::uint16_t target = 0;
-  std::string protocol = "tcp";
-};
-
-// A service as written in the config file's `services:` list. Until the Raft store exists
-// this is the source of ClusterState (discovery::state_from_config).
+// A service as written in the config file's `services:` list: the source of ClusterState
+// outside cluster mode (cmd::state_from_config, cmd/static_state.h).
 struct ServiceConfig {
   std::string name;
   std::map<std::string, std::string> labels;
-  std::vector<PortMapping> published;
-  std::vector<std::string> tasks;  // "IP:PORT" or "IP" (then the target port is used)
+  std::vector<base::PortMapping> published;  // "published:target[/tcp]"
+  // "IP:PORT", "IP", "[IPv6]:PORT", "[IPv6]" or a bare IPv6 literal (without a port, the
+  // target port is used).
+  std::vector<std::string> tasks;
 };
 
 enum class ClusterRole { manager, worker };

@@ -1,6 +1,6 @@
 #include "discovery/manager/request.h"
 
-#include "config/config.h"
+#include "base/address.h"
 #include "discovery/store/state_json.h"
 #include "discovery/store/state_machine.h"
 
@@ -170,10 +170,12 @@ Parsed<Task> parse_task_spec(std::string_view body, const std::string& generated
   if (!r.ok()) {
     return from_state_error(error);
   }
-  std::uint16_t address_port = 0;
-  if (!config::parse_task_address(address, task.address, address_port)) {
+  auto parsed_address = base::parse_host_port(address, {.port_optional = true});
+  if (!parsed_address) {
     return invalid("task.address", "expected IP:PORT or IP, e.g. 127.0.0.1:9001");
   }
+  task.address = std::move(parsed_address->host);
+  const std::uint16_t address_port = parsed_address->port;
   if (address_port != 0 && port != 0 && address_port != port) {
     return invalid("task.port", "differs from the port in task.address");
   }
@@ -238,13 +240,13 @@ Parsed<JoinRequest> parse_join_request(std::string_view body) {
     return invalid("role", "must be manager or worker");
   }
   join.role = *parsed_role;
-  if (!config::is_ip_port(join.api)) {
+  if (!base::parse_host_port(join.api)) {
     return invalid("api", "expected IP:PORT (the joining node's admin address)");
   }
   if (join.role == NodeRole::manager && join.peer.empty()) {
     return invalid("peer", "required for managers (Raft IP:PORT)");
   }
-  if (!join.peer.empty() && !config::is_ip_port(join.peer)) {
+  if (!join.peer.empty() && !base::parse_host_port(join.peer)) {
     return invalid("peer", "expected IP:PORT");
   }
   if (join.role == NodeRole::worker) {

@@ -1,9 +1,8 @@
 #include "discovery/model/labels.h"
 
-#include "config/config.h"
+#include "base/address.h"
 
 #include <algorithm>
-#include <charconv>
 #include <string_view>
 
 namespace routemesh::discovery {
@@ -52,17 +51,13 @@ bool starts_with(std::string_view s, std::string_view prefix) {
   return s.substr(0, prefix.size()) == prefix;
 }
 
-// Port numbers in labels: digits only, 1..65535.
+// Port numbers in labels: the shared port grammar (digits only), 1..65535.
 bool parse_port(std::string_view s, std::uint16_t& out) {
-  if (s.empty() || s.size() > 5) {
+  const auto port = base::parse_port(s);
+  if (!port || *port == 0) {
     return false;
   }
-  unsigned v = 0;
-  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc() || ptr != s.data() + s.size() || v < 1 || v > 65535) {
-    return false;
-  }
-  out = static_cast<std::uint16_t>(v);
+  out = *port;
   return true;
 }
 
@@ -78,7 +73,7 @@ bool parse_host_pattern(std::string_view text, HostPattern& out, std::string& wh
   }
   if (starts_with(text, "*.")) {
     std::string_view suffix = text.substr(2);
-    if (!config::is_valid_hostname(suffix)) {
+    if (!base::is_host_name(suffix)) {
       why = "invalid host \"" + std::string(text) + "\"";
       return false;
     }
@@ -86,7 +81,7 @@ bool parse_host_pattern(std::string_view text, HostPattern& out, std::string& wh
     out.wildcard = true;
     return true;
   }
-  if (!config::is_valid_hostname(text)) {
+  if (!base::is_host_name(text)) {
     why = "invalid host \"" + std::string(text) + "\"";
     return false;
   }

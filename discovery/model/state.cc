@@ -1,6 +1,6 @@
 #include "discovery/model/state.h"
 
-#include "config/config.h"
+#include "base/address.h"
 #include "discovery/model/labels.h"
 
 #include <algorithm>
@@ -101,7 +101,7 @@ class ServiceChecker {
 
   void check_and_add(const Service& svc, const std::string& path, std::string_view ports_key,
                      std::vector<StateError>& errors, bool task_ports_later = false) {
-    if (!config::is_valid_name(svc.name)) {
+    if (!base::is_object_name(svc.name)) {
       errors.push_back(StateError{path + ".name", "must match [a-z0-9][a-z0-9_.-]{0,62}"});
     }
     const std::string labels_path = path + ".labels";
@@ -209,51 +209,6 @@ std::string cidr_text(std::uint32_t network, unsigned prefix) {
 
 }  // namespace
 
-ClusterState state_from_config(const config::NodeConfig& cfg) {
-  ClusterState state;
-  state.revision = 1;
-  Node self;
-  self.id = cfg.node.name;
-  self.name = cfg.node.name;
-  self.role = NodeRole::manager;
-  self.status = NodeStatus::ready;
-  self.version = 1;
-  state.nodes.emplace(self.id, self);
-
-  for (const auto& sc : cfg.services) {
-    Service svc;
-    svc.name = sc.name;
-    svc.labels = sc.labels;
-    for (const auto& pm : sc.published) {
-      svc.ports.push_back(PublishedPort{pm.published, pm.target, pm.protocol});
-    }
-    svc.version = 1;
-    std::size_t n = 0;
-    for (const auto& text : sc.tasks) {
-      ++n;
-      Task task;
-      task.id = sc.name + "." + std::to_string(n);
-      task.service = sc.name;
-      task.node = "";
-      // config::parse accepted the string with the same function; a failure here would mean
-      // the caller skipped parse, and validate_state then reports the empty address.
-      (void)config::parse_task_address(text, task.address, task.port);
-      task.version = 1;
-      state.tasks.emplace(task.id, std::move(task));
-    }
-    state.services.emplace(svc.name, std::move(svc));
-  }
-  return state;
-}
-
-std::map<std::string, std::string> service_paths_from_config(const config::NodeConfig& cfg) {
-  std::map<std::string, std::string> paths;
-  for (std::size_t i = 0; i < cfg.services.size(); ++i) {
-    paths.emplace(cfg.services[i].name, "services[" + std::to_string(i) + "]");
-  }
-  return paths;
-}
-
 std::vector<StateError> validate_service(const ClusterState& state, const Service& service,
                                          const std::string& path, std::string_view ports_key,
                                          bool task_ports_later) {
@@ -279,7 +234,7 @@ std::vector<StateError> validate_task(const ClusterState& state, const Task& tas
     errors.push_back(StateError{field_paths ? path + ".service" : path,
                                 "unknown service " + quoted(task.service)});
   }
-  if (!config::is_ip_literal(task.address)) {
+  if (!base::is_ip_literal(task.address)) {
     errors.push_back(StateError{field_paths ? path + ".address" : path,
                                 "address " + quoted(task.address) + " is not an IP literal"});
   }
@@ -311,34 +266,37 @@ std::vector<StateError> validate_task(const ClusterState& state, const Task& tas
 std::vector<StateError> validate_network(const ClusterState& state, const Network& network,
                                          const std::string& path) {
   std::vector<StateError> errors;
-  if (!config::is_valid_name(network.name)) {
+  if (!base::is_object_name(network.name)) {
     errors.push_back(StateError{path + ".name", "must match [a-z0-9][a-z0-9_.-]{0,62}"});
   }
   if (network.subnet.empty()) {
     return errors;
   }
-  std::uint32_t base = 0;
-  unsigned prefix = 0;
-  if (!config::parse_ipv4_cidr(network.subnet, base, prefix) || prefix < 8 || prefix > 30) {
+  const auto cidr = base::parse_ipv4_cidr(network.subnet);
+  if (!cidr || cidr->prefix < 8 || cidr->prefix > 30) {
     errors.push_back(StateError{
         path + ".subnet",
         "expected an IPv4 CIDR with prefix /8../30 and no host bits set, e.g. 10.0.1.0/24"});
     return errors;
   }
-  const std::uint64_t first = base;
-  const std::uint64_t last = first + (std::uint64_t{1} << (32 - prefix)) - 1;
+  const std::uint64_t first = cidr->network;
+  const std::uint64_t last = first + (std::uint64_t{1} << (32 - cidr->prefix)) - 1;
   for (const auto& [name, other] : state.networks) {
-    std::uint32_t other_base = 0;
-    unsigned other_prefix = 0;
-    if (name == network.name || !config::parse_ipv4_cidr(other.subnet, other_base, other_prefix)) {
+    if (name == network.name) {
       continue;
     }
-    const std::uint64_t other_first = other_base;
-    const std::uint64_t other_last = other_first + (std::uint64_t{1} << (32 - other_prefix)) - 1;
+    const auto other_cidr = base::parse_ipv4_cidr(other.subnet);
+    if (!other_cidr) {
+      continue;
+    }
+    const std::uint64_t other_first = other_cidr->network;
+    const std::uint64_t other_last =
+        other_first + (std::uint64_t{1} << (32 - other_cidr->prefix)) - 1;
     if (first <= other_last && other_first <= last) {
       errors.push_back(StateError{path + ".subnet",
-                                  "subnet " + cidr_text(base, prefix) + " overlaps network " +
-                                      quoted(name) + " (" + other.subnet + ")",
+                                  "subnet " + cidr_text(cidr->network, cidr->prefix) +
+                                      " overlaps network " + quoted(name) + " (" + other.subnet +
+                                      ")",
                                   true});
       break;
     }
@@ -364,10 +322,10 @@ std::vector<StateError> validate_node(const ClusterState& state, const Node& nod
       }
     }
   }
-  if (!node.address.empty() && !config::is_ip_port(node.address)) {
+  if (!node.address.empty() && !base::parse_host_port(node.address)) {
     errors.push_back(StateError{path + ".address", "expected IP:PORT"});
   }
-  if (!node.peer.empty() && !config::is_ip_port(node.peer)) {
+  if (!node.peer.empty() && !base::parse_host_port(node.peer)) {
     errors.push_back(StateError{path + ".peer", "expected IP:PORT"});
   }
   return errors;

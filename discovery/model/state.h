@@ -1,18 +1,16 @@
 #pragma once
-// Building and validating ClusterState values. Pure.
+// Validating ClusterState values: the one validator shared by the config file path (cmd/ builds
+// a state from the file with cmd::state_from_config, cmd/static_state.h) and the store's
+// apply(). Addresses, CIDRs and names use the grammar of base/address.h. Pure.
 
-#include "config/types.h"
 #include "discovery/model/types.h"
 
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
 
 namespace routemesh::discovery {
-
-// The config file's `services:` list as a ClusterState (until the store exists).
-// Task ids are "<service>.<n>" (1-based); node is "" (local). Assumes config::parse passed.
-ClusterState state_from_config(const config::NodeConfig& cfg);
 
 // Per-object validators: the ONE validator shared by validate_state (config file path) and the
 // store's apply() (discovery/store/state_machine.h). Each checks one object as if it were
@@ -21,8 +19,8 @@ ClusterState state_from_config(const config::NodeConfig& cfg);
 // is ignored). Errors carry paths below `path`; conflict errors have StateError::conflict.
 // Pure, never throw.
 
-// Name ([a-z0-9][a-z0-9_.-]{0,62}), labels (parse_labels), networks (must exist in
-// state.networks, no duplicates), ports (1..65535, tcp; reported at
+// Name (base::is_object_name: [a-z0-9][a-z0-9_.-]{0,62}), labels (parse_labels), networks (must
+// exist in state.networks, no duplicates), ports (1..65535, tcp; reported at
 // "<path>.<ports_key>[i]"), host+path claims and published ports taken by another service
 // (conflict), and a task port for HTTP routes (label, target port, or every task of the
 // service in `state` having one). VIPs are the store's business and are not checked.
@@ -34,33 +32,31 @@ std::vector<StateError> validate_service(const ClusterState& state, const Servic
                                          std::string_view ports_key = "published",
                                          bool task_ports_later = false);
 
-// Id non-empty, known service, IP-literal address, and (when `state` has nodes and the task
-// names one) a node of that name. The config file writes a task as one string, so by default
-// service and address errors point at `path`; with `field_paths` they point at
+// Id non-empty, known service, IP-literal address (base::is_ip_literal), and (when `state` has
+// nodes and the task names one) a node of that name. The config file writes a task as one string,
+// so by default service and address errors point at `path`; with `field_paths` they point at
 // "<path>.service" / "<path>.address" (the store's JSON objects), and a task without a port
 // of a service whose HTTP route has no other port source is an error at "<path>.port".
 std::vector<StateError> validate_task(const ClusterState& state, const Task& task,
                                       const std::string& path, bool field_paths = false);
 
-// Name as for services; subnet an IPv4 CIDR with prefix 8..30 and no host bits; no overlap
-// with another network's subnet (conflict). An empty subnet is accepted (the store's IPAM
-// fills it before validating).
+// Name as for services; subnet an IPv4 CIDR (base::parse_ipv4_cidr) with prefix 8..30 and no host
+// bits; no overlap with another network's subnet (conflict). An empty subnet is accepted (the
+// store's IPAM fills it before validating).
 std::vector<StateError> validate_network(const ClusterState& state, const Network& network,
                                          const std::string& path);
 
 // Id non-empty, name non-empty from [A-Za-z0-9._-] and unique (conflict), address and peer
-// "IP:PORT" when given.
+// "IP:PORT" (base::parse_host_port with the strict rules: IP literal, port 1..65535) when given.
 std::vector<StateError> validate_node(const ClusterState& state, const Node& node,
                                       const std::string& path);
 
 // Every semantic problem of a state (networks, nodes, then services, then tasks): bad labels, two
 // services claiming the same host+path (naming both), published-port conflicts, tasks of unknown
 // services, bad addresses. Paths use the config file's shape ("services[1].labels.mesh.http") where
-// `service_paths` maps a service name to its path prefix; otherwise "services.<name>".
+// `service_paths` maps a service name to its path prefix (cmd::service_paths_from_config);
+// otherwise "services.<name>".
 std::vector<StateError> validate_state(
     const ClusterState& state, const std::map<std::string, std::string>& service_paths = {});
-
-// service name -> "services[i]" for the config file's order, for validate_state's messages.
-std::map<std::string, std::string> service_paths_from_config(const config::NodeConfig& cfg);
 
 }  // namespace routemesh::discovery

@@ -1,7 +1,10 @@
 #pragma once
-// Value types of the cluster state model. The same ClusterState is produced by the config
-// file today (state_from_config) and by the Raft store's state machine later;
-// mesh::compile_route_table turns it into a RouteTable.
+// Value types of the cluster state model. The same ClusterState is produced from the config
+// file outside cluster mode (cmd::state_from_config, cmd/static_state.h) and by the Raft
+// store's state machine in cluster mode; mesh::compile_route_table turns it into a RouteTable.
+// Depends on base/ only.
+
+#include "base/port_mapping.h"
 
 #include <cstdint>
 #include <map>
@@ -34,17 +37,11 @@ struct Network {
   std::uint64_t version = 0;
 };
 
-struct PublishedPort {
-  std::uint16_t published = 0;
-  std::uint16_t target = 0;
-  std::string protocol = "tcp";
-};
-
 struct Service {
   std::string name;
   std::map<std::string, std::string> labels;
   std::vector<std::string> networks;
-  std::vector<PublishedPort> ports;
+  std::vector<base::PortMapping> ports;  // published ports
   EndpointMode endpoint_mode = EndpointMode::vip;
   std::map<std::string, std::string> vips;  // network -> VIP
   std::uint64_t version = 0;
@@ -72,7 +69,7 @@ struct ClusterState {
   std::map<std::string, Task> tasks;
 };
 
-// One validation problem with its key path, as config::FieldError.
+// One validation problem with its key path (cmd/ prints it like a config file error).
 // `conflict` marks errors caused by another object (a name, host+path, published port or
 // subnet already taken) as opposed to a value that is wrong on its own; the store maps it to
 // the "conflict" error code (HTTP 409), everything else to "invalid" (400).

@@ -218,7 +218,8 @@ class RaftNodeImpl final : public RaftNode {
     if (auto e = leader_check()) {
       co_return *e;
     }
-    if (id == kNoNode || !split_host_port(peer_address) || core_.conf().voters.contains(id)) {
+    if (id == kNoNode || !base::parse_host_port(peer_address, kPeerAddressRules) ||
+        core_.conf().voters.contains(id)) {
       co_return NodeError{node_errc::invalid_argument};
     }
     if (!core_.conf().learners.contains(id)) {

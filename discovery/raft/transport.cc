@@ -13,10 +13,10 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
-#include <charconv>
 #include <cstring>
 #include <deque>
 #include <map>
+#include <optional>
 #include <set>
 
 namespace routemesh::discovery::raft {
@@ -313,7 +313,7 @@ class TcpTransport final : public Transport {
   }
 
   static asio::awaitable<bool> connect(std::shared_ptr<Peer> p, TransportOptions opt) {
-    auto hp = split_host_port(p->address);
+    auto hp = base::parse_host_port(p->address, kPeerAddressRules);
     if (!hp) {
       spdlog::warn("raft transport: bad address {} for peer {:016x}", p->address, p->id);
       co_return false;
@@ -418,32 +418,10 @@ class TcpTransport final : public Transport {
 
 }  // namespace
 
-std::optional<HostPort> split_host_port(const std::string& address) {
-  auto colon = address.rfind(':');
-  if (colon == std::string::npos || colon == 0 || colon + 1 == address.size()) {
-    return std::nullopt;
-  }
-  std::string host = address.substr(0, colon);
-  if (host.front() == '[') {
-    if (host.back() != ']') {
-      return std::nullopt;
-    }
-    host = host.substr(1, host.size() - 2);
-  }
-  unsigned port = 0;
-  const char* b = address.data() + colon + 1;
-  const char* e = address.data() + address.size();
-  auto [ptr, ec] = std::from_chars(b, e, port);
-  if (ec != std::errc() || ptr != e || port > 65535 || host.empty()) {
-    return std::nullopt;
-  }
-  return HostPort{host, static_cast<std::uint16_t>(port)};
-}
-
 boost::system::result<std::unique_ptr<Transport>> make_tcp_transport(asio::any_io_executor ex,
                                                                      TransportOptions options,
                                                                      MessageHandler on_message) {
-  auto hp = split_host_port(options.listen_address);
+  auto hp = base::parse_host_port(options.listen_address, kPeerAddressRules);
   boost::system::error_code ec;
   auto addr = hp ? asio::ip::make_address(hp->host, ec) : asio::ip::address{};
   if (!hp || ec) {

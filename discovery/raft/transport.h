@@ -14,6 +14,7 @@
 // Threading: everything runs on the executor passed to make_tcp_transport() (the control
 // thread); the handler is called there. After stop() the handler is never called again.
 
+#include "base/address.h"
 #include "discovery/raft/types.h"
 
 #include <boost/asio/any_io_executor.hpp>
@@ -69,11 +70,9 @@ using MessageHandler = std::function<void(Message)>;
 boost::system::result<std::unique_ptr<Transport>> make_tcp_transport(
     boost::asio::any_io_executor ex, TransportOptions options, MessageHandler on_message);
 
-// "IP:PORT" / "[v6]:PORT" split; nullopt when malformed.
-struct HostPort {
-  std::string host;
-  std::uint16_t port = 0;
-};
-std::optional<HostPort> split_host_port(const std::string& address);
+// What a peer or listen address may be: "IP:PORT", "[IPv6]:PORT" or "NAME:PORT" (a name is
+// resolved when dialling), port 0 allowed (a listener on any free port). Parsed with
+// base::parse_host_port; add_member rejects a peer address that does not parse.
+inline constexpr base::HostPortRules kPeerAddressRules{.host_names = true, .port_zero = true};
 
 }  // namespace routemesh::discovery::raft

@@ -1,6 +1,6 @@
 #include "discovery/store/ipam.h"
 
-#include "config/config.h"
+#include "base/address.h"
 
 #include <algorithm>
 #include <set>
@@ -9,11 +9,11 @@
 namespace routemesh::discovery::store {
 
 std::optional<Ipv4Cidr> parse_cidr(std::string_view text) {
-  Ipv4Cidr cidr;
-  if (!config::parse_ipv4_cidr(text, cidr.base, cidr.prefix)) {
+  const auto cidr = base::parse_ipv4_cidr(text);
+  if (!cidr) {
     return std::nullopt;
   }
-  return cidr;
+  return Ipv4Cidr{cidr->network, cidr->prefix};
 }
 
 std::string ipv4_to_string(std::uint32_t a) {
@@ -26,12 +26,7 @@ std::string to_string(const Ipv4Cidr& cidr) {
 }
 
 std::optional<std::uint32_t> parse_ipv4(std::string_view text) {
-  Ipv4Cidr cidr;
-  // "a.b.c.d/32" always has no host bits; reuse the one strict IPv4 parser.
-  if (!config::parse_ipv4_cidr(std::string(text) + "/32", cidr.base, cidr.prefix)) {
-    return std::nullopt;
-  }
-  return cidr.base;
+  return base::parse_ipv4(text);
 }
 
 bool overlaps(const Ipv4Cidr& a, const Ipv4Cidr& b) {

@@ -424,7 +424,7 @@ std::optional<Service> service_from_json(const json::value& value, const std::st
       for (std::size_t i = 0; i < a->size() && r.ok(); ++i) {
         const std::string port_path = r.path_of("ports") + "[" + std::to_string(i) + "]";
         FieldReader pr((*a)[i], port_path, error);
-        PublishedPort port;
+        base::PortMapping port;
         pr.only({"published", "target", "protocol"});
         read_port_number(pr, "published", port.published);
         read_port_number(pr, "target", port.target);

@@ -1,6 +1,6 @@
 #include "discovery/store/state_machine.h"
 
-#include "config/config.h"
+#include "base/address.h"
 #include "discovery/model/state.h"
 #include "discovery/store/commands.h"
 #include "discovery/store/ipam.h"
@@ -87,7 +87,7 @@ class Applier {
       return failure(ErrorCode::conflict, "network.name",
                      "network " + quoted(network.name) + " already exists");
     }
-    if (!config::is_valid_name(network.name)) {
+    if (!base::is_object_name(network.name)) {
       return *first_error(validate_network(state_, network, "network"));
     }
     if (network.subnet.empty()) {

@@ -1,5 +1,7 @@
 #include "tools/whoami/whoami.h"
 
+#include "base/address.h"
+
 #include <spdlog/spdlog.h>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
@@ -531,23 +533,18 @@ Awaitable<void> accept_loop(std::shared_ptr<Shared> shared, Acceptor acceptor) {
   }
 }
 
-// "HOST:PORT" or "[V6]:PORT"; nullopt when malformed.
+// "IP:PORT", "[V6]:PORT" or ":PORT" (all interfaces); port 0 = any. nullopt when malformed.
 std::optional<tcp::endpoint> parse_listen(const std::string& listen) {
-  const auto colon = listen.rfind(':');
-  if (colon == std::string::npos) {
+  const auto hp = base::parse_host_port(listen, {.empty_host = true, .port_zero = true});
+  if (!hp) {
     return std::nullopt;
   }
-  std::string host = listen.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
-  }
-  const auto port = parse_number(std::string_view(listen).substr(colon + 1));
   beast::error_code ec;
-  const auto address = asio::ip::make_address(host.empty() ? "0.0.0.0" : host, ec);
-  if (ec || !port || *port > 65535) {
+  const auto address = asio::ip::make_address(hp->host.empty() ? "0.0.0.0" : hp->host, ec);
+  if (ec) {
     return std::nullopt;
   }
-  return tcp::endpoint(address, static_cast<std::uint16_t>(*port));
+  return tcp::endpoint(address, hp->port);
 }
 
 }  // namespace

@@ -221,76 +221,6 @@ TEST_CASE("label values that are numbers or booleans keep their text") {
   CHECK(labels.at("empty").empty());
 }
 
-TEST_CASE("port mappings parse as PUBLISHED:TARGET with optional /tcp") {
-  struct Case {
-    const char* text;
-    bool ok;
-    std::uint16_t published;
-    std::uint16_t target;
-  };
-  const std::vector<Case> cases = {
-      {"9000:80/tcp", true, 9000, 80},
-      {"9000:80", true, 9000, 80},
-      {"1:65535", true, 1, 65535},
-      {"65535:1/tcp", true, 65535, 1},
-      {"0:80", false, 0, 0},
-      {"9000:0", false, 0, 0},
-      {"65536:80", false, 0, 0},
-      {"9000:80/udp", false, 0, 0},
-      {"9000:80/", false, 0, 0},
-      {"9000", false, 0, 0},
-      {":80", false, 0, 0},
-      {"9000:", false, 0, 0},
-      {"a:80", false, 0, 0},
-      {"-1:80", false, 0, 0},
-      {"9000:80:70", false, 0, 0},
-      {"", false, 0, 0},
-  };
-  for (const auto& c : cases) {
-    CAPTURE(c.text);
-    PortMapping m;
-    REQUIRE(parse_port_mapping(c.text, m) == c.ok);
-    if (c.ok) {
-      CHECK(m.published == c.published);
-      CHECK(m.target == c.target);
-      CHECK(m.protocol == "tcp");
-    }
-  }
-}
-
-TEST_CASE("task addresses accept IPv4 and bracketed IPv6 with or without a port") {
-  struct Case {
-    const char* text;
-    bool ok;
-    const char* address;
-    std::uint16_t port;
-  };
-  const std::vector<Case> cases = {
-      {"127.0.0.1:9001", true, "127.0.0.1", 9001},
-      {"10.1.2.3", true, "10.1.2.3", 0},
-      {"[::1]:9001", true, "::1", 9001},
-      {"[::1]", true, "::1", 0},
-      {"fe80::1", true, "fe80::1", 0},
-      {"127.0.0.1:0", false, "", 0},
-      {"127.0.0.1:65536", false, "", 0},
-      {"localhost:80", false, "", 0},
-      {"[::1]9001", false, "", 0},
-      {"[127.0.0.1]:80", false, "", 0},
-      {"127.0.0.1:", false, "", 0},
-      {"", false, "", 0},
-  };
-  for (const auto& c : cases) {
-    CAPTURE(c.text);
-    std::string address;
-    std::uint16_t port = 7;
-    REQUIRE(parse_task_address(c.text, address, port) == c.ok);
-    if (c.ok) {
-      CHECK(address == c.address);
-      CHECK(port == c.port);
-    }
-  }
-}
-
 TEST_CASE("load_file reads a file and reports an unreadable one with an empty path") {
   char name[] = "/tmp/rm_config_test_XXXXXX";
   int fd = mkstemp(name);
@@ -432,26 +362,4 @@ TEST_CASE("an empty services list is allowed in cluster mode") {
   NodeConfig cfg = parse_ok("cluster: { role: worker, data_dir: /d }\nservices: []\n");
   CHECK(cfg.cluster_mode);
   CHECK(cfg.services.empty());
-}
-
-TEST_CASE("IP:PORT and IPv4 CIDR helpers") {
-  CHECK(is_ip_port("127.0.0.1:1"));
-  CHECK(is_ip_port("[::1]:65535"));
-  CHECK_FALSE(is_ip_port("::1:80"));
-  CHECK_FALSE(is_ip_port("host:80"));
-  CHECK_FALSE(is_ip_port("127.0.0.1:65536"));
-  CHECK_FALSE(is_ip_port("127.0.0.1:"));
-
-  std::uint32_t network = 0;
-  unsigned prefix = 0;
-  REQUIRE(parse_ipv4_cidr("10.1.2.0/24", network, prefix));
-  CHECK(network == 0x0A010200u);
-  CHECK(prefix == 24);
-  REQUIRE(parse_ipv4_cidr("0.0.0.0/0", network, prefix));
-  CHECK(prefix == 0);
-  CHECK_FALSE(parse_ipv4_cidr("10.1.2.0/", network, prefix));
-  CHECK_FALSE(parse_ipv4_cidr("10.1.2.0/024", network, prefix));
-  CHECK_FALSE(parse_ipv4_cidr("10.1.2.0/-1", network, prefix));
-  CHECK_FALSE(parse_ipv4_cidr("::1/64", network, prefix));
-  CHECK_FALSE(parse_ipv4_cidr("10.1.2.3/24", network, prefix));
 }

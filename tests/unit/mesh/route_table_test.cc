@@ -19,7 +19,7 @@ using mesh::route;
 struct ServiceSpec {
   std::string name;
   std::map<std::string, std::string> labels;
-  std::vector<discovery::PublishedPort> ports;
+  std::vector<base::PortMapping> ports;
 };
 
 void add_service(ClusterState& state, const ServiceSpec& spec) {

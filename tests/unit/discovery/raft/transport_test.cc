@@ -118,7 +118,7 @@ TEST_CASE("transport: malformed frames close the connection and are counted") {
   prometheus::Registry reg;
   Metrics metrics(reg);
   Endpoint b(io, 2, &metrics, "127.0.0.32:0");
-  auto hp = split_host_port(b.t->local_address());
+  auto hp = routemesh::base::parse_host_port(b.t->local_address(), kPeerAddressRules);
   REQUIRE(hp);
   tcp::endpoint ep(asio::ip::make_address(hp->host), hp->port);
 

@@ -37,7 +37,8 @@ ClusterState sample_state() {
   s.name = "web";
   s.labels = {{"mesh.http", "web.example.com"}, {"team", "blue \"quoted\" \u00e9"}};
   s.networks = {"appnet", "ingress"};
-  s.ports = {PublishedPort{8080, 80, "tcp"}, PublishedPort{8443, 443, "tcp"}};
+  s.ports = {routemesh::base::PortMapping{8080, 80, "tcp"},
+             routemesh::base::PortMapping{8443, 443, "tcp"}};
   s.endpoint_mode = EndpointMode::dnsrr;
   s.vips = {{"appnet", "10.50.0.2"}, {"ingress", "10.255.0.2"}};
   s.version = 5;
@@ -149,7 +150,7 @@ TEST_CASE("every command survives encode/decode and keeps its op name") {
   s.name = "web";
   s.labels = {{"mesh.http", "w"}};
   s.networks = {"a"};
-  s.ports = {PublishedPort{1, 2, "tcp"}};
+  s.ports = {routemesh::base::PortMapping{1, 2, "tcp"}};
   s.vips = {{"a", "10.0.0.2"}};  // store-assigned: not part of the command
   Task t;
   t.id = "t1";
