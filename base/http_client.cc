@@ -26,29 +26,65 @@ constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 // Responses of the admin API are small JSON documents; the watch stream is read piecewise.
 constexpr std::uint64_t kBodyLimit = 64 * 1024 * 1024;
 
-// "IP:PORT" only: node addresses in the state are IP literals (validate_node), so no resolver.
-boost::system::result<tcp::endpoint> parse_address(const std::string& address) {
+struct HostPort {
+  std::string host;  // brackets of "[V6]" removed
+  std::uint16_t port = 0;
+};
+
+boost::system::result<HostPort> split_address(const std::string& address) {
   const auto colon = address.rfind(':');
   if (colon == std::string::npos) {
     return boost::system::errc::make_error_code(boost::system::errc::invalid_argument);
   }
-  std::string host = address.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
+  HostPort out;
+  out.host = address.substr(0, colon);
+  if (out.host.size() >= 2 && out.host.front() == '[' && out.host.back() == ']') {
+    out.host = out.host.substr(1, out.host.size() - 2);
   }
-  std::uint16_t port = 0;
   const char* first = address.data() + colon + 1;
   const char* last = address.data() + address.size();
-  auto [end, err] = std::from_chars(first, last, port);
-  if (err != std::errc() || end != last || port == 0) {
+  auto [end, err] = std::from_chars(first, last, out.port);
+  if (err != std::errc() || end != last || out.port == 0 || out.host.empty()) {
     return boost::system::errc::make_error_code(boost::system::errc::invalid_argument);
   }
+  return out;
+}
+
+// "IP:PORT" only: node addresses in the state are IP literals (validate_node), so no resolver.
+boost::system::result<tcp::endpoint> parse_address(const std::string& address) {
+  auto hp = split_address(address);
+  if (!hp) {
+    return hp.error();
+  }
   boost::system::error_code ec;
-  auto ip = asio::ip::make_address(host, ec);
+  auto ip = asio::ip::make_address(hp->host, ec);
   if (ec) {
     return ec;
   }
-  return tcp::endpoint(ip, port);
+  return tcp::endpoint(ip, hp->port);
+}
+
+// Connects `stream` to `address`: directly to an IP literal, else to what the resolver finds.
+asio::awaitable<boost::system::error_code> connect(beast::tcp_stream& stream,
+                                                   const std::string& address) {
+  auto hp = split_address(address);
+  if (!hp) {
+    co_return hp.error();
+  }
+  boost::system::error_code not_ip;
+  const auto ip = asio::ip::make_address(hp->host, not_ip);
+  if (!not_ip) {
+    auto [ec] = co_await stream.async_connect(tcp::endpoint(ip, hp->port), kNoThrow);
+    co_return ec;
+  }
+  tcp::resolver resolver(stream.get_executor());
+  auto [resolve_ec, endpoints] =
+      co_await resolver.async_resolve(hp->host, std::to_string(hp->port), kNoThrow);
+  if (resolve_ec) {
+    co_return resolve_ec;
+  }
+  auto [ec, endpoint] = co_await stream.async_connect(endpoints, kNoThrow);
+  co_return ec;
 }
 
 http::request<http::string_body> make_request(const std::string& address,
@@ -72,15 +108,12 @@ http::request<http::string_body> make_request(const std::string& address,
   return req;
 }
 
-// Connects `stream` to `address` and writes `request`, within the stream's current deadline.
+// Connects `stream` to `address` and writes `request`, within the stream's current deadline
+// (name resolution aside).
 asio::awaitable<boost::system::error_code> connect_and_send(beast::tcp_stream& stream,
                                                             const std::string& address,
                                                             const ClientRequest& request) {
-  auto endpoint = parse_address(address);
-  if (!endpoint) {
-    co_return endpoint.error();
-  }
-  auto [connect_ec] = co_await stream.async_connect(*endpoint, kNoThrow);
+  const auto connect_ec = co_await connect(stream, address);
   if (connect_ec) {
     co_return connect_ec;
   }
@@ -115,18 +148,17 @@ asio::awaitable<boost::system::result<Reply>> read_reply(beast::tcp_stream& stre
 
 }  // namespace
 
-asio::awaitable<boost::system::result<ClientResponse>> http_call(
-    asio::any_io_executor executor, std::string address, ClientRequest request,
-    std::chrono::milliseconds timeout) {
+asio::awaitable<CallResult> http_call(asio::any_io_executor executor, std::string address,
+                                      ClientRequest request, std::chrono::milliseconds timeout) {
   beast::tcp_stream stream(executor);
   stream.expires_after(timeout);
-  const auto sent = co_await connect_and_send(stream, address, request);
-  if (sent) {
-    co_return sent;
+  const auto send_ec = co_await connect_and_send(stream, address, request);
+  if (send_ec) {
+    co_return CallError{send_ec, false};
   }
   auto reply = co_await read_reply(stream);
   if (!reply) {
-    co_return reply.error();
+    co_return CallError{reply.error(), true};
   }
   beast::error_code ignored;
   stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
@@ -135,11 +167,11 @@ asio::awaitable<boost::system::result<ClientResponse>> http_call(
 
 KeepAliveClient::KeepAliveClient(asio::any_io_executor executor) : executor_(std::move(executor)) {}
 
-asio::awaitable<boost::system::result<ClientResponse>> KeepAliveClient::call(
-    std::string address, ClientRequest request, std::chrono::milliseconds timeout) {
+asio::awaitable<CallResult> KeepAliveClient::call(std::string address, ClientRequest request,
+                                                  std::chrono::milliseconds timeout) {
   auto endpoint = parse_address(address);
   if (!endpoint) {
-    co_return endpoint.error();
+    co_return CallError{endpoint.error(), false};
   }
   const auto req = make_request(address, request, true);
   // Each pass takes an idle connection or opens one; only a reused one can send us round
@@ -161,7 +193,7 @@ asio::awaitable<boost::system::result<ClientResponse>> KeepAliveClient::call(
       ++connects_;
       auto [connect_ec] = co_await stream->async_connect(*endpoint, kNoThrow);
       if (connect_ec) {
-        co_return connect_ec;
+        co_return CallError{connect_ec, false};
       }
     }
     stream->expires_after(timeout);
@@ -170,14 +202,14 @@ asio::awaitable<boost::system::result<ClientResponse>> KeepAliveClient::call(
       if (reused) {
         continue;  // the server dropped this idle connection
       }
-      co_return write_ec;
+      co_return CallError{write_ec, false};
     }
     auto reply = co_await read_reply(*stream);
     if (!reply) {
       if (reused && reply.error() == http::error::end_of_stream) {
         continue;  // closed before any response byte: the request was not read
       }
-      co_return reply.error();
+      co_return CallError{reply.error(), true};
     }
     auto& back = idle_[address];  // other calls may have run while this one waited
     if (reply->reusable && back.size() < kMaxIdle) {
