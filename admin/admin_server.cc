@@ -2,6 +2,7 @@
 
 #include "admin/metrics.h"
 #include "base/address.h"
+#include "base/spawn.h"
 
 #include <prometheus/text_serializer.h>
 #include <spdlog/spdlog.h>
@@ -413,21 +414,11 @@ asio::awaitable<void> run_session(std::shared_ptr<State> state, tcp::socket sock
   stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
 }
 
-// The co_spawn completion of every coroutine the server starts (docs/style.md, "Async").
-auto log_failure(std::shared_ptr<State> state, const char* what) {
-  return [state = std::move(state), what](std::exception_ptr error) {
-    if (!error) {
-      return;
-    }
-    state->metrics.admin_session_errors.Increment();
-    try {
-      std::rethrow_exception(error);
-    } catch (const std::exception& e) {
-      spdlog::error("admin: {} failed: {}", what, e.what());
-    } catch (...) {
-      spdlog::error("admin: {} failed with a non-standard exception", what);
-    }
-  };
+// The co_spawn completion of every coroutine the server starts. It holds `state`, and with it
+// the registry the error counter lives in, until the coroutine has ended.
+auto log_failure(std::shared_ptr<State> state, std::string_view what) {
+  prometheus::Counter* errors = &state->metrics.admin_session_errors;
+  return base::log_and_count(what, errors, [state = std::move(state)] {});
 }
 
 asio::awaitable<void> accept_loop(std::shared_ptr<State> state) {
@@ -445,7 +436,7 @@ asio::awaitable<void> accept_loop(std::shared_ptr<State> state) {
       continue;
     }
     asio::co_spawn(state->executor, run_session(state, std::move(socket)),
-                   log_failure(state, "session"));
+                   log_failure(state, "admin: session"));
   }
 }
 
@@ -509,7 +500,7 @@ class AdminServerImpl final : public AdminServer {
       throw std::system_error(ec, "admin: cannot listen on " + address);
     }
     state_->stopped = false;
-    asio::co_spawn(state_->executor, accept_loop(state_), log_failure(state_, "acceptor"));
+    asio::co_spawn(state_->executor, accept_loop(state_), log_failure(state_, "admin: acceptor"));
     spdlog::info("admin: listening on {}:{}", bound.address().to_string(), bound.port());
     return bound.port();
   }

@@ -1,16 +1,14 @@
 #include "admin/metrics.h"
 
+#include "base/metrics.h"
+
 namespace routemesh::admin {
 
 Metrics::Metrics(prometheus::Registry& registry)
-    : admin_requests(prometheus::BuildCounter()
-                         .Name("routemesh_admin_requests_total")
-                         .Help("Requests answered by the admin HTTP server, by path and status.")
-                         .Register(registry)),
-      admin_session_errors(prometheus::BuildCounter()
-                               .Name("routemesh_admin_session_errors_total")
-                               .Help("Exceptions that ended an admin HTTP session.")
-                               .Register(registry)
-                               .Add({})) {}
+    : admin_requests(
+          base::counter_family(registry, "routemesh_admin_requests_total",
+                               "Requests answered by the admin HTTP server, by path and status.")),
+      admin_session_errors(base::counter(registry, "routemesh_admin_session_errors_total",
+                                         "Exceptions that ended an admin HTTP session.")) {}
 
 }  // namespace routemesh::admin

@@ -27,10 +27,12 @@ constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 // Responses of the admin API are small JSON documents; the watch stream is read piecewise.
 constexpr std::uint64_t kBodyLimit = 64 * 1024 * 1024;
 
-// "IP:PORT" / "[IPv6]:PORT" only: node addresses in the state are IP literals (validate_node),
-// so no resolver.
+// Admin addresses: "HOST:PORT" / "[IPv6]:PORT"; the CLI may name a host (localhost).
+constexpr HostPortRules kAddressRules{.host_names = true};
+
+// "IP:PORT" only: node addresses in the state are IP literals (validate_node), so no resolver.
 boost::system::result<tcp::endpoint> parse_address(const std::string& address) {
-  const auto hp = base::parse_host_port(address);
+  const auto hp = parse_host_port(address);
   if (!hp) {
     return boost::system::errc::make_error_code(boost::system::errc::invalid_argument);
   }
@@ -40,6 +42,29 @@ boost::system::result<tcp::endpoint> parse_address(const std::string& address) {
     return ec;
   }
   return tcp::endpoint(ip, hp->port);
+}
+
+// Connects `stream` to `address`: directly to an IP literal, else to what the resolver finds.
+asio::awaitable<boost::system::error_code> connect(beast::tcp_stream& stream,
+                                                   const std::string& address) {
+  const auto hp = parse_host_port(address, kAddressRules);
+  if (!hp) {
+    co_return boost::system::errc::make_error_code(boost::system::errc::invalid_argument);
+  }
+  boost::system::error_code not_ip;
+  const auto ip = asio::ip::make_address(hp->host, not_ip);
+  if (!not_ip) {
+    auto [ec] = co_await stream.async_connect(tcp::endpoint(ip, hp->port), kNoThrow);
+    co_return ec;
+  }
+  tcp::resolver resolver(stream.get_executor());
+  auto [resolve_ec, endpoints] =
+      co_await resolver.async_resolve(hp->host, std::to_string(hp->port), kNoThrow);
+  if (resolve_ec) {
+    co_return resolve_ec;
+  }
+  auto [ec, endpoint] = co_await stream.async_connect(endpoints, kNoThrow);
+  co_return ec;
 }
 
 http::request<http::string_body> make_request(const std::string& address,
@@ -63,15 +88,12 @@ http::request<http::string_body> make_request(const std::string& address,
   return req;
 }
 
-// Connects `stream` to `address` and writes `request`, within the stream's current deadline.
+// Connects `stream` to `address` and writes `request`, within the stream's current deadline
+// (name resolution aside).
 asio::awaitable<boost::system::error_code> connect_and_send(beast::tcp_stream& stream,
                                                             const std::string& address,
                                                             const ClientRequest& request) {
-  auto endpoint = parse_address(address);
-  if (!endpoint) {
-    co_return endpoint.error();
-  }
-  auto [connect_ec] = co_await stream.async_connect(*endpoint, kNoThrow);
+  const auto connect_ec = co_await connect(stream, address);
   if (connect_ec) {
     co_return connect_ec;
   }
@@ -106,18 +128,17 @@ asio::awaitable<boost::system::result<Reply>> read_reply(beast::tcp_stream& stre
 
 }  // namespace
 
-asio::awaitable<boost::system::result<ClientResponse>> http_call(
-    asio::any_io_executor executor, std::string address, ClientRequest request,
-    std::chrono::milliseconds timeout) {
+asio::awaitable<CallResult> http_call(asio::any_io_executor executor, std::string address,
+                                      ClientRequest request, std::chrono::milliseconds timeout) {
   beast::tcp_stream stream(executor);
   stream.expires_after(timeout);
-  const auto sent = co_await connect_and_send(stream, address, request);
-  if (sent) {
-    co_return sent;
+  const auto send_ec = co_await connect_and_send(stream, address, request);
+  if (send_ec) {
+    co_return CallError{send_ec, false};
   }
   auto reply = co_await read_reply(stream);
   if (!reply) {
-    co_return reply.error();
+    co_return CallError{reply.error(), true};
   }
   beast::error_code ignored;
   stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
@@ -126,11 +147,11 @@ asio::awaitable<boost::system::result<ClientResponse>> http_call(
 
 KeepAliveClient::KeepAliveClient(asio::any_io_executor executor) : executor_(std::move(executor)) {}
 
-asio::awaitable<boost::system::result<ClientResponse>> KeepAliveClient::call(
-    std::string address, ClientRequest request, std::chrono::milliseconds timeout) {
+asio::awaitable<CallResult> KeepAliveClient::call(std::string address, ClientRequest request,
+                                                  std::chrono::milliseconds timeout) {
   auto endpoint = parse_address(address);
   if (!endpoint) {
-    co_return endpoint.error();
+    co_return CallError{endpoint.error(), false};
   }
   const auto req = make_request(address, request, true);
   // Each pass takes an idle connection or opens one; only a reused one can send us round
@@ -152,7 +173,7 @@ asio::awaitable<boost::system::result<ClientResponse>> KeepAliveClient::call(
       ++connects_;
       auto [connect_ec] = co_await stream->async_connect(*endpoint, kNoThrow);
       if (connect_ec) {
-        co_return connect_ec;
+        co_return CallError{connect_ec, false};
       }
     }
     stream->expires_after(timeout);
@@ -161,14 +182,14 @@ asio::awaitable<boost::system::result<ClientResponse>> KeepAliveClient::call(
       if (reused) {
         continue;  // the server dropped this idle connection
       }
-      co_return write_ec;
+      co_return CallError{write_ec, false};
     }
     auto reply = co_await read_reply(*stream);
     if (!reply) {
       if (reused && reply.error() == http::error::end_of_stream) {
         continue;  // closed before any response byte: the request was not read
       }
-      co_return reply.error();
+      co_return CallError{reply.error(), true};
     }
     auto& back = idle_[address];  // other calls may have run while this one waited
     if (reply->reusable && back.size() < kMaxIdle) {

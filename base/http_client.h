@@ -1,9 +1,13 @@
 #pragma once
-// A minimal HTTP/1.1 client (Beast) for node-to-node calls on the control thread: forwarding
-// writes to the leader, joining a cluster, and the workers' watch stream. http_call and
-// http_stream use one connection per call ("Connection: close"); KeepAliveClient keeps
-// connections open for the one caller that makes many calls to one address (a follower
-// forwarding writes to the leader).
+// The one HTTP/1.1 client (Beast): node-to-node calls on the control thread (forwarding writes
+// to the leader, joining a cluster, the workers' watch stream) and the CLI's calls to the admin
+// API. http_call and http_stream use one connection per call ("Connection: close");
+// KeepAliveClient keeps connections open for the one caller that makes many calls to one
+// address (a follower forwarding writes to the leader).
+//
+// Addresses are "HOST:PORT" or "[V6]:PORT". An IP literal is connected to directly (node
+// addresses in the state are IP literals); http_call and http_stream resolve any other host
+// name first (the CLI's --api localhost:9901), KeepAliveClient does not.
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -32,11 +36,23 @@ struct ClientResponse {
   std::string body;
 };
 
-// Sends `request` to "IP:PORT" and reads the whole response. The deadline covers connect,
-// write and read. Errors (connect refused, timeout, malformed response) are values.
-boost::asio::awaitable<boost::system::result<ClientResponse>> http_call(
-    boost::asio::any_io_executor executor, std::string address, ClientRequest request,
-    std::chrono::milliseconds timeout);
+// Why a call got no response (connect refused, timeout, reset, malformed response), and whether
+// the request had been written completely by then: after that the server may have acted on it
+// (a write may have been applied), before that it cannot have.
+struct CallError {
+  boost::system::error_code code;
+  bool sent = false;
+  std::string message() const { return code.message(); }
+};
+
+using CallResult = boost::system::result<ClientResponse, CallError>;
+
+// Sends `request` to `address` and reads the whole response. The deadline starts before name
+// resolution and ends connect, write and read; the resolver itself is not interrupted (a caller
+// that must bound it runs its io_context for a limited time, as the CLI does). Errors are values.
+boost::asio::awaitable<CallResult> http_call(boost::asio::any_io_executor executor,
+                                             std::string address, ClientRequest request,
+                                             std::chrono::milliseconds timeout);
 
 // Calls over kept-alive connections, at most kMaxIdle idle per address, each reused for at
 // most kMaxIdleAge. A reused connection that the server closed before answering (EOF before
@@ -50,8 +66,8 @@ class KeepAliveClient {
 
   explicit KeepAliveClient(boost::asio::any_io_executor executor);
 
-  boost::asio::awaitable<boost::system::result<ClientResponse>> call(
-      std::string address, ClientRequest request, std::chrono::milliseconds timeout);
+  boost::asio::awaitable<CallResult> call(std::string address, ClientRequest request,
+                                          std::chrono::milliseconds timeout);
 
   // Connections opened so far (for tests and metrics).
   std::uint64_t connects() const { return connects_; }

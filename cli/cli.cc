@@ -1,26 +1,27 @@
-// The CLI's I/O half: CLI11 wiring, one blocking HTTP/1.1 exchange per API call, printing.
-// The CLI is not on the data path, so each call gets its own io_context and connection
-// (Connection: close) and the main thread simply runs that context until the exchange ends.
+// The CLI's I/O half: CLI11 wiring, one blocking HTTP/1.1 exchange per API call (the one
+// client, base/http_client.h), printing. The CLI is not on the data path, so each call gets its
+// own io_context and connection (Connection: close) and the main thread simply runs that
+// context until the exchange ends.
 
 #include "cli/cli.h"
 
+#include "base/http_client.h"
+#include "base/spawn.h"
 #include "cli/cli_format.h"
 
 #include <CLI/CLI.hpp>
-#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/use_awaitable.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/beast/core/error.hpp>
 #include <boost/json/parse.hpp>
+#include <boost/system/result.hpp>
 
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
-#include <iostream>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -30,124 +31,82 @@ namespace routemesh::cli {
 namespace {
 
 namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace http = beast::http;
 namespace json = boost::json;
-using asio::ip::tcp;
+namespace sys = boost::system;
 
 constexpr std::chrono::seconds kTimeout{10};
-// List answers grow with the cluster; this only bounds a misbehaving server.
-constexpr std::uint64_t kBodyLimit = 64ull << 20;
 
-struct HttpReply {
-  unsigned status = 0;
-  std::string body;
+class CliCategory final : public boost::system::error_category {
+ public:
+  const char* name() const noexcept override { return "routemesh.cli"; }
+  std::string message(int value) const override {
+    switch (static_cast<errc>(value)) {
+      case errc::unreachable:
+        return "cannot reach the admin API";
+      case errc::no_answer:
+        return "no answer from the admin API";
+      case errc::api_error:
+        return "the admin API refused the request";
+      case errc::unexpected_answer:
+        return "unexpected answer from the admin API";
+      case errc::unknown_node:
+        return "no such node";
+    }
+    return "unknown CLI error " + std::to_string(value);
+  }
 };
 
-// Everything one exchange needs, owned by the coroutine (docs/style.md, "Async": owned parameters).
-struct Exchange {
-  std::string address;  // as given, for the Host header and messages
-  std::string host;
-  std::string port;
-  cli::ApiRequest request;
-  // Results.
-  bool done = false;
-  bool sent = false;  // the request was written completely
-  boost::system::error_code error;
-  HttpReply reply;
+// Where the exchange's outcome lands; shared with the coroutine, which owns its arguments.
+struct Outcome {
+  std::optional<base::CallResult> result;
 };
 
-asio::awaitable<void> exchange(std::shared_ptr<Exchange> x) {
-  auto token = asio::as_tuple(asio::use_awaitable);
+asio::awaitable<void> exchange(std::shared_ptr<Outcome> out, std::string address,
+                               base::ClientRequest request) {
   auto executor = co_await asio::this_coro::executor;
-  tcp::resolver resolver(executor);
-  auto [resolve_ec, endpoints] = co_await resolver.async_resolve(x->host, x->port, token);
-  if (resolve_ec) {
-    x->error = resolve_ec;
-    x->done = true;
-    co_return;
-  }
-  beast::tcp_stream stream(executor);
-  stream.expires_after(kTimeout);
-  auto [connect_ec, endpoint] = co_await stream.async_connect(endpoints, token);
-  (void)endpoint;
-  if (connect_ec) {
-    x->error = connect_ec;
-    x->done = true;
-    co_return;
-  }
-  http::request<http::string_body> req;
-  req.method(http::string_to_verb(x->request.method));
-  req.target(x->request.target);
-  req.version(11);
-  req.set(http::field::host, x->address);
-  req.set(http::field::user_agent, "routemesh-cli");
-  req.set(http::field::accept, "application/json");
-  if (!x->request.body.empty()) {
-    req.set(http::field::content_type, "application/json");
-    req.body() = x->request.body;
-  }
-  req.keep_alive(false);
-  req.prepare_payload();
-  auto [write_ec, written] = co_await http::async_write(stream, req, token);
-  (void)written;
-  if (write_ec) {
-    x->error = write_ec;
-    x->done = true;
-    co_return;
-  }
-  x->sent = true;
-  beast::flat_buffer buffer;
-  http::response_parser<http::string_body> parser;
-  parser.body_limit(kBodyLimit);
-  auto [read_ec, read] = co_await http::async_read(stream, buffer, parser, token);
-  (void)read;
-  if (read_ec) {
-    x->error = read_ec;
-    x->done = true;
-    co_return;
-  }
-  x->reply.status = parser.get().result_int();
-  x->reply.body = std::move(parser.get().body());
-  beast::error_code ignored;
-  stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
-  x->done = true;
+  out->result =
+      co_await base::http_call(executor, std::move(address), std::move(request), kTimeout);
 }
 
-// One request, blocking. On a transport failure prints the reason and returns nullopt.
-std::optional<HttpReply> call_api(const std::string& address, const cli::ApiRequest& request) {
-  auto x = std::make_shared<Exchange>();
-  x->address = address;
-  std::tie(x->host, x->port) = cli::split_host_port(address);
-  x->request = request;
+// One request, blocking. A transport failure is printed here and returned as unreachable
+// (nothing was sent) or no_answer (the outcome is unknown).
+sys::result<base::ClientResponse> call_api(const std::string& address,
+                                           const cli::ApiRequest& request) {
+  base::ClientRequest out;
+  out.method = request.method;
+  out.target = request.target;
+  out.body = request.body;
+  out.headers = {{"accept", "application/json"}, {"user-agent", "routemesh-cli"}};
+  auto outcome = std::make_shared<Outcome>();
   asio::io_context ioc;
-  asio::co_spawn(ioc, exchange(x), [x](std::exception_ptr e) {
-    if (e) {
-      // Only std::bad_alloc and the like end here; report it as a failed exchange.
-      x->error = asio::error::no_memory;
-      x->done = true;
-    }
-  });
-  // The stream deadline covers connect, write and read; this bounds name resolution too.
+  // Only std::bad_alloc and the like end the coroutine with an exception: a failed exchange.
+  asio::co_spawn(ioc, exchange(outcome, address, std::move(out)),
+                 base::log_and_count("cli: request", nullptr, [outcome] {
+                   outcome->result = base::CallError{asio::error::no_memory, false};
+                 }));
+  // The deadline covers connect, write and read once the address is resolved; this bounds the
+  // resolver too. An exchange that is still running has not connected yet: nothing was sent.
   ioc.run_for(kTimeout + std::chrono::seconds(1));
-  if (!x->done || x->error == beast::error::timeout) {
+  const bool done = outcome->result.has_value();
+  if (done && *outcome->result) {
+    return std::move(**outcome->result);
+  }
+  const bool sent = done && outcome->result->error().sent;
+  if (!done || outcome->result->error().code == boost::beast::error::timeout) {
     std::fprintf(stderr, "routemesh: %s the admin API at %s: timed out after %lld s\n",
-                 x->sent ? "no answer from" : "cannot reach", address.c_str(),
+                 sent ? "no answer from" : "cannot reach", address.c_str(),
                  static_cast<long long>(kTimeout.count()));
-    return std::nullopt;
+    return sent ? errc::no_answer : errc::unreachable;
   }
-  if (x->error) {
-    if (x->sent) {
-      std::fprintf(stderr, "routemesh: no answer from the admin API at %s: %s%s\n", address.c_str(),
-                   x->error.message().c_str(),
-                   request.method == "GET" ? "" : " (the change may have been applied)");
-    } else {
-      std::fprintf(stderr, "routemesh: cannot reach the admin API at %s: %s\n", address.c_str(),
-                   x->error.message().c_str());
-    }
-    return std::nullopt;
+  const std::string why = outcome->result->error().message();
+  if (sent) {
+    std::fprintf(stderr, "routemesh: no answer from the admin API at %s: %s%s\n", address.c_str(),
+                 why.c_str(), request.method == "GET" ? "" : " (the change may have been applied)");
+    return errc::no_answer;
   }
-  return std::move(x->reply);
+  std::fprintf(stderr, "routemesh: cannot reach the admin API at %s: %s\n", address.c_str(),
+               why.c_str());
+  return errc::unreachable;
 }
 
 void print_out(const std::string& text) {
@@ -164,7 +123,7 @@ void print_error(const std::string& message) {
 
 // A successful answer parsed as JSON (an empty body is null).
 struct Answer {
-  HttpReply reply;
+  base::ClientResponse reply;
   json::value value;
 };
 
@@ -215,15 +174,15 @@ class CliCommandsImpl final : public CliCommands {
                  std::function<int()> run);
   int run_leaf(const Leaf& leaf);
 
-  // Sends the request; prints API and transport errors. nullopt = exit 1.
-  std::optional<Answer> request(const cli::ApiRequest& request);
+  // Sends the request; prints API and transport errors (every error means exit 1).
+  sys::result<Answer> request(const cli::ApiRequest& request);
   // GET, then print either the raw JSON (--json) or render(answer).
   int show(const cli::ApiRequest& request,
            const std::function<cli::Result<std::string>(const json::value&)>& render);
   // A write: prints the raw JSON (--json) or the object's id/name.
   int write(const cli::ApiRequest& request, std::string_view kind, std::string_view fallback);
-  // A node argument (id or name) -> id; nullopt after printing the error.
-  std::optional<std::string> node_id(const std::string& arg);
+  // A node argument (id or name) -> id; errors are printed.
+  sys::result<std::string> node_id(const std::string& arg);
 
   int service_update();
 
@@ -493,14 +452,14 @@ int CliCommandsImpl::run_leaf(const Leaf& leaf) {
   return leaf.run();
 }
 
-std::optional<Answer> CliCommandsImpl::request(const cli::ApiRequest& req) {
+sys::result<Answer> CliCommandsImpl::request(const cli::ApiRequest& req) {
   auto reply = call_api(address_, req);
   if (!reply) {
-    return std::nullopt;
+    return reply.error();
   }
   if (reply->status < 200 || reply->status >= 300) {
     print_error(cli::format_api_error(reply->status, reply->body));
-    return std::nullopt;
+    return errc::api_error;
   }
   Answer answer{std::move(*reply), nullptr};
   if (!answer.reply.body.empty()) {
@@ -509,7 +468,7 @@ std::optional<Answer> CliCommandsImpl::request(const cli::ApiRequest& req) {
     if (ec) {
       print_error("unexpected answer from the admin API (HTTP " +
                   std::to_string(answer.reply.status) + "): not JSON");
-      return std::nullopt;
+      return errc::unexpected_answer;
     }
   }
   return answer;
@@ -554,18 +513,18 @@ int CliCommandsImpl::write(const cli::ApiRequest& req, std::string_view kind,
   return 0;
 }
 
-std::optional<std::string> CliCommandsImpl::node_id(const std::string& arg) {
+sys::result<std::string> CliCommandsImpl::node_id(const std::string& arg) {
   if (cli::looks_like_node_id(arg)) {
     return arg;
   }
   auto nodes = request(cli::get_request("/v1/nodes"));
   if (!nodes) {
-    return std::nullopt;
+    return nodes.error();
   }
   auto id = cli::resolve_node_id(nodes->value, arg);
   if (!id) {
     print_error(id.error());
-    return std::nullopt;
+    return errc::unknown_node;
   }
   return id.value();
 }
@@ -609,6 +568,11 @@ int CliCommandsImpl::service_update() {
 }
 
 }  // namespace
+
+const boost::system::error_category& error_category() noexcept {
+  static const CliCategory category;
+  return category;
+}
 
 std::unique_ptr<CliCommands> add_cli_commands(CLI::App& app) {
   auto commands = std::make_unique<CliCommandsImpl>(app);

@@ -17,16 +17,38 @@
 // --api and --json may also follow the command. ADDR defaults to $ROUTEMESH_API, else
 // 127.0.0.1:9901. Exit codes: 0 ok; 1 API error (printed as "routemesh: <message> (field: F)"),
 // unreachable API, timeout (10 s) or unexpected answer; 2 bad flags (the message names the flag).
-// Requests and rendering live in cmd/cli_format.h (pure); this part does the HTTP (Beast,
-// one connection per request, blocking the main thread) and the printing.
+// Requests and rendering live in cli/cli_format.h (pure); this part does the HTTP (the one
+// client, base/http_client.h: one connection per request, blocking the main thread) and the
+// printing.
+
+#include <boost/system/error_category.hpp>
+#include <boost/system/error_code.hpp>
 
 #include <memory>
+#include <type_traits>
 
 namespace CLI {
 class App;
 }
 
 namespace routemesh::cli {
+
+// Why a command that was given valid arguments failed (exit code 1). The message for the user
+// is printed where the failure is found; the code tells the steps in between what happened.
+enum class errc {
+  unreachable = 1,    // the request was not sent: no connection, or none within the timeout
+  no_answer,          // the request was sent but no complete answer came (it may have applied)
+  api_error,          // the API answered with a status other than 2xx
+  unexpected_answer,  // a 2xx answer that is not what the command expects (e.g. not JSON)
+  unknown_node,       // a node argument that names no node
+};
+
+// Name "routemesh.cli".
+const boost::system::error_category& error_category() noexcept;
+
+inline boost::system::error_code make_error_code(errc e) noexcept {
+  return {static_cast<int>(e), error_category()};
+}
 
 class CliCommands {
  public:
@@ -55,3 +77,6 @@ class CliCommands {
 std::unique_ptr<CliCommands> add_cli_commands(CLI::App& app);
 
 }  // namespace routemesh::cli
+
+template <>
+struct boost::system::is_error_code_enum<routemesh::cli::errc> : std::true_type {};

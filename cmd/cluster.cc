@@ -1,6 +1,8 @@
-// Cluster mode wiring. A manager: identity (or join) -> Store (RaftNode +
-// StoreStateMachine) -> REST API on the admin server; a worker: identity (or join) -> watch
-// client. Both: every new state -> compile_route_table -> proxy publish, coalesced.
+// Cluster mode wiring. A manager: identity (or join) -> Store (RaftNode + StoreStateMachine) ->
+// REST API on the admin server (+ the first start's bootstrap); a worker: identity (or join) ->
+// watch client. Both: every new state -> compile_route_table -> proxy publish, coalesced. The
+// join client and the list of managers are discovery/agent/'s, the bootstrap and the API
+// discovery/manager/'s: this file only connects them.
 //
 // Everything below runs on the control thread's io_context (one thread): Raft's Ready loop
 // and its WAL fdatasync (group commit: whatever queues up while one Ready is being persisted
@@ -9,17 +11,18 @@
 
 #include "cmd/cluster.h"
 
-#include "cmd/data_plane.h"
-
 #include "admin/admin_server.h"
-#include "base/http_client.h"
+#include "base/check.h"
+#include "base/spawn.h"
+#include "cmd/data_plane.h"
 #include "config/config.h"
+#include "discovery/agent/join_client.h"
 #include "discovery/agent/watch_client.h"
 #include "discovery/manager/api.h"
+#include "discovery/manager/bootstrap.h"
 #include "discovery/manager/request.h"
 #include "discovery/raft/identity.h"
 #include "discovery/raft/metrics.h"
-#include "discovery/store/state_json.h"
 #include "discovery/store/state_machine.h"
 #include "discovery/store/store.h"
 #include "mesh/route_table.h"
@@ -36,84 +39,20 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/json.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <random>
-#include <sstream>
-
-#include <fcntl.h>
-#include <unistd.h>
 
 namespace routemesh::cmd {
 namespace {
 
 namespace asio = boost::asio;
-namespace json = boost::json;
+namespace agent = discovery::agent;
+namespace manager = discovery::manager;
 namespace raft = discovery::raft;
 namespace store = discovery::store;
-
-constexpr const char* kBootstrapFile = "bootstrap.json";
-constexpr const char* kManagersFile = "managers.json";
-// A join waits this long for the cluster (a manager may still be starting or electing).
-constexpr auto kJoinDeadline = std::chrono::seconds(60);
-constexpr auto kJoinTimeout = std::chrono::milliseconds(8000);
-
-void log_exception(std::exception_ptr e) {
-  if (!e) {
-    return;
-  }
-  try {
-    std::rethrow_exception(e);
-  } catch (const std::exception& ex) {
-    spdlog::error("cluster: {}", ex.what());
-  }
-}
-
-std::string file_in(const std::string& dir, const char* name) {
-  return dir + "/" + name;
-}
-
-// tmp + fsync + rename + fsync(dir): the file is either the old or the new one after a crash.
-bool write_file_atomic(const std::string& dir, const char* name, const std::string& text) {
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  const std::string path = file_in(dir, name);
-  const std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    return false;
-  }
-  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
-            ::fsync(fd) == 0;
-  ::close(fd);
-  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
-    return false;
-  }
-  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
-  return true;
-}
-
-std::optional<json::object> read_json_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) {
-    return std::nullopt;
-  }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  boost::system::error_code ec;
-  json::value v = json::parse(ss.str(), ec);
-  if (ec || !v.is_object()) {
-    return std::nullopt;
-  }
-  return v.as_object();
-}
 
 std::uint64_t random_id() {
   std::random_device rd;
@@ -122,48 +61,6 @@ std::uint64_t random_id() {
     v = (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
   }
   return v;
-}
-
-std::string string_field(const json::object& o, std::string_view key) {
-  const json::value* v = o.if_contains(key);
-  return v != nullptr && v->is_string() ? std::string(v->get_string()) : std::string{};
-}
-
-std::vector<std::string> read_managers(const std::string& data_dir) {
-  std::vector<std::string> out;
-  auto o = read_json_file(file_in(data_dir, kManagersFile));
-  if (!o) {
-    return out;
-  }
-  if (const json::value* list = o->if_contains("managers"); list != nullptr && list->is_array()) {
-    for (const auto& m : list->get_array()) {
-      if (m.is_string()) {
-        out.emplace_back(m.get_string());
-      }
-    }
-  }
-  return out;
-}
-
-void write_managers(const std::string& data_dir, const std::vector<std::string>& managers) {
-  json::array list;
-  for (const auto& m : managers) {
-    list.emplace_back(m);
-  }
-  if (!write_file_atomic(data_dir, kManagersFile,
-                         json::serialize(json::object{{"managers", std::move(list)}}) + "\n")) {
-    spdlog::warn("cluster: cannot write {}", file_in(data_dir, kManagersFile));
-  }
-}
-
-std::vector<std::string> manager_addresses(const discovery::ClusterState& state) {
-  std::vector<std::string> out;
-  for (const auto& [id, n] : state.nodes) {
-    if (n.role == discovery::NodeRole::manager && !n.address.empty()) {
-      out.push_back(n.address);
-    }
-  }
-  return out;
 }
 
 // Compiles the newest state into a RouteTable and publishes it, at most once per turn of the
@@ -200,72 +97,6 @@ class Publisher {
   bool stopped_ = false;
 };
 
-struct JoinReply {
-  std::string cluster_id;
-  std::uint64_t node_id = 0;
-  std::vector<std::string> managers;  // admin addresses
-};
-
-// POST /v1/nodes/join, retried while the cluster is unreachable or has no leader (503).
-// nullopt: refused (4xx) or the deadline passed; the reason is logged.
-asio::awaitable<std::optional<JoinReply>> join_cluster(asio::any_io_executor ex,
-                                                       std::string address, std::string body) {
-  const auto deadline = std::chrono::steady_clock::now() + kJoinDeadline;
-  asio::steady_timer pause(ex);
-  for (;;) {
-    base::ClientRequest req;
-    req.method = "POST";
-    req.target = "/v1/nodes/join";
-    req.body = body;
-    auto res = co_await base::http_call(ex, address, req, kJoinTimeout);
-    if (res && res->status == 200) {
-      boost::system::error_code ec;
-      json::value v = json::parse(res->body, ec);
-      if (!ec && v.is_object()) {
-        const auto& o = v.as_object();
-        JoinReply reply;
-        reply.cluster_id = string_field(o, "cluster_id");
-        auto id = raft::parse_node_id(string_field(o, "node_id"));
-        if (const json::value* m = o.if_contains("managers"); m != nullptr && m->is_array()) {
-          for (const auto& e : m->get_array()) {
-            if (e.is_object()) {
-              auto api = string_field(e.get_object(), "api");
-              if (!api.empty()) {
-                reply.managers.push_back(std::move(api));
-              }
-            }
-          }
-        }
-        if (id && *id != 0) {
-          reply.node_id = *id;
-          co_return reply;
-        }
-      }
-      spdlog::error("cluster: malformed join reply from {}: {}", address, res->body);
-      co_return std::nullopt;
-    }
-    if (res && res->status != 503) {
-      std::string body = res->body;
-      while (!body.empty() && body.back() == '\n') {
-        body.pop_back();
-      }
-      spdlog::error("cluster: join refused by {}: HTTP {} {}", address, res->status, body);
-      co_return std::nullopt;
-    }
-    std::string why = res ? "HTTP 503 " + res->body : res.error().message();
-    while (!why.empty() && why.back() == '\n') {
-      why.pop_back();
-    }
-    if (std::chrono::steady_clock::now() >= deadline) {
-      spdlog::error("cluster: cannot join via {}: {}", address, why);
-      co_return std::nullopt;
-    }
-    spdlog::info("cluster: join via {} not possible yet ({}); retrying", address, why);
-    pause.expires_after(std::chrono::milliseconds(500));
-    co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
-  }
-}
-
 // Everything a cluster node owns. Lives in run_cluster_node's frame, which blocks in
 // io_context::run() for as long as any coroutine below can run; the coroutines therefore take
 // it by reference (the exception to docs/style.md's rule of owned coroutine parameters, for this
@@ -290,51 +121,6 @@ struct ClusterNode {
 
   bool manager() const { return cfg.cluster.role == config::ClusterRole::manager; }
 };
-
-// `cluster init`'s first start: once this single voter leads, record the cluster's settings
-// and this node in the state, then drop the marker. Idempotent if interrupted: the same
-// cluster id is accepted again and an existing node.add is a conflict we ignore.
-asio::awaitable<void> bootstrap_cluster(ClusterNode& n, std::string subnet_pool) {
-  asio::steady_timer pause(n.control.get_executor());
-  auto sleep = [&](int ms) -> asio::awaitable<void> {
-    pause.expires_after(std::chrono::milliseconds(ms));
-    co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
-  };
-  store::ClusterSettingsUpdate settings;
-  settings.cluster_id = n.identity.cluster_id;
-  settings.subnet_pool = subnet_pool;
-  discovery::Node self;
-  self.id = raft::format_node_id(n.identity.node_id);
-  self.name = n.cfg.node.name;
-  self.role = discovery::NodeRole::manager;
-  self.address = n.admin_address;
-  self.peer = n.store->raft().peer_address();
-  self.status = discovery::NodeStatus::ready;
-  std::vector<store::Command> commands{settings, store::NodeAdd{self}};
-  std::size_t done = 0;
-  while (!n.stopping && done < commands.size()) {
-    if (!n.store->is_leader()) {
-      co_await sleep(20);
-      continue;
-    }
-    auto r = co_await n.store->propose(commands[done]);
-    if (!r) {
-      spdlog::warn("cluster: bootstrap write not applied ({}); retrying", r.error().message());
-      co_await sleep(200);
-      continue;
-    }
-    if (!r->ok && r->error.code != store::ErrorCode::conflict) {
-      spdlog::error("cluster: bootstrap write rejected: {} {}", r->error.field, r->error.message);
-    }
-    ++done;
-  }
-  if (done == commands.size()) {
-    std::error_code ec;
-    std::filesystem::remove(file_in(n.cfg.cluster.data_dir, kBootstrapFile), ec);
-    spdlog::info("cluster: bootstrapped cluster {} with {} ({}) as its first manager",
-                 n.identity.cluster_id, n.cfg.node.name, self.id);
-  }
-}
 
 // Logs "cluster ready" once: a manager that knows a leader and finds itself in the state, a
 // worker with its first snapshot.
@@ -366,15 +152,17 @@ asio::awaitable<void> start_cluster(ClusterNode& n) {
   if (identity) {
     n.identity = *identity;
   } else {
-    json::object body{{"name", n.cfg.node.name},
-                      {"role", n.manager() ? "manager" : "worker"},
-                      {"api", n.admin_address}};
+    discovery::JoinRequest request;
+    request.name = n.cfg.node.name;
+    request.role = n.manager() ? discovery::NodeRole::manager : discovery::NodeRole::worker;
+    request.api = n.admin_address;
     if (n.manager()) {
-      body["peer"] = cl.peer;
+      request.peer = cl.peer;
     }
     spdlog::info("cluster: joining via {} as {}", n.join, n.manager() ? "manager" : "worker");
-    std::string request = json::serialize(body);  // named: see api.cc commit() on GCC 12
-    auto reply = co_await join_cluster(ex, n.join, std::move(request));
+    // Named arguments, no temporaries in the co_await: see api.cc commit() on GCC 12.
+    std::string address = n.join;
+    auto reply = co_await agent::join_cluster(ex, std::move(address), std::move(request));
     if (n.stopping) {
       co_return;
     }
@@ -383,7 +171,9 @@ asio::awaitable<void> start_cluster(ClusterNode& n) {
       n.shutdown();
       co_return;
     }
-    n.identity = raft::Identity{reply->cluster_id, reply->node_id, n.cfg.node.name};
+    const auto node_id = raft::parse_node_id(reply->node_id);
+    RM_CHECK(node_id && *node_id != 0, "decode_join_reply accepts only valid node ids");
+    n.identity = raft::Identity{reply->cluster_id, *node_id, n.cfg.node.name};
     if (auto w = raft::write_identity(cl.data_dir, n.identity); !w) {
       spdlog::error("cluster: cannot write {}: {}", raft::identity_path(cl.data_dir),
                     w.error().message());
@@ -392,11 +182,8 @@ asio::awaitable<void> start_cluster(ClusterNode& n) {
       co_return;
     }
     if (!n.manager()) {
-      auto managers = reply->managers;
-      if (std::find(managers.begin(), managers.end(), n.join) == managers.end()) {
-        managers.push_back(n.join);
-      }
-      write_managers(cl.data_dir, managers);
+      auto managers = agent::managers_after_join(*reply, n.join);
+      agent::write_managers(cl.data_dir, managers);
       n.last_managers = managers;
     }
     spdlog::info("cluster: joined cluster {} as {}", n.identity.cluster_id,
@@ -404,7 +191,7 @@ asio::awaitable<void> start_cluster(ClusterNode& n) {
   }
 
   if (n.manager()) {
-    auto marker = read_json_file(file_in(cl.data_dir, kBootstrapFile));
+    auto marker = manager::read_bootstrap_marker(cl.data_dir);
     store::StoreOptions so;
     so.raft.id = n.identity.node_id;
     so.raft.peer_address = cl.peer;
@@ -430,18 +217,27 @@ asio::awaitable<void> start_cluster(ClusterNode& n) {
     }
     n.store = std::move(*opened);
     n.store->on_state([&n](const discovery::ClusterState& s) { n.publisher.schedule(s); });
-    n.api = discovery::manager::make_api(ex, *n.store);
+    n.api = manager::make_api(ex, *n.store);
     n.api->register_handlers(n.admin);
     n.api->start();
     n.publisher.schedule(n.store->state());
     if (marker) {
-      std::string pool = string_field(*marker, "subnet_pool");
-      asio::co_spawn(ex, bootstrap_cluster(n, pool.empty() ? cl.subnet_pool : pool),
-                     [](std::exception_ptr e) { log_exception(e); });
+      manager::BootstrapOptions bo;
+      bo.data_dir = cl.data_dir;
+      bo.cluster_id = n.identity.cluster_id;
+      bo.subnet_pool = marker->subnet_pool.empty() ? cl.subnet_pool : marker->subnet_pool;
+      bo.self.id = raft::format_node_id(n.identity.node_id);
+      bo.self.name = n.cfg.node.name;
+      bo.self.role = discovery::NodeRole::manager;
+      bo.self.address = n.admin_address;
+      bo.self.peer = n.store->raft().peer_address();
+      bo.self.status = discovery::NodeStatus::ready;
+      asio::co_spawn(ex, manager::bootstrap_cluster(*n.store, std::move(bo)),
+                     base::log_and_count("cluster: bootstrap"));
     }
   } else {
-    discovery::agent::WatchOptions wo;
-    wo.managers = read_managers(cl.data_dir);
+    agent::WatchOptions wo;
+    wo.managers = agent::read_managers(cl.data_dir);
     if (!n.join.empty() &&
         std::find(wo.managers.begin(), wo.managers.end(), n.join) == wo.managers.end()) {
       wo.managers.push_back(n.join);
@@ -454,14 +250,14 @@ asio::awaitable<void> start_cluster(ClusterNode& n) {
     }
     n.last_managers = wo.managers;
     wo.registry = &n.registry;
-    n.watcher = discovery::agent::make_watch_client(ex, std::move(wo));
+    n.watcher = agent::make_watch_client(ex, std::move(wo));
     n.watcher->on_state([&n](const discovery::ClusterState& s) {
       n.publisher.schedule(s);
       // Remember the managers, so a restarted worker finds one even if its join address died.
-      auto managers = manager_addresses(s);
+      auto managers = agent::manager_addresses(s);
       if (!managers.empty() && managers != n.last_managers) {
         n.last_managers = managers;
-        write_managers(n.cfg.cluster.data_dir, managers);
+        agent::write_managers(n.cfg.cluster.data_dir, managers);
       }
     });
     n.watcher->start();
@@ -500,12 +296,12 @@ int run_cluster_init(const ClusterInitOptions& options) {
                  dir.c_str());
     return 1;
   }
-  raft::Identity identity{discovery::manager::hex_id(random_id()), random_id(), cfg.node.name};
-  json::object marker{{"cluster_id", identity.cluster_id},
-                      {"subnet_pool", cfg.cluster.subnet_pool}};
+  raft::Identity identity{manager::hex_id(random_id()), random_id(), cfg.node.name};
   // The marker first: an identity without it would start as a member of nothing.
-  if (!write_file_atomic(dir, kBootstrapFile, json::serialize(marker) + "\n")) {
-    std::fprintf(stderr, "routemesh: cannot write %s/%s\n", dir.c_str(), kBootstrapFile);
+  if (auto w = manager::write_bootstrap_marker(dir, {identity.cluster_id, cfg.cluster.subnet_pool});
+      !w) {
+    std::fprintf(stderr, "routemesh: cannot write %s: %s\n",
+                 manager::bootstrap_marker_path(dir).c_str(), w.error().message().c_str());
     return 1;
   }
   if (auto w = raft::write_identity(dir, identity); !w) {
@@ -553,11 +349,7 @@ int run_cluster_node(const NodeOptions& options, const config::NodeConfig& cfg) 
 
   auto registry = std::make_shared<prometheus::Registry>();
   proxy::Metrics proxy_metrics(*registry);
-  auto& revision = prometheus::BuildGauge()
-                       .Name("routemesh_config_route_table_revision")
-                       .Help("Revision of the route table in use")
-                       .Register(*registry)
-                       .Add({});
+  auto& revision = route_table_revision(*registry);
 
   asio::io_context control(1);
   auto dp = start_data_plane(cfg, proxy_metrics, registry, control.get_executor(),
@@ -574,14 +366,13 @@ int run_cluster_node(const NodeOptions& options, const config::NodeConfig& cfg) 
   // Until the API is registered (a manager still joining or opening its store) the cluster
   // paths answer 503, so a node joining through this one retries; a worker never serves them.
   admin->handle_prefix("/v1/", [&node](admin::Request req) -> asio::awaitable<admin::Response> {
-    discovery::manager::ApiError e{503, "unavailable",
-                                   "this manager has not joined the cluster yet", ""};
+    manager::ApiError e{503, "unavailable", "this manager has not joined the cluster yet", ""};
     if (!node.manager()) {
       e = {404, "not_found", "workers do not serve the cluster API; ask a manager", ""};
     } else if (node.api) {
       e = {404, "not_found", "no such path " + req.path, ""};
     }
-    co_return admin::Response{e.status, "application/json", discovery::manager::error_body(e)};
+    co_return admin::Response{e.status, "application/json", manager::error_body(e)};
   });
   node.admin_address =
       cfg.node.admin.substr(0, cfg.node.admin.rfind(':')) + ":" + std::to_string(admin_port);
@@ -633,13 +424,11 @@ int run_cluster_node(const NodeOptions& options, const config::NodeConfig& cfg) 
 
   dp->log_ready(cfg);
 
-  asio::co_spawn(control, start_cluster(node), [&node](std::exception_ptr e) {
-    if (e) {
-      log_exception(e);
-      node.exit_code = 1;
-      node.shutdown();
-    }
-  });
+  asio::co_spawn(control, start_cluster(node),
+                 base::log_and_count("cluster: start", nullptr, [&node] {
+                   node.exit_code = 1;
+                   node.shutdown();
+                 }));
   control.run();
   spdlog::info("node {} stopped", cfg.node.name);
   return node.exit_code;

@@ -6,6 +6,7 @@
 #include "cmd/data_plane.h"
 
 #include "admin/admin_server.h"
+#include "base/metrics.h"
 #include "cmd/cluster.h"
 #include "cmd/static_state.h"
 #include "config/config.h"
@@ -14,8 +15,6 @@
 #include "proxy/metrics.h"
 #include "proxy/server.h"
 
-#include <prometheus/counter.h>
-#include <prometheus/gauge.h>
 #include <prometheus/registry.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/io_context.hpp>
@@ -29,22 +28,22 @@
 #include <variant>
 
 namespace routemesh::cmd {
+
+prometheus::Gauge& route_table_revision(prometheus::Registry& registry) {
+  return base::gauge(registry, "routemesh_config_route_table_revision",
+                     "Revision of the route table in use");
+}
+
 namespace {
 
 // Metrics of the node's own wiring (routemesh_config_*).
 struct NodeMetrics {
   explicit NodeMetrics(prometheus::Registry& registry)
-      : reloads(prometheus::BuildCounter()
-                    .Name("routemesh_config_reloads_total")
-                    .Help("Configuration reloads (SIGHUP) by result")
-                    .Register(registry)),
+      : reloads(base::counter_family(registry, "routemesh_config_reloads_total",
+                                     "Configuration reloads (SIGHUP) by result")),
         reloads_ok(reloads.Add({{"result", "ok"}})),
         reloads_failed(reloads.Add({{"result", "failed"}})),
-        revision(prometheus::BuildGauge()
-                     .Name("routemesh_config_route_table_revision")
-                     .Help("Revision of the route table in use")
-                     .Register(registry)
-                     .Add({})) {}
+        revision(route_table_revision(registry)) {}
 
   prometheus::Family<prometheus::Counter>& reloads;
   prometheus::Counter& reloads_ok;

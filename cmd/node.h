@@ -4,6 +4,11 @@
 
 #include <string>
 
+namespace prometheus {
+class Gauge;
+class Registry;
+}  // namespace prometheus
+
 namespace routemesh::cmd {
 
 struct NodeOptions {
@@ -15,6 +20,10 @@ struct NodeOptions {
 // Returns the process exit code: 0 after a clean shutdown, 2 for an invalid config,
 // 1 for a startup failure (a port that cannot be bound).
 int run_node(const NodeOptions& options);
+
+// routemesh_config_route_table_revision: the revision of the RouteTable the proxy threads use,
+// set by whoever publishes one (run_node, or the cluster's publisher).
+prometheus::Gauge& route_table_revision(prometheus::Registry& registry);
 
 // `routemesh check --config FILE`: validates and prints every error. Exit code 0 or 2.
 int check_config(const std::string& path);

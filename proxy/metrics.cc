@@ -1,41 +1,27 @@
 #include "proxy/metrics.h"
 
+#include "base/metrics.h"
+
 namespace routemesh::proxy {
 
-namespace {
-
-prometheus::Family<prometheus::Counter>& counter_family(prometheus::Registry& r,
-                                                        const std::string& name,
-                                                        const std::string& help) {
-  return prometheus::BuildCounter().Name(name).Help(help).Register(r);
-}
-
-prometheus::Counter& counter(prometheus::Registry& r, const std::string& name,
-                             const std::string& help) {
-  return counter_family(r, name, help).Add({});
-}
-
-}  // namespace
+using base::counter;
+using base::counter_family;
 
 Metrics::Metrics(prometheus::Registry& r)
     : registry(r),
       requests(counter_family(r, "routemesh_proxy_requests_total",
                               "HTTP requests answered, by service and status class")),
-      request_duration(prometheus::BuildHistogram()
-                           .Name("routemesh_proxy_request_duration_seconds")
-                           .Help("Time from the first byte of a request to its last response byte")
-                           .Register(r)),
+      request_duration(base::histogram_family(
+          r, "routemesh_proxy_request_duration_seconds",
+          "Time from the first byte of a request to its last response byte")),
       upstream_connect_errors(counter_family(r, "routemesh_proxy_upstream_connect_errors_total",
                                              "Failed connects to an endpoint")),
       upstream_retries(counter_family(r, "routemesh_proxy_upstream_retries_total",
                                       "Idempotent requests retried on another endpoint")),
       ejections(counter_family(r, "routemesh_proxy_endpoint_ejections_total",
                                "Endpoints ejected by passive health checking")),
-      downstream_active(prometheus::BuildGauge()
-                            .Name("routemesh_proxy_downstream_connections_active")
-                            .Help("Open downstream (client) connections")
-                            .Register(r)
-                            .Add({})),
+      downstream_active(base::gauge(r, "routemesh_proxy_downstream_connections_active",
+                                    "Open downstream (client) connections")),
       downstream_total(counter(r, "routemesh_proxy_downstream_connections_total",
                                "Accepted downstream (client) connections")),
       bytes_in(counter(r, "routemesh_proxy_bytes_received_total",

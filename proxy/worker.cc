@@ -1,5 +1,6 @@
 #include "proxy/worker.h"
 
+#include "base/spawn.h"
 #include "proxy/http_session.h"
 #include "proxy/l4/splice.h"
 
@@ -43,25 +44,6 @@ milliseconds tick_for(const Timeouts& t) {
                                   t.l4_idle, t.upstream_idle});
   return std::clamp(shortest / 8, milliseconds(5), milliseconds(100));
 }
-
-// Exceptions end only their own session (docs/style.md, "Errors").
-struct SessionDone {
-  Worker* w;
-  const char* what;
-  void operator()(const std::exception_ptr& e) const {
-    if (!e) {
-      return;
-    }
-    w->metrics().session_errors.Increment();
-    try {
-      std::rethrow_exception(e);
-    } catch (const std::exception& ex) {
-      spdlog::error("proxy: {} failed on thread {}: {}", what, w->index(), ex.what());
-    } catch (...) {
-      spdlog::error("proxy: {} failed on thread {}: unknown exception", what, w->index());
-    }
-  }
-};
 
 std::uint64_t splitmix64(std::uint64_t& s) {
   std::uint64_t z = (s += 0x9e3779b97f4a7c15ULL);
@@ -348,10 +330,10 @@ asio::awaitable<void> accept_loop(Worker& w, std::shared_ptr<Listener> l) {
     }
     if (l->kind == ListenerKind::http) {
       asio::co_spawn(w.io(), run_http_session(w, std::move(socket)),
-                     SessionDone{&w, "http session"});
+                     base::log_and_count("proxy: http session", &w.metrics().session_errors));
     } else {
       asio::co_spawn(w.io(), run_l4_session(w, std::move(socket), l->port),
-                     SessionDone{&w, "l4 session"});
+                     base::log_and_count("proxy: l4 session", &w.metrics().session_errors));
     }
   }
 }
@@ -363,7 +345,8 @@ void Worker::spawn_accept(std::shared_ptr<Listener> l) {
     return;
   }
   l->accepting = true;
-  asio::co_spawn(*io_, accept_loop(*this, std::move(l)), SessionDone{this, "accept loop"});
+  asio::co_spawn(*io_, accept_loop(*this, std::move(l)),
+                 base::log_and_count("proxy: accept loop", &metrics().session_errors));
 }
 
 void Worker::start() {
@@ -385,7 +368,7 @@ void Worker::start() {
           tick();
         }
       },
-      SessionDone{this, "ticker"});
+      base::log_and_count("proxy: ticker", &metrics().session_errors));
 }
 
 void Worker::tick() {

@@ -1,10 +1,10 @@
 #include "discovery/agent/watch_client.h"
 
 #include "base/http_client.h"
+#include "base/metrics.h"
+#include "base/spawn.h"
 #include "discovery/store/watch_stream.h"
 
-#include <prometheus/counter.h>
-#include <prometheus/gauge.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -12,7 +12,6 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <algorithm>
-#include <exception>
 
 namespace routemesh::discovery::agent {
 namespace {
@@ -21,17 +20,11 @@ namespace asio = boost::asio;
 
 struct WatchMetrics {
   explicit WatchMetrics(prometheus::Registry& registry)
-      : reconnects(prometheus::BuildCounter()
-                       .Name("routemesh_watch_reconnects_total")
-                       .Help("Watch streams that ended and were opened again (possibly to "
-                             "another manager)")
-                       .Register(registry)
-                       .Add({})),
-        revision(prometheus::BuildGauge()
-                     .Name("routemesh_watch_revision")
-                     .Help("Revision of the state replica this worker holds")
-                     .Register(registry)
-                     .Add({})) {}
+      : reconnects(base::counter(registry, "routemesh_watch_reconnects_total",
+                                 "Watch streams that ended and were opened again (possibly to "
+                                 "another manager)")),
+        revision(base::gauge(registry, "routemesh_watch_revision",
+                             "Revision of the state replica this worker holds")) {}
 
   prometheus::Counter& reconnects;
   prometheus::Gauge& revision;
@@ -164,16 +157,7 @@ class WatchClientImpl final : public WatchClient {
   }
 
   void start() override {
-    asio::co_spawn(shared_->executor, run(shared_), [](std::exception_ptr e) {
-      if (!e) {
-        return;
-      }
-      try {
-        std::rethrow_exception(e);
-      } catch (const std::exception& ex) {
-        spdlog::error("watch: client failed: {}", ex.what());
-      }
-    });
+    asio::co_spawn(shared_->executor, run(shared_), base::log_and_count("watch: client"));
   }
 
   void stop() override {

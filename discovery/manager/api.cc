@@ -1,7 +1,9 @@
 #include "discovery/manager/api.h"
 
 #include "base/http_client.h"
+#include "base/spawn.h"
 #include "discovery/manager/request.h"
+#include "discovery/model/join.h"
 #include "discovery/raft/identity.h"
 #include "discovery/store/commands.h"
 #include "discovery/store/state_json.h"
@@ -104,16 +106,7 @@ class ApiImpl final : public Api {
 
   void start() override {
     stopped_ = false;
-    asio::co_spawn(executor_, reconcile_loop(), [](std::exception_ptr e) {
-      if (!e) {
-        return;
-      }
-      try {
-        std::rethrow_exception(e);
-      } catch (const std::exception& ex) {
-        spdlog::error("api: membership reconciler failed: {}", ex.what());
-      }
-    });
+    asio::co_spawn(executor_, reconcile_loop(), base::log_and_count("api: membership reconciler"));
   }
 
   void stop() override {
@@ -627,21 +620,8 @@ class ApiImpl final : public Api {
 
   // ---- join -----------------------------------------------------------------------------------
 
-  json::array managers_json() const {
-    json::array list;
-    for (const auto& [id, n] : state().nodes) {
-      if (n.role == NodeRole::manager) {
-        list.push_back(
-            json::object{{"id", id}, {"name", n.name}, {"api", n.address}, {"peer", n.peer}});
-      }
-    }
-    return list;
-  }
-
   Response join_reply(const std::string& node_id) const {
-    return json_response(200, json::object{{"cluster_id", state().cluster_id},
-                                           {"node_id", node_id},
-                                           {"managers", managers_json()}});
+    return Response{200, "application/json", encode_join_reply(make_join_reply(state(), node_id))};
   }
 
   asio::awaitable<Response> join(Request req) {
@@ -652,10 +632,10 @@ class ApiImpl final : public Api {
       co_return co_await forward(std::move(req));
     }
     auto parsed = parse_join_request(req.body);
-    if (auto* e = std::get_if<ApiError>(&parsed)) {
-      co_return error_response(*e);
+    if (!parsed) {
+      co_return error_response(from_state_error(parsed.error()));
     }
-    const JoinRequest& j = std::get<JoinRequest>(parsed);
+    const JoinRequest& j = *parsed;
     // The token is not checked: the cluster has no CA or join tokens yet, so any caller may join.
     for (const auto& [id, n] : state().nodes) {
       if (n.name != j.name) {

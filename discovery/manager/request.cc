@@ -19,10 +19,6 @@ ApiError invalid(std::string field, std::string message) {
   return ApiError{400, "invalid", std::move(message), std::move(field)};
 }
 
-ApiError from_state_error(const StateError& e) {
-  return ApiError{e.conflict ? 409u : 400u, e.conflict ? "conflict" : "invalid", e.message, e.path};
-}
-
 // The body as a JSON object; `what` names the document in the error.
 Parsed<json::value> parse_body(std::string_view body) {
   boost::system::error_code ec;
@@ -47,14 +43,14 @@ std::optional<std::uint64_t> parse_uint(std::string_view text) {
 
 }  // namespace
 
-unsigned http_status(store::ErrorCode code) {
+unsigned http_status(store::errc code) {
   switch (code) {
-    case store::ErrorCode::invalid:
+    case store::errc::invalid:
       return 400;
-    case store::ErrorCode::not_found:
+    case store::errc::not_found:
       return 404;
-    case store::ErrorCode::conflict:
-    case store::ErrorCode::version_mismatch:
+    case store::errc::conflict:
+    case store::errc::version_mismatch:
       return 409;
   }
   return 400;
@@ -63,6 +59,10 @@ unsigned http_status(store::ErrorCode code) {
 ApiError from_store_error(const store::Error& error) {
   return ApiError{http_status(error.code), std::string(store::to_string(error.code)), error.message,
                   error.field};
+}
+
+ApiError from_state_error(const StateError& e) {
+  return ApiError{e.conflict ? 409u : 400u, e.conflict ? "conflict" : "invalid", e.message, e.path};
 }
 
 std::string error_body(const ApiError& error) {
@@ -215,44 +215,6 @@ Parsed<store::TaskUpdate> parse_task_update(std::string_view body, const std::st
   }
   update.health = *h;
   return update;
-}
-
-Parsed<JoinRequest> parse_join_request(std::string_view body) {
-  auto parsed = parse_body(body);
-  if (auto* e = std::get_if<ApiError>(&parsed)) {
-    return *e;
-  }
-  StateError error;
-  store::detail::FieldReader r(std::get<json::value>(parsed), "", error);
-  JoinRequest join;
-  std::string role;
-  r.only({"name", "role", "api", "peer", "token"});
-  r.string("name", join.name, true);
-  r.string("role", role, true);
-  r.string("api", join.api, true);
-  r.string("peer", join.peer);
-  r.string("token", join.token);
-  if (!r.ok()) {
-    return from_state_error(error);
-  }
-  auto parsed_role = store::parse_node_role(role);
-  if (!parsed_role) {
-    return invalid("role", "must be manager or worker");
-  }
-  join.role = *parsed_role;
-  if (!base::parse_host_port(join.api)) {
-    return invalid("api", "expected IP:PORT (the joining node's admin address)");
-  }
-  if (join.role == NodeRole::manager && join.peer.empty()) {
-    return invalid("peer", "required for managers (Raft IP:PORT)");
-  }
-  if (!join.peer.empty() && !base::parse_host_port(join.peer)) {
-    return invalid("peer", "expected IP:PORT");
-  }
-  if (join.role == NodeRole::worker) {
-    join.peer.clear();
-  }
-  return join;
 }
 
 std::vector<std::string> path_segments(std::string_view path, std::string_view prefix) {

@@ -28,8 +28,11 @@ template <class T>
 using Parsed = std::variant<T, ApiError>;
 
 // 400 invalid, 404 not_found, 409 conflict and version_mismatch.
-unsigned http_status(store::ErrorCode code);
+unsigned http_status(store::errc code);
 ApiError from_store_error(const store::Error& error);
+// A field error from a decoder (state_json.h, discovery/model/join.h): 409 when it says
+// conflict, else 400 invalid.
+ApiError from_state_error(const StateError& error);
 std::string error_body(const ApiError& error);
 
 // The revision of a write: `version` in the body wins over ?version=V. Errors at "version".
@@ -56,18 +59,6 @@ Parsed<Task> parse_task_spec(std::string_view body, const std::string& generated
 
 // PUT /v1/tasks/ID: {"health","version"?}.
 Parsed<store::TaskUpdate> parse_task_update(std::string_view body, const std::string& id);
-
-// POST /v1/nodes/join: {"name","role":"manager|worker","api":"IP:PORT","peer":"IP:PORT"?,
-// "token"?}. `peer` is required for managers; `token` is accepted and not yet checked (no join
-// tokens exist yet).
-struct JoinRequest {
-  std::string name;
-  NodeRole role = NodeRole::worker;
-  std::string api;
-  std::string peer;
-  std::string token;
-};
-Parsed<JoinRequest> parse_join_request(std::string_view body);
 
 // "/v1/services/web" with prefix "/v1/services/" -> {"web"}; "/v1/nodes/ID/promote" with
 // "/v1/nodes/" -> {"ID", "promote"}. Empty segments are dropped.

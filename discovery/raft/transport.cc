@@ -1,5 +1,6 @@
 #include "discovery/raft/transport.h"
 
+#include "base/spawn.h"
 #include "discovery/raft/codec.h"
 #include "discovery/raft/metrics.h"
 
@@ -48,17 +49,6 @@ Bytes hello_payload(NodeId self, const std::string& address) {
   return p;
 }
 
-void log_exception(const char* what, std::exception_ptr e) {
-  if (!e) {
-    return;
-  }
-  try {
-    std::rethrow_exception(e);
-  } catch (const std::exception& ex) {
-    spdlog::error("raft transport: {} ended with an exception: {}", what, ex.what());
-  }
-}
-
 // State shared by the transport and its coroutines; coroutines keep it alive, so a stopped
 // (even destroyed) transport never leaves them dangling.
 struct Shared {
@@ -97,7 +87,7 @@ class TcpTransport final : public Transport {
 
   void start() {
     asio::co_spawn(ex_, accept_loop(shared_, &acceptor_),
-                   [](std::exception_ptr e) { log_exception("acceptor", e); });
+                   base::log_and_count("raft transport: acceptor"));
   }
 
   void send(Message m) override {
@@ -189,7 +179,7 @@ class TcpTransport final : public Transport {
     p->learned = learned;
     peers_[id] = p;
     asio::co_spawn(ex_, run_peer(shared_, p, opt_),
-                   [](std::exception_ptr e) { log_exception("peer writer", e); });
+                   base::log_and_count("raft transport: peer writer"));
   }
 
   static void close_peer(Peer& p) {
@@ -226,7 +216,7 @@ class TcpTransport final : public Transport {
       s->set_option(tcp::no_delay(true), ignored);
       sh->inbound.insert(s);
       asio::co_spawn(acceptor->get_executor(), read_loop(sh, s),
-                     [](std::exception_ptr e) { log_exception("peer reader", e); });
+                     base::log_and_count("raft transport: peer reader"));
     }
   }
 

@@ -57,7 +57,7 @@ json::object spec_json(const Node& n) {
 }
 
 Error invalid(const StateError& e) {
-  return Error{ErrorCode::invalid, e.message, e.path};
+  return Error{errc::invalid, e.message, e.path};
 }
 
 }  // namespace
@@ -276,7 +276,7 @@ DecodeResult decode_command(std::string_view text) {
   boost::system::error_code ec;
   json::value value = json::parse(text, ec);
   if (ec) {
-    return Error{ErrorCode::invalid, "command is not valid JSON: " + ec.message(), ""};
+    return Error{errc::invalid, "command is not valid JSON: " + ec.message(), ""};
   }
   return command_from_json(value);
 }

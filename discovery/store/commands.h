@@ -20,10 +20,10 @@
 
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
+#include <boost/system/result.hpp>
 
 #include <string>
 #include <string_view>
-#include <variant>
 
 namespace routemesh::discovery::store {
 
@@ -37,7 +37,7 @@ std::string encode_command(const Command& command);
 
 // Either the command or why it is malformed (code invalid, field like "service.ports[0].target"
 // or "op"). Unknown fields are errors.
-using DecodeResult = std::variant<Command, Error>;
+using DecodeResult = boost::system::result<Command, Error>;
 DecodeResult command_from_json(const boost::json::value& value);
 DecodeResult decode_command(std::string_view text);
 

@@ -21,7 +21,7 @@ std::string quoted(const std::string& s) {
   return "\"" + s + "\"";
 }
 
-ApplyResult failure(ErrorCode code, std::string field, std::string message) {
+ApplyResult failure(errc code, std::string field, std::string message) {
   ApplyResult r;
   r.ok = false;
   r.error = Error{code, std::move(message), std::move(field)};
@@ -34,13 +34,13 @@ std::optional<ApplyResult> first_error(const std::vector<StateError>& errors) {
     return std::nullopt;
   }
   const auto& e = errors.front();
-  return failure(e.conflict ? ErrorCode::conflict : ErrorCode::invalid, e.path, e.message);
+  return failure(e.conflict ? errc::conflict : errc::invalid, e.path, e.message);
 }
 
 std::optional<ApplyResult> check_version(const std::optional<std::uint64_t>& expected,
                                          std::uint64_t actual) {
   if (expected && *expected != actual) {
-    return failure(ErrorCode::version_mismatch, "version",
+    return failure(errc::version_mismatch, "version",
                    "version " + std::to_string(*expected) + " does not match current version " +
                        std::to_string(actual));
   }
@@ -84,7 +84,7 @@ class Applier {
     network.builtin = false;
     network.gateway.clear();
     if (state_.networks.count(network.name) != 0) {
-      return failure(ErrorCode::conflict, "network.name",
+      return failure(errc::conflict, "network.name",
                      "network " + quoted(network.name) + " already exists");
     }
     if (!base::is_object_name(network.name)) {
@@ -93,7 +93,7 @@ class Applier {
     if (network.subnet.empty()) {
       auto subnet = allocate_subnet(state_, state_.subnet_pool);
       if (!subnet) {
-        return failure(ErrorCode::conflict, "network.subnet",
+        return failure(errc::conflict, "network.subnet",
                        "subnet pool " + state_.subnet_pool + " is exhausted");
       }
       network.subnet = *subnet;
@@ -111,19 +111,19 @@ class Applier {
   ApplyResult operator()(const NetworkDelete& c) {
     auto it = state_.networks.find(c.name);
     if (it == state_.networks.end()) {
-      return failure(ErrorCode::not_found, "name", "no network " + quoted(c.name));
+      return failure(errc::not_found, "name", "no network " + quoted(c.name));
     }
     if (auto e = check_version(c.version, it->second.version)) {
       return *e;
     }
     if (it->second.builtin) {
-      return failure(ErrorCode::conflict, "name",
+      return failure(errc::conflict, "name",
                      "network " + quoted(c.name) + " is built in and cannot be deleted");
     }
     for (const auto& [name, service] : state_.services) {
       if (std::find(service.networks.begin(), service.networks.end(), c.name) !=
           service.networks.end()) {
-        return failure(ErrorCode::conflict, "name",
+        return failure(errc::conflict, "name",
                        "network " + quoted(c.name) + " is in use by service " + quoted(name));
       }
     }
@@ -135,7 +135,7 @@ class Applier {
 
   ApplyResult operator()(const ServiceCreate& c) {
     if (state_.services.count(c.service.name) != 0) {
-      return failure(ErrorCode::conflict, "service.name",
+      return failure(errc::conflict, "service.name",
                      "service " + quoted(c.service.name) + " already exists");
     }
     return put_service(c.service, nullptr);
@@ -144,7 +144,7 @@ class Applier {
   ApplyResult operator()(const ServiceUpdate& c) {
     auto it = state_.services.find(c.service.name);
     if (it == state_.services.end()) {
-      return failure(ErrorCode::not_found, "service.name", "no service " + quoted(c.service.name));
+      return failure(errc::not_found, "service.name", "no service " + quoted(c.service.name));
     }
     if (auto e = check_version(c.version, it->second.version)) {
       return *e;
@@ -155,7 +155,7 @@ class Applier {
   ApplyResult operator()(const ServiceDelete& c) {
     auto it = state_.services.find(c.name);
     if (it == state_.services.end()) {
-      return failure(ErrorCode::not_found, "name", "no service " + quoted(c.name));
+      return failure(errc::not_found, "name", "no service " + quoted(c.name));
     }
     if (auto e = check_version(c.version, it->second.version)) {
       return *e;
@@ -172,10 +172,10 @@ class Applier {
   ApplyResult operator()(const TaskAdd& c) {
     Task task = c.task;
     if (!valid_task_id(task.id)) {
-      return failure(ErrorCode::invalid, "task.id", "must be 1..64 characters from [A-Za-z0-9._-]");
+      return failure(errc::invalid, "task.id", "must be 1..64 characters from [A-Za-z0-9._-]");
     }
     if (state_.tasks.count(task.id) != 0) {
-      return failure(ErrorCode::conflict, "task.id", "task " + quoted(task.id) + " already exists");
+      return failure(errc::conflict, "task.id", "task " + quoted(task.id) + " already exists");
     }
     if (auto e = first_error(validate_task(state_, task, "task", true))) {
       return *e;
@@ -189,7 +189,7 @@ class Applier {
   ApplyResult operator()(const TaskUpdate& c) {
     auto it = state_.tasks.find(c.id);
     if (it == state_.tasks.end()) {
-      return failure(ErrorCode::not_found, "id", "no task " + quoted(c.id));
+      return failure(errc::not_found, "id", "no task " + quoted(c.id));
     }
     if (auto e = check_version(c.version, it->second.version)) {
       return *e;
@@ -203,7 +203,7 @@ class Applier {
   ApplyResult operator()(const TaskRemove& c) {
     auto it = state_.tasks.find(c.id);
     if (it == state_.tasks.end()) {
-      return failure(ErrorCode::not_found, "id", "no task " + quoted(c.id));
+      return failure(errc::not_found, "id", "no task " + quoted(c.id));
     }
     if (auto e = check_version(c.version, it->second.version)) {
       return *e;
@@ -217,19 +217,19 @@ class Applier {
   ApplyResult operator()(const NodeAdd& c) {
     Node node = c.node;
     if (!valid_node_id(node.id)) {
-      return failure(ErrorCode::invalid, "node.id", "must be 16 lower-case hex digits");
+      return failure(errc::invalid, "node.id", "must be 16 lower-case hex digits");
     }
     if (state_.nodes.count(node.id) != 0) {
-      return failure(ErrorCode::conflict, "node.id", "node " + quoted(node.id) + " already exists");
+      return failure(errc::conflict, "node.id", "node " + quoted(node.id) + " already exists");
     }
     if (auto e = first_error(validate_node(state_, node, "node"))) {
       return *e;
     }
     if (node.address.empty()) {
-      return failure(ErrorCode::invalid, "node.address", "required (admin API IP:PORT)");
+      return failure(errc::invalid, "node.address", "required (admin API IP:PORT)");
     }
     if (node.role == NodeRole::manager && node.peer.empty()) {
-      return failure(ErrorCode::invalid, "node.peer", "required for managers (Raft IP:PORT)");
+      return failure(errc::invalid, "node.peer", "required for managers (Raft IP:PORT)");
     }
     node.version = next_revision();
     state_.revision = node.version;
@@ -240,17 +240,17 @@ class Applier {
   ApplyResult operator()(const NodeUpdate& c) {
     auto it = state_.nodes.find(c.id);
     if (it == state_.nodes.end()) {
-      return failure(ErrorCode::not_found, "id", "no node " + quoted(c.id));
+      return failure(errc::not_found, "id", "no node " + quoted(c.id));
     }
     if (auto e = check_version(c.version, it->second.version)) {
       return *e;
     }
     if (!c.status && !c.role) {
-      return failure(ErrorCode::invalid, "", "nothing to update: give status or role");
+      return failure(errc::invalid, "", "nothing to update: give status or role");
     }
     if (c.role == NodeRole::manager && it->second.peer.empty()) {
       return failure(
-          ErrorCode::invalid, "role",
+          errc::invalid, "role",
           "node " + quoted(it->second.name) + " has no peer address; it cannot be a manager");
     }
     if (c.status) {
@@ -267,7 +267,7 @@ class Applier {
   ApplyResult operator()(const NodeRemove& c) {
     auto it = state_.nodes.find(c.id);
     if (it == state_.nodes.end()) {
-      return failure(ErrorCode::not_found, "id", "no node " + quoted(c.id));
+      return failure(errc::not_found, "id", "no node " + quoted(c.id));
     }
     if (auto e = check_version(c.version, it->second.version)) {
       return *e;
@@ -276,7 +276,7 @@ class Applier {
     auto tasks = std::count_if(state_.tasks.begin(), state_.tasks.end(),
                                [&](const auto& kv) { return kv.second.node == name; });
     if (tasks != 0) {
-      return failure(ErrorCode::conflict, "id",
+      return failure(errc::conflict, "id",
                      "node " + quoted(name) + " still runs " + std::to_string(tasks) +
                          " task(s); remove them first");
     }
@@ -288,21 +288,21 @@ class Applier {
 
   ApplyResult operator()(const ClusterSettingsUpdate& c) {
     if (!c.cluster_id && !c.subnet_pool) {
-      return failure(ErrorCode::invalid, "", "nothing to update: give cluster_id or subnet_pool");
+      return failure(errc::invalid, "", "nothing to update: give cluster_id or subnet_pool");
     }
     if (c.cluster_id) {
       if (c.cluster_id->empty()) {
-        return failure(ErrorCode::invalid, "cluster_id", "must not be empty");
+        return failure(errc::invalid, "cluster_id", "must not be empty");
       }
       if (!state_.cluster_id.empty() && state_.cluster_id != *c.cluster_id) {
-        return failure(ErrorCode::conflict, "cluster_id",
+        return failure(errc::conflict, "cluster_id",
                        "cluster id is already " + quoted(state_.cluster_id));
       }
     }
     if (c.subnet_pool) {
       auto pool = parse_cidr(*c.subnet_pool);
       if (!pool || pool->prefix > 24) {
-        return failure(ErrorCode::invalid, "subnet_pool",
+        return failure(errc::invalid, "subnet_pool",
                        "expected an IPv4 CIDR with prefix /24 or shorter, e.g. 10.10.0.0/16");
       }
     }
@@ -339,7 +339,7 @@ class Applier {
       }
       auto vip = allocate_vip(state_, network);
       if (!vip) {
-        return failure(ErrorCode::conflict, "service.networks",
+        return failure(errc::conflict, "service.networks",
                        "no free address left on network " + quoted(network));
       }
       service.vips[network] = *vip;
@@ -372,26 +372,12 @@ ApplyResult apply(ClusterState& state, const Command& command) {
 
 ApplyResult apply_json(ClusterState& state, std::string_view command_json) {
   auto decoded = decode_command(command_json);
-  if (auto* error = std::get_if<Error>(&decoded)) {
+  if (!decoded) {
     ApplyResult r;
-    r.error = std::move(*error);
+    r.error = std::move(decoded.error());
     return r;
   }
-  return store::apply(state, std::get<Command>(decoded));
-}
-
-std::string_view to_string(ErrorCode code) {
-  switch (code) {
-    case ErrorCode::invalid:
-      return "invalid";
-    case ErrorCode::conflict:
-      return "conflict";
-    case ErrorCode::not_found:
-      return "not_found";
-    case ErrorCode::version_mismatch:
-      return "version_mismatch";
-  }
-  return "invalid";
+  return store::apply(state, *decoded);
 }
 
 std::string encode_result(const ApplyResult& result) {
@@ -451,8 +437,7 @@ std::optional<ApplyResult> decode_result(std::string_view text) {
   if (!code || !message || !field) {
     return std::nullopt;
   }
-  for (ErrorCode c : {ErrorCode::invalid, ErrorCode::conflict, ErrorCode::not_found,
-                      ErrorCode::version_mismatch}) {
+  for (errc c : {errc::invalid, errc::conflict, errc::not_found, errc::version_mismatch}) {
     if (to_string(c) == *code) {
       r.error = Error{c, *message, *field};
       return r;

@@ -7,6 +7,7 @@
 // Called by StoreStateMachine on the control thread (managers) and by the watch client
 // (workers) with the same commands, so both end in the same state.
 
+#include "discovery/store/error.h"
 #include "discovery/store/types.h"
 
 #include <optional>
@@ -36,6 +37,5 @@ ApplyResult apply_json(ClusterState& state, std::string_view command_json);
 // {"ok":false,"error":{"code":"invalid|conflict|not_found|version_mismatch","message","field"}}
 std::string encode_result(const ApplyResult& result);
 std::optional<ApplyResult> decode_result(std::string_view text);
-std::string_view to_string(ErrorCode code);
 
 }  // namespace routemesh::discovery::store

@@ -1,10 +1,9 @@
 #include "discovery/store/store.h"
 
+#include "base/metrics.h"
 #include "discovery/store/commands.h"
 #include "discovery/store/state_machine.h"
 
-#include <prometheus/counter.h>
-#include <prometheus/gauge.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/post.hpp>
@@ -21,17 +20,13 @@ namespace asio = boost::asio;
 
 struct StoreMetrics {
   explicit StoreMetrics(prometheus::Registry& registry)
-      : commands(prometheus::BuildCounter()
-                     .Name("routemesh_store_commands_total")
-                     .Help("Commands applied by this replica's state machine, by result")
-                     .Register(registry)),
+      : commands(
+            base::counter_family(registry, "routemesh_store_commands_total",
+                                 "Commands applied by this replica's state machine, by result")),
         applied(commands.Add({{"result", "applied"}})),
         rejected(commands.Add({{"result", "rejected"}})),
-        revision(prometheus::BuildGauge()
-                     .Name("routemesh_store_revision")
-                     .Help("Revision of this replica's cluster state")
-                     .Register(registry)
-                     .Add({})) {}
+        revision(base::gauge(registry, "routemesh_store_revision",
+                             "Revision of this replica's cluster state")) {}
 
   prometheus::Family<prometheus::Counter>& commands;
   prometheus::Counter& applied;

@@ -15,12 +15,12 @@ StoreStateMachine::StoreStateMachine(std::size_t history)
 std::string StoreStateMachine::apply(std::uint64_t index, std::string_view data) {
   last_index_ = index;
   auto decoded = decode_command(data);
-  if (auto* error = std::get_if<Error>(&decoded)) {
+  if (!decoded) {
     ApplyResult rejected;
-    rejected.error = std::move(*error);
+    rejected.error = std::move(decoded.error());
     return encode_result(rejected);
   }
-  const Command& command = std::get<Command>(decoded);
+  const Command& command = *decoded;
   ApplyResult result = store::apply(state_, command);
   if (result.ok && history_limit_ > 0) {
     history_.push_back(Delta{result.revision, command_to_json(command)});

@@ -1,5 +1,5 @@
 #pragma once
-// Value types of the store's state machine: commands, results, watch deltas. Values only
+// Value types of the store's state machine: commands, results, errors, watch deltas. Values only
 // (HAProxy "-t.h" idea); behaviour is in commands.h, state_machine.h, state_json.h.
 
 #include "discovery/model/types.h"
@@ -69,11 +69,14 @@ using Command =
     std::variant<NetworkCreate, NetworkDelete, ServiceCreate, ServiceUpdate, ServiceDelete, TaskAdd,
                  TaskUpdate, TaskRemove, NodeAdd, NodeUpdate, NodeRemove, ClusterSettingsUpdate>;
 
-// invalid -> HTTP 400, conflict -> 409, not_found -> 404, version_mismatch -> 409.
-enum class ErrorCode { invalid, conflict, not_found, version_mismatch };
+// Why the store refused a command (an expected outcome, never an exception). The API answers
+// invalid with HTTP 400, conflict 409, not_found 404, version_mismatch 409. Zero is success, as
+// for every error_code enum: the category is store::error_category() (error.h).
+enum class errc { invalid = 1, conflict, not_found, version_mismatch };
 
+// A refusal: the code plus what the API reports with it.
 struct Error {
-  ErrorCode code = ErrorCode::invalid;
+  errc code = errc::invalid;
   std::string message;
   std::string field;  // key path in the command, e.g. "service.labels.mesh.http"; may be ""
   bool operator==(const Error&) const = default;

@@ -81,11 +81,11 @@ std::variant<WatchEvent, std::string> WatchReplica::apply_line(std::string_view 
     return std::string("delta without a command");
   }
   auto decoded = store::command_from_json(*command);
-  if (auto* error = std::get_if<store::Error>(&decoded)) {
-    return "delta command does not decode: " + error->message;
+  if (!decoded) {
+    return "delta command does not decode: " + decoded.error().message;
   }
   // apply() is atomic: a rejection leaves the state as it was.
-  store::ApplyResult result = store::apply(state_, std::get<store::Command>(decoded));
+  store::ApplyResult result = store::apply(state_, *decoded);
   if (!result.ok) {
     return "delta for revision " + std::to_string(revision) +
            " rejected here: " + result.error.message;

@@ -1,6 +1,7 @@
 #include "tools/whoami/whoami.h"
 
 #include "base/address.h"
+#include "base/spawn.h"
 
 #include <spdlog/spdlog.h>
 #include <boost/asio.hpp>
@@ -517,19 +518,9 @@ Awaitable<void> accept_loop(std::shared_ptr<Shared> shared, Acceptor acceptor) {
     const std::uint64_t serial = shared->connections.fetch_add(1, std::memory_order_relaxed) + 1;
     auto executor = socket.get_executor();
     asio::co_spawn(executor, run_session(shared, std::move(socket), serial),
-                   [shared](std::exception_ptr error) {
-                     if (!error) {
-                       return;
-                     }
+                   base::log_and_count("whoami: session", nullptr, [shared] {
                      shared->session_errors.fetch_add(1, std::memory_order_relaxed);
-                     try {
-                       std::rethrow_exception(error);
-                     } catch (const std::exception& e) {
-                       spdlog::error("whoami: session failed: {}", e.what());
-                     } catch (...) {
-                       spdlog::error("whoami: session failed with a non-standard exception");
-                     }
-                   });
+                   }));
   }
 }
 
@@ -602,15 +593,7 @@ int run_whoami(const WhoamiOptions& options) {
 
   for (unsigned i = 0; i < threads; ++i) {
     asio::co_spawn(*contexts[i], accept_loop(shared, std::move(acceptors[i])),
-                   [](std::exception_ptr error) {
-                     if (error) {
-                       try {
-                         std::rethrow_exception(error);
-                       } catch (const std::exception& e) {
-                         spdlog::error("whoami: acceptor failed: {}", e.what());
-                       }
-                     }
-                   });
+                   base::log_and_count("whoami: acceptor"));
   }
 
   asio::signal_set signals(*contexts[0], SIGINT, SIGTERM);

@@ -36,7 +36,7 @@ TEST_CASE("store rejects a task without a port for an HTTP service with no port 
   auto r =
       run(state, R"({"op":"task.add","task":{"id":"t1","service":"api","address":"127.0.0.1"}})");
   CHECK_FALSE(r.ok);
-  CHECK(r.error.code == ErrorCode::invalid);
+  CHECK(r.error.code == errc::invalid);
   CHECK(r.error.field == "task.port");
   CHECK(state.revision == before);
 

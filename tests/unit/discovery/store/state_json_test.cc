@@ -189,8 +189,8 @@ TEST_CASE("every command survives encode/decode and keeps its op name") {
           std::string::npos);
     CHECK(text.find("vips") == std::string::npos);
     auto back = decode_command(text);
-    REQUIRE(std::holds_alternative<Command>(back));
-    CHECK(std::get<Command>(back).index() == c.index());
-    CHECK(encode_command(std::get<Command>(back)) == text);
+    REQUIRE(back.has_value());
+    CHECK(back->index() == c.index());
+    CHECK(encode_command(*back) == text);
   }
 }

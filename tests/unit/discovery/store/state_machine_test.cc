@@ -128,7 +128,7 @@ TEST_CASE("network.create allocates /24s from the pool with .1 as gateway") {
 TEST_CASE("network validation errors name their field") {
   struct Case {
     std::string command;
-    ErrorCode code;
+    errc code;
     std::string field;
     std::string message_start;
   };
@@ -136,31 +136,29 @@ TEST_CASE("network validation errors name their field") {
   ok(state, R"({"op":"network.create","network":{"name":"appnet","subnet":"10.1.0.0/24"}})");
   ok(state, web_service(R"(,"networks":["appnet"])"));
   const std::vector<Case> cases = {
-      {R"({"op":"network.create","network":{"name":"appnet"}})", ErrorCode::conflict,
-       "network.name", "network \"appnet\" already exists"},
-      {R"({"op":"network.create","network":{"name":"Bad"}})", ErrorCode::invalid, "network.name",
+      {R"({"op":"network.create","network":{"name":"appnet"}})", errc::conflict, "network.name",
+       "network \"appnet\" already exists"},
+      {R"({"op":"network.create","network":{"name":"Bad"}})", errc::invalid, "network.name",
        "must match"},
-      {R"({"op":"network.create","network":{"name":"x","subnet":"10.1.0.5/24"}})",
-       ErrorCode::invalid, "network.subnet", "expected an IPv4 CIDR"},
-      {R"({"op":"network.create","network":{"name":"x","subnet":"10.1.0.0/31"}})",
-       ErrorCode::invalid, "network.subnet", "expected an IPv4 CIDR"},
-      {R"({"op":"network.create","network":{"name":"x","subnet":"10.1.0.128/25"}})",
-       ErrorCode::conflict, "network.subnet",
-       "subnet 10.1.0.128/25 overlaps network \"appnet\" (10.1.0.0/24)"},
-      {R"({"op":"network.create","network":{"name":"x","subnet":"10.0.0.0/8"}})",
-       ErrorCode::conflict, "network.subnet", "subnet 10.0.0.0/8 overlaps network"},
-      {R"({"op":"network.create","network":{"name":"x","mtu":1400}})", ErrorCode::invalid,
-       "network.mtu", "unknown field"},
-      {R"({"op":"network.create","network":{"subnet":"10.9.0.0/24"}})", ErrorCode::invalid,
+      {R"({"op":"network.create","network":{"name":"x","subnet":"10.1.0.5/24"}})", errc::invalid,
+       "network.subnet", "expected an IPv4 CIDR"},
+      {R"({"op":"network.create","network":{"name":"x","subnet":"10.1.0.0/31"}})", errc::invalid,
+       "network.subnet", "expected an IPv4 CIDR"},
+      {R"({"op":"network.create","network":{"name":"x","subnet":"10.1.0.128/25"}})", errc::conflict,
+       "network.subnet", "subnet 10.1.0.128/25 overlaps network \"appnet\" (10.1.0.0/24)"},
+      {R"({"op":"network.create","network":{"name":"x","subnet":"10.0.0.0/8"}})", errc::conflict,
+       "network.subnet", "subnet 10.0.0.0/8 overlaps network"},
+      {R"({"op":"network.create","network":{"name":"x","mtu":1400}})", errc::invalid, "network.mtu",
+       "unknown field"},
+      {R"({"op":"network.create","network":{"subnet":"10.9.0.0/24"}})", errc::invalid,
        "network.name", "required"},
-      {R"({"op":"network.delete","name":"nope"})", ErrorCode::not_found, "name",
-       "no network \"nope\""},
-      {R"({"op":"network.delete","name":"ingress"})", ErrorCode::conflict, "name",
+      {R"({"op":"network.delete","name":"nope"})", errc::not_found, "name", "no network \"nope\""},
+      {R"({"op":"network.delete","name":"ingress"})", errc::conflict, "name",
        "network \"ingress\" is built in"},
-      {R"({"op":"network.delete","name":"appnet"})", ErrorCode::conflict, "name",
+      {R"({"op":"network.delete","name":"appnet"})", errc::conflict, "name",
        "network \"appnet\" is in use by service \"web\""},
-      {R"({"op":"network.delete","name":"appnet","version":99})", ErrorCode::version_mismatch,
-       "version", "version 99 does not match current version 1"},
+      {R"({"op":"network.delete","name":"appnet","version":99})", errc::version_mismatch, "version",
+       "version 99 does not match current version 1"},
   };
   for (const auto& c : cases) {
     CAPTURE(c.command);
@@ -174,7 +172,7 @@ TEST_CASE("network validation errors name their field") {
 TEST_CASE("service validation errors name their field (the config file's rules)") {
   struct Case {
     std::string command;
-    ErrorCode code;
+    errc code;
     std::string field;
     std::string message_start;
   };
@@ -184,38 +182,36 @@ TEST_CASE("service validation errors name their field (the config file's rules)"
     return R"({"op":"service.create","service":{"name":"api",)" + body + "}}";
   };
   const std::vector<Case> cases = {
-      {web_service(), ErrorCode::conflict, "service.name", "service \"web\" already exists"},
-      {R"({"op":"service.create","service":{"name":"API"}})", ErrorCode::invalid, "service.name",
+      {web_service(), errc::conflict, "service.name", "service \"web\" already exists"},
+      {R"({"op":"service.create","service":{"name":"API"}})", errc::invalid, "service.name",
        "must match [a-z0-9][a-z0-9_.-]{0,62}"},
-      {svc(R"("labels":{"mesh.http":""},"ports":[{"published":9000,"target":80}])"),
-       ErrorCode::invalid, "service.labels.mesh.http", "empty host"},
-      {svc(R"("labels":{"mesh.bogus":"x"})"), ErrorCode::invalid, "service.labels.mesh.bogus", ""},
+      {svc(R"("labels":{"mesh.http":""},"ports":[{"published":9000,"target":80}])"), errc::invalid,
+       "service.labels.mesh.http", "empty host"},
+      {svc(R"("labels":{"mesh.bogus":"x"})"), errc::invalid, "service.labels.mesh.bogus", ""},
       {svc(R"("labels":{"mesh.http":"web.example.com"},"ports":[{"published":9000,"target":80}])"),
-       ErrorCode::conflict, "service.labels.mesh.http",
+       errc::conflict, "service.labels.mesh.http",
        "host web.example.com path / already claimed by service \"web\""},
-      {svc(R"("ports":[{"published":8080,"target":81}])"), ErrorCode::conflict, "service.ports[0]",
+      {svc(R"("ports":[{"published":8080,"target":81}])"), errc::conflict, "service.ports[0]",
        "published port 8080/tcp already used by service \"web\""},
       {svc(R"("ports":[{"published":9000,"target":80},{"published":9000,"target":81}])"),
-       ErrorCode::conflict, "service.ports[1]", "published port 9000/tcp already used"},
-      {svc(R"("ports":[{"published":0,"target":80}])"), ErrorCode::invalid, "service.ports[0]",
+       errc::conflict, "service.ports[1]", "published port 9000/tcp already used"},
+      {svc(R"("ports":[{"published":0,"target":80}])"), errc::invalid, "service.ports[0]",
        "ports must be 1..65535"},
-      {svc(R"("ports":[{"published":9000,"target":80,"protocol":"udp"}])"), ErrorCode::invalid,
+      {svc(R"("ports":[{"published":9000,"target":80,"protocol":"udp"}])"), errc::invalid,
        "service.ports[0]", "protocol must be tcp"},
-      {svc(R"("ports":[{"published":70000,"target":80}])"), ErrorCode::invalid,
+      {svc(R"("ports":[{"published":70000,"target":80}])"), errc::invalid,
        "service.ports[0].published", "must be at most 65535"},
-      {svc(R"("networks":["nope"])"), ErrorCode::invalid, "service.networks[0]",
+      {svc(R"("networks":["nope"])"), errc::invalid, "service.networks[0]",
        "unknown network \"nope\""},
-      {svc(R"("networks":["ingress","ingress"])"), ErrorCode::invalid, "service.networks[1]",
+      {svc(R"("networks":["ingress","ingress"])"), errc::invalid, "service.networks[1]",
        "network \"ingress\" listed twice"},
-      {svc(R"("endpoint_mode":"round")"), ErrorCode::invalid, "service.endpoint_mode",
+      {svc(R"("endpoint_mode":"round")"), errc::invalid, "service.endpoint_mode",
        "must be vip or dnsrr"},
-      {svc(R"("labels":{"team":1})"), ErrorCode::invalid, "service.labels.team",
-       "expected a string"},
-      {svc(R"("replicas":3)"), ErrorCode::invalid, "service.replicas", "unknown field"},
-      {R"({"op":"service.update","service":{"name":"nope"}})", ErrorCode::not_found, "service.name",
+      {svc(R"("labels":{"team":1})"), errc::invalid, "service.labels.team", "expected a string"},
+      {svc(R"("replicas":3)"), errc::invalid, "service.replicas", "unknown field"},
+      {R"({"op":"service.update","service":{"name":"nope"}})", errc::not_found, "service.name",
        "no service \"nope\""},
-      {R"({"op":"service.delete","name":"nope"})", ErrorCode::not_found, "name",
-       "no service \"nope\""},
+      {R"({"op":"service.delete","name":"nope"})", errc::not_found, "name", "no service \"nope\""},
   };
   for (const auto& c : cases) {
     CAPTURE(c.command);
@@ -252,7 +248,7 @@ TEST_CASE("malformed commands are invalid and name the offending key") {
     CAPTURE(c.command);
     ClusterState state = initial_state();
     Error e = rejected(state, c.command);
-    CHECK(e.code == ErrorCode::invalid);
+    CHECK(e.code == errc::invalid);
     CHECK(e.field == c.field);
     CHECK_THAT(e.message, Catch::StartsWith(c.message_start));
     CHECK(state.revision == 0);
@@ -291,16 +287,16 @@ TEST_CASE("compare-and-swap: a stale version is rejected, the current one accept
   const std::string update_body =
       R"("service":{"name":"web","labels":{"mesh.http":"web.example.com"},"ports":[{"published":8080,"target":80}],"endpoint_mode":"dnsrr"})";
   Error e = rejected(state, R"({"op":"service.update",)" + update_body + R"(,"version":2})");
-  CHECK(e.code == ErrorCode::version_mismatch);
+  CHECK(e.code == errc::version_mismatch);
   CHECK(e.field == "version");
   ApplyResult r = ok(state, R"({"op":"service.update",)" + update_body + R"(,"version":1})");
   CHECK(r.revision == 3);
   CHECK(state.services.at("web").endpoint_mode == EndpointMode::dnsrr);
   // The same CAS is now stale.
   CHECK(rejected(state, R"({"op":"service.update",)" + update_body + R"(,"version":1})").code ==
-        ErrorCode::version_mismatch);
+        errc::version_mismatch);
   CHECK(rejected(state, R"({"op":"service.delete","name":"web","version":1})").code ==
-        ErrorCode::version_mismatch);
+        errc::version_mismatch);
   ok(state, R"({"op":"service.delete","name":"web","version":3})");
   CHECK(state.services.empty());
 }
@@ -323,26 +319,26 @@ TEST_CASE("tasks: add, update, remove and their errors") {
 
   struct Case {
     std::string command;
-    ErrorCode code;
+    errc code;
     std::string field;
     std::string message_start;
   };
   const std::vector<Case> cases = {
       {R"({"op":"task.add","task":{"id":"t1","service":"web","address":"127.0.0.2"}})",
-       ErrorCode::conflict, "task.id", "task \"t1\" already exists"},
+       errc::conflict, "task.id", "task \"t1\" already exists"},
       {R"({"op":"task.add","task":{"id":"bad id","service":"web","address":"127.0.0.2"}})",
-       ErrorCode::invalid, "task.id", "must be 1..64 characters"},
+       errc::invalid, "task.id", "must be 1..64 characters"},
       {R"({"op":"task.add","task":{"id":"t2","service":"ghost","address":"127.0.0.2"}})",
-       ErrorCode::invalid, "task.service", "unknown service \"ghost\""},
+       errc::invalid, "task.service", "unknown service \"ghost\""},
       {R"({"op":"task.add","task":{"id":"t2","service":"web","address":"backend.local"}})",
-       ErrorCode::invalid, "task.address", "address \"backend.local\" is not an IP literal"},
+       errc::invalid, "task.address", "address \"backend.local\" is not an IP literal"},
       {R"({"op":"task.add","task":{"id":"t2","service":"web","address":"127.0.0.2","port":"80"}})",
-       ErrorCode::invalid, "task.port", "expected a non-negative integer"},
-      {R"({"op":"task.update","id":"t9","health":"healthy"})", ErrorCode::not_found, "id",
+       errc::invalid, "task.port", "expected a non-negative integer"},
+      {R"({"op":"task.update","id":"t9","health":"healthy"})", errc::not_found, "id",
        "no task \"t9\""},
-      {R"({"op":"task.update","id":"t1","health":"healthy","version":1})",
-       ErrorCode::version_mismatch, "version", "version 1 does not match current version 3"},
-      {R"({"op":"task.remove","id":"t9"})", ErrorCode::not_found, "id", "no task \"t9\""},
+      {R"({"op":"task.update","id":"t1","health":"healthy","version":1})", errc::version_mismatch,
+       "version", "version 1 does not match current version 3"},
+      {R"({"op":"task.remove","id":"t9"})", errc::not_found, "id", "no task \"t9\""},
   };
   for (const auto& c : cases) {
     CAPTURE(c.command);
@@ -394,32 +390,31 @@ TEST_CASE("nodes: add, update, remove and their errors") {
 
   struct Case {
     std::string command;
-    ErrorCode code;
+    errc code;
     std::string field;
     std::string message_start;
   };
   const std::vector<Case> cases = {
       {R"({"op":"node.add","node":{"id":"00000000000000a1","name":"n3","role":"worker","address":"127.0.0.13:9901"}})",
-       ErrorCode::conflict, "node.id", "node \"00000000000000a1\" already exists"},
+       errc::conflict, "node.id", "node \"00000000000000a1\" already exists"},
       {R"({"op":"node.add","node":{"id":"A1","name":"n3","role":"worker","address":"127.0.0.13:9901"}})",
-       ErrorCode::invalid, "node.id", "must be 16 lower-case hex digits"},
+       errc::invalid, "node.id", "must be 16 lower-case hex digits"},
       {R"({"op":"node.add","node":{"id":"00000000000000c3","name":"n1","role":"worker","address":"127.0.0.13:9901"}})",
-       ErrorCode::conflict, "node.name", "node name \"n1\" already used"},
+       errc::conflict, "node.name", "node name \"n1\" already used"},
       {R"({"op":"node.add","node":{"id":"00000000000000c3","name":"n3","role":"worker"}})",
-       ErrorCode::invalid, "node.address", "required"},
+       errc::invalid, "node.address", "required"},
       {R"({"op":"node.add","node":{"id":"00000000000000c3","name":"n3","role":"worker","address":"n3:80"}})",
-       ErrorCode::invalid, "node.address", "expected IP:PORT"},
+       errc::invalid, "node.address", "expected IP:PORT"},
       {R"({"op":"node.add","node":{"id":"00000000000000c3","name":"n3","role":"manager","address":"127.0.0.13:9901"}})",
-       ErrorCode::invalid, "node.peer", "required for managers"},
+       errc::invalid, "node.peer", "required for managers"},
       {R"({"op":"node.add","node":{"id":"00000000000000c3","name":"n 3","address":"127.0.0.13:9901","peer":"127.0.0.13:7946"}})",
-       ErrorCode::invalid, "node.name", "must be 1..253 characters"},
-      {R"({"op":"node.update","id":"00000000000000ff","status":"down"})", ErrorCode::not_found,
-       "id", "no node"},
-      {R"({"op":"node.update","id":"00000000000000b2"})", ErrorCode::invalid, "",
-       "nothing to update"},
-      {R"({"op":"node.update","id":"00000000000000b2","role":"manager"})", ErrorCode::invalid,
-       "role", "node \"n2\" has no peer address"},
-      {R"({"op":"node.remove","id":"00000000000000ff"})", ErrorCode::not_found, "id", "no node"},
+       errc::invalid, "node.name", "must be 1..253 characters"},
+      {R"({"op":"node.update","id":"00000000000000ff","status":"down"})", errc::not_found, "id",
+       "no node"},
+      {R"({"op":"node.update","id":"00000000000000b2"})", errc::invalid, "", "nothing to update"},
+      {R"({"op":"node.update","id":"00000000000000b2","role":"manager"})", errc::invalid, "role",
+       "node \"n2\" has no peer address"},
+      {R"({"op":"node.remove","id":"00000000000000ff"})", errc::not_found, "id", "no node"},
   };
   for (const auto& c : cases) {
     CAPTURE(c.command);
@@ -438,7 +433,7 @@ TEST_CASE("nodes: add, update, remove and their errors") {
   ok(state,
      R"({"op":"task.add","task":{"id":"t1","service":"web","node":"n2","address":"127.0.0.1"}})");
   Error e = rejected(state, R"({"op":"node.remove","id":"00000000000000b2"})");
-  CHECK(e.code == ErrorCode::conflict);
+  CHECK(e.code == errc::conflict);
   CHECK(e.message == "node \"n2\" still runs 1 task(s); remove them first");
   ok(state, R"({"op":"task.remove","id":"t1"})");
   ok(state, R"({"op":"node.remove","id":"00000000000000b2"})");
@@ -454,13 +449,13 @@ TEST_CASE("cluster.settings sets the id once and changes the pool for new networ
   ok(state, R"({"op":"cluster.settings","cluster_id":"abc"})");  // same id: allowed
 
   Error e = rejected(state, R"({"op":"cluster.settings","cluster_id":"other"})");
-  CHECK(e.code == ErrorCode::conflict);
+  CHECK(e.code == errc::conflict);
   CHECK(e.field == "cluster_id");
   e = rejected(state, R"({"op":"cluster.settings","subnet_pool":"10.20.0.0/25"})");
-  CHECK(e.code == ErrorCode::invalid);
+  CHECK(e.code == errc::invalid);
   CHECK(e.field == "subnet_pool");
   e = rejected(state, R"({"op":"cluster.settings"})");
-  CHECK(e.code == ErrorCode::invalid);
+  CHECK(e.code == errc::invalid);
 }
 
 TEST_CASE("IPAM exhaustion: a full pool and a full network are conflicts") {
@@ -469,7 +464,7 @@ TEST_CASE("IPAM exhaustion: a full pool and a full network are conflicts") {
   ok(state, R"({"op":"network.create","network":{"name":"a"}})");
   ok(state, R"({"op":"network.create","network":{"name":"b"}})");
   Error e = rejected(state, R"({"op":"network.create","network":{"name":"c"}})");
-  CHECK(e.code == ErrorCode::conflict);
+  CHECK(e.code == errc::conflict);
   CHECK(e.field == "network.subnet");
   CHECK(e.message == "subnet pool 10.30.0.0/23 is exhausted");
 
@@ -478,7 +473,7 @@ TEST_CASE("IPAM exhaustion: a full pool and a full network are conflicts") {
   ok(state, R"({"op":"service.create","service":{"name":"s1","networks":["tiny"]}})");
   CHECK(state.services.at("s1").vips.at("tiny") == "192.168.7.2");
   e = rejected(state, R"({"op":"service.create","service":{"name":"s2","networks":["tiny"]}})");
-  CHECK(e.code == ErrorCode::conflict);
+  CHECK(e.code == errc::conflict);
   CHECK(e.field == "service.networks");
   CHECK(e.message == "no free address left on network \"tiny\"");
   ok(state, R"({"op":"service.delete","name":"s1"})");

@@ -32,10 +32,10 @@ TEST_CASE("apply takes command bytes and returns result bytes") {
   auto bad = decode_result(sm.apply(6, create_service(1)));
   REQUIRE(bad);
   CHECK_FALSE(bad->ok);
-  CHECK(bad->error.code == ErrorCode::conflict);
+  CHECK(bad->error.code == errc::conflict);
   auto garbage = decode_result(sm.apply(7, "\x01\x02"));
   REQUIRE(garbage);
-  CHECK(garbage->error.code == ErrorCode::invalid);
+  CHECK(garbage->error.code == errc::invalid);
   CHECK(sm.state().revision == 1);
   CHECK(sm.last_index() == 7);
 }
@@ -104,7 +104,7 @@ TEST_CASE("deltas_since returns the applied commands after a revision") {
   }
   ClusterState s = replica.state();
   for (const auto& d : *some) {
-    ApplyResult r = store::apply(s, std::get<Command>(command_from_json(d.command)));
+    ApplyResult r = store::apply(s, *command_from_json(d.command));
     REQUIRE(r.ok);
     CHECK(r.revision == d.revision);
   }
