@@ -268,6 +268,22 @@ void read_node(Reader& r, const YAML::Node& node, const std::string& path, NodeS
              }
            }},
           {"via", [&](const YAML::Node& n, const std::string& p) { r.read_bool(n, p, out.via); }},
+          {"trusted_proxies",
+           [&](const YAML::Node& n, const std::string& p) {
+             r.read_string_list(n, p, [&](const std::string& s, const std::string& item_path) {
+               auto cidr = base::parse_ipv4_cidr(s);
+               if (!cidr) {
+                 if (auto ip = base::parse_ipv4(s)) {
+                   cidr = base::Ipv4Cidr{*ip, 32};
+                 }
+               }
+               if (cidr) {
+                 out.trusted_proxies.push_back(*cidr);
+               } else {
+                 r.error(item_path, "expected an IPv4 CIDR (10.0.0.0/8) or IPv4 address");
+               }
+             });
+           }},
           {"access_log", [&](const YAML::Node& n,
                              const std::string& p) { read_access_log(r, n, p, out.access_log); }},
       });
@@ -561,6 +577,28 @@ ParseResult load_file(const std::string& path) {
     return std::vector<FieldError>{FieldError{"", "error reading file \"" + path + "\""}};
   }
   return parse(text.str());
+}
+
+std::vector<std::string> restart_required(const NodeConfig& current, const NodeConfig& next) {
+  std::vector<std::string> keys;
+  const NodeSettings& a = current.node;
+  const NodeSettings& b = next.node;
+  if (a.name != b.name) {
+    keys.emplace_back("node.name");
+  }
+  if (a.listen != b.listen) {
+    keys.emplace_back("node.listen");
+  }
+  if (a.http_port != b.http_port) {
+    keys.emplace_back("node.http_port");
+  }
+  if (a.admin != b.admin) {
+    keys.emplace_back("node.admin");
+  }
+  if (a.threads != b.threads) {
+    keys.emplace_back("node.threads");
+  }
+  return keys;
 }
 
 std::string format_errors(const std::vector<FieldError>& errors) {

@@ -25,6 +25,12 @@ ParseResult parse(std::string_view yaml_text);
 // Reads and parses a file; a read failure is reported as an error with path "".
 ParseResult load_file(const std::string& path);
 
+// The keys whose new value in `next` takes effect only after a restart (the listeners' address
+// and port, the admin address, the number of proxy threads, the node's name), in a fixed
+// order; empty when a reload can apply everything. Everything else (timeouts, limits, health,
+// via, trusted_proxies, the access log, services) applies on reload.
+std::vector<std::string> restart_required(const NodeConfig& current, const NodeConfig& next);
+
 // Formats errors one per line: "path: message" (just "message" when path is empty).
 std::string format_errors(const std::vector<FieldError>& errors);
 

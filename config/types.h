@@ -2,6 +2,7 @@
 // Value types for node configuration. Parsed and validated by config/config.h;
 // defaults live in one place (config.cc, fill_defaults). Durations are milliseconds.
 
+#include "base/address.h"
 #include "base/port_mapping.h"
 
 #include <cstdint>
@@ -28,6 +29,10 @@ struct NodeSettings {
   unsigned threads = 0;                  // proxy threads; 0 = number of cores
   bool via = false;                      // add a Via header
   AccessLogSettings access_log;
+  // Peers whose X-Forwarded-For / Forwarded / X-Real-IP / X-Forwarded-Port headers are
+  // believed (a load balancer in front). From any other peer they are replaced or dropped.
+  // IPv4 CIDRs ("10.0.0.0/8") or single IPv4 addresses (a /32).
+  std::vector<base::Ipv4Cidr> trusted_proxies;
 };
 
 struct Timeouts {

@@ -363,3 +363,36 @@ TEST_CASE("an empty services list is allowed in cluster mode") {
   CHECK(cfg.cluster_mode);
   CHECK(cfg.services.empty());
 }
+
+TEST_CASE("trusted_proxies takes IPv4 CIDRs and addresses and names a bad entry") {
+  NodeConfig cfg = parse_ok("node:\n  trusted_proxies: [10.0.0.0/8, 192.168.1.7]\n");
+  REQUIRE(cfg.node.trusted_proxies.size() == 2);
+  CHECK(cfg.node.trusted_proxies[0] == routemesh::base::Ipv4Cidr{0x0a000000u, 8});
+  CHECK(cfg.node.trusted_proxies[1] == routemesh::base::Ipv4Cidr{0xc0a80107u, 32});
+  CHECK(parse_ok("").node.trusted_proxies.empty());
+  auto errors = parse_errors("node:\n  trusted_proxies: [10.0.0.0/8, 10.0.0.1/8, nope]\n");
+  REQUIRE(errors.size() == 2);
+  CHECK(errors[0].path == "node.trusted_proxies[1]");
+  CHECK(errors[1].path == "node.trusted_proxies[2]");
+  CHECK(parse_errors("node:\n  trusted_proxies: 10.0.0.0/8\n").size() == 1);
+}
+
+TEST_CASE("restart_required names exactly the node keys a reload cannot apply") {
+  NodeConfig a = parse_ok("");
+  NodeConfig b = a;
+  b.timeouts.upstream_response_ms = 1;
+  b.limits.max_headers = 7;
+  b.health.max_failures = 9;
+  b.node.via = true;
+  b.node.access_log.enabled = false;
+  CHECK(restart_required(a, b).empty());
+  b.node.threads = 3;
+  b.node.http_port = 1;
+  CHECK(restart_required(a, b) == std::vector<std::string>{"node.http_port", "node.threads"});
+  b = a;
+  b.node.listen = "127.0.0.2";
+  b.node.admin = "127.0.0.1:1";
+  b.node.name = "other";
+  CHECK(restart_required(a, b) ==
+        std::vector<std::string>{"node.name", "node.listen", "node.admin"});
+}
