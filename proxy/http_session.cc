@@ -1,14 +1,18 @@
 #include "proxy/http_session.h"
 
+#include "base/check.h"
 #include "proxy/drain_read.h"
-#include "proxy/http/ascii.h"
+#include "proxy/errc.h"
+#include "proxy/http/fields.h"
+#include "proxy/http/keep_alive.h"
+#include "proxy/http/retry.h"
 #include "proxy/http/rewrite.h"
+#include "proxy/http/routing_key.h"
 #include "proxy/l4/splice.h"
+#include "proxy/l4/tunnel.h"
 
-#include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
-#include <boost/asio/read.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
@@ -25,7 +29,9 @@ namespace routemesh::proxy {
 
 namespace {
 
-constexpr std::size_t kDownBufferSize = 16 * 1024;
+using boost::system::error_code;
+
+constexpr std::size_t kClientBufferSize = 16 * 1024;
 // Content-Length bodies at least this large (after the first read) are spliced.
 constexpr std::uint64_t kSpliceBodyMin = 64 * 1024;
 constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
@@ -35,406 +41,353 @@ constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 // 45k req/s paced rose from ~1.2 ms to ~3.5 ms (bench/run.sh's paced case; the cause in the
 // reactor's ordering was not pinned down), while either side alone showed no such tail.
 
-using http::detail::iequals;
-
-// The first field named `name` (lower-case), or empty.
-template <class Head>
-std::string_view find_header(const Head& h, std::string_view name) {
-  for (const auto& f : h.headers) {
-    if (iequals(f.name, name)) {
-      return f.value;
-    }
-  }
-  return {};
-}
-
-// The value of cookie `name` in any Cookie header (RFC 6265 §5.4: "a=b; c=d").
-std::string_view find_cookie(const http::RequestHead& h, std::string_view name) {
-  for (const auto& f : h.headers) {
-    if (!iequals(f.name, "cookie")) {
-      continue;
-    }
-    std::string_view rest = f.value;
-    while (!rest.empty()) {
-      const auto semi = rest.find(';');
-      std::string_view pair = http::detail::trim_ows(rest.substr(0, semi));
-      rest = semi == std::string_view::npos ? std::string_view{} : rest.substr(semi + 1);
-      const auto eq = pair.find('=');
-      if (eq != std::string_view::npos && pair.substr(0, eq) == name) {
-        std::string_view v = pair.substr(eq + 1);
-        if (v.size() >= 2 && v.front() == '"' && v.back() == '"') {
-          v = v.substr(1, v.size() - 2);
-        }
-        return v;
-      }
-    }
-  }
-  return {};
-}
-
-// Host and path for routing. RFC 9112 §3.2.2: with an absolute-form target the target's
-// authority replaces the Host header; the path excludes the query.
-void routing_key(const http::RequestHead& h, std::string_view& host, std::string_view& path) {
-  host = h.host;
-  std::string_view t = h.target;
-  if (!t.empty() && t.front() != '/') {
-    const auto scheme = t.find("://");
-    if (scheme != std::string_view::npos) {
-      t.remove_prefix(scheme + 3);
-      const auto end = t.find_first_of("/?");
-      host = t.substr(0, end);
-      t = end == std::string_view::npos ? std::string_view("/") : t.substr(end);
-    } else {
-      t = "/";  // asterisk-form (OPTIONS *)
-    }
-  }
-  if (t.empty() || t.front() != '/') {
-    t = "/";
-  }
-  path = t.substr(0, t.find('?'));
-}
-
 // A pooled connection is usable when reading would block (no EOF, no error, no stray bytes).
-bool alive(tcp::socket& s) {
+bool idle_connection_alive(tcp::socket& s) {
   char c;
   const ssize_t n = ::recv(s.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
   return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
-// RFC 9112 §7.1: an HTTP/1.0 client cannot read chunked coding, and a server must not send
-// it in answer to an HTTP/1.0 request. So a 1.0 client's request goes upstream as 1.0 (as
-// nginx does by default), asking to keep the upstream connection open.
-void downgrade_to_http10(std::string& head) {
-  const auto eol = head.find("\r\n");
-  if (eol == std::string::npos || eol < 8 || head.compare(eol - 8, 8, "HTTP/1.1") != 0) {
-    return;
-  }
-  head[eol - 1] = '0';
-  if (head.size() >= 4) {
-    head.insert(head.size() - 2, "Connection: keep-alive\r\n");
-  }
+// Every failure exchange() reports is one of ours.
+errc failure_of(const error_code& ec) {
+  RM_ASSERT(ec.category() == proxy_category(), "exchange failures are proxy::errc");
+  return static_cast<errc>(ec.value());
 }
 
-// What one attempt to exchange a request with an endpoint ended in.
-enum class Up {
-  ok,                     // the response was relayed completely
-  upgraded,               // a 101 was relayed and the tunnel ran
-  connect_failed,         // refused / unreachable
-  connect_timeout,        // upstream_connect_ms passed
-  reset_before_response,  // EOF/reset before any response byte
-  response_timeout,       // no response head within upstream_response_ms
-  malformed,              // the response head was invalid
-  aborted_after_head,     // the upstream failed mid-body: the client gets a truncated response
-  client_gone,            // the client closed or timed out
-  bad_request_body,       // invalid chunk framing in the request body
-  killed,                 // shutdown after drain_ms
+// Bytes received from one side; the unread ones are [begin, end).
+struct ReadBuffer {
+  std::unique_ptr<char[]> data;
+  std::size_t begin = 0;
+  std::size_t end = 0;
+
+  bool empty() const { return begin == end; }
+  void clear() { begin = end = 0; }
+  const char* unread() const { return data.get() + begin; }
+  std::size_t unread_size() const { return end - begin; }
+};
+
+// One request, from its first byte to its answer. Reset when the next request starts.
+struct RequestState {
+  Clock::time_point start;        // the first byte of the request was there
+  bool head_parsed = false;       // the request parser's head() is this request's
+  bool fully_read = false;        // every byte of the request was read from the client
+  bool body_streamed = false;     // body bytes beyond first_body were sent upstream
+  asio::const_buffer first_body;  // body bytes read with the head, sent in the same write
+  // Routing. `table` keeps `cluster` (a pointer into it) valid until the answer.
+  std::shared_ptr<const mesh::RouteTable> table;
+  std::uint64_t generation = 0;            // the balancer's table generation at the pick
+  const mesh::Cluster* cluster = nullptr;  // null: not routed (yet)
+  ServiceMetrics* metrics = nullptr;       // the cluster's metric children; null: no route
+  std::string_view sticky_key;             // the affinity cookie's value (an endpoint key)
+  // The current attempt's endpoint (index into cluster->endpoints, and its "ip:port" key).
+  std::uint32_t endpoint = 0;
+  std::string_view endpoint_key;
+  bool retried = false;  // the current attempt is the retry on a second endpoint
+  // X-Request-Id as the client sent it, or generated into request_id_buf.
+  std::string_view request_id;
+  char request_id_buf[16] = {};
+  // What the access log and the metrics get.
+  unsigned status = 0;  // the status sent to the client; 0 while none was
+  std::uint64_t bytes_in = 0;
+  std::uint64_t bytes_out = 0;
+};
+
+// One exchange over one upstream connection: exchange() resets it for every connection it
+// tries. The duplex flags are shared by the two halves of duplex(), on the same thread.
+struct AttemptState {
+  Clock::time_point start;        // base of upstream_response_ms until the response head arrives
+  bool response_started = false;  // some response byte arrived
+  bool in_response_body = false;  // the final head was relayed; body bytes follow
+  bool response_done = false;     // the final response was relayed completely
+  bool body_spliced = false;      // the response body bypassed the parser (splice_exact)
+  bool tunnelled = false;         // a 101 was relayed and the tunnel ran
+  bool close_client = false;      // the client connection closes after this response
+  bool upstream_in_step = true;   // no stray bytes, EOF or unseen bytes on the upstream
+  bool upstream_stopped_reading = false;  // writing the request body upstream failed
+  bool body_read_failed = false;          // duplex: reading the request body failed
+  bool stop_body = false;                 // duplex: the response ended first; stop the body
+
+  // Every flag back to its initial value; `start` is kept.
+  void reset_flags() { *this = AttemptState{start}; }
+};
+
+// An error answer chosen by a synchronous step (set_error), sent by send_error().
+struct ErrorAnswer {
+  unsigned status = 0;
+  std::string_view code;  // X-Routemesh-Error
+  std::string detail;     // the body; its capacity is reused
+  bool close = false;     // close the client connection even if it could stay open
 };
 
 class Session {
  public:
   Session(Worker& w, tcp::socket socket)
-      : w_(w),
-        down_(std::move(socket)),
-        up_(w.io()),
-        guard_(w, conn_),
-        dbuf_(std::make_unique_for_overwrite<char[]>(kDownBufferSize)),
-        req_(w.http_limits()) {
-    conn_.down = &down_;
+      : worker_(w),
+        client_(std::move(socket)),
+        upstream_(w.io()),
+        live_guard_(w, live_),
+        request_parser_(w.http_limits()) {
+    live_.down = &client_;
+    client_in_.data = std::make_unique_for_overwrite<char[]>(kClientBufferSize);
     boost::system::error_code ec;
-    down_.set_option(tcp::no_delay(true), ec);
-    const auto peer = down_.remote_endpoint(ec);
+    client_.set_option(tcp::no_delay(true), ec);
+    const auto peer = client_.remote_endpoint(ec);
     if (!ec) {
       client_ip_ = peer.address().to_string();
     }
-    out_.reserve(2048);
-    w_.metrics().downstream_total.Increment();
+    head_out_.reserve(2048);
+    worker_.metrics().downstream_total.Increment();
   }
 
   ~Session() {
-    if (ubuf_) {
-      w_.give_buffer(std::move(ubuf_));
+    if (upstream_in_.data) {
+      worker_.give_buffer(std::move(upstream_in_.data));
     }
   }
 
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
+  // Serves requests until the client closes, an answer closes the connection, or shutdown.
   asio::awaitable<void> run();
 
  private:
   // What after_attempt() decided.
-  enum class Next { keep, close, retry, reply_error };
+  enum class AfterAttempt { keep_open, close, retry, send_error };
 
+  // Coroutines. Each costs a frame per call; see handle_request() on frame size.
   asio::awaitable<bool> handle_request();
-  bool begin_request();
-  Next after_attempt(Up up);
-  void set_error(unsigned status, std::string_view code, bool close,
-                 std::initializer_list<std::string_view> detail);
   asio::awaitable<bool> send_error();
-  asio::awaitable<Up> exchange(UpstreamPool::Bucket& bucket);
-  asio::awaitable<Up> duplex();
-  asio::awaitable<Up> body_task();
-  asio::awaitable<Up> response_task();
-  asio::awaitable<Up> stream_request_body();
-  asio::awaitable<Up> read_response();
-  asio::awaitable<Up> tunnel();
   asio::awaitable<bool> reply_error(unsigned status, std::string_view code, std::string_view detail,
                                     bool close);
+  asio::awaitable<error_code> exchange(UpstreamPool::Bucket& bucket);
+  asio::awaitable<error_code> duplex();
+  asio::awaitable<error_code> body_task();
+  asio::awaitable<error_code> response_task();
+  asio::awaitable<error_code> stream_request_body();
+  asio::awaitable<error_code> read_response();
+  asio::awaitable<error_code> relay_upgrade();
   template <class Buffers>
-  asio::awaitable<bool> write_down(const Buffers& buffers);
+  asio::awaitable<bool> write_to_client(const Buffers& buffers);
 
+  // Synchronous steps.
+  bool begin_request();
+  AfterAttempt after_attempt(const error_code& failure);
+  void set_error(unsigned status, std::string_view code, bool close,
+                 std::initializer_list<std::string_view> detail);
   http::FeedResult feed_request_body();
   http::FeedResult feed_response_body();
   bool keep_after_error_reply();
-  void close_up();
+  void close_upstream();
   void end_request();
 
-  Worker& w_;
-  tcp::socket down_;
-  tcp::socket up_;
-  LiveConn conn_;
-  LiveGuard guard_;
+  Worker& worker_;
+  tcp::socket client_;
+  tcp::socket upstream_;
+  LiveConn live_;  // this connection in the worker's registry: deadline, cancellation
+  LiveGuard live_guard_;
   std::string client_ip_;
 
-  std::unique_ptr<char[]> dbuf_;
-  std::size_t dbeg_ = 0;
-  std::size_t dend_ = 0;
-  http::RequestParser req_;
-  std::optional<http::ResponseParser> resp_;
-  bool resp_clean_ = true;  // resp_ is between messages (else rebuilt before the next use)
-  std::unique_ptr<char[]> ubuf_;
-  std::size_t ub_p_ = 0;
-  std::size_t ub_n_ = 0;
-  std::string out_;
+  ReadBuffer client_in_;  // kClientBufferSize bytes, for the whole connection
+  http::RequestParser request_parser_;
+  // Built on first use. After close_upstream() or a splice it may be mid-message, so it is
+  // rebuilt before the next exchange unless response_parser_clean_.
+  std::optional<http::ResponseParser> response_parser_;
+  bool response_parser_clean_ = true;
+  ReadBuffer upstream_in_;  // Worker::kUpstreamBufferSize bytes from the worker, on first use
+  std::string head_out_;    // the head being written (either way); capacity reused
 
-  // Per request.
-  std::shared_ptr<const mesh::RouteTable> table_;
-  std::uint64_t gen_ = 0;
-  const mesh::Cluster* cluster_ = nullptr;
-  ServiceMetrics* sm_ = nullptr;
-  std::uint32_t ep_ = 0;
-  std::string_view sticky_;
-  std::string_view request_id_;
-  char rid_buf_[16] = {};
-  bool head_valid_ = false;
-  Clock::time_point t0_{};
-  Clock::time_point attempt_t_{};
-  bool retried_ = false;  // this request is on its second endpoint
-  unsigned status_ = 0;
-  std::string_view upstream_key_;
-  std::uint64_t bytes_in_ = 0;
-  std::uint64_t bytes_out_ = 0;
-  asio::const_buffer first_body_;
-  bool req_done_ = false;       // every request byte was read from the client
-  bool body_streamed_ = false;  // request bytes beyond first_body_ were sent upstream
-  bool up_write_failed_ = false;
-  bool body_failed_ = false;  // duplex: reading the request body failed
-  bool stop_body_ = false;    // duplex: the response ended first; stop streaming the body
-  bool got_resp_byte_ = false;
-  bool resp_in_body_ = false;
-  bool resp_done_ = false;
-  bool spliced_ = false;  // the response body bypassed resp_ (splice_exact)  // the final response
-                          // was relayed (maybe before the body was sent)
-  bool close_down_ = false;
-  bool up_reusable_ = true;
-
-  // The error answer chosen by a synchronous step (set_error), sent by send_error().
-  unsigned err_status_ = 0;
-  std::string_view err_code_;
-  std::string err_detail_;
-  bool err_close_ = false;
+  RequestState request_;
+  AttemptState attempt_;
+  ErrorAnswer error_;
 };
 
 asio::awaitable<void> Session::run() {
   for (;;) {
-    head_valid_ = false;
-    req_done_ = false;
-    status_ = 0;
-    bytes_in_ = 0;
-    bytes_out_ = 0;
+    request_ = RequestState{};
     // Idle keep-alive: wait for the first byte of the next request.
-    if (dbeg_ == dend_) {
-      if (w_.draining()) {
+    if (client_in_.empty()) {
+      if (worker_.draining()) {
         co_return;
       }
-      dbeg_ = dend_ = 0;
-      conn_.idle = true;
-      conn_.arm(Clock::now(), w_.timeouts().idle);
-      auto [ec, n] =
-          co_await down_.async_read_some(asio::buffer(dbuf_.get(), kDownBufferSize), kTuple);
-      conn_.idle = false;
-      if (ec || conn_.expired || w_.draining()) {
+      client_in_.clear();
+      live_.idle = true;
+      live_.arm(Clock::now(), worker_.timeouts().idle);
+      auto [ec, n] = co_await client_.async_read_some(
+          asio::buffer(client_in_.data.get(), kClientBufferSize), kTuple);
+      live_.idle = false;
+      if (ec || live_.expired || worker_.draining()) {
         co_return;  // closed, idle timeout or shutdown: close quietly
       }
-      dend_ = n;
+      client_in_.end = n;
     }
-    t0_ = Clock::now();
-    conn_.arm(t0_, w_.timeouts().request_head);
+    request_.start = Clock::now();
+    live_.arm(request_.start, worker_.timeouts().request_head);
     // Parse the head; the parser copies head bytes, so the buffer is free again afterwards.
     for (;;) {
-      const auto r = req_.feed(dbuf_.get() + dbeg_, dend_ - dbeg_);
-      dbeg_ += r.consumed;
-      bytes_in_ += r.consumed;
+      const auto r = request_parser_.feed(client_in_.unread(), client_in_.unread_size());
+      client_in_.begin += r.consumed;
+      request_.bytes_in += r.consumed;
       if (r.event == http::Event::error) {
-        const auto& e = req_.error();
-        w_.metrics().bad_requests.Add({{"reason", std::string(e.reason)}}).Increment();
+        const auto& e = request_parser_.error();
+        worker_.metrics().bad_requests.Add({{"reason", std::string(e.reason)}}).Increment();
         co_await reply_error(e.status, "bad_request", e.reason, true);
         co_return;  // RFC 9112 §11.2: close after a framing error
       }
       if (r.event == http::Event::head_complete) {
         break;
       }
-      dbeg_ = dend_ = 0;
-      auto [ec, n] =
-          co_await down_.async_read_some(asio::buffer(dbuf_.get(), kDownBufferSize), kTuple);
-      if (conn_.killed) {
+      client_in_.clear();
+      auto [ec, n] = co_await client_.async_read_some(
+          asio::buffer(client_in_.data.get(), kClientBufferSize), kTuple);
+      if (live_.killed) {
         co_return;
       }
-      if (conn_.expired) {
-        w_.metrics().bad_requests.Add({{"reason", "head timeout"}}).Increment();
+      if (live_.expired) {
+        worker_.metrics().bad_requests.Add({{"reason", "head timeout"}}).Increment();
         co_await reply_error(408, "request_timeout", "request head not received in time", true);
         co_return;
       }
       if (ec) {
         co_return;
       }
-      dend_ = n;
+      client_in_.end = n;
     }
-    head_valid_ = true;
+    request_.head_parsed = true;
     const bool keep = co_await handle_request();
-    if (!keep || conn_.killed) {
+    if (!keep || live_.killed) {
       co_return;
     }
-    req_.next_message();
+    request_parser_.next_message();
   }
 }
 
 // After head_complete: the body bytes available now. A bodyless message completes without
 // input, which the parser can only report once it sees bytes, so it is reported here.
 http::FeedResult Session::feed_request_body() {
-  if (dbeg_ == dend_ && req_.head().body == http::BodyKind::none) {
+  if (client_in_.empty() && request_parser_.head().body == http::BodyKind::none) {
     return {http::Event::message_complete, 0};
   }
-  return req_.feed(dbuf_.get() + dbeg_, dend_ - dbeg_);
+  return request_parser_.feed(client_in_.unread(), client_in_.unread_size());
 }
 
 http::FeedResult Session::feed_response_body() {
-  if (ub_p_ == ub_n_ && resp_->head().body == http::BodyKind::none) {
+  if (upstream_in_.empty() && response_parser_->head().body == http::BodyKind::none) {
     return {http::Event::message_complete, 0};
   }
-  return resp_->feed(ubuf_.get() + ub_p_, ub_n_ - ub_p_);
+  return response_parser_->feed(upstream_in_.unread(), upstream_in_.unread_size());
 }
 
+// Writes to the client under the idle timeout. False when the client is gone or too slow.
 template <class Buffers>
-asio::awaitable<bool> Session::write_down(const Buffers& buffers) {
-  conn_.arm(Clock::now(), w_.timeouts().idle);
-  auto [ec, n] = co_await asio::async_write(down_, buffers, kTuple);
-  bytes_out_ += n;
-  co_return !ec && !conn_.expired;
+asio::awaitable<bool> Session::write_to_client(const Buffers& buffers) {
+  live_.arm(Clock::now(), worker_.timeouts().idle);
+  auto [ec, n] = co_await asio::async_write(client_, buffers, kTuple);
+  request_.bytes_out += n;
+  co_return !ec && !live_.expired;
 }
 
-// Whether the connection can stay open after an error answer: only when the request had no
-// body (else its unread bytes would be parsed as the next request).
+// Whether the connection can stay open after an error answer. Completes a request whose body
+// is already buffered (or absent), so its bytes are not parsed as the next request.
 bool Session::keep_after_error_reply() {
-  if (!head_valid_ || !req_.head().keep_alive || w_.draining()) {
+  if (!request_.head_parsed) {
     return false;
   }
-  if (req_done_) {
-    return true;
+  const http::RequestHead& h = request_parser_.head();
+  if (!request_.fully_read && h.keep_alive && !worker_.draining()) {
+    const auto r = feed_request_body();
+    if (r.event == http::Event::message_complete) {
+      client_in_.begin += r.consumed;
+      request_.fully_read = true;
+    }
   }
-  const auto r = feed_request_body();
-  if (r.event != http::Event::message_complete) {
-    return false;
-  }
-  dbeg_ += r.consumed;
-  req_done_ = true;
-  return true;
+  return http::keep_client_after_error(h, request_.fully_read, worker_.draining());
 }
 
+// Sends an error answer and ends the request. True when the connection stays open.
 asio::awaitable<bool> Session::reply_error(unsigned status, std::string_view code,
                                            std::string_view detail, bool close) {
   if (!close) {
     close = !keep_after_error_reply();
   }
   const std::string resp = http::error_response(status, code, detail, close);
-  status_ = status;
-  const bool ok = co_await write_down(asio::buffer(resp));
+  request_.status = status;
+  const bool ok = co_await write_to_client(asio::buffer(resp));
   end_request();
   co_return ok && !close;
 }
 
-void Session::close_up() {
+// Closes the upstream connection; its parser may be mid-message now.
+void Session::close_upstream() {
   boost::system::error_code ignored;
-  up_.close(ignored);
-  resp_clean_ = false;
+  upstream_.close(ignored);
+  response_parser_clean_ = false;
 }
 
+// Metrics and the access-log line of the request; drops its routing state.
 void Session::end_request() {
-  ServiceMetrics& sm = sm_ != nullptr ? *sm_ : w_.no_route_metrics();
+  ServiceMetrics& sm = request_.metrics != nullptr ? *request_.metrics : worker_.no_route_metrics();
   const auto now = Clock::now();
-  const double secs = std::chrono::duration<double>(now - t0_).count();
-  sm.count(status_, secs);
-  w_.count_bytes(bytes_in_, bytes_out_);
-  if (AccessLogBuffer* log = w_.access_log()) {
+  const double secs = std::chrono::duration<double>(now - request_.start).count();
+  sm.count(request_.status, secs);
+  worker_.count_bytes(request_.bytes_in, request_.bytes_out);
+  if (AccessLogBuffer* log = worker_.access_log()) {
     AccessRecord rec;
     rec.client = client_ip_;
-    if (head_valid_) {
-      const auto& h = req_.head();
+    if (request_.head_parsed) {
+      const auto& h = request_parser_.head();
       rec.method = h.method;
       rec.host = h.host;
       rec.target = h.target;
       rec.version_minor = h.version_minor;
-      if (w_.cfg().node.access_log.format == config::AccessLogFormat::combined) {
-        rec.user_agent = find_header(h, "user-agent");
-        rec.referer = find_header(h, "referer");
+      if (worker_.cfg().node.access_log.format == config::AccessLogFormat::combined) {
+        rec.user_agent = http::find_header(h.headers, "user-agent");
+        rec.referer = http::find_header(h.headers, "referer");
       }
     }
     rec.service = sm.service;
-    rec.upstream = upstream_key_;
-    rec.request_id = request_id_;
-    rec.status = status_;
-    rec.bytes_in = bytes_in_;
-    rec.bytes_out = bytes_out_;
+    rec.upstream = request_.endpoint_key;
+    rec.request_id = request_.request_id;
+    rec.status = request_.status;
+    rec.bytes_in = request_.bytes_in;
+    rec.bytes_out = request_.bytes_out;
     rec.duration_ms = secs * 1000.0;
     log->append(rec);
   }
-  sm_ = nullptr;
-  cluster_ = nullptr;
-  upstream_key_ = {};
-  request_id_ = {};
-  table_.reset();
+  request_.metrics = nullptr;
+  request_.cluster = nullptr;
+  request_.endpoint_key = {};
+  request_.request_id = {};
+  request_.table.reset();
 }
 
 void Session::set_error(unsigned status, std::string_view code, bool close,
                         std::initializer_list<std::string_view> detail) {
-  err_status_ = status;
-  err_code_ = code;
-  err_close_ = close;
-  err_detail_.clear();
+  error_.status = status;
+  error_.code = code;
+  error_.close = close;
+  error_.detail.clear();
   for (std::string_view piece : detail) {
-    err_detail_.append(piece);
+    error_.detail.append(piece);
   }
 }
 
 asio::awaitable<bool> Session::send_error() {
-  const unsigned status = err_status_;
-  err_status_ = 0;
-  co_return co_await reply_error(status, err_code_, err_detail_, err_close_);
+  const unsigned status = error_.status;
+  error_.status = 0;
+  co_return co_await reply_error(status, error_.code, error_.detail, error_.close);
 }
 
 // Synchronous start of a request: routing, the first body bytes, the upstream head, the first
 // pick. Returns false after set_error().
 bool Session::begin_request() {
-  const http::RequestHead& h = req_.head();
-  table_ = w_.table();
-  gen_ = w_.generation();
-  cluster_ = nullptr;
-  sm_ = nullptr;
-  upstream_key_ = {};
-  request_id_ = find_header(h, "x-request-id");
-  if (request_id_.empty()) {
-    w_.make_request_id(rid_buf_);
-    request_id_ = std::string_view(rid_buf_, sizeof rid_buf_);
+  const http::RequestHead& h = request_parser_.head();
+  request_.table = worker_.table();
+  request_.generation = worker_.generation();
+  request_.request_id = http::find_header(h.headers, "x-request-id");
+  if (request_.request_id.empty()) {
+    worker_.make_request_id(request_.request_id_buf);
+    request_.request_id = std::string_view(request_.request_id_buf, sizeof request_.request_id_buf);
   }
 
   // RFC 9110 §9.3.6: tunnelling via CONNECT is not offered.
@@ -442,159 +395,154 @@ bool Session::begin_request() {
     set_error(405, "method_not_allowed", true, {"CONNECT is not supported"});
     return false;
   }
-  std::string_view host;
-  std::string_view path;
-  routing_key(h, host, path);
-  const mesh::RouteMatch match = table_ ? mesh::route(host, path, *table_) : mesh::RouteMatch{};
+  const http::RoutingKey key = http::routing_key(h);
+  const mesh::RouteMatch match =
+      request_.table ? mesh::route(key.host, key.path, *request_.table) : mesh::RouteMatch{};
   if (match.cluster == nullptr) {
-    set_error(404, "no_route", false, {"no route for host ", host});
+    set_error(404, "no_route", false, {"no route for host ", key.host});
     return false;
   }
-  cluster_ = match.cluster;
-  sm_ = &w_.service_metrics(cluster_->index);
-  sticky_ = cluster_->sticky_cookie ? find_cookie(h, *cluster_->sticky_cookie) : std::string_view{};
+  const mesh::Cluster& cluster = *match.cluster;
+  request_.cluster = &cluster;
+  request_.metrics = &worker_.service_metrics(cluster.index);
+  request_.sticky_key =
+      cluster.sticky_cookie ? http::find_cookie(h, *cluster.sticky_cookie) : std::string_view{};
 
   // The first body bytes (all of a small body) go out with the head in one write.
   const auto first = feed_request_body();
   if (first.event == http::Event::error) {
-    w_.metrics().bad_requests.Add({{"reason", std::string(req_.error().reason)}}).Increment();
-    set_error(req_.error().status, "bad_request", true, {req_.error().reason});
+    const http::ParseError& e = request_parser_.error();
+    worker_.metrics().bad_requests.Add({{"reason", std::string(e.reason)}}).Increment();
+    set_error(e.status, "bad_request", true, {e.reason});
     return false;
   }
-  first_body_ = asio::const_buffer(dbuf_.get() + dbeg_, first.consumed);
-  dbeg_ += first.consumed;
-  bytes_in_ += first.consumed;
-  req_done_ = first.event == http::Event::message_complete;
-  body_streamed_ = false;
+  request_.first_body = asio::const_buffer(client_in_.unread(), first.consumed);
+  client_in_.begin += first.consumed;
+  request_.bytes_in += first.consumed;
+  request_.fully_read = first.event == http::Event::message_complete;
 
-  out_.clear();
+  head_out_.clear();
   http::ForwardContext ctx;
   ctx.client_ip = client_ip_;
   ctx.proto = "http";
-  ctx.request_id = request_id_;
-  ctx.via = w_.via();
-  http::write_request_head(h, ctx, out_);
+  ctx.request_id = request_.request_id;
+  ctx.via = worker_.via();
+  http::write_request_head(h, ctx, head_out_);
   if (h.version_major == 1 && h.version_minor == 0) {
-    downgrade_to_http10(out_);
+    http::downgrade_to_http10(head_out_);
   }
 
-  if (!ubuf_) {
-    ubuf_ = w_.take_buffer();
+  if (!upstream_in_.data) {
+    upstream_in_.data = worker_.take_buffer();
   }
-  retried_ = false;
-  const std::optional<mesh::Pick> pick =
-      w_.balancer().pick(cluster_->index, w_.next_random(), t0_, sticky_);
+  const std::optional<mesh::Pick> pick = worker_.balancer().pick(
+      cluster.index, worker_.next_random(), request_.start, request_.sticky_key);
   if (!pick) {
-    set_error(503, "no_healthy_endpoint", false, {"no healthy endpoint for ", cluster_->service});
+    set_error(503, "no_healthy_endpoint", false, {"no healthy endpoint for ", cluster.service});
     return false;
   }
-  ep_ = pick->endpoint;
+  request_.endpoint = pick->endpoint;
   return true;
 }
 
-// After one attempt on endpoint ep_: passive health, the retry decision and the answer.
-Session::Next Session::after_attempt(Up up) {
-  const http::RequestHead& h = req_.head();
+// After one attempt on request_.endpoint: passive health, the retry decision and the answer.
+Session::AfterAttempt Session::after_attempt(const error_code& failure) {
+  const http::RequestHead& h = request_parser_.head();
+  const mesh::Cluster& cluster = *request_.cluster;
+  ServiceMetrics& sm = *request_.metrics;
+
+  if (!failure) {
+    // A relayed response (or a tunnel, whose status is 101).
+    worker_.finish(request_.generation, cluster, request_.endpoint,
+                   request_.status >= 500 ? mesh::Outcome::server_error : mesh::Outcome::success,
+                   sm);
+    end_request();
+    return attempt_.close_client ? AfterAttempt::close : AfterAttempt::keep_open;
+  }
+
+  const errc e = failure_of(failure);
   mesh::Outcome outcome = mesh::Outcome::success;
-  switch (up) {
-    case Up::ok:
-      outcome = status_ >= 500 ? mesh::Outcome::server_error : mesh::Outcome::success;
-      break;
-    case Up::upgraded:
-      break;
-    case Up::connect_failed:
-    case Up::connect_timeout:
-      sm_->connect_errors->Increment();
+  switch (e) {
+    case errc::upstream_connect_failed:
+    case errc::upstream_connect_timeout:
+      sm.connect_errors->Increment();
       outcome = mesh::Outcome::connect_failed;
       break;
-    case Up::reset_before_response:
+    case errc::upstream_reset:
       outcome = mesh::Outcome::connect_failed;
       break;
-    case Up::response_timeout:
-    case Up::malformed:
-    case Up::aborted_after_head:
+    case errc::upstream_timeout:
+    case errc::upstream_malformed:
+    case errc::upstream_aborted:
       outcome = mesh::Outcome::server_error;
       break;
-    case Up::client_gone:
-    case Up::bad_request_body:
-    case Up::killed:
+    case errc::client_gone:
+    case errc::bad_request_body:
+    case errc::killed:
       outcome = mesh::Outcome::local_abort;
       break;
   }
-  w_.finish(gen_, *cluster_, ep_, outcome, *sm_);
+  worker_.finish(request_.generation, cluster, request_.endpoint, outcome, sm);
 
-  const bool retryable =
-      (up == Up::connect_failed || up == Up::connect_timeout || up == Up::reset_before_response) &&
-      h.idempotent && h.body == http::BodyKind::none && !retried_ && gen_ == w_.generation() &&
-      !conn_.killed;
-  if (retryable) {
-    // One retry on another endpoint for an idempotent request nothing of which reached a
-    // server application (RFC 9110 §9.2.2). Without another endpoint the first failure
-    // is what the client hears.
-    const std::optional<mesh::Pick> pick =
-        w_.balancer().pick(cluster_->index, w_.next_random(), Clock::now(), {}, ep_);
+  if (http::may_retry_elsewhere(h, failure, request_.retried,
+                                request_.generation != worker_.generation(), live_.killed)) {
+    const std::optional<mesh::Pick> pick = worker_.balancer().pick(
+        cluster.index, worker_.next_random(), Clock::now(), {}, request_.endpoint);
     if (pick) {
-      ep_ = pick->endpoint;
-      retried_ = true;
-      sm_->retries->Increment();
-      close_up();
-      return Next::retry;
+      request_.endpoint = pick->endpoint;
+      request_.retried = true;
+      sm.retries->Increment();
+      close_upstream();
+      return AfterAttempt::retry;
     }
   }
 
-  switch (up) {
-    case Up::ok:
-      end_request();
-      return close_down_ ? Next::close : Next::keep;
-    case Up::upgraded:
-      end_request();
-      return Next::close;
-    case Up::connect_failed:
-      close_up();
-      set_error(502, "upstream_connect_failed", !req_done_ || body_streamed_,
-                {"cannot connect to ", upstream_key_});
-      return Next::reply_error;
-    case Up::connect_timeout:
-      close_up();
-      set_error(502, "upstream_connect_timeout", !req_done_ || body_streamed_,
-                {"connect to ", upstream_key_, " timed out"});
-      return Next::reply_error;
-    case Up::reset_before_response:
-      close_up();
-      set_error(502, "upstream_reset", !req_done_,
-                {"upstream ", upstream_key_, " closed the connection"});
-      return Next::reply_error;
-    case Up::response_timeout:
-      close_up();
-      set_error(504, "upstream_timeout", !req_done_, {"no response from ", upstream_key_});
-      return Next::reply_error;
-    case Up::malformed:
-      close_up();
-      set_error(502, "upstream_malformed", !req_done_, {"invalid response from ", upstream_key_});
-      return Next::reply_error;
-    case Up::bad_request_body:
-      close_up();
-      w_.metrics().bad_requests.Add({{"reason", std::string(req_.error().reason)}}).Increment();
-      set_error(req_.error().status, "bad_request", true, {req_.error().reason});
-      return Next::reply_error;
-    case Up::killed:
-      if (!resp_in_body_ && status_ == 0) {
+  // The answer. After a failure the client connection closes unless the request was read
+  // completely and none of its body was streamed (then nothing of it is left unread).
+  close_upstream();
+  const std::string_view upstream = request_.endpoint_key;
+  switch (e) {
+    case errc::upstream_connect_failed:
+      set_error(502, "upstream_connect_failed", !request_.fully_read || request_.body_streamed,
+                {"cannot connect to ", upstream});
+      return AfterAttempt::send_error;
+    case errc::upstream_connect_timeout:
+      set_error(502, "upstream_connect_timeout", !request_.fully_read || request_.body_streamed,
+                {"connect to ", upstream, " timed out"});
+      return AfterAttempt::send_error;
+    case errc::upstream_reset:
+      set_error(502, "upstream_reset", !request_.fully_read,
+                {"upstream ", upstream, " closed the connection"});
+      return AfterAttempt::send_error;
+    case errc::upstream_timeout:
+      set_error(504, "upstream_timeout", !request_.fully_read, {"no response from ", upstream});
+      return AfterAttempt::send_error;
+    case errc::upstream_malformed:
+      set_error(502, "upstream_malformed", !request_.fully_read,
+                {"invalid response from ", upstream});
+      return AfterAttempt::send_error;
+    case errc::bad_request_body: {
+      const http::ParseError& pe = request_parser_.error();
+      worker_.metrics().bad_requests.Add({{"reason", std::string(pe.reason)}}).Increment();
+      set_error(pe.status, "bad_request", true, {pe.reason});
+      return AfterAttempt::send_error;
+    }
+    case errc::killed:
+      if (!attempt_.in_response_body && request_.status == 0) {
         // drain_ms is over and no response started: say so rather than just closing.
-        close_up();
         set_error(503, "shutting_down", true, {"the node is shutting down"});
-        return Next::reply_error;
+        return AfterAttempt::send_error;
       }
       [[fallthrough]];
-    case Up::aborted_after_head:
-    case Up::client_gone:
-      close_up();
-      if (status_ == 0) {
-        status_ = 499;  // nginx's convention: the client went away before the response
+    case errc::upstream_aborted:
+    case errc::client_gone:
+      if (request_.status == 0) {
+        request_.status = 499;  // nginx's convention: the client went away before the response
       }
       end_request();
-      return Next::close;
+      return AfterAttempt::close;
   }
-  return Next::close;
+  return AfterAttempt::close;
 }
 
 // The request's coroutine. Everything that needs no I/O lives in the synchronous steps above,
@@ -606,113 +554,117 @@ asio::awaitable<bool> Session::handle_request() {
     co_return co_await send_error();
   }
   for (;;) {
-    upstream_key_ = cluster_->endpoints[ep_].key;
-    UpstreamPool::Bucket& bucket = *w_.pool().at(cluster_->index, ep_);
+    const mesh::Cluster& cluster = *request_.cluster;
+    request_.endpoint_key = cluster.endpoints[request_.endpoint].key;
+    // The bucket stays valid while `users` is non-zero, even if a new table arrives.
+    UpstreamPool::Bucket& bucket = *worker_.pool().at(cluster.index, request_.endpoint);
     ++bucket.users;
-    w_.balancer().on_start(cluster_->index, ep_);
-    const Up up = co_await exchange(bucket);
+    worker_.balancer().on_start(cluster.index, request_.endpoint);
+    const error_code failure = co_await exchange(bucket);
     --bucket.users;
-    const Next next = after_attempt(up);
-    if (next == Next::retry) {
+    const AfterAttempt next = after_attempt(failure);
+    if (next == AfterAttempt::retry) {
       continue;
     }
-    if (next == Next::reply_error) {
+    if (next == AfterAttempt::send_error) {
       co_return co_await send_error();
     }
-    co_return next == Next::keep;
+    co_return next == AfterAttempt::keep_open;
   }
 }
 
 // One endpoint: take a pooled connection or connect, send the request, relay the response.
 // A pooled connection found dead before any response byte is replaced by a new connection
 // to the same endpoint when the request can be sent again from our buffers.
-asio::awaitable<Up> Session::exchange(UpstreamPool::Bucket& bucket) {
+asio::awaitable<error_code> Session::exchange(UpstreamPool::Bucket& bucket) {
   for (int fresh = 0;; ++fresh) {
     // The request's start time serves the first attempt's deadlines (one clock read less).
-    attempt_t_ = (fresh == 0 && !retried_) ? t0_ : Clock::now();
-    bool reused = false;
+    attempt_.start = (fresh == 0 && !request_.retried) ? request_.start : Clock::now();
+    bool pooled = false;
     if (fresh == 0) {
-      while (auto s = w_.pool().take(bucket)) {
-        up_ = std::move(*s);
-        conn_.up = &up_;
-        reused = true;
+      while (auto s = worker_.pool().take(bucket)) {
+        upstream_ = std::move(*s);
+        live_.up = &upstream_;
+        pooled = true;
         // A request whose body is streamed cannot be replayed, so check first that the
         // upstream has not closed this idle connection (EOF or error pending).
-        if (req_done_ || alive(up_)) {
+        if (request_.fully_read || idle_connection_alive(upstream_)) {
           break;
         }
-        close_up();
-        reused = false;
+        close_upstream();
+        pooled = false;
       }
     }
-    if (!reused) {
-      const auto ec =
-          co_await connect_upstream(conn_, up_, bucket.endpoint, w_.timeouts().upstream_connect);
-      if (conn_.killed) {
-        co_return Up::killed;
+    if (!pooled) {
+      const auto ec = co_await connect_upstream(live_, upstream_, bucket.endpoint,
+                                                worker_.timeouts().upstream_connect);
+      if (live_.killed) {
+        // after_attempt() judges this by the previous attempt's flags (in_response_body),
+        // which are reset only below.
+        co_return errc::killed;
       }
       if (ec) {
-        co_return ec == asio::error::timed_out ? Up::connect_timeout : Up::connect_failed;
+        co_return ec == asio::error::timed_out ? errc::upstream_connect_timeout
+                                               : errc::upstream_connect_failed;
       }
     }
-    if (!resp_clean_ || !resp_) {
-      resp_.emplace(w_.http_limits());
-      resp_clean_ = true;
+    if (!response_parser_clean_ || !response_parser_) {
+      response_parser_.emplace(worker_.http_limits());
+      response_parser_clean_ = true;
     }
-    resp_->expect_response(req_.head().is_head);
-    ub_p_ = ub_n_ = 0;
-    resp_done_ = false;
-    spliced_ = false;
-    got_resp_byte_ = false;
-    resp_in_body_ = false;
-    close_down_ = false;
-    up_reusable_ = true;
-    up_write_failed_ = false;
+    response_parser_->expect_response(request_parser_.head().is_head);
+    upstream_in_.clear();
+    attempt_.reset_flags();
 
-    // Replayable while every request byte sent is still in our buffers.
-    const bool replayable = req_done_;
-    body_failed_ = false;
-    stop_body_ = false;
+    // Every request byte sent is still in our buffers: the request can be sent again.
+    const bool request_buffered = request_.fully_read;
     // Head and first body bytes (all of a small body) in one gathered write. Written inline:
     // each nested coroutine costs a frame allocation on the hot path.
-    Up r = Up::ok;
+    error_code r;
     {
-      const std::array<asio::const_buffer, 2> bufs{asio::buffer(out_), first_body_};
-      conn_.arm(attempt_t_, w_.timeouts().upstream_response);
-      auto [ec, n] = co_await asio::async_write(up_, bufs, kTuple);
-      if (conn_.killed) {
-        r = Up::killed;
-      } else if (ec || conn_.expired) {
-        r = Up::reset_before_response;
+      const std::array<asio::const_buffer, 2> bufs{asio::buffer(head_out_), request_.first_body};
+      live_.arm(attempt_.start, worker_.timeouts().upstream_response);
+      auto [ec, n] = co_await asio::async_write(upstream_, bufs, kTuple);
+      if (live_.killed) {
+        r = errc::killed;
+      } else if (ec || live_.expired) {
+        r = errc::upstream_reset;
       }
     }
-    if (r == Up::ok) {
-      r = req_done_ ? co_await read_response() : co_await duplex();
+    if (!r) {
+      // Not `?:`: GCC 12 miscompiles a conditional operator whose operands co_await a class
+      // type (the coroutine never resumes).
+      if (request_.fully_read) {
+        r = co_await read_response();
+      } else {
+        r = co_await duplex();
+      }
     }
-    if (r == Up::reset_before_response && reused && replayable && !conn_.killed) {
+    if (http::may_resend_on_new_connection(r, pooled, request_buffered, live_.killed)) {
       // The upstream closed this idle connection (keep-alive timeout, restart); its siblings
       // are likely stale too.
-      close_up();
-      w_.pool().drop_idle(bucket);
+      close_upstream();
+      worker_.pool().drop_idle(bucket);
       continue;
     }
-    if (r == Up::ok) {
-      if (spliced_ && !alive(up_)) {
-        up_reusable_ = false;  // bytes beyond Content-Length, or EOF: not reusable
+    if (r) {
+      close_upstream();
+    } else if (!attempt_.tunnelled) {
+      if (attempt_.body_spliced && !idle_connection_alive(upstream_)) {
+        attempt_.upstream_in_step = false;  // bytes beyond Content-Length, or EOF
       }
-      if (up_reusable_ && req_done_ && !up_write_failed_ && !w_.draining() &&
-          resp_->head().keep_alive) {
-        if (!spliced_) {
-          resp_->next_message();
+      if (http::upstream_reusable(response_parser_->head(), attempt_.upstream_in_step,
+                                  request_.fully_read && !attempt_.upstream_stopped_reading,
+                                  worker_.draining())) {
+        if (!attempt_.body_spliced) {
+          response_parser_->next_message();
         }
-        w_.pool().put(bucket, std::move(up_), attempt_t_);
+        worker_.pool().put(bucket, std::move(upstream_), attempt_.start);
       } else {
-        close_up();
+        close_upstream();
       }
-    } else if (r != Up::upgraded) {
-      close_up();
     }
-    conn_.up = nullptr;
+    live_.up = nullptr;
     co_return r;
   }
 }
@@ -721,271 +673,268 @@ asio::awaitable<Up> Session::exchange(UpstreamPool::Bucket& bucket) {
 // answer before it has read the whole body (an early 413, an echo service, 100 Continue for
 // a client waiting on Expect, RFC 9110 §10.1.1), and reading one side only would deadlock
 // once the kernel buffers of the other fill up.
-asio::awaitable<Up> Session::duplex() {
+asio::awaitable<error_code> Session::duplex() {
   using namespace asio::experimental::awaitable_operators;
   auto [body, response] = co_await (body_task() && response_task());
-  if (body == Up::killed || response == Up::killed) {
-    co_return Up::killed;
+  if (body == errc::killed || response == errc::killed) {
+    co_return errc::killed;
   }
-  if (body_failed_ && !resp_done_) {
+  if (attempt_.body_read_failed && !attempt_.response_done) {
     co_return body;
   }
   co_return response;
 }
 
-asio::awaitable<Up> Session::body_task() {
-  const Up r = co_await stream_request_body();
-  if (stop_body_) {
-    co_return Up::ok;  // the response ended first; the connection closes
+asio::awaitable<error_code> Session::body_task() {
+  const error_code r = co_await stream_request_body();
+  if (attempt_.stop_body) {
+    co_return error_code{};  // the response ended first; the connection closes
   }
-  if (r != Up::ok) {
-    body_failed_ = true;
-    if (!resp_done_) {
-      conn_.cancel_io();
+  if (r) {
+    attempt_.body_read_failed = true;
+    if (!attempt_.response_done) {
+      live_.cancel_io();
     }
-  }
-  co_return r;
-}
-
-asio::awaitable<Up> Session::response_task() {
-  const Up r = co_await read_response();
-  if (!req_done_ && !body_failed_) {
-    // Stop reading the rest of the body; close_down_ is already set (!req_done_ at the head).
-    stop_body_ = true;
-    conn_.cancel_io();
   }
   co_return r;
 }
 
-asio::awaitable<Up> Session::stream_request_body() {
-  while (!req_done_) {
-    dbeg_ = dend_ = 0;
-    conn_.arm(Clock::now(), w_.timeouts().idle);
-    auto [ec, n] =
-        co_await down_.async_read_some(asio::buffer(dbuf_.get(), kDownBufferSize), kTuple);
-    if (conn_.killed) {
-      co_return Up::killed;
+asio::awaitable<error_code> Session::response_task() {
+  const error_code r = co_await read_response();
+  if (!request_.fully_read && !attempt_.body_read_failed) {
+    // Stop reading the rest of the body; close_client is already set (the request was not
+    // fully read when the final head was relayed).
+    attempt_.stop_body = true;
+    live_.cancel_io();
+  }
+  co_return r;
+}
+
+// Reads the rest of the request body from the client and writes it upstream, chunk framing
+// included, as the parser validates it. Succeeds also when the upstream stopped reading (it may
+// have answered early) or the response ended first.
+asio::awaitable<error_code> Session::stream_request_body() {
+  while (!request_.fully_read) {
+    client_in_.clear();
+    live_.arm(Clock::now(), worker_.timeouts().idle);
+    auto [ec, n] = co_await client_.async_read_some(
+        asio::buffer(client_in_.data.get(), kClientBufferSize), kTuple);
+    if (live_.killed) {
+      co_return errc::killed;
     }
-    if (stop_body_) {
-      co_return Up::ok;
+    if (attempt_.stop_body) {
+      co_return error_code{};
     }
-    if (ec || conn_.expired) {
-      co_return Up::client_gone;
+    if (ec || live_.expired) {
+      co_return errc::client_gone;
     }
-    dend_ = n;
-    const auto r = req_.feed(dbuf_.get(), n);
+    client_in_.end = n;
+    const auto r = request_parser_.feed(client_in_.data.get(), n);
     if (r.event == http::Event::error) {
-      co_return Up::bad_request_body;
+      co_return errc::bad_request_body;
     }
-    dbeg_ = r.consumed;
-    bytes_in_ += r.consumed;
-    body_streamed_ = true;
-    req_done_ = r.event == http::Event::message_complete;
+    client_in_.begin = r.consumed;
+    request_.bytes_in += r.consumed;
+    request_.body_streamed = true;
+    request_.fully_read = r.event == http::Event::message_complete;
     if (r.consumed > 0) {
-      conn_.arm(Clock::now(), w_.timeouts().idle);
-      auto [wec, wn] =
-          co_await asio::async_write(up_, asio::buffer(dbuf_.get(), r.consumed), kTuple);
-      if (conn_.killed) {
-        co_return Up::killed;
+      live_.arm(Clock::now(), worker_.timeouts().idle);
+      auto [wec, wn] = co_await asio::async_write(
+          upstream_, asio::buffer(client_in_.data.get(), r.consumed), kTuple);
+      if (live_.killed) {
+        co_return errc::killed;
       }
-      if (stop_body_) {
-        co_return Up::ok;
+      if (attempt_.stop_body) {
+        co_return error_code{};
       }
-      if (wec || conn_.expired) {
+      if (wec || live_.expired) {
         // The upstream stopped reading; it may have answered early (e.g. 413). The client's
         // remaining body is not read: the downstream connection closes after the response.
-        up_write_failed_ = true;
-        co_return Up::ok;
+        attempt_.upstream_stopped_reading = true;
+        co_return error_code{};
       }
     }
   }
-  co_return Up::ok;
+  co_return error_code{};
 }
 
 // Relays the response: interim 1xx heads, the final head (rewritten), the body verbatim.
-asio::awaitable<Up> Session::read_response() {
-  const http::RequestHead& h = req_.head();
+asio::awaitable<error_code> Session::read_response() {
+  const http::RequestHead& h = request_parser_.head();
+  http::ResponseParser& parser = *response_parser_;
   for (;;) {
-    if (ub_p_ == ub_n_) {
-      ub_p_ = ub_n_ = 0;
+    if (upstream_in_.empty()) {
+      upstream_in_.clear();
       // Before the head: upstream_response_ms from sending the request; in the body: the
       // same span without a byte.
-      conn_.arm(resp_in_body_ ? Clock::now() : attempt_t_, w_.timeouts().upstream_response);
-      auto [ec, n] = co_await up_.async_read_some(
-          DrainBuffer(ubuf_.get(), Worker::kUpstreamBufferSize), kTuple);
-      if (conn_.killed) {
-        co_return Up::killed;
+      live_.arm(attempt_.in_response_body ? Clock::now() : attempt_.start,
+                worker_.timeouts().upstream_response);
+      auto [ec, n] = co_await upstream_.async_read_some(
+          DrainBuffer(upstream_in_.data.get(), Worker::kUpstreamBufferSize), kTuple);
+      if (live_.killed) {
+        co_return errc::killed;
       }
-      if (body_failed_) {
-        co_return Up::client_gone;  // duplex: the client side failed and cancelled us
+      if (attempt_.body_read_failed) {
+        co_return errc::client_gone;  // duplex: the client side failed and cancelled us
       }
-      if (conn_.expired) {
-        co_return resp_in_body_ ? Up::aborted_after_head : Up::response_timeout;
+      if (live_.expired) {
+        co_return attempt_.in_response_body ? errc::upstream_aborted : errc::upstream_timeout;
       }
       if (ec) {
-        if (ec == asio::error::eof && resp_in_body_) {
+        if (ec == asio::error::eof && attempt_.in_response_body) {
           // RFC 9112 §6.3 rule 8: a body without framing ends with the connection.
-          const auto r = resp_->finish();
+          const auto r = parser.finish();
           if (r.event == http::Event::message_complete) {
-            up_reusable_ = false;
-            resp_done_ = true;
-            co_return Up::ok;
+            attempt_.upstream_in_step = false;
+            attempt_.response_done = true;
+            co_return error_code{};
           }
         }
-        if (!got_resp_byte_) {
-          co_return Up::reset_before_response;
+        if (!attempt_.response_started) {
+          co_return errc::upstream_reset;
         }
-        co_return resp_in_body_ ? Up::aborted_after_head : Up::malformed;
+        co_return attempt_.in_response_body ? errc::upstream_aborted : errc::upstream_malformed;
       }
-      got_resp_byte_ = true;
-      ub_n_ = n;
+      attempt_.response_started = true;
+      upstream_in_.end = n;
     }
-    while (ub_p_ < ub_n_) {
-      if (resp_in_body_) {
-        const auto r = resp_->feed(ubuf_.get() + ub_p_, ub_n_ - ub_p_);
+    while (!upstream_in_.empty()) {
+      if (attempt_.in_response_body) {
+        const auto r = parser.feed(upstream_in_.unread(), upstream_in_.unread_size());
         if (r.event == http::Event::error) {
-          co_return Up::aborted_after_head;
+          co_return errc::upstream_aborted;
         }
         if (r.consumed > 0) {
-          conn_.arm(Clock::now(), w_.timeouts().idle);
+          live_.arm(Clock::now(), worker_.timeouts().idle);
           auto [ec, n] = co_await asio::async_write(
-              down_, asio::buffer(ubuf_.get() + ub_p_, r.consumed), kTuple);
-          bytes_out_ += n;
-          if (ec || conn_.expired) {
-            co_return Up::client_gone;
+              client_, asio::buffer(upstream_in_.unread(), r.consumed), kTuple);
+          request_.bytes_out += n;
+          if (ec || live_.expired) {
+            co_return errc::client_gone;
           }
         }
-        ub_p_ += r.consumed;
+        upstream_in_.begin += r.consumed;
         if (r.event == http::Event::message_complete) {
-          if (ub_p_ < ub_n_) {
-            up_reusable_ = false;  // bytes after the response: the stream is out of sync
+          if (!upstream_in_.empty()) {
+            attempt_.upstream_in_step = false;  // bytes after the response: out of step
           }
-          resp_done_ = true;
-          co_return Up::ok;
+          attempt_.response_done = true;
+          co_return error_code{};
         }
         continue;
       }
-      const auto r = resp_->feed(ubuf_.get() + ub_p_, ub_n_ - ub_p_);
-      ub_p_ += r.consumed;
+      const auto r = parser.feed(upstream_in_.unread(), upstream_in_.unread_size());
+      upstream_in_.begin += r.consumed;
       if (r.event == http::Event::error) {
-        co_return Up::malformed;
+        co_return errc::upstream_malformed;
       }
       if (r.event != http::Event::head_complete) {
         continue;  // need_more: everything was consumed into the head buffer
       }
-      const http::ResponseHead& rh = resp_->head();
+      const http::ResponseHead& rh = parser.head();
       if (rh.status == 101) {
         if (!h.upgrade) {
-          co_return Up::malformed;  // RFC 9110 §15.2.2: only in answer to Upgrade
+          co_return errc::upstream_malformed;  // RFC 9110 §15.2.2: only in answer to Upgrade
         }
-        co_return co_await tunnel();
+        co_return co_await relay_upgrade();
       }
       if (rh.status >= 100 && rh.status < 200) {
         // RFC 9110 §15.2: relay interim responses, then keep reading for the final one.
-        out_.clear();
-        http::write_response_head(rh, false, w_.via(), out_);
-        if (!co_await write_down(asio::buffer(out_))) {
-          co_return Up::client_gone;
+        head_out_.clear();
+        http::write_response_head(rh, false, worker_.via(), head_out_);
+        if (!co_await write_to_client(asio::buffer(head_out_))) {
+          co_return errc::client_gone;
         }
         const auto done = feed_response_body();
-        ub_p_ += done.consumed;
-        resp_->next_message();
-        resp_->expect_response(h.is_head);
+        upstream_in_.begin += done.consumed;
+        parser.next_message();
+        parser.expect_response(h.is_head);
         continue;
       }
       // The final response.
-      status_ = rh.status;
-      close_down_ = !h.keep_alive || w_.draining() || !req_done_ || up_write_failed_ ||
-                    rh.body == http::BodyKind::until_close;
-      out_.clear();
-      http::write_response_head(rh, close_down_, w_.via(), out_);
-      if (cluster_->sticky_cookie && sticky_ != upstream_key_) {
+      request_.status = rh.status;
+      attempt_.close_client = !http::keep_client_after_response(
+          h, rh, request_.fully_read, attempt_.upstream_stopped_reading, worker_.draining());
+      head_out_.clear();
+      http::write_response_head(rh, attempt_.close_client, worker_.via(), head_out_);
+      const mesh::Cluster& cluster = *request_.cluster;
+      if (cluster.sticky_cookie && request_.sticky_key != request_.endpoint_key) {
         // Affinity (docs/architecture.md, "Labels", mesh.http.sticky): name the endpoint that
         // served.
         std::string cookie = "Set-Cookie: ";
-        cookie.append(*cluster_->sticky_cookie).append("=").append(upstream_key_);
+        cookie.append(*cluster.sticky_cookie).append("=").append(request_.endpoint_key);
         cookie.append("; Path=/; HttpOnly\r\n");
-        out_.insert(out_.size() - 2, cookie);
+        head_out_.insert(head_out_.size() - 2, cookie);
       }
       const auto b = feed_response_body();
       if (b.event == http::Event::error) {
-        co_return Up::malformed;
+        co_return errc::upstream_malformed;
       }
-      resp_in_body_ = true;
-      const std::array<asio::const_buffer, 2> bufs{asio::buffer(out_),
-                                                   asio::buffer(ubuf_.get() + ub_p_, b.consumed)};
-      ub_p_ += b.consumed;
-      conn_.arm(attempt_t_, w_.timeouts().idle);
-      auto [ec, n] = co_await asio::async_write(down_, bufs, kTuple);
-      bytes_out_ += n;
-      if (ec || conn_.expired) {
-        co_return Up::client_gone;
+      attempt_.in_response_body = true;
+      const std::array<asio::const_buffer, 2> bufs{asio::buffer(head_out_),
+                                                   asio::buffer(upstream_in_.unread(), b.consumed)};
+      upstream_in_.begin += b.consumed;
+      live_.arm(attempt_.start, worker_.timeouts().idle);
+      auto [ec, n] = co_await asio::async_write(client_, bufs, kTuple);
+      request_.bytes_out += n;
+      if (ec || live_.expired) {
+        co_return errc::client_gone;
       }
       if (b.event == http::Event::message_complete) {
-        if (ub_p_ < ub_n_) {
-          up_reusable_ = false;
+        if (!upstream_in_.empty()) {
+          attempt_.upstream_in_step = false;
         }
-        resp_done_ = true;
-        co_return Up::ok;
+        attempt_.response_done = true;
+        co_return error_code{};
       }
       // A large Content-Length body needs no parsing: splice the rest socket to socket.
-      const auto& fh = resp_->head();
-      if (fh.body == http::BodyKind::content_length && ub_p_ == ub_n_ &&
+      const auto& fh = parser.head();
+      if (fh.body == http::BodyKind::content_length && upstream_in_.empty() &&
           fh.content_length - b.consumed >= kSpliceBodyMin) {
         const std::uint64_t rest = fh.content_length - b.consumed;
-        const SpliceExactResult sr =
-            co_await splice_exact(w_, conn_, up_, down_, rest, w_.timeouts().upstream_response);
-        bytes_out_ += sr.moved;
+        const SpliceExactResult sr = co_await splice_exact(worker_, live_, upstream_, client_, rest,
+                                                           worker_.timeouts().upstream_response);
+        request_.bytes_out += sr.moved;
         if (sr.ec != asio::error::operation_not_supported) {
-          resp_clean_ = false;  // the parser did not see the spliced bytes: rebuild it
-          spliced_ = true;
-          if (conn_.killed) {
-            co_return Up::killed;
+          response_parser_clean_ = false;  // the parser did not see the spliced bytes
+          attempt_.body_spliced = true;
+          if (live_.killed) {
+            co_return errc::killed;
           }
           if (sr.ec) {
-            co_return sr.read_side ? Up::aborted_after_head : Up::client_gone;
+            co_return sr.read_side ? errc::upstream_aborted : errc::client_gone;
           }
-          resp_done_ = true;
-          co_return Up::ok;
+          attempt_.response_done = true;
+          co_return error_code{};
         }
       }
     }
   }
 }
 
-// 101 Switching Protocols: relay the head, flush what each side already sent, then move
-// bytes both ways until both ends close (RFC 9110 §7.8).
-asio::awaitable<Up> Session::tunnel() {
-  const http::ResponseHead& rh = resp_->head();
-  status_ = 101;
-  out_.clear();
-  http::write_response_head(rh, false, w_.via(), out_);
-  const std::array<asio::const_buffer, 2> bufs{asio::buffer(out_),
-                                               asio::buffer(ubuf_.get() + ub_p_, ub_n_ - ub_p_)};
-  ub_p_ = ub_n_;
-  if (!co_await write_down(bufs)) {
-    close_up();
-    co_return Up::client_gone;
+// 101 Switching Protocols: relay the head and whatever each side already sent, then move bytes
+// both ways until both ends close (RFC 9110 §7.8). Both connections end with it.
+asio::awaitable<error_code> Session::relay_upgrade() {
+  request_.status = 101;
+  attempt_.tunnelled = true;
+  attempt_.close_client = true;  // the connection belongs to the tunnel now
+  head_out_.clear();
+  http::write_response_head(response_parser_->head(), false, worker_.via(), head_out_);
+  const std::array<asio::const_buffer, 2> to_client{
+      asio::buffer(head_out_), asio::buffer(upstream_in_.unread(), upstream_in_.unread_size())};
+  upstream_in_.begin = upstream_in_.end;
+  const asio::const_buffer to_upstream(client_in_.unread(), client_in_.unread_size());
+  client_in_.begin = client_in_.end;
+  const TunnelResult t =
+      co_await run_tunnel(worker_, live_, client_, upstream_, to_client, to_upstream);
+  request_.bytes_in += t.to_upstream;
+  request_.bytes_out += t.to_client;
+  close_upstream();
+  if (t.spliced) {
+    boost::system::error_code ignored;
+    client_.close(ignored);
   }
-  if (dbeg_ < dend_) {
-    conn_.arm(Clock::now(), w_.timeouts().idle);
-    auto [ec, n] =
-        co_await asio::async_write(up_, asio::buffer(dbuf_.get() + dbeg_, dend_ - dbeg_), kTuple);
-    bytes_in_ += n;
-    dbeg_ = dend_;
-    if (ec || conn_.expired) {
-      close_up();
-      co_return Up::upgraded;
-    }
-  }
-  const auto r = co_await splice_both(w_, conn_, down_, up_, w_.timeouts().l4_idle, nullptr);
-  bytes_in_ += r.a_to_b;
-  bytes_out_ += r.b_to_a;
-  close_up();
-  boost::system::error_code ignored;
-  down_.close(ignored);
-  close_down_ = true;
-  co_return Up::upgraded;
+  co_return t.ec;
 }
 
 }  // namespace

@@ -112,12 +112,4 @@ void UpstreamPool::close_all() {
   }
 }
 
-std::size_t UpstreamPool::idle_count_for_test() const {
-  std::size_t n = 0;
-  for (const auto& [key, b] : buckets_) {
-    n += b->idle.size();
-  }
-  return n;
-}
-
 }  // namespace routemesh::proxy

@@ -65,8 +65,6 @@ class UpstreamPool {
 
   void close_all();
 
-  std::size_t idle_count_for_test() const;
-
  private:
   std::uint32_t max_idle_;
   std::chrono::milliseconds idle_timeout_;

@@ -2,7 +2,7 @@
 
 #include "base/spawn.h"
 #include "proxy/http_session.h"
-#include "proxy/l4/splice.h"
+#include "proxy/l4/l4_session.h"
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>

@@ -213,6 +213,17 @@ void write_request_head(const RequestHead& head, const ForwardContext& ctx, std:
   out.append("\r\n");
 }
 
+void downgrade_to_http10(std::string& head) {
+  const auto eol = head.find("\r\n");
+  if (eol == std::string::npos || eol < 8 || head.compare(eol - 8, 8, "HTTP/1.1") != 0) {
+    return;
+  }
+  head[eol - 1] = '0';
+  if (head.size() >= 4) {
+    head.insert(head.size() - 2, "Connection: keep-alive\r\n");
+  }
+}
+
 void write_response_head(const ResponseHead& head, bool close, std::string_view via,
                          std::string& out) {
   const bool switching = head.status == 101;

@@ -22,6 +22,14 @@ struct ForwardContext {
 // X-Forwarded-Proto/-Host set, X-Request-Id kept or added, optional Via.
 void write_request_head(const RequestHead& head, const ForwardContext& ctx, std::string& out);
 
+// Turns a head written by write_request_head for an HTTP/1.0 client into an HTTP/1.0 request
+// asking to keep the upstream connection open: the request line's "HTTP/1.1" becomes
+// "HTTP/1.0" and "Connection: keep-alive" is added before the blank line. RFC 9112 §7.1: a
+// 1.0 client cannot read chunked coding and a server must not send it in answer to a 1.0
+// request, so the request goes upstream as 1.0 (as nginx does by default). A head whose first
+// line does not end in "HTTP/1.1" is left unchanged.
+void downgrade_to_http10(std::string& head);
+
 // Appends the downstream response head: status line, headers minus hop-by-hop ones,
 // "Connection: close" when `close` is set, optional Via. For 101 the Upgrade and
 // Connection: upgrade headers are kept.

@@ -1,7 +1,7 @@
 #pragma once
-// Layer-4 forwarding: a published TCP port to one endpoint of its cluster, bytes moved by
-// splice(2) through a pipe per direction (zero-copy between two plain TCP sockets), with
-// half-close (RFC 9293 §3.6: FIN one way, the other way keeps flowing) and an idle timeout.
+// Zero-copy byte moves between two TCP sockets: splice(2) through a pipe per direction (pipes
+// pooled by the worker), with half-close (RFC 9293 §3.6: FIN one way, the other way keeps
+// flowing) and an idle timeout. Used by L4 sessions, HTTP tunnels and large HTTP bodies.
 
 #include "proxy/worker.h"
 
@@ -10,9 +10,6 @@
 #include <cstdint>
 
 namespace routemesh::proxy {
-
-// Started by an L4 listener's accept loop with co_spawn; owns the socket.
-asio::awaitable<void> run_l4_session(Worker& w, tcp::socket socket, std::uint16_t port);
 
 struct SpliceResult {
   std::uint64_t a_to_b = 0;

@@ -3,10 +3,14 @@
 // Input layout: byte 0 chooses the parser (even: request, odd: response) and, for responses,
 // whether the request was HEAD; byte 1 chooses where the rest is split into two feeds. The
 // driver loop mirrors the proxy session: re-feed unconsumed bytes after each event, call
-// next_message() after each message, stop at an upgrade or an error.
+// next_message() after each message, stop at an upgrade or an error. Every request head also
+// goes through the session's pure helpers (routing key, field and cookie lookup, the HTTP/1.0
+// downgrade).
 
+#include "proxy/http/fields.h"
 #include "proxy/http/parser.h"
 #include "proxy/http/rewrite.h"
+#include "proxy/http/routing_key.h"
 
 #include <cstddef>
 #include <cstdint>
@@ -90,6 +94,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* raw, std::size_t size)
           out.clear();
           write_request_head(h, ctx, out);
           check(out.size() >= 4 && out.compare(out.size() - 4, 4, "\r\n\r\n") == 0);
+          if (h.version_minor == 0) {
+            downgrade_to_http10(out);
+            check(out.size() >= 4 && out.compare(out.size() - 4, 4, "\r\n\r\n") == 0);
+          }
+          // What the session derives from every head: the routing key, the request id, the
+          // affinity cookie. The views must stay inside the head.
+          const RoutingKey key = routing_key(h);
+          check(!key.path.empty() && key.path.front() == '/');
+          check(key.path.find('?') == std::string_view::npos);
+          (void)find_header(h.headers, "x-request-id");
+          (void)find_cookie(h, "sid");
         },
         [](const RequestParser& rp) { return rp.head().upgrade || rp.head().is_connect; });
   } else {

@@ -256,3 +256,37 @@ TEST_CASE("reason phrases for the codes the proxy sends", "[rewrite]") {
     CHECK(reason_phrase(c.status) == c.reason);
   }
 }
+
+TEST_CASE("downgrade_to_http10 sends a 1.0 client's request as 1.0 keep-alive (RFC 9112 §7.1)",
+          "[rewrite]") {
+  struct Row {
+    std::string head;
+    std::string want;
+  };
+  const Row rows[] = {
+      {"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+       "GET / HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\n"},
+      {"GET / HTTP/1.1\r\n\r\n", "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"},
+      // Only the request line's version is touched.
+      {"GET /HTTP/1.1 HTTP/1.1\r\nX: HTTP/1.1\r\n\r\n",
+       "GET /HTTP/1.1 HTTP/1.0\r\nX: HTTP/1.1\r\nConnection: keep-alive\r\n\r\n"},
+      // Anything that is not a 1.1 request line stays as it is.
+      {"GET / HTTP/1.0\r\n\r\n", "GET / HTTP/1.0\r\n\r\n"},
+      {"GET / HTTP/1.1", "GET / HTTP/1.1"},
+      {"", ""},
+  };
+  for (const Row& r : rows) {
+    std::string head = r.head;
+    INFO(r.head);
+    downgrade_to_http10(head);
+    CHECK(head == r.want);
+  }
+}
+
+TEST_CASE("a rewritten 1.0 request goes upstream as 1.0 keep-alive", "[rewrite]") {
+  std::string out = rewrite_request("GET /x HTTP/1.0\r\nHost: a\r\n\r\n", ForwardContext{});
+  downgrade_to_http10(out);
+  CHECK(out.rfind("GET /x HTTP/1.0\r\n", 0) == 0);
+  CHECK(out.size() >= 26);
+  CHECK(out.substr(out.size() - 26) == "Connection: keep-alive\r\n\r\n");
+}

@@ -1,0 +1,47 @@
+#include "proxy/errc.h"
+
+#include <string>
+
+namespace routemesh::proxy {
+namespace {
+
+class ProxyCategory final : public boost::system::error_category {
+ public:
+  const char* name() const noexcept override { return "routemesh.proxy"; }
+  std::string message(int ev) const override {
+    switch (static_cast<errc>(ev)) {
+      case errc::upstream_connect_failed:
+        return "cannot connect to the upstream";
+      case errc::upstream_connect_timeout:
+        return "connecting to the upstream timed out";
+      case errc::upstream_reset:
+        return "the upstream closed the connection before responding";
+      case errc::upstream_timeout:
+        return "no response from the upstream in time";
+      case errc::upstream_malformed:
+        return "invalid response from the upstream";
+      case errc::upstream_aborted:
+        return "the upstream failed in the middle of the response body";
+      case errc::client_gone:
+        return "the client went away";
+      case errc::bad_request_body:
+        return "invalid request body framing";
+      case errc::killed:
+        return "cancelled by shutdown";
+    }
+    return "unknown proxy error";
+  }
+};
+
+}  // namespace
+
+const boost::system::error_category& proxy_category() noexcept {
+  static const ProxyCategory category;
+  return category;
+}
+
+boost::system::error_code make_error_code(errc e) noexcept {
+  return {static_cast<int>(e), proxy_category()};
+}
+
+}  // namespace routemesh::proxy

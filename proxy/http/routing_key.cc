@@ -1,0 +1,25 @@
+#include "proxy/http/routing_key.h"
+
+namespace routemesh::proxy::http {
+
+RoutingKey routing_key(const RequestHead& head) {
+  std::string_view host = head.host;
+  std::string_view target = head.target;
+  if (!target.empty() && target.front() != '/') {
+    const auto scheme = target.find("://");
+    if (scheme != std::string_view::npos) {
+      target.remove_prefix(scheme + 3);
+      const auto end = target.find_first_of("/?");
+      host = target.substr(0, end);
+      target = end == std::string_view::npos ? std::string_view("/") : target.substr(end);
+    } else {
+      target = "/";  // asterisk-form (OPTIONS *)
+    }
+  }
+  if (target.empty() || target.front() != '/') {
+    target = "/";  // absolute-form whose authority is followed by a query: "http://h?q"
+  }
+  return {host, target.substr(0, target.find('?'))};
+}
+
+}  // namespace routemesh::proxy::http

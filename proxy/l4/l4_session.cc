@@ -1,0 +1,71 @@
+#include "proxy/l4/l4_session.h"
+
+#include "proxy/l4/splice.h"
+
+#include <spdlog/spdlog.h>
+
+#include <optional>
+
+namespace routemesh::proxy {
+
+asio::awaitable<void> run_l4_session(Worker& w, tcp::socket socket, std::uint16_t port) {
+  LiveConn conn;
+  LiveGuard guard(w, conn);
+  conn.down = &socket;
+  w.metrics().downstream_total.Increment();
+  tcp::socket up(w.io());
+  boost::system::error_code ignored;
+
+  const auto cluster_index = w.l4_cluster(port);
+  if (!cluster_index) {
+    co_return;  // the port left the table between accept and now
+  }
+  const std::shared_ptr<const mesh::RouteTable> table = w.table();
+  const std::uint64_t gen = w.generation();
+  const mesh::Cluster& cluster = table->clusters[*cluster_index];
+  ServiceMetrics& sm = w.service_metrics(*cluster_index);
+  sm.l4_connections->Increment();
+  socket.set_option(tcp::no_delay(true), ignored);
+
+  std::optional<std::uint32_t> exclude;
+  std::optional<std::uint32_t> chosen;
+  for (int attempt = 0; attempt < 2 && !chosen; ++attempt) {
+    if (w.generation() != gen) {
+      break;  // indices of `table` no longer match the balancer's
+    }
+    const auto pick = w.balancer().pick(cluster.index, w.next_random(), Clock::now(), {}, exclude);
+    if (!pick) {
+      break;
+    }
+    if (attempt > 0) {
+      sm.retries->Increment();
+    }
+    w.balancer().on_start(cluster.index, pick->endpoint);
+    const auto& ep = cluster.endpoints[pick->endpoint];
+    const auto ec =
+        co_await connect_upstream(conn, up, to_tcp_endpoint(ep), w.timeouts().upstream_connect);
+    if (conn.killed) {
+      w.finish(gen, cluster, pick->endpoint, mesh::Outcome::local_abort, sm);
+      co_return;
+    }
+    if (ec) {
+      sm.connect_errors->Increment();
+      w.finish(gen, cluster, pick->endpoint, mesh::Outcome::connect_failed, sm);
+      exclude = pick->endpoint;
+      continue;
+    }
+    chosen = pick->endpoint;
+  }
+  if (!chosen) {
+    spdlog::debug("proxy: l4 port {} ({}): no endpoint reachable", port, cluster.service);
+    co_return;
+  }
+  const auto r = co_await splice_both(w, conn, socket, up, w.timeouts().l4_idle, sm.l4_bytes);
+  w.count_bytes(r.a_to_b, r.b_to_a);
+  w.finish(gen, cluster, *chosen, conn.killed ? mesh::Outcome::local_abort : mesh::Outcome::success,
+           sm);
+  up.close(ignored);
+  socket.close(ignored);
+}
+
+}  // namespace routemesh::proxy

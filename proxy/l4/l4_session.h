@@ -1,0 +1,19 @@
+#pragma once
+// Layer-4 forwarding of a published TCP port: pick an endpoint of the port's cluster (one retry
+// on another endpoint after a connect failure), connect, then splice both ways (splice.h) until
+// both sides closed, one failed, or l4_idle_ms passed without a byte.
+
+#include "proxy/worker.h"
+
+#include <boost/asio/awaitable.hpp>
+
+#include <cstdint>
+
+namespace routemesh::proxy {
+
+// Started by an L4 listener's accept loop with co_spawn; owns the socket. `w` outlives every
+// session. Expected failures (no route left, no endpoint reachable) end the session quietly;
+// passive health and metrics record them.
+asio::awaitable<void> run_l4_session(Worker& w, tcp::socket socket, std::uint16_t port);
+
+}  // namespace routemesh::proxy
