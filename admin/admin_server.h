@@ -1,6 +1,6 @@
 #pragma once
 // The admin HTTP server (Beast) of a node: /metrics (Prometheus text format from the
-// process registry), /healthz, and handlers added by cmd/ and the REST API (discovery/api/):
+// process registry), /healthz, and handlers added by cmd/ and the REST API (discovery/manager/):
 // synchronous exact-path handlers (/v1/routes), asynchronous exact-path and prefix handlers
 // (/v1/services/NAME ...), and streaming handlers that write a chunked body (/v1/watch).
 // Runs on the control thread's io_context.

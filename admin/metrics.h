@@ -1,9 +1,9 @@
 #pragma once
-// Metrics of the discovery capability, declared once (docs/style.md, "Metrics"). Built from the
+// Metrics of the admin server, declared once (docs/style.md, "Metrics"). Built from the
 // process registry (prometheus::Registry merges families with the same name, so building this
 // struct twice from one registry yields the same families) and passed by reference. Names follow
 // routemesh_<capability>_<name>_<unit>; the admin server uses "admin" as its capability prefix.
-// Every metric is listed in discovery/admin/README.md.
+// Every metric is listed in admin/README.md.
 
 #include <prometheus/counter.h>
 #include <prometheus/family.h>

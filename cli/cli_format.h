@@ -2,7 +2,7 @@
 // The pure part of the `routemesh` CLI (service/network/task/node/cluster commands): command-line
 // arguments -> admin API requests (method, target, JSON body), and API answers -> the text
 // printed to the user (docker-like tables, key/value listings, error lines). No I/O, no Asio:
-// cmd/cli.cc does the HTTP and the printing. Called on the main thread only. Never throws
+// cli/cli.cc does the HTTP and the printing. Called on the main thread only. Never throws
 // (except std::bad_alloc).
 //
 // The API shapes are those of discovery/store/state_json.h and the admin API

@@ -1,8 +1,9 @@
 #pragma once
-// Pure pieces of the REST API (discovery/api/api.h): decoding request bodies into store
-// commands, query parameters, the error JSON and status codes. No I/O, no Asio; unit-tested
-// in tests/unit/api/. Field paths in errors use the store's command paths ("service.ports[0]",
-// "task.address") so a rejection reads the same whether the API or apply() found it.
+// Pure pieces of the REST API (discovery/manager/api.h): decoding request bodies into store
+// commands, query parameters, the error JSON and status codes. No I/O, no Asio; unit-tested in
+// tests/unit/discovery/manager/. Field paths in errors use the store's command paths
+// ("service.ports[0]", "task.address") so a rejection reads the same whether the API or apply()
+// found it.
 
 #include "discovery/store/types.h"
 

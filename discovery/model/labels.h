@@ -30,7 +30,8 @@ struct HttpExposure {
 
 struct Exposure {
   std::vector<HttpExposure> http;  // mesh.http (+ .port/.path) and each UCP label
-  std::optional<std::string> sni;  // mesh.sni (TLS passthrough, later issue)
+  std::optional<std::string> sni;  // mesh.sni: validated only; nothing routes by SNI
+                                   // (no TLS passthrough yet)
   std::optional<std::string> sticky_cookie;
   LbPolicy lb = LbPolicy::round_robin;
 };

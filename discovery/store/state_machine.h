@@ -1,6 +1,6 @@
 #pragma once
 // The store's state machine (pure, deterministic): apply(state, command). Validation uses the
-// one shared validator (discovery/state.h validate_service/validate_task/validate_network/
+// one shared validator (discovery/model/state.h validate_service/validate_task/validate_network/
 // validate_node, i.e. the config file's rules) plus store-only rules (CAS on version, ids,
 // existence). A rejected command changes nothing and does not bump the revision; an applied
 // one bumps state.revision by exactly 1 and sets the changed object's version to it.

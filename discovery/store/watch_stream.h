@@ -1,8 +1,9 @@
 #pragma once
-// The worker's side of GET /v1/watch (discovery/api/api.h), pure: splitting the NDJSON body
-// into lines and applying them to a local replica of the ClusterState with the SAME
-// store::apply the managers' state machines use, so a worker ends in the same state (VIPs
-// included). No I/O; unit-tested in tests/unit/api/.
+// The lines of GET /v1/watch (served by discovery/manager/api.h, followed by
+// discovery/agent/watch_client.h), pure: splitting the NDJSON body into lines and applying them
+// to a local replica of the ClusterState with the SAME store::apply the managers' state machines
+// use, so a worker ends in the same state (VIPs included). No I/O; unit-tested in
+// tests/unit/discovery/store/.
 //
 // Lines: {"type":"snapshot","revision":R,"state":{...}} (replaces the replica; sent first for
 // from=0 or a revision the manager no longer has deltas for, and again whenever the manager

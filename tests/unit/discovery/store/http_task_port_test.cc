@@ -1,5 +1,5 @@
 // The store takes an HTTP service before its tasks: the "task port for HTTP" rule moves from
-// the service (config file) to each task (store). See discovery/state.h validate_service.
+// the service (config file) to each task (store). See discovery/model/state.h validate_service.
 #include "discovery/store/state_machine.h"
 
 #include <catch2/catch.hpp>
