@@ -1,6 +1,7 @@
 #include "discovery/manager/request.h"
 
 #include "base/address.h"
+#include "discovery/model/join.h"
 #include "discovery/store/state_json.h"
 #include "discovery/store/state_machine.h"
 
@@ -19,17 +20,13 @@ ApiError invalid(std::string field, std::string message) {
   return ApiError{400, "invalid", std::move(message), std::move(field)};
 }
 
-// The body as a JSON object; `what` names the document in the error.
+// The body as a JSON object (the model's parse_object, shared with the join request).
 Parsed<json::value> parse_body(std::string_view body) {
-  boost::system::error_code ec;
-  json::value value = json::parse(body, ec);
-  if (ec) {
-    return invalid("", "request body is not valid JSON: " + ec.message());
+  auto object = parse_object(body);
+  if (!object) {
+    return invalid(object.error().path, object.error().message);
   }
-  if (!value.is_object()) {
-    return invalid("", "request body must be a JSON object");
-  }
-  return value;
+  return json::value(std::move(*object));
 }
 
 std::optional<std::uint64_t> parse_uint(std::string_view text) {

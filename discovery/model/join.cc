@@ -19,19 +19,6 @@ StateError invalid(std::string path, std::string message) {
   return StateError{std::move(path), std::move(message), false};
 }
 
-// The body as a JSON object. The messages are the API's for every request body.
-boost::system::result<json::object, StateError> parse_object(std::string_view body) {
-  boost::system::error_code ec;
-  json::value value = json::parse(body, ec);
-  if (ec) {
-    return invalid("", "request body is not valid JSON: " + ec.message());
-  }
-  if (!value.is_object()) {
-    return invalid("", "request body must be a JSON object");
-  }
-  return std::move(value.as_object());
-}
-
 // A string field: absent is "" (or an error when required), anything but a string an error.
 boost::system::result<std::string, StateError> string_field(const json::object& o,
                                                             std::string_view key, bool required) {
@@ -69,6 +56,18 @@ bool is_node_id(std::string_view id) {
 }
 
 }  // namespace
+
+boost::system::result<json::object, StateError> parse_object(std::string_view body) {
+  boost::system::error_code ec;
+  json::value value = json::parse(body, ec);
+  if (ec) {
+    return invalid("", "request body is not valid JSON: " + ec.message());
+  }
+  if (!value.is_object()) {
+    return invalid("", "request body must be a JSON object");
+  }
+  return std::move(value.as_object());
+}
 
 std::string encode_join_request(const JoinRequest& request) {
   json::object o{{"name", request.name},

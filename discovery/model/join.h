@@ -12,6 +12,7 @@
 
 #include "discovery/model/types.h"
 
+#include <boost/json/object.hpp>
 #include <boost/system/result.hpp>
 
 #include <string>
@@ -22,6 +23,10 @@ namespace routemesh::discovery {
 
 // `peer` is required for managers and dropped for workers; `token` is accepted and not yet
 // checked (no join tokens exist yet).
+// A request body as a JSON object, with the messages the admin API gives for every request
+// body ("request body is not valid JSON: ...", "request body must be a JSON object"), path "".
+boost::system::result<boost::json::object, StateError> parse_object(std::string_view body);
+
 struct JoinRequest {
   std::string name;
   NodeRole role = NodeRole::worker;
