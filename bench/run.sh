@@ -2,7 +2,7 @@
 # Side-by-side HTTP benchmark: wrk against the backend directly, routemesh, nginx and HAProxy,
 # all in one run, with the same backend and the same wrk settings. See bench/README.md.
 #
-#   bench/run.sh [--duration S] [--rounds N] [--rate N] [--rate-1m N] [--connections N] [--threads N] [--warmup S]
+#   bench/run.sh [--duration S] [--rounds N] [--rate N] [--rate-1m N] [--connections N] [--threads N] [--warmup S] [--idle-conns N]
 #
 # Environment:
 #   ROUTEMESH_BIN=PATH   use this binary instead of building with scripts/build.sh release
@@ -17,8 +17,9 @@ rate_1m=1500
 connections=50
 threads=1
 warmup=1
+idle_conns=5000
 usage() {
-  echo "usage: bench/run.sh [--duration S] [--rounds N] [--rate N] [--rate-1m N] [--connections N] [--threads N] [--warmup S]" >&2
+  echo "usage: bench/run.sh [--duration S] [--rounds N] [--rate N] [--rate-1m N] [--connections N] [--threads N] [--warmup S] [--idle-conns N]" >&2
   exit 2
 }
 while [ $# -gt 0 ]; do
@@ -30,11 +31,12 @@ while [ $# -gt 0 ]; do
     --connections) connections="${2:-}"; shift 2 || usage ;;
     --threads) threads="${2:-}"; shift 2 || usage ;;
     --warmup) warmup="${2:-}"; shift 2 || usage ;;
+    --idle-conns) idle_conns="${2:-}"; shift 2 || usage ;;
     -h|--help) usage ;;
     *) echo "unknown argument: $1" >&2; usage ;;
   esac
 done
-for v in "$duration" "$rounds" "$rate" "$rate_1m" "$connections" "$threads" "$warmup"; do
+for v in "$duration" "$rounds" "$rate" "$rate_1m" "$connections" "$threads" "$warmup" "$idle_conns"; do
   [[ "$v" =~ ^[0-9]+$ ]] || { echo "not a non-negative integer: '$v'" >&2; usage; }
 done
 if [ "$duration" -lt 1 ] || [ "$rounds" -lt 1 ] || [ "$connections" -lt 1 ] || [ "$threads" -lt 1 ]; then
@@ -403,6 +405,38 @@ for round in $(seq "$rounds"); do
   done
 done
 
+# ---------------------------------------------------------------- idle memory
+# Memory per idle keep-alive connection (bench/idle_memory.py): each proxy alone on core 0,
+# $idle_conns clients each make one proxied request and stay connected; RSS growth / clients.
+idle_report="$tmp/idle-memory.txt"
+: >"$idle_report"
+idle_case() {  # idle_case TARGET PORT PID
+  local line
+  if line="$(timeout 180 python3 "$bench_dir/idle_memory.py" --port "$2" --pid "$3" \
+    --connections "$idle_conns" 2>&1)"; then
+    printf '%-10s %s\n' "$1" "$line" >>"$idle_report"
+  else
+    printf '%-10s n/a (%s)\n' "$1" "$(echo "$line" | tail -n 1)" >>"$idle_report"
+  fi
+}
+if [ "$idle_conns" -gt 0 ]; then
+  log "idle memory: $idle_conns keep-alive connections per proxy"
+  taskset -c 0 nginx -p "$tmp" -c "$tmp/nginx.conf" >"$tmp/nginx.log" 2>&1 &
+  pid=$!; pids+=("$pid")
+  wait_listen "$pid" "$nginx_port" && idle_case nginx "$nginx_port" "$pid"
+  stop_pid "$pid"
+  taskset -c 0 haproxy -db -f "$tmp/haproxy.cfg" >"$tmp/haproxy.log" 2>&1 &
+  pid=$!; pids+=("$pid")
+  wait_listen "$pid" "$haproxy_http_port" && idle_case haproxy "$haproxy_http_port" "$pid"
+  stop_pid "$pid"
+  if [ -n "$routemesh_bin" ]; then
+    taskset -c 0 "$routemesh_bin" node --config "$tmp/routemesh.yaml" >"$tmp/routemesh.log" 2>&1 &
+    pid=$!; pids+=("$pid")
+    wait_listen "$pid" "$routemesh_http_port" && idle_case routemesh "$routemesh_http_port" "$pid"
+    stop_pid "$pid"
+  fi
+fi
+
 # ---------------------------------------------------------------- report
 results="$bench_dir/results"
 mkdir -p "$results"
@@ -420,3 +454,8 @@ python3 "$bench_dir/report.py" \
   --nginx-version "$(nginx -v 2>&1 | head -n 1)" \
   --haproxy-version "$(haproxy -v 2>&1 | head -n 1)" \
   --wrk-version "$(wrk -v 2>&1 | head -n 1)"
+if [ -s "$idle_report" ]; then
+  echo
+  echo "(d) memory per idle keep-alive connection ($idle_conns clients, one proxied request each):"
+  cat "$idle_report"
+fi

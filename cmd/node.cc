@@ -15,6 +15,7 @@
 #include "proxy/metrics.h"
 #include "proxy/server.h"
 
+#include <fmt/ranges.h>
 #include <prometheus/registry.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/io_context.hpp>
@@ -43,11 +44,15 @@ struct NodeMetrics {
                                      "Configuration reloads (SIGHUP) by result")),
         reloads_ok(reloads.Add({{"result", "ok"}})),
         reloads_failed(reloads.Add({{"result", "failed"}})),
+        restart_required(base::counter(registry, "routemesh_config_reload_restart_required_total",
+                                       "Reloads that changed settings which apply only after a "
+                                       "restart (listen address, ports, threads, name)")),
         revision(route_table_revision(registry)) {}
 
   prometheus::Family<prometheus::Counter>& reloads;
   prometheus::Counter& reloads_ok;
   prometheus::Counter& reloads_failed;
+  prometheus::Counter& restart_required;
   prometheus::Gauge& revision;
 };
 
@@ -83,12 +88,6 @@ std::optional<Loaded> load(const std::string& path, std::uint64_t revision) {
     return std::nullopt;
   }
   return out;
-}
-
-bool restart_needed(const config::NodeConfig& a, const config::NodeConfig& b) {
-  return a.node.listen != b.node.listen || a.node.http_port != b.node.http_port ||
-         a.node.admin != b.node.admin || a.node.threads != b.node.threads ||
-         a.node.name != b.node.name;
 }
 
 }  // namespace
@@ -141,10 +140,14 @@ int run_node(const NodeOptions& options) {
         node_metrics.reloads_failed.Increment();
         spdlog::error("reload of {} failed; keeping revision {}", options.config_path, revision);
       } else {
-        if (restart_needed(cfg, next->config)) {
-          spdlog::warn("node settings changed in {}; they apply after a restart",
-                       options.config_path);
+        const std::vector<std::string> keys = config::restart_required(cfg, next->config);
+        if (!keys.empty()) {
+          // Everything else applies now; these keep their running values until a restart.
+          spdlog::warn("reload of {}: {} changed; restart required for it to apply",
+                       options.config_path, fmt::join(keys, ", "));
+          node_metrics.restart_required.Increment();
         }
+        proxy->apply_settings(next->config);
         ++revision;
         proxy->publish(
             std::make_shared<const mesh::RouteTable>(mesh::compile_route_table(next->state)));

@@ -37,6 +37,8 @@ struct Pick {
 class Balancer {
  public:
   explicit Balancer(const config::HealthSettings& health);
+  // New passive-health settings (a reload); endpoints already ejected keep their deadline.
+  void set_health(const config::HealthSettings& health) { health_ = health; }
 
   // Rebinds to a new table; per-endpoint stats (in_flight included) carry over by
   // Endpoint::key within the same Cluster::service. Increments generation(). The Balancer

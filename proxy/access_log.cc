@@ -151,6 +151,10 @@ void AccessLogBuffer::append_json(const AccessRecord& r) {
   fmt::format_to(out, R"(","bytes_in":{},"bytes_out":{},"duration_ms":{:.3f},"request_id":")",
                  r.bytes_in, r.bytes_out, r.duration_ms);
   append_escaped(buf_, r.request_id);
+  if (!r.error.empty()) {
+    append_str(buf_, R"(","error":")");
+    append_escaped(buf_, r.error);
+  }
   append_str(buf_, "\"}");
 }
 

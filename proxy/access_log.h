@@ -33,6 +33,9 @@ struct AccessRecord {
   std::string_view service;   // "" when no route matched
   std::string_view upstream;  // endpoint key, "" when none was used
   std::string_view request_id;
+  // Why the exchange failed after it started ("upstream_aborted": the upstream closed in the
+  // middle of the body, the client got a truncated response), "" when it did not.
+  std::string_view error;
   std::string_view user_agent;  // combined format only
   std::string_view referer;     // combined format only
   unsigned version_minor = 1;

@@ -1,5 +1,6 @@
 #include "proxy/errc.h"
 
+#include <cerrno>
 #include <string>
 
 namespace routemesh::proxy {
@@ -28,12 +29,23 @@ class ProxyCategory final : public boost::system::error_category {
         return "invalid request body framing";
       case errc::killed:
         return "cancelled by shutdown";
+      case errc::local_resources:
+        return "this node is out of descriptors, memory or local ports";
     }
     return "unknown proxy error";
   }
 };
 
 }  // namespace
+
+bool is_local_resource_error(const boost::system::error_code& ec) noexcept {
+  if (ec.category() != boost::system::system_category() &&
+      ec.category() != boost::system::generic_category()) {
+    return false;
+  }
+  const int v = ec.value();
+  return v == EMFILE || v == ENFILE || v == ENOBUFS || v == ENOMEM || v == EADDRNOTAVAIL;
+}
 
 const boost::system::error_category& proxy_category() noexcept {
   static const ProxyCategory category;

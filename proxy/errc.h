@@ -20,7 +20,13 @@ enum class errc {
   client_gone,                  // the client closed, reset or timed out
   bad_request_body,             // invalid chunk framing in the request body
   killed,                       // shutdown after drain_ms cancelled the exchange
+  local_resources,              // this node ran out of descriptors, buffers or ports
 };
+
+// Whether a failed socket() or connect() is this node's fault rather than the endpoint's: out
+// of descriptors (EMFILE, ENFILE), kernel memory (ENOBUFS, ENOMEM) or local ports
+// (EADDRNOTAVAIL). Such a failure must not eject the endpoint.
+bool is_local_resource_error(const boost::system::error_code& ec) noexcept;
 
 const boost::system::error_category& proxy_category() noexcept;
 boost::system::error_code make_error_code(errc e) noexcept;

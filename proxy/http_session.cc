@@ -87,7 +87,8 @@ struct RequestState {
   std::string_view request_id;
   char request_id_buf[16] = {};
   // What the access log and the metrics get.
-  unsigned status = 0;  // the status sent to the client; 0 while none was
+  unsigned status = 0;     // the status sent to the client; 0 while none was
+  std::string_view error;  // why a started exchange broke (static text), "" if it did not
   std::uint64_t bytes_in = 0;
   std::uint64_t bytes_out = 0;
 };
@@ -95,20 +96,21 @@ struct RequestState {
 // One exchange over one upstream connection: exchange() resets it for every connection it
 // tries. The duplex flags are shared by the two halves of duplex(), on the same thread.
 struct AttemptState {
-  Clock::time_point start;        // base of upstream_response_ms until the response head arrives
-  bool response_started = false;  // some response byte arrived
-  bool in_response_body = false;  // the final head was relayed; body bytes follow
-  bool response_done = false;     // the final response was relayed completely
-  bool body_spliced = false;      // the response body bypassed the parser (splice_exact)
-  bool tunnelled = false;         // a 101 was relayed and the tunnel ran
-  bool close_client = false;      // the client connection closes after this response
-  bool upstream_in_step = true;   // no stray bytes, EOF or unseen bytes on the upstream
+  Clock::time_point start;                // the attempt began (connect or pooled connection taken)
+  Clock::time_point request_sent;         // the whole request was written upstream
+  bool response_started = false;          // some response byte arrived
+  bool in_response_body = false;          // the final head was relayed; body bytes follow
+  bool response_done = false;             // the final response was relayed completely
+  bool body_spliced = false;              // the response body bypassed the parser (splice_exact)
+  bool tunnelled = false;                 // a 101 was relayed and the tunnel ran
+  bool close_client = false;              // the client connection closes after this response
+  bool upstream_in_step = true;           // no stray bytes, EOF or unseen bytes on the upstream
   bool upstream_stopped_reading = false;  // writing the request body upstream failed
   bool body_read_failed = false;          // duplex: reading the request body failed
   bool stop_body = false;                 // duplex: the response ended first; stop the body
 
   // Every flag back to its initial value; `start` is kept.
-  void reset_flags() { *this = AttemptState{start}; }
+  void reset_flags() { *this = AttemptState{start, start}; }
 };
 
 // An error answer chosen by a synchronous step (set_error), sent by send_error().
@@ -134,6 +136,11 @@ class Session {
     const auto peer = client_.remote_endpoint(ec);
     if (!ec) {
       client_ip_ = peer.address().to_string();
+      trusted_peer_ = worker_.trusted_proxy(peer.address());
+    }
+    const auto local = client_.local_endpoint(ec);
+    if (!ec) {
+      local_port_ = local.port();
     }
     head_out_.reserve(2048);
     worker_.metrics().downstream_total.Increment();
@@ -187,6 +194,8 @@ class Session {
   LiveConn live_;  // this connection in the worker's registry: deadline, cancellation
   LiveGuard live_guard_;
   std::string client_ip_;
+  bool trusted_peer_ = false;     // node.trusted_proxies holds the peer: its X-Forwarded-* count
+  std::uint16_t local_port_ = 0;  // the published port the client connected to
 
   ReadBuffer client_in_;  // kClientBufferSize bytes, for the whole connection
   http::RequestParser request_parser_;
@@ -209,6 +218,11 @@ asio::awaitable<void> Session::run() {
     if (client_in_.empty()) {
       if (worker_.draining()) {
         co_return;
+      }
+      // An idle connection holds no upstream buffer: it goes back to the worker's free list
+      // (64 KiB, of which a small response touched a page) until the next request.
+      if (upstream_in_.data) {
+        worker_.give_buffer(std::move(upstream_in_.data));
       }
       client_in_.clear();
       live_.idle = true;
@@ -310,7 +324,8 @@ asio::awaitable<bool> Session::reply_error(unsigned status, std::string_view cod
   if (!close) {
     close = !keep_after_error_reply();
   }
-  const std::string resp = http::error_response(status, code, detail, close);
+  const bool head_request = request_.head_parsed && request_parser_.head().is_head;
+  const std::string resp = http::error_response(status, code, detail, close, head_request);
   request_.status = status;
   const bool ok = co_await write_to_client(asio::buffer(resp));
   end_request();
@@ -348,6 +363,7 @@ void Session::end_request() {
     rec.service = sm.service;
     rec.upstream = request_.endpoint_key;
     rec.request_id = request_.request_id;
+    rec.error = request_.error;
     rec.status = request_.status;
     rec.bytes_in = request_.bytes_in;
     rec.bytes_out = request_.bytes_out;
@@ -427,6 +443,8 @@ bool Session::begin_request() {
   ctx.proto = "http";
   ctx.request_id = request_.request_id;
   ctx.via = worker_.via();
+  ctx.port = local_port_;
+  ctx.trusted_peer = trusted_peer_;
   http::write_request_head(h, ctx, head_out_);
   if (h.version_major == 1 && h.version_minor == 0) {
     http::downgrade_to_http10(head_out_);
@@ -479,8 +497,13 @@ Session::AfterAttempt Session::after_attempt(const error_code& failure) {
     case errc::client_gone:
     case errc::bad_request_body:
     case errc::killed:
+    case errc::local_resources:  // this node's fault, not the endpoint's: never ejects
       outcome = mesh::Outcome::local_abort;
       break;
+  }
+  if (e == errc::upstream_reset || e == errc::upstream_timeout || e == errc::upstream_malformed ||
+      e == errc::upstream_aborted) {
+    sm.upstream_errors->Increment();
   }
   worker_.finish(request_.generation, cluster, request_.endpoint, outcome, sm);
 
@@ -498,8 +521,19 @@ Session::AfterAttempt Session::after_attempt(const error_code& failure) {
   }
 
   // The answer. After a failure the client connection closes unless the request was read
-  // completely and none of its body was streamed (then nothing of it is left unread).
+  // completely and none of its body was streamed (then nothing of it is left unread). Once a
+  // response head went to the client nothing more may be written: the connection closes.
   close_upstream();
+  if (attempt_.in_response_body && e != errc::killed) {
+    request_.error = e == errc::upstream_aborted ? "upstream_aborted" : "";
+    if (e == errc::bad_request_body) {
+      const http::ParseError& pe = request_parser_.error();
+      worker_.metrics().bad_requests.Add({{"reason", std::string(pe.reason)}}).Increment();
+      request_.error = "bad_request_body";
+    }
+    end_request();
+    return AfterAttempt::close;
+  }
   const std::string_view upstream = request_.endpoint_key;
   switch (e) {
     case errc::upstream_connect_failed:
@@ -520,6 +554,11 @@ Session::AfterAttempt Session::after_attempt(const error_code& failure) {
     case errc::upstream_malformed:
       set_error(502, "upstream_malformed", !request_.fully_read,
                 {"invalid response from ", upstream});
+      return AfterAttempt::send_error;
+    case errc::local_resources:
+      worker_.metrics().local_resource_errors.Increment();
+      set_error(503, "local_resources", !request_.fully_read || request_.body_streamed,
+                {"this node is out of descriptors or memory; try again"});
       return AfterAttempt::send_error;
     case errc::bad_request_body: {
       const http::ParseError& pe = request_parser_.error();
@@ -578,17 +617,19 @@ asio::awaitable<bool> Session::handle_request() {
 // to the same endpoint when the request can be sent again from our buffers.
 asio::awaitable<error_code> Session::exchange(UpstreamPool::Bucket& bucket) {
   for (int fresh = 0;; ++fresh) {
-    // The request's start time serves the first attempt's deadlines (one clock read less).
-    attempt_.start = (fresh == 0 && !request_.retried) ? request_.start : Clock::now();
+    // Deadlines of this attempt start now, not when the request began: a slow client (head
+    // or upload) is not the upstream's fault.
+    attempt_.start = Clock::now();
     bool pooled = false;
     if (fresh == 0) {
       while (auto s = worker_.pool().take(bucket)) {
         upstream_ = std::move(*s);
         live_.up = &upstream_;
         pooled = true;
-        // A request whose body is streamed cannot be replayed, so check first that the
-        // upstream has not closed this idle connection (EOF or error pending).
-        if (request_.fully_read || idle_connection_alive(upstream_)) {
+        // Bytes or EOF on an idle connection are never a response to this request: a late
+        // body, a backend's 408 before it closed. Relaying them would hand one client's
+        // bytes to another, so such a connection is closed and the next one tried.
+        if (idle_connection_alive(upstream_)) {
           break;
         }
         close_upstream();
@@ -604,6 +645,9 @@ asio::awaitable<error_code> Session::exchange(UpstreamPool::Bucket& bucket) {
         co_return errc::killed;
       }
       if (ec) {
+        if (is_local_resource_error(ec)) {
+          co_return errc::local_resources;
+        }
         co_return ec == asio::error::timed_out ? errc::upstream_connect_timeout
                                                : errc::upstream_connect_failed;
       }
@@ -616,8 +660,6 @@ asio::awaitable<error_code> Session::exchange(UpstreamPool::Bucket& bucket) {
     upstream_in_.clear();
     attempt_.reset_flags();
 
-    // Every request byte sent is still in our buffers: the request can be sent again.
-    const bool request_buffered = request_.fully_read;
     // Head and first body bytes (all of a small body) in one gathered write. Written inline:
     // each nested coroutine costs a frame allocation on the hot path.
     error_code r;
@@ -625,6 +667,7 @@ asio::awaitable<error_code> Session::exchange(UpstreamPool::Bucket& bucket) {
       const std::array<asio::const_buffer, 2> bufs{asio::buffer(head_out_), request_.first_body};
       live_.arm(attempt_.start, worker_.timeouts().upstream_response);
       auto [ec, n] = co_await asio::async_write(upstream_, bufs, kTuple);
+      attempt_.request_sent = Clock::now();
       if (live_.killed) {
         r = errc::killed;
       } else if (ec || live_.expired) {
@@ -640,7 +683,7 @@ asio::awaitable<error_code> Session::exchange(UpstreamPool::Bucket& bucket) {
         r = co_await duplex();
       }
     }
-    if (http::may_resend_on_new_connection(r, pooled, request_buffered, live_.killed)) {
+    if (http::may_resend_on_new_connection(request_parser_.head(), r, pooled, live_.killed)) {
       // The upstream closed this idle connection (keep-alive timeout, restart); its siblings
       // are likely stale too.
       close_upstream();
@@ -737,6 +780,8 @@ asio::awaitable<error_code> Session::stream_request_body() {
     request_.bytes_in += r.consumed;
     request_.body_streamed = true;
     request_.fully_read = r.event == http::Event::message_complete;
+    // The last body bytes were read from the client. (Not past the write below: when the
+    // upstream stops reading early it may already be answering.)
     if (r.consumed > 0) {
       live_.arm(Clock::now(), worker_.timeouts().idle);
       auto [wec, wn] = co_await asio::async_write(
@@ -755,6 +800,12 @@ asio::awaitable<error_code> Session::stream_request_body() {
       }
     }
   }
+  // The whole request is upstream: from now on the upstream has upstream_response_ms to
+  // start answering.
+  attempt_.request_sent = Clock::now();
+  if (!attempt_.response_started) {
+    live_.arm(attempt_.request_sent, worker_.timeouts().upstream_response);
+  }
   co_return error_code{};
 }
 
@@ -765,12 +816,40 @@ asio::awaitable<error_code> Session::read_response() {
   for (;;) {
     if (upstream_in_.empty()) {
       upstream_in_.clear();
-      // Before the head: upstream_response_ms from sending the request; in the body: the
-      // same span without a byte.
-      live_.arm(attempt_.in_response_body ? Clock::now() : attempt_.start,
-                worker_.timeouts().upstream_response);
-      auto [ec, n] = co_await upstream_.async_read_some(
-          DrainBuffer(upstream_in_.data.get(), Worker::kUpstreamBufferSize), kTuple);
+      // Before the head: upstream_response_ms from the moment the whole request was sent (a
+      // request body still streaming keeps the body's idle deadline, set by
+      // stream_request_body); in the body: the same span without a byte.
+      if (attempt_.in_response_body) {
+        live_.arm(Clock::now(), worker_.timeouts().upstream_response);
+      } else if (request_.fully_read) {
+        live_.arm(attempt_.request_sent, worker_.timeouts().upstream_response);
+      }
+      error_code ec;
+      std::size_t n = 0;
+      // Once part of the response is here, a short read marked the socket drained
+      // (proxy/drain_read.h), but a FIN that came with those bytes raised no edge of its own:
+      // try a recv before waiting, or a response cut short would wait for upstream_response_ms.
+      bool have = false;
+      if (attempt_.response_started) {
+        const ssize_t got = ::recv(upstream_.native_handle(), upstream_in_.data.get(),
+                                   Worker::kUpstreamBufferSize, MSG_DONTWAIT);
+        if (got > 0) {
+          n = static_cast<std::size_t>(got);
+          have = true;
+        } else if (got == 0) {
+          ec = asio::error::eof;
+          have = true;
+        } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+          ec = error_code(errno, boost::system::system_category());
+          have = true;
+        }
+      }
+      if (!have) {
+        auto [read_ec, read_n] = co_await upstream_.async_read_some(
+            DrainBuffer(upstream_in_.data.get(), Worker::kUpstreamBufferSize), kTuple);
+        ec = read_ec;
+        n = read_n;
+      }
       if (live_.killed) {
         co_return errc::killed;
       }
@@ -833,8 +912,9 @@ asio::awaitable<error_code> Session::read_response() {
       }
       const http::ResponseHead& rh = parser.head();
       if (rh.status == 101) {
-        if (!h.upgrade) {
-          co_return errc::upstream_malformed;  // RFC 9110 §15.2.2: only in answer to Upgrade
+        // RFC 9110 §15.2.2: only in answer to Upgrade, and only to a protocol it asked for.
+        if (!h.upgrade || !http::upgrade_accepted(h, rh)) {
+          co_return errc::upstream_malformed;
         }
         co_return co_await relay_upgrade();
       }
@@ -857,6 +937,10 @@ asio::awaitable<error_code> Session::read_response() {
           h, rh, request_.fully_read, attempt_.upstream_stopped_reading, worker_.draining());
       head_out_.clear();
       http::write_response_head(rh, attempt_.close_client, worker_.via(), head_out_);
+      if (h.version_minor == 0 && !attempt_.close_client) {
+        // RFC 9112 §9.3: an HTTP/1.0 connection persists only when the response says so.
+        head_out_.insert(head_out_.size() - 2, "Connection: keep-alive\r\n");
+      }
       const mesh::Cluster& cluster = *request_.cluster;
       if (cluster.sticky_cookie && request_.sticky_key != request_.endpoint_key) {
         // Affinity (docs/architecture.md, "Labels", mesh.http.sticky): name the endpoint that
@@ -874,7 +958,7 @@ asio::awaitable<error_code> Session::read_response() {
       const std::array<asio::const_buffer, 2> bufs{asio::buffer(head_out_),
                                                    asio::buffer(upstream_in_.unread(), b.consumed)};
       upstream_in_.begin += b.consumed;
-      live_.arm(attempt_.start, worker_.timeouts().idle);
+      live_.arm(Clock::now(), worker_.timeouts().idle);
       auto [ec, n] = co_await asio::async_write(client_, bufs, kTuple);
       request_.bytes_out += n;
       if (ec || live_.expired) {

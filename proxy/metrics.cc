@@ -16,6 +16,12 @@ Metrics::Metrics(prometheus::Registry& r)
           "Time from the first byte of a request to its last response byte")),
       upstream_connect_errors(counter_family(r, "routemesh_proxy_upstream_connect_errors_total",
                                              "Failed connects to an endpoint")),
+      upstream_errors(counter_family(r, "routemesh_proxy_upstream_errors_total",
+                                     "Exchanges broken by the upstream (reset, timeout, invalid "
+                                     "or truncated response)")),
+      local_resource_errors(counter(r, "routemesh_proxy_local_resource_errors_total",
+                                    "Upstream connects that failed for want of local "
+                                    "descriptors, memory or ports")),
       upstream_retries(counter_family(r, "routemesh_proxy_upstream_retries_total",
                                       "Idempotent requests retried on another endpoint")),
       ejections(counter_family(r, "routemesh_proxy_endpoint_ejections_total",

@@ -22,6 +22,12 @@ struct Metrics {
   prometheus::Family<prometheus::Histogram>& request_duration;
   // routemesh_proxy_upstream_connect_errors_total{service}
   prometheus::Family<prometheus::Counter>& upstream_connect_errors;
+  // routemesh_proxy_upstream_errors_total{service}: exchanges the upstream broke (closed or
+  // reset before or during the response, timed out, sent an invalid response)
+  prometheus::Family<prometheus::Counter>& upstream_errors;
+  // routemesh_proxy_local_resource_errors_total: connects that failed for want of descriptors,
+  // kernel memory or local ports (503 local_resources; the endpoint is not blamed)
+  prometheus::Counter& local_resource_errors;
   // routemesh_proxy_upstream_retries_total{service}
   prometheus::Family<prometheus::Counter>& upstream_retries;
   // routemesh_proxy_endpoint_ejections_total{service}

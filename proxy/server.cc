@@ -40,14 +40,17 @@ struct Countdown {
 class ProxyServerImpl final : public ProxyServer {
  public:
   ProxyServerImpl(const config::NodeConfig& cfg, Metrics& metrics)
-      : cfg_(cfg), metrics_(metrics), access_log_(AccessLog::make(cfg_.node.access_log)) {
+      : cfg_(cfg),
+        current_(std::make_shared<const config::NodeConfig>(cfg)),
+        metrics_(metrics),
+        access_log_(AccessLog::make(cfg_.node.access_log)) {
     unsigned n = cfg_.node.threads;
     if (n == 0) {
       n = std::max(1U, std::thread::hardware_concurrency());
     }
     workers_.reserve(n);
     for (unsigned i = 0; i < n; ++i) {
-      workers_.push_back(std::make_unique<Worker>(i, cfg_, metrics_, access_log_.get()));
+      workers_.push_back(std::make_unique<Worker>(i, current_, metrics_, access_log_));
     }
   }
 
@@ -119,6 +122,45 @@ class ProxyServerImpl final : public ProxyServer {
     }
   }
 
+  void apply_settings(const config::NodeConfig& next) override {
+    std::lock_guard lock(control_);
+    if (stopped_) {
+      return;
+    }
+    auto settings = std::make_shared<const config::NodeConfig>(next);
+    std::shared_ptr<AccessLog> log = access_log_;
+    const config::AccessLogSettings& a = current_->node.access_log;
+    const config::AccessLogSettings& b = next.node.access_log;
+    if (a.enabled != b.enabled || a.format != b.format || a.path != b.path) {
+      try {
+        log = AccessLog::make(b);
+      } catch (const std::exception& e) {
+        // The old log keeps going; the rest of the settings still apply.
+        spdlog::error("proxy: cannot open access log {}: {}; keeping the old one", b.path,
+                      e.what());
+      }
+    }
+    current_ = settings;
+    access_log_ = log;
+    if (!started_) {
+      for (auto& w : workers_) {
+        w->apply_settings(settings, log);
+      }
+      return;
+    }
+    auto done = std::make_shared<Countdown>(workers_.size());
+    for (auto& w : workers_) {
+      Worker* wp = w.get();
+      asio::post(wp->io(), [wp, settings, log, done] {
+        wp->apply_settings(settings, log);
+        done->done();
+      });
+    }
+    if (!done->wait_for(std::chrono::seconds(10))) {
+      spdlog::warn("proxy: a proxy thread did not apply the reloaded settings within 10 s");
+    }
+  }
+
   std::shared_ptr<const mesh::RouteTable> table() const override {
     std::lock_guard lock(control_);
     return table_;
@@ -165,7 +207,7 @@ class ProxyServerImpl final : public ProxyServer {
   // drain_ms; then cancel the rest and stop the threads.
   void drain_and_stop() {
     post_all(&Worker::begin_drain);
-    const auto deadline = Clock::now() + milliseconds(cfg_.timeouts.drain_ms);
+    const auto deadline = Clock::now() + milliseconds(current_->timeouts.drain_ms);
     while (Clock::now() < deadline && live() > 0) {
       std::this_thread::sleep_for(milliseconds(10));
     }
@@ -188,9 +230,10 @@ class ProxyServerImpl final : public ProxyServer {
     threads_.clear();
   }
 
-  config::NodeConfig cfg_;  // own copy: workers keep references into it
+  config::NodeConfig cfg_;  // as started: listen address, HRM port, threads
+  std::shared_ptr<const config::NodeConfig> current_;  // the newest settings (reloads)
   Metrics& metrics_;
-  std::unique_ptr<AccessLog> access_log_;
+  std::shared_ptr<AccessLog> access_log_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<WorkGuard> guards_;
   std::vector<std::thread> threads_;

@@ -33,6 +33,12 @@ class ProxyServer {
   // (routemesh_proxy_listener_errors_total) and skipped; the rest of the table applies.
   virtual void publish(std::shared_ptr<const mesh::RouteTable> table) = 0;
 
+  // Applies reloaded node settings to every proxy thread (timeouts, limits, passive health,
+  // via, trusted proxies, the access log) and waits until each has them. The listen address,
+  // HRM port and number of threads stay as started (config::restart_required names them).
+  // Called from the control thread.
+  virtual void apply_settings(const config::NodeConfig& next) = 0;
+
   // The table currently published (control thread).
   virtual std::shared_ptr<const mesh::RouteTable> table() const = 0;
 

@@ -44,6 +44,12 @@ class UpstreamPool {
   UpstreamPool(const UpstreamPool&) = delete;
   UpstreamPool& operator=(const UpstreamPool&) = delete;
 
+  // New limits (a reload): applied to connections returned or swept from now on.
+  void set_limits(std::uint32_t max_idle_per_endpoint, std::chrono::milliseconds idle_timeout) {
+    max_idle_ = max_idle_per_endpoint;
+    idle_timeout_ = idle_timeout;
+  }
+
   // Rebuilds the [cluster][endpoint] -> Bucket index for a new table (worker thread).
   void on_table(const mesh::RouteTable& table);
 

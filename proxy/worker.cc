@@ -39,6 +39,16 @@ milliseconds ms(std::uint32_t v) {
 
 // The ticker must be finer than the shortest configured deadline, but a coarse tick costs
 // nothing on the request path, so: an eighth of the shortest timeout, within [5, 100] ms.
+Timeouts timeouts_of(const config::NodeConfig& cfg) {
+  return Timeouts{ms(cfg.timeouts.request_head_ms),
+                  ms(cfg.timeouts.idle_ms),
+                  ms(cfg.timeouts.upstream_connect_ms),
+                  ms(cfg.timeouts.upstream_response_ms),
+                  ms(cfg.timeouts.upstream_idle_ms),
+                  ms(cfg.timeouts.l4_idle_ms),
+                  ms(cfg.timeouts.drain_ms)};
+}
+
 milliseconds tick_for(const Timeouts& t) {
   const auto shortest = std::min({t.request_head, t.idle, t.upstream_connect, t.upstream_response,
                                   t.l4_idle, t.upstream_idle});
@@ -100,35 +110,32 @@ void LiveConn::cancel_io() {
   }
 }
 
-Worker::Worker(unsigned index, const config::NodeConfig& cfg, Metrics& metrics, AccessLog* log)
+Worker::Worker(unsigned index, std::shared_ptr<const config::NodeConfig> config, Metrics& metrics,
+               std::shared_ptr<AccessLog> log)
     // One thread per io_context. UNSAFE_IO additionally drops the per-socket reactor mutex:
     // every socket of a worker is used from its thread only (the control thread touches
     // them solely before run() starts and after join()). Posting from other threads stays
     // safe: the scheduler keeps its lock.
     : io_(std::make_unique<asio::io_context>(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO)),
       index_(index),
-      cfg_(cfg),
+      cfg_(std::move(config)),
       metrics_(metrics),
-      timeouts_{ms(cfg.timeouts.request_head_ms),
-                ms(cfg.timeouts.idle_ms),
-                ms(cfg.timeouts.upstream_connect_ms),
-                ms(cfg.timeouts.upstream_response_ms),
-                ms(cfg.timeouts.upstream_idle_ms),
-                ms(cfg.timeouts.l4_idle_ms),
-                ms(cfg.timeouts.drain_ms)},
-      http_limits_{cfg.limits.max_header_bytes, cfg.limits.max_uri_bytes, cfg.limits.max_headers},
-      via_(cfg.node.via ? "routemesh" : ""),
+      timeouts_(timeouts_of(*cfg_)),
+      http_limits_{cfg_->limits.max_header_bytes, cfg_->limits.max_uri_bytes,
+                   cfg_->limits.max_headers},
+      via_(cfg_->node.via ? "routemesh" : ""),
       tick_period_(tick_for(timeouts_)),
-      balancer_(cfg.health),
-      pool_(std::make_unique<UpstreamPool>(cfg.limits.max_idle_upstream_per_endpoint,
+      balancer_(cfg_->health),
+      pool_(std::make_unique<UpstreamPool>(cfg_->limits.max_idle_upstream_per_endpoint,
                                            timeouts_.upstream_idle)),
       rng_state_(std::random_device{}() ^ (std::uint64_t{index} << 32) ^
                  static_cast<std::uint64_t>(Clock::now().time_since_epoch().count())) {
   live_head_.prev = &live_head_;
   live_head_.next = &live_head_;
   no_route_metrics_ = &metrics_for("");
-  if (log != nullptr) {
-    access_log_.emplace(*log);
+  log_ = std::move(log);
+  if (log_) {
+    access_log_.emplace(*log_);
   }
   free_buffers_.reserve(kMaxFreeBuffers);
   free_pipes_.reserve(kMaxFreePipes);
@@ -191,6 +198,7 @@ ServiceMetrics& Worker::metrics_for(const std::string& service) {
     slot->duration = &metrics_.request_duration.Add({{"service", service}}, duration_buckets());
     slot->pending_buckets.assign(duration_buckets().size() + 1, 0.0);
     slot->connect_errors = &metrics_.upstream_connect_errors.Add({{"service", service}});
+    slot->upstream_errors = &metrics_.upstream_errors.Add({{"service", service}});
     slot->retries = &metrics_.upstream_retries.Add({{"service", service}});
     slot->ejections = &metrics_.ejections.Add({{"service", service}});
     slot->l4_connections = &metrics_.l4_connections.Add({{"service", service}});
@@ -218,7 +226,7 @@ void Worker::apply_table(std::shared_ptr<const mesh::RouteTable> table) {
 
 std::shared_ptr<Listener> Worker::open_listener(std::uint16_t port, ListenerKind kind) {
   auto l = std::make_shared<Listener>(*io_);
-  const tcp::endpoint ep(asio::ip::make_address(cfg_.node.listen), port);
+  const tcp::endpoint ep(asio::ip::make_address(cfg_->node.listen), port);
   l->acceptor.open(ep.protocol());
   l->acceptor.set_option(tcp::acceptor::reuse_address(true));
   // Every proxy thread binds the same port; the kernel spreads connections over them.
@@ -280,7 +288,7 @@ void Worker::reconcile_listeners() {
       }
     } catch (const std::exception& e) {
       metrics_.listener_errors.Increment();
-      spdlog::warn("proxy: thread {} cannot listen on {}:{}: {}", index_, cfg_.node.listen, port,
+      spdlog::warn("proxy: thread {} cannot listen on {}:{}: {}", index_, cfg_->node.listen, port,
                    e.what());
     }
   }
@@ -488,6 +496,49 @@ asio::awaitable<boost::system::error_code> connect_upstream(LiveConn& conn, tcp:
   }
   conn.disarm();
   co_return ec;
+}
+
+void Worker::apply_settings(std::shared_ptr<const config::NodeConfig> cfg,
+                            std::shared_ptr<AccessLog> log) {
+  cfg_ = std::move(cfg);
+  timeouts_ = timeouts_of(*cfg_);
+  http_limits_ = http::Limits{cfg_->limits.max_header_bytes, cfg_->limits.max_uri_bytes,
+                              cfg_->limits.max_headers};
+  via_ = cfg_->node.via ? "routemesh" : "";
+  tick_period_ = tick_for(timeouts_);
+  balancer_.set_health(cfg_->health);
+  pool_->set_limits(cfg_->limits.max_idle_upstream_per_endpoint, timeouts_.upstream_idle);
+  if (log != log_) {
+    if (access_log_) {
+      access_log_->flush();
+      access_log_.reset();
+    }
+    log_ = std::move(log);
+    if (log_) {
+      access_log_.emplace(*log_);
+    }
+  }
+}
+
+bool Worker::trusted_proxy(const asio::ip::address& peer) const {
+  if (cfg_->node.trusted_proxies.empty()) {
+    return false;
+  }
+  std::uint32_t v4 = 0;
+  if (peer.is_v4()) {
+    v4 = peer.to_v4().to_uint();
+  } else if (peer.to_v6().is_v4_mapped()) {
+    v4 = asio::ip::make_address_v4(asio::ip::v4_mapped, peer.to_v6()).to_uint();
+  } else {
+    return false;  // trusted_proxies holds IPv4 ranges only
+  }
+  for (const base::Ipv4Cidr& c : cfg_->node.trusted_proxies) {
+    const std::uint32_t mask = c.prefix == 0 ? 0 : ~std::uint32_t{0} << (32 - c.prefix);
+    if ((v4 & mask) == c.network) {
+      return true;
+    }
+  }
+  return false;
 }
 
 std::unique_ptr<char[]> Worker::take_buffer() {

@@ -48,6 +48,7 @@ struct ServiceMetrics {
   std::array<prometheus::Counter*, 6> requests{};  // [0] other, [1..5] = 1xx..5xx
   prometheus::Histogram* duration = nullptr;
   prometheus::Counter* connect_errors = nullptr;
+  prometheus::Counter* upstream_errors = nullptr;
   prometheus::Counter* retries = nullptr;
   prometheus::Counter* ejections = nullptr;
   prometheus::Counter* l4_connections = nullptr;
@@ -111,7 +112,8 @@ struct Timeouts {
 
 class Worker {
  public:
-  Worker(unsigned index, const config::NodeConfig& cfg, Metrics& metrics, AccessLog* log);
+  Worker(unsigned index, std::shared_ptr<const config::NodeConfig> cfg, Metrics& metrics,
+         std::shared_ptr<AccessLog> log);
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -126,6 +128,12 @@ class Worker {
   void start();
   // Installs a new table: balancer, pool index, metric children, listener reconciliation.
   void apply_table(std::shared_ptr<const mesh::RouteTable> table);
+  // Installs reloaded settings (worker thread): timeouts, limits, passive health, via,
+  // trusted proxies and the access log. Requests in flight finish under the values they
+  // started with where they copied them (a session's parser limits); everything else applies
+  // from the next step on. Listen address, ports and threads are not changed here.
+  void apply_settings(std::shared_ptr<const config::NodeConfig> cfg,
+                      std::shared_ptr<AccessLog> log);
   // Shutdown, step 1: close listeners, close idle keep-alive connections, make sessions
   // answer their in-flight request with "Connection: close".
   void begin_drain();
@@ -136,7 +144,9 @@ class Worker {
   std::vector<std::uint16_t> open_ports() const;
 
   // ---- For sessions (worker thread) ----
-  const config::NodeConfig& cfg() const { return cfg_; }
+  const config::NodeConfig& cfg() const { return *cfg_; }
+  // Whether `peer` is in node.trusted_proxies (its forwarding headers are believed).
+  bool trusted_proxy(const asio::ip::address& peer) const;
   const Timeouts& timeouts() const { return timeouts_; }
   const http::Limits& http_limits() const { return http_limits_; }
   Metrics& metrics() { return metrics_; }
@@ -190,7 +200,7 @@ class Worker {
 
   std::unique_ptr<asio::io_context> io_;
   unsigned index_;
-  const config::NodeConfig& cfg_;
+  std::shared_ptr<const config::NodeConfig> cfg_;
   Metrics& metrics_;
   Timeouts timeouts_;
   http::Limits http_limits_;
@@ -203,6 +213,7 @@ class Worker {
   std::unordered_map<std::string, std::unique_ptr<ServiceMetrics>> service_metrics_;
   std::vector<ServiceMetrics*> cluster_metrics_;
   ServiceMetrics* no_route_metrics_ = nullptr;
+  std::shared_ptr<AccessLog> log_;  // keeps the sink of access_log_ alive across reloads
   std::optional<AccessLogBuffer> access_log_;
 
   std::map<std::uint16_t, std::shared_ptr<Listener>> listeners_;

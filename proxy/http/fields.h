@@ -18,4 +18,9 @@ std::string_view find_header(const std::vector<Header>& headers, std::string_vie
 // The first match wins, across fields in order.
 std::string_view find_cookie(const RequestHead& head, std::string_view name);
 
+// Whether a 101 answer switches to a protocol the request asked for (RFC 9110 §7.8): the
+// response names at least one protocol in its Upgrade fields and every one it names is in the
+// request's Upgrade fields (protocol names compared case-insensitively, versions ignored).
+bool upgrade_accepted(const RequestHead& request, const ResponseHead& response);
+
 }  // namespace routemesh::proxy::http

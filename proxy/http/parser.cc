@@ -5,6 +5,7 @@
 #include <llhttp.h>
 
 #include <array>
+#include <cctype>
 #include <cstring>
 
 // Design notes (see README.md for the whole picture):
@@ -78,11 +79,81 @@ constexpr std::string_view kTeChunkedTwice = "chunked applied more than once";
 constexpr std::string_view kTeHttp10 = "Transfer-Encoding in an HTTP/1.0 request";
 constexpr std::string_view kDupHost = "multiple Host fields";
 constexpr std::string_view kNoHost = "missing Host field";
+constexpr std::string_view kBadHost = "invalid Host (expected host[:port])";
+constexpr std::string_view kBadAuthority = "invalid authority in the request target";
+constexpr std::string_view kTeOnlyChunked = "Transfer-Encoding other than chunked";
 constexpr std::string_view kVersion = "HTTP version not supported";
 constexpr std::string_view kBadChunkEnd = "chunked body not terminated by CRLF";
 constexpr std::string_view kBadStatus = "invalid status code";
 constexpr std::string_view kMalformed = "malformed message";
 constexpr std::string_view kEofInMessage = "connection closed before the message ended";
+
+// uri-host [":" port] (RFC 9112 §3.2, RFC 3986 §3.2.2): a bracketed IPv6 literal or a name
+// of letters, digits, '-', '.', '_' and '~', then optionally ':' and 1 to 5 digits up to 65535.
+// Empty is allowed (a request whose target has no authority sends an empty Host).
+bool host_value_valid(std::string_view v) {
+  if (v.empty()) {
+    return true;
+  }
+  std::size_t i = 0;
+  if (v[0] == '[') {
+    const std::size_t close = v.find(']');
+    if (close == std::string_view::npos || close == 1) {
+      return false;
+    }
+    for (char c : v.substr(1, close - 1)) {
+      if (!std::isxdigit(static_cast<unsigned char>(c)) && c != ':' && c != '.') {
+        return false;
+      }
+    }
+    i = close + 1;
+  } else {
+    while (i < v.size() && v[i] != ':') {
+      const char c = v[i];
+      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '.' && c != '_' &&
+          c != '~') {
+        return false;
+      }
+      ++i;
+    }
+    if (i == 0) {
+      return false;
+    }
+  }
+  if (i == v.size()) {
+    return true;
+  }
+  if (v[i] != ':') {
+    return false;
+  }
+  const std::string_view port = v.substr(i + 1);
+  if (port.empty() || port.size() > 5) {
+    return false;
+  }
+  unsigned n = 0;
+  for (char c : port) {
+    if (c < '0' || c > '9') {
+      return false;
+    }
+    n = n * 10 + static_cast<unsigned>(c - '0');
+  }
+  return n <= 65535;
+}
+
+// An origin-form ("/..."), asterisk-form ("*") target is fine as it is; an absolute-form one
+// must be "scheme://authority[/path][?query]" with a valid host[:port] authority (no userinfo).
+bool target_authority_valid(std::string_view t) {
+  if (t.empty() || t.front() == '/' || t == "*") {
+    return true;
+  }
+  const std::size_t scheme = t.find("://");
+  if (scheme == std::string_view::npos || scheme == 0) {
+    return false;
+  }
+  std::string_view rest = t.substr(scheme + 3);
+  const std::string_view authority = rest.substr(0, rest.find_first_of("/?#"));
+  return !authority.empty() && host_value_valid(authority);
+}
 
 // One llhttp parser plus our strictness checks; shared by requests and responses.
 class Core {
@@ -224,6 +295,9 @@ class Core {
     te_seen_ = false;
     te_chunked_count_ = 0;
     te_final_chunked_ = false;
+    te_fields_ = 0;
+    te_only_chunked_ = true;
+    upgrade_h2c_ = false;
     host_count_ = 0;
     host_ = Span{};
     upgrade_value_ = Span{};
@@ -603,6 +677,17 @@ class Core {
         return fail_cb(400, kTeHttp10);
       }
       te_seen_ = true;
+      // Requests: exactly one field with the single coding "chunked" (checked at the end of
+      // the head, so that Content-Length + Transfer-Encoding still answers 400). Anything else
+      // is a coding we do not implement (RFC 9112 §6.1: 501), and forwarding it would let the
+      // next hop frame the body differently from us.
+      if (request_) {
+        ++te_fields_;
+        if (!iequals(trim_ows(value), "chunked")) {
+          te_only_chunked_ = false;
+        }
+        return 0;
+      }
       std::string_view rest = value;
       while (!rest.empty()) {
         const std::size_t comma = rest.find(',');
@@ -637,6 +722,17 @@ class Core {
     }
     if (iequals(name, "upgrade")) {
       upgrade_value_ = cur_.value;
+      // Every protocol of every Upgrade field (RFC 9110 §7.8: a comma-separated list).
+      std::string_view rest = value;
+      while (!rest.empty()) {
+        const std::size_t comma = rest.find(',');
+        std::string_view token = trim_ows(rest.substr(0, comma));
+        rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
+        token = token.substr(0, token.find('/'));
+        if (iequals(trim_ows(token), "h2c")) {
+          upgrade_h2c_ = true;
+        }
+      }
       return 0;
     }
     if (request_ && iequals(name, "expect")) {
@@ -676,12 +772,19 @@ class Core {
     if (te_seen_ && cl_count_ > 0) {
       return fail_cb(400, kClAndTe);
     }
-    // RFC 9112 §6.3 rule 4: TE without a final chunked in a request -> 400.
-    if (te_seen_ && !te_final_chunked_) {
-      return fail_cb(400, kTeNotChunked);
+    if (te_seen_ && (te_fields_ != 1 || !te_only_chunked_)) {
+      return fail_cb(501, kTeOnlyChunked);
     }
     if (ll_.http_minor == 1 && host_count_ == 0) {
       return fail_cb(400, kNoHost);  // RFC 9112 §3.2
+    }
+    // RFC 9112 §3.2: Host is uri-host [":" port]; userinfo, a path or a non-numeric port
+    // would make us route by one name while the backend sees another.
+    if (host_count_ > 0 && !host_value_valid(view(host_))) {
+      return fail_cb(400, kBadHost);
+    }
+    if (ll_.method != HTTP_CONNECT && !target_authority_valid(view(target_))) {
+      return fail_cb(400, kBadAuthority);
     }
     RequestHead& h = req_;
     h.method = llhttp_method_name(static_cast<llhttp_method_t>(ll_.method));
@@ -708,8 +811,7 @@ class Core {
     // RFC 9110 §7.8: Upgrade is ignored in HTTP/1.0 requests. "h2c" is not tunnelled either:
     // an h2c tunnel would let the client send further requests the proxy never routes or
     // checks (h2c smuggling), so it is forwarded as a plain request without the upgrade.
-    if (!h.is_connect && ll_.upgrade != 0 &&
-        (ll_.http_minor == 0 || iequals(trim_ows(view(upgrade_value_)), "h2c"))) {
+    if (!h.is_connect && ll_.upgrade != 0 && (ll_.http_minor == 0 || upgrade_h2c_)) {
       ll_.upgrade = 0;
     }
     h.upgrade = ll_.upgrade != 0 && !h.is_connect;
@@ -827,6 +929,9 @@ class Core {
   bool te_seen_ = false;
   unsigned te_chunked_count_ = 0;
   bool te_final_chunked_ = false;
+  unsigned te_fields_ = 0;       // requests: Transfer-Encoding fields seen
+  bool te_only_chunked_ = true;  // requests: every TE field is exactly "chunked"
+  bool upgrade_h2c_ = false;     // an Upgrade field lists h2c
   unsigned host_count_ = 0;
   Span host_;
   Span upgrade_value_;

@@ -31,13 +31,14 @@ inline bool may_retry_elsewhere(const RequestHead& request,
 
 // Whether an attempt on a pooled connection is sent again on a new connection to the same
 // endpoint (not counted as a retry): the upstream closed the idle connection before any
-// response byte (keep-alive timeout, restart), every request byte sent is still in our
-// buffers, and shutdown has not killed the connection.
-// This resends non-idempotent requests too, although the upstream may have acted on one
-// before closing (RFC 9112 §9.3.1 says a proxy should not retry those automatically).
-inline bool may_resend_on_new_connection(const boost::system::error_code& failure, bool pooled,
-                                         bool request_buffered, bool killed) {
-  return failure == errc::upstream_reset && pooled && request_buffered && !killed;
+// response byte (keep-alive timeout, restart), the request is idempotent and has no body
+// (RFC 9110 §9.2.2, RFC 9112 §9.3.1: the upstream may have acted on a POST before closing,
+// and sending it again would do it twice), and shutdown has not killed the connection.
+inline bool may_resend_on_new_connection(const RequestHead& request,
+                                         const boost::system::error_code& failure, bool pooled,
+                                         bool killed) {
+  return failure == errc::upstream_reset && pooled && request.idempotent &&
+         request.body == BodyKind::none && !killed;
 }
 
 }  // namespace routemesh::proxy::http

@@ -1,6 +1,7 @@
 #include "proxy/http/rewrite.h"
 
 #include "proxy/http/ascii.h"
+#include "proxy/http/routing_key.h"
 
 #include <charconv>
 
@@ -127,17 +128,22 @@ void append_via(std::string& out, const std::vector<Header>& headers, std::uint8
 }  // namespace
 
 void write_request_head(const RequestHead& head, const ForwardContext& ctx, std::string& out) {
+  const RoutingKey key = routing_key(head);
   // Upstream connections always speak HTTP/1.1; a 1.0 client's request is forwarded as 1.1
   // (RFC 9110 §2.5: the version is hop-by-hop).
   out.append(head.method);
   out.push_back(' ');
-  out.append(head.target);
+  if (key.absolute_form && (key.origin_target.empty() || key.origin_target.front() != '/')) {
+    out.push_back('/');  // "http://h?q" -> "/?q"
+  }
+  out.append(key.origin_target);
   out.append(" HTTP/1.1\r\n");
 
   const bool custom_options = has_custom_connection_options(head.headers);
   bool have_host = false;
   bool have_request_id = false;
   bool have_xff = false;
+  bool have_port = false;
   for (const Header& h : head.headers) {
     const std::string_view name = h.name;
     if (iequals(name, "upgrade")) {
@@ -146,15 +152,28 @@ void write_request_head(const RequestHead& head, const ForwardContext& ctx, std:
       }
       continue;
     }
-    if (is_fixed_hop_by_hop(name)) {
+    if (is_fixed_hop_by_hop(name) || iequals(name, "transfer-encoding")) {
+      continue;  // ours follow
+    }
+    if (iequals(name, "host")) {
+      // RFC 9112 §3.2.2: an absolute-form target's authority replaces Host.
+      append_header(out, name, key.host);
+      have_host = true;
       continue;
     }
     if (iequals(name, "x-forwarded-proto") || iequals(name, "x-forwarded-host")) {
       continue;  // never trust the client's; ours follow
     }
     if (iequals(name, "x-forwarded-for")) {
-      have_xff = true;  // merged into one field below
+      have_xff = true;  // merged into one field below (trusted peers) or replaced
       continue;
+    }
+    if (iequals(name, "forwarded") || iequals(name, "x-real-ip") ||
+        iequals(name, "x-forwarded-port")) {
+      if (!ctx.trusted_peer) {
+        continue;  // anyone could have written them
+      }
+      have_port = have_port || iequals(name, "x-forwarded-port");
     }
     if (!ctx.via.empty() && iequals(name, "via")) {
       continue;  // merged with ours below
@@ -162,34 +181,38 @@ void write_request_head(const RequestHead& head, const ForwardContext& ctx, std:
     if (custom_options && !is_protected(name) && named_by_connection(head.headers, name)) {
       continue;
     }
-    if (iequals(name, "host")) {
-      have_host = true;
-    } else if (iequals(name, "x-request-id")) {
+    if (iequals(name, "x-request-id")) {
       have_request_id = true;
     }
     append_header(out, name, h.value);
   }
 
   if (!have_host) {
-    // An HTTP/1.0 request may lack Host; the 1.1 request we send must carry one, empty when the
-    // authority is unknown (RFC 9112 §3.2).
-    out.append("Host: \r\n");
+    // An HTTP/1.0 request may lack Host; the 1.1 request we send must carry one (the
+    // absolute-form authority, or empty when the authority is unknown, RFC 9112 §3.2).
+    append_header(out, "Host", key.host);
+  }
+  if (head.body == BodyKind::chunked) {
+    out.append("Transfer-Encoding: chunked\r\n");
   }
   if (head.upgrade) {
     out.append("Connection: upgrade\r\n");
   }
-  if (have_xff || !ctx.client_ip.empty()) {
+  const bool keep_xff = ctx.trusted_peer && have_xff;
+  if (keep_xff || !ctx.client_ip.empty()) {
     out.append("X-Forwarded-For: ");
     bool first = true;
-    for (const Header& h : head.headers) {
-      if (iequals(h.name, "x-forwarded-for")) {
-        for_each_element(h.value, [&](std::string_view element) {
-          if (!first) {
-            out.append(", ");
-          }
-          out.append(element);
-          first = false;
-        });
+    if (keep_xff) {
+      for (const Header& h : head.headers) {
+        if (iequals(h.name, "x-forwarded-for")) {
+          for_each_element(h.value, [&](std::string_view element) {
+            if (!first) {
+              out.append(", ");
+            }
+            out.append(element);
+            first = false;
+          });
+        }
       }
     }
     if (!ctx.client_ip.empty()) {
@@ -201,8 +224,13 @@ void write_request_head(const RequestHead& head, const ForwardContext& ctx, std:
     out.append("\r\n");
   }
   append_header(out, "X-Forwarded-Proto", ctx.proto);
-  if (!head.host.empty()) {
-    append_header(out, "X-Forwarded-Host", head.host);
+  if (!key.host.empty()) {
+    append_header(out, "X-Forwarded-Host", key.host);
+  }
+  if (ctx.port != 0 && !have_port) {
+    out.append("X-Forwarded-Port: ");
+    append_number(out, ctx.port);
+    out.append("\r\n");
   }
   if (!have_request_id && !ctx.request_id.empty()) {
     append_header(out, "X-Request-Id", ctx.request_id);
@@ -265,7 +293,7 @@ void write_response_head(const ResponseHead& head, bool close, std::string_view 
 }
 
 std::string error_response(unsigned status, std::string_view code, std::string_view detail,
-                           bool close) {
+                           bool close, bool head_request) {
   std::string out;
   out.reserve(160 + code.size() + detail.size());
   out.append("HTTP/1.1 ");
@@ -281,8 +309,10 @@ std::string error_response(unsigned status, std::string_view code, std::string_v
     out.append("Connection: close\r\n");
   }
   out.append("\r\n");
-  out.append(detail);
-  out.push_back('\n');
+  if (!head_request) {
+    out.append(detail);
+    out.push_back('\n');
+  }
   return out;
 }
 

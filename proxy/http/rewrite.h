@@ -3,6 +3,7 @@
 
 #include "proxy/http/types.h"
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -13,13 +14,20 @@ struct ForwardContext {
   std::string_view proto = "http";  // X-Forwarded-Proto
   std::string_view request_id;      // used when the request has no X-Request-Id
   std::string_view via;             // non-empty: append "Via: 1.1 <via>"
+  std::uint16_t port = 0;           // the port the client connected to (X-Forwarded-Port)
+  // The peer is a trusted proxy (node.trusted_proxies): its forwarding fields are believed
+  // and appended to. Otherwise X-Forwarded-For is replaced by the peer address, Forwarded and
+  // X-Real-IP are dropped and X-Forwarded-Port is ours.
+  bool trusted_peer = false;
 };
 
-// Appends the upstream request head to `out`: request line (HTTP/1.1), headers minus
+// Appends the upstream request head to `out`: request line (HTTP/1.1; an absolute-form
+// target is sent in origin-form, RFC 9112 §3.2.2, with its authority as Host), headers minus
 // hop-by-hop ones (RFC 9110 §7.6.1: Connection, the fields it names, Keep-Alive,
-// Proxy-Connection, TE, Trailer, Upgrade unless tunnelling; Transfer-Encoding: chunked is
-// kept because the body is forwarded verbatim), X-Forwarded-For appended,
-// X-Forwarded-Proto/-Host set, X-Request-Id kept or added, optional Via.
+// Proxy-Connection, TE, Trailer, Upgrade unless tunnelling), one canonical
+// "Transfer-Encoding: chunked" for a chunked body (forwarded verbatim), X-Forwarded-For
+// (appended to for a trusted peer, else replaced), X-Forwarded-Proto/-Host/-Port set,
+// X-Request-Id kept or added, optional Via.
 void write_request_head(const RequestHead& head, const ForwardContext& ctx, std::string& out);
 
 // Turns a head written by write_request_head for an HTTP/1.0 client into an HTTP/1.0 request
@@ -38,8 +46,10 @@ void write_response_head(const ResponseHead& head, bool close, std::string_view 
 
 // A complete error response with a short plain-text body naming the cause and an
 // X-Routemesh-Error header, e.g. (503, "no_healthy_endpoint", "no healthy endpoint for web").
+// For a HEAD request (`head_request`) the body is left out (RFC 9110 §9.3.2), Content-Length
+// still giving its size, so a pipelined next response is not corrupted.
 std::string error_response(unsigned status, std::string_view code, std::string_view detail,
-                           bool close);
+                           bool close, bool head_request = false);
 
 // The standard reason phrase of a status code ("Bad Gateway").
 std::string_view reason_phrase(unsigned status);

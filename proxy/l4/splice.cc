@@ -144,6 +144,7 @@ asio::awaitable<SpliceExactResult> splice_exact(Worker& w, LiveConn& conn, tcp::
   std::uint64_t moved = 0;
   std::uint64_t read = 0;
   bool read_side = false;
+  conn.arm(Clock::now(), idle);  // the first wait's deadline starts with this step
   auto sys_error = [] {
     return boost::system::error_code(errno, boost::system::system_category());
   };

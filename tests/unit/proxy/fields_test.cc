@@ -61,3 +61,30 @@ TEST_CASE("find_cookie reads name=value pairs of every Cookie field (RFC 6265 §
     CHECK(find_cookie(h, r.name) == r.want);
   }
 }
+
+TEST_CASE("a 101 must switch to a protocol the request asked for (RFC 9110 section 7.8)") {
+  struct Row {
+    std::vector<Header> request;
+    std::vector<Header> response;
+    bool accepted;
+  };
+  const std::vector<Row> rows = {
+      {{{"Upgrade", "websocket"}}, {{"Upgrade", "websocket"}}, true},
+      {{{"Upgrade", "WebSocket"}}, {{"upgrade", "websocket"}}, true},
+      {{{"Upgrade", "foo/2, websocket"}}, {{"Upgrade", "websocket"}}, true},
+      {{{"Upgrade", "foo"}, {"Upgrade", "websocket"}}, {{"Upgrade", "websocket"}}, true},
+      {{{"Upgrade", "websocket"}}, {{"Upgrade", "h2c"}}, false},
+      {{{"Upgrade", "websocket"}}, {{"Upgrade", "websocket, h2c"}}, false},
+      {{{"Upgrade", "websocket"}}, {}, false},  // a 101 that names nothing
+      {{}, {{"Upgrade", "websocket"}}, false},
+  };
+  int i = 0;
+  for (const Row& r : rows) {
+    INFO("row " << i++);
+    RequestHead req;
+    req.headers = r.request;
+    ResponseHead resp;
+    resp.headers = r.response;
+    CHECK(upgrade_accepted(req, resp) == r.accepted);
+  }
+}

@@ -181,7 +181,7 @@ TEST_CASE("POST body split across feeds reports exact consumed counts", "[parser
 }
 
 TEST_CASE("chunked body with extensions and trailers is consumed verbatim", "[parser]") {
-  const std::string head = "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n";
+  const std::string head = "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: Chunked\r\n\r\n";
   const std::string body =
       "5;flag;name=\"quoted value\"\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n";
   const std::string next = "GET / HTTP/1.1\r\n";
@@ -196,7 +196,7 @@ TEST_CASE("chunked body with extensions and trailers is consumed verbatim", "[pa
   CHECK(r.consumed == body.size());
   CHECK(p.body_bytes() == 11);
   CHECK(p.head().headers.size() == 2);  // the trailer is not a head field
-  CHECK(p.head().headers[1].value == "gzip, Chunked");
+  CHECK(p.head().headers[1].value == "Chunked");
 }
 
 TEST_CASE("three pipelined requests in one buffer split at exact offsets", "[parser]") {
@@ -412,8 +412,8 @@ TEST_CASE("request smuggling vectors are rejected", "[parser][smuggling]") {
       {"CL 20 digits", post + "Content-Length: 10000000000000000000\r\n\r\n", 400},
       {"CL empty", post + "Content-Length: \r\n\r\n", 400},
       {"TE chunked then identity", post + "Transfer-Encoding: chunked, identity\r\n\r\n", 400},
-      {"TE identity", post + "Transfer-Encoding: identity\r\n\r\n", 400},
-      {"TE gzip alone", post + "Transfer-Encoding: gzip\r\n\r\n", 400},
+      {"TE identity", post + "Transfer-Encoding: identity\r\n\r\n", 501},
+      {"TE gzip alone", post + "Transfer-Encoding: gzip\r\n\r\n", 501},
       {"TE chunked twice in one field", post + "Transfer-Encoding: chunked, chunked\r\n\r\n", 400},
       {"TE chunked in two fields",
        post + "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
@@ -481,13 +481,56 @@ TEST_CASE("request smuggling vectors are rejected", "[parser][smuggling]") {
   }
 }
 
-TEST_CASE("a valid CL: 0 request and gzip-then-chunked TE are accepted", "[parser]") {
+TEST_CASE("a valid CL: 0 request and a chunked request are accepted", "[parser]") {
   CHECK_FALSE(drive_request("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n").failed);
-  const Transcript t = drive_request(
-      "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n"
-      "\r\n0\r\n\r\n");
+  const Transcript t =
+      drive_request("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: CHUNKED\r\n\r\n0\r\n\r\n");
   REQUIRE_FALSE(t.failed);
   CHECK(t.events[0].find("body=chunked") != std::string::npos);
+}
+
+TEST_CASE("a request's Transfer-Encoding must be exactly one chunked (else 501)", "[parser]") {
+  // RFC 9112 §6.1: a coding we do not implement is 501; a list, a second field or an empty
+  // element would let the next hop frame the body differently.
+  for (const char* te : {"gzip, chunked", "gzip\r\nTransfer-Encoding: chunked", ",chunked",
+                         "identity", "gzip", "x-chunked"}) {
+    INFO(te);
+    const Transcript t =
+        drive_request(std::string("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: ") + te +
+                      "\r\n\r\n0\r\n\r\n");
+    CHECK(t.failed);
+    CHECK(t.error.status == 501);
+  }
+  // chunked applied twice or a trailing empty element: llhttp already rejects the framing.
+  for (const char* te : {"chunked\r\nTransfer-Encoding: chunked", "chunked,", "chunked, chunked"}) {
+    INFO(te);
+    const Transcript t =
+        drive_request(std::string("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: ") + te +
+                      "\r\n\r\n0\r\n\r\n");
+    CHECK(t.failed);
+    CHECK((t.error.status == 400 || t.error.status == 501));
+  }
+}
+
+TEST_CASE("Host and an absolute-form authority must be host[:port] (RFC 9112 section 3.2)",
+          "[parser]") {
+  for (const char* host :
+       {"a.test:@evil.example", "user@a.test", "a.test/x", "a.test:abc", "a.test:", "a.test:99999",
+        "a.test?x", "a test", ":80", "[::1", "[zz]:80", "a.test:80:80"}) {
+    INFO(host);
+    const Transcript t = drive_request(std::string("GET / HTTP/1.1\r\nHost: ") + host + "\r\n\r\n");
+    CHECK(t.failed);
+    CHECK(t.error.status == 400);
+  }
+  for (const char* host :
+       {"a.test", "a.test:8080", "A-B.c_d.test", "127.0.0.1:1", "[::1]:80", "[::1]", ""}) {
+    INFO(host);
+    CHECK_FALSE(drive_request(std::string("GET / HTTP/1.1\r\nHost: ") + host + "\r\n\r\n").failed);
+  }
+  CHECK(drive_request("GET http://u@a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n").error.status == 400);
+  CHECK(drive_request("GET http:///x HTTP/1.1\r\nHost: a.test\r\n\r\n").failed);
+  CHECK_FALSE(drive_request("GET http://a.test:81/x?y HTTP/1.1\r\nHost: b\r\n\r\n").failed);
+  CHECK_FALSE(drive_request("OPTIONS * HTTP/1.1\r\nHost: a.test\r\n\r\n").failed);
 }
 
 // ---- responses ----

@@ -64,27 +64,34 @@ TEST_CASE("an idempotent bodyless request is retried once elsewhere (RFC 9110 §
   }
 }
 
-TEST_CASE("a request is resent on a new connection when a pooled one was closed under it") {
+TEST_CASE(
+    "only an idempotent bodiless request is resent when a pooled connection closed under it") {
+  // RFC 9110 §9.2.2, RFC 9112 §9.3.1: the upstream may have acted on a POST before it closed.
   struct Row {
+    bool idempotent;
+    BodyKind body;
     error_code failure;
     bool pooled;
-    bool request_buffered;
     bool killed;
     bool resend;
   };
   const Row rows[] = {
-      {errc::upstream_reset, true, true, false, true},
-      {errc::upstream_reset, false, true, false, false},  // a new connection: a real failure
-      {errc::upstream_reset, true, false, false, false},  // part of the body is gone already
-      {errc::upstream_reset, true, true, true, false},
-      {errc::upstream_connect_failed, true, true, false, false},
-      {errc::upstream_timeout, true, true, false, false},
-      {errc::upstream_malformed, true, true, false, false},
+      {true, BodyKind::none, errc::upstream_reset, true, false, true},
+      {false, BodyKind::none, errc::upstream_reset, true, false, false},  // POST: never twice
+      {true, BodyKind::content_length, errc::upstream_reset, true, false, false},  // PUT + body
+      {true, BodyKind::chunked, errc::upstream_reset, true, false, false},
+      {true, BodyKind::none, errc::upstream_reset, false, false, false},  // a new connection
+      {true, BodyKind::none, errc::upstream_reset, true, true, false},
+      {true, BodyKind::none, errc::upstream_connect_failed, true, false, false},
+      {true, BodyKind::none, errc::upstream_timeout, true, false, false},
+      {true, BodyKind::none, errc::upstream_malformed, true, false, false},
   };
   int row = 0;
   for (const Row& r : rows) {
+    RequestHead req;
+    req.idempotent = r.idempotent;
+    req.body = r.body;
     INFO("row " << row++);
-    CHECK(may_resend_on_new_connection(r.failure, r.pooled, r.request_buffered, r.killed) ==
-          r.resend);
+    CHECK(may_resend_on_new_connection(req, r.failure, r.pooled, r.killed) == r.resend);
   }
 }

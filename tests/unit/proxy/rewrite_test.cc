@@ -90,20 +90,55 @@ TEST_CASE("Connection cannot strip framing or Host fields", "[rewrite]") {
         "\r\n");
 }
 
-TEST_CASE("Transfer-Encoding is forwarded as received", "[rewrite]") {
+TEST_CASE("a chunked body is announced by one canonical Transfer-Encoding field", "[rewrite]") {
   const std::string out = rewrite_request(
-      "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", ctx_with("", ""));
-  CHECK(out.find("\r\nTransfer-Encoding: gzip, chunked\r\n") != std::string::npos);
+      "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: ChUnKeD\r\n\r\n", ctx_with("", ""));
+  CHECK(out.find("\r\nTransfer-Encoding: chunked\r\n") != std::string::npos);
+  CHECK(out.find("ChUnKeD") == std::string::npos);
 }
 
-TEST_CASE("X-Forwarded-For values are merged and the client appended", "[rewrite]") {
+TEST_CASE("a trusted proxy's X-Forwarded-For values are merged and the client appended",
+          "[rewrite]") {
+  ForwardContext ctx = ctx_with("10.0.0.1");
+  ctx.trusted_peer = true;
   const std::string out = rewrite_request(
       "GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 1.1.1.1, 2.2.2.2\r\nA: b\r\n"
-      "x-forwarded-for: 3.3.3.3\r\n\r\n",
-      ctx_with("10.0.0.1"));
+      "x-forwarded-for: 3.3.3.3\r\nForwarded: for=1.1.1.1\r\nX-Real-IP: 1.1.1.1\r\n"
+      "X-Forwarded-Port: 443\r\n\r\n",
+      ctx);
   CHECK(out.find("X-Forwarded-For: 1.1.1.1, 2.2.2.2, 3.3.3.3, 10.0.0.1\r\n") != std::string::npos);
   CHECK(out.find("x-forwarded-for") == std::string::npos);
   CHECK(out.find("3.3.3.3\r\n") == std::string::npos);
+  CHECK(out.find("Forwarded: for=1.1.1.1\r\n") != std::string::npos);
+  CHECK(out.find("X-Real-IP: 1.1.1.1\r\n") != std::string::npos);
+  CHECK(out.find("X-Forwarded-Port: 443\r\n") != std::string::npos);
+}
+
+TEST_CASE("an untrusted peer's forwarding fields are replaced or dropped", "[rewrite]") {
+  ForwardContext ctx = ctx_with("10.0.0.1");
+  ctx.port = 8080;
+  const std::string out = rewrite_request(
+      "GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 6.6.6.6\r\nForwarded: for=6.6.6.6\r\n"
+      "X-Real-IP: 6.6.6.6\r\nX-Forwarded-Port: 1\r\n\r\n",
+      ctx);
+  CHECK(out.find("6.6.6.6") == std::string::npos);
+  CHECK(out.find("X-Forwarded-For: 10.0.0.1\r\n") != std::string::npos);
+  CHECK(out.find("X-Forwarded-Port: 8080\r\n") != std::string::npos);
+  CHECK(out.find("X-Forwarded-Port: 1\r\n") == std::string::npos);
+}
+
+TEST_CASE("an absolute-form target goes upstream in origin-form with its authority as Host",
+          "[rewrite]") {
+  // RFC 9112 §3.2.2.
+  std::string out =
+      rewrite_request("GET http://a.test:81/x?y=1 HTTP/1.1\r\nHost: b.test\r\n\r\n", ctx_with(""));
+  CHECK(out.rfind("GET /x?y=1 HTTP/1.1\r\nHost: a.test:81\r\n", 0) == 0);
+  CHECK(out.find("b.test") == std::string::npos);
+  CHECK(out.find("X-Forwarded-Host: a.test:81\r\n") != std::string::npos);
+  out = rewrite_request("GET http://a.test HTTP/1.1\r\nHost: b.test\r\n\r\n", ctx_with(""));
+  CHECK(out.rfind("GET / HTTP/1.1\r\n", 0) == 0);
+  out = rewrite_request("GET http://a.test?q HTTP/1.1\r\nHost: b.test\r\n\r\n", ctx_with(""));
+  CHECK(out.rfind("GET /?q HTTP/1.1\r\n", 0) == 0);
 }
 
 TEST_CASE("spoofed X-Forwarded-Proto and -Host are replaced", "[rewrite]") {
