@@ -24,6 +24,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace routemesh::proxy {
 
@@ -31,7 +32,7 @@ namespace {
 
 using boost::system::error_code;
 
-constexpr std::size_t kClientBufferSize = 16 * 1024;
+constexpr std::size_t kClientBufferSize = Worker::kClientBufferSize;
 // Content-Length bodies at least this large (after the first read) are spliced.
 constexpr std::uint64_t kSpliceBodyMin = 64 * 1024;
 constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
@@ -128,9 +129,9 @@ class Session {
         client_(std::move(socket)),
         upstream_(w.io()),
         live_guard_(w, live_),
-        request_parser_(w.http_limits()) {
+        request_parser_(w.take_request_parser()) {
     live_.down = &client_;
-    client_in_.data = std::make_unique_for_overwrite<char[]>(kClientBufferSize);
+    client_in_.data = w.take_client_buffer();
     boost::system::error_code ec;
     client_.set_option(tcp::no_delay(true), ec);
     const auto peer = client_.remote_endpoint(ec);
@@ -142,13 +143,15 @@ class Session {
     if (!ec) {
       local_port_ = local.port();
     }
-    head_out_.reserve(2048);
     worker_.metrics().downstream_total.Increment();
   }
 
   ~Session() {
     if (upstream_in_.data) {
       worker_.give_buffer(std::move(upstream_in_.data));
+    }
+    if (client_in_.data) {
+      worker_.give_client_buffer(std::move(client_in_.data));
     }
   }
 
@@ -198,10 +201,10 @@ class Session {
   std::uint16_t local_port_ = 0;  // the published port the client connected to
 
   ReadBuffer client_in_;  // kClientBufferSize bytes, for the whole connection
-  http::RequestParser request_parser_;
+  std::unique_ptr<http::RequestParser> request_parser_;  // null while idle (the worker's)
   // Built on first use. After close_upstream() or a splice it may be mid-message, so it is
   // rebuilt before the next exchange unless response_parser_clean_.
-  std::optional<http::ResponseParser> response_parser_;
+  std::unique_ptr<http::ResponseParser> response_parser_;
   bool response_parser_clean_ = true;
   ReadBuffer upstream_in_;  // Worker::kUpstreamBufferSize bytes from the worker, on first use
   std::string head_out_;    // the head being written (either way); capacity reused
@@ -219,31 +222,56 @@ asio::awaitable<void> Session::run() {
       if (worker_.draining()) {
         co_return;
       }
-      // An idle connection holds no upstream buffer: it goes back to the worker's free list
-      // (64 KiB, of which a small response touched a page) until the next request.
+      // An idle connection holds no upstream buffer, parsers or head string: they go back
+      // to the worker's free lists until the next request (bench/idle_memory.py).
       if (upstream_in_.data) {
         worker_.give_buffer(std::move(upstream_in_.data));
       }
-      client_in_.clear();
-      live_.idle = true;
-      live_.arm(Clock::now(), worker_.timeouts().idle);
-      auto [ec, n] = co_await client_.async_read_some(
-          asio::buffer(client_in_.data.get(), kClientBufferSize), kTuple);
-      live_.idle = false;
-      if (ec || live_.expired || worker_.draining()) {
-        co_return;  // closed, idle timeout or shutdown: close quietly
+      worker_.give_request_parser(std::move(request_parser_));
+      if (response_parser_ && response_parser_clean_) {
+        worker_.give_response_parser(std::move(response_parser_));
       }
-      client_in_.end = n;
+      response_parser_.reset();
+      worker_.give_head_buffer(std::exchange(head_out_, std::string()));
+      client_in_.clear();
+      // The next request may be here already (the client pipelines or is quick): read it
+      // into the buffer we hold. Otherwise the buffer goes back too while we wait for the
+      // socket to become readable (an async_wait, which needs no buffer).
+      const ssize_t got =
+          ::recv(client_.native_handle(), client_in_.data.get(), kClientBufferSize, MSG_DONTWAIT);
+      if (got == 0 || (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+        co_return;  // closed or reset: close quietly
+      }
+      if (got > 0) {
+        client_in_.end = static_cast<std::size_t>(got);
+      } else {
+        worker_.give_client_buffer(std::move(client_in_.data));
+        live_.idle = true;
+        live_.arm(Clock::now(), worker_.timeouts().idle);
+        auto [wait_ec] = co_await client_.async_wait(tcp::socket::wait_read, kTuple);
+        live_.idle = false;
+        if (wait_ec || live_.expired || worker_.draining()) {
+          co_return;  // idle timeout, shutdown or an error: close quietly
+        }
+        client_in_.data = worker_.take_client_buffer();
+        auto [ec, n] = co_await client_.async_read_some(
+            asio::buffer(client_in_.data.get(), kClientBufferSize), kTuple);
+        if (ec || live_.expired || worker_.draining()) {
+          co_return;  // closed (EOF was what made it readable) or shutdown
+        }
+        client_in_.end = n;
+      }
+      request_parser_ = worker_.take_request_parser();
     }
     request_.start = Clock::now();
     live_.arm(request_.start, worker_.timeouts().request_head);
     // Parse the head; the parser copies head bytes, so the buffer is free again afterwards.
     for (;;) {
-      const auto r = request_parser_.feed(client_in_.unread(), client_in_.unread_size());
+      const auto r = request_parser_->feed(client_in_.unread(), client_in_.unread_size());
       client_in_.begin += r.consumed;
       request_.bytes_in += r.consumed;
       if (r.event == http::Event::error) {
-        const auto& e = request_parser_.error();
+        const auto& e = request_parser_->error();
         worker_.metrics().bad_requests.Add({{"reason", std::string(e.reason)}}).Increment();
         co_await reply_error(e.status, "bad_request", e.reason, true);
         co_return;  // RFC 9112 §11.2: close after a framing error
@@ -272,17 +300,17 @@ asio::awaitable<void> Session::run() {
     if (!keep || live_.killed) {
       co_return;
     }
-    request_parser_.next_message();
+    request_parser_->next_message();
   }
 }
 
 // After head_complete: the body bytes available now. A bodyless message completes without
 // input, which the parser can only report once it sees bytes, so it is reported here.
 http::FeedResult Session::feed_request_body() {
-  if (client_in_.empty() && request_parser_.head().body == http::BodyKind::none) {
+  if (client_in_.empty() && request_parser_->head().body == http::BodyKind::none) {
     return {http::Event::message_complete, 0};
   }
-  return request_parser_.feed(client_in_.unread(), client_in_.unread_size());
+  return request_parser_->feed(client_in_.unread(), client_in_.unread_size());
 }
 
 http::FeedResult Session::feed_response_body() {
@@ -307,7 +335,7 @@ bool Session::keep_after_error_reply() {
   if (!request_.head_parsed) {
     return false;
   }
-  const http::RequestHead& h = request_parser_.head();
+  const http::RequestHead& h = request_parser_->head();
   if (!request_.fully_read && h.keep_alive && !worker_.draining()) {
     const auto r = feed_request_body();
     if (r.event == http::Event::message_complete) {
@@ -324,7 +352,7 @@ asio::awaitable<bool> Session::reply_error(unsigned status, std::string_view cod
   if (!close) {
     close = !keep_after_error_reply();
   }
-  const bool head_request = request_.head_parsed && request_parser_.head().is_head;
+  const bool head_request = request_.head_parsed && request_parser_->head().is_head;
   const std::string resp = http::error_response(status, code, detail, close, head_request);
   request_.status = status;
   const bool ok = co_await write_to_client(asio::buffer(resp));
@@ -350,7 +378,7 @@ void Session::end_request() {
     AccessRecord rec;
     rec.client = client_ip_;
     if (request_.head_parsed) {
-      const auto& h = request_parser_.head();
+      const auto& h = request_parser_->head();
       rec.method = h.method;
       rec.host = h.host;
       rec.target = h.target;
@@ -397,7 +425,7 @@ asio::awaitable<bool> Session::send_error() {
 // Synchronous start of a request: routing, the first body bytes, the upstream head, the first
 // pick. Returns false after set_error().
 bool Session::begin_request() {
-  const http::RequestHead& h = request_parser_.head();
+  const http::RequestHead& h = request_parser_->head();
   request_.table = worker_.table();
   request_.generation = worker_.generation();
   request_.request_id = http::find_header(h.headers, "x-request-id");
@@ -427,7 +455,7 @@ bool Session::begin_request() {
   // The first body bytes (all of a small body) go out with the head in one write.
   const auto first = feed_request_body();
   if (first.event == http::Event::error) {
-    const http::ParseError& e = request_parser_.error();
+    const http::ParseError& e = request_parser_->error();
     worker_.metrics().bad_requests.Add({{"reason", std::string(e.reason)}}).Increment();
     set_error(e.status, "bad_request", true, {e.reason});
     return false;
@@ -437,6 +465,9 @@ bool Session::begin_request() {
   request_.bytes_in += first.consumed;
   request_.fully_read = first.event == http::Event::message_complete;
 
+  if (head_out_.capacity() < 1024) {  // given back while idle (an empty string's SSO capacity)
+    head_out_ = worker_.take_head_buffer();
+  }
   head_out_.clear();
   http::ForwardContext ctx;
   ctx.client_ip = client_ip_;
@@ -465,7 +496,7 @@ bool Session::begin_request() {
 
 // After one attempt on request_.endpoint: passive health, the retry decision and the answer.
 Session::AfterAttempt Session::after_attempt(const error_code& failure) {
-  const http::RequestHead& h = request_parser_.head();
+  const http::RequestHead& h = request_parser_->head();
   const mesh::Cluster& cluster = *request_.cluster;
   ServiceMetrics& sm = *request_.metrics;
 
@@ -527,7 +558,7 @@ Session::AfterAttempt Session::after_attempt(const error_code& failure) {
   if (attempt_.in_response_body && e != errc::killed) {
     request_.error = e == errc::upstream_aborted ? "upstream_aborted" : "";
     if (e == errc::bad_request_body) {
-      const http::ParseError& pe = request_parser_.error();
+      const http::ParseError& pe = request_parser_->error();
       worker_.metrics().bad_requests.Add({{"reason", std::string(pe.reason)}}).Increment();
       request_.error = "bad_request_body";
     }
@@ -561,7 +592,7 @@ Session::AfterAttempt Session::after_attempt(const error_code& failure) {
                 {"this node is out of descriptors or memory; try again"});
       return AfterAttempt::send_error;
     case errc::bad_request_body: {
-      const http::ParseError& pe = request_parser_.error();
+      const http::ParseError& pe = request_parser_->error();
       worker_.metrics().bad_requests.Add({{"reason", std::string(pe.reason)}}).Increment();
       set_error(pe.status, "bad_request", true, {pe.reason});
       return AfterAttempt::send_error;
@@ -653,10 +684,10 @@ asio::awaitable<error_code> Session::exchange(UpstreamPool::Bucket& bucket) {
       }
     }
     if (!response_parser_clean_ || !response_parser_) {
-      response_parser_.emplace(worker_.http_limits());
+      response_parser_ = worker_.take_response_parser();  // always between messages
       response_parser_clean_ = true;
     }
-    response_parser_->expect_response(request_parser_.head().is_head);
+    response_parser_->expect_response(request_parser_->head().is_head);
     upstream_in_.clear();
     attempt_.reset_flags();
 
@@ -683,7 +714,7 @@ asio::awaitable<error_code> Session::exchange(UpstreamPool::Bucket& bucket) {
         r = co_await duplex();
       }
     }
-    if (http::may_resend_on_new_connection(request_parser_.head(), r, pooled, live_.killed)) {
+    if (http::may_resend_on_new_connection(request_parser_->head(), r, pooled, live_.killed)) {
       // The upstream closed this idle connection (keep-alive timeout, restart); its siblings
       // are likely stale too.
       close_upstream();
@@ -772,7 +803,7 @@ asio::awaitable<error_code> Session::stream_request_body() {
       co_return errc::client_gone;
     }
     client_in_.end = n;
-    const auto r = request_parser_.feed(client_in_.data.get(), n);
+    const auto r = request_parser_->feed(client_in_.data.get(), n);
     if (r.event == http::Event::error) {
       co_return errc::bad_request_body;
     }
@@ -811,7 +842,7 @@ asio::awaitable<error_code> Session::stream_request_body() {
 
 // Relays the response: interim 1xx heads, the final head (rewritten), the body verbatim.
 asio::awaitable<error_code> Session::read_response() {
-  const http::RequestHead& h = request_parser_.head();
+  const http::RequestHead& h = request_parser_->head();
   http::ResponseParser& parser = *response_parser_;
   for (;;) {
     if (upstream_in_.empty()) {

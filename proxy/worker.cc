@@ -25,6 +25,10 @@ namespace {
 
 constexpr std::size_t kMaxFreeBuffers = 64;
 constexpr std::size_t kMaxFreePipes = 64;
+// Parsers and head strings kept for reuse: enough for every request in flight on a busy
+// thread; beyond that an idle connection's are freed.
+constexpr std::size_t kMaxFreeParsers = 256;
+constexpr std::size_t kHeadBufferReserve = 2048;
 constexpr int kPipeSize = 1 << 20;
 
 const prometheus::Histogram::BucketBoundaries& duration_buckets() {
@@ -506,6 +510,8 @@ void Worker::apply_settings(std::shared_ptr<const config::NodeConfig> cfg,
                               cfg_->limits.max_headers};
   via_ = cfg_->node.via ? "routemesh" : "";
   tick_period_ = tick_for(timeouts_);
+  free_request_parsers_.clear();  // built with the old limits
+  free_response_parsers_.clear();
   balancer_.set_health(cfg_->health);
   pool_->set_limits(cfg_->limits.max_idle_upstream_per_endpoint, timeouts_.upstream_idle);
   if (log != log_) {
@@ -517,6 +523,69 @@ void Worker::apply_settings(std::shared_ptr<const config::NodeConfig> cfg,
     if (log_) {
       access_log_.emplace(*log_);
     }
+  }
+}
+
+std::unique_ptr<http::RequestParser> Worker::take_request_parser() {
+  if (free_request_parsers_.empty()) {
+    return std::make_unique<http::RequestParser>(http_limits_);
+  }
+  auto p = std::move(free_request_parsers_.back());
+  free_request_parsers_.pop_back();
+  return p;
+}
+
+void Worker::give_request_parser(std::unique_ptr<http::RequestParser> p) {
+  if (p && free_request_parsers_.size() < kMaxFreeParsers) {
+    free_request_parsers_.push_back(std::move(p));
+  }
+}
+
+std::unique_ptr<http::ResponseParser> Worker::take_response_parser() {
+  if (free_response_parsers_.empty()) {
+    return std::make_unique<http::ResponseParser>(http_limits_);
+  }
+  auto p = std::move(free_response_parsers_.back());
+  free_response_parsers_.pop_back();
+  return p;
+}
+
+void Worker::give_response_parser(std::unique_ptr<http::ResponseParser> p) {
+  if (p && free_response_parsers_.size() < kMaxFreeParsers) {
+    free_response_parsers_.push_back(std::move(p));
+  }
+}
+
+std::string Worker::take_head_buffer() {
+  if (free_head_buffers_.empty()) {
+    std::string s;
+    s.reserve(kHeadBufferReserve);
+    return s;
+  }
+  std::string s = std::move(free_head_buffers_.back());
+  free_head_buffers_.pop_back();
+  return s;
+}
+
+void Worker::give_head_buffer(std::string s) {
+  if (s.capacity() >= kHeadBufferReserve && free_head_buffers_.size() < kMaxFreeParsers) {
+    s.clear();
+    free_head_buffers_.push_back(std::move(s));
+  }
+}
+
+std::unique_ptr<char[]> Worker::take_client_buffer() {
+  if (free_client_buffers_.empty()) {
+    return std::make_unique_for_overwrite<char[]>(kClientBufferSize);
+  }
+  auto b = std::move(free_client_buffers_.back());
+  free_client_buffers_.pop_back();
+  return b;
+}
+
+void Worker::give_client_buffer(std::unique_ptr<char[]> b) {
+  if (b && free_client_buffers_.size() < kMaxFreeParsers) {
+    free_client_buffers_.push_back(std::move(b));
   }
 }
 

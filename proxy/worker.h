@@ -183,11 +183,23 @@ class Worker {
 
   std::unique_ptr<char[]> take_buffer();  // kUpstreamBufferSize bytes
   void give_buffer(std::unique_ptr<char[]> b);
+  // Free lists of what a request needs and an idle connection does not: parsers (between
+  // messages) and the string a head is written into. An idle keep-alive connection gives
+  // them back, so it costs little more than its socket (bench/idle_memory.py).
+  std::unique_ptr<http::RequestParser> take_request_parser();
+  void give_request_parser(std::unique_ptr<http::RequestParser> p);
+  std::unique_ptr<http::ResponseParser> take_response_parser();
+  void give_response_parser(std::unique_ptr<http::ResponseParser> p);
+  std::string take_head_buffer();
+  void give_head_buffer(std::string s);
+  std::unique_ptr<char[]> take_client_buffer();  // kClientBufferSize bytes
+  void give_client_buffer(std::unique_ptr<char[]> b);
   // A pipe for splice, or nullopt when pipes cannot be created (EMFILE).
   std::optional<Pipe> take_pipe();
   void give_pipe(Pipe p);
 
   static constexpr std::size_t kUpstreamBufferSize = 64 * 1024;
+  static constexpr std::size_t kClientBufferSize = 16 * 1024;
 
  private:
   ServiceMetrics& metrics_for(const std::string& service);
@@ -228,6 +240,10 @@ class Worker {
   std::atomic<std::size_t> live_count_{0};
 
   std::vector<std::unique_ptr<char[]>> free_buffers_;
+  std::vector<std::unique_ptr<http::RequestParser>> free_request_parsers_;
+  std::vector<std::unique_ptr<http::ResponseParser>> free_response_parsers_;
+  std::vector<std::string> free_head_buffers_;
+  std::vector<std::unique_ptr<char[]>> free_client_buffers_;
   std::vector<Pipe> free_pipes_;
   std::uint64_t rng_state_;
   std::uint64_t pending_bytes_in_ = 0;
