@@ -132,6 +132,11 @@ Worker::Worker(unsigned index, std::shared_ptr<const config::NodeConfig> config,
       balancer_(cfg_->health),
       pool_(std::make_unique<UpstreamPool>(cfg_->limits.max_idle_upstream_per_endpoint,
                                            timeouts_.upstream_idle)),
+      free_buffers_(kMaxFreeBuffers),
+      free_request_parsers_(kMaxFreeParsers),
+      free_response_parsers_(kMaxFreeParsers),
+      free_head_buffers_(kMaxFreeParsers),
+      free_client_buffers_(kMaxFreeParsers),
       rng_state_(std::random_device{}() ^ (std::uint64_t{index} << 32) ^
                  static_cast<std::uint64_t>(Clock::now().time_since_epoch().count())) {
   live_head_.prev = &live_head_;
@@ -141,7 +146,6 @@ Worker::Worker(unsigned index, std::shared_ptr<const config::NodeConfig> config,
   if (log_) {
     access_log_.emplace(*log_);
   }
-  free_buffers_.reserve(kMaxFreeBuffers);
   free_pipes_.reserve(kMaxFreePipes);
 }
 
@@ -527,65 +531,50 @@ void Worker::apply_settings(std::shared_ptr<const config::NodeConfig> cfg,
 }
 
 std::unique_ptr<http::RequestParser> Worker::take_request_parser() {
-  if (free_request_parsers_.empty()) {
-    return std::make_unique<http::RequestParser>(http_limits_);
-  }
-  auto p = std::move(free_request_parsers_.back());
-  free_request_parsers_.pop_back();
-  return p;
+  return free_request_parsers_.take(
+      [this] { return std::make_unique<http::RequestParser>(http_limits_); });
 }
 
 void Worker::give_request_parser(std::unique_ptr<http::RequestParser> p) {
-  if (p && free_request_parsers_.size() < kMaxFreeParsers) {
-    free_request_parsers_.push_back(std::move(p));
+  if (p) {
+    free_request_parsers_.give(std::move(p));
   }
 }
 
 std::unique_ptr<http::ResponseParser> Worker::take_response_parser() {
-  if (free_response_parsers_.empty()) {
-    return std::make_unique<http::ResponseParser>(http_limits_);
-  }
-  auto p = std::move(free_response_parsers_.back());
-  free_response_parsers_.pop_back();
-  return p;
+  return free_response_parsers_.take(
+      [this] { return std::make_unique<http::ResponseParser>(http_limits_); });
 }
 
 void Worker::give_response_parser(std::unique_ptr<http::ResponseParser> p) {
-  if (p && free_response_parsers_.size() < kMaxFreeParsers) {
-    free_response_parsers_.push_back(std::move(p));
+  if (p) {
+    free_response_parsers_.give(std::move(p));
   }
 }
 
 std::string Worker::take_head_buffer() {
-  if (free_head_buffers_.empty()) {
+  return free_head_buffers_.take([] {
     std::string s;
     s.reserve(kHeadBufferReserve);
     return s;
-  }
-  std::string s = std::move(free_head_buffers_.back());
-  free_head_buffers_.pop_back();
-  return s;
+  });
 }
 
 void Worker::give_head_buffer(std::string s) {
-  if (s.capacity() >= kHeadBufferReserve && free_head_buffers_.size() < kMaxFreeParsers) {
+  if (s.capacity() >= kHeadBufferReserve) {
     s.clear();
-    free_head_buffers_.push_back(std::move(s));
+    free_head_buffers_.give(std::move(s));
   }
 }
 
 std::unique_ptr<char[]> Worker::take_client_buffer() {
-  if (free_client_buffers_.empty()) {
-    return std::make_unique_for_overwrite<char[]>(kClientBufferSize);
-  }
-  auto b = std::move(free_client_buffers_.back());
-  free_client_buffers_.pop_back();
-  return b;
+  return free_client_buffers_.take(
+      [] { return std::make_unique_for_overwrite<char[]>(kClientBufferSize); });
 }
 
 void Worker::give_client_buffer(std::unique_ptr<char[]> b) {
-  if (b && free_client_buffers_.size() < kMaxFreeParsers) {
-    free_client_buffers_.push_back(std::move(b));
+  if (b) {
+    free_client_buffers_.give(std::move(b));
   }
 }
 
@@ -611,17 +600,13 @@ bool Worker::trusted_proxy(const asio::ip::address& peer) const {
 }
 
 std::unique_ptr<char[]> Worker::take_buffer() {
-  if (free_buffers_.empty()) {
-    return std::make_unique_for_overwrite<char[]>(kUpstreamBufferSize);
-  }
-  auto b = std::move(free_buffers_.back());
-  free_buffers_.pop_back();
-  return b;
+  return free_buffers_.take(
+      [] { return std::make_unique_for_overwrite<char[]>(kUpstreamBufferSize); });
 }
 
 void Worker::give_buffer(std::unique_ptr<char[]> b) {
-  if (b && free_buffers_.size() < kMaxFreeBuffers) {
-    free_buffers_.push_back(std::move(b));
+  if (b) {
+    free_buffers_.give(std::move(b));
   }
 }
 

@@ -10,6 +10,7 @@
 #include "mesh/balancer.h"
 #include "mesh/route_table.h"
 #include "proxy/access_log.h"
+#include "proxy/free_list.h"
 #include "proxy/http/parser.h"
 #include "proxy/metrics.h"
 #include "proxy/upstream_pool.h"
@@ -239,11 +240,11 @@ class Worker {
   LiveConn live_head_;  // sentinel of the circular intrusive list
   std::atomic<std::size_t> live_count_{0};
 
-  std::vector<std::unique_ptr<char[]>> free_buffers_;
-  std::vector<std::unique_ptr<http::RequestParser>> free_request_parsers_;
-  std::vector<std::unique_ptr<http::ResponseParser>> free_response_parsers_;
-  std::vector<std::string> free_head_buffers_;
-  std::vector<std::unique_ptr<char[]>> free_client_buffers_;
+  FreeList<std::unique_ptr<char[]>> free_buffers_;
+  FreeList<std::unique_ptr<http::RequestParser>> free_request_parsers_;
+  FreeList<std::unique_ptr<http::ResponseParser>> free_response_parsers_;
+  FreeList<std::string> free_head_buffers_;
+  FreeList<std::unique_ptr<char[]>> free_client_buffers_;
   std::vector<Pipe> free_pipes_;
   std::uint64_t rng_state_;
   std::uint64_t pending_bytes_in_ = 0;

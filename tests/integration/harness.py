@@ -408,33 +408,38 @@ class Client:
             self.sock.close()
 
 
+def read_all(sock, timeout):
+    """Everything the peer sends until it closes or `timeout` passes; (bytes, closed)."""
+    chunks, closed = [], False
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        sock.settimeout(left)
+        try:
+            b = sock.recv(65536)
+        except socket.timeout:
+            break
+        except ConnectionResetError:
+            closed = True
+            break
+        if not b:
+            closed = True
+            break
+        chunks.append(b)
+    return b"".join(chunks), closed
+
+
 def exchange(ip, port, data, timeout=3.0):
     """Sends raw bytes in one write and reads until the peer closes or `timeout` passes.
     Returns (bytes, closed) where closed says whether the peer closed the connection."""
     s = socket.create_connection((ip, port), timeout=timeout)
-    chunks, closed = [], False
     try:
         s.sendall(data)
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            s.settimeout(left)
-            try:
-                b = s.recv(65536)
-            except socket.timeout:
-                break
-            except ConnectionResetError:
-                closed = True
-                break
-            if not b:
-                closed = True
-                break
-            chunks.append(b)
+        return read_all(s, timeout)
     finally:
         s.close()
-    return b"".join(chunks), closed
 
 
 def parse_whoami(body):

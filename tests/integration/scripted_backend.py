@@ -5,8 +5,6 @@ tune it (`?ms=300`). Every request it reads is recorded with its connection's se
 so a test can tell which upstream connection carried what and how often a request arrived.
 Standard library only.
 """
-import socket
-import threading
 import time
 import urllib.parse
 
@@ -168,26 +166,3 @@ class ScriptedBackend(harness._ThreadedServer):
         else:
             c.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
         return True
-
-
-def read_all(sock, timeout):
-    """Everything the peer sends until it closes or `timeout` passes; (bytes, closed)."""
-    chunks, closed = [], False
-    deadline = time.monotonic() + timeout
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            break
-        sock.settimeout(left)
-        try:
-            b = sock.recv(65536)
-        except socket.timeout:
-            break
-        except ConnectionResetError:
-            closed = True
-            break
-        if not b:
-            closed = True
-            break
-        chunks.append(b)
-    return b"".join(chunks), closed

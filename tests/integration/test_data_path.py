@@ -7,13 +7,13 @@ upstream pool is shared by every client of the test and reuse is deterministic.
 """
 import os
 import re
-import signal
 import socket
 import time
 import unittest
 
 import harness
-from scripted_backend import ScriptedBackend, read_all
+from harness import read_all
+from scripted_backend import ScriptedBackend
 
 IP = "127.0.0.41"
 
