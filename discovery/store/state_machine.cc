@@ -374,7 +374,7 @@ ApplyResult apply_json(ClusterState& state, std::string_view command_json) {
   auto decoded = decode_command(command_json);
   if (!decoded) {
     ApplyResult r;
-    r.error = std::move(decoded.error());
+    r.error = decoded.error();
     return r;
   }
   return store::apply(state, *decoded);

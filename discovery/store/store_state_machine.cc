@@ -17,7 +17,7 @@ std::string StoreStateMachine::apply(std::uint64_t index, std::string_view data)
   auto decoded = decode_command(data);
   if (!decoded) {
     ApplyResult rejected;
-    rejected.error = std::move(decoded.error());
+    rejected.error = decoded.error();
     return encode_result(rejected);
   }
   const Command& command = *decoded;

@@ -15,6 +15,7 @@
 //   - compile_route_table accepts every state apply let through.
 
 #include "discovery/manager/request.h"
+#include "discovery/model/join.h"
 #include "discovery/store/commands.h"
 #include "discovery/store/state_json.h"
 #include "discovery/store/state_machine.h"
@@ -32,7 +33,7 @@
 namespace {
 
 using namespace routemesh::discovery;
-using namespace routemesh::discovery::api;
+using namespace routemesh::discovery::manager;
 
 void check(bool ok) {
   if (!ok) {
@@ -87,9 +88,19 @@ std::optional<store::Command> from_api(char kind, std::string_view body) {
       }
       return std::nullopt;
     }
-    case 'j':
-      parsed_value(parse_join_request(body));
+    case 'j': {
+      // The join request's parser must accept or reject, never crash; an accepted one
+      // round-trips through its encoder.
+      const auto join = routemesh::discovery::parse_join_request(body);
+      if (join) {
+        const auto again = routemesh::discovery::parse_join_request(
+            routemesh::discovery::encode_join_request(*join));
+        if (!again || again->name != join->name || again->api != join->api) {
+          __builtin_trap();
+        }
+      }
       return std::nullopt;
+    }
     case 'v': {
       const std::map<std::string, std::string> query{{"version", std::string(body)}};
       const auto parsed = version_param(query);
