@@ -146,7 +146,6 @@ def split_exchange(payload, step, pause=0.002, timeout=3.0):
     """Sends `payload` in pieces of `step` bytes, stopping as soon as a response arrives, then
     reads until the peer closes or `timeout` passes. Returns (bytes, closed)."""
     s = socket.create_connection((IP, HTTP_PORT), timeout=timeout)
-    data, closed = b"", False
     deadline = time.monotonic() + timeout
     try:
         for i in range(0, len(payload), step):
@@ -157,22 +156,9 @@ def split_exchange(payload, step, pause=0.002, timeout=3.0):
                 s.sendall(payload[i:i + step])
             except (BrokenPipeError, ConnectionResetError):
                 break
-        while time.monotonic() < deadline:
-            s.settimeout(max(0.01, deadline - time.monotonic()))
-            try:
-                b = s.recv(65536)
-            except socket.timeout:
-                break
-            except ConnectionResetError:
-                closed = True
-                break
-            if not b:
-                closed = True
-                break
-            data += b
+        return harness.read_all(s, max(0.01, deadline - time.monotonic()))
     finally:
         s.close()
-    return data, closed
 
 
 if __name__ == "__main__":
