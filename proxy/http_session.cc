@@ -651,6 +651,9 @@ asio::awaitable<error_code> Session::exchange(UpstreamPool::Bucket& bucket) {
     // Deadlines of this attempt start now, not when the request began: a slow client (head
     // or upload) is not the upstream's fault.
     attempt_.start = Clock::now();
+    // A fresh attempt: after_attempt() judges a failed connect by these flags too, so none
+    // may be left over from the previous request on this client connection.
+    attempt_.reset_flags();
     bool pooled = false;
     if (fresh == 0) {
       while (auto s = worker_.pool().take(bucket)) {
@@ -671,8 +674,6 @@ asio::awaitable<error_code> Session::exchange(UpstreamPool::Bucket& bucket) {
       const auto ec = co_await connect_upstream(live_, upstream_, bucket.endpoint,
                                                 worker_.timeouts().upstream_connect);
       if (live_.killed) {
-        // after_attempt() judges this by the previous attempt's flags (in_response_body),
-        // which are reset only below.
         co_return errc::killed;
       }
       if (ec) {
@@ -689,7 +690,6 @@ asio::awaitable<error_code> Session::exchange(UpstreamPool::Bucket& bucket) {
     }
     response_parser_->expect_response(request_parser_->head().is_head);
     upstream_in_.clear();
-    attempt_.reset_flags();
 
     // Head and first body bytes (all of a small body) in one gathered write. Written inline:
     // each nested coroutine costs a frame allocation on the hot path.

@@ -38,6 +38,8 @@ class DataPathTest(harness.ClassFixtures, harness.MeshTest):
             {"name": "s", "labels": {"mesh.http": "s.test"}, "tasks": [cls.be.addr]},
             {"name": "a", "labels": {"mesh.http": "a.test"}, "tasks": [cls.be.addr]},
             {"name": "b", "labels": {"mesh.http": "b.test"}, "tasks": [cls.be.addr]},
+            {"name": "dead", "labels": {"mesh.http": "dead.test"},
+             "tasks": [f"127.0.0.1:{harness.free_port('127.0.0.1')}"]},
         ]
         # Scripts that fail on purpose must not eject the one endpoint every test shares.
         cfg = harness.node_config(IP, services, http_port=8080, node={"threads": 1},
@@ -111,6 +113,16 @@ class DataPathTest(harness.ClassFixtures, harness.MeshTest):
         r = c.request("GET", "/die-once?id=get1", host="s.test")
         c.close()
         self.assertEqual(r.status, 200, r.body)
+
+    def test_a_failed_connect_after_a_served_request_is_answered(self):
+        # The second request on a client connection fails to connect: it gets its 502, whatever
+        # the first request's exchange left behind.
+        c = self.fresh()
+        self.assertEqual(c.request("GET", "/ok", host="s.test").status, 200)
+        r = c.request("POST", "/x", host="dead.test", body=b"a=1")
+        c.close()
+        self.assertEqual(r.status, 502, r)
+        self.assertEqual(r.header("x-routemesh-error"), "upstream_connect_failed")
 
     # ---- 3. an upstream that closes mid-body closes the client at once -------------------------
 
