@@ -272,7 +272,7 @@ asio::awaitable<void> Session::run() {
       request_.bytes_in += r.consumed;
       if (r.event == http::Event::error) {
         const auto& e = request_parser_->error();
-        worker_.metrics().bad_requests.Add({{"reason", std::string(e.reason)}}).Increment();
+        worker_.bad_requests(e.reason).Increment();
         co_await reply_error(e.status, "bad_request", e.reason, true);
         co_return;  // RFC 9112 §11.2: close after a framing error
       }
@@ -286,7 +286,7 @@ asio::awaitable<void> Session::run() {
         co_return;
       }
       if (live_.expired) {
-        worker_.metrics().bad_requests.Add({{"reason", "head timeout"}}).Increment();
+        worker_.bad_requests("head timeout").Increment();
         co_await reply_error(408, "request_timeout", "request head not received in time", true);
         co_return;
       }
@@ -456,7 +456,7 @@ bool Session::begin_request() {
   const auto first = feed_request_body();
   if (first.event == http::Event::error) {
     const http::ParseError& e = request_parser_->error();
-    worker_.metrics().bad_requests.Add({{"reason", std::string(e.reason)}}).Increment();
+    worker_.bad_requests(e.reason).Increment();
     set_error(e.status, "bad_request", true, {e.reason});
     return false;
   }
@@ -559,7 +559,7 @@ Session::AfterAttempt Session::after_attempt(const error_code& failure) {
     request_.error = e == errc::upstream_aborted ? "upstream_aborted" : "";
     if (e == errc::bad_request_body) {
       const http::ParseError& pe = request_parser_->error();
-      worker_.metrics().bad_requests.Add({{"reason", std::string(pe.reason)}}).Increment();
+      worker_.bad_requests(pe.reason).Increment();
       request_.error = "bad_request_body";
     }
     end_request();
@@ -593,7 +593,7 @@ Session::AfterAttempt Session::after_attempt(const error_code& failure) {
       return AfterAttempt::send_error;
     case errc::bad_request_body: {
       const http::ParseError& pe = request_parser_->error();
-      worker_.metrics().bad_requests.Add({{"reason", std::string(pe.reason)}}).Increment();
+      worker_.bad_requests(pe.reason).Increment();
       set_error(pe.status, "bad_request", true, {pe.reason});
       return AfterAttempt::send_error;
     }

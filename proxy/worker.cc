@@ -578,6 +578,14 @@ void Worker::give_client_buffer(std::unique_ptr<char[]> b) {
   }
 }
 
+prometheus::Counter& Worker::bad_requests(std::string_view reason) {
+  prometheus::Counter*& slot = bad_request_counters_[reason.data()];
+  if (slot == nullptr) {
+    slot = &metrics_.bad_requests.Add({{"reason", std::string(reason)}});
+  }
+  return *slot;
+}
+
 bool Worker::trusted_proxy(const asio::ip::address& peer) const {
   if (cfg_->node.trusted_proxies.empty()) {
     return false;

@@ -161,6 +161,10 @@ class Worker {
   std::string_view via() const { return via_; }
   ServiceMetrics& service_metrics(std::uint32_t cluster) { return *cluster_metrics_[cluster]; }
   ServiceMetrics& no_route_metrics() { return *no_route_metrics_; }
+  // routemesh_proxy_bad_requests_total{reason}. `reason` is one of the parser's static texts
+  // (or another string literal): its child is looked up in the family (a lock) once per
+  // worker and reason, then cached by address.
+  prometheus::Counter& bad_requests(std::string_view reason);
   std::uint64_t next_random();
   // 16 lower-case hex digits.
   void make_request_id(char (&out)[16]);
@@ -226,6 +230,7 @@ class Worker {
   std::unordered_map<std::string, std::unique_ptr<ServiceMetrics>> service_metrics_;
   std::vector<ServiceMetrics*> cluster_metrics_;
   ServiceMetrics* no_route_metrics_ = nullptr;
+  std::unordered_map<const char*, prometheus::Counter*> bad_request_counters_;
   std::shared_ptr<AccessLog> log_;  // keeps the sink of access_log_ alive across reloads
   std::optional<AccessLogBuffer> access_log_;
 
