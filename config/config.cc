@@ -311,7 +311,14 @@ void read_limits(Reader& r, const YAML::Node& node, const std::string& path, Lim
              {field("max_header_bytes", out.max_header_bytes),
               field("max_uri_bytes", out.max_uri_bytes), field("max_headers", out.max_headers),
               field("max_connections_per_thread", out.max_connections_per_thread),
-              field("max_idle_upstream_per_endpoint", out.max_idle_upstream_per_endpoint)});
+              field("max_idle_upstream_per_endpoint", out.max_idle_upstream_per_endpoint),
+              Reader::Field{"max_request_body_bytes",
+                            [&r, &out](const YAML::Node& n, const std::string& p) {
+                              if (auto v = r.read_integer(n, p, 0, std::uint64_t{1} << 50,
+                                                          "must be 0 (no limit) or a byte count")) {
+                                out.max_request_body_bytes = *v;
+                              }
+                            }}});
 }
 
 void read_health(Reader& r, const YAML::Node& node, const std::string& path, HealthSettings& out) {

@@ -51,6 +51,7 @@ struct Limits {
   std::uint32_t max_headers = 100;             // 431 over this
   std::uint32_t max_connections_per_thread = 10'000;
   std::uint32_t max_idle_upstream_per_endpoint = 256;  // per thread
+  std::uint64_t max_request_body_bytes = 0;  // 413 over this (Content-Length or chunked); 0 = none
 };
 
 // Passive health (outlier detection) settings, applied per proxy thread.

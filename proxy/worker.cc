@@ -53,6 +53,11 @@ Timeouts timeouts_of(const config::NodeConfig& cfg) {
                   ms(cfg.timeouts.drain_ms)};
 }
 
+http::Limits limits_of(const config::NodeConfig& cfg) {
+  return http::Limits{cfg.limits.max_header_bytes, cfg.limits.max_uri_bytes, cfg.limits.max_headers,
+                      cfg.limits.max_request_body_bytes};
+}
+
 milliseconds tick_for(const Timeouts& t) {
   const auto shortest = std::min({t.request_head, t.idle, t.upstream_connect, t.upstream_response,
                                   t.l4_idle, t.upstream_idle});
@@ -125,8 +130,7 @@ Worker::Worker(unsigned index, std::shared_ptr<const config::NodeConfig> config,
       cfg_(std::move(config)),
       metrics_(metrics),
       timeouts_(timeouts_of(*cfg_)),
-      http_limits_{cfg_->limits.max_header_bytes, cfg_->limits.max_uri_bytes,
-                   cfg_->limits.max_headers},
+      http_limits_(limits_of(*cfg_)),
       via_(cfg_->node.via ? "routemesh" : ""),
       tick_period_(tick_for(timeouts_)),
       balancer_(cfg_->health),
@@ -510,8 +514,7 @@ void Worker::apply_settings(std::shared_ptr<const config::NodeConfig> cfg,
                             std::shared_ptr<AccessLog> log) {
   cfg_ = std::move(cfg);
   timeouts_ = timeouts_of(*cfg_);
-  http_limits_ = http::Limits{cfg_->limits.max_header_bytes, cfg_->limits.max_uri_bytes,
-                              cfg_->limits.max_headers};
+  http_limits_ = limits_of(*cfg_);
   via_ = cfg_->node.via ? "routemesh" : "";
   tick_period_ = tick_for(timeouts_);
   free_request_parsers_.clear();  // built with the old limits

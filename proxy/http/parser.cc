@@ -82,6 +82,7 @@ constexpr std::string_view kNoHost = "missing Host field";
 constexpr std::string_view kBadHost = "invalid Host (expected host[:port])";
 constexpr std::string_view kBadAuthority = "invalid authority in the request target";
 constexpr std::string_view kTeOnlyChunked = "Transfer-Encoding other than chunked";
+constexpr std::string_view kBodyTooLarge = "request body too large";
 constexpr std::string_view kVersion = "HTTP version not supported";
 constexpr std::string_view kBadChunkEnd = "chunked body not terminated by CRLF";
 constexpr std::string_view kBadStatus = "invalid status code";
@@ -828,6 +829,10 @@ class Core {
     h.body = body_kind_;
     h.content_length = body_kind_ == BodyKind::content_length ? content_length_ : 0;
     h.keep_alive = llhttp_should_keep_alive(&ll_) != 0;
+    // RFC 9110 §15.5.14: refused before a byte of the body is read or forwarded.
+    if (limits_.max_body_bytes != 0 && h.content_length > limits_.max_body_bytes) {
+      return fail_cb(413, kBodyTooLarge);
+    }
     return 0;
   }
 
@@ -883,7 +888,13 @@ class Core {
   }
 
   static int on_body(llhttp_t* p, const char*, std::size_t n) {
-    self(p).body_bytes_ += n;
+    Core& c = self(p);
+    c.body_bytes_ += n;
+    // A chunked request body is counted as it streams (a Content-Length one was checked at
+    // the head).
+    if (c.request_ && c.limits_.max_body_bytes != 0 && c.body_bytes_ > c.limits_.max_body_bytes) {
+      return c.fail_cb(413, kBodyTooLarge);
+    }
     return 0;
   }
 

@@ -22,6 +22,7 @@ struct Limits {
   std::uint32_t max_header_bytes = 16 * 1024;  // whole head incl. request line -> 431
   std::uint32_t max_uri_bytes = 8 * 1024;      // -> 414
   std::uint32_t max_headers = 100;             // -> 431
+  std::uint64_t max_body_bytes = 0;            // requests only, 0 = no limit -> 413
 };
 
 enum class Event {

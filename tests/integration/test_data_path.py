@@ -347,6 +347,27 @@ class TimersTest(harness.MeshTest):
         self.assertGreaterEqual(n.metric("routemesh_config_reload_restart_required_total") or 0, 1)
 
 
+class BodyLimitTest(harness.MeshTest):
+    """11. limits.max_request_body_bytes: 413 before the body is forwarded."""
+    IP = "127.0.0.45"
+
+    def test_a_request_body_over_the_limit_gets_413(self):
+        be = ScriptedBackend()
+        self.addCleanup(be.close)
+        services = [{"name": "s", "labels": {"mesh.http": "s.test"}, "tasks": [be.addr]}]
+        n = self.node(harness.node_config(self.IP, services, http_port=8080, node={"threads": 1},
+                                          limits={"max_request_body_bytes": 1000}))
+        data, closed = harness.exchange(
+            self.IP, n.http_port,
+            b"POST /ok HTTP/1.1\r\nHost: s.test\r\nContent-Length: 1001\r\n\r\n" + b"x" * 1001)
+        self.assertTrue(data.startswith(b"HTTP/1.1 413"), data[:60])
+        self.assertTrue(closed)
+        self.assertEqual(be.count(lambda q: q.method == "POST"), 0, "the body must not be forwarded")
+        c = harness.Client(self.IP, n.http_port)
+        self.assertEqual(c.request("POST", "/ok", host="s.test", body=b"y" * 1000).status, 200)
+        c.close()
+
+
 class LocalResourcesTest(harness.MeshTest):
     """6. Running out of descriptors is not the endpoint's fault."""
     IP = "127.0.0.44"

@@ -396,3 +396,12 @@ TEST_CASE("restart_required names exactly the node keys a reload cannot apply") 
   CHECK(restart_required(a, b) ==
         std::vector<std::string>{"node.name", "node.listen", "node.admin"});
 }
+
+TEST_CASE("limits.max_request_body_bytes is a byte count, 0 meaning no limit") {
+  CHECK(parse_ok("").limits.max_request_body_bytes == 0);
+  CHECK(parse_ok("limits:\n  max_request_body_bytes: 1048576\n").limits.max_request_body_bytes ==
+        1048576);
+  auto errors = parse_errors("limits:\n  max_request_body_bytes: -1\n");
+  REQUIRE(errors.size() == 1);
+  CHECK(errors[0].path == "limits.max_request_body_bytes");
+}

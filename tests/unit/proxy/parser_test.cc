@@ -808,3 +808,34 @@ TEST_CASE("llhttp strict mode alone accepts what the raw scan must reject", "[pa
     }
   }
 }
+
+TEST_CASE("a request body over max_body_bytes is refused with 413", "[parser]") {
+  Limits limits;
+  limits.max_body_bytes = 10;
+  {
+    RequestParser p(limits);
+    const std::string req = "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\n";
+    const FeedResult r = p.feed(req.data(), req.size());
+    REQUIRE(r.event == Event::error);
+    CHECK(p.error().status == 413);
+  }
+  {
+    RequestParser p(limits);
+    const std::string req = "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n0123456789";
+    FeedResult r = p.feed(req.data(), req.size());
+    REQUIRE(r.event == Event::head_complete);
+    r = p.feed(req.data() + r.consumed, req.size() - r.consumed);
+    CHECK(r.event == Event::message_complete);
+  }
+  {
+    RequestParser p(limits);
+    const std::string head = "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n";
+    const std::string body = "6\r\nabcdef\r\n6\r\nghijkl\r\n0\r\n\r\n";
+    const std::string req = head + body;
+    FeedResult r = p.feed(req.data(), req.size());
+    REQUIRE(r.event == Event::head_complete);
+    r = p.feed(req.data() + r.consumed, req.size() - r.consumed);
+    REQUIRE(r.event == Event::error);
+    CHECK(p.error().status == 413);
+  }
+}
