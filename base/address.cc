@@ -2,7 +2,10 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <cstring>
+#include <iterator>
+#include <string>
 
 namespace routemesh::base {
 
@@ -109,6 +112,32 @@ bool is_ipv6_literal(std::string_view text) {
 
 bool is_ip_literal(std::string_view text) {
   return is_ipv4_literal(text) || is_ipv6_literal(text);
+}
+
+bool is_unspecified_ip(std::string_view text) {
+  unsigned char bytes[16] = {};
+  if (pton(AF_INET, text, bytes)) {
+    return bytes[0] == 0 && bytes[1] == 0 && bytes[2] == 0 && bytes[3] == 0;
+  }
+  if (pton(AF_INET6, text, bytes)) {
+    return std::all_of(std::begin(bytes), std::end(bytes), [](unsigned char b) { return b == 0; });
+  }
+  return false;
+}
+
+std::string join_host_port(std::string_view ip, std::uint16_t port) {
+  std::string out;
+  const bool v6 = ip.find(':') != std::string_view::npos;
+  if (v6) {
+    out += '[';
+  }
+  out += ip;
+  if (v6) {
+    out += ']';
+  }
+  out += ':';
+  out += std::to_string(port);
+  return out;
 }
 
 std::optional<std::uint32_t> parse_ipv4(std::string_view text) {

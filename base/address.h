@@ -46,6 +46,12 @@ bool is_ipv6_literal(std::string_view text);
 // Either of the above, e.g. "127.0.0.1" or "::1".
 bool is_ip_literal(std::string_view text);
 
+// "0.0.0.0", "::" and the other spellings of the unspecified address (any interface).
+bool is_unspecified_ip(std::string_view text);
+
+// "IP:PORT", with brackets around an IPv6 literal ("[::1]:80").
+std::string join_host_port(std::string_view ip, std::uint16_t port);
+
 // An IPv4 literal as a number in host byte order ("10.0.0.1" -> 0x0A000001).
 std::optional<std::uint32_t> parse_ipv4(std::string_view text);
 

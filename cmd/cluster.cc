@@ -67,8 +67,12 @@ std::uint64_t random_id() {
 // io_context however many states arrived (a burst of applies, a batch of watch lines).
 class Publisher {
  public:
-  Publisher(asio::any_io_executor executor, proxy::ProxyServer& proxy, prometheus::Gauge& revision)
-      : executor_(std::move(executor)), proxy_(proxy), revision_(revision) {}
+  Publisher(asio::any_io_executor executor, proxy::ProxyServer& proxy, prometheus::Gauge& revision,
+            std::string local_node)
+      : executor_(std::move(executor)),
+        proxy_(proxy),
+        revision_(revision),
+        local_node_(std::move(local_node)) {}
 
   void schedule(const discovery::ClusterState& state) {
     latest_ = &state;
@@ -81,7 +85,8 @@ class Publisher {
       if (latest_ == nullptr || stopped_) {
         return;
       }
-      auto table = std::make_shared<const mesh::RouteTable>(mesh::compile_route_table(*latest_));
+      auto table = std::make_shared<const mesh::RouteTable>(
+          mesh::compile_route_table(*latest_, local_node_));
       revision_.Set(static_cast<double>(latest_->revision));
       proxy_.publish(std::move(table));
     });
@@ -92,6 +97,7 @@ class Publisher {
   asio::any_io_executor executor_;
   proxy::ProxyServer& proxy_;
   prometheus::Gauge& revision_;
+  std::string local_node_;  // this node's name: its tasks are local, others' go by the overlay
   const discovery::ClusterState* latest_ = nullptr;  // owned by the Store or the WatchClient
   bool pending_ = false;
   bool stopped_ = false;
@@ -159,6 +165,7 @@ asio::awaitable<void> start_cluster(ClusterNode& n) {
     if (n.manager()) {
       request.peer = cl.peer;
     }
+    request.overlay = n.cfg.node.overlay;
     spdlog::info("cluster: joining via {} as {}", n.join, n.manager() ? "manager" : "worker");
     // Named arguments, no temporaries in the co_await: see api.cc commit() on GCC 12.
     std::string address = n.join;
@@ -231,6 +238,7 @@ asio::awaitable<void> start_cluster(ClusterNode& n) {
       bo.self.role = discovery::NodeRole::manager;
       bo.self.address = n.admin_address;
       bo.self.peer = n.store->raft().peer_address();
+      bo.self.overlay = n.cfg.node.overlay;
       bo.self.status = discovery::NodeStatus::ready;
       asio::co_spawn(ex, manager::bootstrap_cluster(*n.store, std::move(bo)),
                      base::log_and_count("cluster: bootstrap"));
@@ -361,7 +369,7 @@ int run_cluster_node(const NodeOptions& options, const config::NodeConfig& cfg) 
   auto& admin = dp->admin;
   const std::uint16_t admin_port = dp->admin_port;
 
-  Publisher publisher(control.get_executor(), *proxy, revision);
+  Publisher publisher(control.get_executor(), *proxy, revision, cfg.node.name);
   ClusterNode node{cfg, join, control, *admin, {}, publisher, *registry};
   // Until the API is registered (a manager still joining or opening its store) the cluster
   // paths answer 503, so a node joining through this one retries; a worker never serves them.

@@ -286,6 +286,19 @@ void read_node(Reader& r, const YAML::Node& node, const std::string& path, NodeS
            }},
           {"access_log", [&](const YAML::Node& n,
                              const std::string& p) { read_access_log(r, n, p, out.access_log); }},
+          {"overlay",
+           [&](const YAML::Node& n, const std::string& p) {
+             if (!r.read_string(n, p, out.overlay)) {
+               return;
+             }
+             if (out.overlay == "off") {
+               out.overlay_off = true;
+               out.overlay.clear();
+             } else if (auto hp = base::parse_host_port(out.overlay);
+                        !hp || !base::is_ip_literal(hp->host) || hp->port == 0) {
+               r.error(p, "expected IP:PORT (a specific address other nodes can reach) or \"off\"");
+             }
+           }},
       });
 }
 
@@ -547,6 +560,10 @@ ParseResult parse_document(const YAML::Node& root) {
   if (cfg.cluster_mode && !cfg.services.empty()) {
     r.error("services", "not allowed in cluster mode; use the API");
   }
+  if (cfg.cluster_mode && cfg.node.overlay.empty() && !cfg.node.overlay_off &&
+      !base::is_unspecified_ip(cfg.node.listen)) {
+    cfg.node.overlay = base::join_host_port(cfg.node.listen, kDefaultOverlayPort);
+  }
   if (!r.errors().empty()) {
     return std::move(r.errors());
   }
@@ -604,6 +621,9 @@ std::vector<std::string> restart_required(const NodeConfig& current, const NodeC
   }
   if (a.threads != b.threads) {
     keys.emplace_back("node.threads");
+  }
+  if (a.overlay != b.overlay) {
+    keys.emplace_back("node.overlay");
   }
   return keys;
 }

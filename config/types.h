@@ -33,7 +33,15 @@ struct NodeSettings {
   // believed (a load balancer in front). From any other peer they are replaced or dropped.
   // IPv4 CIDRs ("10.0.0.0/8") or single IPv4 addresses (a /32).
   std::vector<base::Ipv4Cidr> trusted_proxies;
+  // The overlay listener "IP:PORT" other nodes send streams for this node's tasks to; "" =
+  // none. In cluster mode it defaults to node.listen:4789 (the port Swarm's overlay uses) when
+  // node.listen is a specific address; "off" turns it off (remote tasks are then dialled
+  // directly).
+  std::string overlay;
+  bool overlay_off = false;  // "off" was written
 };
+
+inline constexpr std::uint16_t kDefaultOverlayPort = 4789;
 
 struct Timeouts {
   std::uint32_t request_head_ms = 10'000;       // 408 after this without a full head

@@ -82,8 +82,10 @@ std::optional<Pick> Balancer::pick(std::uint32_t cluster, std::uint64_t rnd, Clo
 
   // No "panic mode" (Envoy routes to every host once too many are unhealthy): an ejected
   // endpoint stays out, and with none left the caller answers 503.
+  bool local_only = false;  // prefer-local with a usable local endpoint: only those count
   auto candidate = [&](std::uint32_t i) {
-    return endpoints[i].healthy && !(now < stats[i].ejected_until) && exclude != i;
+    return endpoints[i].healthy && !(now < stats[i].ejected_until) && exclude != i &&
+           (!local_only || endpoints[i].local);
   };
 
   if (!sticky.empty()) {
@@ -95,6 +97,15 @@ std::optional<Pick> Balancer::pick(std::uint32_t cluster, std::uint64_t rnd, Clo
         break;
       }
     }
+  }
+
+  if (table_->clusters[cluster].prefer_local) {
+    local_only = true;
+    bool any_local = false;
+    for (std::uint32_t i = 0; i < n && !any_local; ++i) {
+      any_local = candidate(i);
+    }
+    local_only = any_local;
   }
 
   std::uint32_t count = 0;

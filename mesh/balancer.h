@@ -54,7 +54,8 @@ class Balancer {
   // Chooses an endpoint of `cluster` (index into the table given to on_table).
   // `sticky` is the endpoint key from the sticky cookie, if any: used when that endpoint
   // exists and is not ejected. `exclude` (index) is skipped (retry on another endpoint).
-  // Ejected or unhealthy endpoints are skipped; when all are ejected, returns nullopt.
+  // Ejected or unhealthy endpoints are skipped; when all are ejected, returns nullopt. With
+  // Cluster::prefer_local, a usable local endpoint is chosen over any remote one.
   std::optional<Pick> pick(std::uint32_t cluster, std::uint64_t rnd, Clock::time_point now,
                            std::string_view sticky = {},
                            std::optional<std::uint32_t> exclude = std::nullopt);

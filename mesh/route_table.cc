@@ -1,5 +1,7 @@
 #include "mesh/route_table.h"
 
+#include "base/address.h"
+
 #include <boost/json.hpp>
 
 #include <arpa/inet.h>
@@ -44,7 +46,17 @@ std::string endpoint_key(const IpAddress& ip, std::uint16_t port) {
 // Builds clusters while keeping one cluster per (service, task port).
 class ClusterBuilder {
  public:
-  ClusterBuilder(const ClusterState& state, RouteTable& table) : state_(state), table_(table) {}
+  ClusterBuilder(const ClusterState& state, std::string_view local_node, RouteTable& table)
+      : state_(state), local_node_(local_node), table_(table) {
+    // Tasks by service (in id order, as state.tasks is keyed by id) and nodes by name, so a
+    // cluster costs what its own tasks cost.
+    for (const auto& [id, task] : state.tasks) {
+      tasks_by_service_[task.service].push_back(&task);
+    }
+    for (const auto& [id, node] : state.nodes) {
+      nodes_by_name_[node.name] = &node;
+    }
+  }
 
   std::uint32_t get(const Service& service, std::uint16_t port,
                     const discovery::Exposure& exposure) {
@@ -57,13 +69,24 @@ class ClusterBuilder {
     cluster.index = static_cast<std::uint32_t>(table_.clusters.size());
     cluster.lb = exposure.lb;
     cluster.sticky_cookie = exposure.sticky_cookie;
-    // Tasks are keyed by id, so this walks them in id order (determinism).
-    for (const auto& [id, task] : state_.tasks) {
-      if (task.service != service.name) {
-        continue;
-      }
-      auto endpoint = make_endpoint(task, port);
-      if (endpoint) {
+    cluster.prefer_local = exposure.prefer_local;
+    cluster.proxy_protocol = exposure.proxy_protocol;
+    cluster.drain_grace_ms = exposure.drain_grace_ms;
+    if (auto it = tasks_by_service_.find(service.name); it != tasks_by_service_.end()) {
+      for (const Task* task : it->second) {
+        auto endpoint = make_endpoint(*task, port);
+        if (!endpoint) {
+          continue;
+        }
+        if (endpoint->local && !local_node_.empty()) {
+          auto& targets = table_.local_targets[endpoint->task_id];
+          const bool known = std::any_of(targets.begin(), targets.end(),
+                                         [&](const auto& t) { return t.port == endpoint->port; });
+          if (!known) {
+            targets.push_back(
+                LocalTarget{service.name, endpoint->port, endpoint->ip, exposure.proxy_protocol});
+          }
+        }
         cluster.endpoints.push_back(std::move(*endpoint));
       }
     }
@@ -75,7 +98,7 @@ class ClusterBuilder {
  private:
   // validate_state rejects bad addresses and missing ports; should one slip through, the
   // endpoint is left out rather than routed to an address that cannot be dialled.
-  static std::optional<Endpoint> make_endpoint(const Task& task, std::uint16_t port) {
+  std::optional<Endpoint> make_endpoint(const Task& task, std::uint16_t port) const {
     auto ip = parse_ip(task.address);
     std::uint16_t effective = task.port != 0 ? task.port : port;
     if (!ip || effective == 0) {
@@ -86,12 +109,51 @@ class ClusterBuilder {
     endpoint.node = task.node;
     endpoint.port = effective;
     endpoint.key = endpoint_key(*ip, effective);
+    if (!task.node.empty()) {
+      endpoint.key += '@';
+      endpoint.key += task.node;
+    }
     endpoint.ip = std::move(*ip);
-    endpoint.healthy = task.health != TaskHealth::unhealthy && task.health != TaskHealth::draining;
+    endpoint.draining = task.health == TaskHealth::draining;
+    endpoint.healthy = task.health != TaskHealth::unhealthy && !endpoint.draining;
+    const discovery::Node* node = nullptr;
+    if (auto it = nodes_by_name_.find(task.node); it != nodes_by_name_.end()) {
+      node = it->second;
+    }
+    if (node != nullptr && node->status == discovery::NodeStatus::down) {
+      endpoint.healthy = false;
+    }
+    if (!local_node_.empty() && !task.node.empty() && task.node != local_node_ && node != nullptr &&
+        !node->overlay.empty()) {
+      if (auto hop = parse_overlay(node->overlay)) {
+        endpoint.local = false;
+        endpoint.via = std::move(*hop);
+      }
+    }
     return endpoint;
   }
 
+  static std::optional<OverlayHop> parse_overlay(const std::string& text) {
+    const auto colon = text.rfind(':');
+    if (colon == std::string::npos || colon == 0) {
+      return std::nullopt;
+    }
+    std::string host = text.substr(0, colon);
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+      host = host.substr(1, host.size() - 2);
+    }
+    auto ip = parse_ip(host);
+    const auto port = base::parse_port(std::string_view(text).substr(colon + 1));
+    if (!ip || !port || *port == 0) {
+      return std::nullopt;
+    }
+    return OverlayHop{std::move(*ip), *port};
+  }
+
   const ClusterState& state_;
+  std::string_view local_node_;
+  std::map<std::string, std::vector<const Task*>, std::less<>> tasks_by_service_;
+  std::map<std::string, const discovery::Node*, std::less<>> nodes_by_name_;
   RouteTable& table_;
   std::map<std::pair<std::string, std::uint16_t>, std::uint32_t> index_;
 };
@@ -218,10 +280,25 @@ json::object host_json(const HostRoutes& routes, const RouteTable& table) {
 
 }  // namespace
 
-RouteTable compile_route_table(const ClusterState& state) {
+const LocalTarget* find_local_target(const RouteTable& table, std::string_view task_id,
+                                     std::uint16_t port) {
+  // An overlay preamble is short; a std::string for the lookup costs nothing next to a connect.
+  auto it = table.local_targets.find(std::string(task_id));
+  if (it == table.local_targets.end()) {
+    return nullptr;
+  }
+  for (const auto& t : it->second) {
+    if (t.port == port) {
+      return &t;
+    }
+  }
+  return nullptr;
+}
+
+RouteTable compile_route_table(const ClusterState& state, std::string_view local_node) {
   RouteTable table;
   table.revision = state.revision;
-  ClusterBuilder clusters(state, table);
+  ClusterBuilder clusters(state, local_node, table);
   std::map<std::string, HostRoutes> wildcards;  // suffix -> routes, merged across services
 
   for (const auto& [name, service] : state.services) {
@@ -318,8 +395,15 @@ std::string to_json(const RouteTable& table) {
       json::object e;
       e["task"] = endpoint.task_id;
       e["node"] = endpoint.node;
-      e["address"] = endpoint.key;
+      e["address"] = endpoint.ip.v6 ? "[" + endpoint.ip.text + "]:" + std::to_string(endpoint.port)
+                                    : endpoint.ip.text + ":" + std::to_string(endpoint.port);
+      e["key"] = endpoint.key;
       e["healthy"] = endpoint.healthy;
+      e["draining"] = endpoint.draining;
+      e["local"] = endpoint.local;
+      if (endpoint.via) {
+        e["via"] = endpoint.via->ip.text + ":" + std::to_string(endpoint.via->port);
+      }
       endpoints.push_back(std::move(e));
     }
     c["endpoints"] = std::move(endpoints);

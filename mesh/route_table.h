@@ -27,13 +27,28 @@ struct IpAddress {
   std::string text;  // as written, for logs and JSON
 };
 
-struct Endpoint {
-  std::string task_id;
-  std::string node;  // "" = local
+// Where a remote task's node accepts overlay streams.
+struct OverlayHop {
   IpAddress ip;
   std::uint16_t port = 0;
-  bool healthy = true;  // from the state (active health later); passive health is per thread
-  // Stable identity across table swaps: "ip:port". Per-thread balancer state is keyed by it.
+};
+
+struct Endpoint {
+  std::string task_id;
+  std::string node;  // the node the task runs on ("" = this node, outside cluster mode)
+  IpAddress ip;
+  std::uint16_t port = 0;
+  // From the state: not unhealthy, not draining, its node not down. Passive health is per
+  // thread, in the Balancer.
+  bool healthy = true;
+  bool draining = false;
+  // The task runs on this node (or its node is unknown here, or has no overlay address: then
+  // it is dialled directly, as before the overlay existed).
+  bool local = true;
+  std::optional<OverlayHop> via;  // set when !local: the task's node's overlay listener
+  // Stable identity across table swaps and nodes: "ip:port", or "ip:port@node" for a task
+  // that names its node (two nodes may both run a task at 172.17.0.2:80). The balancer's
+  // per-thread state, the upstream pool and the sticky cookie are keyed by it.
   std::string key;
 };
 
@@ -43,7 +58,18 @@ struct Cluster {
   std::uint32_t index = 0;  // position in RouteTable::clusters
   LbPolicy lb = LbPolicy::round_robin;
   std::optional<std::string> sticky_cookie;
+  bool prefer_local = false;  // pick among healthy local endpoints first
+  discovery::ProxyProtocol proxy_protocol = discovery::ProxyProtocol::none;  // layer 4 only
+  std::uint32_t drain_grace_ms = 30'000;
   std::vector<Endpoint> endpoints;
+};
+
+// A task of this node that overlay streams may target: the receiving side's whole check.
+struct LocalTarget {
+  std::string service;
+  std::uint16_t port = 0;  // the task port streams may ask for
+  IpAddress ip;
+  discovery::ProxyProtocol proxy_protocol = discovery::ProxyProtocol::none;
 };
 
 struct PathRoute {
@@ -83,7 +109,14 @@ struct RouteTable {
   // Published ports routed by Host (HRM ports other than the node's http_port, e.g. a
   // service publishing 8081:80 with a mesh.http label makes 8081 an HTTP port too).
   std::vector<std::uint16_t> http_ports;
+  // This node's tasks of exposed services, by task id: what an overlay preamble may name.
+  std::unordered_map<std::string, std::vector<LocalTarget>> local_targets;
 };
+
+// The local target named by an overlay preamble (task id and task port), or nullptr when the
+// task is not one of this node's tasks of an exposed service on that port.
+const LocalTarget* find_local_target(const RouteTable& table, std::string_view task_id,
+                                     std::uint16_t port);
 
 struct RouteMatch {
   const Cluster* cluster = nullptr;
@@ -93,7 +126,10 @@ struct RouteMatch {
 
 // Compiles state into a table. Pure and deterministic. Assumes validate_state passed; a
 // service whose labels fail to parse is skipped.
-RouteTable compile_route_table(const discovery::ClusterState& state);
+// `local_node` is this node's name: tasks of other known nodes with an overlay address are
+// reached through that node's overlay; "" (outside cluster mode) makes every task local.
+RouteTable compile_route_table(const discovery::ClusterState& state,
+                               std::string_view local_node = {});
 
 // Finds the route for a request. `host` may carry a port and any case; `path` is the
 // request target's path (origin-form; an absolute-form target is reduced by the caller).

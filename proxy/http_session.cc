@@ -1,5 +1,7 @@
 #include "proxy/http_session.h"
 
+#include "proxy/overlay/overlay.h"
+
 #include "base/check.h"
 #include "proxy/drain_read.h"
 #include "proxy/errc.h"
@@ -41,13 +43,6 @@ constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 // EAGAIN. Reads from the client use a plain buffer: with DrainBuffer on both sides, p99 at
 // 45k req/s paced rose from ~1.2 ms to ~3.5 ms (bench/run.sh's paced case; the cause in the
 // reactor's ordering was not pinned down), while either side alone showed no such tail.
-
-// A pooled connection is usable when reading would block (no EOF, no error, no stray bytes).
-bool idle_connection_alive(tcp::socket& s) {
-  char c;
-  const ssize_t n = ::recv(s.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
-  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
-}
 
 // Every failure exchange() reports is one of ours.
 errc failure_of(const error_code& ec) {
@@ -671,8 +666,15 @@ asio::awaitable<error_code> Session::exchange(UpstreamPool::Bucket& bucket) {
       }
     }
     if (!pooled) {
-      const auto ec = co_await connect_upstream(live_, upstream_, bucket.endpoint,
-                                                worker_.timeouts().upstream_connect);
+      error_code ec;
+      if (bucket.via) {
+        const auto preamble = make_preamble(mesh::overlay::StreamProtocol::http, bucket.task_id,
+                                            bucket.endpoint.port(), client_);
+        ec = co_await open_overlay_stream(worker_, live_, upstream_, *bucket.via, preamble);
+      } else {
+        ec = co_await connect_upstream(live_, upstream_, bucket.endpoint,
+                                       worker_.timeouts().upstream_connect);
+      }
       if (live_.killed) {
         co_return errc::killed;
       }

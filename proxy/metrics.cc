@@ -44,6 +44,22 @@ Metrics::Metrics(prometheus::Registry& r)
       session_errors(counter(r, "routemesh_proxy_session_errors_total",
                              "Exceptions caught at a session boundary")),
       downstream_rejected(counter(r, "routemesh_proxy_downstream_connections_rejected_total",
-                                  "Connections closed at once: per-thread connection limit")) {}
+                                  "Connections closed at once: per-thread connection limit")),
+      overlay_streams_out(
+          counter_family(r, "routemesh_overlay_streams_total",
+                         "Overlay streams: out = to a task on another node, in = for a task here")
+              .Add({{"direction", "out"}})),
+      overlay_streams_in(
+          counter_family(r, "routemesh_overlay_streams_total",
+                         "Overlay streams: out = to a task on another node, in = for a task here")
+              .Add({{"direction", "in"}})),
+      overlay_refused(counter_family(r, "routemesh_overlay_refused_total",
+                                     "Overlay streams refused, by direction and reason")),
+      overlay_connect_errors(counter(r, "routemesh_overlay_connect_errors_total",
+                                     "Failed connections to another node's overlay port")),
+      overlay_spare_hits(counter(r, "routemesh_overlay_spare_connections_used_total",
+                                 "Overlay streams opened on a pre-established connection")),
+      overlay_spare_misses(counter(r, "routemesh_overlay_spare_connections_missed_total",
+                                   "Overlay streams that had to connect first (no spare)")) {}
 
 }  // namespace routemesh::proxy

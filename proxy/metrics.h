@@ -50,6 +50,20 @@ struct Metrics {
   // routemesh_proxy_downstream_connections_rejected_total: accepted then closed at once because
   // the thread was at limits.max_connections_per_thread (added by the proxy driver).
   prometheus::Counter& downstream_rejected;
+
+  // The overlay (routemesh_overlay_*).
+  // streams_total{direction="out|in"}: streams opened to another node / accepted for a task here
+  prometheus::Counter& overlay_streams_out;
+  prometheus::Counter& overlay_streams_in;
+  // refused_total{reason}: incoming preambles refused (malformed, unknown_target,
+  // task_connect_failed) and, with direction out, answers other nodes gave
+  prometheus::Family<prometheus::Counter>& overlay_refused;
+  // connect_errors_total: connections to another node's overlay port that failed
+  prometheus::Counter& overlay_connect_errors;
+  // spare_connections_used_total / _missed_total: streams that found a pre-established
+  // connection to the peer, or had to connect first
+  prometheus::Counter& overlay_spare_hits;
+  prometheus::Counter& overlay_spare_misses;
 };
 
 }  // namespace routemesh::proxy

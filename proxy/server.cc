@@ -1,16 +1,19 @@
 #include "proxy/server.h"
 
+#include "base/address.h"
 #include "proxy/access_log.h"
 #include "proxy/worker.h"
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/ip/address.hpp>
 #include <boost/asio/post.hpp>
 
 #include <algorithm>
 #include <condition_variable>
 #include <csignal>
 #include <mutex>
+#include <system_error>
 #include <thread>
 
 namespace routemesh::proxy {
@@ -69,6 +72,18 @@ class ProxyServerImpl final : public ProxyServer {
     std::uint16_t port = cfg_.node.http_port;
     for (auto& w : workers_) {
       port = w->open_hrm(port);
+    }
+    if (!cfg_.node.overlay.empty()) {
+      const auto hp = base::parse_host_port(cfg_.node.overlay);
+      if (!hp) {
+        throw std::system_error(std::make_error_code(std::errc::invalid_argument),
+                                "node.overlay " + cfg_.node.overlay);
+      }
+      const tcp::endpoint at(asio::ip::make_address(hp->host), hp->port);
+      for (auto& w : workers_) {
+        w->open_overlay(at);
+      }
+      spdlog::info("overlay: listening on {}", cfg_.node.overlay);
     }
     port_ = port;
     for (auto& w : workers_) {

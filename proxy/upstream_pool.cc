@@ -2,20 +2,33 @@
 
 #include <boost/asio/ip/address.hpp>
 
+#include <sys/socket.h>
+
 #include <algorithm>
+#include <cerrno>
 
 namespace routemesh::proxy {
 
 namespace asio = boost::asio;
 
-asio::ip::tcp::endpoint to_tcp_endpoint(const mesh::Endpoint& e) {
-  if (e.ip.v6) {
+asio::ip::tcp::endpoint to_tcp_endpoint(const mesh::IpAddress& ip, std::uint16_t port) {
+  if (ip.v6) {
     asio::ip::address_v6::bytes_type b;
-    std::copy(e.ip.bytes.begin(), e.ip.bytes.end(), b.begin());
-    return {asio::ip::address_v6(b), e.port};
+    std::copy(ip.bytes.begin(), ip.bytes.end(), b.begin());
+    return {asio::ip::address_v6(b), port};
   }
-  asio::ip::address_v4::bytes_type b{e.ip.bytes[0], e.ip.bytes[1], e.ip.bytes[2], e.ip.bytes[3]};
-  return {asio::ip::address_v4(b), e.port};
+  asio::ip::address_v4::bytes_type b{ip.bytes[0], ip.bytes[1], ip.bytes[2], ip.bytes[3]};
+  return {asio::ip::address_v4(b), port};
+}
+
+asio::ip::tcp::endpoint to_tcp_endpoint(const mesh::Endpoint& e) {
+  return to_tcp_endpoint(e.ip, e.port);
+}
+
+bool idle_connection_alive(asio::ip::tcp::socket& s) {
+  char c;
+  const ssize_t n = ::recv(s.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
 UpstreamPool::UpstreamPool(std::uint32_t max_idle_per_endpoint,
@@ -43,11 +56,18 @@ void UpstreamPool::on_table(const mesh::RouteTable& table) {
         slot->idle.reserve(std::min<std::uint32_t>(max_idle_, 64));
       }
       const auto ep = to_tcp_endpoint(e);
-      if (slot->endpoint != ep) {
-        // Same key, different parsed address cannot happen for "ip:port" keys; be safe.
+      std::optional<asio::ip::tcp::endpoint> via;
+      if (e.via) {
+        via = to_tcp_endpoint(e.via->ip, e.via->port);
+      }
+      if (slot->endpoint != ep || slot->via != via) {
+        // The task's node moved its overlay listener (or the task became local): the idle
+        // connections go somewhere else now.
         drop_idle(*slot);
         slot->endpoint = ep;
+        slot->via = via;
       }
+      slot->task_id = e.task_id;
       slot->orphaned = false;
       index_[c].push_back(slot.get());
     }

@@ -34,6 +34,10 @@ class UpstreamPool {
   struct Bucket {
     std::string key;
     tcp::endpoint endpoint;
+    // A task on another node: connections are overlay streams to that node's overlay
+    // listener, each opened with a preamble naming the task and port.
+    std::optional<tcp::endpoint> via;
+    std::string task_id;
     std::vector<Idle> idle;  // most recently used last (LIFO keeps the hottest connections)
     std::uint32_t users = 0;
     bool orphaned = false;
@@ -80,5 +84,9 @@ class UpstreamPool {
 
 // The socket address of an endpoint (parsed bytes, no text parsing).
 boost::asio::ip::tcp::endpoint to_tcp_endpoint(const mesh::Endpoint& e);
+boost::asio::ip::tcp::endpoint to_tcp_endpoint(const mesh::IpAddress& ip, std::uint16_t port);
+
+// A pooled connection is usable when reading would block (no EOF, no error, no stray bytes).
+bool idle_connection_alive(boost::asio::ip::tcp::socket& s);
 
 }  // namespace routemesh::proxy

@@ -3,6 +3,7 @@
 #include "base/spawn.h"
 #include "proxy/http_session.h"
 #include "proxy/l4/l4_session.h"
+#include "proxy/overlay/overlay.h"
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
@@ -136,6 +137,7 @@ Worker::Worker(unsigned index, std::shared_ptr<const config::NodeConfig> config,
       balancer_(cfg_->health),
       pool_(std::make_unique<UpstreamPool>(cfg_->limits.max_idle_upstream_per_endpoint,
                                            timeouts_.upstream_idle)),
+      overlay_spares_(std::make_unique<OverlaySpares>(*this)),
       free_buffers_(kMaxFreeBuffers),
       free_request_parsers_(kMaxFreeParsers),
       free_response_parsers_(kMaxFreeParsers),
@@ -157,8 +159,10 @@ Worker::~Worker() {
   // Sockets must die before the io_context that owns their services; the io_context must die
   // before the registry and pools its session frames unregister from.
   listeners_.clear();
+  overlay_listener_.reset();
   ticker_.reset();
   pool_->close_all();
+  overlay_spares_.reset();
   for (auto& p : free_pipes_) {
     ::close(p.rd);
     ::close(p.wr);
@@ -251,6 +255,21 @@ std::shared_ptr<Listener> Worker::open_listener(std::uint16_t port, ListenerKind
   l->port = l->acceptor.local_endpoint().port();
   l->kind = kind;
   return l;
+}
+
+void Worker::open_overlay(const tcp::endpoint& at) {
+  auto l = std::make_shared<Listener>(*io_);
+  l->acceptor.open(at.protocol());
+  l->acceptor.set_option(tcp::acceptor::reuse_address(true));
+  int one = 1;
+  if (::setsockopt(l->acceptor.native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+    throw std::system_error(errno, std::generic_category(), "SO_REUSEPORT");
+  }
+  l->acceptor.bind(at);
+  l->acceptor.listen(asio::socket_base::max_listen_connections);
+  l->port = l->acceptor.local_endpoint().port();
+  l->kind = ListenerKind::overlay;
+  overlay_listener_ = std::move(l);
 }
 
 std::uint16_t Worker::open_hrm(std::uint16_t port) {
@@ -351,6 +370,9 @@ asio::awaitable<void> accept_loop(Worker& w, std::shared_ptr<Listener> l) {
     if (l->kind == ListenerKind::http) {
       asio::co_spawn(w.io(), run_http_session(w, std::move(socket)),
                      base::log_and_count("proxy: http session", &w.metrics().session_errors));
+    } else if (l->kind == ListenerKind::overlay) {
+      asio::co_spawn(w.io(), run_overlay_session(w, std::move(socket)),
+                     base::log_and_count("proxy: overlay session", &w.metrics().session_errors));
     } else {
       asio::co_spawn(w.io(), run_l4_session(w, std::move(socket), l->port),
                      base::log_and_count("proxy: l4 session", &w.metrics().session_errors));
@@ -373,6 +395,9 @@ void Worker::start() {
   started_ = true;
   for (auto& [port, l] : listeners_) {
     spawn_accept(l);
+  }
+  if (overlay_listener_) {
+    spawn_accept(overlay_listener_);
   }
   ticker_ = std::make_unique<asio::steady_timer>(*io_);
   asio::co_spawn(
@@ -401,6 +426,7 @@ void Worker::tick() {
     }
   }
   pool_->sweep(now);
+  overlay_spares_->sweep(now);
   flush_metrics();
   if (access_log_) {
     access_log_->flush();
@@ -445,6 +471,9 @@ void Worker::begin_drain() {
     l->acceptor.close(ignored);
   }
   listeners_.clear();
+  // The overlay listener stays open while draining: other nodes still finish requests they
+  // started towards this node's tasks (they stop choosing them once it leaves the state).
+  overlay_spares_->close_all();
   {
     std::lock_guard lock(open_ports_mutex_);
     open_ports_.clear();
@@ -465,6 +494,7 @@ void Worker::kill_all() {
     c->cancel_io();
   }
   pool_->close_all();
+  overlay_spares_->close_all();
   flush_metrics();
   if (access_log_) {
     access_log_->flush();

@@ -97,7 +97,9 @@ struct Pipe {
   std::size_t pending = 0;  // bytes inside the pipe
 };
 
-enum class ListenerKind { http, l4 };
+enum class ListenerKind { http, l4, overlay };
+
+class OverlaySpares;
 
 struct Listener;
 
@@ -125,6 +127,9 @@ class Worker {
   // Binds the HRM listener (port 0: any). Control thread, before the thread runs. Throws
   // std::system_error (startup boundary). Returns the bound port.
   std::uint16_t open_hrm(std::uint16_t port);
+  // Binds the overlay listener (node.overlay "IP:PORT"). Control thread, before the thread
+  // runs; throws std::system_error like open_hrm.
+  void open_overlay(const tcp::endpoint& at);
   // Starts the ticker and the accept loops of listeners opened so far (worker thread).
   void start();
   // Installs a new table: balancer, pool index, metric children, listener reconciliation.
@@ -156,6 +161,7 @@ class Worker {
   std::uint64_t generation() const { return balancer_.generation(); }
   mesh::Balancer& balancer() { return balancer_; }
   UpstreamPool& pool() { return *pool_; }
+  OverlaySpares& overlay_spares() { return *overlay_spares_; }
   AccessLogBuffer* access_log() { return access_log_ ? &*access_log_ : nullptr; }
   bool draining() const { return draining_; }
   std::string_view via() const { return via_; }
@@ -227,6 +233,8 @@ class Worker {
   std::shared_ptr<const mesh::RouteTable> table_;
   mesh::Balancer balancer_;
   std::unique_ptr<UpstreamPool> pool_;
+  std::unique_ptr<OverlaySpares> overlay_spares_;
+  std::shared_ptr<Listener> overlay_listener_;
   std::unordered_map<std::string, std::unique_ptr<ServiceMetrics>> service_metrics_;
   std::vector<ServiceMetrics*> cluster_metrics_;
   ServiceMetrics* no_route_metrics_ = nullptr;

@@ -642,7 +642,7 @@ class ApiImpl final : public Api {
         continue;
       }
       // The same node asking again (its first answer was lost): same id, idempotent.
-      if (n.role == j.role && n.address == j.api && n.peer == j.peer) {
+      if (n.role == j.role && n.address == j.api && n.peer == j.peer && n.overlay == j.overlay) {
         spdlog::info("api: node {} ({}) joined again", j.name, id);
         co_return join_reply(id);
       }
@@ -660,6 +660,7 @@ class ApiImpl final : public Api {
     n.role = j.role;
     n.address = j.api;
     n.peer = j.peer;
+    n.overlay = j.overlay;
     n.status = NodeStatus::ready;
     store::Command command = store::NodeAdd{n};
     auto result = co_await store_.propose(std::move(command));

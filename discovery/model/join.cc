@@ -76,6 +76,9 @@ std::string encode_join_request(const JoinRequest& request) {
   if (!request.peer.empty()) {
     o["peer"] = request.peer;
   }
+  if (!request.overlay.empty()) {
+    o["overlay"] = request.overlay;
+  }
   if (!request.token.empty()) {
     o["token"] = request.token;
   }
@@ -90,7 +93,7 @@ boost::system::result<JoinRequest, StateError> parse_join_request(std::string_vi
   const json::object& o = *object;
   for (const auto& kv : o) {
     bool known = false;
-    for (std::string_view k : {"name", "role", "api", "peer", "token"}) {
+    for (std::string_view k : {"name", "role", "api", "peer", "overlay", "token"}) {
       known = known || kv.key() == k;
     }
     if (!known) {
@@ -102,7 +105,7 @@ boost::system::result<JoinRequest, StateError> parse_join_request(std::string_vi
   for (auto [key, out, required] :
        {std::tuple{"name", &join.name, true}, std::tuple{"role", &role, true},
         std::tuple{"api", &join.api, true}, std::tuple{"peer", &join.peer, false},
-        std::tuple{"token", &join.token, false}}) {
+        std::tuple{"overlay", &join.overlay, false}, std::tuple{"token", &join.token, false}}) {
     auto value = string_field(o, key, required);
     if (!value) {
       return value.error();
@@ -124,6 +127,9 @@ boost::system::result<JoinRequest, StateError> parse_join_request(std::string_vi
   }
   if (!join.peer.empty() && !base::parse_host_port(join.peer)) {
     return invalid("peer", "expected IP:PORT");
+  }
+  if (!join.overlay.empty() && !base::parse_host_port(join.overlay)) {
+    return invalid("overlay", "expected IP:PORT");
   }
   if (join.role == NodeRole::worker) {
     join.peer.clear();

@@ -4,7 +4,8 @@
 // discovery/agent/join_client.h); the leader adds it to the state and answers a JoinReply (the
 // manager's join handler, discovery/manager/api.cc).
 //
-//   request: {"name","role":"manager|worker","api":"IP:PORT","peer":"IP:PORT"?,"token"?}
+//   request: {"name","role":"manager|worker","api":"IP:PORT","peer":"IP:PORT"?,
+//             "overlay":"IP:PORT"?,"token"?}
 //   reply:   {"cluster_id","node_id","managers":[{"id","name","api","peer"}...]}
 //
 // Errors are StateError values: `path` names the field ("" for the body as a whole), `message`
@@ -33,6 +34,7 @@ struct JoinRequest {
   std::string api;   // the joining node's admin address "IP:PORT"
   std::string peer;  // its Raft address "IP:PORT" (managers only)
   std::string token;
+  std::string overlay;  // its overlay listener "IP:PORT" ("" = none)
   bool operator==(const JoinRequest&) const = default;
 };
 

@@ -228,6 +228,98 @@ bool parse_ucp(std::string_view value, const std::string& path, HttpExposure& ou
 
 }  // namespace
 
+namespace {
+
+std::optional<std::uint32_t> parse_u32(std::string_view text, std::uint32_t min,
+                                       std::uint32_t max) {
+  text = trim(text);
+  if (text.empty() || text.size() > 10) {
+    return std::nullopt;
+  }
+  std::uint64_t v = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') {
+      return std::nullopt;
+    }
+    v = v * 10 + static_cast<unsigned>(c - '0');
+  }
+  if (v < min || v > max) {
+    return std::nullopt;
+  }
+  return static_cast<std::uint32_t>(v);
+}
+
+struct HealthLabels {
+  HealthCheck check;
+  bool any = false;
+  bool kind_set = false;
+};
+
+// One mesh.health.<name> label into `h`; `fail` reports an error on that label.
+template <typename Fail>
+void parse_health_label(std::string_view name, const std::string& value, HealthLabels& h,
+                        Fail& fail) {
+  h.any = true;
+  auto number = [&](std::uint32_t& out, std::uint32_t min, std::uint32_t max) {
+    if (auto v = parse_u32(value, min, max)) {
+      out = *v;
+    } else {
+      fail("must be " + std::to_string(min) + ".." + std::to_string(max));
+    }
+  };
+  if (name == "check") {
+    if (value == "tcp") {
+      h.check.kind = HealthCheck::Kind::tcp;
+      h.kind_set = true;
+    } else if (value == "http") {
+      h.check.kind = HealthCheck::Kind::http;
+      h.kind_set = true;
+    } else {
+      fail("must be tcp or http");
+    }
+  } else if (name == "path") {
+    if (value.empty() || value.front() != '/' ||
+        value.find_first_of(" \t\r\n") != std::string::npos || value.size() > 1024) {
+      fail("must be an origin-form request target starting with '/', no spaces");
+    } else {
+      h.check.path = value;
+    }
+  } else if (name == "status") {
+    // "200" or "200-399"
+    const auto dash = value.find('-');
+    auto lo = parse_u32(std::string_view(value).substr(0, dash), 100, 599);
+    auto hi = dash == std::string::npos
+                  ? lo
+                  : parse_u32(std::string_view(value).substr(dash + 1), 100, 599);
+    if (!lo || !hi || *hi < *lo) {
+      fail("must be a status (200) or a range (200-399) within 100..599");
+    } else {
+      h.check.status_min = static_cast<std::uint16_t>(*lo);
+      h.check.status_max = static_cast<std::uint16_t>(*hi);
+    }
+  } else if (name == "port") {
+    std::uint32_t p = 0;
+    number(p, 1, 65535);
+    h.check.port = static_cast<std::uint16_t>(p);
+  } else if (name == "interval_ms") {
+    number(h.check.interval_ms, 10, 3'600'000);
+  } else if (name == "timeout_ms") {
+    number(h.check.timeout_ms, 10, 3'600'000);
+  } else if (name == "healthy") {
+    number(h.check.healthy_threshold, 1, 100);
+  } else if (name == "unhealthy") {
+    number(h.check.unhealthy_threshold, 1, 100);
+  } else if (name == "start_period_ms") {
+    number(h.check.start_period_ms, 0, 86'400'000);
+  } else {
+    fail(
+        "unknown mesh.health label (check, path, status, port, interval_ms, timeout_ms, "
+        "healthy, unhealthy, start_period_ms)");
+  }
+}
+
+}  // namespace
+
 std::string to_string(const HostPattern& pattern) {
   return pattern.wildcard ? "*" + pattern.host : pattern.host;
 }
@@ -240,6 +332,7 @@ Exposure parse_labels(const std::map<std::string, std::string>& labels,
   std::optional<std::uint16_t> http_port;  // mesh.http.port
   std::optional<std::string> http_path;    // mesh.http.path
   bool has_http_label = false;
+  HealthLabels health;
 
   // std::map iterates keys in order, so errors come out in a stable order.
   for (const auto& [key, value] : labels) {
@@ -303,6 +396,29 @@ Exposure parse_labels(const std::map<std::string, std::string>& labels,
       } else {
         fail("not a valid cookie name (RFC 6265 section 4.1.1)");
       }
+    } else if (key == kLabelLocality) {
+      if (value == "prefer-local") {
+        exposure.prefer_local = true;
+      } else if (value != "any") {
+        fail("must be prefer-local or any");
+      }
+    } else if (key == kLabelProxyProtocol) {
+      if (value == "v1") {
+        exposure.proxy_protocol = ProxyProtocol::v1;
+      } else if (value == "v2") {
+        exposure.proxy_protocol = ProxyProtocol::v2;
+      } else if (value != "none") {
+        fail("must be v1, v2 or none");
+      }
+    } else if (key == kLabelDrainGrace) {
+      if (auto v = parse_u32(value, 0, 86'400'000)) {
+        exposure.drain_grace_ms = *v;
+      } else {
+        fail("must be 0..86400000 (milliseconds)");
+      }
+    } else if (starts_with(key, kLabelHealthPrefix)) {
+      parse_health_label(key.substr(std::string_view(kLabelHealthPrefix).size()), value, health,
+                         fail);
     } else if (key == kLabelLb) {
       if (value == "round_robin") {
         exposure.lb = LbPolicy::round_robin;
@@ -315,6 +431,16 @@ Exposure parse_labels(const std::map<std::string, std::string>& labels,
       }
     } else {
       fail("unknown mesh label");
+    }
+  }
+
+  if (health.any) {
+    if (!health.kind_set) {
+      errors.push_back(
+          StateError{join(path_prefix, "mesh.health.check"),
+                     "required when other mesh.health.* labels are set (tcp or http)"});
+    } else {
+      exposure.health = health.check;
     }
   }
 

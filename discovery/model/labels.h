@@ -28,12 +28,34 @@ struct HttpExposure {
   std::string source_label;  // label key that declared it ("mesh.http" or the UCP key)
 };
 
+enum class ProxyProtocol { none, v1, v2 };
+
+// An active health check, run by the node a task runs on (mesh.health.* labels).
+struct HealthCheck {
+  enum class Kind { tcp, http } kind = Kind::tcp;
+  std::string path = "/";          // http: the request target
+  std::uint16_t status_min = 200;  // http: a status in [min, max] passes
+  std::uint16_t status_max = 399;
+  std::uint16_t port = 0;  // 0 = the port traffic uses (HTTP port, else first target)
+  std::uint32_t interval_ms = 2'000;
+  std::uint32_t timeout_ms = 1'000;
+  std::uint32_t healthy_threshold = 2;    // consecutive passes: unhealthy/unknown -> healthy
+  std::uint32_t unhealthy_threshold = 3;  // consecutive failures: healthy -> unhealthy
+  std::uint32_t start_period_ms = 0;      // failures in this time after a task appears do not count
+  bool operator==(const HealthCheck&) const = default;
+};
+
 struct Exposure {
   std::vector<HttpExposure> http;  // mesh.http (+ .port/.path) and each UCP label
   std::optional<std::string> sni;  // mesh.sni: validated only; nothing routes by SNI
                                    // (no TLS passthrough yet)
   std::optional<std::string> sticky_cookie;
   LbPolicy lb = LbPolicy::round_robin;
+  bool prefer_local = false;                           // mesh.lb.locality=prefer-local
+  ProxyProtocol proxy_protocol = ProxyProtocol::none;  // layer 4 only
+  std::optional<HealthCheck> health;                   // mesh.health.check
+  std::uint32_t drain_grace_ms = 30'000;  // mesh.drain.grace_ms: long-lived connections to a
+                                          // draining task are closed after this
 };
 
 // Label keys understood here.
@@ -44,6 +66,10 @@ inline constexpr const char* kLabelSni = "mesh.sni";
 inline constexpr const char* kLabelSticky = "mesh.http.sticky";
 inline constexpr const char* kLabelLb = "mesh.lb";
 inline constexpr const char* kLabelUcpPrefix = "com.docker.ucp.mesh.http.";
+inline constexpr const char* kLabelLocality = "mesh.lb.locality";
+inline constexpr const char* kLabelProxyProtocol = "mesh.proxy_protocol";
+inline constexpr const char* kLabelDrainGrace = "mesh.drain.grace_ms";
+inline constexpr const char* kLabelHealthPrefix = "mesh.health.";
 
 // "web.localhost" or "*.example.com" as written in a label.
 std::string to_string(const HostPattern& pattern);

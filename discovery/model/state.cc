@@ -328,6 +328,9 @@ std::vector<StateError> validate_node(const ClusterState& state, const Node& nod
   if (!node.peer.empty() && !base::parse_host_port(node.peer)) {
     errors.push_back(StateError{path + ".peer", "expected IP:PORT"});
   }
+  if (!node.overlay.empty() && !base::parse_host_port(node.overlay)) {
+    errors.push_back(StateError{path + ".overlay", "expected IP:PORT"});
+  }
   return errors;
 }
 

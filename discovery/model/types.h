@@ -25,6 +25,7 @@ struct Node {
   NodeRole role = NodeRole::manager;
   std::string address;  // admin API address "IP:PORT" (also where writes are forwarded)
   std::string peer;     // Raft transport address "IP:PORT" (managers; "" for workers)
+  std::string overlay;  // overlay listener "IP:PORT" for streams to its tasks ("" = none)
   NodeStatus status = NodeStatus::ready;
   std::uint64_t version = 0;
 };

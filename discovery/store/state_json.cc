@@ -112,6 +112,9 @@ json::object to_json(const Node& node) {
   o["role"] = to_string(node.role);
   o["address"] = node.address;
   o["peer"] = node.peer;
+  if (!node.overlay.empty()) {
+    o["overlay"] = node.overlay;
+  }
   o["status"] = to_string(node.status);
   o["version"] = node.version;
   return o;
@@ -341,12 +344,13 @@ std::optional<Node> node_from_json(const json::value& value, const std::string& 
                                    StateError& error) {
   FieldReader r(value, path, error);
   Node node;
-  r.only({"id", "name", "role", "address", "peer", "status", "version"});
+  r.only({"id", "name", "role", "address", "peer", "overlay", "status", "version"});
   r.string("id", node.id, true);
   r.string("name", node.name);
   read_enum(r, "role", node.role, parse_node_role, "manager or worker");
   r.string("address", node.address);
   r.string("peer", node.peer);
+  r.string("overlay", node.overlay);
   read_enum(r, "status", node.status, parse_node_status, "ready, down or unknown");
   r.uint("version", node.version, std::numeric_limits<std::uint64_t>::max());
   if (!r.ok()) {

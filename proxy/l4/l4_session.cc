@@ -1,8 +1,12 @@
 #include "proxy/l4/l4_session.h"
 
 #include "proxy/l4/splice.h"
+#include "proxy/overlay/overlay.h"
 
 #include <spdlog/spdlog.h>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 
 #include <optional>
 
@@ -42,8 +46,27 @@ asio::awaitable<void> run_l4_session(Worker& w, tcp::socket socket, std::uint16_
     }
     w.balancer().on_start(cluster.index, pick->endpoint);
     const auto& ep = cluster.endpoints[pick->endpoint];
-    const auto ec =
-        co_await connect_upstream(conn, up, to_tcp_endpoint(ep), w.timeouts().upstream_connect);
+    boost::system::error_code ec;
+    if (ep.via) {
+      // The task's node writes the PROXY header, from the addresses in the preamble.
+      const auto preamble =
+          make_preamble(mesh::overlay::StreamProtocol::tcp, ep.task_id, ep.port, socket);
+      const auto via = to_tcp_endpoint(ep.via->ip, ep.via->port);
+      ec = co_await open_overlay_stream(w, conn, up, via, preamble);
+    } else {
+      ec = co_await connect_upstream(conn, up, to_tcp_endpoint(ep), w.timeouts().upstream_connect);
+      if (!ec && cluster.proxy_protocol != discovery::ProxyProtocol::none) {
+        const std::string header = proxy_header_for(cluster.proxy_protocol, socket);
+        conn.arm(Clock::now(), w.timeouts().upstream_connect);
+        auto [wec, n] = co_await asio::async_write(up, asio::buffer(header),
+                                                   asio::as_tuple(asio::use_awaitable));
+        conn.disarm();
+        ec = wec;
+        if (ec) {
+          up.close(ignored);
+        }
+      }
+    }
     if (conn.killed) {
       w.finish(gen, cluster, pick->endpoint, mesh::Outcome::local_abort, sm);
       co_return;

@@ -1,0 +1,330 @@
+#include "proxy/overlay/overlay.h"
+
+#include "base/spawn.h"
+#include "mesh/overlay/proxy_protocol.h"
+#include "mesh/route_table.h"
+#include "proxy/l4/splice.h"
+#include "proxy/upstream_pool.h"
+
+#include <spdlog/spdlog.h>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+#include <array>
+#include <string>
+
+namespace routemesh::proxy {
+
+namespace {
+
+namespace overlay = mesh::overlay;
+using boost::system::error_code;
+constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
+
+// How long an accepted overlay connection may wait for its preamble: longer than a spare lives
+// on the sending side, so a spare is never closed under the sender's feet.
+constexpr milliseconds kPreambleWait{60'000};
+
+void close_quietly(tcp::socket& s) {
+  error_code ignored;
+  s.close(ignored);
+}
+
+// Writes `bytes` under `conn`'s deadline.
+asio::awaitable<error_code> write_all(LiveConn& conn, tcp::socket& s, const std::string& bytes,
+                                      milliseconds timeout) {
+  conn.arm(Clock::now(), timeout);
+  auto [ec, n] = co_await asio::async_write(s, asio::buffer(bytes), kTuple);
+  if (conn.expired && !ec) {
+    ec = asio::error::timed_out;
+  }
+  conn.disarm();
+  co_return ec;
+}
+
+}  // namespace
+
+// ---- sending side ---------------------------------------------------------------------------
+
+std::optional<tcp::socket> OverlaySpares::take(const tcp::endpoint& peer) {
+  Peer& p = peers_[peer];
+  p.used = Clock::now();
+  std::optional<tcp::socket> out;
+  while (!p.idle.empty() && !out) {
+    Spare spare = std::move(p.idle.back());
+    p.idle.pop_back();
+    if (idle_connection_alive(spare.socket)) {
+      out.emplace(std::move(spare.socket));
+    } else {
+      close_quietly(spare.socket);
+    }
+  }
+  refill(peer);
+  return out;
+}
+
+void OverlaySpares::refill(const tcp::endpoint& peer) {
+  Peer& p = peers_[peer];
+  if (closed_ || w_.draining() || !p.idle.empty() || p.connecting != 0) {
+    return;
+  }
+  ++p.connecting;
+  asio::co_spawn(
+      w_.io(),
+      [this, peer]() -> asio::awaitable<void> {
+        // A frame of its own: LiveConn gives the connect the worker's deadline handling.
+        LiveConn conn;
+        LiveGuard guard(w_, conn);
+        tcp::socket s(w_.io());
+        const auto ec = co_await connect_upstream(conn, s, peer, w_.timeouts().upstream_connect);
+        auto it = peers_.find(peer);
+        if (it == peers_.end()) {
+          close_quietly(s);
+          co_return;
+        }
+        --it->second.connecting;
+        if (ec) {
+          w_.metrics().overlay_connect_errors.Increment();
+          spdlog::debug("overlay: spare connection to {} failed: {}", peer.address().to_string(),
+                        ec.message());
+          co_return;
+        }
+        if (closed_ || w_.draining()) {
+          close_quietly(s);
+          co_return;
+        }
+        it->second.idle.push_back(Spare{std::move(s), Clock::now()});
+      },
+      base::log_and_count("overlay: spare connect", &w_.metrics().session_errors));
+}
+
+void OverlaySpares::sweep(Clock::time_point now) {
+  for (auto it = peers_.begin(); it != peers_.end();) {
+    auto& idle = it->second.idle;
+    for (auto s = idle.begin(); s != idle.end();) {
+      if (now - s->since > kLifetime) {
+        close_quietly(s->socket);
+        s = idle.erase(s);
+      } else {
+        ++s;
+      }
+    }
+    // A peer not used for a spare's lifetime gets no replacement; one in use gets a fresh one.
+    if (now - it->second.used > kLifetime) {
+      if (idle.empty() && it->second.connecting == 0) {
+        it = peers_.erase(it);
+        continue;
+      }
+    } else if (idle.empty()) {
+      refill(it->first);
+    }
+    ++it;
+  }
+}
+
+void OverlaySpares::close_all() {
+  closed_ = true;
+  for (auto& [peer, p] : peers_) {
+    for (auto& s : p.idle) {
+      close_quietly(s.socket);
+    }
+    p.idle.clear();
+  }
+}
+
+overlay::Preamble make_preamble(overlay::StreamProtocol protocol, const std::string& task_id,
+                                std::uint16_t task_port, tcp::socket& client) {
+  overlay::Preamble p;
+  p.protocol = protocol;
+  p.task_id = task_id;
+  p.task_port = task_port;
+  p.client_ip = "0.0.0.0";
+  p.client_port = 1;
+  p.dst_ip = "0.0.0.0";
+  p.dst_port = 1;
+  error_code ec;
+  const auto remote = client.remote_endpoint(ec);
+  if (!ec && remote.port() != 0) {
+    p.client_ip = remote.address().to_string();
+    p.client_port = remote.port();
+  }
+  const auto local = client.local_endpoint(ec);
+  if (!ec && local.port() != 0) {
+    p.dst_ip = local.address().to_string();
+    p.dst_port = local.port();
+  }
+  return p;
+}
+
+std::string proxy_header_for(discovery::ProxyProtocol version, tcp::socket& client) {
+  const auto p = make_preamble(overlay::StreamProtocol::tcp, "", 0, client);
+  const overlay::ProxiedAddresses a{p.client_ip, p.client_port, p.dst_ip, p.dst_port};
+  return version == discovery::ProxyProtocol::v2 ? overlay::encode_v2(a) : overlay::encode_v1(a);
+}
+
+asio::awaitable<error_code> open_overlay_stream(Worker& w, LiveConn& conn, tcp::socket& s,
+                                                const tcp::endpoint& via,
+                                                const overlay::Preamble& preamble) {
+  const std::string line = overlay::encode(preamble);
+  const milliseconds timeout = w.timeouts().upstream_connect;
+  // A spare that died between its liveness check and our write (the peer restarted) costs
+  // one more try on a new connection.
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    bool spare = false;
+    if (attempt == 0) {
+      if (auto taken = w.overlay_spares().take(via)) {
+        error_code ignored;
+        if (s.is_open()) {
+          s.close(ignored);
+        }
+        s = std::move(*taken);
+        conn.up = &s;
+        spare = true;
+        w.metrics().overlay_spare_hits.Increment();
+      } else {
+        w.metrics().overlay_spare_misses.Increment();
+      }
+    }
+    if (!spare) {
+      const auto ec = co_await connect_upstream(conn, s, via, timeout);
+      if (ec) {
+        w.metrics().overlay_connect_errors.Increment();
+        co_return ec;
+      }
+    }
+    auto ec = co_await write_all(conn, s, line, timeout);
+    if (conn.killed) {
+      co_return asio::error::operation_aborted;
+    }
+    char answer = 0;
+    if (!ec) {
+      // The peer connects to the task before it answers: allow it its own connect timeout.
+      conn.arm(Clock::now(), timeout * 2);
+      auto [rec, n] = co_await asio::async_read(s, asio::buffer(&answer, 1), kTuple);
+      ec = conn.expired && !conn.killed ? error_code(asio::error::timed_out) : rec;
+      conn.disarm();
+    }
+    if (conn.killed) {
+      co_return asio::error::operation_aborted;
+    }
+    if (ec) {
+      close_quietly(s);
+      if (spare && ec != asio::error::timed_out) {
+        continue;  // a stale spare: connect afresh
+      }
+      w.metrics().overlay_connect_errors.Increment();
+      co_return ec;
+    }
+    w.metrics().overlay_streams_out.Increment();
+    if (answer == static_cast<char>(overlay::Reply::connected)) {
+      co_return error_code{};
+    }
+    close_quietly(s);
+    const char* reason = answer == static_cast<char>(overlay::Reply::refused) ? "out_refused"
+                         : answer == static_cast<char>(overlay::Reply::connect_failed)
+                             ? "out_task_connect_failed"
+                             : "out_malformed";
+    w.metrics().overlay_refused.Add({{"reason", reason}}).Increment();
+    co_return asio::error::connection_refused;
+  }
+  co_return asio::error::connection_refused;
+}
+
+// ---- receiving side -------------------------------------------------------------------------
+
+asio::awaitable<void> run_overlay_session(Worker& w, tcp::socket socket) {
+  LiveConn conn;
+  LiveGuard guard(w, conn);
+  conn.down = &socket;
+  tcp::socket task(w.io());
+  error_code ignored;
+  socket.set_option(tcp::no_delay(true), ignored);
+
+  auto refuse = [&](overlay::Reply reply, const char* reason) -> asio::awaitable<void> {
+    w.metrics().overlay_refused.Add({{"reason", reason}}).Increment();
+    const std::string answer(1, static_cast<char>(reply));
+    co_await write_all(conn, socket, answer, w.timeouts().upstream_connect);
+    close_quietly(socket);
+  };
+
+  // The preamble: one line. Whatever follows it (a sender does not pipeline, but may) goes to
+  // the task once it is connected.
+  std::array<char, overlay::kMaxPreambleBytes> buf;
+  std::size_t have = 0;
+  std::size_t line_end = std::string_view::npos;
+  conn.arm(Clock::now(), kPreambleWait);
+  while (line_end == std::string_view::npos && have < buf.size()) {
+    auto [ec, n] =
+        co_await socket.async_read_some(asio::buffer(buf.data() + have, buf.size() - have), kTuple);
+    if (ec || conn.killed) {
+      co_return;  // a spare that was never used, or the peer went away
+    }
+    const std::string_view seen(buf.data() + have, n);
+    if (auto nl = seen.find('\n'); nl != std::string_view::npos) {
+      line_end = have + nl;
+    }
+    have += n;
+  }
+  conn.disarm();
+  if (line_end == std::string_view::npos) {
+    co_await refuse(overlay::Reply::malformed, "malformed");
+    co_return;
+  }
+  std::string why;
+  const auto preamble = overlay::decode(std::string_view(buf.data(), line_end), why);
+  if (!preamble) {
+    spdlog::warn("overlay: refused a stream: {}", why);
+    co_await refuse(overlay::Reply::malformed, "malformed");
+    co_return;
+  }
+  const std::shared_ptr<const mesh::RouteTable> table = w.table();
+  const mesh::LocalTarget* target =
+      table ? mesh::find_local_target(*table, preamble->task_id, preamble->task_port) : nullptr;
+  if (target == nullptr) {
+    spdlog::warn(
+        "overlay: refused a stream for task {} port {}: not a task of this node of an "
+        "exposed service",
+        preamble->task_id, preamble->task_port);
+    co_await refuse(overlay::Reply::refused, "unknown_target");
+    co_return;
+  }
+  const auto ec = co_await connect_upstream(conn, task, to_tcp_endpoint(target->ip, target->port),
+                                            w.timeouts().upstream_connect);
+  if (ec || conn.killed) {
+    spdlog::debug("overlay: task {} at {}:{}: connect failed: {}", preamble->task_id,
+                  target->ip.text, target->port, ec.message());
+    co_await refuse(overlay::Reply::connect_failed, "task_connect_failed");
+    co_return;
+  }
+  std::string to_task;
+  if (preamble->protocol == overlay::StreamProtocol::tcp &&
+      target->proxy_protocol != discovery::ProxyProtocol::none) {
+    const overlay::ProxiedAddresses a{preamble->client_ip, preamble->client_port, preamble->dst_ip,
+                                      preamble->dst_port};
+    to_task = target->proxy_protocol == discovery::ProxyProtocol::v2 ? overlay::encode_v2(a)
+                                                                     : overlay::encode_v1(a);
+  }
+  to_task.append(buf.data() + line_end + 1, have - line_end - 1);
+  if (!to_task.empty()) {
+    if (auto wec = co_await write_all(conn, task, to_task, w.timeouts().upstream_connect); wec) {
+      co_await refuse(overlay::Reply::connect_failed, "task_connect_failed");
+      close_quietly(task);
+      co_return;
+    }
+  }
+  const std::string ok(1, static_cast<char>(overlay::Reply::connected));
+  if (auto wec = co_await write_all(conn, socket, ok, w.timeouts().upstream_connect); wec) {
+    close_quietly(task);
+    close_quietly(socket);
+    co_return;
+  }
+  w.metrics().overlay_streams_in.Increment();
+  co_await splice_both(w, conn, socket, task, w.timeouts().l4_idle, nullptr);
+  close_quietly(task);
+  close_quietly(socket);
+}
+
+}  // namespace routemesh::proxy

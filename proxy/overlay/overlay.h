@@ -1,0 +1,86 @@
+#pragma once
+// The overlay's I/O: streams from this node to tasks on other nodes, and the listener side
+// that accepts streams for this node's tasks. The wire format (preamble, one-byte answer) and
+// the check of a target are pure and live in mesh/overlay/ and mesh/route_table.h; this file
+// only moves bytes.
+//
+// A stream is one TCP connection from node A's proxy thread to node C's overlay listener. A
+// writes the preamble, C checks the target is one of its own tasks of an exposed service,
+// connects to it, answers one byte, then splices both ways. A proxy thread keeps one spare,
+// pre-established connection to every peer it has used recently, so opening a stream costs
+// the preamble's round trip, not a connect as well; HTTP keeps streams open between requests
+// in its keep-alive pool like any upstream connection.
+//
+// The connection type is plain TCP; overlay_connect() and the accept loop are the only places
+// that know it, so mutual TLS goes there (it is not built yet, so today's overlay runs only on
+// networks the operator trusts).
+
+#include "mesh/overlay/preamble.h"
+#include "proxy/worker.h"
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/system/error_code.hpp>
+
+#include <map>
+#include <optional>
+#include <vector>
+
+namespace routemesh::proxy {
+
+// Spare overlay connections of one proxy thread, by peer. Worker thread only.
+class OverlaySpares {
+ public:
+  explicit OverlaySpares(Worker& w) : w_(w) {}
+  ~OverlaySpares() { close_all(); }
+  OverlaySpares(const OverlaySpares&) = delete;
+  OverlaySpares& operator=(const OverlaySpares&) = delete;
+
+  // A live spare connection to `peer`, if one is ready; starts a replacement either way.
+  std::optional<tcp::socket> take(const tcp::endpoint& peer);
+  // Closes spares older than their lifetime (the receiving side would close them after its
+  // preamble timeout) and forgets peers not used since. Called from the worker's tick.
+  void sweep(Clock::time_point now);
+  void close_all();
+
+  static constexpr milliseconds kLifetime{20'000};
+
+ private:
+  struct Spare {
+    tcp::socket socket;
+    Clock::time_point since;
+  };
+  struct Peer {
+    std::vector<Spare> idle;
+    unsigned connecting = 0;
+    Clock::time_point used;
+  };
+  void refill(const tcp::endpoint& peer);
+
+  Worker& w_;
+  std::map<tcp::endpoint, Peer> peers_;
+  bool closed_ = false;
+};
+
+// Opens an overlay stream on `s` to `via` for `preamble`: a spare connection or a new one, the
+// preamble, the answer. On success `s` carries the stream (conn.up is &s). Errors:
+// asio::error::timed_out (connect or answer), connection_refused (the peer refused the target
+// or could not connect to the task: nothing reached the task, so another endpoint may be
+// tried), or the connect's error.
+asio::awaitable<boost::system::error_code> open_overlay_stream(
+    Worker& w, LiveConn& conn, tcp::socket& s, const tcp::endpoint& via,
+    const mesh::overlay::Preamble& preamble);
+
+// The preamble for a stream to `task_id`:`task_port` on behalf of `client` (its remote and
+// local addresses; unknown ones become 0.0.0.0:1).
+mesh::overlay::Preamble make_preamble(mesh::overlay::StreamProtocol protocol,
+                                      const std::string& task_id, std::uint16_t task_port,
+                                      tcp::socket& client);
+
+// The PROXY protocol header (v1 or v2) for a connection from `client`, for a local task of a
+// service labelled mesh.proxy_protocol.
+std::string proxy_header_for(discovery::ProxyProtocol version, tcp::socket& client);
+
+// Serves one accepted overlay connection: preamble, check, connect, answer, splice.
+asio::awaitable<void> run_overlay_session(Worker& w, tcp::socket socket);
+
+}  // namespace routemesh::proxy
