@@ -25,7 +25,9 @@
 #include "discovery/raft/metrics.h"
 #include "discovery/store/state_machine.h"
 #include "discovery/store/store.h"
+#include "mesh/health/tracker.h"
 #include "mesh/route_table.h"
+#include "proxy/health/health_checker.h"
 #include "proxy/metrics.h"
 #include "proxy/server.h"
 
@@ -68,11 +70,12 @@ std::uint64_t random_id() {
 class Publisher {
  public:
   Publisher(asio::any_io_executor executor, proxy::ProxyServer& proxy, prometheus::Gauge& revision,
-            std::string local_node)
+            std::string local_node, proxy::HealthChecker& checker)
       : executor_(std::move(executor)),
         proxy_(proxy),
         revision_(revision),
-        local_node_(std::move(local_node)) {}
+        local_node_(std::move(local_node)),
+        checker_(checker) {}
 
   void schedule(const discovery::ClusterState& state) {
     latest_ = &state;
@@ -89,6 +92,8 @@ class Publisher {
           mesh::compile_route_table(*latest_, local_node_));
       revision_.Set(static_cast<double>(latest_->revision));
       proxy_.publish(std::move(table));
+      checker_.update(mesh::health::targets(*latest_, local_node_),
+                      agent::manager_addresses(*latest_));
     });
   }
   void stop() { stopped_ = true; }
@@ -98,6 +103,7 @@ class Publisher {
   proxy::ProxyServer& proxy_;
   prometheus::Gauge& revision_;
   std::string local_node_;  // this node's name: its tasks are local, others' go by the overlay
+  proxy::HealthChecker& checker_;                    // checks this node's tasks
   const discovery::ClusterState* latest_ = nullptr;  // owned by the Store or the WatchClient
   bool pending_ = false;
   bool stopped_ = false;
@@ -369,7 +375,8 @@ int run_cluster_node(const NodeOptions& options, const config::NodeConfig& cfg) 
   auto& admin = dp->admin;
   const std::uint16_t admin_port = dp->admin_port;
 
-  Publisher publisher(control.get_executor(), *proxy, revision, cfg.node.name);
+  proxy::HealthChecker checker(control.get_executor(), *registry);
+  Publisher publisher(control.get_executor(), *proxy, revision, cfg.node.name, checker);
   ClusterNode node{cfg, join, control, *admin, {}, publisher, *registry};
   // Until the API is registered (a manager still joining or opening its store) the cluster
   // paths answer 503, so a node joining through this one retries; a worker never serves them.
@@ -419,6 +426,7 @@ int run_cluster_node(const NodeOptions& options, const config::NodeConfig& cfg) 
       node.store->stop();
     }
     publisher.stop();
+    checker.stop();
     proxy->shutdown();
     control.stop();
   };

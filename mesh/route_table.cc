@@ -74,7 +74,7 @@ class ClusterBuilder {
     cluster.drain_grace_ms = exposure.drain_grace_ms;
     if (auto it = tasks_by_service_.find(service.name); it != tasks_by_service_.end()) {
       for (const Task* task : it->second) {
-        auto endpoint = make_endpoint(*task, port);
+        auto endpoint = make_endpoint(*task, port, exposure.health.has_value());
         if (!endpoint) {
           continue;
         }
@@ -98,7 +98,9 @@ class ClusterBuilder {
  private:
   // validate_state rejects bad addresses and missing ports; should one slip through, the
   // endpoint is left out rather than routed to an address that cannot be dialled.
-  std::optional<Endpoint> make_endpoint(const Task& task, std::uint16_t port) const {
+  // `checked`: the service has an active health check. Its node checks a task that names one,
+  // so such a task takes traffic once a check passed (unknown = still starting).
+  std::optional<Endpoint> make_endpoint(const Task& task, std::uint16_t port, bool checked) const {
     auto ip = parse_ip(task.address);
     std::uint16_t effective = task.port != 0 ? task.port : port;
     if (!ip || effective == 0) {
@@ -116,6 +118,9 @@ class ClusterBuilder {
     endpoint.ip = std::move(*ip);
     endpoint.draining = task.health == TaskHealth::draining;
     endpoint.healthy = task.health != TaskHealth::unhealthy && !endpoint.draining;
+    if (checked && !task.node.empty() && task.health == TaskHealth::unknown) {
+      endpoint.healthy = false;
+    }
     const discovery::Node* node = nullptr;
     if (auto it = nodes_by_name_.find(task.node); it != nodes_by_name_.end()) {
       node = it->second;

@@ -461,8 +461,8 @@ class Cluster:
         if os.environ.get("RM_KEEP_CLUSTER_DIR") != "1":
             shutil.rmtree(self.dir, ignore_errors=True)
 
-    def whoami(self, name, ip="127.0.0.1"):
-        w = harness.Whoami(ip, 0, name)
+    def whoami(self, name, ip="127.0.0.1", prefix=()):
+        w = harness.Whoami(ip, 0, name, prefix=prefix)
         self.whoamis.append(w)
         return w
 

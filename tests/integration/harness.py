@@ -99,8 +99,9 @@ class Proc:
 class Whoami(Proc):
     """`routemesh whoami` test backend; the bound port is read from its first stdout line."""
 
-    def __init__(self, ip="127.0.0.1", port=0, name="whoami", threads=1):
-        super().__init__([BIN, "whoami", "--listen", f"{ip}:{port}", "--name", name,
+    def __init__(self, ip="127.0.0.1", port=0, name="whoami", threads=1, prefix=()):
+        # `prefix` runs it through a wrapper that execs it (`ip netns exec NS`).
+        super().__init__([*prefix, BIN, "whoami", "--listen", f"{ip}:{port}", "--name", name,
                           "--threads", str(threads)])
         m = self.wait_line(r"listening on (\S+):(\d+)", which="out")
         self.ip, self.port, self.name = ip, int(m.group(2)), name

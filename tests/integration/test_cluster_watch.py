@@ -30,7 +30,7 @@ class WatchResumeTest(unittest.TestCase):
     def create(self, via, name, host, backend):
         s, b = via.api("POST", "/v1/services", {"name": name, "labels": {"mesh.http": host}})
         self.assertEqual(s, 201, b)
-        s, b = via.api("POST", "/v1/tasks", {"service": name, "node": "n1", "address": backend.addr})
+        s, b = via.api("POST", "/v1/tasks", {"service": name, "node": "n4", "address": backend.addr})
         self.assertEqual(s, 201, b)
         return b["revision"]
 

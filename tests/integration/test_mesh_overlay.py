@@ -1,0 +1,235 @@
+"""The ingress overlay across hosts: each node runs in its own network namespace on a private
+bridge (the underlay), and each node's tasks listen on 172.31.K.1, an address on that
+namespace's own loopback that no other namespace can route to. Only node addresses are
+reachable between hosts, so a request on one node can reach a task on another only through
+the overlay (node.overlay, port 4789 on the node's address).
+
+Checked through real processes and sockets:
+  - the topology really is closed (a node's namespace cannot connect to another's task),
+  - HTTP by Host on any node reaches a task on another node, keep-alive on the client leg,
+    with the real client in X-Forwarded-For,
+  - a layer-4 published port on any node reaches a remote task, spliced, with a PROXY protocol
+    v2 header (mesh.proxy_protocol=v2) naming the real client,
+  - mesh.lb.locality=prefer-local keeps traffic on the node that took it,
+  - a stream for a task of another node, an unknown task or a port that is not exposed is
+    refused by the receiving node and counted; a malformed preamble is refused too.
+Skipped (loudly) where network namespaces cannot be made."""
+import os
+import re
+import socket
+import struct
+import subprocess
+import sys
+import time
+import unittest
+
+import cluster
+import harness
+
+ECHO_PORT = 7000
+L4_PORT = 9400
+OVERLAY_PORT = 4789
+
+
+def skip_loudly(test, reason):
+    print(f"\nSKIPPED: {reason}", file=sys.stderr, flush=True)
+    test.skipTest(reason)
+
+
+def task_ip(k):
+    return f"172.31.{k}.1"
+
+
+def metric(node, name, labels=""):
+    """Sum of a counter's samples on `node` whose label text contains `labels`."""
+    st, _, body = harness.http(node.ip, cluster.ADMIN_PORT, "/metrics")
+    assert st == 200, st
+    total = 0.0
+    for line in body.decode().splitlines():
+        if line.startswith(name) and (line[len(name)] in " {") and labels in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def parse_proxy_v2(data):
+    """(src ip, src port, dst ip, dst port, rest) of a PROXY v2 TCP4 header at the start of
+    `data`, or None."""
+    sig = b"\r\n\r\n\x00\r\nQUIT\n"
+    if not data.startswith(sig) or len(data) < 16:
+        return None
+    ver_cmd, fam, length = data[12], data[13], struct.unpack("!H", data[14:16])[0]
+    if ver_cmd != 0x21 or fam != 0x11 or len(data) < 16 + length:
+        return None
+    src, dst, sport, dport = struct.unpack("!4s4sHH", data[16:28])
+    return socket.inet_ntoa(src), sport, socket.inet_ntoa(dst), dport, data[16 + length:]
+
+
+class OverlayTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.netns = None
+        cls.c = None
+        why = cluster.Netns.available()
+        if why:
+            return
+        cls.netns = cluster.Netns(3)
+        cls.echoes = []
+        try:
+            for k, ns in enumerate(cls.netns.names, start=1):
+                cluster._ip("-n", ns, "addr", "add", f"{task_ip(k)}/32", "dev", "lo")
+            cls.c = cluster.Cluster(None, ["manager", "worker", "worker"], netns=cls.netns)
+            cls.c.start()
+            cls.who = [cls.c.whoami(f"task{k}", task_ip(k), prefix=cls.netns.prefix_args(n.ip))
+                       for k, n in enumerate(cls.c.nodes, start=1)]
+            here = os.path.dirname(os.path.abspath(__file__))
+            for k, n in enumerate(cls.c.nodes, start=1):
+                e = harness.Proc(cls.netns.prefix_args(n.ip) + [sys.executable, os.path.join(here, "ns_echo.py"),
+                                                                 task_ip(k), str(ECHO_PORT)])
+                cls.echoes.append(e)
+                e.wait_line(r"listening on", which="out")
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        for e in getattr(cls, "echoes", []):
+            e.stop()
+        if cls.c is not None:
+            cls.c.stop()
+        if cls.netns is not None:
+            cls.netns.close()
+
+    def setUp(self):
+        if self.netns is None:
+            skip_loudly(self, f"network namespaces unavailable ({cluster.Netns.available()}); "
+                              "the overlay is not tested")
+
+    # -- helpers -----------------------------------------------------------------------------
+    def service(self, name, labels=None, ports=None, tasks=()):
+        """Creates a service and one task per (node index, port) in `tasks`; returns task ids."""
+        lead = self.c.leader()
+        body = {"name": name, "labels": labels or {}}
+        if ports:
+            body["ports"] = ports
+        s, b = lead.api("POST", "/v1/services", body)
+        self.assertEqual(s, 201, b)
+        ids = []
+        for k, port in tasks:
+            s, b = lead.api("POST", "/v1/tasks", {"service": name, "node": f"n{k}",
+                                                   "address": f"{task_ip(k)}:{port}"})
+            self.assertEqual(s, 201, b)
+            ids.append(b["task"]["id"] if "task" in b else b["id"])
+        self.c.wait_converged()
+        return ids
+
+    def ns_connect(self, from_node, ip, port):
+        """Return code of a TCP connect from `from_node`'s namespace to ip:port (0 = connected)."""
+        code = ("import socket,sys\ns=socket.socket();s.settimeout(2)\n"
+                f"sys.exit(s.connect_ex(('{ip}',{port})))")
+        r = subprocess.run(self.netns.prefix_args(from_node.ip) + [sys.executable, "-c", code],
+                           capture_output=True, timeout=20)
+        return r.returncode
+
+    # -- tests -------------------------------------------------------------------------------
+    def test_topology_is_closed(self):
+        n1 = self.c.nodes[0]
+        self.assertEqual(self.ns_connect(self.c.nodes[2], task_ip(3), self.who[2].port), 0,
+                         "a task is not reachable from its own node")
+        self.assertNotEqual(self.ns_connect(n1, task_ip(3), self.who[2].port), 0,
+                            "node 1 reaches node 3's task directly: the test would not need the overlay")
+
+    def test_http_reaches_a_remote_task_with_the_client_ip(self):
+        self.service("web", {"mesh.http": "web.overlay.test"}, tasks=[(3, self.who[2].port)])
+        n1 = self.c.nodes[0]
+        before = metric(self.c.nodes[2], "routemesh_overlay_streams_total", 'direction="in"')
+        client = harness.Client(n1.ip, cluster.HTTP_PORT)
+        try:
+            for i in range(5):  # keep-alive on the client leg
+                r = client.request("GET", f"/r{i}", host="web.overlay.test")
+                self.assertEqual(r.status, 200, r.body)
+                w = harness.parse_whoami(r.body)
+                self.assertEqual(w["name"], "task3")
+                xff = w["headers"].get("x-forwarded-for", [""])[-1]
+                self.assertEqual(xff.split(",")[-1].strip(), f"{self.netns.prefix}.1",
+                                 f"client ip lost: {w['headers']}")
+        finally:
+            client.close()
+        self.assertGreaterEqual(metric(self.c.nodes[2], "routemesh_overlay_streams_total",
+                                       'direction="in"') - before, 1)
+        # every node answers for it, the one running the task included
+        for n in self.c.nodes:
+            self.assertEqual(n.served_by("web.overlay.test"), "task3", n.name)
+
+    def test_l4_reaches_a_remote_task_with_a_proxy_v2_header(self):
+        self.service("tcpv2", {"mesh.proxy_protocol": "v2"},
+                     ports=[{"published": L4_PORT, "target": ECHO_PORT}], tasks=[(2, ECHO_PORT)])
+        for n in (self.c.nodes[0], self.c.nodes[2]):  # through the overlay from n1 and n3
+            s = harness.wait_until(lambda: self._connect(n.ip, L4_PORT), timeout=10,
+                                   what=f"published port {L4_PORT} open on {n.name}")
+            try:
+                s.sendall(b"hello overlay")
+                data = b""
+                deadline = time.monotonic() + 5
+                while time.monotonic() < deadline:
+                    hdr = parse_proxy_v2(data)
+                    if hdr and hdr[4] == b"hello overlay":
+                        break
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                hdr = parse_proxy_v2(data)
+                self.assertIsNotNone(hdr, f"no PROXY v2 header from {n.name}: {data!r}")
+                src, sport, dst, dport, rest = hdr
+                self.assertEqual(src, f"{self.netns.prefix}.1")
+                self.assertEqual(sport, s.getsockname()[1])
+                self.assertEqual((dst, dport), (n.ip, L4_PORT))
+                self.assertEqual(rest, b"hello overlay")
+            finally:
+                s.close()
+
+    @staticmethod
+    def _connect(ip, port):
+        try:
+            return socket.create_connection((ip, port), timeout=2)
+        except OSError:
+            return None
+
+    def test_prefer_local_keeps_traffic_on_the_node(self):
+        self.service("near", {"mesh.http": "near.overlay.test", "mesh.lb.locality": "prefer-local"},
+                     tasks=[(1, self.who[0].port), (2, self.who[1].port), (3, self.who[2].port)])
+        for k, n in enumerate(self.c.nodes, start=1):
+            seen = {n.served_by("near.overlay.test") for _ in range(6)}
+            self.assertEqual(seen, {f"task{k}"}, n.name)
+        # without the label the same tasks are balanced over every node
+        self.service("spread", {"mesh.http": "spread.overlay.test"},
+                     tasks=[(1, self.who[0].port), (2, self.who[1].port), (3, self.who[2].port)])
+        seen = {self.c.nodes[0].served_by("spread.overlay.test") for _ in range(9)}
+        self.assertEqual(seen, {"task1", "task2", "task3"})
+
+    def preamble(self, node, line):
+        """Sends one preamble line to `node`'s overlay port; returns its one-byte answer."""
+        with socket.create_connection((node.ip, OVERLAY_PORT), timeout=5) as s:
+            s.sendall(line)
+            return s.recv(1)
+
+    def test_foreign_unknown_and_malformed_streams_are_refused(self):
+        ids = self.service("guarded", {"mesh.http": "guarded.overlay.test"},
+                           tasks=[(1, self.who[0].port)])
+        n1, n2 = self.c.nodes[0], self.c.nodes[1]
+        client = f"{self.netns.prefix}.1 5555 {n2.ip} 8080"
+        port = self.who[0].port
+        refused = metric(n2, "routemesh_overlay_refused_total")
+        # a task of n1, asked of n2: n2 must not dial it
+        self.assertEqual(self.preamble(n2, f"RMOV1 http {ids[0]} {port} {client}\n".encode()), b"-")
+        self.assertEqual(self.preamble(n2, f"RMOV1 http nosuchtask {port} {client}\n".encode()), b"-")
+        self.assertEqual(self.preamble(n2, b"HELLO there\n"), b"?")
+        self.assertGreaterEqual(metric(n2, "routemesh_overlay_refused_total") - refused, 3)
+        # n1 owns the task, but only on its exposed port
+        self.assertEqual(self.preamble(n1, f"RMOV1 http {ids[0]} {port + 1} {client}\n".encode()), b"-")
+        self.assertEqual(self.preamble(n1, f"RMOV1 http {ids[0]} {port} {client}\n".encode()), b"+")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
