@@ -435,11 +435,11 @@ Exposure parse_labels(const std::map<std::string, std::string>& labels,
   }
 
   if (health.any) {
-    if (!health.kind_set) {
+    if (!health.kind_set && labels.count("mesh.health.check") == 0) {
       errors.push_back(
           StateError{join(path_prefix, "mesh.health.check"),
                      "required when other mesh.health.* labels are set (tcp or http)"});
-    } else {
+    } else if (health.kind_set) {
       exposure.health = health.check;
     }
   }

@@ -434,3 +434,59 @@ TEST_CASE("to_json describes clusters, hosts, l4 routes and http ports", "[route
   REQUIRE(http_ports.size() == 1);
   CHECK(http_ports[0].to_number<int>() == 8081);
 }
+
+TEST_CASE("local targets: a node's own tasks by id and port, others go by the overlay",
+          "[route_table]") {
+  ClusterState state;
+  add_service(
+      state,
+      {"web", {{"mesh.http", "web.test"}, {"mesh.lb.locality", "prefer-local"}}, {{9000, 80}}});
+  add_service(state, {"db", {{"mesh.proxy_protocol", "v2"}}, {{5432, 5432}}});
+  add_task(state, "web.1", "web", "172.31.1.1");
+  add_task(state, "web.2", "web", "172.31.2.1");
+  add_task(state, "db.1", "db", "172.31.1.1");
+  state.tasks["web.1"].node = "n1";
+  state.tasks["web.2"].node = "n2";
+  state.tasks["db.1"].node = "n1";
+  discovery::Node n2;
+  n2.id = "2";
+  n2.name = "n2";
+  n2.overlay = "10.77.0.12:4789";
+  state.nodes[n2.id] = n2;
+
+  auto table = mesh::compile_route_table(state, "n1");
+  const auto* t = mesh::find_local_target(table, "web.1", 80);
+  REQUIRE(t != nullptr);
+  CHECK(t->service == "web");
+  CHECK(t->ip.text == "172.31.1.1");
+  CHECK(mesh::find_local_target(table, "web.1", 81) == nullptr);  // not an exposed port
+  CHECK(mesh::find_local_target(table, "web.2", 80) == nullptr);  // n2's task
+  CHECK(mesh::find_local_target(table, "nope", 80) == nullptr);
+  const auto* db = mesh::find_local_target(table, "db.1", 5432);
+  REQUIRE(db != nullptr);
+  CHECK(db->proxy_protocol == discovery::ProxyProtocol::v2);
+
+  const mesh::Cluster* web = nullptr;
+  for (const auto& c : table.clusters) {
+    if (c.service == "web") {
+      web = &c;
+    }
+  }
+  REQUIRE(web != nullptr);
+  CHECK(web->prefer_local);
+  REQUIRE(web->endpoints.size() == 2);
+  CHECK(web->endpoints[0].local);
+  CHECK_FALSE(web->endpoints[0].via);
+  CHECK_FALSE(web->endpoints[1].local);
+  REQUIRE(web->endpoints[1].via);
+  CHECK(web->endpoints[1].key == "172.31.2.1:80@n2");
+
+  // a node marked down takes its tasks out everywhere
+  state.nodes["2"].status = discovery::NodeStatus::down;
+  auto down = mesh::compile_route_table(state, "n1");
+  for (const auto& c : down.clusters) {
+    for (const auto& e : c.endpoints) {
+      CHECK(e.healthy == (e.node != "n2"));
+    }
+  }
+}

@@ -300,3 +300,67 @@ TEST_CASE("errors use the path prefix as given, or the bare key without one") {
   REQUIRE(p.errors.size() == 1);
   CHECK(p.errors[0].path == "mesh.lb");
 }
+
+TEST_CASE("mesh.health.* labels make an active health check") {
+  auto p = parse({{"mesh.health.check", "http"},
+                  {"mesh.health.path", "/healthz"},
+                  {"mesh.health.status", "200-299"},
+                  {"mesh.health.interval_ms", "500"},
+                  {"mesh.health.timeout_ms", "200"},
+                  {"mesh.health.healthy", "1"},
+                  {"mesh.health.unhealthy", "2"},
+                  {"mesh.health.start_period_ms", "3000"},
+                  {"mesh.health.port", "8081"}});
+  INFO(describe(p.errors));
+  REQUIRE(p.errors.empty());
+  REQUIRE(p.exposure.health);
+  const auto& h = *p.exposure.health;
+  CHECK(h.kind == HealthCheck::Kind::http);
+  CHECK(h.path == "/healthz");
+  CHECK(h.status_min == 200);
+  CHECK(h.status_max == 299);
+  CHECK(h.interval_ms == 500);
+  CHECK(h.timeout_ms == 200);
+  CHECK(h.healthy_threshold == 1);
+  CHECK(h.unhealthy_threshold == 2);
+  CHECK(h.start_period_ms == 3000);
+  CHECK(h.port == 8081);
+
+  auto tcp = parse({{"mesh.health.check", "tcp"}});
+  REQUIRE(tcp.exposure.health);
+  CHECK(tcp.exposure.health->kind == HealthCheck::Kind::tcp);
+  CHECK_FALSE(parse({}).exposure.health);
+}
+
+TEST_CASE("bad mesh.health, locality, proxy_protocol and drain labels name the label") {
+  const std::vector<std::pair<Labels, std::string>> cases = {
+      {{{"mesh.health.check", "icmp"}}, "services[0].labels.mesh.health.check"},
+      {{{"mesh.health.path", "/x"}}, "services[0].labels.mesh.health.check"},  // check missing
+      {{{"mesh.health.check", "http"}, {"mesh.health.path", "healthz"}},
+       "services[0].labels.mesh.health.path"},
+      {{{"mesh.health.check", "http"}, {"mesh.health.status", "299-200"}},
+       "services[0].labels.mesh.health.status"},
+      {{{"mesh.health.check", "tcp"}, {"mesh.health.interval_ms", "5"}},
+       "services[0].labels.mesh.health.interval_ms"},
+      {{{"mesh.health.check", "tcp"}, {"mesh.health.unhealthy", "0"}},
+       "services[0].labels.mesh.health.unhealthy"},
+      {{{"mesh.health.check", "tcp"}, {"mesh.health.retries", "3"}},
+       "services[0].labels.mesh.health.retries"},
+      {{{"mesh.lb.locality", "nearby"}}, "services[0].labels.mesh.lb.locality"},
+      {{{"mesh.proxy_protocol", "v3"}}, "services[0].labels.mesh.proxy_protocol"},
+      {{{"mesh.drain.grace_ms", "-1"}}, "services[0].labels.mesh.drain.grace_ms"},
+  };
+  for (const auto& [labels, path] : cases) {
+    auto p = parse(labels);
+    INFO(path << "\n" << describe(p.errors));
+    REQUIRE(p.errors.size() == 1);
+    CHECK(p.errors[0].path == path);
+  }
+  auto ok = parse({{"mesh.lb.locality", "prefer-local"},
+                   {"mesh.proxy_protocol", "v1"},
+                   {"mesh.drain.grace_ms", "1500"}});
+  REQUIRE(ok.errors.empty());
+  CHECK(ok.exposure.prefer_local);
+  CHECK(ok.exposure.proxy_protocol == ProxyProtocol::v1);
+  CHECK(ok.exposure.drain_grace_ms == 1500);
+}
