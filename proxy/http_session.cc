@@ -625,7 +625,9 @@ asio::awaitable<bool> Session::handle_request() {
     UpstreamPool::Bucket& bucket = *worker_.pool().at(cluster.index, request_.endpoint);
     ++bucket.users;
     worker_.balancer().on_start(cluster.index, request_.endpoint);
+    live_.attach(cluster, request_.endpoint);
     const error_code failure = co_await exchange(bucket);
+    live_.detach();
     --bucket.users;
     const AfterAttempt next = after_attempt(failure);
     if (next == AfterAttempt::retry) {

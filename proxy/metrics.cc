@@ -60,6 +60,8 @@ Metrics::Metrics(prometheus::Registry& r)
       overlay_spare_hits(counter(r, "routemesh_overlay_spare_connections_used_total",
                                  "Overlay streams opened on a pre-established connection")),
       overlay_spare_misses(counter(r, "routemesh_overlay_spare_connections_missed_total",
-                                   "Overlay streams that had to connect first (no spare)")) {}
+                                   "Overlay streams that had to connect first (no spare)")),
+      drain_closed(counter(r, "routemesh_proxy_drain_closed_connections_total",
+                           "Connections to a drained or removed task closed after its grace")) {}
 
 }  // namespace routemesh::proxy

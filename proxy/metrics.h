@@ -64,6 +64,9 @@ struct Metrics {
   // connection to the peer, or had to connect first
   prometheus::Counter& overlay_spare_hits;
   prometheus::Counter& overlay_spare_misses;
+  // routemesh_proxy_drain_closed_connections_total: connections to a task that was drained or
+  // removed, closed when its drain grace (mesh.drain.grace_ms) ran out
+  prometheus::Counter& drain_closed;
 };
 
 }  // namespace routemesh::proxy

@@ -18,7 +18,10 @@
 #include <algorithm>
 #include <exception>
 #include <random>
+#include <string_view>
 #include <system_error>
+#include <unordered_map>
+#include <vector>
 
 namespace routemesh::proxy {
 
@@ -238,6 +241,40 @@ void Worker::apply_table(std::shared_ptr<const mesh::RouteTable> table) {
   if (!draining_) {
     reconcile_listeners();
   }
+  mark_drained_upstreams();
+}
+
+// Connections attached to an endpoint the new table drains or no longer has get a deadline of
+// now + their service's grace; those whose endpoint is back in service lose it.
+void Worker::mark_drained_upstreams() {
+  std::unordered_map<std::string_view, std::vector<const mesh::Cluster*>> by_service;
+  bool indexed = false;
+  const auto now = Clock::now();
+  for (LiveConn* c = live_head_.next; c != &live_head_; c = c->next) {
+    if (c->drain_cluster == nullptr) {
+      continue;
+    }
+    if (!indexed) {
+      for (const auto& cl : table_->clusters) {
+        by_service[cl.service].push_back(&cl);
+      }
+      indexed = true;
+    }
+    const std::string& key = c->drain_cluster->endpoints[c->drain_endpoint].key;
+    bool in_service = false;
+    if (auto it = by_service.find(c->drain_cluster->service); it != by_service.end()) {
+      for (const mesh::Cluster* cl : it->second) {
+        for (const auto& e : cl->endpoints) {
+          in_service = in_service || (e.key == key && !e.draining);
+        }
+      }
+    }
+    if (in_service) {
+      c->drain_at = Clock::time_point::max();
+    } else if (c->drain_at == Clock::time_point::max()) {
+      c->drain_at = now + milliseconds(c->drain_cluster->drain_grace_ms);
+    }
+  }
 }
 
 std::shared_ptr<Listener> Worker::open_listener(std::uint16_t port, ListenerKind kind) {
@@ -423,6 +460,13 @@ void Worker::tick() {
       c->expired = true;
       c->deadline = Clock::time_point::max();
       c->cancel_io();
+    }
+    if (c->drain_at <= now) {
+      c->drain_at = Clock::time_point::max();
+      c->killed = true;
+      c->expired = true;
+      c->cancel_io();
+      metrics_.drain_closed.Increment();
     }
   }
   pool_->sweep(now);

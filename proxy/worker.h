@@ -78,6 +78,22 @@ struct LiveConn {
   bool idle = false;     // an HTTP session waiting for the next request (closed on drain)
   bool expired = false;  // the current deadline passed; pending I/O was cancelled
   bool killed = false;   // terminal cancel (shutdown after drain_ms)
+  // The upstream endpoint an L4 splice, a tunnel or an HTTP exchange is using (its table stays
+  // alive meanwhile), so a new table that drains or removes the task can close the connection
+  // after the service's drain grace. Null when not attached to an endpoint.
+  const mesh::Cluster* drain_cluster = nullptr;
+  std::uint32_t drain_endpoint = 0;
+  Clock::time_point drain_at = Clock::time_point::max();
+
+  void attach(const mesh::Cluster& cluster, std::uint32_t endpoint) {
+    drain_cluster = &cluster;
+    drain_endpoint = endpoint;
+    drain_at = Clock::time_point::max();
+  }
+  void detach() {
+    drain_cluster = nullptr;
+    drain_at = Clock::time_point::max();
+  }
 
   void arm(Clock::time_point now, milliseconds d) {
     deadline = now + d;
@@ -215,6 +231,7 @@ class Worker {
  private:
   ServiceMetrics& metrics_for(const std::string& service);
   void reconcile_listeners();
+  void mark_drained_upstreams();
   void update_open_ports();
   std::shared_ptr<Listener> open_listener(std::uint16_t port, ListenerKind kind);
   void spawn_accept(std::shared_ptr<Listener> l);

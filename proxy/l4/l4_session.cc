@@ -83,7 +83,9 @@ asio::awaitable<void> run_l4_session(Worker& w, tcp::socket socket, std::uint16_
     spdlog::debug("proxy: l4 port {} ({}): no endpoint reachable", port, cluster.service);
     co_return;
   }
+  conn.attach(cluster, *chosen);
   const auto r = co_await splice_both(w, conn, socket, up, w.timeouts().l4_idle, sm.l4_bytes);
+  conn.detach();
   w.count_bytes(r.a_to_b, r.b_to_a);
   w.finish(gen, cluster, *chosen, conn.killed ? mesh::Outcome::local_abort : mesh::Outcome::success,
            sm);

@@ -318,6 +318,41 @@ class OverlayTest(unittest.TestCase):
             st, _, _ = n.route("checked.overlay.test")
             self.assertEqual(st, 503, n.name)
 
+    def test_a_drained_task_keeps_its_l4_connections_for_the_grace_only(self):
+        port = L4_PORT + 1
+        ids = self.service("drained", {"mesh.drain.grace_ms": "700"},
+                           ports=[{"published": port, "target": ECHO_PORT}], tasks=[(2, ECHO_PORT)])
+        n1 = self.c.nodes[0]
+        s = harness.wait_until(lambda: self._connect(n1.ip, port), timeout=10,
+                               what=f"published port {port} open on n1")
+        try:
+            s.settimeout(5)
+            s.sendall(b"one")
+            self.assertEqual(s.recv(16), b"one")
+            closed_before = metric(n1, "routemesh_proxy_drain_closed_connections_total")
+            st, b = self.c.leader().api("PUT", f"/v1/tasks/{ids[0]}", {"health": "draining"})
+            self.assertEqual(st, 200, b)
+            self.c.wait_converged()
+            t_drained = time.monotonic()
+            s.sendall(b"two")  # in the grace: still served
+            self.assertEqual(s.recv(16), b"two")
+            self.assertEqual(s.recv(16), b"", "the connection outlived the drain grace")
+            took = time.monotonic() - t_drained
+            self.assertLess(took, 5.0)
+            self.assertGreaterEqual(
+                metric(n1, "routemesh_proxy_drain_closed_connections_total") - closed_before, 1)
+        finally:
+            s.close()
+        # new connections are not sent to the drained task (none left: closed at once)
+        s2 = socket.create_connection((n1.ip, port), timeout=5)
+        try:
+            s2.sendall(b"three")
+            self.assertIn(s2.recv(16), (b"",))
+        except ConnectionResetError:
+            pass
+        finally:
+            s2.close()
+
     def test_rolling_update_and_a_killed_task_fail_no_request(self):
         labels = {"mesh.http": "rolling.overlay.test", "mesh.health.check": "http",
                   "mesh.health.interval_ms": "100", "mesh.health.healthy": "1",
