@@ -13,6 +13,7 @@
 
 #include "admin/admin_server.h"
 #include "base/check.h"
+#include "base/http_client.h"
 #include "base/spawn.h"
 #include "cmd/data_plane.h"
 #include "config/config.h"
@@ -20,6 +21,7 @@
 #include "discovery/agent/watch_client.h"
 #include "discovery/manager/api.h"
 #include "discovery/manager/bootstrap.h"
+#include "discovery/manager/liveness.h"
 #include "discovery/manager/request.h"
 #include "discovery/raft/identity.h"
 #include "discovery/raft/metrics.h"
@@ -36,6 +38,7 @@
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -125,6 +128,7 @@ struct ClusterNode {
   std::unique_ptr<store::Store> store;
   std::unique_ptr<discovery::manager::Api> api;
   std::unique_ptr<discovery::agent::WatchClient> watcher;
+  std::unique_ptr<discovery::manager::Liveness> liveness;
   raft::Identity identity;
   int exit_code = 0;
   bool stopping = false;
@@ -152,6 +156,34 @@ asio::awaitable<void> announce_ready(ClusterNode& n) {
       co_return;
     }
     pause.expires_after(std::chrono::milliseconds(20));
+    co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
+  }
+}
+
+// One heartbeat; the answer does not matter (the manager only records the time).
+asio::awaitable<void> heartbeat_once(asio::any_io_executor ex, std::string address,
+                                     base::ClientRequest req, std::chrono::milliseconds timeout) {
+  co_await base::http_call(std::move(ex), std::move(address), std::move(req), timeout);
+}
+
+// Tells every manager this node is alive, every cluster.heartbeat_ms (see liveness.h). Each
+// call is bounded by the interval, so a dead manager never delays the others.
+asio::awaitable<void> send_heartbeats(ClusterNode& n) {
+  auto ex = n.control.get_executor();
+  asio::steady_timer pause(ex);
+  const auto interval = std::chrono::milliseconds(n.cfg.cluster.heartbeat_ms);
+  const std::string body = "{\"node\":\"" + raft::format_node_id(n.identity.node_id) + "\"}";
+  while (!n.stopping) {
+    const std::vector<std::string> managers =
+        n.manager() ? agent::manager_addresses(n.store->state()) : n.last_managers;
+    for (const auto& address : managers) {
+      base::ClientRequest req;
+      req.method = "POST";
+      req.target = "/v1/heartbeat";
+      req.body = body;
+      asio::co_spawn(ex, heartbeat_once(ex, address, std::move(req), interval), asio::detached);
+    }
+    pause.expires_after(interval);
     co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
   }
 }
@@ -233,6 +265,13 @@ asio::awaitable<void> start_cluster(ClusterNode& n) {
     n.api = manager::make_api(ex, *n.store);
     n.api->register_handlers(n.admin);
     n.api->start();
+    manager::LivenessOptions lo;
+    lo.down_after = std::chrono::milliseconds(cl.node_down_after_ms);
+    lo.self_id = raft::format_node_id(n.identity.node_id);
+    lo.registry = &n.registry;
+    n.liveness = manager::make_liveness(ex, *n.store, std::move(lo));
+    n.liveness->register_handlers(n.admin);
+    n.liveness->start();
     n.publisher.schedule(n.store->state());
     if (marker) {
       manager::BootstrapOptions bo;
@@ -276,6 +315,7 @@ asio::awaitable<void> start_cluster(ClusterNode& n) {
     });
     n.watcher->start();
   }
+  asio::co_spawn(ex, send_heartbeats(n), base::log_and_count("cluster: heartbeats"));
   co_await announce_ready(n);
 }
 
@@ -418,6 +458,9 @@ int run_cluster_node(const NodeOptions& options, const config::NodeConfig& cfg) 
     admin->stop();
     if (node.api) {
       node.api->stop();
+    }
+    if (node.liveness) {
+      node.liveness->stop();
     }
     if (node.watcher) {
       node.watcher->stop();

@@ -514,6 +514,18 @@ void read_cluster(Reader& r, const YAML::Node& node, const std::string& path,
                       out.snapshot_entries = *v;
                     }
                   }},
+                 {"heartbeat_ms",
+                  [&](const YAML::Node& n, const std::string& p) {
+                    if (auto v = r.read_integer(n, p, 10, 600'000, "must be 10..600000")) {
+                      out.heartbeat_ms = static_cast<std::uint32_t>(*v);
+                    }
+                  }},
+                 {"node_down_after_ms",
+                  [&](const YAML::Node& n, const std::string& p) {
+                    if (auto v = r.read_integer(n, p, 50, 3'600'000, "must be 50..3600000")) {
+                      out.node_down_after_ms = static_cast<std::uint32_t>(*v);
+                    }
+                  }},
              });
   if (!node.IsNull() && !node.IsMap()) {
     return;  // read_map reported it
@@ -526,6 +538,9 @@ void read_cluster(Reader& r, const YAML::Node& node, const std::string& path,
   }
   if (!has_peer && out.role == ClusterRole::manager && has_role) {
     r.error(join(path, "peer"), "required for managers (Raft transport IP:PORT)");
+  }
+  if (out.node_down_after_ms <= out.heartbeat_ms) {
+    r.error(join(path, "node_down_after_ms"), "must be greater than heartbeat_ms");
   }
   if (ticks_ok && out.heartbeat_ticks >= out.election_ticks) {
     r.error(join(path, "heartbeat_ticks"), "must be < election_ticks");

@@ -94,6 +94,10 @@ struct ClusterSettings {
   std::uint32_t heartbeat_ticks = 1;        // < election_ticks
   std::string subnet_pool = "10.10.0.0/16";  // IPAM pool (IPv4 CIDR, prefix <= 24)
   std::uint64_t snapshot_entries = 10'000;   // compact the log after this many applied entries
+  // Failure detection: every node tells every manager it is alive each heartbeat_ms; the
+  // leader marks a node down after node_down_after_ms without one, ready when it is back.
+  std::uint32_t heartbeat_ms = 1'000;
+  std::uint32_t node_down_after_ms = 5'000;
 };
 
 struct NodeConfig {

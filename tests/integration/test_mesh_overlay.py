@@ -16,7 +16,9 @@ Checked through real processes and sockets:
   - active health checks: a new task takes traffic once its node saw it pass, a stopped one
     is marked unhealthy in the store,
   - a rolling update (task add -> healthy -> drain -> stop -> rm, one node at a time) and a
-    task killed without warning, under keep-alive load on every node, fail no request.
+    task killed without warning, under keep-alive load on every node, fail no request,
+  - a node that stops heartbeating is `down` within cluster.node_down_after_ms, its tasks
+    leave every route table, and it is `ready` and served again once it is back.
 Skipped (loudly) where network namespaces cannot be made."""
 import os
 import re
@@ -396,6 +398,70 @@ class OverlayTest(unittest.TestCase):
         self.assertEqual(errors, [])
         seen = {self.c.nodes[0].served_by("rolling.overlay.test") for _ in range(9)}
         self.assertLessEqual(seen, {"v2-1", "v2-3"})
+
+
+class NodeDownTest(unittest.TestCase):
+    """Its own cluster (a node is killed), with fast heartbeats."""
+
+    def setUp(self):
+        self.netns = self.c = None
+        why = cluster.Netns.available()
+        if why:
+            skip_loudly(self, f"network namespaces unavailable ({why}); node failure is not tested")
+        self.netns = cluster.Netns(3)
+        try:
+            for k, ns in enumerate(self.netns.names, start=1):
+                cluster._ip("-n", ns, "addr", "add", f"{task_ip(k)}/32", "dev", "lo")
+            self.c = cluster.Cluster(None, ["manager", "worker", "worker"], netns=self.netns,
+                                     heartbeat_ms=100, node_down_after_ms=800)
+            self.c.start()
+        except BaseException:
+            self.tearDown()
+            raise
+
+    def tearDown(self):
+        if self.c is not None:
+            self.c.stop()
+        if self.netns is not None:
+            self.netns.close()
+
+    def node_status(self, name):
+        s, b = self.c.leader().get("/v1/nodes")
+        self.assertEqual(s, 200, b)
+        return {n["name"]: n.get("status") for n in b["nodes"]}.get(name)
+
+    def test_a_silent_node_is_down_and_its_tasks_leave_the_tables(self):
+        lead = self.c.leader()
+        s, b = lead.api("POST", "/v1/services", {"name": "svc", "labels": {"mesh.http": "down.overlay.test"}})
+        self.assertEqual(s, 201, b)
+        ws = {}
+        for k in (2, 3):
+            n = self.c.nodes[k - 1]
+            ws[k] = self.c.whoami(f"t{k}", task_ip(k), prefix=self.netns.prefix_args(n.ip))
+            s, b = lead.api("POST", "/v1/tasks", {"service": "svc", "node": f"n{k}",
+                                                  "address": f"{task_ip(k)}:{ws[k].port}"})
+            self.assertEqual(s, 201, b)
+        self.c.wait_converged()
+        n1, n3 = self.c.nodes[0], self.c.nodes[2]
+        cluster.wait_routes_everywhere([n1], "down.overlay.test", {"t2", "t3"})
+        self.assertEqual({n1.served_by("down.overlay.test") for _ in range(8)}, {"t2", "t3"})
+
+        n3.kill9()
+        t0 = time.monotonic()
+        harness.wait_until(lambda: self.node_status("n3") == "down", timeout=10, interval=0.05,
+                           what="n3 down")
+        took = time.monotonic() - t0
+        print(f"\n  n3 killed: down after {took:.2f}s (node_down_after_ms=800)", flush=True)
+        self.c.wait_converged(nodes=[n1, self.c.nodes[1]])
+        self.assertEqual({n1.served_by("down.overlay.test") for _ in range(8)}, {"t2"})
+
+        n3.start()
+        harness.wait_until(lambda: self.node_status("n3") == "ready", timeout=10, interval=0.05,
+                           what="n3 ready again")
+        self.c.wait_converged()
+        cluster.wait_routes_everywhere([n1], "down.overlay.test", {"t2", "t3"})
+        seen = {n1.served_by("down.overlay.test") for _ in range(8)}
+        self.assertEqual(seen, {"t2", "t3"})
 
 
 if __name__ == "__main__":
