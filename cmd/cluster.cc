@@ -30,6 +30,7 @@
 #include "mesh/health/tracker.h"
 #include "mesh/route_table.h"
 #include "proxy/health/health_checker.h"
+#include "proxy/loopback_addresses.h"
 #include "proxy/metrics.h"
 #include "proxy/server.h"
 
@@ -49,6 +50,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <random>
+#include <set>
 
 namespace routemesh::cmd {
 namespace {
@@ -73,12 +75,13 @@ std::uint64_t random_id() {
 class Publisher {
  public:
   Publisher(asio::any_io_executor executor, proxy::ProxyServer& proxy, prometheus::Gauge& revision,
-            std::string local_node, proxy::HealthChecker& checker)
+            std::string local_node, proxy::HealthChecker& checker, proxy::LoopbackAddresses* vips)
       : executor_(std::move(executor)),
         proxy_(proxy),
         revision_(revision),
         local_node_(std::move(local_node)),
-        checker_(checker) {}
+        checker_(checker),
+        vips_(vips) {}
 
   void schedule(const discovery::ClusterState& state) {
     latest_ = &state;
@@ -94,6 +97,13 @@ class Publisher {
       auto table = std::make_shared<const mesh::RouteTable>(
           mesh::compile_route_table(*latest_, local_node_));
       revision_.Set(static_cast<double>(latest_->revision));
+      if (vips_ != nullptr) {
+        std::set<std::string> want;
+        for (const auto& v : table->vips) {
+          want.insert(v.vip.text);
+        }
+        vips_->reconcile(want);
+      }
       proxy_.publish(std::move(table));
       checker_.update(mesh::health::targets(*latest_, local_node_),
                       agent::manager_addresses(*latest_));
@@ -107,6 +117,7 @@ class Publisher {
   prometheus::Gauge& revision_;
   std::string local_node_;  // this node's name: its tasks are local, others' go by the overlay
   proxy::HealthChecker& checker_;                    // checks this node's tasks
+  proxy::LoopbackAddresses* vips_;                   // null unless node.vips
   const discovery::ClusterState* latest_ = nullptr;  // owned by the Store or the WatchClient
   bool pending_ = false;
   bool stopped_ = false;
@@ -416,7 +427,12 @@ int run_cluster_node(const NodeOptions& options, const config::NodeConfig& cfg) 
   const std::uint16_t admin_port = dp->admin_port;
 
   proxy::HealthChecker checker(control.get_executor(), *registry);
-  Publisher publisher(control.get_executor(), *proxy, revision, cfg.node.name, checker);
+  std::optional<proxy::LoopbackAddresses> vips;  // removed from lo when this frame ends
+  if (cfg.node.vips) {
+    vips.emplace(*registry);
+  }
+  Publisher publisher(control.get_executor(), *proxy, revision, cfg.node.name, checker,
+                      vips ? &*vips : nullptr);
   ClusterNode node{cfg, join, control, *admin, {}, publisher, *registry};
   // Until the API is registered (a manager still joining or opening its store) the cluster
   // paths answer 503, so a node joining through this one retries; a worker never serves them.

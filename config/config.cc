@@ -286,6 +286,13 @@ void read_node(Reader& r, const YAML::Node& node, const std::string& path, NodeS
            }},
           {"access_log", [&](const YAML::Node& n,
                              const std::string& p) { read_access_log(r, n, p, out.access_log); }},
+          {"vips",
+           [&](const YAML::Node& n, const std::string& p) {
+             if (r.read_string(n, p, out.vips_mode) && out.vips_mode != "auto" &&
+                 out.vips_mode != "on" && out.vips_mode != "off") {
+               r.error(p, "must be auto, on or off");
+             }
+           }},
           {"overlay",
            [&](const YAML::Node& n, const std::string& p) {
              if (!r.read_string(n, p, out.overlay)) {
@@ -579,6 +586,10 @@ ParseResult parse_document(const YAML::Node& root) {
       !base::is_unspecified_ip(cfg.node.listen)) {
     cfg.node.overlay = base::join_host_port(cfg.node.listen, kDefaultOverlayPort);
   }
+  cfg.node.vips = cfg.node.vips_mode == "on" ||
+                  (cfg.node.vips_mode == "auto" && cfg.cluster_mode &&
+                   !base::is_unspecified_ip(cfg.node.listen) &&
+                   !cfg.node.listen.starts_with("127.") && cfg.node.listen != "::1");
   if (!r.errors().empty()) {
     return std::move(r.errors());
   }
@@ -639,6 +650,9 @@ std::vector<std::string> restart_required(const NodeConfig& current, const NodeC
   }
   if (a.overlay != b.overlay) {
     keys.emplace_back("node.overlay");
+  }
+  if (a.vips != b.vips) {
+    keys.emplace_back("node.vips");
   }
   return keys;
 }

@@ -39,6 +39,13 @@ struct NodeSettings {
   // directly).
   std::string overlay;
   bool overlay_off = false;  // "off" was written
+  // Service VIPs: "on" = this node adds every service VIP to its loopback interface (removed
+  // on exit) and accepts on VIP:port for each target port; "off" = neither; "auto" (default)
+  // = on in cluster mode when node.listen is a specific address outside 127.0.0.0/8 (several
+  // nodes sharing one host's loopback, as in local tests and the plain demo, cannot all own
+  // the same VIPs). Resolved at load: `vips` is the answer.
+  std::string vips_mode = "auto";
+  bool vips = false;
 };
 
 inline constexpr std::uint16_t kDefaultOverlayPort = 4789;

@@ -300,6 +300,18 @@ const LocalTarget* find_local_target(const RouteTable& table, std::string_view t
   return nullptr;
 }
 
+const VipRoute* find_vip_route(const RouteTable& table, std::string_view vip, std::uint16_t port) {
+  auto it =
+      std::lower_bound(table.vips.begin(), table.vips.end(), std::pair(vip, port),
+                       [](const VipRoute& r, const std::pair<std::string_view, std::uint16_t>& k) {
+                         return std::pair(std::string_view(r.vip.text), r.port) < k;
+                       });
+  if (it == table.vips.end() || it->vip.text != vip || it->port != port) {
+    return nullptr;
+  }
+  return &*it;
+}
+
 RouteTable compile_route_table(const ClusterState& state, std::string_view local_node) {
   RouteTable table;
   table.revision = state.revision;
@@ -322,6 +334,28 @@ RouteTable compile_route_table(const ClusterState& state, std::string_view local
         routes.pattern = pattern.host;
         routes.wildcard = pattern.wildcard;
         add_path(routes, http.path_prefix, cluster);
+      }
+    }
+    // VIPs: one L4 route per (network VIP, target port).
+    std::vector<std::uint16_t> vip_ports;
+    for (const auto& p : service.ports) {
+      vip_ports.push_back(p.target);
+    }
+    for (const auto& http : exposure.http) {
+      vip_ports.push_back(http.port != 0 ? http.port : first_target);
+    }
+    std::sort(vip_ports.begin(), vip_ports.end());
+    vip_ports.erase(std::unique(vip_ports.begin(), vip_ports.end()), vip_ports.end());
+    for (const auto& [network, vip_text] : service.vips) {
+      auto vip = parse_ip(vip_text);
+      if (!vip) {
+        continue;
+      }
+      for (std::uint16_t port : vip_ports) {
+        if (port != 0) {
+          table.vips.push_back(
+              VipRoute{*vip, port, clusters.get(service, port, exposure), network});
+        }
       }
     }
     for (const auto& published : service.ports) {
@@ -353,6 +387,9 @@ RouteTable compile_route_table(const ClusterState& state, std::string_view local
       [](const auto& a, const auto& b) { return a.pattern.size() > b.pattern.size(); });
   std::sort(table.l4.begin(), table.l4.end(),
             [](const L4Route& a, const L4Route& b) { return a.published < b.published; });
+  std::sort(table.vips.begin(), table.vips.end(), [](const VipRoute& a, const VipRoute& b) {
+    return std::tie(a.vip.text, a.port) < std::tie(b.vip.text, b.port);
+  });
   std::sort(table.http_ports.begin(), table.http_ports.end());
   table.http_ports.erase(std::unique(table.http_ports.begin(), table.http_ports.end()),
                          table.http_ports.end());
@@ -447,6 +484,14 @@ std::string to_json(const RouteTable& table) {
     http_ports.push_back(port);
   }
   root["http_ports"] = std::move(http_ports);
+  json::array vips;
+  for (const auto& v : table.vips) {
+    vips.push_back(json::object{{"vip", v.vip.text},
+                                {"port", v.port},
+                                {"network", v.network},
+                                {"service", table.clusters[v.cluster].service}});
+  }
+  root["vips"] = std::move(vips);
   return json::serialize(root);
 }
 

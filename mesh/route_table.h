@@ -90,6 +90,16 @@ struct L4Route {
   std::uint32_t cluster = 0;
 };
 
+// A service's virtual IP on one network: every node accepts on vip:port for each target port
+// of the service (its published ports' targets and its HTTP port) and balances at layer 4
+// over the service's tasks, local or across the overlay.
+struct VipRoute {
+  IpAddress vip;
+  std::uint16_t port = 0;
+  std::uint32_t cluster = 0;
+  std::string network;
+};
+
 // Lets exact_hosts be searched with a std::string_view (C++20 heterogeneous lookup), so
 // route() does not build a std::string per request.
 struct HostHash {
@@ -109,9 +119,13 @@ struct RouteTable {
   // Published ports routed by Host (HRM ports other than the node's http_port, e.g. a
   // service publishing 8081:80 with a mesh.http label makes 8081 an HTTP port too).
   std::vector<std::uint16_t> http_ports;
+  std::vector<VipRoute> vips;  // sorted by (vip text, port)
   // This node's tasks of exposed services, by task id: what an overlay preamble may name.
   std::unordered_map<std::string, std::vector<LocalTarget>> local_targets;
 };
+
+// The VIP route for a connection accepted on vip:port, or nullptr.
+const VipRoute* find_vip_route(const RouteTable& table, std::string_view vip, std::uint16_t port);
 
 // The local target named by an overlay preamble (task id and task port), or nullptr when the
 // task is not one of this node's tasks of an exposed service on that port.

@@ -12,12 +12,14 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <exception>
 #include <random>
+#include <set>
 #include <string_view>
 #include <system_error>
 #include <unordered_map>
@@ -109,6 +111,7 @@ struct Listener {
   explicit Listener(asio::io_context& io) : acceptor(io) {}
   tcp::acceptor acceptor;
   std::uint16_t port = 0;
+  std::string vip;  // set for a service VIP listener
   ListenerKind kind = ListenerKind::http;
   bool accepting = false;
 };
@@ -162,6 +165,7 @@ Worker::~Worker() {
   // Sockets must die before the io_context that owns their services; the io_context must die
   // before the registry and pools its session frames unregister from.
   listeners_.clear();
+  vip_listeners_.clear();
   overlay_listener_.reset();
   ticker_.reset();
   pool_->close_all();
@@ -189,6 +193,16 @@ void Worker::make_request_id(char (&out)[16]) {
     out[i] = kHex[r & 15];
     r >>= 4;
   }
+}
+
+std::optional<std::uint32_t> Worker::vip_cluster(std::string_view vip, std::uint16_t port) const {
+  if (!table_) {
+    return std::nullopt;
+  }
+  if (const mesh::VipRoute* r = mesh::find_vip_route(*table_, vip, port)) {
+    return r->cluster;
+  }
+  return std::nullopt;
 }
 
 std::optional<std::uint32_t> Worker::l4_cluster(std::uint16_t port) const {
@@ -361,6 +375,58 @@ void Worker::reconcile_listeners() {
     }
   }
   update_open_ports();
+  reconcile_vip_listeners();
+}
+
+// VIP listeners bind with IP_FREEBIND: the VIP need not be on an interface yet (the control
+// thread adds it to the loopback interface after publishing the table).
+void Worker::reconcile_vip_listeners() {
+  std::set<std::pair<std::string, std::uint16_t>> want;
+  if (table_ && cfg_->node.vips) {
+    for (const auto& v : table_->vips) {
+      want.emplace(v.vip.text, v.port);
+    }
+  }
+  for (auto it = vip_listeners_.begin(); it != vip_listeners_.end();) {
+    if (want.count(it->first) == 0) {
+      boost::system::error_code ignored;
+      it->second->acceptor.close(ignored);
+      it = vip_listeners_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (const auto& key : want) {
+    if (vip_listeners_.count(key) != 0) {
+      continue;
+    }
+    try {
+      auto l = std::make_shared<Listener>(*io_);
+      const tcp::endpoint ep(asio::ip::make_address(key.first), key.second);
+      l->acceptor.open(ep.protocol());
+      l->acceptor.set_option(tcp::acceptor::reuse_address(true));
+      int one = 1;
+      if (::setsockopt(l->acceptor.native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) !=
+              0 ||
+          ::setsockopt(l->acceptor.native_handle(), IPPROTO_IP, IP_FREEBIND, &one, sizeof one) !=
+              0) {
+        throw std::system_error(errno, std::generic_category(), "setsockopt");
+      }
+      l->acceptor.bind(ep);
+      l->acceptor.listen(asio::socket_base::max_listen_connections);
+      l->port = key.second;
+      l->vip = key.first;
+      l->kind = ListenerKind::l4;
+      vip_listeners_[key] = l;
+      if (started_) {
+        spawn_accept(l);
+      }
+    } catch (const std::exception& e) {
+      metrics_.listener_errors.Increment();
+      spdlog::warn("proxy: thread {} cannot listen on VIP {}:{}: {}", index_, key.first, key.second,
+                   e.what());
+    }
+  }
 }
 
 void Worker::update_open_ports() {
@@ -411,7 +477,7 @@ asio::awaitable<void> accept_loop(Worker& w, std::shared_ptr<Listener> l) {
       asio::co_spawn(w.io(), run_overlay_session(w, std::move(socket)),
                      base::log_and_count("proxy: overlay session", &w.metrics().session_errors));
     } else {
-      asio::co_spawn(w.io(), run_l4_session(w, std::move(socket), l->port),
+      asio::co_spawn(w.io(), run_l4_session(w, std::move(socket), l->port, l->vip),
                      base::log_and_count("proxy: l4 session", &w.metrics().session_errors));
     }
   }
@@ -431,6 +497,9 @@ void Worker::spawn_accept(std::shared_ptr<Listener> l) {
 void Worker::start() {
   started_ = true;
   for (auto& [port, l] : listeners_) {
+    spawn_accept(l);
+  }
+  for (auto& [key, l] : vip_listeners_) {
     spawn_accept(l);
   }
   if (overlay_listener_) {
@@ -515,6 +584,11 @@ void Worker::begin_drain() {
     l->acceptor.close(ignored);
   }
   listeners_.clear();
+  for (auto& [key, l] : vip_listeners_) {
+    boost::system::error_code ignored;
+    l->acceptor.close(ignored);
+  }
+  vip_listeners_.clear();
   // The overlay listener stays open while draining: other nodes still finish requests they
   // started towards this node's tasks (they stop choosing them once it leaves the state).
   overlay_spares_->close_all();

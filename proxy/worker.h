@@ -193,6 +193,8 @@ class Worker {
 
   // Cluster of the L4 route on `port` in the current table, if any.
   std::optional<std::uint32_t> l4_cluster(std::uint16_t port) const;
+  // The cluster behind vip:port in the current table.
+  std::optional<std::uint32_t> vip_cluster(std::string_view vip, std::uint16_t port) const;
 
   // Passive health outcome for an endpoint picked under generation `gen`; counts and logs an
   // ejection. Ignored when the table changed since and the endpoint is gone.
@@ -232,6 +234,7 @@ class Worker {
   ServiceMetrics& metrics_for(const std::string& service);
   void reconcile_listeners();
   void mark_drained_upstreams();
+  void reconcile_vip_listeners();
   void update_open_ports();
   std::shared_ptr<Listener> open_listener(std::uint16_t port, ListenerKind kind);
   void spawn_accept(std::shared_ptr<Listener> l);
@@ -260,6 +263,8 @@ class Worker {
   std::optional<AccessLogBuffer> access_log_;
 
   std::map<std::uint16_t, std::shared_ptr<Listener>> listeners_;
+  // VIP listeners by (VIP, port), when node.vips is on.
+  std::map<std::pair<std::string, std::uint16_t>, std::shared_ptr<Listener>> vip_listeners_;
   mutable std::mutex open_ports_mutex_;  // control-thread reads only; never on request path
   std::vector<std::uint16_t> open_ports_;
   std::uint16_t hrm_port_ = 0;

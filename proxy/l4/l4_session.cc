@@ -12,7 +12,8 @@
 
 namespace routemesh::proxy {
 
-asio::awaitable<void> run_l4_session(Worker& w, tcp::socket socket, std::uint16_t port) {
+asio::awaitable<void> run_l4_session(Worker& w, tcp::socket socket, std::uint16_t port,
+                                     std::string vip) {
   LiveConn conn;
   LiveGuard guard(w, conn);
   conn.down = &socket;
@@ -20,7 +21,7 @@ asio::awaitable<void> run_l4_session(Worker& w, tcp::socket socket, std::uint16_
   tcp::socket up(w.io());
   boost::system::error_code ignored;
 
-  const auto cluster_index = w.l4_cluster(port);
+  const auto cluster_index = vip.empty() ? w.l4_cluster(port) : w.vip_cluster(vip, port);
   if (!cluster_index) {
     co_return;  // the port left the table between accept and now
   }

@@ -7,6 +7,8 @@
 
 #include <boost/asio/awaitable.hpp>
 
+#include <string>
+
 #include <cstdint>
 
 namespace routemesh::proxy {
@@ -14,6 +16,8 @@ namespace routemesh::proxy {
 // Started by an L4 listener's accept loop with co_spawn; owns the socket. `w` outlives every
 // session. Expected failures (no route left, no endpoint reachable) end the session quietly;
 // passive health and metrics record them.
-asio::awaitable<void> run_l4_session(Worker& w, tcp::socket socket, std::uint16_t port);
+// `vip` is the service VIP the connection was accepted on ("" for a published port).
+asio::awaitable<void> run_l4_session(Worker& w, tcp::socket socket, std::uint16_t port,
+                                     std::string vip = {});
 
 }  // namespace routemesh::proxy

@@ -18,7 +18,9 @@ Checked through real processes and sockets:
   - a rolling update (task add -> healthy -> drain -> stop -> rm, one node at a time) and a
     task killed without warning, under keep-alive load on every node, fail no request,
   - a node that stops heartbeating is `down` within cluster.node_down_after_ms, its tasks
-    leave every route table, and it is `ready` and served again once it is back.
+    leave every route table, and it is `ready` and served again once it is back,
+  - a service VIP answers on every node (from inside each namespace, for a task on another
+    node), is on each node's loopback while the node runs and gone after it stops.
 Skipped (loudly) where network namespaces cannot be made."""
 import os
 import re
@@ -400,8 +402,8 @@ class OverlayTest(unittest.TestCase):
         self.assertLessEqual(seen, {"v2-1", "v2-3"})
 
 
-class NodeDownTest(unittest.TestCase):
-    """Its own cluster (a node is killed), with fast heartbeats."""
+class FreshClusterTest(unittest.TestCase):
+    """A cluster per test (nodes are killed or stopped), with fast heartbeats."""
 
     def setUp(self):
         self.netns = self.c = None
@@ -462,6 +464,43 @@ class NodeDownTest(unittest.TestCase):
         cluster.wait_routes_everywhere([n1], "down.overlay.test", {"t2", "t3"})
         seen = {n1.served_by("down.overlay.test") for _ in range(8)}
         self.assertEqual(seen, {"t2", "t3"})
+
+    def ns_get(self, node, url):
+        """(status or None, body text) of an HTTP GET run inside `node`'s namespace."""
+        code = ("import sys,urllib.request\n"
+                f"r=urllib.request.urlopen('{url}',timeout=5)\n"
+                "sys.stdout.write(str(r.status)+'\\n'+r.read().decode())")
+        r = subprocess.run(self.netns.prefix_args(node.ip) + [sys.executable, "-c", code],
+                           capture_output=True, text=True, timeout=30)
+        if r.returncode != 0:
+            return None, r.stderr
+        status, _, body = r.stdout.partition("\n")
+        return int(status), body
+
+    def lo_addresses(self, node):
+        r = cluster._ip("-n", self.netns.ns_of(node.ip), "-o", "addr", "show", "dev", "lo")
+        return r.stdout
+
+    def test_a_service_vip_answers_on_every_node(self):
+        n1, n2, n3 = self.c.nodes
+        w = self.c.whoami("vt3", task_ip(3), prefix=self.netns.prefix_args(n3.ip))
+        lead = self.c.leader()
+        s, b = lead.api("POST", "/v1/services", {"name": "vipsvc", "ports": [{"published": 9600, "target": w.port}]})
+        self.assertEqual(s, 201, b)
+        svc = b.get("service", b)
+        vip = list(svc["vips"].values())[0]
+        s, b = lead.api("POST", "/v1/tasks", {"service": "vipsvc", "node": "n3",
+                                              "address": f"{task_ip(3)}:{w.port}"})
+        self.assertEqual(s, 201, b)
+        self.c.wait_converged()
+        for n in (n1, n2, n3):
+            harness.wait_until(lambda: f" {vip}/32 " in self.lo_addresses(n), timeout=10,
+                               what=f"VIP {vip} on {n.name}'s lo")
+            st, body = self.ns_get(n, f"http://{vip}:{w.port}/")
+            self.assertEqual(st, 200, body)
+            self.assertIn("Name: vt3", body)
+        n1.stop()
+        self.assertNotIn(f" {vip}/32 ", self.lo_addresses(n1), "the VIP outlived its node")
 
 
 if __name__ == "__main__":
