@@ -343,6 +343,10 @@ TEST_CASE("each invalid cluster value is reported with its key path") {
       {with("subnet_pool: \"10.10.0.0/25\""),
        {"cluster.subnet_pool", "prefix must be /24 or shorter (networks get a /24 each)"}},
       {with("snapshot_entries: 0"), {"cluster.snapshot_entries", "must be > 0"}},
+      {with("heartbeat_ms: 5"), {"cluster.heartbeat_ms", "must be 10..600000"}},
+      {with("node_down_after_ms: 10"), {"cluster.node_down_after_ms", "must be 50..3600000"}},
+      {with("heartbeat_ms: 1000, node_down_after_ms: 1000"),
+       {"cluster.node_down_after_ms", "must be greater than heartbeat_ms"}},
       {with("bogus: 1"), {"cluster.bogus", "unknown key"}},
       {"cluster: [1]", {"cluster", "expected a map"}},
       {"cluster: { " + ok + " }\nservices: [ { name: web } ]",
@@ -356,6 +360,20 @@ TEST_CASE("each invalid cluster value is reported with its key path") {
     CHECK(errors[0].path == expected.first);
     CHECK(errors[0].message == expected.second);
   }
+}
+
+TEST_CASE("service VIPs: auto is on in cluster mode on a specific non-loopback address") {
+  const std::string cl = "cluster: { role: worker, data_dir: /d }\n";
+  CHECK(parse_ok(cl + "node: { listen: 10.77.0.11 }\n").node.vips);
+  CHECK_FALSE(parse_ok(cl + "node: { listen: 127.0.0.31 }\n").node.vips);
+  CHECK_FALSE(parse_ok(cl + "node: { listen: 0.0.0.0 }\n").node.vips);
+  CHECK_FALSE(parse_ok("node: { listen: 10.77.0.11 }\n").node.vips);  // not cluster mode
+  CHECK(parse_ok(cl + "node: { listen: 127.0.0.31, vips: \"on\" }\n").node.vips);
+  CHECK_FALSE(parse_ok(cl + "node: { listen: 10.77.0.11, vips: \"off\" }\n").node.vips);
+  auto errors = parse_errors(cl + "node: { vips: maybe }\n");
+  REQUIRE(errors.size() == 1);
+  CHECK(errors[0].path == "node.vips");
+  CHECK(errors[0].message == "must be auto, on or off");
 }
 
 TEST_CASE("an empty services list is allowed in cluster mode") {

@@ -490,3 +490,25 @@ TEST_CASE("local targets: a node's own tasks by id and port, others go by the ov
     }
   }
 }
+
+TEST_CASE("each VIP of a service listens on every target port and the HTTP port", "[route_table]") {
+  ClusterState state;
+  add_service(state, {"db", {}, {{5432, 5432}, {15432, 6432}}});
+  add_service(state, {"web", {{"mesh.http", "web.test"}, {"mesh.http.port", "8080"}}, {}});
+  state.services["db"].vips = {{"ingress", "10.255.0.2"}, {"backend", "10.10.0.3"}};
+  state.services["web"].vips = {{"ingress", "10.255.0.4"}};
+  add_task(state, "db.1", "db", "10.0.0.1");
+  add_task(state, "web.1", "web", "10.0.0.2");
+  auto table = mesh::compile_route_table(state);
+  REQUIRE(table.vips.size() == 5);
+  auto* r = mesh::find_vip_route(table, "10.255.0.2", 6432);
+  REQUIRE(r != nullptr);
+  CHECK(table.clusters[r->cluster].service == "db");
+  CHECK(r->network == "ingress");
+  CHECK(mesh::find_vip_route(table, "10.10.0.3", 5432) != nullptr);
+  CHECK(mesh::find_vip_route(table, "10.255.0.2", 15432) == nullptr);  // published, not a target
+  auto* w = mesh::find_vip_route(table, "10.255.0.4", 8080);
+  REQUIRE(w != nullptr);
+  CHECK(table.clusters[w->cluster].service == "web");
+  CHECK(mesh::find_vip_route(table, "10.255.0.9", 8080) == nullptr);
+}
