@@ -336,6 +336,14 @@ void CliCommandsImpl::add_commands() {
     return write(cli::delete_request("tasks", name_), "task", name_);
   });
   one(task_rm, "ID");
+  CLI::App* task_drain = leaf(
+      task, "drain", "stop sending new requests and connections to a task (in-flight ones finish)",
+      [this] { return write(cli::task_health_request(name_, "draining"), "task", name_); });
+  one(task_drain, "ID");
+  CLI::App* task_undrain =
+      leaf(task, "undrain", "route to a drained task again (after its health check passes)",
+           [this] { return write(cli::task_health_request(name_, "unknown"), "task", name_); });
+  one(task_undrain, "ID");
 
   // node (shared with `routemesh node --config`, which runs a node)
   CLI::App* node = group("node", "run a node of the mesh", true);

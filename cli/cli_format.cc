@@ -478,6 +478,11 @@ ApiRequest delete_request(std::string_view collection, std::string_view id) {
   return {"DELETE", "/v1/" + std::string(collection) + "/" + encode_path_segment(id), ""};
 }
 
+ApiRequest task_health_request(std::string_view id, std::string_view health) {
+  return {"PUT", "/v1/tasks/" + encode_path_segment(id),
+          boost::json::serialize(boost::json::object{{"health", health}})};
+}
+
 ApiRequest node_action_request(std::string_view id, std::string_view action) {
   return {"POST", "/v1/nodes/" + encode_path_segment(id) + "/" + std::string(action), ""};
 }

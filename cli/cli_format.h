@@ -127,6 +127,9 @@ std::optional<std::string> check_update_flags(const ServiceUpdateArgs& args);
 Result<ApiRequest> network_create_request(const NetworkCreateArgs& args);
 Result<ApiRequest> task_add_request(const TaskAddArgs& args);
 ApiRequest delete_request(std::string_view collection, std::string_view id);
+// PUT /v1/tasks/ID {"health": HEALTH}: `task drain` (draining) and `task undrain` (unknown:
+// routed again, or re-checked first when its service has a health check).
+ApiRequest task_health_request(std::string_view id, std::string_view health);
 // POST /v1/nodes/ID/promote|demote.
 ApiRequest node_action_request(std::string_view id, std::string_view action);
 
