@@ -224,6 +224,9 @@ HttpResponse to_http(Response response, const std::string& allow, bool head, uns
                      bool keep_alive) {
   HttpResponse res{static_cast<http::status>(response.status), version};
   res.set(http::field::content_type, response.content_type);
+  for (const auto& [name, value] : response.headers) {
+    res.set(name, value);
+  }
   if (!allow.empty()) {
     res.set(http::field::allow, allow);
   }

@@ -14,6 +14,8 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace routemesh::admin {
 
@@ -21,6 +23,9 @@ struct Response {
   unsigned status = 200;
   std::string content_type = "application/json";
   std::string body;
+  // Extra header fields (name, value), sent as given after Content-Type (e.g. the REST API's
+  // X-Routemesh-Stale on a read of this node's own copy).
+  std::vector<std::pair<std::string, std::string>> headers;
 };
 
 struct Request {

@@ -17,13 +17,17 @@
 #include <boost/json/parse.hpp>
 #include <boost/system/result.hpp>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
 #include <memory>
 #include <optional>
+#include <random>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -34,7 +38,14 @@ namespace asio = boost::asio;
 namespace json = boost::json;
 namespace sys = boost::system;
 
-constexpr std::chrono::seconds kTimeout{10};
+// One attempt: connect, send, answer. The API answers a write within 5 s (commit) or 8 s
+// (forwarded), so this leaves room for a slow leader.
+constexpr std::chrono::milliseconds kTimeout{10000};
+// Retries: on 503 or no answer the next manager of the list is tried, for at most kRounds
+// passes over the list, kBackoff before the second pass (doubling), all within kBudget.
+constexpr int kRounds = 3;
+constexpr std::chrono::milliseconds kBackoff{250};
+constexpr std::chrono::milliseconds kBudget{25000};
 
 class CliCategory final : public boost::system::error_category {
  public:
@@ -62,51 +73,38 @@ struct Outcome {
 };
 
 asio::awaitable<void> exchange(std::shared_ptr<Outcome> out, std::string address,
-                               base::ClientRequest request) {
+                               base::ClientRequest request, std::chrono::milliseconds timeout) {
   auto executor = co_await asio::this_coro::executor;
-  out->result =
-      co_await base::http_call(executor, std::move(address), std::move(request), kTimeout);
+  out->result = co_await base::http_call(executor, std::move(address), std::move(request), timeout);
 }
 
-// One request, blocking. A transport failure is printed here and returned as unreachable
-// (nothing was sent) or no_answer (the outcome is unknown).
-sys::result<base::ClientResponse> call_api(const std::string& address,
-                                           const cli::ApiRequest& request) {
-  base::ClientRequest out;
-  out.method = request.method;
-  out.target = request.target;
-  out.body = request.body;
-  out.headers = {{"accept", "application/json"}, {"user-agent", "routemesh-cli"}};
+// One exchange with one manager, blocking; nothing is printed. The main thread runs the
+// exchange's io_context for at most `timeout` plus one second, which also bounds the
+// resolver; an exchange still running then has not connected yet: nothing was sent.
+base::CallResult call_once(const std::string& address, base::ClientRequest request,
+                           std::chrono::milliseconds timeout) {
   auto outcome = std::make_shared<Outcome>();
   asio::io_context ioc;
   // Only std::bad_alloc and the like end the coroutine with an exception: a failed exchange.
-  asio::co_spawn(ioc, exchange(outcome, address, std::move(out)),
+  asio::co_spawn(ioc, exchange(outcome, address, std::move(request), timeout),
                  base::log_and_count("cli: request", nullptr, [outcome] {
                    outcome->result = base::CallError{asio::error::no_memory, false};
                  }));
-  // The deadline covers connect, write and read once the address is resolved; this bounds the
-  // resolver too. An exchange that is still running has not connected yet: nothing was sent.
-  ioc.run_for(kTimeout + std::chrono::seconds(1));
-  const bool done = outcome->result.has_value();
-  if (done && *outcome->result) {
-    return std::move(**outcome->result);
+  ioc.run_for(timeout + std::chrono::seconds(1));
+  if (!outcome->result) {
+    return base::CallError{boost::beast::error::timeout, false};
   }
-  const bool sent = done && outcome->result->error().sent;
-  if (!done || outcome->result->error().code == boost::beast::error::timeout) {
-    std::fprintf(stderr, "routemesh: %s the admin API at %s: timed out after %lld s\n",
-                 sent ? "no answer from" : "cannot reach", address.c_str(),
-                 static_cast<long long>(kTimeout.count()));
-    return sent ? errc::no_answer : errc::unreachable;
-  }
-  const std::string why = outcome->result->error().message();
-  if (sent) {
-    std::fprintf(stderr, "routemesh: no answer from the admin API at %s: %s%s\n", address.c_str(),
-                 why.c_str(), request.method == "GET" ? "" : " (the change may have been applied)");
-    return errc::no_answer;
-  }
-  std::fprintf(stderr, "routemesh: cannot reach the admin API at %s: %s\n", address.c_str(),
-               why.c_str());
-  return errc::unreachable;
+  return std::move(*outcome->result);
+}
+
+// Why an attempt got no answer, as the user reads it.
+std::string transport_failure(const std::string& address, const base::CallError& error,
+                              std::chrono::milliseconds timeout) {
+  std::string why = error.code == boost::beast::error::timeout
+                        ? "timed out after " + std::to_string(timeout.count() / 1000) + " s"
+                        : error.message();
+  return std::string(error.sent ? "no answer from" : "cannot reach") + " the admin API at " +
+         address + ": " + why;
 }
 
 void print_out(const std::string& text) {
@@ -174,7 +172,11 @@ class CliCommandsImpl final : public CliCommands {
                  std::function<int()> run);
   int run_leaf(const Leaf& leaf);
 
-  // Sends the request; prints API and transport errors (every error means exit 1).
+  // Sends the request to the managers in turn: the first answer that is not a 503, or (printed
+  // here) why the last attempt failed: unreachable, no_answer or api_error (a 503). A write
+  // carries one Idempotency-Key in all its attempts; a GET gets stale=true with --stale.
+  sys::result<base::ClientResponse> call(const cli::ApiRequest& request);
+  // call(), then a non-2xx answer is printed and an api_error (every error means exit 1).
   sys::result<Answer> request(const cli::ApiRequest& request);
   // GET, then print either the raw JSON (--json) or render(answer).
   int show(const cli::ApiRequest& request,
@@ -192,8 +194,10 @@ class CliCommandsImpl final : public CliCommands {
 
   std::string api_flag_;
   bool json_ = false;
-  std::string address_;  // resolved in run_leaf
-  bool consistent_ = false;
+  bool stale_ = false;
+  std::vector<std::string> addresses_;  // resolved in run_leaf
+  std::size_t next_ = 0;                // the manager to try first: the one that answered last
+  bool consistent_ = false;             // accepted; reads are linearizable anyway
 
   cli::ServiceCreateArgs create_;
   cli::ServiceUpdateArgs update_;
@@ -225,18 +229,26 @@ CLI::App* CliCommandsImpl::leaf(CLI::App* parent, const std::string& name,
   // use other exit codes).
   sub->allow_extras();
   sub->add_option("--api", api_flag_,
-                  "admin API address HOST:PORT (default $ROUTEMESH_API or " +
+                  "admin API addresses HOST:PORT[,HOST:PORT...], tried in turn (default "
+                  "$ROUTEMESH_API or " +
                       std::string(cli::kDefaultApiAddress) + ")");
   sub->add_flag("--json", json_, "print the API's JSON");
+  sub->add_flag("--stale", stale_,
+                "read the answering manager's own copy (may be old) instead of a linearizable "
+                "read through the leader");
   leaves_.push_back({sub, std::move(run)});
   return sub;
 }
 
 void CliCommandsImpl::add_commands() {
   app_.add_option("--api", api_flag_,
-                  "admin API address HOST:PORT for CLI commands (default $ROUTEMESH_API or " +
+                  "admin API addresses HOST:PORT[,HOST:PORT...] for CLI commands, tried in turn "
+                  "(default $ROUTEMESH_API or " +
                       std::string(cli::kDefaultApiAddress) + ")");
   app_.add_flag("--json", json_, "CLI commands print the API's JSON");
+  app_.add_flag("--stale", stale_,
+                "CLI reads answer from the manager's own copy (may be old) instead of a "
+                "linearizable read through the leader");
 
   auto one = [this](CLI::App* sub, const std::string& what) {
     sub->add_option(what, name_, what)->allow_extra_args(false);
@@ -263,18 +275,16 @@ void CliCommandsImpl::add_commands() {
   create->add_option("--mode", create_.mode, "endpoint mode: vip or dnsrr");
 
   CLI::App* ls = leaf(service, "ls", "list services", [this] {
-    return show(
-        cli::get_request(std::string("/v1/services") + (consistent_ ? "?consistent=1" : "")),
-        cli::render_services);
+    return show(cli::get_request("/v1/services"), cli::render_services);
   });
-  ls->add_flag("--consistent", consistent_, "linearizable read (through the leader)");
+  ls->add_flag("--consistent", consistent_, "linearizable read (the default; kept for scripts)");
   CLI::App* inspect = leaf(service, "inspect", "show one service", [this] {
-    return show(cli::get_request("/v1/services/" + cli::encode_path_segment(name_) +
-                                 (consistent_ ? "?consistent=1" : "")),
+    return show(cli::get_request("/v1/services/" + cli::encode_path_segment(name_)),
                 cli::render_service);
   });
   one(inspect, "NAME");
-  inspect->add_flag("--consistent", consistent_, "linearizable read (through the leader)");
+  inspect->add_flag("--consistent", consistent_,
+                    "linearizable read (the default; kept for scripts)");
   CLI::App* update = leaf(service, "update", "change a service (compare-and-swap)",
                           [this] { return service_update(); });
   one(update, "NAME");
@@ -359,8 +369,7 @@ void CliCommandsImpl::add_commands() {
     }
     // VOTER and LEADER come from Raft membership; the table is still useful without it.
     std::optional<json::value> cluster;
-    if (auto c = call_api(address_, cli::get_request("/v1/cluster"));
-        c && c->status >= 200 && c->status < 300) {
+    if (auto c = call(cli::get_request("/v1/cluster")); c && c->status >= 200 && c->status < 300) {
       boost::system::error_code ec;
       json::value v = json::parse(c->body, ec);
       if (!ec) {
@@ -449,19 +458,101 @@ int CliCommandsImpl::run_leaf(const Leaf& leaf) {
       return 2;
     }
   }
-  auto address =
-      cli::api_address(api_flag_.empty() ? std::nullopt : std::optional<std::string>(api_flag_),
-                       std::getenv("ROUTEMESH_API"));
-  if (!address) {
-    print_error(address.error());
+  if (stale_ && consistent_) {
+    print_error("--stale and --consistent contradict each other; give one");
     return 2;
   }
-  address_ = address.value();
+  auto addresses =
+      cli::api_addresses(api_flag_.empty() ? std::nullopt : std::optional<std::string>(api_flag_),
+                         std::getenv("ROUTEMESH_API"));
+  if (!addresses) {
+    print_error(addresses.error());
+    return 2;
+  }
+  addresses_ = std::move(addresses.value());
   return leaf.run();
 }
 
+sys::result<base::ClientResponse> CliCommandsImpl::call(const cli::ApiRequest& request) {
+  base::ClientRequest out;
+  out.method = request.method;
+  out.target = request.method == "GET" ? cli::read_target(request.target, stale_) : request.target;
+  out.body = request.body;
+  out.headers = {{"accept", "application/json"}, {"user-agent", "routemesh-cli"}};
+  const bool write = request.method != "GET";
+  if (write) {
+    std::random_device random;
+    auto bits = [&random] {
+      return (static_cast<std::uint64_t>(random()) << 32) | static_cast<std::uint64_t>(random());
+    };
+    const std::uint64_t high = bits();
+    out.headers["idempotency-key"] = cli::idempotency_key(high, bits());
+  }
+  const auto deadline = std::chrono::steady_clock::now() + kBudget;
+  const std::size_t n = addresses_.size();
+  const std::size_t attempts = n * kRounds;
+  bool sent = false;  // some attempt reached a manager: a write may have been applied
+  std::optional<base::ClientResponse> unavailable;  // the last attempt's 503
+  std::optional<base::CallError> failed;            // or its transport failure
+  std::string last_address;
+  std::chrono::milliseconds last_timeout = kTimeout;
+  for (std::size_t k = 0; k < attempts; ++k) {
+    if (k > 0 && k % n == 0) {
+      // Another pass over the list: give an election (or a restarting manager) a moment.
+      const auto pause = kBackoff * (1 << (k / n - 1));
+      if (std::chrono::steady_clock::now() + pause >= deadline) {
+        break;
+      }
+      std::this_thread::sleep_for(pause);
+    }
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left < std::chrono::seconds(1)) {
+      break;
+    }
+    const std::size_t index = (next_ + k) % n;
+    last_address = addresses_[index];
+    const auto timeout = std::min(kTimeout, left);
+    last_timeout = timeout;
+    auto reply = call_once(last_address, out, timeout);
+    std::string why;
+    if (reply) {
+      if (!cli::retry_status(reply->status)) {
+        next_ = index;
+        return std::move(*reply);
+      }
+      sent = true;
+      why = last_address + ": " + cli::format_api_error(reply->status, reply->body);
+      unavailable = std::move(*reply);
+      failed.reset();
+    } else {
+      sent = sent || reply.error().sent;
+      why = transport_failure(last_address, reply.error(), timeout);
+      failed = reply.error();
+      unavailable.reset();
+    }
+    if (k + 1 < attempts) {
+      const std::string& after = addresses_[(index + 1) % n];
+      std::fprintf(stderr, "routemesh: %s; trying %s\n", why.c_str(),
+                   after == last_address ? "again" : after.c_str());
+    }
+  }
+  if (unavailable) {
+    print_error(last_address + ": " +
+                cli::format_api_error(unavailable->status, unavailable->body));
+    return errc::api_error;
+  }
+  if (!failed) {
+    print_error("no manager answered within " + std::to_string(kBudget.count() / 1000) + " s");
+    return sent ? errc::no_answer : errc::unreachable;
+  }
+  const std::string why = transport_failure(last_address, *failed, last_timeout);
+  print_error(why + (write && sent ? " (the change may have been applied)" : ""));
+  return sent ? errc::no_answer : errc::unreachable;
+}
+
 sys::result<Answer> CliCommandsImpl::request(const cli::ApiRequest& req) {
-  auto reply = call_api(address_, req);
+  auto reply = call(req);
   if (!reply) {
     return reply.error();
   }
@@ -551,7 +642,7 @@ int CliCommandsImpl::service_update() {
     print_error(req.error());
     return 1;
   }
-  auto reply = call_api(address_, req.value());
+  auto reply = call(req.value());
   if (!reply) {
     return 1;
   }

@@ -1,8 +1,8 @@
 #pragma once
 // The `routemesh` CLI for the admin REST API (docker-style):
 //
-//   routemesh [--api ADDR] [--json] service create --name N [--label K=V]... [--publish
-//   P:T[/tcp]]...
+//   routemesh [--api ADDR[,ADDR...]] [--json] [--stale]
+//                                   service create --name N [--label K=V]... [--publish P:T]...
 //                                          [--network NET]... [--mode vip|dnsrr]
 //                                   service ls | inspect NAME | rm NAME
 //                                   service update NAME [--label-add K=V]... [--label-rm K]...
@@ -14,9 +14,12 @@
 //                                   node ls | rm ID|NAME | promote ID|NAME | demote ID|NAME
 //                                   cluster status
 //
-// --api and --json may also follow the command. ADDR defaults to $ROUTEMESH_API, else
-// 127.0.0.1:9901. Exit codes: 0 ok; 1 API error (printed as "routemesh: <message> (field: F)"),
-// unreachable API, timeout (10 s) or unexpected answer; 2 bad flags (the message names the flag).
+// --api, --json and --stale may also follow the command. ADDR is a comma-separated list of
+// managers (default $ROUTEMESH_API, else 127.0.0.1:9901): on a 503 or a connection error the
+// next is tried, for a few passes over the list; a write carries one Idempotency-Key in all
+// its attempts, so it applies once. Reads are linearizable; --stale reads a manager's own copy.
+// Exit codes: 0 ok; 1 API error (printed as "routemesh: <message> (field: F)"), no manager
+// reachable or answering, or an unexpected answer; 2 bad flags (the message names the flag).
 // Requests and rendering live in cli/cli_format.h (pure); this part does the HTTP (the one
 // client, base/http_client.h: one connection per request, blocking the main thread) and the
 // printing.

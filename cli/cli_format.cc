@@ -156,26 +156,51 @@ json::array ports_json(const std::vector<json::object>& ports) {
 
 // --- addresses and paths ---
 
-Result<std::string> api_address(const std::optional<std::string>& flag, const char* env_value) {
-  std::string address;
+Result<std::vector<std::string>> api_addresses(const std::optional<std::string>& flag,
+                                               const char* env_value) {
+  std::string text;
+  std::string_view source = "--api";
   if (flag.has_value()) {
-    address = *flag;
+    text = *flag;
   } else if (env_value != nullptr && *env_value != '\0') {
-    address = env_value;
+    text = env_value;
+    source = "ROUTEMESH_API";
   } else {
-    address = std::string(kDefaultApiAddress);
+    text = std::string(kDefaultApiAddress);
   }
-  std::string_view view = address;
-  if (view.starts_with("http://")) {
-    view.remove_prefix(7);
+  auto fail = [&] {
+    return Result<std::vector<std::string>>::failure(
+        flag_error(source, "expected HOST:PORT[,HOST:PORT...]"));
+  };
+  std::vector<std::string> out;
+  std::string_view rest = text;
+  while (true) {
+    const std::size_t comma = rest.find(',');
+    std::string_view view = rest.substr(0, comma);
+    while (!view.empty() && (view.front() == ' ' || view.front() == '\t')) {
+      view.remove_prefix(1);
+    }
+    while (!view.empty() && (view.back() == ' ' || view.back() == '\t')) {
+      view.remove_suffix(1);
+    }
+    if (view.starts_with("http://")) {
+      view.remove_prefix(7);
+    }
+    if (view.ends_with("/")) {
+      view.remove_suffix(1);
+    }
+    if (!base::parse_host_port(view, kApiAddressRules)) {
+      return fail();
+    }
+    if (std::find(out.begin(), out.end(), view) == out.end()) {
+      out.emplace_back(view);
+    }
+    if (comma == std::string_view::npos) {
+      break;
+    }
+    rest.remove_prefix(comma + 1);
   }
-  if (view.ends_with("/")) {
-    view.remove_suffix(1);
-  }
-  if (!base::parse_host_port(view, kApiAddressRules)) {
-    return Result<std::string>::failure(flag_error("--api", "expected HOST:PORT"));
-  }
-  return std::string(view);
+  return out;
 }
 
 std::pair<std::string, std::string> split_host_port(std::string_view address) {
@@ -229,8 +254,30 @@ Result<std::pair<std::string, std::string>> parse_label(std::string_view flag,
 
 // --- requests ---
 
+std::string idempotency_key(std::uint64_t high, std::uint64_t low) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string key(32, '0');
+  for (int i = 0; i < 16; ++i) {
+    key[static_cast<std::size_t>(15 - i)] = kHex[(high >> (4 * i)) & 0xf];
+    key[static_cast<std::size_t>(31 - i)] = kHex[(low >> (4 * i)) & 0xf];
+  }
+  return key;
+}
+
+bool retry_status(unsigned status) {
+  return status == 503;
+}
+
 ApiRequest get_request(std::string target) {
   return {"GET", std::move(target), ""};
+}
+
+std::string read_target(std::string target, bool stale) {
+  if (!stale) {
+    return target;
+  }
+  target += target.find('?') == std::string::npos ? "?stale=true" : "&stale=true";
+  return target;
 }
 
 Result<ApiRequest> service_create_request(const ServiceCreateArgs& args) {

@@ -13,6 +13,7 @@
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -87,13 +88,17 @@ struct TaskAddArgs {
 
 inline constexpr std::string_view kDefaultApiAddress = "127.0.0.1:9901";
 
-// The admin API address: the --api flag if given, else $ROUTEMESH_API if set and non-empty,
-// else kDefaultApiAddress. A leading "http://" and a trailing "/" are dropped. Fails
-// ("--api: expected HOST:PORT") unless the result is HOST:PORT or [IPv6]:PORT, port 1..65535,
-// HOST an IPv4 literal or a host name (base::parse_host_port with host_names).
-Result<std::string> api_address(const std::optional<std::string>& flag, const char* env_value);
+// The admin API addresses, in the order to try them: the --api flag if given, else
+// $ROUTEMESH_API if set and non-empty, else kDefaultApiAddress. A comma-separated list
+// ("a:9901,b:9901,c:9901"; blanks around items ignored, a repeated address kept once). In each
+// item a leading "http://" and a trailing "/" are dropped. Fails, naming where the value came
+// from ("--api: expected HOST:PORT[,HOST:PORT...]" or "ROUTEMESH_API: ..."), unless every item
+// is HOST:PORT or [IPv6]:PORT, port 1..65535, HOST an IPv4 literal or a host name
+// (base::parse_host_port with host_names).
+Result<std::vector<std::string>> api_addresses(const std::optional<std::string>& flag,
+                                               const char* env_value);
 
-// Splits an API address that api_address accepted into host (brackets removed) and port text
+// Splits an API address that api_addresses accepted into host (brackets removed) and port text
 // (decimal, no leading zeros). Anything else comes back as {address, ""}.
 std::pair<std::string, std::string> split_host_port(std::string_view address);
 
@@ -112,7 +117,17 @@ Result<std::pair<std::string, std::string>> parse_label(std::string_view flag,
 
 // --- requests ---
 
+// An Idempotency-Key for one write from 128 random bits: 32 lower-case hex digits. The CLI sends
+// the same key with every attempt of that write, so a retry is answered with the first outcome.
+std::string idempotency_key(std::uint64_t high, std::uint64_t low);
+// Whether an answer is worth trying again on the next manager: 503 (no leader, no quorum, not
+// committed in time, leadership changed). Everything else is the answer.
+bool retry_status(unsigned status);
+
 ApiRequest get_request(std::string target);
+// A read's target with "stale=true" added to its query when `stale` (the API then answers from
+// that manager's own copy instead of a linearizable read through the leader).
+std::string read_target(std::string target, bool stale);
 Result<ApiRequest> service_create_request(const ServiceCreateArgs& args);
 // Applies the update flags to the service object from GET /v1/services/NAME (or its
 // {"service":{...}} wrapper) and returns the PUT request for compare-and-swap: the spec with

@@ -73,6 +73,25 @@ Response raft_failure(const raft::NodeError& e) {
   return unavailable(e.message());
 }
 
+// Why a linearizable read could not be answered (503: the client may retry, or read this
+// node's copy with ?stale=true).
+Response read_failure(const raft::NodeError& e) {
+  switch (e.code) {
+    case node_errc::timeout:
+      return unavailable(
+          "no quorum confirmed the leader within 5 s; not answering from a copy that may be old "
+          "(?stale=true reads it)");
+    case node_errc::not_leader:
+      return unavailable("leadership changed during the read; retry");
+    case node_errc::stopped:
+      return unavailable("this node is shutting down");
+    case node_errc::busy:
+    case node_errc::invalid_argument:
+      break;
+  }
+  return unavailable(e.message());
+}
+
 std::optional<raft::NodeId> raft_id(const std::string& node_id) {
   return raft::parse_node_id(node_id);
 }
@@ -90,16 +109,24 @@ class ApiImpl final : public Api {
   ~ApiImpl() override { stop(); }
 
   void register_handlers(admin::AdminServer& server) override {
-    server.handle_async("/v1/cluster", [this](Request r) { return cluster(std::move(r)); });
-    server.handle_async("/v1/services", [this](Request r) { return services(std::move(r)); });
-    server.handle_prefix("/v1/services/", [this](Request r) { return service(std::move(r)); });
-    server.handle_async("/v1/networks", [this](Request r) { return networks(std::move(r)); });
-    server.handle_prefix("/v1/networks/", [this](Request r) { return network(std::move(r)); });
-    server.handle_async("/v1/tasks", [this](Request r) { return tasks(std::move(r)); });
-    server.handle_prefix("/v1/tasks/", [this](Request r) { return task(std::move(r)); });
-    server.handle_async("/v1/nodes", [this](Request r) { return nodes(std::move(r)); });
-    server.handle_async("/v1/nodes/join", [this](Request r) { return join(std::move(r)); });
-    server.handle_prefix("/v1/nodes/", [this](Request r) { return node(std::move(r)); });
+    auto add = [&](const char* path, Handler handler) {
+      server.handle_async(path,
+                          [this, handler](Request r) { return checked(std::move(r), handler); });
+    };
+    auto add_prefix = [&](const char* prefix, Handler handler) {
+      server.handle_prefix(prefix,
+                           [this, handler](Request r) { return checked(std::move(r), handler); });
+    };
+    add("/v1/cluster", &ApiImpl::cluster);
+    add("/v1/services", &ApiImpl::services);
+    add_prefix("/v1/services/", &ApiImpl::service);
+    add("/v1/networks", &ApiImpl::networks);
+    add_prefix("/v1/networks/", &ApiImpl::network);
+    add("/v1/tasks", &ApiImpl::tasks);
+    add_prefix("/v1/tasks/", &ApiImpl::task);
+    add("/v1/nodes", &ApiImpl::nodes);
+    add("/v1/nodes/join", &ApiImpl::join);
+    add_prefix("/v1/nodes/", &ApiImpl::node);
     server.handle_stream(
         "/v1/watch", [this](Request r, admin::ChunkWriter& w) { return watch(std::move(r), w); });
   }
@@ -115,7 +142,28 @@ class ApiImpl final : public Api {
   }
 
  private:
+  using Handler = asio::awaitable<Response> (ApiImpl::*)(Request);
+
   const ClusterState& state() const { return store_.state(); }
+
+  // Every request passes here first: a write with a malformed Idempotency-Key is refused
+  // before anything else (reads ignore the header).
+  asio::awaitable<Response> checked(Request req, Handler handler) {
+    if (req.method != "GET" && req.method != "HEAD") {
+      auto key = request_key(req.headers, req.method, req.target, req.body);
+      if (auto* e = std::get_if<ApiError>(&key)) {
+        co_return error_response(*e);
+      }
+    }
+    co_return co_await (this->*handler)(std::move(req));
+  }
+
+  // The request key of a write that checked() let through (nullopt without the header).
+  static std::optional<store::RequestKey> key_of(const Request& req) {
+    auto key = request_key(req.headers, req.method, req.target, req.body);
+    auto* k = std::get_if<std::optional<store::RequestKey>>(&key);
+    return k == nullptr ? std::nullopt : std::move(*k);
+  }
 
   // ---- leader routing -------------------------------------------------------------------------
 
@@ -139,6 +187,10 @@ class ApiImpl final : public Api {
     out.target = req.target;
     out.body = std::move(req.body);
     out.headers[kForwardedHeader] = "1";
+    // The leader puts the key into the Raft entry: a retry through any manager finds it there.
+    if (auto key = req.headers.find(std::string(kIdempotencyKeyHeader)); key != req.headers.end()) {
+      out.headers["Idempotency-Key"] = key->second;
+    }
     auto res = co_await forward_client_.call(address, std::move(out), options_.forward_timeout);
     if (!res) {
       co_return unavailable("leader " + it->second.name + " at " + address +
@@ -154,8 +206,9 @@ class ApiImpl final : public Api {
   // the co_await's full-expression (build named locals and move them in) — GCC 12 destroys
   // such temporaries twice (double frees seen with a converted Command, a capturing lambda and
   // an ApiError inside an argument).
-  asio::awaitable<Response> commit(store::Command command, unsigned ok_status, const char* key) {
-    auto result = co_await store_.propose(std::move(command));
+  asio::awaitable<Response> commit(store::Command command, unsigned ok_status, const char* key,
+                                   std::optional<store::RequestKey> request) {
+    auto result = co_await store_.propose(std::move(command), std::move(request));
     if (!result) {
       co_return raft_failure(result.error());
     }
@@ -166,17 +219,29 @@ class ApiImpl final : public Api {
                             json::object{{"revision", result->revision}, {key, result->object}});
   }
 
-  // A read: local state, or after read_index (on the leader) with ?consistent=1.
+  // A read. Linearizable by default (thesis §6.4): the leader confirms with a quorum that it
+  // still leads (read_index) and renders once its state machine applied that point; another
+  // manager forwards the read to the leader. ?stale=true renders this replica's state as it
+  // is, marked X-Routemesh-Stale (with its revision also in X-Routemesh-Revision). A node that
+  // cannot reach a quorum answers 503, never its possibly old copy.
   template <class Render>
   asio::awaitable<Response> read(Request req, Render render) {
-    if (consistent_param(req.query)) {
-      if (!store_.is_leader()) {
-        co_return co_await forward(std::move(req));
-      }
-      auto index = co_await store_.raft().read_index();
-      if (!index) {
-        co_return raft_failure(index.error());
-      }
+    auto mode = read_mode(req.query);
+    if (auto* e = std::get_if<ApiError>(&mode)) {
+      co_return error_response(*e);
+    }
+    if (std::get<ReadMode>(mode) == ReadMode::stale) {
+      Response r = render();
+      r.headers.emplace_back("X-Routemesh-Stale", "true");
+      r.headers.emplace_back("X-Routemesh-Revision", std::to_string(state().revision));
+      co_return r;
+    }
+    if (!store_.is_leader()) {
+      co_return co_await forward(std::move(req));
+    }
+    auto index = co_await store_.raft().read_index();
+    if (!index) {
+      co_return read_failure(index.error());
     }
     co_return render();
   }
@@ -223,12 +288,13 @@ class ApiImpl final : public Api {
   // committed. The caller has already forwarded non-leader requests.
   template <class T, class Make>
   asio::awaitable<Response> commit_parsed(Parsed<T> parsed, Make make, unsigned ok_status,
-                                          const char* key) {
+                                          const char* key,
+                                          std::optional<store::RequestKey> request) {
     if (auto* e = std::get_if<ApiError>(&parsed)) {
       co_return error_response(*e);
     }
     store::Command command = make(std::get<T>(parsed));
-    co_return co_await commit(std::move(command), ok_status, key);
+    co_return co_await commit(std::move(command), ok_status, key, std::move(request));
   }
 
   // ---- /v1/cluster ----------------------------------------------------------------------------
@@ -299,7 +365,9 @@ class ApiImpl final : public Api {
     }
     auto spec = parse_service_spec(req.body, std::nullopt);
     auto make = [](ServiceSpec& s) { return store::ServiceCreate{std::move(s.service)}; };
-    co_return co_await commit_parsed(std::move(spec), std::move(make), 201, "service");
+    auto request = key_of(req);
+    co_return co_await commit_parsed(std::move(spec), std::move(make), 201, "service",
+                                     std::move(request));
   }
 
   asio::awaitable<Response> service(Request req) {
@@ -325,11 +393,15 @@ class ApiImpl final : public Api {
       auto make = [](ServiceSpec& s) {
         return store::ServiceUpdate{std::move(s.service), s.version};
       };
-      co_return co_await commit_parsed(std::move(spec), std::move(make), 200, "service");
+      auto request = key_of(req);
+      co_return co_await commit_parsed(std::move(spec), std::move(make), 200, "service",
+                                       std::move(request));
     }
     auto version = version_param(req.query);
     auto make = [name](std::optional<std::uint64_t> v) { return store::ServiceDelete{name, v}; };
-    co_return co_await commit_parsed(std::move(version), std::move(make), 200, "service");
+    auto request = key_of(req);
+    co_return co_await commit_parsed(std::move(version), std::move(make), 200, "service",
+                                     std::move(request));
   }
 
   // ---- networks -------------------------------------------------------------------------------
@@ -347,7 +419,9 @@ class ApiImpl final : public Api {
     }
     auto spec = parse_network_spec(req.body);
     auto make = [](Network& n) { return store::NetworkCreate{std::move(n)}; };
-    co_return co_await commit_parsed(std::move(spec), std::move(make), 201, "network");
+    auto request = key_of(req);
+    co_return co_await commit_parsed(std::move(spec), std::move(make), 201, "network",
+                                     std::move(request));
   }
 
   asio::awaitable<Response> network(Request req) {
@@ -370,7 +444,9 @@ class ApiImpl final : public Api {
     }
     auto version = version_param(req.query);
     auto make = [name](std::optional<std::uint64_t> v) { return store::NetworkDelete{name, v}; };
-    co_return co_await commit_parsed(std::move(version), std::move(make), 200, "network");
+    auto request = key_of(req);
+    co_return co_await commit_parsed(std::move(version), std::move(make), 200, "network",
+                                     std::move(request));
   }
 
   // ---- tasks ----------------------------------------------------------------------------------
@@ -397,7 +473,9 @@ class ApiImpl final : public Api {
     }
     auto spec = parse_task_spec(req.body, hex_id(rng_()));
     auto make = [](Task& t) { return store::TaskAdd{std::move(t)}; };
-    co_return co_await commit_parsed(std::move(spec), std::move(make), 201, "task");
+    auto request = key_of(req);
+    co_return co_await commit_parsed(std::move(spec), std::move(make), 201, "task",
+                                     std::move(request));
   }
 
   asio::awaitable<Response> task(Request req) {
@@ -419,11 +497,15 @@ class ApiImpl final : public Api {
     if (req.method == "PUT") {
       auto update = parse_task_update(req.body, id);
       auto make = [](store::TaskUpdate& u) { return u; };
-      co_return co_await commit_parsed(std::move(update), std::move(make), 200, "task");
+      auto request = key_of(req);
+      co_return co_await commit_parsed(std::move(update), std::move(make), 200, "task",
+                                       std::move(request));
     }
     auto version = version_param(req.query);
     auto make = [id](std::optional<std::uint64_t> v) { return store::TaskRemove{id, v}; };
-    co_return co_await commit_parsed(std::move(version), std::move(make), 200, "task");
+    auto request = key_of(req);
+    co_return co_await commit_parsed(std::move(version), std::move(make), 200, "task",
+                                     std::move(request));
   }
 
   // ---- nodes ----------------------------------------------------------------------------------
@@ -557,14 +639,19 @@ class ApiImpl final : public Api {
       }
     }
     const bool known = state().nodes.count(id) != 0;
-    if (!known && m == nullptr) {
+    // A retry of a removal whose node.remove already applied: the state machine answers it with
+    // the first outcome (and the Raft removal below runs again if it did not finish).
+    auto request = key_of(req);
+    const bool replay =
+        request.has_value() && store_.machine().request_outcome(request->key).has_value();
+    if (!known && !replay && m == nullptr) {
       co_return error_response(ApiError{404, "not_found", "no node \"" + id + "\"", "id"});
     }
     // The state first: node.remove is refused while tasks run there, and then Raft is untouched.
     Response reply;
-    if (known) {
+    if (known || replay) {
       store::Command command = store::NodeRemove{id, std::nullopt};
-      reply = co_await commit(std::move(command), 200, "node");
+      reply = co_await commit(std::move(command), 200, "node", std::move(request));
       if (reply.status != 200) {
         co_return reply;
       }
@@ -610,7 +697,8 @@ class ApiImpl final : public Api {
     update.id = id;
     update.role = promote ? NodeRole::manager : NodeRole::worker;
     store::Command command = update;
-    Response reply = co_await commit(std::move(command), 200, "node");
+    auto request = key_of(req);
+    Response reply = co_await commit(std::move(command), 200, "node", std::move(request));
     if (reply.status != 200) {
       co_return reply;
     }

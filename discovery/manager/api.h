@@ -4,7 +4,7 @@
 //   method  path                           body -> answer
 //   GET     /v1/cluster                    -> {id, leader, term, commit, applied, revision,
 //                                              members}
-//   GET     /v1/services[?consistent=1]    -> {revision, services}
+//   GET     /v1/services                   -> {revision, services}
 //   POST    /v1/services                   spec -> 201 {revision, service}
 //   GET     /v1/services/NAME              -> {revision, service}
 //   PUT     /v1/services/NAME              spec + version? (compare-and-swap)
@@ -27,12 +27,21 @@
 //                                          -> {cluster_id, node_id, managers}
 //   GET     /v1/watch?from=REV             -> chunked NDJSON: snapshot | delta | ping lines
 //
-// Errors: {"error":{"code","message","field"}} with 400/404/405/409/503. Writes reaching a
+// Errors: {"error":{"code","message","field"}} with 400/404/405/409/422/503. Writes reaching a
 // follower are forwarded to the leader's admin address (from state.nodes) with the header
 // X-Routemesh-Forwarded (a forwarded request is never forwarded again: 503 instead). A write
 // answers after it was committed and applied on the leader; 503 when it is not within 5 s.
-// `?consistent=1` on a GET first confirms leadership with read_index (forwarded when not
-// leader). Details and the membership rules are in discovery/manager/README.md.
+//
+// Reads (every GET but the watch) are linearizable: the leader confirms its leadership with a
+// quorum (read_index) and answers once it applied that point; other managers forward the read
+// to it. A node that cannot reach a quorum answers 503. `?stale=true` answers from this node's
+// copy with the headers X-Routemesh-Stale: true and X-Routemesh-Revision; `?consistent=1` is
+// accepted (and changes nothing); both together are a 400.
+//
+// Writes may carry an Idempotency-Key header (1-128 printable ASCII characters, else 400). The
+// key travels in the Raft entry (forwarded writes keep it); the state machine answers a repeat
+// with the first outcome, and a key reused with another request with 422 key_reused. Details
+// and the membership rules are in discovery/manager/README.md.
 //
 // Threading: the control thread only (the Store's executor), like the admin server.
 

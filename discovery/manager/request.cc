@@ -2,6 +2,7 @@
 
 #include "base/address.h"
 #include "discovery/model/join.h"
+#include "discovery/store/commands.h"
 #include "discovery/store/state_json.h"
 #include "discovery/store/state_machine.h"
 
@@ -49,6 +50,8 @@ unsigned http_status(store::errc code) {
     case store::errc::conflict:
     case store::errc::version_mismatch:
       return 409;
+    case store::errc::key_reused:
+      return 422;
   }
   return 400;
 }
@@ -89,6 +92,53 @@ bool consistent_param(const std::map<std::string, std::string>& query) {
   auto it = query.find("consistent");
   return it != query.end() &&
          (it->second == "1" || it->second == "true" || it->second == "yes" || it->second.empty());
+}
+
+Parsed<ReadMode> read_mode(const std::map<std::string, std::string>& query) {
+  auto it = query.find("stale");
+  if (it == query.end()) {
+    return ReadMode::linearizable;
+  }
+  const std::string& v = it->second;
+  if (v == "false" || v == "0" || v == "no") {
+    return ReadMode::linearizable;
+  }
+  if (!(v.empty() || v == "true" || v == "1" || v == "yes")) {
+    return invalid("stale", "expected true or false");
+  }
+  if (consistent_param(query)) {
+    return invalid("stale",
+                   "stale=true (this node's copy) and consistent=1 (through the leader) "
+                   "contradict each other; give one");
+  }
+  return ReadMode::stale;
+}
+
+Parsed<std::optional<store::RequestKey>> request_key(
+    const std::map<std::string, std::string>& headers, std::string_view method,
+    std::string_view target, std::string_view body) {
+  auto it = headers.find(std::string(kIdempotencyKeyHeader));
+  if (it == headers.end()) {
+    return std::optional<store::RequestKey>{};
+  }
+  if (!store::valid_request_key(it->second)) {
+    return invalid("Idempotency-Key", "expected 1-128 printable ASCII characters");
+  }
+  // FNV-1a, 64 bits: not a defence against anyone, only a check that a retry is the same
+  // request. Fields are separated by bytes that cannot occur in a method or a target.
+  std::uint64_t h = 0xcbf29ce484222325ULL;
+  auto mix = [&h](std::string_view text) {
+    for (unsigned char c : text) {
+      h ^= c;
+      h *= 0x100000001b3ULL;
+    }
+  };
+  mix(method);
+  mix(" ");
+  mix(target);
+  mix("\n");
+  mix(body);
+  return std::optional<store::RequestKey>{store::RequestKey{it->second, hex_id(h)}};
 }
 
 Parsed<ServiceSpec> parse_service_spec(std::string_view body,

@@ -19,7 +19,7 @@ namespace routemesh::discovery::manager {
 // One API error: the HTTP status and {"error":{"code","message","field"}}.
 struct ApiError {
   unsigned status = 400;
-  std::string code = "invalid";  // invalid|conflict|not_found|version_mismatch|unavailable|...
+  std::string code = "invalid";  // invalid|conflict|not_found|version_mismatch|key_reused|...
   std::string message;
   std::string field;
   bool operator==(const ApiError&) const = default;
@@ -28,7 +28,7 @@ struct ApiError {
 template <class T>
 using Parsed = std::variant<T, ApiError>;
 
-// 400 invalid, 404 not_found, 409 conflict and version_mismatch.
+// 400 invalid, 404 not_found, 409 conflict and version_mismatch, 422 key_reused.
 unsigned http_status(store::errc code);
 ApiError from_store_error(const store::Error& error);
 // A field error from a decoder (state_json.h, discovery/model/join.h): 409 when it says
@@ -38,8 +38,27 @@ std::string error_body(const ApiError& error);
 
 // The revision of a write: `version` in the body wins over ?version=V. Errors at "version".
 Parsed<std::optional<std::uint64_t>> version_param(const std::map<std::string, std::string>& query);
-// ?consistent=1|true|yes.
+// ?consistent=1|true|yes (or a bare ?consistent).
 bool consistent_param(const std::map<std::string, std::string>& query);
+
+// How a GET is answered. linearizable (the default): through the leader's read index, after
+// this state applied it (thesis §6.4). stale: this replica's state as it is, marked with the
+// header X-Routemesh-Stale: true.
+enum class ReadMode { linearizable, stale };
+// ?stale=true|1|yes (or a bare ?stale) selects stale; false|0|no, or no parameter, keep the
+// default. ?consistent=... is accepted (reads are linearizable anyway). Errors (field
+// "stale"): another value, or stale together with a true consistent.
+Parsed<ReadMode> read_mode(const std::map<std::string, std::string>& query);
+
+// The Idempotency-Key header of a write (header names lower-case, as admin::Request has
+// them): nullopt when absent; else the key and a fingerprint of the request (FNV-1a 64 of
+// method, target and body, 16 hex digits), so that a key used again with another request is
+// told apart (store::errc::key_reused). A value that is not 1..128 printable ASCII characters
+// is a 400 at field "Idempotency-Key".
+inline constexpr std::string_view kIdempotencyKeyHeader = "idempotency-key";
+Parsed<std::optional<store::RequestKey>> request_key(
+    const std::map<std::string, std::string>& headers, std::string_view method,
+    std::string_view target, std::string_view body);
 
 // POST /v1/services: the service spec {"name","labels","networks","ports","endpoint_mode"}.
 // PUT /v1/services/NAME: the same plus an optional "version" (CAS); the name may be omitted

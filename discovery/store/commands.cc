@@ -281,4 +281,71 @@ DecodeResult decode_command(std::string_view text) {
   return command_from_json(value);
 }
 
+bool valid_request_key(std::string_view key) {
+  if (key.empty() || key.size() > kMaxRequestKeyLength) {
+    return false;
+  }
+  for (char c : key) {
+    if (c < 0x20 || c > 0x7e) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string encode_entry(const Entry& entry) {
+  if (!entry.request) {
+    return encode_command(entry.command);
+  }
+  json::object o;
+  o["request"] =
+      json::object{{"key", entry.request->key}, {"fingerprint", entry.request->fingerprint}};
+  o["command"] = command_to_json(entry.command);
+  return json::serialize(o);
+}
+
+EntryResult decode_entry(std::string_view text) {
+  boost::system::error_code ec;
+  json::value value = json::parse(text, ec);
+  if (ec) {
+    return Error{errc::invalid, "command is not valid JSON: " + ec.message(), ""};
+  }
+  const json::object* o = value.if_object();
+  if (o == nullptr || !o->contains("request")) {
+    auto command = command_from_json(value);
+    if (!command) {
+      return command.error();
+    }
+    return Entry{std::move(*command), std::nullopt};
+  }
+  StateError error;
+  detail::FieldReader r(value, "", error);
+  r.only({"request", "command"});
+  const json::value* command_value = r.find("command");
+  if (r.ok() && command_value == nullptr) {
+    r.fail("command", "required");
+  }
+  RequestKey request;
+  if (r.ok()) {
+    detail::FieldReader k(*r.find("request"), "request", error);
+    k.only({"key", "fingerprint"});
+    k.string("key", request.key, true);
+    k.string("fingerprint", request.fingerprint);
+    if (k.ok() && !valid_request_key(request.key)) {
+      k.fail("request.key", "expected 1-128 printable ASCII characters");
+    }
+    if (k.ok() && request.fingerprint.size() > kMaxRequestKeyLength) {
+      k.fail("request.fingerprint", "longer than 128 characters");
+    }
+  }
+  if (!error.message.empty() || !r.ok()) {
+    return invalid(error);
+  }
+  auto command = command_from_json(*command_value);
+  if (!command) {
+    return command.error();
+  }
+  return Entry{std::move(*command), std::move(request)};
+}
+
 }  // namespace routemesh::discovery::store

@@ -15,6 +15,10 @@
 //   {"op":"node.update","id","status"?,"role"?,"version"?}
 //   {"op":"node.remove","id","version"?}
 //   {"op":"cluster.settings","cluster_id"?,"subnet_pool"?}
+//
+// A Raft entry (encode_entry) is the command itself, or, for a command proposed with a client's
+// request key (the API's Idempotency-Key), {"request":{"key","fingerprint"},"command":{...}}.
+// Watch deltas carry the bare command (command_to_json): request keys stay among the managers.
 
 #include "discovery/store/types.h"
 
@@ -40,5 +44,17 @@ std::string encode_command(const Command& command);
 using DecodeResult = boost::system::result<Command, Error>;
 DecodeResult command_from_json(const boost::json::value& value);
 DecodeResult decode_command(std::string_view text);
+
+// True for 1..kMaxRequestKeyLength printable ASCII characters (0x20..0x7e): the grammar of a
+// request key (an Idempotency-Key header's value).
+bool valid_request_key(std::string_view key);
+
+// A Raft entry of the store: encode_command(entry.command) without a request key (so entries
+// written before request keys existed decode unchanged), else the envelope above.
+std::string encode_entry(const Entry& entry);
+// Either the entry or why it is malformed (as decode_command; a bad key or fingerprint is
+// invalid at "request.key" / "request.fingerprint").
+using EntryResult = boost::system::result<Entry, Error>;
+EntryResult decode_entry(std::string_view text);
 
 }  // namespace routemesh::discovery::store

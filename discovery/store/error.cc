@@ -19,6 +19,8 @@ class StoreCategory final : public boost::system::error_category {
         return "no such object";
       case errc::version_mismatch:
         return "the object changed since the given version";
+      case errc::key_reused:
+        return "the idempotency key was first used with another request";
     }
     return "unknown store error " + std::to_string(value);
   }
@@ -41,6 +43,8 @@ std::string_view to_string(errc code) {
       return "not_found";
     case errc::version_mismatch:
       return "version_mismatch";
+    case errc::key_reused:
+      return "key_reused";
   }
   return "invalid";
 }

@@ -21,7 +21,7 @@ inline boost::system::error_code make_error_code(errc e) noexcept {
   return {static_cast<int>(e), error_category()};
 }
 
-// "invalid", "conflict", "not_found", "version_mismatch": the API's error.code.
+// "invalid", "conflict", "not_found", "version_mismatch", "key_reused": the API's error.code.
 std::string_view to_string(errc code);
 
 }  // namespace routemesh::discovery::store

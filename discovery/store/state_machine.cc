@@ -437,7 +437,8 @@ std::optional<ApplyResult> decode_result(std::string_view text) {
   if (!code || !message || !field) {
     return std::nullopt;
   }
-  for (errc c : {errc::invalid, errc::conflict, errc::not_found, errc::version_mismatch}) {
+  for (errc c :
+       {errc::invalid, errc::conflict, errc::not_found, errc::version_mismatch, errc::key_reused}) {
     if (to_string(c) == *code) {
       r.error = Error{c, *message, *field};
       return r;

@@ -34,7 +34,8 @@ ApplyResult apply(ClusterState& state, const Command& command);
 ApplyResult apply_json(ClusterState& state, std::string_view command_json);
 
 // {"ok":true,"revision":R,"object":{...}} or
-// {"ok":false,"error":{"code":"invalid|conflict|not_found|version_mismatch","message","field"}}
+// {"ok":false,"error":{"code":"invalid|conflict|not_found|version_mismatch|key_reused",
+//                     "message","field"}}
 std::string encode_result(const ApplyResult& result);
 std::optional<ApplyResult> decode_result(std::string_view text);
 

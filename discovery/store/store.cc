@@ -25,12 +25,14 @@ struct StoreMetrics {
                                  "Commands applied by this replica's state machine, by result")),
         applied(commands.Add({{"result", "applied"}})),
         rejected(commands.Add({{"result", "rejected"}})),
+        replayed(commands.Add({{"result", "replayed"}})),
         revision(base::gauge(registry, "routemesh_store_revision",
                              "Revision of this replica's cluster state")) {}
 
   prometheus::Family<prometheus::Counter>& commands;
   prometheus::Counter& applied;
   prometheus::Counter& rejected;
+  prometheus::Counter& replayed;  // a request key's first outcome answered again
   prometheus::Gauge& revision;
 };
 
@@ -63,9 +65,12 @@ class NotifyingStateMachine final : public raft::StateMachine {
 
   std::string apply(std::uint64_t index, std::string_view data) override {
     const auto before = shared_->machine.state().revision;
+    const auto replayed_before = shared_->machine.replayed();
     std::string result = shared_->machine.apply(index, data);
     if (shared_->metrics) {
-      if (shared_->machine.state().revision != before) {
+      if (shared_->machine.replayed() != replayed_before) {
+        shared_->metrics->replayed.Increment();
+      } else if (shared_->machine.state().revision != before) {
         shared_->metrics->applied.Increment();
       } else {
         shared_->metrics->rejected.Increment();
@@ -155,10 +160,10 @@ void Store::on_state(std::function<void(const ClusterState&)> callback) {
   impl_->shared->callback = std::move(callback);
 }
 
-asio::awaitable<ProposeResult> Store::propose(Command command) {
+asio::awaitable<ProposeResult> Store::propose(Command command, std::optional<RequestKey> request) {
   // A named argument moved in: GCC 12 destroys a prvalue coroutine argument twice when it is
   // created inside the co_await expression (double free seen in this code base).
-  std::string data = encode_command(command);
+  std::string data = encode_entry(Entry{std::move(command), std::move(request)});
   auto node_result = co_await impl_->node->propose(std::move(data));
   if (!node_result) {
     co_return node_result.error();
@@ -170,6 +175,10 @@ asio::awaitable<ProposeResult> Store::propose(Command command) {
     co_return raft::NodeError{raft::node_errc::stopped};
   }
   co_return std::move(*decoded);
+}
+
+asio::awaitable<ProposeResult> Store::propose(Command command) {
+  return propose(std::move(command), std::nullopt);
 }
 
 std::optional<std::vector<Delta>> Store::deltas_since(std::uint64_t revision) const {

@@ -59,8 +59,13 @@ class Store {
   // the previous callback.
   void on_state(std::function<void(const ClusterState&)> callback);
 
-  // Encodes `command`, proposes it and completes once it was applied here. Leader only
-  // (otherwise not_leader); a rejection is an ApplyResult with ok == false.
+  // Encodes `command` (with the client's request key, if any: commands.h encode_entry),
+  // proposes it and completes once it was applied here. Leader only (otherwise not_leader); a
+  // rejection is an ApplyResult with ok == false. A request key seen before gets the first
+  // command's outcome (StoreStateMachine::apply), or key_reused.
+  boost::asio::awaitable<ProposeResult> propose(Command command, std::optional<RequestKey> request);
+  // The same without a request key. (An overload, not a default argument: a defaulted
+  // std::optional would be a temporary inside the caller's co_await, which GCC 12 mishandles.)
   boost::asio::awaitable<ProposeResult> propose(Command command);
 
   // Watch support: StoreStateMachine::deltas_since, and a wait that completes true as soon as

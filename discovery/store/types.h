@@ -7,6 +7,7 @@
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -70,9 +71,10 @@ using Command =
                  TaskUpdate, TaskRemove, NodeAdd, NodeUpdate, NodeRemove, ClusterSettingsUpdate>;
 
 // Why the store refused a command (an expected outcome, never an exception). The API answers
-// invalid with HTTP 400, conflict 409, not_found 404, version_mismatch 409. Zero is success, as
-// for every error_code enum: the category is store::error_category() (error.h).
-enum class errc { invalid = 1, conflict, not_found, version_mismatch };
+// invalid with HTTP 400, conflict 409, not_found 404, version_mismatch 409, key_reused 422 (an
+// idempotency key that came first with another request). Zero is success, as for every
+// error_code enum: the category is store::error_category() (error.h).
+enum class errc { invalid = 1, conflict, not_found, version_mismatch, key_reused };
 
 // A refusal: the code plus what the API reports with it.
 struct Error {
@@ -89,6 +91,24 @@ struct ApplyResult {
   std::uint64_t revision = 0;
   boost::json::value object;
   Error error;
+};
+
+// A client's request id (the API's Idempotency-Key header) and a fingerprint of the request it
+// came with. The state machine keeps the outcome of the first command proposed with each key and
+// answers a later command with the same key with that outcome instead of applying it (the same
+// fingerprint) or refuses it as key_reused (another fingerprint). The fingerprint is the
+// proposer's business (the API hashes method, target and body); the store only compares it.
+struct RequestKey {
+  std::string key;          // 1..kMaxRequestKeyLength printable ASCII characters
+  std::string fingerprint;  // at most kMaxRequestKeyLength characters
+  bool operator==(const RequestKey&) const = default;
+};
+inline constexpr std::size_t kMaxRequestKeyLength = 128;
+
+// One Raft entry of the store: a command, with the request key it was proposed with (if any).
+struct Entry {
+  Command command;
+  std::optional<RequestKey> request;
 };
 
 // One applied command, for watch resumption. `command` is the canonical JSON of the command

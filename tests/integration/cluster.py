@@ -53,9 +53,9 @@ class Unknown(Exception):
     """The request may have been sent and its outcome is unknown (timeout, reset, EOF)."""
 
 
-def api(addr, method, path, body=None, timeout=10.0):
-    """One admin API request. Returns (status, parsed JSON or text). 4xx/5xx are answers, not
-    exceptions. Raises Refused when nothing was sent, Unknown when the outcome is unknown."""
+def request(addr, method, path, body=None, headers=None, timeout=10.0):
+    """One admin API request with extra request `headers`. Returns (status, {lower-case header
+    name: value}, parsed JSON or text). Raises as api() does."""
     data = None if body is None else (body if isinstance(body, (bytes, str)) else json.dumps(body))
     if isinstance(data, str):
         data = data.encode()
@@ -69,9 +69,10 @@ def api(addr, method, path, body=None, timeout=10.0):
         except OSError as e:
             # no route, unreachable, or a connect timeout: nothing was sent either
             raise Refused(f"{method} {addr}{path}: {e!r}") from e
-        headers = {"Content-Type": "application/json"} if data is not None else {}
+        hdrs = {"Content-Type": "application/json"} if data is not None else {}
+        hdrs.update(headers or {})
         try:
-            conn.request(method, path, body=data, headers=headers)
+            conn.request(method, path, body=data, headers=hdrs)
             r = conn.getresponse()
             raw = r.read()
         except (OSError, http.client.HTTPException) as e:
@@ -81,9 +82,37 @@ def api(addr, method, path, body=None, timeout=10.0):
             parsed = json.loads(text) if text.strip() else None
         except ValueError:
             parsed = text
-        return r.status, parsed
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, parsed
     finally:
         conn.close()
+
+
+def api(addr, method, path, body=None, timeout=10.0):
+    """One admin API request. Returns (status, parsed JSON or text). 4xx/5xx are answers, not
+    exceptions. Raises Refused when nothing was sent, Unknown when the outcome is unknown."""
+    status, _, parsed = request(addr, method, path, body, timeout=timeout)
+    return status, parsed
+
+
+def stale(path):
+    """`path` with stale=true added: the node answers from its own copy, not through the leader."""
+    return path + ("&" if "?" in path else "?") + "stale=true"
+
+
+def metric(text, name, labels=None):
+    """The value of one sample of a Prometheus text page (0.0 when absent): `name` with exactly
+    these `labels` (a dict)."""
+    want = labels or {}
+    for line in text.splitlines():
+        if line.startswith("#") or not line.startswith(name):
+            continue
+        m = re.match(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)", line)
+        if not m or m.group(1) != name:
+            continue
+        got = dict(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
+        if got == want:
+            return float(m.group(3))
+    return 0.0
 
 
 def error_of(body):
@@ -360,10 +389,26 @@ class ClusterNode:
     def get(self, path, timeout=10.0):
         return self.api("GET", path, timeout=timeout)
 
+    def request(self, method, path, body=None, headers=None, timeout=10.0):
+        """(status, headers, body): api() with extra request headers and the answer's headers."""
+        return request(self.admin, method, path, body, headers, timeout)
+
+    def local(self, path, timeout=10.0):
+        """GET of this node's own copy (?stale=true): (status, body)."""
+        return self.get(stale(path), timeout=timeout)
+
+    def metrics(self, timeout=5.0):
+        """This node's /metrics page as text."""
+        s, _, b = self.request("GET", "/metrics", timeout=timeout)
+        if s != 200:
+            raise AssertionError(f"/metrics on {self.name}: {s} {b}")
+        return b if isinstance(b, str) else json.dumps(b)
+
     def status(self):
-        """GET /v1/cluster, or None when the node does not answer 200."""
+        """GET /v1/cluster as this node sees it (?stale=true: its own account, not the
+        leader's), or None when the node does not answer 200."""
         try:
-            s, b = self.get("/v1/cluster", timeout=3)
+            s, b = self.local("/v1/cluster", timeout=3)
         except (Refused, Unknown):
             return None
         return b if s == 200 and isinstance(b, dict) else None
@@ -529,12 +574,22 @@ class Cluster:
         return rev
 
     # -- CLI ---------------------------------------------------------------------------------
-    def cli(self, via, *args, timeout=30.0):
+    def cli(self, via, *args, timeout=30.0, env=None):
         """Runs `routemesh --api ADDR ARGS...` where ADDR is `via`'s admin address (or `via`
-        itself when it is an "IP:PORT" string); returns (exit code, stdout, stderr)."""
-        addr = via if isinstance(via, str) else via.admin
-        r = subprocess.run([bin_path(), "--api", addr, *args], capture_output=True, text=True,
-                           timeout=timeout)
+        itself when it is an "IP:PORT" string; a list of either gives "A,B,C"; None gives no
+        --api at all, e.g. with ROUTEMESH_API in `env`, a dict added to the environment);
+        returns (exit code, stdout, stderr)."""
+        def addr_of(v):
+            return v if isinstance(v, str) else v.admin
+        if via is None:
+            api_args = []
+        elif isinstance(via, (list, tuple)):
+            api_args = ["--api", ",".join(addr_of(v) for v in via)]
+        else:
+            api_args = ["--api", addr_of(via)]
+        full_env = None if env is None else {**os.environ, **env}
+        r = subprocess.run([bin_path(), *api_args, *args], capture_output=True, text=True,
+                           timeout=timeout, env=full_env)
         return r.returncode, r.stdout, r.stderr
 
 
@@ -587,7 +642,7 @@ class Workload:
     """`clients` threads, each a closed loop for at most `duration` s and `max_ops` ops,
     against random targets from `targets()` (a callable: the list may change as nodes die).
     Ops on register services `reg-0..reg-{keys-1}` (label `test.value`):
-    write = PUT /v1/services/NAME, read = GET /v1/services?consistent=1;
+    write = PUT /v1/services/NAME, read = GET `read_path` (default /v1/services?consistent=1);
     and create = POST /v1/services of a new unique service `ack-<client>-<n>`.
     Results go to a linearizability.Recorder (registers) and to `created` (name -> outcome:
     "ok" | "fail" | "unknown")."""
@@ -595,8 +650,9 @@ class Workload:
     LABEL = "test.value"
 
     def __init__(self, recorder, targets, keys=3, clients=4, duration=10.0, max_ops=5000,
-                 op_timeout=8.0, seed=1, mix=(0.45, 0.35, 0.20)):
+                 op_timeout=8.0, seed=1, mix=(0.45, 0.35, 0.20), read_path="/v1/services?consistent=1"):
         self.rec, self.targets, self.keys, self.clients = recorder, targets, keys, clients
+        self.read_path = read_path
         self.duration, self.max_ops, self.op_timeout, self.seed, self.mix = duration, max_ops, op_timeout, seed, mix
         self.created = {}
         self.lock = threading.Lock()
@@ -696,7 +752,7 @@ class Workload:
     def _read(self, c, node, rng):
         name = self.key(rng.randrange(self.keys))
         op = self.rec.invoke(name, "read", client=c)
-        s, b = self._classify(op, lambda: node.get("/v1/services?consistent=1", timeout=self.op_timeout))
+        s, b = self._classify(op, lambda: node.get(self.read_path, timeout=self.op_timeout))
         if s is None:
             return False
         if s == 200:

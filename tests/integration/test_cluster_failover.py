@@ -31,8 +31,9 @@ class FailoverTest(unittest.TestCase):
         c = self.c
         rec = Recorder()
         seed = int(os.environ.get("RM_FAILOVER_SEED", "1"))
+        # Reads are plain GETs: linearizable by default, through whichever manager is asked.
         load = cluster.Workload(rec, lambda: c.alive(managers_only=True), keys=3, clients=4,
-                                duration=40.0, max_ops=4000, seed=seed)
+                                duration=40.0, max_ops=4000, seed=seed, read_path="/v1/services")
         load.setup(c.leader())
         load.start()
         report = []
@@ -98,11 +99,11 @@ class FailoverTest(unittest.TestCase):
         self.assertGreater(sum(1 for o in hist if o.kind == "read"), 20)
 
         # Every node, the two restarted ones included, holds exactly the leader's state at that
-        # linearizable read point.
+        # linearizable read point (in its own copy: ?stale=true).
         for n in c.nodes:
             def caught_up():
                 try:
-                    s, b = n.get("/v1/services")
+                    s, b = n.local("/v1/services")
                 except (cluster.Refused, cluster.Unknown):
                     return False
                 return s == 200 and b.get("revision") == rev and \
@@ -110,7 +111,7 @@ class FailoverTest(unittest.TestCase):
             try:
                 harness.wait_until(caught_up, timeout=15, interval=0.1, what=f"{n.name} at revision {rev}")
             except AssertionError:
-                s, b = n.get("/v1/services")
+                s, b = n.local("/v1/services")
                 self.fail(f"{n.name} did not catch up to revision {rev}: it has {b.get('revision')}\n"
                           f"{n.log_tail(30)}")
             self.assertGreaterEqual(n.routes_revision() or 0, rev)

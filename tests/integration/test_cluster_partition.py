@@ -1,4 +1,5 @@
-"""a partitioned node cannot commit and converges after healing.
+"""a partitioned node cannot commit, answers no read but a marked stale one, and converges
+after healing.
 
 Three managers, each in its own network namespace on a private bridge (created and removed
 by the test; skipped when namespaces cannot be created). A partition is a pair of `prohibit`
@@ -61,7 +62,8 @@ class PartitionTest(unittest.TestCase):
         return took
 
     def same_state_everywhere(self, timeout=20.0):
-        """Until every node's local state equals the leader's at a linearizable read point."""
+        """Until every node's own copy (?stale=true) equals the leader's state at a
+        linearizable read point."""
         lead = self.c.leader()
         rev, svcs = self.c.consistent_services(via=lead)
         want = cluster.canonical(svcs)
@@ -71,7 +73,7 @@ class PartitionTest(unittest.TestCase):
             done = True
             for n in self.c.nodes:
                 try:
-                    s, b = n.get("/v1/services", timeout=3)
+                    s, b = n.local("/v1/services", timeout=3)
                 except (cluster.Refused, cluster.Unknown) as e:
                     last[n.name] = repr(e)
                     done = False
@@ -85,6 +87,28 @@ class PartitionTest(unittest.TestCase):
         except AssertionError:
             self.fail(f"not converged on revision {rev}: {last}\n{self.c.logs(20)}")
         return rev, svcs
+
+    def reads_refused_but_stale_marked(self, node, absent):
+        """`node` cannot reach a quorum: a default read is a 503 with a short error body (not
+        its copy), ?stale=true is its copy, marked, with its revision; `absent` is not in it."""
+        t0 = time.monotonic()
+        s, h, b = node.request("GET", "/v1/services", timeout=WRITE_TIMEOUT)
+        took = time.monotonic() - t0
+        self.assertEqual(s, 503, f"default read on isolated {node.name} answered {s} {b}")
+        self.assertEqual(cluster.error_of(b).get("code"), "unavailable", b)
+        self.assertNotIn("services", b, "a refused read must not carry the old data")
+        self.assertLess(len(str(b)), 400, b)
+        s, h, b = node.request("GET", "/v1/services/maj-write", timeout=WRITE_TIMEOUT)
+        self.assertEqual(s, 503, b)
+        s, h, b = node.request("GET", cluster.stale("/v1/services"))
+        self.assertEqual(s, 200, b)
+        self.assertEqual(h.get("x-routemesh-stale"), "true", h)
+        self.assertEqual(h.get("x-routemesh-revision"), str(b["revision"]), h)
+        self.assertNotIn(absent, cluster.services_by_name(b))
+        s, h, b = node.request("GET", "/v1/services?stale=true&consistent=1")
+        self.assertEqual(s, 400, b)
+        self.assertEqual(cluster.error_of(b).get("field"), "stale", b)
+        return took
 
     def test_isolated_leader_cannot_commit_and_converges_after_healing(self):
         c = self.c
@@ -108,11 +132,16 @@ class PartitionTest(unittest.TestCase):
         _, svcs = c.consistent_services(via=new)
         self.assertNotIn("iso-write", svcs)
         self.assertIn("maj-write", svcs)
-        s, b = old.get("/v1/services")
+        # Its reads: refused by default (its copy is old), its copy only when asked for.
+        self.reads_refused_but_stale_marked(old, "maj-write")
+        s, b = old.local("/v1/services")
         self.assertEqual(s, 200, b)
-        local = cluster.services_by_name(b)
-        self.assertNotIn("iso-write", local)
-        self.assertNotIn("maj-write", local)
+        self.assertNotIn("iso-write", cluster.services_by_name(b))
+        # The majority's default reads are linearizable, through any of its members.
+        for n in others:
+            s, h, b = n.request("GET", "/v1/services/maj-write-2", timeout=WRITE_TIMEOUT)
+            self.assertEqual(s, 200, f"{n.name}: {b}")
+            self.assertNotIn("x-routemesh-stale", h)
 
         self.netns.heal()
         rev, svcs = self.same_state_everywhere()
@@ -139,7 +168,7 @@ class PartitionTest(unittest.TestCase):
         time.sleep(3.0)
         s, b = follower.get("/v1/services?consistent=1", timeout=WRITE_TIMEOUT)
         self.assertEqual(s, 503, b)
-        self.assertNotIn("maj-f-write", cluster.services_by_name(follower.get("/v1/services")[1]))
+        self.reads_refused_but_stale_marked(follower, "maj-f-write")
 
         self.netns.heal()
         rev, svcs = self.same_state_everywhere()

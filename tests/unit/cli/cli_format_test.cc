@@ -7,6 +7,8 @@
 #include <catch2/catch.hpp>
 
 #include <sstream>
+#include <string>
+#include <vector>
 
 using namespace routemesh::cli;
 namespace json = boost::json;
@@ -69,25 +71,59 @@ routemesh::discovery::Service web_service() {
 
 }  // namespace
 
-TEST_CASE("api address: flag wins over the environment, which wins over the default") {
-  CHECK(api_address(std::string("10.0.0.1:1234"), "127.0.0.2:9").value() == "10.0.0.1:1234");
-  CHECK(api_address(std::nullopt, "127.0.0.2:9").value() == "127.0.0.2:9");
-  CHECK(api_address(std::nullopt, "").value() == "127.0.0.1:9901");
-  CHECK(api_address(std::nullopt, nullptr).value() == "127.0.0.1:9901");
-  CHECK(api_address(std::string("http://localhost:80/"), nullptr).value() == "localhost:80");
-  CHECK(api_address(std::string("[::1]:9901"), nullptr).value() == "[::1]:9901");
+using Addresses = std::vector<std::string>;
+
+TEST_CASE("api addresses: flag wins over the environment, which wins over the default") {
+  CHECK(api_addresses(std::string("10.0.0.1:1234"), "127.0.0.2:9").value() ==
+        Addresses{"10.0.0.1:1234"});
+  CHECK(api_addresses(std::nullopt, "127.0.0.2:9").value() == Addresses{"127.0.0.2:9"});
+  CHECK(api_addresses(std::nullopt, "").value() == Addresses{"127.0.0.1:9901"});
+  CHECK(api_addresses(std::nullopt, nullptr).value() == Addresses{"127.0.0.1:9901"});
+  CHECK(api_addresses(std::string("http://localhost:80/"), nullptr).value() ==
+        Addresses{"localhost:80"});
+  CHECK(api_addresses(std::string("[::1]:9901"), nullptr).value() == Addresses{"[::1]:9901"});
 }
 
-TEST_CASE("api address: malformed values name the --api flag") {
-  for (const char* bad : {"127.0.0.1", "127.0.0.1:0", "127.0.0.1:65536", "host:port", ":80",
-                          "[::1]9901", "[nothost]:80", "a b:80"}) {
-    auto r = api_address(std::string(bad), nullptr);
+TEST_CASE("api addresses: a comma-separated list keeps its order, blanks and repeats dropped") {
+  CHECK(api_addresses(std::string("127.0.0.11:9901,127.0.0.12:9901,127.0.0.13:9901"), nullptr)
+            .value() == Addresses{"127.0.0.11:9901", "127.0.0.12:9901", "127.0.0.13:9901"});
+  CHECK(api_addresses(std::nullopt, " b:1 , http://a:2/,b:1").value() == Addresses{"b:1", "a:2"});
+  CHECK(api_addresses(std::string("[::1]:1,127.0.0.1:2"), nullptr).value() ==
+        Addresses{"[::1]:1", "127.0.0.1:2"});
+}
+
+TEST_CASE("api addresses: malformed values name the flag or the variable") {
+  for (const char* bad :
+       {"127.0.0.1", "127.0.0.1:0", "127.0.0.1:65536", "host:port", ":80", "[::1]9901",
+        "[nothost]:80", "a b:80", "a:1,", ",a:1", "a:1,,b:2", "a:1;b:2", ""}) {
+    auto r = api_addresses(std::string(bad), nullptr);
     INFO(bad);
     REQUIRE_FALSE(r);
-    CHECK(r.error() == "--api: expected HOST:PORT");
+    CHECK(r.error() == "--api: expected HOST:PORT[,HOST:PORT...]");
   }
-  // A bad environment value is reported the same way.
-  CHECK_FALSE(api_address(std::nullopt, "nope"));
+  auto r = api_addresses(std::nullopt, "127.0.0.1:9901,nope");
+  REQUIRE_FALSE(r);
+  CHECK(r.error() == "ROUTEMESH_API: expected HOST:PORT[,HOST:PORT...]");
+}
+
+TEST_CASE("idempotency keys are 32 hex digits of the given bits") {
+  CHECK(idempotency_key(0, 0) == std::string(32, '0'));
+  CHECK(idempotency_key(0x0123456789abcdefULL, 0xfedcba9876543210ULL) ==
+        "0123456789abcdeffedcba9876543210");
+}
+
+TEST_CASE("only a 503 is retried on the next manager") {
+  CHECK(retry_status(503));
+  for (unsigned status : {200u, 201u, 400u, 404u, 409u, 422u, 500u, 502u}) {
+    INFO(status);
+    CHECK_FALSE(retry_status(status));
+  }
+}
+
+TEST_CASE("--stale adds stale=true to a read's query") {
+  CHECK(read_target("/v1/services", false) == "/v1/services");
+  CHECK(read_target("/v1/services", true) == "/v1/services?stale=true");
+  CHECK(read_target("/v1/tasks?service=web", true) == "/v1/tasks?service=web&stale=true");
 }
 
 TEST_CASE("split_host_port removes IPv6 brackets") {

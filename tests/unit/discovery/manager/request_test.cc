@@ -143,6 +143,71 @@ TEST_CASE("query parameters: version and consistent") {
   CHECK_FALSE(consistent_param({}));
 }
 
+TEST_CASE("reads are linearizable unless ?stale=true; stale with consistent is an error") {
+  using routemesh::discovery::manager::ReadMode;
+  auto mode = [](std::map<std::string, std::string> q) {
+    auto m = read_mode(q);
+    REQUIRE(std::holds_alternative<ReadMode>(m));
+    return std::get<ReadMode>(m);
+  };
+  CHECK(mode({}) == ReadMode::linearizable);
+  CHECK(mode({{"consistent", "1"}}) == ReadMode::linearizable);
+  CHECK(mode({{"consistent", "0"}}) == ReadMode::linearizable);
+  for (const char* v : {"true", "1", "yes", ""}) {
+    INFO(v);
+    CHECK(mode({{"stale", v}}) == ReadMode::stale);
+    CHECK(mode({{"stale", v}, {"consistent", "0"}}) == ReadMode::stale);
+  }
+  for (const char* v : {"false", "0", "no"}) {
+    INFO(v);
+    CHECK(mode({{"stale", v}}) == ReadMode::linearizable);
+    CHECK(mode({{"stale", v}, {"consistent", "1"}}) == ReadMode::linearizable);
+  }
+  CHECK(error_of(read_mode({{"stale", "maybe"}})).field == "stale");
+  auto both = error_of(read_mode({{"stale", "true"}, {"consistent", "1"}}));
+  CHECK(both.status == 400);
+  CHECK(both.field == "stale");
+  CHECK(both.message.find("consistent") != std::string::npos);
+}
+
+TEST_CASE("Idempotency-Key: 1-128 printable ASCII characters, fingerprinted with the request") {
+  using Key = std::optional<store::RequestKey>;
+  auto key = [](std::map<std::string, std::string> headers, std::string method = "POST",
+                std::string target = "/v1/tasks", std::string body = "{}") {
+    auto k = request_key(headers, method, target, body);
+    REQUIRE(std::holds_alternative<Key>(k));
+    return std::get<Key>(k);
+  };
+  CHECK_FALSE(key({}));
+  CHECK_FALSE(key({{"x-other", "1"}}));
+  auto k = key({{"idempotency-key", "abc-123"}});
+  REQUIRE(k);
+  CHECK(k->key == "abc-123");
+  CHECK(k->fingerprint.size() == 16);
+  CHECK(key({{"idempotency-key", std::string(128, '~')}}));
+  CHECK(key({{"idempotency-key", "a b"}}));
+  // The same request gives the same fingerprint; another method, target or body another one.
+  CHECK(key({{"idempotency-key", "k"}})->fingerprint == k->fingerprint);
+  CHECK(key({{"idempotency-key", "k"}}, "PUT")->fingerprint != k->fingerprint);
+  CHECK(key({{"idempotency-key", "k"}}, "POST", "/v1/services")->fingerprint != k->fingerprint);
+  CHECK(key({{"idempotency-key", "k"}}, "POST", "/v1/tasks", "{ }")->fingerprint != k->fingerprint);
+
+  for (const std::string& bad : {std::string(), std::string(129, 'a'), std::string("caf\xc3\xa9"),
+                                 std::string("a\tb"), std::string("a\x7f")}) {
+    INFO(bad);
+    auto e = error_of(request_key({{"idempotency-key", bad}}, "POST", "/v1/tasks", ""));
+    CHECK(e.status == 400);
+    CHECK(e.code == "invalid");
+    CHECK(e.field == "Idempotency-Key");
+  }
+}
+
+TEST_CASE("key_reused is a 422") {
+  CHECK(http_status(store::errc::key_reused) == 422);
+  auto e = from_store_error(store::Error{store::errc::key_reused, "m", "Idempotency-Key"});
+  CHECK(e == ApiError{422, "key_reused", "m", "Idempotency-Key"});
+}
+
 TEST_CASE("path segments below a prefix") {
   CHECK(path_segments("/v1/services/web", "/v1/services/") == std::vector<std::string>{"web"});
   CHECK(path_segments("/v1/nodes/abc/promote", "/v1/nodes/") ==

@@ -14,5 +14,8 @@ TEST_CASE("store errors are an error_code category with the API's wire names") {
   CHECK(to_string(errc::conflict) == "conflict");
   CHECK(to_string(errc::not_found) == "not_found");
   CHECK(to_string(errc::version_mismatch) == "version_mismatch");
+  CHECK(to_string(errc::key_reused) == "key_reused");
+  CHECK(boost::system::error_code(errc::key_reused).message().find("idempotency") !=
+        std::string::npos);
   CHECK(Error{}.code == errc::invalid);  // never "success"
 }
