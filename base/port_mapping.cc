@@ -10,8 +10,8 @@ std::optional<PortMapping> parse_port_mapping(std::string_view text) {
   if (const auto slash = rest.find('/'); slash != std::string_view::npos) {
     protocol = std::string(rest.substr(slash + 1));
     rest = rest.substr(0, slash);
-    // Only TCP is forwarded (layer 4 splice); UDP is not part of the design.
-    if (protocol != "tcp") {
+    // TCP is spliced at layer 4 (or routed by Host); UDP is relayed per flow.
+    if (protocol != "tcp" && protocol != "udp") {
       return std::nullopt;
     }
   }

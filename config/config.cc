@@ -319,7 +319,7 @@ void read_timeouts(Reader& r, const YAML::Node& node, const std::string& path, T
               field("upstream_connect_ms", out.upstream_connect_ms),
               field("upstream_response_ms", out.upstream_response_ms),
               field("upstream_idle_ms", out.upstream_idle_ms), field("l4_idle_ms", out.l4_idle_ms),
-              field("drain_ms", out.drain_ms)});
+              field("udp_idle_ms", out.udp_idle_ms), field("drain_ms", out.drain_ms)});
 }
 
 void read_limits(Reader& r, const YAML::Node& node, const std::string& path, Limits& out) {

@@ -57,6 +57,7 @@ struct Timeouts {
   std::uint32_t upstream_response_ms = 30'000;  // 504 when no response head by then
   std::uint32_t upstream_idle_ms = 30'000;      // pooled upstream connection lifetime unused
   std::uint32_t l4_idle_ms = 300'000;           // L4 splice idle timeout
+  std::uint32_t udp_idle_ms = 30'000;           // a UDP flow (client address) forgotten after
   std::uint32_t drain_ms = 10'000;              // SIGTERM: in-flight deadline
 };
 

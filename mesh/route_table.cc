@@ -339,7 +339,9 @@ RouteTable compile_route_table(const ClusterState& state, std::string_view local
     // VIPs: one L4 route per (network VIP, target port).
     std::vector<std::uint16_t> vip_ports;
     for (const auto& p : service.ports) {
-      vip_ports.push_back(p.target);
+      if (p.protocol == "tcp") {
+        vip_ports.push_back(p.target);
+      }
     }
     for (const auto& http : exposure.http) {
       vip_ports.push_back(http.port != 0 ? http.port : first_target);
@@ -359,6 +361,16 @@ RouteTable compile_route_table(const ClusterState& state, std::string_view local
       }
     }
     for (const auto& published : service.ports) {
+      if (published.protocol == "udp") {
+        const bool taken = std::any_of(table.udp.begin(), table.udp.end(), [&](const L4Route& r) {
+          return r.published == published.published;
+        });
+        if (!taken) {
+          table.udp.push_back(
+              L4Route{published.published, clusters.get(service, published.target, exposure)});
+        }
+        continue;
+      }
       if (!exposure.http.empty()) {
         table.http_ports.push_back(published.published);
         continue;
@@ -386,6 +398,8 @@ RouteTable compile_route_table(const ClusterState& state, std::string_view local
       table.wildcard_hosts.begin(), table.wildcard_hosts.end(),
       [](const auto& a, const auto& b) { return a.pattern.size() > b.pattern.size(); });
   std::sort(table.l4.begin(), table.l4.end(),
+            [](const L4Route& a, const L4Route& b) { return a.published < b.published; });
+  std::sort(table.udp.begin(), table.udp.end(),
             [](const L4Route& a, const L4Route& b) { return a.published < b.published; });
   std::sort(table.vips.begin(), table.vips.end(), [](const VipRoute& a, const VipRoute& b) {
     return std::tie(a.vip.text, a.port) < std::tie(b.vip.text, b.port);
@@ -478,6 +492,12 @@ std::string to_json(const RouteTable& table) {
     l4.push_back(std::move(r));
   }
   root["l4"] = std::move(l4);
+  json::array udp;
+  for (const auto& route : table.udp) {
+    udp.push_back(json::object{{"port", route.published},
+                               {"service", table.clusters[route.cluster].service}});
+  }
+  root["udp"] = std::move(udp);
 
   json::array http_ports;
   for (auto port : table.http_ports) {

@@ -116,6 +116,7 @@ struct RouteTable {
       exact_hosts;                         // key: lower-case host
   std::vector<HostRoutes> wildcard_hosts;  // longest suffix first
   std::vector<L4Route> l4;                 // sorted by port
+  std::vector<L4Route> udp;                // published UDP ports, sorted by port
   // Published ports routed by Host (HRM ports other than the node's http_port, e.g. a
   // service publishing 8081:80 with a mesh.http label makes 8081 an HTTP port too).
   std::vector<std::uint16_t> http_ports;

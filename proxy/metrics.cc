@@ -62,6 +62,12 @@ Metrics::Metrics(prometheus::Registry& r)
       overlay_spare_misses(counter(r, "routemesh_overlay_spare_connections_missed_total",
                                    "Overlay streams that had to connect first (no spare)")),
       drain_closed(counter(r, "routemesh_proxy_drain_closed_connections_total",
-                           "Connections to a drained or removed task closed after its grace")) {}
+                           "Connections to a drained or removed task closed after its grace")),
+      udp_datagrams(counter_family(r, "routemesh_proxy_udp_datagrams_total",
+                                   "UDP datagrams relayed, by direction")),
+      udp_dropped(counter_family(r, "routemesh_proxy_udp_dropped_total",
+                                 "UDP datagrams dropped, by reason")),
+      udp_flows(base::gauge(r, "routemesh_proxy_udp_flows_active",
+                            "UDP flows (client addresses) being relayed")) {}
 
 }  // namespace routemesh::proxy

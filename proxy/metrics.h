@@ -67,6 +67,11 @@ struct Metrics {
   // routemesh_proxy_drain_closed_connections_total: connections to a task that was drained or
   // removed, closed when its drain grace (mesh.drain.grace_ms) ran out
   prometheus::Counter& drain_closed;
+  // UDP published ports: routemesh_proxy_udp_datagrams_total{direction}, _dropped_total{reason},
+  // routemesh_proxy_udp_flows_active
+  prometheus::Family<prometheus::Counter>& udp_datagrams;
+  prometheus::Family<prometheus::Counter>& udp_dropped;
+  prometheus::Gauge& udp_flows;
 };
 
 }  // namespace routemesh::proxy

@@ -3,6 +3,7 @@
 #include "base/spawn.h"
 #include "proxy/http_session.h"
 #include "proxy/l4/l4_session.h"
+#include "proxy/l4/udp.h"
 #include "proxy/overlay/overlay.h"
 
 #include <spdlog/spdlog.h>
@@ -56,7 +57,8 @@ Timeouts timeouts_of(const config::NodeConfig& cfg) {
                   ms(cfg.timeouts.upstream_response_ms),
                   ms(cfg.timeouts.upstream_idle_ms),
                   ms(cfg.timeouts.l4_idle_ms),
-                  ms(cfg.timeouts.drain_ms)};
+                  ms(cfg.timeouts.drain_ms),
+                  ms(cfg.timeouts.udp_idle_ms)};
 }
 
 http::Limits limits_of(const config::NodeConfig& cfg) {
@@ -166,6 +168,7 @@ Worker::~Worker() {
   // before the registry and pools its session frames unregister from.
   listeners_.clear();
   vip_listeners_.clear();
+  close_udp_ports();
   overlay_listener_.reset();
   ticker_.reset();
   pool_->close_all();
@@ -203,6 +206,20 @@ std::optional<std::uint32_t> Worker::vip_cluster(std::string_view vip, std::uint
     return r->cluster;
   }
   return std::nullopt;
+}
+
+std::optional<std::uint32_t> Worker::udp_cluster(std::uint16_t port) const {
+  if (!table_) {
+    return std::nullopt;
+  }
+  const auto& routes = table_->udp;
+  auto it =
+      std::lower_bound(routes.begin(), routes.end(), port,
+                       [](const mesh::L4Route& r, std::uint16_t p) { return r.published < p; });
+  if (it == routes.end() || it->published != port) {
+    return std::nullopt;
+  }
+  return it->cluster;
 }
 
 std::optional<std::uint32_t> Worker::l4_cluster(std::uint16_t port) const {
@@ -376,6 +393,58 @@ void Worker::reconcile_listeners() {
   }
   update_open_ports();
   reconcile_vip_listeners();
+  reconcile_udp_ports();
+}
+
+void Worker::reconcile_udp_ports() {
+  std::set<std::uint16_t> want;
+  if (table_) {
+    for (const auto& r : table_->udp) {
+      want.insert(r.published);
+    }
+  }
+  for (auto it = udp_ports_.begin(); it != udp_ports_.end();) {
+    if (want.count(it->first) == 0) {
+      it->second->close();
+      it = udp_ports_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (std::uint16_t port : want) {
+    if (udp_ports_.count(port) != 0) {
+      continue;
+    }
+    try {
+      asio::ip::udp::socket s(*io_);
+      const asio::ip::udp::endpoint ep(asio::ip::make_address(cfg_->node.listen), port);
+      s.open(ep.protocol());
+      s.set_option(asio::socket_base::reuse_address(true));
+      int one = 1;
+      if (::setsockopt(s.native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+        throw std::system_error(errno, std::generic_category(), "SO_REUSEPORT");
+      }
+      s.bind(ep);
+      s.non_blocking(true);
+      auto p = std::make_shared<UdpPort>(*this, std::move(s), port);
+      udp_ports_[port] = p;
+      if (started_) {
+        asio::co_spawn(*io_, p->run(),
+                       base::log_and_count("proxy: udp port", &metrics_.session_errors));
+      }
+    } catch (const std::exception& e) {
+      metrics_.listener_errors.Increment();
+      spdlog::warn("proxy: thread {} cannot listen on {}:{}/udp: {}", index_, cfg_->node.listen,
+                   port, e.what());
+    }
+  }
+}
+
+void Worker::close_udp_ports() {
+  for (auto& [port, p] : udp_ports_) {
+    p->close();
+  }
+  udp_ports_.clear();
 }
 
 // VIP listeners bind with IP_FREEBIND: the VIP need not be on an interface yet (the control
@@ -502,6 +571,10 @@ void Worker::start() {
   for (auto& [key, l] : vip_listeners_) {
     spawn_accept(l);
   }
+  for (auto& [port, p] : udp_ports_) {
+    asio::co_spawn(*io_, p->run(),
+                   base::log_and_count("proxy: udp port", &metrics_.session_errors));
+  }
   if (overlay_listener_) {
     spawn_accept(overlay_listener_);
   }
@@ -540,6 +613,9 @@ void Worker::tick() {
   }
   pool_->sweep(now);
   overlay_spares_->sweep(now);
+  for (auto& [port, p] : udp_ports_) {
+    p->sweep(now, timeouts_.udp_idle);
+  }
   flush_metrics();
   if (access_log_) {
     access_log_->flush();
@@ -589,6 +665,7 @@ void Worker::begin_drain() {
     l->acceptor.close(ignored);
   }
   vip_listeners_.clear();
+  close_udp_ports();
   // The overlay listener stays open while draining: other nodes still finish requests they
   // started towards this node's tasks (they stop choosing them once it leaves the state).
   overlay_spares_->close_all();
@@ -606,6 +683,7 @@ void Worker::begin_drain() {
 
 void Worker::kill_all() {
   draining_ = true;
+  close_udp_ports();
   for (LiveConn* c = live_head_.next; c != &live_head_; c = c->next) {
     c->killed = true;
     c->expired = true;

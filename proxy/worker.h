@@ -116,6 +116,7 @@ struct Pipe {
 enum class ListenerKind { http, l4, overlay };
 
 class OverlaySpares;
+class UdpPort;
 
 struct Listener;
 
@@ -127,6 +128,7 @@ struct Timeouts {
   milliseconds upstream_idle;
   milliseconds l4_idle;
   milliseconds drain;
+  milliseconds udp_idle;
 };
 
 class Worker {
@@ -193,6 +195,8 @@ class Worker {
 
   // Cluster of the L4 route on `port` in the current table, if any.
   std::optional<std::uint32_t> l4_cluster(std::uint16_t port) const;
+  // Cluster of the published UDP port `port` in the current table, if any.
+  std::optional<std::uint32_t> udp_cluster(std::uint16_t port) const;
   // The cluster behind vip:port in the current table.
   std::optional<std::uint32_t> vip_cluster(std::string_view vip, std::uint16_t port) const;
 
@@ -235,6 +239,8 @@ class Worker {
   void reconcile_listeners();
   void mark_drained_upstreams();
   void reconcile_vip_listeners();
+  void reconcile_udp_ports();
+  void close_udp_ports();
   void update_open_ports();
   std::shared_ptr<Listener> open_listener(std::uint16_t port, ListenerKind kind);
   void spawn_accept(std::shared_ptr<Listener> l);
@@ -263,6 +269,8 @@ class Worker {
   std::optional<AccessLogBuffer> access_log_;
 
   std::map<std::uint16_t, std::shared_ptr<Listener>> listeners_;
+  // Published UDP ports.
+  std::map<std::uint16_t, std::shared_ptr<UdpPort>> udp_ports_;
   // VIP listeners by (VIP, port), when node.vips is on.
   std::map<std::pair<std::string, std::uint16_t>, std::shared_ptr<Listener>> vip_listeners_;
   mutable std::mutex open_ports_mutex_;  // control-thread reads only; never on request path

@@ -145,8 +145,8 @@ class ServiceChecker {
         errors.push_back(StateError{port_path, "ports must be 1..65535"});
         continue;
       }
-      if (port.protocol != "tcp") {
-        errors.push_back(StateError{port_path, "protocol must be tcp"});
+      if (port.protocol != "tcp" && port.protocol != "udp") {
+        errors.push_back(StateError{port_path, "protocol must be tcp or udp"});
         continue;
       }
       auto [it, inserted] =

@@ -45,7 +45,17 @@ std::string encode(const Preamble& p) {
   std::string out;
   out.reserve(96);
   out += kMagic;
-  out += p.protocol == StreamProtocol::http ? " http " : " tcp ";
+  switch (p.protocol) {
+    case StreamProtocol::http:
+      out += " http ";
+      break;
+    case StreamProtocol::tcp:
+      out += " tcp ";
+      break;
+    case StreamProtocol::udp:
+      out += " udp ";
+      break;
+  }
   out += p.task_id;
   out += ' ';
   out += std::to_string(p.task_port);
@@ -76,6 +86,8 @@ std::optional<Preamble> decode(std::string_view line, std::string& why) {
     p.protocol = StreamProtocol::http;
   } else if (parts[1] == "tcp") {
     p.protocol = StreamProtocol::tcp;
+  } else if (parts[1] == "udp") {
+    p.protocol = StreamProtocol::udp;
   } else {
     why = "unknown protocol";
     return std::nullopt;

@@ -4,7 +4,7 @@
 //
 //   RMOV1 <proto> <task id> <task port> <client ip> <client port> <dst ip> <dst port>\n
 //
-// proto is `http` or `tcp`; ips are IPv4 or IPv6 literals without brackets; `dst` is the
+// proto is `http`, `tcp` or `udp`; ips are IPv4 or IPv6 literals without brackets; `dst` is the
 // address and port the client connected to on the first node (what a PROXY protocol header
 // reports as the destination). The receiving node answers with one byte (Reply) and, on
 // kConnected, the connection carries the stream's bytes both ways from then on.
@@ -16,7 +16,11 @@
 
 namespace routemesh::mesh::overlay {
 
-enum class StreamProtocol { http, tcp };
+// udp: datagrams of one flow, each framed on the stream as a 2-byte big-endian length and
+// the payload (kMaxDatagram at most), both ways.
+enum class StreamProtocol { http, tcp, udp };
+
+inline constexpr std::size_t kMaxDatagram = 65'507;
 
 struct Preamble {
   StreamProtocol protocol = StreamProtocol::tcp;

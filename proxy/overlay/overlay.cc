@@ -1,5 +1,7 @@
 #include "proxy/overlay/overlay.h"
 
+#include "proxy/l4/udp.h"
+
 #include "base/spawn.h"
 #include "mesh/overlay/proxy_protocol.h"
 #include "mesh/route_table.h"
@@ -289,6 +291,20 @@ asio::awaitable<void> run_overlay_session(Worker& w, tcp::socket socket) {
         "exposed service",
         preamble->task_id, preamble->task_port);
     co_await refuse(overlay::Reply::refused, "unknown_target");
+    co_return;
+  }
+  if (preamble->protocol == overlay::StreamProtocol::udp) {
+    const std::string ok(1, static_cast<char>(overlay::Reply::connected));
+    if (auto wec = co_await write_all(conn, socket, ok, w.timeouts().upstream_connect); wec) {
+      close_quietly(socket);
+      co_return;
+    }
+    w.metrics().overlay_streams_in.Increment();
+    const auto ep = to_tcp_endpoint(target->ip, target->port);
+    std::string pending(buf.data() + line_end + 1, have - line_end - 1);
+    co_await run_overlay_udp(w, conn, socket, asio::ip::udp::endpoint(ep.address(), ep.port()),
+                             std::move(pending));
+    close_quietly(socket);
     co_return;
   }
   const auto ec = co_await connect_upstream(conn, task, to_tcp_endpoint(target->ip, target->port),

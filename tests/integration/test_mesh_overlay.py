@@ -10,6 +10,8 @@ Checked through real processes and sockets:
     with the real client in X-Forwarded-For,
   - a layer-4 published port on any node reaches a remote task, spliced, with a PROXY protocol
     v2 header (mesh.proxy_protocol=v2) naming the real client,
+  - a published UDP port relays datagrams per flow to a task on another node (over the
+    overlay) and on the same node,
   - mesh.lb.locality=prefer-local keeps traffic on the node that took it,
   - a stream for a task of another node, an unknown task or a port that is not exposed is
     refused by the receiving node and counted; a malformed preamble is refused too,
@@ -198,6 +200,39 @@ class OverlayTest(unittest.TestCase):
                 self.assertEqual(rest, b"hello overlay")
             finally:
                 s.close()
+
+    def test_udp_echo_through_a_published_port(self):
+        port = L4_PORT + 300
+        self.service("udpecho", {}, ports=[{"published": port, "target": ECHO_PORT, "protocol": "udp"}],
+                     tasks=[(3, ECHO_PORT)])
+        for n in (self.c.nodes[0], self.c.nodes[2]):  # remote (overlay) and local
+            socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+            try:
+                for s in socks:
+                    s.settimeout(0.5)
+
+                def echo(s, payload):
+                    for _ in range(20):  # the first datagram may race the listener's start
+                        s.sendto(payload, (n.ip, port))
+                        try:
+                            data, _ = s.recvfrom(65535)
+                            return data
+                        except socket.timeout:
+                            continue
+                    return None
+                for i in range(3):
+                    for k, s in enumerate(socks):
+                        payload = f"{n.name} flow {k} datagram {i}".encode()
+                        self.assertEqual(echo(s, payload), payload)
+                big = bytes(range(256)) * 200  # 51,200 bytes: one datagram, framed on the overlay
+                self.assertEqual(echo(socks[0], big), big)
+            finally:
+                for s in socks:
+                    s.close()
+        self.assertGreaterEqual(metric(self.c.nodes[0], "routemesh_proxy_udp_datagrams_total",
+                                       'direction="to_client"'), 4)
+        self.assertGreaterEqual(metric(self.c.nodes[2], "routemesh_overlay_streams_total",
+                                       'direction="in"'), 2)
 
     @staticmethod
     def _connect(ip, port):

@@ -7,7 +7,7 @@
 
 using namespace routemesh::base;
 
-TEST_CASE("port mappings parse as PUBLISHED:TARGET with optional /tcp") {
+TEST_CASE("port mappings parse as PUBLISHED:TARGET with optional /tcp or /udp") {
   struct Case {
     const char* text;
     bool ok;
@@ -23,7 +23,8 @@ TEST_CASE("port mappings parse as PUBLISHED:TARGET with optional /tcp") {
       {"0:80", false, 0, 0},
       {"9000:0", false, 0, 0},
       {"65536:80", false, 0, 0},
-      {"9000:80/udp", false, 0, 0},
+      {"9000:80/sctp", false, 0, 0},
+      {"9000:53/udp", true, 9000, 53},
       {"9000:80/TCP", false, 0, 0},
       {"9000:80/", false, 0, 0},
       {"9000", false, 0, 0},
@@ -44,7 +45,7 @@ TEST_CASE("port mappings parse as PUBLISHED:TARGET with optional /tcp") {
     if (c.ok) {
       CHECK(m->published == c.published);
       CHECK(m->target == c.target);
-      CHECK(m->protocol == "tcp");
+      CHECK(m->protocol == (std::string_view(c.text).ends_with("/udp") ? "udp" : "tcp"));
     }
   }
 }

@@ -43,7 +43,7 @@ TEST_CASE("malformed preambles are refused with a reason", "[overlay]") {
   for (const char* bad : {
            "",
            "RMOV2 http web.1 8080 192.0.2.7 51000 10.77.0.11 80",     // wrong magic
-           "RMOV1 udp web.1 8080 192.0.2.7 51000 10.77.0.11 80",      // unknown protocol
+           "RMOV1 sctp web.1 8080 192.0.2.7 51000 10.77.0.11 80",     // unknown protocol
            "RMOV1 http web/1 8080 192.0.2.7 51000 10.77.0.11 80",     // bad task id
            "RMOV1 http web.1 0 192.0.2.7 51000 10.77.0.11 80",        // port 0
            "RMOV1 http web.1 65536 192.0.2.7 51000 10.77.0.11 80",    // port out of range
