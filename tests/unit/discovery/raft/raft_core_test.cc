@@ -507,3 +507,63 @@ TEST_CASE("conf change encoding round-trips and rejects garbage", "[raft]") {
   CHECK_FALSE(decode_conf_change(bad).has_value());
   CHECK_FALSE(decode_conf_change(Bytes{9}).has_value());
 }
+
+TEST_CASE("a removed node refuses votes and pre-votes (thesis §4.2.3)", "[raft]") {
+  Cluster c({1, 2, 3, 4}, {}, options(true, true));
+  elect(c, 1);
+  REQUIRE(c.core(1).propose_conf_change(ConfChangeType::remove, 4).ok());
+  c.deliver_all();
+  REQUIRE(c.core(1).conf().voters == std::set<NodeId>{1, 2, 3});
+  REQUIRE(c.core(4).conf().voters == std::set<NodeId>{1, 2, 3});  // 4 applied its removal
+  // The leader no longer heartbeats 4: its leader lease runs out, so only the membership
+  // rule below can make it refuse.
+  c.tick(4, 3 * 10);
+  Term t = c.core(4).term();
+  for (MessageType type : {MessageType::pre_vote, MessageType::vote}) {
+    Message v = msg(type, 3, 4, t + 1);
+    v.index = c.core(3).log().last_index();
+    v.log_term = c.core(3).log().last_term();
+    c.core(4).step(v);
+    auto out = messages_of(c.core(4));
+    REQUIRE(out.size() == 1);
+    CHECK(out[0].to == 3);
+    CHECK(out[0].reject);
+  }
+  CHECK(c.core(4).hard_state().vote == kNoNode);
+}
+
+TEST_CASE("a learner still votes: it may have been promoted without knowing it yet", "[raft]") {
+  // etcd's rule: a candidate only asks nodes that are voters in its configuration, so a
+  // request reaching a learner means the promotion committed on the candidate's side. Refusing
+  // could leave a quorum that needs this node unable to elect anyone.
+  Cluster c({1, 2, 3}, {4}, options(false, false));
+  Message v = msg(MessageType::vote, 3, 4, 1);
+  c.core(4).step(v);
+  auto out = messages_of(c.core(4));
+  REQUIRE(out.size() == 1);
+  CHECK_FALSE(out[0].reject);
+}
+
+TEST_CASE("a snapshot over a divergent tail is acknowledged at the commit index (§7)", "[raft]") {
+  // Follower 2 holds 1..3 of term 1 (commit 2) and a stale tail 4..5 of term 2 that the term-3
+  // leader never had. The leader's snapshot at (3, term 1) fast-forwards the commit, but the
+  // follower must not claim to match the leader up to its own last index 5: the leader would
+  // count it for entries 4..5 of term 3 that it does not hold (etcd answers with committed).
+  RaftCore core = make_core(
+      2, {entry(1, 1), entry(1, 2), entry(1, 3), entry(2, 4, "stale"), entry(2, 5, "stale")},
+      HardState{2, kNoNode, 2});
+  Message m = msg(MessageType::snapshot, 1, 2, 3);
+  Snapshot s;
+  s.meta.index = 3;
+  s.meta.term = 1;
+  s.meta.conf.voters = {1, 2, 3};
+  m.snapshot = s;
+  core.step(m);
+  auto out = messages_of(core);
+  REQUIRE(out.size() == 1);
+  CHECK(out[0].type == MessageType::append_resp);
+  CHECK_FALSE(out[0].reject);
+  CHECK(out[0].index == 3);
+  CHECK(core.log().committed() == 3);
+  CHECK(core.log().last_index() == 5);  // the tail is kept until a leader's append replaces it
+}
