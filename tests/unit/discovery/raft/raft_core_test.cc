@@ -200,14 +200,13 @@ TEST_CASE("leader does not commit an old-term entry by counting replicas (§5.4.
   o.max_entries_per_append = 1;
   Cluster c({1, 2, 3}, {}, o);
   for (NodeId id : {1, 2, 3}) {
-    SimNode& n = c.node(id);
-    n.storage.hard_state = HardState{3, kNoNode, 1};
-    n.storage.entries = {entry(1, 1, "a")};
+    std::vector<Entry> stored = {entry(1, 1, "a")};
     if (id == 1) {
-      n.storage.entries.push_back(entry(2, 2, "old"));
+      stored.push_back(entry(2, 2, "old"));
     }
+    c.node(id).wal->save(std::nullopt, stored, HardState{3, kNoNode, 1});
     c.crash(id);
-    c.restart(id);
+    REQUIRE(c.restart(id));
   }
   // Term 4: node 1 wins; its no-op (index 3, term 4) never reaches anyone, but the old
   // index 2 reaches node 2 (as the leader's append after a probe would carry it), so index 2
@@ -404,13 +403,17 @@ TEST_CASE("lagging follower catches up by InstallSnapshot (§7)", "[raft]") {
   c.heal();
   c.tick(1, 3);
   c.deliver_all();
-  CHECK(c.node(3).storage.snapshot.has_value());
   CHECK(c.node(3).sm_index == c.node(1).sm_index);
   CHECK(c.core(1).progress_for_test(3)->match == c.core(1).log().last_index());
   // And replication continues normally afterwards.
   REQUIRE(c.core(1).propose(bytes_of("after")).ok());
   c.deliver_all();
   CHECK(c.node(3).sm_index == c.core(1).log().committed());
+  // The installed snapshot is durable: a restart starts from it.
+  c.crash(3);
+  REQUIRE(c.restart(3));
+  CHECK(c.core(3).log().snapshot().meta.index > 0);
+  CHECK(c.node(3).sm_index == c.core(3).log().snapshot().meta.index);
 }
 
 TEST_CASE("compaction refuses entries not yet applied", "[raft]") {
@@ -469,7 +472,7 @@ TEST_CASE("restart recovers term, vote, log and commit from storage", "[raft]") 
   HardState before = c.core(2).hard_state();
   Index last = c.core(2).log().last_index();
   c.crash(2);
-  c.restart(2);
+  REQUIRE(c.restart(2));
   CHECK(c.core(2).hard_state() == before);
   CHECK(c.core(2).log().last_index() == last);
   c.deliver_all();
@@ -489,10 +492,10 @@ TEST_CASE("a crash before fsync loses the vote, which was never sent", "[raft]")
   v.index = c.core(1).log().last_index();
   v.log_term = c.core(1).log().last_term();
   c.core(2).step(v);
-  auto out = c.process_ready(2, std::size_t{0});
+  auto out = c.process_ready(2, CrashInSync{0});
   CHECK(out.empty());  // nothing leaves a node before its Ready is persisted
   CHECK_FALSE(c.node(2).up);
-  c.restart(2);
+  REQUIRE(c.restart(2));
   CHECK(c.core(2).hard_state().vote == kNoNode);
   CHECK(c.core(1).role() == Role::candidate);
 }
