@@ -4,6 +4,7 @@
 #include "cli/cli.h"
 #include "cmd/cluster.h"
 #include "cmd/node.h"
+#include "discovery/raft/wal.h"
 #include "tools/whoami/whoami.h"
 
 #include <spdlog/sinks/stdout_sinks.h>
@@ -57,6 +58,15 @@ int main(int argc, char** argv) {
 
   auto* version = app.add_subcommand("version", "print the version");
 
+  std::string wal_dir;
+  auto* wal = app.add_subcommand("wal", "inspect a Raft write-ahead log");
+  wal->require_subcommand(1);
+  auto* wal_check = wal->add_subcommand(
+      "check", "report a WAL's segments, records, last index and torn tail; exit 1 if corrupt");
+  wal_check->add_option("DIR", wal_dir, "the WAL directory (a manager's DATA_DIR/raft)")
+      ->required()
+      ->check(CLI::ExistingDirectory);
+
   // service/network/task/node ls.../cluster status: the admin API client (after the other
   // subcommands: it attaches to `node` and `cluster` when they exist).
   auto cli = routemesh::cli::add_cli_commands(app);
@@ -79,6 +89,11 @@ int main(int argc, char** argv) {
     }
     if (*cluster_init) {
       return routemesh::cmd::run_cluster_init(init_options);
+    }
+    if (*wal_check) {
+      auto report = routemesh::discovery::raft::check_wal(wal_dir);
+      std::fputs(routemesh::discovery::raft::format_wal_report(report).c_str(), stdout);
+      return report.ok() ? 0 : 1;
     }
     if (*version) {
       std::printf("routemesh %s\n", RM_VERSION);

@@ -312,6 +312,64 @@ std::optional<ConfState> decode_conf_state(const Bytes& b) {
   return decode_all<ConfState>(b, [](Reader& r) { return get_conf(r); });
 }
 
+Bytes encode_wal_batch(const WalBatch& b) {
+  Bytes out;
+  std::size_t hint = 32;
+  for (const Entry& e : b.entries) {
+    hint += e.data.size() + 24;
+  }
+  out.reserve(hint);
+  Writer w(out);
+  w.u8(static_cast<std::uint8_t>((b.marker ? 1 : 0) | (b.hard_state ? 2 : 0)));
+  if (b.marker) {
+    put_meta(w, *b.marker);
+    w.u8(static_cast<std::uint8_t>(b.marker_kind));
+  }
+  w.varint(b.entries.size());
+  for (const Entry& e : b.entries) {
+    put_entry(w, e);
+  }
+  if (b.hard_state) {
+    w.varint(b.hard_state->term);
+    w.varint(b.hard_state->vote);
+    w.varint(b.hard_state->commit);
+  }
+  return out;
+}
+
+std::optional<WalBatch> decode_wal_batch(const std::uint8_t* data, std::size_t size) {
+  Reader r(data, size);
+  WalBatch b;
+  std::uint8_t flags = r.u8();
+  if ((flags & ~std::uint8_t{3}) != 0) {
+    return std::nullopt;
+  }
+  if ((flags & 1) != 0) {
+    b.marker = get_meta(r);
+    std::uint8_t kind = r.u8();
+    if (kind > static_cast<std::uint8_t>(MarkerKind::installed)) {
+      r.fail();
+    }
+    b.marker_kind = static_cast<MarkerKind>(kind);
+  }
+  std::uint64_t n = r.count(4);  // an entry takes at least 4 bytes
+  b.entries.reserve(n);
+  for (std::uint64_t i = 0; i < n && r.ok(); ++i) {
+    b.entries.push_back(get_entry(r));
+  }
+  if ((flags & 2) != 0) {
+    HardState hs;
+    hs.term = r.varint();
+    hs.vote = r.varint();
+    hs.commit = r.varint();
+    b.hard_state = hs;
+  }
+  if (!r.ok() || !r.at_end()) {
+    return std::nullopt;
+  }
+  return b;
+}
+
 Bytes encode_snapshot(const Snapshot& s) {
   Bytes out;
   out.reserve(s.data.size() + 64);

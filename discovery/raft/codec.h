@@ -39,6 +39,25 @@ std::optional<SnapshotMeta> decode_snapshot_meta(const Bytes& b);
 Bytes encode_conf_state(const ConfState& cs);
 std::optional<ConfState> decode_conf_state(const Bytes& b);
 
+// One WAL batch record (format 2): everything one Ready persists, so that a crash keeps all of
+// it or none of it. Also used, with only a marker and the hard state, at a segment's head and
+// for a local snapshot's marker.
+//   batch = u8 flags (1 marker, 2 hard state), [meta, u8 kind], varint n, n × entry,
+//           [term, vote, commit]
+enum class MarkerKind : std::uint8_t {
+  saved = 0,      // a local snapshot (or the copy at a segment's head): its file is durable
+  installed = 1,  // a snapshot received from the leader: it replaces the whole log
+};
+struct WalBatch {
+  std::optional<SnapshotMeta> marker;
+  MarkerKind marker_kind = MarkerKind::saved;
+  std::vector<Entry> entries;
+  std::optional<HardState> hard_state;
+  bool operator==(const WalBatch&) const = default;
+};
+Bytes encode_wal_batch(const WalBatch& b);
+std::optional<WalBatch> decode_wal_batch(const std::uint8_t* data, std::size_t size);
+
 // Snapshot = meta + data in one buffer (the snapshot file body).
 Bytes encode_snapshot(const Snapshot& s);
 std::optional<Snapshot> decode_snapshot(const Bytes& b);

@@ -362,6 +362,14 @@ void RaftCore::handle_vote_request(const Message& m) {
   // A pre-vote is not a vote: it may be granted for any higher term (thesis §9.6).
   bool can_vote =
       vote_ == m.from || (vote_ == kNoNode && leader() == kNoNode) || (pre && m.term > term_);
+  // A node whose removal it has applied takes no part in elections any more (thesis §4.2.3):
+  // its vote could only help a candidate that still counts it, i.e. one with an older
+  // configuration. Learners still vote (etcd's rule): a request reaching a learner means the
+  // candidate applied its promotion, which this node may simply not know yet; refusing could
+  // leave a quorum that needs it unable to elect anyone.
+  if (!conf_.voters.contains(config_.id) && !conf_.learners.contains(config_.id)) {
+    can_vote = false;
+  }
   Message r;
   r.type = pre ? MessageType::pre_vote_resp : MessageType::vote_resp;
   r.to = m.from;
@@ -478,9 +486,12 @@ void RaftCore::handle_snapshot(const Message& m) {
   if (s.meta.index <= log_.committed()) {
     r.index = log_.committed();  // nothing new
   } else if (log_.match_term(s.meta.index, s.meta.term)) {
-    // We already have the entries it covers: just learn that they are committed.
+    // We already have the entries it covers: just learn that they are committed. Answer with
+    // the commit index, not our last index: entries after the snapshot may be a stale tail
+    // that the leader does not have, and claiming them would let it count us for its own
+    // entries at those indices (etcd's raft.restore answers with committed too).
     log_.commit_to(s.meta.index);
-    r.index = log_.last_index();
+    r.index = log_.committed();
   } else {
     // §7: discard the entire log, it is superseded by the snapshot.
     log_.restore(s);

@@ -1,38 +1,40 @@
 #include "discovery/raft/wal.h"
 
+#include "base/check.h"
+
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <boost/crc.hpp>
 
 #include <algorithm>
-#include <cerrno>
+#include <array>
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <filesystem>
 #include <map>
-
-#include <fcntl.h>
-#include <sys/file.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 namespace routemesh::discovery::raft {
 namespace {
 
-namespace fs = std::filesystem;
-
 enum class RecordType : std::uint8_t {
-  entry = 1,
-  hard_state = 2,
-  snapshot_marker = 3,
-  bootstrap = 4
+  entry = 1,            // format 1 only
+  hard_state = 2,       // format 1 only
+  snapshot_marker = 3,  // format 1 only
+  bootstrap = 4,
+  batch = 5,  // format 2: codec::WalBatch
 };
-enum class MarkerKind : std::uint8_t { saved = 0, installed = 1 };
 
-constexpr std::size_t kHeader = 8;                        // u32 len + u32 crc
-constexpr std::uint32_t kMaxRecord = (64u << 20) + 4096;  // entries are bounded by the frame size
+constexpr char kSegmentMagic[8] = {'R', 'M', 'W', 'A', 'L', '0', '0', '2'};
+constexpr std::size_t kSegmentHeader = 24;
+constexpr std::size_t kHeaderV1 = 8;   // u32 len + u32 crc
+constexpr std::size_t kHeaderV2 = 12;  // u32 len + u32 body crc + u32 header crc
+// Format 1 bounded records by the transport's frame size. A format-2 batch holds a whole
+// Ready, which can gather many frames' entries; the header checksum, not this bound, is what
+// rejects a garbage length.
+constexpr std::uint32_t kMaxRecordV1 = (64u << 20) + 4096;
+constexpr std::uint32_t kMaxRecordV2 = 1u << 30;
 constexpr char kSnapMagic[8] = {'R', 'M', 'S', 'N', 'A', 'P', '0', '1'};
 
 class WalCategory : public boost::system::error_category {
@@ -51,16 +53,13 @@ class WalCategory : public boost::system::error_category {
   }
 };
 
-// Fatal I/O: the node must stop rather than acknowledge something that is not durable
-// (after a failed fsync the page cache state is unknown; retrying is not safe).
-[[noreturn]] void die(const char* what, const std::string& path) {
-  int e = errno;
-  spdlog::critical("raft wal: {} {} failed: {}; stopping the node", what, path, std::strerror(e));
-  std::abort();
-}
-
 void put_u32(std::uint8_t* p, std::uint32_t v) {
   for (int i = 0; i < 4; ++i) {
+    p[i] = static_cast<std::uint8_t>(v >> (8 * i));
+  }
+}
+void put_u64(std::uint8_t* p, std::uint64_t v) {
+  for (int i = 0; i < 8; ++i) {
     p[i] = static_cast<std::uint8_t>(v >> (8 * i));
   }
 }
@@ -72,20 +71,34 @@ std::uint32_t get_u32(const std::uint8_t* p) {
   return v;
 }
 
-void append_record(Bytes& buf, RecordType type, const Bytes& payload) {
-  std::size_t at = buf.size();
-  buf.resize(at + kHeader + 1);
-  buf[at + kHeader] = static_cast<std::uint8_t>(type);
-  buf.insert(buf.end(), payload.begin(), payload.end());
-  std::uint32_t len = static_cast<std::uint32_t>(payload.size() + 1);
-  put_u32(&buf[at], len);
-  put_u32(&buf[at + 4], crc32c(&buf[at + kHeader], len));
+std::uint32_t header_crc(std::uint64_t offset, std::uint32_t len, std::uint32_t body_crc) {
+  std::uint8_t b[16];
+  put_u64(b, offset);
+  put_u32(b + 8, len);
+  put_u32(b + 12, body_crc);
+  return crc32c(b, sizeof b);
 }
 
-Bytes marker_payload(const SnapshotMeta& meta, MarkerKind kind) {
-  Bytes p = codec::encode_snapshot_meta(meta);
-  p.push_back(static_cast<std::uint8_t>(kind));
-  return p;
+std::array<std::uint8_t, kSegmentHeader> segment_header(std::uint64_t seq) {
+  std::array<std::uint8_t, kSegmentHeader> h{};
+  std::memcpy(h.data(), kSegmentMagic, 8);
+  put_u64(h.data() + 8, seq);
+  put_u32(h.data() + 20, crc32c(h.data(), 20));
+  return h;
+}
+
+// One format-2 record, to be written at byte `offset` of its segment.
+Bytes make_record(RecordType type, const Bytes& payload, std::uint64_t offset) {
+  Bytes buf(kHeaderV2 + 1 + payload.size());
+  buf[kHeaderV2] = static_cast<std::uint8_t>(type);
+  std::memcpy(buf.data() + kHeaderV2 + 1, payload.data(), payload.size());
+  RM_CHECK(payload.size() + 1 <= kMaxRecordV2, "WAL record over 1 GiB");
+  auto len = static_cast<std::uint32_t>(payload.size() + 1);
+  std::uint32_t body = crc32c(buf.data() + kHeaderV2, len);
+  put_u32(buf.data(), len);
+  put_u32(buf.data() + 4, body);
+  put_u32(buf.data() + 8, header_crc(offset, len, body));
+  return buf;
 }
 
 // [u32 size of conf][conf_state][wrap_peers]
@@ -110,58 +123,6 @@ std::optional<BootstrapState> decode_bootstrap(const Bytes& p) {
     return std::nullopt;
   }
   return BootstrapState{*cs, pb->peers};
-}
-
-void write_all(int fd, const std::uint8_t* p, std::size_t n, const std::string& path) {
-  while (n > 0) {
-    ssize_t w = ::write(fd, p, n);
-    if (w < 0) {
-      if (errno == EINTR) {
-        continue;
-      }
-      die("write", path);
-    }
-    p += w;
-    n -= static_cast<std::size_t>(w);
-  }
-}
-
-void fsync_dir(const std::string& dir) {
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) {
-    die("open dir", dir);
-  }
-  if (::fsync(fd) != 0) {
-    die("fsync dir", dir);
-  }
-  ::close(fd);
-}
-
-bool read_file(const std::string& path, Bytes& out) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    return false;
-  }
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    ::close(fd);
-    return false;
-  }
-  out.resize(static_cast<std::size_t>(st.st_size));
-  std::size_t got = 0;
-  while (got < out.size()) {
-    ssize_t r = ::read(fd, out.data() + got, out.size() - got);
-    if (r < 0 && errno == EINTR) {
-      continue;
-    }
-    if (r <= 0) {
-      ::close(fd);
-      return false;
-    }
-    got += static_cast<std::size_t>(r);
-  }
-  ::close(fd);
-  return true;
 }
 
 std::string segment_name(std::uint64_t seq) {
@@ -201,15 +162,15 @@ std::optional<std::pair<Term, Index>> parse_snapshot(const std::string& name) {
 
 struct SegmentFile {
   std::uint64_t seq;
+  std::string name;
   std::string path;
 };
 
-std::vector<SegmentFile> segments_in(const std::string& dir) {
+std::vector<SegmentFile> segments_in(FileSystem& fs, const std::string& dir) {
   std::vector<SegmentFile> out;
-  std::error_code ec;
-  for (const auto& de : fs::directory_iterator(dir, ec)) {
-    if (auto seq = parse_segment(de.path().filename().string())) {
-      out.push_back({*seq, de.path().string()});
+  for (const auto& name : fs.list(dir)) {
+    if (auto seq = parse_segment(name)) {
+      out.push_back({*seq, name, dir + "/" + name});
     }
   }
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.seq < b.seq; });
@@ -219,15 +180,15 @@ std::vector<SegmentFile> segments_in(const std::string& dir) {
 struct SnapFile {
   Term term;
   Index index;
+  std::string name;
   std::string path;
 };
 
-std::vector<SnapFile> snapshots_in(const std::string& dir) {
+std::vector<SnapFile> snapshots_in(FileSystem& fs, const std::string& dir) {
   std::vector<SnapFile> out;
-  std::error_code ec;
-  for (const auto& de : fs::directory_iterator(dir, ec)) {
-    if (auto ti = parse_snapshot(de.path().filename().string())) {
-      out.push_back({ti->first, ti->second, de.path().string()});
+  for (const auto& name : fs.list(dir)) {
+    if (auto ti = parse_snapshot(name)) {
+      out.push_back({ti->first, ti->second, name, dir + "/" + name});
     }
   }
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
@@ -236,9 +197,9 @@ std::vector<SnapFile> snapshots_in(const std::string& dir) {
   return out;
 }
 
-std::optional<Snapshot> load_snapshot_file(const std::string& path) {
+std::optional<Snapshot> load_snapshot_file(FileSystem& fs, const std::string& path) {
   Bytes buf;
-  if (!read_file(path, buf) || buf.size() < 20 || std::memcmp(buf.data(), kSnapMagic, 8) != 0) {
+  if (fs.read(path, buf) || buf.size() < 20 || std::memcmp(buf.data(), kSnapMagic, 8) != 0) {
     return std::nullopt;
   }
   std::uint32_t crc = get_u32(&buf[8]);
@@ -249,6 +210,118 @@ std::optional<Snapshot> load_snapshot_file(const std::string& path) {
   return codec::decode_snapshot(Bytes(buf.begin() + 20, buf.end()));
 }
 
+// ---------------------------------------------------------------------------------------------
+// Reading segments
+
+struct Record {
+  std::uint64_t offset = 0;
+  RecordType type = RecordType::batch;
+  const std::uint8_t* payload = nullptr;
+  std::size_t size = 0;
+};
+
+// A record at `off`, or why there is none.
+struct Probe {
+  std::size_t length = 0;  // header + body; 0: bad
+  const char* why = "";
+};
+
+Probe probe(const Bytes& buf, std::size_t off, int format) {
+  std::size_t left = buf.size() - off;
+  std::size_t header = format == 1 ? kHeaderV1 : kHeaderV2;
+  if (left < header) {
+    return {0, "truncated record header"};
+  }
+  std::uint32_t len = get_u32(&buf[off]);
+  std::uint32_t body = get_u32(&buf[off + 4]);
+  if (format == 2) {
+    if (header_crc(off, len, body) != get_u32(&buf[off + 8])) {
+      return {0, "bad record header (length or checksum)"};
+    }
+    if (len < 1 || len > kMaxRecordV2) {
+      return {0, "bad record length"};
+    }
+  } else if (len < 1 || len > kMaxRecordV1) {
+    return {0, "bad record length"};
+  }
+  if (left - header < len) {
+    return {0, "record runs past the end of the file"};
+  }
+  if (crc32c(&buf[off + header], len) != body) {
+    return {0, "bad record checksum"};
+  }
+  return {header + len, ""};
+}
+
+// The first offset > `from` holding a valid record (format 2: its header checksum covers
+// its offset, so only a record really written there matches).
+std::optional<std::size_t> next_valid_record(const Bytes& buf, std::size_t from, int format) {
+  for (std::size_t p = from + 1; p + (format == 1 ? kHeaderV1 : kHeaderV2) < buf.size(); ++p) {
+    if (probe(buf, p, format).length > 0) {
+      return p;
+    }
+  }
+  return std::nullopt;
+}
+
+struct SegmentScan {
+  int format = 2;
+  std::vector<Record> records;
+  std::size_t end = 0;  // just after the last good record (or the header)
+  bool torn = false;    // [end, size) is a torn tail
+  std::string problem;  // corruption: "at byte offset N: why"
+};
+
+// Reads one segment. `last`: the newest segment, the only one whose end may be torn.
+SegmentScan scan_segment(const Bytes& buf, std::uint64_t seq, bool last) {
+  SegmentScan s;
+  bool v2 = buf.size() >= 8 && std::memcmp(buf.data(), kSegmentMagic, 8) == 0;
+  bool v1 = !v2 && buf.size() >= kHeaderV1 && get_u32(buf.data()) >= 1 &&
+            get_u32(buf.data()) <= kMaxRecordV1;
+  s.format = v1 ? 1 : 2;
+  std::size_t off = 0;
+  if (!v1) {
+    auto expected = segment_header(seq);
+    if (buf.size() < kSegmentHeader || !std::equal(expected.begin(), expected.end(), buf.begin())) {
+      // A new segment's header is written and synced before any record: if it is damaged, no
+      // record after it was ever acknowledged, unless one is valid (then this is corruption).
+      bool later = next_valid_record(buf, 0, 2) || next_valid_record(buf, 0, 1) ||
+                   probe(buf, 0, 1).length > 0;
+      if (!last || later) {
+        s.problem = buf.empty() ? "at byte offset 0: empty segment"
+                                : "at byte offset 0: bad segment header";
+        return s;
+      }
+      s.torn = !buf.empty();
+      return s;
+    }
+    off = kSegmentHeader;
+  }
+  while (off < buf.size()) {
+    Probe p = probe(buf, off, s.format);
+    if (p.length == 0) {
+      auto next = next_valid_record(buf, off, s.format);
+      if (!last || next) {
+        s.end = off;
+        s.problem = next ? fmt::format(
+                               "at byte offset {}: {}; a valid record follows at byte "
+                               "offset {}, so this is damage to synced data",
+                               off, p.why, *next)
+                         : fmt::format("at byte offset {}: {} (not the last segment)", off, p.why);
+        return s;
+      }
+      s.torn = true;
+      break;
+    }
+    std::size_t h = s.format == 1 ? kHeaderV1 : kHeaderV2;
+    s.records.push_back(
+        Record{off, static_cast<RecordType>(buf[off + h]), &buf[off + h + 1], p.length - h - 1});
+    off += p.length;
+  }
+  s.end = off;
+  return s;
+}
+
 // Per-segment facts kept for deleting old segments.
 struct SegmentInfo {
   std::uint64_t seq = 0;
@@ -256,21 +329,210 @@ struct SegmentInfo {
   Index max_entry = 0;  // largest entry index written to it (0: none)
 };
 
-class Wal final : public LogStorage {
- public:
-  Wal(std::string dir, std::uint64_t segment_bytes, int lock_fd)
-      : dir_(std::move(dir)), segment_bytes_(segment_bytes), lock_fd_(lock_fd) {}
-  ~Wal() override {
-    if (fd_ >= 0) {
-      ::close(fd_);
+// Everything read back from a directory, without changing it.
+struct Replay {
+  StoredState state;
+  std::vector<SegmentInfo> infos;
+  std::vector<WalSegmentReport> reports;
+  int last_format = 2;
+  std::size_t last_end = 0;  // valid bytes of the last segment
+  std::size_t records = 0;
+  std::string torn_path;
+  std::string torn_name;
+  std::uint64_t torn_offset = 0;
+  std::uint64_t torn_bytes = 0;
+  wal_errc error = wal_errc::corrupt;
+  bool corrupt = true;  // false: `problem` is an I/O error, not damage
+  std::string problem;  // non-empty: refuse
+};
+
+Replay replay(FileSystem& fs, const std::string& dir) {
+  Replay out;
+  StoredState& st = out.state;
+  std::vector<Entry> entries;
+  std::map<std::pair<Index, Term>, bool> markers;  // snapshots the WAL says are durable
+  Index installed_floor = 0;  // entries must start after the latest installed snapshot
+  auto segs = segments_in(fs, dir);
+  Bytes buf;
+  for (std::size_t si = 0; si < segs.size(); ++si) {
+    const SegmentFile& seg = segs[si];
+    const bool last_segment = si + 1 == segs.size();
+    if (auto ec = fs.read(seg.path, buf)) {
+      out.problem = fmt::format("cannot read {}: {}", seg.path, ec.message());
+      out.corrupt = false;
+      return out;
     }
-    if (lock_fd_ >= 0) {
-      ::close(lock_fd_);  // releases the flock
+    SegmentScan scan = scan_segment(buf, seg.seq, last_segment);
+    WalSegmentReport rep{seg.name, scan.format, buf.size(), scan.records.size(), 0, 0};
+    SegmentInfo info{seg.seq, seg.path, 0};
+    auto add_entry = [&](Entry e, std::uint64_t off) {
+      // Entries replace every stored entry at or after their index (Ready contract).
+      while (!entries.empty() && entries.back().index >= e.index) {
+        entries.pop_back();
+      }
+      if (!entries.empty() && entries.back().index + 1 != e.index) {
+        out.problem = fmt::format("corrupt WAL segment {} at byte offset {}: gap before entry {}",
+                                  seg.path, off, e.index);
+        return false;
+      }
+      info.max_entry = std::max(info.max_entry, e.index);
+      rep.first_entry = rep.first_entry == 0 ? e.index : std::min(rep.first_entry, e.index);
+      rep.last_entry = std::max(rep.last_entry, e.index);
+      entries.push_back(std::move(e));
+      return true;
+    };
+    auto add_marker = [&](const SnapshotMeta& meta, codec::MarkerKind kind) {
+      markers[{meta.index, meta.term}] = true;
+      if (kind == codec::MarkerKind::installed) {
+        // InstallSnapshot replaced the whole log (RaftLog::restore).
+        entries.clear();
+        installed_floor = std::max(installed_floor, meta.index);
+      }
+    };
+    for (const Record& r : scan.records) {
+      Bytes payload(r.payload, r.payload + r.size);
+      bool ok = true;
+      switch (r.type) {
+        case RecordType::entry: {
+          auto e = codec::decode_entry(payload);
+          ok = e.has_value();
+          if (ok && !add_entry(std::move(*e), r.offset)) {
+            return out;
+          }
+          break;
+        }
+        case RecordType::hard_state: {
+          auto hs = codec::decode_hard_state(payload);
+          ok = hs.has_value();
+          if (ok) {
+            st.hard_state = *hs;
+          }
+          break;
+        }
+        case RecordType::snapshot_marker: {
+          if (payload.empty()) {
+            ok = false;
+            break;
+          }
+          auto kind = payload.back();
+          payload.pop_back();
+          auto meta = codec::decode_snapshot_meta(payload);
+          ok = meta && kind <= static_cast<std::uint8_t>(codec::MarkerKind::installed);
+          if (ok) {
+            add_marker(*meta, static_cast<codec::MarkerKind>(kind));
+          }
+          break;
+        }
+        case RecordType::bootstrap: {
+          st.bootstrap = decode_bootstrap(payload);
+          ok = st.bootstrap.has_value();
+          break;
+        }
+        case RecordType::batch: {
+          auto b = codec::decode_wal_batch(r.payload, r.size);
+          ok = b.has_value();
+          if (!ok) {
+            break;
+          }
+          if (b->marker) {
+            add_marker(*b->marker, b->marker_kind);
+          }
+          for (Entry& e : b->entries) {
+            if (!add_entry(std::move(e), r.offset)) {
+              return out;
+            }
+          }
+          if (b->hard_state) {
+            st.hard_state = *b->hard_state;
+          }
+          break;
+        }
+        default:
+          ok = false;
+      }
+      if (!ok) {
+        // The checksums matched, so this is not a torn write but a bug or a newer format.
+        out.reports.push_back(rep);
+        out.problem = fmt::format("corrupt WAL segment {} at byte offset {}: undecodable record",
+                                  seg.path, r.offset);
+        return out;
+      }
     }
+    out.records += scan.records.size();
+    if (!scan.problem.empty()) {
+      // Reported after the good records before it, so `wal check` shows what is intact.
+      out.reports.push_back(rep);
+      out.problem = fmt::format("corrupt WAL segment {} {}", seg.path, scan.problem);
+      return out;
+    }
+    if (last_segment) {
+      out.last_format = scan.format;
+      out.last_end = scan.end;
+      if (scan.torn) {
+        out.torn_path = seg.path;
+        out.torn_name = seg.name;
+        out.torn_offset = scan.end;
+        out.torn_bytes = buf.size() - scan.end;
+      }
+    }
+    out.reports.push_back(rep);
+    out.infos.push_back(std::move(info));
   }
 
-  // Called by open_wal after replay.
-  void resume(std::vector<SegmentInfo> segments, std::uint64_t tail_size,
+  // Newest snapshot file that a marker declares durable and that reads back intact.
+  auto snaps = snapshots_in(fs, dir);
+  for (auto it = snaps.rbegin(); it != snaps.rend(); ++it) {
+    if (!markers.contains({it->index, it->term})) {
+      continue;  // written but never acknowledged (crash before its marker): unused
+    }
+    auto s = load_snapshot_file(fs, it->path);
+    if (s && s->meta.index == it->index && s->meta.term == it->term) {
+      st.snapshot = std::move(*s);
+      break;
+    }
+    spdlog::warn("raft wal: skipping unreadable snapshot {}", it->path);
+  }
+  out.error = wal_errc::bad_snapshot;
+  Index snap_index = st.snapshot ? st.snapshot->meta.index : 0;
+  if (installed_floor > snap_index) {
+    out.problem =
+        fmt::format("installed snapshot at index {} is missing from {}", installed_floor, dir);
+    return out;
+  }
+  std::erase_if(entries, [&](const Entry& e) { return e.index <= snap_index; });
+  if (!entries.empty() && (st.snapshot || installed_floor > 0) &&
+      entries.front().index != snap_index + 1) {
+    out.problem = fmt::format("WAL entries in {} start at {} but the snapshot ends at {}", dir,
+                              entries.front().index, snap_index);
+    return out;
+  }
+  if (!entries.empty() && !st.snapshot && entries.front().index != 1) {
+    out.problem =
+        fmt::format("WAL entries in {} start at {} without a snapshot", dir, entries.front().index);
+    return out;
+  }
+  out.error = wal_errc::corrupt;
+  Index last = entries.empty() ? snap_index : entries.back().index;
+  if (st.hard_state.commit > last) {
+    // Entries and hard state are written together, so this is lost synced data.
+    out.problem = fmt::format("WAL in {}: commit index {} is beyond the last stored entry {}", dir,
+                              st.hard_state.commit, last);
+    return out;
+  }
+  st.entries = std::move(entries);
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writing
+
+class Wal final : public LogStorage {
+ public:
+  Wal(std::string dir, WalOptions options, FileSystem& fs, std::unique_ptr<DirLock> lock)
+      : dir_(std::move(dir)), opt_(std::move(options)), fs_(fs), lock_(std::move(lock)) {}
+
+  // Called by open_wal after replay (and after truncating a torn tail).
+  void resume(std::vector<SegmentInfo> segments, std::size_t tail_size, int tail_format,
               std::optional<SnapshotMeta> snap, HardState hs) {
     segments_ = std::move(segments);
     latest_snapshot_ = std::move(snap);
@@ -279,51 +541,64 @@ class Wal final : public LogStorage {
       open_new_segment(1);
       return;
     }
-    const SegmentInfo& last = segments_.back();
-    fd_ = ::open(last.path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
-    if (fd_ < 0) {
-      die("open", last.path);
+    if (tail_format == 1) {
+      // Never append format-1 records: continue in a new format-2 segment, whose head
+      // repeats the snapshot marker and hard state.
+      rotate();
+      return;
     }
+    const SegmentInfo& last = segments_.back();
+    auto f = fs_.open_append(last.path, false);
+    if (!f) {
+      fatal("open", last.path, f.error());
+    }
+    file_ = std::move(*f);
     size_ = tail_size;
+    if (size_ == 0) {
+      // Its header was torn (and truncated away): write it again.
+      auto h = segment_header(last.seq);
+      write_and_sync(Bytes(h.begin(), h.end()), false);
+    }
   }
 
   void save(const std::optional<Snapshot>& snapshot, const std::vector<Entry>& entries,
             const std::optional<HardState>& hard_state) override {
-    if (size_ >= segment_bytes_) {
+    if (!snapshot && entries.empty() && !hard_state) {
+      return;
+    }
+    if (size_ >= opt_.segment_bytes) {
       rotate();
     }
-    Bytes buf;
+    codec::WalBatch b;
     if (snapshot) {
       write_snapshot_file(*snapshot);
-      append_record(buf, RecordType::snapshot_marker,
-                    marker_payload(snapshot->meta, MarkerKind::installed));
+      b.marker = snapshot->meta;
+      b.marker_kind = codec::MarkerKind::installed;
+    }
+    b.entries = entries;
+    b.hard_state = hard_state;
+    write_and_sync(make_record(RecordType::batch, codec::encode_wal_batch(b), size_));
+    if (snapshot) {
       latest_snapshot_ = snapshot->meta;
     }
     for (const Entry& e : entries) {
-      append_record(buf, RecordType::entry, codec::encode_entry(e));
       segments_.back().max_entry = std::max(segments_.back().max_entry, e.index);
     }
     if (hard_state) {
-      append_record(buf, RecordType::hard_state, codec::encode_hard_state(*hard_state));
       hard_state_ = *hard_state;
-    }
-    if (!buf.empty()) {
-      write_and_sync(buf);
     }
   }
 
   void save_bootstrap(const BootstrapState& bootstrap) override {
-    Bytes buf;
-    append_record(buf, RecordType::bootstrap, bootstrap_payload(bootstrap));
-    write_and_sync(buf);
+    write_and_sync(make_record(RecordType::bootstrap, bootstrap_payload(bootstrap), size_));
   }
 
   void save_snapshot(const Snapshot& snapshot, int keep_snapshots) override {
     write_snapshot_file(snapshot);
-    Bytes buf;
-    append_record(buf, RecordType::snapshot_marker,
-                  marker_payload(snapshot.meta, MarkerKind::saved));
-    write_and_sync(buf);
+    codec::WalBatch b;
+    b.marker = snapshot.meta;
+    b.marker_kind = codec::MarkerKind::saved;
+    write_and_sync(make_record(RecordType::batch, codec::encode_wal_batch(b), size_));
     latest_snapshot_ = snapshot.meta;
     rotate();
     // Segments are deleted as a prefix only: a later segment may replace entries of an
@@ -331,21 +606,21 @@ class Wal final : public LogStorage {
     // hard state, so nothing else of the deleted ones is needed.
     bool removed = false;
     while (segments_.size() > 1 && segments_.front().max_entry <= snapshot.meta.index) {
-      if (::unlink(segments_.front().path.c_str()) != 0) {
-        die("unlink", segments_.front().path);
+      if (auto ec = fs_.remove(segments_.front().path)) {
+        fatal("unlink", segments_.front().path, ec);
       }
       segments_.erase(segments_.begin());
       removed = true;
     }
-    auto snaps = snapshots_in(dir_);
+    auto snaps = snapshots_in(fs_, dir_);
     for (std::size_t i = 0; i + static_cast<std::size_t>(keep_snapshots) < snaps.size(); ++i) {
-      if (::unlink(snaps[i].path.c_str()) != 0) {
-        die("unlink", snaps[i].path);
+      if (auto ec = fs_.remove(snaps[i].path)) {
+        fatal("unlink", snaps[i].path, ec);
       }
       removed = true;
     }
     if (removed) {
-      fsync_dir(dir_);
+      sync_dir();
     }
   }
 
@@ -353,44 +628,66 @@ class Wal final : public LogStorage {
   std::uint64_t last_sync_ns() const override { return last_sync_ns_; }
 
  private:
-  void write_and_sync(const Bytes& buf) {
-    const std::string& path = segments_.back().path;
-    write_all(fd_, buf.data(), buf.size(), path);
-    auto t0 = std::chrono::steady_clock::now();
-    if (::fdatasync(fd_) != 0) {
-      die("fdatasync", path);
+  // The node must stop rather than acknowledge something that is not durable (after a failed
+  // fsync the page cache state is unknown; retrying is not safe).
+  [[noreturn]] void fatal(const char* what, const std::string& path,
+                          const boost::system::error_code& ec) {
+    std::string msg =
+        fmt::format("raft wal: {} {} failed: {}; stopping the node", what, path, ec.message());
+    if (opt_.on_fatal) {
+      opt_.on_fatal(msg);
     }
-    last_sync_ns_ = static_cast<std::uint64_t>(
-        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0)
-            .count());
+    spdlog::critical("{}", msg);
+    std::abort();
+  }
+
+  // One write, one fdatasync: the unit a crash keeps or tears.
+  void write_and_sync(const Bytes& buf, bool count = true) {
+    const std::string& path = segments_.back().path;
+    if (auto ec = file_->append(buf.data(), buf.size())) {
+      fatal("write", path, ec);
+    }
     size_ += buf.size();
+    auto t0 = std::chrono::steady_clock::now();
+    if (auto ec = file_->sync()) {
+      fatal("fdatasync", path, ec);
+    }
+    if (count) {
+      last_sync_ns_ =
+          static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                         std::chrono::steady_clock::now() - t0)
+                                         .count());
+    }
+  }
+
+  void sync_dir() {
+    if (auto ec = fs_.sync_dir(dir_)) {
+      fatal("fsync dir", dir_, ec);
+    }
   }
 
   void open_new_segment(std::uint64_t seq) {
     std::string path = dir_ + "/" + segment_name(seq);
-    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0644);
-    if (fd < 0) {
-      die("create", path);
+    auto f = fs_.open_append(path, true);
+    if (!f) {
+      fatal("create", path, f.error());
     }
-    if (fd_ >= 0) {
-      ::close(fd_);
-    }
-    fd_ = fd;
+    file_ = std::move(*f);
     size_ = 0;
     segments_.push_back({seq, path, 0});
-    fsync_dir(dir_);
+    auto h = segment_header(seq);
+    write_and_sync(Bytes(h.begin(), h.end()), false);
+    sync_dir();
   }
 
   // New segment whose head repeats the latest snapshot marker and hard state.
   void rotate() {
     open_new_segment(segments_.empty() ? 1 : segments_.back().seq + 1);
-    Bytes buf;
-    if (latest_snapshot_) {
-      append_record(buf, RecordType::snapshot_marker,
-                    marker_payload(*latest_snapshot_, MarkerKind::saved));
-    }
-    append_record(buf, RecordType::hard_state, codec::encode_hard_state(hard_state_));
-    write_and_sync(buf);
+    codec::WalBatch b;
+    b.marker = latest_snapshot_;
+    b.marker_kind = codec::MarkerKind::saved;
+    b.hard_state = hard_state_;
+    write_and_sync(make_record(RecordType::batch, codec::encode_wal_batch(b), size_));
   }
 
   void write_snapshot_file(const Snapshot& s) {
@@ -402,26 +699,32 @@ class Wal final : public LogStorage {
     put_u32(&head[16], static_cast<std::uint32_t>(std::uint64_t{body.size()} >> 32));
     std::string final_path = dir_ + "/" + snapshot_name(s.meta.term, s.meta.index);
     std::string tmp = final_path + ".tmp";
-    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-      die("create", tmp);
+    fs_.remove(tmp);  // a leftover of a crash; usually absent
+    auto f = fs_.open_append(tmp, true);
+    if (!f) {
+      fatal("create", tmp, f.error());
     }
-    write_all(fd, head.data(), head.size(), tmp);
-    write_all(fd, body.data(), body.size(), tmp);
-    if (::fsync(fd) != 0) {
-      die("fsync", tmp);
+    if (auto ec = (*f)->append(head.data(), head.size())) {
+      fatal("write", tmp, ec);
     }
-    ::close(fd);
-    if (::rename(tmp.c_str(), final_path.c_str()) != 0) {
-      die("rename", tmp);
+    if (auto ec = (*f)->append(body.data(), body.size())) {
+      fatal("write", tmp, ec);
     }
-    fsync_dir(dir_);
+    if (auto ec = (*f)->sync()) {
+      fatal("fsync", tmp, ec);
+    }
+    f->reset();
+    if (auto ec = fs_.rename(tmp, final_path)) {
+      fatal("rename", tmp, ec);
+    }
+    sync_dir();
   }
 
   std::string dir_;
-  std::uint64_t segment_bytes_;
-  int lock_fd_ = -1;
-  int fd_ = -1;
+  WalOptions opt_;
+  FileSystem& fs_;
+  std::unique_ptr<DirLock> lock_;
+  std::unique_ptr<AppendFile> file_;
   std::uint64_t size_ = 0;
   std::vector<SegmentInfo> segments_;
   std::optional<SnapshotMeta> latest_snapshot_;
@@ -446,198 +749,151 @@ std::uint32_t crc32c(const std::uint8_t* data, std::size_t size) {
   return crc.checksum();
 }
 
-std::vector<std::string> list_segments(const std::string& dir) {
+std::vector<std::string> list_segments(const std::string& dir, FileSystem* fs) {
   std::vector<std::string> out;
-  for (auto& s : segments_in(dir)) {
+  for (auto& s : segments_in(fs != nullptr ? *fs : posix_file_system(), dir)) {
     out.push_back(s.path);
   }
   return out;
 }
 
-std::vector<std::string> list_snapshots(const std::string& dir) {
+std::vector<std::string> list_snapshots(const std::string& dir, FileSystem* fs) {
   std::vector<std::string> out;
-  for (auto& s : snapshots_in(dir)) {
+  for (auto& s : snapshots_in(fs != nullptr ? *fs : posix_file_system(), dir)) {
     out.push_back(s.path);
   }
   return out;
 }
 
-boost::system::result<OpenedWal> open_wal(const std::string& dir, std::uint64_t segment_bytes) {
-  std::error_code fec;
-  fs::create_directories(dir, fec);
-  if (fec) {
-    spdlog::error("raft wal: cannot create {}: {}", dir, fec.message());
-    return boost::system::error_code(fec.value(), boost::system::system_category());
+boost::system::result<OpenedWal> open_wal(const std::string& dir, const WalOptions& options,
+                                          std::string* problem) {
+  FileSystem& fs = options.fs != nullptr ? *options.fs : posix_file_system();
+  if (auto ec = fs.create_directories(dir)) {
+    spdlog::error("raft wal: cannot create {}: {}", dir, ec.message());
+    return ec;
   }
-  std::string lock_path = dir + "/LOCK";
-  int lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (lock_fd < 0) {
-    return boost::system::error_code(errno, boost::system::system_category());
-  }
-  if (::flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
-    ::close(lock_fd);
-    spdlog::error("raft wal: {} is locked by another process", dir);
-    return make_error_code(wal_errc::locked);
+  auto lock = fs.lock(dir + "/LOCK");
+  if (!lock) {
+    if (lock.error() == boost::system::errc::resource_unavailable_try_again ||
+        lock.error() == boost::system::errc::operation_would_block) {
+      spdlog::error("raft wal: {} is locked by another process", dir);
+      return make_error_code(wal_errc::locked);
+    }
+    return lock.error();
   }
   // Leftovers of a crash while writing a snapshot file.
-  for (const auto& de : fs::directory_iterator(dir, fec)) {
-    if (de.path().extension() == ".tmp") {
-      fs::remove(de.path(), fec);
+  for (const auto& name : fs.list(dir)) {
+    if (name.size() > 4 && name.ends_with(".tmp")) {
+      fs.remove(dir + "/" + name);
     }
   }
-  auto wal = std::make_unique<Wal>(dir, segment_bytes, lock_fd);
-
-  StoredState st;
-  std::vector<Entry> entries;
-  std::map<std::pair<Index, Term>, bool> markers;  // snapshots the WAL says are durable
-  Index installed_floor = 0;  // entries must start after the latest installed snapshot
-  std::vector<SegmentInfo> infos;
-  std::uint64_t tail_size = 0;
-  auto segs = segments_in(dir);
-  for (std::size_t si = 0; si < segs.size(); ++si) {
-    const bool last_segment = si + 1 == segs.size();
-    Bytes buf;
-    if (!read_file(segs[si].path, buf)) {
-      spdlog::error("raft wal: cannot read {}", segs[si].path);
-      return make_error_code(wal_errc::corrupt);
+  Replay r = replay(fs, dir);
+  if (!r.problem.empty()) {
+    spdlog::error("raft wal: {}; refusing to start (inspect it with `routemesh wal check {}`)",
+                  r.problem, dir);
+    if (problem != nullptr) {
+      *problem = r.problem;
     }
-    SegmentInfo info{segs[si].seq, segs[si].path, 0};
-    std::size_t off = 0;
-    while (off < buf.size()) {
-      std::size_t left = buf.size() - off;
-      std::uint32_t len = left >= kHeader ? get_u32(&buf[off]) : 0;
-      bool complete = left >= kHeader && len >= 1 && len <= kMaxRecord && left - kHeader >= len;
-      bool crc_ok = complete && crc32c(&buf[off + kHeader], len) == get_u32(&buf[off + 4]);
-      if (!crc_ok) {
-        // A torn write can only be the last thing in the last segment: a record running past
-        // the end of the file, or a bad checksum on the very last record.
-        bool tail = last_segment && (!complete || off + kHeader + len == buf.size());
-        if (!tail) {
-          spdlog::error("raft wal: corrupt record at {}:{}", segs[si].path, off);
-          return make_error_code(wal_errc::corrupt);
-        }
-        spdlog::warn("raft wal: truncating torn tail of {} at offset {} ({} bytes)", segs[si].path,
-                     off, left);
-        if (::truncate(segs[si].path.c_str(), static_cast<off_t>(off)) != 0) {
-          die("truncate", segs[si].path);
-        }
-        int fd = ::open(segs[si].path.c_str(), O_WRONLY | O_CLOEXEC);
-        if (fd < 0 || ::fsync(fd) != 0) {
-          die("fsync", segs[si].path);
-        }
-        ::close(fd);
-        st.truncated_bytes = left;
-        buf.resize(off);
-        break;
-      }
-      auto type = static_cast<RecordType>(buf[off + kHeader]);
-      Bytes payload(buf.begin() + static_cast<std::ptrdiff_t>(off + kHeader + 1),
-                    buf.begin() + static_cast<std::ptrdiff_t>(off + kHeader + len));
-      bool ok = true;
-      switch (type) {
-        case RecordType::entry: {
-          auto e = codec::decode_entry(payload);
-          if (!e) {
-            ok = false;
-            break;
-          }
-          // Entries replace every stored entry at or after their index (Ready contract).
-          while (!entries.empty() && entries.back().index >= e->index) {
-            entries.pop_back();
-          }
-          if (!entries.empty() && entries.back().index + 1 != e->index) {
-            spdlog::error("raft wal: gap before entry {} in {}", e->index, segs[si].path);
-            return make_error_code(wal_errc::corrupt);
-          }
-          info.max_entry = std::max(info.max_entry, e->index);
-          entries.push_back(std::move(*e));
-          break;
-        }
-        case RecordType::hard_state: {
-          auto hs = codec::decode_hard_state(payload);
-          ok = hs.has_value();
-          if (ok) {
-            st.hard_state = *hs;
-          }
-          break;
-        }
-        case RecordType::snapshot_marker: {
-          if (payload.empty()) {
-            ok = false;
-            break;
-          }
-          auto kind = static_cast<MarkerKind>(payload.back());
-          payload.pop_back();
-          auto meta = codec::decode_snapshot_meta(payload);
-          if (!meta || (kind != MarkerKind::saved && kind != MarkerKind::installed)) {
-            ok = false;
-            break;
-          }
-          markers[{meta->index, meta->term}] = true;
-          if (kind == MarkerKind::installed) {
-            // InstallSnapshot replaced the whole log (RaftLog::restore).
-            entries.clear();
-            installed_floor = std::max(installed_floor, meta->index);
-          }
-          break;
-        }
-        case RecordType::bootstrap: {
-          st.bootstrap = decode_bootstrap(payload);
-          ok = st.bootstrap.has_value();
-          break;
-        }
-        default:
-          ok = false;
-      }
-      if (!ok) {
-        // The checksum matched, so this is not a torn write but a bug or a newer format.
-        spdlog::error("raft wal: undecodable record at {}:{}", segs[si].path, off);
-        return make_error_code(wal_errc::corrupt);
-      }
-      off += kHeader + len;
+    return make_error_code(r.error);
+  }
+  if (!r.torn_path.empty()) {
+    spdlog::warn("raft wal: truncating the torn tail of {} at byte offset {} ({} bytes)",
+                 r.torn_path, r.torn_offset, r.torn_bytes);
+    if (auto ec = fs.truncate(r.torn_path, r.torn_offset)) {
+      spdlog::critical("raft wal: truncate {} failed: {}", r.torn_path, ec.message());
+      return ec;
     }
-    if (last_segment) {
-      tail_size = buf.size();
-    }
-    infos.push_back(std::move(info));
+    r.state.truncated_bytes = r.torn_bytes;
   }
-
-  // Newest snapshot file that a marker declares durable and that reads back intact.
-  auto snaps = snapshots_in(dir);
-  for (auto it = snaps.rbegin(); it != snaps.rend(); ++it) {
-    if (!markers.contains({it->index, it->term})) {
-      continue;  // written but never acknowledged (crash before its marker): unused
-    }
-    auto s = load_snapshot_file(it->path);
-    if (s && s->meta.index == it->index && s->meta.term == it->term) {
-      st.snapshot = std::move(*s);
-      break;
-    }
-    spdlog::warn("raft wal: skipping unreadable snapshot {}", it->path);
-  }
-  Index snap_index = st.snapshot ? st.snapshot->meta.index : 0;
-  if (installed_floor > snap_index) {
-    spdlog::error("raft wal: installed snapshot at {} is missing", installed_floor);
-    return make_error_code(wal_errc::bad_snapshot);
-  }
-  std::erase_if(entries, [&](const Entry& e) { return e.index <= snap_index; });
-  if (!entries.empty() && (st.snapshot || installed_floor > 0) &&
-      entries.front().index != snap_index + 1) {
-    spdlog::error("raft wal: entries start at {} but the snapshot ends at {}",
-                  entries.front().index, snap_index);
-    return make_error_code(wal_errc::bad_snapshot);
-  }
-  if (!entries.empty() && !st.snapshot && entries.front().index != 1) {
-    spdlog::error("raft wal: entries start at {} without a snapshot", entries.front().index);
-    return make_error_code(wal_errc::bad_snapshot);
-  }
-  st.entries = std::move(entries);
+  auto wal = std::make_unique<Wal>(dir, options, fs, std::move(*lock));
   std::optional<SnapshotMeta> meta;
-  if (st.snapshot) {
-    meta = st.snapshot->meta;
+  if (r.state.snapshot) {
+    meta = r.state.snapshot->meta;
   }
-  wal->resume(std::move(infos), tail_size, meta, st.hard_state);
-  return OpenedWal{std::move(wal), std::move(st)};
+  wal->resume(std::move(r.infos), r.last_end, r.last_format, meta, r.state.hard_state);
+  return OpenedWal{std::move(wal), std::move(r.state)};
+}
+
+WalReport check_wal(const std::string& dir, FileSystem* fsp) {
+  FileSystem& fs = fsp != nullptr ? *fsp : posix_file_system();
+  WalReport rep;
+  rep.dir = dir;
+  rep.in_use = fs.locked(dir + "/LOCK");
+  for (const auto& s : snapshots_in(fs, dir)) {
+    rep.snapshot_files.push_back(s.name);
+  }
+  Replay r = replay(fs, dir);
+  rep.segments = std::move(r.reports);
+  rep.records = r.records;
+  if (!r.problem.empty()) {
+    rep.corrupt = r.corrupt;
+    rep.problem = std::move(r.problem);
+    return rep;
+  }
+  if (rep.segments.empty()) {
+    rep.problem = fmt::format("no WAL segments in {} (a node keeps its log in DATA_DIR/raft)", dir);
+    return rep;
+  }
+  const StoredState& st = r.state;
+  if (st.snapshot) {
+    rep.snapshot = st.snapshot->meta;
+  }
+  rep.hard_state = st.hard_state;
+  if (!st.entries.empty()) {
+    rep.first_index = st.entries.front().index;
+    rep.last_index = st.entries.back().index;
+    rep.last_term = st.entries.back().term;
+  } else if (st.snapshot) {
+    rep.last_index = st.snapshot->meta.index;
+    rep.last_term = st.snapshot->meta.term;
+  }
+  rep.torn_file = r.torn_name;
+  rep.torn_offset = r.torn_offset;
+  rep.torn_bytes = r.torn_bytes;
+  return rep;
+}
+
+std::string format_wal_report(const WalReport& rep) {
+  std::string out = fmt::format("WAL {}\n", rep.dir);
+  if (rep.in_use) {
+    out += "in use by a running node: its last record may be mid-write\n";
+  }
+  for (const auto& s : rep.segments) {
+    out += fmt::format("segment {}: format {}, {} bytes, {} records", s.name, s.format, s.bytes,
+                       s.records);
+    out += s.last_entry == 0 ? std::string(", no entries\n")
+                             : fmt::format(", entries {}..{}\n", s.first_entry, s.last_entry);
+  }
+  for (const auto& name : rep.snapshot_files) {
+    out += fmt::format("snapshot file {}\n", name);
+  }
+  if (!rep.ok()) {
+    out += fmt::format("{}: {}\n", rep.corrupt ? "CORRUPT" : "ERROR", rep.problem);
+    return out;
+  }
+  if (rep.snapshot) {
+    out += fmt::format("snapshot in use: index {}, term {}\n", rep.snapshot->index,
+                       rep.snapshot->term);
+  }
+  out += fmt::format("records: {}\n", rep.records);
+  if (rep.first_index != 0) {
+    out += fmt::format("entries: {}..{}\n", rep.first_index, rep.last_index);
+  } else {
+    out += "entries: none\n";
+  }
+  out += fmt::format("last index: {} (term {})\n", rep.last_index, rep.last_term);
+  out += fmt::format("hard state: term {}, vote {}, commit {}\n", rep.hard_state.term,
+                     rep.hard_state.vote, rep.hard_state.commit);
+  if (!rep.torn_file.empty()) {
+    out += fmt::format(
+        "torn tail: {} at byte offset {} ({} bytes of an unsynced write; dropped at the next "
+        "start)\n",
+        rep.torn_file, rep.torn_offset, rep.torn_bytes);
+  } else {
+    out += "torn tail: none\n";
+  }
+  out += "ok\n";
+  return out;
 }
 
 }  // namespace routemesh::discovery::raft

@@ -1,33 +1,57 @@
 #pragma once
-// Write-ahead log of the Raft driver (POSIX files, no Asio).
+// Write-ahead log of the Raft driver (files through the FileSystem seam, no Asio).
 //
 // Layout of data_dir:
-//   wal-<seq:016x>.log            append-only segments of records
-//                                 [u32 len][u32 crc32c][u8 type][payload], little-endian,
-//                                 len = 1 + payload size, crc over type + payload
+//   wal-<seq:016x>.log            append-only segments (format 2):
+//                                   header  "RMWAL002" [u64 seq] [u32 0] [u32 crc32c of the 20
+//                                           bytes before it]                         (24 bytes)
+//                                   records [u32 len] [u32 body crc] [u32 header crc] body
+//                                           body = u8 type + payload (len bytes); body crc =
+//                                           crc32c(body); header crc = crc32c(u64 offset of
+//                                           the record in the file, u32 len, u32 body crc), so
+//                                           a record copied or shifted to another offset is
+//                                           detected
+//                                 format 1 (read only; written before format 2): no header,
+//                                 records [u32 len] [u32 crc32c(body)] body
 //   snap-<term:016x>-<index:016x>.snap   snapshot files: "RMSNAP01" [u32 crc32c] [u64 size]
 //                                 body (codec::encode_snapshot); written tmp+fsync+rename+fsync dir
 //   LOCK                          flock()ed while open (one process per data_dir)
-// Record types: entry, hard_state, snapshot_marker (meta + kind), bootstrap (conf + peers).
+// Record types: batch (codec::WalBatch: snapshot marker, entries, hard state) and bootstrap
+// (conf + peers); format 1 also had separate entry, hard_state and snapshot_marker records.
+//
+// Atomicity: every write is ONE record followed by one fdatasync. save() puts a whole Ready
+// (installed-snapshot marker, entries, hard state) in one batch record, so a crash keeps all
+// of it or none of it: the persisted commit index never lags entries persisted with it (on
+// restart the core rebuilds membership from the log up to that commit, so a lost commit would
+// roll membership back).
 // A snapshot marker of kind `installed` (a snapshot received from the leader) replaces the
 // whole log on replay; kind `saved` (local compaction, or the copy at a segment's head) only
 // records that the snapshot file is durable. A snapshot file is used only if a marker names it.
-// Each new segment starts with the latest snapshot marker and hard state, so older segments
-// can be deleted after a snapshot without losing them.
+// Each new segment starts with a batch holding the latest snapshot marker and hard state, so
+// older segments can be deleted after a snapshot without losing them.
 //
-// Durability: save() returns only after fdatasync; a write or sync failure logs and aborts the
-// process (never acknowledge what is not durable; fsync errors are not retryable).
-// Recovery: a torn or corrupt record at the END of the last segment is truncated (logged);
-// corruption anywhere else is an error (wal_errc::corrupt).
+// Torn tail vs corruption: since only the last write can be unsynced and it is one record,
+// a crash can damage only the end of the last segment. A bad record there with no valid
+// record after it (zeroed or partial sectors, a record running past the end of the file) is a
+// torn tail: open_wal truncates it (logged, StoredState::truncated_bytes). A bad record that
+// is followed by a valid one, or a bad record in any other segment, is corruption of synced
+// data: open_wal refuses (wal_errc::corrupt) with a message naming the file and byte offset.
+// Limit: damage to the very last record itself looks exactly like a torn write and is dropped.
+//
+// Durability: save() returns only after fdatasync; a write or sync failure calls
+// WalOptions::on_fatal, which stops the process (never acknowledge what is not durable; fsync
+// errors are not retryable).
 // Threading: one thread (the control thread); blocking calls.
 
 #include "discovery/raft/codec.h"
+#include "discovery/raft/file_system.h"
 #include "discovery/raft/types.h"
 
 #include <boost/system/error_code.hpp>
 #include <boost/system/result.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -36,7 +60,7 @@
 namespace routemesh::discovery::raft {
 
 enum class wal_errc {
-  corrupt = 1,   // a bad record outside the tail of the last segment, or a gap in the log
+  corrupt = 1,   // damaged synced data (see above), a gap in the log, or an unknown format
   bad_snapshot,  // the snapshot a marker names is missing or corrupt
   locked,        // another process holds data_dir/LOCK
 };
@@ -48,7 +72,7 @@ struct BootstrapState {
   codec::PeerBook peers;
 };
 
-// What open() found on disk.
+// What open_wal() found on disk.
 struct StoredState {
   std::optional<Snapshot> snapshot;  // newest durable snapshot (data included)
   HardState hard_state;
@@ -69,9 +93,10 @@ class LogStorage {
   LogStorage& operator=(const LogStorage&) = delete;
   virtual ~LogStorage() = default;
 
-  // One Ready's worth, in this order: `snapshot` (received; own file + `installed` marker),
-  // `entries` (replacing every stored entry with index >= entries.front().index), `hard_state`;
-  // then one fdatasync. Returns when durable; aborts on I/O failure.
+  // One Ready's worth as one record: `snapshot` (received; its own file first, then an
+  // `installed` marker), `entries` (replacing every stored entry with index >=
+  // entries.front().index), `hard_state`; then one fdatasync. Returns when durable; stops the
+  // process on I/O failure. Nothing is written when all three are empty.
   virtual void save(const std::optional<Snapshot>& snapshot, const std::vector<Entry>& entries,
                     const std::optional<HardState>& hard_state) = 0;
   // Writes the bootstrap membership (only on an empty log); durable on return.
@@ -86,19 +111,61 @@ class LogStorage {
   virtual std::uint64_t last_sync_ns() const = 0;  // duration of the latest fdatasync
 };
 
+struct WalOptions {
+  std::uint64_t segment_bytes = 64ull << 20;  // a new segment starts once one reaches this
+  FileSystem* fs = nullptr;                   // nullptr: posix_file_system()
+  // Called with a description when a write or sync fails; must not return. nullptr: log
+  // critical and abort. The simulator throws from it to model the process dying there.
+  std::function<void(const std::string&)> on_fatal;
+};
+
 struct OpenedWal {
   std::unique_ptr<LogStorage> storage;
   StoredState state;
 };
 
-// Opens (creating it if missing) `dir` and reads everything back. Errors: wal_errc, or a
-// system error_code (permissions, ...). Details are logged.
-boost::system::result<OpenedWal> open_wal(const std::string& dir,
-                                          std::uint64_t segment_bytes = 64ull << 20);
+// Opens (creating it if missing) `dir` and reads everything back, truncating a torn tail.
+// Errors: wal_errc, or a system error_code (permissions, ...). The reason (for corruption: the
+// file and byte offset) is logged and, when `problem` is given, stored there too.
+boost::system::result<OpenedWal> open_wal(const std::string& dir, const WalOptions& options = {},
+                                          std::string* problem = nullptr);
+
+// `routemesh wal check DIR`: reads `dir` like open_wal but changes nothing (no truncation, no
+// lock taken) and reports what it found.
+struct WalSegmentReport {
+  std::string name;
+  int format = 2;
+  std::uint64_t bytes = 0;
+  std::size_t records = 0;
+  Index first_entry = 0;  // 0: the segment holds no entry
+  Index last_entry = 0;
+};
+struct WalReport {
+  std::string dir;
+  bool in_use = false;  // a running node holds LOCK: the tail may be mid-write
+  std::vector<WalSegmentReport> segments;
+  std::vector<std::string> snapshot_files;
+  std::optional<SnapshotMeta> snapshot;  // the snapshot a restart would use
+  std::size_t records = 0;
+  Index first_index = 0;  // entries a restart would load (0/0: none)
+  Index last_index = 0;
+  Term last_term = 0;
+  HardState hard_state;
+  std::string torn_file;  // non-empty: a torn tail open_wal would truncate
+  std::uint64_t torn_offset = 0;
+  std::uint64_t torn_bytes = 0;
+  std::string problem;   // non-empty: why the log cannot be used
+  bool corrupt = false;  // `problem` is damage (it names the file and byte offset); else an
+                         // error such as an unreadable file or no segments at all
+  bool ok() const { return problem.empty(); }
+};
+WalReport check_wal(const std::string& dir, FileSystem* fs = nullptr);
+// Human-readable report, one fact per line, ending with "ok", "CORRUPT: ..." or "ERROR: ...".
+std::string format_wal_report(const WalReport& report);
 
 // Paths of the files in `dir`, oldest first (tests and tools).
-std::vector<std::string> list_segments(const std::string& dir);
-std::vector<std::string> list_snapshots(const std::string& dir);
+std::vector<std::string> list_segments(const std::string& dir, FileSystem* fs = nullptr);
+std::vector<std::string> list_snapshots(const std::string& dir, FileSystem* fs = nullptr);
 
 // CRC-32C (Castagnoli), as used in the records.
 std::uint32_t crc32c(const std::uint8_t* data, std::size_t size);

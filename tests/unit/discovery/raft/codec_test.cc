@@ -177,6 +177,29 @@ TEST_CASE("codec: WAL payloads and snapshots round-trip") {
   CHECK_FALSE(codec::decode_hard_state(Bytes{0x80}));
 }
 
+TEST_CASE("codec: a WAL batch round-trips and every truncation is rejected") {
+  codec::WalBatch full;
+  full.marker = SnapshotMeta{10, 2, ConfState{{1, 2}, {3}}};
+  full.marker_kind = codec::MarkerKind::installed;
+  full.entries = {Entry{2, 11, EntryType::normal, Bytes{1}},
+                  Entry{3, 12, EntryType::conf_change, Bytes{4, 5}}};
+  full.hard_state = HardState{3, 2, 12};
+  codec::WalBatch head;  // a segment head: marker and hard state only
+  head.marker = SnapshotMeta{4, 1, ConfState{{1}, {}}};
+  head.hard_state = HardState{1, 1, 4};
+  for (const codec::WalBatch& b : {full, head, codec::WalBatch{}}) {
+    Bytes enc = codec::encode_wal_batch(b);
+    auto back = codec::decode_wal_batch(enc.data(), enc.size());
+    REQUIRE(back.has_value());
+    CHECK(*back == b);
+    for (std::size_t n = 0; n < enc.size(); ++n) {
+      CHECK_FALSE(codec::decode_wal_batch(enc.data(), n).has_value());
+    }
+  }
+  Bytes bad_flags{8, 0};
+  CHECK_FALSE(codec::decode_wal_batch(bad_flags.data(), bad_flags.size()).has_value());
+}
+
 TEST_CASE("codec: driver envelopes separate commands from address records") {
   Bytes wrapped = codec::wrap_command("{\"op\":\"x\"}");  // `command` views into it
   auto cmd = codec::unwrap_entry(wrapped);

@@ -200,14 +200,13 @@ TEST_CASE("leader does not commit an old-term entry by counting replicas (§5.4.
   o.max_entries_per_append = 1;
   Cluster c({1, 2, 3}, {}, o);
   for (NodeId id : {1, 2, 3}) {
-    SimNode& n = c.node(id);
-    n.storage.hard_state = HardState{3, kNoNode, 1};
-    n.storage.entries = {entry(1, 1, "a")};
+    std::vector<Entry> stored = {entry(1, 1, "a")};
     if (id == 1) {
-      n.storage.entries.push_back(entry(2, 2, "old"));
+      stored.push_back(entry(2, 2, "old"));
     }
+    c.node(id).wal->save(std::nullopt, stored, HardState{3, kNoNode, 1});
     c.crash(id);
-    c.restart(id);
+    REQUIRE(c.restart(id));
   }
   // Term 4: node 1 wins; its no-op (index 3, term 4) never reaches anyone, but the old
   // index 2 reaches node 2 (as the leader's append after a probe would carry it), so index 2
@@ -404,13 +403,17 @@ TEST_CASE("lagging follower catches up by InstallSnapshot (§7)", "[raft]") {
   c.heal();
   c.tick(1, 3);
   c.deliver_all();
-  CHECK(c.node(3).storage.snapshot.has_value());
   CHECK(c.node(3).sm_index == c.node(1).sm_index);
   CHECK(c.core(1).progress_for_test(3)->match == c.core(1).log().last_index());
   // And replication continues normally afterwards.
   REQUIRE(c.core(1).propose(bytes_of("after")).ok());
   c.deliver_all();
   CHECK(c.node(3).sm_index == c.core(1).log().committed());
+  // The installed snapshot is durable: a restart starts from it.
+  c.crash(3);
+  REQUIRE(c.restart(3));
+  CHECK(c.core(3).log().snapshot().meta.index > 0);
+  CHECK(c.node(3).sm_index == c.core(3).log().snapshot().meta.index);
 }
 
 TEST_CASE("compaction refuses entries not yet applied", "[raft]") {
@@ -469,7 +472,7 @@ TEST_CASE("restart recovers term, vote, log and commit from storage", "[raft]") 
   HardState before = c.core(2).hard_state();
   Index last = c.core(2).log().last_index();
   c.crash(2);
-  c.restart(2);
+  REQUIRE(c.restart(2));
   CHECK(c.core(2).hard_state() == before);
   CHECK(c.core(2).log().last_index() == last);
   c.deliver_all();
@@ -489,10 +492,10 @@ TEST_CASE("a crash before fsync loses the vote, which was never sent", "[raft]")
   v.index = c.core(1).log().last_index();
   v.log_term = c.core(1).log().last_term();
   c.core(2).step(v);
-  auto out = c.process_ready(2, std::size_t{0});
+  auto out = c.process_ready(2, CrashInSync{0});
   CHECK(out.empty());  // nothing leaves a node before its Ready is persisted
   CHECK_FALSE(c.node(2).up);
-  c.restart(2);
+  REQUIRE(c.restart(2));
   CHECK(c.core(2).hard_state().vote == kNoNode);
   CHECK(c.core(1).role() == Role::candidate);
 }
@@ -506,4 +509,64 @@ TEST_CASE("conf change encoding round-trips and rejects garbage", "[raft]") {
   bad.pop_back();
   CHECK_FALSE(decode_conf_change(bad).has_value());
   CHECK_FALSE(decode_conf_change(Bytes{9}).has_value());
+}
+
+TEST_CASE("a removed node refuses votes and pre-votes (thesis §4.2.3)", "[raft]") {
+  Cluster c({1, 2, 3, 4}, {}, options(true, true));
+  elect(c, 1);
+  REQUIRE(c.core(1).propose_conf_change(ConfChangeType::remove, 4).ok());
+  c.deliver_all();
+  REQUIRE(c.core(1).conf().voters == std::set<NodeId>{1, 2, 3});
+  REQUIRE(c.core(4).conf().voters == std::set<NodeId>{1, 2, 3});  // 4 applied its removal
+  // The leader no longer heartbeats 4: its leader lease runs out, so only the membership
+  // rule below can make it refuse.
+  c.tick(4, 3 * 10);
+  Term t = c.core(4).term();
+  for (MessageType type : {MessageType::pre_vote, MessageType::vote}) {
+    Message v = msg(type, 3, 4, t + 1);
+    v.index = c.core(3).log().last_index();
+    v.log_term = c.core(3).log().last_term();
+    c.core(4).step(v);
+    auto out = messages_of(c.core(4));
+    REQUIRE(out.size() == 1);
+    CHECK(out[0].to == 3);
+    CHECK(out[0].reject);
+  }
+  CHECK(c.core(4).hard_state().vote == kNoNode);
+}
+
+TEST_CASE("a learner still votes: it may have been promoted without knowing it yet", "[raft]") {
+  // etcd's rule: a candidate only asks nodes that are voters in its configuration, so a
+  // request reaching a learner means the promotion committed on the candidate's side. Refusing
+  // could leave a quorum that needs this node unable to elect anyone.
+  Cluster c({1, 2, 3}, {4}, options(false, false));
+  Message v = msg(MessageType::vote, 3, 4, 1);
+  c.core(4).step(v);
+  auto out = messages_of(c.core(4));
+  REQUIRE(out.size() == 1);
+  CHECK_FALSE(out[0].reject);
+}
+
+TEST_CASE("a snapshot over a divergent tail is acknowledged at the commit index (§7)", "[raft]") {
+  // Follower 2 holds 1..3 of term 1 (commit 2) and a stale tail 4..5 of term 2 that the term-3
+  // leader never had. The leader's snapshot at (3, term 1) fast-forwards the commit, but the
+  // follower must not claim to match the leader up to its own last index 5: the leader would
+  // count it for entries 4..5 of term 3 that it does not hold (etcd answers with committed).
+  RaftCore core = make_core(
+      2, {entry(1, 1), entry(1, 2), entry(1, 3), entry(2, 4, "stale"), entry(2, 5, "stale")},
+      HardState{2, kNoNode, 2});
+  Message m = msg(MessageType::snapshot, 1, 2, 3);
+  Snapshot s;
+  s.meta.index = 3;
+  s.meta.term = 1;
+  s.meta.conf.voters = {1, 2, 3};
+  m.snapshot = s;
+  core.step(m);
+  auto out = messages_of(core);
+  REQUIRE(out.size() == 1);
+  CHECK(out[0].type == MessageType::append_resp);
+  CHECK_FALSE(out[0].reject);
+  CHECK(out[0].index == 3);
+  CHECK(core.log().committed() == 3);
+  CHECK(core.log().last_index() == 5);  // the tail is kept until a leader's append replaces it
 }

@@ -1,6 +1,7 @@
 #include "discovery/raft/raft_node.h"
 
 #include "discovery/raft/metrics.h"
+#include "discovery/raft/wal.h"
 #include "tests/unit/support/run_until.h"
 #include "tests/unit/support/temp_dir.h"
 
@@ -12,6 +13,7 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <fstream>
 #include <functional>
 #include <set>
 #include <string>
@@ -314,4 +316,30 @@ TEST_CASE("raftd: proposals time out without a quorum and fail with stopped on s
   auto after_stop = await(c.io, c.nodes[li]->propose("1"));
   REQUIRE(after_stop.has_error());
   CHECK(after_stop.error().code == node_errc::stopped);
+}
+
+TEST_CASE("raftd: a node whose WAL is damaged in the middle refuses to start") {
+  spdlog::set_level(spdlog::level::off);
+  Cluster c(1);
+  c.wait_leader();
+  for (int i = 0; i < 3; ++i) {
+    auto r = await(c.io, c.nodes[0]->propose("1"));
+    REQUIRE(r.has_value());
+  }
+  c.kill(0);
+  auto segs = list_segments(c.dirs[0]->path);
+  REQUIRE(segs.size() == 1);
+  {
+    // Inside the first record (the bootstrap), right after the 24-byte segment header: the
+    // records after it were synced and acknowledged.
+    std::fstream f(segs[0], std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(24 + 14);
+    f.put('\x5a');
+  }
+  c.machines[0] = std::make_unique<CounterMachine>();
+  auto r = RaftNode::open(c.io.get_executor(), c.options(0), *c.machines[0], c.boot);
+  REQUIRE_FALSE(r.has_value());
+  CHECK(r.error() == make_error_code(wal_errc::corrupt));
+  CHECK(check_wal(c.dirs[0]->path).problem.find(segs[0] + " at byte offset 24") !=
+        std::string::npos);
 }

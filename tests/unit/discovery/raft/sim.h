@@ -1,10 +1,14 @@
 #pragma once
-// Deterministic Raft simulator for tests (etcd rafttest-style): N RaftCores, simulated
-// storage that keeps only what a Ready asked to persist and was "fsynced", a state machine
-// that is a hash chain of applied entries, and a Checker that verifies the Raft safety
+// Deterministic Raft simulator for tests (etcd rafttest-style): N RaftCores, each persisting
+// through the real WAL (wal.h) and codec over a fault-injecting in-memory file system
+// (fault_fs.h: unsynced writes lost or torn on a crash, fsync errors stop the node), a state
+// machine that is a hash chain of applied entries, and a Checker that verifies the Raft safety
 // properties (paper figure 3) after every step. No sockets, no clocks, no threads.
 
 #include "discovery/raft/raft_core.h"
+#include "discovery/raft/wal.h"
+#include "tests/unit/discovery/raft/fault_fs.h"
+#include "tests/unit/discovery/raft/sim_rng.h"
 
 #include <cstdint>
 #include <deque>
@@ -18,50 +22,37 @@
 
 namespace routemesh::discovery::raft::sim {
 
-// splitmix64; every random decision of a simulation comes from one of these.
-class Rng {
- public:
-  explicit Rng(std::uint64_t seed) : state_(seed) {}
-  std::uint64_t next();
-  std::uint64_t below(std::uint64_t n) { return n == 0 ? 0 : next() % n; }
-  bool chance(double p) { return static_cast<double>(next() >> 11) * 0x1.0p-53 < p; }
-
- private:
-  std::uint64_t state_;
-};
-
 std::uint64_t mix(std::uint64_t h, std::uint64_t v);
 std::uint64_t entry_hash(const Entry& e);
 Bytes bytes_of(const std::string& s);
 std::string string_of(const Bytes& b);
 
-// What survived on "disk". save() applies the records of a Ready in WAL order
-// (snapshot, entries one by one, hard state); `keep` < record count models a crash before
-// fsync that lost the unsynced tail (a torn write keeps a prefix).
-struct Storage {
-  HardState hard_state;
-  std::optional<Snapshot> snapshot;
-  std::vector<Entry> entries;
-  ConfState bootstrap;
-
-  InitialState initial_state() const;
-  static std::size_t record_count(const Ready& rd);
-  void save(const Ready& rd, std::size_t keep);
-  void compact(const Snapshot& s);
+// A crash while persisting a Ready: the process dies inside the fdatasync of its WAL record;
+// `keep_bytes` of the unsynced write survive (nullopt: a random torn write, see FaultFs).
+struct CrashInSync {
+  std::optional<std::size_t> keep_bytes;
 };
 
 struct SimNode {
   NodeId id = kNoNode;
   Config config;
-  Storage storage;
-  std::unique_ptr<RaftCore> core;
+  std::unique_ptr<FaultFs> fs;  // this node's disk: survives crashes
+  std::string dir;              // its WAL directory on `fs`
+  std::uint64_t segment_bytes = 64 << 10;
+  std::unique_ptr<LogStorage> wal;  // null while down
+  std::unique_ptr<RaftCore> core;   // null while down
   bool up = true;
   Index sm_index = 0;         // state machine: last applied index
   std::uint64_t sm_hash = 0;  // and hash chain over applied entries
   std::vector<ReadState> read_states;
   std::vector<Entry> applied;  // applied normal entries since the last restart (tests)
 
-  void restart();  // new core from storage; the state machine reloads the snapshot
+  // Opens the WAL and builds a new core from what it read; the state machine reloads the
+  // snapshot. False when the node could not start: it died again while opening (an fsync
+  // error), or the WAL refused (then `problem` says why).
+  bool restart(std::string* problem);
+  // Stops the process: the WAL and core are dropped and the disk keeps what a crash keeps.
+  void crash(std::optional<std::size_t> keep_bytes = std::nullopt);
 };
 
 // Safety properties, checked incrementally (each check is O(new facts)).
@@ -99,6 +90,8 @@ struct ClusterOptions {
   std::size_t max_entries_per_append = 64;
   std::size_t max_inflight = 16;
   std::uint64_t seed = 1;
+  std::uint64_t segment_bytes = 64 << 10;  // small segments exercise rotation and deletion
+  double sync_error_rate = 0;              // per fdatasync: EIO, and the node stops
 };
 
 // A set of nodes plus the Ready loop. Delivery policy is the caller's: deliver_all() is the
@@ -115,12 +108,15 @@ class Cluster {
 
   // Adds a node that is not in the cluster yet (empty membership), e.g. a future learner.
   void add_node(NodeId id);
-  // Runs the Ready loop of one node: persist (keep = record count for a clean fsync), then
-  // collect messages, apply committed entries, advance. Returns the messages to send. With
-  // `crash_keep` set, the node crashes after persisting only that many records.
-  std::vector<Message> process_ready(NodeId id, std::optional<std::size_t> crash_keep = {});
-  void crash(NodeId id);
-  void restart(NodeId id);
+  // Runs the Ready loop of one node: persist (one WAL record, one fdatasync), then collect
+  // messages, apply committed entries, advance. Returns the messages to send. With `crash`
+  // set, the node dies inside the fdatasync of its next Ready (also when an fsync error
+  // stops it).
+  std::vector<Message> process_ready(NodeId id, std::optional<CrashInSync> crash = {});
+  void crash(NodeId id, std::optional<std::size_t> keep_bytes = std::nullopt);
+  // False when the node stays down (see SimNode::restart); a WAL that refuses to open after
+  // a crash is a checker failure.
+  bool restart(NodeId id);
   void check();
 
   // Scenario-test network: deliver everything (FIFO) until quiet, dropping cut links.
@@ -139,6 +135,9 @@ class Cluster {
 
   // Scenario tests: messages for which this returns true are dropped by deliver_all().
   std::function<bool(const Message&)> drop_if;
+  // Scenario tests: when this returns a value for a node's Ready, the node crashes while
+  // persisting it.
+  std::function<std::optional<CrashInSync>(NodeId, const Ready&)> crash_in_ready_if;
 
  private:
   ClusterOptions opts_;
@@ -159,6 +158,9 @@ struct SimulationResult {
   std::size_t snapshots_installed = 0;
   std::size_t reads_checked = 0;
   std::size_t conf_changes = 0;
+  std::size_t torn_writes = 0;      // crashes that left part of an unsynced write on disk
+  std::size_t sync_errors = 0;      // fdatasync failures (each stopped its node)
+  std::size_t removed_running = 0;  // removed voters left running
 };
 SimulationResult run_simulation(std::uint64_t seed);
 
