@@ -17,6 +17,7 @@
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <cstring>
 
 #include <sys/socket.h>
 
@@ -119,7 +120,9 @@ struct ErrorAnswer {
 
 class Session {
  public:
-  Session(Worker& w, tcp::socket socket)
+  Session(Worker& w, tcp::socket socket,
+          std::optional<mesh::overlay::ProxiedAddresses> proxied = std::nullopt,
+          std::string leftover = {})
       : worker_(w),
         client_(std::move(socket)),
         upstream_(w.io()),
@@ -137,6 +140,18 @@ class Session {
     const auto local = client_.local_endpoint(ec);
     if (!ec) {
       local_port_ = local.port();
+    }
+    if (proxied) {
+      // The client a load balancer in front named; its forwarding headers count only if it
+      // is itself a trusted proxy.
+      client_ip_ = proxied->src_ip;
+      boost::system::error_code pec;
+      const auto src = asio::ip::make_address(proxied->src_ip, pec);
+      trusted_peer_ = !pec && worker_.trusted_proxy(src);
+    }
+    if (!leftover.empty()) {  // request bytes that came with the PROXY header
+      std::memcpy(client_in_.data.get(), leftover.data(), leftover.size());
+      client_in_.end = leftover.size();
     }
     worker_.metrics().downstream_total.Increment();
   }
@@ -1059,6 +1074,29 @@ asio::awaitable<error_code> Session::relay_upgrade() {
 }  // namespace
 
 asio::awaitable<void> run_http_session(Worker& w, tcp::socket socket) {
+  boost::system::error_code ec;
+  const auto peer = socket.remote_endpoint(ec);
+  if (!ec && w.proxy_protocol_peer(peer.address())) {
+    // A load balancer in front: its PROXY header names the client. The header is read before
+    // the session exists, under a LiveConn of its own (the deadline, shutdown).
+    std::optional<mesh::overlay::ProxiedAddresses> proxied;
+    std::string leftover;
+    bool ok = false;
+    {
+      LiveConn conn;
+      LiveGuard guard(w, conn);
+      conn.down = &socket;
+      ok =
+          co_await read_proxy_header(w, conn, socket, w.timeouts().request_head, proxied, leftover);
+    }
+    if (!ok) {
+      socket.close(ec);
+      co_return;
+    }
+    Session s(w, std::move(socket), std::move(proxied), std::move(leftover));
+    co_await s.run();
+    co_return;
+  }
   Session s(w, std::move(socket));
   co_await s.run();
 }

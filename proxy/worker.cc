@@ -815,6 +815,35 @@ prometheus::Counter& Worker::bad_requests(std::string_view reason) {
   return *slot;
 }
 
+namespace {
+
+bool in_ipv4_ranges(const asio::ip::address& peer, const std::vector<base::Ipv4Cidr>& ranges) {
+  if (ranges.empty()) {
+    return false;
+  }
+  std::uint32_t v4 = 0;
+  if (peer.is_v4()) {
+    v4 = peer.to_v4().to_uint();
+  } else if (peer.to_v6().is_v4_mapped()) {
+    v4 = asio::ip::make_address_v4(asio::ip::v4_mapped, peer.to_v6()).to_uint();
+  } else {
+    return false;  // IPv4 ranges only
+  }
+  for (const base::Ipv4Cidr& c : ranges) {
+    const std::uint32_t mask = c.prefix == 0 ? 0 : ~std::uint32_t{0} << (32 - c.prefix);
+    if ((v4 & mask) == c.network) {
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+bool Worker::proxy_protocol_peer(const asio::ip::address& peer) const {
+  return in_ipv4_ranges(peer, cfg_->node.proxy_protocol_from);
+}
+
 bool Worker::trusted_proxy(const asio::ip::address& peer) const {
   if (cfg_->node.trusted_proxies.empty()) {
     return false;

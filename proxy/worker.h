@@ -171,6 +171,8 @@ class Worker {
   const config::NodeConfig& cfg() const { return *cfg_; }
   // Whether `peer` is in node.trusted_proxies (its forwarding headers are believed).
   bool trusted_proxy(const asio::ip::address& peer) const;
+  // Whether `peer` is in node.proxy_protocol_from (it sends a PROXY header first).
+  bool proxy_protocol_peer(const asio::ip::address& peer) const;
   const Timeouts& timeouts() const { return timeouts_; }
   const http::Limits& http_limits() const { return http_limits_; }
   Metrics& metrics() { return metrics_; }

@@ -32,6 +32,17 @@ asio::awaitable<void> run_l4_session(Worker& w, tcp::socket socket, std::uint16_
   sm.l4_connections->Increment();
   socket.set_option(tcp::no_delay(true), ignored);
 
+  // A load balancer in front names the client in a PROXY header; bytes after it go to the task.
+  std::optional<mesh::overlay::ProxiedAddresses> proxied;
+  std::string leftover;
+  if (const auto peer = socket.remote_endpoint(ignored);
+      !ignored && w.proxy_protocol_peer(peer.address())) {
+    if (!co_await read_proxy_header(w, conn, socket, w.timeouts().request_head, proxied,
+                                    leftover)) {
+      co_return;
+    }
+  }
+
   std::optional<std::uint32_t> exclude;
   std::optional<std::uint32_t> chosen;
   for (int attempt = 0; attempt < 2 && !chosen; ++attempt) {
@@ -51,13 +62,13 @@ asio::awaitable<void> run_l4_session(Worker& w, tcp::socket socket, std::uint16_
     if (ep.via) {
       // The task's node writes the PROXY header, from the addresses in the preamble.
       const auto preamble =
-          make_preamble(mesh::overlay::StreamProtocol::tcp, ep.task_id, ep.port, socket);
+          make_preamble(mesh::overlay::StreamProtocol::tcp, ep.task_id, ep.port, socket, proxied);
       const auto via = to_tcp_endpoint(ep.via->ip, ep.via->port);
       ec = co_await open_overlay_stream(w, conn, up, via, preamble);
     } else {
       ec = co_await connect_upstream(conn, up, to_tcp_endpoint(ep), w.timeouts().upstream_connect);
       if (!ec && cluster.proxy_protocol != discovery::ProxyProtocol::none) {
-        const std::string header = proxy_header_for(cluster.proxy_protocol, socket);
+        const std::string header = proxy_header_for(cluster.proxy_protocol, socket, proxied);
         conn.arm(Clock::now(), w.timeouts().upstream_connect);
         auto [wec, n] = co_await asio::async_write(up, asio::buffer(header),
                                                    asio::as_tuple(asio::use_awaitable));
@@ -83,6 +94,17 @@ asio::awaitable<void> run_l4_session(Worker& w, tcp::socket socket, std::uint16_
   if (!chosen) {
     spdlog::debug("proxy: l4 port {} ({}): no endpoint reachable", port, cluster.service);
     co_return;
+  }
+  if (!leftover.empty()) {
+    conn.arm(Clock::now(), w.timeouts().upstream_connect);
+    auto [wec, n] =
+        co_await asio::async_write(up, asio::buffer(leftover), asio::as_tuple(asio::use_awaitable));
+    conn.disarm();
+    if (wec) {
+      w.finish(gen, cluster, *chosen, mesh::Outcome::local_abort, sm);
+      up.close(ignored);
+      co_return;
+    }
   }
   conn.attach(cluster, *chosen);
   const auto r = co_await splice_both(w, conn, socket, up, w.timeouts().l4_idle, sm.l4_bytes);

@@ -138,7 +138,8 @@ void OverlaySpares::close_all() {
 }
 
 overlay::Preamble make_preamble(overlay::StreamProtocol protocol, const std::string& task_id,
-                                std::uint16_t task_port, tcp::socket& client) {
+                                std::uint16_t task_port, tcp::socket& client,
+                                const std::optional<overlay::ProxiedAddresses>& proxied) {
   overlay::Preamble p;
   p.protocol = protocol;
   p.task_id = task_id;
@@ -158,11 +159,53 @@ overlay::Preamble make_preamble(overlay::StreamProtocol protocol, const std::str
     p.dst_ip = local.address().to_string();
     p.dst_port = local.port();
   }
+  if (proxied && proxied->src_port != 0 && proxied->dst_port != 0) {
+    p.client_ip = proxied->src_ip;
+    p.client_port = proxied->src_port;
+    p.dst_ip = proxied->dst_ip;
+    p.dst_port = proxied->dst_port;
+  }
   return p;
 }
 
-std::string proxy_header_for(discovery::ProxyProtocol version, tcp::socket& client) {
-  const auto p = make_preamble(overlay::StreamProtocol::tcp, "", 0, client);
+asio::awaitable<bool> read_proxy_header(Worker& w, LiveConn& conn, tcp::socket& s,
+                                        milliseconds timeout,
+                                        std::optional<overlay::ProxiedAddresses>& proxied,
+                                        std::string& leftover) {
+  std::array<char, overlay::kMaxHeaderBytes + 64> buf;
+  std::size_t have = 0;
+  conn.arm(Clock::now(), timeout);
+  for (;;) {
+    const auto d = overlay::decode(std::string_view(buf.data(), have));
+    if (d.status == overlay::Decoded::Status::ok) {
+      conn.disarm();
+      proxied = d.addresses;
+      leftover.assign(buf.data() + d.consumed, have - d.consumed);
+      co_return true;
+    }
+    if (d.status != overlay::Decoded::Status::incomplete || have == buf.size()) {
+      conn.disarm();
+      w.bad_requests(d.status == overlay::Decoded::Status::none ? "proxy_header_missing"
+                                                                : "proxy_header_invalid")
+          .Increment();
+      co_return false;
+    }
+    auto [ec, n] =
+        co_await s.async_read_some(asio::buffer(buf.data() + have, buf.size() - have), kTuple);
+    if (ec || conn.expired || conn.killed) {
+      conn.disarm();
+      if (ec != asio::error::eof) {
+        w.bad_requests("proxy_header_timeout").Increment();
+      }
+      co_return false;
+    }
+    have += n;
+  }
+}
+
+std::string proxy_header_for(discovery::ProxyProtocol version, tcp::socket& client,
+                             const std::optional<overlay::ProxiedAddresses>& proxied) {
+  const auto p = make_preamble(overlay::StreamProtocol::tcp, "", 0, client, proxied);
   const overlay::ProxiedAddresses a{p.client_ip, p.client_port, p.dst_ip, p.dst_port};
   return version == discovery::ProxyProtocol::v2 ? overlay::encode_v2(a) : overlay::encode_v1(a);
 }

@@ -16,6 +16,7 @@
 // networks the operator trusts).
 
 #include "mesh/overlay/preamble.h"
+#include "mesh/overlay/proxy_protocol.h"
 #include "proxy/worker.h"
 
 #include <boost/asio/awaitable.hpp>
@@ -71,14 +72,24 @@ asio::awaitable<boost::system::error_code> open_overlay_stream(
     const mesh::overlay::Preamble& preamble);
 
 // The preamble for a stream to `task_id`:`task_port` on behalf of `client` (its remote and
-// local addresses; unknown ones become 0.0.0.0:1).
-mesh::overlay::Preamble make_preamble(mesh::overlay::StreamProtocol protocol,
-                                      const std::string& task_id, std::uint16_t task_port,
-                                      tcp::socket& client);
+// local addresses; unknown ones become 0.0.0.0:1), or of `proxied` when a load balancer in
+// front named the real client with a PROXY header.
+mesh::overlay::Preamble make_preamble(
+    mesh::overlay::StreamProtocol protocol, const std::string& task_id, std::uint16_t task_port,
+    tcp::socket& client, const std::optional<mesh::overlay::ProxiedAddresses>& proxied = {});
 
-// The PROXY protocol header (v1 or v2) for a connection from `client`, for a local task of a
-// service labelled mesh.proxy_protocol.
-std::string proxy_header_for(discovery::ProxyProtocol version, tcp::socket& client);
+// The PROXY protocol header (v1 or v2) for a connection from `client` (or `proxied`), for a
+// local task of a service labelled mesh.proxy_protocol.
+std::string proxy_header_for(discovery::ProxyProtocol version, tcp::socket& client,
+                             const std::optional<mesh::overlay::ProxiedAddresses>& proxied = {});
+
+// A connection from a node.proxy_protocol_from peer: reads its PROXY header (v1 or v2) within
+// `timeout`. Returns true with `proxied` set to the header's addresses (left empty for LOCAL
+// or UNKNOWN: the connection's own addresses stand) and `leftover` holding bytes read past
+// the header; false when the header is missing, malformed or late (the caller closes).
+boost::asio::awaitable<bool> read_proxy_header(
+    Worker& w, LiveConn& conn, tcp::socket& s, milliseconds timeout,
+    std::optional<mesh::overlay::ProxiedAddresses>& proxied, std::string& leftover);
 
 // Serves one accepted overlay connection: preamble, check, connect, answer, splice.
 asio::awaitable<void> run_overlay_session(Worker& w, tcp::socket socket);

@@ -395,6 +395,17 @@ TEST_CASE("trusted_proxies takes IPv4 CIDRs and addresses and names a bad entry"
   CHECK(parse_errors("node:\n  trusted_proxies: 10.0.0.0/8\n").size() == 1);
 }
 
+TEST_CASE("proxy_protocol_from takes IPv4 CIDRs and addresses and names a bad entry") {
+  NodeConfig cfg = parse_ok("node:\n  proxy_protocol_from: [10.1.0.0/16, 192.168.1.7]\n");
+  REQUIRE(cfg.node.proxy_protocol_from.size() == 2);
+  CHECK(cfg.node.proxy_protocol_from[0] == routemesh::base::Ipv4Cidr{0x0a010000u, 16});
+  CHECK(cfg.node.proxy_protocol_from[1] == routemesh::base::Ipv4Cidr{0xc0a80107u, 32});
+  auto errors = parse_errors("node:\n  proxy_protocol_from: [lb.example]\n");
+  REQUIRE(errors.size() == 1);
+  CHECK(errors[0].path == "node.proxy_protocol_from[0]");
+  CHECK(errors[0].message == "expected an IPv4 CIDR (10.0.0.0/8) or IPv4 address");
+}
+
 TEST_CASE("restart_required names exactly the node keys a reload cannot apply") {
   NodeConfig a = parse_ok("");
   NodeConfig b = a;

@@ -1,0 +1,129 @@
+"""A load balancer in front: connections from node.proxy_protocol_from peers start with a PROXY
+protocol header (v1 or v2) whose source becomes the client, for HTTP (X-Forwarded-For, the
+access log) and at layer 4 (the PROXY header written to a mesh.proxy_protocol task). From those
+peers a connection without a valid header is closed and counted; from any other peer a PROXY
+line is just bytes (HTTP answers 400). The "load balancer" is the test itself, connecting from
+127.0.0.1; the untrusted client connects from 127.0.0.2."""
+import socket
+import struct
+
+import harness
+
+IP = "127.0.0.29"
+HTTP_PORT = 8080
+L4_PORT = 9050
+CLIENT = "203.0.113.7"
+
+
+def v2_header(src, sport, dst, dport):
+    return (b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x21, 0x11]) + struct.pack("!H", 12) +
+            socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!HH", sport, dport))
+
+
+def connect(port, source="127.0.0.1"):
+    s = socket.socket()
+    s.settimeout(5)
+    s.bind((source, 0))
+    s.connect((IP, port))
+    return s
+
+
+def metric(node, name, labels):
+    st, _, body = harness.http(node.ip, node.admin_port, "/metrics")
+    total = 0.0
+    for line in body.decode().splitlines():
+        if line.startswith(name) and labels in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+class ProxyProtocolTest(harness.ClassFixtures, harness.MeshTest):
+    IP = IP
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.w = cls.class_whoami("pp-web")
+        cls.echo = harness.TcpEchoServer()
+        cls.class_servers.append(cls.echo)
+        services = [
+            {"name": "web", "labels": {"mesh.http": "web.pp.test"}, "tasks": [cls.w.addr]},
+            {"name": "echo", "labels": {"mesh.proxy_protocol": "v1"},
+             "published": [f"{L4_PORT}:{cls.echo.port}/tcp"], "tasks": ["127.0.0.1"]},
+        ]
+        cfg = harness.node_config(IP, services, http_port=HTTP_PORT,
+                                  node={"proxy_protocol_from": ["127.0.0.1/32"]})
+        cls.n = cls.class_node(cfg)
+
+    def get(self, s):
+        s.sendall(b"GET /x HTTP/1.1\r\nHost: web.pp.test\r\nConnection: close\r\n\r\n")
+        data, _ = harness.read_all(s, 5)
+        status = int(data.split(b" ", 2)[1]) if data.startswith(b"HTTP/") else None
+        return status, data
+
+    def test_http_with_a_v1_header_sees_the_real_client(self):
+        s = connect(HTTP_PORT)
+        try:
+            s.sendall(f"PROXY TCP4 {CLIENT} {IP} 5555 {HTTP_PORT}\r\n".encode())
+            st, data = self.get(s)
+        finally:
+            s.close()
+        self.assertEqual(st, 200, data[:200])
+        body = data.split(b"\r\n\r\n", 1)[1]
+        xff = harness.parse_whoami(body)["headers"].get("x-forwarded-for", [""])[-1]
+        self.assertEqual(xff.split(",")[-1].strip(), CLIENT)
+
+    def test_http_with_a_v2_header_in_the_same_packet_as_the_request(self):
+        s = connect(HTTP_PORT)
+        try:
+            s.sendall(v2_header(CLIENT, 6666, IP, HTTP_PORT) +
+                      b"GET /y HTTP/1.1\r\nHost: web.pp.test\r\nConnection: close\r\n\r\n")
+            data, _ = harness.read_all(s, 5)
+        finally:
+            s.close()
+        self.assertTrue(data.startswith(b"HTTP/1.1 200"), data[:200])
+        body = data.split(b"\r\n\r\n", 1)[1]
+        xff = harness.parse_whoami(body)["headers"].get("x-forwarded-for", [""])[-1]
+        self.assertEqual(xff.split(",")[-1].strip(), CLIENT)
+
+    def test_a_trusted_peer_without_a_header_is_closed_and_counted(self):
+        before = metric(self.n, "routemesh_proxy_bad_requests_total", "proxy_header_missing")
+        s = connect(HTTP_PORT)
+        try:
+            st, data = self.get(s)
+        finally:
+            s.close()
+        self.assertIsNone(st, data[:200])
+        self.assertEqual(data, b"")
+        self.assertEqual(metric(self.n, "routemesh_proxy_bad_requests_total",
+                                "proxy_header_missing") - before, 1)
+
+    def test_an_untrusted_peer_cannot_claim_a_client(self):
+        s = connect(HTTP_PORT, source="127.0.0.2")
+        try:
+            s.sendall(f"PROXY TCP4 {CLIENT} {IP} 5555 {HTTP_PORT}\r\n".encode())
+            st, data = self.get(s)
+        finally:
+            s.close()
+        self.assertEqual(st, 400, data[:200])
+
+    def test_l4_passes_the_real_client_on_in_its_own_header(self):
+        s = connect(L4_PORT)
+        try:
+            s.sendall(f"PROXY TCP4 {CLIENT} {IP} 7777 {L4_PORT}\r\nhello".encode())
+            want = f"PROXY TCP4 {CLIENT} {IP} 7777 {L4_PORT}\r\nhello".encode()
+            data = b""
+            while len(data) < len(want):
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+        finally:
+            s.close()
+        # The echo task got the node's header (naming the load balancer's client) and then the
+        # bytes that followed the load balancer's header.
+        self.assertEqual(data, want)
+
+
+if __name__ == "__main__":
+    harness.main()
