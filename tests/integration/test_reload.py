@@ -135,6 +135,62 @@ class ReloadTest(harness.MeshTest):
         routes = json.loads(self.n.admin_get("/v1/routes")[1])
         self.assertNotIn("extra", json.dumps(routes))
 
+    def test_a_removed_port_keeps_its_connections_and_other_ports_are_untouched(self):
+        """Listeners are reconciled to each table: a published port that goes away stops
+        accepting while its established connections carry on (until the drain grace); a port
+        that stays is never touched (its connections see no reset, it keeps accepting)."""
+        import socket
+        echo_a, echo_b = harness.TcpEchoServer(), harness.TcpEchoServer()
+        try:
+            def services(with_a):
+                out = [{"name": "b", "published": [f"9062:{echo_b.port}"], "tasks": ["127.0.0.1"]}]
+                if with_a:
+                    out.append({"name": "a", "published": [f"9061:{echo_a.port}"],
+                                "tasks": ["127.0.0.1"]})
+                return out
+            cfg = lambda with_a: harness.node_config(IP, services(with_a), http_port=HTTP_PORT)
+            n = self.node(cfg(True))
+            conns = {}
+            for port in (9061, 9062):
+                s = socket.create_connection((IP, port), timeout=5)
+                s.sendall(b"before")
+                self.assertEqual(s.recv(16), b"before")
+                conns[port] = s
+            n.reload(cfg(False))
+            harness.wait_until(lambda: "9061" not in json.dumps(json.loads(n.admin_get("/v1/routes")[1])),
+                               timeout=5, what="port 9061 gone from the table")
+            # new connections to the removed port are refused
+            harness.wait_until(lambda: self._refused(9061), timeout=5, what="9061 closed")
+            # the established ones on both ports still work, byte for byte
+            for port, s in conns.items():
+                for i in range(3):
+                    msg = f"after {port} {i}".encode()
+                    s.sendall(msg)
+                    got = b""
+                    while len(got) < len(msg):
+                        chunk = s.recv(64)
+                        self.assertTrue(chunk, f"port {port}: connection closed")
+                        got += chunk
+                    self.assertEqual(got, msg)
+            # and the unrelated port keeps accepting
+            with socket.create_connection((IP, 9062), timeout=5) as s2:
+                s2.sendall(b"new")
+                self.assertEqual(s2.recv(16), b"new")
+            for s in conns.values():
+                s.close()
+        finally:
+            echo_a.close()
+            echo_b.close()
+
+    @staticmethod
+    def _refused(port):
+        import socket
+        try:
+            socket.create_connection((IP, port), timeout=1).close()
+            return False
+        except OSError:
+            return True
+
     # -- startup validation -----------------------------------------------------------------
 
     def run_bin(self, *args, timeout=15):
