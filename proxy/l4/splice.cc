@@ -4,11 +4,13 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 
 #include <fcntl.h>
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstring>
 
@@ -37,10 +39,13 @@ struct SpliceState {
   prometheus::Counter* bytes;
 };
 
-// One direction: socket -> pipe -> socket. Returns true when `from` ended with EOF and every
-// byte reached `to` (then `to` got a FIN: half-close, RFC 9293 §3.6), false on error or
-// cancellation (then the other direction is cancelled too).
-asio::awaitable<bool> pump(SpliceState& st, tcp::socket& from, tcp::socket& to, Pipe& pipe,
+// One direction. Bytes are first copied through a worker buffer (one recv, one send: cheaper
+// than splice's two calls for small messages); once a read fills the buffer the direction is
+// a bulk transfer and switches to socket -> pipe -> socket for good (HAProxy's "splice-auto").
+// Returns true when `from` ended with EOF and every byte reached `to` (then `to` got a FIN:
+// half-close, RFC 9293 §3.6), false on error or cancellation (then the other direction is
+// cancelled too).
+asio::awaitable<bool> pump(SpliceState& st, Worker& w, tcp::socket& from, tcp::socket& to,
                            std::uint64_t& total) {
   const auto tuple = asio::as_tuple(asio::use_awaitable);
   const int in = from.native_handle();
@@ -50,6 +55,106 @@ asio::awaitable<bool> pump(SpliceState& st, tcp::socket& from, tcp::socket& to, 
     st.conn.cancel_io();
     return false;
   };
+  auto moved = [&](std::size_t m) {
+    total += m;
+    st.conn.arm(Clock::now(), st.idle);
+    if (st.bytes != nullptr) {
+      st.bytes->Increment(static_cast<double>(m));
+    }
+  };
+  auto half_close = [&to] {
+    boost::system::error_code ignored;
+    to.shutdown(tcp::socket::shutdown_send, ignored);
+  };
+
+  // Copy phase. The buffer is held only while bytes are in hand, so an idle connection
+  // holds none.
+  for (;;) {
+    if (st.failed || st.conn.expired) {
+      co_return fail();
+    }
+    std::unique_ptr<char[]> buf = w.take_client_buffer();
+    const ssize_t n = ::recv(in, buf.get(), Worker::kClientBufferSize, MSG_DONTWAIT);
+    if (n == 0) {
+      w.give_client_buffer(std::move(buf));
+      half_close();
+      co_return true;
+    }
+    if (n < 0) {
+      w.give_client_buffer(std::move(buf));
+      if (errno == EINTR) {
+        continue;
+      }
+      if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        co_return fail();
+      }
+      auto [ec] = co_await from.async_wait(tcp::socket::wait_read, tuple);
+      if (ec) {
+        co_return fail();
+      }
+      continue;
+    }
+    std::size_t sent = 0;
+    while (sent < static_cast<std::size_t>(n)) {
+      const ssize_t m = ::send(out, buf.get() + sent, static_cast<std::size_t>(n) - sent,
+                               MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (m > 0) {
+        sent += static_cast<std::size_t>(m);
+      } else if (m < 0 && errno == EINTR) {
+        continue;
+      } else if (m < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        auto [ec] = co_await to.async_wait(tcp::socket::wait_write, tuple);
+        if (ec || st.failed || st.conn.expired) {
+          w.give_client_buffer(std::move(buf));
+          co_return fail();
+        }
+      } else {
+        w.give_client_buffer(std::move(buf));
+        co_return fail();
+      }
+    }
+    w.give_client_buffer(std::move(buf));
+    moved(static_cast<std::size_t>(n));
+    if (static_cast<std::size_t>(n) == Worker::kClientBufferSize) {
+      break;  // a full buffer: bulk data, splice from now on
+    }
+  }
+
+  PipeGuard guard{w, w.take_pipe()};
+  if (!guard.pipe) {
+    // No pipe (descriptors exhausted): keep copying. Rare; a full buffer per round trip.
+    spdlog::debug("proxy: no pipe for splice ({}); copying", std::strerror(errno));
+    for (;;) {
+      if (st.failed || st.conn.expired) {
+        co_return fail();
+      }
+      std::array<char, 4096> small;
+      const ssize_t n = ::recv(in, small.data(), small.size(), MSG_DONTWAIT);
+      if (n == 0) {
+        half_close();
+        co_return true;
+      }
+      if (n < 0 && errno == EINTR) {
+        continue;
+      }
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        auto [ec] = co_await from.async_wait(tcp::socket::wait_read, tuple);
+        if (ec) {
+          co_return fail();
+        }
+        continue;
+      }
+      if (n < 0) {
+        co_return fail();
+      }
+      auto [ec, m] = co_await asio::async_write(to, asio::buffer(small.data(), n), tuple);
+      if (ec) {
+        co_return fail();
+      }
+      moved(m);
+    }
+  }
+  Pipe& pipe = *guard.pipe;
   for (;;) {
     if (st.failed || st.conn.expired) {
       co_return fail();
@@ -76,11 +181,7 @@ asio::awaitable<bool> pump(SpliceState& st, tcp::socket& from, tcp::socket& to, 
       const ssize_t m = ::splice(pipe.rd, nullptr, out, nullptr, pipe.pending, kSpliceFlags);
       if (m > 0) {
         pipe.pending -= static_cast<std::size_t>(m);
-        total += static_cast<std::uint64_t>(m);
-        st.conn.arm(Clock::now(), st.idle);
-        if (st.bytes != nullptr) {
-          st.bytes->Increment(static_cast<double>(m));
-        }
+        moved(static_cast<std::size_t>(m));
       } else if (m < 0 && errno == EINTR) {
         continue;
       } else if (m < 0 && errno == EAGAIN) {
@@ -93,8 +194,7 @@ asio::awaitable<bool> pump(SpliceState& st, tcp::socket& from, tcp::socket& to, 
       }
     }
     if (eof) {
-      boost::system::error_code ignored;
-      to.shutdown(tcp::socket::shutdown_send, ignored);
+      half_close();
       co_return true;
     }
   }
@@ -106,21 +206,13 @@ asio::awaitable<SpliceResult> splice_both(Worker& w, LiveConn& conn, tcp::socket
                                           milliseconds idle, prometheus::Counter* bytes) {
   using namespace asio::experimental::awaitable_operators;
   SpliceResult result;
-  PipeGuard p1{w, w.take_pipe()};
-  PipeGuard p2{w, w.take_pipe()};
-  if (!p1.pipe || !p2.pipe) {
-    spdlog::warn("proxy: cannot create pipes for splice: {}", std::strerror(errno));
-    result.error = true;
-    co_return result;
-  }
   // Asio's reactor must not try I/O on these descriptors itself; we only use async_wait.
   boost::system::error_code ignored;
   a.non_blocking(true, ignored);
   b.non_blocking(true, ignored);
   SpliceState st{false, conn, idle, bytes};
   conn.arm(Clock::now(), idle);
-  auto [ok1, ok2] =
-      co_await (pump(st, a, b, *p1.pipe, result.a_to_b) && pump(st, b, a, *p2.pipe, result.b_to_a));
+  auto [ok1, ok2] = co_await (pump(st, w, a, b, result.a_to_b) && pump(st, w, b, a, result.b_to_a));
   result.error = !(ok1 && ok2);
   conn.disarm();
   co_return result;
