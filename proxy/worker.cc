@@ -208,11 +208,11 @@ std::optional<std::uint32_t> Worker::vip_cluster(std::string_view vip, std::uint
   return std::nullopt;
 }
 
-std::optional<std::uint32_t> Worker::udp_cluster(std::uint16_t port) const {
-  if (!table_) {
-    return std::nullopt;
-  }
-  const auto& routes = table_->udp;
+namespace {
+
+// The cluster of the route on `port` in `routes` (sorted by port).
+std::optional<std::uint32_t> route_on(const std::vector<mesh::L4Route>& routes,
+                                      std::uint16_t port) {
   auto it =
       std::lower_bound(routes.begin(), routes.end(), port,
                        [](const mesh::L4Route& r, std::uint16_t p) { return r.published < p; });
@@ -222,18 +222,14 @@ std::optional<std::uint32_t> Worker::udp_cluster(std::uint16_t port) const {
   return it->cluster;
 }
 
+}  // namespace
+
+std::optional<std::uint32_t> Worker::udp_cluster(std::uint16_t port) const {
+  return table_ ? route_on(table_->udp, port) : std::nullopt;
+}
+
 std::optional<std::uint32_t> Worker::l4_cluster(std::uint16_t port) const {
-  if (!table_) {
-    return std::nullopt;
-  }
-  const auto& l4 = table_->l4;
-  auto it =
-      std::lower_bound(l4.begin(), l4.end(), port,
-                       [](const mesh::L4Route& r, std::uint16_t p) { return r.published < p; });
-  if (it == l4.end() || it->published != port) {
-    return std::nullopt;
-  }
-  return it->cluster;
+  return table_ ? route_on(table_->l4, port) : std::nullopt;
 }
 
 ServiceMetrics& Worker::metrics_for(const std::string& service) {

@@ -160,19 +160,25 @@ class Node(Proc):
         return self.admin_get("/metrics")[1]
 
     def metric(self, name, **labels):
-        """Sum of the samples of `name` whose labels include `labels`."""
-        total, found = 0.0, False
-        for line in self.metrics().splitlines():
-            if not line.startswith(name):
-                continue
-            m = re.match(r"^([a-zA-Z_:][\w:]*)(\{[^}]*\})?\s+(\S+)", line)
-            if not m or m.group(1) != name:
-                continue
-            lab = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
-            if all(lab.get(k) == v for k, v in labels.items()):
-                total += float(m.group(3))
-                found = True
-        return total if found else None
+        """Sum of the samples of `name` whose labels include `labels` (None when none)."""
+        return metric_sum(self.metrics(), name, **labels)
+
+
+def metric_sum(text, name, **labels):
+    """Sum of the samples of `name` in a Prometheus text page whose labels include `labels`;
+    None when there is none."""
+    total, found = 0.0, False
+    for line in text.splitlines():
+        if not line.startswith(name):
+            continue
+        m = re.match(r"^([a-zA-Z_:][\w:]*)(\{[^}]*\})?\s+(\S+)", line)
+        if not m or m.group(1) != name:
+            continue
+        lab = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
+        if all(lab.get(k) == v for k, v in labels.items()):
+            total += float(m.group(3))
+            found = True
+    return total if found else None
 
 
 def http(ip, port, path="/", host=None, method="GET", headers=None, body=None, timeout=10):

@@ -52,15 +52,9 @@ def task_ip(k):
     return f"172.31.{k}.1"
 
 
-def metric(node, name, labels=""):
-    """Sum of a counter's samples on `node` whose label text contains `labels`."""
-    st, _, body = harness.http(node.ip, cluster.ADMIN_PORT, "/metrics")
-    assert st == 200, st
-    total = 0.0
-    for line in body.decode().splitlines():
-        if line.startswith(name) and (line[len(name)] in " {") and labels in line:
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+def metric(node, name, **labels):
+    """Sum of a counter's samples on `node` whose labels include `labels` (0 when none)."""
+    return harness.metric_sum(node.metrics(), name, **labels) or 0.0
 
 
 def parse_proxy_v2(data):
@@ -154,7 +148,7 @@ class OverlayTest(unittest.TestCase):
     def test_http_reaches_a_remote_task_with_the_client_ip(self):
         self.service("web", {"mesh.http": "web.overlay.test"}, tasks=[(3, self.who[2].port)])
         n1 = self.c.nodes[0]
-        before = metric(self.c.nodes[2], "routemesh_overlay_streams_total", 'direction="in"')
+        before = metric(self.c.nodes[2], "routemesh_overlay_streams_total", direction="in")
         client = harness.Client(n1.ip, cluster.HTTP_PORT)
         try:
             for i in range(5):  # keep-alive on the client leg
@@ -168,7 +162,7 @@ class OverlayTest(unittest.TestCase):
         finally:
             client.close()
         self.assertGreaterEqual(metric(self.c.nodes[2], "routemesh_overlay_streams_total",
-                                       'direction="in"') - before, 1)
+                                       direction="in") - before, 1)
         # every node answers for it, the one running the task included
         for n in self.c.nodes:
             self.assertEqual(n.served_by("web.overlay.test"), "task3", n.name)
@@ -230,9 +224,9 @@ class OverlayTest(unittest.TestCase):
                 for s in socks:
                     s.close()
         self.assertGreaterEqual(metric(self.c.nodes[0], "routemesh_proxy_udp_datagrams_total",
-                                       'direction="to_client"'), 4)
+                                       direction="to_client"), 4)
         self.assertGreaterEqual(metric(self.c.nodes[2], "routemesh_overlay_streams_total",
-                                       'direction="in"'), 2)
+                                       direction="in"), 2)
 
     @staticmethod
     def _connect(ip, port):
@@ -349,7 +343,7 @@ class OverlayTest(unittest.TestCase):
         self.wait_health(tid, "healthy")
         cluster.wait_routes_everywhere(self.c.nodes, "checked.overlay.test", {"checked-a"})
         self.assertGreaterEqual(metric(self.c.nodes[1], "routemesh_health_checks_total",
-                                       'result="pass"'), 1)
+                                       result="pass"), 1)
         w.stop()
         self.wait_health(tid, "unhealthy")
         self.c.wait_converged()

@@ -28,15 +28,6 @@ def connect(port, source="127.0.0.1"):
     return s
 
 
-def metric(node, name, labels):
-    st, _, body = harness.http(node.ip, node.admin_port, "/metrics")
-    total = 0.0
-    for line in body.decode().splitlines():
-        if line.startswith(name) and labels in line:
-            total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
 class ProxyProtocolTest(harness.ClassFixtures, harness.MeshTest):
     IP = IP
 
@@ -87,7 +78,7 @@ class ProxyProtocolTest(harness.ClassFixtures, harness.MeshTest):
         self.assertEqual(xff.split(",")[-1].strip(), CLIENT)
 
     def test_a_trusted_peer_without_a_header_is_closed_and_counted(self):
-        before = metric(self.n, "routemesh_proxy_bad_requests_total", "proxy_header_missing")
+        before = (self.n.metric("routemesh_proxy_bad_requests_total", reason="proxy_header_missing") or 0)
         s = connect(HTTP_PORT)
         try:
             st, data = self.get(s)
@@ -95,8 +86,8 @@ class ProxyProtocolTest(harness.ClassFixtures, harness.MeshTest):
             s.close()
         self.assertIsNone(st, data[:200])
         self.assertEqual(data, b"")
-        self.assertEqual(metric(self.n, "routemesh_proxy_bad_requests_total",
-                                "proxy_header_missing") - before, 1)
+        self.assertEqual((self.n.metric("routemesh_proxy_bad_requests_total",
+                                              reason="proxy_header_missing") or 0) - before, 1)
 
     def test_an_untrusted_peer_cannot_claim_a_client(self):
         s = connect(HTTP_PORT, source="127.0.0.2")
