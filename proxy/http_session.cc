@@ -1073,28 +1073,49 @@ asio::awaitable<error_code> Session::relay_upgrade() {
 
 }  // namespace
 
+namespace {
+
+struct ProxyPreface {
+  bool ok = true;
+  std::optional<mesh::overlay::ProxiedAddresses> proxied;
+  std::string leftover;
+};
+
+// A connection from a node.proxy_protocol_from peer starts with a PROXY header naming the
+// client. Its own coroutine, so the session's frame does not carry this step's locals.
+asio::awaitable<ProxyPreface> read_preface(Worker& w, tcp::socket& socket) {
+  ProxyPreface p;
+  LiveConn conn;
+  LiveGuard guard(w, conn);
+  conn.down = &socket;
+  p.ok =
+      co_await read_proxy_header(w, conn, socket, w.timeouts().request_head, p.proxied, p.leftover);
+  co_return p;
+}
+
+}  // namespace
+
+namespace {
+
+// Behind a load balancer: the session starts after the PROXY header. A coroutine of its own,
+// so the common path's frame carries none of this.
+asio::awaitable<void> run_http_session_after_preface(Worker& w, tcp::socket socket) {
+  ProxyPreface preface = co_await read_preface(w, socket);
+  if (!preface.ok) {
+    boost::system::error_code ignored;
+    socket.close(ignored);
+    co_return;
+  }
+  Session s(w, std::move(socket), std::move(preface.proxied), std::move(preface.leftover));
+  co_await s.run();
+}
+
+}  // namespace
+
 asio::awaitable<void> run_http_session(Worker& w, tcp::socket socket) {
   boost::system::error_code ec;
-  const auto peer = socket.remote_endpoint(ec);
-  if (!ec && w.proxy_protocol_peer(peer.address())) {
-    // A load balancer in front: its PROXY header names the client. The header is read before
-    // the session exists, under a LiveConn of its own (the deadline, shutdown).
-    std::optional<mesh::overlay::ProxiedAddresses> proxied;
-    std::string leftover;
-    bool ok = false;
-    {
-      LiveConn conn;
-      LiveGuard guard(w, conn);
-      conn.down = &socket;
-      ok =
-          co_await read_proxy_header(w, conn, socket, w.timeouts().request_head, proxied, leftover);
-    }
-    if (!ok) {
-      socket.close(ec);
-      co_return;
-    }
-    Session s(w, std::move(socket), std::move(proxied), std::move(leftover));
-    co_await s.run();
+  if (const auto peer = socket.remote_endpoint(ec); !ec && w.proxy_protocol_peer(peer.address())) {
+    co_await run_http_session_after_preface(w, std::move(socket));
     co_return;
   }
   Session s(w, std::move(socket));
