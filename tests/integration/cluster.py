@@ -29,6 +29,7 @@ import time
 import http.client
 
 import harness
+import linearizability
 
 HTTP_PORT = 8080
 ADMIN_PORT = 9901
@@ -643,15 +644,20 @@ class Workload:
     against random targets from `targets()` (a callable: the list may change as nodes die).
     Ops on register services `reg-0..reg-{keys-1}` (label `test.value`):
     write = PUT /v1/services/NAME, read = GET `read_path` (default /v1/services?consistent=1);
-    and create = POST /v1/services of a new unique service `ack-<client>-<n>`.
+    and create = POST /v1/services of a new unique service `ack-<client>-<n>`. With `cas` > 0
+    that share of ops are compare-and-set: GET the register (a read op), then PUT it with the
+    version read (a cas op: written values are unique, so the version matches exactly when
+    the value does). With `delete` > 0 that share of ops DELETE a service this client created.
     Results go to a linearizability.Recorder (registers) and to `created` (name -> outcome:
-    "ok" | "fail" | "unknown")."""
+    "ok" | "fail" | "unknown" | "deleted")."""
 
     LABEL = "test.value"
 
     def __init__(self, recorder, targets, keys=3, clients=4, duration=10.0, max_ops=5000,
-                 op_timeout=8.0, seed=1, mix=(0.45, 0.35, 0.20), read_path="/v1/services?consistent=1"):
+                 op_timeout=8.0, seed=1, mix=(0.45, 0.35, 0.20), read_path="/v1/services?consistent=1",
+                 cas=0.0, delete=0.0):
         self.rec, self.targets, self.keys, self.clients = recorder, targets, keys, clients
+        self.cas, self.delete = cas, delete
         self.read_path = read_path
         self.duration, self.max_ops, self.op_timeout, self.seed, self.mix = duration, max_ops, op_timeout, seed, mix
         self.created = {}
@@ -703,6 +709,17 @@ class Workload:
                 time.sleep(0.05)
                 continue
             node = rng.choice(targets)
+            y = rng.random()
+            if y < self.cas:
+                ok = self._cas(c, n, node, rng)
+                if not ok:
+                    time.sleep(0.02)
+                continue
+            if y < self.cas + self.delete:
+                ok = self._delete(c, node, rng)
+                if not ok:
+                    time.sleep(0.02)
+                continue
             x = rng.random()
             if x < self.mix[0]:
                 ok = self._write(c, n, node, rng)
@@ -765,6 +782,68 @@ class Workload:
                 self.errors.append(f"GET on {node.name}: {s} {b}")
         return False
 
+    def _cas(self, c, n, node, rng):
+        name = self.key(rng.randrange(self.keys))
+        rop = self.rec.invoke(name, "read", client=c)
+        s, b = self._classify(rop, lambda: node.get(f"/v1/services/{name}", timeout=self.op_timeout))
+        if s != 200:
+            if s is not None:
+                self.rec.fail(rop)
+            return False
+        svc = b.get("service", b) if isinstance(b, dict) else {}
+        old = svc.get("labels", {}).get(self.LABEL)
+        self.rec.ok(rop, old)
+        new = f"c{c}-{n}-cas"
+        op = self.rec.invoke(name, "cas", (old, new), client=c)
+        s, b = self._classify(op, lambda: node.api(
+            "PUT", f"/v1/services/{name}",
+            {"name": name, "labels": {self.LABEL: new}, "version": svc.get("version")},
+            timeout=self.op_timeout))
+        if s is None:
+            return False
+        if s == 200:
+            self.rec.ok(op, True)
+            with self.lock:
+                self.acks.append((time.monotonic(), "cas"))
+            return True
+        if s == 409:
+            self.rec.ok(op, False)  # the version moved: the value was not `old` any more
+            return True
+        if 400 <= s < 500:
+            self.rec.fail(op)
+            self.errors.append(f"CAS PUT {name} on {node.name}: {s} {b}")
+        else:
+            self.rec.info(op)
+        return False
+
+    def _delete(self, c, node, rng):
+        with self.lock:
+            mine = sorted(k for k, o in self.created.items() if o == "ok" and k.startswith(f"ack-{c}-"))
+        if not mine:
+            return False
+        name = rng.choice(mine)
+        try:
+            s, b = node.api("DELETE", f"/v1/services/{name}", timeout=self.op_timeout)
+        except Refused:
+            self._count("delete", "refused")
+            return False
+        except Unknown as e:
+            self._count("delete", f"unknown: {e.__cause__.__class__.__name__}")
+            with self.lock:
+                self.created[name] = "unknown"
+            return False
+        self._count("delete", s, b if s >= 300 else None)
+        with self.lock:
+            if s == 200:
+                self.created[name] = "deleted"
+                self.acks.append((time.monotonic(), "delete"))
+                return True
+            if 400 <= s < 500:
+                self.errors.append(f"DELETE {name} on {node.name}: {s} {b}")
+            else:
+                self.created[name] = "unknown"
+        return False
+
     def _create(self, c, n, node):
         name = f"ack-{c}-{n}"
         try:
@@ -789,3 +868,69 @@ class Workload:
             else:
                 self.created[name] = "unknown"
         return False
+
+
+def verify_workload(test, c, load, rec, name):
+    """The checks after a Workload ran through faults (the workload stopped, the faults
+    healed): no acknowledged create lost and no acknowledged delete undone, no unexpected 4xx,
+    the registers' history linearizable (closed by a final linearizable read), every node at
+    the leader's revision with the same services, and the cluster still committing through
+    each node."""
+    # No acknowledged write lost: every acked create is there (read linearizably),
+    # every definitely failed one is not.
+    lead = c.leader()
+    t_read = time.monotonic()
+    rev, svcs = c.consistent_services(via=lead)
+    t_read_done = time.monotonic()
+    lost = sorted(n for n, o in load.created.items() if o == "ok" and n not in svcs)
+    undead = sorted(n for n, o in load.created.items() if o == "deleted" and n in svcs)
+    test.assertFalse(lost, f"{len(lost)} acknowledged creates lost: {lost[:10]}")
+    test.assertFalse(undead, f"{len(undead)} acknowledged deletes undone: {undead[:10]}")
+    phantom = sorted(n for n, o in load.created.items() if o == "fail" and n in svcs)
+    test.assertFalse(phantom, f"creates that failed with 4xx exist: {phantom[:10]}")
+
+    # Every op of the workload is valid: a 4xx answer is a bug (e.g. a retried create).
+    test.assertFalse(load.errors, f"unexpected 4xx answers: {load.errors[:5]}")
+
+    # The final read closes the history: the last acknowledged write of each register
+    # survives (or a write of unknown outcome overtook it), as the checker decides.
+    for i in range(load.keys):
+        op = rec.invoke(load.key(i), "read", client="final")
+        rec.ok(op, svcs[load.key(i)]["labels"].get(load.LABEL))
+        op.call, op.ret = t_read, t_read_done
+    hist = rec.history()
+    res = linearizability.check_kv(hist, init="init", max_steps=20_000_000)
+    if res.ok is not True:
+        path = os.path.join(tempfile.gettempdir(), f"rm-{name}-history-{os.getpid()}.jsonl")
+        linearizability.dump(hist, path)
+        test.fail(f"{res.explain()}\n(history saved to {path}; linearizability.load() reads it)")
+    print(f"  linearizable: {res.explain()}; {sum(1 for o in hist if o.pending)} writes of "
+          f"unknown outcome", flush=True)
+    test.assertGreater(sum(1 for o in hist if o.kind == "write" and not o.pending), 20)
+    test.assertGreater(sum(1 for o in hist if o.kind == "read"), 20)
+
+    # Every manager, the restarted ones included, holds exactly the leader's state at that
+    # linearizable read point (in its own copy: ?stale=true); every worker routes with it.
+    for n in c.workers:
+        harness.wait_until(lambda: (n.routes_revision() or 0) >= rev, timeout=15, interval=0.1,
+                           what=f"worker {n.name} routing with revision {rev}")
+    for n in c.managers:
+        def caught_up():
+            try:
+                s, b = n.local("/v1/services")
+            except (Refused, Unknown):
+                return False
+            return s == 200 and b.get("revision") == rev and \
+                canonical(services_by_name(b)) == canonical(svcs)
+        try:
+            harness.wait_until(caught_up, timeout=15, interval=0.1, what=f"{n.name} at revision {rev}")
+        except AssertionError:
+            s, b = n.local("/v1/services")
+            test.fail(f"{n.name} did not catch up to revision {rev}: it has {b.get('revision')}\n"
+                      f"{n.log_tail(30)}")
+        test.assertGreaterEqual(n.routes_revision() or 0, rev)
+    # ...in a cluster that still commits, through any of them.
+    for n in c.managers:
+        s, b = n.api("POST", "/v1/services", {"name": f"after-{n.name}", "labels": {}})
+        test.assertEqual(s, 201, b)
+

@@ -2,14 +2,12 @@
 A new leader within seconds; no acknowledged write lost; the history of every register
 (a service's label) is linearizable; the killed node restarts from its data_dir and catches up."""
 import os
-import tempfile
 import time
 import unittest
 
 import cluster
 import harness
-import linearizability
-from linearizability import Recorder, check_kv
+from linearizability import Recorder
 
 FIRST_IP = "127.0.0.31"
 ELECTION_BOUND_S = 10.0
@@ -67,59 +65,7 @@ class FailoverTest(unittest.TestCase):
               f"{len(rec.history())} register ops, {len(load.created)} creates\n  outcomes: "
               f"{sorted(load.outcomes.items(), key=str)}\n  samples: {load.samples}", flush=True)
 
-        # No acknowledged write lost: every acked create is there (read linearizably),
-        # every definitely failed one is not.
-        lead = c.leader()
-        t_read = time.monotonic()
-        rev, svcs = c.consistent_services(via=lead)
-        t_read_done = time.monotonic()
-        lost = sorted(n for n, o in load.created.items() if o == "ok" and n not in svcs)
-        self.assertFalse(lost, f"{len(lost)} acknowledged creates lost: {lost[:10]}")
-        phantom = sorted(n for n, o in load.created.items() if o == "fail" and n in svcs)
-        self.assertFalse(phantom, f"creates that failed with 4xx exist: {phantom[:10]}")
-
-        # Every op of the workload is valid: a 4xx answer is a bug (e.g. a retried create).
-        self.assertFalse(load.errors, f"unexpected 4xx answers: {load.errors[:5]}")
-
-        # The final read closes the history: the last acknowledged write of each register
-        # survives (or a write of unknown outcome overtook it), as the checker decides.
-        for i in range(load.keys):
-            op = rec.invoke(load.key(i), "read", client="final")
-            rec.ok(op, svcs[load.key(i)]["labels"].get(load.LABEL))
-            op.call, op.ret = t_read, t_read_done
-        hist = rec.history()
-        res = check_kv(hist, init="init", max_steps=20_000_000)
-        if res.ok is not True:
-            path = os.path.join(tempfile.gettempdir(), f"rm-failover-history-{os.getpid()}.jsonl")
-            linearizability.dump(hist, path)
-            self.fail(f"{res.explain()}\n(history saved to {path}; linearizability.load() reads it)")
-        print(f"  linearizable: {res.explain()}; {sum(1 for o in hist if o.pending)} writes of "
-              f"unknown outcome", flush=True)
-        self.assertGreater(sum(1 for o in hist if o.kind == "write" and not o.pending), 20)
-        self.assertGreater(sum(1 for o in hist if o.kind == "read"), 20)
-
-        # Every node, the two restarted ones included, holds exactly the leader's state at that
-        # linearizable read point (in its own copy: ?stale=true).
-        for n in c.nodes:
-            def caught_up():
-                try:
-                    s, b = n.local("/v1/services")
-                except (cluster.Refused, cluster.Unknown):
-                    return False
-                return s == 200 and b.get("revision") == rev and \
-                    cluster.canonical(cluster.services_by_name(b)) == cluster.canonical(svcs)
-            try:
-                harness.wait_until(caught_up, timeout=15, interval=0.1, what=f"{n.name} at revision {rev}")
-            except AssertionError:
-                s, b = n.local("/v1/services")
-                self.fail(f"{n.name} did not catch up to revision {rev}: it has {b.get('revision')}\n"
-                          f"{n.log_tail(30)}")
-            self.assertGreaterEqual(n.routes_revision() or 0, rev)
-        # ...in a cluster that still commits, through any of them.
-        for n in c.nodes:
-            s, b = n.api("POST", "/v1/services", {"name": f"after-{n.name}", "labels": {}})
-            self.assertEqual(s, 201, b)
-
+        cluster.verify_workload(self, c, load, rec, "failover")
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
