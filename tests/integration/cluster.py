@@ -870,6 +870,103 @@ class Workload:
         return False
 
 
+# ------------------------------------------------------------------------------------------
+# Rolling updates (the overlay test and bench/rolling_update.py)
+# ------------------------------------------------------------------------------------------
+
+CHECKED_LABELS = {"mesh.health.check": "http", "mesh.health.interval_ms": "100",
+                  "mesh.health.healthy": "1", "mesh.health.unhealthy": "2"}
+
+
+def task_health(c, task_id):
+    """A task's health as the leader reads it, or None when it is gone."""
+    s, b = c.leader().get(f"/v1/tasks/{task_id}")
+    if s != 200:
+        return None
+    return b.get("task", b).get("health")
+
+
+def wait_task_health(c, task_id, want, timeout=15):
+    harness.wait_until(lambda: task_health(c, task_id) == want, timeout, interval=0.05,
+                       what=f"task {task_id} {want}")
+
+
+def add_task(c, service, node, address):
+    """POST /v1/tasks; returns the new task's id."""
+    s, b = c.leader().api("POST", "/v1/tasks", {"service": service, "node": node.name,
+                                                "address": address})
+    if s != 201:
+        raise AssertionError(f"adding a task of {service} on {node.name}: {s} {b}")
+    return b["task"]["id"] if "task" in b else b["id"]
+
+
+def roll_task(c, service, node, old_id, old_proc, new_name, ip):
+    """One step of a rolling update, as an operator does it with routemesh (it schedules
+    nothing): start the new whoami on `node` (in its namespace) at `ip`, add its task, wait
+    until the node's health check passed, drain the old task, wait until every node routes
+    without it, stop it, remove its task. Returns (new task id, new whoami)."""
+    prefix = c.netns.prefix_args(node.ip) if c.netns else ()
+    w = c.whoami(new_name, ip, prefix=prefix)
+    tid = add_task(c, service, node, f"{ip}:{w.port}")
+    wait_task_health(c, tid, "healthy")
+    s, b = c.leader().api("PUT", f"/v1/tasks/{old_id}", {"health": "draining"})
+    if s != 200:
+        raise AssertionError(f"draining {old_id}: {s} {b}")
+    c.wait_converged()
+    time.sleep(0.2)  # requests already sent to it finish
+    old_proc.stop()
+    s, b = c.leader().api("DELETE", f"/v1/tasks/{old_id}")
+    if s != 200:
+        raise AssertionError(f"removing {old_id}: {s} {b}")
+    return tid, w
+
+
+class HttpLoad:
+    """Keep-alive GET loops against every node's HRM port until stopped (bounded: `limit_s`
+    seconds and 100k requests per thread). Counts answers by status and socket errors."""
+
+    def __init__(self, nodes, host, per_node=2, limit_s=60):
+        self.host, self.stop_ev, self.limit_s = host, threading.Event(), limit_s
+        self.lock = threading.Lock()
+        self.ok, self.bad, self.errors = 0, [], []
+        self.threads = [threading.Thread(target=self.run, args=(n,), daemon=True)
+                        for n in nodes for _ in range(per_node)]
+        for t in self.threads:
+            t.start()
+
+    def run(self, node):
+        client, deadline = None, time.monotonic() + self.limit_s
+        for _ in range(100_000):
+            if self.stop_ev.is_set() or time.monotonic() > deadline:
+                break
+            try:
+                if client is None:
+                    client = harness.Client(node.ip, HTTP_PORT, timeout=5)
+                r = client.request("GET", "/", host=self.host)
+                with self.lock:
+                    if r.status == 200:
+                        self.ok += 1
+                    else:
+                        self.bad.append((node.name, r.status, r.body[:100]))
+                if (r.header("connection") or "").lower() == "close":
+                    client.close()
+                    client = None
+            except Exception as e:  # noqa: BLE001 - every failure is counted
+                with self.lock:
+                    self.errors.append((node.name, repr(e)))
+                if client is not None:
+                    client.close()
+                client = None
+        if client is not None:
+            client.close()
+
+    def finish(self):
+        self.stop_ev.set()
+        for t in self.threads:
+            t.join(10)
+        return self.ok, self.bad, self.errors
+
+
 def verify_workload(test, c, load, rec, name):
     """The checks after a Workload ran through faults (the workload stopped, the faults
     healed): no acknowledged create lost and no acknowledged delete undone, no unexpected 4xx,

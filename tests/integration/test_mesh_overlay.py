@@ -31,7 +31,6 @@ import socket
 import struct
 import subprocess
 import sys
-import threading
 import time
 import unittest
 
@@ -271,81 +270,16 @@ class OverlayTest(unittest.TestCase):
 
 
     # -- health, drain, rolling update -------------------------------------------------------
-    def task_health(self, task_id):
-        s, b = self.c.leader().get(f"/v1/tasks/{task_id}")
-        if s != 200:
-            return None
-        t = b.get("task", b)
-        return t.get("health")
-
-    def wait_health(self, task_id, want, timeout=15):
-        harness.wait_until(lambda: self.task_health(task_id) == want, timeout, interval=0.05,
-                           what=f"task {task_id} {want}")
-
-    def add_task(self, service, k, port):
-        s, b = self.c.leader().api("POST", "/v1/tasks", {"service": service, "node": f"n{k}",
-                                                          "address": f"{task_ip(k)}:{port}"})
-        self.assertEqual(s, 201, b)
-        return b["task"]["id"] if "task" in b else b["id"]
-
-    class Load:
-        """Keep-alive GET loops against every node until stopped (bounded: 60 s, 100k
-        requests per thread). Counts answers by status and socket errors."""
-
-        def __init__(self, nodes, host, per_node=2):
-            self.host, self.stop_ev = host, threading.Event()
-            self.lock = threading.Lock()
-            self.ok, self.bad, self.errors = 0, [], []
-            self.threads = [threading.Thread(target=self.run, args=(n,), daemon=True)
-                            for n in nodes for _ in range(per_node)]
-            for t in self.threads:
-                t.start()
-
-        def run(self, node):
-            client, deadline = None, time.monotonic() + 60
-            for _ in range(100_000):
-                if self.stop_ev.is_set() or time.monotonic() > deadline:
-                    break
-                try:
-                    if client is None:
-                        client = harness.Client(node.ip, cluster.HTTP_PORT, timeout=5)
-                    r = client.request("GET", "/", host=self.host)
-                    with self.lock:
-                        if r.status == 200:
-                            self.ok += 1
-                        else:
-                            self.bad.append((node.name, r.status, r.body[:100]))
-                    if (r.header("connection") or "").lower() == "close":
-                        client.close()
-                        client = None
-                except Exception as e:  # noqa: BLE001 - every failure is counted
-                    with self.lock:
-                        self.errors.append((node.name, repr(e)))
-                    if client is not None:
-                        client.close()
-                    client = None
-            if client is not None:
-                client.close()
-
-        def finish(self):
-            self.stop_ev.set()
-            for t in self.threads:
-                t.join(10)
-            return self.ok, self.bad, self.errors
-
     def test_health_checks_gate_new_tasks_and_mark_stopped_ones(self):
-        labels = {"mesh.http": "checked.overlay.test", "mesh.health.check": "http",
-                  "mesh.health.interval_ms": "100", "mesh.health.healthy": "1",
-                  "mesh.health.unhealthy": "2"}
-        self.service("checked", labels)
+        self.service("checked", {"mesh.http": "checked.overlay.test", **cluster.CHECKED_LABELS})
         w = self.c.whoami("checked-a", task_ip(2), prefix=self.netns.prefix_args(self.c.nodes[1].ip))
-        tid = self.add_task("checked", 2, w.port)
-        self.wait_health(tid, "healthy")
+        tid = cluster.add_task(self.c, "checked", self.c.nodes[1], f"{task_ip(2)}:{w.port}")
+        cluster.wait_task_health(self.c, tid, "healthy")
         cluster.wait_routes_everywhere(self.c.nodes, "checked.overlay.test", {"checked-a"})
         self.assertGreaterEqual(metric(self.c.nodes[1], "routemesh_health_checks_total",
                                        result="pass"), 1)
         w.stop()
-        self.wait_health(tid, "unhealthy")
+        cluster.wait_task_health(self.c, tid, "unhealthy")
         self.c.wait_converged()
         for n in self.c.nodes:
             st, _, _ = n.route("checked.overlay.test")
@@ -387,35 +321,21 @@ class OverlayTest(unittest.TestCase):
             s2.close()
 
     def test_rolling_update_and_a_killed_task_fail_no_request(self):
-        labels = {"mesh.http": "rolling.overlay.test", "mesh.health.check": "http",
-                  "mesh.health.interval_ms": "100", "mesh.health.healthy": "1",
-                  "mesh.health.unhealthy": "2"}
-        self.service("rolling", labels)
+        self.service("rolling", {"mesh.http": "rolling.overlay.test", **cluster.CHECKED_LABELS})
         current = {}
         for k, n in enumerate(self.c.nodes, start=1):
             w = self.c.whoami(f"v1-{k}", task_ip(k), prefix=self.netns.prefix_args(n.ip))
-            current[k] = (self.add_task("rolling", k, w.port), w)
+            current[k] = (cluster.add_task(self.c, "rolling", n, f"{task_ip(k)}:{w.port}"), w)
         for tid, _ in current.values():
-            self.wait_health(tid, "healthy")
+            cluster.wait_task_health(self.c, tid, "healthy")
         self.c.wait_converged()
         cluster.wait_routes_everywhere(self.c.nodes, "rolling.overlay.test", {"v1-1", "v1-2", "v1-3"})
 
-        load = self.Load(self.c.nodes, "rolling.overlay.test")
+        load = cluster.HttpLoad(self.c.nodes, "rolling.overlay.test")
         try:
             for k, n in enumerate(self.c.nodes, start=1):
                 time.sleep(0.3)
-                w = self.c.whoami(f"v2-{k}", task_ip(k), prefix=self.netns.prefix_args(n.ip))
-                tid = self.add_task("rolling", k, w.port)
-                self.wait_health(tid, "healthy")
-                old_id, old_w = current[k]
-                s, b = self.c.leader().api("PUT", f"/v1/tasks/{old_id}", {"health": "draining"})
-                self.assertEqual(s, 200, b)
-                self.c.wait_converged()
-                time.sleep(0.2)
-                old_w.stop()
-                s, b = self.c.leader().api("DELETE", f"/v1/tasks/{old_id}")
-                self.assertEqual(s, 200, b)
-                current[k] = (tid, w)
+                current[k] = cluster.roll_task(self.c, "rolling", n, *current[k], f"v2-{k}", task_ip(k))
             time.sleep(0.3)
             # a task killed without warning: requests in flight to it are retried elsewhere
             current[2][1].stop(signal.SIGKILL)
@@ -429,7 +349,6 @@ class OverlayTest(unittest.TestCase):
         self.assertEqual(errors, [])
         seen = {self.c.nodes[0].served_by("rolling.overlay.test") for _ in range(9)}
         self.assertLessEqual(seen, {"v2-1", "v2-3"})
-
 
 class FreshClusterTest(unittest.TestCase):
     """A cluster per test (nodes are killed or stopped), with fast heartbeats."""
