@@ -184,6 +184,7 @@ class Core {
       llhttp_resume(&ll_);
       paused_ = false;
     }
+    feed_data_ = data;
     const llhttp_errno_t err = llhttp_execute(&ll_, data, len);
     std::size_t consumed = len;
     if (err != HPE_OK) {
@@ -623,6 +624,15 @@ class Core {
   static int on_header_value(llhttp_t* p, const char* at, std::size_t n) {
     Core& c = self(p);
     if (c.phase_ != Phase::head) {
+      // A trailer field. llhttp unfolds obs-fold here without a word: a piece of a value that
+      // starts with SP or HTAB right after a line end is a folded line (RFC 9112 §5.2: reject).
+      if (n > 0 && (at[0] == ' ' || at[0] == '\t')) {
+        const unsigned char before = at > c.feed_data_ ? static_cast<unsigned char>(at[-1])
+                                                       : static_cast<unsigned char>(c.tail_ & 0xff);
+        if (before == '\n') {
+          return c.fail_cb(c.request_ ? 400 : 502, kObsFold);
+        }
+      }
       return 0;
     }
     if (!c.append(at, n)) {
@@ -951,6 +961,7 @@ class Core {
   BodyKind body_kind_ = BodyKind::none;
   std::uint64_t body_bytes_ = 0;
   std::uint32_t tail_ = 0;
+  const char* feed_data_ = nullptr;  // the buffer llhttp_execute is parsing now
 };
 
 }  // namespace
