@@ -177,6 +177,61 @@ std::optional<Ipv4Cidr> parse_ipv4_cidr(std::string_view text) {
   return Ipv4Cidr{*addr, len};
 }
 
+std::optional<IpRange> parse_ip_range(std::string_view text) {
+  const auto slash = text.find('/');
+  const std::string ip(text.substr(0, slash));
+  IpRange r;
+  if (::inet_pton(AF_INET, ip.c_str(), r.bytes.data()) == 1 && is_ipv4_literal(ip)) {
+    r.v6 = false;
+  } else if (::inet_pton(AF_INET6, ip.c_str(), r.bytes.data()) == 1) {
+    r.v6 = true;
+  } else {
+    return std::nullopt;
+  }
+  const unsigned bits = r.v6 ? 128 : 32;
+  r.prefix = bits;
+  if (slash != std::string_view::npos) {
+    const std::string_view len_text = text.substr(slash + 1);
+    if (len_text.empty() || len_text.size() > 3 || (len_text.size() > 1 && len_text[0] == '0')) {
+      return std::nullopt;
+    }
+    unsigned len = 0;
+    for (char ch : len_text) {
+      if (!is_digit(ch)) {
+        return std::nullopt;
+      }
+      len = len * 10 + static_cast<unsigned>(ch - '0');
+    }
+    if (len > bits) {
+      return std::nullopt;
+    }
+    r.prefix = len;
+  }
+  // No host bits set.
+  for (unsigned bit = r.prefix; bit < bits; ++bit) {
+    if ((r.bytes[bit / 8] >> (7 - bit % 8)) & 1U) {
+      return std::nullopt;
+    }
+  }
+  return r;
+}
+
+bool in_range(const IpRange& range, const std::uint8_t* addr, bool v6) {
+  if (range.v6 != v6) {
+    return false;
+  }
+  const unsigned full = range.prefix / 8;
+  if (std::memcmp(range.bytes.data(), addr, full) != 0) {
+    return false;
+  }
+  const unsigned rest = range.prefix % 8;
+  if (rest == 0) {
+    return true;
+  }
+  const std::uint8_t mask = static_cast<std::uint8_t>(0xff << (8 - rest));
+  return (range.bytes[full] & mask) == (addr[full] & mask);
+}
+
 bool is_object_name(std::string_view name) {
   if (name.empty() || name.size() > 63) {
     return false;

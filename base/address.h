@@ -4,6 +4,7 @@
 // flags, listen and dial addresses) parses it here, so they all accept the same strings.
 // Pure: no Asio, no sockets; failures are nullopt or false, never exceptions.
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -62,6 +63,19 @@ struct Ipv4Cidr {
   bool operator==(const Ipv4Cidr&) const = default;
 };
 std::optional<Ipv4Cidr> parse_ipv4_cidr(std::string_view text);
+
+// An IPv4 or IPv6 range for address lists (trusted proxies, PROXY protocol peers): "CIDR" with
+// no host bits set ("10.0.0.0/8", "2001:db8::/32") or one address (a /32 or /128).
+struct IpRange {
+  std::array<std::uint8_t, 16> bytes{};  // network order; IPv4 uses the first 4
+  bool v6 = false;
+  unsigned prefix = 0;
+  bool operator==(const IpRange&) const = default;
+};
+std::optional<IpRange> parse_ip_range(std::string_view text);
+// Whether the address (4 or 16 bytes, network order) is in `range`. An IPv4 address is not in
+// an IPv6 range and the other way round; callers map IPv4-mapped IPv6 peers to IPv4 first.
+bool in_range(const IpRange& range, const std::uint8_t* addr, bool v6);
 
 // Object names (services, networks): [a-z0-9][a-z0-9_.-]{0,62}. The config file, the admin API
 // and the store accept exactly these.

@@ -236,20 +236,16 @@ void read_access_log(Reader& r, const YAML::Node& node, const std::string& path,
       });
 }
 
-// A list of IPv4 CIDRs ("10.0.0.0/8") or single IPv4 addresses (a /32).
-void read_ipv4_ranges(Reader& r, const YAML::Node& n, const std::string& p,
-                      std::vector<base::Ipv4Cidr>& out) {
+// A list of IP ranges ("10.0.0.0/8", "2001:db8::/32") or single addresses (a /32 or /128).
+void read_ip_ranges(Reader& r, const YAML::Node& n, const std::string& p,
+                    std::vector<base::IpRange>& out) {
   r.read_string_list(n, p, [&](const std::string& s, const std::string& item_path) {
-    auto cidr = base::parse_ipv4_cidr(s);
-    if (!cidr) {
-      if (auto ip = base::parse_ipv4(s)) {
-        cidr = base::Ipv4Cidr{*ip, 32};
-      }
-    }
-    if (cidr) {
-      out.push_back(*cidr);
+    if (auto range = base::parse_ip_range(s)) {
+      out.push_back(*range);
     } else {
-      r.error(item_path, "expected an IPv4 CIDR (10.0.0.0/8) or IPv4 address");
+      r.error(item_path,
+              "expected an IP range with no host bits set (10.0.0.0/8, 2001:db8::/32) or an IP "
+              "address");
     }
   });
 }
@@ -288,11 +284,11 @@ void read_node(Reader& r, const YAML::Node& node, const std::string& path, NodeS
           {"via", [&](const YAML::Node& n, const std::string& p) { r.read_bool(n, p, out.via); }},
           {"proxy_protocol_from",
            [&](const YAML::Node& n, const std::string& p) {
-             read_ipv4_ranges(r, n, p, out.proxy_protocol_from);
+             read_ip_ranges(r, n, p, out.proxy_protocol_from);
            }},
           {"trusted_proxies",
            [&](const YAML::Node& n, const std::string& p) {
-             read_ipv4_ranges(r, n, p, out.trusted_proxies);
+             read_ip_ranges(r, n, p, out.trusted_proxies);
            }},
           {"access_log", [&](const YAML::Node& n,
                              const std::string& p) { read_access_log(r, n, p, out.access_log); }},

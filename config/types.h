@@ -31,13 +31,13 @@ struct NodeSettings {
   AccessLogSettings access_log;
   // Peers whose X-Forwarded-For / Forwarded / X-Real-IP / X-Forwarded-Port headers are
   // believed (a load balancer in front). From any other peer they are replaced or dropped.
-  // IPv4 CIDRs ("10.0.0.0/8") or single IPv4 addresses (a /32).
-  std::vector<base::Ipv4Cidr> trusted_proxies;
+  // IP ranges ("10.0.0.0/8", "2001:db8::/32") or single addresses.
+  std::vector<base::IpRange> trusted_proxies;
   // Peers (a load balancer in front) that must start every connection to the HRM port and
   // the published ports with a PROXY protocol header (v1 or v2); its source address is then
   // the client's. A connection from these peers without a valid header is closed. IPv4 CIDRs
-  // or single IPv4 addresses.
-  std::vector<base::Ipv4Cidr> proxy_protocol_from;
+  // or single addresses, IPv4 or IPv6.
+  std::vector<base::IpRange> proxy_protocol_from;
   // The overlay listener "IP:PORT" other nodes send streams for this node's tasks to; "" =
   // none. In cluster mode it defaults to node.listen:4789 (the port Swarm's overlay uses) when
   // node.listen is a specific address; "off" turns it off (remote tasks are then dialled

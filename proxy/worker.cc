@@ -813,52 +813,32 @@ prometheus::Counter& Worker::bad_requests(std::string_view reason) {
 
 namespace {
 
-bool in_ipv4_ranges(const asio::ip::address& peer, const std::vector<base::Ipv4Cidr>& ranges) {
+bool in_ip_ranges(const asio::ip::address& peer, const std::vector<base::IpRange>& ranges) {
   if (ranges.empty()) {
     return false;
   }
-  std::uint32_t v4 = 0;
   if (peer.is_v4()) {
-    v4 = peer.to_v4().to_uint();
-  } else if (peer.to_v6().is_v4_mapped()) {
-    v4 = asio::ip::make_address_v4(asio::ip::v4_mapped, peer.to_v6()).to_uint();
-  } else {
-    return false;  // IPv4 ranges only
+    const auto b = peer.to_v4().to_bytes();
+    return std::any_of(ranges.begin(), ranges.end(),
+                       [&](const base::IpRange& r) { return base::in_range(r, b.data(), false); });
   }
-  for (const base::Ipv4Cidr& c : ranges) {
-    const std::uint32_t mask = c.prefix == 0 ? 0 : ~std::uint32_t{0} << (32 - c.prefix);
-    if ((v4 & mask) == c.network) {
-      return true;
-    }
+  const auto v6 = peer.to_v6();
+  if (v6.is_v4_mapped()) {  // an IPv4 client on a dual-stack socket is matched as IPv4
+    return in_ip_ranges(asio::ip::make_address_v4(asio::ip::v4_mapped, v6), ranges);
   }
-  return false;
+  const auto b = v6.to_bytes();
+  return std::any_of(ranges.begin(), ranges.end(),
+                     [&](const base::IpRange& r) { return base::in_range(r, b.data(), true); });
 }
 
 }  // namespace
 
 bool Worker::proxy_protocol_peer(const asio::ip::address& peer) const {
-  return in_ipv4_ranges(peer, cfg_->node.proxy_protocol_from);
+  return in_ip_ranges(peer, cfg_->node.proxy_protocol_from);
 }
 
 bool Worker::trusted_proxy(const asio::ip::address& peer) const {
-  if (cfg_->node.trusted_proxies.empty()) {
-    return false;
-  }
-  std::uint32_t v4 = 0;
-  if (peer.is_v4()) {
-    v4 = peer.to_v4().to_uint();
-  } else if (peer.to_v6().is_v4_mapped()) {
-    v4 = asio::ip::make_address_v4(asio::ip::v4_mapped, peer.to_v6()).to_uint();
-  } else {
-    return false;  // trusted_proxies holds IPv4 ranges only
-  }
-  for (const base::Ipv4Cidr& c : cfg_->node.trusted_proxies) {
-    const std::uint32_t mask = c.prefix == 0 ? 0 : ~std::uint32_t{0} << (32 - c.prefix);
-    if ((v4 & mask) == c.network) {
-      return true;
-    }
-  }
-  return false;
+  return in_ip_ranges(peer, cfg_->node.trusted_proxies);
 }
 
 std::unique_ptr<char[]> Worker::take_buffer() {
