@@ -116,5 +116,32 @@ class ProxyProtocolTest(harness.ClassFixtures, harness.MeshTest):
         self.assertEqual(data, want)
 
 
+class Ipv6TrustedProxyTest(harness.MeshTest):
+    """node.trusted_proxies takes IPv6 ranges: a node on ::1 believes X-Forwarded-For from
+    ::1 only when a range holds it."""
+
+    def node_on_v6(self, port, trusted):
+        w = self.whoami("v6-web")
+        cfg = {"node": {"name": "n1", "listen": "::1", "http_port": port, "admin": "[::1]:0",
+                        "threads": 1, "access_log": {"enabled": False},
+                        "trusted_proxies": trusted},
+               "services": [{"name": "web", "labels": {"mesh.http": "v6.test"}, "tasks": [w.addr]}]}
+        self.node(cfg)
+
+    def xff_seen(self, port):
+        st, _, body = harness.http("::1", port, "/", host="v6.test",
+                                   headers={"X-Forwarded-For": "198.51.100.1"})
+        self.assertEqual(st, 200, body[:200])
+        return harness.parse_whoami(body)["headers"].get("x-forwarded-for", [""])[-1]
+
+    def test_an_ipv6_trusted_proxy_is_believed(self):
+        self.node_on_v6(8095, ["::1/128"])
+        self.assertEqual(self.xff_seen(8095), "198.51.100.1, ::1")
+
+    def test_an_ipv6_peer_outside_the_ranges_is_not(self):
+        self.node_on_v6(8096, ["2001:db8::/32", "127.0.0.1"])
+        self.assertEqual(self.xff_seen(8096), "::1")
+
+
 if __name__ == "__main__":
     harness.main()

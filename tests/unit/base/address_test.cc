@@ -289,3 +289,32 @@ TEST_CASE("host names follow RFC 1123 section 2.1, plus '_'") {
     CHECK(is_host_name(c.host) == c.ok);
   }
 }
+
+TEST_CASE("IP ranges: IPv4 and IPv6, CIDR or one address, no host bits") {
+  using routemesh::base::in_range;
+  using routemesh::base::parse_ip_range;
+  auto r4 = parse_ip_range("10.1.0.0/16");
+  REQUIRE(r4);
+  const std::uint8_t in4[4] = {10, 1, 200, 3};
+  const std::uint8_t out4[4] = {10, 2, 0, 1};
+  CHECK(in_range(*r4, in4, false));
+  CHECK_FALSE(in_range(*r4, out4, false));
+  auto one = parse_ip_range("192.168.1.7");
+  REQUIRE(one);
+  CHECK(one->prefix == 32);
+  auto r6 = parse_ip_range("2001:db8::/33");
+  REQUIRE(r6);
+  CHECK(r6->v6);
+  std::uint8_t a6[16] = {0x20, 0x01, 0x0d, 0xb8, 0x7f};
+  CHECK(in_range(*r6, a6, true));
+  a6[4] = 0x80;  // bit 33 set: outside /33
+  CHECK_FALSE(in_range(*r6, a6, true));
+  CHECK_FALSE(in_range(*r6, in4, false));  // families never mix
+  CHECK(parse_ip_range("::/0"));
+  CHECK(parse_ip_range("0.0.0.0/0"));
+  for (const char* bad : {"10.0.0.1/8", "2001:db8::1/32", "10.0.0.0/33", "::/129", "10.0.0.0/",
+                          "10.0.0.0/08", "10.0.0.0/a", "lb.example", "010.0.0.0/8", "", "/8"}) {
+    INFO(bad);
+    CHECK_FALSE(parse_ip_range(bad));
+  }
+}

@@ -382,28 +382,28 @@ TEST_CASE("an empty services list is allowed in cluster mode") {
   CHECK(cfg.services.empty());
 }
 
-TEST_CASE("trusted_proxies takes IPv4 CIDRs and addresses and names a bad entry") {
-  NodeConfig cfg = parse_ok("node:\n  trusted_proxies: [10.0.0.0/8, 192.168.1.7]\n");
-  REQUIRE(cfg.node.trusted_proxies.size() == 2);
-  CHECK(cfg.node.trusted_proxies[0] == routemesh::base::Ipv4Cidr{0x0a000000u, 8});
-  CHECK(cfg.node.trusted_proxies[1] == routemesh::base::Ipv4Cidr{0xc0a80107u, 32});
+TEST_CASE("trusted_proxies and proxy_protocol_from take IP ranges and name a bad entry") {
+  NodeConfig cfg = parse_ok(
+      "node:\n  trusted_proxies: [10.0.0.0/8, 192.168.1.7, \"2001:db8::/32\", \"::1\"]\n"
+      "  proxy_protocol_from: [10.1.0.0/16]\n");
+  REQUIRE(cfg.node.trusted_proxies.size() == 4);
+  CHECK(cfg.node.trusted_proxies[0] == *routemesh::base::parse_ip_range("10.0.0.0/8"));
+  CHECK(cfg.node.trusted_proxies[1].prefix == 32);
+  CHECK(cfg.node.trusted_proxies[2].v6);
+  CHECK(cfg.node.trusted_proxies[2].prefix == 32);
+  CHECK(cfg.node.trusted_proxies[3].prefix == 128);
+  REQUIRE(cfg.node.proxy_protocol_from.size() == 1);
   CHECK(parse_ok("").node.trusted_proxies.empty());
   auto errors = parse_errors("node:\n  trusted_proxies: [10.0.0.0/8, 10.0.0.1/8, nope]\n");
   REQUIRE(errors.size() == 2);
   CHECK(errors[0].path == "node.trusted_proxies[1]");
   CHECK(errors[1].path == "node.trusted_proxies[2]");
   CHECK(parse_errors("node:\n  trusted_proxies: 10.0.0.0/8\n").size() == 1);
-}
-
-TEST_CASE("proxy_protocol_from takes IPv4 CIDRs and addresses and names a bad entry") {
-  NodeConfig cfg = parse_ok("node:\n  proxy_protocol_from: [10.1.0.0/16, 192.168.1.7]\n");
-  REQUIRE(cfg.node.proxy_protocol_from.size() == 2);
-  CHECK(cfg.node.proxy_protocol_from[0] == routemesh::base::Ipv4Cidr{0x0a010000u, 16});
-  CHECK(cfg.node.proxy_protocol_from[1] == routemesh::base::Ipv4Cidr{0xc0a80107u, 32});
-  auto errors = parse_errors("node:\n  proxy_protocol_from: [lb.example]\n");
-  REQUIRE(errors.size() == 1);
-  CHECK(errors[0].path == "node.proxy_protocol_from[0]");
-  CHECK(errors[0].message == "expected an IPv4 CIDR (10.0.0.0/8) or IPv4 address");
+  auto pp = parse_errors("node:\n  proxy_protocol_from: [lb.example]\n");
+  REQUIRE(pp.size() == 1);
+  CHECK(pp[0].path == "node.proxy_protocol_from[0]");
+  CHECK(pp[0].message ==
+        "expected an IP range with no host bits set (10.0.0.0/8, 2001:db8::/32) or an IP address");
 }
 
 TEST_CASE("restart_required names exactly the node keys a reload cannot apply") {
