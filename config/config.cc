@@ -610,26 +610,26 @@ ParseResult parse_document(const YAML::Node& root) {
     r.error("", "expected a map at the top level");
     return r.errors();
   }
-  r.read_map(root, "",
-             {
-                 {"node",
-                  [&](const YAML::Node& n, const std::string& p) { read_node(r, n, p, cfg.node); }},
-                 {"timeouts", [&](const YAML::Node& n,
-                                  const std::string& p) { read_timeouts(r, n, p, cfg.timeouts); }},
-                 {"limits", [&](const YAML::Node& n,
-                                const std::string& p) { read_limits(r, n, p, cfg.limits); }},
-                 {"health", [&](const YAML::Node& n,
-                                const std::string& p) { read_health(r, n, p, cfg.health); }},
-                 {"dns",
-                  [&](const YAML::Node& n, const std::string& p) { read_dns(r, n, p, cfg.dns); }},
-                 {"services", [&](const YAML::Node& n,
-                                  const std::string& p) { read_services(r, n, p, cfg.services); }},
-                 {"cluster",
-                  [&](const YAML::Node& n, const std::string& p) {
-                    cfg.cluster_mode = true;
-                    read_cluster(r, n, p, cfg.cluster);
-                  }},
-             });
+  r.read_map(
+      root, "",
+      {
+          {"node",
+           [&](const YAML::Node& n, const std::string& p) { read_node(r, n, p, cfg.node); }},
+          {"timeouts", [&](const YAML::Node& n,
+                           const std::string& p) { read_timeouts(r, n, p, cfg.timeouts); }},
+          {"limits",
+           [&](const YAML::Node& n, const std::string& p) { read_limits(r, n, p, cfg.limits); }},
+          {"health",
+           [&](const YAML::Node& n, const std::string& p) { read_health(r, n, p, cfg.health); }},
+          {"dns", [&](const YAML::Node& n, const std::string& p) { read_dns(r, n, p, cfg.dns); }},
+          {"services", [&](const YAML::Node& n,
+                           const std::string& p) { read_services(r, n, p, cfg.services); }},
+          {"cluster",
+           [&](const YAML::Node& n, const std::string& p) {
+             cfg.cluster_mode = true;
+             read_cluster(r, n, p, cfg.cluster);
+           }},
+      });
   if (cfg.cluster_mode && !cfg.services.empty()) {
     r.error("services", "not allowed in cluster mode; use the API");
   }

@@ -90,8 +90,8 @@ std::optional<Address> reverse_address(const std::vector<std::string>& labels) {
         return std::nullopt;
       }
       const char c = l[0];
-      const unsigned v = c <= '9' ? static_cast<unsigned>(c - '0')
-                                  : static_cast<unsigned>(c - 'a' + 10);
+      const unsigned v =
+          c <= '9' ? static_cast<unsigned>(c - '0') : static_cast<unsigned>(c - 'a' + 10);
       a.bytes[i / 2] = static_cast<std::uint8_t>(a.bytes[i / 2] | (i % 2 == 0 ? v << 4 : v));
     }
     return a;
@@ -187,8 +187,7 @@ bool cluster_name(std::string_view name, const View& view) {
   }
   if (name.starts_with("_")) {
     const std::size_t first = name.find('.');
-    const std::size_t second =
-        first == std::string_view::npos ? first : name.find('.', first + 1);
+    const std::size_t second = first == std::string_view::npos ? first : name.find('.', first + 1);
     if (second != std::string_view::npos) {
       forms.push_back(name.substr(second + 1));
     }
@@ -268,10 +267,9 @@ Answer answer(const Query& query, const View& view, const NetworkView& network,
       }
       return out;
     }
-    const bool ours =
-        view.addresses.count(*address) != 0 ||
-        std::any_of(view.subnets.begin(), view.subnets.end(),
-                    [&](const base::Ipv4Cidr& c) { return in_subnet(*address, c); });
+    const bool ours = view.addresses.count(*address) != 0 ||
+                      std::any_of(view.subnets.begin(), view.subnets.end(),
+                                  [&](const base::Ipv4Cidr& c) { return in_subnet(*address, c); });
     if (ours) {
       out.rcode = Rcode::nxdomain;
     } else {

@@ -18,8 +18,7 @@ std::optional<Cache::Hit> Cache::lookup(const std::string& key, std::uint64_t no
   return Hit{entry->reply, static_cast<std::uint32_t>(age_ms / 1000)};
 }
 
-void Cache::insert(const std::string& key, Bytes reply, std::uint32_t ttl_s,
-                   std::uint64_t now_ms) {
+void Cache::insert(const std::string& key, Bytes reply, std::uint32_t ttl_s, std::uint64_t now_ms) {
   if (capacity_ == 0 || ttl_s == 0) {
     return;
   }

@@ -20,7 +20,7 @@ class Cache {
   explicit Cache(std::size_t capacity) : capacity_(capacity) {}
 
   struct Hit {
-    Bytes reply;             // as the upstream sent it: reply_from_upstream makes it the client's
+    Bytes reply;              // as the upstream sent it: reply_from_upstream makes it the client's
     std::uint32_t age_s = 0;  // whole seconds since it was stored: lower its TTLs by this much
   };
   // A live entry (and marks it recently used); an expired one is removed and misses.

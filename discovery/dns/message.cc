@@ -24,7 +24,7 @@ struct PktFree {
 using Pkt = std::unique_ptr<ldns_pkt, PktFree>;
 
 constexpr std::size_t kHeaderSize = 12;
-constexpr std::size_t kMaxName = 255;  // RFC 1035 §3.1, wire form
+constexpr std::size_t kMaxName = 255;         // RFC 1035 §3.1, wire form
 constexpr std::uint8_t kBadVersExtended = 1;  // BADVERS = 16: upper 8 bits of the 12-bit RCODE
 
 char lower(char c) {

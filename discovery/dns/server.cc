@@ -71,7 +71,7 @@ struct Listener {
 
 // What one message from a client leads to.
 struct Handled {
-  Bytes reply;                  // to send now (empty with `forward` or when dropped)
+  Bytes reply;                   // to send now (empty with `forward` or when dropped)
   std::optional<Query> forward;  // ask the upstreams, then answer this query
   std::string type = "none";     // metric label
   Outcome outcome = Outcome::dropped;
@@ -207,9 +207,10 @@ class Core : public std::enable_shared_from_this<Core> {
     auto key = std::make_pair(type, outcome);
     auto it = counters_.find(key);
     if (it == counters_.end()) {
-      it = counters_
-               .emplace(key, &metrics_.queries.Add({{"type", type}, {"result", to_string(outcome)}}))
-               .first;
+      it =
+          counters_
+              .emplace(key, &metrics_.queries.Add({{"type", type}, {"result", to_string(outcome)}}))
+              .first;
     }
     return *it->second;
   }
@@ -294,8 +295,10 @@ class Core : public std::enable_shared_from_this<Core> {
     }
     asio::steady_timer timer(executor_);
     timer.expires_after(std::chrono::milliseconds(settings_.upstream_timeout_ms));
-    auto result =
-        co_await (udp_attempt(socket, id, std::move(question)) || timer.async_wait(kTuple));
+    // The operands as locals (GCC 12: no temporaries inside a co_await full-expression).
+    auto attempt = udp_attempt(socket, id, std::move(question));
+    auto deadline = timer.async_wait(kTuple);
+    auto result = co_await (std::move(attempt) || std::move(deadline));
     if (result.index() == 1) {
       co_return Exchange{std::nullopt, true};
     }
@@ -345,8 +348,9 @@ class Core : public std::enable_shared_from_this<Core> {
     auto socket = std::make_shared<tcp::socket>(executor_);
     asio::steady_timer timer(executor_);
     timer.expires_after(std::chrono::milliseconds(settings_.upstream_timeout_ms));
-    auto result = co_await (tcp_attempt(socket, ep, std::move(query), id, std::move(question)) ||
-                            timer.async_wait(kTuple));
+    auto attempt = tcp_attempt(socket, ep, std::move(query), id, std::move(question));
+    auto deadline = timer.async_wait(kTuple);
+    auto result = co_await (std::move(attempt) || std::move(deadline));
     if (result.index() == 1) {
       co_return Exchange{std::nullopt, true};
     }
@@ -438,8 +442,9 @@ class Core : public std::enable_shared_from_this<Core> {
     }
     if (c.upstreams_.upstreams().empty() && !c.warned_no_upstreams_) {
       c.warned_no_upstreams_ = true;
-      spdlog::warn("dns: no upstream resolvers (dns.upstreams empty and none in resolv.conf): "
-                   "names outside the cluster get SERVFAIL");
+      spdlog::warn(
+          "dns: no upstream resolvers (dns.upstreams empty and none in resolv.conf): "
+          "names outside the cluster get SERVFAIL");
     }
     co_return std::make_pair(encode_error(q, Rcode::servfail), Outcome::servfail);
   }
@@ -460,8 +465,7 @@ class Core : public std::enable_shared_from_this<Core> {
   }
 
   static asio::awaitable<void> serve_udp(std::shared_ptr<Core> self,
-                                         std::shared_ptr<udp::socket> socket,
-                                         std::string address) {
+                                         std::shared_ptr<udp::socket> socket, std::string address) {
     std::array<std::uint8_t, 65535> buf{};
     for (;;) {
       udp::endpoint client;
@@ -472,16 +476,15 @@ class Core : public std::enable_shared_from_this<Core> {
       if (ec) {
         continue;  // e.g. an ICMP error queued on the socket
       }
-      Handled h = self->handle(address, std::span<const std::uint8_t>(buf.data(), n),
-                               Transport::udp);
+      Handled h =
+          self->handle(address, std::span<const std::uint8_t>(buf.data(), n), Transport::udp);
       if (h.forward) {
         if (self->inflight_ >= kMaxInflight) {
           h.reply = encode_error(*h.forward, Rcode::refused);
           h.outcome = Outcome::refused;
         } else {
           ++self->inflight_;
-          asio::co_spawn(self->executor_,
-                         forward_udp(self, socket, client, std::move(*h.forward)),
+          asio::co_spawn(self->executor_, forward_udp(self, socket, client, std::move(*h.forward)),
                          base::log_and_count("dns: forward", &self->metrics_.session_errors));
           continue;
         }
@@ -490,7 +493,7 @@ class Core : public std::enable_shared_from_this<Core> {
       if (!h.reply.empty()) {
         boost::system::error_code sec;
         socket->send_to(asio::buffer(h.reply), client, 0, sec);  // non-blocking: a full
-                                                                   // buffer drops the reply
+                                                                 // buffer drops the reply
       }
     }
   }

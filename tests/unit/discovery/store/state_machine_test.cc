@@ -468,17 +468,27 @@ TEST_CASE("IPAM exhaustion: a full pool and a full network are conflicts") {
   CHECK(e.field == "network.subnet");
   CHECK(e.message == "subnet pool 10.30.0.0/23 is exhausted");
 
-  // A /30 has room for exactly one VIP (.0 network, .1 gateway, .2 VIP, .3 broadcast).
+  // A /30 has no room for a VIP (.0 network, .1 gateway, .2 DNS address, .3 broadcast).
   ok(state, R"({"op":"network.create","network":{"name":"tiny","subnet":"192.168.7.0/30"}})");
-  ok(state, R"({"op":"service.create","service":{"name":"s1","networks":["tiny"]}})");
-  CHECK(state.services.at("s1").vips.at("tiny") == "192.168.7.2");
-  e = rejected(state, R"({"op":"service.create","service":{"name":"s2","networks":["tiny"]}})");
+  e = rejected(state, R"({"op":"service.create","service":{"name":"s0","networks":["tiny"]}})");
   CHECK(e.code == errc::conflict);
   CHECK(e.field == "service.networks");
   CHECK(e.message == "no free address left on network \"tiny\"");
+  // A /29 has room for four (.3 to .6).
+  ok(state, R"({"op":"network.create","network":{"name":"small","subnet":"192.168.8.0/29"}})");
+  for (const char* name : {"s1", "s2", "s3", "s4"}) {
+    ok(state, std::string(R"({"op":"service.create","service":{"name":")") + name +
+                  R"(","networks":["small"]}})");
+  }
+  CHECK(state.services.at("s1").vips.at("small") == "192.168.8.3");
+  CHECK(state.services.at("s4").vips.at("small") == "192.168.8.6");
+  e = rejected(state, R"({"op":"service.create","service":{"name":"s5","networks":["small"]}})");
+  CHECK(e.code == errc::conflict);
+  CHECK(e.field == "service.networks");
+  CHECK(e.message == "no free address left on network \"small\"");
   ok(state, R"({"op":"service.delete","name":"s1"})");
-  ok(state, R"({"op":"service.create","service":{"name":"s2","networks":["tiny"]}})");
-  CHECK(state.services.at("s2").vips.at("tiny") == "192.168.7.2");
+  ok(state, R"({"op":"service.create","service":{"name":"s5","networks":["small"]}})");
+  CHECK(state.services.at("s5").vips.at("small") == "192.168.8.3");
 }
 
 TEST_CASE("the same commands applied to two states give identical state JSON") {
