@@ -24,6 +24,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <map>
@@ -62,6 +63,16 @@ void set_freebind(int fd, boost::system::error_code& ec) {
   if (::setsockopt(fd, IPPROTO_IP, IP_FREEBIND, &one, sizeof one) != 0) {
     ec.assign(errno, boost::system::system_category());
   }
+}
+
+// A message with its 2-byte length in front, for TCP (RFC 1035 §4.2.2). Messages are at most
+// 65535 bytes: ldns writes nothing longer, and reads are sized by a 2-byte length.
+Bytes frame(const Bytes& message) {
+  Bytes out(2 + message.size());
+  out[0] = static_cast<std::uint8_t>(message.size() >> 8);
+  out[1] = static_cast<std::uint8_t>(message.size() & 0xff);
+  std::copy(message.begin(), message.end(), out.begin() + 2);
+  return out;
 }
 
 struct Listener {
@@ -312,9 +323,7 @@ class Core : public std::enable_shared_from_this<Core> {
     if (cec) {
       co_return std::nullopt;
     }
-    Bytes framed{static_cast<std::uint8_t>(query.size() >> 8),
-                 static_cast<std::uint8_t>(query.size() & 0xff)};
-    framed.insert(framed.end(), query.begin(), query.end());
+    Bytes framed = frame(query);
     auto [wec, wn] = co_await asio::async_write(*socket, asio::buffer(framed), kTuple);
     if (wec) {
       co_return std::nullopt;
@@ -527,9 +536,7 @@ class Core : public std::enable_shared_from_this<Core> {
       if (h.reply.empty()) {
         break;  // nothing to say to a message we drop: close, as RFC 7766 §6.2.4 allows
       }
-      Bytes framed{static_cast<std::uint8_t>(h.reply.size() >> 8),
-                   static_cast<std::uint8_t>(h.reply.size() & 0xff)};
-      framed.insert(framed.end(), h.reply.begin(), h.reply.end());
+      Bytes framed = frame(h.reply);
       stream.expires_after(kTcpIdle);
       auto [wec, wn] = co_await asio::async_write(stream, asio::buffer(framed), kTuple);
       if (wec) {
