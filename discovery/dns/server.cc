@@ -4,6 +4,7 @@
 #include "base/spawn.h"
 #include "discovery/dns/answer.h"
 #include "discovery/dns/cache.h"
+#include "discovery/dns/errc.h"
 #include "discovery/dns/message.h"
 #include "discovery/dns/metrics.h"
 #include "discovery/dns/upstreams.h"
@@ -20,6 +21,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
+#include <boost/system/result.hpp>
 
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -73,6 +75,13 @@ Bytes frame(const Bytes& message) {
   out[1] = static_cast<std::uint8_t>(message.size() & 0xff);
   std::copy(message.begin(), message.end(), out.begin() + 2);
   return out;
+}
+
+// One exchange with an upstream: its reply (ours: id and question checked), or an errc.
+using Exchange = boost::system::result<Bytes>;
+
+const char* result_label(const boost::system::error_code& ec) {
+  return ec == errc::upstream_timeout ? "timeout" : "error";
 }
 
 struct Listener {
@@ -261,13 +270,13 @@ class Core : public std::enable_shared_from_this<Core> {
 
   // ---- forwarding ---------------------------------------------------------------------------
 
-  static asio::awaitable<std::optional<Bytes>> udp_attempt(std::shared_ptr<udp::socket> socket,
-                                                           std::uint16_t id, Question question) {
+  static asio::awaitable<Exchange> udp_attempt(std::shared_ptr<udp::socket> socket,
+                                               std::uint16_t id, Question question) {
     std::array<std::uint8_t, 65535> buf{};
     for (;;) {
       auto [ec, n] = co_await socket->async_receive(asio::buffer(buf), kTuple);
       if (ec) {
-        co_return std::nullopt;  // e.g. ECONNREFUSED from an ICMP port unreachable
+        co_return errc::upstream_unreachable;  // e.g. ECONNREFUSED from an ICMP port unreachable
       }
       const std::span<const std::uint8_t> reply(buf.data(), n);
       if (inspect_upstream_reply(reply, id, question).status == UpstreamReply::Status::ok) {
@@ -277,13 +286,6 @@ class Core : public std::enable_shared_from_this<Core> {
     }
   }
 
-  // The outcome of one exchange with an upstream: its reply, or nothing after the timeout
-  // (`timed_out`) or an error.
-  struct Exchange {
-    std::optional<Bytes> reply;
-    bool timed_out = false;
-  };
-
   // One UDP exchange with `up`: a fresh socket (a random source port) connected to it.
   asio::awaitable<Exchange> udp_exchange(Upstream up, Bytes query, std::uint16_t id,
                                          Question question) {
@@ -291,7 +293,7 @@ class Core : public std::enable_shared_from_this<Core> {
     boost::system::error_code ec;
     const udp::endpoint ep(asio::ip::make_address(up.ip, ec), up.port);
     if (ec) {
-      co_return Exchange{};
+      co_return errc::upstream_unreachable;
     }
     auto socket = std::make_shared<udp::socket>(executor_);
     socket->open(ep.protocol(), ec);
@@ -302,7 +304,7 @@ class Core : public std::enable_shared_from_this<Core> {
       socket->send(asio::buffer(query), 0, ec);
     }
     if (ec) {
-      co_return Exchange{};
+      co_return errc::upstream_unreachable;
     }
     asio::steady_timer timer(executor_);
     timer.expires_after(std::chrono::milliseconds(settings_.upstream_timeout_ms));
@@ -311,34 +313,34 @@ class Core : public std::enable_shared_from_this<Core> {
     auto deadline = timer.async_wait(kTuple);
     auto result = co_await (std::move(attempt) || std::move(deadline));
     if (result.index() == 1) {
-      co_return Exchange{std::nullopt, true};
+      co_return errc::upstream_timeout;
     }
-    co_return Exchange{std::get<0>(std::move(result)), false};
+    co_return std::get<0>(std::move(result));
   }
 
-  static asio::awaitable<std::optional<Bytes>> tcp_attempt(std::shared_ptr<tcp::socket> socket,
-                                                           tcp::endpoint ep, Bytes query,
-                                                           std::uint16_t id, Question question) {
+  static asio::awaitable<Exchange> tcp_attempt(std::shared_ptr<tcp::socket> socket,
+                                               tcp::endpoint ep, Bytes query, std::uint16_t id,
+                                               Question question) {
     auto [cec] = co_await socket->async_connect(ep, kTuple);
     if (cec) {
-      co_return std::nullopt;
+      co_return errc::upstream_unreachable;
     }
     Bytes framed = frame(query);
     auto [wec, wn] = co_await asio::async_write(*socket, asio::buffer(framed), kTuple);
     if (wec) {
-      co_return std::nullopt;
+      co_return errc::upstream_closed;
     }
     // RFC 7766 §6.2.1: a reply over TCP may be preceded by others; read until ours.
     for (;;) {
       std::array<std::uint8_t, 2> len{};
       auto [lec, ln] = co_await asio::async_read(*socket, asio::buffer(len), kTuple);
       if (lec) {
-        co_return std::nullopt;
+        co_return errc::upstream_closed;
       }
       Bytes reply((std::size_t{len[0]} << 8) | len[1]);
       auto [rec, rn] = co_await asio::async_read(*socket, asio::buffer(reply), kTuple);
       if (rec) {
-        co_return std::nullopt;
+        co_return errc::upstream_closed;
       }
       if (inspect_upstream_reply(reply, id, question).status == UpstreamReply::Status::ok) {
         co_return reply;
@@ -352,7 +354,7 @@ class Core : public std::enable_shared_from_this<Core> {
     boost::system::error_code ec;
     const tcp::endpoint ep(asio::ip::make_address(up.ip, ec), up.port);
     if (ec) {
-      co_return Exchange{};
+      co_return errc::upstream_unreachable;
     }
     auto socket = std::make_shared<tcp::socket>(executor_);
     asio::steady_timer timer(executor_);
@@ -361,9 +363,9 @@ class Core : public std::enable_shared_from_this<Core> {
     auto deadline = timer.async_wait(kTuple);
     auto result = co_await (std::move(attempt) || std::move(deadline));
     if (result.index() == 1) {
-      co_return Exchange{std::nullopt, true};
+      co_return errc::upstream_timeout;
     }
-    co_return Exchange{std::get<0>(std::move(result)), false};
+    co_return std::get<0>(std::move(result));
   }
 
   std::uint16_t random_id() { return static_cast<std::uint16_t>(rng_()); }
@@ -395,14 +397,15 @@ class Core : public std::enable_shared_from_this<Core> {
       std::optional<Bytes> reply;
       UpstreamReply info;
       for (int attempt = 0; attempt < 2; ++attempt) {
+        reply.reset();
         std::uint16_t id = c.random_id();
         Bytes wire = encode_upstream_query(q, id, edns);
         Exchange ex = co_await c.udp_exchange(up, std::move(wire), id, q.question);
-        reply = std::move(ex.reply);
-        if (!reply) {
-          c.upstream_counter(up, ex.timed_out ? "timeout" : "error").Increment();
+        if (!ex) {
+          c.upstream_counter(up, result_label(ex.error())).Increment();
           break;
         }
+        reply = std::move(*ex);
         info = inspect_upstream_reply(*reply, id, q.question);
         if (info.truncated) {
           // RFC 7766 §5: a truncated reply is asked again over TCP.
@@ -410,11 +413,12 @@ class Core : public std::enable_shared_from_this<Core> {
           id = c.random_id();
           Bytes tcp_wire = encode_upstream_query(q, id, edns);
           Exchange tex = co_await c.tcp_exchange(up, std::move(tcp_wire), id, q.question);
-          reply = std::move(tex.reply);
-          if (!reply) {
-            c.upstream_counter(up, tex.timed_out ? "timeout" : "error").Increment();
+          if (!tex) {
+            reply.reset();  // the truncated one is no answer
+            c.upstream_counter(up, result_label(tex.error())).Increment();
             break;
           }
+          reply = std::move(*tex);
           info = inspect_upstream_reply(*reply, id, q.question);
         }
         if (info.rcode == static_cast<std::uint8_t>(Rcode::formerr) && edns) {
