@@ -5,6 +5,7 @@
 
 #include "base/address.h"
 #include "base/port_mapping.h"
+#include "discovery/model/state.h"
 
 #include <boost/json/array.hpp>
 #include <boost/json/parse.hpp>
@@ -676,12 +677,15 @@ Result<std::string> render_networks(const json::value& answer) {
   std::vector<std::vector<std::string>> rows;
   for (const json::value& item : *networks) {
     if (const json::object* n = item.if_object()) {
-      rows.push_back({field(*n, "name"), field(*n, "subnet"), field(*n, "gateway"),
-                      field(*n, "builtin"), field(*n, "version")});
+      // The DNS address is not stored: it is always the subnet's second address.
+      const std::string subnet = field(*n, "subnet");
+      rows.push_back({field(*n, "name"), subnet, field(*n, "gateway"),
+                      discovery::dns_address_of(subnet).value_or("-"), field(*n, "builtin"),
+                      field(*n, "version")});
     }
   }
   std::sort(rows.begin(), rows.end());
-  return render_table({"NAME", "SUBNET", "GATEWAY", "BUILTIN", "VERSION"}, rows);
+  return render_table({"NAME", "SUBNET", "GATEWAY", "DNS", "BUILTIN", "VERSION"}, rows);
 }
 
 Result<std::string> render_tasks(const json::value& answer) {

@@ -19,6 +19,7 @@
 #include "config/config.h"
 #include "discovery/agent/join_client.h"
 #include "discovery/agent/watch_client.h"
+#include "discovery/dns/server.h"
 #include "discovery/manager/api.h"
 #include "discovery/manager/bootstrap.h"
 #include "discovery/manager/liveness.h"
@@ -75,13 +76,15 @@ std::uint64_t random_id() {
 class Publisher {
  public:
   Publisher(asio::any_io_executor executor, proxy::ProxyServer& proxy, prometheus::Gauge& revision,
-            std::string local_node, proxy::HealthChecker& checker, proxy::LoopbackAddresses* vips)
+            std::string local_node, proxy::HealthChecker& checker, proxy::LoopbackAddresses* vips,
+            discovery::dns::Server* dns)
       : executor_(std::move(executor)),
         proxy_(proxy),
         revision_(revision),
         local_node_(std::move(local_node)),
         checker_(checker),
-        vips_(vips) {}
+        vips_(vips),
+        dns_(dns) {}
 
   void schedule(const discovery::ClusterState& state) {
     latest_ = &state;
@@ -105,6 +108,9 @@ class Publisher {
         vips_->reconcile(want);
       }
       proxy_.publish(std::move(table));
+      if (dns_ != nullptr) {
+        dns_->update(*latest_);
+      }
       checker_.update(mesh::health::targets(*latest_, local_node_),
                       agent::manager_addresses(*latest_));
     });
@@ -118,6 +124,7 @@ class Publisher {
   std::string local_node_;  // this node's name: its tasks are local, others' go by the overlay
   proxy::HealthChecker& checker_;                    // checks this node's tasks
   proxy::LoopbackAddresses* vips_;                   // null unless node.vips
+  discovery::dns::Server* dns_;                      // null unless node.dns
   const discovery::ClusterState* latest_ = nullptr;  // owned by the Store or the WatchClient
   bool pending_ = false;
   bool stopped_ = false;
@@ -431,8 +438,17 @@ int run_cluster_node(const NodeOptions& options, const config::NodeConfig& cfg) 
   if (cfg.node.vips) {
     vips.emplace(*registry);
   }
+  // The embedded DNS server: each network's DNS address on lo (removed when this frame ends).
+  std::optional<proxy::LoopbackAddresses> dns_addresses;
+  std::unique_ptr<discovery::dns::Server> dns;
+  if (cfg.node.dns) {
+    dns_addresses.emplace(*registry);
+    dns = discovery::dns::make_server(
+        control.get_executor(), cfg.dns, *registry,
+        [&dns_addresses](const std::set<std::string>& want) { dns_addresses->reconcile(want); });
+  }
   Publisher publisher(control.get_executor(), *proxy, revision, cfg.node.name, checker,
-                      vips ? &*vips : nullptr);
+                      vips ? &*vips : nullptr, dns.get());
   ClusterNode node{cfg, join, control, *admin, {}, publisher, *registry};
   // Until the API is registered (a manager still joining or opening its store) the cluster
   // paths answer 503, so a node joining through this one retries; a worker never serves them.
@@ -485,6 +501,9 @@ int run_cluster_node(const NodeOptions& options, const config::NodeConfig& cfg) 
       node.store->stop();
     }
     publisher.stop();
+    if (dns) {
+      dns->stop();
+    }
     checker.stop();
     proxy->shutdown();
     control.stop();

@@ -299,6 +299,13 @@ void read_node(Reader& r, const YAML::Node& node, const std::string& path, NodeS
                r.error(p, "must be auto, on or off");
              }
            }},
+          {"dns",
+           [&](const YAML::Node& n, const std::string& p) {
+             if (r.read_string(n, p, out.dns_mode) && out.dns_mode != "auto" &&
+                 out.dns_mode != "on" && out.dns_mode != "off") {
+               r.error(p, "must be auto, on or off");
+             }
+           }},
           {"overlay",
            [&](const YAML::Node& n, const std::string& p) {
              if (!r.read_string(n, p, out.overlay)) {
@@ -361,6 +368,48 @@ void read_health(Reader& r, const YAML::Node& node, const std::string& path, Hea
   if (r.errors().size() == before && out.max_ejection_ms < out.base_ejection_ms) {
     r.error(join(path, "max_ejection_ms"), "must be >= base_ejection_ms");
   }
+}
+
+void read_dns(Reader& r, const YAML::Node& node, const std::string& path, DnsSettings& out) {
+  r.read_map(
+      node, path,
+      {
+          {"port",
+           [&](const YAML::Node& n, const std::string& p) {
+             if (auto v = r.read_integer(n, p, 1, 65535, "must be 1..65535")) {
+               out.port = static_cast<std::uint16_t>(*v);
+             }
+           }},
+          {"ttl_s",
+           [&](const YAML::Node& n, const std::string& p) {
+             if (auto v = r.read_integer(n, p, 0, 3600, "must be 0..3600")) {
+               out.ttl_s = static_cast<std::uint32_t>(*v);
+             }
+           }},
+          {"upstreams",
+           [&](const YAML::Node& n, const std::string& p) {
+             r.read_string_list(n, p, [&](const std::string& s, const std::string& item_path) {
+               auto hp = base::parse_host_port(s, {.port_optional = true});
+               if (!hp || !base::is_ip_literal(hp->host) || base::is_unspecified_ip(hp->host)) {
+                 r.error(item_path, "expected IP or IP:PORT of a resolver ([IPv6]:PORT)");
+               } else {
+                 out.upstreams.push_back(s);
+               }
+             });
+           }},
+          {"upstream_timeout_ms",
+           [&](const YAML::Node& n, const std::string& p) {
+             if (auto v = r.read_integer(n, p, 10, 60'000, "must be 10..60000")) {
+               out.upstream_timeout_ms = static_cast<std::uint32_t>(*v);
+             }
+           }},
+          {"cache_entries",
+           [&](const YAML::Node& n, const std::string& p) {
+             if (auto v = r.read_integer(n, p, 0, 1'000'000, "must be 0..1000000 (0 = no cache)")) {
+               out.cache_entries = static_cast<std::uint32_t>(*v);
+             }
+           }},
+      });
 }
 
 void read_labels(Reader& r, const YAML::Node& node, const std::string& path,
@@ -567,24 +616,26 @@ ParseResult parse_document(const YAML::Node& root) {
     r.error("", "expected a map at the top level");
     return r.errors();
   }
-  r.read_map(root, "",
-             {
-                 {"node",
-                  [&](const YAML::Node& n, const std::string& p) { read_node(r, n, p, cfg.node); }},
-                 {"timeouts", [&](const YAML::Node& n,
-                                  const std::string& p) { read_timeouts(r, n, p, cfg.timeouts); }},
-                 {"limits", [&](const YAML::Node& n,
-                                const std::string& p) { read_limits(r, n, p, cfg.limits); }},
-                 {"health", [&](const YAML::Node& n,
-                                const std::string& p) { read_health(r, n, p, cfg.health); }},
-                 {"services", [&](const YAML::Node& n,
-                                  const std::string& p) { read_services(r, n, p, cfg.services); }},
-                 {"cluster",
-                  [&](const YAML::Node& n, const std::string& p) {
-                    cfg.cluster_mode = true;
-                    read_cluster(r, n, p, cfg.cluster);
-                  }},
-             });
+  r.read_map(
+      root, "",
+      {
+          {"node",
+           [&](const YAML::Node& n, const std::string& p) { read_node(r, n, p, cfg.node); }},
+          {"timeouts", [&](const YAML::Node& n,
+                           const std::string& p) { read_timeouts(r, n, p, cfg.timeouts); }},
+          {"limits",
+           [&](const YAML::Node& n, const std::string& p) { read_limits(r, n, p, cfg.limits); }},
+          {"health",
+           [&](const YAML::Node& n, const std::string& p) { read_health(r, n, p, cfg.health); }},
+          {"dns", [&](const YAML::Node& n, const std::string& p) { read_dns(r, n, p, cfg.dns); }},
+          {"services", [&](const YAML::Node& n,
+                           const std::string& p) { read_services(r, n, p, cfg.services); }},
+          {"cluster",
+           [&](const YAML::Node& n, const std::string& p) {
+             cfg.cluster_mode = true;
+             read_cluster(r, n, p, cfg.cluster);
+           }},
+      });
   if (cfg.cluster_mode && !cfg.services.empty()) {
     r.error("services", "not allowed in cluster mode; use the API");
   }
@@ -596,6 +647,13 @@ ParseResult parse_document(const YAML::Node& root) {
                   (cfg.node.vips_mode == "auto" && cfg.cluster_mode &&
                    !base::is_unspecified_ip(cfg.node.listen) &&
                    !cfg.node.listen.starts_with("127.") && cfg.node.listen != "::1");
+  cfg.node.dns = cfg.node.dns_mode == "on" ||
+                 (cfg.node.dns_mode == "auto" && cfg.cluster_mode &&
+                  !base::is_unspecified_ip(cfg.node.listen) &&
+                  !cfg.node.listen.starts_with("127.") && cfg.node.listen != "::1");
+  if (cfg.node.dns_mode == "on" && !cfg.cluster_mode) {
+    r.error("node.dns", "on needs cluster mode (a cluster section): names come from the cluster");
+  }
   if (!r.errors().empty()) {
     return std::move(r.errors());
   }
@@ -659,6 +717,9 @@ std::vector<std::string> restart_required(const NodeConfig& current, const NodeC
   }
   if (a.vips != b.vips) {
     keys.emplace_back("node.vips");
+  }
+  if (a.dns != b.dns) {
+    keys.emplace_back("node.dns");
   }
   return keys;
 }

@@ -51,6 +51,23 @@ struct NodeSettings {
   // the same VIPs). Resolved at load: `vips` is the answer.
   std::string vips_mode = "auto";
   bool vips = false;
+  // The embedded DNS server (cluster mode only: names come from the cluster state): "on" =
+  // this node serves every network's names on the network's DNS address (the subnet's second
+  // address, added to its loopback and removed on exit); "off" = not; "auto" (default) = on
+  // under the same condition as vips. Resolved at load: `dns` is the answer.
+  std::string dns_mode = "auto";
+  bool dns = false;
+};
+
+// The `dns:` section: settings of the embedded DNS server (node.dns).
+struct DnsSettings {
+  std::uint16_t port = 53;  // UDP and TCP port on each DNS address (another one for tests)
+  std::uint32_t ttl_s = 5;  // TTL of the cluster's own records
+  // Resolvers for every other name: "IP", "IP:PORT", "[IPv6]:PORT". Empty = the nameservers
+  // of /etc/resolv.conf when the node starts.
+  std::vector<std::string> upstreams;
+  std::uint32_t upstream_timeout_ms = 2'000;  // per upstream and attempt; then the next one
+  std::uint32_t cache_entries = 4'096;        // forwarded replies kept; 0 = no cache
 };
 
 inline constexpr std::uint16_t kDefaultOverlayPort = 4789;
@@ -120,6 +137,7 @@ struct NodeConfig {
   HealthSettings health;
   std::vector<ServiceConfig> services;
   ClusterSettings cluster;
+  DnsSettings dns;
   bool cluster_mode = false;  // true when the file has a `cluster:` section
 };
 

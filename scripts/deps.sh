@@ -6,7 +6,7 @@ PKGS=(
   netcat-openbsd
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev libboost-system1.81-dev
   libssl-dev node-llhttp libspdlog-dev libfmt-dev prometheus-cpp-dev catch2
-  libyaml-cpp-dev libcli11-dev
+  libyaml-cpp-dev libcli11-dev libldns-dev bind9-dnsutils
   clang libclang-rt-14-dev
   prometheus
 )

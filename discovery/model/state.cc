@@ -263,6 +263,16 @@ std::vector<StateError> validate_task(const ClusterState& state, const Task& tas
   return errors;
 }
 
+std::optional<std::string> dns_address_of(std::string_view subnet) {
+  const auto cidr = base::parse_ipv4_cidr(subnet);
+  if (!cidr || cidr->prefix > 30) {
+    return std::nullopt;
+  }
+  const std::uint32_t a = cidr->network + 2;
+  return std::to_string(a >> 24) + "." + std::to_string((a >> 16) & 0xff) + "." +
+         std::to_string((a >> 8) & 0xff) + "." + std::to_string(a & 0xff);
+}
+
 std::vector<StateError> validate_network(const ClusterState& state, const Network& network,
                                          const std::string& path) {
   std::vector<StateError> errors;

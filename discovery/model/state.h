@@ -6,6 +6,7 @@
 #include "discovery/model/types.h"
 
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -45,6 +46,12 @@ std::vector<StateError> validate_task(const ClusterState& state, const Task& tas
 // store's IPAM fills it before validating).
 std::vector<StateError> validate_network(const ClusterState& state, const Network& network,
                                          const std::string& path);
+
+// A network's DNS address: the second host address of its subnet (10.10.0.2 for 10.10.0.0/24;
+// the first is the gateway). The store's IPAM never gives it to a service; every node serves
+// the network's names there (discovery/dns). nullopt unless `subnet` is an IPv4 CIDR with room
+// for it (prefix <= 30).
+std::optional<std::string> dns_address_of(std::string_view subnet);
 
 // Id non-empty, name non-empty from [A-Za-z0-9._-] and unique (conflict), address and peer
 // "IP:PORT" (base::parse_host_port with the strict rules: IP literal, port 1..65535) when given.

@@ -96,9 +96,9 @@ std::optional<std::string> allocate_vip(const ClusterState& state, const std::st
   if (auto gw = parse_ipv4(it->second.gateway)) {
     taken.insert(*gw);
   }
-  // .0 is the network, .1 the gateway (RFC 1122 §3.2.1.3 reserves all-zeros and all-ones
-  // host parts), the last address is broadcast.
-  std::uint64_t candidate = std::uint64_t{cidr->base} + 2;
+  // .0 is the network, .1 the gateway, .2 the network's DNS address (dns_address_of; RFC 1122
+  // §3.2.1.3 reserves all-zeros and all-ones host parts), the last address is broadcast.
+  std::uint64_t candidate = std::uint64_t{cidr->base} + 3;
   for (std::uint64_t t : taken) {
     if (t < candidate) {
       continue;

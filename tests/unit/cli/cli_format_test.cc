@@ -491,3 +491,17 @@ TEST_CASE("writes print the created object's id or name") {
         "web");
   CHECK(written_object_id(json::value(nullptr), "service", "fallback") == "fallback");
 }
+
+TEST_CASE("network ls shows each network's DNS address, the subnet's second address") {
+  auto out = render_networks(parse(
+      R"({"networks":[{"name":"ingress","subnet":"10.255.0.0/16","gateway":"10.255.0.1",)"
+      R"("builtin":true,"version":0},{"name":"appnet","subnet":"10.10.0.0/24",)"
+      R"("gateway":"10.10.0.1","builtin":false,"version":3},{"name":"odd","subnet":"bogus"}]})"));
+  REQUIRE(out.ok());
+  const auto l = lines(out.value());
+  REQUIRE(l.size() == 4);
+  CHECK(l[0].find("DNS") != std::string::npos);
+  CHECK(l[1].find("10.10.0.2") != std::string::npos);
+  CHECK(l[2].find("10.255.0.2") != std::string::npos);
+  CHECK(l[3].rfind("odd", 0) == 0);  // rows sorted by name; no DNS address for a bad subnet
+}

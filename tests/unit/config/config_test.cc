@@ -376,6 +376,67 @@ TEST_CASE("service VIPs: auto is on in cluster mode on a specific non-loopback a
   CHECK(errors[0].message == "must be auto, on or off");
 }
 
+TEST_CASE("embedded DNS: auto is on in cluster mode on a specific non-loopback address") {
+  const std::string cl = "cluster: { role: worker, data_dir: /d }\n";
+  CHECK(parse_ok(cl + "node: { listen: 10.77.0.11 }\n").node.dns);
+  CHECK_FALSE(parse_ok(cl + "node: { listen: 127.0.0.31 }\n").node.dns);
+  CHECK_FALSE(parse_ok(cl + "node: { listen: 0.0.0.0 }\n").node.dns);
+  CHECK_FALSE(parse_ok("node: { listen: 10.77.0.11 }\n").node.dns);  // not cluster mode
+  CHECK(parse_ok(cl + "node: { listen: 127.0.0.31, dns: \"on\" }\n").node.dns);
+  CHECK_FALSE(parse_ok(cl + "node: { listen: 10.77.0.11, dns: \"off\" }\n").node.dns);
+  CHECK_FALSE(parse_ok("node: { dns: \"off\" }\n").node.dns);
+}
+
+TEST_CASE("embedded DNS: defaults of the dns section") {
+  const NodeConfig cfg = parse_ok("");
+  CHECK(cfg.dns.port == 53);
+  CHECK(cfg.dns.ttl_s == 5);
+  CHECK(cfg.dns.upstreams.empty());  // the nameservers of /etc/resolv.conf
+  CHECK(cfg.dns.upstream_timeout_ms == 2000);
+  CHECK(cfg.dns.cache_entries == 4096);
+}
+
+TEST_CASE("embedded DNS: every key of the dns section is read and checked") {
+  const NodeConfig cfg = parse_ok(
+      "dns:\n  port: 5353\n  ttl_s: 0\n  upstream_timeout_ms: 500\n  cache_entries: 0\n"
+      "  upstreams: [\"10.0.0.53\", \"10.0.0.54:5300\", \"[fd00::53]:53\", \"fd00::54\"]\n");
+  CHECK(cfg.dns.port == 5353);
+  CHECK(cfg.dns.ttl_s == 0);
+  CHECK(cfg.dns.upstream_timeout_ms == 500);
+  CHECK(cfg.dns.cache_entries == 0);
+  CHECK(cfg.dns.upstreams ==
+        std::vector<std::string>{"10.0.0.53", "10.0.0.54:5300", "[fd00::53]:53", "fd00::54"});
+
+  const std::string cl = "cluster: { role: worker, data_dir: /d }\n";
+  const std::vector<std::pair<std::string, std::pair<std::string, std::string>>> cases = {
+      {"node: { dns: maybe }\n", {"node.dns", "must be auto, on or off"}},
+      {"node: { dns: \"on\" }\n",
+       {"node.dns", "on needs cluster mode (a cluster section): names come from the cluster"}},
+      {cl + "dns: { port: 0 }\n", {"dns.port", "must be 1..65535"}},
+      {cl + "dns: { port: 70000 }\n", {"dns.port", "must be 1..65535"}},
+      {cl + "dns: { port: \"53\" }\n", {"dns.port", "expected an integer"}},
+      {cl + "dns: { ttl_s: 3601 }\n", {"dns.ttl_s", "must be 0..3600"}},
+      {cl + "dns: { upstream_timeout_ms: 5 }\n", {"dns.upstream_timeout_ms", "must be 10..60000"}},
+      {cl + "dns: { cache_entries: -1 }\n",
+       {"dns.cache_entries", "must be 0..1000000 (0 = no cache)"}},
+      {cl + "dns: { upstreams: [resolver.example] }\n",
+       {"dns.upstreams[0]", "expected IP or IP:PORT of a resolver ([IPv6]:PORT)"}},
+      {cl + "dns: { upstreams: [\"10.0.0.1\", \"0.0.0.0:53\"] }\n",
+       {"dns.upstreams[1]", "expected IP or IP:PORT of a resolver ([IPv6]:PORT)"}},
+      {cl + "dns: { upstreams: \"10.0.0.1\" }\n", {"dns.upstreams", "expected a list"}},
+      {cl + "dns: { bogus: 1 }\n", {"dns.bogus", "unknown key"}},
+      {cl + "dns: [1]\n", {"dns", "expected a map"}},
+  };
+  for (const auto& [yaml, expected] : cases) {
+    CAPTURE(yaml);
+    auto errors = parse_errors(yaml);
+    INFO(format_errors(errors));
+    REQUIRE(errors.size() == 1);
+    CHECK(errors[0].path == expected.first);
+    CHECK(errors[0].message == expected.second);
+  }
+}
+
 TEST_CASE("an empty services list is allowed in cluster mode") {
   NodeConfig cfg = parse_ok("cluster: { role: worker, data_dir: /d }\nservices: []\n");
   CHECK(cfg.cluster_mode);

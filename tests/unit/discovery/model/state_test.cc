@@ -87,3 +87,13 @@ TEST_CASE("without config paths, services are named in the paths") {
   CHECK(errors[0].path == "services.web.labels.mesh.http");
   CHECK(errors[0].message == "empty host");
 }
+
+TEST_CASE("a network's DNS address is its subnet's second address") {
+  CHECK(dns_address_of("10.10.0.0/24") == "10.10.0.2");
+  CHECK(dns_address_of("10.255.0.0/16") == "10.255.0.2");
+  CHECK(dns_address_of("192.168.4.0/30") == "192.168.4.2");
+  CHECK_FALSE(dns_address_of("192.168.4.0/31"));  // no room: .0 network, .1 broadcast
+  CHECK_FALSE(dns_address_of("10.10.0.1/24"));    // host bits set
+  CHECK_FALSE(dns_address_of(""));
+  CHECK_FALSE(dns_address_of("fd00::/64"));
+}

@@ -1,5 +1,7 @@
 #include "discovery/store/ipam.h"
 
+#include "discovery/model/state.h"
+
 #include <catch2/catch.hpp>
 
 using namespace routemesh::discovery;
@@ -61,29 +63,36 @@ TEST_CASE("subnets: exhaustion and bad pools give nothing") {
   CHECK_FALSE(allocate_subnet(state, "bogus"));
 }
 
-TEST_CASE("VIPs: lowest free host, skipping gateway and addresses in use, until full") {
+TEST_CASE("VIPs: lowest free host, skipping gateway, DNS address and addresses in use") {
   ClusterState state = with_networks({{"net", "10.0.0.0/29"}});
-  CHECK(allocate_vip(state, "net") == "10.0.0.2");
-  // .2 and .4 taken: the hole at .3 is filled first.
+  // .1 is the gateway, .2 the network's DNS address.
+  CHECK(allocate_vip(state, "net") == "10.0.0.3");
+  // .3 and .5 taken: the hole at .4 is filled first.
   Service a;
   a.name = "a";
-  a.vips["net"] = "10.0.0.2";
+  a.vips["net"] = "10.0.0.3";
   Service c;
   c.name = "c";
-  c.vips["net"] = "10.0.0.4";
-  c.vips["other"] = "10.0.0.3";  // another network's VIP does not count here
+  c.vips["net"] = "10.0.0.5";
+  c.vips["other"] = "10.0.0.4";  // another network's VIP does not count here
   state.services["a"] = a;
   state.services["c"] = c;
-  CHECK(allocate_vip(state, "net") == "10.0.0.3");
-  // Fill .3, .5, .6; .7 is broadcast.
-  for (const char* ip : {"10.0.0.3", "10.0.0.5", "10.0.0.6"}) {
+  CHECK(allocate_vip(state, "net") == "10.0.0.4");
+  // Fill .4 and .6; .7 is broadcast.
+  for (const char* ip : {"10.0.0.4", "10.0.0.6"}) {
     Service s;
     s.name = ip;
     s.vips["net"] = ip;
     state.services[s.name] = s;
   }
   CHECK_FALSE(allocate_vip(state, "net"));
-  state.services.erase("10.0.0.5");
-  CHECK(allocate_vip(state, "net") == "10.0.0.5");
+  state.services.erase("10.0.0.6");
+  CHECK(allocate_vip(state, "net") == "10.0.0.6");
   CHECK_FALSE(allocate_vip(state, "unknown"));
+}
+
+TEST_CASE("VIPs: the DNS address is never handed out, even when it is the only one left") {
+  ClusterState state = with_networks({{"net", "10.0.0.0/30"}});
+  CHECK(dns_address_of("10.0.0.0/30") == "10.0.0.2");
+  CHECK_FALSE(allocate_vip(state, "net"));
 }

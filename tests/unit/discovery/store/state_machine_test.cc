@@ -65,7 +65,7 @@ TEST_CASE("service.create stores the service on ingress with a VIP and bumps the
   const Service& web = state.services.at("web");
   CHECK(web.version == 1);
   CHECK(web.networks == std::vector<std::string>{"ingress"});
-  CHECK(web.vips == std::map<std::string, std::string>{{"ingress", "10.255.0.2"}});
+  CHECK(web.vips == std::map<std::string, std::string>{{"ingress", "10.255.0.3"}});
   CHECK(web.endpoint_mode == EndpointMode::vip);
   REQUIRE(web.ports.size() == 1);
   CHECK(web.ports[0].published == 8080);
@@ -261,8 +261,8 @@ TEST_CASE("service.update replaces the spec, keeps VIPs of kept networks and rel
   ok(state, R"({"op":"network.create","network":{"name":"b"}})");
   ok(state, web_service(R"(,"networks":["a","ingress"])"));
   const auto vips_before = state.services.at("web").vips;
-  CHECK(vips_before.at("a") == "10.10.0.2");
-  CHECK(vips_before.at("ingress") == "10.255.0.2");
+  CHECK(vips_before.at("a") == "10.10.0.3");
+  CHECK(vips_before.at("ingress") == "10.255.0.3");
 
   ok(state,
      R"({"op":"service.update","service":{"name":"web","labels":{"mesh.http":"new.example.com"},)"
@@ -270,12 +270,12 @@ TEST_CASE("service.update replaces the spec, keeps VIPs of kept networks and rel
   const Service& web = state.services.at("web");
   CHECK(web.labels.at("mesh.http") == "new.example.com");
   CHECK(web.ports[0].published == 8081);
-  CHECK(web.vips == std::map<std::string, std::string>{{"a", "10.10.0.2"}, {"b", "10.10.1.2"}});
+  CHECK(web.vips == std::map<std::string, std::string>{{"a", "10.10.0.3"}, {"b", "10.10.1.3"}});
   CHECK(web.version == state.revision);
 
   // The ingress VIP was released: the next service gets it.
   ok(state, R"({"op":"service.create","service":{"name":"other"}})");
-  CHECK(state.services.at("other").vips.at("ingress") == "10.255.0.2");
+  CHECK(state.services.at("other").vips.at("ingress") == "10.255.0.3");
 }
 
 TEST_CASE("compare-and-swap: a stale version is rejected, the current one accepted") {
@@ -368,13 +368,13 @@ TEST_CASE("deleting a service removes its tasks and releases its VIPs") {
   ok(state, R"({"op":"service.create","service":{"name":"api"}})");
   ok(state, R"({"op":"task.add","task":{"id":"w1","service":"web","address":"127.0.0.1"}})");
   ok(state, R"({"op":"task.add","task":{"id":"a1","service":"api","address":"127.0.0.1"}})");
-  CHECK(state.services.at("api").vips.at("ingress") == "10.255.0.3");
+  CHECK(state.services.at("api").vips.at("ingress") == "10.255.0.4");
   ApplyResult r = ok(state, R"({"op":"service.delete","name":"web"})");
   CHECK(r.object.as_object().at("name").as_string() == "web");
   CHECK(state.tasks.count("w1") == 0);
   CHECK(state.tasks.count("a1") == 1);
   ok(state, R"({"op":"service.create","service":{"name":"web2"}})");
-  CHECK(state.services.at("web2").vips.at("ingress") == "10.255.0.2");
+  CHECK(state.services.at("web2").vips.at("ingress") == "10.255.0.3");
   CHECK(validate_state(state).empty());
 }
 
@@ -468,17 +468,27 @@ TEST_CASE("IPAM exhaustion: a full pool and a full network are conflicts") {
   CHECK(e.field == "network.subnet");
   CHECK(e.message == "subnet pool 10.30.0.0/23 is exhausted");
 
-  // A /30 has room for exactly one VIP (.0 network, .1 gateway, .2 VIP, .3 broadcast).
+  // A /30 has no room for a VIP (.0 network, .1 gateway, .2 DNS address, .3 broadcast).
   ok(state, R"({"op":"network.create","network":{"name":"tiny","subnet":"192.168.7.0/30"}})");
-  ok(state, R"({"op":"service.create","service":{"name":"s1","networks":["tiny"]}})");
-  CHECK(state.services.at("s1").vips.at("tiny") == "192.168.7.2");
-  e = rejected(state, R"({"op":"service.create","service":{"name":"s2","networks":["tiny"]}})");
+  e = rejected(state, R"({"op":"service.create","service":{"name":"s0","networks":["tiny"]}})");
   CHECK(e.code == errc::conflict);
   CHECK(e.field == "service.networks");
   CHECK(e.message == "no free address left on network \"tiny\"");
+  // A /29 has room for four (.3 to .6).
+  ok(state, R"({"op":"network.create","network":{"name":"small","subnet":"192.168.8.0/29"}})");
+  for (const char* name : {"s1", "s2", "s3", "s4"}) {
+    ok(state, std::string(R"({"op":"service.create","service":{"name":")") + name +
+                  R"(","networks":["small"]}})");
+  }
+  CHECK(state.services.at("s1").vips.at("small") == "192.168.8.3");
+  CHECK(state.services.at("s4").vips.at("small") == "192.168.8.6");
+  e = rejected(state, R"({"op":"service.create","service":{"name":"s5","networks":["small"]}})");
+  CHECK(e.code == errc::conflict);
+  CHECK(e.field == "service.networks");
+  CHECK(e.message == "no free address left on network \"small\"");
   ok(state, R"({"op":"service.delete","name":"s1"})");
-  ok(state, R"({"op":"service.create","service":{"name":"s2","networks":["tiny"]}})");
-  CHECK(state.services.at("s2").vips.at("tiny") == "192.168.7.2");
+  ok(state, R"({"op":"service.create","service":{"name":"s5","networks":["small"]}})");
+  CHECK(state.services.at("s5").vips.at("small") == "192.168.8.3");
 }
 
 TEST_CASE("the same commands applied to two states give identical state JSON") {

@@ -81,7 +81,7 @@ TEST_CASE("snapshot then deltas give the manager's state byte for byte (VIPs inc
     CHECK(std::get<WatchEvent>(r.apply_line(line)) == WatchEvent::delta);
   }
   CHECK(store::encode_state(r.state()) == store::encode_state(m.machine.state()));
-  CHECK(r.state().services.at("web").vips.at("appnet") == "10.10.0.2");
+  CHECK(r.state().services.at("web").vips.at("appnet") == "10.10.0.3");
   CHECK(std::get<WatchEvent>(r.apply_line(R"({"type":"ping"})")) == WatchEvent::ping);
 }
 
