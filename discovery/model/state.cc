@@ -8,7 +8,6 @@
 #include <charconv>
 #include <set>
 #include <string_view>
-#include <unordered_map>
 
 namespace routemesh::discovery {
 
@@ -106,14 +105,15 @@ struct IndexedOthers {
   }
 };
 
+// (service name, its tasks), sorted by name, one entry per name.
+using TaskCountsByService = std::vector<std::pair<std::string_view, StateIndex::TaskCounts>>;
+
 // validate_state's view: the first service (in config order) to claim a host+path or publish a
 // port keeps it, so the later one gets the error.
 class AcceptedServices {
  public:
-  // `tasks`: the tasks of each service name, counted once for the whole state.
-  explicit AcceptedServices(
-      const std::unordered_map<std::string_view, StateIndex::TaskCounts>& tasks)
-      : tasks_(tasks) {}
+  // `tasks`: the tasks of each service name, counted once for the whole state, sorted by name.
+  explicit AcceptedServices(const TaskCountsByService& tasks) : tasks_(tasks) {}
 
   const std::string* claim_owner(const HttpClaim& claim) const {
     auto it = claims_.find(claim);
@@ -124,8 +124,10 @@ class AcceptedServices {
     return it == published_.end() ? nullptr : &it->second;
   }
   StateIndex::TaskCounts task_counts(const std::string& service) const {
-    auto it = tasks_.find(service);
-    return it == tasks_.end() ? StateIndex::TaskCounts{} : it->second;
+    auto it = std::lower_bound(
+        tasks_.begin(), tasks_.end(), std::string_view(service),
+        [](const auto& entry, std::string_view name) { return entry.first < name; });
+    return it == tasks_.end() || it->first != service ? StateIndex::TaskCounts{} : it->second;
   }
   void accept(const std::string& service, std::set<HttpClaim> claims,
               std::set<PublishedPort> ports) {
@@ -138,7 +140,7 @@ class AcceptedServices {
   }
 
  private:
-  const std::unordered_map<std::string_view, StateIndex::TaskCounts>& tasks_;
+  const TaskCountsByService& tasks_;
   std::map<HttpClaim, std::string> claims_;
   std::map<PublishedPort, std::string> published_;
 };
@@ -409,25 +411,60 @@ std::vector<StateError> validate_state(const ClusterState& state,
   };
 
   // Nodes by the index; services are checked against those accepted before them and against
-  // their tasks' counts. Tasks are keyed by id, so a service's tasks usually come in one run
-  // ("web.1", "web.2", ...): each run costs one lookup.
+  // their tasks' counts.
   StateIndex index;
   for (const auto& [id, node] : state.nodes) {
     index.add_node(node);
   }
-  std::unordered_map<std::string_view, StateIndex::TaskCounts> task_counts;
+
+  // One pass over the tasks (there may be 100,000s, scattered in memory) counts them per
+  // service and checks each. Tasks are keyed by id, so a service's tasks usually come in one
+  // run ("web.1", "web.2", ...): each run costs one lookup of its service. Tasks are reported
+  // in the order of their paths, after the services; only tasks with errors need a path, so the
+  // rest are checked without building or sorting one (the sort below is stable: tasks with
+  // equal paths keep id order).
+  // (A vector of runs, sorted and merged below: no allocation per service.)
+  TaskCountsByService task_counts;
+  std::vector<std::pair<std::string, std::vector<StateError>>> failed;
   StateIndex::TaskCounts* counts = nullptr;
-  std::string_view counted;
+  const Service* service = nullptr;
+  std::string_view run;
   for (const auto& [id, task] : state.tasks) {
-    if (counts == nullptr || task.service != counted) {
-      counted = task.service;
-      counts = &task_counts[counted];
+    if (counts == nullptr || task.service != run) {
+      run = task.service;
+      counts = &task_counts.emplace_back(run, StateIndex::TaskCounts{}).second;
+      auto it = state.services.find(task.service);
+      service = it == state.services.end() ? nullptr : &it->second;
     }
     ++counts->tasks;
     if (task.port != 0) {
       ++counts->with_port;
     }
+    std::string path;
+    auto path_of = [&]() -> const std::string& {
+      if (path.empty()) {
+        path = task_path(task, service_paths);
+      }
+      return path;
+    };
+    std::vector<StateError> task_errors;
+    check_task(state, index, task, service, path_of, false, task_errors);
+    if (!task_errors.empty()) {
+      failed.emplace_back(path_of(), std::move(task_errors));
+    }
   }
+  std::stable_sort(task_counts.begin(), task_counts.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::size_t kept = 0;
+  for (std::size_t i = 0; i < task_counts.size(); ++i) {
+    if (kept != 0 && task_counts[kept - 1].first == task_counts[i].first) {
+      task_counts[kept - 1].second.tasks += task_counts[i].second.tasks;
+      task_counts[kept - 1].second.with_port += task_counts[i].second.with_port;
+    } else {
+      task_counts[kept++] = task_counts[i];
+    }
+  }
+  task_counts.resize(kept);
 
   // Networks and nodes are checked against all others; an overlap or a duplicate name is then
   // reported at both objects, which is fine for states the config file never produces (it has
@@ -455,33 +492,6 @@ std::vector<StateError> validate_state(const ClusterState& state,
     accepted.accept(svc->name, std::move(held.claims), std::move(held.ports));
   }
 
-  // Tasks are reported in the order of their paths too. Only tasks with errors need a path, so
-  // the rest are checked without building or sorting one (id order; the sort below is stable,
-  // so tasks with equal paths keep it).
-  std::vector<std::pair<std::string, std::vector<StateError>>> failed;
-  const Service* service = nullptr;
-  std::string_view looked_up;
-  bool first = true;
-  for (const auto& [id, task] : state.tasks) {
-    if (first || task.service != looked_up) {
-      first = false;
-      looked_up = task.service;
-      auto it = state.services.find(task.service);
-      service = it == state.services.end() ? nullptr : &it->second;
-    }
-    std::string path;
-    auto path_of = [&]() -> const std::string& {
-      if (path.empty()) {
-        path = task_path(task, service_paths);
-      }
-      return path;
-    };
-    std::vector<StateError> task_errors;
-    check_task(state, index, task, service, path_of, false, task_errors);
-    if (!task_errors.empty()) {
-      failed.emplace_back(path_of(), std::move(task_errors));
-    }
-  }
   std::stable_sort(failed.begin(), failed.end(),
                    [](const auto& a, const auto& b) { return natural_less(a.first, b.first); });
   for (auto& [path, task_errors] : failed) {
