@@ -10,7 +10,8 @@
 //   compile       mesh::compile_route_table of the state, as node n1 of 10 (a tenth of the
 //                 tasks local), median of 5 (compile.first: the first of them, which also pays
 //                 for fresh memory pages), and with every task local (compile.all_local, as
-//                 `check` does)
+//                 `check` does); health_targets: mesh::health::targets for n1, which a
+//                 node also recomputes for each new state
 //   write         StoreStateMachine::apply of one service.create, then of one task.add for it
 //                 (median of --writes each), as a manager applies a committed entry
 //   snapshot      StoreStateMachine::snapshot (the Raft snapshot image)
@@ -26,6 +27,7 @@
 #include "discovery/model/state.h"
 #include "discovery/store/state_json.h"
 #include "discovery/store/store_state_machine.h"
+#include "mesh/health/tracker.h"
 #include "mesh/route_table.h"
 
 #include <algorithm>
@@ -210,6 +212,10 @@ int run(std::size_t n, std::size_t tasks, std::size_t writes, const std::string&
     report(n, "compile.first", first_ms.front());
     report(n, "compile", median(first_ms));
     report(n, "compile.all_local", median(local_ms));
+    // What the manager also recomputes for each new state: the health checker's targets.
+    auto start = Clock::now();
+    auto targets = mesh::health::targets(state, "n1");
+    report(n, "health_targets", ms_since(start));
   }
 
   if (!wanted("write")) {
