@@ -167,33 +167,23 @@ class ClusterBuilder {
     if (checked && !task.node.empty() && task.health == TaskHealth::unknown) {
       endpoint.healthy = false;
     }
-    const NodeInfo* node = nullptr;
-    if (auto it = nodes_by_name_.find(task.node); it != nodes_by_name_.end()) {
-      node = &it->second;
+    // One lookup of the task's node: its status, and where a task of another node is reached
+    // (that node's overlay listener). A task of this node, of no or an unknown node, or of a
+    // node without a valid overlay address is dialled directly (as before the overlay
+    // existed), and so is every task outside cluster mode (no local node name).
+    auto it = nodes_by_name_.find(task.node);
+    if (it == nodes_by_name_.end()) {
+      return true;
     }
-    if (node != nullptr && node->node->status == discovery::NodeStatus::down) {
+    const NodeInfo& node = it->second;
+    if (node.node->status == discovery::NodeStatus::down) {
       endpoint.healthy = false;
     }
-    if (const OverlayHop* hop = remote_hop(task)) {
+    if (!local_node_.empty() && !task.node.empty() && task.node != local_node_ && node.hop) {
       endpoint.local = false;
-      endpoint.via = *hop;
+      endpoint.via = *node.hop;
     }
     return true;
-  }
-
-  // Where a task of another node is reached (that node's overlay listener), or nullptr for a
-  // task dialled directly: one of this node, of an unknown node or of a node without a valid
-  // overlay address (then it is dialled directly, as before the overlay existed), or any task
-  // outside cluster mode (no local node name).
-  const OverlayHop* remote_hop(const Task& task) const {
-    if (local_node_.empty() || task.node.empty() || task.node == local_node_) {
-      return nullptr;
-    }
-    auto it = nodes_by_name_.find(task.node);
-    if (it == nodes_by_name_.end() || !it->second.hop) {
-      return nullptr;
-    }
-    return &*it->second.hop;
   }
 
   static std::optional<OverlayHop> parse_overlay(const std::string& text) {
