@@ -2,6 +2,7 @@
 
 #include "base/address.h"
 #include "discovery/model/labels.h"
+#include "discovery/model/state_index.h"
 
 #include <algorithm>
 #include <charconv>
@@ -84,108 +85,198 @@ std::string task_path(const Task& task, const std::map<std::string, std::string>
   return "tasks." + task.id;
 }
 
-// Host+path claims and published ports of the services accepted so far. validate_state adds
-// services in config order (so the second of two conflicting services gets the error);
-// validate_service first adds every other service silently, then checks the one given.
-class ServiceChecker {
- public:
-  explicit ServiceChecker(const ClusterState& state) : state_(state) {
-    for (const auto& [id, task] : state.tasks) {
-      auto& counts = task_ports_[task.service];
-      ++counts.first;
-      if (task.port != 0) {
-        ++counts.second;
-      }
-    }
+// What one service is checked against: the services other than itself. Two kinds:
+// IndexedOthers (every other service of a state, through its StateIndex: validate_service) and
+// AcceptedServices (the services validate_state accepted before this one, in config order).
+// Each answers claim_owner / port_owner (another service holding it, or nullptr) and
+// task_counts (the tasks naming the service).
+struct IndexedOthers {
+  const StateIndex& index;
+  std::string_view self;
+
+  const std::string* claim_owner(const HttpClaim& claim) const {
+    return index.claim_owner(claim, self);
   }
+  const std::string* port_owner(const PublishedPort& port) const {
+    return index.port_owner(port, self);
+  }
+  StateIndex::TaskCounts task_counts(const std::string& service) const {
+    return index.task_counts(service);
+  }
+};
 
-  void check_and_add(const Service& svc, const std::string& path, std::string_view ports_key,
-                     std::vector<StateError>& errors, bool task_ports_later = false) {
-    if (!base::is_object_name(svc.name)) {
-      errors.push_back(StateError{path + ".name", "must match [a-z0-9][a-z0-9_.-]{0,62}"});
+// (service name, its tasks), sorted by name, one entry per name.
+using TaskCountsByService = std::vector<std::pair<std::string_view, StateIndex::TaskCounts>>;
+
+// validate_state's view: the first service (in config order) to claim a host+path or publish a
+// port keeps it, so the later one gets the error.
+class AcceptedServices {
+ public:
+  // `tasks`: the tasks of each service name, counted once for the whole state, sorted by name.
+  explicit AcceptedServices(const TaskCountsByService& tasks) : tasks_(tasks) {}
+
+  const std::string* claim_owner(const HttpClaim& claim) const {
+    auto it = claims_.find(claim);
+    return it == claims_.end() ? nullptr : &it->second;
+  }
+  const std::string* port_owner(const PublishedPort& port) const {
+    auto it = published_.find(port);
+    return it == published_.end() ? nullptr : &it->second;
+  }
+  StateIndex::TaskCounts task_counts(const std::string& service) const {
+    auto it = std::lower_bound(
+        tasks_.begin(), tasks_.end(), std::string_view(service),
+        [](const auto& entry, std::string_view name) { return entry.first < name; });
+    return it == tasks_.end() || it->first != service ? StateIndex::TaskCounts{} : it->second;
+  }
+  void accept(const std::string& service, std::set<HttpClaim> claims,
+              std::set<PublishedPort> ports) {
+    for (auto& claim : claims) {
+      claims_.emplace(claim, service);
     }
-    const std::string labels_path = path + ".labels";
-    Exposure exposure = parse_labels(svc.labels, labels_path, errors);
-
-    for (const auto& http : exposure.http) {
-      const std::string label_path = labels_path + "." + http.source_label;
-      for (const auto& host : http.hosts) {
-        Claim claim{host.host, host.wildcard, http.path_prefix};
-        auto [it, inserted] = claims_.emplace(claim, svc.name);
-        if (!inserted) {
-          errors.push_back(StateError{label_path,
-                                      "host " + to_string(host) + " path " + http.path_prefix +
-                                          " already claimed by service " + quoted(it->second) +
-                                          " (second claim by service " + quoted(svc.name) + ")",
-                                      true});
-        }
-      }
-      // The task port for HTTP comes from the label, else the first target port, else each
-      // task's own port; with none of them the route could never reach a task.
-      if (http.port == 0 && svc.ports.empty()) {
-        auto counts = task_ports_[svc.name];
-        // The store takes the service before its tasks (task_ports_later); validate_task then
-        // demands a port of each task, so only tasks already without one are an error here.
-        const bool missing = task_ports_later ? counts.second != counts.first
-                                              : counts.first == 0 || counts.second != counts.first;
-        if (missing) {
-          errors.push_back(StateError{
-              label_path,
-              "no task port for HTTP: set mesh.http.port, publish a target port or give every "
-              "task a port"});
-        }
-      }
-    }
-
-    for (std::size_t i = 0; i < svc.ports.size(); ++i) {
-      const auto& port = svc.ports[i];
-      const std::string port_path =
-          path + "." + std::string(ports_key) + "[" + std::to_string(i) + "]";
-      if (port.published == 0 || port.target == 0) {
-        errors.push_back(StateError{port_path, "ports must be 1..65535"});
-        continue;
-      }
-      if (port.protocol != "tcp" && port.protocol != "udp") {
-        errors.push_back(StateError{port_path, "protocol must be tcp or udp"});
-        continue;
-      }
-      auto [it, inserted] =
-          published_.emplace(std::make_pair(port.protocol, port.published), svc.name);
-      if (!inserted) {
-        errors.push_back(StateError{port_path,
-                                    "published port " + std::to_string(port.published) + "/" +
-                                        port.protocol + " already used by service " +
-                                        quoted(it->second) + " (second use by service " +
-                                        quoted(svc.name) + ")",
-                                    true});
-      }
-    }
-
-    std::set<std::string> seen;
-    for (std::size_t i = 0; i < svc.networks.size(); ++i) {
-      const std::string& name = svc.networks[i];
-      const std::string net_path = path + ".networks[" + std::to_string(i) + "]";
-      if (state_.networks.count(name) == 0) {
-        errors.push_back(StateError{net_path, "unknown network " + quoted(name)});
-      } else if (!seen.insert(name).second) {
-        errors.push_back(StateError{net_path, "network " + quoted(name) + " listed twice"});
-      }
+    for (auto& port : ports) {
+      published_.emplace(port, service);
     }
   }
 
  private:
-  struct Claim {
-    std::string host;
-    bool wildcard;
-    std::string path;
-    auto operator<=>(const Claim&) const = default;
-  };
-
-  const ClusterState& state_;
-  std::map<std::string, std::pair<std::size_t, std::size_t>> task_ports_;   // tasks, with port
-  std::map<Claim, std::string> claims_;                                     // -> service name
-  std::map<std::pair<std::string, std::uint16_t>, std::string> published_;  // (proto, port)
+  const TaskCountsByService& tasks_;
+  std::map<HttpClaim, std::string> claims_;
+  std::map<PublishedPort, std::string> published_;
 };
+
+// What a service holds once checked: the claims and published ports nobody else held.
+struct Held {
+  std::set<HttpClaim> claims;
+  std::set<PublishedPort> ports;
+};
+
+// The checks of one service (the one validator behind validate_service and validate_state):
+// its own fields, then conflicts with `others` and with itself (a host+path or port listed twice
+// is claimed by the service itself the second time). Appends to `errors`.
+template <typename Others>
+Held check_service(const ClusterState& state, const Others& others, const Service& svc,
+                   const std::string& path, std::string_view ports_key, bool task_ports_later,
+                   std::vector<StateError>& errors) {
+  Held held;
+  if (!base::is_object_name(svc.name)) {
+    errors.push_back(StateError{path + ".name", "must match [a-z0-9][a-z0-9_.-]{0,62}"});
+  }
+  const std::string labels_path = path + ".labels";
+  Exposure exposure = parse_labels(svc.labels, labels_path, errors);
+
+  for (const auto& http : exposure.http) {
+    const std::string label_path = labels_path + "." + http.source_label;
+    for (const auto& host : http.hosts) {
+      HttpClaim claim{host.host, host.wildcard, http.path_prefix};
+      const std::string* owner = others.claim_owner(claim);
+      if (owner == nullptr && held.claims.count(claim) != 0) {
+        owner = &svc.name;
+      }
+      if (owner != nullptr) {
+        errors.push_back(StateError{label_path,
+                                    "host " + to_string(host) + " path " + http.path_prefix +
+                                        " already claimed by service " + quoted(*owner) +
+                                        " (second claim by service " + quoted(svc.name) + ")",
+                                    true});
+      } else {
+        held.claims.insert(std::move(claim));
+      }
+    }
+    // The task port for HTTP comes from the label, else the first target port, else each
+    // task's own port; with none of them the route could never reach a task.
+    if (http.port == 0 && svc.ports.empty()) {
+      auto counts = others.task_counts(svc.name);
+      // The store takes the service before its tasks (task_ports_later); validate_task then
+      // demands a port of each task, so only tasks already without one are an error here.
+      const bool missing = task_ports_later ? counts.with_port != counts.tasks
+                                            : counts.tasks == 0 || counts.with_port != counts.tasks;
+      if (missing) {
+        errors.push_back(StateError{
+            label_path,
+            "no task port for HTTP: set mesh.http.port, publish a target port or give every "
+            "task a port"});
+      }
+    }
+  }
+
+  for (std::size_t i = 0; i < svc.ports.size(); ++i) {
+    const auto& port = svc.ports[i];
+    const std::string port_path =
+        path + "." + std::string(ports_key) + "[" + std::to_string(i) + "]";
+    if (port.published == 0 || port.target == 0) {
+      errors.push_back(StateError{port_path, "ports must be 1..65535"});
+      continue;
+    }
+    if (port.protocol != "tcp" && port.protocol != "udp") {
+      errors.push_back(StateError{port_path, "protocol must be tcp or udp"});
+      continue;
+    }
+    PublishedPort key{port.protocol, port.published};
+    const std::string* owner = others.port_owner(key);
+    if (owner == nullptr && held.ports.count(key) != 0) {
+      owner = &svc.name;
+    }
+    if (owner != nullptr) {
+      errors.push_back(StateError{port_path,
+                                  "published port " + std::to_string(port.published) + "/" +
+                                      port.protocol + " already used by service " + quoted(*owner) +
+                                      " (second use by service " + quoted(svc.name) + ")",
+                                  true});
+    } else {
+      held.ports.insert(std::move(key));
+    }
+  }
+
+  std::set<std::string> seen;
+  for (std::size_t i = 0; i < svc.networks.size(); ++i) {
+    const std::string& name = svc.networks[i];
+    const std::string net_path = path + ".networks[" + std::to_string(i) + "]";
+    if (state.networks.count(name) == 0) {
+      errors.push_back(StateError{net_path, "unknown network " + quoted(name)});
+    } else if (!seen.insert(name).second) {
+      errors.push_back(StateError{net_path, "network " + quoted(name) + " listed twice"});
+    }
+  }
+  return held;
+}
+
+// The checks of one task. `path_of()` gives the task's path; it is called only when there is
+// an error to report (validate_state has 100,000s of tasks and builds their paths only then).
+// `service`: the task's service in `state` (nullptr when unknown), looked up by the caller.
+template <typename PathOf>
+void check_task(const ClusterState& state, const StateIndex& index, const Task& task,
+                const Service* service, const PathOf& path_of, bool field_paths,
+                std::vector<StateError>& errors) {
+  if (task.id.empty()) {
+    errors.push_back(StateError{path_of() + ".id", "required"});
+  }
+  if (service == nullptr) {
+    errors.push_back(StateError{field_paths ? path_of() + ".service" : path_of(),
+                                "unknown service " + quoted(task.service)});
+  }
+  if (!base::is_ip_literal(task.address)) {
+    errors.push_back(StateError{field_paths ? path_of() + ".address" : path_of(),
+                                "address " + quoted(task.address) + " is not an IP literal"});
+  }
+  // The store's path (field_paths): a service may have been created without any port for its
+  // HTTP route (validate_service's task_ports_later), so each of its tasks must carry one.
+  if (field_paths && task.port == 0 && service != nullptr && service->ports.empty()) {
+    std::vector<StateError> ignored;
+    Exposure exposure = parse_labels(service->labels, "labels", ignored);
+    bool needs_port = std::any_of(exposure.http.begin(), exposure.http.end(),
+                                  [](const auto& http) { return http.port == 0; });
+    if (needs_port) {
+      errors.push_back(StateError{path_of() + ".port",
+                                  "service " + quoted(task.service) +
+                                      " has no mesh.http.port label and no published target port; "
+                                      "the task needs a port (IP:PORT)"});
+    }
+  }
+  if (!task.node.empty() && !state.nodes.empty() && !index.has_node_named(task.node)) {
+    errors.push_back(StateError{path_of() + ".node", "unknown node " + quoted(task.node)});
+  }
+}
 
 bool valid_node_name(const std::string& name) {
   if (name.empty() || name.size() > 253) {
@@ -209,58 +300,34 @@ std::string cidr_text(std::uint32_t network, unsigned prefix) {
 
 }  // namespace
 
+std::vector<StateError> validate_service(const ClusterState& state, const StateIndex& index,
+                                         const Service& service, const std::string& path,
+                                         std::string_view ports_key, bool task_ports_later) {
+  std::vector<StateError> errors;
+  check_service(state, IndexedOthers{index, service.name}, service, path, ports_key,
+                task_ports_later, errors);
+  return errors;
+}
+
 std::vector<StateError> validate_service(const ClusterState& state, const Service& service,
                                          const std::string& path, std::string_view ports_key,
                                          bool task_ports_later) {
-  ServiceChecker checker(state);
-  std::vector<StateError> ignored;
-  for (const auto& [name, other] : state.services) {
-    if (name != service.name) {
-      checker.check_and_add(other, "services." + name, ports_key, ignored);
-    }
-  }
+  return validate_service(state, StateIndex(state), service, path, ports_key, task_ports_later);
+}
+
+std::vector<StateError> validate_task(const ClusterState& state, const StateIndex& index,
+                                      const Task& task, const std::string& path, bool field_paths) {
   std::vector<StateError> errors;
-  checker.check_and_add(service, path, ports_key, errors, task_ports_later);
+  auto service = state.services.find(task.service);
+  check_task(
+      state, index, task, service == state.services.end() ? nullptr : &service->second,
+      [&path]() -> const std::string& { return path; }, field_paths, errors);
   return errors;
 }
 
 std::vector<StateError> validate_task(const ClusterState& state, const Task& task,
                                       const std::string& path, bool field_paths) {
-  std::vector<StateError> errors;
-  if (task.id.empty()) {
-    errors.push_back(StateError{path + ".id", "required"});
-  }
-  if (state.services.count(task.service) == 0) {
-    errors.push_back(StateError{field_paths ? path + ".service" : path,
-                                "unknown service " + quoted(task.service)});
-  }
-  if (!base::is_ip_literal(task.address)) {
-    errors.push_back(StateError{field_paths ? path + ".address" : path,
-                                "address " + quoted(task.address) + " is not an IP literal"});
-  }
-  // The store's path (field_paths): a service may have been created without any port for its
-  // HTTP route (validate_service's task_ports_later), so each of its tasks must carry one.
-  auto svc = state.services.find(task.service);
-  if (field_paths && task.port == 0 && svc != state.services.end() && svc->second.ports.empty()) {
-    std::vector<StateError> ignored;
-    Exposure exposure = parse_labels(svc->second.labels, "labels", ignored);
-    bool needs_port = std::any_of(exposure.http.begin(), exposure.http.end(),
-                                  [](const auto& http) { return http.port == 0; });
-    if (needs_port) {
-      errors.push_back(StateError{
-          path + ".port", "service " + quoted(task.service) +
-                              " has no mesh.http.port label and no published target port; the "
-                              "task needs a port (IP:PORT)"});
-    }
-  }
-  if (!task.node.empty() && !state.nodes.empty()) {
-    bool known = std::any_of(state.nodes.begin(), state.nodes.end(),
-                             [&](const auto& kv) { return kv.second.name == task.node; });
-    if (!known) {
-      errors.push_back(StateError{path + ".node", "unknown node " + quoted(task.node)});
-    }
-  }
-  return errors;
+  return validate_task(state, StateIndex(state), task, path, field_paths);
 }
 
 std::optional<std::string> dns_address_of(std::string_view subnet) {
@@ -314,23 +381,19 @@ std::vector<StateError> validate_network(const ClusterState& state, const Networ
   return errors;
 }
 
-std::vector<StateError> validate_node(const ClusterState& state, const Node& node,
-                                      const std::string& path) {
+std::vector<StateError> validate_node(const ClusterState& state, const StateIndex& index,
+                                      const Node& node, const std::string& path) {
+  (void)state;
   std::vector<StateError> errors;
   if (node.id.empty()) {
     errors.push_back(StateError{path + ".id", "required"});
   }
   if (!valid_node_name(node.name)) {
     errors.push_back(StateError{path + ".name", "must be 1..253 characters from [A-Za-z0-9._-]"});
-  } else {
-    for (const auto& [id, other] : state.nodes) {
-      if (id != node.id && other.name == node.name) {
-        errors.push_back(StateError{
-            path + ".name",
-            "node name " + quoted(node.name) + " already used by node " + quoted(id), true});
-        break;
-      }
-    }
+  } else if (const std::string* other = index.node_named(node.name, node.id)) {
+    errors.push_back(StateError{
+        path + ".name",
+        "node name " + quoted(node.name) + " already used by node " + quoted(*other), true});
   }
   if (!node.address.empty() && !base::parse_host_port(node.address)) {
     errors.push_back(StateError{path + ".address", "expected IP:PORT"});
@@ -344,6 +407,11 @@ std::vector<StateError> validate_node(const ClusterState& state, const Node& nod
   return errors;
 }
 
+std::vector<StateError> validate_node(const ClusterState& state, const Node& node,
+                                      const std::string& path) {
+  return validate_node(state, StateIndex(state), node, path);
+}
+
 std::vector<StateError> validate_state(const ClusterState& state,
                                        const std::map<std::string, std::string>& service_paths) {
   std::vector<StateError> errors;
@@ -352,37 +420,92 @@ std::vector<StateError> validate_state(const ClusterState& state,
                   std::make_move_iterator(more.end()));
   };
 
-  // Networks and nodes are checked pairwise against all others; an overlap or a duplicate
-  // name is then reported at both objects, which is fine for states the config file never
-  // produces (it has neither).
+  // Nodes by the index; services are checked against those accepted before them and against
+  // their tasks' counts.
+  StateIndex index;
+  for (const auto& [id, node] : state.nodes) {
+    index.add_node(node);
+  }
+
+  // One pass over the tasks (there may be 100,000s, scattered in memory) counts them per
+  // service and checks each. Tasks are keyed by id, so a service's tasks usually come in one
+  // run ("web.1", "web.2", ...): each run costs one lookup of its service. Tasks are reported
+  // in the order of their paths, after the services; only tasks with errors need a path, so the
+  // rest are checked without building or sorting one (the sort below is stable: tasks with
+  // equal paths keep id order).
+  // (A vector of runs, sorted and merged below: no allocation per service.)
+  TaskCountsByService task_counts;
+  std::vector<std::pair<std::string, std::vector<StateError>>> failed;
+  StateIndex::TaskCounts* counts = nullptr;
+  const Service* service = nullptr;
+  std::string_view run;
+  for (const auto& [id, task] : state.tasks) {
+    if (counts == nullptr || task.service != run) {
+      run = task.service;
+      counts = &task_counts.emplace_back(run, StateIndex::TaskCounts{}).second;
+      auto it = state.services.find(task.service);
+      service = it == state.services.end() ? nullptr : &it->second;
+    }
+    ++counts->tasks;
+    if (task.port != 0) {
+      ++counts->with_port;
+    }
+    std::string path;
+    auto path_of = [&]() -> const std::string& {
+      if (path.empty()) {
+        path = task_path(task, service_paths);
+      }
+      return path;
+    };
+    std::vector<StateError> task_errors;
+    check_task(state, index, task, service, path_of, false, task_errors);
+    if (!task_errors.empty()) {
+      failed.emplace_back(path_of(), std::move(task_errors));
+    }
+  }
+  std::stable_sort(task_counts.begin(), task_counts.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::size_t kept = 0;
+  for (std::size_t i = 0; i < task_counts.size(); ++i) {
+    if (kept != 0 && task_counts[kept - 1].first == task_counts[i].first) {
+      task_counts[kept - 1].second.tasks += task_counts[i].second.tasks;
+      task_counts[kept - 1].second.with_port += task_counts[i].second.with_port;
+    } else {
+      task_counts[kept++] = task_counts[i];
+    }
+  }
+  task_counts.resize(kept);
+
+  // Networks and nodes are checked against all others; an overlap or a duplicate name is then
+  // reported at both objects, which is fine for states the config file never produces (it has
+  // neither). Networks are few (a /24 each from the pool), so their overlaps are checked
+  // pairwise.
   for (const auto& [name, network] : state.networks) {
     append(validate_network(state, network, "networks." + name));
   }
   for (const auto& [id, node] : state.nodes) {
-    append(validate_node(state, node, "nodes." + id));
+    append(validate_node(state, index, node, "nodes." + id));
   }
 
   // Visit services in the order of their paths (the config file's order when known), so
   // "the second one" of a conflict is the one written second.
   std::vector<std::pair<std::string, const Service*>> services;
+  services.reserve(state.services.size());
   for (const auto& [name, svc] : state.services) {
     services.emplace_back(service_path(name, service_paths), &svc);
   }
   std::stable_sort(services.begin(), services.end(),
                    [](const auto& a, const auto& b) { return natural_less(a.first, b.first); });
-  ServiceChecker checker(state);
+  AcceptedServices accepted(task_counts);
   for (const auto& [path, svc] : services) {
-    checker.check_and_add(*svc, path, "published", errors);
+    Held held = check_service(state, accepted, *svc, path, "published", false, errors);
+    accepted.accept(svc->name, std::move(held.claims), std::move(held.ports));
   }
 
-  std::vector<std::pair<std::string, const Task*>> tasks;
-  for (const auto& [id, task] : state.tasks) {
-    tasks.emplace_back(task_path(task, service_paths), &task);
-  }
-  std::stable_sort(tasks.begin(), tasks.end(),
+  std::stable_sort(failed.begin(), failed.end(),
                    [](const auto& a, const auto& b) { return natural_less(a.first, b.first); });
-  for (const auto& [path, task] : tasks) {
-    append(validate_task(state, *task, path));
+  for (auto& [path, task_errors] : failed) {
+    append(std::move(task_errors));
   }
   return errors;
 }

@@ -3,7 +3,6 @@
 #include "base/address.h"
 
 #include <algorithm>
-#include <set>
 #include <vector>
 
 namespace routemesh::discovery::store {
@@ -74,7 +73,8 @@ std::optional<std::string> gateway_of(std::string_view subnet) {
   return ipv4_to_string(cidr->base + 1);
 }
 
-std::optional<std::string> allocate_vip(const ClusterState& state, const std::string& network) {
+std::optional<std::string> allocate_vip(const ClusterState& state, const StateIndex& index,
+                                        const std::string& network) {
   auto it = state.networks.find(network);
   if (it == state.networks.end()) {
     return std::nullopt;
@@ -83,27 +83,14 @@ std::optional<std::string> allocate_vip(const ClusterState& state, const std::st
   if (!cidr || cidr->prefix > 30) {
     return std::nullopt;
   }
-  std::set<std::uint64_t> taken;
-  for (const auto& [name, service] : state.services) {
-    auto vip = service.vips.find(network);
-    if (vip == service.vips.end()) {
-      continue;
-    }
-    if (auto a = parse_ipv4(vip->second)) {
-      taken.insert(*a);
-    }
-  }
-  if (auto gw = parse_ipv4(it->second.gateway)) {
-    taken.insert(*gw);
-  }
+  const auto gateway = parse_ipv4(it->second.gateway);
   // .0 is the network, .1 the gateway, .2 the network's DNS address (dns_address_of; RFC 1122
-  // §3.2.1.3 reserves all-zeros and all-ones host parts), the last address is broadcast.
+  // §3.2.1.3 reserves all-zeros and all-ones host parts), the last address is broadcast. The
+  // lowest address from .3 that is neither a VIP on this network nor the gateway:
   std::uint64_t candidate = std::uint64_t{cidr->base} + 3;
-  for (std::uint64_t t : taken) {
-    if (t < candidate) {
-      continue;
-    }
-    if (t != candidate) {
+  while (true) {
+    candidate = index.first_free_vip(network, candidate);
+    if (!gateway || candidate != *gateway) {
       break;
     }
     ++candidate;
@@ -112,6 +99,10 @@ std::optional<std::string> allocate_vip(const ClusterState& state, const std::st
     return std::nullopt;
   }
   return ipv4_to_string(static_cast<std::uint32_t>(candidate));
+}
+
+std::optional<std::string> allocate_vip(const ClusterState& state, const std::string& network) {
+  return allocate_vip(state, StateIndex(state), network);
 }
 
 }  // namespace routemesh::discovery::store

@@ -1,9 +1,11 @@
 #pragma once
 // IPAM for the store (pure): network subnets from the cluster's pool and service VIPs. There is
 // no allocation table: what is in use is read from the ClusterState itself (network subnets,
-// service VIPs), so an address is free exactly when no object holds it and deleting the
-// object releases it. Same state in, same address out on every replica.
+// service VIPs; the VIPs through the state's StateIndex), so an address is free exactly when no
+// object holds it and deleting the object releases it. Same state in, same address out on
+// every replica.
 
+#include "discovery/model/state_index.h"
 #include "discovery/model/types.h"
 
 #include <cstdint>
@@ -41,6 +43,9 @@ std::optional<std::string> gateway_of(std::string_view subnet);
 // The lowest host address of network `network` that is not the network address, the
 // gateway, the broadcast address or any service's VIP on that network. nullopt when the
 // network is unknown or full.
+// O(log n) with `index` (which must describe `state`), O(n log n) without.
+std::optional<std::string> allocate_vip(const ClusterState& state, const StateIndex& index,
+                                        const std::string& network);
 std::optional<std::string> allocate_vip(const ClusterState& state, const std::string& network);
 
 }  // namespace routemesh::discovery::store

@@ -1,6 +1,7 @@
 #include "discovery/store/state_machine.h"
 
 #include "base/address.h"
+#include "base/check.h"
 #include "discovery/model/state.h"
 #include "discovery/store/commands.h"
 #include "discovery/store/ipam.h"
@@ -73,9 +74,11 @@ bool valid_node_id(const std::string& id) {
 
 // Each op: validate against `state` without touching it, then commit the change and bump the
 // revision in one place (commit()), so a rejected command cannot leave a partial change.
+// `index_` describes `state_` before and after every operator() (each change to the state's maps
+// is mirrored there), so no check needs a pass over the whole state.
 class Applier {
  public:
-  explicit Applier(ClusterState& state) : state_(state) {}
+  Applier(ClusterState& state, StateIndex& index) : state_(state), index_(index) {}
 
   std::uint64_t next_revision() const { return state_.revision + 1; }
 
@@ -120,12 +123,9 @@ class Applier {
       return failure(errc::conflict, "name",
                      "network " + quoted(c.name) + " is built in and cannot be deleted");
     }
-    for (const auto& [name, service] : state_.services) {
-      if (std::find(service.networks.begin(), service.networks.end(), c.name) !=
-          service.networks.end()) {
-        return failure(errc::conflict, "name",
-                       "network " + quoted(c.name) + " is in use by service " + quoted(name));
-      }
+    if (const std::string* user = index_.service_on_network(c.name)) {
+      return failure(errc::conflict, "name",
+                     "network " + quoted(c.name) + " is in use by service " + quoted(*user));
     }
     json::object object = to_json(it->second);
     state_.networks.erase(it);
@@ -163,7 +163,13 @@ class Applier {
     json::object object = to_json(it->second);
     // The service's tasks go with it (as `docker service rm` does): a task of an unknown
     // service is invalid state. Its VIPs are released by erasing the service.
-    std::erase_if(state_.tasks, [&](const auto& kv) { return kv.second.service == c.name; });
+    for (const auto& id : index_.task_ids(c.name)) {
+      auto task = state_.tasks.find(id);
+      RM_CHECK(task != state_.tasks.end(), "the state index lists a task the state lacks");
+      index_.remove_task(task->second);
+      state_.tasks.erase(task);
+    }
+    index_.remove_service(it->second);
     state_.services.erase(it);
     state_.revision = next_revision();
     return success(state_, std::move(object));
@@ -177,12 +183,13 @@ class Applier {
     if (state_.tasks.count(task.id) != 0) {
       return failure(errc::conflict, "task.id", "task " + quoted(task.id) + " already exists");
     }
-    if (auto e = first_error(validate_task(state_, task, "task", true))) {
+    if (auto e = first_error(validate_task(state_, index_, task, "task", true))) {
       return *e;
     }
     task.version = next_revision();
     state_.revision = task.version;
     auto& stored = state_.tasks[task.id] = std::move(task);
+    index_.add_task(stored);
     return success(state_, to_json(stored));
   }
 
@@ -209,6 +216,7 @@ class Applier {
       return *e;
     }
     json::object object = to_json(it->second);
+    index_.remove_task(it->second);
     state_.tasks.erase(it);
     state_.revision = next_revision();
     return success(state_, std::move(object));
@@ -222,7 +230,7 @@ class Applier {
     if (state_.nodes.count(node.id) != 0) {
       return failure(errc::conflict, "node.id", "node " + quoted(node.id) + " already exists");
     }
-    if (auto e = first_error(validate_node(state_, node, "node"))) {
+    if (auto e = first_error(validate_node(state_, index_, node, "node"))) {
       return *e;
     }
     if (node.address.empty()) {
@@ -234,6 +242,7 @@ class Applier {
     node.version = next_revision();
     state_.revision = node.version;
     auto& stored = state_.nodes[node.id] = std::move(node);
+    index_.add_node(stored);
     return success(state_, to_json(stored));
   }
 
@@ -273,14 +282,14 @@ class Applier {
       return *e;
     }
     const std::string& name = it->second.name;
-    auto tasks = std::count_if(state_.tasks.begin(), state_.tasks.end(),
-                               [&](const auto& kv) { return kv.second.node == name; });
+    const std::size_t tasks = index_.tasks_on_node(name);
     if (tasks != 0) {
       return failure(errc::conflict, "id",
                      "node " + quoted(name) + " still runs " + std::to_string(tasks) +
                          " task(s); remove them first");
     }
     json::object object = to_json(it->second);
+    index_.remove_node(it->second);
     state_.nodes.erase(it);
     state_.revision = next_revision();
     return success(state_, std::move(object));
@@ -326,7 +335,7 @@ class Applier {
     if (service.networks.empty()) {
       service.networks.push_back(kIngressNetwork);
     }
-    if (auto e = first_error(validate_service(state_, service, "service", "ports", true))) {
+    if (auto e = first_error(validate_service(state_, index_, service, "service", "ports", true))) {
       return *e;
     }
     for (const auto& network : service.networks) {
@@ -337,7 +346,7 @@ class Applier {
           continue;
         }
       }
-      auto vip = allocate_vip(state_, network);
+      auto vip = allocate_vip(state_, index_, network);
       if (!vip) {
         return failure(errc::conflict, "service.networks",
                        "no free address left on network " + quoted(network));
@@ -346,11 +355,16 @@ class Applier {
     }
     service.version = next_revision();
     state_.revision = service.version;
+    if (existing != nullptr) {
+      index_.remove_service(*existing);
+    }
     auto& stored = state_.services[service.name] = std::move(service);
+    index_.add_service(stored);
     return success(state_, to_json(stored));
   }
 
   ClusterState& state_;
+  StateIndex& index_;
 };
 
 }  // namespace
@@ -366,8 +380,13 @@ ClusterState initial_state() {
   return state;
 }
 
+ApplyResult apply(ClusterState& state, StateIndex& index, const Command& command) {
+  return std::visit(Applier(state, index), command);
+}
+
 ApplyResult apply(ClusterState& state, const Command& command) {
-  return std::visit(Applier(state), command);
+  StateIndex index(state);
+  return store::apply(state, index, command);
 }
 
 ApplyResult apply_json(ClusterState& state, std::string_view command_json) {

@@ -7,6 +7,7 @@
 // Called by StoreStateMachine on the control thread (managers) and by the watch client
 // (workers) with the same commands, so both end in the same state.
 
+#include "discovery/model/state_index.h"
 #include "discovery/store/error.h"
 #include "discovery/store/types.h"
 
@@ -26,8 +27,14 @@ ClusterState initial_state();
 //                     node still running tasks, subnet pool or network addresses exhausted
 //   not_found         the object to update/delete does not exist
 //   version_mismatch  "version" given and not the object's current version (field "version")
-// Call it qualified, `store::apply(state, command)`: Command is a std::variant, so an
+// Call it qualified, `store::apply(state, index, command)`: Command is a std::variant, so an
 // unqualified call also finds std::apply by ADL and fails to compile.
+//
+// `index` (discovery/model/state_index.h) must describe `state`; apply() keeps it in step with
+// every change it makes, so a command costs what it touches (O(k log n)), not a pass over the
+// state. StoreStateMachine and WatchReplica keep one beside their state.
+ApplyResult apply(ClusterState& state, StateIndex& index, const Command& command);
+// The same for a caller without an index: builds one from `state` first (O(n log n)).
 ApplyResult apply(ClusterState& state, const Command& command);
 
 // decode_command + apply; a malformed command is rejected as invalid.

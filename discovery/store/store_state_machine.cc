@@ -15,7 +15,7 @@ namespace routemesh::discovery::store {
 namespace json = boost::json;
 
 StoreStateMachine::StoreStateMachine(std::size_t history, std::size_t request_keys)
-    : state_(initial_state()), history_limit_(history), key_limit_(request_keys) {}
+    : state_(initial_state()), index_(state_), history_limit_(history), key_limit_(request_keys) {}
 
 std::string StoreStateMachine::apply(std::uint64_t index, std::string_view data) {
   last_index_ = index;
@@ -41,7 +41,7 @@ std::string StoreStateMachine::apply(std::uint64_t index, std::string_view data)
       return encode_result(reused);
     }
   }
-  ApplyResult result = store::apply(state_, entry.command);
+  ApplyResult result = store::apply(state_, index_, entry.command);
   if (result.ok && history_limit_ > 0) {
     history_.push_back(Delta{result.revision, command_to_json(entry.command)});
     while (history_.size() > history_limit_) {
@@ -105,6 +105,7 @@ bool StoreStateMachine::try_restore(std::string_view data) {
       return false;
     }
     state_ = std::move(*restored);
+    index_ = StateIndex(state_);
     outcomes_.clear();
     keys_.clear();
     history_.clear();
@@ -142,6 +143,7 @@ bool StoreStateMachine::try_restore(std::string_view data) {
     keys.pop_front();
   }
   state_ = std::move(*restored);
+  index_ = StateIndex(state_);
   outcomes_ = std::move(outcomes);
   keys_ = std::move(keys);
   history_.clear();

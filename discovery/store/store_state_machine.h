@@ -5,6 +5,7 @@
 //
 // Threading: the control thread only (the RaftNode's executor), like the driver that calls it.
 
+#include "discovery/model/state_index.h"
 #include "discovery/store/types.h"
 
 #include <cstddef>
@@ -26,6 +27,8 @@ class StoreStateMachine {
   static constexpr std::size_t kRequestKeys = 10000;
 
   // Starts from initial_state(). `history`: how many applied commands deltas_since() keeps.
+  // Applying a command costs what it touches (state_machine.h apply with the state's index),
+  // not a pass over the state; snapshot() and restore() are O(n).
   explicit StoreStateMachine(std::size_t history = kDefaultHistory,
                              std::size_t request_keys = kRequestKeys);
 
@@ -56,6 +59,8 @@ class StoreStateMachine {
   bool try_restore(std::string_view data);
 
   const ClusterState& state() const { return state_; }
+  // The index of state() that apply() keeps in step (for tests and readers that need lookups).
+  const StateIndex& index() const { return index_; }
   std::uint64_t last_index() const { return last_index_; }
 
   // Commands answered from a request key's first outcome instead of being applied, since
@@ -79,6 +84,7 @@ class StoreStateMachine {
   void remember(const RequestKey& request, std::string result);
 
   ClusterState state_;
+  StateIndex index_;  // of state_, kept in step by apply(), rebuilt by restore()
   std::uint64_t last_index_ = 0;
   std::size_t history_limit_;
   std::deque<Delta> history_;  // contiguous revisions, the newest last

@@ -28,10 +28,11 @@ std::optional<std::string> LineSplitter::next_line() {
   return line;
 }
 
-WatchReplica::WatchReplica() : state_(store::initial_state()) {}
+WatchReplica::WatchReplica() : state_(store::initial_state()), index_(state_) {}
 
 void WatchReplica::reset() {
   state_ = store::initial_state();
+  index_ = StateIndex(state_);
   has_state_ = false;
 }
 
@@ -63,6 +64,7 @@ std::variant<WatchEvent, std::string> WatchReplica::apply_line(std::string_view 
       return std::string("snapshot state does not decode");
     }
     state_ = std::move(*state);
+    index_ = StateIndex(state_);
     has_state_ = true;
     return WatchEvent::snapshot;
   }
@@ -85,7 +87,7 @@ std::variant<WatchEvent, std::string> WatchReplica::apply_line(std::string_view 
     return "delta command does not decode: " + decoded.error().message;
   }
   // apply() is atomic: a rejection leaves the state as it was.
-  store::ApplyResult result = store::apply(state_, *decoded);
+  store::ApplyResult result = store::apply(state_, index_, *decoded);
   if (!result.ok) {
     return "delta for revision " + std::to_string(revision) +
            " rejected here: " + result.error.message;

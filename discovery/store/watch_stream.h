@@ -10,6 +10,7 @@
 // cannot continue with deltas), {"type":"delta","revision":R,"command":{...}} (exactly the
 // next revision), {"type":"ping"}.
 
+#include "discovery/model/state_index.h"
 #include "discovery/model/types.h"
 
 #include <cstddef>
@@ -63,6 +64,7 @@ class WatchReplica {
 
  private:
   ClusterState state_;
+  StateIndex index_;  // of state_: a delta costs what it changes
   bool has_state_ = false;
 };
 
