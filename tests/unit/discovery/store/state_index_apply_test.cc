@@ -43,7 +43,7 @@ std::optional<std::string> reference_vip(const ClusterState& state, const std::s
   if (auto gw = parse_ipv4(it->second.gateway)) {
     taken.insert(*gw);
   }
-  std::uint64_t candidate = std::uint64_t{cidr->base} + 2;
+  std::uint64_t candidate = std::uint64_t{cidr->base} + 3;  // .2 is the DNS address
   while (taken.count(candidate) != 0) {
     ++candidate;
   }
