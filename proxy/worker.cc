@@ -599,7 +599,7 @@ void Worker::tick() {
       c->deadline = Clock::time_point::max();
       c->cancel_io();
     }
-    if (c->drain_at <= now) {
+    if (c->drain_cluster != nullptr && c->drain_at <= now) {
       c->drain_at = Clock::time_point::max();
       c->killed = true;
       c->expired = true;
