@@ -59,6 +59,14 @@ class MetricsTest(harness.ClassFixtures, harness.MeshTest):
                                           "max_ejection_ms": 20000})
         cls.cfg = cfg
         cls.n = cls.class_node(cfg)
+        try:
+            cls.traffic()
+        except BaseException:
+            cls.tearDownClass()  # unittest skips it when setUpClass fails: no node may outlive us
+            raise
+
+    @classmethod
+    def traffic(cls):
         # Traffic that touches every family: 7 OK requests, 404s, a retry + ejection, L4 bytes.
         for i in range(7):
             status, _, _ = harness.http(IP, HTTP_PORT, f"/m{i}", host="web.test")
@@ -73,7 +81,7 @@ class MetricsTest(harness.ClassFixtures, harness.MeshTest):
         while s.recv(4096):
             pass
         s.close()
-        cls.n.reload(cfg)
+        cls.n.reload(cls.cfg)
 
     def test_metrics_pass_promtool_check(self):
         promtool = shutil.which("promtool")
