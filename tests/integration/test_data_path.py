@@ -15,7 +15,7 @@ import harness
 from harness import read_all
 from scripted_backend import ScriptedBackend
 
-IP = "127.0.0.41"
+IP = "127.0.0.37"
 
 
 def client_from(src_ip, port):

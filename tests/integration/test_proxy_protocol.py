@@ -9,7 +9,7 @@ import struct
 
 import harness
 
-IP = "127.0.0.29"
+IP = "127.0.0.30"
 HTTP_PORT = 8080
 L4_PORT = 9050
 CLIENT = "203.0.113.7"
