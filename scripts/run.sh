@@ -3,7 +3,10 @@
 # three managers (Raft voters) on 127.0.0.11-13 and one worker on 127.0.0.14, each serving the
 # HRM port 8080 and the published ports. Services are created through the CLI (admin API):
 # two HTTP services (web, api) and one layer-4 service (echo-tcp), backed by
-# `routemesh whoami` processes. Prints the commands to try, runs until Ctrl-C.
+# `routemesh whoami` processes. Prints the commands to try, runs until Ctrl-C. The cluster has a
+# CA: nodes join with the tokens `cluster init` prints, the admin API is TLS with client
+# certificates, and the CLI's admin certificate goes to the default place
+# ($ROUTEMESH_CERT_DIR, else $XDG_CONFIG_HOME/routemesh, else ~/.config/routemesh).
 #   scripts/run.sh --single   runs one node from examples/demo.yaml instead (no Raft store).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -72,7 +75,11 @@ write_config n2 127.0.0.12 manager
 write_config n3 127.0.0.13 manager
 write_config n4 127.0.0.14 worker
 
-"$bin" cluster init --config "$work/n1.yaml" >/dev/null
+"$bin" cluster init --config "$work/n1.yaml" >"$work/init.txt"
+worker_token="$(sed -n 's/.*workers: .*--join \(RMTKN-[^@]*\)@.*/\1/p' "$work/init.txt")"
+manager_token="$(sed -n 's/.*managers: .*--join \(RMTKN-[^@]*\)@.*/\1/p' "$work/init.txt")"
+certs="$(sed -n "s/^the CLI's admin certificate: \([^ ]*\) .*/\1/p" "$work/init.txt")"
+tls=(--cacert "$certs/ca.pem" --cert "$certs/cert.pem" --key "$certs/key.pem")
 wait_ready() {  # NAME: wait up to 30 s for the node's "cluster ready" log line
   for _ in $(seq 1 300); do
     grep -q "cluster ready:" "$work/$1.log" 2>/dev/null && return 0
@@ -83,9 +90,12 @@ wait_ready() {  # NAME: wait up to 30 s for the node's "cluster ready" log line
 }
 "$bin" node --config "$work/n1.yaml" 2>"$work/n1.log" & pids+=($!)
 wait_ready n1
-for n in 2 3 4; do
-  "$bin" node --config "$work/n$n.yaml" --join 127.0.0.11:9901 2>"$work/n$n.log" & pids+=($!)
+for n in 2 3; do
+  "$bin" node --config "$work/n$n.yaml" --join "$manager_token@127.0.0.11:9901" \
+    2>"$work/n$n.log" & pids+=($!)
 done
+"$bin" node --config "$work/n4.yaml" --join "$worker_token@127.0.0.11:9901" 2>"$work/n4.log" &
+pids+=($!)
 for n in 2 3 4; do wait_ready "n$n"; done
 
 export ROUTEMESH_API=127.0.0.12:9901  # any manager: writes are forwarded to the leader
@@ -106,7 +116,8 @@ done
 
 # Wait until the three managers vote (a joining manager is a learner until it has caught up).
 for _ in $(seq 1 300); do
-  voters="$(curl -fsS http://127.0.0.11:9901/v1/cluster 2>/dev/null | grep -o '"voter":true' | wc -l)"
+  voters="$(curl -fsS "${tls[@]}" https://127.0.0.11:9901/v1/cluster 2>/dev/null |
+    grep -o '"voter":true' | wc -l)"
   [ "$voters" -ge 3 ] && break
   sleep 0.1
 done
@@ -125,8 +136,16 @@ Managers n1-n3 on 127.0.0.11-13, worker n4 on 127.0.0.14; every node routes ever
   build/routemesh service ls                                      # services, from the Raft store
   build/routemesh node ls                                         # members, leader, voters
   build/routemesh service update web --label-add mesh.http.sticky=rm_sticky
-  curl http://127.0.0.11:9901/v1/routes                           # a node's route table as JSON
-  curl http://127.0.0.11:9901/metrics                             # Prometheus metrics
+  build/routemesh cert issue --role viewer --out $work/viewer     # a read-only certificate
+  ROUTEMESH_CERT_DIR=$work/viewer build/routemesh service rm web  # 403: viewers only read
+  build/routemesh cluster token rotate worker                     # a new worker join token
+
+The admin API is TLS with client certificates from the cluster CA (the CLI's are in $certs):
+
+  curl --cacert $certs/ca.pem --cert $certs/cert.pem --key $certs/key.pem \\
+       https://127.0.0.11:9901/v1/routes                          # a node's route table as JSON
+  curl --cacert $certs/ca.pem https://127.0.0.11:9901/metrics     # Prometheus metrics (no certificate needed)
+  curl --cacert $certs/ca.pem https://127.0.0.11:9901/v1/services # 401 without a client certificate
 
 TXT
 wait "${pids[4]}"

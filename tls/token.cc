@@ -1,5 +1,7 @@
 #include "tls/token.h"
 
+#include "base/address.h"
+
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
@@ -59,6 +61,24 @@ boost::system::result<JoinToken> parse_token(std::string_view text) {
     return errc::malformed_token;
   }
   return token;
+}
+
+std::variant<JoinTarget, std::string> parse_join_target(std::string_view text) {
+  const auto at = text.rfind('@');
+  if (at == std::string_view::npos) {
+    return std::string(
+        "expected TOKEN@ADDR: the join token (RMTKN-1-..., printed by `cluster init` and "
+        "`cluster token rotate`), '@', and a manager's admin address");
+  }
+  auto token = parse_token(text.substr(0, at));
+  if (!token) {
+    return token.error().message();
+  }
+  const std::string address(text.substr(at + 1));
+  if (!base::parse_host_port(address, {.host_names = true})) {
+    return "bad manager address \"" + address + "\" after '@' (expected IP:PORT)";
+  }
+  return JoinTarget{std::move(*token), address};
 }
 
 boost::system::result<std::string> new_secret() {

@@ -8,6 +8,7 @@
 
 #include <string>
 #include <string_view>
+#include <variant>
 
 namespace routemesh::tls {
 
@@ -28,6 +29,15 @@ std::string secret_hash(std::string_view secret);
 // Whether `secret` hashes to `stored_hash`, compared in constant time. False for an empty hash
 // (no token of that kind).
 bool secret_matches(std::string_view secret, std::string_view stored_hash);
+
+// `routemesh node --join TOKEN@ADDR`: the token (checked with parse_token) and the admin
+// address of a manager ("IP:PORT", "[V6]:PORT" or "HOST:PORT"). The error says what is wrong,
+// for the user.
+struct JoinTarget {
+  JoinToken token;
+  std::string address;
+};
+std::variant<JoinTarget, std::string> parse_join_target(std::string_view text);
 
 // True for exactly `length` lower-case hex digits.
 bool is_lower_hex(std::string_view text, std::size_t length);

@@ -1,5 +1,6 @@
 #include "tls/pki.h"
 
+#include "tls/cluster_pki.h"
 #include "tls/token.h"
 
 #include <catch2/catch.hpp>
@@ -155,4 +156,30 @@ TEST_CASE("a certificate without a routemesh identity has none") {
   auto identity = tls::identity_of(ca.certificate_pem());  // the CA names no one
   REQUIRE_FALSE(identity.has_value());
   CHECK(identity.error() == tls::errc::no_identity);
+}
+
+TEST_CASE("a new cluster's PKI: CA, first manager, admin and two tokens pinning the CA") {
+  const tls::Subject first{
+      {"c0ffee00c0ffee00", tls::Role::manager, "00000000000000a1"}, {"127.0.0.11"}, {"n1"}};
+  auto pki = tls::new_cluster_pki(first, "admin", kNow);
+  REQUIRE(pki.has_value());
+  auto ca = tls::CertificateAuthority::load(pki->ca_pem, pki->ca_key_pem);
+  REQUIRE(ca.has_value());
+  CHECK(
+      tls::check_certificate(pki->node_cert_pem, pki->ca_pem, pki->node_key_pem, kNow).has_value());
+  CHECK(tls::check_certificate(pki->admin_cert_pem, pki->ca_pem, pki->admin_key_pem, kNow)
+            .has_value());
+  auto node = tls::identity_of(pki->node_cert_pem);
+  REQUIRE(node.has_value());
+  CHECK(*node == first.identity);
+  auto admin = tls::identity_of(pki->admin_cert_pem);
+  REQUIRE(admin.has_value());
+  CHECK(*admin == tls::Identity{"c0ffee00c0ffee00", tls::Role::admin, "admin"});
+  CHECK(pki->worker_token.ca_digest == ca->digest());
+  CHECK(pki->manager_token.ca_digest == ca->digest());
+  CHECK(pki->worker_token.secret != pki->manager_token.secret);
+
+  auto not_a_manager = first;
+  not_a_manager.identity.role = tls::Role::worker;
+  CHECK_FALSE(tls::new_cluster_pki(not_a_manager, "admin", kNow).has_value());
 }

@@ -62,3 +62,19 @@ TEST_CASE("a secret matches only its own hash") {
   CHECK_FALSE(tls::secret_matches(kSecret, ""));  // no token of that kind
   CHECK_FALSE(tls::secret_matches(kSecret, kSecret));
 }
+
+TEST_CASE("--join TOKEN@ADDR splits at the last @ and checks both halves") {
+  const std::string token = "RMTKN-1-" + kDigest + "-" + kSecret;
+  auto ok = tls::parse_join_target(token + "@127.0.0.11:9901");
+  REQUIRE(std::holds_alternative<tls::JoinTarget>(ok));
+  CHECK(std::get<tls::JoinTarget>(ok).address == "127.0.0.11:9901");
+  CHECK(std::get<tls::JoinTarget>(ok).token == tls::JoinToken{kDigest, kSecret});
+  for (const std::string& bad :
+       {std::string("127.0.0.11:9901"), token, std::string("RMTKN-1-nope@127.0.0.11:9901"),
+        token + "@", token + "@nope"}) {
+    CAPTURE(bad);
+    auto r = tls::parse_join_target(bad);
+    REQUIRE(std::holds_alternative<std::string>(r));
+    CHECK_FALSE(std::get<std::string>(r).empty());
+  }
+}
