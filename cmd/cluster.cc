@@ -526,6 +526,11 @@ int run_cluster_node(const NodeOptions& options, const config::NodeConfig& cfg) 
     }
     co_return admin::Response{e.status, "application/json", manager::error_body(e)};
   });
+  if (node.manager()) {
+    // ... that 503 included for a node that has no certificate yet (it retries on 503 only).
+    admin->allow_anonymous("/v1/ca");
+    admin->allow_anonymous("/v1/nodes/join");
+  }
   node.admin_address =
       cfg.node.admin.substr(0, cfg.node.admin.rfind(':')) + ":" + std::to_string(admin_port);
 
