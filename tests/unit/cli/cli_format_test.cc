@@ -148,7 +148,8 @@ TEST_CASE("--publish accepts PUBLISHED:TARGET with an optional /tcp") {
 }
 
 TEST_CASE("--publish rejects malformed mappings naming the flag") {
-  for (const char* bad : {"8080", "8080:", ":80", "0:80", "8080:70000", "8080:80/sctp", "a:b", ""}) {
+  for (const char* bad :
+       {"8080", "8080:", ":80", "0:80", "8080:70000", "8080:80/sctp", "a:b", ""}) {
     auto p = parse_publish("--publish", bad);
     INFO(bad);
     REQUIRE_FALSE(p);
