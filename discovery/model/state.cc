@@ -439,7 +439,8 @@ std::vector<StateError> validate_state(const ClusterState& state,
   StateIndex::TaskCounts* counts = nullptr;
   const Service* service = nullptr;
   std::string_view run;
-  for (const auto& [id, task] : state.tasks) {
+  for (const auto& entry : state.tasks) {
+    const Task& task = entry.second;  // a named reference: clang 14 cannot capture a binding
     if (counts == nullptr || task.service != run) {
       run = task.service;
       counts = &task_counts.emplace_back(run, StateIndex::TaskCounts{}).second;
