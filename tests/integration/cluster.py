@@ -26,6 +26,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import unittest
 import http.client
 
 import harness
@@ -868,6 +869,48 @@ class Workload:
             else:
                 self.created[name] = "unknown"
         return False
+
+
+class SharedClusterTest(unittest.TestCase):
+    """A test class whose tests share one cluster (`FIRST_IP`, `ROLES`, `CLUSTER_ARGS`),
+    started once; `prepare(cluster)` may add to it. Nodes a test stops with self.freeze() are
+    thawed after it, and a leader and every voter are back before the next test."""
+    FIRST_IP = None
+    ROLES = ["manager"] * 3
+    CLUSTER_ARGS = {}
+
+    @classmethod
+    def prepare(cls, c):
+        pass
+
+    @classmethod
+    def setUpClass(cls):
+        cls.c = Cluster(cls.FIRST_IP, cls.ROLES, **cls.CLUSTER_ARGS)
+        try:
+            cls.c.start()
+            cls.prepare(cls.c)
+        except BaseException:
+            cls.c.stop()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.c.stop()
+
+    def setUp(self):
+        self.frozen = []
+
+    def tearDown(self):
+        for n in self.frozen:
+            n.thaw()
+        if self.frozen:
+            self.c.leader(timeout=20)
+            self.c.wait_voters(timeout=20)
+
+    def freeze(self, *nodes):
+        for n in nodes:
+            n.freeze()
+            self.frozen.append(n)
 
 
 # ------------------------------------------------------------------------------------------

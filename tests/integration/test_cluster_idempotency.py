@@ -62,31 +62,14 @@ class FakeManager:
         self.server.server_close()
 
 
-class IdempotencyTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.c = cluster.Cluster(FIRST_IP, ["manager"] * 3, snapshot_entries=16)
-        try:
-            cls.c.start()
-            s, b = cls.c.leader().api("POST", "/v1/services", {"name": "app", "labels": {}})
-            assert s == 201, (s, b)
-        except BaseException:
-            cls.c.stop()
-            raise
+class IdempotencyTest(cluster.SharedClusterTest):
+    FIRST_IP = FIRST_IP
+    CLUSTER_ARGS = {"snapshot_entries": 16}
 
     @classmethod
-    def tearDownClass(cls):
-        cls.c.stop()
-
-    def setUp(self):
-        self.frozen = []
-
-    def tearDown(self):
-        for n in self.frozen:
-            n.thaw()
-        if self.frozen:
-            self.c.leader(timeout=20)
-            self.c.wait_voters(timeout=20)
+    def prepare(cls, c):
+        s, b = c.leader().api("POST", "/v1/services", {"name": "app", "labels": {}})
+        assert s == 201, (s, b)
 
     # -- helpers ----------------------------------------------------------------------------
     def post(self, node, path, body, key, timeout=10.0):
@@ -172,9 +155,7 @@ class IdempotencyTest(unittest.TestCase):
         followers = [n for n in self.c.managers if n is not lead]
         key = "timed-out-1"
         body = {"service": "app", "address": "10.0.0.8:8080"}
-        for n in followers:
-            n.freeze()
-            self.frozen.append(n)
+        self.freeze(*followers)
         # The leader appends the entry but cannot commit it: 503 (it may still apply).
         try:
             s, _, b = self.post(lead, "/v1/tasks", body, key, timeout=WRITE_TIMEOUT)

@@ -14,34 +14,8 @@ FIRST_IP = "127.0.0.51"
 READ_TIMEOUT = 15.0  # a forwarded read waits at most 8 s for the leader, a read index 5 s
 
 
-class ReadsTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.c = cluster.Cluster(FIRST_IP, ["manager"] * 3)
-        try:
-            cls.c.start()
-        except BaseException:
-            cls.c.stop()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.c.stop()
-
-    def setUp(self):
-        self.frozen = []
-
-    def tearDown(self):
-        for n in self.frozen:
-            n.thaw()
-        if self.frozen:
-            self.c.leader(timeout=20)
-            self.c.wait_voters(timeout=20)
-
-    def freeze(self, *nodes):
-        for n in nodes:
-            n.freeze()
-            self.frozen.append(n)
+class ReadsTest(cluster.SharedClusterTest):
+    FIRST_IP = FIRST_IP
 
     def assert_refused_read(self, node, path):
         t0 = time.monotonic()
