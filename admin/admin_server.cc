@@ -3,17 +3,20 @@
 #include "admin/metrics.h"
 #include "base/address.h"
 #include "base/spawn.h"
+#include "tls/context.h"
 
 #include <prometheus/text_serializer.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <boost/json.hpp>
 
 #include <chrono>
 #include <exception>
 #include <map>
+#include <set>
 #include <system_error>
 #include <tuple>
 #include <unordered_map>
@@ -27,12 +30,17 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
+using SslStream = beast::ssl_stream<beast::tcp_stream>;
 
 // Every read and write of a session must finish within this time; it doubles as the idle
 // keep-alive timeout.
 constexpr auto kTimeout = std::chrono::seconds(30);
 // The admin API takes small JSON documents; anything larger is refused with 413.
 constexpr std::uint64_t kBodyLimit = 1024 * 1024;
+// A TLS client must finish its handshake within this time; the close_notify at the end of a
+// session waits at most kTlsCloseTimeout for the client's.
+constexpr auto kHandshakeTimeout = std::chrono::seconds(10);
+constexpr auto kTlsCloseTimeout = std::chrono::seconds(1);
 // Network errors are normal outcomes on a session (docs/style.md, "Errors"): no exceptions.
 constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 
@@ -57,6 +65,10 @@ struct State {
   // Exact paths (any kind of handler) and prefixes (async handlers).
   std::map<std::string, std::variant<Handler, AsyncHandler, StreamHandler>, std::less<>> handlers;
   std::map<std::string, AsyncHandler, std::less<>> prefixes;
+  // TLS: required once use_tls() was called; `tls` null = not ready (connections closed).
+  bool tls_required = false;
+  base::TlsContext tls;
+  std::set<std::string, std::less<>> anonymous;  // paths served without a client certificate
   // Open sessions, so that stop() can close them. The streams live in the session frames;
   // a session removes itself before its stream dies (SessionEntry).
   std::unordered_map<std::uint64_t, beast::tcp_stream*> sessions;
@@ -93,6 +105,24 @@ std::string error_json(std::string_view code, std::string_view message) {
 
 Response error_response(unsigned status, std::string_view code, std::string_view message) {
   return Response{status, "application/json", error_json(code, message)};
+}
+
+beast::tcp_stream& lowest(beast::tcp_stream& stream) {
+  return stream;
+}
+beast::tcp_stream& lowest(SslStream& stream) {
+  return beast::get_lowest_layer(stream);
+}
+
+// Over TLS, whether a request without a client certificate may reach `path`.
+bool anonymous_allowed(const State& state, std::string_view path) {
+  return path == kMetricsPath || path == kHealthPath || state.anonymous.count(path) != 0;
+}
+
+Response unauthenticated() {
+  return error_response(401, "unauthenticated",
+                        "this path needs a client certificate from the cluster CA (cluster "
+                        "init's admin certificate, or one from `routemesh cert issue`)");
 }
 
 bool is_get_or_head(http::verb method) {
@@ -248,9 +278,10 @@ void count(State& state, std::string_view label, unsigned status) {
 
 // The streaming response of one request. HTTP/1.1 gets chunked transfer coding (RFC 9112
 // §7.1); an HTTP/1.0 client gets the raw bytes delimited by closing the connection (§6.3).
+template <class Stream>
 class ChunkWriterImpl final : public ChunkWriter {
  public:
-  ChunkWriterImpl(beast::tcp_stream& stream, unsigned version, std::string content_type)
+  ChunkWriterImpl(Stream& stream, unsigned version, std::string content_type)
       : stream_(stream), version_(version), content_type_(std::move(content_type)) {}
 
   asio::awaitable<bool> write(std::string data) override {
@@ -271,7 +302,7 @@ class ChunkWriterImpl final : public ChunkWriter {
         head.chunked(true);
       }
       http::response_serializer<http::empty_body> serializer{head};
-      stream_.expires_after(kTimeout);
+      lowest(stream_).expires_after(kTimeout);
       auto [ec, n] = co_await http::async_write_header(stream_, serializer, kNoThrow);
       if (ec) {
         failed_ = true;
@@ -281,7 +312,7 @@ class ChunkWriterImpl final : public ChunkWriter {
         co_return true;
       }
     }
-    stream_.expires_after(kTimeout);
+    lowest(stream_).expires_after(kTimeout);
     boost::system::error_code ec;
     if (chunked()) {
       std::tie(ec, std::ignore) =
@@ -303,7 +334,7 @@ class ChunkWriterImpl final : public ChunkWriter {
     started_ = true;
     status_ = response.status;
     HttpResponse res = to_http(std::move(response), {}, false, version_, false);
-    stream_.expires_after(kTimeout);
+    lowest(stream_).expires_after(kTimeout);
     auto [ec, n] = co_await http::async_write(stream_, res, kNoThrow);
     failed_ = static_cast<bool>(ec);
     plain_ = true;
@@ -317,7 +348,7 @@ class ChunkWriterImpl final : public ChunkWriter {
     if (!started_ || failed_ || plain_ || !chunked()) {
       co_return;
     }
-    stream_.expires_after(kTimeout);
+    lowest(stream_).expires_after(kTimeout);
     co_await asio::async_write(stream_, http::make_chunk_last(), kNoThrow);
   }
 
@@ -326,7 +357,7 @@ class ChunkWriterImpl final : public ChunkWriter {
  private:
   bool chunked() const { return version_ >= 11; }
 
-  beast::tcp_stream& stream_;
+  Stream& stream_;
   unsigned version_;
   std::string content_type_;
   bool started_ = false;
@@ -336,9 +367,10 @@ class ChunkWriterImpl final : public ChunkWriter {
 };
 
 // Runs a streaming handler on its own request; the connection closes afterwards.
+template <class Stream>
 asio::awaitable<void> run_stream(State& state, StreamHandler handler, std::string_view label,
-                                 Request request, beast::tcp_stream& stream, unsigned version) {
-  ChunkWriterImpl writer(stream, version, "application/x-ndjson");
+                                 Request request, Stream& stream, unsigned version) {
+  ChunkWriterImpl<Stream> writer(stream, version, "application/x-ndjson");
   std::exception_ptr error;
   try {
     Request copy = request;
@@ -358,15 +390,17 @@ asio::awaitable<void> run_stream(State& state, StreamHandler handler, std::strin
   count(state, label, writer.status());
 }
 
-asio::awaitable<void> run_session(std::shared_ptr<State> state, tcp::socket socket) {
-  beast::tcp_stream stream(std::move(socket));
-  SessionEntry entry(*state, stream);
+// The requests of one connection, plain or TLS (`caller`: the verified client certificate's
+// identity). Returns when the client closes, on an error, or when a response closes.
+template <class Stream>
+asio::awaitable<void> serve(std::shared_ptr<State> state, Stream& stream,
+                            std::optional<tls::Identity> caller, bool tls) {
   beast::flat_buffer buffer;
 
   while (!state->stopped) {
     http::request_parser<http::string_body> parser;
     parser.body_limit(kBodyLimit);
-    stream.expires_after(kTimeout);
+    lowest(stream).expires_after(kTimeout);
     auto [read_ec, read_n] = co_await http::async_read(stream, buffer, parser, kNoThrow);
     if (read_ec) {
       // Framing errors get an answer; connection errors, timeouts and a clean close do not.
@@ -386,13 +420,26 @@ asio::awaitable<void> run_session(std::shared_ptr<State> state, tcp::socket sock
       const std::string_view label = path_label(*state, path_of(parser.get().target()));
       count(*state, label, refusal.status);
       HttpResponse res = to_http(std::move(refusal), {}, false, 11, false);
-      stream.expires_after(kTimeout);
+      lowest(stream).expires_after(kTimeout);
       co_await http::async_write(stream, res, kNoThrow);
       break;
     }
 
     HttpRequest req = parser.release();
     Request request = to_request(req);
+    request.caller = caller;
+
+    if (tls && !caller && !anonymous_allowed(*state, request.path)) {
+      count(*state, path_label(*state, request.path), 401);
+      HttpResponse res = to_http(unauthenticated(), {}, req.method() == http::verb::head,
+                                 req.version(), req.keep_alive());
+      lowest(stream).expires_after(kTimeout);
+      auto [write_ec, write_n] = co_await http::async_write(stream, res, kNoThrow);
+      if (write_ec || !res.keep_alive()) {
+        break;
+      }
+      continue;
+    }
 
     if (auto it = state->handlers.find(request.path);
         it != state->handlers.end() && std::holds_alternative<StreamHandler>(it->second)) {
@@ -407,12 +454,62 @@ asio::awaitable<void> run_session(std::shared_ptr<State> state, tcp::socket sock
     count(*state, label, response.status);
     HttpResponse res = to_http(std::move(response), allow, req.method() == http::verb::head,
                                req.version(), req.keep_alive());
-    stream.expires_after(kTimeout);
+    lowest(stream).expires_after(kTimeout);
     auto [write_ec, write_n] = co_await http::async_write(stream, res, kNoThrow);
     if (write_ec || !res.keep_alive()) {
       break;
     }
   }
+}
+
+std::string peer_of(beast::tcp_stream& stream) {
+  beast::error_code ec;
+  const auto endpoint = stream.socket().remote_endpoint(ec);
+  return ec ? std::string("?")
+            : endpoint.address().to_string() + ":" + std::to_string(endpoint.port());
+}
+
+asio::awaitable<void> run_tls_session(std::shared_ptr<State> state, tcp::socket socket) {
+  const base::TlsContext context = state->tls;  // kept alive by this frame
+  if (!context) {
+    state->metrics.tls_handshakes.Add({{"result", "not_ready"}}).Increment();
+    beast::error_code ignored;
+    socket.close(ignored);
+    co_return;
+  }
+  SslStream stream(std::move(socket), *context);
+  SessionEntry entry(*state, lowest(stream));
+  lowest(stream).expires_after(kHandshakeTimeout);
+  auto [handshake_ec] = co_await stream.async_handshake(asio::ssl::stream_base::server, kNoThrow);
+  if (handshake_ec) {
+    state->metrics.tls_handshakes.Add({{"result", "failed"}}).Increment();
+    if (!state->stopped) {
+      spdlog::warn("admin: TLS handshake with {} failed: {}", peer_of(lowest(stream)),
+                   handshake_ec.message());
+    }
+    beast::error_code ignored;
+    lowest(stream).socket().close(ignored);
+    co_return;
+  }
+  state->metrics.tls_handshakes.Add({{"result", "ok"}}).Increment();
+  auto caller = tls::verified_peer(stream.native_handle());
+  co_await serve(state, stream, std::move(caller), true);
+  if (!state->stopped) {
+    lowest(stream).expires_after(kTlsCloseTimeout);
+    co_await stream.async_shutdown(kNoThrow);
+  }
+  beast::error_code ignored;
+  lowest(stream).socket().shutdown(tcp::socket::shutdown_send, ignored);
+}
+
+asio::awaitable<void> run_session(std::shared_ptr<State> state, tcp::socket socket) {
+  if (state->tls_required) {
+    co_await run_tls_session(std::move(state), std::move(socket));
+    co_return;
+  }
+  beast::tcp_stream stream(std::move(socket));
+  SessionEntry entry(*state, stream);
+  co_await serve(state, stream, std::nullopt, false);
   beast::error_code ignored;
   stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
 }
@@ -478,6 +575,11 @@ class AdminServerImpl final : public AdminServer {
   void handle_prefix(std::string prefix, AsyncHandler handler) override {
     state_->prefixes.insert_or_assign(std::move(prefix), std::move(handler));
   }
+  void use_tls(base::TlsContext context) override {
+    state_->tls_required = true;
+    state_->tls = std::move(context);
+  }
+  void allow_anonymous(std::string path) override { state_->anonymous.insert(std::move(path)); }
 
   std::uint16_t start(const std::string& address) override {
     const tcp::endpoint endpoint = parse_endpoint(address);

@@ -4,6 +4,15 @@
 // synchronous exact-path handlers (/v1/routes), asynchronous exact-path and prefix handlers
 // (/v1/services/NAME ...), and streaming handlers that write a chunked body (/v1/watch).
 // Runs on the control thread's io_context.
+//
+// TLS (cluster mode): after use_tls() every connection must shake hands in TLS first (the
+// context, tls/context.h, verifies a client certificate against the cluster CA when one is
+// sent). A request without a verified client certificate is answered 401 unless its path is
+// /healthz, /metrics or one registered with allow_anonymous(); every handler sees the verified
+// identity in Request::caller and decides what that role may do.
+
+#include "base/http_client.h"
+#include "tls/types.h"
 
 #include <prometheus/registry.h>
 #include <boost/asio/any_io_executor.hpp>
@@ -13,6 +22,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -35,6 +45,9 @@ struct Request {
   std::string path;                            // target without the query, percent-decoded
   std::map<std::string, std::string> query;    // decoded; a repeated key keeps its last value
   std::map<std::string, std::string> headers;  // lower-case names; a repeated field keeps the last
+  // Over TLS: the identity in the client certificate the cluster CA issued (nullopt: none sent,
+  // or not a TLS server). Never taken from a header.
+  std::optional<tls::Identity> caller;
 };
 
 // Called on the control thread for a request whose path equals the registered path.
@@ -85,6 +98,16 @@ class AdminServer {
   // handler; the longest matching prefix wins.
   virtual void handle_prefix(std::string prefix, AsyncHandler handler) = 0;
 
+  // From now on every new connection is TLS with `context` (see the header comment). A null
+  // context means TLS is required but not ready (a node still joining has no certificate):
+  // connections are closed unanswered until use_tls() is called again with a context. Call
+  // with null before the io_context first runs for a server that must never answer in plain
+  // text. Connections already open keep what they had.
+  virtual void use_tls(base::TlsContext context) = 0;
+  // Over TLS, requests for the exact `path` are served without a client certificate too (the
+  // handler still sees Request::caller, nullopt for them). /healthz and /metrics always are.
+  virtual void allow_anonymous(std::string path) = 0;
+
   // Binds "HOST:PORT" (port 0 = any) and starts accepting; returns the bound port.
   // Throws std::system_error when it cannot bind (startup boundary).
   virtual std::uint16_t start(const std::string& address) = 0;
@@ -97,7 +120,8 @@ class AdminServer {
 };
 
 // `registry` must outlive the server. Unknown paths answer 404 JSON
-// {"error":{"code":"not_found","message":...}}; wrong methods 405.
+// {"error":{"code":"not_found","message":...}}; wrong methods 405; over TLS, a request without a
+// client certificate for a path that needs one 401 {"error":{"code":"unauthenticated",...}}.
 std::unique_ptr<AdminServer> make_admin_server(boost::asio::any_io_executor executor,
                                                std::shared_ptr<prometheus::Registry> registry);
 

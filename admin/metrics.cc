@@ -9,6 +9,8 @@ Metrics::Metrics(prometheus::Registry& registry)
           base::counter_family(registry, "routemesh_admin_requests_total",
                                "Requests answered by the admin HTTP server, by path and status.")),
       admin_session_errors(base::counter(registry, "routemesh_admin_session_errors_total",
-                                         "Exceptions that ended an admin HTTP session.")) {}
+                                         "Exceptions that ended an admin HTTP session.")),
+      tls_handshakes(base::counter_family(registry, "routemesh_admin_tls_handshakes_total",
+                                          "TLS handshakes on the admin port, by result.")) {}
 
 }  // namespace routemesh::admin

@@ -21,6 +21,11 @@ struct Metrics {
   // routemesh_admin_session_errors_total: exceptions caught by an admin session's co_spawn
   // handler (a bug or resource exhaustion, never a normal client error).
   prometheus::Counter& admin_session_errors;
+  // routemesh_admin_tls_handshakes_total{result}: TLS handshakes on a TLS admin port, `result`
+  // "ok" or "failed" (plain HTTP to the TLS port, a client certificate the cluster CA did not
+  // issue or that expired, a protocol below TLS 1.3, a timeout) or "not_ready" (the node has
+  // no certificate yet: it is still joining, and the connection was closed unanswered).
+  prometheus::Family<prometheus::Counter>& tls_handshakes;
 };
 
 }  // namespace routemesh::admin

@@ -19,7 +19,7 @@ boost::system::error_code last_error() {
 }  // namespace
 
 boost::system::result<void> write_file_atomic(const std::string& dir, const std::string& name,
-                                              const std::string& text) {
+                                              const std::string& text, unsigned mode) {
   std::error_code created;
   std::filesystem::create_directories(dir, created);
   if (created) {
@@ -27,7 +27,10 @@ boost::system::result<void> write_file_atomic(const std::string& dir, const std:
   }
   const std::string path = dir + "/" + name;
   const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  // A leftover .tmp of another mode would keep its mode: start from a new file.
+  ::unlink(tmp.c_str());
+  const int fd =
+      ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, static_cast<mode_t>(mode));
   if (fd < 0) {
     return last_error();
   }

@@ -2,11 +2,15 @@
 
 #include "base/address.h"
 
+#include <openssl/ssl.h>
 #include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 
 #include <optional>
+#include <type_traits>
 #include <utility>
 
 // GCC 12 reports a false -Wmismatched-new-delete on Asio's coroutine frame allocator for
@@ -22,6 +26,7 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
+using SslStream = beast::ssl_stream<beast::tcp_stream>;
 
 constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 // Responses of the admin API are small JSON documents; the watch stream is read piecewise.
@@ -44,9 +49,27 @@ boost::system::result<tcp::endpoint> parse_address(const std::string& address) {
   return tcp::endpoint(ip, hp->port);
 }
 
+beast::tcp_stream& lowest(beast::tcp_stream& stream) {
+  return stream;
+}
+beast::tcp_stream& lowest(SslStream& stream) {
+  return beast::get_lowest_layer(stream);
+}
+
+// A new stream of the kind `tls` asks for, in `out`.
+template <class Stream>
+void emplace_stream(std::optional<Stream>& out, asio::any_io_executor executor,
+                    const TlsContext& tls) {
+  if constexpr (std::is_same_v<Stream, SslStream>) {
+    out.emplace(std::move(executor), *tls);
+  } else {
+    out.emplace(std::move(executor));
+  }
+}
+
 // Connects `stream` to `address`: directly to an IP literal, else to what the resolver finds.
-asio::awaitable<boost::system::error_code> connect(beast::tcp_stream& stream,
-                                                   const std::string& address) {
+asio::awaitable<boost::system::error_code> connect_tcp(beast::tcp_stream& stream,
+                                                       const std::string& address) {
   const auto hp = parse_host_port(address, kAddressRules);
   if (!hp) {
     co_return boost::system::errc::make_error_code(boost::system::errc::invalid_argument);
@@ -64,6 +87,27 @@ asio::awaitable<boost::system::error_code> connect(beast::tcp_stream& stream,
     co_return resolve_ec;
   }
   auto [ec, endpoint] = co_await stream.async_connect(endpoints, kNoThrow);
+  co_return ec;
+}
+
+// Connects; over TLS also shakes hands (within the stream's current deadline).
+asio::awaitable<boost::system::error_code> open(beast::tcp_stream& stream,
+                                                const std::string& address) {
+  co_return co_await connect_tcp(stream, address);
+}
+
+asio::awaitable<boost::system::error_code> open(SslStream& stream, const std::string& address) {
+  const auto connect_ec = co_await connect_tcp(lowest(stream), address);
+  if (connect_ec) {
+    co_return connect_ec;
+  }
+  const auto hp = parse_host_port(address, kAddressRules);
+  // RFC 6066 §3: SNI carries host names only, never IP literals.
+  if (hp && !is_ip_literal(hp->host) &&
+      SSL_set_tlsext_host_name(stream.native_handle(), hp->host.c_str()) != 1) {
+    co_return boost::system::errc::make_error_code(boost::system::errc::invalid_argument);
+  }
+  auto [ec] = co_await stream.async_handshake(asio::ssl::stream_base::client, kNoThrow);
   co_return ec;
 }
 
@@ -90,10 +134,11 @@ http::request<http::string_body> make_request(const std::string& address,
 
 // Connects `stream` to `address` and writes `request`, within the stream's current deadline
 // (name resolution aside).
-asio::awaitable<boost::system::error_code> connect_and_send(beast::tcp_stream& stream,
+template <class Stream>
+asio::awaitable<boost::system::error_code> connect_and_send(Stream& stream,
                                                             const std::string& address,
                                                             const ClientRequest& request) {
-  const auto connect_ec = co_await connect(stream, address);
+  const auto connect_ec = co_await open(stream, address);
   if (connect_ec) {
     co_return connect_ec;
   }
@@ -109,7 +154,8 @@ struct Reply {
   bool reusable = false;
 };
 
-asio::awaitable<boost::system::result<Reply>> read_reply(beast::tcp_stream& stream) {
+template <class Stream>
+asio::awaitable<boost::system::result<Reply>> read_reply(Stream& stream) {
   beast::flat_buffer buffer;
   http::response_parser<http::string_body> parser;
   parser.body_limit(kBodyLimit);
@@ -126,12 +172,14 @@ asio::awaitable<boost::system::result<Reply>> read_reply(beast::tcp_stream& stre
   co_return reply;
 }
 
-}  // namespace
-
-asio::awaitable<CallResult> http_call(asio::any_io_executor executor, std::string address,
-                                      ClientRequest request, std::chrono::milliseconds timeout) {
-  beast::tcp_stream stream(executor);
-  stream.expires_after(timeout);
+// One exchange on a new connection ("Connection: close"). Over TLS the connection is simply
+// closed afterwards: the response was complete, so a close_notify would tell the server
+// nothing.
+template <class Stream>
+asio::awaitable<CallResult> call_once(Stream& stream, const std::string& address,
+                                      const ClientRequest& request,
+                                      std::chrono::milliseconds timeout) {
+  lowest(stream).expires_after(timeout);
   const auto send_ec = co_await connect_and_send(stream, address, request);
   if (send_ec) {
     co_return CallError{send_ec, false};
@@ -141,14 +189,38 @@ asio::awaitable<CallResult> http_call(asio::any_io_executor executor, std::strin
     co_return CallError{reply.error(), true};
   }
   beast::error_code ignored;
-  stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+  lowest(stream).socket().shutdown(tcp::socket::shutdown_both, ignored);
   co_return std::move(reply->response);
 }
 
-KeepAliveClient::KeepAliveClient(asio::any_io_executor executor) : executor_(std::move(executor)) {}
+}  // namespace
+
+asio::awaitable<CallResult> http_call(asio::any_io_executor executor, std::string address,
+                                      ClientRequest request, std::chrono::milliseconds timeout,
+                                      TlsContext tls) {
+  if (tls) {
+    SslStream stream(executor, *tls);
+    co_return co_await call_once(stream, address, request, timeout);
+  }
+  beast::tcp_stream stream(executor);
+  co_return co_await call_once(stream, address, request, timeout);
+}
+
+KeepAliveClient::KeepAliveClient(asio::any_io_executor executor, TlsContext tls)
+    : executor_(std::move(executor)), tls_(std::move(tls)) {}
 
 asio::awaitable<CallResult> KeepAliveClient::call(std::string address, ClientRequest request,
                                                   std::chrono::milliseconds timeout) {
+  if (tls_) {
+    co_return co_await call_on(idle_tls_, std::move(address), std::move(request), timeout);
+  }
+  co_return co_await call_on(idle_, std::move(address), std::move(request), timeout);
+}
+
+template <class Stream>
+asio::awaitable<CallResult> KeepAliveClient::call_on(
+    std::map<std::string, std::vector<Idle<Stream>>>& pool, std::string address,
+    ClientRequest request, std::chrono::milliseconds timeout) {
   auto endpoint = parse_address(address);
   if (!endpoint) {
     co_return CallError{endpoint.error(), false};
@@ -157,10 +229,10 @@ asio::awaitable<CallResult> KeepAliveClient::call(std::string address, ClientReq
   // Each pass takes an idle connection or opens one; only a reused one can send us round
   // again, so this ends after at most kMaxIdle + 1 passes.
   for (;;) {
-    std::optional<beast::tcp_stream> stream;
-    auto& idle = idle_[address];
+    std::optional<Stream> stream;
+    auto& idle = pool[address];
     while (!stream && !idle.empty()) {
-      Idle& last = idle.back();
+      auto& last = idle.back();
       if (std::chrono::steady_clock::now() - last.since < kMaxIdleAge) {
         stream.emplace(std::move(last.stream));
       }
@@ -168,15 +240,15 @@ asio::awaitable<CallResult> KeepAliveClient::call(std::string address, ClientReq
     }
     const bool reused = stream.has_value();
     if (!reused) {
-      stream.emplace(executor_);
-      stream->expires_after(timeout);
+      emplace_stream(stream, executor_, tls_);
+      lowest(*stream).expires_after(timeout);
       ++connects_;
-      auto [connect_ec] = co_await stream->async_connect(*endpoint, kNoThrow);
+      const auto connect_ec = co_await open(*stream, address);
       if (connect_ec) {
         co_return CallError{connect_ec, false};
       }
     }
-    stream->expires_after(timeout);
+    lowest(*stream).expires_after(timeout);
     auto [write_ec, written] = co_await http::async_write(*stream, req, kNoThrow);
     if (write_ec) {
       if (reused) {
@@ -191,22 +263,24 @@ asio::awaitable<CallResult> KeepAliveClient::call(std::string address, ClientReq
       }
       co_return CallError{reply.error(), true};
     }
-    auto& back = idle_[address];  // other calls may have run while this one waited
+    auto& back = pool[address];  // other calls may have run while this one waited
     if (reply->reusable && back.size() < kMaxIdle) {
-      stream->expires_never();
-      back.push_back(Idle{std::move(*stream), std::chrono::steady_clock::now()});
+      lowest(*stream).expires_never();
+      back.push_back(Idle<Stream>{std::move(*stream), std::chrono::steady_clock::now()});
     }
     co_return std::move(reply->response);
   }
 }
 
-asio::awaitable<boost::system::error_code> http_stream(
-    asio::any_io_executor executor, std::string address, std::string target,
+namespace {
+
+template <class Stream>
+asio::awaitable<boost::system::error_code> stream_body(
+    Stream& stream, const std::string& address, std::string target,
     std::chrono::milliseconds connect_timeout, std::chrono::milliseconds idle_timeout,
-    std::function<bool(std::string_view)> on_data,
-    std::function<void(unsigned, std::string)> on_error_body) {
-  beast::tcp_stream stream(executor);
-  stream.expires_after(connect_timeout);
+    const std::function<bool(std::string_view)>& on_data,
+    const std::function<void(unsigned, std::string)>& on_error_body) {
+  lowest(stream).expires_after(connect_timeout);
   ClientRequest request;
   request.target = std::move(target);
   const auto sent = co_await connect_and_send(stream, address, request);
@@ -224,7 +298,7 @@ asio::awaitable<boost::system::error_code> http_stream(
   const unsigned status = parser.get().result_int();
   if (status != 200) {
     parser.body_limit(kBodyLimit);
-    stream.expires_after(connect_timeout);
+    lowest(stream).expires_after(connect_timeout);
     auto [body_ec, body_n] = co_await http::async_read(stream, buffer, parser, kNoThrow);
     on_error_body(status, body_ec ? std::string{} : parser.get().body());
     co_return boost::system::errc::make_error_code(boost::system::errc::protocol_error);
@@ -242,7 +316,7 @@ asio::awaitable<boost::system::error_code> http_stream(
   };
   parser.on_chunk_body(on_chunk);
   while (!parser.is_done()) {
-    stream.expires_after(idle_timeout);
+    lowest(stream).expires_after(idle_timeout);
     auto [ec, n] = co_await http::async_read_some(stream, buffer, parser, kNoThrow);
     if (!parser.chunked() && !parser.get().body().empty()) {
       std::string piece = std::move(parser.get().body());
@@ -262,6 +336,23 @@ asio::awaitable<boost::system::error_code> http_stream(
     }
   }
   co_return asio::error::eof;
+}
+
+}  // namespace
+
+asio::awaitable<boost::system::error_code> http_stream(
+    asio::any_io_executor executor, std::string address, std::string target,
+    std::chrono::milliseconds connect_timeout, std::chrono::milliseconds idle_timeout,
+    std::function<bool(std::string_view)> on_data,
+    std::function<void(unsigned, std::string)> on_error_body, TlsContext tls) {
+  if (tls) {
+    SslStream stream(executor, *tls);
+    co_return co_await stream_body(stream, address, std::move(target), connect_timeout,
+                                   idle_timeout, on_data, on_error_body);
+  }
+  beast::tcp_stream stream(executor);
+  co_return co_await stream_body(stream, address, std::move(target), connect_timeout, idle_timeout,
+                                 on_data, on_error_body);
 }
 
 }  // namespace routemesh::base

@@ -8,20 +8,32 @@
 // Addresses are "HOST:PORT" or "[V6]:PORT". An IP literal is connected to directly (node
 // addresses in the state are IP literals); http_call and http_stream resolve any other host
 // name first (the CLI's --api localhost:9901), KeepAliveClient does not.
+//
+// TLS: every call takes an optional TLS context (TlsContext). Null is plain HTTP; otherwise
+// the connection does a TLS handshake after connecting (SNI set for a host name, not for an IP
+// literal), and the context decides what is verified and which client certificate is
+// presented (tls/context.h builds the cluster's). A failed handshake is a CallError with
+// sent = false: nothing was written.
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
 #include <boost/system/error_code.hpp>
 #include <boost/system/result.hpp>
 
 #include <chrono>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
 namespace routemesh::base {
+
+// The TLS of a call: null = plain HTTP. Shared by the calls of one thread.
+using TlsContext = std::shared_ptr<boost::asio::ssl::context>;
 
 struct ClientRequest {
   std::string method = "GET";
@@ -52,7 +64,8 @@ using CallResult = boost::system::result<ClientResponse, CallError>;
 // that must bound it runs its io_context for a limited time, as the CLI does). Errors are values.
 boost::asio::awaitable<CallResult> http_call(boost::asio::any_io_executor executor,
                                              std::string address, ClientRequest request,
-                                             std::chrono::milliseconds timeout);
+                                             std::chrono::milliseconds timeout,
+                                             TlsContext tls = nullptr);
 
 // Calls over kept-alive connections, at most kMaxIdle idle per address, each reused for at
 // most kMaxIdleAge. A reused connection that the server closed before answering (EOF before
@@ -64,7 +77,8 @@ class KeepAliveClient {
   static constexpr std::size_t kMaxIdle = 8;
   static constexpr std::chrono::seconds kMaxIdleAge{10};
 
-  explicit KeepAliveClient(boost::asio::any_io_executor executor);
+  // Every connection uses `tls` (null = plain HTTP).
+  explicit KeepAliveClient(boost::asio::any_io_executor executor, TlsContext tls = nullptr);
 
   boost::asio::awaitable<CallResult> call(std::string address, ClientRequest request,
                                           std::chrono::milliseconds timeout);
@@ -73,13 +87,22 @@ class KeepAliveClient {
   std::uint64_t connects() const { return connects_; }
 
  private:
+  template <class Stream>
   struct Idle {
-    boost::beast::tcp_stream stream;
+    Stream stream;
     std::chrono::steady_clock::time_point since;
   };
+  using SslStream = boost::beast::ssl_stream<boost::beast::tcp_stream>;
+
+  template <class Stream>
+  boost::asio::awaitable<CallResult> call_on(std::map<std::string, std::vector<Idle<Stream>>>& idle,
+                                             std::string address, ClientRequest request,
+                                             std::chrono::milliseconds timeout);
 
   boost::asio::any_io_executor executor_;
-  std::map<std::string, std::vector<Idle>> idle_;
+  TlsContext tls_;
+  std::map<std::string, std::vector<Idle<boost::beast::tcp_stream>>> idle_;
+  std::map<std::string, std::vector<Idle<SslStream>>> idle_tls_;
   std::uint64_t connects_ = 0;
 };
 
@@ -92,6 +115,6 @@ boost::asio::awaitable<boost::system::error_code> http_stream(
     boost::asio::any_io_executor executor, std::string address, std::string target,
     std::chrono::milliseconds connect_timeout, std::chrono::milliseconds idle_timeout,
     std::function<bool(std::string_view)> on_data,
-    std::function<void(unsigned, std::string)> on_error_body);
+    std::function<void(unsigned, std::string)> on_error_body, TlsContext tls = nullptr);
 
 }  // namespace routemesh::base

@@ -38,17 +38,19 @@ def pct(values, p):
 
 
 class KeepAlive:
-    """One persistent HTTP/1.1 connection to an admin API; reconnects after any error."""
+    """One persistent HTTP/1.1 connection to an admin API (TLS with the ssl.SSLContext `tls`,
+    the cluster's admin certificate); reconnects after any error."""
 
-    def __init__(self, addr, timeout=10.0):
+    def __init__(self, addr, tls, timeout=10.0):
         self.host, _, port = addr.rpartition(":")
-        self.port, self.timeout, self.conn = int(port), timeout, None
+        self.port, self.timeout, self.conn, self.tls = int(port), timeout, None, tls
 
     def request(self, method, path, body=None):
         data = None if body is None else json.dumps(body).encode()
         for attempt in (0, 1):
             if self.conn is None:
-                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+                self.conn = http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout,
+                                                        context=self.tls)
             try:
                 self.conn.request(method, path, body=data,
                                   headers={"Content-Type": "application/json"} if data else {})
@@ -82,7 +84,7 @@ def measure_writes(target, writers, duration, tag):
     t_end = [0.0]
 
     def run(i):
-        c = KeepAlive(target.admin)
+        c = KeepAlive(target.admin, target.cluster.tls)
         mine, errs, n = [], {}, 0
         start_evt.wait()
         while time.monotonic() < t_end[0]:
@@ -135,7 +137,7 @@ class RevisionWatcher:
         self.thread.start()
 
     def run(self):
-        c = KeepAlive(self.node.admin, timeout=5)
+        c = KeepAlive(self.node.admin, self.node.cluster.tls, timeout=5)
         last = -1
         while not self.stop_flag.is_set():
             try:
@@ -179,7 +181,7 @@ def measure_propagation(c, changes, gap_s, whoami):
     watchers = [RevisionWatcher(n) for n in c.nodes]
     time.sleep(0.3)
     samples, per_node, missing = [], {n.name: [] for n in c.nodes}, 0
-    api = KeepAlive(lead.admin)
+    api = KeepAlive(lead.admin, lead.cluster.tls)
     try:
         writes = []
         for i in range(1, changes + 1):

@@ -135,13 +135,11 @@ def core_jiffies():
 def overlay_streams_in(node):
     """routemesh_overlay_streams_total{direction="in"} on `node`, or None."""
     try:
-        st, _, body = harness.http(node.ip, cluster.ADMIN_PORT, "/metrics", timeout=5)
-    except OSError:
-        return None
-    if st != 200:
+        body = node.metrics(timeout=5)
+    except (OSError, AssertionError):
         return None
     total = 0.0
-    for line in body.decode(errors="replace").splitlines():
+    for line in body.splitlines():
         if line.startswith("routemesh_overlay_streams_total{") and 'direction="in"' in line:
             total += float(line.rsplit(" ", 1)[1])
     return total

@@ -34,16 +34,21 @@ FIRST_IP = "127.0.0.71"
 
 
 class KeepAlive:
-    """One persistent HTTP/1.1 connection to an admin API; reconnects after an error."""
+    """One persistent HTTP/1.1 connection to an admin API (TLS with the ssl.SSLContext `tls`
+    when given); reconnects after an error."""
 
-    def __init__(self, addr, timeout=30.0):
+    def __init__(self, addr, tls=None, timeout=30.0):
         self.host, _, port = addr.rpartition(":")
-        self.port, self.timeout, self.conn = int(port), timeout, None
+        self.port, self.timeout, self.conn, self.tls = int(port), timeout, None, tls
 
     def request(self, method, path, body):
         data = json.dumps(body).encode()
         if self.conn is None:
-            self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            if self.tls:
+                self.conn = http.client.HTTPSConnection(self.host, self.port,
+                                                        timeout=self.timeout, context=self.tls)
+            else:
+                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
         try:
             self.conn.request(method, path, body=data, headers={"Content-Type": "application/json"})
             r = self.conn.getresponse()
@@ -71,14 +76,14 @@ def task_body(i, k):
             "address": f"10.{(i >> 8) & 0xff}.{i & 0xff}.{k + 1}", "port": 8080}
 
 
-def fill(addr, start, stop, tasks, writers, deadline):
+def fill(addr, start, stop, tasks, writers, deadline, tls=None):
     """Creates services start..stop-1 and their tasks with `writers` concurrent clients (each
     service, then its tasks, on one connection). Returns the number of failed writes."""
     lock = threading.Lock()
     state = {"next": start, "failed": 0, "error": None}
 
     def work():
-        conn = KeepAlive(addr)
+        conn = KeepAlive(addr, tls)
         while time.monotonic() < deadline:
             with lock:
                 i = state["next"]
@@ -113,11 +118,11 @@ def fill(addr, start, stop, tasks, writers, deadline):
     return state["failed"]
 
 
-def probe(addr, size, step, count, with_task):
+def probe(addr, size, step, count, with_task, tls=None):
     """`count` sequential writes at `size` services: new services probe-<size>-<k> (published
     ports 40000 + 1000 * step + k), each followed by one task when `with_task`. Latencies in
     ms."""
-    conn = KeepAlive(addr)
+    conn = KeepAlive(addr, tls)
     svc_ms, task_ms = [], []
     for k in range(count):
         name = f"probe-{size}-{k}"
@@ -230,10 +235,10 @@ def main():
             have = 0
             for step, size in enumerate(sizes):
                 t0 = time.monotonic()
-                fill(addr, have, size, a.cluster_tasks, a.writers, deadline)
+                fill(addr, have, size, a.cluster_tasks, a.writers, deadline, c.tls)
                 fill_s[size] = time.monotonic() - t0
                 have = size
-                svc_ms, task_ms = probe(addr, size, step, a.probes, True)
+                svc_ms, task_ms = probe(addr, size, step, a.probes, True, c.tls)
                 writes[size] = {"service": summary(svc_ms), "task": summary(task_ms)}
                 print(f"  [{size} services: filled in {fill_s[size]:.1f} s, POST /v1/services "
                       f"p50 {fmt(writes[size]['service']['p50'])} ms]", flush=True)

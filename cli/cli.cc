@@ -8,6 +8,9 @@
 #include "base/http_client.h"
 #include "base/spawn.h"
 #include "cli/cli_format.h"
+#include "tls/context.h"
+#include "tls/credentials.h"
+#include "tls/pki.h"
 
 #include <CLI/CLI.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -15,6 +18,7 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
 #include <boost/system/result.hpp>
 
 #include <algorithm>
@@ -73,20 +77,22 @@ struct Outcome {
 };
 
 asio::awaitable<void> exchange(std::shared_ptr<Outcome> out, std::string address,
-                               base::ClientRequest request, std::chrono::milliseconds timeout) {
+                               base::ClientRequest request, std::chrono::milliseconds timeout,
+                               base::TlsContext tls) {
   auto executor = co_await asio::this_coro::executor;
-  out->result = co_await base::http_call(executor, std::move(address), std::move(request), timeout);
+  out->result = co_await base::http_call(executor, std::move(address), std::move(request), timeout,
+                                         std::move(tls));
 }
 
 // One exchange with one manager, blocking; nothing is printed. The main thread runs the
 // exchange's io_context for at most `timeout` plus one second, which also bounds the
 // resolver; an exchange still running then has not connected yet: nothing was sent.
 base::CallResult call_once(const std::string& address, base::ClientRequest request,
-                           std::chrono::milliseconds timeout) {
+                           std::chrono::milliseconds timeout, const base::TlsContext& tls) {
   auto outcome = std::make_shared<Outcome>();
   asio::io_context ioc;
   // Only std::bad_alloc and the like end the coroutine with an exception: a failed exchange.
-  asio::co_spawn(ioc, exchange(outcome, address, std::move(request), timeout),
+  asio::co_spawn(ioc, exchange(outcome, address, std::move(request), timeout, tls),
                  base::log_and_count("cli: request", nullptr, [outcome] {
                    outcome->result = base::CallError{asio::error::no_memory, false};
                  }));
@@ -170,6 +176,7 @@ class CliCommandsImpl final : public CliCommands {
   CLI::App* group(const std::string& name, const std::string& description, bool shared);
   CLI::App* leaf(CLI::App* parent, const std::string& name, const std::string& description,
                  std::function<int()> run);
+  void add_credential_flags(CLI::App* app);
   int run_leaf(const Leaf& leaf);
 
   // Sends the request to the managers in turn: the first answer that is not a 503, or (printed
@@ -187,12 +194,21 @@ class CliCommandsImpl final : public CliCommands {
   sys::result<std::string> node_id(const std::string& arg);
 
   int service_update();
+  int cert_issue();
+  int token_rotate();
+  // The client certificate, key and CA from --cert/--key/--ca or the default place
+  // (tls/credentials.h); errors are printed (exit 2).
+  bool load_credentials();
 
   CLI::App& app_;
   std::vector<Leaf> leaves_;
   std::vector<CLI::App*> own_groups_;
 
   std::string api_flag_;
+  std::string cert_flag_;
+  std::string key_flag_;
+  std::string ca_flag_;
+  base::TlsContext tls_;  // built in run_leaf
   bool json_ = false;
   bool stale_ = false;
   std::vector<std::string> addresses_;  // resolved in run_leaf
@@ -205,6 +221,9 @@ class CliCommandsImpl final : public CliCommands {
   cli::TaskAddArgs task_;
   std::string task_service_filter_;
   std::string name_;  // NAME or ID positional
+  std::string cert_role_;
+  std::string cert_name_;
+  std::string cert_out_;
 };
 
 CLI::App* CliCommandsImpl::group(const std::string& name, const std::string& description,
@@ -222,6 +241,15 @@ CLI::App* CliCommandsImpl::group(const std::string& name, const std::string& des
   return g;
 }
 
+void CliCommandsImpl::add_credential_flags(CLI::App* app) {
+  const std::string place =
+      " (default: in $ROUTEMESH_CERT_DIR, else $XDG_CONFIG_HOME/routemesh, "
+      "else ~/.config/routemesh, where `cluster init` puts them)";
+  app->add_option("--cert", cert_flag_, "client certificate (PEM) from the cluster CA" + place);
+  app->add_option("--key", key_flag_, "its private key (PEM)" + place);
+  app->add_option("--ca", ca_flag_, "the cluster CA's certificate (PEM)" + place);
+}
+
 CLI::App* CliCommandsImpl::leaf(CLI::App* parent, const std::string& name,
                                 const std::string& description, std::function<int()> run) {
   CLI::App* sub = parent->add_subcommand(name, description);
@@ -233,6 +261,7 @@ CLI::App* CliCommandsImpl::leaf(CLI::App* parent, const std::string& name,
                   "$ROUTEMESH_API or " +
                       std::string(cli::kDefaultApiAddress) + ")");
   sub->add_flag("--json", json_, "print the API's JSON");
+  add_credential_flags(sub);
   sub->add_flag("--stale", stale_,
                 "read the answering manager's own copy (may be old) instead of a linearizable "
                 "read through the leader");
@@ -246,6 +275,7 @@ void CliCommandsImpl::add_commands() {
                   "(default $ROUTEMESH_API or " +
                       std::string(cli::kDefaultApiAddress) + ")");
   app_.add_flag("--json", json_, "CLI commands print the API's JSON");
+  add_credential_flags(&app_);
   app_.add_flag("--stale", stale_,
                 "CLI reads answer from the manager's own copy (may be old) instead of a "
                 "linearizable read through the leader");
@@ -439,6 +469,24 @@ void CliCommandsImpl::add_commands() {
   }
   leaf(cluster, "status", "leader, term, commit index and members",
        [this] { return show(cli::get_request("/v1/cluster"), cli::render_cluster); });
+  CLI::App* token = cluster->add_subcommand("token", "join tokens");
+  token->require_subcommand(1);
+  CLI::App* rotate = leaf(token, "rotate",
+                          "make a new join token for ROLE (worker|manager) and print it; the old "
+                          "one stops working at once (nodes already joined are unaffected)",
+                          [this] { return token_rotate(); });
+  one(rotate, "ROLE");
+
+  // cert
+  CLI::App* cert = group("cert", "client certificates from the cluster CA (admin API)", false);
+  CLI::App* issue = leaf(cert, "issue",
+                         "make a key here and have the cluster CA certify it for a role; writes "
+                         "ca.pem, cert.pem and key.pem into --out",
+                         [this] { return cert_issue(); });
+  issue->add_option("--role", cert_role_, "operator (services, networks, tasks) or viewer (reads)");
+  issue->add_option("--name", cert_name_, "who holds it (default: the role)");
+  issue->add_option("--out", cert_out_,
+                    "directory for the files (give it to the CLI as ROUTEMESH_CERT_DIR)");
 }
 
 int CliCommandsImpl::run_leaf(const Leaf& leaf) {
@@ -470,7 +518,50 @@ int CliCommandsImpl::run_leaf(const Leaf& leaf) {
     return 2;
   }
   addresses_ = std::move(addresses.value());
+  if (!load_credentials()) {
+    return 2;
+  }
   return leaf.run();
+}
+
+bool CliCommandsImpl::load_credentials() {
+  const std::string dir = tls::default_client_dir(
+      std::getenv("ROUTEMESH_CERT_DIR"), std::getenv("XDG_CONFIG_HOME"), std::getenv("HOME"));
+  const tls::ClientFiles defaults = tls::client_files(dir);
+  std::string pems[3];
+  const struct {
+    const char* flag;
+    const std::string& given;
+    const std::string& fallback;
+  } files[3] = {{"--ca", ca_flag_, defaults.ca},
+                {"--cert", cert_flag_, defaults.cert},
+                {"--key", key_flag_, defaults.key}};
+  for (int i = 0; i < 3; ++i) {
+    if (files[i].given.empty() && dir.empty()) {
+      print_error(std::string("no ") + files[i].flag +
+                  " given and no default place ($ROUTEMESH_CERT_DIR, $XDG_CONFIG_HOME and $HOME "
+                  "are unset)");
+      return false;
+    }
+    const std::string& path = files[i].given.empty() ? files[i].fallback : files[i].given;
+    auto text = tls::read_credential_file(path);
+    if (!text) {
+      print_error(std::string(files[i].flag) + ": cannot read " + path + ": " +
+                  text.error().message() +
+                  (files[i].given.empty()
+                       ? " (`cluster init` writes it; or give " + std::string(files[i].flag) + ")"
+                       : std::string{}));
+      return false;
+    }
+    pems[i] = std::move(*text);
+  }
+  auto ctx = tls::client_context(pems[0], pems[1], pems[2]);
+  if (!ctx) {
+    print_error("--cert/--key/--ca: " + ctx.error().message());
+    return false;
+  }
+  tls_ = std::move(*ctx);
+  return true;
 }
 
 sys::result<base::ClientResponse> CliCommandsImpl::call(const cli::ApiRequest& request) {
@@ -514,7 +605,7 @@ sys::result<base::ClientResponse> CliCommandsImpl::call(const cli::ApiRequest& r
     last_address = addresses_[index];
     const auto timeout = std::min(kTimeout, left);
     last_timeout = timeout;
-    auto reply = call_once(last_address, out, timeout);
+    auto reply = call_once(last_address, out, timeout, tls_);
     std::string why;
     if (reply) {
       if (!cli::retry_status(reply->status)) {
@@ -663,6 +754,73 @@ int CliCommandsImpl::service_update() {
   boost::system::error_code ec;
   json::value value = json::parse(reply->body, ec);
   print_out(cli::written_object_id(value, "service", name_));
+  return 0;
+}
+
+int CliCommandsImpl::token_rotate() {
+  if (name_ != "worker" && name_ != "manager") {
+    print_error("cluster token rotate: ROLE must be worker or manager, not '" + name_ + "'");
+    return 2;
+  }
+  auto answer = request({"POST", "/v1/cluster/tokens/" + name_ + "/rotate", ""});
+  if (!answer) {
+    return 1;
+  }
+  if (json_) {
+    print_out(answer->reply.body);
+    return 0;
+  }
+  const json::value* token =
+      answer->value.is_object() ? answer->value.as_object().if_contains("token") : nullptr;
+  if (token == nullptr || !token->is_string()) {
+    print_error("unexpected answer from the admin API: no token");
+    return 1;
+  }
+  print_out(std::string(token->get_string()));
+  return 0;
+}
+
+int CliCommandsImpl::cert_issue() {
+  if (cert_role_ != "operator" && cert_role_ != "viewer" && cert_role_ != "admin") {
+    print_error("cert issue: --role must be operator or viewer (or admin), not '" + cert_role_ +
+                "'");
+    return 2;
+  }
+  if (cert_out_.empty()) {
+    print_error("cert issue: --out DIR required (where ca.pem, cert.pem and key.pem go)");
+    return 2;
+  }
+  const std::string name = cert_name_.empty() ? cert_role_ : cert_name_;
+  auto key = tls::generate_key();
+  auto csr = key ? tls::make_request(*key, name) : boost::system::result<std::string>(key.error());
+  if (!csr) {
+    print_error("cannot make a key: " + csr.error().message());
+    return 1;
+  }
+  json::object body{{"role", cert_role_}, {"name", name}, {"csr", *csr}};
+  auto answer = request({"POST", "/v1/certs", json::serialize(body)});
+  if (!answer) {
+    return 1;
+  }
+  const json::object* o = answer->value.if_object();
+  const json::value* cert = o != nullptr ? o->if_contains("certificate") : nullptr;
+  const json::value* ca = o != nullptr ? o->if_contains("ca") : nullptr;
+  if (cert == nullptr || !cert->is_string() || ca == nullptr || !ca->is_string()) {
+    print_error("unexpected answer from the admin API: no certificate");
+    return 1;
+  }
+  tls::ClientCredentials files{std::string(ca->get_string()), std::string(cert->get_string()),
+                               *key};
+  if (auto w = tls::write_client_credentials(cert_out_, files); !w) {
+    print_error("cannot write " + cert_out_ + ": " + w.error().message());
+    return 1;
+  }
+  if (json_) {
+    print_out(answer->reply.body);
+    return 0;
+  }
+  print_out("a " + cert_role_ + " certificate for " + name + " is in " + cert_out_ +
+            " (use it with ROUTEMESH_CERT_DIR=" + cert_out_ + " or --cert/--key/--ca)");
   return 0;
 }
 

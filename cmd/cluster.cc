@@ -15,6 +15,7 @@
 #include "base/check.h"
 #include "base/http_client.h"
 #include "base/spawn.h"
+#include "cmd/cluster_tls.h"
 #include "cmd/data_plane.h"
 #include "config/config.h"
 #include "discovery/agent/join_client.h"
@@ -34,6 +35,7 @@
 #include "proxy/loopback_addresses.h"
 #include "proxy/metrics.h"
 #include "proxy/server.h"
+#include "tls/token.h"
 
 #include <prometheus/gauge.h>
 #include <prometheus/registry.h>
@@ -136,12 +138,15 @@ class Publisher {
 // one frame).
 struct ClusterNode {
   const config::NodeConfig& cfg;
-  std::string join;
+  std::string join;                          // a manager's admin address ("" = none)
+  std::optional<tls::JoinToken> join_token;  // for a node without an identity
   asio::io_context& control;
   admin::AdminServer& admin;
   std::string admin_address;  // "IP:PORT" actually bound
   Publisher& publisher;
   prometheus::Registry& registry;
+  proxy::HealthChecker& checker;
+  std::optional<NodeTls> tls;  // from data_dir/tls, once joined
   std::optional<raft::Metrics> raft_metrics;
   std::unique_ptr<store::Store> store;
   std::unique_ptr<discovery::manager::Api> api;
@@ -180,8 +185,10 @@ asio::awaitable<void> announce_ready(ClusterNode& n) {
 
 // One heartbeat; the answer does not matter (the manager only records the time).
 asio::awaitable<void> heartbeat_once(asio::any_io_executor ex, std::string address,
-                                     base::ClientRequest req, std::chrono::milliseconds timeout) {
-  co_await base::http_call(std::move(ex), std::move(address), std::move(req), timeout);
+                                     base::ClientRequest req, std::chrono::milliseconds timeout,
+                                     base::TlsContext tls) {
+  co_await base::http_call(std::move(ex), std::move(address), std::move(req), timeout,
+                           std::move(tls));
 }
 
 // Tells every manager this node is alive, every cluster.heartbeat_ms (see liveness.h). Each
@@ -199,7 +206,8 @@ asio::awaitable<void> send_heartbeats(ClusterNode& n) {
       req.method = "POST";
       req.target = "/v1/heartbeat";
       req.body = body;
-      asio::co_spawn(ex, heartbeat_once(ex, address, std::move(req), interval), asio::detached);
+      asio::co_spawn(ex, heartbeat_once(ex, address, std::move(req), interval, n.tls->client),
+                     asio::detached);
     }
     pause.expires_after(interval);
     co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
@@ -225,15 +233,25 @@ asio::awaitable<void> start_cluster(ClusterNode& n) {
     spdlog::info("cluster: joining via {} as {}", n.join, n.manager() ? "manager" : "worker");
     // Named arguments, no temporaries in the co_await: see api.cc commit() on GCC 12.
     std::string address = n.join;
-    auto reply = co_await agent::join_cluster(ex, std::move(address), std::move(request));
+    tls::JoinToken token = *n.join_token;
+    auto joined =
+        co_await agent::secure_join(ex, std::move(address), std::move(token), std::move(request));
     if (n.stopping) {
       co_return;
     }
-    if (!reply) {
+    if (!joined) {
       n.exit_code = 2;
       n.shutdown();
       co_return;
     }
+    // The credentials before the identity: a node with an identity always has them.
+    if (auto w = tls::write_node_credentials(cl.data_dir, joined->credentials); !w) {
+      spdlog::error("cluster: cannot write {}: {}", tls::tls_dir(cl.data_dir), w.error().message());
+      n.exit_code = 1;
+      n.shutdown();
+      co_return;
+    }
+    const discovery::JoinReply* reply = &joined->reply;
     const auto node_id = raft::parse_node_id(reply->node_id);
     RM_CHECK(node_id && *node_id != 0, "decode_join_reply accepts only valid node ids");
     n.identity = raft::Identity{reply->cluster_id, *node_id, n.cfg.node.name};
@@ -252,6 +270,16 @@ asio::awaitable<void> start_cluster(ClusterNode& n) {
     spdlog::info("cluster: joined cluster {} as {}", n.identity.cluster_id,
                  raft::format_node_id(n.identity.node_id));
   }
+
+  n.tls =
+      load_node_tls(cl.data_dir, n.identity.cluster_id, raft::format_node_id(n.identity.node_id));
+  if (!n.tls) {
+    n.exit_code = 2;
+    n.shutdown();
+    co_return;
+  }
+  n.admin.use_tls(n.tls->server);
+  n.checker.use_tls(n.tls->client);
 
   if (n.manager()) {
     auto marker = manager::read_bootstrap_marker(cl.data_dir);
@@ -280,12 +308,19 @@ asio::awaitable<void> start_cluster(ClusterNode& n) {
     }
     n.store = std::move(*opened);
     n.store->on_state([&n](const discovery::ClusterState& s) { n.publisher.schedule(s); });
-    n.api = manager::make_api(ex, *n.store);
+    manager::ApiOptions ao;
+    ao.cluster_id = n.identity.cluster_id;
+    ao.client_tls = n.tls->client;
+    ao.ca_pem = n.tls->credentials.ca_pem;
+    ao.ca = n.tls->ca;
+    ao.registry = &n.registry;
+    n.api = manager::make_api(ex, *n.store, std::move(ao));
     n.api->register_handlers(n.admin);
     n.api->start();
     manager::LivenessOptions lo;
     lo.down_after = std::chrono::milliseconds(cl.node_down_after_ms);
     lo.self_id = raft::format_node_id(n.identity.node_id);
+    lo.cluster_id = n.identity.cluster_id;
     lo.registry = &n.registry;
     n.liveness = manager::make_liveness(ex, *n.store, std::move(lo));
     n.liveness->register_handlers(n.admin);
@@ -296,6 +331,8 @@ asio::awaitable<void> start_cluster(ClusterNode& n) {
       bo.data_dir = cl.data_dir;
       bo.cluster_id = n.identity.cluster_id;
       bo.subnet_pool = marker->subnet_pool.empty() ? cl.subnet_pool : marker->subnet_pool;
+      bo.worker_token_hash = marker->worker_token_hash;
+      bo.manager_token_hash = marker->manager_token_hash;
       bo.self.id = raft::format_node_id(n.identity.node_id);
       bo.self.name = n.cfg.node.name;
       bo.self.role = discovery::NodeRole::manager;
@@ -321,6 +358,7 @@ asio::awaitable<void> start_cluster(ClusterNode& n) {
     }
     n.last_managers = wo.managers;
     wo.registry = &n.registry;
+    wo.tls = n.tls->client;
     n.watcher = agent::make_watch_client(ex, std::move(wo));
     n.watcher->on_state([&n](const discovery::ClusterState& s) {
       n.publisher.schedule(s);
@@ -369,8 +407,16 @@ int run_cluster_init(const ClusterInitOptions& options) {
     return 1;
   }
   raft::Identity identity{manager::hex_id(random_id()), random_id(), cfg.node.name};
-  // The marker first: an identity without it would start as a member of nothing.
-  if (auto w = manager::write_bootstrap_marker(dir, {identity.cluster_id, cfg.cluster.subnet_pool});
+  // The credentials, then the marker (it holds the tokens' hashes): an identity without them
+  // would start as a member of nothing.
+  auto pki = init_cluster_pki(cfg, identity.cluster_id, raft::format_node_id(identity.node_id),
+                              options.cert_dir);
+  if (!pki) {
+    return 1;
+  }
+  if (auto w =
+          manager::write_bootstrap_marker(dir, {identity.cluster_id, cfg.cluster.subnet_pool,
+                                                pki->worker_token_hash, pki->manager_token_hash});
       !w) {
     std::fprintf(stderr, "routemesh: cannot write %s: %s\n",
                  manager::bootstrap_marker_path(dir).c_str(), w.error().message().c_str());
@@ -384,19 +430,44 @@ int run_cluster_init(const ClusterInitOptions& options) {
   std::printf(
       "cluster %s initialized in %s\n"
       "  this node: %s (id %s), first manager, Raft peer %s\n"
+      "  CA, node certificate and keys: %s\n"
       "start it:\n"
       "  routemesh node --config %s\n"
-      "join other nodes (managers or workers, as their config's cluster.role says):\n"
-      "  routemesh node --config OTHER.yaml --join %s\n",
+      "join other nodes (the token must match the role in their config's cluster.role):\n"
+      "  workers:  routemesh node --config OTHER.yaml --join %s@%s\n"
+      "  managers: routemesh node --config OTHER.yaml --join %s@%s\n"
+      "  (shown once: the cluster keeps only their hashes; `routemesh cluster token rotate "
+      "worker|manager` makes new ones)\n",
       identity.cluster_id.c_str(), dir.c_str(), cfg.node.name.c_str(),
       raft::format_node_id(identity.node_id).c_str(), cfg.cluster.peer.c_str(),
-      options.config_path.c_str(), cfg.node.admin.c_str());
+      tls::tls_dir(dir).c_str(), options.config_path.c_str(), pki->worker_token.c_str(),
+      cfg.node.admin.c_str(), pki->manager_token.c_str(), cfg.node.admin.c_str());
+  if (pki->cert_dir.empty()) {
+    std::printf(
+        "the admin client certificate is in %s/admin (no $HOME: give the CLI --cert, "
+        "--key and --ca, or set ROUTEMESH_CERT_DIR)\n",
+        tls::tls_dir(dir).c_str());
+  } else {
+    std::printf("the CLI's admin certificate: %s (ca.pem, cert.pem, key.pem; also in %s/admin)\n",
+                pki->cert_dir.c_str(), tls::tls_dir(dir).c_str());
+  }
   return 0;
 }
 
 int run_cluster_node(const NodeOptions& options, const config::NodeConfig& cfg) {
   const auto& cl = cfg.cluster;
-  const std::string join = options.join.empty() ? cl.join : options.join;
+  // --join TOKEN@ADDR (or an address alone: cluster.join, or a node that already joined).
+  std::string join = options.join.empty() ? cl.join : options.join;
+  std::optional<tls::JoinToken> join_token;
+  if (join.find('@') != std::string::npos) {
+    auto target = tls::parse_join_target(join);
+    if (auto* e = std::get_if<std::string>(&target)) {
+      spdlog::error("cluster: --join: {}", *e);
+      return 2;
+    }
+    join_token = std::get<tls::JoinTarget>(target).token;
+    join = std::get<tls::JoinTarget>(target).address;
+  }
   auto identity = raft::read_identity(cl.data_dir);
   if (!identity && std::filesystem::exists(raft::identity_path(cl.data_dir))) {
     spdlog::error("cluster: {} is malformed; not starting", raft::identity_path(cl.data_dir));
@@ -405,8 +476,15 @@ int run_cluster_node(const NodeOptions& options, const config::NodeConfig& cfg) 
   if (!identity && join.empty()) {
     spdlog::error(
         "cluster: {} holds no cluster: run `routemesh cluster init --config FILE` on the first "
-        "manager, or join one with --join ADDR (or cluster.join)",
+        "manager, or join one with --join TOKEN@ADDR",
         cl.data_dir);
+    return 2;
+  }
+  if (!identity && !join_token) {
+    spdlog::error(
+        "cluster: joining needs a join token: --join TOKEN@{} (the token is printed by `cluster "
+        "init` and by `cluster token rotate worker|manager`)",
+        join);
     return 2;
   }
   if (identity && identity->name != cfg.node.name) {
@@ -449,7 +527,10 @@ int run_cluster_node(const NodeOptions& options, const config::NodeConfig& cfg) 
   }
   Publisher publisher(control.get_executor(), *proxy, revision, cfg.node.name, checker,
                       vips ? &*vips : nullptr, dns.get());
-  ClusterNode node{cfg, join, control, *admin, {}, publisher, *registry};
+  // TLS only, from the first turn of the control loop: a node still joining has no certificate
+  // yet and answers nothing until it has one.
+  admin->use_tls(nullptr);
+  ClusterNode node{cfg, join, join_token, control, *admin, {}, publisher, *registry, checker};
   // Until the API is registered (a manager still joining or opening its store) the cluster
   // paths answer 503, so a node joining through this one retries; a worker never serves them.
   admin->handle_prefix("/v1/", [&node](admin::Request req) -> asio::awaitable<admin::Response> {
@@ -461,6 +542,11 @@ int run_cluster_node(const NodeOptions& options, const config::NodeConfig& cfg) 
     }
     co_return admin::Response{e.status, "application/json", manager::error_body(e)};
   });
+  if (node.manager()) {
+    // ... that 503 included for a node that has no certificate yet (it retries on 503 only).
+    admin->allow_anonymous("/v1/ca");
+    admin->allow_anonymous("/v1/nodes/join");
+  }
   node.admin_address =
       cfg.node.admin.substr(0, cfg.node.admin.rfind(':')) + ":" + std::to_string(admin_port);
 

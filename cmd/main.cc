@@ -5,6 +5,7 @@
 #include "cmd/cluster.h"
 #include "cmd/node.h"
 #include "discovery/raft/wal.h"
+#include "tls/credentials.h"
 #include "tools/whoami/whoami.h"
 
 #include <spdlog/sinks/stdout_sinks.h>
@@ -12,6 +13,7 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <string>
 
@@ -45,7 +47,8 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1u, 64u));
 
   node->add_option("--join", node_options.join,
-                   "cluster mode: admin address IP:PORT of a manager to join (first start only)");
+                   "cluster mode: TOKEN@IP:PORT, a join token (from `cluster init` or `cluster "
+                   "token rotate`) and a manager's admin address (first start only)");
 
   routemesh::cmd::ClusterInitOptions init_options;
   auto* cluster = app.add_subcommand("cluster", "cluster commands");
@@ -55,6 +58,9 @@ int main(int argc, char** argv) {
   cluster_init->add_option("--config,-c", init_options.config_path, "node configuration (YAML)")
       ->required()
       ->check(CLI::ExistingFile);
+  cluster_init->add_option("--cert-dir", init_options.cert_dir,
+                           "where the CLI's admin certificate goes (default: $ROUTEMESH_CERT_DIR, "
+                           "else $XDG_CONFIG_HOME/routemesh, else ~/.config/routemesh)");
 
   auto* version = app.add_subcommand("version", "print the version");
 
@@ -88,6 +94,10 @@ int main(int argc, char** argv) {
       return cli->run();
     }
     if (*cluster_init) {
+      if (init_options.cert_dir.empty()) {
+        init_options.cert_dir = routemesh::tls::default_client_dir(
+            std::getenv("ROUTEMESH_CERT_DIR"), std::getenv("XDG_CONFIG_HOME"), std::getenv("HOME"));
+      }
       return routemesh::cmd::run_cluster_init(init_options);
     }
     if (*wal_check) {

@@ -12,6 +12,9 @@
 # share the host's loopback (127.0.0.11-14) and the tasks listen on 127.0.0.1.
 #   scripts/run.sh --single     one node from examples/demo.yaml instead (no Raft store)
 #   scripts/run.sh --loopback   the cluster on loopback even as root
+# The cluster has a CA: nodes join with the tokens `cluster init` prints, the admin API is TLS
+# with client certificates, and the CLI's admin certificate goes to the default place
+# ($ROUTEMESH_CERT_DIR, else $XDG_CONFIG_HOME/routemesh, else ~/.config/routemesh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/build.sh release
@@ -144,7 +147,11 @@ write_config n2 "$(ip_of 2)" manager
 write_config n3 "$(ip_of 3)" manager
 write_config n4 "$(ip_of 4)" worker
 
-in_node 1 "$bin" cluster init --config "$work/n1.yaml" >/dev/null
+in_node 1 "$bin" cluster init --config "$work/n1.yaml" >"$work/init.txt"
+worker_token="$(sed -n 's/.*workers: .*--join \(RMTKN-[^@]*\)@.*/\1/p' "$work/init.txt")"
+manager_token="$(sed -n 's/.*managers: .*--join \(RMTKN-[^@]*\)@.*/\1/p' "$work/init.txt")"
+certs="$(sed -n "s/^the CLI's admin certificate: \([^ ]*\) .*/\1/p" "$work/init.txt")"
+tls=(--cacert "$certs/ca.pem" --cert "$certs/cert.pem" --key "$certs/key.pem")
 wait_ready() {  # NAME: wait up to 30 s for the node's "cluster ready" log line
   for _ in $(seq 1 300); do
     grep -q "cluster ready:" "$work/$1.log" 2>/dev/null && return 0
@@ -157,10 +164,13 @@ node_pids=()
 start_on 1 "$work/n1.log" "$bin" node --config "$work/n1.yaml"
 node_pids+=("${pids[-1]}")
 wait_ready n1
-for n in 2 3 4; do
-  start_on "$n" "$work/n$n.log" "$bin" node --config "$work/n$n.yaml" --join "$(ip_of 1):9901"
+for n in 2 3; do
+  start_on "$n" "$work/n$n.log" "$bin" node --config "$work/n$n.yaml" \
+    --join "$manager_token@$(ip_of 1):9901"
   node_pids+=("${pids[-1]}")
 done
+start_on 4 "$work/n4.log" "$bin" node --config "$work/n4.yaml" --join "$worker_token@$(ip_of 1):9901"
+node_pids+=("${pids[-1]}")
 for n in 2 3 4; do wait_ready "n$n"; done
 
 # Any manager takes writes (forwarded to the leader); the CLI tries the next on failure.
@@ -184,13 +194,14 @@ done
 
 # Wait until the three managers vote (a joining manager is a learner until it has caught up).
 for _ in $(seq 1 300); do
-  voters="$(curl -fsS "http://$(ip_of 1):9901/v1/cluster" 2>/dev/null | grep -o '"voter":true' | wc -l)"
+  voters="$(curl -fsS "${tls[@]}" "https://$(ip_of 1):9901/v1/cluster" 2>/dev/null |
+    grep -o '"voter":true' | wc -l)"
   [ "$voters" -ge 3 ] && break
   sleep 0.1
 done
 
 "$bin" cluster status
-vip="$(curl -fsS "http://$(ip_of 1):9901/v1/services/echo-tcp" |
+vip="$(curl -fsS "${tls[@]}" "https://$(ip_of 1):9901/v1/services/echo-tcp" |
   python3 -c 'import json,sys; b=json.load(sys.stdin); print(list(b.get("service",b)["vips"].values())[0])')"
 if [ "$use_netns" = 1 ]; then
   where="in network namespaces rmdemo-n1..n4 on bridge $bridge: managers n1-n3 on
@@ -218,8 +229,16 @@ Ctrl-C stops it; logs in $work. Every node routes every service:
   build/routemesh node ls                                         # members, status, leader
   build/routemesh task ls                                         # tasks and their health
   build/routemesh service update web --label-add mesh.http.sticky=rm_sticky
-  curl http://$(ip_of 1):9901/v1/routes                           # a node's route table as JSON
-  curl http://$(ip_of 1):9901/metrics                             # Prometheus metrics
+  build/routemesh cert issue --role viewer --out $work/viewer     # a read-only certificate
+  ROUTEMESH_CERT_DIR=$work/viewer build/routemesh service rm web  # 403: viewers only read
+  build/routemesh cluster token rotate worker                     # a new worker join token
+
+The admin API is TLS with client certificates from the cluster CA (the CLI's are in $certs):
+
+  curl --cacert $certs/ca.pem --cert $certs/cert.pem --key $certs/key.pem \\
+       https://$(ip_of 1):9901/v1/routes                          # a node's route table as JSON
+  curl --cacert $certs/ca.pem https://$(ip_of 1):9901/metrics     # Prometheus metrics (no certificate needed)
+  curl --cacert $certs/ca.pem https://$(ip_of 1):9901/v1/services # 401 without a client certificate
 
 Failover: the node PIDs are n1=${node_pids[0]} n2=${node_pids[1]} n3=${node_pids[2]} n4=${node_pids[3]}.
 Kill the leader (see \`cluster status\`), e.g. \`kill -9 ${node_pids[0]}\`: another manager takes

@@ -124,7 +124,7 @@ asio::awaitable<void> run(std::shared_ptr<Shared> s) {
     std::string target = "/v1/watch?from=" + std::to_string(from);
     auto ec = co_await base::http_stream(s->executor, address, std::move(target),
                                          s->options.connect_timeout, s->options.idle_timeout,
-                                         on_data, on_error_body);
+                                         on_data, on_error_body, s->options.tls);
     if (s->stopped) {
       co_return;
     }

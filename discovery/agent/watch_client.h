@@ -9,6 +9,7 @@
 // Threading: the control thread only. Metrics: routemesh_watch_reconnects_total,
 // routemesh_watch_revision.
 
+#include "base/http_client.h"
 #include "discovery/model/types.h"
 
 #include <prometheus/registry.h>
@@ -29,6 +30,8 @@ struct WatchOptions {
   std::chrono::milliseconds backoff_min{100};
   std::chrono::milliseconds backoff_max{3000};
   prometheus::Registry* registry = nullptr;  // optional
+  // The node's client TLS (its certificate, the cluster CA); null = plain HTTP (unit tests).
+  base::TlsContext tls;
 };
 
 class WatchClient {

@@ -1,14 +1,20 @@
 #include "discovery/manager/api.h"
 
+#include "base/address.h"
 #include "base/http_client.h"
+#include "base/metrics.h"
 #include "base/spawn.h"
+#include "discovery/manager/access.h"
 #include "discovery/manager/request.h"
 #include "discovery/model/join.h"
 #include "discovery/raft/identity.h"
 #include "discovery/store/commands.h"
 #include "discovery/store/state_json.h"
 #include "discovery/store/state_machine.h"
+#include "tls/token.h"
 
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -16,6 +22,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json/serialize.hpp>
 
+#include <ctime>
 #include <exception>
 #include <random>
 #include <utility>
@@ -28,8 +35,6 @@ namespace json = boost::json;
 using admin::Request;
 using admin::Response;
 using raft::node_errc;
-
-constexpr const char* kForwardedHeader = "x-routemesh-forwarded";
 
 Response json_response(unsigned status, const json::value& value) {
   std::string body = json::serialize(value);
@@ -96,15 +101,36 @@ std::optional<raft::NodeId> raft_id(const std::string& node_id) {
   return raft::parse_node_id(node_id);
 }
 
+std::int64_t unix_now() {
+  return static_cast<std::int64_t>(std::time(nullptr));
+}
+
+// The host part of an "IP:PORT" (for a certificate's IP SANs); "" when it is not one.
+std::string ip_of(const std::string& address) {
+  auto hp = base::parse_host_port(address);
+  return hp && base::is_ip_literal(hp->host) ? hp->host : std::string{};
+}
+
 class ApiImpl final : public Api {
  public:
   ApiImpl(asio::any_io_executor executor, store::Store& store, ApiOptions options)
       : executor_(std::move(executor)),
         store_(store),
-        options_(options),
+        options_(std::move(options)),
         rng_(std::random_device{}()),
         reconcile_timer_(executor_),
-        forward_client_(executor_) {}
+        forward_client_(executor_, options_.client_tls) {
+    if (!options_.ca_pem.empty()) {
+      auto digest = tls::certificate_digest(options_.ca_pem);
+      ca_digest_ = digest ? *digest : std::string{};
+    }
+    if (options_.registry != nullptr) {
+      join_refusals_ = &base::counter_family(
+          *options_.registry, "routemesh_cluster_join_refusals_total",
+          "Join requests this manager refused, by reason (malformed_token, ca_mismatch, "
+          "bad_secret, bad_csr).");
+    }
+  }
 
   ~ApiImpl() override { stop(); }
 
@@ -127,8 +153,14 @@ class ApiImpl final : public Api {
     add("/v1/nodes", &ApiImpl::nodes);
     add("/v1/nodes/join", &ApiImpl::join);
     add_prefix("/v1/nodes/", &ApiImpl::node);
+    add("/v1/ca", &ApiImpl::ca);
+    add("/v1/certs", &ApiImpl::certs);
+    add_prefix("/v1/cluster/tokens/", &ApiImpl::tokens);
     server.handle_stream(
         "/v1/watch", [this](Request r, admin::ChunkWriter& w) { return watch(std::move(r), w); });
+    // A joining node has no certificate yet: it fetches the CA it pins and sends its token.
+    server.allow_anonymous("/v1/ca");
+    server.allow_anonymous("/v1/nodes/join");
   }
 
   void start() override {
@@ -146,9 +178,37 @@ class ApiImpl final : public Api {
 
   const ClusterState& state() const { return store_.state(); }
 
-  // Every request passes here first: a write with a malformed Idempotency-Key is refused
-  // before anything else (reads ignore the header).
+  // The caller of a request (access.h); errors are 403s.
+  std::variant<Caller, ApiError> resolve(const Request& req) const {
+    return resolve_caller(req.caller, req.headers, state(), options_.cluster_id);
+  }
+
+  // The caller of a request that checked() let through.
+  Caller caller_of(const Request& req) const {
+    auto c = resolve(req);
+    auto* caller = std::get_if<Caller>(&c);
+    return caller == nullptr ? Caller{} : *caller;
+  }
+
+  // Who is calling and whether they may: a refusal, or nullopt.
+  std::optional<Response> refuse_unauthorized(const Request& req) const {
+    auto c = resolve(req);
+    if (auto* e = std::get_if<ApiError>(&c)) {
+      return error_response(*e);
+    }
+    if (auto denied = authorize(std::get<Caller>(c), req.method, req.path)) {
+      return error_response(*denied);
+    }
+    return std::nullopt;
+  }
+
+  // Every request passes here first: the caller must be allowed to make it (access.h), and a
+  // write with a malformed Idempotency-Key is refused before anything else (reads ignore the
+  // header).
   asio::awaitable<Response> checked(Request req, Handler handler) {
+    if (auto refusal = refuse_unauthorized(req)) {
+      co_return std::move(*refusal);
+    }
     if (req.method != "GET" && req.method != "HEAD") {
       auto key = request_key(req.headers, req.method, req.target, req.body);
       if (auto* e = std::get_if<ApiError>(&key)) {
@@ -167,10 +227,10 @@ class ApiImpl final : public Api {
 
   // ---- leader routing -------------------------------------------------------------------------
 
-  // Sends the request to the leader's admin address (over a kept-alive connection) and relays
-  // its answer.
+  // Sends the request to the leader's admin address (over a kept-alive connection, with this
+  // node's certificate and the original caller: access.h) and relays its answer.
   asio::awaitable<Response> forward(Request req) {
-    if (req.headers.count(kForwardedHeader) != 0) {
+    if (req.headers.count(std::string(kForwardedHeader)) != 0) {
       co_return unavailable("this node is not the leader (request was already forwarded)");
     }
     const auto status = store_.raft().status();
@@ -186,7 +246,8 @@ class ApiImpl final : public Api {
     out.method = req.method;
     out.target = req.target;
     out.body = std::move(req.body);
-    out.headers[kForwardedHeader] = "1";
+    out.headers[std::string(kForwardedHeader)] = "1";
+    add_caller_headers(caller_of(req), out.headers);
     // The leader puts the key into the Raft entry: a retry through any manager finds it there.
     if (auto key = req.headers.find(std::string(kIdempotencyKeyHeader)); key != req.headers.end()) {
       out.headers["Idempotency-Key"] = key->second;
@@ -491,6 +552,9 @@ class ApiImpl final : public Api {
     if (req.method != "PUT" && req.method != "DELETE") {
       co_return not_allowed(req, "GET, PUT, DELETE");
     }
+    if (auto denied = authorize_task_write(caller_of(req), state(), id)) {
+      co_return error_response(*denied);
+    }
     if (!store_.is_leader()) {
       co_return co_await forward(std::move(req));
     }
@@ -708,8 +772,87 @@ class ApiImpl final : public Api {
 
   // ---- join -----------------------------------------------------------------------------------
 
-  Response join_reply(const std::string& node_id) const {
-    return Response{200, "application/json", encode_join_reply(make_join_reply(state(), node_id))};
+  // The reply to a join: the model's message plus the node's certificate, the CA and, for a
+  // manager, the CA key.
+  Response join_reply(const std::string& node_id, const JoinRequest& j, std::string certificate) {
+    JoinReply reply = make_join_reply(state(), node_id);
+    reply.certificate = std::move(certificate);
+    reply.ca = options_.ca_pem;
+    if (j.role == NodeRole::manager) {
+      reply.ca_key = options_.ca->key_pem();
+    }
+    return Response{200, "application/json", encode_join_reply(reply)};
+  }
+
+  // A refused join: one log line, one count, and nothing else happened.
+  Response refuse_join(const JoinRequest& j, const char* reason, const ApiError& error) {
+    spdlog::warn("api: join of {} as {} (api {}) refused ({}): {}", j.name,
+                 store::to_string(j.role), j.api, reason, error.message);
+    if (join_refusals_ != nullptr) {
+      join_refusals_->Add({{"reason", reason}}).Increment();
+    }
+    return error_response(error);
+  }
+
+  // The token of a join: nullopt when it lets `j` in as the role it asks for.
+  std::optional<Response> check_join_token(const JoinRequest& j) {
+    auto token = tls::parse_token(j.token);
+    if (!token) {
+      return refuse_join(
+          j, "malformed_token",
+          ApiError{401, "unauthenticated",
+                   j.token.empty() ? "no join token (RMTKN-1-...; cluster init printed them)"
+                                   : token.error().message(),
+                   "token"});
+    }
+    if (token->ca_digest != ca_digest_) {
+      return refuse_join(
+          j, "ca_mismatch",
+          ApiError{401, "unauthenticated",
+                   "the token pins CA " + token->ca_digest.substr(0, 16) +
+                       "..., this cluster's CA is " + ca_digest_.substr(0, 16) + "...",
+                   "token"});
+    }
+    const std::string& hash =
+        j.role == NodeRole::manager ? state().manager_token_hash : state().worker_token_hash;
+    if (!tls::secret_matches(token->secret, hash)) {
+      return refuse_join(j, "bad_secret",
+                         ApiError{401, "unauthenticated",
+                                  std::string("not the cluster's current ") +
+                                      (j.role == NodeRole::manager ? "manager" : "worker") +
+                                      " token (wrong, rotated, or for the other role)",
+                                  "token"});
+    }
+    return std::nullopt;
+  }
+
+  // The certificate of node `id` for the join `j`, or the refusal.
+  std::variant<std::string, Response> issue_node_certificate(const JoinRequest& j,
+                                                             const std::string& id) {
+    tls::Subject subject;
+    subject.identity =
+        tls::Identity{state().cluster_id.empty() ? options_.cluster_id : state().cluster_id,
+                      j.role == NodeRole::manager ? tls::Role::manager : tls::Role::worker, id};
+    for (const std::string& address : {j.api, j.peer}) {
+      const std::string ip = ip_of(address);
+      if (!ip.empty() &&
+          std::find(subject.ips.begin(), subject.ips.end(), ip) == subject.ips.end()) {
+        subject.ips.push_back(ip);
+      }
+    }
+    if (base::is_host_name(j.name)) {
+      subject.names.push_back(j.name);
+    }
+    auto cert = options_.ca->issue(j.csr, subject, unix_now(), tls::kNodeLifetime);
+    if (!cert) {
+      return refuse_join(
+          j, "bad_csr",
+          ApiError{400, "invalid",
+                   j.csr.empty() ? "no certificate request (PEM) for the node's key"
+                                 : "certificate request refused: " + cert.error().message(),
+                   "csr"});
+    }
+    return std::move(*cert);
   }
 
   asio::awaitable<Response> join(Request req) {
@@ -724,15 +867,27 @@ class ApiImpl final : public Api {
       co_return error_response(from_state_error(parsed.error()));
     }
     const JoinRequest& j = *parsed;
-    // The token is not checked: the cluster has no CA or join tokens yet, so any caller may join.
+    if (auto refusal = check_join_token(j)) {
+      co_return std::move(*refusal);
+    }
+    if (!options_.ca) {
+      co_return unavailable(
+          "this leader holds no CA key (a worker promoted to manager): it cannot sign the "
+          "node's certificate; join while a manager that holds it leads");
+    }
     for (const auto& [id, n] : state().nodes) {
       if (n.name != j.name) {
         continue;
       }
-      // The same node asking again (its first answer was lost): same id, idempotent.
+      // The same node asking again (its first answer was lost): same id, idempotent; the new
+      // key of its request gets a certificate of its own.
       if (n.role == j.role && n.address == j.api && n.peer == j.peer && n.overlay == j.overlay) {
+        auto again = issue_node_certificate(j, id);
+        if (auto* refusal = std::get_if<Response>(&again)) {
+          co_return std::move(*refusal);
+        }
         spdlog::info("api: node {} ({}) joined again", j.name, id);
-        co_return join_reply(id);
+        co_return join_reply(id, j, std::move(std::get<std::string>(again)));
       }
       co_return error_response(ApiError{
           409, "conflict", "node name \"" + j.name + "\" is already used by node " + id, "name"});
@@ -741,6 +896,11 @@ class ApiImpl final : public Api {
     do {
       id = hex_id(rng_());
     } while (id == "0000000000000000" || state().nodes.count(id) != 0);
+    // The certificate before the state: a request it cannot sign leaves the state unchanged.
+    auto issued = issue_node_certificate(j, id);
+    if (auto* refusal = std::get_if<Response>(&issued)) {
+      co_return std::move(*refusal);
+    }
 
     Node n;
     n.id = id;
@@ -770,7 +930,118 @@ class ApiImpl final : public Api {
     }
     spdlog::info("api: node {} joined as {} ({}, api {})", j.name, store::to_string(j.role), id,
                  j.api);
-    co_return join_reply(id);
+    co_return join_reply(id, j, std::move(std::get<std::string>(issued)));
+  }
+
+  // ---- PKI: the CA, user certificates, join tokens -------------------------------------------
+
+  asio::awaitable<Response> ca(Request req) {
+    if (req.method != "GET") {
+      co_return not_allowed(req, "GET");
+    }
+    if (options_.ca_pem.empty()) {
+      co_return unavailable("this manager has no CA certificate");
+    }
+    co_return json_response(200,
+                            json::object{{"certificate", options_.ca_pem}, {"digest", ca_digest_}});
+  }
+
+  asio::awaitable<Response> certs(Request req) {
+    if (req.method != "POST") {
+      co_return not_allowed(req, "POST");
+    }
+    if (!options_.ca) {
+      if (!store_.is_leader()) {
+        co_return co_await forward(std::move(req));
+      }
+      co_return unavailable("this leader holds no CA key (a worker promoted to manager)");
+    }
+    auto body = parse_object(req.body);
+    if (!body) {
+      co_return error_response(from_state_error(body.error()));
+    }
+    std::string role_text;
+    std::string name;
+    std::string csr;
+    for (const auto& kv : *body) {
+      std::string* out = kv.key() == "role"   ? &role_text
+                         : kv.key() == "name" ? &name
+                         : kv.key() == "csr"  ? &csr
+                                              : nullptr;
+      if (out == nullptr) {
+        co_return error_response(ApiError{400, "invalid", "unknown field", std::string(kv.key())});
+      }
+      if (!kv.value().is_string()) {
+        co_return error_response(
+            ApiError{400, "invalid", "expected a string", std::string(kv.key())});
+      }
+      *out = std::string(kv.value().get_string());
+    }
+    auto role = tls::parse_role(role_text);
+    if (!role || tls::is_node_role(*role)) {
+      co_return error_response(
+          ApiError{400, "invalid", "expected admin, operator or viewer", "role"});
+    }
+    if (!base::is_object_name(name)) {
+      co_return error_response(ApiError{
+          400, "invalid", "expected a name of [a-z0-9][a-z0-9_.-]{0,62} (who holds it)", "name"});
+    }
+    tls::Subject subject;
+    subject.identity = tls::Identity{
+        state().cluster_id.empty() ? options_.cluster_id : state().cluster_id, *role, name};
+    auto cert = options_.ca->issue(csr, subject, unix_now(), tls::kUserLifetime);
+    if (!cert) {
+      co_return error_response(ApiError{
+          400, "invalid", "certificate request refused: " + cert.error().message(), "csr"});
+    }
+    auto end = tls::not_after(*cert);
+    spdlog::info("api: issued a {} certificate for {} to {}", role_text, name,
+                 describe(caller_of(req)));
+    co_return json_response(201, json::object{{"role", role_text},
+                                              {"name", name},
+                                              {"certificate", *cert},
+                                              {"ca", options_.ca_pem},
+                                              {"not_after", end ? *end : 0}});
+  }
+
+  // POST /v1/cluster/tokens/ROLE/rotate.
+  asio::awaitable<Response> tokens(Request req) {
+    auto segments = path_segments(req.path, "/v1/cluster/tokens/");
+    if (segments.size() != 2 || segments[1] != "rotate" ||
+        (segments[0] != "worker" && segments[0] != "manager")) {
+      co_return not_found("no such path " + req.path +
+                          " (POST /v1/cluster/tokens/worker|manager/rotate)");
+    }
+    if (req.method != "POST") {
+      co_return not_allowed(req, "POST");
+    }
+    if (!store_.is_leader()) {
+      co_return co_await forward(std::move(req));
+    }
+    if (ca_digest_.empty()) {
+      co_return unavailable("this manager has no CA certificate");
+    }
+    auto secret = tls::new_secret();
+    if (!secret) {
+      co_return unavailable("no randomness for a new token: " + secret.error().message());
+    }
+    store::ClusterSettingsUpdate update;
+    const std::string role = segments[0];
+    (role == "manager" ? update.manager_token_hash : update.worker_token_hash) =
+        tls::secret_hash(*secret);
+    store::Command command = update;
+    auto result = co_await store_.propose(std::move(command));
+    if (!result) {
+      co_return raft_failure(result.error());
+    }
+    if (!result->ok) {
+      co_return error_response(from_store_error(result->error));
+    }
+    spdlog::info("api: the {} join token was rotated by {}; the old one no longer joins", role,
+                 describe(caller_of(req)));
+    const std::string token = tls::format_token(tls::JoinToken{ca_digest_, *secret});
+    co_return json_response(
+        200, json::object{{"role", role}, {"token", token}, {"revision", result->revision}});
   }
 
   // ---- membership reconciler ------------------------------------------------------------------
@@ -836,6 +1107,10 @@ class ApiImpl final : public Api {
   // ---- watch ----------------------------------------------------------------------------------
 
   asio::awaitable<void> watch(Request req, admin::ChunkWriter& writer) {
+    if (auto refusal = refuse_unauthorized(req)) {
+      co_await writer.respond(std::move(*refusal));
+      co_return;
+    }
     if (req.method != "GET") {
       Response refusal = not_allowed(req, "GET");
       co_await writer.respond(std::move(refusal));
@@ -910,6 +1185,8 @@ class ApiImpl final : public Api {
   std::mt19937_64 rng_;
   asio::steady_timer reconcile_timer_;
   base::KeepAliveClient forward_client_;  // follower -> leader: one connection, not one per write
+  std::string ca_digest_;                 // of options_.ca_pem: what join tokens must pin
+  prometheus::Family<prometheus::Counter>* join_refusals_ = nullptr;
   bool reconciling_ = false;
   bool stopped_ = false;
 };

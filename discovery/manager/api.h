@@ -23,14 +23,29 @@
 //   DELETE  /v1/nodes/ID                   -> node.remove, then Raft remove_member
 //   POST    /v1/nodes/ID/promote           -> a manager and a Raft voter
 //   POST    /v1/nodes/ID/demote            -> a worker and a Raft learner
-//   POST    /v1/nodes/join                 {name, role, api, peer?, token?}
-//                                          -> {cluster_id, node_id, managers}
+//   POST    /v1/nodes/join                 {name, role, api, peer?, overlay?, token, csr}
+//                                          -> {cluster_id, node_id, managers, certificate,
+//                                              ca, ca_key (managers)}
+//   GET     /v1/ca                         -> {certificate, digest}: the cluster CA
+//   POST    /v1/certs                      {role: admin|operator|viewer, name, csr}
+//                                          -> 201 {role, name, certificate, ca, not_after}
+//   POST    /v1/cluster/tokens/ROLE/rotate -> {role, token, revision}: a new join token for
+//                                              worker|manager; the old one stops working
 //   GET     /v1/watch?from=REV             -> chunked NDJSON: snapshot | delta | ping lines
 //
-// Errors: {"error":{"code","message","field"}} with 400/404/405/409/422/503. Writes reaching a
-// follower are forwarded to the leader's admin address (from state.nodes) with the header
-// X-Routemesh-Forwarded (a forwarded request is never forwarded again: 503 instead). A write
+// Errors: {"error":{"code","message","field"}} with 400/401/403/404/405/409/422/503. Who may
+// call what is discovery/manager/access.h (401 without a client certificate, 403 for a role
+// that may not). Writes reaching a follower are forwarded to the leader's admin address (from
+// state.nodes), over TLS with this node's certificate, with the header X-Routemesh-Forwarded
+// and the original caller (a forwarded request is never forwarded again: 503 instead). A write
 // answers after it was committed and applied on the leader; 503 when it is not within 5 s.
+//
+// Join: the leader checks the token (tls/token.h: the CA digest must be this cluster's, the
+// secret must hash to the state's hash for the role asked for), then issues a certificate for
+// the request's CSR naming the cluster, the new node id and its role. A refused join changes
+// nothing, is logged once and counted (routemesh_cluster_join_refusals_total{reason}): 401 for
+// a malformed token (reason malformed_token), another CA's digest (ca_mismatch) or a wrong or
+// rotated secret (bad_secret), 400 for a bad certificate request (bad_csr).
 //
 // Reads (every GET but the watch) are linearizable: the leader confirms its leadership with a
 // quorum (read_index) and answers once it applied that point; other managers forward the read
@@ -46,12 +61,16 @@
 // Threading: the control thread only (the Store's executor), like the admin server.
 
 #include "admin/admin_server.h"
+#include "base/http_client.h"
 #include "discovery/store/store.h"
+#include "tls/pki.h"
 
+#include <prometheus/registry.h>
 #include <boost/asio/any_io_executor.hpp>
 
 #include <chrono>
 #include <memory>
+#include <string>
 
 namespace routemesh::discovery::manager {
 
@@ -59,6 +78,17 @@ struct ApiOptions {
   std::chrono::milliseconds forward_timeout{8000};  // a forwarded write waits for commit (5 s)
   std::chrono::milliseconds ping_interval{5000};    // watch keep-alive
   std::chrono::milliseconds reconcile_interval{500};
+  // This cluster's id: a client certificate of another cluster is refused.
+  std::string cluster_id;
+  // The client TLS of calls to other managers (forwarding): this node's certificate and the
+  // cluster CA (tls::client_context). Null = plain HTTP (unit tests).
+  base::TlsContext client_tls;
+  // The cluster CA's certificate (GET /v1/ca, join replies, token digests) and, when this
+  // manager holds the CA key, the CA that signs joins and /v1/certs (null: such requests are
+  // forwarded to the leader, or answered 503 on a leader without the key).
+  std::string ca_pem;
+  std::shared_ptr<const tls::CertificateAuthority> ca;
+  prometheus::Registry* registry = nullptr;  // optional: the join refusal counter
 };
 
 class Api {

@@ -37,7 +37,10 @@ std::string bootstrap_marker_path(const std::string& data_dir) {
 
 boost::system::result<void> write_bootstrap_marker(const std::string& data_dir,
                                                    const BootstrapMarker& marker) {
-  json::object o{{"cluster_id", marker.cluster_id}, {"subnet_pool", marker.subnet_pool}};
+  json::object o{{"cluster_id", marker.cluster_id},
+                 {"subnet_pool", marker.subnet_pool},
+                 {"worker_token_hash", marker.worker_token_hash},
+                 {"manager_token_hash", marker.manager_token_hash}};
   return base::write_file_atomic(data_dir, kBootstrapFile, json::serialize(o) + "\n");
 }
 
@@ -51,8 +54,10 @@ std::optional<BootstrapMarker> read_bootstrap_marker(const std::string& data_dir
   if (ec || !v.is_object()) {
     return std::nullopt;
   }
-  return BootstrapMarker{string_field(v.as_object(), "cluster_id"),
-                         string_field(v.as_object(), "subnet_pool")};
+  const json::object& o = v.as_object();
+  return BootstrapMarker{string_field(o, "cluster_id"), string_field(o, "subnet_pool"),
+                         string_field(o, "worker_token_hash"),
+                         string_field(o, "manager_token_hash")};
 }
 
 asio::awaitable<void> bootstrap_cluster(store::Store& store, BootstrapOptions options) {
@@ -60,6 +65,12 @@ asio::awaitable<void> bootstrap_cluster(store::Store& store, BootstrapOptions op
   store::ClusterSettingsUpdate settings;
   settings.cluster_id = options.cluster_id;
   settings.subnet_pool = options.subnet_pool;
+  if (!options.worker_token_hash.empty()) {
+    settings.worker_token_hash = options.worker_token_hash;
+  }
+  if (!options.manager_token_hash.empty()) {
+    settings.manager_token_hash = options.manager_token_hash;
+  }
   const std::vector<store::Command> commands{settings, store::NodeAdd{options.self}};
   std::size_t done = 0;
   while (!store.stopped() && done < commands.size()) {

@@ -1,9 +1,10 @@
 #pragma once
 // The first start of a cluster (driver): `routemesh cluster init` leaves a marker,
-// data_dir/bootstrap.json {"cluster_id","subnet_pool"}, next to the node's identity. The node's
-// first start then bootstraps Raft with itself as the single voter and, once it leads, runs
-// bootstrap_cluster: it proposes cluster.settings {cluster_id, subnet_pool} and node.add for
-// itself, then removes the marker.
+// data_dir/bootstrap.json {"cluster_id","subnet_pool","worker_token_hash","manager_token_hash"},
+// next to the node's identity and credentials. The node's first start then bootstraps Raft with
+// itself as the single voter and, once it leads, runs bootstrap_cluster: it proposes
+// cluster.settings {cluster_id, subnet_pool, the join tokens' hashes} and node.add for itself,
+// then removes the marker.
 //
 // Threading: the control thread (the Store's executor) only.
 
@@ -20,7 +21,9 @@ namespace routemesh::discovery::manager {
 
 struct BootstrapMarker {
   std::string cluster_id;
-  std::string subnet_pool;  // "" = the node's cluster.subnet_pool
+  std::string subnet_pool;        // "" = the node's cluster.subnet_pool
+  std::string worker_token_hash;  // tls::secret_hash of the first join tokens' secrets
+  std::string manager_token_hash;
 };
 
 std::string bootstrap_marker_path(const std::string& data_dir);
@@ -34,6 +37,8 @@ struct BootstrapOptions {
   std::string data_dir;  // where the marker is removed once done
   std::string cluster_id;
   std::string subnet_pool;
+  std::string worker_token_hash;  // "" = none
+  std::string manager_token_hash;
   Node self;  // this node as the state records it: id, name, role manager, api and peer
 };
 

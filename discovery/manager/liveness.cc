@@ -1,6 +1,7 @@
 #include "discovery/manager/liveness.h"
 
 #include "base/spawn.h"
+#include "discovery/manager/access.h"
 #include "discovery/manager/request.h"
 
 #include <prometheus/counter.h>
@@ -76,6 +77,20 @@ class LivenessImpl final : public Liveness {
       co_return json_error(400, "invalid", "expected {\"node\": \"<node id>\"}", "node");
     }
     std::string id(node->get_string());
+    // A node speaks for itself only (an admin may speak for any node).
+    auto c = resolve_caller(req.caller, req.headers, store_.state(), options_.cluster_id);
+    if (auto* e = std::get_if<ApiError>(&c)) {
+      co_return admin::Response{e->status, "application/json", error_body(*e)};
+    }
+    const Caller& caller = std::get<Caller>(c);
+    if (auto denied = authorize(caller, req.method, req.path)) {
+      co_return admin::Response{denied->status, "application/json", error_body(*denied)};
+    }
+    const bool admin_user = caller.kind == Caller::Kind::user && caller.role == tls::Role::admin;
+    if (!admin_user && caller.id != id) {
+      co_return json_error(403, "forbidden",
+                           describe(caller) + " may not send heartbeats for node " + id, "node");
+    }
     if (store_.state().nodes.count(id) == 0) {
       co_return json_error(404, "not_found", "no node \"" + id + "\"", "node");
     }

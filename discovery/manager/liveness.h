@@ -5,7 +5,9 @@
 // silent for cluster.node_down_after_ms becomes `down` in the store (its tasks leave every
 // route table), and `ready` again once heartbeats resume (its checked tasks take traffic again
 // when their checks pass). A new leader counts from its election, so it never marks a node
-// down for silence it did not witness. Writes happen only on transitions.
+// down for silence it did not witness. Writes happen only on transitions. A heartbeat must come
+// from the node it names (its certificate's node id; an admin certificate may send any), else
+// 403 (discovery/manager/access.h).
 
 #include "admin/admin_server.h"
 #include "discovery/store/store.h"
@@ -21,7 +23,8 @@ namespace routemesh::discovery::manager {
 struct LivenessOptions {
   std::chrono::milliseconds down_after{5'000};
   std::chrono::milliseconds check_every{200};
-  std::string self_id;  // this manager's node id (always alive to itself)
+  std::string self_id;     // this manager's node id (always alive to itself)
+  std::string cluster_id;  // certificates of other clusters are refused
   prometheus::Registry* registry = nullptr;
 };
 

@@ -82,6 +82,9 @@ std::string encode_join_request(const JoinRequest& request) {
   if (!request.token.empty()) {
     o["token"] = request.token;
   }
+  if (!request.csr.empty()) {
+    o["csr"] = request.csr;
+  }
   return json::serialize(o);
 }
 
@@ -93,7 +96,7 @@ boost::system::result<JoinRequest, StateError> parse_join_request(std::string_vi
   const json::object& o = *object;
   for (const auto& kv : o) {
     bool known = false;
-    for (std::string_view k : {"name", "role", "api", "peer", "overlay", "token"}) {
+    for (std::string_view k : {"name", "role", "api", "peer", "overlay", "token", "csr"}) {
       known = known || kv.key() == k;
     }
     if (!known) {
@@ -105,7 +108,8 @@ boost::system::result<JoinRequest, StateError> parse_join_request(std::string_vi
   for (auto [key, out, required] :
        {std::tuple{"name", &join.name, true}, std::tuple{"role", &role, true},
         std::tuple{"api", &join.api, true}, std::tuple{"peer", &join.peer, false},
-        std::tuple{"overlay", &join.overlay, false}, std::tuple{"token", &join.token, false}}) {
+        std::tuple{"overlay", &join.overlay, false}, std::tuple{"token", &join.token, false},
+        std::tuple{"csr", &join.csr, false}}) {
     auto value = string_field(o, key, required);
     if (!value) {
       return value.error();
@@ -155,9 +159,16 @@ std::string encode_join_reply(const JoinReply& reply) {
     managers.push_back(
         json::object{{"id", m.id}, {"name", m.name}, {"api", m.api}, {"peer", m.peer}});
   }
-  std::string body = json::serialize(json::object{{"cluster_id", reply.cluster_id},
-                                                  {"node_id", reply.node_id},
-                                                  {"managers", std::move(managers)}});
+  json::object o{{"cluster_id", reply.cluster_id},
+                 {"node_id", reply.node_id},
+                 {"managers", std::move(managers)}};
+  for (auto [key, value] : {std::pair{"certificate", &reply.certificate},
+                            std::pair{"ca", &reply.ca}, std::pair{"ca_key", &reply.ca_key}}) {
+    if (!value->empty()) {
+      o[key] = *value;
+    }
+  }
+  std::string body = json::serialize(o);
   body += '\n';
   return body;
 }
@@ -188,6 +199,9 @@ boost::system::result<JoinReply, StateError> decode_join_reply(std::string_view 
       }
     }
   }
+  reply.certificate = lenient_string(o, "certificate");
+  reply.ca = lenient_string(o, "ca");
+  reply.ca_key = lenient_string(o, "ca_key");
   return reply;
 }
 

@@ -5,8 +5,15 @@
 // manager's join handler, discovery/manager/api.cc).
 //
 //   request: {"name","role":"manager|worker","api":"IP:PORT","peer":"IP:PORT"?,
-//             "overlay":"IP:PORT"?,"token"?}
-//   reply:   {"cluster_id","node_id","managers":[{"id","name","api","peer"}...]}
+//             "overlay":"IP:PORT"?,"token"?,"csr"?}
+//   reply:   {"cluster_id","node_id","managers":[{"id","name","api","peer"}...],
+//             "certificate"?,"ca"?,"ca_key"?}
+//
+// The token (tls/token.h) says which role the node may join as; the csr is a PEM certificate
+// request for the key the node made for itself, and the reply's certificate (PEM) is the
+// manager's answer to it, issued by the cluster CA (`ca`, PEM). A manager's reply also carries
+// the CA's key (`ca_key`, PEM), so that every manager can sign. Both travel only over TLS to a
+// node that proved it holds the token and pinned the CA (discovery/agent/join_client.h).
 //
 // Errors are StateError values: `path` names the field ("" for the body as a whole), `message`
 // says what is wrong; `conflict` is never set here.
@@ -22,8 +29,8 @@
 
 namespace routemesh::discovery {
 
-// `peer` is required for managers and dropped for workers; `token` is accepted and not yet
-// checked (no join tokens exist yet).
+// `peer` is required for managers and dropped for workers; the manager checks `token` and
+// `csr` (parse_join_request only checks that they are strings).
 // A request body as a JSON object, with the messages the admin API gives for every request
 // body ("request body is not valid JSON: ...", "request body must be a JSON object"), path "".
 boost::system::result<boost::json::object, StateError> parse_object(std::string_view body);
@@ -35,10 +42,11 @@ struct JoinRequest {
   std::string peer;  // its Raft address "IP:PORT" (managers only)
   std::string token;
   std::string overlay;  // its overlay listener "IP:PORT" ("" = none)
+  std::string csr;      // PEM certificate request for the node's own key
   bool operator==(const JoinRequest&) const = default;
 };
 
-// The body of a join request (no trailing newline); `peer` and `token` only when not empty.
+// The body of a join request (no trailing newline); optional fields only when not empty.
 std::string encode_join_request(const JoinRequest& request);
 // Unknown fields, a missing name/role/api, a role other than manager|worker, an api or peer
 // that is not IP:PORT and a manager without a peer are errors naming that field.
@@ -56,13 +64,17 @@ struct JoinReply {
   std::string cluster_id;
   std::string node_id;  // the joined node's id in the state: 16 hex digits, not all zero
   std::vector<JoinManager> managers;
+  std::string certificate;  // PEM: the node's certificate
+  std::string ca;           // PEM: the cluster CA's certificate
+  std::string ca_key;       // PEM: the CA's key (managers only)
   bool operator==(const JoinReply&) const = default;
 };
 
 // The reply for the node `node_id` of `state`: the cluster id and every manager of the state.
 JoinReply make_join_reply(const ClusterState& state, const std::string& node_id);
 
-// The body of a join reply, newline-terminated like every answer of the API.
+// The body of a join reply, newline-terminated like every answer of the API; the PEM fields
+// only when not empty.
 std::string encode_join_reply(const JoinReply& reply);
 // Lenient like the CLI's renderers: a missing cluster_id reads as "", managers that are not
 // objects or have no "api" are skipped. Errors: not a JSON object, or no valid node_id.

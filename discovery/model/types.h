@@ -64,6 +64,13 @@ struct ClusterState {
   std::uint64_t revision = 0;
   std::string cluster_id;                    // set by `cluster init` (cluster.settings)
   std::string subnet_pool = "10.10.0.0/16";  // IPAM pool for networks without a subnet
+  // SHA-256 (64 lower-case hex digits) of the secrets of the current join tokens, one per role
+  // a joining node asks for ("" = no such token: nobody joins as that role). Written by the
+  // first start after `cluster init` and by `cluster token rotate`; the secrets themselves are
+  // never stored, so the hashes may travel with the state (watch streams) without letting
+  // anyone join.
+  std::string worker_token_hash;
+  std::string manager_token_hash;
   std::map<std::string, Node> nodes;
   std::map<std::string, Network> networks;
   std::map<std::string, Service> services;

@@ -130,6 +130,12 @@ json::object command_to_json(const Command& command) {
                    if (c.subnet_pool) {
                      o["subnet_pool"] = *c.subnet_pool;
                    }
+                   if (c.worker_token_hash) {
+                     o["worker_token_hash"] = *c.worker_token_hash;
+                   }
+                   if (c.manager_token_hash) {
+                     o["manager_token_hash"] = *c.manager_token_hash;
+                   }
                  },
              },
              command);
@@ -256,13 +262,22 @@ DecodeResult command_from_json(const json::value& value) {
     ClusterSettingsUpdate c;
     std::string id;
     std::string pool;
-    if (r.only({"op", "cluster_id", "subnet_pool"}) && r.string("cluster_id", id) &&
-        r.string("subnet_pool", pool)) {
+    std::string worker;
+    std::string manager;
+    if (r.only({"op", "cluster_id", "subnet_pool", "worker_token_hash", "manager_token_hash"}) &&
+        r.string("cluster_id", id) && r.string("subnet_pool", pool) &&
+        r.string("worker_token_hash", worker) && r.string("manager_token_hash", manager)) {
       if (r.find("cluster_id") != nullptr) {
         c.cluster_id = std::move(id);
       }
       if (r.find("subnet_pool") != nullptr) {
         c.subnet_pool = std::move(pool);
+      }
+      if (r.find("worker_token_hash") != nullptr) {
+        c.worker_token_hash = std::move(worker);
+      }
+      if (r.find("manager_token_hash") != nullptr) {
+        c.manager_token_hash = std::move(manager);
       }
       return c;
     }

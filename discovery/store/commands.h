@@ -14,7 +14,8 @@
 //   {"op":"node.add","node":{"id","name","role","address","peer","status"}}
 //   {"op":"node.update","id","status"?,"role"?,"version"?}
 //   {"op":"node.remove","id","version"?}
-//   {"op":"cluster.settings","cluster_id"?,"subnet_pool"?}
+//   {"op":"cluster.settings","cluster_id"?,"subnet_pool"?,"worker_token_hash"?,
+//    "manager_token_hash"?}
 //
 // A Raft entry (encode_entry) is the command itself, or, for a command proposed with a client's
 // request key (the API's Idempotency-Key), {"request":{"key","fingerprint"},"command":{...}}.

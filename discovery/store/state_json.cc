@@ -176,6 +176,12 @@ json::object to_json(const ClusterState& state) {
   o["revision"] = state.revision;
   o["cluster_id"] = state.cluster_id;
   o["subnet_pool"] = state.subnet_pool;
+  if (!state.worker_token_hash.empty()) {
+    o["worker_token_hash"] = state.worker_token_hash;
+  }
+  if (!state.manager_token_hash.empty()) {
+    o["manager_token_hash"] = state.manager_token_hash;
+  }
   auto list = [](const auto& map) {
     json::array a;
     for (const auto& [key, object] : map) {
@@ -476,10 +482,13 @@ std::optional<ClusterState> state_from_json(const json::value& value) {
   StateError error;
   FieldReader r(value, "", error);
   ClusterState state;
-  r.only({"revision", "cluster_id", "subnet_pool", "nodes", "networks", "services", "tasks"});
+  r.only({"revision", "cluster_id", "subnet_pool", "worker_token_hash", "manager_token_hash",
+          "nodes", "networks", "services", "tasks"});
   r.uint("revision", state.revision, std::numeric_limits<std::uint64_t>::max(), true);
   r.string("cluster_id", state.cluster_id);
   r.string("subnet_pool", state.subnet_pool);
+  r.string("worker_token_hash", state.worker_token_hash);
+  r.string("manager_token_hash", state.manager_token_hash);
   if (!r.ok()) {
     return std::nullopt;
   }

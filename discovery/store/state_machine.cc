@@ -72,6 +72,12 @@ bool valid_node_id(const std::string& id) {
          });
 }
 
+bool is_sha256_hex(const std::string& hash) {
+  return hash.size() == 64 && std::all_of(hash.begin(), hash.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+         });
+}
+
 // Each op: validate against `state` without touching it, then commit the change and bump the
 // revision in one place (commit()), so a rejected command cannot leave a partial change.
 // `index_` describes `state_` before and after every operator() (each change to the state's maps
@@ -296,8 +302,15 @@ class Applier {
   }
 
   ApplyResult operator()(const ClusterSettingsUpdate& c) {
-    if (!c.cluster_id && !c.subnet_pool) {
-      return failure(errc::invalid, "", "nothing to update: give cluster_id or subnet_pool");
+    if (!c.cluster_id && !c.subnet_pool && !c.worker_token_hash && !c.manager_token_hash) {
+      return failure(errc::invalid, "",
+                     "nothing to update: give cluster_id, subnet_pool or a token hash");
+    }
+    for (const auto& [field, hash] : {std::pair{"worker_token_hash", &c.worker_token_hash},
+                                      std::pair{"manager_token_hash", &c.manager_token_hash}}) {
+      if (*hash && !is_sha256_hex(**hash)) {
+        return failure(errc::invalid, field, "expected 64 lower-case hex digits (a SHA-256)");
+      }
     }
     if (c.cluster_id) {
       if (c.cluster_id->empty()) {
@@ -320,6 +333,12 @@ class Applier {
     }
     if (c.subnet_pool) {
       state_.subnet_pool = *c.subnet_pool;
+    }
+    if (c.worker_token_hash) {
+      state_.worker_token_hash = *c.worker_token_hash;
+    }
+    if (c.manager_token_hash) {
+      state_.manager_token_hash = *c.manager_token_hash;
     }
     state_.revision = next_revision();
     return success(state_, json::object{{"cluster_id", state_.cluster_id},

@@ -64,6 +64,10 @@ struct NodeRemove {
 struct ClusterSettingsUpdate {
   std::optional<std::string> cluster_id;   // may be set once
   std::optional<std::string> subnet_pool;  // IPv4 CIDR, prefix <= 24; affects new networks only
+  // A join token's secret hash (64 lower-case hex digits): replaces the token of that role, so
+  // the old one stops working once this applies.
+  std::optional<std::string> worker_token_hash;
+  std::optional<std::string> manager_token_hash;
 };
 
 using Command =

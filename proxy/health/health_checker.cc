@@ -190,7 +190,7 @@ asio::awaitable<void> HealthChecker::write(std::shared_ptr<Probe> p, discovery::
     req.method = "PUT";
     req.target = target;
     req.body = body;
-    auto res = co_await base::http_call(executor_, address, std::move(req), kWriteTimeout);
+    auto res = co_await base::http_call(executor_, address, std::move(req), kWriteTimeout, tls_);
     if (res && res->status == 200) {
       result = "ok";
       p->written = value;

@@ -7,6 +7,7 @@
 // reads the same verdict from its route table. A task the store says is draining is checked
 // but never written back to healthy.
 
+#include "base/http_client.h"
 #include "mesh/health/tracker.h"
 
 #include <prometheus/counter.h>
@@ -33,6 +34,9 @@ class HealthChecker {
   // of the managers to write verdicts through. New tasks start probing, gone ones stop; a task
   // whose address, port or check changed starts over.
   void update(std::vector<mesh::health::Target> targets, std::vector<std::string> managers);
+  // The TLS of the verdict writes to the managers (this node's certificate: a node may report
+  // the health of its own tasks only); null = plain HTTP. Probes of tasks stay plain.
+  void use_tls(base::TlsContext tls) { tls_ = std::move(tls); }
   void stop();
 
   std::size_t probing() const { return probes_.size(); }
@@ -48,6 +52,7 @@ class HealthChecker {
   std::map<std::string, std::shared_ptr<Probe>> probes_;  // by task id
   std::vector<std::string> managers_;
   std::size_t next_manager_ = 0;
+  base::TlsContext tls_;
   bool stopped_ = false;
   prometheus::Family<prometheus::Counter>& checks_;
   prometheus::Family<prometheus::Counter>& transitions_;

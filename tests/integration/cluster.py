@@ -5,7 +5,7 @@ address (127.0.0.X: every node binds the same fixed ports), config file and data
 one temporary directory:
 
     c = Cluster("127.0.0.31", ["manager", "manager", "manager", "worker"])   # .31 .. .34
-    c.start()              # `cluster init` on the first, then the others --join it
+    c.start()              # `cluster init` on the first, then the others --join TOKEN@it
     leader = c.leader()
     status, body = leader.api("POST", "/v1/services", {"name": "web", "labels": {...}})
     rc, out, err = c.cli(c.nodes[1], "service", "ls")
@@ -15,6 +15,13 @@ one temporary directory:
 Nodes are named n1, n2, ... in order. Configs are JSON (valid YAML). Optional network
 namespaces (Netns) put each node in its own namespace on a private bridge so a test can cut
 a node's traffic to its peers (`Netns.isolate`).
+
+Security: clusters are created as routemesh creates them, with a CA. `cluster init` writes the
+admin client certificate into `<cluster dir>/cli` (`Cluster.cert_dir`), nodes join with the
+tokens it printed (`Cluster.worker_token`, `Cluster.manager_token`), the admin API is TLS 1.3:
+`api()`/`request()` use the admin certificate (`Cluster.tls`, an ssl.SSLContext; pass
+`tls=...` for another one, `tls=False` for plain HTTP) and `Cluster.cli()` sets
+ROUTEMESH_CERT_DIR.
 """
 import json
 import os
@@ -22,6 +29,7 @@ import random
 import re
 import shutil
 import signal
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -37,6 +45,7 @@ ADMIN_PORT = 9901
 PEER_PORT = 7946
 
 READY_RX = r"cluster ready: role=(\w+) id=([0-9a-fA-F]+)"
+TOKEN_RX = r"(RMTKN-1-[0-9a-f]{64}-[0-9a-f]{32})@"
 
 
 def bin_path():
@@ -55,21 +64,39 @@ class Unknown(Exception):
     """The request may have been sent and its outcome is unknown (timeout, reset, EOF)."""
 
 
-def request(addr, method, path, body=None, headers=None, timeout=10.0):
-    """One admin API request with extra request `headers`. Returns (status, {lower-case header
-    name: value}, parsed JSON or text). Raises as api() does."""
+def client_tls(cert_dir, with_cert=True):
+    """An ssl.SSLContext for the admin API: TLS 1.3, trusting `cert_dir`/ca.pem only (host
+    names are not checked: routemesh's own clients check the node identity instead), presenting
+    `cert_dir`/cert.pem + key.pem unless `with_cert` is False."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.check_hostname = False
+    ctx.load_verify_locations(os.path.join(cert_dir, "ca.pem"))
+    if with_cert:
+        ctx.load_cert_chain(os.path.join(cert_dir, "cert.pem"), os.path.join(cert_dir, "key.pem"))
+    return ctx
+
+
+def request(addr, method, path, body=None, headers=None, timeout=10.0, tls=None):
+    """One admin API request with extra request `headers`, over TLS with the ssl.SSLContext
+    `tls` (None or False: plain HTTP). Returns (status, {lower-case header name: value}, parsed
+    JSON or text). Raises as api() does."""
     data = None if body is None else (body if isinstance(body, (bytes, str)) else json.dumps(body))
     if isinstance(data, str):
         data = data.encode()
     host, _, port = addr.rpartition(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    if tls:
+        conn = http.client.HTTPSConnection(host, int(port), timeout=timeout, context=tls)
+    else:
+        conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
     try:
         try:
             conn.connect()
         except ConnectionRefusedError as e:
             raise Refused(f"{method} {addr}{path}: {e}") from e
         except OSError as e:
-            # no route, unreachable, or a connect timeout: nothing was sent either
+            # no route, unreachable, a connect timeout or a failed TLS handshake: nothing was
+            # sent either
             raise Refused(f"{method} {addr}{path}: {e!r}") from e
         hdrs = {"Content-Type": "application/json"} if data is not None else {}
         hdrs.update(headers or {})
@@ -89,10 +116,10 @@ def request(addr, method, path, body=None, headers=None, timeout=10.0):
         conn.close()
 
 
-def api(addr, method, path, body=None, timeout=10.0):
+def api(addr, method, path, body=None, timeout=10.0, tls=None):
     """One admin API request. Returns (status, parsed JSON or text). 4xx/5xx are answers, not
     exceptions. Raises Refused when nothing was sent, Unknown when the outcome is unknown."""
-    status, _, parsed = request(addr, method, path, body, timeout=timeout)
+    status, _, parsed = request(addr, method, path, body, timeout=timeout, tls=tls)
     return status, parsed
 
 
@@ -291,15 +318,21 @@ class ClusterNode:
     # -- lifecycle ---------------------------------------------------------------------------
     def init(self):
         """`routemesh cluster init --config` (first manager only). Returns its stdout."""
-        r = subprocess.run(self._prefix() + [bin_path(), "cluster", "init", "--config", self.config_path],
+        r = subprocess.run(self._prefix() + [bin_path(), "cluster", "init", "--config", self.config_path,
+                                             "--cert-dir", self.cluster.cert_dir],
                            capture_output=True, text=True, timeout=30)
         if r.returncode != 0:
             raise AssertionError(f"cluster init for {self.name} exited {r.returncode}:\n{r.stdout}\n{r.stderr}")
         return r.stdout + r.stderr
 
-    def start(self, join=None, wait=True, timeout=30.0):
+    def start(self, join=None, wait=True, timeout=30.0, token=None):
+        """Starts the node; `join` is a manager's admin address for a first start, joined with
+        `token` (default: the cluster's token for this node's role; a `join` that already holds
+        an '@' is passed as it is)."""
         args = self._prefix() + [bin_path(), "node", "--config", self.config_path]
         if join:
+            if "@" not in join:
+                join = f"{token or self.cluster.token_for(self.role)}@{join}"
             args += ["--join", join]
         self.proc = harness.Proc(args)
         self.runs.append(self.proc)
@@ -385,15 +418,19 @@ class ClusterNode:
         return "\n".join(lines)
 
     # -- API ---------------------------------------------------------------------------------
-    def api(self, method, path, body=None, timeout=10.0):
-        return api(self.admin, method, path, body, timeout)
+    def api(self, method, path, body=None, timeout=10.0, tls=None):
+        """An admin API request with the cluster's admin certificate (or the ssl.SSLContext
+        `tls`; False: plain HTTP)."""
+        return api(self.admin, method, path, body, timeout,
+                   tls=self.cluster.tls if tls is None else tls)
 
-    def get(self, path, timeout=10.0):
-        return self.api("GET", path, timeout=timeout)
+    def get(self, path, timeout=10.0, tls=None):
+        return self.api("GET", path, timeout=timeout, tls=tls)
 
-    def request(self, method, path, body=None, headers=None, timeout=10.0):
+    def request(self, method, path, body=None, headers=None, timeout=10.0, tls=None):
         """(status, headers, body): api() with extra request headers and the answer's headers."""
-        return request(self.admin, method, path, body, headers, timeout)
+        return request(self.admin, method, path, body, headers, timeout,
+                       tls=self.cluster.tls if tls is None else tls)
 
     def local(self, path, timeout=10.0):
         """GET of this node's own copy (?stale=true): (status, body)."""
@@ -437,6 +474,17 @@ class ClusterNode:
             return None
         return hdrs.get("x-whoami-name") or harness.parse_whoami(body)["name"]
 
+    def credentials(self):
+        """This node's own client credentials (its certificate from data_dir/tls): an
+        ssl.SSLContext that speaks to the admin API as this node."""
+        d = os.path.join(self.data_dir, "tls")
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+        ctx.check_hostname = False
+        ctx.load_verify_locations(os.path.join(d, "ca.pem"))
+        ctx.load_cert_chain(os.path.join(d, "node.pem"), os.path.join(d, "node-key.pem"))
+        return ctx
+
     def __repr__(self):
         return f"<{self.role} {self.name} {self.ip} id={self.id}>"
 
@@ -459,6 +507,27 @@ class Cluster:
         self.nodes = [ClusterNode(self, f"n{i + 1}", ip, role) for i, (ip, role) in enumerate(zip(ips, roles))]
         self.init_output = None
         self.whoamis = []
+        # Written by `cluster init` (the admin client certificate) and read from its output.
+        self.cert_dir = os.path.join(self.dir, "cli")
+        self.tls = None
+        self.worker_token = None
+        self.manager_token = None
+
+    def token_for(self, role):
+        return self.manager_token if role == "manager" else self.worker_token
+
+    def read_init_output(self, text):
+        """Takes the join tokens and the admin certificate from `cluster init`'s output."""
+        self.init_output = text
+        for line in text.splitlines():
+            m = re.search(TOKEN_RX, line)
+            if m and line.strip().startswith("workers:"):
+                self.worker_token = m.group(1)
+            elif m and line.strip().startswith("managers:"):
+                self.manager_token = m.group(1)
+        if not (self.worker_token and self.manager_token):
+            raise AssertionError(f"no join tokens in `cluster init`'s output:\n{text}")
+        self.tls = client_tls(self.cert_dir)
 
     # -- views -------------------------------------------------------------------------------
     def node(self, name):
@@ -482,7 +551,7 @@ class Cluster:
         manager is a voter and every node routes with the leader's revision."""
         deadline = time.monotonic() + timeout
         first = self.nodes[0]
-        self.init_output = first.init()
+        self.read_init_output(first.init())
         first.start()
         for n in self.nodes[1:]:
             via = (join_via or {}).get(n.name, first).admin
@@ -589,7 +658,7 @@ class Cluster:
             api_args = ["--api", ",".join(addr_of(v) for v in via)]
         else:
             api_args = ["--api", addr_of(via)]
-        full_env = None if env is None else {**os.environ, **env}
+        full_env = {**os.environ, "ROUTEMESH_CERT_DIR": self.cert_dir, **(env or {})}
         r = subprocess.run([bin_path(), *api_args, *args], capture_output=True, text=True,
                            timeout=timeout, env=full_env)
         return r.returncode, r.stdout, r.stderr

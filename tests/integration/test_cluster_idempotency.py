@@ -8,7 +8,9 @@ ROUTEMESH_API), sends one key per command and tries the next manager on 503 and 
 errors; fake managers (in this process) answer 503 or drop the connection to show it."""
 import http.server
 import json
+import os
 import re
+import ssl
 import threading
 import time
 import unittest
@@ -25,9 +27,10 @@ WRITE_TIMEOUT = 12.0
 class FakeManager:
     """An admin API that records each request (method, path, headers, body) and either answers
     503 like a manager without a leader ("503") or closes the connection once it read the
-    request, without answering ("drop")."""
+    request, without answering ("drop"). It speaks TLS with the certificate of the cluster node
+    `node` (the CLI talks only to nodes of its cluster's CA)."""
 
-    def __init__(self, mode):
+    def __init__(self, mode, node):
         self.mode, self.requests = mode, []
         fake = self
 
@@ -53,6 +56,10 @@ class FakeManager:
             do_GET = do_POST = do_PUT = do_DELETE = handle_one
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        d = os.path.join(node.data_dir, "tls")
+        tls.load_cert_chain(os.path.join(d, "node.pem"), os.path.join(d, "node-key.pem"))
+        self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         self.addr = f"127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -248,7 +255,7 @@ class IdempotencyTest(cluster.SharedClusterTest):
 
     def test_cli_retries_a_503_and_a_dropped_write_with_the_same_key(self):
         for mode in ("503", "drop"):
-            fake = FakeManager(mode)
+            fake = FakeManager(mode, self.c.managers[2])
             try:
                 name = f"retried-{mode}"
                 via = self.c.managers[1]
@@ -273,7 +280,7 @@ class IdempotencyTest(cluster.SharedClusterTest):
             finally:
                 fake.close()
         # Reads are retried too, without a key.
-        fake = FakeManager("503")
+        fake = FakeManager("503", self.c.managers[2])
         try:
             rc, out, err = self.c.cli([fake.addr, self.c.managers[0]], "service", "ls")
             self.assertEqual(rc, 0, err)

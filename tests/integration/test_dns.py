@@ -333,9 +333,7 @@ class DnsTest(unittest.TestCase):
         return cluster._ip("-n", self.netns.ns_of(node.ip), "-o", "addr", "show", "dev", "lo").stdout
 
     def metrics(self, node):
-        st, _, body = harness.http(node.ip, cluster.ADMIN_PORT, "/metrics")
-        self.assertEqual(st, 200)
-        return body.decode()
+        return node.metrics()
 
     # -- tests -------------------------------------------------------------------------------
     def test_each_network_dns_address_is_on_every_nodes_loopback(self):

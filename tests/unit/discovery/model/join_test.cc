@@ -60,6 +60,27 @@ TEST_CASE("join request: what the agent encodes the manager parses back") {
   back = parse_join_request(encode_join_request(worker));
   REQUIRE(back.has_value());
   CHECK(*back == worker);
+
+  worker.csr = "-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n-----END CERTIFICATE REQUEST-----\n";
+  back = parse_join_request(encode_join_request(worker));
+  REQUIRE(back.has_value());
+  CHECK(*back == worker);
+  auto bad = parse_join_request(R"({"name":"n4","role":"worker","api":"127.0.0.14:9901","csr":1})");
+  REQUIRE_FALSE(bad.has_value());
+  CHECK(bad.error().path == "csr");
+}
+
+TEST_CASE("join reply: the certificate, the CA and the CA key travel when set") {
+  JoinReply reply{"c0ffee", "00000000000000b2", {}, "CERT\n", "CA\n", ""};
+  const std::string body = encode_join_reply(reply);
+  CHECK(body.find("ca_key") == std::string::npos);
+  auto back = decode_join_reply(body);
+  REQUIRE(back.has_value());
+  CHECK(*back == reply);
+  reply.ca_key = "KEY\n";
+  back = decode_join_reply(encode_join_reply(reply));
+  REQUIRE(back.has_value());
+  CHECK(back->ca_key == "KEY\n");
 }
 
 TEST_CASE("join reply: lists the state's managers and decodes back") {

@@ -94,6 +94,17 @@ TEST_CASE("ClusterState survives a JSON round trip field for field") {
   CHECK(t.version == 6);
 }
 
+TEST_CASE("the join tokens' hashes survive a JSON round trip and are absent when unset") {
+  ClusterState state = sample_state();
+  CHECK(encode_state(state).find("token_hash") == std::string::npos);
+  state.worker_token_hash = std::string(64, 'a');
+  state.manager_token_hash = std::string(64, 'b');
+  auto back = decode_state(encode_state(state));
+  REQUIRE(back);
+  CHECK(back->worker_token_hash == state.worker_token_hash);
+  CHECK(back->manager_token_hash == state.manager_token_hash);
+}
+
 TEST_CASE("state JSON has the documented shape") {
   json::object o = to_json(sample_state());
   CHECK(o.at("revision").as_uint64() == 42);
@@ -181,6 +192,8 @@ TEST_CASE("every command survives encode/decode and keeps its op name") {
       NodeRemove{"00000000000000a1", std::nullopt},
       ClusterSettingsUpdate{"c", "10.1.0.0/16"},
       ClusterSettingsUpdate{std::nullopt, "10.1.0.0/16"},
+      ClusterSettingsUpdate{std::nullopt, std::nullopt, std::string(64, 'a'), std::nullopt},
+      ClusterSettingsUpdate{std::nullopt, std::nullopt, std::nullopt, std::string(64, 'b')},
   };
   for (const auto& c : commands) {
     const std::string text = encode_command(c);

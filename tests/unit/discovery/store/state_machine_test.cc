@@ -458,6 +458,35 @@ TEST_CASE("cluster.settings sets the id once and changes the pool for new networ
   CHECK(e.code == errc::invalid);
 }
 
+TEST_CASE("cluster.settings replaces one join token's hash at a time") {
+  ClusterState state = initial_state();
+  ok(state,
+     R"({"op":"cluster.settings","worker_token_hash":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","manager_token_hash":"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"})");
+  CHECK(state.worker_token_hash ==
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+  CHECK(state.manager_token_hash ==
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+  ok(state,
+     R"({"op":"cluster.settings","worker_token_hash":"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"})");
+  CHECK(state.worker_token_hash ==
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+  CHECK(state.manager_token_hash ==
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+  const auto revision = state.revision;
+  for (const char* bad :
+       {"", "abc", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        "gggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggg"}) {
+    CAPTURE(bad);
+    Error e = rejected(
+        state, std::string(R"({"op":"cluster.settings","manager_token_hash":")") + bad + "\"}");
+    CHECK(e.code == errc::invalid);
+    CHECK(e.field == "manager_token_hash");
+  }
+  CHECK(state.revision == revision);
+  CHECK(state.manager_token_hash ==
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+}
+
 TEST_CASE("IPAM exhaustion: a full pool and a full network are conflicts") {
   ClusterState state = initial_state();
   ok(state, R"({"op":"cluster.settings","subnet_pool":"10.30.0.0/23"})");

@@ -1,0 +1,129 @@
+#include "cmd/cluster_tls.h"
+
+#include "base/address.h"
+#include "tls/cluster_pki.h"
+#include "tls/context.h"
+#include "tls/token.h"
+
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <ctime>
+
+namespace routemesh::cmd {
+namespace {
+
+std::int64_t unix_now() {
+  return static_cast<std::int64_t>(std::time(nullptr));
+}
+
+// The IP of "IP:PORT" for a certificate's SANs; "" for a host name or an unspecified address.
+std::string san_ip(const std::string& address) {
+  auto hp =
+      base::parse_host_port(address, {.host_names = true, .empty_host = true, .port_zero = true});
+  if (!hp || !base::is_ip_literal(hp->host) || base::is_unspecified_ip(hp->host)) {
+    return {};
+  }
+  return hp->host;
+}
+
+}  // namespace
+
+std::optional<InitPki> init_cluster_pki(const config::NodeConfig& cfg,
+                                        const std::string& cluster_id, const std::string& node_id,
+                                        const std::string& cert_dir) {
+  tls::Subject node{{cluster_id, tls::Role::manager, node_id}, {}, {}};
+  for (const std::string& address : {cfg.node.admin, cfg.cluster.peer}) {
+    const std::string ip = san_ip(address);
+    if (!ip.empty() && (node.ips.empty() || node.ips.front() != ip)) {
+      node.ips.push_back(ip);
+    }
+  }
+  if (base::is_host_name(cfg.node.name)) {
+    node.names.push_back(cfg.node.name);
+  }
+  auto pki = tls::new_cluster_pki(node, "admin", unix_now());
+  if (!pki) {
+    std::fprintf(stderr, "routemesh: cannot create the cluster CA: %s\n",
+                 pki.error().message().c_str());
+    return std::nullopt;
+  }
+  const std::string& dir = cfg.cluster.data_dir;
+  const tls::ClientCredentials admin{pki->ca_pem, pki->admin_cert_pem, pki->admin_key_pem};
+  if (auto w = tls::write_node_credentials(
+          dir, {pki->ca_pem, pki->node_cert_pem, pki->node_key_pem, pki->ca_key_pem});
+      !w) {
+    std::fprintf(stderr, "routemesh: cannot write %s: %s\n", tls::tls_dir(dir).c_str(),
+                 w.error().message().c_str());
+    return std::nullopt;
+  }
+  if (auto w = tls::write_client_credentials(tls::tls_dir(dir) + "/admin", admin); !w) {
+    std::fprintf(stderr, "routemesh: cannot write %s/admin: %s\n", tls::tls_dir(dir).c_str(),
+                 w.error().message().c_str());
+    return std::nullopt;
+  }
+  if (!cert_dir.empty()) {
+    if (auto w = tls::write_client_credentials(cert_dir, admin); !w) {
+      std::fprintf(stderr, "routemesh: cannot write the CLI's credentials to %s: %s\n",
+                   cert_dir.c_str(), w.error().message().c_str());
+      return std::nullopt;
+    }
+  }
+  InitPki out;
+  out.worker_token = tls::format_token(pki->worker_token);
+  out.manager_token = tls::format_token(pki->manager_token);
+  out.worker_token_hash = tls::secret_hash(pki->worker_token.secret);
+  out.manager_token_hash = tls::secret_hash(pki->manager_token.secret);
+  out.cert_dir = cert_dir;
+  return out;
+}
+
+std::optional<NodeTls> load_node_tls(const std::string& data_dir, const std::string& cluster_id,
+                                     const std::string& node_id) {
+  const std::string dir = tls::tls_dir(data_dir);
+  auto credentials = tls::read_node_credentials(data_dir);
+  if (!credentials) {
+    spdlog::error(
+        "cluster: no node certificate in {} ({}): this data_dir has an identity but no "
+        "credentials (made before the cluster had a CA?); join the node again with a fresh "
+        "data_dir",
+        dir, credentials.error().message());
+    return std::nullopt;
+  }
+  const auto& c = *credentials;
+  if (auto checked = tls::check_certificate(c.cert_pem, c.ca_pem, c.key_pem, unix_now());
+      !checked) {
+    spdlog::error("cluster: {}/node.pem is not usable: {}", dir, checked.error().message());
+    return std::nullopt;
+  }
+  auto identity = tls::identity_of(c.cert_pem);
+  if (!identity || identity->cluster_id != cluster_id || identity->id != node_id) {
+    spdlog::error("cluster: {}/node.pem names {}, not node {} of cluster {}", dir,
+                  identity ? tls::identity_uri(*identity) : std::string("no node"), node_id,
+                  cluster_id);
+    return std::nullopt;
+  }
+  NodeTls out;
+  auto server = tls::server_context(c);
+  auto client = tls::client_context(c.ca_pem, c.cert_pem, c.key_pem);
+  if (!server || !client) {
+    spdlog::error("cluster: the credentials in {} do not load: {}", dir,
+                  (!server ? server.error() : client.error()).message());
+    return std::nullopt;
+  }
+  out.server = *server;
+  out.client = *client;
+  if (!c.ca_key_pem.empty()) {
+    auto ca = tls::CertificateAuthority::load(c.ca_pem, c.ca_key_pem);
+    if (!ca) {
+      spdlog::error("cluster: {}/ca-key.pem does not go with ca.pem: {}", dir,
+                    ca.error().message());
+      return std::nullopt;
+    }
+    out.ca = std::make_shared<const tls::CertificateAuthority>(std::move(*ca));
+  }
+  out.credentials = std::move(*credentials);
+  return out;
+}
+
+}  // namespace routemesh::cmd

@@ -1,0 +1,49 @@
+#pragma once
+// The TLS of a cluster node (wiring; tls/ does the work): what `routemesh cluster init` creates
+// and where it writes it, and what a node loads from data_dir/tls when it starts. The layout
+// of the files is tls/credentials.h.
+
+#include "base/http_client.h"
+#include "config/types.h"
+#include "tls/credentials.h"
+#include "tls/pki.h"
+
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace routemesh::cmd {
+
+// What `cluster init` made: the tokens it prints (once; the store keeps only their hashes,
+// which go into the bootstrap marker) and where the CLI's credentials went.
+struct InitPki {
+  std::string worker_token;
+  std::string manager_token;
+  std::string worker_token_hash;
+  std::string manager_token_hash;
+  std::string cert_dir;  // "" = no default place (no $HOME): only data_dir/tls/admin has them
+};
+
+// Creates the PKI of a new cluster whose first manager is node `node_id` of cluster
+// `cluster_id` (tls/cluster_pki.h) and writes data_dir/tls (the CA and its key, the node's
+// certificate and key, and tls/admin/ with the admin credentials) and the admin credentials
+// into `cert_dir` too (files there are replaced). Errors are printed to stderr; nullopt then.
+std::optional<InitPki> init_cluster_pki(const config::NodeConfig& cfg,
+                                        const std::string& cluster_id, const std::string& node_id,
+                                        const std::string& cert_dir);
+
+// The TLS of a running node.
+struct NodeTls {
+  tls::NodeCredentials credentials;
+  base::TlsContext server;  // the admin server: the node certificate, client certificates
+  base::TlsContext client;  // calls to managers: the node certificate, the CA only
+  std::shared_ptr<const tls::CertificateAuthority> ca;  // null unless this node holds the key
+};
+
+// Loads data_dir/tls and checks that the node certificate was issued by the CA, is valid now,
+// pairs with its key and names node `node_id` of cluster `cluster_id`. Errors are logged
+// (naming the file and what to do); nullopt then.
+std::optional<NodeTls> load_node_tls(const std::string& data_dir, const std::string& cluster_id,
+                                     const std::string& node_id);
+
+}  // namespace routemesh::cmd

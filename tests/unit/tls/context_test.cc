@@ -1,0 +1,211 @@
+#include "tls/context.h"
+
+#include "base/http_client.h"
+#include "tests/unit/support/run_until.h"
+#include "tls/pki.h"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <catch2/catch.hpp>
+
+#include <ctime>
+#include <optional>
+#include <string>
+
+using namespace routemesh;
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using asio::ip::tcp;
+
+namespace {
+
+constexpr const char* kCluster = "c0ffee00c0ffee00";
+
+std::int64_t now() {
+  return static_cast<std::int64_t>(std::time(nullptr));
+}
+
+struct Pair {
+  std::string cert;
+  std::string key;
+};
+
+Pair issue(const tls::CertificateAuthority& ca, tls::Role role, const std::string& id) {
+  auto key = tls::generate_key();
+  REQUIRE(key.has_value());
+  auto csr = tls::make_request(*key, id);
+  REQUIRE(csr.has_value());
+  auto cert = ca.issue(*csr, {{kCluster, role, id}, {"127.0.0.1"}, {}}, now(), tls::kDay);
+  REQUIRE(cert.has_value());
+  return {*cert, *key};
+}
+
+tls::CertificateAuthority new_ca() {
+  auto ca = tls::CertificateAuthority::create(kCluster, now());
+  REQUIRE(ca.has_value());
+  return std::move(*ca);
+}
+
+// A one-request-per-connection TLS server that answers 200 with the client's identity URI
+// ("-" without one) and records every handshake's outcome.
+struct Server {
+  std::optional<std::string> last_caller;
+  int handshakes_failed = 0;
+};
+
+asio::awaitable<void> serve(tcp::acceptor& acceptor, tls::ContextPtr ctx, Server& out) {
+  for (;;) {
+    auto socket = co_await acceptor.async_accept(asio::use_awaitable);
+    beast::ssl_stream<beast::tcp_stream> stream(std::move(socket), *ctx);
+    auto [ec] = co_await stream.async_handshake(asio::ssl::stream_base::server,
+                                                asio::as_tuple(asio::use_awaitable));
+    if (ec) {
+      ++out.handshakes_failed;
+      continue;
+    }
+    auto caller = tls::verified_peer(stream.native_handle());
+    out.last_caller = caller ? tls::identity_uri(*caller) : "-";
+    beast::flat_buffer buffer;
+    http::request<http::string_body> req;
+    auto [read_ec, n] =
+        co_await http::async_read(stream, buffer, req, asio::as_tuple(asio::use_awaitable));
+    if (read_ec) {
+      continue;
+    }
+    http::response<http::string_body> res{http::status::ok, 11};
+    res.body() = *out.last_caller;
+    res.keep_alive(false);
+    res.prepare_payload();
+    co_await http::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
+  }
+}
+
+struct Fixture {
+  asio::io_context io;
+  tcp::acceptor acceptor{io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)};
+  std::string address = "127.0.0.1:" + std::to_string(acceptor.local_endpoint().port());
+  Server server;
+
+  void start(tls::ContextPtr ctx) {
+    asio::co_spawn(io, serve(acceptor, ctx, server), asio::detached);
+  }
+
+  base::CallResult call(tls::ContextPtr client) {
+    std::optional<base::CallResult> out;
+    base::ClientRequest req;
+    asio::co_spawn(
+        io, base::http_call(io.get_executor(), address, req, std::chrono::seconds(5), client),
+        [&](std::exception_ptr e, base::CallResult r) {
+          REQUIRE_FALSE(e);
+          out = std::move(r);
+        });
+    REQUIRE(test::run_until(
+        io, [&] { return out.has_value(); }, std::chrono::seconds(10)));
+    // Let the server finish its side (it records the handshake outcome).
+    io.run_for(std::chrono::milliseconds(20));
+    return std::move(*out);
+  }
+};
+
+tls::ContextPtr server_ctx(const tls::CertificateAuthority& ca, const Pair& pair) {
+  auto ctx = tls::server_context({ca.certificate_pem(), pair.cert, pair.key, ""});
+  REQUIRE(ctx.has_value());
+  return *ctx;
+}
+
+tls::ContextPtr client_ctx(const tls::CertificateAuthority& ca, const Pair* pair) {
+  auto ctx = pair == nullptr ? tls::client_context(ca.certificate_pem())
+                             : tls::client_context(ca.certificate_pem(), pair->cert, pair->key);
+  REQUIRE(ctx.has_value());
+  return *ctx;
+}
+
+}  // namespace
+
+TEST_CASE("a node's client certificate reaches the server as its identity") {
+  auto ca = new_ca();
+  Fixture f;
+  f.start(server_ctx(ca, issue(ca, tls::Role::manager, "00000000000000a1")));
+  auto worker = issue(ca, tls::Role::worker, "00000000000000b2");
+  auto r = f.call(client_ctx(ca, &worker));
+  REQUIRE(r.has_value());
+  CHECK(r->body == "routemesh://c0ffee00c0ffee00/worker/00000000000000b2");
+}
+
+TEST_CASE("a client without a certificate gets through the handshake with no identity") {
+  auto ca = new_ca();
+  Fixture f;
+  f.start(server_ctx(ca, issue(ca, tls::Role::manager, "00000000000000a1")));
+  auto r = f.call(client_ctx(ca, nullptr));
+  REQUIRE(r.has_value());
+  CHECK(r->body == "-");
+}
+
+TEST_CASE("a client certificate from another CA fails the handshake") {
+  auto ca = new_ca();
+  auto other = new_ca();
+  Fixture f;
+  f.start(server_ctx(ca, issue(ca, tls::Role::manager, "00000000000000a1")));
+  auto stranger = issue(other, tls::Role::admin, "mallory");
+  // The client trusts the real CA (it verifies the server), but presents the stranger's pair.
+  auto ctx = tls::client_context(ca.certificate_pem(), stranger.cert, stranger.key);
+  REQUIRE(ctx.has_value());
+  auto r = f.call(*ctx);
+  // TLS 1.3: the client may finish its handshake before the server verified its certificate;
+  // then the server's alert arrives on the first read. Either way there is no answer.
+  CHECK_FALSE(r.has_value());
+  CHECK(f.server.handshakes_failed == 1);
+  CHECK_FALSE(f.server.last_caller.has_value());
+}
+
+TEST_CASE("clients accept only a node certificate of their CA as the server") {
+  auto ca = new_ca();
+  auto other = new_ca();
+  SECTION("a server with a user certificate") {
+    Fixture f;
+    f.start(server_ctx(ca, issue(ca, tls::Role::admin, "admin")));
+    auto r = f.call(client_ctx(ca, nullptr));
+    REQUIRE_FALSE(r.has_value());
+    CHECK_FALSE(r.error().sent);
+  }
+  SECTION("a server of another CA") {
+    Fixture f;
+    f.start(server_ctx(other, issue(other, tls::Role::manager, "00000000000000a1")));
+    auto r = f.call(client_ctx(ca, nullptr));
+    REQUIRE_FALSE(r.has_value());
+    CHECK_FALSE(r.error().sent);
+    // ... which the unverified context (used only to fetch a CA to pin) does not notice.
+    auto any = f.call(tls::unverified_client_context());
+    CHECK(any.has_value());
+  }
+}
+
+TEST_CASE("a plain HTTP client gets no answer from a TLS server") {
+  auto ca = new_ca();
+  Fixture f;
+  f.start(server_ctx(ca, issue(ca, tls::Role::manager, "00000000000000a1")));
+  auto r = f.call(nullptr);
+  CHECK_FALSE(r.has_value());
+  CHECK(f.server.handshakes_failed == 1);
+}
+
+TEST_CASE("contexts refuse credentials that do not load or do not pair") {
+  auto ca = new_ca();
+  auto a = issue(ca, tls::Role::worker, "00000000000000b2");
+  auto b = issue(ca, tls::Role::worker, "00000000000000b3");
+  auto mismatch = tls::server_context({ca.certificate_pem(), a.cert, b.key, ""});
+  REQUIRE_FALSE(mismatch.has_value());
+  CHECK(mismatch.error() == tls::errc::key_mismatch);
+  auto garbage = tls::client_context("not a certificate");
+  REQUIRE_FALSE(garbage.has_value());
+  CHECK(garbage.error() == tls::errc::malformed_pem);
+}

@@ -1,0 +1,70 @@
+#include "tls/credentials.h"
+
+#include "tests/unit/support/temp_dir.h"
+
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+
+#include <sys/stat.h>
+
+using namespace routemesh;
+
+namespace {
+
+unsigned mode_of(const std::string& path) {
+  struct stat st {};
+  REQUIRE(::stat(path.c_str(), &st) == 0);
+  return st.st_mode & 0777;
+}
+
+}  // namespace
+
+TEST_CASE("node credentials round-trip; keys are private, the CA key optional") {
+  test::TempDir dir("rm-tls");
+  auto missing = tls::read_node_credentials(dir.path);
+  REQUIRE_FALSE(missing.has_value());
+  CHECK(missing.error() == tls::errc::missing_file);
+
+  tls::NodeCredentials worker{"CA", "CERT", "KEY", ""};
+  REQUIRE(tls::write_node_credentials(dir.path, worker).has_value());
+  auto read = tls::read_node_credentials(dir.path);
+  REQUIRE(read.has_value());
+  CHECK(read->ca_pem == "CA");
+  CHECK(read->cert_pem == "CERT");
+  CHECK(read->key_pem == "KEY");
+  CHECK(read->ca_key_pem.empty());
+  const std::string tls_dir = tls::tls_dir(dir.path);
+  CHECK(mode_of(tls_dir) == 0700);
+  CHECK(mode_of(tls_dir + "/node-key.pem") == 0600);
+  CHECK(mode_of(tls_dir + "/node.pem") == 0644);
+
+  tls::NodeCredentials manager{"CA", "CERT2", "KEY2", "CAKEY"};
+  REQUIRE(tls::write_node_credentials(dir.path, manager).has_value());
+  read = tls::read_node_credentials(dir.path);
+  REQUIRE(read.has_value());
+  CHECK(read->ca_key_pem == "CAKEY");
+  CHECK(mode_of(tls_dir + "/ca-key.pem") == 0600);
+}
+
+TEST_CASE("the CLI's credentials: the default place and the files") {
+  CHECK(tls::default_client_dir("/x/certs", "/xdg", "/home/u") == "/x/certs");
+  CHECK(tls::default_client_dir("", "/xdg", "/home/u") == "/xdg/routemesh");
+  CHECK(tls::default_client_dir(nullptr, nullptr, "/home/u") == "/home/u/.config/routemesh");
+  CHECK(tls::default_client_dir(nullptr, nullptr, nullptr).empty());
+  CHECK(tls::client_files("/d").cert == "/d/cert.pem");
+  CHECK(tls::client_files("/d").key == "/d/key.pem");
+  CHECK(tls::client_files("/d").ca == "/d/ca.pem");
+
+  test::TempDir dir("rm-cli-tls");
+  const std::string place = dir.path + "/routemesh";
+  REQUIRE(tls::write_client_credentials(place, {"CA", "CERT", "KEY"}).has_value());
+  CHECK(mode_of(place) == 0700);
+  CHECK(mode_of(place + "/key.pem") == 0600);
+  auto key = tls::read_credential_file(place + "/key.pem");
+  REQUIRE(key.has_value());
+  CHECK(*key == "KEY");
+  auto none = tls::read_credential_file(place + "/nope.pem");
+  REQUIRE_FALSE(none.has_value());
+  CHECK(none.error() == tls::errc::missing_file);
+}

@@ -1,0 +1,194 @@
+#include "tls/pki.h"
+
+#include "tls/cluster_pki.h"
+#include "tls/token.h"
+
+#include <catch2/catch.hpp>
+
+#include <string>
+
+using namespace routemesh;
+
+namespace {
+
+constexpr std::int64_t kNow = 1'760'000'000;  // 2025-10-09
+
+tls::CertificateAuthority new_ca(const char* cluster = "c0ffee00c0ffee00") {
+  auto ca = tls::CertificateAuthority::create(cluster, kNow);
+  REQUIRE(ca.has_value());
+  return std::move(*ca);
+}
+
+struct Issued {
+  std::string key;
+  std::string cert;
+};
+
+Issued issue(const tls::CertificateAuthority& ca, const tls::Subject& subject,
+             std::int64_t lifetime = tls::kNodeLifetime) {
+  auto key = tls::generate_key();
+  REQUIRE(key.has_value());
+  auto csr = tls::make_request(*key, "whatever the requester says");
+  REQUIRE(csr.has_value());
+  auto cert = ca.issue(*csr, subject, kNow, lifetime);
+  REQUIRE(cert.has_value());
+  return {*key, *cert};
+}
+
+tls::Subject node_subject() {
+  return tls::Subject{
+      {"c0ffee00c0ffee00", tls::Role::worker, "00000000000000b2"}, {"127.0.0.12"}, {"n2"}};
+}
+
+}  // namespace
+
+TEST_CASE("a new CA has a digest of its certificate and loads back from its PEM files") {
+  auto ca = new_ca();
+  CHECK(tls::is_lower_hex(ca.digest(), 64));
+  auto digest = tls::certificate_digest(ca.certificate_pem());
+  REQUIRE(digest.has_value());
+  CHECK(*digest == ca.digest());
+  auto loaded = tls::CertificateAuthority::load(ca.certificate_pem(), ca.key_pem());
+  REQUIRE(loaded.has_value());
+  CHECK(loaded->digest() == ca.digest());
+  CHECK(new_ca().digest() != ca.digest());
+}
+
+TEST_CASE("a CA does not load with another CA's key or with garbage") {
+  auto a = new_ca();
+  auto b = new_ca();
+  auto mixed = tls::CertificateAuthority::load(a.certificate_pem(), b.key_pem());
+  REQUIRE_FALSE(mixed.has_value());
+  CHECK(mixed.error() == tls::errc::key_mismatch);
+  auto garbage = tls::CertificateAuthority::load("not pem", a.key_pem());
+  REQUIRE_FALSE(garbage.has_value());
+  CHECK(garbage.error() == tls::errc::malformed_pem);
+}
+
+TEST_CASE("an issued certificate carries the identity the CA gave it, not the request's") {
+  auto ca = new_ca();
+  auto issued = issue(ca, node_subject());
+  auto identity = tls::identity_of(issued.cert);
+  REQUIRE(identity.has_value());
+  CHECK(*identity == node_subject().identity);
+  CHECK(tls::check_certificate(issued.cert, ca.certificate_pem(), issued.key, kNow).has_value());
+  auto end = tls::not_after(issued.cert);
+  REQUIRE(end.has_value());
+  CHECK(*end == kNow + tls::kNodeLifetime);
+}
+
+TEST_CASE("a certificate is checked against its CA, its validity and its key") {
+  auto ca = new_ca();
+  auto other = new_ca();
+  auto issued = issue(ca, node_subject(), tls::kDay);
+  auto foreign = tls::check_certificate(issued.cert, other.certificate_pem(), "", kNow);
+  REQUIRE_FALSE(foreign.has_value());
+  CHECK(foreign.error() == tls::errc::not_issued_by_ca);
+  auto expired =
+      tls::check_certificate(issued.cert, ca.certificate_pem(), "", kNow + 2 * tls::kDay);
+  REQUIRE_FALSE(expired.has_value());
+  CHECK(expired.error() == tls::errc::not_issued_by_ca);
+  // Backdated by kBackdate: a peer a minute behind accepts it.
+  CHECK(tls::check_certificate(issued.cert, ca.certificate_pem(), "", kNow - 60).has_value());
+  auto another_key = tls::generate_key();
+  REQUIRE(another_key.has_value());
+  auto mismatch = tls::check_certificate(issued.cert, ca.certificate_pem(), *another_key, kNow);
+  REQUIRE_FALSE(mismatch.has_value());
+  CHECK(mismatch.error() == tls::errc::key_mismatch);
+}
+
+TEST_CASE("the CA refuses requests it cannot trust and subjects it cannot write") {
+  auto ca = new_ca();
+  auto key = tls::generate_key();
+  REQUIRE(key.has_value());
+  auto csr = tls::make_request(*key, "n2");
+  REQUIRE(csr.has_value());
+
+  SECTION("a request whose signature was tampered with") {
+    std::string tampered = *csr;
+    // The signature is the last field of the request: change the eighth base64 digit before
+    // the footer (skipping line breaks and padding), so that every bit of it is significant.
+    const auto footer = tampered.find("-----END");
+    REQUIRE(footer != std::string::npos);
+    std::size_t at = footer;
+    for (int digits = 0; digits < 8;) {
+      REQUIRE(at > 0);
+      --at;
+      if (tampered[at] != '\n' && tampered[at] != '=') {
+        ++digits;
+      }
+    }
+    char& c = tampered[at];
+    c = c == 'A' ? 'B' : 'A';
+    auto cert = ca.issue(tampered, node_subject(), kNow, tls::kNodeLifetime);
+    REQUIRE_FALSE(cert.has_value());
+    CHECK((cert.error() == tls::errc::bad_signature || cert.error() == tls::errc::malformed_pem));
+  }
+  SECTION("not a request") {
+    auto cert = ca.issue(ca.certificate_pem(), node_subject(), kNow, tls::kNodeLifetime);
+    REQUIRE_FALSE(cert.has_value());
+    CHECK(cert.error() == tls::errc::malformed_pem);
+  }
+  SECTION("SAN values that are not addresses or host names") {
+    auto subject = node_subject();
+    subject.ips = {"127.0.0.12,DNS:evil.example"};
+    auto cert = ca.issue(*csr, subject, kNow, tls::kNodeLifetime);
+    REQUIRE_FALSE(cert.has_value());
+    CHECK(cert.error() == tls::errc::bad_request);
+    subject = node_subject();
+    subject.names = {"evil,URI:routemesh://x/admin/root"};
+    cert = ca.issue(*csr, subject, kNow, tls::kNodeLifetime);
+    REQUIRE_FALSE(cert.has_value());
+    CHECK(cert.error() == tls::errc::bad_request);
+  }
+  SECTION("an identity that does not fit its role") {
+    auto subject = node_subject();
+    subject.identity.id = "alice";  // a worker is named by its node id
+    auto cert = ca.issue(*csr, subject, kNow, tls::kNodeLifetime);
+    REQUIRE_FALSE(cert.has_value());
+    CHECK(cert.error() == tls::errc::bad_request);
+  }
+}
+
+TEST_CASE("user certificates name a user and a role") {
+  auto ca = new_ca();
+  auto issued =
+      issue(ca, {{"c0ffee00c0ffee00", tls::Role::operator_, "ops"}, {}, {}}, tls::kUserLifetime);
+  auto identity = tls::identity_of(issued.cert);
+  REQUIRE(identity.has_value());
+  CHECK(identity->role == tls::Role::operator_);
+  CHECK(identity->id == "ops");
+}
+
+TEST_CASE("a certificate without a routemesh identity has none") {
+  auto ca = new_ca();
+  auto identity = tls::identity_of(ca.certificate_pem());  // the CA names no one
+  REQUIRE_FALSE(identity.has_value());
+  CHECK(identity.error() == tls::errc::no_identity);
+}
+
+TEST_CASE("a new cluster's PKI: CA, first manager, admin and two tokens pinning the CA") {
+  const tls::Subject first{
+      {"c0ffee00c0ffee00", tls::Role::manager, "00000000000000a1"}, {"127.0.0.11"}, {"n1"}};
+  auto pki = tls::new_cluster_pki(first, "admin", kNow);
+  REQUIRE(pki.has_value());
+  auto ca = tls::CertificateAuthority::load(pki->ca_pem, pki->ca_key_pem);
+  REQUIRE(ca.has_value());
+  CHECK(
+      tls::check_certificate(pki->node_cert_pem, pki->ca_pem, pki->node_key_pem, kNow).has_value());
+  CHECK(tls::check_certificate(pki->admin_cert_pem, pki->ca_pem, pki->admin_key_pem, kNow)
+            .has_value());
+  auto node = tls::identity_of(pki->node_cert_pem);
+  REQUIRE(node.has_value());
+  CHECK(*node == first.identity);
+  auto admin = tls::identity_of(pki->admin_cert_pem);
+  REQUIRE(admin.has_value());
+  CHECK(*admin == tls::Identity{"c0ffee00c0ffee00", tls::Role::admin, "admin"});
+  CHECK(pki->worker_token.ca_digest == ca->digest());
+  CHECK(pki->manager_token.ca_digest == ca->digest());
+  CHECK(pki->worker_token.secret != pki->manager_token.secret);
+
+  auto not_a_manager = first;
+  not_a_manager.identity.role = tls::Role::worker;
+  CHECK_FALSE(tls::new_cluster_pki(not_a_manager, "admin", kNow).has_value());
+}

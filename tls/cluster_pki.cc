@@ -1,0 +1,69 @@
+#include "tls/cluster_pki.h"
+
+#include "tls/token.h"
+
+#include <utility>
+
+namespace routemesh::tls {
+namespace {
+
+struct Pair {
+  std::string cert;
+  std::string key;
+};
+
+boost::system::result<Pair> issue_new(const CertificateAuthority& ca, const Subject& subject,
+                                      std::int64_t now, std::int64_t lifetime) {
+  auto key = generate_key();
+  if (!key) {
+    return key.error();
+  }
+  auto csr = make_request(*key, subject.identity.id);
+  if (!csr) {
+    return csr.error();
+  }
+  auto cert = ca.issue(*csr, subject, now, lifetime);
+  if (!cert) {
+    return cert.error();
+  }
+  return Pair{std::move(*cert), std::move(*key)};
+}
+
+}  // namespace
+
+boost::system::result<ClusterPki> new_cluster_pki(const Subject& node,
+                                                  const std::string& admin_name, std::int64_t now) {
+  if (node.identity.role != Role::manager) {
+    return errc::bad_request;
+  }
+  auto ca = CertificateAuthority::create(node.identity.cluster_id, now);
+  if (!ca) {
+    return ca.error();
+  }
+  auto manager = issue_new(*ca, node, now, kNodeLifetime);
+  if (!manager) {
+    return manager.error();
+  }
+  const Subject admin{{node.identity.cluster_id, Role::admin, admin_name}, {}, {}};
+  auto user = issue_new(*ca, admin, now, kUserLifetime);
+  if (!user) {
+    return user.error();
+  }
+  auto worker_secret = new_secret();
+  auto manager_secret = new_secret();
+  if (!worker_secret || !manager_secret) {
+    return errc::crypto_failure;
+  }
+  ClusterPki out;
+  out.ca_pem = ca->certificate_pem();
+  out.ca_key_pem = ca->key_pem();
+  out.node_cert_pem = std::move(manager->cert);
+  out.node_key_pem = std::move(manager->key);
+  out.admin_cert_pem = std::move(user->cert);
+  out.admin_key_pem = std::move(user->key);
+  out.worker_token = JoinToken{ca->digest(), std::move(*worker_secret)};
+  out.manager_token = JoinToken{ca->digest(), std::move(*manager_secret)};
+  return out;
+}
+
+}  // namespace routemesh::tls

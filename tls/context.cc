@@ -1,0 +1,141 @@
+#include "tls/context.h"
+
+#include "tls/pki.h"
+
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/ssl/verify_context.hpp>
+
+#include <string>
+
+namespace routemesh::tls {
+namespace {
+
+namespace asio = boost::asio;
+namespace ssl = asio::ssl;
+
+constexpr std::string_view kSessionContext = "routemesh-admin";
+
+boost::system::result<void> use_pair(ssl::context& ctx, std::string_view cert_pem,
+                                     std::string_view key_pem) {
+  if (auto pair = check_pair(cert_pem, key_pem); !pair) {
+    return pair.error();
+  }
+  boost::system::error_code ec;
+  ctx.use_certificate_chain(asio::buffer(cert_pem.data(), cert_pem.size()), ec);
+  if (ec) {
+    return errc::malformed_pem;
+  }
+  ctx.use_private_key(asio::buffer(key_pem.data(), key_pem.size()), ssl::context::pem, ec);
+  if (ec) {
+    return errc::malformed_pem;
+  }
+  if (SSL_CTX_check_private_key(ctx.native_handle()) != 1) {
+    return errc::key_mismatch;
+  }
+  return {};
+}
+
+boost::system::result<void> trust(ssl::context& ctx, std::string_view ca_pem) {
+  boost::system::error_code ec;
+  ctx.add_certificate_authority(asio::buffer(ca_pem.data(), ca_pem.size()), ec);
+  if (ec) {
+    return errc::malformed_pem;
+  }
+  return {};
+}
+
+void tls13_only(ssl::context& ctx) {
+  SSL_CTX_set_min_proto_version(ctx.native_handle(), TLS1_3_VERSION);
+}
+
+}  // namespace
+
+boost::system::result<ContextPtr> server_context(const NodeCredentials& node) {
+  auto ctx = std::make_shared<ssl::context>(ssl::context::tls_server);
+  tls13_only(*ctx);
+  if (auto r = use_pair(*ctx, node.cert_pem, node.key_pem); !r) {
+    return r.error();
+  }
+  if (auto r = trust(*ctx, node.ca_pem); !r) {
+    return r.error();
+  }
+  // Tell clients which CA to pick a certificate from (RFC 8446 §4.2.4).
+  {
+    auto bio = std::unique_ptr<BIO, decltype(&BIO_free)>(
+        BIO_new_mem_buf(node.ca_pem.data(), static_cast<int>(node.ca_pem.size())), &BIO_free);
+    X509* ca = bio ? PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr) : nullptr;
+    if (ca == nullptr) {
+      return errc::malformed_pem;
+    }
+    SSL_CTX_add_client_CA(ctx->native_handle(), ca);
+    X509_free(ca);
+  }
+  // Asked for, verified when sent, not required: requests without one get 401 (see the header).
+  ctx->set_verify_mode(ssl::verify_peer);
+  // Session resumption with client verification needs a session id context (SSL_CTX_set_verify).
+  SSL_CTX_set_session_id_context(ctx->native_handle(),
+                                 reinterpret_cast<const unsigned char*>(kSessionContext.data()),
+                                 static_cast<unsigned>(kSessionContext.size()));
+  return ctx;
+}
+
+boost::system::result<ContextPtr> client_context(std::string_view ca_pem, std::string_view cert_pem,
+                                                 std::string_view key_pem) {
+  auto ctx = std::make_shared<ssl::context>(ssl::context::tls_client);
+  tls13_only(*ctx);
+  if (auto r = trust(*ctx, ca_pem); !r) {
+    return r.error();
+  }
+  if (!cert_pem.empty() || !key_pem.empty()) {
+    if (auto r = use_pair(*ctx, cert_pem, key_pem); !r) {
+      return r.error();
+    }
+  }
+  ctx->set_verify_mode(ssl::verify_peer);
+  // Chain verification is OpenSSL's; on top of it the server's own certificate must name a
+  // node of the cluster. Host names are not checked: nodes are addressed by IP and the CLI by
+  // whatever name the user typed, and the identity says more than either.
+  ctx->set_verify_callback([](bool preverified, ssl::verify_context& vc) {
+    if (!preverified) {
+      return false;
+    }
+    X509_STORE_CTX* store = vc.native_handle();
+    if (X509_STORE_CTX_get_error_depth(store) != 0) {
+      return true;
+    }
+    auto identity = identity_of(X509_STORE_CTX_get_current_cert(store));
+    if (!identity || !is_node_role(identity->role)) {
+      X509_STORE_CTX_set_error(store, X509_V_ERR_APPLICATION_VERIFICATION);
+      return false;
+    }
+    return true;
+  });
+  return ctx;
+}
+
+ContextPtr unverified_client_context() {
+  auto ctx = std::make_shared<ssl::context>(ssl::context::tls_client);
+  tls13_only(*ctx);
+  ctx->set_verify_mode(ssl::verify_none);
+  return ctx;
+}
+
+std::optional<Identity> verified_peer(const ssl_st* ssl) {
+  if (ssl == nullptr || SSL_get_verify_result(ssl) != X509_V_OK) {
+    return std::nullopt;
+  }
+  const X509* cert = SSL_get0_peer_certificate(ssl);
+  if (cert == nullptr) {
+    return std::nullopt;
+  }
+  auto identity = identity_of(cert);
+  if (!identity) {
+    return std::nullopt;
+  }
+  return std::move(*identity);
+}
+
+}  // namespace routemesh::tls

@@ -1,0 +1,51 @@
+#pragma once
+// TLS contexts (Asio over OpenSSL 3) for the admin API and every node-to-node call that goes
+// through base/http_client.h: TLS 1.3 only, certificates of the cluster CA only.
+//
+// - server_context: the admin server of a cluster node. Presents the node certificate; asks
+//   for a client certificate and verifies one that is sent against the cluster CA (a failed
+//   verification fails the handshake), but lets a client without one in: the admin server
+//   answers its requests 401, except the few paths anyone may use (/healthz, /metrics, the CA
+//   certificate, the join request).
+// - client_context: a node calling a manager, or the CLI. Trusts only the cluster CA and
+//   accepts only a server certificate that names a node of it (role manager or worker: which
+//   nodes may serve what is the callers' business); presents a client certificate when given.
+// - unverified_client_context: verifies nothing. Only for the one request a joining node makes
+//   before it knows the CA (GET /v1/ca), whose answer it checks against the digest in its join
+//   token.
+//
+// A context is built once at startup (or join) and shared by the calls of one thread.
+
+#include "tls/credentials.h"
+#include "tls/types.h"
+
+#include <boost/asio/ssl/context.hpp>
+#include <boost/system/result.hpp>
+
+#include <memory>
+#include <optional>
+#include <string_view>
+
+struct ssl_st;  // OpenSSL's SSL
+
+namespace routemesh::tls {
+
+using ContextPtr = std::shared_ptr<boost::asio::ssl::context>;
+
+// errc::malformed_pem when a certificate or key does not load, errc::key_mismatch when they do
+// not pair.
+boost::system::result<ContextPtr> server_context(const NodeCredentials& node);
+
+// `cert_pem` and `key_pem` both empty: no client certificate.
+boost::system::result<ContextPtr> client_context(std::string_view ca_pem,
+                                                 std::string_view cert_pem = {},
+                                                 std::string_view key_pem = {});
+
+ContextPtr unverified_client_context();
+
+// The identity of the peer of an established connection: its certificate passed verification
+// against the context's CA and names a routemesh identity. nullopt when the peer sent no
+// certificate, or one without an identity.
+std::optional<Identity> verified_peer(const ssl_st* ssl);
+
+}  // namespace routemesh::tls

@@ -1,0 +1,70 @@
+#pragma once
+// Where certificates and keys live on disk, and reading/writing them (blocking POSIX files: at
+// startup, at join and in the CLI; never on the request path). Private keys are written 0600
+// in directories made 0700.
+//
+// A node's data_dir (cluster.data_dir):
+//   tls/ca.pem         the cluster CA's certificate (every node)
+//   tls/ca-key.pem     the CA's private key (managers only: the first manager, and every
+//                      manager that joined with the manager token)
+//   tls/node.pem       this node's certificate: routemesh://<cluster>/<manager|worker>/<id>
+//   tls/node-key.pem   its private key (made on this node; never leaves it)
+//   tls/admin/         the first manager only: `cluster init`'s admin client credentials
+//                      (ca.pem, cert.pem, key.pem), the same files it puts in the CLI's place
+//
+// The CLI's place (client credentials: ca.pem, cert.pem, key.pem): $ROUTEMESH_CERT_DIR, else
+// $XDG_CONFIG_HOME/routemesh, else $HOME/.config/routemesh.
+
+#include "tls/types.h"
+
+#include <boost/system/result.hpp>
+
+#include <string>
+
+namespace routemesh::tls {
+
+struct NodeCredentials {
+  std::string ca_pem;
+  std::string cert_pem;
+  std::string key_pem;
+  std::string ca_key_pem;  // "" = this node holds no CA key
+};
+
+struct ClientCredentials {
+  std::string ca_pem;
+  std::string cert_pem;
+  std::string key_pem;
+};
+
+// data_dir + "/tls".
+std::string tls_dir(const std::string& data_dir);
+
+// Writes the node's files (the CA key only when set), keys 0600. Errors are the errno of the
+// first write that failed (as an error_code of the system category).
+boost::system::result<void> write_node_credentials(const std::string& data_dir,
+                                                   const NodeCredentials& credentials);
+// errc::missing_file when tls/node.pem is absent (a node that never joined, or a data_dir from
+// before the cluster had a CA), errc::io_error when a file cannot be read; ca-key.pem is
+// optional. The contents are not checked here (see check_certificate).
+boost::system::result<NodeCredentials> read_node_credentials(const std::string& data_dir);
+
+// The default place of the CLI's credentials, from the environment's values (null = unset or
+// empty): `cert_dir` ($ROUTEMESH_CERT_DIR), else `xdg_config_home`/routemesh, else
+// `home`/.config/routemesh; "" when none is set.
+std::string default_client_dir(const char* cert_dir, const char* xdg_config_home, const char* home);
+
+// The three files of a client credentials directory.
+struct ClientFiles {
+  std::string ca;    // DIR/ca.pem
+  std::string cert;  // DIR/cert.pem
+  std::string key;   // DIR/key.pem
+};
+ClientFiles client_files(const std::string& dir);
+
+boost::system::result<void> write_client_credentials(const std::string& dir,
+                                                     const ClientCredentials& credentials);
+
+// One file's text; errc::missing_file / errc::io_error.
+boost::system::result<std::string> read_credential_file(const std::string& path);
+
+}  // namespace routemesh::tls

@@ -1,0 +1,422 @@
+#include "tls/pki.h"
+
+#include "base/address.h"
+
+#include <openssl/asn1.h>
+#include <openssl/bio.h>
+#include <openssl/bn.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include <array>
+#include <ctime>
+#include <utility>
+
+namespace routemesh::tls {
+namespace {
+
+template <class T, void (*Free)(T*)>
+struct Deleter {
+  void operator()(T* p) const { Free(p); }
+};
+using BioPtr = std::unique_ptr<BIO, Deleter<BIO, BIO_free_all>>;
+using KeyPtr = std::unique_ptr<EVP_PKEY, Deleter<EVP_PKEY, EVP_PKEY_free>>;
+using CertPtr = std::unique_ptr<X509, Deleter<X509, X509_free>>;
+using ReqPtr = std::unique_ptr<X509_REQ, Deleter<X509_REQ, X509_REQ_free>>;
+using NamePtr = std::unique_ptr<X509_NAME, Deleter<X509_NAME, X509_NAME_free>>;
+using ExtPtr = std::unique_ptr<X509_EXTENSION, Deleter<X509_EXTENSION, X509_EXTENSION_free>>;
+using BnPtr = std::unique_ptr<BIGNUM, Deleter<BIGNUM, BN_free>>;
+using StorePtr = std::unique_ptr<X509_STORE, Deleter<X509_STORE, X509_STORE_free>>;
+using StoreCtxPtr = std::unique_ptr<X509_STORE_CTX, Deleter<X509_STORE_CTX, X509_STORE_CTX_free>>;
+using NamesPtr = std::unique_ptr<GENERAL_NAMES, Deleter<GENERAL_NAMES, GENERAL_NAMES_free>>;
+
+constexpr std::string_view kUriScheme = "routemesh://";
+
+BioPtr read_bio(std::string_view text) {
+  return BioPtr(BIO_new_mem_buf(text.data(), static_cast<int>(text.size())));
+}
+
+std::string bio_text(BIO* bio) {
+  char* data = nullptr;
+  const long n = BIO_get_mem_data(bio, &data);
+  return n > 0 ? std::string(data, static_cast<std::size_t>(n)) : std::string{};
+}
+
+KeyPtr read_key(std::string_view pem) {
+  auto bio = read_bio(pem);
+  return KeyPtr(bio ? PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr) : nullptr);
+}
+
+CertPtr read_cert(std::string_view pem) {
+  auto bio = read_bio(pem);
+  return CertPtr(bio ? PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr) : nullptr);
+}
+
+ReqPtr read_request(std::string_view pem) {
+  auto bio = read_bio(pem);
+  return ReqPtr(bio ? PEM_read_bio_X509_REQ(bio.get(), nullptr, nullptr, nullptr) : nullptr);
+}
+
+boost::system::result<std::string> key_text(EVP_PKEY* key) {
+  BioPtr bio(BIO_new(BIO_s_mem()));
+  if (!bio ||
+      PEM_write_bio_PrivateKey(bio.get(), key, nullptr, nullptr, 0, nullptr, nullptr) != 1) {
+    return errc::crypto_failure;
+  }
+  return bio_text(bio.get());
+}
+
+boost::system::result<std::string> cert_text(X509* cert) {
+  BioPtr bio(BIO_new(BIO_s_mem()));
+  if (!bio || PEM_write_bio_X509(bio.get(), cert) != 1) {
+    return errc::crypto_failure;
+  }
+  return bio_text(bio.get());
+}
+
+bool add_entry(X509_NAME* name, const char* field, std::string_view value) {
+  return X509_NAME_add_entry_by_txt(name, field, MBSTRING_UTF8,
+                                    reinterpret_cast<const unsigned char*>(value.data()),
+                                    static_cast<int>(value.size()), -1, 0) == 1;
+}
+
+// Adds one v3 extension written in OpenSSL's configuration syntax (x509v3_config(5)). The
+// values are built from validated fields only, so no caller text reaches the parser unchecked.
+bool add_extension(X509* cert, X509* issuer, int nid, const std::string& value) {
+  X509V3_CTX ctx;
+  X509V3_set_ctx_nodb(&ctx);
+  X509V3_set_ctx(&ctx, issuer, cert, nullptr, nullptr, 0);
+  ExtPtr ext(X509V3_EXT_conf_nid(nullptr, &ctx, nid, value.c_str()));
+  return ext && X509_add_ext(cert, ext.get(), -1) == 1;
+}
+
+// A random positive serial of 127 bits (RFC 5280 §4.1.2.2: at most 20 octets, positive).
+bool set_random_serial(X509* cert) {
+  std::array<unsigned char, 16> bytes{};
+  if (RAND_bytes(bytes.data(), static_cast<int>(bytes.size())) != 1) {
+    return false;
+  }
+  bytes[0] &= 0x7f;
+  bytes[0] |= 0x01;  // never zero, never shorter than expected
+  BnPtr bn(BN_bin2bn(bytes.data(), static_cast<int>(bytes.size()), nullptr));
+  return bn && BN_to_ASN1_INTEGER(bn.get(), X509_get_serialNumber(cert)) != nullptr;
+}
+
+bool set_validity(X509* cert, std::int64_t now, std::int64_t lifetime) {
+  std::time_t start = static_cast<std::time_t>(now);
+  return X509_time_adj_ex(X509_getm_notBefore(cert), 0, -kBackdate, &start) != nullptr &&
+         X509_time_adj_ex(X509_getm_notAfter(cert), static_cast<int>(lifetime / kDay),
+                          static_cast<long>(lifetime % kDay), &start) != nullptr;
+}
+
+bool is_p256(EVP_PKEY* key) {
+  if (EVP_PKEY_get_base_id(key) != EVP_PKEY_EC) {
+    return false;
+  }
+  std::array<char, 64> group{};
+  std::size_t len = 0;
+  if (EVP_PKEY_get_group_name(key, group.data(), group.size(), &len) != 1) {
+    return false;
+  }
+  const std::string_view name(group.data(), len);
+  return name == "prime256v1" || name == "P-256";
+}
+
+KeyPtr new_p256_key() {
+  return KeyPtr(EVP_EC_gen("P-256"));
+}
+
+}  // namespace
+
+boost::system::result<std::string> generate_key() {
+  KeyPtr key = new_p256_key();
+  if (!key) {
+    return errc::crypto_failure;
+  }
+  return key_text(key.get());
+}
+
+boost::system::result<std::string> make_request(std::string_view key_pem,
+                                                std::string_view common_name) {
+  KeyPtr key = read_key(key_pem);
+  if (!key) {
+    return errc::malformed_pem;
+  }
+  ReqPtr req(X509_REQ_new());
+  if (!req || X509_REQ_set_version(req.get(), 0) != 1 ||
+      X509_REQ_set_pubkey(req.get(), key.get()) != 1) {
+    return errc::crypto_failure;
+  }
+  X509_NAME* name = X509_REQ_get_subject_name(req.get());
+  if (!common_name.empty() && !add_entry(name, "CN", common_name)) {
+    return errc::bad_request;
+  }
+  if (X509_REQ_sign(req.get(), key.get(), EVP_sha256()) <= 0) {
+    return errc::crypto_failure;
+  }
+  BioPtr bio(BIO_new(BIO_s_mem()));
+  if (!bio || PEM_write_bio_X509_REQ(bio.get(), req.get()) != 1) {
+    return errc::crypto_failure;
+  }
+  return bio_text(bio.get());
+}
+
+struct CertificateAuthority::Impl {
+  KeyPtr key;
+  CertPtr cert;
+  std::string cert_pem;
+  std::string key_pem;
+  std::string digest;
+};
+
+CertificateAuthority::CertificateAuthority(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+CertificateAuthority::CertificateAuthority(CertificateAuthority&&) noexcept = default;
+CertificateAuthority& CertificateAuthority::operator=(CertificateAuthority&&) noexcept = default;
+CertificateAuthority::~CertificateAuthority() = default;
+
+const std::string& CertificateAuthority::certificate_pem() const {
+  return impl_->cert_pem;
+}
+const std::string& CertificateAuthority::key_pem() const {
+  return impl_->key_pem;
+}
+const std::string& CertificateAuthority::digest() const {
+  return impl_->digest;
+}
+
+boost::system::result<CertificateAuthority> CertificateAuthority::create(
+    std::string_view cluster_id, std::int64_t now, std::int64_t lifetime) {
+  auto impl = std::make_unique<Impl>();
+  impl->key = new_p256_key();
+  impl->cert.reset(X509_new());
+  X509* cert = impl->cert.get();
+  if (!impl->key || cert == nullptr || X509_set_version(cert, 2) != 1 || !set_random_serial(cert) ||
+      !set_validity(cert, now, lifetime) || X509_set_pubkey(cert, impl->key.get()) != 1) {
+    return errc::crypto_failure;
+  }
+  NamePtr name(X509_NAME_new());
+  if (!name || !add_entry(name.get(), "CN", "routemesh cluster CA") ||
+      !add_entry(name.get(), "O", cluster_id)) {
+    return errc::bad_request;
+  }
+  if (X509_set_subject_name(cert, name.get()) != 1 || X509_set_issuer_name(cert, name.get()) != 1) {
+    return errc::crypto_failure;
+  }
+  if (!add_extension(cert, cert, NID_basic_constraints, "critical,CA:TRUE,pathlen:0") ||
+      !add_extension(cert, cert, NID_key_usage, "critical,keyCertSign,cRLSign") ||
+      !add_extension(cert, cert, NID_subject_key_identifier, "hash") ||
+      X509_sign(cert, impl->key.get(), EVP_sha256()) <= 0) {
+    return errc::crypto_failure;
+  }
+  auto cert_pem = cert_text(cert);
+  auto key_pem = key_text(impl->key.get());
+  if (!cert_pem || !key_pem) {
+    return errc::crypto_failure;
+  }
+  auto digest = certificate_digest(*cert_pem);
+  if (!digest) {
+    return digest.error();
+  }
+  impl->cert_pem = std::move(*cert_pem);
+  impl->key_pem = std::move(*key_pem);
+  impl->digest = std::move(*digest);
+  return CertificateAuthority(std::move(impl));
+}
+
+boost::system::result<CertificateAuthority> CertificateAuthority::load(std::string_view cert_pem,
+                                                                       std::string_view key_pem) {
+  auto impl = std::make_unique<Impl>();
+  impl->cert = read_cert(cert_pem);
+  impl->key = read_key(key_pem);
+  if (!impl->cert || !impl->key) {
+    return errc::malformed_pem;
+  }
+  if (X509_check_private_key(impl->cert.get(), impl->key.get()) != 1) {
+    return errc::key_mismatch;
+  }
+  auto digest = certificate_digest(cert_pem);
+  if (!digest) {
+    return digest.error();
+  }
+  impl->cert_pem = std::string(cert_pem);
+  impl->key_pem = std::string(key_pem);
+  impl->digest = std::move(*digest);
+  return CertificateAuthority(std::move(impl));
+}
+
+boost::system::result<std::string> CertificateAuthority::issue(std::string_view request_pem,
+                                                               const Subject& subject,
+                                                               std::int64_t now,
+                                                               std::int64_t lifetime) const {
+  ReqPtr req = read_request(request_pem);
+  if (!req) {
+    return errc::malformed_pem;
+  }
+  EVP_PKEY* public_key = X509_REQ_get0_pubkey(req.get());
+  if (public_key == nullptr || X509_REQ_verify(req.get(), public_key) != 1) {
+    return errc::bad_signature;
+  }
+  if (!is_p256(public_key)) {
+    return errc::bad_request;
+  }
+  // Checked here too, so that nothing unvalidated reaches the SAN configuration string.
+  const std::string uri = identity_uri(subject.identity);
+  if (!parse_identity_uri(uri)) {
+    return errc::bad_request;
+  }
+  std::string san = "URI:" + uri;
+  for (const auto& ip : subject.ips) {
+    if (!base::is_ip_literal(ip)) {
+      return errc::bad_request;
+    }
+    san += ",IP:" + ip;
+  }
+  for (const auto& name : subject.names) {
+    if (!base::is_host_name(name)) {
+      return errc::bad_request;
+    }
+    san += ",DNS:" + name;
+  }
+
+  CertPtr cert(X509_new());
+  X509* c = cert.get();
+  if (c == nullptr || X509_set_version(c, 2) != 1 || !set_random_serial(c) ||
+      !set_validity(c, now, lifetime) || X509_set_pubkey(c, public_key) != 1 ||
+      X509_set_issuer_name(c, X509_get_subject_name(impl_->cert.get())) != 1) {
+    return errc::crypto_failure;
+  }
+  NamePtr name(X509_NAME_new());
+  if (!name || !add_entry(name.get(), "CN", subject.identity.id) ||
+      !add_entry(name.get(), "OU", to_string(subject.identity.role)) ||
+      !add_entry(name.get(), "O", subject.identity.cluster_id) ||
+      X509_set_subject_name(c, name.get()) != 1) {
+    return errc::crypto_failure;
+  }
+  X509* ca = impl_->cert.get();
+  if (!add_extension(c, ca, NID_basic_constraints, "critical,CA:FALSE") ||
+      !add_extension(c, ca, NID_key_usage, "critical,digitalSignature") ||
+      !add_extension(c, ca, NID_ext_key_usage, "serverAuth,clientAuth") ||
+      !add_extension(c, ca, NID_subject_key_identifier, "hash") ||
+      !add_extension(c, ca, NID_authority_key_identifier, "keyid:always") ||
+      !add_extension(c, ca, NID_subject_alt_name, san) ||
+      X509_sign(c, impl_->key.get(), EVP_sha256()) <= 0) {
+    return errc::crypto_failure;
+  }
+  return cert_text(c);
+}
+
+boost::system::result<std::string> certificate_digest(std::string_view cert_pem) {
+  CertPtr cert = read_cert(cert_pem);
+  if (!cert) {
+    return errc::malformed_pem;
+  }
+  std::array<unsigned char, EVP_MAX_MD_SIZE> md{};
+  unsigned int n = 0;
+  if (X509_digest(cert.get(), EVP_sha256(), md.data(), &n) != 1) {
+    return errc::crypto_failure;
+  }
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string hex;
+  for (unsigned int i = 0; i < n; ++i) {
+    hex += kDigits[md[i] >> 4];
+    hex += kDigits[md[i] & 0xf];
+  }
+  return hex;
+}
+
+boost::system::result<Identity> identity_of(const x509_st* cert) {
+  if (cert == nullptr) {
+    return errc::no_identity;
+  }
+  NamesPtr names(
+      static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr)));
+  if (!names) {
+    return errc::no_identity;
+  }
+  std::optional<Identity> found;
+  int uris = 0;
+  for (int i = 0; i < sk_GENERAL_NAME_num(names.get()); ++i) {
+    const GENERAL_NAME* name = sk_GENERAL_NAME_value(names.get(), i);
+    if (name->type != GEN_URI) {
+      continue;
+    }
+    const ASN1_IA5STRING* text = name->d.uniformResourceIdentifier;
+    const std::string_view uri(reinterpret_cast<const char*>(ASN1_STRING_get0_data(text)),
+                               static_cast<std::size_t>(ASN1_STRING_length(text)));
+    if (!uri.starts_with(kUriScheme)) {
+      continue;
+    }
+    ++uris;
+    found = parse_identity_uri(uri);
+  }
+  if (uris != 1 || !found) {
+    return errc::no_identity;
+  }
+  return std::move(*found);
+}
+
+boost::system::result<Identity> identity_of(std::string_view cert_pem) {
+  CertPtr cert = read_cert(cert_pem);
+  if (!cert) {
+    return errc::malformed_pem;
+  }
+  return identity_of(cert.get());
+}
+
+boost::system::result<void> check_certificate(std::string_view cert_pem, std::string_view ca_pem,
+                                              std::string_view key_pem, std::int64_t now) {
+  CertPtr cert = read_cert(cert_pem);
+  CertPtr ca = read_cert(ca_pem);
+  if (!cert || !ca) {
+    return errc::malformed_pem;
+  }
+  StorePtr store(X509_STORE_new());
+  StoreCtxPtr ctx(X509_STORE_CTX_new());
+  if (!store || !ctx || X509_STORE_add_cert(store.get(), ca.get()) != 1 ||
+      X509_STORE_CTX_init(ctx.get(), store.get(), cert.get(), nullptr) != 1) {
+    return errc::crypto_failure;
+  }
+  X509_VERIFY_PARAM_set_time(X509_STORE_CTX_get0_param(ctx.get()), static_cast<std::time_t>(now));
+  if (X509_verify_cert(ctx.get()) != 1) {
+    return errc::not_issued_by_ca;
+  }
+  if (!key_pem.empty()) {
+    KeyPtr key = read_key(key_pem);
+    if (!key) {
+      return errc::malformed_pem;
+    }
+    if (X509_check_private_key(cert.get(), key.get()) != 1) {
+      return errc::key_mismatch;
+    }
+  }
+  return {};
+}
+
+boost::system::result<void> check_pair(std::string_view cert_pem, std::string_view key_pem) {
+  CertPtr cert = read_cert(cert_pem);
+  KeyPtr key = read_key(key_pem);
+  if (!cert || !key) {
+    return errc::malformed_pem;
+  }
+  if (X509_check_private_key(cert.get(), key.get()) != 1) {
+    return errc::key_mismatch;
+  }
+  return {};
+}
+
+boost::system::result<std::int64_t> not_after(std::string_view cert_pem) {
+  CertPtr cert = read_cert(cert_pem);
+  if (!cert) {
+    return errc::malformed_pem;
+  }
+  std::tm tm{};
+  if (ASN1_TIME_to_tm(X509_get0_notAfter(cert.get()), &tm) != 1) {
+    return errc::crypto_failure;
+  }
+  return static_cast<std::int64_t>(timegm(&tm));
+}
+
+}  // namespace routemesh::tls

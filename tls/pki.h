@@ -1,0 +1,105 @@
+#pragma once
+// The cluster's PKI over values (OpenSSL 3 libcrypto; no files, no sockets, no clock: `now` is
+// an argument, seconds since the epoch): ECDSA P-256 keys, certificate requests, the root CA
+// and the certificates it issues, the digest a join token pins, and the identity a certificate
+// speaks for (tls/types.h). Everything travels as PEM text. Keys, serial numbers and
+// signatures draw from OpenSSL's CSPRNG (see token.h, new_secret, for why).
+//
+// Thread-safety: the functions are reentrant; a CertificateAuthority is used from one thread
+// (the control thread) at a time.
+
+#include "tls/types.h"
+
+#include <boost/system/result.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+struct x509_st;  // OpenSSL's X509 (the admin server reads a peer certificate's identity)
+
+namespace routemesh::tls {
+
+inline constexpr std::int64_t kDay = 24 * 60 * 60;
+inline constexpr std::int64_t kCaLifetime = 10 * 365 * kDay;
+inline constexpr std::int64_t kNodeLifetime = 90 * kDay;
+inline constexpr std::int64_t kUserLifetime = 365 * kDay;
+// Certificates start this long before `now`, so a peer whose clock is a little behind accepts
+// a certificate issued a moment ago.
+inline constexpr std::int64_t kBackdate = 5 * 60;
+
+// A new ECDSA P-256 private key as PEM (PKCS #8, unencrypted). errc::crypto_failure.
+boost::system::result<std::string> generate_key();
+
+// A certificate request (PEM) for the public key of `key_pem`, subject CN=`common_name`,
+// signed with that key. The CA takes only the public key from it (and checks the signature,
+// which proves the requester holds the key). errc::malformed_pem, errc::crypto_failure.
+boost::system::result<std::string> make_request(std::string_view key_pem,
+                                                std::string_view common_name);
+
+// What an issued certificate says besides the requester's key.
+struct Subject {
+  Identity identity;               // the routemesh URI SAN and CN/OU/O
+  std::vector<std::string> ips;    // IP SANs: IP literals (a node's admin and peer addresses)
+  std::vector<std::string> names;  // DNS SANs: host names (a node's name)
+};
+
+class CertificateAuthority {
+ public:
+  // A new root: a P-256 key and a self-signed certificate (CN=routemesh cluster CA,
+  // O=`cluster_id`, CA:TRUE, pathlen 0), valid from now - kBackdate for `lifetime` seconds.
+  static boost::system::result<CertificateAuthority> create(std::string_view cluster_id,
+                                                            std::int64_t now,
+                                                            std::int64_t lifetime = kCaLifetime);
+  // The CA of an existing cluster, from its certificate and key (errc::malformed_pem,
+  // errc::key_mismatch).
+  static boost::system::result<CertificateAuthority> load(std::string_view cert_pem,
+                                                          std::string_view key_pem);
+
+  CertificateAuthority(CertificateAuthority&&) noexcept;
+  CertificateAuthority& operator=(CertificateAuthority&&) noexcept;
+  ~CertificateAuthority();
+
+  const std::string& certificate_pem() const;
+  const std::string& key_pem() const;
+  // certificate_digest(certificate_pem()).
+  const std::string& digest() const;
+
+  // Issues a certificate (PEM) for the public key of `request_pem`: its self-signature must
+  // verify (errc::bad_signature) and the key must be ECDSA P-256 (errc::bad_request); its
+  // subject is ignored. Subject CN=identity.id, OU=role, O=cluster id; SANs: the identity URI,
+  // then `subject.ips` and `subject.names` (each validated: errc::bad_request); CA:FALSE,
+  // digitalSignature, serverAuth + clientAuth; a random 127-bit serial; valid from
+  // now - kBackdate for `lifetime` seconds.
+  boost::system::result<std::string> issue(std::string_view request_pem, const Subject& subject,
+                                           std::int64_t now, std::int64_t lifetime) const;
+
+ private:
+  struct Impl;
+  explicit CertificateAuthority(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// SHA-256 of the certificate's DER encoding, 64 lower-case hex digits: what a join token pins.
+boost::system::result<std::string> certificate_digest(std::string_view cert_pem);
+
+// The identity of a certificate: its one SAN URI that starts with routemesh:// must parse
+// (tls/types.h, parse_identity_uri); errc::no_identity otherwise.
+boost::system::result<Identity> identity_of(std::string_view cert_pem);
+boost::system::result<Identity> identity_of(const x509_st* cert);
+
+// Whether `cert_pem` was issued by `ca_pem` and is valid at `now` (errc::not_issued_by_ca),
+// and, unless `key_pem` is empty, whether it pairs with that key (errc::key_mismatch).
+boost::system::result<void> check_certificate(std::string_view cert_pem, std::string_view ca_pem,
+                                              std::string_view key_pem, std::int64_t now);
+
+// Whether the certificate and the key are a pair (errc::malformed_pem, errc::key_mismatch).
+boost::system::result<void> check_pair(std::string_view cert_pem, std::string_view key_pem);
+
+// The certificate's notAfter as seconds since the epoch (for `routemesh cert issue`'s output
+// and the README's examples).
+boost::system::result<std::int64_t> not_after(std::string_view cert_pem);
+
+}  // namespace routemesh::tls
