@@ -35,6 +35,7 @@
 #include "proxy/loopback_addresses.h"
 #include "proxy/metrics.h"
 #include "proxy/server.h"
+#include "tls/context.h"
 #include "tls/token.h"
 
 #include <prometheus/gauge.h>
@@ -294,6 +295,30 @@ asio::awaitable<void> start_cluster(ClusterNode& n) {
     n.raft_metrics.emplace(n.registry);
     so.raft.metrics = &*n.raft_metrics;
     so.registry = &n.registry;
+    // Raft between managers is mutual TLS: the peer's certificate must be a node certificate
+    // of this cluster, of a manager (by its certificate, or by the state for a promoted
+    // worker); the transport then checks the id against the claim and the configuration.
+    so.raft.tls.server = n.tls->server;
+    so.raft.tls.client = n.tls->client;
+    so.raft.tls.authenticate =
+        [&n](const ssl_st* ssl) -> std::optional<raft::NodeId> {
+      auto who = tls::verified_peer(ssl);
+      if (!who || who->cluster_id != n.identity.cluster_id || !tls::is_node_role(who->role)) {
+        return std::nullopt;
+      }
+      auto id = raft::parse_node_id(who->id);
+      if (!id || who->role == tls::Role::manager) {
+        return id;
+      }
+      if (n.store) {  // a worker certificate: only for a node the state knows as a manager
+        auto it = n.store->state().nodes.find(who->id);
+        if (it != n.store->state().nodes.end() &&
+            it->second.role == discovery::NodeRole::manager) {
+          return id;
+        }
+      }
+      return std::nullopt;
+    };
     if (marker) {
       so.bootstrap.conf.voters.insert(n.identity.node_id);
       so.bootstrap.peers[n.identity.node_id] = cl.peer;

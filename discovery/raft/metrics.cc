@@ -27,6 +27,9 @@ Metrics::Metrics(prometheus::Registry& r)
       malformed_frames(counter(r, "routemesh_raft_malformed_frames_total",
                                "Inbound peer frames that failed to decode.")),
       snapshots(counter(r, "routemesh_raft_snapshots_total",
-                        "Local snapshots written (log compactions).")) {}
+                        "Local snapshots written (log compactions).")),
+      peers_refused(counter(r, "routemesh_raft_peers_refused_total",
+                            "Peer connections refused: failed TLS handshake, or a certificate "
+                            "that names no member allowed to speak Raft.")) {}
 
 }  // namespace routemesh::discovery::raft

@@ -26,6 +26,9 @@ struct Metrics {
   // routemesh_raft_malformed_frames_total: inbound frames that failed to decode (conn closed)
   prometheus::Counter& malformed_frames;
   prometheus::Counter& snapshots;  // routemesh_raft_snapshots_total (local compactions)
+  // routemesh_raft_peers_refused_total: peer connections closed because the TLS handshake
+  // failed or the certificate does not name a member that may speak Raft (transport.h)
+  prometheus::Counter& peers_refused;
 };
 
 }  // namespace routemesh::discovery::raft

@@ -152,6 +152,12 @@ class RaftNodeImpl final : public RaftNode {
     to.self = opt_.id;
     to.listen_address = opt_.peer_address;
     to.metrics = opt_.metrics;
+    to.tls = opt_.tls;
+    to.admit = [this](NodeId id) {
+      const auto& conf = core_.conf();
+      return (conf.voters.empty() && conf.learners.empty()) || conf.voters.contains(id) ||
+             conf.learners.contains(id);
+    };
     auto t = make_tcp_transport(ex_, to, [this](Message m) { on_message(std::move(m)); });
     if (!t) {
       return t.error();

@@ -13,6 +13,7 @@
 // record (a driver-internal entry the StateMachine never sees), then the conf change; snapshots
 // carry the address book next to the StateMachine image.
 
+#include "discovery/raft/transport.h"
 #include "discovery/raft/types.h"
 
 #include <boost/asio/any_io_executor.hpp>
@@ -95,6 +96,11 @@ struct RaftNodeOptions {
   std::uint64_t seed = 0;                           // 0 = derive from the node id
   std::chrono::milliseconds propose_timeout{5000};  // default deadline of every API call
   Metrics* metrics = nullptr;                       // optional (tests omit it)
+  // Mutual TLS between managers (transport.h); not enabled: plain TCP (tests). With TLS an
+  // inbound peer must be a member of the configuration (voter or learner), or anyone holding
+  // a manager certificate while this node knows no configuration yet (a learner that has
+  // not received its first snapshot).
+  TransportTls tls;
 };
 
 // Members to start a NEW cluster with (`cluster init`: just this node). Ignored (with a log

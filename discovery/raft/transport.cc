@@ -4,12 +4,14 @@
 #include "discovery/raft/codec.h"
 #include "discovery/raft/metrics.h"
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -19,6 +21,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <tuple>
 
 namespace routemesh::discovery::raft {
 namespace {
@@ -49,6 +52,58 @@ Bytes hello_payload(NodeId self, const std::string& address) {
   return p;
 }
 
+// One connection, plain TCP or TLS over it.
+class Stream {
+ public:
+  Stream(tcp::socket socket, asio::ssl::context* tls) {
+    if (tls != nullptr) {
+      tls_.emplace(std::move(socket), *tls);
+    } else {
+      plain_.emplace(std::move(socket));
+    }
+  }
+
+  tcp::socket& socket() { return tls_ ? tls_->next_layer() : *plain_; }
+  ssl_st* native_tls() { return tls_ ? tls_->native_handle() : nullptr; }
+
+  // Runs the TLS handshake (nothing for plain TCP) within `timeout`; false when it failed.
+  asio::awaitable<bool> handshake(asio::ssl::stream_base::handshake_type type,
+                                  std::chrono::milliseconds timeout) {
+    if (!tls_) {
+      co_return true;
+    }
+    asio::steady_timer timer(socket().get_executor());
+    timer.expires_after(timeout);
+    auto r = co_await (tls_->async_handshake(type, kTuple) || timer.async_wait(kTuple));
+    co_return r.index() == 0 && !std::get<0>(std::get<0>(r));
+  }
+
+  asio::awaitable<std::tuple<boost::system::error_code, std::size_t>> read_some(
+      asio::mutable_buffer buffer) {
+    if (tls_) {
+      co_return co_await tls_->async_read_some(buffer, kTuple);
+    }
+    co_return co_await plain_->async_read_some(buffer, kTuple);
+  }
+
+  asio::awaitable<std::tuple<boost::system::error_code, std::size_t>> write(
+      const std::vector<asio::const_buffer>& buffers) {
+    if (tls_) {
+      co_return co_await asio::async_write(*tls_, buffers, kTuple);
+    }
+    co_return co_await asio::async_write(*plain_, buffers, kTuple);
+  }
+
+  void close() {
+    boost::system::error_code ec;
+    socket().close(ec);
+  }
+
+ private:
+  std::optional<tcp::socket> plain_;
+  std::optional<asio::ssl::stream<tcp::socket>> tls_;
+};
+
 // State shared by the transport and its coroutines; coroutines keep it alive, so a stopped
 // (even destroyed) transport never leaves them dangling.
 struct Shared {
@@ -57,19 +112,29 @@ struct Shared {
   MessageHandler on_message;
   std::function<void(NodeId, std::string)> on_hello;
   Metrics* metrics = nullptr;
+  TransportTls tls;  // enabled(): every connection is mutual TLS
+  std::function<bool(NodeId)> admit;
+  std::chrono::milliseconds handshake_timeout{2000};
   bool stopped = false;
-  std::set<std::shared_ptr<tcp::socket>> inbound;
+  std::set<std::shared_ptr<Stream>> inbound;
+
+  void refused(const std::string& remote, const std::string& why) const {
+    spdlog::warn("raft transport: refusing peer connection {}: {}", remote, why);
+    if (metrics != nullptr) {
+      metrics->peers_refused.Increment();
+    }
+  }
 };
 
 struct Peer {
   Peer(asio::any_io_executor ex, NodeId id, std::string address)
-      : id(id), address(std::move(address)), socket(ex), signal(ex) {}
+      : id(id), address(std::move(address)), signal(ex) {}
   NodeId id;
   std::string address;
   bool learned = false;  // from a hello, not from the driver
   bool stopped = false;
   std::uint64_t generation = 0;  // bumped on address change: reconnect
-  tcp::socket socket;
+  std::shared_ptr<Stream> stream;  // the current connection (null before the first)
   asio::steady_timer signal;  // wakes the writer (cancel = "work or stop")
   std::deque<Frame> queue;
 };
@@ -145,10 +210,12 @@ class TcpTransport final : public Transport {
     shared_->stopped = true;
     shared_->on_message = nullptr;
     shared_->on_hello = nullptr;
+    shared_->admit = nullptr;
+    shared_->tls.authenticate = nullptr;
     boost::system::error_code ec;
     acceptor_.close(ec);
     for (auto& s : shared_->inbound) {
-      s->close(ec);
+      s->close();
     }
     shared_->inbound.clear();
     for (auto& [id, p] : peers_) {
@@ -169,8 +236,9 @@ class TcpTransport final : public Transport {
       if (p.address != address) {
         p.address = std::move(address);
         p.generation++;
-        boost::system::error_code ec;
-        p.socket.close(ec);  // the writer reconnects to the new address
+        if (p.stream) {
+          p.stream->close();  // the writer reconnects to the new address
+        }
         p.signal.cancel();
       }
       return;
@@ -184,8 +252,9 @@ class TcpTransport final : public Transport {
 
   static void close_peer(Peer& p) {
     p.stopped = true;
-    boost::system::error_code ec;
-    p.socket.close(ec);
+    if (p.stream) {
+      p.stream->close();
+    }
     p.signal.cancel();
     p.queue.clear();
   }
@@ -211,9 +280,10 @@ class TcpTransport final : public Transport {
         co_await t.async_wait(kTuple);
         continue;
       }
-      auto s = std::make_shared<tcp::socket>(std::move(sock));
       boost::system::error_code ignored;
-      s->set_option(tcp::no_delay(true), ignored);
+      sock.set_option(tcp::no_delay(true), ignored);
+      auto s = std::make_shared<Stream>(std::move(sock),
+                                        sh->tls.enabled() ? sh->tls.server.get() : nullptr);
       sh->inbound.insert(s);
       asio::co_spawn(acceptor->get_executor(), read_loop(sh, s),
                      base::log_and_count("raft transport: peer reader"));
@@ -228,17 +298,51 @@ class TcpTransport final : public Transport {
     }
   }
 
-  static asio::awaitable<void> read_loop(std::shared_ptr<Shared> sh,
-                                         std::shared_ptr<tcp::socket> s) {
+  // With TLS: the node id the peer's certificate speaks for, once it is admitted; nullopt (the
+  // connection is to be closed) when refused. Without TLS: kNoNode (anyone).
+  static asio::awaitable<std::optional<NodeId>> admit_inbound(const std::shared_ptr<Shared>& sh,
+                                                              Stream& s,
+                                                              const std::string& remote) {
+    if (!sh->tls.enabled()) {
+      co_return kNoNode;
+    }
+    if (!co_await s.handshake(asio::ssl::stream_base::server, sh->handshake_timeout)) {
+      if (!sh->stopped) {
+        sh->refused(remote, "TLS handshake failed or timed out");
+      }
+      co_return std::nullopt;
+    }
+    if (sh->stopped) {  // the hooks below may belong to a node that is gone
+      co_return std::nullopt;
+    }
+    auto id = sh->tls.authenticate(s.native_tls());
+    if (!id) {
+      sh->refused(remote, "no certificate of a manager of this cluster");
+      co_return std::nullopt;
+    }
+    if (sh->admit && !sh->admit(*id)) {
+      sh->refused(remote, fmt::format("node {:016x} is not a member", *id));
+      co_return std::nullopt;
+    }
+    co_return id;
+  }
+
+  static asio::awaitable<void> read_loop(std::shared_ptr<Shared> sh, std::shared_ptr<Stream> s) {
     boost::system::error_code ec;
-    auto ep = s->remote_endpoint(ec);
+    auto ep = s->socket().remote_endpoint(ec);
     std::string remote = ec ? "?" : ep.address().to_string() + ":" + std::to_string(ep.port());
+    const std::optional<NodeId> peer = co_await admit_inbound(sh, *s, remote);
+    if (!peer || sh->stopped) {
+      s->close();
+      sh->inbound.erase(s);
+      co_return;
+    }
     Bytes buf;
     std::size_t head = 0;  // start of unparsed bytes
     bool hello_seen = false;
     std::array<std::uint8_t, 64 * 1024> chunk{};
     for (;;) {
-      auto [rec, n] = co_await s->async_read_some(asio::buffer(chunk), kTuple);
+      auto [rec, n] = co_await s->read_some(asio::buffer(chunk));
       if (rec || sh->stopped) {
         break;
       }
@@ -269,10 +373,16 @@ class TcpTransport final : public Transport {
             bad = true;
             break;
           }
+          const auto& [hello_id, addr] = *u->peers.begin();
+          if (*peer != kNoNode && hello_id != *peer) {
+            sh->refused(remote, fmt::format("certificate of node {:016x} says hello as {:016x}",
+                                            *peer, hello_id));
+            bad = true;
+            break;
+          }
           hello_seen = true;
           if (sh->on_hello) {
-            auto& [id, addr] = *u->peers.begin();
-            sh->on_hello(id, addr);
+            sh->on_hello(hello_id, addr);
           }
           continue;
         }
@@ -283,6 +393,13 @@ class TcpTransport final : public Transport {
           break;
         }
         if (sh->stopped) {
+          break;
+        }
+        if (*peer != kNoNode && m->from != *peer) {
+          sh->refused(remote, fmt::format("certificate of node {:016x} sends a message from "
+                                          "{:016x}",
+                                          *peer, m->from));
+          bad = true;
           break;
         }
         sh->on_message(std::move(*m));
@@ -298,11 +415,12 @@ class TcpTransport final : public Transport {
         head = 0;
       }
     }
-    s->close(ec);
+    s->close();
     sh->inbound.erase(s);
   }
 
-  static asio::awaitable<bool> connect(std::shared_ptr<Peer> p, TransportOptions opt) {
+  static asio::awaitable<bool> connect(std::shared_ptr<Shared> sh, std::shared_ptr<Peer> p,
+                                       TransportOptions opt) {
     auto hp = base::parse_host_port(p->address, kPeerAddressRules);
     if (!hp) {
       spdlog::warn("raft transport: bad address {} for peer {:016x}", p->address, p->id);
@@ -312,7 +430,7 @@ class TcpTransport final : public Transport {
     auto addr = asio::ip::make_address(hp->host, ec);
     tcp::endpoint ep;
     if (ec) {
-      tcp::resolver resolver(p->socket.get_executor());
+      tcp::resolver resolver(p->signal.get_executor());
       auto [rec, results] =
           co_await resolver.async_resolve(hp->host, std::to_string(hp->port), kTuple);
       if (rec || results.empty()) {
@@ -322,15 +440,40 @@ class TcpTransport final : public Transport {
     } else {
       ep = tcp::endpoint(addr, hp->port);
     }
-    p->socket = tcp::socket(p->socket.get_executor());
-    asio::steady_timer timer(p->socket.get_executor());
+    const bool tls = sh->tls.enabled();
+    auto stream = std::make_shared<Stream>(tcp::socket(p->signal.get_executor()),
+                                           tls ? sh->tls.client.get() : nullptr);
+    p->stream = stream;  // close_peer() and set() close it, even while connecting
+    asio::steady_timer timer(p->signal.get_executor());
     timer.expires_after(opt.connect_timeout);
-    auto result = co_await (p->socket.async_connect(ep, kTuple) || timer.async_wait(kTuple));
+    auto result = co_await (stream->socket().async_connect(ep, kTuple) || timer.async_wait(kTuple));
     if (result.index() != 0 || std::get<0>(std::get<0>(result)) || p->stopped) {
-      p->socket.close(ec);
+      stream->close();
       co_return false;
     }
-    p->socket.set_option(tcp::no_delay(true), ec);
+    stream->socket().set_option(tcp::no_delay(true), ec);
+    if (!tls) {
+      co_return true;
+    }
+    const std::string remote = fmt::format("to {:016x} at {}", p->id, p->address);
+    if (!co_await stream->handshake(asio::ssl::stream_base::client, opt.connect_timeout)) {
+      if (!p->stopped) {
+        sh->refused(remote, "TLS handshake failed or timed out");
+      }
+      stream->close();
+      co_return false;
+    }
+    if (sh->stopped || p->stopped) {
+      stream->close();
+      co_return false;
+    }
+    auto id = sh->tls.authenticate(stream->native_tls());
+    if (!id || *id != p->id) {
+      sh->refused(remote, id ? fmt::format("its certificate names node {:016x}", *id)
+                             : std::string("no certificate of a manager of this cluster"));
+      stream->close();
+      co_return false;
+    }
     co_return true;
   }
 
@@ -340,7 +483,7 @@ class TcpTransport final : public Transport {
     bool warned = false;
     while (!p->stopped && !sh->stopped) {
       std::uint64_t gen = p->generation;
-      if (!co_await connect(p, opt)) {
+      if (!co_await connect(sh, p, opt)) {
         if (p->stopped) {
           break;
         }
@@ -384,7 +527,7 @@ class TcpTransport final : public Transport {
         for (const auto& f : batch) {
           bufs.emplace_back(asio::buffer(*f));
         }
-        auto [wec, n] = co_await asio::async_write(p->socket, bufs, kTuple);
+        auto [wec, n] = co_await p->stream->write(bufs);
         if (wec) {
           break;  // reconnect; this batch is lost (Raft retransmits)
         }
@@ -394,8 +537,7 @@ class TcpTransport final : public Transport {
         not_messages = 0;
         batch.clear();
       }
-      boost::system::error_code ec;
-      p->socket.close(ec);
+      p->stream->close();
     }
   }
 
@@ -441,6 +583,9 @@ boost::system::result<std::unique_ptr<Transport>> make_tcp_transport(asio::any_i
                    ":" + std::to_string(bound.port());
   sh->on_message = std::move(on_message);
   sh->metrics = options.metrics;
+  sh->tls = options.tls;
+  sh->admit = options.admit;
+  sh->handshake_timeout = options.connect_timeout;
   auto t = std::make_unique<TcpTransport>(ex, std::move(options), sh, std::move(acceptor));
   TcpTransport* raw = t.get();  // the hook is cleared by stop(), before the transport dies
   sh->on_hello = [raw](NodeId id, std::string addr) { raw->learn_peer(id, std::move(addr)); };

@@ -11,6 +11,16 @@
 // is dropped meanwhile. Malformed inbound frames close that connection (logged + counted).
 // Messages from unknown ids are still delivered: the core decides.
 //
+// Mutual TLS (TransportOptions::tls, both contexts set): every connection, inbound and
+// outbound, is TLS 1.3 with certificates of the cluster CA, and identity is checked against
+// the claim. After the handshake `authenticate` maps the peer's verified certificate to the
+// node id it speaks for (nullopt: refused). Inbound, that id must pass `admit` (a member of
+// the Raft configuration), the hello must carry it as its from-id, and every message must come
+// from it; outbound, the server's certificate must name the peer that was dialled. Anything
+// else closes the connection, logged and counted (routemesh_raft_peers_refused_total). A
+// handshake that takes longer than connect_timeout is abandoned. Without contexts the
+// transport is plain TCP (unit tests and simulations only).
+//
 // Threading: everything runs on the executor passed to make_tcp_transport() (the control
 // thread); the handler is called there. After stop() the handler is never called again.
 
@@ -18,6 +28,7 @@
 #include "discovery/raft/types.h"
 
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <boost/system/result.hpp>
 
 #include <chrono>
@@ -25,7 +36,10 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+
+struct ssl_st;  // OpenSSL's SSL
 
 namespace routemesh::discovery::raft {
 
@@ -54,6 +68,15 @@ class Transport {
   virtual void stop() = 0;
 };
 
+struct TransportTls {
+  std::shared_ptr<boost::asio::ssl::context> server;  // must request client certificates
+  std::shared_ptr<boost::asio::ssl::context> client;  // presents this node's certificate
+  // The node id a connection's verified peer certificate speaks for, if it may speak Raft at
+  // all (a manager certificate of this cluster); nullopt refuses the connection.
+  std::function<std::optional<NodeId>(const ssl_st*)> authenticate;
+  bool enabled() const { return server && client && authenticate; }
+};
+
 struct TransportOptions {
   NodeId self = kNoNode;
   std::string listen_address;  // "IP:PORT"
@@ -62,6 +85,10 @@ struct TransportOptions {
   std::chrono::milliseconds backoff_max{2000};
   std::chrono::milliseconds connect_timeout{2000};
   Metrics* metrics = nullptr;
+  TransportTls tls;  // not enabled: plain TCP
+  // With TLS: whether an authenticated inbound peer may talk to this node (RaftNode: a member
+  // of the configuration, or anyone while this node knows no configuration yet). Unset: all.
+  std::function<bool(NodeId)> admit;
 };
 
 using MessageHandler = std::function<void(Message)>;
