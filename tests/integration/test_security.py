@@ -7,7 +7,9 @@ import json
 import os
 import re
 import shutil
+import socket
 import ssl
+import struct
 import subprocess
 import tempfile
 import unittest
@@ -282,6 +284,35 @@ class SecurityTest(unittest.TestCase):
             shutil.rmtree(other, ignore_errors=True)
         logged = [l for l in n1.proc.lines("err") if "admin: TLS handshake with" in l]
         self.assertGreaterEqual(len(logged), 2)
+
+    def test_the_raft_port_takes_only_manager_certificates(self):
+        n1 = self.c.nodes[0]
+        host, port = n1.peer.rsplit(":", 1)
+        refused = lambda: cluster.metric(n1.metrics(), "routemesh_raft_peers_refused_total")  # noqa
+        before = refused()
+        hello = struct.pack("<I", 8) + b"RMRAFT1\x00"
+        # Plain TCP, the admin's certificate, a worker's certificate: each one refused.
+        for k, ctx in enumerate((None, self.c.tls, self.worker.credentials()), start=1):
+            with socket.create_connection((host, int(port)), timeout=5) as raw:
+                s = ctx.wrap_socket(raw, server_hostname=None) if ctx else raw
+                try:
+                    s.sendall(hello)
+                    s.settimeout(5)
+                    self.assertEqual(s.recv(1), b"", "the connection must be closed")
+                except (ssl.SSLError, ConnectionError):
+                    pass  # a TLS alert or a reset: refused as well
+                finally:
+                    s.close()
+            harness.wait_until(lambda: refused() >= before + k, timeout=5,
+                               what=f"refusal {k} counted")
+        logged = [l for l in n1.proc.lines("err") if "raft transport: refusing peer" in l]
+        self.assertGreaterEqual(len(logged), 3)
+        # The managers still speak to each other: a write commits on all three.
+        s, b = self.c.leader().api("POST", "/v1/services", {"name": "after-raft-probes"})
+        self.assertEqual(s, 201, b)
+        for m in self.c.managers:
+            harness.wait_until(lambda: m.local("/v1/services/after-raft-probes")[0] == 200,
+                               timeout=10, what=f"the write on {m.name}")
 
     def test_a_viewer_reads_and_is_refused_writes(self):
         lead = self.c.leader()
