@@ -24,7 +24,8 @@ pids=()
 netns=()  # namespace names, when the nodes run in namespaces
 bridge=rmdemo-br
 cleanup() {
-  trap - INT TERM EXIT
+  trap "" INT TERM  # a second Ctrl-C must not cut the cleanup short
+  trap - EXIT
   for p in "${pids[@]}" $(jobs -p); do kill "$p" 2>/dev/null || true; done
   # Nodes drain for up to timeouts.drain_ms; the namespaces can go once they have exited.
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
