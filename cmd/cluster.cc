@@ -13,6 +13,7 @@
 
 #include "admin/admin_server.h"
 #include "base/check.h"
+#include "base/metrics.h"
 #include "base/http_client.h"
 #include "base/spawn.h"
 #include "cmd/cluster_tls.h"
@@ -51,6 +52,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <algorithm>
+#include <ctime>
 #include <cstdio>
 #include <filesystem>
 #include <random>
@@ -215,6 +217,43 @@ asio::awaitable<void> send_heartbeats(ClusterNode& n) {
   }
 }
 
+// Keeps this node's certificate fresh: renews it once two thirds of its lifetime have passed
+// (cluster_tls.h), and after a failed attempt tries again after a tenth of the time left (1 to
+// 30 s). Counted in routemesh_tls_certificate_renewals_total{result}; the current
+// certificate's end is routemesh_tls_certificate_expiry_timestamp_seconds.
+asio::awaitable<void> renew_certificates(ClusterNode& n) {
+  auto ex = n.control.get_executor();
+  auto& renewals = base::counter_family(n.registry, "routemesh_tls_certificate_renewals_total",
+                                        "Renewals of this node's certificate, by result.");
+  auto& expiry = base::gauge(n.registry, "routemesh_tls_certificate_expiry_timestamp_seconds",
+                             "When this node's certificate expires (unix time).");
+  const std::string node_id = raft::format_node_id(n.identity.node_id);
+  asio::steady_timer pause(ex);
+  std::int64_t retry_at = 0;
+  while (!n.stopping) {
+    const auto now = static_cast<std::int64_t>(std::time(nullptr));
+    const auto end = tls::not_after(n.tls->credentials.cert_pem);
+    expiry.Set(end ? static_cast<double>(*end) : 0.0);
+    const std::int64_t due = std::max(renewal_time(*n.tls), retry_at);
+    if (now < due) {
+      pause.expires_after(std::chrono::seconds(std::min<std::int64_t>(due - now, 3600)));
+      co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
+      continue;
+    }
+    std::vector<std::string> managers =
+        n.manager() ? agent::manager_addresses(n.store->state()) : n.last_managers;
+    const bool ok = co_await renew_node_certificate(ex, *n.tls, n.cfg.cluster.data_dir, node_id,
+                                                    std::move(managers));
+    renewals.Add({{"result", ok ? "ok" : "failed"}}).Increment();
+    if (ok) {
+      retry_at = 0;
+    } else {
+      const std::int64_t left = end ? *end - now : 0;
+      retry_at = now + std::clamp<std::int64_t>(left / 10, 1, 30);
+    }
+  }
+}
+
 asio::awaitable<void> start_cluster(ClusterNode& n) {
   const auto& cl = n.cfg.cluster;
   auto ex = n.control.get_executor();
@@ -338,6 +377,7 @@ asio::awaitable<void> start_cluster(ClusterNode& n) {
     ao.client_tls = n.tls->client;
     ao.ca_pem = n.tls->credentials.ca_pem;
     ao.ca = n.tls->ca;
+    ao.node_cert_lifetime = std::chrono::seconds(cl.cert_lifetime_s);
     ao.registry = &n.registry;
     n.api = manager::make_api(ex, *n.store, std::move(ao));
     n.api->register_handlers(n.admin);
@@ -397,6 +437,7 @@ asio::awaitable<void> start_cluster(ClusterNode& n) {
     n.watcher->start();
   }
   asio::co_spawn(ex, send_heartbeats(n), base::log_and_count("cluster: heartbeats"));
+  asio::co_spawn(ex, renew_certificates(n), base::log_and_count("cluster: certificate renewal"));
   co_await announce_ready(n);
 }
 

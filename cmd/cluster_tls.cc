@@ -7,6 +7,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <boost/json.hpp>
+
 #include <cstdio>
 #include <ctime>
 
@@ -42,7 +44,7 @@ std::optional<InitPki> init_cluster_pki(const config::NodeConfig& cfg,
   if (base::is_host_name(cfg.node.name)) {
     node.names.push_back(cfg.node.name);
   }
-  auto pki = tls::new_cluster_pki(node, "admin", unix_now());
+  auto pki = tls::new_cluster_pki(node, "admin", unix_now(), cfg.cluster.cert_lifetime_s);
   if (!pki) {
     std::fprintf(stderr, "routemesh: cannot create the cluster CA: %s\n",
                  pki.error().message().c_str());
@@ -124,6 +126,88 @@ std::optional<NodeTls> load_node_tls(const std::string& data_dir, const std::str
   }
   out.credentials = std::move(*credentials);
   return out;
+}
+
+std::int64_t renewal_time(const NodeTls& t) {
+  auto start = tls::not_before(t.credentials.cert_pem);
+  auto end = tls::not_after(t.credentials.cert_pem);
+  if (!start || !end || *end <= *start + tls::kBackdate) {
+    return unix_now();  // unreadable: renew now
+  }
+  const std::int64_t issued = *start + tls::kBackdate;  // notBefore is backdated for clock skew
+  return issued + (*end - issued) * 2 / 3;
+}
+
+boost::asio::awaitable<bool> renew_node_certificate(boost::asio::any_io_executor ex, NodeTls& t,
+                                                    std::string data_dir, std::string node_id,
+                                                    std::vector<std::string> managers) {
+  auto key = tls::generate_key();
+  if (!key) {
+    spdlog::error("cluster: certificate renewal: cannot make a key: {}", key.error().message());
+    co_return false;
+  }
+  auto csr = tls::make_request(*key, node_id);
+  if (!csr) {
+    spdlog::error("cluster: certificate renewal: cannot make a request: {}",
+                  csr.error().message());
+    co_return false;
+  }
+  const auto current = tls::identity_of(t.credentials.cert_pem);
+  for (const auto& address : managers) {
+    base::ClientRequest req;
+    req.method = "POST";
+    req.target = "/v1/certs/renew";
+    req.body = boost::json::serialize(boost::json::object{{"csr", *csr}});
+    auto res = co_await base::http_call(ex, address, std::move(req), std::chrono::seconds(5),
+                                        t.client);
+    if (!res) {
+      spdlog::warn("cluster: certificate renewal via {}: {}", address,
+                   res.error().code.message());
+      continue;
+    }
+    if (res->status != 201) {
+      spdlog::warn("cluster: certificate renewal via {}: HTTP {} {}", address, res->status,
+                   res->body.substr(0, 200));
+      continue;
+    }
+    boost::system::error_code ec;
+    auto body = boost::json::parse(res->body, ec);
+    const auto* cert = !ec && body.is_object() ? body.as_object().if_contains("certificate")
+                                               : nullptr;
+    if (cert == nullptr || !cert->is_string()) {
+      spdlog::warn("cluster: certificate renewal via {}: no certificate in the answer", address);
+      continue;
+    }
+    const std::string cert_pem(cert->get_string());
+    auto identity = tls::identity_of(cert_pem);
+    if (auto ok = tls::check_certificate(cert_pem, t.credentials.ca_pem, *key, unix_now());
+        !ok || !identity || !current || identity->id != current->id ||
+        identity->cluster_id != current->cluster_id) {
+      spdlog::error("cluster: certificate renewal via {}: the new certificate is not this "
+                    "node's ({}); keeping the current one",
+                    address, ok ? "another identity" : ok.error().message());
+      continue;
+    }
+    if (auto w = tls::renew_node_credentials(data_dir, cert_pem, *key); !w) {
+      spdlog::error("cluster: certificate renewal: cannot write {}: {}", tls::tls_dir(data_dir),
+                    w.error().message());
+      co_return false;
+    }
+    for (const auto& ctx : {t.server, t.client}) {
+      if (auto r = tls::replace_certificate(*ctx, cert_pem, *key); !r) {
+        spdlog::error("cluster: certificate renewal: cannot load the new certificate: {}",
+                      r.error().message());
+        co_return false;
+      }
+    }
+    t.credentials.cert_pem = cert_pem;
+    t.credentials.key_pem = std::move(*key);
+    auto end = tls::not_after(cert_pem);
+    spdlog::info("cluster: renewed this node's certificate via {} ({} until {})", address,
+                 tls::to_string(identity->role), end ? *end : 0);
+    co_return true;
+  }
+  co_return false;
 }
 
 }  // namespace routemesh::cmd

@@ -4,6 +4,12 @@
 // of the files is tls/credentials.h.
 
 #include "base/http_client.h"
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <chrono>
+#include <cstdint>
+#include <vector>
 #include "config/types.h"
 #include "tls/credentials.h"
 #include "tls/pki.h"
@@ -45,5 +51,18 @@ struct NodeTls {
 // (naming the file and what to do); nullopt then.
 std::optional<NodeTls> load_node_tls(const std::string& data_dir, const std::string& cluster_id,
                                      const std::string& node_id);
+
+// When to renew `t`'s certificate: once two thirds of its lifetime (from its issue, notBefore
+// plus tls::kBackdate, to notAfter) have passed (unix time).
+std::int64_t renewal_time(const NodeTls& t);
+
+// Renews the node certificate: a new key, a request signed by the first of `managers` that
+// answers (POST /v1/certs/renew over the current certificate), the new pair written to
+// data_dir/tls (tls::renew_node_credentials) and swapped into `t`'s contexts in place, so
+// connections made from now on present it and no open one drops. Run on the thread that uses
+// the contexts. false (each failure logged) leaves `t` and the files as they were.
+boost::asio::awaitable<bool> renew_node_certificate(boost::asio::any_io_executor ex, NodeTls& t,
+                                                    std::string data_dir, std::string node_id,
+                                                    std::vector<std::string> managers);
 
 }  // namespace routemesh::cmd

@@ -128,6 +128,10 @@ struct ClusterSettings {
   // leader marks a node down after node_down_after_ms without one, ready when it is back.
   std::uint32_t heartbeat_ms = 1'000;
   std::uint32_t node_down_after_ms = 5'000;
+  // Lifetime of the node certificates this manager issues (join, renewal; `cluster init` for
+  // the first manager). Nodes renew theirs when two thirds of it have passed. 90 days; down to
+  // 10 s for tests. Set it alike on every manager.
+  std::uint32_t cert_lifetime_s = 90 * 24 * 3600;
 };
 
 struct NodeConfig {

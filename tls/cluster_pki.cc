@@ -32,7 +32,8 @@ boost::system::result<Pair> issue_new(const CertificateAuthority& ca, const Subj
 }  // namespace
 
 boost::system::result<ClusterPki> new_cluster_pki(const Subject& node,
-                                                  const std::string& admin_name, std::int64_t now) {
+                                                  const std::string& admin_name, std::int64_t now,
+                                                  std::int64_t node_lifetime) {
   if (node.identity.role != Role::manager) {
     return errc::bad_request;
   }
@@ -40,7 +41,7 @@ boost::system::result<ClusterPki> new_cluster_pki(const Subject& node,
   if (!ca) {
     return ca.error();
   }
-  auto manager = issue_new(*ca, node, now, kNodeLifetime);
+  auto manager = issue_new(*ca, node, now, node_lifetime);
   if (!manager) {
     return manager.error();
   }

@@ -30,6 +30,7 @@ struct ClusterPki {
 // kCaLifetime, the node for kNodeLifetime, the admin for kUserLifetime. Errors as
 // CertificateAuthority::create/issue, new_secret.
 boost::system::result<ClusterPki> new_cluster_pki(const Subject& node,
-                                                  const std::string& admin_name, std::int64_t now);
+                                                  const std::string& admin_name, std::int64_t now,
+                                                  std::int64_t node_lifetime = kNodeLifetime);
 
 }  // namespace routemesh::tls

@@ -138,4 +138,9 @@ std::optional<Identity> verified_peer(const ssl_st* ssl) {
   return std::move(*identity);
 }
 
+boost::system::result<void> replace_certificate(ssl::context& context, std::string_view cert_pem,
+                                                std::string_view key_pem) {
+  return use_pair(context, cert_pem, key_pem);
+}
+
 }  // namespace routemesh::tls

@@ -43,6 +43,14 @@ boost::system::result<ContextPtr> client_context(std::string_view ca_pem,
 
 ContextPtr unverified_client_context();
 
+// Renewal: the context presents `cert_pem`/`key_pem` from now on. Connections already made keep
+// the certificate they were made with; new ones get the new one, so no connection drops. The
+// pair is checked first (errc::malformed_pem, errc::key_mismatch) and the context is left as it
+// was on error. Not thread-safe: call it on the thread that makes the context's connections.
+boost::system::result<void> replace_certificate(boost::asio::ssl::context& context,
+                                                std::string_view cert_pem,
+                                                std::string_view key_pem);
+
 // The identity of the peer of an established connection: its certificate passed verification
 // against the context's CA and names a routemesh identity. nullopt when the peer sent no
 // certificate, or one without an identity.

@@ -1,6 +1,7 @@
 #include "tls/credentials.h"
 
 #include "base/file.h"
+#include "tls/pki.h"
 
 #include <filesystem>
 #include <system_error>
@@ -57,6 +58,28 @@ boost::system::result<void> write_node_credentials(const std::string& data_dir,
   return write(dir, "node.pem", credentials.cert_pem, kPublicMode);
 }
 
+boost::system::result<void> renew_node_credentials(const std::string& data_dir,
+                                                   const std::string& cert_pem,
+                                                   const std::string& key_pem) {
+  const std::string dir = tls_dir(data_dir);
+  auto old_key = read_credential_file(dir + "/node-key.pem");
+  if (!old_key) {
+    return old_key.error();
+  }
+  if (auto r = write(dir, "node-key.pem.old", *old_key, kPrivateMode); !r) {
+    return r;
+  }
+  if (auto r = write(dir, "node-key.pem", key_pem, kPrivateMode); !r) {
+    return r;
+  }
+  if (auto r = write(dir, "node.pem", cert_pem, kPublicMode); !r) {
+    return r;
+  }
+  std::error_code ec;
+  std::filesystem::remove(dir + "/node-key.pem.old", ec);
+  return {};
+}
+
 boost::system::result<std::string> read_credential_file(const std::string& path) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) {
@@ -80,6 +103,12 @@ boost::system::result<NodeCredentials> read_node_credentials(const std::string& 
       return text.error();
     }
     *field = std::move(*text);
+  }
+  if (!check_pair(out.cert_pem, out.key_pem)) {
+    if (auto old_key = read_credential_file(dir + "/node-key.pem.old");
+        old_key && check_pair(out.cert_pem, *old_key)) {
+      out.key_pem = std::move(*old_key);
+    }
   }
   auto ca_key = read_credential_file(dir + "/ca-key.pem");
   if (ca_key) {

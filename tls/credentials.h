@@ -43,9 +43,17 @@ std::string tls_dir(const std::string& data_dir);
 // first write that failed (as an error_code of the system category).
 boost::system::result<void> write_node_credentials(const std::string& data_dir,
                                                    const NodeCredentials& credentials);
+// Renewal: replaces node.pem and node-key.pem with a new pair. The current key is kept in
+// node-key.pem.old until the new certificate is written, so a crash between the two writes
+// leaves a pair read_node_credentials can still use (the old certificate with its old key).
+boost::system::result<void> renew_node_credentials(const std::string& data_dir,
+                                                   const std::string& cert_pem,
+                                                   const std::string& key_pem);
 // errc::missing_file when tls/node.pem is absent (a node that never joined, or a data_dir from
 // before the cluster had a CA), errc::io_error when a file cannot be read; ca-key.pem is
-// optional. The contents are not checked here (see check_certificate).
+// optional. The contents are not checked here (see check_certificate), except that a
+// node-key.pem that does not pair with node.pem is replaced by node-key.pem.old when that one
+// does (a renewal cut short).
 boost::system::result<NodeCredentials> read_node_credentials(const std::string& data_dir);
 
 // The default place of the CLI's credentials, from the environment's values (null = unset or

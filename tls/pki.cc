@@ -407,16 +407,29 @@ boost::system::result<void> check_pair(std::string_view cert_pem, std::string_vi
   return {};
 }
 
-boost::system::result<std::int64_t> not_after(std::string_view cert_pem) {
+namespace {
+
+boost::system::result<std::int64_t> cert_time(std::string_view cert_pem, bool after) {
   CertPtr cert = read_cert(cert_pem);
   if (!cert) {
     return errc::malformed_pem;
   }
   std::tm tm{};
-  if (ASN1_TIME_to_tm(X509_get0_notAfter(cert.get()), &tm) != 1) {
+  if (ASN1_TIME_to_tm(after ? X509_get0_notAfter(cert.get()) : X509_get0_notBefore(cert.get()),
+                      &tm) != 1) {
     return errc::crypto_failure;
   }
   return static_cast<std::int64_t>(timegm(&tm));
+}
+
+}  // namespace
+
+boost::system::result<std::int64_t> not_after(std::string_view cert_pem) {
+  return cert_time(cert_pem, true);
+}
+
+boost::system::result<std::int64_t> not_before(std::string_view cert_pem) {
+  return cert_time(cert_pem, false);
 }
 
 }  // namespace routemesh::tls

@@ -101,5 +101,7 @@ boost::system::result<void> check_pair(std::string_view cert_pem, std::string_vi
 // The certificate's notAfter as seconds since the epoch (for `routemesh cert issue`'s output
 // and the README's examples).
 boost::system::result<std::int64_t> not_after(std::string_view cert_pem);
+// Its notBefore (the issue time less a small backdate for clock skew).
+boost::system::result<std::int64_t> not_before(std::string_view cert_pem);
 
 }  // namespace routemesh::tls

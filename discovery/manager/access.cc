@@ -132,14 +132,15 @@ std::optional<ApiError> authorize(const Caller& caller, std::string_view method,
     case Caller::Kind::node: {
       const bool own_business = (is_read(method) && path == "/v1/watch") ||
                                 (method == "POST" && path == "/v1/heartbeat") ||
+                                (method == "POST" && path == "/v1/certs/renew") ||
                                 (method == "PUT" && path.starts_with("/v1/tasks/") &&
                                  path.find('/', 10) == std::string_view::npos);
       if (own_business) {
         return std::nullopt;
       }
       return forbidden(describe(caller) +
-                       " may only watch the state, send heartbeats and report the health of its "
-                       "own tasks");
+                       " may only watch the state, send heartbeats, renew its certificate and "
+                       "report the health of its own tasks");
     }
     case Caller::Kind::user:
       break;

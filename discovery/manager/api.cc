@@ -155,6 +155,7 @@ class ApiImpl final : public Api {
     add_prefix("/v1/nodes/", &ApiImpl::node);
     add("/v1/ca", &ApiImpl::ca);
     add("/v1/certs", &ApiImpl::certs);
+    add("/v1/certs/renew", &ApiImpl::renew_certificate);
     add_prefix("/v1/cluster/tokens/", &ApiImpl::tokens);
     server.handle_stream(
         "/v1/watch", [this](Request r, admin::ChunkWriter& w) { return watch(std::move(r), w); });
@@ -843,7 +844,8 @@ class ApiImpl final : public Api {
     if (base::is_host_name(j.name)) {
       subject.names.push_back(j.name);
     }
-    auto cert = options_.ca->issue(j.csr, subject, unix_now(), tls::kNodeLifetime);
+    auto cert =
+        options_.ca->issue(j.csr, subject, unix_now(), options_.node_cert_lifetime.count());
     if (!cert) {
       return refuse_join(
           j, "bad_csr",
@@ -1000,6 +1002,72 @@ class ApiImpl final : public Api {
     co_return json_response(201, json::object{{"role", role_text},
                                               {"name", name},
                                               {"certificate", *cert},
+                                              {"ca", options_.ca_pem},
+                                              {"not_after", end ? *end : 0}});
+  }
+
+  // POST /v1/certs/renew {"csr"}: a node's new certificate for itself, before its current one
+  // expires. The caller is the node (its verified certificate, a member of the state); the new
+  // certificate names the same node with its role and addresses as the state has them now.
+  asio::awaitable<Response> renew_certificate(Request req) {
+    if (req.method != "POST") {
+      co_return not_allowed(req, "POST");
+    }
+    if (auto refused = refuse_unauthorized(req)) {
+      co_return std::move(*refused);
+    }
+    const Caller caller = caller_of(req);
+    if (caller.kind != Caller::Kind::node) {
+      co_return error_response(ApiError{
+          403, "forbidden", "only a node renews its own certificate (user certificates: "
+                            "`routemesh cert issue`)", ""});
+    }
+    if (!options_.ca) {
+      if (!store_.is_leader()) {
+        co_return co_await forward(std::move(req));
+      }
+      co_return unavailable("this leader holds no CA key (a worker promoted to manager)");
+    }
+    auto body = parse_object(req.body);
+    if (!body) {
+      co_return error_response(from_state_error(body.error()));
+    }
+    const json::value* csr = body->if_contains("csr");
+    if (csr == nullptr || !csr->is_string() || body->size() != 1) {
+      co_return error_response(
+          ApiError{400, "invalid", "expected {\"csr\": PEM certificate request}", "csr"});
+    }
+    auto node = state().nodes.find(caller.id);
+    if (node == state().nodes.end()) {  // resolve_caller checked it; the state may have moved
+      co_return error_response(ApiError{403, "forbidden", "not a member of this cluster", ""});
+    }
+    tls::Subject subject;
+    subject.identity =
+        tls::Identity{state().cluster_id.empty() ? options_.cluster_id : state().cluster_id,
+                      node->second.role == NodeRole::manager ? tls::Role::manager
+                                                             : tls::Role::worker,
+                      caller.id};
+    for (const std::string& address : {node->second.address, node->second.peer}) {
+      const std::string ip = ip_of(address);
+      if (!ip.empty() &&
+          std::find(subject.ips.begin(), subject.ips.end(), ip) == subject.ips.end()) {
+        subject.ips.push_back(ip);
+      }
+    }
+    if (base::is_host_name(node->second.name)) {
+      subject.names.push_back(node->second.name);
+    }
+    auto cert = options_.ca->issue(std::string(csr->get_string()), subject, unix_now(),
+                                   options_.node_cert_lifetime.count());
+    if (!cert) {
+      co_return error_response(ApiError{
+          400, "invalid", "certificate request refused: " + cert.error().message(), "csr"});
+    }
+    auto end = tls::not_after(*cert);
+    spdlog::info("api: renewed the certificate of {} node {} ({}) until {}",
+                 tls::to_string(subject.identity.role), node->second.name, caller.id,
+                 end ? *end : 0);
+    co_return json_response(201, json::object{{"certificate", *cert},
                                               {"ca", options_.ca_pem},
                                               {"not_after", end ? *end : 0}});
   }

@@ -88,6 +88,8 @@ struct ApiOptions {
   // forwarded to the leader, or answered 503 on a leader without the key).
   std::string ca_pem;
   std::shared_ptr<const tls::CertificateAuthority> ca;
+  // Lifetime of the node certificates this manager signs (joins, renewals): cluster.cert_lifetime_s.
+  std::chrono::seconds node_cert_lifetime{90 * 24 * 3600};
   prometheus::Registry* registry = nullptr;  // optional: the join refusal counter
 };
 

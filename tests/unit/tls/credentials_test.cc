@@ -1,6 +1,8 @@
 #include "tls/credentials.h"
 
+#include "base/file.h"
 #include "tests/unit/support/temp_dir.h"
+#include "tls/pki.h"
 
 #include <catch2/catch.hpp>
 
@@ -67,4 +69,44 @@ TEST_CASE("the CLI's credentials: the default place and the files") {
   auto none = tls::read_credential_file(place + "/nope.pem");
   REQUIRE_FALSE(none.has_value());
   CHECK(none.error() == tls::errc::missing_file);
+}
+
+TEST_CASE("a renewal replaces the pair; one cut short between its writes leaves a usable pair") {
+  auto ca = tls::CertificateAuthority::create("c0ffee00c0ffee00", 1'700'000'000);
+  REQUIRE(ca.has_value());
+  auto pair = [&] {
+    auto key = tls::generate_key();
+    REQUIRE(key.has_value());
+    auto csr = tls::make_request(*key, "0000000000000001");
+    REQUIRE(csr.has_value());
+    auto cert = ca->issue(
+        *csr, {{"c0ffee00c0ffee00", tls::Role::worker, "0000000000000001"}, {}, {}},
+        1'700'000'000, tls::kDay);
+    REQUIRE(cert.has_value());
+    return std::pair{*cert, *key};
+  };
+  test::TempDir dir("rm-tls");
+  const auto [old_cert, old_key] = pair();
+  const auto [new_cert, new_key] = pair();
+  REQUIRE(tls::write_node_credentials(dir.path, {ca->certificate_pem(), old_cert, old_key, ""})
+              .has_value());
+  const std::string tls_dir = tls::tls_dir(dir.path);
+
+  SECTION("complete") {
+    REQUIRE(tls::renew_node_credentials(dir.path, new_cert, new_key).has_value());
+    auto read = tls::read_node_credentials(dir.path);
+    REQUIRE(read.has_value());
+    CHECK(read->cert_pem == new_cert);
+    CHECK(read->key_pem == new_key);
+    CHECK_FALSE(std::filesystem::exists(tls_dir + "/node-key.pem.old"));
+  }
+  SECTION("cut short after the new key, before the new certificate") {
+    REQUIRE(base::write_file_atomic(tls_dir, "node-key.pem.old", old_key, 0600).has_value());
+    REQUIRE(base::write_file_atomic(tls_dir, "node-key.pem", new_key, 0600).has_value());
+    auto read = tls::read_node_credentials(dir.path);
+    REQUIRE(read.has_value());
+    CHECK(read->cert_pem == old_cert);
+    CHECK(read->key_pem == old_key);  // the old pair, still valid
+    CHECK(tls::check_pair(read->cert_pem, read->key_pem).has_value());
+  }
 }

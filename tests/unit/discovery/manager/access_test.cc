@@ -145,12 +145,14 @@ TEST_CASE("authorization: admin everything, operator services/networks/tasks, vi
   }
 }
 
-TEST_CASE("authorization: nodes watch, heartbeat and report their own tasks") {
+TEST_CASE("authorization: nodes watch, heartbeat, renew and report their own tasks") {
   for (auto role : {tls::Role::worker, tls::Role::manager}) {
     Caller n{Caller::Kind::node, role, "00000000000000b2", "n2"};
     CAPTURE(tls::to_string(role));
     CHECK(status(n, "GET", "/v1/watch") == 200);
     CHECK(status(n, "POST", "/v1/heartbeat") == 200);
+    CHECK(status(n, "POST", "/v1/certs/renew") == 200);
+    CHECK(status(n, "POST", "/v1/certs") == 403);
     CHECK(status(n, "PUT", "/v1/tasks/t1") == 200);
     CHECK(status(n, "DELETE", "/v1/tasks/t1") == 403);
     CHECK(status(n, "PUT", "/v1/tasks/t1/x") == 403);

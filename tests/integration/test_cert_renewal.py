@@ -1,0 +1,116 @@
+"""Node certificates renew themselves before they expire, and no connection drops: a cluster of
+two managers and a worker on 127.0.0.111-113 whose managers issue 12-second node certificates
+(cluster.cert_lifetime_s), so every node renews about every 8 seconds. The test runs past the
+end of every first certificate and checks that the cluster still works: Raft, the worker's
+watch, heartbeats, a kept-alive admin connection opened before the renewal, and a restarted
+manager that starts from the renewed files."""
+import calendar
+import http.client
+import os
+import subprocess
+import time
+import unittest
+
+import cluster
+import harness
+
+FIRST_IP = "127.0.0.111"
+LIFETIME_S = 12
+
+
+def cert_facts(path):
+    """(serial, notAfter as unix time) of the PEM certificate at `path`."""
+    r = subprocess.run(["openssl", "x509", "-in", path, "-noout", "-serial", "-enddate"],
+                       capture_output=True, text=True, timeout=10)
+    if r.returncode != 0:
+        raise AssertionError(f"openssl x509 {path}: {r.stderr}")
+    fields = dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line)
+    end = calendar.timegm(time.strptime(fields["notAfter"], "%b %d %H:%M:%S %Y %Z"))
+    return fields["serial"], end
+
+
+class CertRenewalTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.c = cluster.Cluster(FIRST_IP, ["manager", "manager", "worker"],
+                                cert_lifetime_s=LIFETIME_S)
+        try:
+            cls.c.start()
+        except BaseException:
+            cls.c.stop()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.c.stop()
+
+    def node_pem(self, node):
+        return os.path.join(node.data_dir, "tls", "node.pem")
+
+    def renewals(self, node, result="ok"):
+        return cluster.metric(node.metrics(), "routemesh_tls_certificate_renewals_total",
+                              {"result": result})
+
+    def test_certificates_renew_before_they_expire_and_nothing_drops(self):
+        c = self.c
+        first = {n.name: cert_facts(self.node_pem(n)) for n in c.nodes}
+        for name, (_, end) in first.items():
+            self.assertLessEqual(end - time.time(), LIFETIME_S + 1, f"{name}'s first certificate")
+        # A kept-alive admin connection, opened before any renewal.
+        host, port = c.nodes[0].admin.rsplit(":", 1)
+        kept = http.client.HTTPSConnection(host, int(port), timeout=10, context=c.tls)
+        kept.request("GET", "/v1/services")
+        self.assertEqual(kept.getresponse().read() and 200, 200)
+        sock = kept.sock
+
+        # Past the end of every first certificate, with a margin.
+        deadline = max(end for _, end in first.values()) + 2
+        while time.time() < deadline:
+            time.sleep(0.5)
+
+        for n in c.nodes:
+            serial, end = cert_facts(self.node_pem(n))
+            self.assertNotEqual(serial, first[n.name][0], f"{n.name} renewed its certificate")
+            self.assertGreater(end, first[n.name][1], n.name)
+            self.assertGreater(end, time.time(), f"{n.name}'s certificate on disk is current")
+            self.assertGreaterEqual(self.renewals(n), 1, n.name)
+            self.assertEqual(self.renewals(n, "failed"), 0, n.name)
+            self.assertTrue(any("renewed this node's certificate" in l for l in n.proc.lines("err")),
+                            n.log_tail())
+
+        # The admin connection made with the first certificates still answers, on the same socket.
+        kept.request("GET", "/v1/services")
+        r = kept.getresponse()
+        r.read()
+        self.assertEqual(r.status, 200)
+        self.assertIs(kept.sock, sock, "the kept-alive connection was not dropped")
+        kept.close()
+
+        # Raft, the worker's watch and heartbeats all still work.
+        lead = c.leader()
+        s, b = lead.api("POST", "/v1/services", {"name": "after-renewal",
+                                                 "labels": {"mesh.http": "renewed.test"}})
+        self.assertEqual(s, 201, b)
+        for m in c.managers:
+            harness.wait_until(lambda: m.local("/v1/services/after-renewal")[0] == 200,
+                               timeout=10, what=f"the write on {m.name}")
+        worker = c.workers[0]
+        harness.wait_until(lambda: "renewed.test" in worker.get("/v1/routes")[1].__repr__(),
+                           timeout=10, what="the write in the worker's route table")
+        s, b = lead.get("/v1/nodes")
+        self.assertEqual(s, 200, b)
+        self.assertEqual({n["status"] for n in b["nodes"]}, {"ready"}, b)
+
+        # A manager restarted now starts from its renewed files (its first certificate has
+        # expired) and rejoins Raft over fresh TLS connections.
+        follower = next(m for m in c.managers if m is not lead)
+        follower.stop()
+        follower.start()
+        s, b = lead.api("POST", "/v1/services", {"name": "after-restart"})
+        self.assertEqual(s, 201, b)
+        harness.wait_until(lambda: follower.local("/v1/services/after-restart")[0] == 200,
+                           timeout=15, what="the restarted manager catching up")
+
+
+if __name__ == "__main__":
+    unittest.main()
