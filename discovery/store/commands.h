@@ -15,6 +15,8 @@
 //   {"op":"node.update","id","status"?,"role"?,"version"?}
 //   {"op":"node.remove","id","version"?}
 //   {"op":"cluster.settings","cluster_id"?,"subnet_pool"?}
+//   {"op":"policy.create","policy":{"id","from","to","port"?,"action","priority"?}}
+//   {"op":"policy.delete","id","version"?}
 //
 // A Raft entry (encode_entry) is the command itself, or, for a command proposed with a client's
 // request key (the API's Idempotency-Key), {"request":{"key","fingerprint"},"command":{...}}.
