@@ -199,6 +199,7 @@ class CliCommandsImpl final : public CliCommands {
   // The client certificate, key and CA from --cert/--key/--ca or the default place
   // (tls/credentials.h); errors are printed (exit 2).
   bool load_credentials();
+  void add_policy_commands();
 
   CLI::App& app_;
   std::vector<Leaf> leaves_;
@@ -218,6 +219,7 @@ class CliCommandsImpl final : public CliCommands {
   cli::ServiceCreateArgs create_;
   cli::ServiceUpdateArgs update_;
   cli::NetworkCreateArgs network_;
+  cli::PolicyAddArgs policy_;
   cli::TaskAddArgs task_;
   std::string task_service_filter_;
   std::string name_;  // NAME or ID positional
@@ -350,6 +352,8 @@ void CliCommandsImpl::add_commands() {
     return write(cli::delete_request("networks", name_), "network", name_);
   });
   one(network_rm, "NAME");
+
+  add_policy_commands();
 
   // task
   CLI::App* task = group("task", "manage tasks, the backends of services (admin API)", false);
@@ -717,6 +721,33 @@ sys::result<std::string> CliCommandsImpl::node_id(const std::string& arg) {
     return errc::unknown_node;
   }
   return id.value();
+}
+
+void CliCommandsImpl::add_policy_commands() {
+  CLI::App* policy =
+      group("policy", "manage network policies: who may reach a service (admin API)", false);
+  CLI::App* add =
+      leaf(policy, "add", "add a rule allowing or denying traffic to a service", [this] {
+        auto req = cli::policy_add_request(policy_);
+        if (!req) {
+          print_error(req.error());
+          return 2;
+        }
+        return write(req.value(), "policy", "");
+      });
+  add->add_option("--from", policy_.from, "source: network:NAME, service:NAME or cidr:CIDR");
+  add->add_option("--to", policy_.to, "destination: service:NAME");
+  add->add_option("--port", policy_.port, "destination port (default: every port)");
+  add->add_flag("--allow", policy_.allow, "allow the traffic");
+  add->add_flag("--deny", policy_.deny, "deny the traffic");
+  add->add_option("--priority", policy_.priority,
+                  "higher wins among rules equally specific (default 0)");
+  leaf(policy, "ls", "list policies",
+       [this] { return show(cli::get_request("/v1/policies"), cli::render_policies); });
+  CLI::App* rm = leaf(policy, "rm", "remove a policy", [this] {
+    return write(cli::delete_request("policies", name_), "policy", name_);
+  });
+  rm->add_option("ID", name_, "ID")->allow_extra_args(false);
 }
 
 int CliCommandsImpl::service_update() {

@@ -12,6 +12,9 @@
 //                                   task add --service S [--node N] --addr IP:PORT
 //                                   task ls [--service S] | rm ID
 //                                   node ls | rm ID|NAME | promote ID|NAME | demote ID|NAME
+//                                   policy add --from network:N|service:S|cidr:C --to service:S
+//                                          [--port P] --allow|--deny [--priority N]
+//                                   policy ls | rm ID
 //                                   cluster status
 //
 // --api, --json and --stale may also follow the command. ADDR is a comma-separated list of

@@ -5,6 +5,7 @@
 
 #include "base/address.h"
 #include "base/port_mapping.h"
+#include "discovery/model/policy.h"
 #include "discovery/model/state.h"
 
 #include <boost/json/array.hpp>
@@ -522,6 +523,49 @@ Result<ApiRequest> task_add_request(const TaskAddArgs& args) {
   return ApiRequest{"POST", "/v1/tasks", json::serialize(body)};
 }
 
+Result<ApiRequest> policy_add_request(const PolicyAddArgs& args) {
+  using R = Result<ApiRequest>;
+  if (args.from.empty()) {
+    return R::failure("--from: required (network:NAME, service:NAME or cidr:CIDR)");
+  }
+  if (!discovery::parse_policy_peer(args.from)) {
+    return R::failure("--from: expected network:NAME, service:NAME or cidr:CIDR, got '" +
+                      args.from + "'");
+  }
+  if (args.to.empty()) {
+    return R::failure("--to: required (service:NAME)");
+  }
+  const auto to = discovery::parse_policy_peer(args.to);
+  if (!to || to->kind != discovery::PolicyPeerKind::service) {
+    return R::failure("--to: expected service:NAME, got '" + args.to + "'");
+  }
+  if (args.allow == args.deny) {
+    return R::failure("--allow/--deny: give exactly one");
+  }
+  json::object body;
+  body["from"] = args.from;
+  body["to"] = args.to;
+  if (!args.port.empty()) {
+    const auto port = base::parse_port(args.port);
+    if (!port || *port == 0) {
+      return R::failure("--port: expected 1..65535, got '" + args.port + "'");
+    }
+    body["port"] = *port;
+  }
+  body["action"] = args.allow ? "allow" : "deny";
+  if (!args.priority.empty()) {
+    const bool digits =
+        args.priority.size() <= 7 && std::all_of(args.priority.begin(), args.priority.end(),
+                                                 [](char c) { return c >= '0' && c <= '9'; });
+    if (!digits || std::stoul(args.priority) > discovery::kMaxPolicyPriority) {
+      return R::failure("--priority: expected 0.." + std::to_string(discovery::kMaxPolicyPriority) +
+                        ", got '" + args.priority + "'");
+    }
+    body["priority"] = std::stoul(args.priority);
+  }
+  return ApiRequest{"POST", "/v1/policies", json::serialize(body)};
+}
+
 ApiRequest delete_request(std::string_view collection, std::string_view id) {
   return {"DELETE", "/v1/" + std::string(collection) + "/" + encode_path_segment(id), ""};
 }
@@ -686,6 +730,26 @@ Result<std::string> render_networks(const json::value& answer) {
   }
   std::sort(rows.begin(), rows.end());
   return render_table({"NAME", "SUBNET", "GATEWAY", "DNS", "BUILTIN", "VERSION"}, rows);
+}
+
+Result<std::string> render_policies(const json::value& answer) {
+  const json::array* policies = list_of(answer, "policies");
+  if (policies == nullptr) {
+    return Result<std::string>::failure(unexpected("no \"policies\" list"));
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const json::value& item : *policies) {
+    if (const json::object* p = item.if_object()) {
+      const std::string port = field(*p, "port");
+      rows.push_back({field(*p, "to"), field(*p, "from"), field(*p, "id"), port == "0" ? "*" : port,
+                      field(*p, "action"), field(*p, "priority"), field(*p, "version")});
+    }
+  }
+  std::sort(rows.begin(), rows.end());
+  for (auto& row : rows) {  // sorted by TO, FROM; shown as ID FROM TO ...
+    std::swap(row[0], row[2]);
+  }
+  return render_table({"ID", "FROM", "TO", "PORT", "ACTION", "PRIORITY", "VERSION"}, rows);
 }
 
 Result<std::string> render_tasks(const json::value& answer) {

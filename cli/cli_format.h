@@ -78,6 +78,16 @@ struct NetworkCreateArgs {
   std::string subnet;  // "" = allocated from the cluster's pool
 };
 
+// `policy add --from F --to T [--port P] --allow|--deny [--priority N]`.
+struct PolicyAddArgs {
+  std::string from;    // network:NAME | service:NAME | cidr:CIDR
+  std::string to;      // service:NAME
+  std::string port;    // "" = every port
+  bool allow = false;  // exactly one of allow/deny
+  bool deny = false;
+  std::string priority;  // "" = 0
+};
+
 struct TaskAddArgs {
   std::string service;
   std::string node;  // "" = the node that handles the request
@@ -141,6 +151,9 @@ bool has_update_flags(const ServiceUpdateArgs& args);
 std::optional<std::string> check_update_flags(const ServiceUpdateArgs& args);
 Result<ApiRequest> network_create_request(const NetworkCreateArgs& args);
 Result<ApiRequest> task_add_request(const TaskAddArgs& args);
+// POST /v1/policies {"from","to","port"?,"action","priority"?}. Checks the grammar of every
+// flag (discovery/model/policy.h) so a bad one exits 2 naming the flag.
+Result<ApiRequest> policy_add_request(const PolicyAddArgs& args);
 ApiRequest delete_request(std::string_view collection, std::string_view id);
 // PUT /v1/tasks/ID {"health": HEALTH}: `task drain` (draining) and `task undrain` (unknown:
 // routed again, or re-checked first when its service has a health check).
@@ -167,6 +180,8 @@ Result<std::string> render_services(const boost::json::value& answer);
 Result<std::string> render_service(const boost::json::value& answer);
 // GET /v1/networks: NAME SUBNET GATEWAY BUILTIN VERSION.
 Result<std::string> render_networks(const boost::json::value& answer);
+// GET /v1/policies: ID FROM TO PORT ACTION PRIORITY VERSION, sorted by TO, then FROM.
+Result<std::string> render_policies(const boost::json::value& answer);
 // GET /v1/tasks: ID SERVICE NODE ADDRESS HEALTH.
 Result<std::string> render_tasks(const boost::json::value& answer);
 // GET /v1/nodes (+ GET /v1/cluster when available, for VOTER and LEADER):

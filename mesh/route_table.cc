@@ -460,6 +460,7 @@ RouteTable compile_route_table(const ClusterState& state, std::string_view local
   std::sort(table.http_ports.begin(), table.http_ports.end());
   table.http_ports.erase(std::unique(table.http_ports.begin(), table.http_ports.end()),
                          table.http_ports.end());
+  table.policy = policy::compile(state);
   return table;
 }
 

@@ -5,6 +5,7 @@
 
 #include "discovery/model/labels.h"
 #include "discovery/model/types.h"
+#include "mesh/policy/policy.h"
 
 #include <array>
 #include <cstdint>
@@ -123,6 +124,9 @@ struct RouteTable {
   std::vector<VipRoute> vips;  // sorted by (vip text, port)
   // This node's tasks of exposed services, by task id: what an overlay preamble may name.
   std::unordered_map<std::string, std::vector<LocalTarget>> local_targets;
+  // Network isolation and the store's policies (mesh/policy/policy.h), for the data path's
+  // checks on VIP connections, HTTP requests on published ports and received overlay streams.
+  policy::Compiled policy;
 };
 
 // The VIP route for a connection accepted on vip:port, or nullptr.

@@ -135,6 +135,7 @@ class Session {
     const auto peer = client_.remote_endpoint(ec);
     if (!ec) {
       client_ip_ = peer.address().to_string();
+      client_address_ = peer.address();
       trusted_peer_ = worker_.trusted_proxy(peer.address());
     }
     const auto local = client_.local_endpoint(ec);
@@ -148,6 +149,9 @@ class Session {
       boost::system::error_code pec;
       const auto src = asio::ip::make_address(proxied->src_ip, pec);
       trusted_peer_ = !pec && worker_.trusted_proxy(src);
+      if (!pec) {
+        client_address_ = src;
+      }
     }
     if (!leftover.empty()) {  // request bytes that came with the PROXY header
       std::memcpy(client_in_.data.get(), leftover.data(), leftover.size());
@@ -209,6 +213,7 @@ class Session {
   std::string client_ip_;
   bool trusted_peer_ = false;     // node.trusted_proxies holds the peer: its X-Forwarded-* count
   std::uint16_t local_port_ = 0;  // the published port the client connected to
+  asio::ip::address client_address_;  // the client policies judge (peer, or PROXY header's)
 
   ReadBuffer client_in_;  // kClientBufferSize bytes, for the whole connection
   std::unique_ptr<http::RequestParser> request_parser_;  // null while idle (the worker's)
@@ -457,6 +462,13 @@ bool Session::begin_request() {
     return false;
   }
   const mesh::Cluster& cluster = *match.cluster;
+  // Published ports are open to every source unless a policy names the port (mesh/policy).
+  if (!worker_.policy_allows(*request_.table, client_address_,
+                             {cluster.service, local_port_, mesh::policy::Entry::published, {}},
+                             "l7")) {
+    set_error(403, "policy", false, {"denied by policy for service ", cluster.service});
+    return false;
+  }
   request_.cluster = &cluster;
   request_.metrics = &worker_.service_metrics(cluster.index);
   request_.sticky_key =

@@ -67,6 +67,9 @@ Metrics::Metrics(prometheus::Registry& r)
                                    "UDP datagrams relayed, by direction")),
       udp_dropped(counter_family(r, "routemesh_proxy_udp_dropped_total",
                                  "UDP datagrams dropped, by reason")),
+      policy_denied(counter_family(r, "routemesh_policy_denied_total",
+                                   "Connections (l4, overlay) and requests (l7) refused by network "
+                                   "isolation or a policy, by destination service")),
       udp_flows(base::gauge(r, "routemesh_proxy_udp_flows_active",
                             "UDP flows (client addresses) being relayed")) {}
 

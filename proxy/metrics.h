@@ -71,6 +71,9 @@ struct Metrics {
   // routemesh_proxy_udp_flows_active
   prometheus::Family<prometheus::Counter>& udp_datagrams;
   prometheus::Family<prometheus::Counter>& udp_dropped;
+  // routemesh_policy_denied_total{service,layer}: connections (layer l4, overlay) and HTTP
+  // requests (l7) refused by network isolation or a policy (mesh/policy)
+  prometheus::Family<prometheus::Counter>& policy_denied;
   prometheus::Gauge& udp_flows;
 };
 

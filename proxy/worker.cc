@@ -811,6 +811,46 @@ prometheus::Counter& Worker::bad_requests(std::string_view reason) {
   return *slot;
 }
 
+bool Worker::policy_allows(const mesh::RouteTable& table, const asio::ip::address& peer,
+                           const mesh::policy::Destination& destination, const char* layer) {
+  asio::ip::address source = peer;
+  if (source.is_v6() && source.to_v6().is_v4_mapped()) {
+    source = asio::ip::make_address_v4(asio::ip::v4_mapped, source.to_v6());
+  }
+  mesh::policy::Decision decision;
+  if (source.is_v4()) {
+    const auto b = source.to_v4().to_bytes();
+    decision = mesh::policy::check(table.policy, b.data(), false, destination);
+  } else {
+    const auto b = source.to_v6().to_bytes();
+    decision = mesh::policy::check(table.policy, b.data(), true, destination);
+  }
+  if (decision.allowed) {
+    return true;
+  }
+  metrics_.policy_denied.Add({{"service", std::string(destination.service)}, {"layer", layer}})
+      .Increment();
+  const auto now = Clock::now();
+  std::string text = source.to_string();
+  if (policy_logged_.size() >= 4096) {
+    std::erase_if(policy_logged_,
+                  [&](const auto& kv) { return now - kv.second >= std::chrono::minutes(1); });
+    if (policy_logged_.size() >= 4096) {
+      policy_logged_.clear();
+    }
+  }
+  auto [it, fresh] = policy_logged_.try_emplace(std::move(text), now);
+  if (fresh || now - it->second >= std::chrono::minutes(1)) {
+    it->second = now;
+    spdlog::warn(
+        "policy: denied {} -> service {} port {} ({}, {}); further denials from {} are "
+        "counted, not logged, for a minute",
+        it->first, destination.service, destination.port, layer, mesh::policy::describe(decision),
+        it->first);
+  }
+  return false;
+}
+
 namespace {
 
 bool in_ip_ranges(const asio::ip::address& peer, const std::vector<base::IpRange>& ranges) {

@@ -191,6 +191,11 @@ class Worker {
   // (or another string literal): its child is looked up in the family (a lock) once per
   // worker and reason, then cached by address.
   prometheus::Counter& bad_requests(std::string_view reason);
+  // The policy decision (mesh/policy) for traffic from `peer` to `destination` under `table`.
+  // A denial is counted in routemesh_policy_denied_total{service, layer} and logged at most
+  // once a minute per source address on this thread. `layer`: "l4", "l7" or "overlay".
+  bool policy_allows(const mesh::RouteTable& table, const asio::ip::address& peer,
+                     const mesh::policy::Destination& destination, const char* layer);
   std::uint64_t next_random();
   // 16 lower-case hex digits.
   void make_request_id(char (&out)[16]);
@@ -267,6 +272,8 @@ class Worker {
   std::vector<ServiceMetrics*> cluster_metrics_;
   ServiceMetrics* no_route_metrics_ = nullptr;
   std::unordered_map<const char*, prometheus::Counter*> bad_request_counters_;
+  // When a policy denial from each source address was last logged (bounded: pruned at 4096).
+  std::unordered_map<std::string, Clock::time_point> policy_logged_;
   std::shared_ptr<AccessLog> log_;  // keeps the sink of access_log_ alive across reloads
   std::optional<AccessLogBuffer> access_log_;
 

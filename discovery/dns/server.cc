@@ -239,9 +239,25 @@ class Core : public std::enable_shared_from_this<Core> {
     return metrics_.upstream.Add({{"upstream", to_string(up)}, {"result", result}});
   }
 
-  // Reads one message that arrived on `address` and decides what it gets.
-  Handled handle(const std::string& address, std::span<const std::uint8_t> wire,
-                 Transport transport) {
+  static Address address_of(asio::ip::address a) {
+    if (a.is_v6() && a.to_v6().is_v4_mapped()) {
+      a = asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6());
+    }
+    Address out;
+    if (a.is_v4()) {
+      const auto b = a.to_v4().to_bytes();
+      std::copy(b.begin(), b.end(), out.bytes.begin());
+    } else {
+      out.v6 = true;
+      const auto b = a.to_v6().to_bytes();
+      std::copy(b.begin(), b.end(), out.bytes.begin());
+    }
+    return out;
+  }
+
+  // Reads one message from `source` that arrived on `address` and decides what it gets.
+  Handled handle(const std::string& address, const asio::ip::address& source,
+                 std::span<const std::uint8_t> wire, Transport transport) {
     Handled h;
     Decoded d = decode_query(wire);
     if (!d.query) {
@@ -254,6 +270,12 @@ class Core : public std::enable_shared_from_this<Core> {
     auto network = view_->by_address.find(address);
     if (network == view_->by_address.end()) {
       // The network went away after the datagram arrived.
+      h.reply = encode_error(q, Rcode::refused);
+      h.outcome = Outcome::refused;
+      return h;
+    }
+    if (!may_query(network->second, address_of(source))) {
+      // Network isolation: only the network's own addresses ask its DNS address.
       h.reply = encode_error(q, Rcode::refused);
       h.outcome = Outcome::refused;
       return h;
@@ -489,8 +511,8 @@ class Core : public std::enable_shared_from_this<Core> {
       if (ec) {
         continue;  // e.g. an ICMP error queued on the socket
       }
-      Handled h =
-          self->handle(address, std::span<const std::uint8_t>(buf.data(), n), Transport::udp);
+      Handled h = self->handle(address, client.address(),
+                               std::span<const std::uint8_t>(buf.data(), n), Transport::udp);
       if (h.forward) {
         if (self->inflight_ >= kMaxInflight) {
           h.reply = encode_error(*h.forward, Rcode::refused);
@@ -515,6 +537,8 @@ class Core : public std::enable_shared_from_this<Core> {
 
   static asio::awaitable<void> serve_tcp_client(std::shared_ptr<Core> self, tcp::socket socket,
                                                 std::string address) {
+    boost::system::error_code pec;
+    const asio::ip::address peer = socket.remote_endpoint(pec).address();
     beast::tcp_stream stream(std::move(socket));
     for (;;) {
       std::array<std::uint8_t, 2> len{};
@@ -528,7 +552,7 @@ class Core : public std::enable_shared_from_this<Core> {
       if (mec || self->stopped_) {
         break;
       }
-      Handled h = self->handle(address, message, Transport::tcp);
+      Handled h = self->handle(address, peer, message, Transport::tcp);
       if (h.forward) {
         stream.expires_never();
         Query q = std::move(*h.forward);

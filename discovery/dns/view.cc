@@ -86,6 +86,20 @@ std::optional<Address> parse_address(const std::string& text) {
   return std::nullopt;
 }
 
+bool may_query(const NetworkView& network, const Address& source) {
+  if (!source.v6 && network.subnet) {
+    const std::uint32_t a = (std::uint32_t{source.bytes[0]} << 24) |
+                            (std::uint32_t{source.bytes[1]} << 16) |
+                            (std::uint32_t{source.bytes[2]} << 8) | source.bytes[3];
+    const unsigned prefix = network.subnet->prefix;
+    const std::uint32_t mask = prefix == 0 ? 0 : ~std::uint32_t{0} << (32 - prefix);
+    if ((a & mask) == network.subnet->network) {
+      return true;
+    }
+  }
+  return network.ptr.count(source) != 0;
+}
+
 std::string to_string(const Address& address) {
   char buf[INET6_ADDRSTRLEN] = {};
   ::inet_ntop(address.v6 ? AF_INET6 : AF_INET, address.bytes.data(), buf, sizeof buf);

@@ -24,4 +24,10 @@ std::string to_string(const Address& address);
 // skipped. Never throws.
 View compile_view(const ClusterState& state);
 
+// Network isolation of the DNS address: whether `source` may ask `network`'s DNS address. Yes
+// for an address in its subnet and for its VIPs and the task addresses of its services (the
+// keys of `network.ptr`); no for anything else. IPv4-mapped IPv6 sources must be given as IPv4.
+// O(log addresses).
+bool may_query(const NetworkView& network, const Address& source);
+
 }  // namespace routemesh::discovery::dns

@@ -157,6 +157,8 @@ class ApiImpl final : public Api {
     add("/v1/certs", &ApiImpl::certs);
     add("/v1/certs/renew", &ApiImpl::renew_certificate);
     add_prefix("/v1/cluster/tokens/", &ApiImpl::tokens);
+    add("/v1/policies", &ApiImpl::policies);
+    add_prefix("/v1/policies/", &ApiImpl::policy);
     server.handle_stream(
         "/v1/watch", [this](Request r, admin::ChunkWriter& w) { return watch(std::move(r), w); });
     // A joining node has no certificate yet: it fetches the CA it pins and sends its token.
@@ -508,6 +510,49 @@ class ApiImpl final : public Api {
     auto make = [name](std::optional<std::uint64_t> v) { return store::NetworkDelete{name, v}; };
     auto request = key_of(req);
     co_return co_await commit_parsed(std::move(version), std::move(make), 200, "network",
+                                     std::move(request));
+  }
+
+  // ---- policies -------------------------------------------------------------------------------
+
+  asio::awaitable<Response> policies(Request req) {
+    if (req.method == "GET") {
+      auto render = [this] { return list_response(state().policies, "policies"); };
+      co_return co_await read(std::move(req), std::move(render));
+    }
+    if (req.method != "POST") {
+      co_return not_allowed(req, "GET, POST");
+    }
+    if (!store_.is_leader()) {
+      co_return co_await forward(std::move(req));
+    }
+    auto spec = parse_policy_spec(req.body, hex_id(rng_()));
+    auto make = [](Policy& p) { return store::PolicyCreate{std::move(p)}; };
+    auto request = key_of(req);
+    co_return co_await commit_parsed(std::move(spec), std::move(make), 201, "policy",
+                                     std::move(request));
+  }
+
+  asio::awaitable<Response> policy(Request req) {
+    auto segments = path_segments(req.path, "/v1/policies/");
+    if (segments.size() != 1) {
+      co_return not_found("no such path " + req.path);
+    }
+    const std::string id = segments[0];
+    if (req.method == "GET") {
+      auto render = [this, id] { return get_response(state().policies, id, "policy", "id"); };
+      co_return co_await read(std::move(req), std::move(render));
+    }
+    if (req.method != "DELETE") {
+      co_return not_allowed(req, "GET, DELETE");
+    }
+    if (!store_.is_leader()) {
+      co_return co_await forward(std::move(req));
+    }
+    auto version = version_param(req.query);
+    auto make = [id](std::optional<std::uint64_t> v) { return store::PolicyDelete{id, v}; };
+    auto request = key_of(req);
+    co_return co_await commit_parsed(std::move(version), std::move(make), 200, "policy",
                                      std::move(request));
   }
 

@@ -2,6 +2,7 @@
 
 #include "base/address.h"
 #include "discovery/model/join.h"
+#include "discovery/model/policy.h"
 #include "discovery/store/commands.h"
 #include "discovery/store/state_json.h"
 #include "discovery/store/state_machine.h"
@@ -194,6 +195,32 @@ Parsed<Network> parse_network_spec(std::string_view body) {
     return from_state_error(error);
   }
   return *network;
+}
+
+Parsed<Policy> parse_policy_spec(std::string_view body, const std::string& generated_id) {
+  auto parsed = parse_body(body);
+  if (auto* e = std::get_if<ApiError>(&parsed)) {
+    return *e;
+  }
+  json::object o = std::get<json::value>(parsed).as_object();
+  for (const auto& kv : o) {
+    const std::string_view key = kv.key();
+    if (key != "from" && key != "to" && key != "port" && key != "action" && key != "priority") {
+      return invalid("policy." + std::string(key), "unknown field");
+    }
+  }
+  o["id"] = generated_id;
+  StateError error;
+  auto policy = store::policy_from_json(json::value(std::move(o)), "policy", error);
+  if (!policy) {
+    return from_state_error(error);
+  }
+  // The grammar without the state: conflicts are the store's to find.
+  const auto errors = validate_policy(ClusterState{}, *policy, "policy");
+  if (!errors.empty()) {
+    return from_state_error(errors.front());
+  }
+  return *policy;
 }
 
 Parsed<Task> parse_task_spec(std::string_view body, const std::string& generated_id) {

@@ -80,6 +80,11 @@ Parsed<Task> parse_task_spec(std::string_view body, const std::string& generated
 // PUT /v1/tasks/ID: {"health","version"?}.
 Parsed<store::TaskUpdate> parse_task_update(std::string_view body, const std::string& id);
 
+// POST /v1/policies: {"from","to","port"?,"action","priority"?} (discovery/model/policy.h for
+// the grammar; checked here too, so a malformed rule is a 400 naming "policy.from" etc. before
+// anything is proposed). The id is `generated_id`; a body naming one is refused.
+Parsed<Policy> parse_policy_spec(std::string_view body, const std::string& generated_id);
+
 // "/v1/services/web" with prefix "/v1/services/" -> {"web"}; "/v1/nodes/ID/promote" with
 // "/v1/nodes/" -> {"ID", "promote"}. Empty segments are dropped.
 std::vector<std::string> path_segments(std::string_view path, std::string_view prefix);

@@ -58,6 +58,21 @@ struct Task {
   std::uint64_t version = 0;
 };
 
+enum class PolicyAction { allow, deny };
+
+// A service-to-service rule, like a Consul intention: connections from `from` to the service
+// named by `to` (on `port`, or any port) are allowed or denied. Grammar and meaning:
+// discovery/model/policy.h; the decision: mesh/policy/policy.h.
+struct Policy {
+  std::string id;          // store: 16 lower-case hex digits, chosen by the proposer
+  std::string from;        // "network:NAME", "service:NAME" or "cidr:ADDRESS/LEN"
+  std::string to;          // "service:NAME"
+  std::uint16_t port = 0;  // 0 = every port
+  PolicyAction action = PolicyAction::allow;
+  std::uint32_t priority = 0;  // higher wins among rules of equal specificity
+  std::uint64_t version = 0;
+};
+
 // The whole replicated state. Containers are ordered by name/id so that compiling it is
 // deterministic.
 struct ClusterState {
@@ -75,6 +90,7 @@ struct ClusterState {
   std::map<std::string, Network> networks;
   std::map<std::string, Service> services;
   std::map<std::string, Task> tasks;
+  std::map<std::string, Policy> policies;  // by id
 };
 
 // One validation problem with its key path (cmd/ prints it like a config file error).

@@ -60,6 +60,42 @@ Error invalid(const StateError& e) {
   return Error{errc::invalid, e.message, e.path};
 }
 
+void policy_command_json(json::object& o, const PolicyCreate& c) {
+  json::object p = to_json(c.policy);
+  p.erase("version");
+  o["policy"] = std::move(p);
+}
+
+void policy_command_json(json::object& o, const PolicyDelete& c) {
+  o["id"] = c.id;
+  put_version(o, c.version);
+}
+
+// The policy ops, or nullopt for another op (then `r` is untouched).
+std::optional<DecodeResult> policy_command_from_json(detail::FieldReader& r, const std::string& op,
+                                                     StateError& error) {
+  if (op == "policy.create") {
+    if (r.only({"op", "policy"})) {
+      const json::value* v = r.find("policy");
+      if (v == nullptr) {
+        r.fail("policy", "required");
+      } else if (auto p = policy_from_json(*v, "policy", error)) {
+        return DecodeResult(PolicyCreate{std::move(*p)});
+      }
+    }
+    return DecodeResult(invalid(error));
+  }
+  if (op == "policy.delete") {
+    PolicyDelete c;
+    if (r.only({"op", "id", "version"}) && r.string("id", c.id, true) &&
+        r.optional_uint("version", c.version)) {
+      return DecodeResult(std::move(c));
+    }
+    return DecodeResult(invalid(error));
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 std::string_view op_name(const Command& command) {
@@ -76,6 +112,8 @@ std::string_view op_name(const Command& command) {
                         [](const NodeUpdate&) { return "node.update"; },
                         [](const NodeRemove&) { return "node.remove"; },
                         [](const ClusterSettingsUpdate&) { return "cluster.settings"; },
+                        [](const PolicyCreate&) { return "policy.create"; },
+                        [](const PolicyDelete&) { return "policy.delete"; },
                     },
                     command);
 }
@@ -137,6 +175,8 @@ json::object command_to_json(const Command& command) {
                      o["manager_token_hash"] = *c.manager_token_hash;
                    }
                  },
+                 [&](const PolicyCreate& c) { policy_command_json(o, c); },
+                 [&](const PolicyDelete& c) { policy_command_json(o, c); },
              },
              command);
   return o;
@@ -152,6 +192,9 @@ DecodeResult command_from_json(const json::value& value) {
   std::string op;
   if (!r.string("op", op, true)) {
     return invalid(error);
+  }
+  if (auto policy = policy_command_from_json(r, op, error)) {
+    return std::move(*policy);
   }
 
   // Reads the object under `key` with `decode`, e.g. "service" -> Service.

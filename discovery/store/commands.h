@@ -16,6 +16,8 @@
 //   {"op":"node.remove","id","version"?}
 //   {"op":"cluster.settings","cluster_id"?,"subnet_pool"?,"worker_token_hash"?,
 //    "manager_token_hash"?}
+//   {"op":"policy.create","policy":{"id","from","to","port"?,"action","priority"?}}
+//   {"op":"policy.delete","id","version"?}
 //
 // A Raft entry (encode_entry) is the command itself, or, for a command proposed with a client's
 // request key (the API's Idempotency-Key), {"request":{"key","fingerprint"},"command":{...}}.

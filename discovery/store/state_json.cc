@@ -1,5 +1,7 @@
 #include "discovery/store/state_json.h"
 
+#include "discovery/model/policy.h"
+
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
@@ -171,6 +173,18 @@ json::object to_json(const Task& task) {
   return o;
 }
 
+json::object to_json(const Policy& policy) {
+  json::object o;
+  o["id"] = policy.id;
+  o["from"] = policy.from;
+  o["to"] = policy.to;
+  o["port"] = policy.port;
+  o["action"] = discovery::to_string(policy.action);
+  o["priority"] = policy.priority;
+  o["version"] = policy.version;
+  return o;
+}
+
 json::object to_json(const ClusterState& state) {
   json::object o;
   o["revision"] = state.revision;
@@ -193,6 +207,9 @@ json::object to_json(const ClusterState& state) {
   o["networks"] = list(state.networks);
   o["services"] = list(state.services);
   o["tasks"] = list(state.tasks);
+  if (!state.policies.empty()) {  // absent when empty: images from before policies are unchanged
+    o["policies"] = list(state.policies);
+  }
   return o;
 }
 
@@ -474,6 +491,29 @@ std::optional<Task> task_from_json(const json::value& value, const std::string& 
   return task;
 }
 
+std::optional<Policy> policy_from_json(const json::value& value, const std::string& path,
+                                       StateError& error) {
+  FieldReader r(value, path, error);
+  Policy policy;
+  std::uint64_t priority = 0;
+  r.only({"id", "from", "to", "port", "action", "priority", "version"});
+  r.string("id", policy.id, true);
+  r.string("from", policy.from, true);
+  r.string("to", policy.to, true);
+  read_port_number(r, "port", policy.port);
+  if (r.ok() && r.find("action") == nullptr) {
+    r.fail(r.path_of("action"), "required (allow or deny)");
+  }
+  read_enum(r, "action", policy.action, parse_policy_action, "allow or deny");
+  r.uint("priority", priority, kMaxPolicyPriority);
+  r.uint("version", policy.version, std::numeric_limits<std::uint64_t>::max());
+  if (!r.ok()) {
+    return std::nullopt;
+  }
+  policy.priority = static_cast<std::uint32_t>(priority);
+  return policy;
+}
+
 std::string encode_state(const ClusterState& state) {
   return json::serialize(to_json(state));
 }
@@ -483,7 +523,7 @@ std::optional<ClusterState> state_from_json(const json::value& value) {
   FieldReader r(value, "", error);
   ClusterState state;
   r.only({"revision", "cluster_id", "subnet_pool", "worker_token_hash", "manager_token_hash",
-          "nodes", "networks", "services", "tasks"});
+          "nodes", "networks", "services", "tasks", "policies"});
   r.uint("revision", state.revision, std::numeric_limits<std::uint64_t>::max(), true);
   r.string("cluster_id", state.cluster_id);
   r.string("subnet_pool", state.subnet_pool);
@@ -514,12 +554,14 @@ std::optional<ClusterState> state_from_json(const json::value& value) {
     }
     return true;
   };
-  bool ok = list("nodes", state.nodes, node_from_json, [](const Node& n) { return n.id; }) &&
-            list("networks", state.networks, network_from_json,
-                 [](const Network& n) { return n.name; }) &&
-            list("services", state.services, service_from_json,
-                 [](const Service& s) { return s.name; }) &&
-            list("tasks", state.tasks, task_from_json, [](const Task& t) { return t.id; });
+  bool ok =
+      list("nodes", state.nodes, node_from_json, [](const Node& n) { return n.id; }) &&
+      list("networks", state.networks, network_from_json,
+           [](const Network& n) { return n.name; }) &&
+      list("services", state.services, service_from_json,
+           [](const Service& s) { return s.name; }) &&
+      list("tasks", state.tasks, task_from_json, [](const Task& t) { return t.id; }) &&
+      list("policies", state.policies, policy_from_json, [](const Policy& p) { return p.id; });
   if (!ok) {
     return std::nullopt;
   }

@@ -10,8 +10,10 @@
 //             "endpoint_mode":"vip|dnsrr","vips":{network:ip},"version"}
 //   task
 //   {"id","service","node","address","port","health":"unknown|healthy|unhealthy|draining","version"}
+//   policy   {"id","from","to","port","action":"allow|deny","priority","version"}
 //   state
-//   {"revision","cluster_id","subnet_pool","nodes":[..],"networks":[..],"services":[..],"tasks":[..]}
+//   {"revision","cluster_id","subnet_pool","nodes":[..],"networks":[..],"services":[..],"tasks":[..],
+//    "policies":[..] (only when there are any)}
 
 #include "discovery/model/types.h"
 
@@ -37,6 +39,7 @@ boost::json::object to_json(const Node& node);
 boost::json::object to_json(const Network& network);
 boost::json::object to_json(const Service& service);
 boost::json::object to_json(const Task& task);
+boost::json::object to_json(const Policy& policy);
 boost::json::object to_json(const ClusterState& state);
 
 // Decoders for one object, as found in a command or a state image. Every key is optional
@@ -51,6 +54,11 @@ std::optional<Service> service_from_json(const boost::json::value& value, const 
                                          StateError& error);
 std::optional<Task> task_from_json(const boost::json::value& value, const std::string& path,
                                    StateError& error);
+
+// "id", "from", "to" and "action" are required here; the grammar of from/to is checked by
+// discovery::validate_policy (apply), not by the decoder.
+std::optional<Policy> policy_from_json(const boost::json::value& value, const std::string& path,
+                                       StateError& error);
 
 // Whole state. decode_* return nullopt for anything malformed, including duplicate names/ids.
 std::string encode_state(const ClusterState& state);

@@ -2,6 +2,7 @@
 
 #include "base/address.h"
 #include "base/check.h"
+#include "discovery/model/policy.h"
 #include "discovery/model/state.h"
 #include "discovery/store/commands.h"
 #include "discovery/store/ipam.h"
@@ -343,6 +344,40 @@ class Applier {
     state_.revision = next_revision();
     return success(state_, json::object{{"cluster_id", state_.cluster_id},
                                         {"subnet_pool", state_.subnet_pool}});
+  }
+
+  // Policies touch nothing else: no index, no cascade (a rule may name a service or network
+  // that does not exist, so deleting those leaves rules alone).
+  ApplyResult operator()(const PolicyCreate& c) {
+    Policy policy = c.policy;
+    if (!valid_node_id(policy.id)) {
+      return failure(errc::invalid, "policy.id", "must be 16 lower-case hex digits");
+    }
+    if (state_.policies.count(policy.id) != 0) {
+      return failure(errc::conflict, "policy.id",
+                     "policy " + quoted(policy.id) + " already exists");
+    }
+    if (auto e = first_error(validate_policy(state_, policy, "policy"))) {
+      return *e;
+    }
+    policy.version = next_revision();
+    state_.revision = policy.version;
+    auto& stored = state_.policies[policy.id] = std::move(policy);
+    return success(state_, to_json(stored));
+  }
+
+  ApplyResult operator()(const PolicyDelete& c) {
+    auto it = state_.policies.find(c.id);
+    if (it == state_.policies.end()) {
+      return failure(errc::not_found, "id", "no policy " + quoted(c.id));
+    }
+    if (auto e = check_version(c.version, it->second.version)) {
+      return *e;
+    }
+    json::object object = to_json(it->second);
+    state_.policies.erase(it);
+    state_.revision = next_revision();
+    return success(state_, std::move(object));
   }
 
  private:

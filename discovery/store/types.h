@@ -70,9 +70,18 @@ struct ClusterSettingsUpdate {
   std::optional<std::string> manager_token_hash;
 };
 
-using Command =
-    std::variant<NetworkCreate, NetworkDelete, ServiceCreate, ServiceUpdate, ServiceDelete, TaskAdd,
-                 TaskUpdate, TaskRemove, NodeAdd, NodeUpdate, NodeRemove, ClusterSettingsUpdate>;
+// "policy.create" / "policy.delete": service-to-service rules (discovery/model/policy.h).
+struct PolicyCreate {
+  Policy policy;  // id chosen by the proposer; version ignored
+};
+struct PolicyDelete {
+  std::string id;
+  std::optional<std::uint64_t> version;
+};
+
+using Command = std::variant<NetworkCreate, NetworkDelete, ServiceCreate, ServiceUpdate,
+                             ServiceDelete, TaskAdd, TaskUpdate, TaskRemove, NodeAdd, NodeUpdate,
+                             NodeRemove, ClusterSettingsUpdate, PolicyCreate, PolicyDelete>;
 
 // Why the store refused a command (an expected outcome, never an exception). The API answers
 // invalid with HTTP 400, conflict 409, not_found 404, version_mismatch 409, key_reused 422 (an

@@ -43,6 +43,29 @@ asio::awaitable<void> run_l4_session(Worker& w, tcp::socket socket, std::uint16_
     }
   }
 
+  // Isolation and policies: a VIP takes connections from its own network unless a policy says
+  // otherwise; a published port is open unless a policy names it. A denial closes at once.
+  {
+    const mesh::VipRoute* vr = vip.empty() ? nullptr : mesh::find_vip_route(*table, vip, port);
+    mesh::policy::Destination dst{cluster.service, port, mesh::policy::Entry::published, {}};
+    if (vr != nullptr) {
+      dst.entry = mesh::policy::Entry::vip;
+      dst.network = vr->network;
+    }
+    auto source = socket.remote_endpoint(ignored).address();
+    if (proxied) {
+      boost::system::error_code pec;
+      const auto src = asio::ip::make_address(proxied->src_ip, pec);
+      if (!pec) {
+        source = src;
+      }
+    }
+    if (!ignored && !w.policy_allows(*table, source, dst, "l4")) {
+      socket.close(ignored);
+      co_return;
+    }
+  }
+
   std::optional<std::uint32_t> exclude;
   std::optional<std::uint32_t> chosen;
   for (int attempt = 0; attempt < 2 && !chosen; ++attempt) {

@@ -47,6 +47,25 @@ asio::awaitable<error_code> write_all(LiveConn& conn, tcp::socket& s, const std:
   co_return ec;
 }
 
+// The receiving end's policy check: the sending node checked too, but the table it used may be
+// older or newer, and a stream may come from anything that reaches the overlay port. The
+// destination is a VIP when the client connected to one (dst in the preamble), else a
+// published port.
+bool stream_allowed(Worker& w, const mesh::RouteTable& table, const overlay::Preamble& p,
+                    const mesh::LocalTarget& target) {
+  error_code ec;
+  const auto client = asio::ip::make_address(p.client_ip, ec);
+  if (ec) {
+    return false;
+  }
+  mesh::policy::Destination dst{target.service, p.dst_port, mesh::policy::Entry::published, {}};
+  if (const mesh::VipRoute* vr = mesh::find_vip_route(table, p.dst_ip, p.dst_port)) {
+    dst.entry = mesh::policy::Entry::vip;
+    dst.network = vr->network;
+  }
+  return w.policy_allows(table, client, dst, "overlay");
+}
+
 }  // namespace
 
 // ---- sending side ---------------------------------------------------------------------------
@@ -334,6 +353,10 @@ asio::awaitable<void> run_overlay_session(Worker& w, tcp::socket socket) {
         "exposed service",
         preamble->task_id, preamble->task_port);
     co_await refuse(overlay::Reply::refused, "unknown_target");
+    co_return;
+  }
+  if (!stream_allowed(w, *table, *preamble, *target)) {
+    co_await refuse(overlay::Reply::refused, "policy");
     co_return;
   }
   if (preamble->protocol == overlay::StreamProtocol::udp) {

@@ -16,7 +16,8 @@ the namespaces' bridge) stand in for the outside world. Checked:
     answering is failed over to the next one; SERVFAIL only when every upstream fails,
   - a removed task is gone from the answers; a malformed packet gets FORMERR and the server
     goes on; metrics count queries by type and result,
-  - the DNS addresses are on each node's loopback while it runs and gone after it stops.
+  - the DNS addresses are on each node's loopback while it runs and gone after it stops,
+  - isolation: a network's DNS address refuses (REFUSED) a source outside the network.
 Skipped (loudly) where network namespaces or dig are unavailable."""
 import re
 import shutil
@@ -492,6 +493,18 @@ class DnsTest(unittest.TestCase):
                                what=f"the removed task gone from {n.name}'s answers")
             d = self.dig(n, self.dns["neta"], "-x", "172.31.1.9")
             self.assertEqual(d.status, "NXDOMAIN", d)
+
+    def test_a_network_dns_address_refuses_sources_outside_the_network(self):
+        n1 = self.c.nodes[0]
+        # The node's own underlay address is in no network and no task's: refused.
+        d = self.dig(n1, self.dns["neta"], "-b", n1.ip, "web")
+        self.assertEqual(d.status, "REFUSED", d)
+        # neta's own address (the default source towards it, on lo) is answered.
+        d = self.dig(n1, self.dns["neta"], "-b", self.dns["neta"], "web")
+        self.assertEqual(d.data(), [self.vips["web"]["neta"]], d)
+        # netb's DNS address is no address of neta.
+        d = self.dig(n1, self.dns["neta"], "-b", self.dns["netb"], "web")
+        self.assertEqual(d.status, "REFUSED", d)
 
     def test_a_malformed_packet_gets_formerr_and_the_server_goes_on(self):
         n1 = self.c.nodes[0]

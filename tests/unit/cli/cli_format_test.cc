@@ -506,3 +506,65 @@ TEST_CASE("network ls shows each network's DNS address, the subnet's second addr
   CHECK(l[2].find("10.255.0.2") != std::string::npos);
   CHECK(l[3].rfind("odd", 0) == 0);  // rows sorted by name; no DNS address for a bad subnet
 }
+
+TEST_CASE("policy add: flags become the POST body; a bad flag is named") {
+  PolicyAddArgs a;
+  a.from = "cidr:10.0.0.0/8";
+  a.to = "service:web";
+  a.port = "80";
+  a.deny = true;
+  a.priority = "7";
+  auto r = policy_add_request(a);
+  REQUIRE(r);
+  CHECK(r.value().method == "POST");
+  CHECK(r.value().target == "/v1/policies");
+  CHECK(
+      parse(r.value().body) ==
+      parse(
+          R"({"from":"cidr:10.0.0.0/8","to":"service:web","port":80,"action":"deny","priority":7})"));
+
+  auto fails = [](PolicyAddArgs args, const std::string& flag) {
+    auto r = policy_add_request(args);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().rfind(flag, 0) == 0);
+  };
+  PolicyAddArgs b = a;
+  b.from = "";
+  fails(b, "--from");
+  b = a;
+  b.from = "cidr:10.0.0.1/8";
+  fails(b, "--from");
+  b = a;
+  b.to = "network:x";
+  fails(b, "--to");
+  b = a;
+  b.port = "0";
+  fails(b, "--port");
+  b = a;
+  b.allow = true;
+  fails(b, "--allow/--deny");
+  b = a;
+  b.deny = false;
+  fails(b, "--allow/--deny");
+  b = a;
+  b.priority = "-1";
+  fails(b, "--priority");
+  b = a;
+  b.priority = "99999999";
+  fails(b, "--priority");
+}
+
+TEST_CASE("policy ls renders a table sorted by destination then source") {
+  auto text = render_policies(parse(
+      R"({"revision":3,"policies":[)"
+      R"({"id":"b1","from":"network:z","to":"service:web","port":0,"action":"allow","priority":0,"version":2},)"
+      R"({"id":"a1","from":"cidr:10.0.0.0/8","to":"service:web","port":80,"action":"deny","priority":5,"version":3},)"
+      R"({"id":"c1","from":"service:x","to":"service:api","port":0,"action":"allow","priority":0,"version":1}]})"));
+  REQUIRE(text);
+  CHECK(text.value() ==
+        "ID   FROM              TO            PORT   ACTION   PRIORITY   VERSION\n"
+        "c1   service:x         service:api   *      allow    0          1\n"
+        "a1   cidr:10.0.0.0/8   service:web   80     deny     5          3\n"
+        "b1   network:z         service:web   *      allow    0          2\n");
+  CHECK_FALSE(render_policies(parse(R"({"revision":3})")));
+}

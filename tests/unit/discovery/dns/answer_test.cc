@@ -343,3 +343,20 @@ TEST_CASE("a removed task is gone from the next view's answers") {
       answer(query("2.1.31.172.in-addr.arpa", kTypePtr), v, v.by_address.at("10.10.0.2"), {}, 0);
   CHECK(p.answers.empty());
 }
+
+TEST_CASE("isolation: a network's DNS address answers its own subnet and tasks only") {
+  const View v = compile_view(state());
+  const NetworkView& neta = v.by_address.at("10.10.0.2");
+  const NetworkView& netb = v.by_address.at("10.10.1.2");
+  auto a = [](const std::string& text) { return *parse_address(text); };
+  CHECK(may_query(neta, a("10.10.0.77")));        // in the subnet
+  CHECK(may_query(neta, a("172.31.1.1")));        // a task of web (neta)
+  CHECK(may_query(neta, a("172.31.2.3")));        // an unhealthy task of api (neta) still is one
+  CHECK(may_query(neta, a("fd00::6")));           // an IPv6 task of api
+  CHECK_FALSE(may_query(neta, a("10.10.1.9")));   // netb's subnet
+  CHECK_FALSE(may_query(neta, a("172.31.4.1")));  // a task of secret (netb only)
+  CHECK_FALSE(may_query(neta, a("192.0.2.1")));
+  CHECK_FALSE(may_query(neta, a("fd00::7")));
+  CHECK(may_query(netb, a("172.31.4.1")));
+  CHECK_FALSE(may_query(netb, a("172.31.1.1")));
+}

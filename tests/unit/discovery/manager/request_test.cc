@@ -220,3 +220,35 @@ TEST_CASE("hex ids are 16 lower-case digits") {
   CHECK(hex_id(0x1) == "0000000000000001");
   CHECK(hex_id(0xDEADBEEF00112233ull) == "deadbeef00112233");
 }
+
+TEST_CASE("policy spec: POST takes from, to, port, action, priority; errors name the field") {
+  auto ok = parse_policy_spec(
+      R"({"from":"network:front","to":"service:web","port":80,"action":"deny","priority":5})",
+      "00000000000000a1");
+  REQUIRE(std::holds_alternative<Policy>(ok));
+  const Policy& p = std::get<Policy>(ok);
+  CHECK(p.id == "00000000000000a1");
+  CHECK(p.from == "network:front");
+  CHECK(p.to == "service:web");
+  CHECK(p.port == 80);
+  CHECK(p.action == PolicyAction::deny);
+  CHECK(p.priority == 5);
+
+  CHECK(error_of(parse_policy_spec(R"({"from":"nope","to":"service:web","action":"deny"})", "x"))
+            .field == "policy.from");
+  CHECK(error_of(parse_policy_spec(R"({"from":"cidr:1.2.3.0/24","to":"web","action":"deny"})", "x"))
+            .field == "policy.to");
+  CHECK(
+      error_of(parse_policy_spec(R"({"from":"cidr:1.2.3.0/24","to":"service:web"})", "x")).field ==
+      "policy.action");
+  CHECK(error_of(
+            parse_policy_spec(
+                R"({"from":"cidr:1.2.3.0/24","to":"service:web","action":"allow","id":"a"})", "x"))
+            .field == "policy.id");
+  const auto wrong_type =
+      parse_policy_spec(R"({"from":1,"to":"service:web","action":"allow"})", "x");
+  const auto& e = error_of(wrong_type);
+  CHECK(e.status == 400);
+  CHECK(e.field == "policy.from");
+  CHECK(error_of(parse_policy_spec("[]", "x")).status == 400);
+}

@@ -1,0 +1,120 @@
+#pragma once
+// Network isolation and service-to-service policy decisions. Pure: no I/O, no clocks, no
+// allocation on the decision path. compile() turns the cluster state into a Compiled value that
+// the route table carries (RouteTable::policy); the proxy asks check() on each accepted VIP
+// connection, each HTTP request on a published HTTP port and each overlay stream it receives.
+// The rules (README.md in this folder):
+//   - a rule applies when its `to` service is the destination, its port is 0 or the
+//     destination port (a published port: only rules naming that port apply), and its `from`
+//     matches the source;
+//   - among matching rules the most specific wins: source kind service > network > cidr, a
+//     longer prefix before a shorter one, a rule naming a port before one for every port; then
+//     the higher priority; then deny before allow;
+//   - no rule: a VIP connection is allowed when the source belongs to the VIP's network (an
+//     address in its subnet, or a task of a service on it) and denied otherwise; a published
+//     port is open (traffic from outside the cluster enters there).
+
+#include "base/address.h"
+#include "discovery/model/policy.h"
+#include "discovery/model/types.h"
+
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace routemesh::mesh::policy {
+
+using discovery::PolicyAction;
+
+// One policy of the store, parsed.
+struct Rule {
+  std::string id;
+  discovery::PolicyPeer from;
+  std::string service;     // the destination (`to`)
+  std::uint16_t port = 0;  // 0 = every port
+  PolicyAction action = PolicyAction::allow;
+  std::uint32_t priority = 0;
+};
+
+struct NetworkRange {
+  std::string name;
+  base::IpRange subnet;
+};
+
+// A source address and what the state says about it. `address` points at 4 (IPv4) or 16
+// (IPv6) bytes in network order; IPv4-mapped IPv6 peers must be given as IPv4.
+struct Source {
+  const std::uint8_t* address = nullptr;
+  bool v6 = false;
+  std::span<const std::string> networks;  // networks it is on as a task (its services' networks)
+  std::span<const std::string> services;  // services it is a task of
+};
+
+enum class Entry { vip, published };
+
+struct Destination {
+  std::string_view service;
+  std::uint16_t port = 0;  // the VIP port or the published port
+  Entry entry = Entry::vip;
+  std::string_view network;  // Entry::vip: the VIP's network
+};
+
+enum class Reason {
+  rule,           // `rule` decided
+  same_network,   // no rule; the source is on the VIP's network
+  other_network,  // no rule; the source is not on the VIP's network
+  published,      // no rule; a published port is open
+};
+
+struct Decision {
+  bool allowed = true;
+  const Rule* rule = nullptr;  // set when reason == rule; points into the rules given
+  Reason reason = Reason::published;
+};
+
+// The decision for one connection or request. `rules` may hold rules of other services (they
+// are skipped); `networks` is every network of the state (for "network:NAME" and isolation by
+// subnet). O(rules + networks of the source).
+Decision decide(const Source& source, const Destination& destination, std::span<const Rule> rules,
+                std::span<const NetworkRange> networks);
+
+// "rule 0123456789abcdef", "same network", ... for logs.
+std::string describe(const Decision& decision);
+std::string_view to_string(Reason reason);
+
+struct KeyHash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const noexcept {
+    return std::hash<std::string_view>{}(s);
+  }
+};
+
+// What one address is as a task.
+struct SourceInfo {
+  std::vector<std::string> networks;  // sorted, unique
+  std::vector<std::string> services;  // sorted, unique
+};
+
+// The state's policies and address facts, compiled for the data path.
+struct Compiled {
+  std::unordered_map<std::string, std::vector<Rule>, KeyHash, std::equal_to<>>
+      rules;  // by destination service, in id order
+  std::vector<NetworkRange> networks;
+  // Task addresses by their bytes (4 or 16, network order, as a string).
+  std::unordered_map<std::string, SourceInfo, KeyHash, std::equal_to<>> sources;
+};
+
+// Pure, deterministic. Policies whose from/to do not parse and networks whose subnet does not
+// parse are left out (validation rejects them before they reach the state).
+Compiled compile(const discovery::ClusterState& state);
+
+// decide() for an address as the data path sees it: looks the address up in `compiled`.
+// `address` is 4 or 16 bytes (IPv4-mapped IPv6 given as IPv4).
+Decision check(const Compiled& compiled, const std::uint8_t* address, bool v6,
+               const Destination& destination);
+
+}  // namespace routemesh::mesh::policy

@@ -1,0 +1,154 @@
+#include "discovery/store/state_machine.h"
+
+#include "discovery/model/policy.h"
+#include "discovery/store/commands.h"
+#include "discovery/store/state_json.h"
+#include "discovery/store/store_state_machine.h"
+
+#include <boost/json/parse.hpp>
+#include <catch2/catch.hpp>
+
+#include <string>
+
+using namespace routemesh::discovery;
+using namespace routemesh::discovery::store;
+
+namespace {
+
+std::string create(const std::string& id, const std::string& body) {
+  return R"({"op":"policy.create","policy":{"id":")" + id + R"(",)" + body + "}}";
+}
+
+const std::string kId1 = "00000000000000a1";
+const std::string kId2 = "00000000000000a2";
+
+}  // namespace
+
+TEST_CASE("policy.create stores the rule with a version; policy.delete removes it") {
+  ClusterState state = initial_state();
+  auto r = apply_json(
+      state,
+      create(
+          kId1,
+          R"("from":"network:front","to":"service:web","port":80,"action":"deny","priority":7)"));
+  REQUIRE(r.ok);
+  CHECK(r.revision == 1);
+  REQUIRE(state.policies.count(kId1) == 1);
+  const Policy& p = state.policies.at(kId1);
+  CHECK(p.from == "network:front");
+  CHECK(p.to == "service:web");
+  CHECK(p.port == 80);
+  CHECK(p.action == PolicyAction::deny);
+  CHECK(p.priority == 7);
+  CHECK(p.version == 1);
+
+  auto stale = apply_json(state, R"({"op":"policy.delete","id":")" + kId1 + R"(","version":9})");
+  CHECK_FALSE(stale.ok);
+  CHECK(stale.error.code == errc::version_mismatch);
+  auto d = apply_json(state, R"({"op":"policy.delete","id":")" + kId1 + R"(","version":1})");
+  REQUIRE(d.ok);
+  CHECK(state.policies.empty());
+  CHECK(state.revision == 2);
+  auto missing = apply_json(state, R"({"op":"policy.delete","id":")" + kId1 + R"("})");
+  CHECK(missing.error.code == errc::not_found);
+  CHECK(missing.error.field == "id");
+}
+
+TEST_CASE("policy validation names the field and changes nothing") {
+  struct Case {
+    std::string command;
+    errc code;
+    std::string field;
+  };
+  ClusterState state = initial_state();
+  REQUIRE(
+      apply_json(state,
+                 create(kId1, R"("from":"cidr:10.0.0.0/8","to":"service:web","action":"allow")"))
+          .ok);
+  const std::vector<Case> cases = {
+      {create(kId2, R"("from":"cidr:10.0.0.1/8","to":"service:web","action":"allow")"),
+       errc::invalid, "policy.from"},
+      {create(kId2, R"("from":"host:x","to":"service:web","action":"allow")"), errc::invalid,
+       "policy.from"},
+      {create(kId2, R"("from":"network:Bad Name","to":"service:web","action":"allow")"),
+       errc::invalid, "policy.from"},
+      {create(kId2, R"("from":"network:a","to":"network:b","action":"allow")"), errc::invalid,
+       "policy.to"},
+      {create(kId2, R"("from":"network:a","to":"service:web","action":"maybe")"), errc::invalid,
+       "policy.action"},
+      {create(kId2, R"("from":"network:a","to":"service:web")"), errc::invalid, "policy.action"},
+      {create(kId2, R"("from":"network:a","to":"service:web","action":"deny","port":70000)"),
+       errc::invalid, "policy.port"},
+      {create(kId2, R"("from":"network:a","to":"service:web","action":"deny","priority":2000000)"),
+       errc::invalid, "policy.priority"},
+      {create("xyz", R"("from":"network:a","to":"service:web","action":"deny")"), errc::invalid,
+       "policy.id"},
+      {create(kId1, R"("from":"network:a","to":"service:web","action":"deny")"), errc::conflict,
+       "policy.id"},
+      {create(kId2, R"("from":"cidr:10.0.0.0/8","to":"service:web","action":"deny")"),
+       errc::conflict, "policy.from"},
+      {create(kId2, R"("from":"network:a","to":"service:web","action":"deny","extra":1)"),
+       errc::invalid, "policy.extra"},
+  };
+  const std::string before = encode_state(state);
+  for (const auto& c : cases) {
+    INFO(c.command);
+    auto r = apply_json(state, c.command);
+    CHECK_FALSE(r.ok);
+    CHECK(r.error.code == c.code);
+    CHECK(r.error.field == c.field);
+    CHECK(encode_state(state) == before);
+  }
+  // The same pair on another port is another rule.
+  CHECK(
+      apply_json(
+          state,
+          create(kId2, R"("from":"cidr:10.0.0.0/8","to":"service:web","port":443,"action":"deny")"))
+          .ok);
+}
+
+TEST_CASE("policy commands round-trip through their canonical JSON") {
+  Policy p{kId1, "service:client", "service:web", 8080, PolicyAction::deny, 3, 0};
+  for (const Command& c : {Command(PolicyCreate{p}), Command(PolicyDelete{kId1, 4}),
+                           Command(PolicyDelete{kId1, std::nullopt})}) {
+    const std::string text = encode_command(c);
+    auto back = decode_command(text);
+    REQUIRE(back.has_value());
+    CHECK(encode_command(*back) == text);
+    CHECK(op_name(*back) == op_name(c));
+  }
+  CHECK(encode_command(PolicyCreate{p}) ==
+        R"({"op":"policy.create","policy":{"id":"00000000000000a1","from":"service:client",)"
+        R"("to":"service:web","port":8080,"action":"deny","priority":3}})");
+}
+
+TEST_CASE(
+    "policies survive the state JSON and a snapshot; a state without any keeps its old image") {
+  ClusterState empty = initial_state();
+  CHECK(encode_state(empty).find("policies") == std::string::npos);
+
+  StoreStateMachine a;
+  a.apply(1, create(kId1,
+                    R"("from":"network:front","to":"service:web","action":"allow","priority":2)"));
+  a.apply(2,
+          create(kId2, R"("from":"cidr:fd00::/8","to":"service:web","port":53,"action":"deny")"));
+  REQUIRE(a.state().policies.size() == 2);
+  auto decoded = decode_state(encode_state(a.state()));
+  REQUIRE(decoded);
+  CHECK(encode_state(*decoded) == encode_state(a.state()));
+  CHECK(decoded->policies.at(kId2).from == "cidr:fd00::/8");
+  CHECK(decoded->policies.at(kId2).action == PolicyAction::deny);
+  CHECK(decoded->policies.at(kId1).priority == 2);
+
+  StoreStateMachine b;
+  b.restore(a.snapshot());
+  CHECK(b.snapshot() == a.snapshot());
+  CHECK(b.state().policies.size() == 2);
+  // Both go on identically.
+  const std::string del = R"({"op":"policy.delete","id":")" + kId1 + R"("})";
+  CHECK(a.apply(3, del) == b.apply(3, del));
+  CHECK(a.snapshot() == b.snapshot());
+
+  // A malformed policy makes the image malformed.
+  CHECK_FALSE(decode_state(R"({"revision":1,"policies":[{"id":"x","from":"network:a"}]})"));
+}
