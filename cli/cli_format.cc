@@ -21,7 +21,9 @@ namespace routemesh::cli {
 namespace json = boost::json;
 namespace {
 
-constexpr std::string_view kPublishExpected = "expected PUBLISHED:TARGET[/tcp]";
+constexpr std::string_view kPublishExpected =
+    "expected [ADDRESS:]PUBLISHED:TARGET[/tcp|/udp] or published=P,target=T[,protocol=tcp|udp]"
+    "[,mode=ingress|host][,address=IP]";
 
 // The admin API may be named by host name (it is resolved); port 0 means nothing to a client.
 constexpr base::HostPortRules kApiAddressRules{.host_names = true};
@@ -120,8 +122,15 @@ std::vector<std::string> port_list(const json::object& service) {
       continue;
     }
     std::string protocol = field(*p, "protocol");
-    out.push_back(field(*p, "published") + ":" + field(*p, "target") + "/" +
-                  (protocol == "-" ? "tcp" : protocol));
+    std::string text = field(*p, "published") + ":" + field(*p, "target") + "/" +
+                       (protocol == "-" ? "tcp" : protocol);
+    if (std::string address = field(*p, "address"); address != "-") {
+      text = (address.find(':') != std::string::npos ? "[" + address + "]" : address) + ":" + text;
+    }
+    if (field(*p, "mode") == "host") {
+      text += "(host)";
+    }
+    out.push_back(std::move(text));
   }
   return out;
 }
@@ -239,8 +248,14 @@ Result<json::object> parse_publish(std::string_view flag, std::string_view text)
     return Result<json::object>::failure(flag_error(flag, kPublishExpected) + ", got '" +
                                          std::string(text) + "'");
   }
-  return json::object{
-      {"published", m->published}, {"target", m->target}, {"protocol", m->protocol}};
+  json::object out{{"published", m->published}, {"target", m->target}, {"protocol", m->protocol}};
+  if (m->mode != "ingress") {
+    out["mode"] = m->mode;
+  }
+  if (!m->address.empty()) {
+    out["address"] = m->address;
+  }
+  return out;
 }
 
 Result<std::pair<std::string, std::string>> parse_label(std::string_view flag,

@@ -23,7 +23,7 @@
 namespace routemesh::cli {
 
 // A value or an error message. For builders the message names the flag
-// ("--publish: expected PUBLISHED:TARGET[/tcp]") and the CLI exits 2; for renderers it
+// ("--publish: expected [ADDRESS:]PUBLISHED:TARGET...") and the CLI exits 2; for renderers it
 // describes an unexpected API answer and the CLI exits 1.
 template <class T>
 class Result {

@@ -468,7 +468,10 @@ void read_service(Reader& r, const YAML::Node& node, const std::string& path, Se
                if (auto m = base::parse_port_mapping(s)) {
                  out.published.push_back(std::move(*m));
                } else {
-                 r.error(item_path, "expected PUBLISHED:TARGET[/tcp] with ports 1..65535");
+                 r.error(item_path,
+                         "expected [ADDRESS:]PUBLISHED:TARGET[/tcp|/udp] or "
+                         "published=P,target=T[,protocol=..][,mode=ingress|host][,address=IP] "
+                         "with ports 1..65535");
                }
              });
            }},

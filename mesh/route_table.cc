@@ -147,6 +147,19 @@ class ClusterBuilder {
     return index;
   }
 
+  // For a host-mode port: a copy of cluster `all` with only this node's tasks, or nullopt when
+  // this node runs none (the port does not open here).
+  std::optional<std::uint32_t> local_only(std::uint32_t all) {
+    Cluster local = table_.clusters[all];
+    std::erase_if(local.endpoints, [](const Endpoint& e) { return !e.local; });
+    if (local.endpoints.empty()) {
+      return std::nullopt;
+    }
+    local.index = static_cast<std::uint32_t>(table_.clusters.size());
+    table_.clusters.push_back(std::move(local));
+    return table_.clusters.back().index;
+  }
+
  private:
   // validate_state rejects bad addresses and missing ports; should one slip through, the
   // endpoint is left out rather than routed to an address that cannot be dialled.
@@ -418,23 +431,35 @@ RouteTable compile_route_table(const ClusterState& state, std::string_view local
       }
     }
     for (const auto& published : service.ports) {
+      const bool host_mode = published.mode == "host";
+      // Host mode: only where the service has a task, and only to those tasks.
+      std::optional<std::uint32_t> cluster = clusters.get(service, published.target, exposure);
+      if (host_mode) {
+        cluster = clusters.local_only(*cluster);
+        if (!cluster) {
+          continue;
+        }
+      }
+      if (!published.address.empty()) {
+        table.bind_addresses[{published.protocol == "udp", published.published}] =
+            published.address;
+      }
       if (published.protocol == "udp") {
         if (!udp_taken[published.published]) {
           udp_taken[published.published] = true;
-          table.udp.push_back(
-              L4Route{published.published, clusters.get(service, published.target, exposure)});
+          table.udp.push_back(L4Route{published.published, *cluster});
         }
         continue;
       }
       if (!exposure.http.empty()) {
+        // Routed by Host over the whole table: host mode decides where the port opens.
         table.http_ports.push_back(published.published);
         continue;
       }
       // A published port claimed twice is a validate_state error; first service wins.
       if (!l4_taken[published.published]) {
         l4_taken[published.published] = true;
-        table.l4.push_back(
-            L4Route{published.published, clusters.get(service, published.target, exposure)});
+        table.l4.push_back(L4Route{published.published, *cluster});
       }
     }
   }

@@ -10,6 +10,7 @@
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -121,6 +122,9 @@ struct RouteTable {
   // Published ports routed by Host (HRM ports other than the node's http_port, e.g. a
   // service publishing 8081:80 with a mesh.http label makes 8081 an HTTP port too).
   std::vector<std::uint16_t> http_ports;
+  // Published ports bound to an address of their own (PortMapping::address), by (udp?, port);
+  // the others bind the node's listen address.
+  std::map<std::pair<bool, std::uint16_t>, std::string> bind_addresses;
   std::vector<VipRoute> vips;  // sorted by (vip text, port)
   // This node's tasks of exposed services, by task id: what an overlay preamble may name.
   std::unordered_map<std::string, std::vector<LocalTarget>> local_targets;

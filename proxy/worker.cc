@@ -113,7 +113,8 @@ struct Listener {
   explicit Listener(asio::io_context& io) : acceptor(io) {}
   tcp::acceptor acceptor;
   std::uint16_t port = 0;
-  std::string vip;  // set for a service VIP listener
+  std::string vip;      // set for a service VIP listener
+  std::string address;  // the address bound ("" = node.listen)
   ListenerKind kind = ListenerKind::http;
   bool accepting = false;
 };
@@ -304,9 +305,12 @@ void Worker::mark_drained_upstreams() {
   }
 }
 
-std::shared_ptr<Listener> Worker::open_listener(std::uint16_t port, ListenerKind kind) {
+std::shared_ptr<Listener> Worker::open_listener(std::uint16_t port, ListenerKind kind,
+                                                const std::string& address) {
   auto l = std::make_shared<Listener>(*io_);
-  const tcp::endpoint ep(asio::ip::make_address(cfg_->node.listen), port);
+  l->address = address;
+  const tcp::endpoint ep(asio::ip::make_address(address.empty() ? cfg_->node.listen : address),
+                         port);
   l->acceptor.open(ep.protocol());
   l->acceptor.set_option(tcp::acceptor::reuse_address(true));
   // Every proxy thread binds the same port; the kernel spreads connections over them.
@@ -344,6 +348,19 @@ std::uint16_t Worker::open_hrm(std::uint16_t port) {
   return hrm_port_;
 }
 
+namespace {
+
+// The address a published port binds ("" = node.listen), from the table.
+std::string bind_address(const mesh::RouteTable* table, bool udp, std::uint16_t port) {
+  if (table == nullptr) {
+    return {};
+  }
+  auto it = table->bind_addresses.find({udp, port});
+  return it == table->bind_addresses.end() ? std::string() : it->second;
+}
+
+}  // namespace
+
 void Worker::reconcile_listeners() {
   std::map<std::uint16_t, ListenerKind> want;
   if (hrm_port_ != 0) {
@@ -361,7 +378,10 @@ void Worker::reconcile_listeners() {
   }
   for (auto it = listeners_.begin(); it != listeners_.end();) {
     auto w = want.find(it->first);
-    if (w == want.end()) {
+    // A port whose bind address changed is closed here and opened again below.
+    const bool moved = w != want.end() && it->first != hrm_port_ &&
+                       it->second->address != bind_address(table_.get(), false, it->first);
+    if (w == want.end() || moved) {
       // Closing the acceptor ends its accept loop; established connections carry on.
       boost::system::error_code ignored;
       it->second->acceptor.close(ignored);
@@ -375,16 +395,17 @@ void Worker::reconcile_listeners() {
     if (listeners_.count(port) != 0) {
       continue;
     }
+    const std::string address = port == hrm_port_ ? "" : bind_address(table_.get(), false, port);
     try {
-      auto l = open_listener(port, kind);
+      auto l = open_listener(port, kind, address);
       listeners_[port] = l;
       if (started_) {
         spawn_accept(l);
       }
     } catch (const std::exception& e) {
       metrics_.listener_errors.Increment();
-      spdlog::warn("proxy: thread {} cannot listen on {}:{}: {}", index_, cfg_->node.listen, port,
-                   e.what());
+      spdlog::warn("proxy: thread {} cannot listen on {}:{}: {}", index_,
+                   address.empty() ? cfg_->node.listen : address, port, e.what());
     }
   }
   update_open_ports();
@@ -400,7 +421,8 @@ void Worker::reconcile_udp_ports() {
     }
   }
   for (auto it = udp_ports_.begin(); it != udp_ports_.end();) {
-    if (want.count(it->first) == 0) {
+    if (want.count(it->first) == 0 ||
+        it->second->address() != bind_address(table_.get(), true, it->first)) {
       it->second->close();
       it = udp_ports_.erase(it);
     } else {
@@ -411,9 +433,11 @@ void Worker::reconcile_udp_ports() {
     if (udp_ports_.count(port) != 0) {
       continue;
     }
+    const std::string address = bind_address(table_.get(), true, port);
     try {
       asio::ip::udp::socket s(*io_);
-      const asio::ip::udp::endpoint ep(asio::ip::make_address(cfg_->node.listen), port);
+      const asio::ip::udp::endpoint ep(
+          asio::ip::make_address(address.empty() ? cfg_->node.listen : address), port);
       s.open(ep.protocol());
       s.set_option(asio::socket_base::reuse_address(true));
       int one = 1;
@@ -422,7 +446,7 @@ void Worker::reconcile_udp_ports() {
       }
       s.bind(ep);
       s.non_blocking(true);
-      auto p = std::make_shared<UdpPort>(*this, std::move(s), port);
+      auto p = std::make_shared<UdpPort>(*this, std::move(s), port, address);
       udp_ports_[port] = p;
       if (started_) {
         asio::co_spawn(*io_, p->run(),
@@ -430,8 +454,8 @@ void Worker::reconcile_udp_ports() {
       }
     } catch (const std::exception& e) {
       metrics_.listener_errors.Increment();
-      spdlog::warn("proxy: thread {} cannot listen on {}:{}/udp: {}", index_, cfg_->node.listen,
-                   port, e.what());
+      spdlog::warn("proxy: thread {} cannot listen on {}:{}/udp: {}", index_,
+                   address.empty() ? cfg_->node.listen : address, port, e.what());
     }
   }
 }

@@ -249,7 +249,8 @@ class Worker {
   void reconcile_udp_ports();
   void close_udp_ports();
   void update_open_ports();
-  std::shared_ptr<Listener> open_listener(std::uint16_t port, ListenerKind kind);
+  std::shared_ptr<Listener> open_listener(std::uint16_t port, ListenerKind kind,
+                                          const std::string& address = {});
   void spawn_accept(std::shared_ptr<Listener> l);
   void tick();
   void flush_metrics();

@@ -212,6 +212,15 @@ Held check_service(const ClusterState& state, const Others& others, const Servic
       errors.push_back(StateError{port_path, "protocol must be tcp or udp"});
       continue;
     }
+    if (port.mode != "ingress" && port.mode != "host") {
+      errors.push_back(StateError{port_path + ".mode", "mode must be ingress or host"});
+      continue;
+    }
+    if (!port.address.empty() && !base::is_ip_literal(port.address)) {
+      errors.push_back(
+          StateError{port_path + ".address", "address must be an IPv4 or IPv6 literal"});
+      continue;
+    }
     PublishedPort key{port.protocol, port.published};
     const std::string* owner = others.port_owner(key);
     if (owner == nullptr && held.ports.count(key) != 0) {

@@ -147,8 +147,15 @@ json::object to_json(const Service& service) {
   o["networks"] = std::move(networks);
   json::array ports;
   for (const auto& p : service.ports) {
-    ports.emplace_back(
-        json::object{{"published", p.published}, {"target", p.target}, {"protocol", p.protocol}});
+    json::object port{{"published", p.published}, {"target", p.target}, {"protocol", p.protocol}};
+    // Only when not the default, so states without them encode as they always did.
+    if (p.mode != "ingress") {
+      port["mode"] = p.mode;
+    }
+    if (!p.address.empty()) {
+      port["address"] = p.address;
+    }
+    ports.emplace_back(std::move(port));
   }
   o["ports"] = std::move(ports);
   o["endpoint_mode"] = to_string(service.endpoint_mode);
@@ -452,10 +459,12 @@ std::optional<Service> service_from_json(const json::value& value, const std::st
         const std::string port_path = r.path_of("ports") + "[" + std::to_string(i) + "]";
         FieldReader pr((*a)[i], port_path, error);
         base::PortMapping port;
-        pr.only({"published", "target", "protocol"});
+        pr.only({"published", "target", "protocol", "mode", "address"});
         read_port_number(pr, "published", port.published);
         read_port_number(pr, "target", port.target);
         pr.string("protocol", port.protocol);
+        pr.string("mode", port.mode);
+        pr.string("address", port.address);
         if (!pr.ok()) {
           r.fail(error.path, error.message);
           break;

@@ -91,8 +91,8 @@ struct UdpFlow {
   Clock::time_point last;
 };
 
-UdpPort::UdpPort(Worker& w, udp::socket socket, std::uint16_t port)
-    : w_(w), socket_(std::move(socket)), port_(port) {}
+UdpPort::UdpPort(Worker& w, udp::socket socket, std::uint16_t port, std::string address)
+    : w_(w), socket_(std::move(socket)), port_(port), address_(std::move(address)) {}
 
 UdpPort::~UdpPort() {
   close();

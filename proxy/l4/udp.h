@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <string>
 #include <string_view>
 
 namespace routemesh::proxy {
@@ -30,7 +31,9 @@ struct UdpFlow;
 // One published UDP port on one proxy thread.
 class UdpPort : public std::enable_shared_from_this<UdpPort> {
  public:
-  UdpPort(Worker& w, boost::asio::ip::udp::socket socket, std::uint16_t port);
+  // `address`: the address bound when not the node's listen address ("" otherwise).
+  UdpPort(Worker& w, boost::asio::ip::udp::socket socket, std::uint16_t port,
+          std::string address = {});
   ~UdpPort();
   UdpPort(const UdpPort&) = delete;
   UdpPort& operator=(const UdpPort&) = delete;
@@ -43,6 +46,7 @@ class UdpPort : public std::enable_shared_from_this<UdpPort> {
   void sweep(Clock::time_point now, milliseconds idle);
 
   std::uint16_t port() const { return port_; }
+  const std::string& address() const { return address_; }
   std::size_t flows() const { return flows_.size(); }
 
   static constexpr std::size_t kMaxFlows = 65'536;
@@ -59,6 +63,7 @@ class UdpPort : public std::enable_shared_from_this<UdpPort> {
   Worker& w_;
   boost::asio::ip::udp::socket socket_;
   std::uint16_t port_;
+  std::string address_;
   bool closed_ = false;
   std::map<boost::asio::ip::udp::endpoint, std::shared_ptr<UdpFlow>> flows_;
 };

@@ -14,6 +14,8 @@ HTTP_PORT = 8080
 ECHO_PORT = 9000
 DEAD_PORT = 9001
 IDLE_PORT = 9002
+BOUND_PORT = 9003
+BOUND_IP = "127.0.0.75"  # a published port bound to an address of its own, not the node's
 
 
 def recv_all(s, timeout=10.0):
@@ -51,11 +53,13 @@ class L4Test(harness.ClassFixtures, harness.MeshTest):
             {"name": "dead", "published": [f"{DEAD_PORT}:{dead}/tcp"], "tasks": ["127.0.0.1"]},
             {"name": "idle", "published": [f"{IDLE_PORT}:{cls.idle_echo.port}/tcp"],
              "tasks": [cls.idle_echo.addr]},
+            {"name": "bound", "published": [f"{BOUND_IP}:{BOUND_PORT}:{cls.echo.port}/tcp"],
+             "tasks": ["127.0.0.1"]},
         ]
         cfg = harness.node_config(IP, services, http_port=HTTP_PORT, timeouts={"l4_idle_ms": 1000})
         cls.n = cls.class_node(cfg)
         ports = cls.n.wait_line(r"ready: .* ports=(\S+)").group(1)
-        for p in (ECHO_PORT, DEAD_PORT, IDLE_PORT):
+        for p in (ECHO_PORT, DEAD_PORT, IDLE_PORT, BOUND_PORT):
             assert str(p) in ports.split(","), f"L4 port {p} not listening: ports={ports}"
 
     def connect(self, port=ECHO_PORT):
@@ -146,6 +150,17 @@ class L4Test(harness.ClassFixtures, harness.MeshTest):
         # An L4 service does not capture the HRM port.
         status, hdrs, _ = harness.http(IP, HTTP_PORT, "/", host="nothing.test")
         self.assertEqual(status, 404)
+
+    def test_a_port_published_on_an_address_listens_there_only(self):
+        s = socket.create_connection((BOUND_IP, BOUND_PORT), timeout=10)
+        self.addCleanup(s.close)
+        s.sendall(b"bound")
+        s.shutdown(socket.SHUT_WR)
+        data, how = recv_all(s)
+        self.assertEqual(data, b"boundBYE")
+        # Not on the node's own address: the port is bound to BOUND_IP alone.
+        with self.assertRaises(ConnectionRefusedError):
+            socket.create_connection((IP, BOUND_PORT), timeout=5).close()
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ Checked through real processes and sockets:
     task killed without warning, under keep-alive load on every node, fail no request,
   - a node that stops heartbeating is `down` within cluster.node_down_after_ms, its tasks
     leave every route table, and it is `ready` and served again once it is back,
+  - a host-mode published port opens only on nodes running a task of the service, reaches
+    only that node's tasks, and closes when the node's last task goes,
   - a service VIP answers on every node (from inside each namespace, for a task on another
     node), is on each node's loopback while the node runs and gone after it stops.
 Skipped (loudly) where network namespaces cannot be made."""
@@ -226,6 +228,61 @@ class OverlayTest(unittest.TestCase):
                                        direction="to_client"), 4)
         self.assertGreaterEqual(metric(self.c.nodes[2], "routemesh_overlay_streams_total",
                                        direction="in"), 2)
+
+    def l4_whoami(self, ip, port):
+        """The whoami name behind a layer-4 port, by one HTTP request spliced through it; None
+        when the port does not accept."""
+        s = self._connect(ip, port)
+        if s is None:
+            return None
+        try:
+            s.settimeout(5)
+            s.sendall(b"GET / HTTP/1.1\r\nHost: l4\r\nConnection: close\r\n\r\n")
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        except OSError:
+            return None
+        finally:
+            s.close()
+        return harness.parse_whoami(data.partition(b"\r\n\r\n")[2])["name"]
+
+    def test_a_host_mode_port_opens_only_where_the_service_runs(self):
+        port = L4_PORT + 400
+        n1, n2, n3 = self.c.nodes
+        self.service("hostmode", {}, ports=[{"published": port, "target": 80, "mode": "host"}],
+                     tasks=[(2, self.who[1].port)])
+        harness.wait_until(lambda: self.l4_whoami(n2.ip, port), timeout=10,
+                           what=f"host-mode port {port} open on {n2.name}")
+        self.assertEqual({self.l4_whoami(n2.ip, port) for _ in range(4)}, {"task2"})
+        for n in (n1, n3):
+            self.assertIsNone(self._connect(n.ip, port),
+                              f"host-mode port open on {n.name}, which runs no task of it")
+        # A task on node 3 opens the port there, and each node serves only its own task.
+        lead = self.c.leader()
+        s, b = lead.api("POST", "/v1/tasks", {"service": "hostmode", "node": "n3",
+                                              "address": f"{task_ip(3)}:{self.who[2].port}"})
+        self.assertEqual(s, 201, b)
+        self.c.wait_converged()
+        harness.wait_until(lambda: self.l4_whoami(n3.ip, port), timeout=10,
+                           what=f"host-mode port {port} open on {n3.name}")
+        self.assertEqual({self.l4_whoami(n3.ip, port) for _ in range(6)}, {"task3"})
+        self.assertEqual({self.l4_whoami(n2.ip, port) for _ in range(6)}, {"task2"})
+        self.assertIsNone(self._connect(n1.ip, port))
+        # Once node 2 has no task of it, its port closes.
+        s, b = lead.api("GET", "/v1/tasks?service=hostmode")
+        self.assertEqual(s, 200, b)
+        tasks = b["tasks"] if isinstance(b, dict) else b
+        on_n2 = [t["id"] for t in tasks if t.get("node") == "n2"]
+        self.assertEqual(len(on_n2), 1, tasks)
+        s, b = lead.api("DELETE", f"/v1/tasks/{on_n2[0]}")
+        self.assertIn(s, (200, 204), b)
+        harness.wait_until(lambda: self._connect(n2.ip, port) is None, timeout=10,
+                           what=f"host-mode port {port} closed on {n2.name}")
+        self.assertEqual(self.l4_whoami(n3.ip, port), "task3")
 
     @staticmethod
     def _connect(ip, port):

@@ -2,6 +2,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -37,4 +38,43 @@ TEST_CASE("port mappings parse as PUBLISHED:TARGET with optional /tcp or /udp") 
       CHECK(m->protocol == (std::string_view(c.text).ends_with("/udp") ? "udp" : "tcp"));
     }
   }
+}
+
+TEST_CASE("port mappings take a bind address and the long form with a mode") {
+  struct Case {
+    const char* text;
+    std::optional<PortMapping> want;
+  };
+  const std::vector<Case> cases = {
+      {"127.0.0.5:9000:80", PortMapping{9000, 80, "tcp", "ingress", "127.0.0.5"}},
+      {"[::1]:9000:53/udp", PortMapping{9000, 53, "udp", "ingress", "::1"}},
+      {"[127.0.0.1]:9000:80", std::nullopt},  // brackets only for IPv6
+      {"::1:9000:80", std::nullopt},
+      {"host.example:9000:80", std::nullopt},
+      {"1.2.3:9000:80", std::nullopt},
+      {"published=8080,target=80", PortMapping{8080, 80, "tcp", "ingress", ""}},
+      {"target=80,published=8080,mode=host", PortMapping{8080, 80, "tcp", "host", ""}},
+      {"published=53,target=5353,protocol=udp,mode=host,address=10.0.0.7",
+       PortMapping{53, 5353, "udp", "host", "10.0.0.7"}},
+      {"published=8080,target=80,mode=global", std::nullopt},
+      {"published=8080,target=80,mode=host,mode=host", std::nullopt},
+      {"published=8080", std::nullopt},
+      {"published=8080,target=0", std::nullopt},
+      {"published=8080,target=80,address=nope", std::nullopt},
+      {"published=8080,target=80,color=red", std::nullopt},
+      {"published=8080,target=80,", std::nullopt},
+  };
+  for (const auto& c : cases) {
+    CAPTURE(c.text);
+    const auto m = parse_port_mapping(c.text);
+    REQUIRE(m.has_value() == c.want.has_value());
+    if (m) {
+      CHECK(*m == *c.want);
+      CHECK(parse_port_mapping(format_port_mapping(*m)) == m);  // round trip
+    }
+  }
+  CHECK(format_port_mapping(PortMapping{9000, 80, "tcp", "ingress", ""}) == "9000:80/tcp");
+  CHECK(format_port_mapping(PortMapping{9000, 80, "tcp", "ingress", "::1"}) == "[::1]:9000:80/tcp");
+  CHECK(format_port_mapping(PortMapping{9000, 80, "udp", "host", ""}) ==
+        "published=9000,target=80,protocol=udp,mode=host");
 }

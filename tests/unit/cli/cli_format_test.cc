@@ -153,7 +153,7 @@ TEST_CASE("--publish rejects malformed mappings naming the flag") {
     auto p = parse_publish("--publish", bad);
     INFO(bad);
     REQUIRE_FALSE(p);
-    CHECK(p.error().starts_with("--publish: expected PUBLISHED:TARGET[/tcp]"));
+    CHECK(p.error().starts_with("--publish: expected [ADDRESS:]PUBLISHED:TARGET"));
   }
 }
 
@@ -269,8 +269,8 @@ TEST_CASE("service update flag errors are found before any request") {
   CHECK(check_update_flags(b).value().starts_with("--label-rm: expected KEY"));
   ServiceUpdateArgs c;
   c.publish_add = {"1:2:3"};
-  CHECK(
-      check_update_flags(c).value().starts_with("--publish-add: expected PUBLISHED:TARGET[/tcp]"));
+  CHECK(check_update_flags(c).value().starts_with(
+      "--publish-add: expected [ADDRESS:]PUBLISHED:TARGET"));
   ServiceUpdateArgs d;
   d.publish_rm = {"http"};
   CHECK(check_update_flags(d).value().starts_with("--publish-rm: expected PUBLISHED"));

@@ -512,3 +512,63 @@ TEST_CASE("each VIP of a service listens on every target port and the HTTP port"
   CHECK(table.clusters[w->cluster].service == "web");
   CHECK(mesh::find_vip_route(table, "10.255.0.9", 8080) == nullptr);
 }
+
+TEST_CASE("host-mode ports open only where the service has a task, to that node's tasks",
+          "[route_table]") {
+  ClusterState state;
+  base::PortMapping host_tcp{6379, 6379};
+  host_tcp.mode = "host";
+  base::PortMapping host_udp{5353, 53, "udp"};
+  host_udp.mode = "host";
+  base::PortMapping bound{7070, 70};
+  bound.address = "127.0.0.5";
+  add_service(state, {"cache", {}, {host_tcp}});
+  add_service(state, {"dns", {}, {host_udp}});
+  add_service(state, {"gopher", {}, {bound}});
+  add_task(state, "cache.1", "cache", "172.31.1.1");
+  add_task(state, "cache.2", "cache", "172.31.2.1");
+  add_task(state, "dns.2", "dns", "172.31.2.1");
+  add_task(state, "gopher.2", "gopher", "172.31.2.1");
+  state.tasks["cache.1"].node = "n1";
+  state.tasks["cache.2"].node = "n2";
+  state.tasks["dns.2"].node = "n2";
+  state.tasks["gopher.2"].node = "n2";
+  for (const auto* name : {"n1", "n2"}) {
+    discovery::Node node;
+    node.id = name;
+    node.name = name;
+    node.overlay = std::string(name) == "n1" ? "10.77.0.11:4789" : "10.77.0.12:4789";
+    state.nodes[node.id] = node;
+  }
+
+  const auto on_n1 = mesh::compile_route_table(state, "n1");
+  // cache: only cache.1, the task on n1; dns has no task on n1, so its port stays closed.
+  std::vector<std::uint16_t> l4_ports;
+  for (const auto& r : on_n1.l4) {
+    l4_ports.push_back(r.published);
+    if (r.published == 6379) {
+      const auto& eps = on_n1.clusters[r.cluster].endpoints;
+      REQUIRE(eps.size() == 1);
+      CHECK(eps[0].ip.text == "172.31.1.1");
+    }
+  }
+  CHECK(l4_ports == std::vector<std::uint16_t>{6379, 7070});
+  CHECK(on_n1.udp.empty());
+  // An ingress port with an address binds it on every node; the others are not in the map.
+  CHECK(on_n1.bind_addresses.size() == 1);
+  CHECK(on_n1.bind_addresses.at({false, 7070}) == "127.0.0.5");
+
+  const auto on_n2 = mesh::compile_route_table(state, "n2");
+  REQUIRE(on_n2.udp.size() == 1);
+  CHECK(on_n2.udp[0].published == 5353);
+  const auto& dns = on_n2.clusters[on_n2.udp[0].cluster].endpoints;
+  REQUIRE(dns.size() == 1);
+  CHECK(dns[0].port == 53);
+  // gopher is ingress: reachable from n1 over the overlay, its task on n2.
+  for (const auto& r : on_n1.l4) {
+    if (r.published == 7070) {
+      REQUIRE(on_n1.clusters[r.cluster].endpoints.size() == 1);
+      CHECK_FALSE(on_n1.clusters[r.cluster].endpoints[0].local);
+    }
+  }
+}
