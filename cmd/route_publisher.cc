@@ -1,0 +1,193 @@
+// Why a thread of its own and not a strand of a pool: the compile is CPU-bound and long at scale
+// (tens of ms at 10,000 services), and proxy publish blocks until every proxy thread adopted the
+// table; a dedicated thread keeps both away from the control thread, the proxy threads' own
+// io_contexts and from each other's queues. Why a copy of the state: the Store and the
+// WatchClient mutate their state in place on the control thread, and the copy is a fraction of
+// the compile (bench/README.md, state_copy vs compile); with the coalescing it happens at most
+// once per compile, not once per write.
+
+#include "cmd/route_publisher.h"
+
+#include "base/metrics.h"
+#include "cmd/coalescer.h"
+#include "discovery/agent/join_client.h"
+#include "discovery/dns/view.h"
+#include "mesh/health/tracker.h"
+#include "mesh/route_table.h"
+
+#include <prometheus/counter.h>
+#include <spdlog/spdlog.h>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+
+#include <chrono>
+#include <exception>
+#include <optional>
+#include <set>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace routemesh::cmd {
+
+namespace asio = boost::asio;
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+}  // namespace
+
+struct RoutePublisher::Impl {
+  Impl(asio::any_io_executor control_executor, std::string node, Sinks s,
+       prometheus::Registry& registry)
+      : control(std::move(control_executor)),
+        local_node(std::move(node)),
+        sinks(s),
+        compiles(base::counter(registry, "routemesh_config_route_compiles_total",
+                               "Route table compiles of a new cluster state")),
+        coalesced(base::counter(registry, "routemesh_config_route_states_coalesced_total",
+                                "Cluster states replaced by a newer one before their compile")),
+        compile_seconds(base::gauge(registry, "routemesh_config_route_compile_seconds",
+                                    "Duration of the last route compile (compile thread)")),
+        copy_seconds(base::gauge(registry, "routemesh_config_route_state_copy_seconds",
+                                 "Duration of the last copy of the state for a route compile "
+                                 "(control thread)")),
+        work(asio::make_work_guard(compile_io)),
+        thread([this] { compile_io.run(); }) {}
+
+  // What a compile hands back to the control thread.
+  struct Result {
+    std::shared_ptr<const discovery::ClusterState> state;
+    std::shared_ptr<const discovery::dns::View> view;  // null without DNS
+    std::vector<mesh::health::Target> targets;
+    bool compiled = false;  // false: the compile failed, keep what the control thread has
+  };
+
+  // Control thread: a compile may start; copy the newest state and hand it over.
+  void start() {
+    const discovery::ClusterState* newest = gate.begin();
+    const auto t0 = std::chrono::steady_clock::now();
+    auto input = std::make_shared<const discovery::ClusterState>(*newest);
+    copy_seconds.Set(seconds_since(t0));
+    asio::post(compile_io,
+               [this, input = std::move(input)]() mutable { compile(std::move(input)); });
+  }
+
+  // Compile thread.
+  void compile(std::shared_ptr<const discovery::ClusterState> input) {
+    const auto t0 = std::chrono::steady_clock::now();
+    Result result;
+    result.state = input;
+    try {
+      auto table =
+          std::make_shared<const mesh::RouteTable>(mesh::compile_route_table(*input, local_node));
+      result.targets = targets.targets(*input, local_node);
+      if (sinks.dns != nullptr) {
+        result.view =
+            std::make_shared<const discovery::dns::View>(discovery::dns::compile_view(*input));
+      }
+      compile_seconds.Set(seconds_since(t0));
+      compiles.Increment();
+      // The VIPs on lo before the table: the proxy binds its VIP listeners when it adopts it.
+      if (sinks.vips != nullptr) {
+        std::set<std::string> want;
+        for (const auto& v : table->vips) {
+          want.insert(v.vip.text);
+        }
+        sinks.vips->reconcile(want);
+      }
+      sinks.proxy.publish(std::move(table));
+      sinks.revision.Set(static_cast<double>(input->revision));
+      result.compiled = true;
+    } catch (const std::exception& e) {
+      // Only allocation can fail here (the cores never throw): keep the previous table, and
+      // let the next state try again.
+      spdlog::error("route compile of revision {} failed: {}", input->revision, e.what());
+    }
+    asio::post(control, [self = self_ref, result = std::move(result)]() mutable {
+      if (auto impl = self.lock()) {
+        impl->finish(std::move(result));
+      }
+    });
+  }
+
+  // Control thread: the parts of a compile that belong there, then the next compile.
+  void finish(Result result) {
+    if (stopped) {
+      return;
+    }
+    if (result.compiled) {
+      if (sinks.dns != nullptr) {
+        sinks.dns->update(std::move(result.view));
+      }
+      sinks.checker.update(std::move(result.targets),
+                           discovery::agent::manager_addresses(*result.state));
+    }
+    const auto replaced = gate.replaced();
+    coalesced.Increment(static_cast<double>(replaced - counted_replaced));
+    counted_replaced = replaced;
+    if (gate.finished()) {
+      start();
+    }
+  }
+
+  void stop() {
+    if (stopped) {
+      return;
+    }
+    stopped = true;
+    work.reset();
+    compile_io.stop();  // a compile in flight finishes; one not started is dropped
+    if (thread.joinable()) {
+      thread.join();
+    }
+  }
+
+  asio::any_io_executor control;
+  std::string local_node;
+  Sinks sinks;
+  prometheus::Counter& compiles;
+  prometheus::Counter& coalesced;
+  prometheus::Gauge& compile_seconds;
+  prometheus::Gauge& copy_seconds;
+  // Control thread.
+  Coalescer<const discovery::ClusterState*> gate;
+  std::uint64_t counted_replaced = 0;
+  bool stopped = false;
+  std::weak_ptr<Impl> self_ref;  // for the completions posted to the control thread
+  // Compile thread.
+  mesh::health::TargetCache targets;
+  // Last: the thread starts once everything above exists.
+  asio::io_context compile_io{1};
+  asio::executor_work_guard<asio::io_context::executor_type> work;
+  std::thread thread;
+};
+
+RoutePublisher::RoutePublisher(asio::any_io_executor control, std::string local_node, Sinks sinks,
+                               prometheus::Registry& registry)
+    : impl_(std::make_shared<Impl>(std::move(control), std::move(local_node), sinks, registry)) {
+  impl_->self_ref = impl_;
+}
+
+RoutePublisher::~RoutePublisher() {
+  stop();
+}
+
+void RoutePublisher::schedule(const discovery::ClusterState& state) {
+  if (impl_->stopped) {
+    return;
+  }
+  if (impl_->gate.offer(&state)) {
+    impl_->start();
+  }
+}
+
+void RoutePublisher::stop() {
+  impl_->stop();
+}
+
+}  // namespace routemesh::cmd
