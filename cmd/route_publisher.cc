@@ -69,6 +69,9 @@ struct RoutePublisher::Impl {
 
   // Control thread: a compile may start; copy the newest state and hand it over.
   void start() {
+    if (stopped) {
+      return;
+    }
     const discovery::ClusterState* newest = gate.begin();
     const auto t0 = std::chrono::steady_clock::now();
     auto input = std::make_shared<const discovery::ClusterState>(*newest);
@@ -182,7 +185,13 @@ void RoutePublisher::schedule(const discovery::ClusterState& state) {
     return;
   }
   if (impl_->gate.offer(&state)) {
-    impl_->start();
+    // On a later turn: the write that produced this state (its reply, the Raft messages of the
+    // same Ready) goes first, and a state newer still by then is the one copied.
+    asio::post(impl_->control, [self = impl_->self_ref] {
+      if (auto impl = self.lock()) {
+        impl->start();
+      }
+    });
   }
 }
 
