@@ -291,7 +291,7 @@ def main():
     print("pure cores (CPU ms; tests/bench/scale_bench):")
     cols = [("validate", "validate_state"), ("compile", "compile (node of 10)"),
             ("compile.all_local", "compile (1 node)"), ("write.service", "apply service"),
-            ("write.task", "apply task"), ("snapshot", "snapshot")]
+            ("write.task", "apply task"), ("snapshot", "snapshot"), ("state_copy", "state copy")]
     print(f"  {'services':>9}" + "".join(f"{title:>22}" for _, title in cols))
     for size in sizes:
         row = core.get(size, {})
