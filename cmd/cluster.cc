@@ -312,6 +312,8 @@ asio::awaitable<void> start_cluster(ClusterNode& n) {
     }
     n.store = std::move(*opened);
     n.store->on_state([&n](const discovery::ClusterState& s) { n.publisher.schedule(s); });
+    // The route compile thread follows the store by its deltas, not by copies of the state.
+    n.publisher.use_deltas([&n](std::uint64_t after) { return n.store->deltas_since(after); });
     manager::ApiOptions ao;
     ao.cluster_id = n.identity.cluster_id;
     ao.client_tls = n.tls->client;

@@ -4,26 +4,34 @@
 // publisher's own thread, one at a time, always of the newest state (cmd/coalescer.h), and its
 // results go where they belong:
 //
-//   control thread      schedule(): copies the newest state (the compile's immutable input)
-//                       when no compile runs, else only notes that a newer state waits
-//   compile thread      compile_route_table, health targets (mesh::health::TargetCache), the
-//                       DNS view; reconciles the VIPs on lo, then publishes the table to the
+//   control thread      schedule(): when no compile runs, hands the compile thread what it
+//                       needs to hold the newest state itself: the deltas since the state it
+//                       holds (use_deltas(); O(change)), or else a copy of the state (O(state));
+//                       while a compile runs, only notes that a newer state waits
+//   compile thread      brings its replica up to date (store::apply of the deltas, as a
+//                       worker's watch replica does), then compile_route_table, health targets
+//                       (mesh::health::TargetCache), the managers' addresses and the DNS view;
+//                       reconciles the VIPs on lo, then publishes the table to the
 //                       proxy threads (which waits until each adopted it) and sets the
 //                       routemesh_config_route_table_revision gauge
 //   control thread      the DNS view swap and the health checker's targets; then the next
 //                       compile, if a newer state arrived meanwhile
 //
-// So a write's commit, Raft's ticks and the admin API never wait for a compile: what the
-// control thread still does per compile is the state copy (O(state), about 6 ms at 10,000
-// services with one task each on the machine this was measured on; bench/README.md).
+// So a write's commit, Raft's ticks and the admin API never wait for a compile. What the
+// control thread still does per compile is O(change) with deltas (a manager); without them (a
+// worker, a manager's first compile, one after a Raft snapshot or a gap in the deltas) it copies
+// the state, O(state): about 6 ms at 10,000 services with one task each on the machine this was
+// measured on (bench/README.md).
 //
 // Metrics: routemesh_config_route_compiles_total, routemesh_config_route_states_coalesced_total
 // (states that a newer one replaced before they were compiled),
 // routemesh_config_route_compile_seconds and routemesh_config_route_state_copy_seconds (the
-// last compile's and copy's duration).
+// last compile's and copy's duration), routemesh_config_route_inputs_total{kind="deltas"|"copy"}
+// (how the compile thread got each state).
 
 #include "discovery/dns/server.h"
 #include "discovery/model/types.h"
+#include "discovery/store/types.h"
 #include "proxy/health/health_checker.h"
 #include "proxy/loopback_addresses.h"
 #include "proxy/server.h"
@@ -32,8 +40,12 @@
 #include <prometheus/registry.h>
 #include <boost/asio/any_io_executor.hpp>
 
+#include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 namespace routemesh::cmd {
 
@@ -61,6 +73,14 @@ class RoutePublisher {
   // valid until the next schedule() or stop(): it is copied when its compile starts, now or
   // after the compile in flight.
   void schedule(const discovery::ClusterState& state);
+
+  // The deltas after a revision of the states given to schedule() (a manager's
+  // Store::deltas_since: the committed commands, in order), or nullopt when they are no longer
+  // kept. Called on the control thread when a compile starts. Without it every compile starts
+  // from a copy of the state. Set before the first schedule().
+  using DeltaSource =
+      std::function<std::optional<std::vector<discovery::store::Delta>>(std::uint64_t after)>;
+  void use_deltas(DeltaSource source);
 
   // Drops any compile not started, waits for the one in flight (its table is still published
   // to the proxy, which must not be shut down yet) and joins the compile thread; nothing is
