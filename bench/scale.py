@@ -9,7 +9,8 @@ Measures, never asserts. Run through bench/scale.sh; see bench/README.md.
    tests/integration/cluster.py): filled to N services (--cluster-tasks each) by concurrent
    writers,
    then --probes sequential POST /v1/services (and POST /v1/tasks) on one keep-alive
-   connection, each timed from request to reply.
+   connection, each timed from request to reply, and after each pair the time until the node
+   routes with its revision (GET /v1/routes?summary, polled in a loop).
 """
 import argparse
 import http.client
@@ -56,6 +57,22 @@ class KeepAlive:
             if r.getheader("connection", "").lower() == "close":
                 self.close()
             return r.status, raw
+        except (OSError, http.client.HTTPException):
+            self.close()
+            raise
+
+    def get(self, path):
+        """GET `path`: (status, body bytes)."""
+        if self.conn is None:
+            if self.tls:
+                self.conn = http.client.HTTPSConnection(self.host, self.port,
+                                                        timeout=self.timeout, context=self.tls)
+            else:
+                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        try:
+            self.conn.request("GET", path)
+            r = self.conn.getresponse()
+            return r.status, r.read()
         except (OSError, http.client.HTTPException):
             self.close()
             raise
@@ -118,12 +135,29 @@ def fill(addr, start, stop, tasks, writers, deadline, tls=None):
     return state["failed"]
 
 
+def routed_revision(conn):
+    """The revision of the route table the node's proxy uses (GET /v1/routes?summary)."""
+    status, raw = conn.get("/v1/routes?summary")
+    return json.loads(raw).get("revision", 0) if status == 200 else 0
+
+
+def wait_routed(conn, revision, timeout=30.0):
+    """Milliseconds until the node routes with a table of at least `revision` (polling
+    /v1/routes?summary in a loop), or None after `timeout`."""
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < timeout:
+        if routed_revision(conn) >= revision:
+            return (time.perf_counter() - t0) * 1000
+    return None
+
+
 def probe(addr, size, step, count, with_task, tls=None):
     """`count` sequential writes at `size` services: new services probe-<size>-<k> (published
-    ports 40000 + 1000 * step + k), each followed by one task when `with_task`. Latencies in
-    ms."""
+    ports 40000 + 1000 * step + k), each followed by one task when `with_task`, and after each,
+    the time until the node routes with the last write's revision. Latencies in ms."""
     conn = KeepAlive(addr, tls)
-    svc_ms, task_ms = [], []
+    metrics = KeepAlive(addr, tls)
+    svc_ms, task_ms, routed_ms = [], [], []
     for k in range(count):
         name = f"probe-{size}-{k}"
         body = {"name": name, "labels": {"mesh.http": f"{name}.scale.test"},
@@ -140,8 +174,13 @@ def probe(addr, size, step, count, with_task, tls=None):
             task_ms.append((time.perf_counter() - t0) * 1000)
             if status != 201:
                 raise RuntimeError(f"POST /v1/tasks {name}.1: {status} {raw[:200]!r}")
+        routed = wait_routed(metrics, json.loads(raw)["revision"])
+        if routed is None:
+            raise RuntimeError(f"{name}: not routed within 30 s")
+        routed_ms.append(routed)
     conn.close()
-    return svc_ms, task_ms
+    metrics.close()
+    return svc_ms, task_ms, routed_ms
 
 
 def summary(values):
@@ -238,8 +277,9 @@ def main():
                 fill(addr, have, size, a.cluster_tasks, a.writers, deadline, c.tls)
                 fill_s[size] = time.monotonic() - t0
                 have = size
-                svc_ms, task_ms = probe(addr, size, step, a.probes, True, c.tls)
-                writes[size] = {"service": summary(svc_ms), "task": summary(task_ms)}
+                svc_ms, task_ms, routed_ms = probe(addr, size, step, a.probes, True, c.tls)
+                writes[size] = {"service": summary(svc_ms), "task": summary(task_ms),
+                                "routed": summary(routed_ms)}
                 print(f"  [{size} services: filled in {fill_s[size]:.1f} s, POST /v1/services "
                       f"p50 {fmt(writes[size]['service']['p50'])} ms]", flush=True)
         except Exception as e:
@@ -251,7 +291,7 @@ def main():
     print("pure cores (CPU ms; tests/bench/scale_bench):")
     cols = [("validate", "validate_state"), ("compile", "compile (node of 10)"),
             ("compile.all_local", "compile (1 node)"), ("write.service", "apply service"),
-            ("write.task", "apply task"), ("snapshot", "snapshot")]
+            ("write.task", "apply task"), ("snapshot", "snapshot"), ("state_copy", "state copy")]
     print(f"  {'services':>9}" + "".join(f"{title:>22}" for _, title in cols))
     for size in sizes:
         row = core.get(size, {})
@@ -260,14 +300,15 @@ def main():
     print(f"routemesh check --config FILE ({a.tasks} tasks per service; wall ms) and a 1-manager "
           f"cluster ({a.cluster_tasks} per service), sequential writes (wall ms):")
     print(f"  {'services':>9}{'check':>10}{'fill s':>9}{'service p50':>13}{'p90':>9}{'max':>9}"
-          f"{'task p50':>10}{'p90':>9}{'max':>9}")
+          f"{'task p50':>10}{'p90':>9}{'max':>9}{'routed p50':>12}{'p90':>9}{'max':>9}")
     for size in sizes:
         w = writes.get(size, {})
-        s, t = w.get("service") or {}, w.get("task") or {}
+        s, t, r = w.get("service") or {}, w.get("task") or {}, w.get("routed") or {}
         print(f"  {size:>9}{fmt(checks.get(size)):>10}"
               f"{(f'{fill_s[size]:.1f}' if size in fill_s else 'n/a'):>9}"
               f"{fmt(s.get('p50')):>13}{fmt(s.get('p90')):>9}{fmt(s.get('max')):>9}"
-              f"{fmt(t.get('p50')):>10}{fmt(t.get('p90')):>9}{fmt(t.get('max')):>9}")
+              f"{fmt(t.get('p50')):>10}{fmt(t.get('p90')):>9}{fmt(t.get('max')):>9}"
+              f"{fmt(r.get('p50')):>12}{fmt(r.get('p90')):>9}{fmt(r.get('max')):>9}")
     print(f"\nload average at the end: {os.getloadavg()[0]:.2f}")
     for n in notes:
         print(f"note: {n}")

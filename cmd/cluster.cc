@@ -1,23 +1,26 @@
 // Cluster mode wiring. A manager: identity (or join) -> Store (RaftNode + StoreStateMachine) ->
 // REST API on the admin server (+ the first start's bootstrap); a worker: identity (or join) ->
-// watch client. Both: every new state -> compile_route_table -> proxy publish, coalesced. The
+// watch client. Both: every new state -> RoutePublisher (route_publisher.h: compile_route_table
+// on its own thread, one compile at a time, of the newest state) -> proxy publish. The
 // join client and the list of managers are discovery/agent/'s, the bootstrap and the API
 // discovery/manager/'s: this file only connects them.
 //
 // Everything below runs on the control thread's io_context (one thread): Raft's Ready loop
 // and its WAL fdatasync (group commit: whatever queues up while one Ready is being persisted
-// goes into the next one), the store, the API, the watch and the route compilation. The
-// proxy threads only see the published RouteTable (atomic pointer swap).
+// goes into the next one), the store, the API and the watch. The route compilation runs on the
+// RoutePublisher's thread, so none of these waits for it. The proxy threads only see the
+// published RouteTable (atomic pointer swap).
 
 #include "cmd/cluster.h"
 
 #include "admin/admin_server.h"
 #include "base/check.h"
-#include "base/metrics.h"
 #include "base/http_client.h"
+#include "base/metrics.h"
 #include "base/spawn.h"
 #include "cmd/cluster_tls.h"
 #include "cmd/data_plane.h"
+#include "cmd/route_publisher.h"
 #include "config/config.h"
 #include "discovery/agent/join_client.h"
 #include "discovery/agent/watch_client.h"
@@ -30,8 +33,6 @@
 #include "discovery/raft/metrics.h"
 #include "discovery/store/state_machine.h"
 #include "discovery/store/store.h"
-#include "mesh/health/tracker.h"
-#include "mesh/route_table.h"
 #include "proxy/health/health_checker.h"
 #include "proxy/loopback_addresses.h"
 #include "proxy/metrics.h"
@@ -52,8 +53,8 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <algorithm>
-#include <ctime>
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <random>
 #include <set>
@@ -76,65 +77,6 @@ std::uint64_t random_id() {
   return v;
 }
 
-// Compiles the newest state into a RouteTable and publishes it, at most once per turn of the
-// io_context however many states arrived (a burst of applies, a batch of watch lines).
-class Publisher {
- public:
-  Publisher(asio::any_io_executor executor, proxy::ProxyServer& proxy, prometheus::Gauge& revision,
-            std::string local_node, proxy::HealthChecker& checker, proxy::LoopbackAddresses* vips,
-            discovery::dns::Server* dns)
-      : executor_(std::move(executor)),
-        proxy_(proxy),
-        revision_(revision),
-        local_node_(std::move(local_node)),
-        checker_(checker),
-        vips_(vips),
-        dns_(dns) {}
-
-  void schedule(const discovery::ClusterState& state) {
-    latest_ = &state;
-    if (pending_) {
-      return;
-    }
-    pending_ = true;
-    asio::post(executor_, [this] {
-      pending_ = false;
-      if (latest_ == nullptr || stopped_) {
-        return;
-      }
-      auto table = std::make_shared<const mesh::RouteTable>(
-          mesh::compile_route_table(*latest_, local_node_));
-      revision_.Set(static_cast<double>(latest_->revision));
-      if (vips_ != nullptr) {
-        std::set<std::string> want;
-        for (const auto& v : table->vips) {
-          want.insert(v.vip.text);
-        }
-        vips_->reconcile(want);
-      }
-      proxy_.publish(std::move(table));
-      if (dns_ != nullptr) {
-        dns_->update(*latest_);
-      }
-      checker_.update(mesh::health::targets(*latest_, local_node_),
-                      agent::manager_addresses(*latest_));
-    });
-  }
-  void stop() { stopped_ = true; }
-
- private:
-  asio::any_io_executor executor_;
-  proxy::ProxyServer& proxy_;
-  prometheus::Gauge& revision_;
-  std::string local_node_;  // this node's name: its tasks are local, others' go by the overlay
-  proxy::HealthChecker& checker_;                    // checks this node's tasks
-  proxy::LoopbackAddresses* vips_;                   // null unless node.vips
-  discovery::dns::Server* dns_;                      // null unless node.dns
-  const discovery::ClusterState* latest_ = nullptr;  // owned by the Store or the WatchClient
-  bool pending_ = false;
-  bool stopped_ = false;
-};
-
 // Everything a cluster node owns. Lives in run_cluster_node's frame, which blocks in
 // io_context::run() for as long as any coroutine below can run; the coroutines therefore take
 // it by reference (the exception to docs/style.md's rule of owned coroutine parameters, for this
@@ -146,7 +88,7 @@ struct ClusterNode {
   asio::io_context& control;
   admin::AdminServer& admin;
   std::string admin_address;  // "IP:PORT" actually bound
-  Publisher& publisher;
+  RoutePublisher& publisher;
   prometheus::Registry& registry;
   proxy::HealthChecker& checker;
   std::optional<NodeTls> tls;  // from data_dir/tls, once joined
@@ -339,8 +281,7 @@ asio::awaitable<void> start_cluster(ClusterNode& n) {
     // worker); the transport then checks the id against the claim and the configuration.
     so.raft.tls.server = n.tls->server;
     so.raft.tls.client = n.tls->client;
-    so.raft.tls.authenticate =
-        [&n](const ssl_st* ssl) -> std::optional<raft::NodeId> {
+    so.raft.tls.authenticate = [&n](const ssl_st* ssl) -> std::optional<raft::NodeId> {
       auto who = tls::verified_peer(ssl);
       if (!who || who->cluster_id != n.identity.cluster_id || !tls::is_node_role(who->role)) {
         return std::nullopt;
@@ -351,8 +292,7 @@ asio::awaitable<void> start_cluster(ClusterNode& n) {
       }
       if (n.store) {  // a worker certificate: only for a node the state knows as a manager
         auto it = n.store->state().nodes.find(who->id);
-        if (it != n.store->state().nodes.end() &&
-            it->second.role == discovery::NodeRole::manager) {
+        if (it != n.store->state().nodes.end() && it->second.role == discovery::NodeRole::manager) {
           return id;
         }
       }
@@ -372,6 +312,8 @@ asio::awaitable<void> start_cluster(ClusterNode& n) {
     }
     n.store = std::move(*opened);
     n.store->on_state([&n](const discovery::ClusterState& s) { n.publisher.schedule(s); });
+    // The route compile thread follows the store by its deltas, not by copies of the state.
+    n.publisher.use_deltas([&n](std::uint64_t after) { return n.store->deltas_since(after); });
     manager::ApiOptions ao;
     ao.cluster_id = n.identity.cluster_id;
     ao.client_tls = n.tls->client;
@@ -591,8 +533,11 @@ int run_cluster_node(const NodeOptions& options, const config::NodeConfig& cfg) 
         control.get_executor(), cfg.dns, *registry,
         [&dns_addresses](const std::set<std::string>& want) { dns_addresses->reconcile(want); });
   }
-  Publisher publisher(control.get_executor(), *proxy, revision, cfg.node.name, checker,
-                      vips ? &*vips : nullptr, dns.get());
+  // Compiles every new state on its own thread (route_publisher.h); stopped, and its thread
+  // joined, by node.shutdown before the proxy shuts down.
+  RoutePublisher publisher(control.get_executor(), cfg.node.name,
+                           {*proxy, revision, checker, vips ? &*vips : nullptr, dns.get()},
+                           *registry);
   // TLS only, from the first turn of the control loop: a node still joining has no certificate
   // yet and answers nothing until it has one.
   admin->use_tls(nullptr);

@@ -82,8 +82,20 @@ std::optional<DataPlane> start_data_plane(const config::NodeConfig& cfg, proxy::
 
   dp.admin = admin::make_admin_server(std::move(control), std::move(registry));
   // The ProxyServer object outlives the admin server (both live in the caller's DataPlane).
-  dp.admin->handle("/v1/routes", [proxy = dp.proxy.get()](const admin::Request&) {
-    return admin::Response{200, "application/json", mesh::to_json(*proxy->table())};
+  // `?summary`: the revision and sizes only, which costs nothing at any table size (the whole
+  // table is megabytes at 10,000 services; bench/scale.py polls this for propagation).
+  dp.admin->handle("/v1/routes", [proxy = dp.proxy.get()](const admin::Request& req) {
+    auto table = proxy->table();
+    if (req.query.count("summary") != 0) {
+      const std::string body =
+          "{\"revision\":" + std::to_string(table->revision) +
+          ",\"clusters\":" + std::to_string(table->clusters.size()) +
+          ",\"hosts\":" + std::to_string(table->exact_hosts.size() + table->wildcard_hosts.size()) +
+          ",\"l4\":" + std::to_string(table->l4.size()) +
+          ",\"vips\":" + std::to_string(table->vips.size()) + "}";
+      return admin::Response{200, "application/json", body};
+    }
+    return admin::Response{200, "application/json", mesh::to_json(*table)};
   });
   try {
     dp.admin_port = dp.admin->start(cfg.node.admin);

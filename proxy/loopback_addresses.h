@@ -1,8 +1,9 @@
 #pragma once
 // The service VIPs a node owns on its loopback interface, added and removed through rtnetlink
-// (no `ip` subprocess). Control thread only. An address that is already there when asked for
-// is adopted (a previous run that was killed left it); every owned address is removed by
-// clear() and the destructor, so a node leaves its host as it found it.
+// (no `ip` subprocess). One thread uses an instance (the control thread for the DNS
+// addresses, a cluster node's route compile thread for the VIPs). An address that is already there
+// when asked for is adopted (a previous run that was killed left it); every owned address is
+// removed by clear() and the destructor, so a node leaves its host as it found it.
 
 #include <prometheus/counter.h>
 #include <prometheus/registry.h>

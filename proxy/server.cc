@@ -113,12 +113,12 @@ class ProxyServerImpl final : public ProxyServer {
     if (!table || stopped_) {
       return;
     }
-    table_ = table;
     if (!started_) {
       // No thread runs yet: apply directly.
       for (auto& w : workers_) {
         w->apply_table(table);
       }
+      set_table(std::move(table));
       return;
     }
     // Each worker swaps its own pointer on its own thread (no atomic shared_ptr, no lock on
@@ -135,6 +135,7 @@ class ProxyServerImpl final : public ProxyServer {
       spdlog::warn("proxy: a proxy thread did not apply table revision {} within 10 s",
                    table->revision);
     }
+    set_table(std::move(table));
   }
 
   void apply_settings(const config::NodeConfig& next) override {
@@ -177,7 +178,7 @@ class ProxyServerImpl final : public ProxyServer {
   }
 
   std::shared_ptr<const mesh::RouteTable> table() const override {
-    std::lock_guard lock(control_);
+    std::lock_guard lock(table_mutex_);
     return table_;
   }
 
@@ -209,6 +210,11 @@ class ProxyServerImpl final : public ProxyServer {
       n += w->live();
     }
     return n;
+  }
+
+  void set_table(std::shared_ptr<const mesh::RouteTable> table) {
+    std::lock_guard lock(table_mutex_);
+    table_ = std::move(table);
   }
 
   void post_all(void (Worker::*fn)()) {
@@ -252,7 +258,11 @@ class ProxyServerImpl final : public ProxyServer {
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<WorkGuard> guards_;
   std::vector<std::thread> threads_;
-  mutable std::mutex control_;  // control-thread API only
+  mutable std::mutex control_;  // publish, apply_settings, shutdown: one at a time
+  // The table every proxy thread has adopted. A mutex of its own: table() (the admin API, on
+  // the control thread) must not wait for a publish in progress, which holds control_ until
+  // every proxy thread adopted the new table.
+  mutable std::mutex table_mutex_;
   std::shared_ptr<const mesh::RouteTable> table_;
   std::uint16_t port_ = 0;
   bool started_ = false;

@@ -29,8 +29,11 @@ class ProxyServer {
   // Publishes a new table to every proxy thread (atomic pointer swap; in-flight requests keep
   // the table they started with) and reconciles listeners: opens listeners for new L4 and
   // HTTP published ports, closes listeners for ports that are gone (connections on them
-  // finish). Called from the control thread. A port that cannot be bound is logged, counted
-  // (routemesh_proxy_listener_errors_total) and skipped; the rest of the table applies.
+  // finish). Returns once every proxy thread adopted the table. Called from one thread at a
+  // time (a cluster node's route compile thread, the control thread in config-file mode;
+  // serialized with apply_settings and shutdown by a lock). A port that cannot be bound is
+  // logged, counted (routemesh_proxy_listener_errors_total) and skipped; the rest of the table
+  // applies.
   virtual void publish(std::shared_ptr<const mesh::RouteTable> table) = 0;
 
   // Applies reloaded node settings to every proxy thread (timeouts, limits, passive health,
@@ -39,7 +42,8 @@ class ProxyServer {
   // Called from the control thread.
   virtual void apply_settings(const config::NodeConfig& next) = 0;
 
-  // The table currently published (control thread).
+  // The newest table every proxy thread adopted. Any thread; never waits for a publish in
+  // progress.
   virtual std::shared_ptr<const mesh::RouteTable> table() const = 0;
 
   // Graceful shutdown: stop accepting, let in-flight requests finish up to drain_ms, close

@@ -111,11 +111,11 @@ class Core : public std::enable_shared_from_this<Core> {
         upstreams_(std::move(upstreams), kHoldDownMs),
         rng_(std::random_device{}()) {}
 
-  void update(const ClusterState& state) {
-    if (stopped_) {
+  void update(std::shared_ptr<const View> view) {
+    if (stopped_ || !view) {
       return;
     }
-    view_ = std::make_shared<const View>(compile_view(state));
+    view_ = std::move(view);
     std::set<std::string> want;
     for (const auto& [address, network] : view_->by_address) {
       want.insert(address);
@@ -623,7 +623,10 @@ class ServerImpl final : public Server {
  public:
   explicit ServerImpl(std::shared_ptr<Core> core) : core_(std::move(core)) {}
   ~ServerImpl() override { core_->stop(); }
-  void update(const ClusterState& state) override { core_->update(state); }
+  void update(const ClusterState& state) override {
+    core_->update(std::make_shared<const View>(compile_view(state)));
+  }
+  void update(std::shared_ptr<const View> view) override { core_->update(std::move(view)); }
   void stop() override { core_->stop(); }
   std::vector<std::string> addresses() const override { return core_->addresses(); }
 

@@ -17,6 +17,7 @@
 // get FORMERR or are dropped; nothing here throws past a session.
 
 #include "config/types.h"
+#include "discovery/dns/types.h"
 #include "discovery/model/types.h"
 
 #include <prometheus/registry.h>
@@ -40,6 +41,10 @@ class Server {
   // control thread). Rebuilds the view, hands the set of DNS addresses to `own_addresses`
   // and opens listeners for new addresses, closes those of networks that are gone.
   virtual void update(const ClusterState& state) = 0;
+  // The same with the view already built (compile_view, view.h), so a caller can build it on
+  // another thread and hand this one only the swap and the listener changes. Control thread;
+  // a null view is ignored.
+  virtual void update(std::shared_ptr<const View> view) = 0;
   // Closes every listener; queries being forwarded finish or time out. Idempotent; also done
   // by the destructor.
   virtual void stop() = 0;

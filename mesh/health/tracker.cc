@@ -47,7 +47,60 @@ std::optional<Verdict> Tracker::record(bool passed, Clock::time_point now) {
   return std::nullopt;
 }
 
+namespace {
+
+// The target for one task of a service with an active check, or nullopt when no port is
+// known: the check's own port, else the task's, else the service's HTTP port, else its first
+// published target port.
+std::optional<Target> make_target(const std::string& id, const discovery::Task& task,
+                                  const discovery::Service& service,
+                                  const discovery::HealthCheck& check, std::uint16_t http_port) {
+  std::uint16_t port = check.port;
+  if (port == 0) {
+    port = task.port;
+  }
+  if (port == 0) {
+    port = http_port;
+  }
+  if (port == 0 && !service.ports.empty()) {
+    port = service.ports.front().target;
+  }
+  if (port == 0) {
+    return std::nullopt;
+  }
+  return Target{id, task.service, task.address, port, check, task.health, task.version};
+}
+
+}  // namespace
+
 std::vector<Target> targets(const discovery::ClusterState& state, const std::string& local_node) {
+  TargetCache cache;
+  return cache.targets(state, local_node);
+}
+
+const TargetCache::Entry& TargetCache::entry(const std::string& name,
+                                             const discovery::Service& service) {
+  auto it = services_.find(name);
+  if (it != services_.end() && it->second.labels == service.labels) {
+    return it->second;
+  }
+  ++parses_;
+  std::vector<discovery::StateError> errors;
+  auto exposure = discovery::parse_labels(service.labels, "", errors);
+  Entry e;
+  e.labels = service.labels;
+  e.health = exposure.health;
+  e.http_port = exposure.http.empty() ? 0 : exposure.http.front().port;
+  if (it == services_.end()) {
+    it = services_.emplace(name, std::move(e)).first;
+  } else {
+    it->second = std::move(e);
+  }
+  return it->second;
+}
+
+std::vector<Target> TargetCache::targets(const discovery::ClusterState& state,
+                                         const std::string& local_node) {
   std::vector<Target> out;
   if (local_node.empty()) {
     return out;
@@ -60,26 +113,19 @@ std::vector<Target> targets(const discovery::ClusterState& state, const std::str
     if (s == state.services.end()) {
       continue;
     }
-    std::vector<discovery::StateError> errors;
-    auto exposure = discovery::parse_labels(s->second.labels, "", errors);
-    if (!exposure.health) {
+    const Entry& e = entry(s->first, s->second);
+    if (!e.health) {
       continue;
     }
-    std::uint16_t port = exposure.health->port;
-    if (port == 0) {
-      port = task.port;
+    if (auto t = make_target(id, task, s->second, *e.health, e.http_port)) {
+      out.push_back(std::move(*t));
     }
-    if (port == 0 && !exposure.http.empty()) {
-      port = exposure.http.front().port;
+  }
+  // Forget services that are gone (one pass, only when some are).
+  if (services_.size() > state.services.size()) {
+    for (auto it = services_.begin(); it != services_.end();) {
+      it = state.services.count(it->first) == 0 ? services_.erase(it) : std::next(it);
     }
-    if (port == 0 && !s->second.ports.empty()) {
-      port = s->second.ports.front().target;
-    }
-    if (port == 0) {
-      continue;
-    }
-    out.push_back(
-        Target{id, task.service, task.address, port, *exposure.health, task.health, task.version});
   }
   return out;
 }

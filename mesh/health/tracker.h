@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -61,6 +62,31 @@ struct Target {
 // task's port, else the service's HTTP port, else its first published target port; a task
 // with none of these is skipped.
 std::vector<Target> targets(const discovery::ClusterState& state, const std::string& local_node);
+
+// targets() for a node that asks again for every new state: it keeps, per service, what
+// targets() reads from the labels (the health check and the HTTP port), and parses a service's
+// labels again only when they differ from the ones it parsed last time, so a new state costs
+// one pass over the tasks instead of a label parse per local task. Services gone from the
+// state are forgotten. Not thread-safe: one owner calls it (the node's route compile thread).
+class TargetCache {
+ public:
+  // Same result as targets(state, local_node).
+  std::vector<Target> targets(const discovery::ClusterState& state, const std::string& local_node);
+
+  // Label parses done so far (for tests: a state whose labels did not change parses nothing).
+  std::uint64_t parses_for_test() const { return parses_; }
+
+ private:
+  struct Entry {
+    std::map<std::string, std::string> labels;  // as parsed
+    std::optional<discovery::HealthCheck> health;
+    std::uint16_t http_port = 0;  // the first mesh.http route's port, 0 = none
+  };
+  const Entry& entry(const std::string& name, const discovery::Service& service);
+
+  std::map<std::string, Entry, std::less<>> services_;
+  std::uint64_t parses_ = 0;
+};
 
 // The store value for a verdict (unknown stays unknown: nothing to write).
 std::optional<discovery::TaskHealth> stored_value(Verdict v);

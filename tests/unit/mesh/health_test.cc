@@ -102,6 +102,51 @@ TEST_CASE("a node checks its own tasks of checked services", "[health]") {
   CHECK(mesh::health::targets(checked_state(), "n2").size() == 1);
 }
 
+TEST_CASE("the target cache parses a service's labels again only when they change", "[health]") {
+  mesh::health::TargetCache cache;
+  auto state = checked_state();
+  CHECK(cache.targets(state, "n1") == mesh::health::targets(state, "n1"));
+  const auto first = cache.parses_for_test();
+  CHECK(first == 2);  // web and plain, each once however many of their tasks are local
+
+  // A new state with the same labels (a task's health changed): no parse, the new health.
+  state.tasks["web.1"].health = discovery::TaskHealth::healthy;
+  auto again = cache.targets(state, "n1");
+  CHECK(cache.parses_for_test() == first);
+  CHECK(again == mesh::health::targets(state, "n1"));
+  REQUIRE(again.size() == 2);
+  CHECK(again[0].stored == discovery::TaskHealth::healthy);
+
+  // plain gains a check: parsed again, and its task is checked from now on.
+  state.services["plain"].labels["mesh.health.check"] = "tcp";
+  auto more = cache.targets(state, "n1");
+  CHECK(cache.parses_for_test() == first + 1);
+  CHECK(more == mesh::health::targets(state, "n1"));
+  CHECK(more.size() == 3);
+
+  // web loses its check: its tasks are no longer targets.
+  state.services["web"].labels.erase("mesh.health.check");
+  auto fewer = cache.targets(state, "n1");
+  CHECK(fewer == mesh::health::targets(state, "n1"));
+  REQUIRE(fewer.size() == 1);
+  CHECK(fewer[0].task_id == "plain.1");
+
+  // A removed service is forgotten: recreated with other labels, it is parsed again.
+  state.services.erase("plain");
+  CHECK(cache.targets(state, "n1").empty());
+  const auto before = cache.parses_for_test();
+  discovery::Service plain;
+  plain.name = "plain";
+  plain.labels = {{"mesh.http", "plain.test"}, {"mesh.health.check", "tcp"}};
+  plain.ports.push_back(base::PortMapping{8081, 81, "tcp"});
+  state.services["plain"] = plain;
+  auto back = cache.targets(state, "n1");
+  CHECK(cache.parses_for_test() == before + 1);
+  CHECK(back == mesh::health::targets(state, "n1"));
+  REQUIRE(back.size() == 1);
+  CHECK(back[0].port == 81);  // no task port, no HTTP port: the first published target
+}
+
 TEST_CASE("a checked task with a node takes traffic only once it passed", "[health]") {
   auto table = mesh::compile_route_table(checked_state(), "n1");
   auto healthy = [&](const std::string& id) {
