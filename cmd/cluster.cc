@@ -13,8 +13,8 @@
 
 #include "admin/admin_server.h"
 #include "base/check.h"
-#include "base/metrics.h"
 #include "base/http_client.h"
+#include "base/metrics.h"
 #include "base/spawn.h"
 #include "cmd/cluster_tls.h"
 #include "cmd/data_plane.h"
@@ -32,6 +32,7 @@
 #include "discovery/store/store.h"
 #include "mesh/health/tracker.h"
 #include "mesh/route_table.h"
+#include "proxy/firewall.h"
 #include "proxy/health/health_checker.h"
 #include "proxy/loopback_addresses.h"
 #include "proxy/metrics.h"
@@ -52,8 +53,8 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <algorithm>
-#include <ctime>
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <random>
 #include <set>
@@ -82,14 +83,15 @@ class Publisher {
  public:
   Publisher(asio::any_io_executor executor, proxy::ProxyServer& proxy, prometheus::Gauge& revision,
             std::string local_node, proxy::HealthChecker& checker, proxy::LoopbackAddresses* vips,
-            discovery::dns::Server* dns)
+            discovery::dns::Server* dns, proxy::Firewall* firewall)
       : executor_(std::move(executor)),
         proxy_(proxy),
         revision_(revision),
         local_node_(std::move(local_node)),
         checker_(checker),
         vips_(vips),
-        dns_(dns) {}
+        dns_(dns),
+        firewall_(firewall) {}
 
   void schedule(const discovery::ClusterState& state) {
     latest_ = &state;
@@ -112,7 +114,10 @@ class Publisher {
         }
         vips_->reconcile(want);
       }
-      proxy_.publish(std::move(table));
+      proxy_.publish(table);
+      if (firewall_ != nullptr) {
+        firewall_->update(*table);  // after the proxy's swap: nft takes milliseconds
+      }
       if (dns_ != nullptr) {
         dns_->update(*latest_);
       }
@@ -130,6 +135,7 @@ class Publisher {
   proxy::HealthChecker& checker_;                    // checks this node's tasks
   proxy::LoopbackAddresses* vips_;                   // null unless node.vips
   discovery::dns::Server* dns_;                      // null unless node.dns
+  proxy::Firewall* firewall_;                        // null unless firewall.backend is nftables
   const discovery::ClusterState* latest_ = nullptr;  // owned by the Store or the WatchClient
   bool pending_ = false;
   bool stopped_ = false;
@@ -339,8 +345,7 @@ asio::awaitable<void> start_cluster(ClusterNode& n) {
     // worker); the transport then checks the id against the claim and the configuration.
     so.raft.tls.server = n.tls->server;
     so.raft.tls.client = n.tls->client;
-    so.raft.tls.authenticate =
-        [&n](const ssl_st* ssl) -> std::optional<raft::NodeId> {
+    so.raft.tls.authenticate = [&n](const ssl_st* ssl) -> std::optional<raft::NodeId> {
       auto who = tls::verified_peer(ssl);
       if (!who || who->cluster_id != n.identity.cluster_id || !tls::is_node_role(who->role)) {
         return std::nullopt;
@@ -351,8 +356,7 @@ asio::awaitable<void> start_cluster(ClusterNode& n) {
       }
       if (n.store) {  // a worker certificate: only for a node the state knows as a manager
         auto it = n.store->state().nodes.find(who->id);
-        if (it != n.store->state().nodes.end() &&
-            it->second.role == discovery::NodeRole::manager) {
+        if (it != n.store->state().nodes.end() && it->second.role == discovery::NodeRole::manager) {
           return id;
         }
       }
@@ -591,8 +595,14 @@ int run_cluster_node(const NodeOptions& options, const config::NodeConfig& cfg) 
         control.get_executor(), cfg.dns, *registry,
         [&dns_addresses](const std::set<std::string>& want) { dns_addresses->reconcile(want); });
   }
+  // The kernel backend of network policy: the table `inet routemesh`, removed when this frame
+  // ends (and by shutdown, before the proxy drains).
+  std::optional<proxy::Firewall> firewall;
+  if (cfg.firewall.backend == config::FirewallBackend::nftables) {
+    firewall.emplace(cfg.firewall, cfg.node.proxy_protocol_from, *registry);
+  }
   Publisher publisher(control.get_executor(), *proxy, revision, cfg.node.name, checker,
-                      vips ? &*vips : nullptr, dns.get());
+                      vips ? &*vips : nullptr, dns.get(), firewall ? &*firewall : nullptr);
   // TLS only, from the first turn of the control loop: a node still joining has no certificate
   // yet and answers nothing until it has one.
   admin->use_tls(nullptr);
@@ -653,6 +663,9 @@ int run_cluster_node(const NodeOptions& options, const config::NodeConfig& cfg) 
       node.store->stop();
     }
     publisher.stop();
+    if (firewall) {
+      firewall->remove();
+    }
     if (dns) {
       dns->stop();
     }

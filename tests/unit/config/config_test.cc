@@ -345,7 +345,8 @@ TEST_CASE("each invalid cluster value is reported with its key path") {
       {with("snapshot_entries: 0"), {"cluster.snapshot_entries", "must be > 0"}},
       {with("heartbeat_ms: 5"), {"cluster.heartbeat_ms", "must be 10..600000"}},
       {with("node_down_after_ms: 10"), {"cluster.node_down_after_ms", "must be 50..3600000"}},
-      {with("cert_lifetime_s: 9"), {"cluster.cert_lifetime_s", "must be 10..315360000 (10 s to 10 years)"}},
+      {with("cert_lifetime_s: 9"),
+       {"cluster.cert_lifetime_s", "must be 10..315360000 (10 s to 10 years)"}},
       {with("heartbeat_ms: 1000, node_down_after_ms: 1000"),
        {"cluster.node_down_after_ms", "must be greater than heartbeat_ms"}},
       {with("bogus: 1"), {"cluster.bogus", "unknown key"}},
@@ -495,4 +496,36 @@ TEST_CASE("limits.max_request_body_bytes is a byte count, 0 meaning no limit") {
   auto errors = parse_errors("limits:\n  max_request_body_bytes: -1\n");
   REQUIRE(errors.size() == 1);
   CHECK(errors[0].path == "limits.max_request_body_bytes");
+}
+
+TEST_CASE("firewall: backend none by default, nftables in cluster mode, errors name the key") {
+  const auto plain = parse_ok("");
+  CHECK(plain.firewall.backend == FirewallBackend::none);
+  CHECK(plain.firewall.nft == "nft");
+  const std::string cl = "cluster: { role: worker, data_dir: /d }\n";
+  const auto cfg = parse_ok(cl + "firewall: { backend: nftables, nft: /usr/sbin/nft }\n");
+  CHECK(cfg.firewall.backend == FirewallBackend::nftables);
+  CHECK(cfg.firewall.nft == "/usr/sbin/nft");
+  CHECK(parse_ok(cl + "firewall:\n").firewall.backend == FirewallBackend::none);
+  CHECK(parse_ok("firewall: { backend: none }\n").firewall.backend == FirewallBackend::none);
+
+  const std::vector<std::pair<std::string, std::pair<std::string, std::string>>> cases = {
+      {cl + "firewall: { backend: iptables }\n", {"firewall.backend", "must be none or nftables"}},
+      {cl + "firewall: { backend: [nftables] }\n", {"firewall.backend", "expected a string"}},
+      {"firewall: { backend: nftables }\n",
+       {"firewall.backend",
+        "nftables needs cluster mode (a cluster section): policies come from the cluster"}},
+      {cl + "firewall: { nft: \"\" }\n",
+       {"firewall.nft", "must not be empty (the nft command or its path)"}},
+      {cl + "firewall: { table: x }\n", {"firewall.table", "unknown key"}},
+      {cl + "firewall: nftables\n", {"firewall", "expected a map"}},
+  };
+  for (const auto& [yaml, expected] : cases) {
+    CAPTURE(yaml);
+    auto errors = parse_errors(yaml);
+    INFO(format_errors(errors));
+    REQUIRE(errors.size() == 1);
+    CHECK(errors[0].path == expected.first);
+    CHECK(errors[0].message == expected.second);
+  }
 }
