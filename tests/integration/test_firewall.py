@@ -146,7 +146,9 @@ class FirewallTest(unittest.TestCase):
 
     def setUp(self):
         if os.geteuid() != 0:
-            self.skipTest("not root: network namespaces and nftables need CAP_NET_ADMIN")
+            reason = "not root: network namespaces and nftables need CAP_NET_ADMIN"
+            print(f"\nSKIPPED: {reason}", file=sys.stderr, flush=True)
+            self.skipTest(reason)
 
     # -- helpers -----------------------------------------------------------------------------
     @classmethod
