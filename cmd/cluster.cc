@@ -33,6 +33,7 @@
 #include "discovery/raft/metrics.h"
 #include "discovery/store/state_machine.h"
 #include "discovery/store/store.h"
+#include "proxy/firewall.h"
 #include "proxy/health/health_checker.h"
 #include "proxy/loopback_addresses.h"
 #include "proxy/metrics.h"
@@ -533,10 +534,17 @@ int run_cluster_node(const NodeOptions& options, const config::NodeConfig& cfg) 
         control.get_executor(), cfg.dns, *registry,
         [&dns_addresses](const std::set<std::string>& want) { dns_addresses->reconcile(want); });
   }
+  // The kernel backend of network policy: the table `inet routemesh`, removed when this frame
+  // ends (and by shutdown, before the proxy drains).
+  std::optional<proxy::Firewall> firewall;
+  if (cfg.firewall.backend == config::FirewallBackend::nftables) {
+    firewall.emplace(cfg.firewall, cfg.node.proxy_protocol_from, *registry);
+  }
   // Compiles every new state on its own thread (route_publisher.h); stopped, and its thread
   // joined, by node.shutdown before the proxy shuts down.
   RoutePublisher publisher(control.get_executor(), cfg.node.name,
-                           {*proxy, revision, checker, vips ? &*vips : nullptr, dns.get()},
+                           {*proxy, revision, checker, vips ? &*vips : nullptr, dns.get(),
+                            firewall ? &*firewall : nullptr},
                            *registry);
   // TLS only, from the first turn of the control loop: a node still joining has no certificate
   // yet and answers nothing until it has one.
@@ -598,6 +606,9 @@ int run_cluster_node(const NodeOptions& options, const config::NodeConfig& cfg) 
       node.store->stop();
     }
     publisher.stop();
+    if (firewall) {
+      firewall->remove();
+    }
     if (dns) {
       dns->stop();
     }

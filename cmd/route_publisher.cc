@@ -182,7 +182,10 @@ struct RoutePublisher::Impl {
         }
         sinks.vips->reconcile(want);
       }
-      sinks.proxy.publish(std::move(table));
+      sinks.proxy.publish(table);
+      if (sinks.firewall != nullptr) {
+        sinks.firewall->update(*table);  // after the proxy's swap: nft takes milliseconds
+      }
       sinks.revision.Set(static_cast<double>(state.revision));
       result.compiled = true;
     } catch (const std::exception& e) {

@@ -32,6 +32,7 @@
 #include "discovery/dns/server.h"
 #include "discovery/model/types.h"
 #include "discovery/store/types.h"
+#include "proxy/firewall.h"
 #include "proxy/health/health_checker.h"
 #include "proxy/loopback_addresses.h"
 #include "proxy/server.h"
@@ -61,6 +62,7 @@ class RoutePublisher {
     proxy::HealthChecker& checker;
     proxy::LoopbackAddresses* vips = nullptr;
     discovery::dns::Server* dns = nullptr;
+    proxy::Firewall* firewall = nullptr;  // null unless firewall.backend is nftables
   };
   RoutePublisher(boost::asio::any_io_executor control, std::string local_node, Sinks sinks,
                  prometheus::Registry& registry);

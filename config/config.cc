@@ -412,6 +412,26 @@ void read_dns(Reader& r, const YAML::Node& node, const std::string& path, DnsSet
       });
 }
 
+void read_firewall(Reader& r, const YAML::Node& node, const std::string& path,
+                   FirewallSettings& out) {
+  r.read_map(node, path,
+             {
+                 {"backend",
+                  [&](const YAML::Node& n, const std::string& p) {
+                    r.read_enum(
+                        n, p,
+                        {{"none", FirewallBackend::none}, {"nftables", FirewallBackend::nftables}},
+                        out.backend);
+                  }},
+                 {"nft",
+                  [&](const YAML::Node& n, const std::string& p) {
+                    if (r.read_string(n, p, out.nft) && out.nft.empty()) {
+                      r.error(p, "must not be empty (the nft command or its path)");
+                    }
+                  }},
+             });
+}
+
 void read_labels(Reader& r, const YAML::Node& node, const std::string& path,
                  std::map<std::string, std::string>& out) {
   if (node.IsNull()) {
@@ -638,6 +658,8 @@ ParseResult parse_document(const YAML::Node& root) {
           {"health",
            [&](const YAML::Node& n, const std::string& p) { read_health(r, n, p, cfg.health); }},
           {"dns", [&](const YAML::Node& n, const std::string& p) { read_dns(r, n, p, cfg.dns); }},
+          {"firewall", [&](const YAML::Node& n,
+                           const std::string& p) { read_firewall(r, n, p, cfg.firewall); }},
           {"services", [&](const YAML::Node& n,
                            const std::string& p) { read_services(r, n, p, cfg.services); }},
           {"cluster",
@@ -663,6 +685,10 @@ ParseResult parse_document(const YAML::Node& root) {
                   !cfg.node.listen.starts_with("127.") && cfg.node.listen != "::1");
   if (cfg.node.dns_mode == "on" && !cfg.cluster_mode) {
     r.error("node.dns", "on needs cluster mode (a cluster section): names come from the cluster");
+  }
+  if (cfg.firewall.backend == FirewallBackend::nftables && !cfg.cluster_mode) {
+    r.error("firewall.backend",
+            "nftables needs cluster mode (a cluster section): policies come from the cluster");
   }
   if (!r.errors().empty()) {
     return std::move(r.errors());

@@ -70,6 +70,18 @@ struct DnsSettings {
   std::uint32_t cache_entries = 4'096;        // forwarded replies kept; 0 = no cache
 };
 
+enum class FirewallBackend { none, nftables };
+
+// The `firewall:` section: an optional kernel backend for network isolation and policies
+// (mesh/policy/README.md). The proxy's own checks stay on whatever the backend.
+struct FirewallSettings {
+  // none (default): policy is enforced by the proxy only. nftables: the node also renders it
+  // into the table `inet routemesh` of its network namespace and keeps it current (cluster
+  // mode only: policies come from the store).
+  FirewallBackend backend = FirewallBackend::none;
+  std::string nft = "nft";  // the nft command: a name looked up in PATH, or a path
+};
+
 inline constexpr std::uint16_t kDefaultOverlayPort = 4789;
 
 struct Timeouts {
@@ -142,6 +154,7 @@ struct NodeConfig {
   std::vector<ServiceConfig> services;
   ClusterSettings cluster;
   DnsSettings dns;
+  FirewallSettings firewall;
   bool cluster_mode = false;  // true when the file has a `cluster:` section
 };
 

@@ -41,7 +41,7 @@ bool from_matches(const Rule& rule, const Source& source, std::span<const Networ
 }
 
 // Larger is more specific, then more urgent: (kind, prefix, names a port, priority, deny).
-auto rank(const Rule& r) {
+auto rank_of(const Rule& r) {
   const int kind = r.from.kind == PolicyPeerKind::service   ? 3
                    : r.from.kind == PolicyPeerKind::network ? 2
                                                             : 1;
@@ -50,6 +50,10 @@ auto rank(const Rule& r) {
 }
 
 }  // namespace
+
+bool outranks(const Rule& a, const Rule& b) {
+  return rank_of(b) < rank_of(a);
+}
 
 Decision decide(const Source& source, const Destination& destination, std::span<const Rule> rules,
                 std::span<const NetworkRange> networks) {
@@ -65,7 +69,7 @@ Decision decide(const Source& source, const Destination& destination, std::span<
     if (!from_matches(rule, source, networks)) {
       continue;
     }
-    if (best == nullptr || rank(*best) < rank(rule)) {
+    if (best == nullptr || outranks(rule, *best)) {
       best = &rule;
     }
   }

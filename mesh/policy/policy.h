@@ -82,6 +82,11 @@ struct Decision {
 Decision decide(const Source& source, const Destination& destination, std::span<const Rule> rules,
                 std::span<const NetworkRange> networks);
 
+// Whether `a` wins over `b` when both apply (decide()'s order): source kind service > network >
+// cidr, a longer prefix, a rule naming a port, a higher priority, then deny. Neither outranks
+// the other only when they agree in all of these (and so in their action).
+bool outranks(const Rule& a, const Rule& b);
+
 // "rule 0123456789abcdef", "same network", ... for logs.
 std::string describe(const Decision& decision);
 std::string_view to_string(Reason reason);

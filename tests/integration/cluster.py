@@ -282,6 +282,9 @@ class ClusterNode:
         self.proc = None
         self.id = None
         self.runs = []  # every Proc this node ever ran (for logs)
+        # Top-level sections merged into this node's config (e.g. {"firewall": {...}}); set it
+        # and call write_config() to change one node.
+        self.extra = dict(cluster.node_extra)
         self.write_config()
 
     # -- addresses ---------------------------------------------------------------------------
@@ -306,7 +309,7 @@ class ClusterNode:
         cluster.update(c.cluster_extra)
         node = {"name": self.name, "listen": self.ip, "http_port": HTTP_PORT, "admin": self.admin,
                 "threads": 1, "access_log": {"enabled": False}}
-        return {"node": node, "cluster": cluster, "timeouts": {"drain_ms": 2000}}
+        return {"node": node, "cluster": cluster, "timeouts": {"drain_ms": 2000}, **self.extra}
 
     def write_config(self):
         with open(self.config_path, "w") as f:
@@ -491,13 +494,15 @@ class ClusterNode:
 
 class Cluster:
     def __init__(self, first_ip, roles, tick_ms=50, election_ticks=10, heartbeat_ticks=1,
-                 netns=None, **cluster_extra):
+                 netns=None, node_extra=None, **cluster_extra):
         """`first_ip` is the first node's address (127.0.0.X; the k-th node gets X+k-1) unless
-        `netns` (a Netns) is given, whose addresses are used. roles[0] must be a manager."""
+        `netns` (a Netns) is given, whose addresses are used. roles[0] must be a manager.
+        `node_extra`: top-level config sections every node gets (ClusterNode.extra)."""
         assert roles and roles[0] == "manager"
         self.dir = tempfile.mkdtemp(prefix="rm-cluster-")
         self.tick_ms, self.election_ticks, self.heartbeat_ticks = tick_ms, election_ticks, heartbeat_ticks
         self.cluster_extra = cluster_extra
+        self.node_extra = node_extra or {}
         self.netns = netns
         if netns is not None:
             ips = netns.ips[:len(roles)]

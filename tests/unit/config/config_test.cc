@@ -498,3 +498,35 @@ TEST_CASE("limits.max_request_body_bytes is a byte count, 0 meaning no limit") {
   REQUIRE(errors.size() == 1);
   CHECK(errors[0].path == "limits.max_request_body_bytes");
 }
+
+TEST_CASE("firewall: backend none by default, nftables in cluster mode, errors name the key") {
+  const auto plain = parse_ok("");
+  CHECK(plain.firewall.backend == FirewallBackend::none);
+  CHECK(plain.firewall.nft == "nft");
+  const std::string cl = "cluster: { role: worker, data_dir: /d }\n";
+  const auto cfg = parse_ok(cl + "firewall: { backend: nftables, nft: /usr/sbin/nft }\n");
+  CHECK(cfg.firewall.backend == FirewallBackend::nftables);
+  CHECK(cfg.firewall.nft == "/usr/sbin/nft");
+  CHECK(parse_ok(cl + "firewall:\n").firewall.backend == FirewallBackend::none);
+  CHECK(parse_ok("firewall: { backend: none }\n").firewall.backend == FirewallBackend::none);
+
+  const std::vector<std::pair<std::string, std::pair<std::string, std::string>>> cases = {
+      {cl + "firewall: { backend: iptables }\n", {"firewall.backend", "must be none or nftables"}},
+      {cl + "firewall: { backend: [nftables] }\n", {"firewall.backend", "expected a string"}},
+      {"firewall: { backend: nftables }\n",
+       {"firewall.backend",
+        "nftables needs cluster mode (a cluster section): policies come from the cluster"}},
+      {cl + "firewall: { nft: \"\" }\n",
+       {"firewall.nft", "must not be empty (the nft command or its path)"}},
+      {cl + "firewall: { table: x }\n", {"firewall.table", "unknown key"}},
+      {cl + "firewall: nftables\n", {"firewall", "expected a map"}},
+  };
+  for (const auto& [yaml, expected] : cases) {
+    CAPTURE(yaml);
+    auto errors = parse_errors(yaml);
+    INFO(format_errors(errors));
+    REQUIRE(errors.size() == 1);
+    CHECK(errors[0].path == expected.first);
+    CHECK(errors[0].message == expected.second);
+  }
+}
