@@ -626,8 +626,10 @@ def main():
                 except RuntimeError as e:
                     why = str(e)
                 procs = {"nginx": (ng.p.pid, ng.alive)}
-                procs.update({f"nginx worker {w}": (w, (lambda w=w: os.path.exists(f"/proc/{w}")))
-                              for w in ng.workers})
+                # Named by position, not pid: nginx starts afresh each round, and the rounds'
+                # per-process figures are matched by name.
+                procs.update({f"nginx worker {i}": (w, (lambda w=w: os.path.exists(f"/proc/{w}")))
+                              for i, w in enumerate(ng.workers, start=1)})
                 for case, pace in bench.cases():
                     if why:
                         bench.na(case, "nginx", rnd, why)
