@@ -491,6 +491,21 @@ void CliCommandsImpl::add_commands() {
   issue->add_option("--name", cert_name_, "who holds it (default: the role)");
   issue->add_option("--out", cert_out_,
                     "directory for the files (give it to the CLI as ROUTEMESH_CERT_DIR)");
+  CLI::App* revoke =
+      leaf(cert, "revoke",
+           "revoke a certificate by its SERIAL (as `cert issue` printed it, or `openssl x509 "
+           "-serial`): every node refuses it at the handshake from then on (admin only)",
+           [this] {
+             json::object body{{"serial", name_}};
+             if (!cert_name_.empty()) {
+               body["name"] = cert_name_;
+             }
+             return write({"POST", "/v1/certs/revoke", json::serialize(body)}, "revocation", name_);
+           });
+  one(revoke, "SERIAL");
+  revoke->add_option("--name", cert_name_, "who held it (kept with the revocation)");
+  leaf(cert, "revoked", "list the revoked certificates",
+       [this] { return show(cli::get_request("/v1/certs/revoked"), cli::render_revoked); });
 }
 
 int CliCommandsImpl::run_leaf(const Leaf& leaf) {
@@ -850,8 +865,11 @@ int CliCommandsImpl::cert_issue() {
     print_out(answer->reply.body);
     return 0;
   }
+  const json::value* serial = o->if_contains("serial");
   print_out("a " + cert_role_ + " certificate for " + name + " is in " + cert_out_ +
-            " (use it with ROUTEMESH_CERT_DIR=" + cert_out_ + " or --cert/--key/--ca)");
+            " (use it with ROUTEMESH_CERT_DIR=" + cert_out_ + " or --cert/--key/--ca); serial " +
+            (serial != nullptr && serial->is_string() ? std::string(serial->get_string())
+                                                      : std::string("-")));
   return 0;
 }
 

@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <ctime>
 #include <map>
 #include <utility>
 
@@ -82,6 +83,25 @@ std::string text_of(const json::value* v) {
 
 std::string field(const json::object& o, std::string_view key) {
   return text_of(o.if_contains(key));
+}
+
+// A unix time field as UTC, e.g. 2026-12-05T16:20:00Z; "-" when absent or not a number.
+std::string format_unix_time(const json::object& o, std::string_view key) {
+  const json::value* v = o.if_contains(key);
+  if (v == nullptr || !(v->is_int64() || v->is_uint64())) {
+    return "-";
+  }
+  const std::time_t t = static_cast<std::time_t>(
+      v->is_int64() ? v->get_int64() : static_cast<std::int64_t>(v->get_uint64()));
+  std::tm tm{};
+  if (gmtime_r(&t, &tm) == nullptr) {
+    return "-";
+  }
+  char buf[32];
+  if (std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
+    return "-";
+  }
+  return buf;
 }
 
 std::string join(const std::vector<std::string>& parts, std::string_view sep) {
@@ -767,6 +787,22 @@ Result<std::string> render_policies(const json::value& answer) {
   return render_table({"ID", "FROM", "TO", "PORT", "ACTION", "PRIORITY", "VERSION"}, rows);
 }
 
+Result<std::string> render_revoked(const json::value& answer) {
+  const json::array* revoked = list_of(answer, "revoked");
+  if (revoked == nullptr) {
+    return Result<std::string>::failure(unexpected("no \"revoked\" list"));
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const json::value& item : *revoked) {
+    if (const json::object* r = item.if_object()) {
+      const std::string name = field(*r, "name");
+      rows.push_back({field(*r, "serial"), name.empty() ? "-" : name, format_unix_time(*r, "at")});
+    }
+  }
+  std::sort(rows.begin(), rows.end());
+  return render_table({"SERIAL", "NAME", "REVOKED"}, rows);
+}
+
 Result<std::string> render_tasks(const json::value& answer) {
   const json::array* tasks = list_of(answer, "tasks");
   if (tasks == nullptr) {
@@ -903,7 +939,7 @@ std::string written_object_id(const json::value& answer, std::string_view kind,
   if (const json::object* o = answer.if_object()) {
     if (const json::value* inner = o->if_contains(kind); inner != nullptr && inner->is_object()) {
       const json::object& obj = inner->get_object();
-      for (std::string_view key : {"id", "name"}) {
+      for (std::string_view key : {"id", "serial", "name"}) {
         if (const json::value* v = obj.if_contains(key); v != nullptr && v->is_string()) {
           return std::string(v->get_string());
         }

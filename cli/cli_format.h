@@ -182,6 +182,8 @@ Result<std::string> render_service(const boost::json::value& answer);
 Result<std::string> render_networks(const boost::json::value& answer);
 // GET /v1/policies: ID FROM TO PORT ACTION PRIORITY VERSION, sorted by TO, then FROM.
 Result<std::string> render_policies(const boost::json::value& answer);
+// GET /v1/certs/revoked: SERIAL NAME REVOKED (UTC), by serial.
+Result<std::string> render_revoked(const boost::json::value& answer);
 // GET /v1/tasks: ID SERVICE NODE ADDRESS HEALTH.
 Result<std::string> render_tasks(const boost::json::value& answer);
 // GET /v1/nodes (+ GET /v1/cluster when available, for VOTER and LEADER):

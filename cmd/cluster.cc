@@ -312,7 +312,10 @@ asio::awaitable<void> start_cluster(ClusterNode& n) {
       co_return;
     }
     n.store = std::move(*opened);
-    n.store->on_state([&n](const discovery::ClusterState& s) { n.publisher.schedule(s); });
+    n.store->on_state([&n](const discovery::ClusterState& s) {
+      set_revocations(*n.tls, s);
+      n.publisher.schedule(s);
+    });
     // The route compile thread follows the store by its deltas, not by copies of the state.
     n.publisher.use_deltas([&n](std::uint64_t after) { return n.store->deltas_since(after); });
     manager::ApiOptions ao;
@@ -333,6 +336,7 @@ asio::awaitable<void> start_cluster(ClusterNode& n) {
     n.liveness = manager::make_liveness(ex, *n.store, std::move(lo));
     n.liveness->register_handlers(n.admin);
     n.liveness->start();
+    set_revocations(*n.tls, n.store->state());
     n.publisher.schedule(n.store->state());
     if (marker) {
       manager::BootstrapOptions bo;
@@ -369,6 +373,7 @@ asio::awaitable<void> start_cluster(ClusterNode& n) {
     wo.tls = n.tls->client;
     n.watcher = agent::make_watch_client(ex, std::move(wo));
     n.watcher->on_state([&n](const discovery::ClusterState& s) {
+      set_revocations(*n.tls, s);
       n.publisher.schedule(s);
       // Remember the managers, so a restarted worker finds one even if its join address died.
       auto managers = agent::manager_addresses(s);

@@ -9,8 +9,10 @@
 
 #include <boost/json.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <ctime>
+#include <set>
 
 namespace routemesh::cmd {
 namespace {
@@ -106,7 +108,7 @@ std::optional<NodeTls> load_node_tls(const std::string& data_dir, const std::str
     return std::nullopt;
   }
   NodeTls out;
-  auto server = tls::server_context(c);
+  auto server = tls::server_context(c, out.revoked);
   auto client = tls::client_context(c.ca_pem, c.cert_pem, c.key_pem);
   if (!server || !client) {
     spdlog::error("cluster: the credentials in {} do not load: {}", dir,
@@ -126,6 +128,20 @@ std::optional<NodeTls> load_node_tls(const std::string& data_dir, const std::str
   }
   out.credentials = std::move(*credentials);
   return out;
+}
+
+void set_revocations(NodeTls& t, const discovery::ClusterState& state) {
+  if (state.revoked.size() == t.revoked->size() &&
+      std::all_of(state.revoked.begin(), state.revoked.end(),
+                  [&t](const auto& kv) { return t.revoked->revoked(kv.first); })) {
+    return;
+  }
+  std::set<std::string> serials;
+  for (const auto& [serial, r] : state.revoked) {
+    serials.insert(serial);
+  }
+  spdlog::info("cluster: {} revoked certificate(s) refused from now on", serials.size());
+  t.revoked->set(std::move(serials));
 }
 
 std::int64_t renewal_time(const NodeTls& t) {
@@ -148,8 +164,7 @@ boost::asio::awaitable<bool> renew_node_certificate(boost::asio::any_io_executor
   }
   auto csr = tls::make_request(*key, node_id);
   if (!csr) {
-    spdlog::error("cluster: certificate renewal: cannot make a request: {}",
-                  csr.error().message());
+    spdlog::error("cluster: certificate renewal: cannot make a request: {}", csr.error().message());
     co_return false;
   }
   const auto current = tls::identity_of(t.credentials.cert_pem);
@@ -158,11 +173,10 @@ boost::asio::awaitable<bool> renew_node_certificate(boost::asio::any_io_executor
     req.method = "POST";
     req.target = "/v1/certs/renew";
     req.body = boost::json::serialize(boost::json::object{{"csr", *csr}});
-    auto res = co_await base::http_call(ex, address, std::move(req), std::chrono::seconds(5),
-                                        t.client);
+    auto res =
+        co_await base::http_call(ex, address, std::move(req), std::chrono::seconds(5), t.client);
     if (!res) {
-      spdlog::warn("cluster: certificate renewal via {}: {}", address,
-                   res.error().code.message());
+      spdlog::warn("cluster: certificate renewal via {}: {}", address, res.error().code.message());
       continue;
     }
     if (res->status != 201) {
@@ -172,8 +186,8 @@ boost::asio::awaitable<bool> renew_node_certificate(boost::asio::any_io_executor
     }
     boost::system::error_code ec;
     auto body = boost::json::parse(res->body, ec);
-    const auto* cert = !ec && body.is_object() ? body.as_object().if_contains("certificate")
-                                               : nullptr;
+    const auto* cert =
+        !ec && body.is_object() ? body.as_object().if_contains("certificate") : nullptr;
     if (cert == nullptr || !cert->is_string()) {
       spdlog::warn("cluster: certificate renewal via {}: no certificate in the answer", address);
       continue;
@@ -183,9 +197,10 @@ boost::asio::awaitable<bool> renew_node_certificate(boost::asio::any_io_executor
     if (auto ok = tls::check_certificate(cert_pem, t.credentials.ca_pem, *key, unix_now());
         !ok || !identity || !current || identity->id != current->id ||
         identity->cluster_id != current->cluster_id) {
-      spdlog::error("cluster: certificate renewal via {}: the new certificate is not this "
-                    "node's ({}); keeping the current one",
-                    address, ok ? "another identity" : ok.error().message());
+      spdlog::error(
+          "cluster: certificate renewal via {}: the new certificate is not this "
+          "node's ({}); keeping the current one",
+          address, ok ? "another identity" : ok.error().message());
       continue;
     }
     if (auto w = tls::renew_node_credentials(data_dir, cert_pem, *key); !w) {

@@ -11,6 +11,8 @@
 #include <cstdint>
 #include <vector>
 #include "config/types.h"
+#include "discovery/model/types.h"
+#include "tls/context.h"
 #include "tls/credentials.h"
 #include "tls/pki.h"
 
@@ -44,7 +46,13 @@ struct NodeTls {
   base::TlsContext server;  // the admin server: the node certificate, client certificates
   base::TlsContext client;  // calls to managers: the node certificate, the CA only
   std::shared_ptr<const tls::CertificateAuthority> ca;  // null unless this node holds the key
+  // The cluster's revoked certificates, consulted by `server` at every handshake; the node
+  // replaces the set from every state it sees (set_revocations).
+  std::shared_ptr<tls::Revocations> revoked = std::make_shared<tls::Revocations>();
 };
+
+// Gives `t`'s server context the revoked serials of `state` (cheap when they did not change).
+void set_revocations(NodeTls& t, const discovery::ClusterState& state);
 
 // Loads data_dir/tls and checks that the node certificate was issued by the CA, is valid now,
 // pairs with its key and names node `node_id` of cluster `cluster_id`. Errors are logged

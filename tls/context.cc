@@ -53,7 +53,29 @@ void tls13_only(ssl::context& ctx) {
 
 }  // namespace
 
-boost::system::result<ContextPtr> server_context(const NodeCredentials& node) {
+void Revocations::set(std::set<std::string> serials) {
+  std::lock_guard lock(mu_);
+  if (*serials_ != serials) {
+    serials_ = std::make_shared<const std::set<std::string>>(std::move(serials));
+  }
+}
+
+bool Revocations::revoked(const std::string& serial) const {
+  std::shared_ptr<const std::set<std::string>> serials;
+  {
+    std::lock_guard lock(mu_);
+    serials = serials_;
+  }
+  return serials->count(serial) != 0;
+}
+
+std::size_t Revocations::size() const {
+  std::lock_guard lock(mu_);
+  return serials_->size();
+}
+
+boost::system::result<ContextPtr> server_context(const NodeCredentials& node,
+                                                 std::shared_ptr<const Revocations> revoked) {
   auto ctx = std::make_shared<ssl::context>(ssl::context::tls_server);
   tls13_only(*ctx);
   if (auto r = use_pair(*ctx, node.cert_pem, node.key_pem); !r) {
@@ -75,6 +97,23 @@ boost::system::result<ContextPtr> server_context(const NodeCredentials& node) {
   }
   // Asked for, verified when sent, not required: requests without one get 401 (see the header).
   ctx->set_verify_mode(ssl::verify_peer);
+  if (revoked) {
+    // On top of OpenSSL's chain check: the client's own certificate must not be revoked.
+    ctx->set_verify_callback([revoked](bool preverified, ssl::verify_context& vc) {
+      if (!preverified) {
+        return false;
+      }
+      X509_STORE_CTX* store = vc.native_handle();
+      if (X509_STORE_CTX_get_error_depth(store) != 0) {
+        return true;
+      }
+      if (revoked->revoked(serial_of(X509_STORE_CTX_get_current_cert(store)))) {
+        X509_STORE_CTX_set_error(store, X509_V_ERR_CERT_REVOKED);
+        return false;
+      }
+      return true;
+    });
+  }
   // Session resumption with client verification needs a session id context (SSL_CTX_set_verify).
   SSL_CTX_set_session_id_context(ctx->native_handle(),
                                  reinterpret_cast<const unsigned char*>(kSessionContext.data()),

@@ -6,7 +6,7 @@
 //   for a client certificate and verifies one that is sent against the cluster CA (a failed
 //   verification fails the handshake), but lets a client without one in: the admin server
 //   answers its requests 401, except the few paths anyone may use (/healthz, /metrics, the CA
-//   certificate, the join request).
+//   certificate, the join request). A certificate the cluster revoked fails the handshake.
 // - client_context: a node calling a manager, or the CLI. Trusts only the cluster CA and
 //   accepts only a server certificate that names a node of it (role manager or worker: which
 //   nodes may serve what is the callers' business); presents a client certificate when given.
@@ -22,8 +22,12 @@
 #include <boost/asio/ssl/context.hpp>
 #include <boost/system/result.hpp>
 
+#include <cstddef>
 #include <memory>
+#include <mutex>
 #include <optional>
+#include <set>
+#include <string>
 #include <string_view>
 
 struct ssl_st;  // OpenSSL's SSL
@@ -32,9 +36,26 @@ namespace routemesh::tls {
 
 using ContextPtr = std::shared_ptr<boost::asio::ssl::context>;
 
+// The serials (serial_of's spelling) of revoked certificates, as the cluster state lists them.
+// A server context given one refuses, at the handshake, a client certificate whose serial is
+// in it. Thread-safe: the control thread replaces the set while any thread handshakes.
+class Revocations {
+ public:
+  // Replaces the set. Cheap when unchanged (the caller passes every new state's list).
+  void set(std::set<std::string> serials);
+  bool revoked(const std::string& serial) const;
+  std::size_t size() const;
+
+ private:
+  mutable std::mutex mu_;
+  std::shared_ptr<const std::set<std::string>> serials_ =
+      std::make_shared<const std::set<std::string>>();
+};
+
 // errc::malformed_pem when a certificate or key does not load, errc::key_mismatch when they do
-// not pair.
-boost::system::result<ContextPtr> server_context(const NodeCredentials& node);
+// not pair. `revoked`, when given, is consulted at every handshake (see Revocations).
+boost::system::result<ContextPtr> server_context(
+    const NodeCredentials& node, std::shared_ptr<const Revocations> revoked = nullptr);
 
 // `cert_pem` and `key_pem` both empty: no client certificate.
 boost::system::result<ContextPtr> client_context(std::string_view ca_pem,

@@ -432,4 +432,52 @@ boost::system::result<std::int64_t> not_before(std::string_view cert_pem) {
   return cert_time(cert_pem, false);
 }
 
+std::string serial_of(const x509_st* cert) {
+  if (cert == nullptr) {
+    return {};
+  }
+  BnPtr bn(ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), nullptr));
+  if (!bn) {
+    return {};
+  }
+  char* hex = BN_bn2hex(bn.get());
+  if (hex == nullptr) {
+    return {};
+  }
+  std::string out(hex);
+  OPENSSL_free(hex);
+  return normalize_serial(out).value_or(std::string());
+}
+
+boost::system::result<std::string> serial_of(std::string_view cert_pem) {
+  CertPtr cert = read_cert(cert_pem);
+  if (!cert) {
+    return errc::malformed_pem;
+  }
+  return serial_of(cert.get());
+}
+
+std::optional<std::string> normalize_serial(std::string_view text) {
+  std::string out;
+  for (char c : text) {
+    if (c == ':') {
+      continue;
+    }
+    if (c >= 'A' && c <= 'F') {
+      c = static_cast<char>(c - 'A' + 'a');
+    }
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
+      return std::nullopt;
+    }
+    if (out.empty() && c == '0') {
+      continue;  // leading zero
+    }
+    out.push_back(c);
+  }
+  if (out.empty() || out.size() > 40) {
+    return std::nullopt;
+  }
+  return out;
+}
+
 }  // namespace routemesh::tls

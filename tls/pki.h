@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -103,5 +104,14 @@ boost::system::result<void> check_pair(std::string_view cert_pem, std::string_vi
 boost::system::result<std::int64_t> not_after(std::string_view cert_pem);
 // Its notBefore (the issue time less a small backdate for clock skew).
 boost::system::result<std::int64_t> not_before(std::string_view cert_pem);
+
+// A certificate's serial number as routemesh writes it: lower-case hex without leading zeros
+// (what `openssl x509 -serial` prints, in lower case). "" for a null certificate.
+std::string serial_of(const x509_st* cert);
+boost::system::result<std::string> serial_of(std::string_view cert_pem);
+// A serial as a user may type it (upper or lower case, colons between bytes, leading zeros) in
+// serial_of's spelling; nullopt unless it is 1..40 hex digits (RFC 5280: at most 20 octets)
+// and not zero.
+std::optional<std::string> normalize_serial(std::string_view text);
 
 }  // namespace routemesh::tls

@@ -156,6 +156,8 @@ class ApiImpl final : public Api {
     add("/v1/ca", &ApiImpl::ca);
     add("/v1/certs", &ApiImpl::certs);
     add("/v1/certs/renew", &ApiImpl::renew_certificate);
+    add("/v1/certs/revoke", &ApiImpl::revoke_certificate);
+    add("/v1/certs/revoked", &ApiImpl::revoked_certificates);
     add_prefix("/v1/cluster/tokens/", &ApiImpl::tokens);
     add("/v1/policies", &ApiImpl::policies);
     add_prefix("/v1/policies/", &ApiImpl::policy);
@@ -889,8 +891,7 @@ class ApiImpl final : public Api {
     if (base::is_host_name(j.name)) {
       subject.names.push_back(j.name);
     }
-    auto cert =
-        options_.ca->issue(j.csr, subject, unix_now(), options_.node_cert_lifetime.count());
+    auto cert = options_.ca->issue(j.csr, subject, unix_now(), options_.node_cert_lifetime.count());
     if (!cert) {
       return refuse_join(
           j, "bad_csr",
@@ -1042,13 +1043,75 @@ class ApiImpl final : public Api {
           400, "invalid", "certificate request refused: " + cert.error().message(), "csr"});
     }
     auto end = tls::not_after(*cert);
-    spdlog::info("api: issued a {} certificate for {} to {}", role_text, name,
-                 describe(caller_of(req)));
+    auto serial = tls::serial_of(*cert);
+    spdlog::info("api: issued a {} certificate for {} (serial {}) to {}", role_text, name,
+                 serial ? *serial : "?", describe(caller_of(req)));
     co_return json_response(201, json::object{{"role", role_text},
                                               {"name", name},
+                                              {"serial", serial ? *serial : ""},
                                               {"certificate", *cert},
                                               {"ca", options_.ca_pem},
                                               {"not_after", end ? *end : 0}});
+  }
+
+  // POST /v1/certs/revoke {"serial", "name"?}: every node's TLS servers refuse the certificate
+  // from the moment they see the new state (connections already open keep going until closed).
+  // Admin only (access.h: users other than admin may not write here).
+  asio::awaitable<Response> revoke_certificate(Request req) {
+    if (req.method != "POST") {
+      co_return not_allowed(req, "POST");
+    }
+    if (!store_.is_leader()) {
+      co_return co_await forward(std::move(req));
+    }
+    auto body = parse_object(req.body);
+    if (!body) {
+      co_return error_response(from_state_error(body.error()));
+    }
+    Revocation revocation;
+    bool have_serial = false;
+    for (const auto& kv : *body) {
+      if (kv.key() != "serial" && kv.key() != "name") {
+        co_return error_response(ApiError{400, "invalid", "unknown field", std::string(kv.key())});
+      }
+      if (!kv.value().is_string()) {
+        co_return error_response(
+            ApiError{400, "invalid", "expected a string", std::string(kv.key())});
+      }
+      if (kv.key() == "serial") {
+        auto serial = tls::normalize_serial(kv.value().get_string());
+        if (!serial) {
+          co_return error_response(ApiError{
+              400, "invalid",
+              "expected a certificate serial: 1 to 40 hex digits (colons allowed), not zero",
+              "serial"});
+        }
+        revocation.serial = std::move(*serial);
+        have_serial = true;
+      } else {
+        revocation.name = std::string(kv.value().get_string());
+      }
+    }
+    if (!have_serial) {
+      co_return error_response(ApiError{400, "invalid", "required", "serial"});
+    }
+    revocation.at = unix_now();
+    spdlog::info("api: certificate {} ({}) revoked by {}", revocation.serial,
+                 revocation.name.empty() ? "no name given" : revocation.name,
+                 describe(caller_of(req)));
+    auto request = key_of(req);
+    // A named command: no temporary with a destructor in the co_await expression (GCC 12).
+    store::Command command = store::CertRevoke{std::move(revocation)};
+    co_return co_await commit(std::move(command), 201, "revocation", std::move(request));
+  }
+
+  // GET /v1/certs/revoked: the revoked certificates, by serial.
+  asio::awaitable<Response> revoked_certificates(Request req) {
+    if (req.method != "GET") {
+      co_return not_allowed(req, "GET");
+    }
+    auto render = [this] { return list_response(state().revoked, "revoked"); };
+    co_return co_await read(std::move(req), std::move(render));
   }
 
   // POST /v1/certs/renew {"csr"}: a node's new certificate for itself, before its current one
@@ -1063,9 +1126,11 @@ class ApiImpl final : public Api {
     }
     const Caller caller = caller_of(req);
     if (caller.kind != Caller::Kind::node) {
-      co_return error_response(ApiError{
-          403, "forbidden", "only a node renews its own certificate (user certificates: "
-                            "`routemesh cert issue`)", ""});
+      co_return error_response(
+          ApiError{403, "forbidden",
+                   "only a node renews its own certificate (user certificates: "
+                   "`routemesh cert issue`)",
+                   ""});
     }
     if (!options_.ca) {
       if (!store_.is_leader()) {
@@ -1087,11 +1152,9 @@ class ApiImpl final : public Api {
       co_return error_response(ApiError{403, "forbidden", "not a member of this cluster", ""});
     }
     tls::Subject subject;
-    subject.identity =
-        tls::Identity{state().cluster_id.empty() ? options_.cluster_id : state().cluster_id,
-                      node->second.role == NodeRole::manager ? tls::Role::manager
-                                                             : tls::Role::worker,
-                      caller.id};
+    subject.identity = tls::Identity{
+        state().cluster_id.empty() ? options_.cluster_id : state().cluster_id,
+        node->second.role == NodeRole::manager ? tls::Role::manager : tls::Role::worker, caller.id};
     for (const std::string& address : {node->second.address, node->second.peer}) {
       const std::string ip = ip_of(address);
       if (!ip.empty() &&
@@ -1112,9 +1175,9 @@ class ApiImpl final : public Api {
     spdlog::info("api: renewed the certificate of {} node {} ({}) until {}",
                  tls::to_string(subject.identity.role), node->second.name, caller.id,
                  end ? *end : 0);
-    co_return json_response(201, json::object{{"certificate", *cert},
-                                              {"ca", options_.ca_pem},
-                                              {"not_after", end ? *end : 0}});
+    co_return json_response(
+        201, json::object{
+                 {"certificate", *cert}, {"ca", options_.ca_pem}, {"not_after", end ? *end : 0}});
   }
 
   // POST /v1/cluster/tokens/ROLE/rotate.

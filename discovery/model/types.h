@@ -73,6 +73,14 @@ struct Policy {
   std::uint64_t version = 0;
 };
 
+// A revoked certificate: every node's TLS server refuses it at the handshake from then on.
+struct Revocation {
+  std::string serial;   // lower-case hex, no leading zeros (tls::serial_of)
+  std::string name;     // who held it, as the operator said ("" = not given)
+  std::int64_t at = 0;  // when it was revoked, seconds since the epoch (set by the proposer)
+  std::uint64_t version = 0;
+};
+
 // The whole replicated state. Containers are ordered by name/id so that compiling it is
 // deterministic.
 struct ClusterState {
@@ -90,7 +98,8 @@ struct ClusterState {
   std::map<std::string, Network> networks;
   std::map<std::string, Service> services;
   std::map<std::string, Task> tasks;
-  std::map<std::string, Policy> policies;  // by id
+  std::map<std::string, Policy> policies;     // by id
+  std::map<std::string, Revocation> revoked;  // revoked certificates, by serial
 };
 
 // One validation problem with its key path (cmd/ prints it like a config file error).

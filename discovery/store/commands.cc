@@ -85,6 +85,17 @@ std::optional<DecodeResult> policy_command_from_json(detail::FieldReader& r, con
     }
     return DecodeResult(invalid(error));
   }
+  if (op == "cert.revoke") {
+    if (r.only({"op", "revocation"})) {
+      const json::value* v = r.find("revocation");
+      if (v == nullptr) {
+        r.fail("revocation", "required");
+      } else if (auto revocation = revocation_from_json(*v, "revocation", error)) {
+        return DecodeResult(CertRevoke{std::move(*revocation)});
+      }
+    }
+    return DecodeResult(invalid(error));
+  }
   if (op == "policy.delete") {
     PolicyDelete c;
     if (r.only({"op", "id", "version"}) && r.string("id", c.id, true) &&
@@ -114,6 +125,7 @@ std::string_view op_name(const Command& command) {
                         [](const ClusterSettingsUpdate&) { return "cluster.settings"; },
                         [](const PolicyCreate&) { return "policy.create"; },
                         [](const PolicyDelete&) { return "policy.delete"; },
+                        [](const CertRevoke&) { return "cert.revoke"; },
                     },
                     command);
 }
@@ -177,6 +189,11 @@ json::object command_to_json(const Command& command) {
                  },
                  [&](const PolicyCreate& c) { policy_command_json(o, c); },
                  [&](const PolicyDelete& c) { policy_command_json(o, c); },
+                 [&](const CertRevoke& c) {
+                   json::object v = to_json(c.revocation);
+                   v.erase("version");
+                   o["revocation"] = std::move(v);
+                 },
              },
              command);
   return o;

@@ -192,6 +192,15 @@ json::object to_json(const Policy& policy) {
   return o;
 }
 
+json::object to_json(const Revocation& revocation) {
+  json::object o;
+  o["serial"] = revocation.serial;
+  o["name"] = revocation.name;
+  o["at"] = revocation.at;
+  o["version"] = revocation.version;
+  return o;
+}
+
 json::object to_json(const ClusterState& state) {
   json::object o;
   o["revision"] = state.revision;
@@ -216,6 +225,9 @@ json::object to_json(const ClusterState& state) {
   o["tasks"] = list(state.tasks);
   if (!state.policies.empty()) {  // absent when empty: images from before policies are unchanged
     o["policies"] = list(state.policies);
+  }
+  if (!state.revoked.empty()) {  // absent when empty, as policies
+    o["revoked"] = list(state.revoked);
   }
   return o;
 }
@@ -523,6 +535,23 @@ std::optional<Policy> policy_from_json(const json::value& value, const std::stri
   return policy;
 }
 
+std::optional<Revocation> revocation_from_json(const json::value& value, const std::string& path,
+                                               StateError& error) {
+  FieldReader r(value, path, error);
+  Revocation revocation;
+  std::uint64_t at = 0;
+  r.only({"serial", "name", "at", "version"});
+  r.string("serial", revocation.serial, true);
+  r.string("name", revocation.name);
+  r.uint("at", at, std::numeric_limits<std::int64_t>::max());
+  r.uint("version", revocation.version, std::numeric_limits<std::uint64_t>::max());
+  if (!r.ok()) {
+    return std::nullopt;
+  }
+  revocation.at = static_cast<std::int64_t>(at);
+  return revocation;
+}
+
 std::string encode_state(const ClusterState& state) {
   return json::serialize(to_json(state));
 }
@@ -532,7 +561,7 @@ std::optional<ClusterState> state_from_json(const json::value& value) {
   FieldReader r(value, "", error);
   ClusterState state;
   r.only({"revision", "cluster_id", "subnet_pool", "worker_token_hash", "manager_token_hash",
-          "nodes", "networks", "services", "tasks", "policies"});
+          "nodes", "networks", "services", "tasks", "policies", "revoked"});
   r.uint("revision", state.revision, std::numeric_limits<std::uint64_t>::max(), true);
   r.string("cluster_id", state.cluster_id);
   r.string("subnet_pool", state.subnet_pool);
@@ -570,7 +599,9 @@ std::optional<ClusterState> state_from_json(const json::value& value) {
       list("services", state.services, service_from_json,
            [](const Service& s) { return s.name; }) &&
       list("tasks", state.tasks, task_from_json, [](const Task& t) { return t.id; }) &&
-      list("policies", state.policies, policy_from_json, [](const Policy& p) { return p.id; });
+      list("policies", state.policies, policy_from_json, [](const Policy& p) { return p.id; }) &&
+      list("revoked", state.revoked, revocation_from_json,
+           [](const Revocation& v) { return v.serial; });
   if (!ok) {
     return std::nullopt;
   }

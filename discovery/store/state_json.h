@@ -40,6 +40,7 @@ boost::json::object to_json(const Network& network);
 boost::json::object to_json(const Service& service);
 boost::json::object to_json(const Task& task);
 boost::json::object to_json(const Policy& policy);
+boost::json::object to_json(const Revocation& revocation);
 boost::json::object to_json(const ClusterState& state);
 
 // Decoders for one object, as found in a command or a state image. Every key is optional
@@ -59,6 +60,9 @@ std::optional<Task> task_from_json(const boost::json::value& value, const std::s
 // discovery::validate_policy (apply), not by the decoder.
 std::optional<Policy> policy_from_json(const boost::json::value& value, const std::string& path,
                                        StateError& error);
+// "serial" is required; its spelling is checked by apply.
+std::optional<Revocation> revocation_from_json(const boost::json::value& value,
+                                               const std::string& path, StateError& error);
 
 // Whole state. decode_* return nullopt for anything malformed, including duplicate names/ids.
 std::string encode_state(const ClusterState& state);

@@ -380,7 +380,39 @@ class Applier {
     return success(state_, std::move(object));
   }
 
+  ApplyResult operator()(const CertRevoke& c) {
+    Revocation revocation = c.revocation;
+    if (!is_serial(revocation.serial)) {
+      return failure(errc::invalid, "revocation.serial",
+                     "expected 1 to 40 lower-case hex digits without leading zeros");
+    }
+    if (!revocation.name.empty() && !base::is_object_name(revocation.name)) {
+      return failure(errc::invalid, "revocation.name",
+                     "expected a name of [a-z0-9][a-z0-9_.-]{0,62}");
+    }
+    if (revocation.at < 0) {
+      return failure(errc::invalid, "revocation.at", "must not be negative");
+    }
+    if (state_.revoked.count(revocation.serial) != 0) {
+      return failure(errc::conflict, "revocation.serial",
+                     "certificate " + quoted(revocation.serial) + " is already revoked");
+    }
+    revocation.version = next_revision();
+    state_.revision = revocation.version;
+    auto& stored = state_.revoked[revocation.serial] = std::move(revocation);
+    return success(state_, to_json(stored));
+  }
+
  private:
+  // tls::serial_of's spelling: 1..40 lower-case hex digits, the first not 0.
+  static bool is_serial(std::string_view text) {
+    if (text.empty() || text.size() > 40 || text.front() == '0') {
+      return false;
+    }
+    return std::all_of(text.begin(), text.end(),
+                       [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+  }
+
   // Create (existing == nullptr) or replace a service: normalise, validate with the shared
   // validator, then keep the VIPs of networks it stays on and allocate the new ones.
   ApplyResult put_service(const Service& spec, const Service* existing) {

@@ -79,9 +79,16 @@ struct PolicyDelete {
   std::optional<std::uint64_t> version;
 };
 
-using Command = std::variant<NetworkCreate, NetworkDelete, ServiceCreate, ServiceUpdate,
-                             ServiceDelete, TaskAdd, TaskUpdate, TaskRemove, NodeAdd, NodeUpdate,
-                             NodeRemove, ClusterSettingsUpdate, PolicyCreate, PolicyDelete>;
+// "cert.revoke": adds a certificate to the revoked list (kept for good: certificates live at
+// most ten years, and the list is small).
+struct CertRevoke {
+  Revocation revocation;  // version ignored
+};
+
+using Command =
+    std::variant<NetworkCreate, NetworkDelete, ServiceCreate, ServiceUpdate, ServiceDelete, TaskAdd,
+                 TaskUpdate, TaskRemove, NodeAdd, NodeUpdate, NodeRemove, ClusterSettingsUpdate,
+                 PolicyCreate, PolicyDelete, CertRevoke>;
 
 // Why the store refused a command (an expected outcome, never an exception). The API answers
 // invalid with HTTP 400, conflict 409, not_found 404, version_mismatch 409, key_reused 422 (an

@@ -351,6 +351,72 @@ class SecurityTest(unittest.TestCase):
             self.assertEqual(s, 403, b)
         self.assertEqual(self.store_view(), before)
 
+    def test_a_revoked_certificate_is_refused_by_every_node(self):
+        out_dir = os.path.join(self.c.dir, "cert-carol")
+        rc, out, err = self.c.cli(self.c.nodes[0], "cert", "issue", "--role", "operator",
+                                  "--name", "carol", "--out", out_dir)
+        self.assertEqual(rc, 0, err)
+        m = re.search(r"serial ([0-9a-f]+)", out)
+        self.assertIsNotNone(m, out)
+        serial = m.group(1)
+        # The serial printed is the certificate's own (openssl prints it in upper case).
+        r = subprocess.run(["openssl", "x509", "-in", os.path.join(out_dir, "cert.pem"), "-noout",
+                            "-serial"], capture_output=True, text=True, timeout=10)
+        self.assertEqual(r.stdout.strip().split("=")[1].lower().lstrip("0"), serial)
+        carol = cluster.client_tls(out_dir)
+        nodes = self.c.managers + [self.worker]
+
+        def probe(n):  # a read every node serves to any user certificate
+            return "/v1/routes" if n is self.worker else "/v1/services?stale=true"
+        for n in nodes:
+            s, b = n.api("GET", probe(n), tls=carol)
+            self.assertEqual(s, 200, b)
+
+        # Only an admin may revoke; the field is checked.
+        viewer = self.issue("viewer", "dave")
+        before = self.store_view()
+        for tls_ctx in (viewer, carol):
+            s, b = self.c.leader().api("POST", "/v1/certs/revoke", {"serial": serial}, tls=tls_ctx)
+            self.assertEqual(s, 403, b)
+        for body in ({"serial": "xyz"}, {"serial": "00"}, {}, {"serial": serial, "extra": 1}):
+            s, b = self.c.leader().api("POST", "/v1/certs/revoke", body)
+            self.assertEqual(s, 400, b)
+            field = "extra" if "extra" in body else "serial"
+            self.assertEqual(cluster.error_of(b).get("field"), field, b)
+        self.assertEqual(self.store_view(), before)
+        rc, out, err = self.c.cli(self.c.nodes[0], "cert", "revoke", "not-hex")
+        self.assertEqual(rc, 1, out)
+        self.assertIn("serial", err)
+
+        # Revoked through a follower (forwarded to the leader), in openssl's spelling.
+        spelled = ":".join(serial.upper().zfill(len(serial) + len(serial) % 2)[i:i + 2]
+                           for i in range(0, len(serial) + len(serial) % 2, 2))
+        rc, out, err = self.c.cli(self.c.followers()[0], "cert", "revoke", spelled, "--name",
+                                  "carol")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(out.strip(), serial)
+        rc, out, err = self.c.cli(self.c.nodes[0], "cert", "revoked")
+        self.assertEqual(rc, 0, err)
+        self.assertRegex(out, rf"{serial}\s+carol\s+20\d\d-")
+        s, b = self.c.leader().api("POST", "/v1/certs/revoke", {"serial": serial})
+        self.assertEqual(s, 409, b)
+
+        def refused(n):
+            try:
+                n.api("GET", probe(n), tls=carol)
+            except (cluster.Refused, cluster.Unknown):
+                return True
+            return False
+        for n in nodes:  # every manager and the worker, from the state they see
+            harness.wait_until(lambda: refused(n), timeout=10,
+                               what=f"{n.name} refusing the revoked certificate")
+        # Others are unaffected.
+        for n in nodes:
+            s, b = n.api("GET", probe(n), tls=viewer)
+            self.assertEqual(s, 200, b)
+        self.assertEqual(len(self.manager_log_lines(rf"certificate {serial} \(carol\) revoked by")),
+                         1)
+
     def test_a_worker_certificate_reports_its_own_tasks_and_nothing_else(self):
         lead, follower = self.c.leader(), self.c.followers()[0]
         w = self.worker

@@ -167,6 +167,41 @@ TEST_CASE("a client certificate from another CA fails the handshake") {
   CHECK_FALSE(f.server.last_caller.has_value());
 }
 
+TEST_CASE("a revoked client certificate fails the handshake; others still pass") {
+  auto ca = new_ca();
+  auto revoked = std::make_shared<tls::Revocations>();
+  auto node = issue(ca, tls::Role::manager, "00000000000000a1");
+  auto ctx = tls::server_context({ca.certificate_pem(), node.cert, node.key, ""}, revoked);
+  REQUIRE(ctx.has_value());
+  Fixture f;
+  f.start(*ctx);
+  auto alice = issue(ca, tls::Role::operator_, "alice");
+  auto bob = issue(ca, tls::Role::viewer, "bob");
+  auto alice_serial = tls::serial_of(alice.cert);
+  REQUIRE(alice_serial.has_value());
+
+  auto before = f.call(client_ctx(ca, &alice));
+  REQUIRE(before.has_value());
+  CHECK(before->body == "routemesh://c0ffee00c0ffee00/operator/alice");
+
+  revoked->set({*alice_serial});
+  CHECK(revoked->size() == 1);
+  auto after = f.call(client_ctx(ca, &alice));
+  CHECK_FALSE(after.has_value());
+  CHECK(f.server.handshakes_failed == 1);
+  auto other = f.call(client_ctx(ca, &bob));
+  REQUIRE(other.has_value());
+  CHECK(other->body == "routemesh://c0ffee00c0ffee00/viewer/bob");
+  // No certificate at all is still let through (the API answers it 401).
+  auto anonymous = f.call(client_ctx(ca, nullptr));
+  REQUIRE(anonymous.has_value());
+  CHECK(anonymous->body == "-");
+
+  revoked->set({});
+  auto again = f.call(client_ctx(ca, &alice));
+  CHECK(again.has_value());
+}
+
 TEST_CASE("clients accept only a node certificate of their CA as the server") {
   auto ca = new_ca();
   auto other = new_ca();

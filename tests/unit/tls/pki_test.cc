@@ -160,6 +160,32 @@ TEST_CASE("user certificates name a user and a role") {
   CHECK(identity->id == "ops");
 }
 
+TEST_CASE("serials: each certificate its own, spelled like openssl's in lower case") {
+  auto ca = new_ca();
+  auto a = issue(ca, {{"c0ffee00c0ffee00", tls::Role::viewer, "a"}, {}, {}}, tls::kUserLifetime);
+  auto b = issue(ca, {{"c0ffee00c0ffee00", tls::Role::viewer, "b"}, {}, {}}, tls::kUserLifetime);
+  auto sa = tls::serial_of(a.cert);
+  auto sb = tls::serial_of(b.cert);
+  REQUIRE(sa.has_value());
+  REQUIRE(sb.has_value());
+  CHECK(*sa != *sb);
+  CHECK(tls::normalize_serial(*sa) == *sa);  // already in its own spelling
+  CHECK_FALSE(sa->empty());
+  CHECK(sa->size() <= 40);
+  CHECK(sa->front() != '0');
+  CHECK_FALSE(tls::serial_of(std::string_view("not a certificate")).has_value());
+
+  CHECK(tls::normalize_serial("0A:1b:FF") == "a1bff");
+  CHECK(tls::normalize_serial("00ff") == "ff");
+  CHECK(tls::normalize_serial("7") == "7");
+  CHECK(tls::normalize_serial(std::string(40, 'f')) == std::string(40, 'f'));
+  CHECK_FALSE(tls::normalize_serial(std::string(41, 'f')).has_value());
+  CHECK_FALSE(tls::normalize_serial("").has_value());
+  CHECK_FALSE(tls::normalize_serial("00:00").has_value());  // zero is no serial
+  CHECK_FALSE(tls::normalize_serial("12g4").has_value());
+  CHECK_FALSE(tls::normalize_serial("12 34").has_value());
+}
+
 TEST_CASE("a certificate without a routemesh identity has none") {
   auto ca = new_ca();
   auto identity = tls::identity_of(ca.certificate_pem());  // the CA names no one

@@ -152,3 +152,53 @@ TEST_CASE(
   // A malformed policy makes the image malformed.
   CHECK_FALSE(decode_state(R"({"revision":1,"policies":[{"id":"x","from":"network:a"}]})"));
 }
+
+TEST_CASE("cert.revoke adds a serial once, checks it, and survives the state JSON") {
+  ClusterState state = initial_state();
+  auto r = apply_json(
+      state,
+      R"({"op":"cert.revoke","revocation":{"serial":"a1b2","name":"alice","at":1700000000}})");
+  REQUIRE(r.ok);
+  REQUIRE(state.revoked.count("a1b2") == 1);
+  CHECK(state.revoked.at("a1b2").name == "alice");
+  CHECK(state.revoked.at("a1b2").at == 1700000000);
+  CHECK(state.revoked.at("a1b2").version == r.revision);
+
+  auto again = apply_json(state, R"({"op":"cert.revoke","revocation":{"serial":"a1b2"}})");
+  CHECK_FALSE(again.ok);
+  CHECK(again.error.code == errc::conflict);
+  CHECK(again.error.field == "revocation.serial");
+
+  struct Case {
+    std::string revocation;
+    std::string field;
+  };
+  for (const Case& c :
+       {Case{R"({"serial":"A1B2"})", "revocation.serial"},
+        Case{R"({"serial":"0a1"})", "revocation.serial"},
+        Case{R"({"serial":""})", "revocation.serial"},
+        Case{R"({"serial":")" + std::string(41, 'a') + R"("})", "revocation.serial"},
+        Case{R"({"serial":"ab","name":"Not A Name"})", "revocation.name"}}) {
+    const std::uint64_t revision = state.revision;
+    auto bad = apply_json(state, R"({"op":"cert.revoke","revocation":)" + c.revocation + "}");
+    CHECK_FALSE(bad.ok);
+    CHECK(bad.error.code == errc::invalid);
+    CHECK(bad.error.field == c.field);
+    CHECK(state.revision == revision);
+  }
+  CHECK_FALSE(decode_command(R"({"op":"cert.revoke"})").has_value());
+  CHECK(state.revoked.size() == 1);
+
+  const Command c = CertRevoke{Revocation{"ff01", "bob", 5, 0}};
+  const std::string text = encode_command(c);
+  CHECK(text == R"({"op":"cert.revoke","revocation":{"serial":"ff01","name":"bob","at":5}})");
+  auto back = decode_command(text);
+  REQUIRE(back.has_value());
+  CHECK(encode_command(*back) == text);
+
+  CHECK(encode_state(initial_state()).find("revoked") == std::string::npos);
+  auto decoded = decode_state(encode_state(state));
+  REQUIRE(decoded);
+  CHECK(encode_state(*decoded) == encode_state(state));
+  CHECK(decoded->revoked.at("a1b2").name == "alice");
+}
