@@ -78,7 +78,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   Decoded d = decode_query(wire);
   check(d.query || d.outcome != Outcome::local);
   check(!fast || d.query);
-  Query q;
+  Query q;  // `example`, read
+  q.id = 0x0102;
+  q.rd = true;
   q.question = Question{{"example", "com"}, kTypeA, kClassIn};
   std::span<const std::uint8_t> client(example);
   if (d.query) {
