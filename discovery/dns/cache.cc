@@ -2,23 +2,47 @@
 
 namespace routemesh::discovery::dns {
 
-std::optional<Cache::Hit> Cache::lookup(const std::string& key, std::uint64_t now_ms) {
+Cache::Entry* Cache::live(const std::string& key, std::uint64_t now_ms) {
   auto it = index_.find(key);
   if (it == index_.end()) {
-    return std::nullopt;
+    return nullptr;
   }
   auto entry = it->second;
   if (now_ms >= entry->expires_ms) {
     lru_.erase(entry);
     index_.erase(it);
-    return std::nullopt;
+    return nullptr;
   }
   lru_.splice(lru_.begin(), lru_, entry);
-  const std::uint64_t age_ms = now_ms > entry->stored_ms ? now_ms - entry->stored_ms : 0;
-  return Hit{entry->reply, static_cast<std::uint32_t>(age_ms / 1000)};
+  return &*entry;
 }
 
-void Cache::insert(const std::string& key, Bytes reply, std::uint32_t ttl_s, std::uint64_t now_ms) {
+namespace {
+
+std::uint32_t age_of(std::uint64_t stored_ms, std::uint64_t now_ms) {
+  return static_cast<std::uint32_t>((now_ms > stored_ms ? now_ms - stored_ms : 0) / 1000);
+}
+
+}  // namespace
+
+std::optional<Cache::Hit> Cache::lookup(const std::string& key, std::uint64_t now_ms) {
+  const Entry* e = live(key, now_ms);
+  if (e == nullptr) {
+    return std::nullopt;
+  }
+  return Hit{e->reply, age_of(e->stored_ms, now_ms)};
+}
+
+std::optional<Cache::Stored> Cache::lookup_stored(const std::string& key, std::uint64_t now_ms) {
+  const Entry* e = live(key, now_ms);
+  if (e == nullptr || !e->stored) {
+    return std::nullopt;
+  }
+  return Stored{&*e->stored, age_of(e->stored_ms, now_ms)};
+}
+
+void Cache::insert(const std::string& key, Bytes reply, std::uint32_t ttl_s, std::uint64_t now_ms,
+                   std::optional<StoredReply> stored) {
   if (capacity_ == 0 || ttl_s == 0) {
     return;
   }
@@ -30,7 +54,8 @@ void Cache::insert(const std::string& key, Bytes reply, std::uint32_t ttl_s, std
     index_.erase(lru_.back().key);
     lru_.pop_back();
   }
-  lru_.push_front(Entry{key, std::move(reply), now_ms, now_ms + std::uint64_t{ttl_s} * 1000});
+  lru_.push_front(Entry{key, std::move(reply), now_ms, now_ms + std::uint64_t{ttl_s} * 1000,
+                        std::move(stored)});
   index_[key] = lru_.begin();
 }
 

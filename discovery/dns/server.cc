@@ -9,6 +9,7 @@
 #include "discovery/dns/metrics.h"
 #include "discovery/dns/upstreams.h"
 #include "discovery/dns/view.h"
+#include "discovery/dns/wire.h"
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
@@ -16,6 +17,7 @@
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ip/udp.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -25,10 +27,13 @@
 
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <map>
 #include <random>
 
@@ -52,6 +57,49 @@ constexpr std::size_t kMaxTcpClients = 256;
 constexpr auto kTcpIdle = 10s;
 // An upstream that timed out is asked again after this (upstreams.h).
 constexpr std::uint64_t kHoldDownMs = 30'000;
+// Datagrams read (recvmmsg) and replies sent (sendmmsg) per system call, and the batches a
+// listener handles before it lets the other work of the thread run.
+constexpr std::size_t kBatch = 32;
+constexpr int kBatchesPerTurn = 8;
+constexpr std::size_t kDatagram = 65536;
+// Stored local answers and forwarding decisions per network (wire.h, LocalAnswers).
+constexpr std::size_t kLocalAnswers = 65536;
+
+// routemesh_dns_queries_total{type}: type_label's values (message.h) and "none".
+constexpr const char* kTypeLabels[] = {"A",  "AAAA", "SRV",   "PTR", "CNAME", "MX",  "TXT",
+                                       "NS", "SOA",  "HTTPS", "ANY", "other", "none"};
+constexpr std::size_t kTypeSlots = std::size(kTypeLabels);
+constexpr std::size_t kNoType = kTypeSlots - 1;
+constexpr std::size_t kOutcomes = static_cast<std::size_t>(Outcome::dropped) + 1;
+
+std::size_t type_slot(std::uint16_t type) {
+  switch (type) {
+    case kTypeA:
+      return 0;
+    case kTypeAaaa:
+      return 1;
+    case kTypeSrv:
+      return 2;
+    case kTypePtr:
+      return 3;
+    case kTypeCname:
+      return 4;
+    case kTypeMx:
+      return 5;
+    case kTypeTxt:
+      return 6;
+    case kTypeNs:
+      return 7;
+    case kTypeSoa:
+      return 8;
+    case kTypeHttps:
+      return 9;
+    case kTypeAny:
+      return 10;
+    default:
+      return 11;
+  }
+}
 
 std::uint64_t now_ms() {
   return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -84,6 +132,24 @@ const char* result_label(const boost::system::error_code& ec) {
   return ec == errc::upstream_timeout ? "timeout" : "error";
 }
 
+// The network a DNS address answers for, with its stored answers (built with each view).
+struct Local {
+  const NetworkView* network = nullptr;  // in the view the Core holds
+  LocalAnswers answers;
+};
+
+// The buffers of one UDP listener's batches: datagrams read, their sources, replies.
+struct UdpBatch {
+  UdpBatch() : buffers(new std::uint8_t[kBatch * kDatagram]) {}
+  std::unique_ptr<std::uint8_t[]> buffers;  // not zeroed: pages are touched as used
+  std::array<mmsghdr, kBatch> in{};
+  std::array<iovec, kBatch> in_iov{};
+  std::array<sockaddr_storage, kBatch> sources{};
+  std::array<Bytes, kBatch> replies;
+  std::array<mmsghdr, kBatch> out{};
+  std::array<iovec, kBatch> out_iov{};
+};
+
 struct Listener {
   std::shared_ptr<udp::socket> datagrams;
   std::shared_ptr<tcp::acceptor> streams;
@@ -93,7 +159,7 @@ struct Listener {
 struct Handled {
   Bytes reply;                   // to send now (empty with `forward` or when dropped)
   std::optional<Query> forward;  // ask the upstreams, then answer this query
-  std::string type = "none";     // metric label
+  std::size_t type = kNoType;    // metric label (kTypeLabels)
   Outcome outcome = Outcome::dropped;
 };
 
@@ -117,8 +183,13 @@ class Core : public std::enable_shared_from_this<Core> {
     }
     view_ = std::move(view);
     std::set<std::string> want;
+    local_.clear();
     for (const auto& [address, network] : view_->by_address) {
       want.insert(address);
+      local_.emplace(
+          address, std::make_unique<Local>(
+                       Local{&network, LocalAnswers(*view_, network, AnswerOptions{settings_.ttl_s},
+                                                    kLocalAnswers)}));
     }
     own_addresses_(want);
     for (auto it = listeners_.begin(); it != listeners_.end();) {
@@ -147,6 +218,7 @@ class Core : public std::enable_shared_from_this<Core> {
       close(listener);
     }
     listeners_.clear();
+    local_.clear();
     metrics_.addresses.Set(0);
   }
 
@@ -223,16 +295,12 @@ class Core : public std::enable_shared_from_this<Core> {
     }
   }
 
-  prometheus::Counter& counter(const std::string& type, Outcome outcome) {
-    auto key = std::make_pair(type, outcome);
-    auto it = counters_.find(key);
-    if (it == counters_.end()) {
-      it =
-          counters_
-              .emplace(key, &metrics_.queries.Add({{"type", type}, {"result", to_string(outcome)}}))
-              .first;
+  prometheus::Counter& counter(std::size_t type, Outcome outcome) {
+    prometheus::Counter*& c = counters_[type][static_cast<std::size_t>(outcome)];
+    if (c == nullptr) {
+      c = &metrics_.queries.Add({{"type", kTypeLabels[type]}, {"result", to_string(outcome)}});
     }
-    return *it->second;
+    return *c;
   }
 
   prometheus::Counter& upstream_counter(const Upstream& up, const char* result) {
@@ -255,6 +323,64 @@ class Core : public std::enable_shared_from_this<Core> {
     return out;
   }
 
+  // The source of a datagram as an Address (IPv4-mapped IPv6 as IPv4).
+  static Address address_of(const sockaddr_storage& source) {
+    Address out;
+    if (source.ss_family == AF_INET) {
+      const auto& in = reinterpret_cast<const sockaddr_in&>(source);
+      std::memcpy(out.bytes.data(), &in.sin_addr, 4);
+    } else if (source.ss_family == AF_INET6) {
+      const auto& in6 = reinterpret_cast<const sockaddr_in6&>(source);
+      const std::uint8_t* b = in6.sin6_addr.s6_addr;
+      static constexpr std::uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+      if (std::memcmp(b, kMapped, 12) == 0) {
+        std::memcpy(out.bytes.data(), b + 12, 4);
+      } else {
+        out.v6 = true;
+        std::memcpy(out.bytes.data(), b, 16);
+      }
+    }
+    return out;
+  }
+
+  Local* local(const std::string& address) {
+    auto it = local_.find(address);
+    return it == local_.end() ? nullptr : it->second.get();
+  }
+
+  // The common query answered from stored bytes (wire.h): a stored local answer, or a
+  // forwarded name's cache hit. False: the ldns path (handle) answers it, including every
+  // refusal (isolation) and everything not stored.
+  bool answer_fast(Local* local, const Address& source, std::span<const std::uint8_t> wire,
+                   Transport transport, Bytes& reply, Handled& h) {
+    if (local == nullptr || !parse_fast(wire, fast_)) {
+      return false;
+    }
+    if (!may_query(*local->network, source)) {
+      return false;
+    }
+    const LocalAnswers::Entry* e = local->answers.find(fast_.key);
+    if (e == nullptr) {
+      return false;
+    }
+    const std::size_t limit = reply_limit(fast_, transport);
+    if (!e->forward) {
+      if (!write_reply(e->reply, wire, fast_, 0, limit, reply)) {
+        return false;
+      }
+      h.outcome = e->outcome;
+    } else {
+      cache_key(fast_, cache_key_);
+      auto hit = cache_.lookup_stored(cache_key_, now_ms());
+      if (!hit || !write_reply(*hit->reply, wire, fast_, hit->age_s, limit, reply)) {
+        return false;
+      }
+      h.outcome = Outcome::cached;
+    }
+    h.type = type_slot(fast_.type);
+    return true;
+  }
+
   // Reads one message from `source` that arrived on `address` and decides what it gets.
   Handled handle(const std::string& address, const asio::ip::address& source,
                  std::span<const std::uint8_t> wire, Transport transport) {
@@ -266,7 +392,7 @@ class Core : public std::enable_shared_from_this<Core> {
       return h;
     }
     const Query& q = *d.query;
-    h.type = type_label(q.question.type);
+    h.type = type_slot(q.question.type);
     auto network = view_->by_address.find(address);
     if (network == view_->by_address.end()) {
       // The network went away after the datagram arrived.
@@ -281,6 +407,9 @@ class Core : public std::enable_shared_from_this<Core> {
       return h;
     }
     Answer a = answer(q, *view_, network->second, AnswerOptions{settings_.ttl_s}, rng_());
+    if (Local* l = local(address)) {
+      l->answers.learn(q, a);  // the next such query takes the fast path
+    }
     if (a.action == Answer::Action::forward) {
       h.forward = std::move(*d.query);
       return h;
@@ -468,7 +597,8 @@ class Core : public std::enable_shared_from_this<Core> {
       c.metrics_.forward_seconds.Observe(
           std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
       if (info.cache_ttl) {
-        c.cache_.insert(key, *reply, *info.cache_ttl, now_ms());
+        auto stored = store_upstream_reply(*reply, q);
+        c.cache_.insert(key, *reply, *info.cache_ttl, now_ms(), std::move(stored));
         c.metrics_.cache_entries.Set(static_cast<double>(c.cache_.size()));
       }
       if (auto out = reply_from_upstream(*reply, q, 0, limit)) {
@@ -489,7 +619,7 @@ class Core : public std::enable_shared_from_this<Core> {
   static asio::awaitable<void> forward_udp(std::shared_ptr<Core> self,
                                            std::shared_ptr<udp::socket> socket,
                                            udp::endpoint client, Query q) {
-    const std::string type = type_label(q.question.type);
+    const std::size_t type = type_slot(q.question.type);
     auto [reply, outcome] = co_await resolve(self, std::move(q), Transport::udp);
     --self->inflight_;
     self->counter(type, outcome).Increment();
@@ -499,36 +629,103 @@ class Core : public std::enable_shared_from_this<Core> {
     }
   }
 
+  // Reads datagrams in batches (recvmmsg) while there are any, answers each (the fast path,
+  // else handle), and sends the replies of a batch at once (sendmmsg). Non-blocking: a reply
+  // that does not fit the socket's buffer is dropped, as a lost datagram would be.
   static asio::awaitable<void> serve_udp(std::shared_ptr<Core> self,
                                          std::shared_ptr<udp::socket> socket, std::string address) {
-    std::array<std::uint8_t, 65535> buf{};
+    auto batch = std::make_unique<UdpBatch>();
+    UdpBatch& b = *batch;
+    for (std::size_t i = 0; i < kBatch; ++i) {
+      b.in_iov[i] = iovec{b.buffers.get() + i * kDatagram, kDatagram};
+    }
+    int batches = 0;
     for (;;) {
-      udp::endpoint client;
-      auto [ec, n] = co_await socket->async_receive_from(asio::buffer(buf), client, kTuple);
       if (!socket->is_open() || self->stopped_) {
         co_return;
       }
-      if (ec) {
-        continue;  // e.g. an ICMP error queued on the socket
+      for (std::size_t i = 0; i < kBatch; ++i) {
+        msghdr& m = b.in[i].msg_hdr;
+        m = msghdr{};
+        m.msg_name = &b.sources[i];
+        m.msg_namelen = sizeof b.sources[i];
+        m.msg_iov = &b.in_iov[i];
+        m.msg_iovlen = 1;
       }
-      Handled h = self->handle(address, client.address(),
-                               std::span<const std::uint8_t>(buf.data(), n), Transport::udp);
-      if (h.forward) {
-        if (self->inflight_ >= kMaxInflight) {
-          h.reply = encode_error(*h.forward, Rcode::refused);
-          h.outcome = Outcome::refused;
-        } else {
-          ++self->inflight_;
-          asio::co_spawn(self->executor_, forward_udp(self, socket, client, std::move(*h.forward)),
-                         base::log_and_count("dns: forward", &self->metrics_.session_errors));
-          continue;
+      const int n = ::recvmmsg(socket->native_handle(), b.in.data(), kBatch, MSG_DONTWAIT, nullptr);
+      if (n <= 0) {
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+          continue;  // e.g. an ICMP error queued on the socket, or EINTR
         }
+        batches = 0;
+        auto [ec] = co_await socket->async_wait(udp::socket::wait_read, kTuple);
+        if (ec && ec != asio::error::operation_aborted) {
+          // Not expected on a datagram socket: do not spin on it.
+          asio::steady_timer pause(self->executor_);
+          pause.expires_after(50ms);
+          co_await pause.async_wait(kTuple);
+        }
+        continue;
       }
-      self->counter(h.type, h.outcome).Increment();
-      if (!h.reply.empty()) {
-        boost::system::error_code sec;
-        socket->send_to(asio::buffer(h.reply), client, 0, sec);  // non-blocking: a full
-                                                                 // buffer drops the reply
+      self->handle_batch(b, static_cast<std::size_t>(n), socket, address);
+      if (++batches >= kBatchesPerTurn) {
+        batches = 0;
+        co_await asio::post(self->executor_, asio::use_awaitable);
+      }
+    }
+  }
+
+  void handle_batch(UdpBatch& b, std::size_t n, const std::shared_ptr<udp::socket>& socket,
+                    const std::string& address) {
+    Local* here = local(address);
+    std::size_t replies = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::span<const std::uint8_t> wire(b.buffers.get() + i * kDatagram, b.in[i].msg_len);
+      const sockaddr_storage& source = b.sources[i];
+      Bytes& reply = b.replies[replies];
+      Handled h;
+      if (!answer_fast(here, address_of(source), wire, Transport::udp, reply, h)) {
+        udp::endpoint client;
+        const std::size_t size = std::min<std::size_t>(b.in[i].msg_hdr.msg_namelen, sizeof source);
+        std::memcpy(client.data(), &source, std::min<std::size_t>(size, client.capacity()));
+        client.resize(std::min<std::size_t>(size, client.capacity()));
+        h = handle(address, client.address(), wire, Transport::udp);
+        if (h.forward) {
+          if (inflight_ >= kMaxInflight) {
+            h.reply = encode_error(*h.forward, Rcode::refused);
+            h.outcome = Outcome::refused;
+          } else {
+            ++inflight_;
+            asio::co_spawn(executor_,
+                           forward_udp(shared_from_this(), socket, client, std::move(*h.forward)),
+                           base::log_and_count("dns: forward", &metrics_.session_errors));
+            continue;
+          }
+        }
+        reply = std::move(h.reply);
+      }
+      counter(h.type, h.outcome).Increment();
+      if (reply.empty()) {
+        continue;
+      }
+      b.out_iov[replies] = iovec{reply.data(), reply.size()};
+      msghdr& m = b.out[replies].msg_hdr;
+      m = msghdr{};
+      m.msg_name = const_cast<sockaddr_storage*>(&source);
+      m.msg_namelen = b.in[i].msg_hdr.msg_namelen;
+      m.msg_iov = &b.out_iov[replies];
+      m.msg_iovlen = 1;
+      ++replies;
+    }
+    for (std::size_t sent = 0; sent < replies;) {
+      const int r = ::sendmmsg(socket->native_handle(), b.out.data() + sent,
+                               static_cast<unsigned>(replies - sent), MSG_DONTWAIT);
+      if (r > 0) {
+        sent += static_cast<std::size_t>(r);
+      } else if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        break;  // the socket's buffer is full: the rest are dropped
+      } else {
+        ++sent;  // this one failed (e.g. no route): skip it
       }
     }
   }
@@ -610,9 +807,12 @@ class Core : public std::enable_shared_from_this<Core> {
   Cache cache_;
   UpstreamSet upstreams_;
   std::mt19937_64 rng_;
-  std::map<std::string, Listener> listeners_;  // by DNS address
-  std::set<std::string> failed_;               // addresses whose failure was logged
-  std::map<std::pair<std::string, Outcome>, prometheus::Counter*> counters_;
+  std::map<std::string, Listener> listeners_;            // by DNS address
+  std::set<std::string> failed_;                         // addresses whose failure was logged
+  std::map<std::string, std::unique_ptr<Local>> local_;  // by DNS address
+  std::array<std::array<prometheus::Counter*, kOutcomes>, kTypeSlots> counters_{};
+  FastQuery fast_;         // reused: parse_fast keeps its key's capacity
+  std::string cache_key_;  // reused
   std::size_t inflight_ = 0;
   std::size_t tcp_clients_ = 0;
   bool stopped_ = false;

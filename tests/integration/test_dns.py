@@ -65,6 +65,7 @@ class FakeUpstream:
         "www.example.test": (300, ["192.0.2.10"]),
         "ttl1.example.test": (1, ["192.0.2.11"]),
         "big.example.test": (300, ["192.0.2.21", "192.0.2.22", "192.0.2.23"]),
+        "fast.example.test": (300, ["192.0.2.30"]),
     }
 
     def __init__(self, ip, tag):
@@ -355,6 +356,39 @@ class DnsTest(unittest.TestCase):
                 self.assertEqual(d.answers[0][1], 5, "dns.ttl_s")
             d = self.dig(n, self.dns["neta"], "web", "AAAA")
             self.assertEqual((d.status, d.answers), ("NOERROR", []), d)
+
+    def test_stored_answers_with_and_without_edns_and_in_the_clients_case(self):
+        # The common query is answered from stored bytes (discovery/dns/wire.h): asked more
+        # than once, in mixed case, with and without EDNS, with the DO and CD bits.
+        n1 = self.c.nodes[0]
+        vip = self.vips["web"]["neta"]
+        for args in ([], ["+noedns"], ["+dnssec", "+cdflag"], ["+bufsize=4096", "+nocookie"]):
+            for _ in range(2):
+                d = self.dig(n1, self.dns["neta"], *args, "wEb.NeTa", "A")
+                self.assertEqual(d.status, "NOERROR", d)
+                self.assertEqual(d.data(), [vip], d)
+                self.assertEqual(d.answers[0][:2], ("wEb.NeTa.", 5), d)
+                self.assertIn("aa", d.flags, d)
+                self.assertIn("rd", d.flags, d)
+                self.assertEqual("cd" in d.flags, "+cdflag" in args, d)
+                self.assertEqual("udp: 1232" in d.text, "+noedns" not in args, d)
+                self.assertEqual(" do;" in d.text, "+dnssec" in args, d)
+        d = self.dig(n1, self.dns["neta"], "+norecurse", "_80._TCP.web", "SRV")
+        self.assertNotIn("rd", d.flags, d)
+        self.assertEqual(d.data("SRV"), [f"0 0 80 web.neta."], d)
+        self.assertEqual(d.additional[0][3], vip, d)
+        # A forwarded name's cache hit: the client's id, case and flags, the TTL lowered.
+        for args in (["+noedns"], []):
+            for _ in range(2):
+                d = self.dig(n1, self.dns["neta"], *args, "FaSt.Example.Test")
+                self.assertEqual(d.status, "NOERROR", d)
+                self.assertEqual(d.data(), ["192.0.2.30"], d)
+                self.assertEqual(d.answers[0][0], "FaSt.Example.Test.", d)
+                self.assertLessEqual(d.answers[0][1], 300, d)
+                self.assertNotIn("aa", d.flags, d)
+                self.assertEqual("udp: 1232" in d.text, "+noedns" not in args, d)
+        self.assertEqual(sum(u.count("fast.example.test") for u in self.upstreams), 1,
+                         "not answered from the cache")
 
     def test_tasks_and_dnsrr_give_the_task_addresses(self):
         n1, n2 = self.c.nodes
