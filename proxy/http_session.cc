@@ -3,6 +3,7 @@
 #include "proxy/overlay/overlay.h"
 
 #include "base/check.h"
+#include "base/spawn.h"
 #include "proxy/drain_read.h"
 #include "proxy/errc.h"
 #include "proxy/http/fields.h"
@@ -15,6 +16,7 @@
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -181,8 +183,19 @@ class Session {
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
-  // Serves requests until the client closes, an answer closes the connection, or shutdown.
-  asio::awaitable<void> run();
+  // Serves requests until the client closes, an answer closes the connection, or shutdown
+  // (false), or until the connection is idle with nothing buffered (true): the caller then
+  // parks it, so that an idle keep-alive connection holds no coroutine frame and no buffer.
+  // `woken`: the parked socket became readable.
+  asio::awaitable<bool> run(bool woken);
+
+  // Waits for a parked connection's next request without a coroutine: an async_wait whose
+  // handler owns the session and, when the socket becomes readable, starts a session
+  // coroutine again (wake). The idle deadline, drain and shutdown cancel the wait (the
+  // connection is in the worker's registry, marked idle); the handler then destroys the
+  // session, which closes the connection.
+  static void park(std::unique_ptr<Session> s);
+  static void wake(std::unique_ptr<Session> s, const error_code& ec);
 
  private:
   // What after_attempt() decided.
@@ -239,13 +252,24 @@ class Session {
   ErrorAnswer error_;
 };
 
-asio::awaitable<void> Session::run() {
+asio::awaitable<bool> Session::run(bool woken) {
   for (;;) {
     request_ = RequestState{};
-    // Idle keep-alive: wait for the first byte of the next request.
-    if (client_in_.empty()) {
+    if (woken) {
+      // Parked until the socket became readable: the next request, or EOF.
+      woken = false;
+      client_in_.data = worker_.take_client_buffer();
+      auto [ec, n] = co_await client_.async_read_some(
+          asio::buffer(client_in_.data.get(), kClientBufferSize), kTuple);
+      if (ec || live_.expired || worker_.draining()) {
+        co_return false;  // closed (EOF was what made it readable) or shutdown
+      }
+      client_in_.end = n;
+      request_parser_ = worker_.take_request_parser();
+    } else if (client_in_.empty()) {
+      // Idle keep-alive: wait for the first byte of the next request.
       if (worker_.draining()) {
-        co_return;
+        co_return false;
       }
       // An idle connection holds no upstream buffer, parsers or head string: they go back
       // to the worker's free lists until the next request (bench/idle_memory.py).
@@ -265,27 +289,15 @@ asio::awaitable<void> Session::run() {
       const ssize_t got =
           ::recv(client_.native_handle(), client_in_.data.get(), kClientBufferSize, MSG_DONTWAIT);
       if (got == 0 || (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
-        co_return;  // closed or reset: close quietly
+        co_return false;  // closed or reset: close quietly
       }
-      if (got > 0) {
-        client_in_.end = static_cast<std::size_t>(got);
-      } else {
+      if (got <= 0) {
         worker_.give_client_buffer(std::move(client_in_.data));
         live_.idle = true;
         live_.arm(Clock::now(), worker_.timeouts().idle);
-        auto [wait_ec] = co_await client_.async_wait(tcp::socket::wait_read, kTuple);
-        live_.idle = false;
-        if (wait_ec || live_.expired || worker_.draining()) {
-          co_return;  // idle timeout, shutdown or an error: close quietly
-        }
-        client_in_.data = worker_.take_client_buffer();
-        auto [ec, n] = co_await client_.async_read_some(
-            asio::buffer(client_in_.data.get(), kClientBufferSize), kTuple);
-        if (ec || live_.expired || worker_.draining()) {
-          co_return;  // closed (EOF was what made it readable) or shutdown
-        }
-        client_in_.end = n;
+        co_return true;  // park: this frame ends; wake() starts the next one
       }
+      client_in_.end = static_cast<std::size_t>(got);
       request_parser_ = worker_.take_request_parser();
     }
     request_.start = Clock::now();
@@ -299,7 +311,7 @@ asio::awaitable<void> Session::run() {
         const auto& e = request_parser_->error();
         worker_.bad_requests(e.reason).Increment();
         co_await reply_error(e.status, "bad_request", e.reason, true);
-        co_return;  // RFC 9112 §11.2: close after a framing error
+        co_return false;  // RFC 9112 §11.2: close after a framing error
       }
       if (r.event == http::Event::head_complete) {
         break;
@@ -308,22 +320,22 @@ asio::awaitable<void> Session::run() {
       auto [ec, n] = co_await client_.async_read_some(
           asio::buffer(client_in_.data.get(), kClientBufferSize), kTuple);
       if (live_.killed) {
-        co_return;
+        co_return false;
       }
       if (live_.expired) {
         worker_.bad_requests("head timeout").Increment();
         co_await reply_error(408, "request_timeout", "request head not received in time", true);
-        co_return;
+        co_return false;
       }
       if (ec) {
-        co_return;
+        co_return false;
       }
       client_in_.end = n;
     }
     request_.head_parsed = true;
     const bool keep = co_await handle_request();
     if (!keep || live_.killed) {
-      co_return;
+      co_return false;
     }
     request_parser_->next_message();
   }
@@ -1151,6 +1163,31 @@ asio::awaitable<error_code> Session::relay_upgrade() {
   co_return t.ec;
 }
 
+// A session coroutine: from the accept (or a wake-up) until the connection closes or parks.
+asio::awaitable<void> serve(std::unique_ptr<Session> s, bool woken) {
+  const bool park = co_await s->run(woken);
+  if (park) {
+    Session::park(std::move(s));
+  }
+}
+
+void Session::park(std::unique_ptr<Session> s) {
+  tcp::socket& socket = s->client_;
+  socket.async_wait(tcp::socket::wait_read, [s = std::move(s)](const error_code& ec) mutable {
+    Session::wake(std::move(s), ec);
+  });
+}
+
+void Session::wake(std::unique_ptr<Session> s, const error_code& ec) {
+  s->live_.idle = false;
+  if (ec || s->live_.expired || s->worker_.draining()) {
+    return;  // idle timeout, shutdown or an error: `s` closes the connection
+  }
+  Worker& w = s->worker_;
+  asio::co_spawn(w.io(), serve(std::move(s), true),
+                 base::log_and_count("proxy: http session", &w.metrics().session_errors));
+}
+
 }  // namespace
 
 namespace {
@@ -1186,8 +1223,9 @@ asio::awaitable<void> run_http_session_after_preface(Worker& w, tcp::socket sock
     socket.close(ignored);
     co_return;
   }
-  Session s(w, std::move(socket), std::move(preface.proxied), std::move(preface.leftover));
-  co_await s.run();
+  auto s = std::make_unique<Session>(w, std::move(socket), std::move(preface.proxied),
+                                     std::move(preface.leftover));
+  co_await serve(std::move(s), false);
 }
 
 }  // namespace
@@ -1198,8 +1236,8 @@ asio::awaitable<void> run_http_session(Worker& w, tcp::socket socket) {
     co_await run_http_session_after_preface(w, std::move(socket));
     co_return;
   }
-  Session s(w, std::move(socket));
-  co_await s.run();
+  auto s = std::make_unique<Session>(w, std::move(socket));
+  co_await serve(std::move(s), false);
 }
 
 }  // namespace routemesh::proxy
