@@ -327,12 +327,25 @@ void read_timeouts(Reader& r, const YAML::Node& node, const std::string& path, T
     return Reader::Field{
         key, [&r, &dst](const YAML::Node& n, const std::string& p) { r.read_positive(n, p, dst); }};
   };
+  // The request body settings are off by default: 0 is allowed there.
+  auto off_or = [&](std::string_view key, std::uint32_t& dst) {
+    return Reader::Field{
+        key, [&r, &dst](const YAML::Node& n, const std::string& p) {
+          if (auto v = r.read_integer(n, p, 0, std::numeric_limits<std::uint32_t>::max(),
+                                      "must be 0 (off) or fit in 32 bits")) {
+            dst = static_cast<std::uint32_t>(*v);
+          }
+        }};
+  };
   r.read_map(node, path,
              {field("request_head_ms", out.request_head_ms), field("idle_ms", out.idle_ms),
               field("upstream_connect_ms", out.upstream_connect_ms),
               field("upstream_response_ms", out.upstream_response_ms),
               field("upstream_idle_ms", out.upstream_idle_ms), field("l4_idle_ms", out.l4_idle_ms),
-              field("udp_idle_ms", out.udp_idle_ms), field("drain_ms", out.drain_ms)});
+              field("udp_idle_ms", out.udp_idle_ms), field("drain_ms", out.drain_ms),
+              off_or("request_body_ms", out.request_body_ms),
+              off_or("body_min_rate_bps", out.body_min_rate_bps),
+              off_or("body_min_rate_grace_ms", out.body_min_rate_grace_ms)});
 }
 
 void read_limits(Reader& r, const YAML::Node& node, const std::string& path, Limits& out) {

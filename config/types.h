@@ -93,6 +93,12 @@ struct Timeouts {
   std::uint32_t l4_idle_ms = 300'000;           // L4 splice idle timeout
   std::uint32_t udp_idle_ms = 30'000;           // a UDP flow (client address) forgotten after
   std::uint32_t drain_ms = 10'000;              // SIGTERM: in-flight deadline
+  // Request bodies (0 = off): the whole body within request_body_ms of its head; after
+  // body_min_rate_grace_ms, at least body_min_rate_bps bytes per second on average. 408 (or
+  // a close, once a response started) otherwise.
+  std::uint32_t request_body_ms = 0;
+  std::uint32_t body_min_rate_bps = 0;
+  std::uint32_t body_min_rate_grace_ms = 5'000;
 };
 
 struct Limits {

@@ -31,6 +31,8 @@ class ProxyCategory final : public boost::system::error_category {
         return "cancelled by shutdown";
       case errc::local_resources:
         return "this node is out of descriptors, memory or local ports";
+      case errc::request_body_timeout:
+        return "the request body did not arrive in time";
     }
     return "unknown proxy error";
   }

@@ -21,6 +21,7 @@ enum class errc {
   bad_request_body,             // invalid chunk framing in the request body
   killed,                       // shutdown after drain_ms cancelled the exchange
   local_resources,              // this node ran out of descriptors, buffers or ports
+  request_body_timeout,         // the request body missed timeouts.request_body_ms or the min rate
 };
 
 // Whether a failed socket() or connect() is this node's fault rather than the endpoint's: out

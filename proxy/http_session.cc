@@ -3,6 +3,7 @@
 #include "proxy/overlay/overlay.h"
 
 #include "base/check.h"
+#include "base/spawn.h"
 #include "proxy/drain_read.h"
 #include "proxy/errc.h"
 #include "proxy/http/fields.h"
@@ -13,7 +14,9 @@
 #include "proxy/l4/splice.h"
 #include "proxy/l4/tunnel.h"
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -88,6 +91,14 @@ struct RequestState {
   std::string_view error;  // why a started exchange broke (static text), "" if it did not
   std::uint64_t bytes_in = 0;
   std::uint64_t bytes_out = 0;
+  // The request body's deadlines (timeouts.request_body_ms, body_min_rate_bps), when set: its
+  // clock starts when streaming starts and stops while an upstream write is pending (a slow
+  // upstream is not the client's fault).
+  Clock::time_point body_start{};  // epoch: streaming has not started
+  Clock::duration body_paused{};   // spent writing the body upstream
+  std::uint64_t body_bytes = 0;    // body bytes received (chunk framing included)
+  Clock::time_point body_deadline = Clock::time_point::max();  // armed for the current read
+  bool body_deadline_is_rate = false;  // the armed one is the minimum rate's
 };
 
 // One exchange over one upstream connection: exchange() resets it for every connection it
@@ -172,8 +183,19 @@ class Session {
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
-  // Serves requests until the client closes, an answer closes the connection, or shutdown.
-  asio::awaitable<void> run();
+  // Serves requests until the client closes, an answer closes the connection, or shutdown
+  // (false), or until the connection is idle with nothing buffered (true): the caller then
+  // parks it, so that an idle keep-alive connection holds no coroutine frame and no buffer.
+  // `woken`: the parked socket became readable.
+  asio::awaitable<bool> run(bool woken);
+
+  // Waits for a parked connection's next request without a coroutine: an async_wait whose
+  // handler owns the session and, when the socket becomes readable, starts a session
+  // coroutine again (wake). The idle deadline, drain and shutdown cancel the wait (the
+  // connection is in the worker's registry, marked idle); the handler then destroys the
+  // session, which closes the connection.
+  static void park(std::unique_ptr<Session> s);
+  static void wake(std::unique_ptr<Session> s, const error_code& ec);
 
  private:
   // What after_attempt() decided.
@@ -202,6 +224,7 @@ class Session {
   http::FeedResult feed_request_body();
   http::FeedResult feed_response_body();
   bool keep_after_error_reply();
+  void arm_body_deadline();
   void close_upstream();
   void end_request();
 
@@ -229,13 +252,24 @@ class Session {
   ErrorAnswer error_;
 };
 
-asio::awaitable<void> Session::run() {
+asio::awaitable<bool> Session::run(bool woken) {
   for (;;) {
     request_ = RequestState{};
-    // Idle keep-alive: wait for the first byte of the next request.
-    if (client_in_.empty()) {
+    if (woken) {
+      // Parked until the socket became readable: the next request, or EOF.
+      woken = false;
+      client_in_.data = worker_.take_client_buffer();
+      auto [ec, n] = co_await client_.async_read_some(
+          asio::buffer(client_in_.data.get(), kClientBufferSize), kTuple);
+      if (ec || live_.expired || worker_.draining()) {
+        co_return false;  // closed (EOF was what made it readable) or shutdown
+      }
+      client_in_.end = n;
+      request_parser_ = worker_.take_request_parser();
+    } else if (client_in_.empty()) {
+      // Idle keep-alive: wait for the first byte of the next request.
       if (worker_.draining()) {
-        co_return;
+        co_return false;
       }
       // An idle connection holds no upstream buffer, parsers or head string: they go back
       // to the worker's free lists until the next request (bench/idle_memory.py).
@@ -255,27 +289,15 @@ asio::awaitable<void> Session::run() {
       const ssize_t got =
           ::recv(client_.native_handle(), client_in_.data.get(), kClientBufferSize, MSG_DONTWAIT);
       if (got == 0 || (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
-        co_return;  // closed or reset: close quietly
+        co_return false;  // closed or reset: close quietly
       }
-      if (got > 0) {
-        client_in_.end = static_cast<std::size_t>(got);
-      } else {
+      if (got <= 0) {
         worker_.give_client_buffer(std::move(client_in_.data));
         live_.idle = true;
         live_.arm(Clock::now(), worker_.timeouts().idle);
-        auto [wait_ec] = co_await client_.async_wait(tcp::socket::wait_read, kTuple);
-        live_.idle = false;
-        if (wait_ec || live_.expired || worker_.draining()) {
-          co_return;  // idle timeout, shutdown or an error: close quietly
-        }
-        client_in_.data = worker_.take_client_buffer();
-        auto [ec, n] = co_await client_.async_read_some(
-            asio::buffer(client_in_.data.get(), kClientBufferSize), kTuple);
-        if (ec || live_.expired || worker_.draining()) {
-          co_return;  // closed (EOF was what made it readable) or shutdown
-        }
-        client_in_.end = n;
+        co_return true;  // park: this frame ends; wake() starts the next one
       }
+      client_in_.end = static_cast<std::size_t>(got);
       request_parser_ = worker_.take_request_parser();
     }
     request_.start = Clock::now();
@@ -289,7 +311,7 @@ asio::awaitable<void> Session::run() {
         const auto& e = request_parser_->error();
         worker_.bad_requests(e.reason).Increment();
         co_await reply_error(e.status, "bad_request", e.reason, true);
-        co_return;  // RFC 9112 §11.2: close after a framing error
+        co_return false;  // RFC 9112 §11.2: close after a framing error
       }
       if (r.event == http::Event::head_complete) {
         break;
@@ -298,22 +320,22 @@ asio::awaitable<void> Session::run() {
       auto [ec, n] = co_await client_.async_read_some(
           asio::buffer(client_in_.data.get(), kClientBufferSize), kTuple);
       if (live_.killed) {
-        co_return;
+        co_return false;
       }
       if (live_.expired) {
         worker_.bad_requests("head timeout").Increment();
         co_await reply_error(408, "request_timeout", "request head not received in time", true);
-        co_return;
+        co_return false;
       }
       if (ec) {
-        co_return;
+        co_return false;
       }
       client_in_.end = n;
     }
     request_.head_parsed = true;
     const bool keep = co_await handle_request();
     if (!keep || live_.killed) {
-      co_return;
+      co_return false;
     }
     request_parser_->next_message();
   }
@@ -485,6 +507,7 @@ bool Session::begin_request() {
   request_.first_body = asio::const_buffer(client_in_.unread(), first.consumed);
   client_in_.begin += first.consumed;
   request_.bytes_in += first.consumed;
+  request_.body_bytes = first.consumed;
   request_.fully_read = first.event == http::Event::message_complete;
 
   if (head_out_.capacity() < 1024) {  // given back while idle (an empty string's SSO capacity)
@@ -549,10 +572,25 @@ Session::AfterAttempt Session::after_attempt(const error_code& failure) {
       break;
     case errc::client_gone:
     case errc::bad_request_body:
+    case errc::request_body_timeout:
     case errc::killed:
     case errc::local_resources:  // this node's fault, not the endpoint's: never ejects
       outcome = mesh::Outcome::local_abort;
       break;
+  }
+  if (e == errc::request_body_timeout) {
+    const char* reason =
+        request_.body_deadline_is_rate ? "request body too slow" : "request body timeout";
+    worker_.bad_requests(reason).Increment();
+    if (worker_.may_log_body_timeout(Clock::now())) {
+      spdlog::info(
+          "proxy: {} from {} for service {}: {} after {} bytes; connection closed (further "
+          "ones this second are in the access log and routemesh_proxy_bad_requests_total)",
+          reason, client_ip_, cluster.service,
+          request_.body_deadline_is_rate ? "under timeouts.body_min_rate_bps"
+                                         : "over timeouts.request_body_ms",
+          request_.body_bytes);
+    }
   }
   if (e == errc::upstream_reset || e == errc::upstream_timeout || e == errc::upstream_malformed ||
       e == errc::upstream_aborted) {
@@ -579,6 +617,9 @@ Session::AfterAttempt Session::after_attempt(const error_code& failure) {
   close_upstream();
   if (attempt_.in_response_body && e != errc::killed) {
     request_.error = e == errc::upstream_aborted ? "upstream_aborted" : "";
+    if (e == errc::request_body_timeout) {
+      request_.error = "request_body_timeout";
+    }
     if (e == errc::bad_request_body) {
       const http::ParseError& pe = request_parser_->error();
       worker_.bad_requests(pe.reason).Increment();
@@ -619,6 +660,11 @@ Session::AfterAttempt Session::after_attempt(const error_code& failure) {
       set_error(pe.status, "bad_request", true, {pe.reason});
       return AfterAttempt::send_error;
     }
+    case errc::request_body_timeout:
+      set_error(408, "request_body_timeout", true,
+                {request_.body_deadline_is_rate ? "request body arrived too slowly"
+                                                : "request body not received in time"});
+      return AfterAttempt::send_error;
     case errc::killed:
       if (!attempt_.in_response_body && request_.status == 0) {
         // drain_ms is over and no response started: say so rather than just closing.
@@ -680,18 +726,13 @@ asio::awaitable<error_code> Session::exchange(UpstreamPool::Bucket& bucket) {
     attempt_.reset_flags();
     bool pooled = false;
     if (fresh == 0) {
-      while (auto s = worker_.pool().take(bucket)) {
+      // take() hands out only connections with nothing to read: bytes or EOF on an idle
+      // connection are never a response to this request (a late body, a backend's 408 before
+      // it closed), and relaying them would hand one client's bytes to another.
+      if (auto s = worker_.pool().take(bucket)) {
         upstream_ = std::move(*s);
         live_.up = &upstream_;
         pooled = true;
-        // Bytes or EOF on an idle connection are never a response to this request: a late
-        // body, a backend's 408 before it closed. Relaying them would hand one client's
-        // bytes to another, so such a connection is closed and the next one tried.
-        if (idle_connection_alive(upstream_)) {
-          break;
-        }
-        close_upstream();
-        pooled = false;
       }
     }
     if (!pooled) {
@@ -815,13 +856,44 @@ asio::awaitable<error_code> Session::response_task() {
   co_return r;
 }
 
+// Brings the connection's deadline forward to the request body's when that one is earlier:
+// the whole body within timeouts.request_body_ms, and after body_min_rate_grace_ms an average
+// of at least body_min_rate_bps bytes a second (the bytes received so far are owed by
+// start + bytes / rate). Both clocks stop while the body is being written upstream.
+void Session::arm_body_deadline() {
+  const Timeouts& t = worker_.timeouts();
+  const Clock::time_point start = request_.body_start + request_.body_paused;
+  Clock::time_point total = Clock::time_point::max();
+  Clock::time_point rate = Clock::time_point::max();
+  if (t.request_body.count() > 0) {
+    total = start + t.request_body;
+  }
+  if (t.body_min_rate_bps > 0) {
+    const auto owed = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(
+        static_cast<double>(request_.body_bytes) / t.body_min_rate_bps));
+    rate = start + std::max<Clock::duration>(t.body_min_rate_grace, owed);
+  }
+  request_.body_deadline_is_rate = rate < total;
+  request_.body_deadline = std::min(total, rate);
+  if (request_.body_deadline < live_.deadline) {
+    live_.deadline = request_.body_deadline;
+  }
+}
+
 // Reads the rest of the request body from the client and writes it upstream, chunk framing
 // included, as the parser validates it. Succeeds also when the upstream stopped reading (it may
 // have answered early) or the response ended first.
 asio::awaitable<error_code> Session::stream_request_body() {
+  const bool body_deadlines = worker_.timeouts().body_deadlines();
+  if (body_deadlines && request_.body_start == Clock::time_point{}) {
+    request_.body_start = Clock::now();
+  }
   while (!request_.fully_read) {
     client_in_.clear();
     live_.arm(Clock::now(), worker_.timeouts().idle);
+    if (body_deadlines) {
+      arm_body_deadline();
+    }
     auto [ec, n] = co_await client_.async_read_some(
         asio::buffer(client_in_.data.get(), kClientBufferSize), kTuple);
     if (live_.killed) {
@@ -829,6 +901,9 @@ asio::awaitable<error_code> Session::stream_request_body() {
     }
     if (attempt_.stop_body) {
       co_return error_code{};
+    }
+    if (live_.expired && body_deadlines && Clock::now() >= request_.body_deadline) {
+      co_return errc::request_body_timeout;
     }
     if (ec || live_.expired) {
       co_return errc::client_gone;
@@ -840,14 +915,19 @@ asio::awaitable<error_code> Session::stream_request_body() {
     }
     client_in_.begin = r.consumed;
     request_.bytes_in += r.consumed;
+    request_.body_bytes += r.consumed;
     request_.body_streamed = true;
     request_.fully_read = r.event == http::Event::message_complete;
     // The last body bytes were read from the client. (Not past the write below: when the
     // upstream stops reading early it may already be answering.)
     if (r.consumed > 0) {
-      live_.arm(Clock::now(), worker_.timeouts().idle);
+      const Clock::time_point write_start = Clock::now();
+      live_.arm(write_start, worker_.timeouts().idle);
       auto [wec, wn] = co_await asio::async_write(
           upstream_, asio::buffer(client_in_.data.get(), r.consumed), kTuple);
+      if (body_deadlines) {
+        request_.body_paused += Clock::now() - write_start;
+      }
       if (live_.killed) {
         co_return errc::killed;
       }
@@ -1083,6 +1163,31 @@ asio::awaitable<error_code> Session::relay_upgrade() {
   co_return t.ec;
 }
 
+// A session coroutine: from the accept (or a wake-up) until the connection closes or parks.
+asio::awaitable<void> serve(std::unique_ptr<Session> s, bool woken) {
+  const bool park = co_await s->run(woken);
+  if (park) {
+    Session::park(std::move(s));
+  }
+}
+
+void Session::park(std::unique_ptr<Session> s) {
+  tcp::socket& socket = s->client_;
+  socket.async_wait(tcp::socket::wait_read, [s = std::move(s)](const error_code& ec) mutable {
+    Session::wake(std::move(s), ec);
+  });
+}
+
+void Session::wake(std::unique_ptr<Session> s, const error_code& ec) {
+  s->live_.idle = false;
+  if (ec || s->live_.expired || s->worker_.draining()) {
+    return;  // idle timeout, shutdown or an error: `s` closes the connection
+  }
+  Worker& w = s->worker_;
+  asio::co_spawn(w.io(), serve(std::move(s), true),
+                 base::log_and_count("proxy: http session", &w.metrics().session_errors));
+}
+
 }  // namespace
 
 namespace {
@@ -1118,8 +1223,9 @@ asio::awaitable<void> run_http_session_after_preface(Worker& w, tcp::socket sock
     socket.close(ignored);
     co_return;
   }
-  Session s(w, std::move(socket), std::move(preface.proxied), std::move(preface.leftover));
-  co_await s.run();
+  auto s = std::make_unique<Session>(w, std::move(socket), std::move(preface.proxied),
+                                     std::move(preface.leftover));
+  co_await serve(std::move(s), false);
 }
 
 }  // namespace
@@ -1130,8 +1236,8 @@ asio::awaitable<void> run_http_session(Worker& w, tcp::socket socket) {
     co_await run_http_session_after_preface(w, std::move(socket));
     co_return;
   }
-  Session s(w, std::move(socket));
-  co_await s.run();
+  auto s = std::make_unique<Session>(w, std::move(socket));
+  co_await serve(std::move(s), false);
 }
 
 }  // namespace routemesh::proxy

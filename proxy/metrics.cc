@@ -1,6 +1,7 @@
 #include "proxy/metrics.h"
 
 #include "base/metrics.h"
+#include "proxy/upstream_pool.h"
 
 namespace routemesh::proxy {
 
@@ -71,6 +72,15 @@ Metrics::Metrics(prometheus::Registry& r)
                                    "Connections (l4, overlay) and requests (l7) refused by network "
                                    "isolation or a policy, by destination service")),
       udp_flows(base::gauge(r, "routemesh_proxy_udp_flows_active",
-                            "UDP flows (client addresses) being relayed")) {}
+                            "UDP flows (client addresses) being relayed")),
+      upstream_pool_closed_family(
+          counter_family(r, "routemesh_proxy_upstream_pool_closed_total",
+                         "Idle pooled upstream connections closed, by reason")) {
+  static_assert(std::tuple_size_v<decltype(upstream_pool_closed)> == UpstreamPool::kCloseReasons);
+  for (std::size_t i = 0; i < UpstreamPool::kCloseReasons; ++i) {
+    upstream_pool_closed[i] =
+        &upstream_pool_closed_family.Add({{"reason", UpstreamPool::kCloseReasonNames[i]}});
+  }
+}
 
 }  // namespace routemesh::proxy

@@ -8,6 +8,7 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include <array>
 #include <string>
 
 namespace routemesh::proxy {
@@ -75,6 +76,11 @@ struct Metrics {
   // requests (l7) refused by network isolation or a policy (mesh/policy)
   prometheus::Family<prometheus::Counter>& policy_denied;
   prometheus::Gauge& udp_flows;
+  // routemesh_proxy_upstream_pool_closed_total{reason}: idle pooled upstream connections
+  // closed, indexed by UpstreamPool::CloseReason (stray_bytes, eof, error, idle_timeout, full,
+  // orphaned); children resolved once here
+  prometheus::Family<prometheus::Counter>& upstream_pool_closed_family;
+  std::array<prometheus::Counter*, 6> upstream_pool_closed{};
 };
 
 }  // namespace routemesh::proxy

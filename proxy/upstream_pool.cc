@@ -25,11 +25,34 @@ asio::ip::tcp::endpoint to_tcp_endpoint(const mesh::Endpoint& e) {
   return to_tcp_endpoint(e.ip, e.port);
 }
 
-bool idle_connection_alive(asio::ip::tcp::socket& s) {
+IdleState idle_state(asio::ip::tcp::socket& s) {
   char c;
   const ssize_t n = ::recv(s.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
-  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+  if (n > 0) {
+    return IdleState::stray_bytes;
+  }
+  if (n == 0) {
+    return IdleState::eof;
+  }
+  return errno == EAGAIN || errno == EWOULDBLOCK ? IdleState::alive : IdleState::error;
 }
+
+namespace {
+
+UpstreamPool::CloseReason reason_of(IdleState s) {
+  switch (s) {
+    case IdleState::stray_bytes:
+      return UpstreamPool::CloseReason::stray_bytes;
+    case IdleState::eof:
+      return UpstreamPool::CloseReason::eof;
+    case IdleState::alive:
+    case IdleState::error:
+      break;
+  }
+  return UpstreamPool::CloseReason::error;
+}
+
+}  // namespace
 
 UpstreamPool::UpstreamPool(std::uint32_t max_idle_per_endpoint,
                            std::chrono::milliseconds idle_timeout)
@@ -63,7 +86,7 @@ void UpstreamPool::on_table(const mesh::RouteTable& table) {
       if (slot->endpoint != ep || slot->via != via) {
         // The task's node moved its overlay listener (or the task became local): the idle
         // connections go somewhere else now.
-        drop_idle(*slot);
+        close_idle(*slot, CloseReason::orphaned);
         slot->endpoint = ep;
         slot->via = via;
       }
@@ -74,27 +97,73 @@ void UpstreamPool::on_table(const mesh::RouteTable& table) {
   }
   for (auto& [key, b] : buckets_) {
     if (b->orphaned) {
-      drop_idle(*b);
+      close_idle(*b, CloseReason::orphaned);
     }
   }
 }
 
 std::optional<asio::ip::tcp::socket> UpstreamPool::take(Bucket& b) {
-  if (b.idle.empty()) {
-    return std::nullopt;
+  while (!b.idle.empty()) {
+    std::optional<tcp::socket> s(std::move(b.idle.back().socket));
+    b.idle.pop_back();
+    boost::system::error_code ignored;
+    s->cancel(ignored);  // its wait's handler runs later and finds the id gone
+    // Bytes or EOF that arrived before the wait's handler ran are never a response to the
+    // next request: a late body, a backend's 408 before it closed.
+    const IdleState st = idle_state(*s);
+    if (st == IdleState::alive) {
+      return s;
+    }
+    s->close(ignored);
+    count(reason_of(st));
   }
-  std::optional<tcp::socket> s(std::move(b.idle.back().socket));
-  b.idle.pop_back();
-  return s;
+  return std::nullopt;
 }
 
 void UpstreamPool::put(Bucket& b, tcp::socket socket, Clock::time_point now) {
-  if (b.orphaned || b.idle.size() >= max_idle_ || !socket.is_open()) {
-    boost::system::error_code ignored;
-    socket.close(ignored);
+  if (!socket.is_open()) {
     return;
   }
-  b.idle.push_back(Idle{std::move(socket), now});
+  if (b.orphaned || b.idle.size() >= max_idle_) {
+    boost::system::error_code ignored;
+    socket.close(ignored);
+    count(b.orphaned ? CloseReason::orphaned : CloseReason::full);
+    return;
+  }
+  b.idle.push_back(Idle{std::move(socket), now, next_id_++});
+  watch(b, b.idle.back());
+}
+
+// The handler holds the bucket (its `waits` count keeps sweep() from freeing it) and the id,
+// never the socket: entries move inside the vector, and a taken socket belongs to a session.
+void UpstreamPool::watch(Bucket& b, Idle& i) {
+  ++b.waits;
+  i.socket.async_wait(tcp::socket::wait_read,
+                      [this, bucket = &b, id = i.id](const boost::system::error_code& ec) {
+                        on_readable(*bucket, id, ec);
+                      });
+}
+
+void UpstreamPool::on_readable(Bucket& b, std::uint64_t id, const boost::system::error_code& ec) {
+  --b.waits;
+  const auto it =
+      std::find_if(b.idle.begin(), b.idle.end(), [id](const Idle& i) { return i.id == id; });
+  if (it == b.idle.end()) {
+    return;  // taken, timed out or dropped meanwhile (its wait was cancelled)
+  }
+  CloseReason reason = CloseReason::error;
+  if (!ec) {
+    const IdleState st = idle_state(it->socket);
+    if (st == IdleState::alive) {  // a wake-up with nothing to read: keep watching
+      watch(b, *it);
+      return;
+    }
+    reason = reason_of(st);
+  }
+  boost::system::error_code ignored;
+  it->socket.close(ignored);
+  b.idle.erase(it);
+  count(reason);
 }
 
 void UpstreamPool::drop_idle(Bucket& b) {
@@ -103,6 +172,11 @@ void UpstreamPool::drop_idle(Bucket& b) {
     i.socket.close(ignored);
   }
   b.idle.clear();
+}
+
+void UpstreamPool::close_idle(Bucket& b, CloseReason r) {
+  closed_[static_cast<std::size_t>(r)] += b.idle.size();
+  drop_idle(b);
 }
 
 void UpstreamPool::sweep(Clock::time_point now) {
@@ -117,8 +191,10 @@ void UpstreamPool::sweep(Clock::time_point now) {
     }
     if (expired > 0) {
       b.idle.erase(b.idle.begin(), b.idle.begin() + static_cast<std::ptrdiff_t>(expired));
+      closed_[static_cast<std::size_t>(CloseReason::idle_timeout)] += expired;
     }
-    if (b.orphaned && b.users == 0 && b.idle.empty()) {
+    // A bucket is freed only when no session holds it and no wait's handler is to run.
+    if (b.orphaned && b.users == 0 && b.idle.empty() && b.waits == 0) {
       it = buckets_.erase(it);
     } else {
       ++it;

@@ -6,17 +6,25 @@
 // duration of one request even if a new table arrives meanwhile. A bucket whose endpoint left
 // the table is marked orphaned, its idle connections are closed, and it is freed by sweep()
 // once no session uses it.
+//
+// An idle connection is watched: while it sits in a bucket an async_wait for readability is
+// pending on it, and any byte, EOF or error closes it and removes it from the bucket at once
+// (a backend's late bytes are never a response to a later request). Each Idle has an id the
+// wait's handler looks up, and a bucket with waits pending is not freed, so a handler that
+// runs after its connection was taken, swept or dropped finds nothing and returns.
 
 #include "mesh/route_table.h"
 
 #include <boost/asio/ip/tcp.hpp>
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace routemesh::proxy {
@@ -29,7 +37,21 @@ class UpstreamPool {
   struct Idle {
     tcp::socket socket;
     Clock::time_point since;
+    std::uint64_t id = 0;  // unique within the pool; what the readability wait looks up
   };
+
+  // Why an idle connection was closed (routemesh_proxy_upstream_pool_closed_total{reason}).
+  enum class CloseReason : std::uint8_t {
+    stray_bytes,   // the upstream sent bytes while the connection was idle
+    eof,           // the upstream closed it
+    error,         // a socket error (reset)
+    idle_timeout,  // unused for timeouts.upstream_idle_ms
+    full,          // returned to a bucket at limits.max_idle_upstream_per_endpoint
+    orphaned,      // its endpoint left the table, or moved
+  };
+  static constexpr std::size_t kCloseReasons = 6;
+  static constexpr std::array<const char*, kCloseReasons> kCloseReasonNames{
+      "stray_bytes", "eof", "error", "idle_timeout", "full", "orphaned"};
 
   struct Bucket {
     std::string key;
@@ -40,6 +62,7 @@ class UpstreamPool {
     std::string task_id;
     std::vector<Idle> idle;  // most recently used last (LIFO keeps the hottest connections)
     std::uint32_t users = 0;
+    std::uint32_t waits = 0;  // readability waits not yet completed (their handlers use this)
     bool orphaned = false;
   };
 
@@ -60,11 +83,13 @@ class UpstreamPool {
   // The bucket of endpoint `e` of cluster `c` in the table last given to on_table.
   Bucket* at(std::uint32_t c, std::uint32_t e) const { return index_[c][e]; }
 
-  // Pops the most recently used idle connection, if any.
+  // Pops the most recently used idle connection that is still usable, if any: its wait is
+  // cancelled, and connections with bytes, EOF or an error waiting are closed (and counted)
+  // instead, in case the wait's handler has not run yet.
   std::optional<tcp::socket> take(Bucket& b);
 
-  // Returns a connection after a complete keep-alive exchange. Closes it instead when the
-  // bucket is full or orphaned.
+  // Returns a connection after a complete keep-alive exchange and starts watching it. Closes
+  // it instead when the bucket is full or orphaned.
   void put(Bucket& b, tcp::socket socket, Clock::time_point now);
 
   // Closes every idle connection of the bucket (its endpoint restarted: the rest are stale).
@@ -75,18 +100,36 @@ class UpstreamPool {
 
   void close_all();
 
+  // Closes counted since the last call, by CloseReason; resets them (the worker's tick).
+  std::array<std::uint64_t, kCloseReasons> take_close_counts() {
+    return std::exchange(closed_, {});
+  }
+
  private:
+  void watch(Bucket& b, Idle& i);
+  void on_readable(Bucket& b, std::uint64_t id, const boost::system::error_code& ec);
+  void count(CloseReason r) { ++closed_[static_cast<std::size_t>(r)]; }
+  void close_idle(Bucket& b, CloseReason r);
+
   std::uint32_t max_idle_;
   std::chrono::milliseconds idle_timeout_;
   std::unordered_map<std::string, std::unique_ptr<Bucket>> buckets_;
   std::vector<std::vector<Bucket*>> index_;
+  std::uint64_t next_id_ = 1;
+  std::array<std::uint64_t, kCloseReasons> closed_{};
 };
 
 // The socket address of an endpoint (parsed bytes, no text parsing).
 boost::asio::ip::tcp::endpoint to_tcp_endpoint(const mesh::Endpoint& e);
 boost::asio::ip::tcp::endpoint to_tcp_endpoint(const mesh::IpAddress& ip, std::uint16_t port);
 
+// What a non-blocking peek finds on an idle connection.
+enum class IdleState { alive, stray_bytes, eof, error };
+IdleState idle_state(boost::asio::ip::tcp::socket& s);
+
 // A pooled connection is usable when reading would block (no EOF, no error, no stray bytes).
-bool idle_connection_alive(boost::asio::ip::tcp::socket& s);
+inline bool idle_connection_alive(boost::asio::ip::tcp::socket& s) {
+  return idle_state(s) == IdleState::alive;
+}
 
 }  // namespace routemesh::proxy

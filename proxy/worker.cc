@@ -58,7 +58,10 @@ Timeouts timeouts_of(const config::NodeConfig& cfg) {
                   ms(cfg.timeouts.upstream_idle_ms),
                   ms(cfg.timeouts.l4_idle_ms),
                   ms(cfg.timeouts.drain_ms),
-                  ms(cfg.timeouts.udp_idle_ms)};
+                  ms(cfg.timeouts.udp_idle_ms),
+                  ms(cfg.timeouts.request_body_ms),
+                  cfg.timeouts.body_min_rate_bps,
+                  ms(cfg.timeouts.body_min_rate_grace_ms)};
 }
 
 http::Limits limits_of(const config::NodeConfig& cfg) {
@@ -67,8 +70,14 @@ http::Limits limits_of(const config::NodeConfig& cfg) {
 }
 
 milliseconds tick_for(const Timeouts& t) {
-  const auto shortest = std::min({t.request_head, t.idle, t.upstream_connect, t.upstream_response,
-                                  t.l4_idle, t.upstream_idle});
+  auto shortest = std::min({t.request_head, t.idle, t.upstream_connect, t.upstream_response,
+                            t.l4_idle, t.upstream_idle});
+  if (t.request_body.count() > 0) {
+    shortest = std::min(shortest, t.request_body);
+  }
+  if (t.body_min_rate_bps > 0 && t.body_min_rate_grace.count() > 0) {
+    shortest = std::min(shortest, t.body_min_rate_grace);
+  }
   return std::clamp(shortest / 8, milliseconds(5), milliseconds(100));
 }
 
@@ -653,6 +662,12 @@ void Worker::flush_metrics() {
   if (pending_bytes_out_ != 0) {
     metrics_.bytes_out.Increment(static_cast<double>(pending_bytes_out_));
     pending_bytes_out_ = 0;
+  }
+  const auto closed = pool_->take_close_counts();
+  for (std::size_t i = 0; i < closed.size(); ++i) {
+    if (closed[i] != 0) {
+      metrics_.upstream_pool_closed[i]->Increment(static_cast<double>(closed[i]));
+    }
   }
 }
 

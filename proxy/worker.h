@@ -129,6 +129,11 @@ struct Timeouts {
   milliseconds l4_idle;
   milliseconds drain;
   milliseconds udp_idle;
+  milliseconds request_body;            // 0: no total deadline for a request body
+  std::uint32_t body_min_rate_bps = 0;  // 0: no minimum rate
+  milliseconds body_min_rate_grace;
+
+  bool body_deadlines() const { return request_body.count() > 0 || body_min_rate_bps > 0; }
 };
 
 class Worker {
@@ -211,6 +216,16 @@ class Worker {
   // ejection. Ignored when the table changed since and the endpoint is gone.
   void finish(std::uint64_t gen, const mesh::Cluster& cluster, std::uint32_t endpoint,
               mesh::Outcome outcome, ServiceMetrics& sm);
+
+  // Whether a request body cut for its deadline or rate may be logged now (at most one line a
+  // second per thread; the rest are in the access log and the metrics).
+  bool may_log_body_timeout(Clock::time_point now) {
+    if (now - body_timeout_logged_ < std::chrono::seconds(1)) {
+      return false;
+    }
+    body_timeout_logged_ = now;
+    return true;
+  }
 
   // Downstream byte counts, flushed with the service metrics on every tick.
   void count_bytes(std::uint64_t in, std::uint64_t out) {
@@ -302,6 +317,7 @@ class Worker {
   std::uint64_t rng_state_;
   std::uint64_t pending_bytes_in_ = 0;
   std::uint64_t pending_bytes_out_ = 0;
+  Clock::time_point body_timeout_logged_{};
 };
 
 // Connects `s` (opened on demand) to `ep` within `timeout`, under `conn`'s deadline (conn.up

@@ -38,6 +38,7 @@ class ScriptedBackend(harness._ThreadedServer):
     /head-body          (HEAD) head with Content-Length 5, then 5 body bytes anyway
     /nocontent-body     204, then a forged response in the same write
     /idle-408?ms=N      200 "ok", then N ms later "408" and close (a backend's idle timeout)
+    /idle-close?ms=N    200 "ok", then N ms later close without a byte
     /die                read the request (and body), close without answering
     /die-once?id=X      like /die the first time an id is seen, /ok after that
     /mid-body           head with Content-Length 1000, 10 body bytes, close
@@ -133,6 +134,10 @@ class ScriptedBackend(harness._ThreadedServer):
             c.sendall(plain)
             time.sleep(ms / 1000)
             c.sendall(b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+            return False
+        elif name == "idle-close":
+            c.sendall(plain)
+            time.sleep(ms / 1000)
             return False
         elif name == "die":
             return False

@@ -7,6 +7,7 @@ upstream pool is shared by every client of the test and reuse is deterministic.
 """
 import os
 import re
+import select
 import socket
 import time
 import unittest
@@ -94,6 +95,31 @@ class DataPathTest(harness.ClassFixtures, harness.MeshTest):
         c.close()
         time.sleep(0.4)
         self.assert_clean_next_request("a 408 on an idle connection")
+
+    def pool_closed(self, reason):
+        return self.n.metric("routemesh_proxy_upstream_pool_closed_total", reason=reason) or 0
+
+    def test_an_idle_pooled_connection_that_receives_bytes_is_closed_at_once(self):
+        # No request follows until the close is seen: only the pool's watch can have closed it.
+        before = self.pool_closed("stray_bytes")
+        c = self.fresh()
+        self.assertEqual(c.request("GET", "/late?ms=300", host="s.test").status, 200)
+        c.close()
+        t0 = time.monotonic()
+        harness.wait_until(lambda: self.pool_closed("stray_bytes") > before, timeout=3,
+                           what="the pool closing the connection the late response arrived on")
+        # 300 ms until the bytes, then at most one tick (100 ms) until /metrics shows the close.
+        self.assertLess(time.monotonic() - t0, 1.5)
+        self.assert_clean_next_request("bytes on a watched idle connection")
+
+    def test_an_idle_pooled_connection_the_backend_closes_is_dropped_at_once(self):
+        before = self.pool_closed("eof")
+        c = self.fresh()
+        self.assertEqual(c.request("GET", "/idle-close?ms=200", host="s.test").status, 200)
+        c.close()
+        harness.wait_until(lambda: self.pool_closed("eof") > before, timeout=3,
+                           what="the pool dropping the connection the backend closed")
+        self.assert_clean_next_request("a backend closing an idle connection")
 
     # ---- 2. non-idempotent requests are never sent twice --------------------------------------
 
@@ -366,6 +392,83 @@ class BodyLimitTest(harness.MeshTest):
         c = harness.Client(self.IP, n.http_port)
         self.assertEqual(c.request("POST", "/ok", host="s.test", body=b"y" * 1000).status, 200)
         c.close()
+
+
+class BodyDeadlineTest(harness.MeshTest):
+    """Request bodies: a total deadline (timeouts.request_body_ms) and a minimum rate
+    (body_min_rate_bps after body_min_rate_grace_ms), both off by default."""
+    IP = "127.0.0.147"
+
+    def start(self, port, **timeouts):
+        be = ScriptedBackend()
+        self.addCleanup(be.close)
+        services = [{"name": "s", "labels": {"mesh.http": "s.test"}, "tasks": [be.addr]}]
+        cfg = harness.node_config(self.IP, services, http_port=port, node={"threads": 1},
+                                  timeouts=timeouts)
+        return self.node(cfg), cfg
+
+    def trickle(self, port, chunk=10, every=0.3, total=100000, give_up=10.0):
+        """A POST whose body comes `chunk` bytes every `every` seconds. Returns the response
+        and the seconds from the head to the answer."""
+        s = socket.create_connection((self.IP, port), timeout=10)
+        self.addCleanup(s.close)
+        s.sendall(b"POST /ok HTTP/1.1\r\nHost: s.test\r\nContent-Length: %d\r\n\r\n" % total)
+        t0 = time.monotonic()
+        sent = 0
+        while sent < total and time.monotonic() - t0 < give_up:
+            s.sendall(b"x" * chunk)
+            sent += chunk
+            readable, _, _ = select.select([s], [], [], every)
+            if readable:
+                break
+        r = harness.read_response(s.makefile("rb"))
+        return r, time.monotonic() - t0
+
+    def test_a_trickled_body_gets_408_within_request_body_ms_applied_on_sighup(self):
+        n, cfg = self.start(8080)
+        # Off by default: a body that is slow but steady goes through.
+        r, _ = self.trickle(n.http_port, chunk=10, every=0.1, total=100)
+        self.assertEqual(r.status, 200, r)
+        cfg["timeouts"]["request_body_ms"] = 1000
+        n.reload(cfg)
+        before = n.metric("routemesh_proxy_requests_total", service="s", code_class="4xx") or 0
+        r, took = self.trickle(n.http_port)
+        self.assertEqual(r.status, 408, r)
+        self.assertEqual(r.header("x-routemesh-error"), "request_body_timeout", r.headers)
+        self.assertEqual(r.header("connection"), "close", r.headers)
+        self.assertGreaterEqual(took, 0.9)
+        self.assertLess(took, 2.0, "the answer must come at the deadline (plus a tick)")
+        harness.wait_until(
+            lambda: (n.metric("routemesh_proxy_requests_total", service="s", code_class="4xx")
+                     or 0) > before, timeout=3, what="the 408 counted")
+        self.assertGreaterEqual(
+            n.metric("routemesh_proxy_bad_requests_total", reason="request body timeout") or 0, 1)
+        harness.wait_until(lambda: any("request body timeout" in l for l in n.lines()),
+                           timeout=3, what="a log line about the cut body")
+        # A normal upload still passes.
+        c = harness.Client(self.IP, n.http_port)
+        self.assertEqual(c.request("POST", "/ok", host="s.test", body=b"y" * (1 << 20)).status,
+                         200)
+        c.close()
+
+    def test_a_body_under_the_minimum_rate_is_cut_after_the_grace(self):
+        n, _ = self.start(8081, body_min_rate_bps=1000, body_min_rate_grace_ms=500)
+        r, took = self.trickle(n.http_port, chunk=10, every=0.2)
+        self.assertEqual(r.status, 408, r)
+        self.assertEqual(r.header("x-routemesh-error"), "request_body_timeout", r.headers)
+        self.assertGreaterEqual(took, 0.4)
+        self.assertLess(took, 1.5)
+        self.assertGreaterEqual(
+            n.metric("routemesh_proxy_bad_requests_total", reason="request body too slow") or 0, 1)
+        # A body at a good rate passes, in pieces over more than the grace.
+        s = socket.create_connection((self.IP, n.http_port), timeout=10)
+        self.addCleanup(s.close)
+        s.sendall(b"POST /ok HTTP/1.1\r\nHost: s.test\r\nContent-Length: 200000\r\n\r\n")
+        for _ in range(10):
+            s.sendall(b"z" * 20000)
+            time.sleep(0.1)
+        r = harness.read_response(s.makefile("rb"))
+        self.assertEqual(r.status, 200, r)
 
 
 class LocalResourcesTest(harness.MeshTest):

@@ -499,6 +499,22 @@ TEST_CASE("limits.max_request_body_bytes is a byte count, 0 meaning no limit") {
   CHECK(errors[0].path == "limits.max_request_body_bytes");
 }
 
+TEST_CASE("request body deadlines are off by default and accept 0") {
+  const auto d = parse_ok("");
+  CHECK(d.timeouts.request_body_ms == 0);
+  CHECK(d.timeouts.body_min_rate_bps == 0);
+  CHECK(d.timeouts.body_min_rate_grace_ms == 5000);
+  const auto c = parse_ok(
+      "timeouts:\n  request_body_ms: 30000\n  body_min_rate_bps: 1024\n"
+      "  body_min_rate_grace_ms: 0\n");
+  CHECK(c.timeouts.request_body_ms == 30000);
+  CHECK(c.timeouts.body_min_rate_bps == 1024);
+  CHECK(c.timeouts.body_min_rate_grace_ms == 0);
+  auto errors = parse_errors("timeouts:\n  body_min_rate_bps: -5\n");
+  REQUIRE(errors.size() == 1);
+  CHECK(errors[0].path == "timeouts.body_min_rate_bps");
+}
+
 TEST_CASE("firewall: backend none by default, nftables in cluster mode, errors name the key") {
   const auto plain = parse_ok("");
   CHECK(plain.firewall.backend == FirewallBackend::none);
