@@ -1,5 +1,5 @@
 """Node certificates renew themselves before they expire, and no connection drops: a cluster of
-two managers and a worker on 127.0.0.111-113 whose managers issue 12-second node certificates
+two managers and a worker on 127.0.0.111-113 whose managers sign node certificates that last 12 seconds
 (cluster.cert_lifetime_s), so every node renews about every 8 seconds. The test runs past the
 end of every first certificate and checks that the cluster still works: Raft, the worker's
 watch, heartbeats, a kept-alive admin connection opened before the renewal, and a restarted
