@@ -9,7 +9,6 @@
 
 #include <boost/json.hpp>
 
-#include <algorithm>
 #include <cstdio>
 #include <ctime>
 #include <set>
@@ -131,17 +130,14 @@ std::optional<NodeTls> load_node_tls(const std::string& data_dir, const std::str
 }
 
 void set_revocations(NodeTls& t, const discovery::ClusterState& state) {
-  if (state.revoked.size() == t.revoked->size() &&
-      std::all_of(state.revoked.begin(), state.revoked.end(),
-                  [&t](const auto& kv) { return t.revoked->revoked(kv.first); })) {
-    return;
-  }
   std::set<std::string> serials;
   for (const auto& [serial, r] : state.revoked) {
     serials.insert(serial);
   }
-  spdlog::info("cluster: {} revoked certificate(s) refused from now on", serials.size());
-  t.revoked->set(std::move(serials));
+  const std::size_t count = serials.size();
+  if (t.revoked->set(std::move(serials))) {
+    spdlog::info("cluster: {} revoked certificate(s) refused from now on", count);
+  }
 }
 
 std::int64_t renewal_time(const NodeTls& t) {

@@ -51,7 +51,7 @@ struct NodeTls {
   std::shared_ptr<tls::Revocations> revoked = std::make_shared<tls::Revocations>();
 };
 
-// Gives `t`'s server context the revoked serials of `state` (cheap when they did not change).
+// Gives `t`'s server context the revoked serials of `state` (logged when they changed).
 void set_revocations(NodeTls& t, const discovery::ClusterState& state);
 
 // Loads data_dir/tls and checks that the node certificate was issued by the CA, is valid now,

@@ -53,11 +53,13 @@ void tls13_only(ssl::context& ctx) {
 
 }  // namespace
 
-void Revocations::set(std::set<std::string> serials) {
+bool Revocations::set(std::set<std::string> serials) {
   std::lock_guard lock(mu_);
-  if (*serials_ != serials) {
-    serials_ = std::make_shared<const std::set<std::string>>(std::move(serials));
+  if (*serials_ == serials) {
+    return false;
   }
+  serials_ = std::make_shared<const std::set<std::string>>(std::move(serials));
+  return true;
 }
 
 bool Revocations::revoked(const std::string& serial) const {

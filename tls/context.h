@@ -41,8 +41,8 @@ using ContextPtr = std::shared_ptr<boost::asio::ssl::context>;
 // in it. Thread-safe: the control thread replaces the set while any thread handshakes.
 class Revocations {
  public:
-  // Replaces the set. Cheap when unchanged (the caller passes every new state's list).
-  void set(std::set<std::string> serials);
+  // Replaces the set; false (and nothing replaced) when it is the same as before.
+  bool set(std::set<std::string> serials);
   bool revoked(const std::string& serial) const;
   std::size_t size() const;
 
