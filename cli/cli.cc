@@ -5,6 +5,7 @@
 
 #include "cli/cli.h"
 
+#include "base/file.h"
 #include "base/http_client.h"
 #include "base/spawn.h"
 #include "cli/cli_format.h"
@@ -174,8 +175,11 @@ class CliCommandsImpl final : public CliCommands {
   };
 
   CLI::App* group(const std::string& name, const std::string& description, bool shared);
+  // `credential_flags`: the leaf takes --cert/--key/--ca for the client certificate (false
+  // for `cert add`, whose --cert/--key name the HTTPS certificate; the top-level flags and the
+  // default place still give the client's).
   CLI::App* leaf(CLI::App* parent, const std::string& name, const std::string& description,
-                 std::function<int()> run);
+                 std::function<int()> run, bool credential_flags = true);
   void add_credential_flags(CLI::App* app);
   int run_leaf(const Leaf& leaf);
 
@@ -195,6 +199,7 @@ class CliCommandsImpl final : public CliCommands {
 
   int service_update();
   int cert_issue();
+  int cert_add();
   int token_rotate();
   // The client certificate, key and CA from --cert/--key/--ca or the default place
   // (tls/credentials.h); errors are printed (exit 2).
@@ -226,6 +231,10 @@ class CliCommandsImpl final : public CliCommands {
   std::string cert_role_;
   std::string cert_name_;
   std::string cert_out_;
+  std::string https_host_;       // cert add --host
+  std::string https_cert_file_;  // cert add --cert
+  std::string https_key_file_;   // cert add --key
+  bool https_default_ = false;   // cert add --default
 };
 
 CLI::App* CliCommandsImpl::group(const std::string& name, const std::string& description,
@@ -253,7 +262,8 @@ void CliCommandsImpl::add_credential_flags(CLI::App* app) {
 }
 
 CLI::App* CliCommandsImpl::leaf(CLI::App* parent, const std::string& name,
-                                const std::string& description, std::function<int()> run) {
+                                const std::string& description, std::function<int()> run,
+                                bool credential_flags) {
   CLI::App* sub = parent->add_subcommand(name, description);
   // Unknown flags and stray arguments are reported by run() with exit 2 (CLI11's own errors
   // use other exit codes).
@@ -263,7 +273,9 @@ CLI::App* CliCommandsImpl::leaf(CLI::App* parent, const std::string& name,
                   "$ROUTEMESH_API or " +
                       std::string(cli::kDefaultApiAddress) + ")");
   sub->add_flag("--json", json_, "print the API's JSON");
-  add_credential_flags(sub);
+  if (credential_flags) {
+    add_credential_flags(sub);
+  }
   sub->add_flag("--stale", stale_,
                 "read the answering manager's own copy (may be old) instead of a linearizable "
                 "read through the leader");
@@ -506,6 +518,24 @@ void CliCommandsImpl::add_commands() {
   revoke->add_option("--name", cert_name_, "who held it (kept with the revocation)");
   leaf(cert, "revoked", "list the revoked certificates",
        [this] { return show(cli::get_request("/v1/certs/revoked"), cli::render_revoked); });
+  CLI::App* add = leaf(
+      cert, "add",
+      "store the certificate the HTTPS port presents for --host (chosen by SNI; replaces the "
+      "host's certificate) or, with --default, for any name no other certificate covers (admin "
+      "only)",
+      [this] { return cert_add(); }, false);
+  add->add_option("--host", https_host_, "a host name or *.SUFFIX (a wildcard)");
+  add->add_flag("--default", https_default_, "the default certificate (host *)");
+  add->add_option("--cert", https_cert_file_, "PEM file: the certificate, then intermediates");
+  add->add_option("--key", https_key_file_, "PEM file: its private key (unencrypted)");
+  CLI::App* rm = leaf(cert, "rm", "remove the HTTPS certificate of HOST (* for the default)",
+                      [this] {
+                        return write(cli::ApiRequest{"DELETE", "/v1/ingress/certs/" + name_, ""},
+                                     "cert", name_);
+                      });
+  one(rm, "HOST");
+  leaf(cert, "ls", "list the HTTPS port's certificates (host, expiry, SHA-256)",
+       [this] { return show(cli::get_request("/v1/ingress/certs"), cli::render_ingress_certs); });
 }
 
 int CliCommandsImpl::run_leaf(const Leaf& leaf) {
@@ -801,6 +831,34 @@ int CliCommandsImpl::service_update() {
   json::value value = json::parse(reply->body, ec);
   print_out(cli::written_object_id(value, "service", name_));
   return 0;
+}
+
+int CliCommandsImpl::cert_add() {
+  if (https_default_ == !https_host_.empty()) {
+    print_error("cert add: give either --host HOST or --default");
+    return 2;
+  }
+  for (const auto& [flag, path] : {std::pair{"--cert", &https_cert_file_},
+                                   std::pair{"--key", &https_key_file_}}) {
+    if (path->empty()) {
+      print_error(std::string("cert add: ") + flag + " FILE required");
+      return 2;
+    }
+  }
+  const auto cert = base::read_file(https_cert_file_);
+  if (!cert) {
+    print_error("cert add: --cert: cannot read " + https_cert_file_);
+    return 2;
+  }
+  const auto key = base::read_file(https_key_file_);
+  if (!key) {
+    print_error("cert add: --key: cannot read " + https_key_file_);
+    return 2;
+  }
+  const std::string host = https_default_ ? "*" : https_host_;
+  json::object body{{"cert", *cert}, {"key", *key}};
+  return write(cli::ApiRequest{"PUT", "/v1/ingress/certs/" + host, json::serialize(body)}, "cert",
+               host);
 }
 
 int CliCommandsImpl::token_rotate() {

@@ -803,6 +803,22 @@ Result<std::string> render_revoked(const json::value& answer) {
   return render_table({"SERIAL", "NAME", "REVOKED"}, rows);
 }
 
+Result<std::string> render_ingress_certs(const json::value& answer) {
+  const json::array* certs = list_of(answer, "certs");
+  if (certs == nullptr) {
+    return Result<std::string>::failure(unexpected("no \"certs\" list"));
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const json::value& item : *certs) {
+    if (const json::object* c = item.if_object()) {
+      rows.push_back({field(*c, "host"), format_unix_time(*c, "not_after"), field(*c, "digest"),
+                      field(*c, "version")});
+    }
+  }
+  std::sort(rows.begin(), rows.end());
+  return render_table({"HOST", "EXPIRES", "SHA256", "VERSION"}, rows);
+}
+
 Result<std::string> render_tasks(const json::value& answer) {
   const json::array* tasks = list_of(answer, "tasks");
   if (tasks == nullptr) {
@@ -939,7 +955,7 @@ std::string written_object_id(const json::value& answer, std::string_view kind,
   if (const json::object* o = answer.if_object()) {
     if (const json::value* inner = o->if_contains(kind); inner != nullptr && inner->is_object()) {
       const json::object& obj = inner->get_object();
-      for (std::string_view key : {"id", "serial", "name"}) {
+      for (std::string_view key : {"id", "serial", "host", "name"}) {
         if (const json::value* v = obj.if_contains(key); v != nullptr && v->is_string()) {
           return std::string(v->get_string());
         }

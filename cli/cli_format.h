@@ -184,6 +184,8 @@ Result<std::string> render_networks(const boost::json::value& answer);
 Result<std::string> render_policies(const boost::json::value& answer);
 // GET /v1/certs/revoked: SERIAL NAME REVOKED (UTC), by serial.
 Result<std::string> render_revoked(const boost::json::value& answer);
+// `cert ls`: HOST, EXPIRES, SHA256 (the leaf's digest), VERSION.
+Result<std::string> render_ingress_certs(const boost::json::value& answer);
 // GET /v1/tasks: ID SERVICE NODE ADDRESS HEALTH.
 Result<std::string> render_tasks(const boost::json::value& answer);
 // GET /v1/nodes (+ GET /v1/cluster when available, for VOTER and LEADER):

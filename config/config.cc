@@ -268,6 +268,8 @@ void read_node(Reader& r, const YAML::Node& node, const std::string& path, NodeS
            }},
           {"http_port",
            [&](const YAML::Node& n, const std::string& p) { r.read_port(n, p, out.http_port); }},
+          {"https_port",
+           [&](const YAML::Node& n, const std::string& p) { r.read_port(n, p, out.https_port); }},
           {"admin",
            [&](const YAML::Node& n, const std::string& p) {
              if (r.read_string(n, p, out.admin) &&
@@ -754,6 +756,9 @@ std::vector<std::string> restart_required(const NodeConfig& current, const NodeC
   }
   if (a.http_port != b.http_port) {
     keys.emplace_back("node.http_port");
+  }
+  if (a.https_port != b.https_port) {
+    keys.emplace_back("node.https_port");
   }
   if (a.admin != b.admin) {
     keys.emplace_back("node.admin");

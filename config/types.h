@@ -25,6 +25,9 @@ struct NodeSettings {
   std::string name = "node1";
   std::string listen = "127.0.0.1";      // address every published port and HRM port binds
   std::uint16_t http_port = 8080;        // HRM HTTP port (0 = pick a free one; printed at start)
+  // The HTTPS port on node.listen: TLS terminated with the cluster's certificates (`routemesh
+  // cert add`), or passed through by SNI to mesh.sni services. 0 (default) = none.
+  std::uint16_t https_port = 0;
   std::string admin = "127.0.0.1:9901";  // admin server host:port (port 0 = any)
   unsigned threads = 0;                  // proxy threads; 0 = number of cores
   bool via = false;                      // add a Via header

@@ -406,6 +406,17 @@ RouteTable compile_route_table(const ClusterState& state, std::string_view local
         add_path(routes, http.path_prefix, cluster);
       }
     }
+    if (exposure.sni) {
+      const std::uint16_t port = exposure.sni_port != 0 ? exposure.sni_port : first_target;
+      const bool taken =
+          std::any_of(table.sni_routes.begin(), table.sni_routes.end(), [&](const SniRoute& r) {
+            return r.pattern == exposure.sni->host && r.wildcard == exposure.sni->wildcard;
+          });
+      if (!taken) {
+        table.sni_routes.push_back(SniRoute{exposure.sni->host, exposure.sni->wildcard,
+                                            clusters.get(service, port, exposure)});
+      }
+    }
     // VIPs: one L4 route per (network VIP, target port).
     std::vector<std::uint16_t> vip_ports;
     for (const auto& p : service.ports) {
@@ -485,8 +496,30 @@ RouteTable compile_route_table(const ClusterState& state, std::string_view local
   std::sort(table.http_ports.begin(), table.http_ports.end());
   table.http_ports.erase(std::unique(table.http_ports.begin(), table.http_ports.end()),
                          table.http_ports.end());
+  // Exact patterns first, then wildcards by longest suffix: find_sni_route's first hit wins.
+  std::stable_sort(table.sni_routes.begin(), table.sni_routes.end(),
+                   [](const SniRoute& a, const SniRoute& b) {
+                     if (a.wildcard != b.wildcard) {
+                       return !a.wildcard;
+                     }
+                     return a.wildcard && a.pattern.size() > b.pattern.size();
+                   });
+  table.certificates.reserve(state.ingress_certs.size());
+  for (const auto& [host, c] : state.ingress_certs) {
+    table.certificates.push_back(IngressCertificate{c.host, c.cert, c.key, c.digest, c.version});
+  }
   table.policy = policy::compile(state);
   return table;
+}
+
+const SniRoute* find_sni_route(const RouteTable& table, std::string_view server_name) {
+  for (const SniRoute& r : table.sni_routes) {
+    if (r.wildcard ? server_name.size() > r.pattern.size() && server_name.ends_with(r.pattern)
+                   : server_name == r.pattern) {
+      return &r;
+    }
+  }
+  return nullptr;
 }
 
 RouteMatch route(std::string_view host, std::string_view path, const RouteTable& table) {
@@ -591,6 +624,17 @@ std::string to_json(const RouteTable& table) {
                                 {"service", table.clusters[v.cluster].service}});
   }
   root["vips"] = std::move(vips);
+  json::array sni;
+  for (const auto& r : table.sni_routes) {
+    sni.push_back(json::object{{"sni", r.wildcard ? "*" + r.pattern : r.pattern},
+                               {"service", table.clusters[r.cluster].service}});
+  }
+  root["sni"] = std::move(sni);
+  json::array certificates;  // hosts and digests only: keys never leave the table
+  for (const auto& c : table.certificates) {
+    certificates.push_back(json::object{{"host", c.host}, {"digest", c.digest}});
+  }
+  root["certificates"] = std::move(certificates);
   return json::serialize(root);
 }
 

@@ -102,6 +102,23 @@ struct VipRoute {
   std::string network;
 };
 
+// A service reached by SNI on the HTTPS port without decrypting (mesh.sni): spliced at layer 4.
+struct SniRoute {
+  std::string pattern;  // as in HostPattern::host: exact host, or ".suffix" for a wildcard
+  bool wildcard = false;
+  std::uint32_t cluster = 0;
+};
+
+// A certificate the HTTPS port terminates TLS with (the store's ingress certificates).
+struct IngressCertificate {
+  std::string host;  // exact, "*.suffix" or "*" (the default)
+  std::string cert;  // PEM chain, leaf first
+  std::string key;   // PEM private key
+  std::string digest;
+  std::uint64_t version = 0;
+  bool operator==(const IngressCertificate&) const = default;
+};
+
 // Lets exact_hosts be searched with a std::string_view (C++20 heterogeneous lookup), so
 // route() does not build a std::string per request.
 struct HostHash {
@@ -131,7 +148,15 @@ struct RouteTable {
   // Network isolation and the store's policies (mesh/policy/policy.h), for the data path's
   // checks on VIP connections, HTTP requests on published ports and received overlay streams.
   policy::Compiled policy;
+  // The HTTPS port: passthrough routes (exact hosts first, then wildcards, longest suffix
+  // first; the first service in name order keeps a pattern claimed twice) and the
+  // certificates for termination, by host.
+  std::vector<SniRoute> sni_routes;
+  std::vector<IngressCertificate> certificates;
 };
+
+// The passthrough route for a TLS server name (lower case, no trailing dot), or nullptr.
+const SniRoute* find_sni_route(const RouteTable& table, std::string_view server_name);
 
 // The VIP route for a connection accepted on vip:port, or nullptr.
 const VipRoute* find_vip_route(const RouteTable& table, std::string_view vip, std::uint16_t port);

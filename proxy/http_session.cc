@@ -131,27 +131,34 @@ struct ErrorAnswer {
 
 class Session {
  public:
+  // `https`: the connection is the inner end of the HTTPS port's socketpair (https_session.h);
+  // `proxied` then names the real client and the HTTPS port, and X-Forwarded-Proto is https.
   Session(Worker& w, tcp::socket socket,
           std::optional<mesh::overlay::ProxiedAddresses> proxied = std::nullopt,
-          std::string leftover = {})
+          std::string leftover = {}, bool https = false)
       : worker_(w),
         client_(std::move(socket)),
         upstream_(w.io()),
         live_guard_(w, live_),
         request_parser_(w.take_request_parser()) {
+    https_ = https;
     live_.down = &client_;
     client_in_.data = w.take_client_buffer();
     boost::system::error_code ec;
-    client_.set_option(tcp::no_delay(true), ec);
-    const auto peer = client_.remote_endpoint(ec);
-    if (!ec) {
-      client_ip_ = peer.address().to_string();
-      client_address_ = peer.address();
-      trusted_peer_ = worker_.trusted_proxy(peer.address());
-    }
-    const auto local = client_.local_endpoint(ec);
-    if (!ec) {
-      local_port_ = local.port();
+    if (https) {  // a socketpair: no TCP options, no addresses of its own
+      local_port_ = proxied ? proxied->dst_port : 0;
+    } else {
+      client_.set_option(tcp::no_delay(true), ec);
+      const auto peer = client_.remote_endpoint(ec);
+      if (!ec) {
+        client_ip_ = peer.address().to_string();
+        client_address_ = peer.address();
+        trusted_peer_ = worker_.trusted_proxy(peer.address());
+      }
+      const auto local = client_.local_endpoint(ec);
+      if (!ec) {
+        local_port_ = local.port();
+      }
     }
     if (proxied) {
       // The client a load balancer in front named; its forwarding headers count only if it
@@ -237,6 +244,7 @@ class Session {
   bool trusted_peer_ = false;     // node.trusted_proxies holds the peer: its X-Forwarded-* count
   std::uint16_t local_port_ = 0;  // the published port the client connected to
   asio::ip::address client_address_;  // the client policies judge (peer, or PROXY header's)
+  bool https_ = false;                // decrypted by the HTTPS port: X-Forwarded-Proto https
 
   ReadBuffer client_in_;  // kClientBufferSize bytes, for the whole connection
   std::unique_ptr<http::RequestParser> request_parser_;  // null while idle (the worker's)
@@ -516,7 +524,7 @@ bool Session::begin_request() {
   head_out_.clear();
   http::ForwardContext ctx;
   ctx.client_ip = client_ip_;
-  ctx.proto = "http";
+  ctx.proto = https_ ? "https" : "http";
   ctx.request_id = request_.request_id;
   ctx.via = worker_.via();
   ctx.port = local_port_;
@@ -1229,6 +1237,13 @@ asio::awaitable<void> run_http_session_after_preface(Worker& w, tcp::socket sock
 }
 
 }  // namespace
+
+void start_https_inner_session(Worker& w, tcp::socket inner,
+                               mesh::overlay::ProxiedAddresses client) {
+  auto s = std::make_unique<Session>(w, std::move(inner), std::move(client), std::string{}, true);
+  asio::co_spawn(w.io(), serve(std::move(s), false),
+                 base::log_and_count("proxy: http session", &w.metrics().session_errors));
+}
 
 asio::awaitable<void> run_http_session(Worker& w, tcp::socket socket) {
   boost::system::error_code ec;

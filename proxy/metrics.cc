@@ -75,7 +75,17 @@ Metrics::Metrics(prometheus::Registry& r)
                             "UDP flows (client addresses) being relayed")),
       upstream_pool_closed_family(
           counter_family(r, "routemesh_proxy_upstream_pool_closed_total",
-                         "Idle pooled upstream connections closed, by reason")) {
+                         "Idle pooled upstream connections closed, by reason")),
+      tls_connections(counter_family(r, "routemesh_proxy_tls_connections_total",
+                                     "Connections to the HTTPS port, by outcome")),
+      tls_terminated(tls_connections.Add({{"outcome", "terminated"}})),
+      tls_resumed(tls_connections.Add({{"outcome", "resumed"}})),
+      tls_passthrough(tls_connections.Add({{"outcome", "passthrough"}})),
+      tls_not_tls(tls_connections.Add({{"outcome", "not_tls"}})),
+      tls_no_certificate(tls_connections.Add({{"outcome", "no_certificate"}})),
+      tls_handshake_failed(tls_connections.Add({{"outcome", "handshake_failed"}})),
+      tls_certificate_errors(counter(r, "routemesh_proxy_tls_certificate_errors_total",
+                                     "Stored HTTPS certificates that did not load")) {
   static_assert(std::tuple_size_v<decltype(upstream_pool_closed)> == UpstreamPool::kCloseReasons);
   for (std::size_t i = 0; i < UpstreamPool::kCloseReasons; ++i) {
     upstream_pool_closed[i] =

@@ -81,6 +81,21 @@ struct Metrics {
   // orphaned); children resolved once here
   prometheus::Family<prometheus::Counter>& upstream_pool_closed_family;
   std::array<prometheus::Counter*, 6> upstream_pool_closed{};
+  // The HTTPS port: routemesh_proxy_tls_connections_total{outcome}: terminated (handshake
+  // done), resumed (of those, a resumed session), passthrough (spliced by SNI), and the
+  // refusals: not_tls (no ClientHello, or a malformed one), no_certificate (no certificate
+  // stored at all), handshake_failed (including an SNI nothing covers, TLS < 1.2, no common
+  // ALPN protocol or cipher).
+  prometheus::Family<prometheus::Counter>& tls_connections;
+  prometheus::Counter& tls_terminated;
+  prometheus::Counter& tls_resumed;
+  prometheus::Counter& tls_passthrough;
+  prometheus::Counter& tls_not_tls;
+  prometheus::Counter& tls_no_certificate;
+  prometheus::Counter& tls_handshake_failed;
+  // routemesh_proxy_tls_certificate_errors_total: stored certificates that did not load into a
+  // TLS context (left out; the others serve)
+  prometheus::Counter& tls_certificate_errors;
 };
 
 }  // namespace routemesh::proxy

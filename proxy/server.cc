@@ -3,6 +3,7 @@
 #include "base/address.h"
 #include "proxy/access_log.h"
 #include "proxy/worker.h"
+#include "tls/ingress_context.h"
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/executor_work_guard.hpp>
@@ -85,6 +86,12 @@ class ProxyServerImpl final : public ProxyServer {
       }
       spdlog::info("overlay: listening on {}", cfg_.node.overlay);
     }
+    if (cfg_.node.https_port != 0) {
+      for (auto& w : workers_) {
+        w->open_https(cfg_.node.https_port);
+      }
+      spdlog::info("proxy: https port {} on {}", cfg_.node.https_port, cfg_.node.listen);
+    }
     port_ = port;
     for (auto& w : workers_) {
       guards_.emplace_back(asio::make_work_guard(w->io()));
@@ -113,10 +120,11 @@ class ProxyServerImpl final : public ProxyServer {
     if (!table || stopped_) {
       return;
     }
+    std::shared_ptr<const tls::IngressContexts> ingress = ingress_for(*table);
     if (!started_) {
       // No thread runs yet: apply directly.
       for (auto& w : workers_) {
-        w->apply_table(table);
+        w->apply_table(table, ingress);
       }
       set_table(std::move(table));
       return;
@@ -126,8 +134,8 @@ class ProxyServerImpl final : public ProxyServer {
     auto done = std::make_shared<Countdown>(workers_.size());
     for (auto& w : workers_) {
       Worker* wp = w.get();
-      asio::post(wp->io(), [wp, table, done] {
-        wp->apply_table(table);
+      asio::post(wp->io(), [wp, table, ingress, done] {
+        wp->apply_table(table, ingress);
         done->done();
       });
     }
@@ -251,6 +259,31 @@ class ProxyServerImpl final : public ProxyServer {
     threads_.clear();
   }
 
+  // The HTTPS port's TLS contexts for the table's certificates: rebuilt only when they
+  // changed (tables change with every health verdict; certificates rarely).
+  std::shared_ptr<const tls::IngressContexts> ingress_for(const mesh::RouteTable& table) {
+    if (cfg_.node.https_port == 0) {
+      return nullptr;
+    }
+    if (table.certificates == ingress_certs_) {
+      return ingress_;
+    }
+    std::vector<tls::IngressCertPem> pems;
+    pems.reserve(table.certificates.size());
+    for (const auto& c : table.certificates) {
+      pems.push_back(tls::IngressCertPem{c.host, c.cert, c.key});
+    }
+    std::vector<std::string> errors;
+    ingress_ = tls::IngressContexts::build(pems, errors);
+    ingress_certs_ = table.certificates;
+    for (const auto& e : errors) {
+      metrics_.tls_certificate_errors.Increment();
+      spdlog::error("proxy: https certificate left out: {}", e);
+    }
+    spdlog::info("proxy: https port serves {} certificate(s)", ingress_ ? ingress_->size() : 0);
+    return ingress_;
+  }
+
   config::NodeConfig cfg_;  // as started: listen address, HRM port, threads
   std::shared_ptr<const config::NodeConfig> current_;  // the newest settings (reloads)
   Metrics& metrics_;
@@ -264,6 +297,8 @@ class ProxyServerImpl final : public ProxyServer {
   // every proxy thread adopted the new table.
   mutable std::mutex table_mutex_;
   std::shared_ptr<const mesh::RouteTable> table_;
+  std::vector<mesh::IngressCertificate> ingress_certs_;  // what ingress_ was built from
+  std::shared_ptr<const tls::IngressContexts> ingress_;
   std::uint16_t port_ = 0;
   bool started_ = false;
   bool stopped_ = false;

@@ -2,6 +2,7 @@
 
 #include "base/spawn.h"
 #include "proxy/http_session.h"
+#include "proxy/https_session.h"
 #include "proxy/l4/l4_session.h"
 #include "proxy/l4/udp.h"
 #include "proxy/overlay/overlay.h"
@@ -180,6 +181,7 @@ Worker::~Worker() {
   vip_listeners_.clear();
   close_udp_ports();
   overlay_listener_.reset();
+  https_listener_.reset();
   ticker_.reset();
   pool_->close_all();
   overlay_spares_.reset();
@@ -263,11 +265,13 @@ ServiceMetrics& Worker::metrics_for(const std::string& service) {
   return *slot;
 }
 
-void Worker::apply_table(std::shared_ptr<const mesh::RouteTable> table) {
+void Worker::apply_table(std::shared_ptr<const mesh::RouteTable> table,
+                         std::shared_ptr<const tls::IngressContexts> ingress) {
   if (!table) {
     return;
   }
   table_ = std::move(table);
+  ingress_tls_ = std::move(ingress);
   balancer_.on_table(*table_);
   pool_->on_table(*table_);
   cluster_metrics_.clear();
@@ -332,6 +336,10 @@ std::shared_ptr<Listener> Worker::open_listener(std::uint16_t port, ListenerKind
   l->port = l->acceptor.local_endpoint().port();
   l->kind = kind;
   return l;
+}
+
+void Worker::open_https(std::uint16_t port) {
+  https_listener_ = open_listener(port, ListenerKind::https);
 }
 
 void Worker::open_overlay(const tcp::endpoint& at) {
@@ -571,6 +579,9 @@ asio::awaitable<void> accept_loop(Worker& w, std::shared_ptr<Listener> l) {
     if (l->kind == ListenerKind::http) {
       asio::co_spawn(w.io(), run_http_session(w, std::move(socket)),
                      base::log_and_count("proxy: http session", &w.metrics().session_errors));
+    } else if (l->kind == ListenerKind::https) {
+      asio::co_spawn(w.io(), run_https_session(w, std::move(socket), l->port),
+                     base::log_and_count("proxy: https session", &w.metrics().session_errors));
     } else if (l->kind == ListenerKind::overlay) {
       asio::co_spawn(w.io(), run_overlay_session(w, std::move(socket)),
                      base::log_and_count("proxy: overlay session", &w.metrics().session_errors));
@@ -606,6 +617,9 @@ void Worker::start() {
   }
   if (overlay_listener_) {
     spawn_accept(overlay_listener_);
+  }
+  if (https_listener_) {
+    spawn_accept(https_listener_);
   }
   ticker_ = std::make_unique<asio::steady_timer>(*io_);
   asio::co_spawn(
@@ -700,6 +714,10 @@ void Worker::begin_drain() {
     l->acceptor.close(ignored);
   }
   vip_listeners_.clear();
+  if (https_listener_) {
+    boost::system::error_code ignored;
+    https_listener_->acceptor.close(ignored);
+  }
   close_udp_ports();
   // The overlay listener stays open while draining: other nodes still finish requests they
   // started towards this node's tasks (they stop choosing them once it leaves the state).

@@ -32,6 +32,10 @@
 #include <unordered_map>
 #include <vector>
 
+namespace routemesh::tls {
+class IngressContexts;
+}
+
 namespace routemesh::proxy {
 
 namespace asio = boost::asio;
@@ -113,7 +117,7 @@ struct Pipe {
   std::size_t pending = 0;  // bytes inside the pipe
 };
 
-enum class ListenerKind { http, l4, overlay };
+enum class ListenerKind { http, l4, overlay, https };
 
 class OverlaySpares;
 class UdpPort;
@@ -153,10 +157,16 @@ class Worker {
   // Binds the overlay listener (node.overlay "IP:PORT"). Control thread, before the thread
   // runs; throws std::system_error like open_hrm.
   void open_overlay(const tcp::endpoint& at);
+  // Binds the HTTPS listener (node.https_port on node.listen). Control thread, before the
+  // thread runs; throws std::system_error like open_hrm.
+  void open_https(std::uint16_t port);
   // Starts the ticker and the accept loops of listeners opened so far (worker thread).
   void start();
   // Installs a new table: balancer, pool index, metric children, listener reconciliation.
-  void apply_table(std::shared_ptr<const mesh::RouteTable> table);
+  // `ingress`: the HTTPS port's TLS contexts built from the table's certificates (nullptr when
+  // it has none).
+  void apply_table(std::shared_ptr<const mesh::RouteTable> table,
+                   std::shared_ptr<const tls::IngressContexts> ingress = nullptr);
   // Installs reloaded settings (worker thread): timeouts, limits, passive health, via,
   // trusted proxies and the access log. Requests in flight finish under the values they
   // started with where they copied them (a session's parser limits); everything else applies
@@ -182,6 +192,7 @@ class Worker {
   const http::Limits& http_limits() const { return http_limits_; }
   Metrics& metrics() { return metrics_; }
   const std::shared_ptr<const mesh::RouteTable>& table() const { return table_; }
+  const std::shared_ptr<const tls::IngressContexts>& ingress_tls() const { return ingress_tls_; }
   // The balancer's table generation (mesh::Balancer::generation()).
   std::uint64_t generation() const { return balancer_.generation(); }
   mesh::Balancer& balancer() { return balancer_; }
@@ -280,10 +291,12 @@ class Worker {
   milliseconds tick_period_;
 
   std::shared_ptr<const mesh::RouteTable> table_;
+  std::shared_ptr<const tls::IngressContexts> ingress_tls_;
   mesh::Balancer balancer_;
   std::unique_ptr<UpstreamPool> pool_;
   std::unique_ptr<OverlaySpares> overlay_spares_;
   std::shared_ptr<Listener> overlay_listener_;
+  std::shared_ptr<Listener> https_listener_;
   std::unordered_map<std::string, std::unique_ptr<ServiceMetrics>> service_metrics_;
   std::vector<ServiceMetrics*> cluster_metrics_;
   ServiceMetrics* no_route_metrics_ = nullptr;

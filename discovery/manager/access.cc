@@ -145,6 +145,10 @@ std::optional<ApiError> authorize(const Caller& caller, std::string_view method,
     case Caller::Kind::user:
       break;
   }
+  if (path == "/v1/watch" && caller.role != tls::Role::admin) {
+    return forbidden("the watch stream carries the whole state, HTTPS certificate keys included: "
+                     "nodes and admin only");
+  }
   if (caller.role == tls::Role::admin || is_read(method)) {
     return std::nullopt;
   }

@@ -11,6 +11,7 @@
 #include "discovery/store/commands.h"
 #include "discovery/store/state_json.h"
 #include "discovery/store/state_machine.h"
+#include "tls/ingress.h"
 #include "tls/token.h"
 
 #include <prometheus/counter.h>
@@ -22,6 +23,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json/serialize.hpp>
 
+#include <algorithm>
 #include <ctime>
 #include <exception>
 #include <random>
@@ -158,6 +160,8 @@ class ApiImpl final : public Api {
     add("/v1/certs/renew", &ApiImpl::renew_certificate);
     add("/v1/certs/revoke", &ApiImpl::revoke_certificate);
     add("/v1/certs/revoked", &ApiImpl::revoked_certificates);
+    add("/v1/ingress/certs", &ApiImpl::ingress_certs);
+    add_prefix("/v1/ingress/certs/", &ApiImpl::ingress_cert);
     add_prefix("/v1/cluster/tokens/", &ApiImpl::tokens);
     add("/v1/policies", &ApiImpl::policies);
     add_prefix("/v1/policies/", &ApiImpl::policy);
@@ -1112,6 +1116,97 @@ class ApiImpl final : public Api {
     }
     auto render = [this] { return list_response(state().revoked, "revoked"); };
     co_return co_await read(std::move(req), std::move(render));
+  }
+
+  // ---- HTTPS certificates ---------------------------------------------------------------------
+
+  // GET /v1/ingress/certs: the HTTPS port's certificates, without their keys.
+  asio::awaitable<Response> ingress_certs(Request req) {
+    if (req.method != "GET") {
+      co_return not_allowed(req, "GET");
+    }
+    auto render = [this] {
+      return list_response(
+          state().ingress_certs, "certs", [](const auto&) { return true; },
+          [](const IngressCert& c) { return store::public_json(c); });
+    };
+    co_return co_await read(std::move(req), std::move(render));
+  }
+
+  // GET / PUT {"cert", "key"} / DELETE /v1/ingress/certs/HOST. HOST: a host name, *.SUFFIX or
+  // * (the default certificate). PUT checks the pair and the host here (the state machine does
+  // not parse certificates) and replaces any certificate the host had (?version=N: only that
+  // one). Admin only (access.h), like every write outside services, networks and tasks.
+  asio::awaitable<Response> ingress_cert(Request req) {
+    auto segments = path_segments(req.path, "/v1/ingress/certs/");
+    if (segments.size() != 1) {
+      co_return not_found("no such path " + req.path);
+    }
+    std::string host = segments[0];
+    std::transform(host.begin(), host.end(), host.begin(), [](char c) {
+      return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+    });
+    if (req.method == "GET") {
+      auto render = [this, host] {
+        return get_response(state().ingress_certs, host, "cert", "host",
+                            [](const IngressCert& c) { return store::public_json(c); });
+      };
+      co_return co_await read(std::move(req), std::move(render));
+    }
+    if (req.method != "PUT" && req.method != "DELETE") {
+      co_return not_allowed(req, "GET, PUT, DELETE");
+    }
+    if (!store_.is_leader()) {
+      co_return co_await forward(std::move(req));
+    }
+    auto version = version_param(req.query);
+    if (auto* e = std::get_if<ApiError>(&version)) {
+      co_return error_response(*e);
+    }
+    const std::optional<std::uint64_t> expected = std::get<std::optional<std::uint64_t>>(version);
+    auto request = key_of(req);
+    if (req.method == "DELETE") {
+      store::Command command = store::IngressCertDelete{host, expected};
+      co_return co_await commit(std::move(command), 200, "cert", std::move(request));
+    }
+    auto body = parse_object(req.body);
+    if (!body) {
+      co_return error_response(from_state_error(body.error()));
+    }
+    IngressCert cert;
+    cert.host = host;
+    for (const char* field : {"cert", "key"}) {
+      const json::value* v = body->if_contains(field);
+      if (v == nullptr) {
+        co_return error_response(ApiError{400, "invalid", "required (PEM text)", field});
+      }
+      if (!v->is_string()) {
+        co_return error_response(ApiError{400, "invalid", "expected a string", field});
+      }
+      (std::string_view(field) == "cert" ? cert.cert : cert.key) = v->get_string();
+    }
+    for (const auto& kv : *body) {
+      if (kv.key() != "cert" && kv.key() != "key") {
+        co_return error_response(ApiError{400, "invalid", "unknown field", std::string(kv.key())});
+      }
+    }
+    auto checked = tls::check_ingress_certificate(cert.cert, cert.key,
+                                                  host == "*" ? std::string_view("*") : host,
+                                                  unix_now());
+    if (auto* p = std::get_if<tls::IngressCertProblem>(&checked)) {
+      spdlog::info("api: HTTPS certificate for {} refused ({}: {}) from {}", host, p->field,
+                   p->message, describe(caller_of(req)));
+      co_return error_response(ApiError{400, "invalid", p->message, p->field});
+    }
+    auto& info = std::get<tls::IngressCertInfo>(checked);
+    cert.digest = info.digest;
+    cert.not_after = info.not_after;
+    cert.version = expected.value_or(0);
+    spdlog::info("api: HTTPS certificate for {} (sha256 {}) set by {}", host, cert.digest,
+                 describe(caller_of(req)));
+    // A named command: no temporary with a destructor in the co_await expression (GCC 12).
+    store::Command command = store::IngressCertSet{std::move(cert)};
+    co_return co_await commit(std::move(command), 200, "cert", std::move(request));
   }
 
   // POST /v1/certs/renew {"csr"}: a node's new certificate for itself, before its current one

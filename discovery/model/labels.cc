@@ -386,9 +386,16 @@ Exposure parse_labels(const std::map<std::string, std::string>& labels,
       HostPattern p;
       std::string why;
       if (parse_host_pattern(trim(value), p, why)) {
-        exposure.sni = to_string(p);
+        exposure.sni = std::move(p);
       } else {
         fail(why);
+      }
+    } else if (key == kLabelSniPort) {
+      std::uint16_t port = 0;
+      if (parse_port(trim(value), port)) {
+        exposure.sni_port = port;
+      } else {
+        fail("must be 1..65535");
       }
     } else if (key == kLabelSticky) {
       if (valid_cookie_name(value)) {
@@ -452,6 +459,9 @@ Exposure parse_labels(const std::map<std::string, std::string>& labels,
         errors.push_back(StateError{join(path_prefix, key), "requires mesh.http"});
       }
     }
+  }
+  if (labels.count(kLabelSniPort) != 0 && labels.count(kLabelSni) == 0) {
+    errors.push_back(StateError{join(path_prefix, kLabelSniPort), "requires mesh.sni"});
   }
   if (labels.count(kLabelSticky) != 0 && !has_http_label && ucp.empty()) {
     errors.push_back(StateError{join(path_prefix, kLabelSticky),

@@ -47,8 +47,11 @@ struct HealthCheck {
 
 struct Exposure {
   std::vector<HttpExposure> http;  // mesh.http (+ .port/.path) and each UCP label
-  std::optional<std::string> sni;  // mesh.sni: validated only; nothing routes by SNI
-                                   // (no TLS passthrough yet)
+  // mesh.sni: TLS connections to the node's HTTPS port whose SNI this pattern covers are
+  // spliced to the service untouched (passthrough), on mesh.sni.port (0 = the service's first
+  // target port).
+  std::optional<HostPattern> sni;
+  std::uint16_t sni_port = 0;
   std::optional<std::string> sticky_cookie;
   LbPolicy lb = LbPolicy::round_robin;
   bool prefer_local = false;                           // mesh.lb.locality=prefer-local
@@ -63,6 +66,7 @@ inline constexpr const char* kLabelHttp = "mesh.http";
 inline constexpr const char* kLabelHttpPort = "mesh.http.port";
 inline constexpr const char* kLabelHttpPath = "mesh.http.path";
 inline constexpr const char* kLabelSni = "mesh.sni";
+inline constexpr const char* kLabelSniPort = "mesh.sni.port";
 inline constexpr const char* kLabelSticky = "mesh.http.sticky";
 inline constexpr const char* kLabelLb = "mesh.lb";
 inline constexpr const char* kLabelUcpPrefix = "com.docker.ucp.mesh.http.";

@@ -81,6 +81,20 @@ struct Revocation {
   std::uint64_t version = 0;
 };
 
+// A certificate the HTTPS port presents for a host (TLS termination, chosen by SNI). The
+// manager that accepts it checks the chain, the key and the host before proposing; the state
+// keeps the PEM text as given. The key travels with the state to every node, because every node
+// terminates TLS on its HTTPS port: the state is only ever sent over the cluster's mutual TLS,
+// and user certificates other than admin never see it (the API leaves keys out).
+struct IngressCert {
+  std::string host;  // lower-case host, "*.suffix" (wildcard) or "*" (the default certificate)
+  std::string cert;  // PEM: the leaf first, then any intermediates
+  std::string key;   // PEM private key
+  std::string digest;       // SHA-256 of the leaf's DER, 64 lower-case hex digits
+  std::int64_t not_after = 0;  // the leaf's expiry, seconds since the epoch
+  std::uint64_t version = 0;
+};
+
 // The whole replicated state. Containers are ordered by name/id so that compiling it is
 // deterministic.
 struct ClusterState {
@@ -100,6 +114,7 @@ struct ClusterState {
   std::map<std::string, Task> tasks;
   std::map<std::string, Policy> policies;     // by id
   std::map<std::string, Revocation> revoked;  // revoked certificates, by serial
+  std::map<std::string, IngressCert> ingress_certs;  // HTTPS certificates, by host
 };
 
 // One validation problem with its key path (cmd/ prints it like a config file error).

@@ -96,6 +96,25 @@ std::optional<DecodeResult> policy_command_from_json(detail::FieldReader& r, con
     }
     return DecodeResult(invalid(error));
   }
+  if (op == "ingress.cert.set") {
+    if (r.only({"op", "cert"})) {
+      const json::value* v = r.find("cert");
+      if (v == nullptr) {
+        r.fail("cert", "required");
+      } else if (auto cert = ingress_cert_from_json(*v, "cert", error)) {
+        return DecodeResult(IngressCertSet{std::move(*cert)});
+      }
+    }
+    return DecodeResult(invalid(error));
+  }
+  if (op == "ingress.cert.delete") {
+    IngressCertDelete c;
+    if (r.only({"op", "host", "version"}) && r.string("host", c.host, true) &&
+        r.optional_uint("version", c.version)) {
+      return DecodeResult(std::move(c));
+    }
+    return DecodeResult(invalid(error));
+  }
   if (op == "policy.delete") {
     PolicyDelete c;
     if (r.only({"op", "id", "version"}) && r.string("id", c.id, true) &&
@@ -126,6 +145,8 @@ std::string_view op_name(const Command& command) {
                         [](const PolicyCreate&) { return "policy.create"; },
                         [](const PolicyDelete&) { return "policy.delete"; },
                         [](const CertRevoke&) { return "cert.revoke"; },
+                        [](const IngressCertSet&) { return "ingress.cert.set"; },
+                        [](const IngressCertDelete&) { return "ingress.cert.delete"; },
                     },
                     command);
 }
@@ -193,6 +214,11 @@ json::object command_to_json(const Command& command) {
                    json::object v = to_json(c.revocation);
                    v.erase("version");
                    o["revocation"] = std::move(v);
+                 },
+                 [&](const IngressCertSet& c) { o["cert"] = to_json(c.cert); },
+                 [&](const IngressCertDelete& c) {
+                   o["host"] = c.host;
+                   put_version(o, c.version);
                  },
              },
              command);

@@ -201,6 +201,23 @@ json::object to_json(const Revocation& revocation) {
   return o;
 }
 
+json::object to_json(const IngressCert& cert) {
+  json::object o;
+  o["host"] = cert.host;
+  o["cert"] = cert.cert;
+  o["key"] = cert.key;
+  o["digest"] = cert.digest;
+  o["not_after"] = cert.not_after;
+  o["version"] = cert.version;
+  return o;
+}
+
+json::object public_json(const IngressCert& cert) {
+  json::object o = to_json(cert);
+  o.erase("key");
+  return o;
+}
+
 json::object to_json(const ClusterState& state) {
   json::object o;
   o["revision"] = state.revision;
@@ -228,6 +245,9 @@ json::object to_json(const ClusterState& state) {
   }
   if (!state.revoked.empty()) {  // absent when empty, as policies
     o["revoked"] = list(state.revoked);
+  }
+  if (!state.ingress_certs.empty()) {  // absent when empty, as policies
+    o["ingress_certs"] = list(state.ingress_certs);
   }
   return o;
 }
@@ -552,6 +572,25 @@ std::optional<Revocation> revocation_from_json(const json::value& value, const s
   return revocation;
 }
 
+std::optional<IngressCert> ingress_cert_from_json(const json::value& value,
+                                                  const std::string& path, StateError& error) {
+  FieldReader r(value, path, error);
+  IngressCert cert;
+  std::uint64_t not_after = 0;
+  r.only({"host", "cert", "key", "digest", "not_after", "version"});
+  r.string("host", cert.host, true);
+  r.string("cert", cert.cert, true);
+  r.string("key", cert.key, true);
+  r.string("digest", cert.digest);
+  r.uint("not_after", not_after, std::numeric_limits<std::int64_t>::max());
+  r.uint("version", cert.version, std::numeric_limits<std::uint64_t>::max());
+  if (!r.ok()) {
+    return std::nullopt;
+  }
+  cert.not_after = static_cast<std::int64_t>(not_after);
+  return cert;
+}
+
 std::string encode_state(const ClusterState& state) {
   return json::serialize(to_json(state));
 }
@@ -561,7 +600,8 @@ std::optional<ClusterState> state_from_json(const json::value& value) {
   FieldReader r(value, "", error);
   ClusterState state;
   r.only({"revision", "cluster_id", "subnet_pool", "worker_token_hash", "manager_token_hash",
-          "nodes", "networks", "services", "tasks", "policies", "revoked"});
+          "nodes", "networks", "services", "tasks", "policies", "revoked",
+          "ingress_certs"});
   r.uint("revision", state.revision, std::numeric_limits<std::uint64_t>::max(), true);
   r.string("cluster_id", state.cluster_id);
   r.string("subnet_pool", state.subnet_pool);
@@ -601,7 +641,9 @@ std::optional<ClusterState> state_from_json(const json::value& value) {
       list("tasks", state.tasks, task_from_json, [](const Task& t) { return t.id; }) &&
       list("policies", state.policies, policy_from_json, [](const Policy& p) { return p.id; }) &&
       list("revoked", state.revoked, revocation_from_json,
-           [](const Revocation& v) { return v.serial; });
+           [](const Revocation& v) { return v.serial; }) &&
+      list("ingress_certs", state.ingress_certs, ingress_cert_from_json,
+           [](const IngressCert& c) { return c.host; });
   if (!ok) {
     return std::nullopt;
   }

@@ -41,6 +41,10 @@ boost::json::object to_json(const Service& service);
 boost::json::object to_json(const Task& task);
 boost::json::object to_json(const Policy& policy);
 boost::json::object to_json(const Revocation& revocation);
+// With the private key: this is the state image. The API renders certificates without it.
+boost::json::object to_json(const IngressCert& cert);
+// The same without "key": what the API answers and lists.
+boost::json::object public_json(const IngressCert& cert);
 boost::json::object to_json(const ClusterState& state);
 
 // Decoders for one object, as found in a command or a state image. Every key is optional
@@ -63,6 +67,10 @@ std::optional<Policy> policy_from_json(const boost::json::value& value, const st
 // "serial" is required; its spelling is checked by apply.
 std::optional<Revocation> revocation_from_json(const boost::json::value& value,
                                                const std::string& path, StateError& error);
+
+// "host", "cert" and "key" are required; their spelling is checked by apply.
+std::optional<IngressCert> ingress_cert_from_json(const boost::json::value& value,
+                                                  const std::string& path, StateError& error);
 
 // Whole state. decode_* return nullopt for anything malformed, including duplicate names/ids.
 std::string encode_state(const ClusterState& state);

@@ -403,7 +403,69 @@ class Applier {
     return success(state_, to_json(stored));
   }
 
+  // The manager that proposed it checked the PEM (tls::check_ingress_pair); apply checks only
+  // what it can without parsing certificates, so the state machine stays free of libcrypto.
+  ApplyResult operator()(const IngressCertSet& c) {
+    IngressCert cert = c.cert;
+    if (!is_ingress_host(cert.host)) {
+      return failure(errc::invalid, "cert.host",
+                     "expected a lower-case host name, *.suffix (a wildcard) or * (the default "
+                     "certificate)");
+    }
+    for (const auto& [field, pem] : {std::pair{"cert.cert", &cert.cert}, {"cert.key", &cert.key}}) {
+      if (pem->size() > kMaxIngressPem || pem->find("-----BEGIN ") == std::string::npos) {
+        return failure(errc::invalid, field, "expected PEM text of at most 64 KiB");
+      }
+    }
+    if (!cert.digest.empty() && !is_sha256_hex(cert.digest)) {
+      return failure(errc::invalid, "cert.digest", "expected 64 lower-case hex digits");
+    }
+    if (cert.not_after < 0) {
+      return failure(errc::invalid, "cert.not_after", "must not be negative");
+    }
+    auto it = state_.ingress_certs.find(cert.host);
+    if (c.cert.version != 0) {
+      if (it == state_.ingress_certs.end()) {
+        return failure(errc::not_found, "cert.host", "no certificate for " + quoted(cert.host));
+      }
+      if (auto e = check_version(c.cert.version, it->second.version)) {
+        return *e;
+      }
+    }
+    cert.version = next_revision();
+    state_.revision = cert.version;
+    auto& stored = state_.ingress_certs[cert.host] = std::move(cert);
+    return success(state_, public_json(stored));
+  }
+
+  ApplyResult operator()(const IngressCertDelete& c) {
+    auto it = state_.ingress_certs.find(c.host);
+    if (it == state_.ingress_certs.end()) {
+      return failure(errc::not_found, "host", "no certificate for " + quoted(c.host));
+    }
+    if (auto e = check_version(c.version, it->second.version)) {
+      return *e;
+    }
+    json::object object = public_json(it->second);
+    state_.ingress_certs.erase(it);
+    state_.revision = next_revision();
+    return success(state_, std::move(object));
+  }
+
  private:
+  static constexpr std::size_t kMaxIngressPem = 64 * 1024;
+
+  static bool is_ingress_host(std::string_view host) {
+    if (host == "*") {
+      return true;
+    }
+    if (host.starts_with("*.")) {
+      host.remove_prefix(2);
+    }
+    return base::is_host_name(host) &&
+           std::none_of(host.begin(), host.end(), [](char ch) { return ch >= 'A' && ch <= 'Z'; });
+  }
+
   // tls::serial_of's spelling: 1..40 lower-case hex digits, the first not 0.
   static bool is_serial(std::string_view text) {
     if (text.empty() || text.size() > 40 || text.front() == '0') {

@@ -85,10 +85,20 @@ struct CertRevoke {
   Revocation revocation;  // version ignored
 };
 
+// "ingress.cert.set" / "ingress.cert.delete": the HTTPS port's certificate for a host. A set
+// replaces the host's certificate (with `version`, only if it is still that version).
+struct IngressCertSet {
+  IngressCert cert;  // version: the expected current version (0 = any, or none yet)
+};
+struct IngressCertDelete {
+  std::string host;
+  std::optional<std::uint64_t> version;
+};
+
 using Command =
     std::variant<NetworkCreate, NetworkDelete, ServiceCreate, ServiceUpdate, ServiceDelete, TaskAdd,
                  TaskUpdate, TaskRemove, NodeAdd, NodeUpdate, NodeRemove, ClusterSettingsUpdate,
-                 PolicyCreate, PolicyDelete, CertRevoke>;
+                 PolicyCreate, PolicyDelete, CertRevoke, IngressCertSet, IngressCertDelete>;
 
 // Why the store refused a command (an expected outcome, never an exception). The API answers
 // invalid with HTTP 400, conflict 409, not_found 404, version_mismatch 409, key_reused 422 (an

@@ -12,8 +12,21 @@
 
 namespace routemesh::proxy {
 
+namespace {
+
+std::optional<std::uint32_t> cluster_for(Worker& w, std::uint16_t port, const std::string& vip,
+                                         const std::string& sni) {
+  if (!sni.empty()) {
+    const mesh::SniRoute* r = w.table() ? mesh::find_sni_route(*w.table(), sni) : nullptr;
+    return r != nullptr ? std::optional<std::uint32_t>(r->cluster) : std::nullopt;
+  }
+  return vip.empty() ? w.l4_cluster(port) : w.vip_cluster(vip, port);
+}
+
+}  // namespace
+
 asio::awaitable<void> run_l4_session(Worker& w, tcp::socket socket, std::uint16_t port,
-                                     std::string vip) {
+                                     std::string vip, std::string sni) {
   LiveConn conn;
   LiveGuard guard(w, conn);
   conn.down = &socket;
@@ -21,7 +34,7 @@ asio::awaitable<void> run_l4_session(Worker& w, tcp::socket socket, std::uint16_
   tcp::socket up(w.io());
   boost::system::error_code ignored;
 
-  const auto cluster_index = vip.empty() ? w.l4_cluster(port) : w.vip_cluster(vip, port);
+  const auto cluster_index = cluster_for(w, port, vip, sni);
   if (!cluster_index) {
     co_return;  // the port left the table between accept and now
   }
@@ -36,7 +49,7 @@ asio::awaitable<void> run_l4_session(Worker& w, tcp::socket socket, std::uint16_
   std::optional<mesh::overlay::ProxiedAddresses> proxied;
   std::string leftover;
   if (const auto peer = socket.remote_endpoint(ignored);
-      !ignored && w.proxy_protocol_peer(peer.address())) {
+      !ignored && sni.empty() && w.proxy_protocol_peer(peer.address())) {
     if (!co_await read_proxy_header(w, conn, socket, w.timeouts().request_head, proxied,
                                     leftover)) {
       co_return;

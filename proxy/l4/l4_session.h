@@ -17,7 +17,9 @@ namespace routemesh::proxy {
 // session. Expected failures (no route left, no endpoint reachable) end the session quietly;
 // passive health and metrics record them.
 // `vip` is the service VIP the connection was accepted on ("" for a published port).
+// `sni`: a connection to the HTTPS port whose ClientHello (still unread in the socket) names a
+// passthrough service (mesh.sni); `port` is then the HTTPS port.
 asio::awaitable<void> run_l4_session(Worker& w, tcp::socket socket, std::uint16_t port,
-                                     std::string vip = {});
+                                     std::string vip = {}, std::string sni = {});
 
 }  // namespace routemesh::proxy

@@ -125,7 +125,10 @@ TEST_CASE("authorization: admin everything, operator services/networks/tasks, vi
   };
   const std::vector<Row> rows{
       {"GET", "/v1/services", 200, 200, 200},
-      {"GET", "/v1/watch", 200, 200, 200},
+      {"GET", "/v1/watch", 200, 403, 403},  // the state it streams holds HTTPS keys
+      {"GET", "/v1/ingress/certs", 200, 200, 200},
+      {"PUT", "/v1/ingress/certs/a.test", 200, 403, 403},
+      {"DELETE", "/v1/ingress/certs/a.test", 200, 403, 403},
       {"POST", "/v1/services", 200, 200, 403},
       {"DELETE", "/v1/services/web", 200, 200, 403},
       {"POST", "/v1/networks", 200, 200, 403},

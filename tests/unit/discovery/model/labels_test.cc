@@ -212,11 +212,30 @@ TEST_CASE("mesh.sni takes one host, lower-cased") {
   auto p = parse({{"mesh.sni", "Secure.Example.com"}});
   CHECK(p.errors.empty());
   REQUIRE(p.exposure.sni);
-  CHECK(*p.exposure.sni == "secure.example.com");
+  CHECK(to_string(*p.exposure.sni) == "secure.example.com");
+  CHECK(p.exposure.sni_port == 0);
 
   auto bad = parse({{"mesh.sni", "secure.example.com:443"}});
   REQUIRE(bad.errors.size() == 1);
   CHECK(bad.errors[0].path == "services[0].labels.mesh.sni");
+}
+
+TEST_CASE("mesh.sni takes a wildcard and a task port") {
+  auto p = parse({{"mesh.sni", "*.Secure.test"}, {"mesh.sni.port", "8443"}});
+  CHECK(p.errors.empty());
+  REQUIRE(p.exposure.sni);
+  CHECK(p.exposure.sni->wildcard);
+  CHECK(to_string(*p.exposure.sni) == "*.secure.test");
+  CHECK(p.exposure.sni_port == 8443);
+
+  auto alone = parse({{"mesh.sni.port", "8443"}});
+  REQUIRE(alone.errors.size() == 1);
+  CHECK(alone.errors[0].path == "services[0].labels.mesh.sni.port");
+  CHECK(alone.errors[0].message == "requires mesh.sni");
+
+  auto zero = parse({{"mesh.sni", "a.test"}, {"mesh.sni.port", "0"}});
+  REQUIRE(zero.errors.size() == 1);
+  CHECK(zero.errors[0].path == "services[0].labels.mesh.sni.port");
 }
 
 TEST_CASE("unknown mesh labels are errors") {
