@@ -308,7 +308,7 @@ class ClusterNode:
             cluster["peer"] = self.peer
         cluster.update(c.cluster_extra)
         node = {"name": self.name, "listen": self.ip, "http_port": HTTP_PORT, "admin": self.admin,
-                "threads": 1, "access_log": {"enabled": False}}
+                "threads": 1, "access_log": {"enabled": False}, **c.node_settings}
         return {"node": node, "cluster": cluster, "timeouts": {"drain_ms": 2000}, **self.extra}
 
     def write_config(self):
@@ -494,15 +494,17 @@ class ClusterNode:
 
 class Cluster:
     def __init__(self, first_ip, roles, tick_ms=50, election_ticks=10, heartbeat_ticks=1,
-                 netns=None, node_extra=None, **cluster_extra):
+                 netns=None, node_extra=None, node_settings=None, **cluster_extra):
         """`first_ip` is the first node's address (127.0.0.X; the k-th node gets X+k-1) unless
         `netns` (a Netns) is given, whose addresses are used. roles[0] must be a manager.
-        `node_extra`: top-level config sections every node gets (ClusterNode.extra)."""
+        `node_extra`: top-level config sections every node gets (ClusterNode.extra);
+        `node_settings`: keys added to every node's `node:` section (e.g. https_port)."""
         assert roles and roles[0] == "manager"
         self.dir = tempfile.mkdtemp(prefix="rm-cluster-")
         self.tick_ms, self.election_ticks, self.heartbeat_ticks = tick_ms, election_ticks, heartbeat_ticks
         self.cluster_extra = cluster_extra
         self.node_extra = node_extra or {}
+        self.node_settings = node_settings or {}
         self.netns = netns
         if netns is not None:
             ips = netns.ips[:len(roles)]
