@@ -528,11 +528,10 @@ void CliCommandsImpl::add_commands() {
   add->add_flag("--default", https_default_, "the default certificate (host *)");
   add->add_option("--cert", https_cert_file_, "PEM file: the certificate, then intermediates");
   add->add_option("--key", https_key_file_, "PEM file: its private key (unencrypted)");
-  CLI::App* rm = leaf(cert, "rm", "remove the HTTPS certificate of HOST (* for the default)",
-                      [this] {
-                        return write(cli::ApiRequest{"DELETE", "/v1/ingress/certs/" + name_, ""},
-                                     "cert", name_);
-                      });
+  CLI::App* rm =
+      leaf(cert, "rm", "remove the HTTPS certificate of HOST (* for the default)", [this] {
+        return write(cli::ApiRequest{"DELETE", "/v1/ingress/certs/" + name_, ""}, "cert", name_);
+      });
   one(rm, "HOST");
   leaf(cert, "ls", "list the HTTPS port's certificates (host, expiry, SHA-256)",
        [this] { return show(cli::get_request("/v1/ingress/certs"), cli::render_ingress_certs); });
@@ -838,8 +837,8 @@ int CliCommandsImpl::cert_add() {
     print_error("cert add: give either --host HOST or --default");
     return 2;
   }
-  for (const auto& [flag, path] : {std::pair{"--cert", &https_cert_file_},
-                                   std::pair{"--key", &https_key_file_}}) {
+  for (const auto& [flag, path] :
+       {std::pair{"--cert", &https_cert_file_}, std::pair{"--key", &https_key_file_}}) {
     if (path->empty()) {
       print_error(std::string("cert add: ") + flag + " FILE required");
       return 2;

@@ -23,8 +23,8 @@ struct AccessLogSettings {
 // Settings of this node's process.
 struct NodeSettings {
   std::string name = "node1";
-  std::string listen = "127.0.0.1";      // address every published port and HRM port binds
-  std::uint16_t http_port = 8080;        // HRM HTTP port (0 = pick a free one; printed at start)
+  std::string listen = "127.0.0.1";  // address every published port and HRM port binds
+  std::uint16_t http_port = 8080;    // HRM HTTP port (0 = pick a free one; printed at start)
   // The HTTPS port on node.listen: TLS terminated with the cluster's certificates (`routemesh
   // cert add`), or passed through by SNI to mesh.sni services. 0 (default) = none.
   std::uint16_t https_port = 0;

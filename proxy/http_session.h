@@ -19,6 +19,7 @@ asio::awaitable<void> run_http_session(Worker& w, tcp::socket socket);
 // the client's plaintext (https_session.h); `client` names the real client (src) and the
 // HTTPS port (dst). Starts a session on it, served like any HTTP connection, with
 // X-Forwarded-Proto: https.
-void start_https_inner_session(Worker& w, tcp::socket inner, mesh::overlay::ProxiedAddresses client);
+void start_https_inner_session(Worker& w, tcp::socket inner,
+                               mesh::overlay::ProxiedAddresses client);
 
 }  // namespace routemesh::proxy

@@ -5,13 +5,13 @@
 #include "tls/client_hello.h"
 #include "tls/ingress_context.h"
 
+#include <openssl/ssl.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
-#include <openssl/ssl.h>
 
 #include <sys/socket.h>
 
@@ -71,8 +71,11 @@ asio::awaitable<tls::ClientHelloInfo> peek_client_hello(Worker& w, LiveConn& con
 // other end the HTTP session reads. The contexts outlive the stream (declared first).
 struct Terminated {
   Terminated(Worker& w, tcp::socket socket, std::shared_ptr<const tls::IngressContexts> c)
-      : worker(w), contexts(std::move(c)), stream(std::move(socket), contexts->initial()),
-        inner(w.io()), guard(w, live) {
+      : worker(w),
+        contexts(std::move(c)),
+        stream(std::move(socket), contexts->initial()),
+        inner(w.io()),
+        guard(w, live) {
     live.down = &stream.next_layer();
     live.up = &inner;
   }

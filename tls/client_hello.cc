@@ -62,11 +62,11 @@ ClientHelloInfo fail(std::string problem) {
 // The ClientHello body (after the 4-byte handshake header).
 ClientHelloInfo parse_body(std::string_view body) {
   Reader r(body);
-  r.number(2);   // legacy_version
-  r.take(32);    // random
-  r.vector(1);   // legacy_session_id
-  r.vector(2);   // cipher_suites
-  r.vector(1);   // legacy_compression_methods
+  r.number(2);  // legacy_version
+  r.take(32);   // random
+  r.vector(1);  // legacy_session_id
+  r.vector(2);  // cipher_suites
+  r.vector(1);  // legacy_compression_methods
   ClientHelloInfo info;
   info.status = Status::complete;
   if (!r.ok()) {
@@ -137,8 +137,8 @@ ClientHelloInfo read_client_hello(std::string_view bytes) {
     }
     const auto type = static_cast<std::uint8_t>(bytes[at]);
     const auto major = static_cast<std::uint8_t>(bytes[at + 1]);
-    const std::size_t length = (static_cast<std::uint8_t>(bytes[at + 3]) << 8) |
-                               static_cast<std::uint8_t>(bytes[at + 4]);
+    const std::size_t length =
+        (static_cast<std::uint8_t>(bytes[at + 3]) << 8) | static_cast<std::uint8_t>(bytes[at + 4]);
     if (type != kHandshakeRecord || major != 3) {
       return fail("not a TLS handshake record");
     }

@@ -60,8 +60,9 @@ std::variant<IngressCertInfo, IngressCertProblem> check_ingress_certificate(
   if (host != "*") {
     // A wildcard host is covered when the leaf names any host under it (its own wildcard, or
     // a wider one); an exact host when the leaf names it, through a wildcard or not.
-    const std::string probe =
-        host.starts_with("*.") ? "routemesh-probe" + std::string(host.substr(1)) : std::string(host);
+    const std::string probe = host.starts_with("*.")
+                                  ? "routemesh-probe" + std::string(host.substr(1))
+                                  : std::string(host);
     if (!names(leaf.get(), probe)) {
       return problem("host", "the certificate does not name " + std::string(host) +
                                  " (its subjectAltName DNS entries)");

@@ -33,8 +33,9 @@ int on_server_name(SSL* s, int* alert, void* arg) {
   const auto* self = static_cast<const IngressContexts*>(arg);
   const char* sent = SSL_get_servername(s, TLSEXT_NAMETYPE_host_name);
   std::string name = sent != nullptr ? sent : "";
-  std::transform(name.begin(), name.end(), name.begin(),
-                 [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; });
+  std::transform(name.begin(), name.end(), name.begin(), [](char c) {
+    return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+  });
   if (name.ends_with('.')) {
     name.pop_back();
   }
@@ -53,13 +54,12 @@ std::unique_ptr<ssl::context> base_context() {
   auto ctx = std::make_unique<ssl::context>(ssl::context::tls_server);
   SSL_CTX* c = ctx->native_handle();
   SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION);
-  SSL_CTX_set_options(c, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
-                             SSL_OP_NO_COMPRESSION);
+  SSL_CTX_set_options(
+      c, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_COMPRESSION);
   // An idle keep-alive connection keeps no 16 KiB record buffers.
   SSL_CTX_set_mode(c, SSL_MODE_RELEASE_BUFFERS);
   SSL_CTX_set_alpn_select_cb(c, select_alpn, nullptr);
-  SSL_CTX_set_session_id_context(c, reinterpret_cast<const unsigned char*>("routemesh-https"),
-                                 15);
+  SSL_CTX_set_session_id_context(c, reinterpret_cast<const unsigned char*>("routemesh-https"), 15);
   return ctx;
 }
 

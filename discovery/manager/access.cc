@@ -146,8 +146,9 @@ std::optional<ApiError> authorize(const Caller& caller, std::string_view method,
       break;
   }
   if (path == "/v1/watch" && caller.role != tls::Role::admin) {
-    return forbidden("the watch stream carries the whole state, HTTPS certificate keys included: "
-                     "nodes and admin only");
+    return forbidden(
+        "the watch stream carries the whole state, HTTPS certificate keys included: "
+        "nodes and admin only");
   }
   if (caller.role == tls::Role::admin || is_read(method)) {
     return std::nullopt;

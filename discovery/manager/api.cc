@@ -1190,9 +1190,8 @@ class ApiImpl final : public Api {
         co_return error_response(ApiError{400, "invalid", "unknown field", std::string(kv.key())});
       }
     }
-    auto checked = tls::check_ingress_certificate(cert.cert, cert.key,
-                                                  host == "*" ? std::string_view("*") : host,
-                                                  unix_now());
+    auto checked = tls::check_ingress_certificate(
+        cert.cert, cert.key, host == "*" ? std::string_view("*") : host, unix_now());
     if (auto* p = std::get_if<tls::IngressCertProblem>(&checked)) {
       spdlog::info("api: HTTPS certificate for {} refused ({}: {}) from {}", host, p->field,
                    p->message, describe(caller_of(req)));

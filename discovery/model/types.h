@@ -87,10 +87,10 @@ struct Revocation {
 // terminates TLS on its HTTPS port: the state is only ever sent over the cluster's mutual TLS,
 // and user certificates other than admin never see it (the API leaves keys out).
 struct IngressCert {
-  std::string host;  // lower-case host, "*.suffix" (wildcard) or "*" (the default certificate)
-  std::string cert;  // PEM: the leaf first, then any intermediates
-  std::string key;   // PEM private key
-  std::string digest;       // SHA-256 of the leaf's DER, 64 lower-case hex digits
+  std::string host;    // lower-case host, "*.suffix" (wildcard) or "*" (the default certificate)
+  std::string cert;    // PEM: the leaf first, then any intermediates
+  std::string key;     // PEM private key
+  std::string digest;  // SHA-256 of the leaf's DER, 64 lower-case hex digits
   std::int64_t not_after = 0;  // the leaf's expiry, seconds since the epoch
   std::uint64_t version = 0;
 };
@@ -112,8 +112,8 @@ struct ClusterState {
   std::map<std::string, Network> networks;
   std::map<std::string, Service> services;
   std::map<std::string, Task> tasks;
-  std::map<std::string, Policy> policies;     // by id
-  std::map<std::string, Revocation> revoked;  // revoked certificates, by serial
+  std::map<std::string, Policy> policies;            // by id
+  std::map<std::string, Revocation> revoked;         // revoked certificates, by serial
   std::map<std::string, IngressCert> ingress_certs;  // HTTPS certificates, by host
 };
 

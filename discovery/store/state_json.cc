@@ -572,8 +572,8 @@ std::optional<Revocation> revocation_from_json(const json::value& value, const s
   return revocation;
 }
 
-std::optional<IngressCert> ingress_cert_from_json(const json::value& value,
-                                                  const std::string& path, StateError& error) {
+std::optional<IngressCert> ingress_cert_from_json(const json::value& value, const std::string& path,
+                                                  StateError& error) {
   FieldReader r(value, path, error);
   IngressCert cert;
   std::uint64_t not_after = 0;
@@ -600,8 +600,7 @@ std::optional<ClusterState> state_from_json(const json::value& value) {
   FieldReader r(value, "", error);
   ClusterState state;
   r.only({"revision", "cluster_id", "subnet_pool", "worker_token_hash", "manager_token_hash",
-          "nodes", "networks", "services", "tasks", "policies", "revoked",
-          "ingress_certs"});
+          "nodes", "networks", "services", "tasks", "policies", "revoked", "ingress_certs"});
   r.uint("revision", state.revision, std::numeric_limits<std::uint64_t>::max(), true);
   r.string("cluster_id", state.cluster_id);
   r.string("subnet_pool", state.subnet_pool);

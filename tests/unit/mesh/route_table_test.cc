@@ -572,3 +572,50 @@ TEST_CASE("host-mode ports open only where the service has a task, to that node'
     }
   }
 }
+
+TEST_CASE("mesh.sni routes: exact before wildcard, longest wildcard first, on the SNI port",
+          "[route_table]") {
+  ClusterState state;
+  add_service(state, {"db", {{"mesh.sni", "db.example.com"}, {"mesh.sni.port", "5433"}}, {}});
+  add_service(state, {"tls-all", {{"mesh.sni", "*.example.com"}}, {{8443, 443}}});
+  add_service(state, {"tls-deep", {{"mesh.sni", "*.deep.example.com"}}, {{8444, 443}}});
+  add_service(state, {"z-dup", {{"mesh.sni", "db.example.com"}}, {{8445, 443}}});
+  add_task(state, "db.1", "db", "10.0.0.1");
+  add_task(state, "all.1", "tls-all", "10.0.0.2");
+  add_task(state, "deep.1", "tls-deep", "10.0.0.3");
+  const auto table = mesh::compile_route_table(state);
+  auto service_of = [&](std::string_view name) {
+    const mesh::SniRoute* r = mesh::find_sni_route(table, name);
+    return r == nullptr ? std::string() : table.clusters[r->cluster].service;
+  };
+  CHECK(service_of("db.example.com") == "db");  // the first service in name order keeps it
+  CHECK(service_of("x.example.com") == "tls-all");
+  CHECK(service_of("a.deep.example.com") == "tls-deep");
+  CHECK(service_of("example.com").empty());
+  CHECK(service_of("other.test").empty());
+  const mesh::SniRoute* db = mesh::find_sni_route(table, "db.example.com");
+  REQUIRE(db != nullptr);
+  REQUIRE(table.clusters[db->cluster].endpoints.size() == 1);
+  CHECK(table.clusters[db->cluster].endpoints[0].port == 5433);
+  const mesh::SniRoute* all = mesh::find_sni_route(table, "x.example.com");
+  CHECK(table.clusters[all->cluster].endpoints[0].port == 443);
+}
+
+TEST_CASE("ingress certificates reach the table; the JSON shows hosts, never keys",
+          "[route_table]") {
+  ClusterState state;
+  discovery::IngressCert c;
+  c.host = "a.test";
+  c.cert = "CERT";
+  c.key = "SECRET-KEY";
+  c.digest = std::string(64, 'b');
+  c.version = 7;
+  state.ingress_certs[c.host] = c;
+  const auto table = mesh::compile_route_table(state);
+  REQUIRE(table.certificates.size() == 1);
+  CHECK(table.certificates[0].key == "SECRET-KEY");
+  CHECK(table.certificates[0].version == 7);
+  const std::string json = mesh::to_json(table);
+  CHECK(json.find("a.test") != std::string::npos);
+  CHECK(json.find("SECRET-KEY") == std::string::npos);
+}

@@ -202,3 +202,73 @@ TEST_CASE("cert.revoke adds a serial once, checks it, and survives the state JSO
   CHECK(encode_state(*decoded) == encode_state(state));
   CHECK(decoded->revoked.at("a1b2").name == "alice");
 }
+
+TEST_CASE("ingress.cert.set stores a host's certificate; set replaces, delete removes") {
+  ClusterState state = initial_state();
+  const std::string pem = "-----BEGIN CERTIFICATE-----\\nMIIB\\n-----END CERTIFICATE-----\\n";
+  const std::string key = "-----BEGIN PRIVATE KEY-----\\nMIIE\\n-----END PRIVATE KEY-----\\n";
+  auto set = [&](const std::string& host, const std::string& extra = "") {
+    return apply_json(state, R"({"op":"ingress.cert.set","cert":{"host":")" + host +
+                                 R"(","cert":")" + pem + R"(","key":")" + key + R"(","digest":")" +
+                                 std::string(64, 'a') + R"(","not_after":1900000000)" + extra +
+                                 "}}");
+  };
+  auto r = set("a.test");
+  REQUIRE(r.ok);
+  REQUIRE(state.ingress_certs.count("a.test") == 1);
+  const IngressCert& c = state.ingress_certs.at("a.test");
+  CHECK(c.version == r.revision);
+  CHECK(c.not_after == 1900000000);
+  CHECK(c.key.find("PRIVATE KEY") != std::string::npos);
+  // The answer (what the API returns) leaves the key out.
+  CHECK(r.object.as_object().if_contains("key") == nullptr);
+  CHECK(r.object.as_object().at("host") == "a.test");
+
+  // Replace: any time without a version; with one, only if it matches.
+  auto stale = set("a.test", R"(,"version":)" + std::to_string(c.version + 5));
+  CHECK_FALSE(stale.ok);
+  CHECK(stale.error.code == errc::version_mismatch);
+  auto replaced = set("a.test", R"(,"version":)" + std::to_string(c.version));
+  REQUIRE(replaced.ok);
+  CHECK(state.ingress_certs.at("a.test").version == replaced.revision);
+  auto missing = set("b.test", R"(,"version":3)");
+  CHECK_FALSE(missing.ok);
+  CHECK(missing.error.code == errc::not_found);
+  REQUIRE(set("*.wild.test").ok);
+  REQUIRE(set("*").ok);
+
+  for (const char* bad : {"A.test", "*.", "a..test", "**", "a.*.test", ""}) {
+    CAPTURE(bad);
+    const std::uint64_t revision = state.revision;
+    auto refused = set(bad);
+    CHECK_FALSE(refused.ok);
+    CHECK(refused.error.field == "cert.host");
+    CHECK(state.revision == revision);
+  }
+  auto not_pem = apply_json(
+      state, R"({"op":"ingress.cert.set","cert":{"host":"c.test","cert":"x","key":"y"}})");
+  CHECK_FALSE(not_pem.ok);
+  CHECK(not_pem.error.field == "cert.cert");
+
+  // The state image keeps the key (nodes need it); decode(encode) is the identity.
+  auto decoded = decode_state(encode_state(state));
+  REQUIRE(decoded);
+  CHECK(encode_state(*decoded) == encode_state(state));
+  CHECK(decoded->ingress_certs.at("*").key.find("PRIVATE KEY") != std::string::npos);
+
+  auto gone = apply_json(state, R"({"op":"ingress.cert.delete","host":"a.test"})");
+  REQUIRE(gone.ok);
+  CHECK(gone.object.as_object().if_contains("key") == nullptr);
+  CHECK(state.ingress_certs.count("a.test") == 0);
+  auto again = apply_json(state, R"({"op":"ingress.cert.delete","host":"a.test"})");
+  CHECK_FALSE(again.ok);
+  CHECK(again.error.code == errc::not_found);
+
+  const Command command = IngressCertDelete{"x.test", 4};
+  const std::string text = encode_command(command);
+  CHECK(text == R"({"op":"ingress.cert.delete","host":"x.test","version":4})");
+  auto back = decode_command(text);
+  REQUIRE(back.has_value());
+  CHECK(encode_command(*back) == text);
+  CHECK(encode_state(initial_state()).find("ingress_certs") == std::string::npos);
+}
