@@ -3,7 +3,7 @@
 set -euo pipefail
 PKGS=(
   build-essential cmake ninja-build ccache pkg-config git curl procps iproute2 python3
-  netcat-openbsd nftables
+  netcat-openbsd nftables openssl
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev libboost-system1.81-dev
   libssl-dev node-llhttp libspdlog-dev libfmt-dev prometheus-cpp-dev catch2
   libyaml-cpp-dev libcli11-dev libldns-dev bind9-dnsutils

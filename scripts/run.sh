@@ -134,6 +134,7 @@ node:
   name: $1
   listen: $2
   http_port: 8080
+  https_port: 8443
   admin: "$2:9901"
   threads: 1
   access_log: { enabled: true, format: json, path: "$work/$1.access.log" }
@@ -187,6 +188,13 @@ cli task add --service web --node n2 --addr "$(task_ip 2):9102"
 cli task add --service api --node n3 --addr "$(task_ip 3):9201"
 cli task add --service echo-tcp --node n1 --addr "$(task_ip 1):9301"
 cli task add --service echo-udp --node n1 --addr "$(task_ip 1):9401"
+# HTTPS on port 8443 of every node: a self-signed certificate for the two HTTP hosts, stored in
+# the cluster (every node serves it).
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+  -subj "/CN=routemesh demo" -addext "subjectAltName=DNS:web.localhost,DNS:api.localhost" \
+  -keyout "$work/https-key.pem" -out "$work/https.pem" 2>/dev/null
+cli cert add --host web.localhost --cert "$work/https.pem" --key "$work/https-key.pem"
+cli cert add --host api.localhost --cert "$work/https.pem" --key "$work/https-key.pem"
 # Wait until the worker routes (its state arrives over the watch stream).
 for _ in $(seq 1 300); do
   curl -fsS -o /dev/null -H 'Host: web.localhost' "http://$(ip_of 4):8080/" 2>/dev/null && break
@@ -223,6 +231,8 @@ Ctrl-C stops it; logs in $work. Every node routes every service:
   curl -H 'Host: api.localhost' http://$(ip_of 1):8080/v1/users   # path-routed to api-1 (n3)
   curl -H 'Host: nope.localhost' http://$(ip_of 2):8080/          # 404 no route
   curl http://$(ip_of 3):9300/                                    # layer-4 published port 9300
+  curl --cacert $work/https.pem --resolve web.localhost:8443:$(ip_of 2) https://web.localhost:8443/
+                                                                  # HTTPS, terminated by the node
   echo hello | nc -u -w1 $(ip_of 4) 9400                          # UDP published port 9400 (echo)
   $vip_line
   export ROUTEMESH_API=$ROUTEMESH_API

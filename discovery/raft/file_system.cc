@@ -107,7 +107,8 @@ class PosixFileSystem final : public FileSystem {
   boost::system::result<std::unique_ptr<AppendFile>> open_append(const std::string& path,
                                                                  bool create) override {
     int flags = O_WRONLY | O_APPEND | O_CLOEXEC | (create ? O_CREAT | O_EXCL : 0);
-    int fd = ::open(path.c_str(), flags, 0644);
+    // 0600: WAL segments and snapshots hold the state, HTTPS certificate keys included.
+    int fd = ::open(path.c_str(), flags, 0600);
     if (fd < 0) {
       return last_error();
     }
