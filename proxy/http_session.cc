@@ -798,7 +798,7 @@ asio::awaitable<error_code> Session::exchange(UpstreamPool::Bucket& bucket) {
       // The upstream closed this idle connection (keep-alive timeout, restart); its siblings
       // are likely stale too.
       close_upstream();
-      worker_.pool().drop_idle(bucket);
+      worker_.pool().drop_stale(bucket);
       continue;
     }
     if (r) {

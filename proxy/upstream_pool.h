@@ -48,10 +48,11 @@ class UpstreamPool {
     idle_timeout,  // unused for timeouts.upstream_idle_ms
     full,          // returned to a bucket at limits.max_idle_upstream_per_endpoint
     orphaned,      // its endpoint left the table, or moved
+    stale,         // a sibling taken from the same bucket had died unseen (drop_stale)
   };
-  static constexpr std::size_t kCloseReasons = 6;
+  static constexpr std::size_t kCloseReasons = 7;
   static constexpr std::array<const char*, kCloseReasons> kCloseReasonNames{
-      "stray_bytes", "eof", "error", "idle_timeout", "full", "orphaned"};
+      "stray_bytes", "eof", "error", "idle_timeout", "full", "orphaned", "stale"};
 
   struct Bucket {
     std::string key;
@@ -92,8 +93,11 @@ class UpstreamPool {
   // it instead when the bucket is full or orphaned.
   void put(Bucket& b, tcp::socket socket, Clock::time_point now);
 
-  // Closes every idle connection of the bucket (its endpoint restarted: the rest are stale).
+  // Closes every idle connection of the bucket, uncounted (shutdown).
   void drop_idle(Bucket& b);
+  // The same, counted as `stale`: a connection taken from this bucket died before answering
+  // (the endpoint restarted or timed its keep-alive out), so the rest are likely dead too.
+  void drop_stale(Bucket& b) { close_idle(b, CloseReason::stale); }
 
   // Closes connections idle longer than the timeout; frees unused orphaned buckets.
   void sweep(Clock::time_point now);

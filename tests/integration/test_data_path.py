@@ -9,6 +9,7 @@ import os
 import re
 import select
 import socket
+import threading
 import time
 import unittest
 
@@ -139,6 +140,29 @@ class DataPathTest(harness.ClassFixtures, harness.MeshTest):
         r = c.request("GET", "/die-once?id=get1", host="s.test")
         c.close()
         self.assertEqual(r.status, 200, r.body)
+
+    def test_siblings_of_a_pooled_connection_that_died_are_dropped_and_counted(self):
+        # Two requests at once leave two idle connections in the pool; the next one draws a
+        # connection the backend closes before answering: the request is retried on a new one
+        # and the other idle connection is dropped with it, counted as stale.
+        before = self.pool_closed("stale")
+        clients = [self.fresh() for _ in range(2)]
+        results = []
+        threads = [threading.Thread(target=lambda c=c: results.append(
+            c.request("GET", "/slow?ms=300", host="s.test").status)) for c in clients]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        for c in clients:
+            c.close()
+        self.assertEqual(results, [200, 200])
+        c = self.fresh()
+        r = c.request("GET", "/die-once?id=siblings", host="s.test")
+        c.close()
+        self.assertEqual(r.status, 200, r.body)
+        harness.wait_until(lambda: self.pool_closed("stale") > before, timeout=3,
+                           what="the stale sibling counted")
 
     def test_a_failed_connect_after_a_served_request_is_answered(self):
         # The second request on a client connection fails to connect: it gets its 502, whatever
