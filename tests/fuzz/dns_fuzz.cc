@@ -10,6 +10,7 @@
 #include "discovery/dns/message.h"
 #include "discovery/dns/view.h"
 #include "discovery/dns/wire.h"
+#include "tests/unit/support/dns_sample.h"
 
 #include <cstddef>
 #include <cstdint>
@@ -21,39 +22,6 @@ using namespace routemesh;
 using namespace routemesh::discovery;
 using namespace routemesh::discovery::dns;
 
-View make_view() {
-  ClusterState s;
-  for (auto [name, subnet] :
-       {std::pair{"neta", "10.10.0.0/24"}, std::pair{"netb", "10.10.1.0/24"}}) {
-    Network n;
-    n.name = name;
-    n.subnet = subnet;
-    s.networks[name] = n;
-  }
-  auto service = [&](const char* name, EndpointMode mode, const char* net, const char* vip) {
-    Service svc;
-    svc.name = name;
-    svc.endpoint_mode = mode;
-    svc.networks = {net};
-    svc.vips[net] = vip;
-    svc.ports.push_back(base::PortMapping{8080, 80});
-    s.services[name] = svc;
-  };
-  service("web", EndpointMode::vip, "neta", "10.10.0.3");
-  service("api", EndpointMode::dnsrr, "neta", "10.10.0.4");
-  service("secret", EndpointMode::vip, "netb", "10.10.1.3");
-  const char* addresses[] = {"172.31.0.1", "172.31.0.2", "fd00::3", "172.31.0.4"};
-  for (int i = 0; i < 4; ++i) {
-    Task t;
-    t.id = "t" + std::to_string(i);
-    t.service = i < 2 ? "web" : "api";
-    t.address = addresses[i];
-    t.health = TaskHealth::healthy;
-    s.tasks[t.id] = t;
-  }
-  return compile_view(s);
-}
-
 void check(bool ok) {
   if (!ok) {
     std::abort();
@@ -63,7 +31,7 @@ void check(bool ok) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  static const View view = make_view();
+  static const View view = test::sample_dns_view();
   static Cache cache(16);
   const std::span<const std::uint8_t> wire(data, size);
   const NetworkView& network = view.by_address.begin()->second;

@@ -2,6 +2,7 @@
 
 #include "discovery/dns/answer.h"
 #include "discovery/dns/view.h"
+#include "tests/unit/support/dns_sample.h"
 
 #include <ldns/ldns.h>
 
@@ -52,39 +53,6 @@ Bytes message(const Labels& name, std::uint16_t type, std::optional<Opt> opt = s
                        static_cast<std::uint8_t>(opt->dnssec_ok ? 0x80 : 0), 0, 0, 0});
   }
   return w;
-}
-
-View make_view() {
-  ClusterState s;
-  for (auto [name, subnet] :
-       {std::pair{"neta", "10.10.0.0/24"}, std::pair{"netb", "10.10.1.0/24"}}) {
-    Network n;
-    n.name = name;
-    n.subnet = subnet;
-    s.networks[name] = n;
-  }
-  auto service = [&](const char* name, EndpointMode mode, const char* net, const char* vip) {
-    Service svc;
-    svc.name = name;
-    svc.endpoint_mode = mode;
-    svc.networks = {net};
-    svc.vips[net] = vip;
-    svc.ports.push_back(base::PortMapping{8080, 80});
-    s.services[name] = svc;
-  };
-  service("web", EndpointMode::vip, "neta", "10.10.0.3");
-  service("api", EndpointMode::dnsrr, "neta", "10.10.0.4");
-  service("secret", EndpointMode::vip, "netb", "10.10.1.3");
-  const char* addresses[] = {"172.31.0.1", "172.31.0.2", "fd00::3", "172.31.0.4"};
-  for (int i = 0; i < 4; ++i) {
-    Task t;
-    t.id = "T" + std::to_string(i);
-    t.service = i < 2 ? "web" : "api";
-    t.address = addresses[i];
-    t.health = TaskHealth::healthy;
-    s.tasks[t.id] = t;
-  }
-  return compile_view(s);
 }
 
 // The ldns path's reply to `wire` (decode_query, answer, encode_answer).
@@ -214,7 +182,7 @@ TEST_CASE("parse_fast: anything unusual is not fast") {
 }
 
 TEST_CASE("stored local answers: the same bytes as the ldns path") {
-  const View view = make_view();
+  const View view = test::sample_dns_view();
   const NetworkView& neta = view.by_address.at("10.10.0.2");
   LocalAnswers local(view, neta, AnswerOptions{5}, 1000);
   CHECK(local.size() > 0);
