@@ -92,6 +92,7 @@ struct ClusterNode {
   RoutePublisher& publisher;
   prometheus::Registry& registry;
   proxy::HealthChecker& checker;
+  proxy::ProxyServer* proxy = nullptr;
   std::optional<NodeTls> tls;  // from data_dir/tls, once joined
   std::optional<raft::Metrics> raft_metrics;
   std::unique_ptr<store::Store> store;
@@ -106,6 +107,17 @@ struct ClusterNode {
 
   bool manager() const { return cfg.cluster.role == config::ClusterRole::manager; }
 };
+
+// Gives the proxy threads the overlay's TLS contexts from the node's current certificate
+// (cluster.overlay_encryption: without them no overlay stream opens either way).
+void give_overlay_tls(ClusterNode& n) {
+  if (!n.cfg.cluster.overlay_encryption || n.proxy == nullptr || !n.tls) {
+    return;
+  }
+  if (auto t = overlay_tls(*n.tls, n.identity.cluster_id)) {
+    n.proxy->set_overlay_tls(std::move(t));
+  }
+}
 
 // Logs "cluster ready" once: a manager that knows a leader and finds itself in the state, a
 // worker with its first snapshot.
@@ -189,6 +201,7 @@ asio::awaitable<void> renew_certificates(ClusterNode& n) {
                                                     std::move(managers));
     renewals.Add({{"result", ok ? "ok" : "failed"}}).Increment();
     if (ok) {
+      give_overlay_tls(n);  // streams opened from now on present the new certificate
       retry_at = 0;
     } else {
       const std::int64_t left = end ? *end - now : 0;
@@ -263,6 +276,7 @@ asio::awaitable<void> start_cluster(ClusterNode& n) {
   }
   n.admin.use_tls(n.tls->server);
   n.checker.use_tls(n.tls->client);
+  give_overlay_tls(n);
 
   if (n.manager()) {
     auto marker = manager::read_bootstrap_marker(cl.data_dir);
@@ -555,6 +569,7 @@ int run_cluster_node(const NodeOptions& options, const config::NodeConfig& cfg) 
   // yet and answers nothing until it has one.
   admin->use_tls(nullptr);
   ClusterNode node{cfg, join, join_token, control, *admin, {}, publisher, *registry, checker};
+  node.proxy = proxy.get();
   // Until the API is registered (a manager still joining or opening its store) the cluster
   // paths answer 503, so a node joining through this one retries; a worker never serves them.
   admin->handle_prefix("/v1/", [&node](admin::Request req) -> asio::awaitable<admin::Response> {

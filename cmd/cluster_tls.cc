@@ -129,6 +129,23 @@ std::optional<NodeTls> load_node_tls(const std::string& data_dir, const std::str
   return out;
 }
 
+std::shared_ptr<const proxy::OverlayTls> overlay_tls(const NodeTls& t,
+                                                     const std::string& cluster_id) {
+  const auto& c = t.credentials;
+  auto server = tls::server_context(c, t.revoked);
+  auto client = tls::client_context(c.ca_pem, c.cert_pem, c.key_pem);
+  if (!server || !client) {
+    spdlog::error("cluster: the overlay's TLS contexts do not load: {}",
+                  (!server ? server.error() : client.error()).message());
+    return nullptr;
+  }
+  auto out = std::make_shared<proxy::OverlayTls>();
+  out->server = *server;
+  out->client = *client;
+  out->cluster_id = cluster_id;
+  return out;
+}
+
 void set_revocations(NodeTls& t, const discovery::ClusterState& state) {
   std::set<std::string> serials;
   for (const auto& [serial, r] : state.revoked) {

@@ -12,6 +12,7 @@
 #include <vector>
 #include "config/types.h"
 #include "discovery/model/types.h"
+#include "proxy/overlay/overlay.h"
 #include "tls/context.h"
 #include "tls/credentials.h"
 #include "tls/pki.h"
@@ -50,6 +51,12 @@ struct NodeTls {
   // replaces the set from every state it sees (set_revocations).
   std::shared_ptr<tls::Revocations> revoked = std::make_shared<tls::Revocations>();
 };
+
+// The overlay's mutual TLS contexts from `t`'s current credentials (proxy/overlay/overlay.h):
+// new contexts each time, so proxy threads never share one that renewal changes in place. The
+// server side refuses `t`'s revoked certificates. nullptr (logged) if they do not load.
+std::shared_ptr<const proxy::OverlayTls> overlay_tls(const NodeTls& t,
+                                                     const std::string& cluster_id);
 
 // Gives `t`'s server context the revoked serials of `state` (logged when they changed).
 void set_revocations(NodeTls& t, const discovery::ClusterState& state);

@@ -633,6 +633,10 @@ void read_cluster(Reader& r, const YAML::Node& node, const std::string& path,
                       out.cert_lifetime_s = static_cast<std::uint32_t>(*v);
                     }
                   }},
+                 {"overlay_encryption",
+                  [&](const YAML::Node& n, const std::string& p) {
+                    r.read_bool(n, p, out.overlay_encryption);
+                  }},
              });
   if (!node.IsNull() && !node.IsMap()) {
     return;  // read_map reported it

@@ -161,6 +161,7 @@ class Session {
       }
     }
     if (proxied) {
+      origin_ = *proxied;
       // The client a load balancer in front named; its forwarding headers count only if it
       // is itself a trusted proxy.
       client_ip_ = proxied->src_ip;
@@ -245,6 +246,9 @@ class Session {
   std::uint16_t local_port_ = 0;  // the published port the client connected to
   asio::ip::address client_address_;  // the client policies judge (peer, or PROXY header's)
   bool https_ = false;                // decrypted by the HTTPS port: X-Forwarded-Proto https
+  // The client and port named by a PROXY header or the HTTPS port (the socket's own addresses
+  // otherwise): what an overlay preamble carries.
+  std::optional<mesh::overlay::ProxiedAddresses> origin_;
 
   ReadBuffer client_in_;  // kClientBufferSize bytes, for the whole connection
   std::unique_ptr<http::RequestParser> request_parser_;  // null while idle (the worker's)
@@ -747,7 +751,7 @@ asio::awaitable<error_code> Session::exchange(UpstreamPool::Bucket& bucket) {
       error_code ec;
       if (bucket.via) {
         const auto preamble = make_preamble(mesh::overlay::StreamProtocol::http, bucket.task_id,
-                                            bucket.endpoint.port(), client_);
+                                            bucket.endpoint.port(), client_, origin_);
         ec = co_await open_overlay_stream(worker_, live_, upstream_, *bucket.via, preamble);
       } else {
         ec = co_await connect_upstream(live_, upstream_, bucket.endpoint,

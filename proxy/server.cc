@@ -146,6 +146,30 @@ class ProxyServerImpl final : public ProxyServer {
     set_table(std::move(table));
   }
 
+  void set_overlay_tls(std::shared_ptr<const OverlayTls> tls) override {
+    std::lock_guard lock(control_);
+    if (stopped_) {
+      return;
+    }
+    if (!started_) {
+      for (auto& w : workers_) {
+        w->set_overlay_tls(tls);
+      }
+      return;
+    }
+    auto done = std::make_shared<Countdown>(workers_.size());
+    for (auto& w : workers_) {
+      Worker* wp = w.get();
+      asio::post(wp->io(), [wp, tls, done] {
+        wp->set_overlay_tls(tls);
+        done->done();
+      });
+    }
+    if (!done->wait_for(std::chrono::seconds(10))) {
+      spdlog::warn("proxy: a proxy thread did not take the overlay's TLS contexts within 10 s");
+    }
+  }
+
   void apply_settings(const config::NodeConfig& next) override {
     std::lock_guard lock(control_);
     if (stopped_) {

@@ -14,6 +14,8 @@
 
 namespace routemesh::proxy {
 
+struct OverlayTls;
+
 class ProxyServer {
  public:
   virtual ~ProxyServer() = default;
@@ -41,6 +43,11 @@ class ProxyServer {
   // HRM port and number of threads stay as started (config::restart_required names them).
   // Called from the control thread.
   virtual void apply_settings(const config::NodeConfig& next) = 0;
+
+  // The overlay's mutual TLS contexts (cluster mode; overlay/overlay.h), given once the node
+  // has its certificate and again after each renewal. Streams opened from then on use them;
+  // open ones keep theirs. Returns once every proxy thread has them.
+  virtual void set_overlay_tls(std::shared_ptr<const OverlayTls> tls) = 0;
 
   // The newest table every proxy thread adopted. Any thread; never waits for a publish in
   // progress.

@@ -121,6 +121,7 @@ enum class ListenerKind { http, l4, overlay, https };
 
 class OverlaySpares;
 class UdpPort;
+struct OverlayTls;
 
 struct Listener;
 
@@ -193,6 +194,14 @@ class Worker {
   Metrics& metrics() { return metrics_; }
   const std::shared_ptr<const mesh::RouteTable>& table() const { return table_; }
   const std::shared_ptr<const tls::IngressContexts>& ingress_tls() const { return ingress_tls_; }
+  // The overlay's mutual TLS contexts (overlay/overlay.h), once the node has its certificate.
+  const std::shared_ptr<const OverlayTls>& overlay_tls() const { return overlay_tls_; }
+  void set_overlay_tls(std::shared_ptr<const OverlayTls> t) { overlay_tls_ = std::move(t); }
+  // Cluster mode with cluster.overlay_encryption: no plain overlay stream either way, even
+  // before the contexts arrive.
+  bool overlay_tls_required() const {
+    return cfg_->cluster_mode && cfg_->cluster.overlay_encryption;
+  }
   // The balancer's table generation (mesh::Balancer::generation()).
   std::uint64_t generation() const { return balancer_.generation(); }
   mesh::Balancer& balancer() { return balancer_; }
@@ -292,6 +301,7 @@ class Worker {
 
   std::shared_ptr<const mesh::RouteTable> table_;
   std::shared_ptr<const tls::IngressContexts> ingress_tls_;
+  std::shared_ptr<const OverlayTls> overlay_tls_;
   mesh::Balancer balancer_;
   std::unique_ptr<UpstreamPool> pool_;
   std::unique_ptr<OverlaySpares> overlay_spares_;

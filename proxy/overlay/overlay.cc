@@ -6,7 +6,9 @@
 #include "mesh/overlay/proxy_protocol.h"
 #include "mesh/route_table.h"
 #include "proxy/l4/splice.h"
+#include "proxy/tls_bridge.h"
 #include "proxy/upstream_pool.h"
+#include "tls/context.h"
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
@@ -66,6 +68,114 @@ bool stream_allowed(Worker& w, const mesh::RouteTable& table, const overlay::Pre
   return w.policy_allows(table, client, dst, "overlay");
 }
 
+// Refusals of the overlay's TLS are logged at most once a second per thread (a scanner or a
+// misconfigured node would fill the log); the metric counts them all.
+bool may_log_tls_refusal() {
+  thread_local Clock::time_point last{};
+  const auto now = Clock::now();
+  if (now - last < std::chrono::seconds(1)) {
+    return false;
+  }
+  last = now;
+  return true;
+}
+
+// `s`, just connected to a peer's overlay listener, through the TLS handshake when the overlay
+// is encrypted: `s` is then the stream's plain end (tls_bridge.h). conn.up is &s on return.
+asio::awaitable<error_code> secure_outgoing(Worker& w, LiveConn& conn, tcp::socket& s,
+                                            const tcp::endpoint& peer, milliseconds timeout) {
+  const std::shared_ptr<const OverlayTls> tls = w.overlay_tls();
+  if (!tls) {
+    if (w.overlay_tls_required()) {  // the node has no certificate yet
+      close_quietly(s);
+      co_return asio::error::try_again;
+    }
+    co_return error_code{};
+  }
+  auto stream = std::make_unique<TlsStream>(std::move(s), *tls->client);
+  conn.up = &stream->next_layer();
+  conn.arm(Clock::now(), timeout);
+  auto [ec] = co_await stream->async_handshake(asio::ssl::stream_base::client, kTuple);
+  const bool expired = conn.expired;
+  conn.disarm();
+  conn.up = &s;
+  if (ec || expired || conn.killed) {
+    w.metrics().overlay_refused.Add({{"reason", "out_tls"}}).Increment();
+    if (may_log_tls_refusal()) {
+      spdlog::warn("overlay: TLS handshake with {} failed: {}", peer.address().to_string(),
+                   expired ? "timed out" : ec.message());
+    }
+    error_code ignored;
+    stream->next_layer().close(ignored);
+    co_return expired ? error_code(asio::error::timed_out)
+                      : (ec ? ec : error_code(asio::error::operation_aborted));
+  }
+  auto inner = bridge_tls(w, std::move(stream), tls);
+  if (!inner) {
+    co_return inner.error();
+  }
+  s = std::move(*inner);
+  co_return error_code{};
+}
+
+// An accepted overlay connection through the TLS handshake when the overlay is encrypted: true
+// with `socket` now the stream's plain end; false (counted, logged, closed) when the peer is
+// not a node of this cluster (no certificate, another CA, a revoked one, a user's) or the
+// handshake fails.
+asio::awaitable<bool> secure_incoming(Worker& w, tcp::socket& socket) {
+  const std::shared_ptr<const OverlayTls> tls = w.overlay_tls();
+  auto refuse = [&](const char* reason, const std::string& why) {
+    w.metrics().overlay_refused.Add({{"reason", reason}}).Increment();
+    if (may_log_tls_refusal()) {
+      spdlog::warn("overlay: refused a connection: {}", why);
+    }
+  };
+  if (!tls) {
+    if (w.overlay_tls_required()) {
+      refuse("tls_not_ready", "this node has no certificate yet");
+      close_quietly(socket);
+      co_return false;
+    }
+    co_return true;
+  }
+  error_code ignored;
+  const auto remote = socket.remote_endpoint(ignored);
+  const std::string from = remote.address().to_string();
+  auto stream = std::make_unique<TlsStream>(std::move(socket), *tls->server);
+  bool expired = false;
+  error_code ec;
+  {
+    LiveConn conn;
+    LiveGuard guard(w, conn);
+    conn.down = &stream->next_layer();
+    conn.arm(Clock::now(), w.timeouts().request_head);
+    auto [hec] = co_await stream->async_handshake(asio::ssl::stream_base::server, kTuple);
+    ec = hec;
+    expired = conn.expired;
+    conn.disarm();
+  }
+  if (ec || expired) {
+    refuse("tls", "TLS handshake from " + from +
+                      " failed: " + (expired ? std::string("timed out") : ec.message()));
+    stream->next_layer().close(ignored);
+    co_return false;
+  }
+  const auto peer = tls::verified_peer(stream->native_handle());
+  if (!peer || !tls::is_node_role(peer->role) || peer->cluster_id != tls->cluster_id) {
+    refuse("not_a_node", "the peer at " + from +
+                             " did not present a node certificate of this "
+                             "cluster");
+    stream->next_layer().close(ignored);
+    co_return false;
+  }
+  auto inner = bridge_tls(w, std::move(stream), tls);
+  if (!inner) {
+    co_return false;
+  }
+  socket = std::move(*inner);
+  co_return true;
+}
+
 }  // namespace
 
 // ---- sending side ---------------------------------------------------------------------------
@@ -100,7 +210,10 @@ void OverlaySpares::refill(const tcp::endpoint& peer) {
         LiveConn conn;
         LiveGuard guard(w_, conn);
         tcp::socket s(w_.io());
-        const auto ec = co_await connect_upstream(conn, s, peer, w_.timeouts().upstream_connect);
+        auto ec = co_await connect_upstream(conn, s, peer, w_.timeouts().upstream_connect);
+        if (!ec) {
+          ec = co_await secure_outgoing(w_, conn, s, peer, w_.timeouts().upstream_connect);
+        }
         auto it = peers_.find(peer);
         if (it == peers_.end()) {
           close_quietly(s);
@@ -253,7 +366,10 @@ asio::awaitable<error_code> open_overlay_stream(Worker& w, LiveConn& conn, tcp::
       }
     }
     if (!spare) {
-      const auto ec = co_await connect_upstream(conn, s, via, timeout);
+      auto ec = co_await connect_upstream(conn, s, via, timeout);
+      if (!ec) {
+        ec = co_await secure_outgoing(w, conn, s, via, timeout);
+      }
       if (ec) {
         w.metrics().overlay_connect_errors.Increment();
         co_return ec;
@@ -300,6 +416,10 @@ asio::awaitable<error_code> open_overlay_stream(Worker& w, LiveConn& conn, tcp::
 // ---- receiving side -------------------------------------------------------------------------
 
 asio::awaitable<void> run_overlay_session(Worker& w, tcp::socket socket) {
+  const bool secured = co_await secure_incoming(w, socket);
+  if (!secured) {
+    co_return;
+  }
   LiveConn conn;
   LiveGuard guard(w, conn);
   conn.down = &socket;

@@ -11,15 +11,19 @@
 // the preamble's round trip, not a connect as well; HTTP keeps streams open between requests
 // in its keep-alive pool like any upstream connection.
 //
-// The connection type is plain TCP; overlay_connect() and the accept loop are the only places
-// that know it, so mutual TLS goes there (it is not built yet, so today's overlay runs only on
-// networks the operator trusts).
+// In cluster mode every stream runs inside mutual TLS 1.3 between the two nodes (unless
+// cluster.overlay_encryption is false): the sender verifies that the listener presents a node
+// certificate of the cluster CA, the listener that the sender does (and that it is not
+// revoked), and after the handshake the stream continues through a socketpair
+// (tls_bridge.h), so everything below works on plain sockets either way. Spare connections
+// are made with their handshake done.
 
 #include "mesh/overlay/preamble.h"
 #include "mesh/overlay/proxy_protocol.h"
 #include "proxy/worker.h"
 
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <boost/system/error_code.hpp>
 
 #include <map>
@@ -27,6 +31,13 @@
 #include <vector>
 
 namespace routemesh::proxy {
+
+// The overlay's TLS contexts, made from this node's certificate (cmd/ builds them).
+struct OverlayTls {
+  std::shared_ptr<boost::asio::ssl::context> server;  // accepted streams
+  std::shared_ptr<boost::asio::ssl::context> client;  // streams to other nodes
+  std::string cluster_id;  // a peer's certificate must name a node of this cluster
+};
 
 // Spare overlay connections of one proxy thread, by peer. Worker thread only.
 class OverlaySpares {

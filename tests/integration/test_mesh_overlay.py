@@ -13,6 +13,8 @@ Checked through real processes and sockets:
   - a published UDP port relays datagrams per flow to a task on another node (over the
     overlay) and on the same node,
   - mesh.lb.locality=prefer-local keeps traffic on the node that took it,
+  - streams run inside mutual TLS between the nodes: plaintext, no client certificate and a
+    user's certificate are refused at the overlay port and counted,
   - a stream for a task of another node, an unknown task or a port that is not exposed is
     refused by the receiving node and counted; a malformed preamble is refused too,
   - active health checks: a new task takes traffic once its node saw it pass, a stopped one
@@ -30,6 +32,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -303,11 +306,51 @@ class OverlayTest(unittest.TestCase):
         seen = {self.c.nodes[0].served_by("spread.overlay.test") for _ in range(9)}
         self.assertEqual(seen, {"task1", "task2", "task3"})
 
+    def overlay_tls(self, cert_from=None):
+        """A TLS client context for the overlay port: trusts the cluster CA; presents the node
+        certificate of node `cert_from`, the CLI's (a user's) with "user", none with None."""
+        tls_dir = os.path.join(self.c.nodes[2].data_dir, "tls")
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.load_verify_locations(os.path.join(tls_dir, "ca.pem"))
+        if cert_from == "user":
+            ctx.load_cert_chain(os.path.join(self.c.cert_dir, "cert.pem"),
+                                os.path.join(self.c.cert_dir, "key.pem"))
+        elif cert_from is not None:
+            d = os.path.join(cert_from.data_dir, "tls")
+            ctx.load_cert_chain(os.path.join(d, "node.pem"), os.path.join(d, "node-key.pem"))
+        return ctx
+
     def preamble(self, node, line):
-        """Sends one preamble line to `node`'s overlay port; returns its one-byte answer."""
-        with socket.create_connection((node.ip, OVERLAY_PORT), timeout=5) as s:
+        """Sends one preamble line to `node`'s overlay port, inside TLS with node n3's
+        certificate (as another node would); returns its one-byte answer."""
+        raw = socket.create_connection((node.ip, OVERLAY_PORT), timeout=5)
+        with self.overlay_tls(self.c.nodes[2]).wrap_socket(raw) as s:
             s.sendall(line)
             return s.recv(1)
+
+    def test_overlay_streams_need_tls_with_a_node_certificate(self):
+        n2 = self.c.nodes[1]
+        line = b"RMOV1 http nosuchtask 80 10.0.0.1 5555 10.0.0.2 8080\n"
+        tls_refusals = metric(n2, "routemesh_overlay_refused_total", reason="tls")
+        with socket.create_connection((n2.ip, OVERLAY_PORT), timeout=5) as s:  # plaintext
+            s.sendall(line)
+            self.assertEqual(s.recv(1), b"")
+        harness.wait_until(lambda: metric(n2, "routemesh_overlay_refused_total", reason="tls")
+                           > tls_refusals, timeout=5, what="plaintext refusal counted")
+        not_node = metric(n2, "routemesh_overlay_refused_total", reason="not_a_node")
+        for who in ("user", None):  # the admin's certificate, and none at all
+            raw = socket.create_connection((n2.ip, OVERLAY_PORT), timeout=5)
+            try:
+                with self.overlay_tls(who).wrap_socket(raw) as s:
+                    s.sendall(line)
+                    self.assertEqual(s.recv(1), b"", who)
+            except (ssl.SSLError, ConnectionResetError, BrokenPipeError):
+                pass  # refused during or right after the handshake: as good
+        harness.wait_until(lambda: metric(n2, "routemesh_overlay_refused_total", reason="not_a_node")
+                           >= not_node + 2, timeout=5, what="non-node certificates counted")
+        # With a node's certificate the same line reaches the preamble check ("-": no such task).
+        self.assertEqual(self.preamble(n2, line), b"-")
 
     def test_foreign_unknown_and_malformed_streams_are_refused(self):
         ids = self.service("guarded", {"mesh.http": "guarded.overlay.test"},

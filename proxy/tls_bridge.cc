@@ -1,0 +1,144 @@
+#include "proxy/tls_bridge.h"
+
+#include "base/spawn.h"
+
+#include <spdlog/spdlog.h>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace routemesh::proxy {
+
+namespace {
+
+using error_code = boost::system::error_code;
+
+// How long the peer has to answer our close_notify.
+constexpr milliseconds kShutdownWait{1'000};
+
+struct Bridge {
+  Bridge(Worker& w, std::unique_ptr<TlsStream> s, std::shared_ptr<const void> k, tcp::socket in)
+      : worker(w), keep(std::move(k)), stream(std::move(s)), inner(std::move(in)), guard(w, live) {
+    live.down = &stream->next_layer();
+    live.up = &inner;
+    from_tls = w.take_client_buffer();
+    to_tls = w.take_client_buffer();
+  }
+  ~Bridge() {
+    worker.give_client_buffer(std::move(from_tls));
+    worker.give_client_buffer(std::move(to_tls));
+  }
+  Bridge(const Bridge&) = delete;
+  Bridge& operator=(const Bridge&) = delete;
+
+  Worker& worker;
+  std::shared_ptr<const void> keep;  // outlives `stream` (declared first)
+  std::unique_ptr<TlsStream> stream;
+  tcp::socket inner;
+  LiveConn live;
+  LiveGuard guard;
+  std::unique_ptr<char[]> from_tls;
+  std::unique_ptr<char[]> to_tls;
+  bool inner_closed = false;  // the caller closed its end
+  bool failed = false;        // a write to the TLS peer failed or timed out
+};
+
+asio::awaitable<void> tls_to_inner(Bridge& b) {
+  const auto tuple = asio::as_tuple(asio::use_awaitable);
+  for (;;) {
+    auto [ec, n] = co_await b.stream->async_read_some(
+        asio::buffer(b.from_tls.get(), Worker::kClientBufferSize), tuple);
+    if (ec || n == 0) {
+      break;
+    }
+    auto [wec, wn] = co_await asio::async_write(b.inner, asio::buffer(b.from_tls.get(), n), tuple);
+    if (wec) {
+      break;
+    }
+  }
+  error_code ignored;
+  b.inner.shutdown(tcp::socket::shutdown_send, ignored);
+}
+
+asio::awaitable<void> inner_to_tls(Bridge& b) {
+  const auto tuple = asio::as_tuple(asio::use_awaitable);
+  for (;;) {
+    auto [ec, n] = co_await b.inner.async_read_some(
+        asio::buffer(b.to_tls.get(), Worker::kClientBufferSize), tuple);
+    if (ec || n == 0) {
+      b.inner_closed = !b.live.killed;
+      break;
+    }
+    b.live.arm(Clock::now(), b.worker.timeouts().idle);
+    auto [wec, wn] = co_await asio::async_write(*b.stream, asio::buffer(b.to_tls.get(), n), tuple);
+    b.live.disarm();
+    if (wec) {
+      b.failed = true;
+      break;
+    }
+  }
+  error_code ignored;
+  b.stream->next_layer().cancel(ignored);  // ends tls_to_inner's read
+}
+
+asio::awaitable<void> pump(std::unique_ptr<Bridge> b) {
+  using namespace asio::experimental::awaitable_operators;
+  co_await (tls_to_inner(*b) && inner_to_tls(*b));
+  if (b->inner_closed && !b->failed) {
+    // close_notify, so the peer can tell the end of the stream from a cut connection.
+    b->live.arm(Clock::now(), kShutdownWait);
+    co_await b->stream->async_shutdown(asio::as_tuple(asio::use_awaitable));
+    b->live.disarm();
+  }
+  error_code ignored;
+  b->stream->next_layer().shutdown(tcp::socket::shutdown_both, ignored);
+  b->stream->next_layer().close(ignored);
+  b->inner.close(ignored);
+}
+
+}  // namespace
+
+boost::system::result<tcp::socket> bridge_tls(Worker& w, std::unique_ptr<TlsStream> stream,
+                                              std::shared_ptr<const void> keep) {
+  int fds[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) != 0) {
+    const error_code ec(errno, boost::system::system_category());
+    w.metrics().local_resource_errors.Increment();
+    spdlog::warn("proxy: socketpair for a TLS connection failed: {}", ec.message());
+    error_code ignored;
+    stream->next_layer().close(ignored);
+    return ec;
+  }
+  tcp::socket ours(w.io());
+  tcp::socket theirs(w.io());
+  error_code ec;
+  ours.assign(tcp::v4(), fds[0], ec);
+  if (ec) {
+    ::close(fds[0]);
+    ::close(fds[1]);
+  } else {
+    theirs.assign(tcp::v4(), fds[1], ec);
+    if (ec) {
+      ::close(fds[1]);  // fds[0] is `ours`'s now
+    }
+  }
+  if (ec) {
+    error_code ignored;
+    stream->next_layer().close(ignored);
+    return ec;
+  }
+  auto b = std::make_unique<Bridge>(w, std::move(stream), std::move(keep), std::move(ours));
+  asio::co_spawn(w.io(), pump(std::move(b)),
+                 base::log_and_count("proxy: tls bridge", &w.metrics().session_errors));
+  return theirs;
+}
+
+}  // namespace routemesh::proxy

@@ -1,0 +1,34 @@
+#pragma once
+// A TLS connection turned into a plain socket: after its handshake, a pump moves bytes between
+// the TLS stream and one end of a socketpair, and the caller gets the other end, which every
+// byte-moving piece of the proxy already handles (HTTP sessions, splice, overlay streams). The
+// HTTPS port hands it to an HTTP session; the overlay to its stream logic on both sides.
+//
+// The pump, both ways at once: TLS -> socketpair copies decrypted bytes, and the TLS peer's EOF
+// (or close_notify) becomes a half-close of the socketpair; socketpair -> TLS encrypts, each
+// write within timeouts.idle_ms. When the caller closes its end, the pump sends close_notify
+// (waiting at most 1 s for the peer's), then closes the TCP connection. The pump is in the
+// worker's connection registry, so shutdown cancels it like any connection.
+//
+// Cost: two extra socket calls per read each way and two more descriptors per connection; an
+// idle connection keeps two 16 KiB buffers (from the worker's free list).
+
+#include "proxy/worker.h"
+
+#include <boost/asio/ssl/stream.hpp>
+#include <boost/system/result.hpp>
+
+#include <memory>
+
+namespace routemesh::proxy {
+
+using TlsStream = asio::ssl::stream<tcp::socket>;
+
+// Starts the pump for `stream` (handshake done) and returns the caller's end of the
+// socketpair: a tcp::socket over an AF_UNIX descriptor (reads, writes, waits and splice work;
+// it has no TCP options and no addresses). `keep` lives as long as the stream (the context it
+// was made with). An error (no descriptors for the socketpair) closes the stream.
+boost::system::result<tcp::socket> bridge_tls(Worker& w, std::unique_ptr<TlsStream> stream,
+                                              std::shared_ptr<const void> keep);
+
+}  // namespace routemesh::proxy
