@@ -5,6 +5,7 @@
 #include "tls/context.h"
 #include "tls/token.h"
 
+#include <openssl/ssl.h>
 #include <spdlog/spdlog.h>
 
 #include <boost/json.hpp>
@@ -138,6 +139,12 @@ std::shared_ptr<const proxy::OverlayTls> overlay_tls(const NodeTls& t,
     spdlog::error("cluster: the overlay's TLS contexts do not load: {}",
                   (!server ? server.error() : client.error()).message());
     return nullptr;
+  }
+  // Both ends are routemesh: AES-128-GCM (the fastest TLS 1.3 suite with AES-NI), ChaCha20
+  // for a CPU without it.
+  for (const auto& ctx : {*server, *client}) {
+    SSL_CTX_set_ciphersuites(ctx->native_handle(),
+                             "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256");
   }
   auto out = std::make_shared<proxy::OverlayTls>();
   out->server = *server;

@@ -25,16 +25,23 @@ using error_code = boost::system::error_code;
 constexpr milliseconds kShutdownWait{1'000};
 
 struct Bridge {
-  Bridge(Worker& w, std::unique_ptr<TlsStream> s, std::shared_ptr<const void> k, tcp::socket in)
-      : worker(w), keep(std::move(k)), stream(std::move(s)), inner(std::move(in)), guard(w, live) {
+  Bridge(Worker& w, std::unique_ptr<TlsStream> s, std::shared_ptr<const void> k, tcp::socket in,
+         bool b)
+      : worker(w), keep(std::move(k)), stream(std::move(s)), inner(std::move(in)), guard(w, live),
+        bulk(b), size(b ? Worker::kUpstreamBufferSize : Worker::kClientBufferSize) {
     live.down = &stream->next_layer();
     live.up = &inner;
-    from_tls = w.take_client_buffer();
-    to_tls = w.take_client_buffer();
+    from_tls = bulk ? w.take_buffer() : w.take_client_buffer();
+    to_tls = bulk ? w.take_buffer() : w.take_client_buffer();
   }
   ~Bridge() {
-    worker.give_client_buffer(std::move(from_tls));
-    worker.give_client_buffer(std::move(to_tls));
+    for (auto* b : {&from_tls, &to_tls}) {
+      if (bulk) {
+        worker.give_buffer(std::move(*b));
+      } else {
+        worker.give_client_buffer(std::move(*b));
+      }
+    }
   }
   Bridge(const Bridge&) = delete;
   Bridge& operator=(const Bridge&) = delete;
@@ -45,6 +52,8 @@ struct Bridge {
   tcp::socket inner;
   LiveConn live;
   LiveGuard guard;
+  bool bulk;
+  std::size_t size;
   std::unique_ptr<char[]> from_tls;
   std::unique_ptr<char[]> to_tls;
   bool inner_closed = false;  // the caller closed its end
@@ -55,7 +64,7 @@ asio::awaitable<void> tls_to_inner(Bridge& b) {
   const auto tuple = asio::as_tuple(asio::use_awaitable);
   for (;;) {
     auto [ec, n] = co_await b.stream->async_read_some(
-        asio::buffer(b.from_tls.get(), Worker::kClientBufferSize), tuple);
+        asio::buffer(b.from_tls.get(), b.size), tuple);
     if (ec || n == 0) {
       break;
     }
@@ -72,7 +81,7 @@ asio::awaitable<void> inner_to_tls(Bridge& b) {
   const auto tuple = asio::as_tuple(asio::use_awaitable);
   for (;;) {
     auto [ec, n] = co_await b.inner.async_read_some(
-        asio::buffer(b.to_tls.get(), Worker::kClientBufferSize), tuple);
+        asio::buffer(b.to_tls.get(), b.size), tuple);
     if (ec || n == 0) {
       b.inner_closed = !b.live.killed;
       break;
@@ -107,7 +116,7 @@ asio::awaitable<void> pump(std::unique_ptr<Bridge> b) {
 }  // namespace
 
 boost::system::result<tcp::socket> bridge_tls(Worker& w, std::unique_ptr<TlsStream> stream,
-                                              std::shared_ptr<const void> keep) {
+                                              std::shared_ptr<const void> keep, bool bulk) {
   int fds[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) != 0) {
     const error_code ec(errno, boost::system::system_category());
@@ -135,7 +144,7 @@ boost::system::result<tcp::socket> bridge_tls(Worker& w, std::unique_ptr<TlsStre
     stream->next_layer().close(ignored);
     return ec;
   }
-  auto b = std::make_unique<Bridge>(w, std::move(stream), std::move(keep), std::move(ours));
+  auto b = std::make_unique<Bridge>(w, std::move(stream), std::move(keep), std::move(ours), bulk);
   asio::co_spawn(w.io(), pump(std::move(b)),
                  base::log_and_count("proxy: tls bridge", &w.metrics().session_errors));
   return theirs;

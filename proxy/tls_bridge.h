@@ -10,8 +10,9 @@
 // (waiting at most 1 s for the peer's), then closes the TCP connection. The pump is in the
 // worker's connection registry, so shutdown cancels it like any connection.
 //
-// Cost: two extra socket calls per read each way and two more descriptors per connection; an
-// idle connection keeps two 16 KiB buffers (from the worker's free list).
+// Cost: two extra socket calls per read each way and two more descriptors per connection; a
+// connection keeps two buffers from the worker's free lists while it lives: 16 KiB each, or
+// 64 KiB each with `bulk` (overlay streams, which carry whole responses at once and are few).
 
 #include "proxy/worker.h"
 
@@ -29,6 +30,6 @@ using TlsStream = asio::ssl::stream<tcp::socket>;
 // it has no TCP options and no addresses). `keep` lives as long as the stream (the context it
 // was made with). An error (no descriptors for the socketpair) closes the stream.
 boost::system::result<tcp::socket> bridge_tls(Worker& w, std::unique_ptr<TlsStream> stream,
-                                              std::shared_ptr<const void> keep);
+                                              std::shared_ptr<const void> keep, bool bulk = false);
 
 }  // namespace routemesh::proxy
