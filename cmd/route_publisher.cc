@@ -177,8 +177,10 @@ struct RoutePublisher::Impl {
       // The VIPs on lo before the table: the proxy binds its VIP listeners when it adopts it.
       if (sinks.vips != nullptr) {
         std::set<std::string> want;
-        for (const auto& v : table->vips) {
-          want.insert(v.vip.text);
+        for (const auto* routes : {&table->vips, &table->udp_vips}) {
+          for (const auto& v : *routes) {
+            want.insert(v.vip.text);
+          }
         }
         sinks.vips->reconcile(want);
       }

@@ -365,13 +365,15 @@ const LocalTarget* find_local_target(const RouteTable& table, std::string_view t
   return nullptr;
 }
 
-const VipRoute* find_vip_route(const RouteTable& table, std::string_view vip, std::uint16_t port) {
+const VipRoute* find_vip_route(const RouteTable& table, std::string_view vip, std::uint16_t port,
+                               bool udp) {
+  const std::vector<VipRoute>& routes = udp ? table.udp_vips : table.vips;
   auto it =
-      std::lower_bound(table.vips.begin(), table.vips.end(), std::pair(vip, port),
+      std::lower_bound(routes.begin(), routes.end(), std::pair(vip, port),
                        [](const VipRoute& r, const std::pair<std::string_view, std::uint16_t>& k) {
                          return std::pair(std::string_view(r.vip.text), r.port) < k;
                        });
-  if (it == table.vips.end() || it->vip.text != vip || it->port != port) {
+  if (it == routes.end() || it->vip.text != vip || it->port != port) {
     return nullptr;
   }
   return &*it;
@@ -440,6 +442,15 @@ RouteTable compile_route_table(const ClusterState& state, std::string_view local
               VipRoute{*vip, port, clusters.get(service, port, exposure), network});
         }
       }
+      for (const auto& p : service.ports) {
+        const bool listed = std::any_of(
+            table.udp_vips.begin(), table.udp_vips.end(),
+            [&](const VipRoute& r) { return r.vip.text == vip->text && r.port == p.target; });
+        if (p.protocol == "udp" && p.target != 0 && !listed) {
+          table.udp_vips.push_back(
+              VipRoute{*vip, p.target, clusters.get(service, p.target, exposure), network});
+        }
+      }
     }
     for (const auto& published : service.ports) {
       const bool host_mode = published.mode == "host";
@@ -490,9 +501,11 @@ RouteTable compile_route_table(const ClusterState& state, std::string_view local
             [](const L4Route& a, const L4Route& b) { return a.published < b.published; });
   std::sort(table.udp.begin(), table.udp.end(),
             [](const L4Route& a, const L4Route& b) { return a.published < b.published; });
-  std::sort(table.vips.begin(), table.vips.end(), [](const VipRoute& a, const VipRoute& b) {
-    return std::tie(a.vip.text, a.port) < std::tie(b.vip.text, b.port);
-  });
+  for (auto* routes : {&table.vips, &table.udp_vips}) {
+    std::sort(routes->begin(), routes->end(), [](const VipRoute& a, const VipRoute& b) {
+      return std::tie(a.vip.text, a.port) < std::tie(b.vip.text, b.port);
+    });
+  }
   std::sort(table.http_ports.begin(), table.http_ports.end());
   table.http_ports.erase(std::unique(table.http_ports.begin(), table.http_ports.end()),
                          table.http_ports.end());
@@ -624,6 +637,14 @@ std::string to_json(const RouteTable& table) {
                                 {"service", table.clusters[v.cluster].service}});
   }
   root["vips"] = std::move(vips);
+  json::array udp_vips;
+  for (const auto& v : table.udp_vips) {
+    udp_vips.push_back(json::object{{"vip", v.vip.text},
+                                    {"port", v.port},
+                                    {"network", v.network},
+                                    {"service", table.clusters[v.cluster].service}});
+  }
+  root["udp_vips"] = std::move(udp_vips);
   json::array sni;
   for (const auto& r : table.sni_routes) {
     sni.push_back(json::object{{"sni", r.wildcard ? "*" + r.pattern : r.pattern},

@@ -142,7 +142,8 @@ struct RouteTable {
   // Published ports bound to an address of their own (PortMapping::address), by (udp?, port);
   // the others bind the node's listen address.
   std::map<std::pair<bool, std::uint16_t>, std::string> bind_addresses;
-  std::vector<VipRoute> vips;  // sorted by (vip text, port)
+  std::vector<VipRoute> vips;      // sorted by (vip text, port)
+  std::vector<VipRoute> udp_vips;  // the same for the services' UDP target ports
   // This node's tasks of exposed services, by task id: what an overlay preamble may name.
   std::unordered_map<std::string, std::vector<LocalTarget>> local_targets;
   // Network isolation and the store's policies (mesh/policy/policy.h), for the data path's
@@ -158,8 +159,9 @@ struct RouteTable {
 // The passthrough route for a TLS server name (lower case, no trailing dot), or nullptr.
 const SniRoute* find_sni_route(const RouteTable& table, std::string_view server_name);
 
-// The VIP route for a connection accepted on vip:port, or nullptr.
-const VipRoute* find_vip_route(const RouteTable& table, std::string_view vip, std::uint16_t port);
+// The VIP route for a connection accepted on vip:port (a datagram, with `udp`), or nullptr.
+const VipRoute* find_vip_route(const RouteTable& table, std::string_view vip, std::uint16_t port,
+                               bool udp = false);
 
 // The local target named by an overlay preamble (task id and task port), or nullptr when the
 // task is not one of this node's tasks of an exposed service on that port.

@@ -210,11 +210,12 @@ void Worker::make_request_id(char (&out)[16]) {
   }
 }
 
-std::optional<std::uint32_t> Worker::vip_cluster(std::string_view vip, std::uint16_t port) const {
+std::optional<std::uint32_t> Worker::vip_cluster(std::string_view vip, std::uint16_t port,
+                                                 bool udp) const {
   if (!table_) {
     return std::nullopt;
   }
-  if (const mesh::VipRoute* r = mesh::find_vip_route(*table_, vip, port)) {
+  if (const mesh::VipRoute* r = mesh::find_vip_route(*table_, vip, port, udp)) {
     return r->cluster;
   }
   return std::nullopt;
@@ -427,6 +428,7 @@ void Worker::reconcile_listeners() {
   }
   update_open_ports();
   reconcile_vip_listeners();
+  reconcile_vip_udp_ports();
   reconcile_udp_ports();
 }
 
@@ -482,6 +484,56 @@ void Worker::close_udp_ports() {
     p->close();
   }
   udp_ports_.clear();
+  for (auto& [key, p] : vip_udp_ports_) {
+    p->close();
+  }
+  vip_udp_ports_.clear();
+}
+
+// A VIP's UDP ports, bound with IP_FREEBIND like its TCP listeners.
+void Worker::reconcile_vip_udp_ports() {
+  std::set<std::pair<std::string, std::uint16_t>> want;
+  if (table_ && cfg_->node.vips) {
+    for (const auto& v : table_->udp_vips) {
+      want.emplace(v.vip.text, v.port);
+    }
+  }
+  for (auto it = vip_udp_ports_.begin(); it != vip_udp_ports_.end();) {
+    if (want.count(it->first) == 0) {
+      it->second->close();
+      it = vip_udp_ports_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (const auto& key : want) {
+    if (vip_udp_ports_.count(key) != 0) {
+      continue;
+    }
+    try {
+      asio::ip::udp::socket s(*io_);
+      const asio::ip::udp::endpoint ep(asio::ip::make_address(key.first), key.second);
+      s.open(ep.protocol());
+      s.set_option(asio::socket_base::reuse_address(true));
+      int one = 1;
+      if (::setsockopt(s.native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
+          ::setsockopt(s.native_handle(), IPPROTO_IP, IP_FREEBIND, &one, sizeof one) != 0) {
+        throw std::system_error(errno, std::generic_category(), "setsockopt");
+      }
+      s.bind(ep);
+      s.non_blocking(true);
+      auto p = std::make_shared<UdpPort>(*this, std::move(s), key.second, key.first, key.first);
+      vip_udp_ports_[key] = p;
+      if (started_) {
+        asio::co_spawn(*io_, p->run(),
+                       base::log_and_count("proxy: udp port", &metrics_.session_errors));
+      }
+    } catch (const std::exception& e) {
+      metrics_.listener_errors.Increment();
+      spdlog::warn("proxy: thread {} cannot listen on VIP {}:{}/udp: {}", index_, key.first,
+                   key.second, e.what());
+    }
+  }
 }
 
 // VIP listeners bind with IP_FREEBIND: the VIP need not be on an interface yet (the control
@@ -615,6 +667,10 @@ void Worker::start() {
     asio::co_spawn(*io_, p->run(),
                    base::log_and_count("proxy: udp port", &metrics_.session_errors));
   }
+  for (auto& [key, p] : vip_udp_ports_) {
+    asio::co_spawn(*io_, p->run(),
+                   base::log_and_count("proxy: udp port", &metrics_.session_errors));
+  }
   if (overlay_listener_) {
     spawn_accept(overlay_listener_);
   }
@@ -657,6 +713,9 @@ void Worker::tick() {
   pool_->sweep(now);
   overlay_spares_->sweep(now);
   for (auto& [port, p] : udp_ports_) {
+    p->sweep(now, timeouts_.udp_idle);
+  }
+  for (auto& [key, p] : vip_udp_ports_) {
     p->sweep(now, timeouts_.udp_idle);
   }
   flush_metrics();

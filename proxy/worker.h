@@ -229,8 +229,9 @@ class Worker {
   std::optional<std::uint32_t> l4_cluster(std::uint16_t port) const;
   // Cluster of the published UDP port `port` in the current table, if any.
   std::optional<std::uint32_t> udp_cluster(std::uint16_t port) const;
-  // The cluster behind vip:port in the current table.
-  std::optional<std::uint32_t> vip_cluster(std::string_view vip, std::uint16_t port) const;
+  // The cluster behind vip:port (a UDP port with `udp`) in the current table.
+  std::optional<std::uint32_t> vip_cluster(std::string_view vip, std::uint16_t port,
+                                           bool udp = false) const;
 
   // Passive health outcome for an endpoint picked under generation `gen`; counts and logs an
   // ejection. Ignored when the table changed since and the endpoint is gone.
@@ -281,6 +282,7 @@ class Worker {
   void reconcile_listeners();
   void mark_drained_upstreams();
   void reconcile_vip_listeners();
+  void reconcile_vip_udp_ports();
   void reconcile_udp_ports();
   void close_udp_ports();
   void update_open_ports();
@@ -319,8 +321,9 @@ class Worker {
   std::map<std::uint16_t, std::shared_ptr<Listener>> listeners_;
   // Published UDP ports.
   std::map<std::uint16_t, std::shared_ptr<UdpPort>> udp_ports_;
-  // VIP listeners by (VIP, port), when node.vips is on.
+  // VIP listeners by (VIP, port), when node.vips is on; and the VIPs' UDP sockets.
   std::map<std::pair<std::string, std::uint16_t>, std::shared_ptr<Listener>> vip_listeners_;
+  std::map<std::pair<std::string, std::uint16_t>, std::shared_ptr<UdpPort>> vip_udp_ports_;
   mutable std::mutex open_ports_mutex_;  // control-thread reads only; never on request path
   std::vector<std::uint16_t> open_ports_;
   std::uint16_t hrm_port_ = 0;

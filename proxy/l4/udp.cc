@@ -91,8 +91,13 @@ struct UdpFlow {
   Clock::time_point last;
 };
 
-UdpPort::UdpPort(Worker& w, udp::socket socket, std::uint16_t port, std::string address)
-    : w_(w), socket_(std::move(socket)), port_(port), address_(std::move(address)) {}
+UdpPort::UdpPort(Worker& w, udp::socket socket, std::uint16_t port, std::string address,
+                 std::string vip)
+    : w_(w),
+      socket_(std::move(socket)),
+      port_(port),
+      address_(std::move(address)),
+      vip_(std::move(vip)) {}
 
 UdpPort::~UdpPort() {
   close();
@@ -161,9 +166,10 @@ void UdpPort::on_datagram(const udp::endpoint& client, std::string_view data) {
       w_.metrics().udp_dropped.Add({{"reason", "too_many_flows"}}).Increment();
       return;
     }
-    flow = start_flow(client);
+    bool denied = false;
+    flow = start_flow(client, denied);
     if (!flow) {
-      w_.metrics().udp_dropped.Add({{"reason", "no_endpoint"}}).Increment();
+      w_.metrics().udp_dropped.Add({{"reason", denied ? "policy" : "no_endpoint"}}).Increment();
       return;
     }
   }
@@ -209,10 +215,25 @@ void UdpPort::on_datagram(const udp::endpoint& client, std::string_view data) {
   }
 }
 
-std::shared_ptr<UdpFlow> UdpPort::start_flow(const udp::endpoint& client) {
-  const auto cluster_index = w_.udp_cluster(port_);
+std::shared_ptr<UdpFlow> UdpPort::start_flow(const udp::endpoint& client, bool& denied) {
+  const auto cluster_index =
+      vip_.empty() ? w_.udp_cluster(port_) : w_.vip_cluster(vip_, port_, true);
   if (!cluster_index) {
     return nullptr;
+  }
+  if (!vip_.empty()) {
+    // A VIP takes datagrams from its own network unless a policy says otherwise.
+    const mesh::RouteTable& table = *w_.table();
+    const mesh::VipRoute* vr = mesh::find_vip_route(table, vip_, port_, true);
+    mesh::policy::Destination dst{table.clusters[*cluster_index].service, port_,
+                                  mesh::policy::Entry::vip, {}};
+    if (vr != nullptr) {
+      dst.network = vr->network;  // a view of the table's string (the table outlives dst)
+    }
+    if (!w_.policy_allows(table, client.address(), dst, "l4")) {
+      denied = true;
+      return nullptr;
+    }
   }
   auto flow = std::make_shared<UdpFlow>();
   flow->client = client;

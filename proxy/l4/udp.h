@@ -1,5 +1,5 @@
 #pragma once
-// UDP published ports: a relay per flow. A flow is one client address (IP and port) on one
+// UDP published ports and UDP ports of service VIPs: a relay per flow. A flow is one client address (IP and port) on one
 // published port of one proxy thread (SO_REUSEPORT hashes a client's datagrams to one thread).
 // Its first datagram picks an endpoint with the balancer; later datagrams of the flow go to
 // the same endpoint, and the endpoint's answers go back to the client from the published
@@ -31,9 +31,11 @@ struct UdpFlow;
 // One published UDP port on one proxy thread.
 class UdpPort : public std::enable_shared_from_this<UdpPort> {
  public:
-  // `address`: the address bound when not the node's listen address ("" otherwise).
+  // `address`: the address bound when not the node's listen address ("" otherwise). `vip`: a
+  // service VIP this socket is bound to (then `port` is a target port of the service, and a
+  // flow must pass network isolation and the policies like a VIP connection).
   UdpPort(Worker& w, boost::asio::ip::udp::socket socket, std::uint16_t port,
-          std::string address = {});
+          std::string address = {}, std::string vip = {});
   ~UdpPort();
   UdpPort(const UdpPort&) = delete;
   UdpPort& operator=(const UdpPort&) = delete;
@@ -55,7 +57,9 @@ class UdpPort : public std::enable_shared_from_this<UdpPort> {
  private:
   friend struct UdpFlow;
   void on_datagram(const boost::asio::ip::udp::endpoint& client, std::string_view data);
-  std::shared_ptr<UdpFlow> start_flow(const boost::asio::ip::udp::endpoint& client);
+  // nullptr when there is no route or no endpoint, or (`denied` set) a policy refuses the
+  // client.
+  std::shared_ptr<UdpFlow> start_flow(const boost::asio::ip::udp::endpoint& client, bool& denied);
   void end_flow(const std::shared_ptr<UdpFlow>& flow);
   // Sends an answer to the client from the published port (dropped if it would block).
   void reply(const boost::asio::ip::udp::endpoint& client, std::string_view data);
@@ -64,6 +68,7 @@ class UdpPort : public std::enable_shared_from_this<UdpPort> {
   boost::asio::ip::udp::socket socket_;
   std::uint16_t port_;
   std::string address_;
+  std::string vip_;
   bool closed_ = false;
   std::map<boost::asio::ip::udp::endpoint, std::shared_ptr<UdpFlow>> flows_;
 };

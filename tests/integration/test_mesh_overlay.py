@@ -25,6 +25,7 @@ Checked through real processes and sockets:
     leave every route table, and it is `ready` and served again once it is back,
   - a host-mode published port opens only on nodes running a task of the service, reaches
     only that node's tasks, and closes when the node's last task goes,
+  - a service VIP relays UDP to its task on every node, over the overlay where needed,
   - a service VIP answers on every node (from inside each namespace, for a task on another
     node), is on each node's loopback while the node runs and gone after it stops.
 Skipped (loudly) where network namespaces cannot be made."""
@@ -549,6 +550,47 @@ class FreshClusterTest(unittest.TestCase):
             self.assertIn("Name: vt3", body)
         n1.stop()
         self.assertNotIn(f" {vip}/32 ", self.lo_addresses(n1), "the VIP outlived its node")
+
+    def ns_udp_echo(self, node, ip, port, payload):
+        """The answer to one datagram sent from inside `node`'s namespace (retried: the first
+        may race the VIP socket's start), or None."""
+        code = ("import socket,sys\n"
+                "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.settimeout(0.5)\n"
+                "for _ in range(20):\n"
+                f"  s.sendto({payload.encode()!r},('{ip}',{port}))\n"
+                "  try:\n"
+                "    d,_=s.recvfrom(65535);sys.stdout.write(d.decode());break\n"
+                "  except socket.timeout:\n"
+                "    pass\n")
+        r = subprocess.run(self.netns.prefix_args(node.ip) + [sys.executable, "-c", code],
+                           capture_output=True, text=True, timeout=30)
+        return r.stdout if r.returncode == 0 and r.stdout else None
+
+    def test_a_service_vip_relays_udp_on_every_node(self):
+        n1, n2, n3 = self.c.nodes
+        here = os.path.dirname(os.path.abspath(__file__))
+        echo = harness.Proc(self.netns.prefix_args(n3.ip) + [
+            sys.executable, os.path.join(here, "ns_echo.py"), task_ip(3), str(ECHO_PORT)])
+        self.addCleanup(echo.stop)
+        echo.wait_line(r"listening on", which="out")
+        lead = self.c.leader()
+        s, b = lead.api("POST", "/v1/services", {"name": "udpvip", "ports": [
+            {"published": 9700, "target": ECHO_PORT, "protocol": "udp"}]})
+        self.assertEqual(s, 201, b)
+        vip = list(b.get("service", b)["vips"].values())[0]
+        s, b = lead.api("POST", "/v1/tasks", {"service": "udpvip", "node": "n3",
+                                              "address": f"{task_ip(3)}:{ECHO_PORT}"})
+        self.assertEqual(s, 201, b)
+        self.c.wait_converged()
+        for n in (n1, n2, n3):  # n1, n2 over the overlay, n3 to its own task
+            harness.wait_until(lambda: f" {vip}/32 " in self.lo_addresses(n), timeout=10,
+                               what=f"VIP {vip} on {n.name}'s lo")
+            payload = f"udp to the VIP on {n.name}"
+            self.assertEqual(self.ns_udp_echo(n, vip, ECHO_PORT, payload), payload, n.name)
+        s, b = n1.get("/v1/routes")
+        self.assertEqual(s, 200, b)
+        self.assertEqual([(v["vip"], v["port"], v["service"]) for v in b["udp_vips"]],
+                         [(vip, ECHO_PORT, "udpvip")])
 
 
 if __name__ == "__main__":

@@ -513,6 +513,25 @@ TEST_CASE("each VIP of a service listens on every target port and the HTTP port"
   CHECK(mesh::find_vip_route(table, "10.255.0.9", 8080) == nullptr);
 }
 
+TEST_CASE("a VIP relays each UDP target port, apart from its TCP ports", "[route_table]") {
+  ClusterState state;
+  base::PortMapping dns_udp{53, 5353};
+  dns_udp.protocol = "udp";
+  add_service(state, {"dns", {}, {dns_udp, {8053, 8053}}});
+  state.services["dns"].vips = {{"ingress", "10.255.0.5"}, {"backend", "10.10.0.5"}};
+  add_task(state, "dns.1", "dns", "10.0.0.1");
+  auto table = mesh::compile_route_table(state);
+  REQUIRE(table.udp_vips.size() == 2);
+  auto* u = mesh::find_vip_route(table, "10.10.0.5", 5353, true);
+  REQUIRE(u != nullptr);
+  CHECK(u->network == "backend");
+  CHECK(table.clusters[u->cluster].service == "dns");
+  CHECK(table.clusters[u->cluster].endpoints[0].port == 5353);
+  CHECK(mesh::find_vip_route(table, "10.10.0.5", 8053, true) == nullptr);  // TCP only
+  CHECK(mesh::find_vip_route(table, "10.10.0.5", 8053) != nullptr);
+  CHECK(mesh::find_vip_route(table, "10.10.0.5", 5353) == nullptr);  // UDP only
+}
+
 TEST_CASE("host-mode ports open only where the service has a task, to that node's tasks",
           "[route_table]") {
   ClusterState state;
