@@ -29,6 +29,7 @@ import random
 import re
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import tempfile
@@ -75,6 +76,35 @@ def client_tls(cert_dir, with_cert=True):
     if with_cert:
         ctx.load_cert_chain(os.path.join(cert_dir, "cert.pem"), os.path.join(cert_dir, "key.pem"))
     return ctx
+
+
+OVERLAY_PORT = 4789  # node.overlay's default port in cluster mode
+
+
+def overlay_tls_context(ca_from, present=None):
+    """A TLS client context for a node's overlay port (mutual TLS): trusts the cluster CA in
+    node `ca_from`'s data_dir; presents `present`'s node certificate when it is a node, the
+    files cert.pem/key.pem of `present` when it is a directory (a user's, e.g. the CLI's), or
+    nothing when it is None."""
+    tls_dir = os.path.join(ca_from.data_dir, "tls")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.load_verify_locations(os.path.join(tls_dir, "ca.pem"))
+    if isinstance(present, str):
+        ctx.load_cert_chain(os.path.join(present, "cert.pem"), os.path.join(present, "key.pem"))
+    elif present is not None:
+        d = os.path.join(present.data_dir, "tls")
+        ctx.load_cert_chain(os.path.join(d, "node.pem"), os.path.join(d, "node-key.pem"))
+    return ctx
+
+
+def overlay_preamble(node, line, present, timeout=5):
+    """Sends one preamble line to `node`'s overlay port inside TLS with node `present`'s
+    certificate (as another node would); returns the one-byte answer (b"" when closed)."""
+    raw = socket.create_connection((node.ip, OVERLAY_PORT), timeout=timeout)
+    with overlay_tls_context(present, present).wrap_socket(raw) as s:
+        s.sendall(line)
+        return s.recv(1)
 
 
 def request(addr, method, path, body=None, headers=None, timeout=10.0, tls=None):

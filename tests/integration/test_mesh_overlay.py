@@ -307,28 +307,10 @@ class OverlayTest(unittest.TestCase):
         seen = {self.c.nodes[0].served_by("spread.overlay.test") for _ in range(9)}
         self.assertEqual(seen, {"task1", "task2", "task3"})
 
-    def overlay_tls(self, cert_from=None):
-        """A TLS client context for the overlay port: trusts the cluster CA; presents the node
-        certificate of node `cert_from`, the CLI's (a user's) with "user", none with None."""
-        tls_dir = os.path.join(self.c.nodes[2].data_dir, "tls")
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = False
-        ctx.load_verify_locations(os.path.join(tls_dir, "ca.pem"))
-        if cert_from == "user":
-            ctx.load_cert_chain(os.path.join(self.c.cert_dir, "cert.pem"),
-                                os.path.join(self.c.cert_dir, "key.pem"))
-        elif cert_from is not None:
-            d = os.path.join(cert_from.data_dir, "tls")
-            ctx.load_cert_chain(os.path.join(d, "node.pem"), os.path.join(d, "node-key.pem"))
-        return ctx
-
     def preamble(self, node, line):
-        """Sends one preamble line to `node`'s overlay port, inside TLS with node n3's
-        certificate (as another node would); returns its one-byte answer."""
-        raw = socket.create_connection((node.ip, OVERLAY_PORT), timeout=5)
-        with self.overlay_tls(self.c.nodes[2]).wrap_socket(raw) as s:
-            s.sendall(line)
-            return s.recv(1)
+        """One preamble line to `node`'s overlay port inside TLS with node n3's certificate;
+        the one-byte answer."""
+        return cluster.overlay_preamble(node, line, self.c.nodes[2])
 
     def test_overlay_streams_need_tls_with_a_node_certificate(self):
         n2 = self.c.nodes[1]
@@ -340,10 +322,10 @@ class OverlayTest(unittest.TestCase):
         harness.wait_until(lambda: metric(n2, "routemesh_overlay_refused_total", reason="tls")
                            > tls_refusals, timeout=5, what="plaintext refusal counted")
         not_node = metric(n2, "routemesh_overlay_refused_total", reason="not_a_node")
-        for who in ("user", None):  # the admin's certificate, and none at all
+        for who in (self.c.cert_dir, None):  # the admin's certificate, and none at all
             raw = socket.create_connection((n2.ip, OVERLAY_PORT), timeout=5)
             try:
-                with self.overlay_tls(who).wrap_socket(raw) as s:
+                with cluster.overlay_tls_context(self.c.nodes[2], who).wrap_socket(raw) as s:
                     s.sendall(line)
                     self.assertEqual(s.recv(1), b"", who)
             except (ssl.SSLError, ConnectionResetError, BrokenPipeError):

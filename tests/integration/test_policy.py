@@ -179,9 +179,7 @@ class PolicyTest(unittest.TestCase):
     def preamble(self, node, client_ip):
         line = (f"RMOV1 tcp {self.web_task} {self.web.port} {client_ip} 5555 "
                 f"{self.vip} {self.web.port}\n").encode()
-        with socket.create_connection((node.ip, OVERLAY_PORT), timeout=5) as s:
-            s.sendall(line)
-            return s.recv(1)
+        return cluster.overlay_preamble(node, line, self.c.nodes[-1])
 
     # -- tests -------------------------------------------------------------------------------
     def test_1_isolation_by_default_at_layer_4(self):
