@@ -22,7 +22,8 @@ case "$flavour" in
   fuzz)
     CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
       -DRM_FUZZ=ON -DRM_WERROR=OFF >/dev/null
-    cmake --build build-fuzz -j"$jobs" --target http_head_fuzz store_fuzz raft_codec_fuzz dns_fuzz
+    cmake --build build-fuzz -j"$jobs" --target http_head_fuzz store_fuzz raft_codec_fuzz dns_fuzz \
+      tls_hello_fuzz
     ;;
   *)
     echo "usage: scripts/build.sh [release|asan|fuzz]" >&2

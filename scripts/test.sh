@@ -4,8 +4,8 @@
 #   1. release build: unit tests (Catch2) + integration tests (real processes on 127.0.0.x)
 #   2. ASan+UBSan build: the same tests again
 #   3. clang/libFuzzer build: bounded fuzzing runs over the HTTP head parser, the store path
-#      (API bodies, commands, apply, snapshots, route tables), the Raft codec and the DNS query
-#      path (decode, answer, encode, upstream replies)
+#      (API bodies, commands, apply, snapshots, route tables), the Raft codec, the DNS query
+#      path (decode, answer, encode, upstream replies) and the HTTPS port's ClientHello reader
 # RM_SKIP_ASAN=1 or RM_SKIP_FUZZ=1 skip a stage (for quick local runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
