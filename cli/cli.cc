@@ -200,6 +200,7 @@ class CliCommandsImpl final : public CliCommands {
   int service_update();
   int cert_issue();
   int cert_add();
+  int cert_renew();
   int token_rotate();
   // The client certificate, key and CA from --cert/--key/--ca or the default place
   // (tls/credentials.h); errors are printed (exit 2).
@@ -518,6 +519,13 @@ void CliCommandsImpl::add_commands() {
   revoke->add_option("--name", cert_name_, "who held it (kept with the revocation)");
   leaf(cert, "revoked", "list the revoked certificates",
        [this] { return show(cli::get_request("/v1/certs/revoked"), cli::render_revoked); });
+  CLI::App* renew = leaf(cert, "renew",
+                         "a new key and certificate for the certificate this command uses (same "
+                         "role and name, a year from now), written over it (or into --out DIR)",
+                         [this] { return cert_renew(); });
+  renew->add_option("--out", cert_out_,
+                    "directory for ca.pem, cert.pem and key.pem (default: the CLI's place, "
+                    "required with --cert/--key)");
   CLI::App* add = leaf(
       cert, "add",
       "store the certificate the HTTPS port presents for --host (chosen by SNI; replaces the "
@@ -858,6 +866,55 @@ int CliCommandsImpl::cert_add() {
   json::object body{{"cert", *cert}, {"key", *key}};
   return write(cli::ApiRequest{"PUT", "/v1/ingress/certs/" + host, json::serialize(body)}, "cert",
                host);
+}
+
+int CliCommandsImpl::cert_renew() {
+  std::string out = cert_out_;
+  if (out.empty()) {
+    if (!cert_flag_.empty() || !key_flag_.empty()) {
+      print_error("cert renew: --out DIR required with --cert/--key (where the new files go)");
+      return 2;
+    }
+    out = tls::default_client_dir(std::getenv("ROUTEMESH_CERT_DIR"), std::getenv("XDG_CONFIG_HOME"),
+                                  std::getenv("HOME"));
+    if (out.empty()) {
+      print_error("cert renew: --out DIR required (no default place: set ROUTEMESH_CERT_DIR)");
+      return 2;
+    }
+  }
+  auto key = tls::generate_key();
+  auto csr =
+      key ? tls::make_request(*key, "renewal") : boost::system::result<std::string>(key.error());
+  if (!csr) {
+    print_error("cannot make a key: " + csr.error().message());
+    return 1;
+  }
+  json::object body{{"csr", *csr}};
+  auto answer = request({"POST", "/v1/certs/renew", json::serialize(body)});
+  if (!answer) {
+    return 1;
+  }
+  const json::object* o = answer->value.if_object();
+  const json::value* cert = o != nullptr ? o->if_contains("certificate") : nullptr;
+  const json::value* ca = o != nullptr ? o->if_contains("ca") : nullptr;
+  if (cert == nullptr || !cert->is_string() || ca == nullptr || !ca->is_string()) {
+    print_error("unexpected answer from the admin API: no certificate");
+    return 1;
+  }
+  tls::ClientCredentials files{std::string(ca->get_string()), std::string(cert->get_string()),
+                               *key};
+  if (auto w = tls::write_client_credentials(out, files); !w) {
+    print_error("cannot write " + out + ": " + w.error().message());
+    return 1;
+  }
+  if (json_) {
+    print_out(answer->reply.body);
+    return 0;
+  }
+  print_out("renewed: a " + cli::field(*o, "role") + " certificate for " + cli::field(*o, "name") +
+            " until " + cli::format_unix_time(*o, "not_after") + " is in " + out + "; serial " +
+            cli::field(*o, "serial"));
+  return 0;
 }
 
 int CliCommandsImpl::token_rotate() {

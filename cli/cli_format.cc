@@ -81,11 +81,12 @@ std::string text_of(const json::value* v) {
   return "-";
 }
 
+}  // namespace
+
 std::string field(const json::object& o, std::string_view key) {
   return text_of(o.if_contains(key));
 }
 
-// A unix time field as UTC, e.g. 2026-12-05T16:20:00Z; "-" when absent or not a number.
 std::string format_unix_time(const json::object& o, std::string_view key) {
   const json::value* v = o.if_contains(key);
   if (v == nullptr || !(v->is_int64() || v->is_uint64())) {
@@ -103,6 +104,8 @@ std::string format_unix_time(const json::object& o, std::string_view key) {
   }
   return buf;
 }
+
+namespace {
 
 std::string join(const std::vector<std::string>& parts, std::string_view sep) {
   std::string out;

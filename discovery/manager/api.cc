@@ -1219,13 +1219,6 @@ class ApiImpl final : public Api {
       co_return std::move(*refused);
     }
     const Caller caller = caller_of(req);
-    if (caller.kind != Caller::Kind::node) {
-      co_return error_response(
-          ApiError{403, "forbidden",
-                   "only a node renews its own certificate (user certificates: "
-                   "`routemesh cert issue`)",
-                   ""});
-    }
     if (!options_.ca) {
       if (!store_.is_leader()) {
         co_return co_await forward(std::move(req));
@@ -1240,6 +1233,30 @@ class ApiImpl final : public Api {
     if (csr == nullptr || !csr->is_string() || body->size() != 1) {
       co_return error_response(
           ApiError{400, "invalid", "expected {\"csr\": PEM certificate request}", "csr"});
+    }
+    if (caller.kind == Caller::Kind::user) {
+      // A user's certificate for the same role and name, a new year from now. The current one
+      // stays valid until it expires (revoke it by its serial to end it sooner).
+      tls::Subject user;
+      user.identity =
+          tls::Identity{state().cluster_id.empty() ? options_.cluster_id : state().cluster_id,
+                        caller.role, caller.id};
+      auto cert =
+          options_.ca->issue(std::string(csr->get_string()), user, unix_now(), tls::kUserLifetime);
+      if (!cert) {
+        co_return error_response(ApiError{
+            400, "invalid", "certificate request refused: " + cert.error().message(), "csr"});
+      }
+      auto end = tls::not_after(*cert);
+      auto serial = tls::serial_of(*cert);
+      spdlog::info("api: renewed the {} certificate of {} (serial {}) until {}",
+                   tls::to_string(caller.role), caller.id, serial ? *serial : "?", end ? *end : 0);
+      co_return json_response(201, json::object{{"role", tls::to_string(caller.role)},
+                                                {"name", caller.id},
+                                                {"serial", serial ? *serial : ""},
+                                                {"certificate", *cert},
+                                                {"ca", options_.ca_pem},
+                                                {"not_after", end ? *end : 0}});
     }
     auto node = state().nodes.find(caller.id);
     if (node == state().nodes.end()) {  // resolve_caller checked it; the state may have moved

@@ -28,6 +28,12 @@ def openssl_text(path):
     return r.stdout
 
 
+def tls_serial(path):
+    r = subprocess.run(["openssl", "x509", "-in", path, "-noout", "-serial"], capture_output=True,
+                       text=True, timeout=10)
+    return r.stdout.strip().split("=", 1)[1].lower().lstrip("0")
+
+
 def mode(path):
     return os.stat(path).st_mode & 0o777
 
@@ -336,6 +342,33 @@ class SecurityTest(unittest.TestCase):
         rc, out, err = self.c.cli(lead, "service", "rm", "keep", env=env)
         self.assertEqual(rc, 1, out)
         self.assertIn("role viewer may only read", err)
+
+    def test_a_user_renews_its_own_certificate_with_the_same_role(self):
+        self.issue("viewer", "carol")
+        d = os.path.join(self.c.dir, "cert-carol")
+        env = {"ROUTEMESH_CERT_DIR": d}
+        old_serial = tls_serial(os.path.join(d, "cert.pem"))
+        follower = self.c.followers()[0]
+        rc, out, err = self.c.cli(follower, "cert", "renew", env=env)  # signed via the leader
+        self.assertEqual(rc, 0, err)
+        self.assertIn("renewed: a viewer certificate for carol", out)
+        new_serial = tls_serial(os.path.join(d, "cert.pem"))
+        self.assertNotEqual(new_serial, old_serial)
+        self.assertIn(new_serial, out)
+        self.assertIn("/viewer/carol", openssl_text(os.path.join(d, "cert.pem")))
+        self.assertEqual(mode(os.path.join(d, "key.pem")), 0o600)
+        # The new certificate works, with the same role: reads yes, writes no.
+        rc, out, err = self.c.cli(follower, "service", "ls", env=env)
+        self.assertEqual(rc, 0, err)
+        rc, out, err = self.c.cli(follower, "network", "create", "by-carol", env=env)
+        self.assertEqual(rc, 1, out)
+        self.assertIn("role viewer may only read", err)
+        # With --cert/--key the new files need a place of their own.
+        rc, out, err = self.c.cli(follower, "--cert", os.path.join(d, "cert.pem"), "--key",
+                                  os.path.join(d, "key.pem"), "--ca", os.path.join(d, "ca.pem"),
+                                  "cert", "renew")
+        self.assertEqual(rc, 2, out)
+        self.assertIn("--out", err)
 
     def test_an_operator_changes_services_but_not_nodes(self):
         op = self.issue("operator", "ops")
