@@ -1,17 +1,20 @@
 #!/usr/bin/env python3
 """Cluster benchmark: committed writes/s and commit latency of the admin API for
-1 and 3 managers, and the propagation time from the API's 200 reply to the last node (of
-3 managers + 2 workers) routing with the change. Measures, never asserts. See bench/README.md.
+1 and 3 managers, next to etcd (1 and 3 members) written by the same clients, and the
+propagation time from the API's 200 reply to the last node (of 3 managers + 2 workers)
+routing with the change. Measures, never asserts. See bench/README.md.
 
 Uses the integration-test harness (tests/integration/cluster.py): real `routemesh node`
 processes on 127.0.0.51 (1 manager) and 127.0.0.61-65 (3 managers + 2 workers).
 """
 import argparse
+import base64
 import http.client
 import json
 import math
 import os
 import platform
+import shutil
 import signal
 import statistics
 import subprocess
@@ -71,28 +74,24 @@ class KeepAlive:
             self.conn = None
 
 
-def measure_writes(target, writers, duration, tag):
-    """`writers` closed-loop clients, each updating its own service for `duration` s.
-    Returns a dict with writes/s, latencies (ms) and error counts."""
-    for i in range(writers):
-        s, b = target.api("POST", "/v1/services", {"name": f"{tag}-{i}", "labels": {"bench.n": "0"}})
-        if s not in (201, 409):
-            raise RuntimeError(f"creating {tag}-{i}: {s} {b}")
+def closed_loop(make_client, write, writers, duration):
+    """`writers` closed-loop clients for `duration` s: each gets make_client(i) and calls
+    write(client, i, n) -> HTTP status (n counts its writes); 200 counts as committed. Returns
+    a dict with writes/s, latencies (ms) and error counts."""
     lat, errors = [], {}
     lock = threading.Lock()
     start_evt = threading.Event()
     t_end = [0.0]
 
     def run(i):
-        c = KeepAlive(target.admin, target.cluster.tls)
+        c = make_client(i)
         mine, errs, n = [], {}, 0
         start_evt.wait()
         while time.monotonic() < t_end[0]:
             n += 1
-            body = {"name": f"{tag}-{i}", "labels": {"bench.n": str(n)}}
             t0 = time.monotonic()
             try:
-                st, _ = c.request("PUT", f"/v1/services/{tag}-{i}", body)
+                st = write(c, i, n)
             except (OSError, http.client.HTTPException) as e:
                 errs[type(e).__name__] = errs.get(type(e).__name__, 0) + 1
                 continue
@@ -122,6 +121,110 @@ def measure_writes(target, writers, duration, tag):
             "p99_ms": round(pct(lat, 99), 2) if lat else None,
             "max_ms": round(max(lat), 2) if lat else None,
             "errors": errors}
+
+
+def measure_writes(target, writers, duration, tag):
+    """`writers` closed-loop clients, each updating its own service (a label change)."""
+    for i in range(writers):
+        s, b = target.api("POST", "/v1/services", {"name": f"{tag}-{i}", "labels": {"bench.n": "0"}})
+        if s not in (201, 409):
+            raise RuntimeError(f"creating {tag}-{i}: {s} {b}")
+
+    def write(c, i, n):
+        body = {"name": f"{tag}-{i}", "labels": {"bench.n": str(n)}}
+        st, _ = c.request("PUT", f"/v1/services/{tag}-{i}", body)
+        return st
+
+    return closed_loop(lambda i: KeepAlive(target.admin, target.cluster.tls), write, writers,
+                       duration)
+
+
+class PlainKeepAlive(KeepAlive):
+    """KeepAlive over plain HTTP (etcd's client port as started here)."""
+
+    def request(self, method, path, body=None):
+        if self.conn is None:
+            self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        try:
+            self.conn.request(method, path, body=json.dumps(body).encode(),
+                              headers={"Content-Type": "application/json"})
+            r = self.conn.getresponse()
+            return r.status, r.read()
+        except (OSError, http.client.HTTPException):
+            self.close()
+            raise
+
+
+class Etcd:
+    """An etcd cluster of `n` members on 127.0.0.71.. (client port 2379, peer port 2380), each
+    with its data dir under a temporary directory; the same fsync'd Raft log as routemesh's."""
+
+    def __init__(self, n):
+        self.dir = tempfile.mkdtemp(prefix="rm-etcd-bench.")
+        self.ips = [f"127.0.0.{71 + k}" for k in range(n)]
+        initial = ",".join(f"e{k}=http://{ip}:2380" for k, ip in enumerate(self.ips))
+        self.procs = []
+        for k, ip in enumerate(self.ips):
+            log = open(os.path.join(self.dir, f"e{k}.log"), "wb")
+            self.procs.append(subprocess.Popen(
+                ["etcd", "--name", f"e{k}", "--data-dir", os.path.join(self.dir, f"e{k}"),
+                 "--listen-client-urls", f"http://{ip}:2379",
+                 "--advertise-client-urls", f"http://{ip}:2379",
+                 "--listen-peer-urls", f"http://{ip}:2380",
+                 "--initial-advertise-peer-urls", f"http://{ip}:2380",
+                 "--initial-cluster", initial, "--initial-cluster-state", "new",
+                 "--heartbeat-interval", "50", "--election-timeout", "500"],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if all(self.healthy(ip) for ip in self.ips):
+                return
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError("etcd did not become healthy within 30 s")
+
+    @staticmethod
+    def healthy(ip):
+        try:
+            c = http.client.HTTPConnection(ip, 2379, timeout=2)
+            c.request("GET", "/health")
+            ok = b'"true"' in c.getresponse().read()
+            c.close()
+            return ok
+        except (OSError, http.client.HTTPException):
+            return False
+
+    def leader_ip(self):
+        for ip in self.ips:
+            c = http.client.HTTPConnection(ip, 2379, timeout=2)
+            c.request("POST", "/v3/maintenance/status", body=b"{}")
+            st = json.loads(c.getresponse().read())
+            c.close()
+            if st.get("leader") == st.get("header", {}).get("member_id"):
+                return ip
+        return self.ips[0]
+
+    def stop(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def measure_etcd_writes(ip, writers, duration):
+    """The same closed loop against etcd: each writer puts its own key (v3 JSON gateway)."""
+    def write(c, i, n):
+        body = {"key": base64.b64encode(f"bench/{i}".encode()).decode(),
+                "value": base64.b64encode(json.dumps({"bench.n": n}).encode()).decode()}
+        st, _ = c.request("POST", "/v3/kv/put", body)
+        return st
+
+    return closed_loop(lambda i: PlainKeepAlive(f"{ip}:2379", None), write, writers, duration)
 
 
 class RevisionWatcher:
@@ -302,6 +405,20 @@ def main():
                 "propagation", lambda: measure_propagation(c3, a.changes, a.gap_ms / 1000.0, who))
     finally:
         c3.stop()
+    # etcd, the same writers and the same machine: 1 member, then 3 (its leader)
+    if shutil.which("etcd") is None:
+        result["notes"].append("etcd: not installed (scripts/deps.sh --bench installs etcd-server)")
+    else:
+        for n in (1, 3):
+            label = f"etcd, {n} member{'s' if n > 1 else ''}"
+            e = run_phase(f"{label} start", lambda n=n: Etcd(n))
+            if e is None:
+                continue
+            try:
+                rows[label] = run_phase(
+                    label, lambda: measure_etcd_writes(e.leader_ip(), a.writers, a.duration))
+            finally:
+                e.stop()
     result["writes"] = rows
     result["load_after"] = loadavg()
 
@@ -327,6 +444,14 @@ def main():
         print("    n/a")
     for n in result["notes"]:
         print(f"  note: {n.splitlines()[0]}")
+    ratios = {}
+    for ours, theirs in (("1 manager", "etcd, 1 member"), ("3 managers", "etcd, 3 members")):
+        if rows.get(ours) and rows.get(theirs) and rows[theirs]["writes_per_s"]:
+            ratios[f"{ours} / {theirs}"] = round(
+                rows[ours]["writes_per_s"] / rows[theirs]["writes_per_s"], 2)
+    result["ratios"] = ratios
+    for k, v in ratios.items():
+        print(f"  writes/s {k}: {v}x")
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     with open(a.out, "w") as f:
         json.dump(result, f, indent=2)
