@@ -275,9 +275,11 @@ class HttpsTest(unittest.TestCase):
             with tls_connect(ip, "a.test", self.ca.cert, versions=(v, v)) as s:
                 self.assertEqual(s.version(), "TLSv1.2" if v == ssl.TLSVersion.TLSv1_2 else "TLSv1.3")
         r = subprocess.run(["openssl", "s_client", "-connect", f"{ip}:{HTTPS_PORT}", "-servername",
-                            "a.test", "-tls1_1"], input="", capture_output=True, text=True,
+                            "a.test", "-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0"], input="", capture_output=True, text=True,
                            timeout=15)
         self.assertNotEqual(r.returncode, 0, "TLS 1.1 was accepted:\n" + r.stdout)
+        # The server refused it (alert 70), not the client's own defaults.
+        self.assertIn("alert protocol version", r.stdout + r.stderr)
         r = subprocess.run(["openssl", "s_client", "-connect", f"{ip}:{HTTPS_PORT}", "-servername",
                             "a.test", "-alpn", "h2,http/1.1", "-CAfile", self.ca.cert],
                            input="", capture_output=True, text=True, timeout=15)
