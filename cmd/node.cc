@@ -6,6 +6,7 @@
 #include "cmd/data_plane.h"
 
 #include "admin/admin_server.h"
+#include "base/file.h"
 #include "base/metrics.h"
 #include "cmd/cluster.h"
 #include "cmd/static_state.h"
@@ -14,6 +15,7 @@
 #include "mesh/route_table.h"
 #include "proxy/metrics.h"
 #include "proxy/server.h"
+#include "tls/ingress.h"
 
 #include <fmt/ranges.h>
 #include <prometheus/registry.h>
@@ -22,6 +24,7 @@
 #include <boost/asio/signal_set.hpp>
 
 #include <cstdio>
+#include <ctime>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -63,6 +66,33 @@ void print_errors(const std::string& path, const std::vector<config::FieldError>
   }
 }
 
+// The `certificates:` files into state.ingress_certs, each checked like `routemesh cert add`
+// does (the key is the leaf's, the leaf is valid now and names the host). Errors name the entry.
+std::vector<config::FieldError> load_certificates(const config::NodeConfig& cfg,
+                                                  discovery::ClusterState& state) {
+  std::vector<config::FieldError> errors;
+  const auto now = static_cast<std::int64_t>(std::time(nullptr));
+  for (std::size_t i = 0; i < cfg.certificates.size(); ++i) {
+    const auto& c = cfg.certificates[i];
+    const std::string at = "certificates[" + std::to_string(i) + "]";
+    const auto cert = base::read_file(c.cert);
+    const auto key = base::read_file(c.key);
+    if (!cert || !key) {
+      errors.push_back({at + (cert ? ".key" : ".cert"), "cannot read " + (cert ? c.key : c.cert)});
+      continue;
+    }
+    auto checked = tls::check_ingress_certificate(*cert, *key, c.host, now);
+    if (auto* p = std::get_if<tls::IngressCertProblem>(&checked)) {
+      errors.push_back({at + "." + p->field, p->message});
+      continue;
+    }
+    const auto& info = std::get<tls::IngressCertInfo>(checked);
+    state.ingress_certs[c.host] =
+        discovery::IngressCert{c.host, *cert, *key, info.digest, info.not_after, state.revision};
+  }
+  return errors;
+}
+
 // Loads, validates and compiles a config file. Errors are printed and returned as nullopt.
 struct Loaded {
   config::NodeConfig config;
@@ -78,6 +108,10 @@ std::optional<Loaded> load(const std::string& path, std::uint64_t revision) {
   Loaded out{std::move(std::get<config::NodeConfig>(parsed)), {}};
   out.state = state_from_config(out.config);
   out.state.revision = revision;
+  if (auto cert_errors = load_certificates(out.config, out.state); !cert_errors.empty()) {
+    print_errors(path, cert_errors);
+    return std::nullopt;
+  }
   auto state_errors = discovery::validate_state(out.state, service_paths_from_config(out.config));
   if (!state_errors.empty()) {
     std::vector<config::FieldError> errors;

@@ -5,6 +5,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cstdint>
 #include <exception>
@@ -550,6 +551,60 @@ void read_services(Reader& r, const YAML::Node& node, const std::string& path,
   }
 }
 
+bool is_certificate_host(std::string_view host) {
+  if (host == "*") {
+    return true;
+  }
+  if (host.starts_with("*.")) {
+    host.remove_prefix(2);
+  }
+  return base::is_host_name(host) &&
+         std::none_of(host.begin(), host.end(), [](char c) { return c >= 'A' && c <= 'Z'; });
+}
+
+void read_certificates(Reader& r, const YAML::Node& node, const std::string& path,
+                       std::vector<CertificateConfig>& out) {
+  if (node.IsNull()) {
+    return;
+  }
+  if (!node.IsSequence()) {
+    r.error(path, "expected a list");
+    return;
+  }
+  std::set<std::string> hosts;
+  for (std::size_t i = 0; i < node.size(); ++i) {
+    const std::string item_path = index_path(path, i);
+    if (!node[i].IsMap()) {
+      r.error(item_path, "expected a map with host, cert and key");
+      continue;
+    }
+    CertificateConfig c;
+    r.read_map(
+        node[i], item_path,
+        {
+            {"host",
+             [&](const YAML::Node& n, const std::string& p) {
+               if (r.read_string(n, p, c.host) && !is_certificate_host(c.host)) {
+                 r.error(p, "expected a lower-case host name, *.suffix or * (the default)");
+               }
+             }},
+            {"cert",
+             [&](const YAML::Node& n, const std::string& p) { r.read_string(n, p, c.cert); }},
+            {"key", [&](const YAML::Node& n, const std::string& p) { r.read_string(n, p, c.key); }},
+        });
+    for (const auto& [field, value] :
+         {std::pair{"host", &c.host}, std::pair{"cert", &c.cert}, std::pair{"key", &c.key}}) {
+      if (value->empty()) {
+        r.error(join(item_path, field), "required");
+      }
+    }
+    if (!c.host.empty() && !hosts.insert(c.host).second) {
+      r.error(join(item_path, "host"), "a second certificate for " + c.host);
+    }
+    out.push_back(std::move(c));
+  }
+}
+
 void read_cluster(Reader& r, const YAML::Node& node, const std::string& path,
                   ClusterSettings& out) {
   bool has_role = false;
@@ -681,6 +736,10 @@ ParseResult parse_document(const YAML::Node& root) {
                            const std::string& p) { read_firewall(r, n, p, cfg.firewall); }},
           {"services", [&](const YAML::Node& n,
                            const std::string& p) { read_services(r, n, p, cfg.services); }},
+          {"certificates",
+           [&](const YAML::Node& n, const std::string& p) {
+             read_certificates(r, n, p, cfg.certificates);
+           }},
           {"cluster",
            [&](const YAML::Node& n, const std::string& p) {
              cfg.cluster_mode = true;
@@ -689,6 +748,9 @@ ParseResult parse_document(const YAML::Node& root) {
       });
   if (cfg.cluster_mode && !cfg.services.empty()) {
     r.error("services", "not allowed in cluster mode; use the API");
+  }
+  if (cfg.cluster_mode && !cfg.certificates.empty()) {
+    r.error("certificates", "not allowed in cluster mode; use `routemesh cert add`");
   }
   if (cfg.cluster_mode && cfg.node.overlay.empty() && !cfg.node.overlay_off &&
       !base::is_unspecified_ip(cfg.node.listen)) {

@@ -160,12 +160,22 @@ struct ClusterSettings {
   bool overlay_encryption = true;
 };
 
+// An HTTPS certificate as written in the config file's `certificates:` list (outside cluster
+// mode; a cluster stores them with `routemesh cert add`). The files are read, and the pair
+// checked, when the node loads the file (cmd/node.cc), at start and on SIGHUP.
+struct CertificateConfig {
+  std::string host;  // a lower-case host, "*.suffix" or "*" (the default certificate)
+  std::string cert;  // path of the PEM chain, leaf first
+  std::string key;   // path of the PEM private key
+};
+
 struct NodeConfig {
   NodeSettings node;
   Timeouts timeouts;
   Limits limits;
   HealthSettings health;
   std::vector<ServiceConfig> services;
+  std::vector<CertificateConfig> certificates;
   ClusterSettings cluster;
   DnsSettings dns;
   FirewallSettings firewall;

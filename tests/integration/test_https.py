@@ -374,5 +374,64 @@ class HttpsTest(unittest.TestCase):
         self.assertIn("no certificate", out + err)
 
 
+class StaticHttpsTest(unittest.TestCase):
+    """One node from a config file (no cluster): certificates from `certificates:` files,
+    checked at load and reloaded on SIGHUP."""
+
+    IP = "127.0.0.124"
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="rm-https-static-")
+        cls.ca = TestCa(cls.tmp)
+        cls.first = cls.ca.issue("static-1", ["s.test"])
+        cls.second = cls.ca.issue("static-2", ["s.test"])
+        cls.w = harness.Whoami(ip=BACKEND_IP, name="static-web")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.w.stop()
+
+    def config(self, pair):
+        return harness.node_config(
+            self.IP, [{"name": "web", "labels": {"mesh.http": "s.test"}, "tasks": [self.w.addr]}],
+            node={"https_port": HTTPS_PORT},
+            certificates=[{"host": "s.test", "cert": pair[0], "key": pair[1]}])
+
+    def test_certificates_from_the_config_file_are_served_and_reloaded(self):
+        n = harness.Node(self.config(self.first))
+        try:
+            with tls_connect(self.IP, "s.test", self.ca.cert) as s:
+                self.assertEqual(peer_cn(s), "static-1")
+                status, _, body = get(s, "s.test")
+                self.assertEqual(status, 200, body)
+                self.assertIn("X-Forwarded-Proto: https", body)
+            # A bad pair on reload is refused, naming the entry; the old certificate stays.
+            line = n.reload(self.config((self.first[0], self.second[1])), expect_ok=False)
+            self.assertIn("certificates[0].key", "\n".join(n.lines()))
+            with tls_connect(self.IP, "s.test", self.ca.cert) as s:
+                self.assertEqual(peer_cn(s), "static-1", line)
+            # A new certificate for the host, then SIGHUP: served from then on.
+            n.reload(self.config(self.second))
+            harness.wait_until(lambda: self.served_cn() == "static-2", timeout=10,
+                               what="the reloaded certificate served")
+        finally:
+            n.stop()
+
+    def served_cn(self):
+        with tls_connect(self.IP, "s.test", self.ca.cert) as s:
+            return peer_cn(s)
+
+    def test_a_certificate_that_does_not_fit_stops_the_node_from_starting(self):
+        cfg = self.config((self.first[0], self.second[1]))
+        path = os.path.join(self.tmp, "bad.yaml")
+        with open(path, "w") as f:
+            json.dump(cfg, f)
+        r = subprocess.run([harness.BIN, "node", "--config", path], capture_output=True,
+                           text=True, timeout=30)
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        self.assertIn("certificates[0].key: the key does not belong to the certificate", r.stderr)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -546,3 +546,40 @@ TEST_CASE("firewall: backend none by default, nftables in cluster mode, errors n
     CHECK(errors[0].message == expected.second);
   }
 }
+
+TEST_CASE("certificates: host, cert and key files, each host once, not in cluster mode") {
+  auto cfg = parse_ok(
+      "node: { https_port: 8443 }\n"
+      "certificates:\n"
+      "  - { host: a.test, cert: /etc/a.pem, key: /etc/a-key.pem }\n"
+      "  - { host: '*.b.test', cert: /etc/b.pem, key: /etc/b-key.pem }\n"
+      "  - { host: '*', cert: /etc/d.pem, key: /etc/d-key.pem }\n");
+  CHECK(cfg.node.https_port == 8443);
+  REQUIRE(cfg.certificates.size() == 3);
+  CHECK(cfg.certificates[1].host == "*.b.test");
+  CHECK(cfg.certificates[2].key == "/etc/d-key.pem");
+
+  struct Case {
+    std::string yaml, path, message;
+  };
+  const Case cases[] = {
+      {"certificates: [ { host: a.test, cert: /a.pem } ]", "certificates[0].key", "required"},
+      {"certificates: [ { host: A.test, cert: /a.pem, key: /k.pem } ]", "certificates[0].host",
+       "expected a lower-case host name, *.suffix or * (the default)"},
+      {"certificates: [ { host: a.test, cert: /a, key: /k }, { host: a.test, cert: /b, key: /c } ]",
+       "certificates[1].host", "a second certificate for a.test"},
+      {"certificates: [ { host: a.test, cert: /a, key: /k, chain: /c } ]", "certificates[0].chain",
+       "unknown key"},
+      {"certificates: { host: a.test }", "certificates", "expected a list"},
+      {"cluster: { role: manager, data_dir: /d, peer: '127.0.0.1:7946' }\n"
+       "certificates: [ { host: a.test, cert: /a, key: /k } ]",
+       "certificates", "not allowed in cluster mode; use `routemesh cert add`"},
+  };
+  for (const auto& c : cases) {
+    CAPTURE(c.yaml);
+    auto errors = parse_errors(c.yaml);
+    REQUIRE(errors.size() == 1);
+    CHECK(errors[0].path == c.path);
+    CHECK(errors[0].message == c.message);
+  }
+}
