@@ -27,8 +27,13 @@ constexpr milliseconds kShutdownWait{1'000};
 struct Bridge {
   Bridge(Worker& w, std::unique_ptr<TlsStream> s, std::shared_ptr<const void> k, tcp::socket in,
          bool b)
-      : worker(w), keep(std::move(k)), stream(std::move(s)), inner(std::move(in)), guard(w, live),
-        bulk(b), size(b ? Worker::kUpstreamBufferSize : Worker::kClientBufferSize) {
+      : worker(w),
+        keep(std::move(k)),
+        stream(std::move(s)),
+        inner(std::move(in)),
+        guard(w, live),
+        bulk(b),
+        size(b ? Worker::kUpstreamBufferSize : Worker::kClientBufferSize) {
     live.down = &stream->next_layer();
     live.up = &inner;
     from_tls = bulk ? w.take_buffer() : w.take_client_buffer();
@@ -63,8 +68,8 @@ struct Bridge {
 asio::awaitable<void> tls_to_inner(Bridge& b) {
   const auto tuple = asio::as_tuple(asio::use_awaitable);
   for (;;) {
-    auto [ec, n] = co_await b.stream->async_read_some(
-        asio::buffer(b.from_tls.get(), b.size), tuple);
+    auto [ec, n] =
+        co_await b.stream->async_read_some(asio::buffer(b.from_tls.get(), b.size), tuple);
     if (ec || n == 0) {
       break;
     }
@@ -80,8 +85,7 @@ asio::awaitable<void> tls_to_inner(Bridge& b) {
 asio::awaitable<void> inner_to_tls(Bridge& b) {
   const auto tuple = asio::as_tuple(asio::use_awaitable);
   for (;;) {
-    auto [ec, n] = co_await b.inner.async_read_some(
-        asio::buffer(b.to_tls.get(), b.size), tuple);
+    auto [ec, n] = co_await b.inner.async_read_some(asio::buffer(b.to_tls.get(), b.size), tuple);
     if (ec || n == 0) {
       b.inner_closed = !b.live.killed;
       break;

@@ -225,8 +225,8 @@ std::shared_ptr<UdpFlow> UdpPort::start_flow(const udp::endpoint& client, bool& 
     // A VIP takes datagrams from its own network unless a policy says otherwise.
     const mesh::RouteTable& table = *w_.table();
     const mesh::VipRoute* vr = mesh::find_vip_route(table, vip_, port_, true);
-    mesh::policy::Destination dst{table.clusters[*cluster_index].service, port_,
-                                  mesh::policy::Entry::vip, {}};
+    mesh::policy::Destination dst{
+        table.clusters[*cluster_index].service, port_, mesh::policy::Entry::vip, {}};
     if (vr != nullptr) {
       dst.network = vr->network;  // a view of the table's string (the table outlives dst)
     }

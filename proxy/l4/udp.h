@@ -1,8 +1,8 @@
 #pragma once
-// UDP published ports and UDP ports of service VIPs: a relay per flow. A flow is one client address (IP and port) on one
-// published port of one proxy thread (SO_REUSEPORT hashes a client's datagrams to one thread).
-// Its first datagram picks an endpoint with the balancer; later datagrams of the flow go to
-// the same endpoint, and the endpoint's answers go back to the client from the published
+// UDP published ports and UDP ports of service VIPs: a relay per flow. A flow is one client address
+// (IP and port) on one published port of one proxy thread (SO_REUSEPORT hashes a client's datagrams
+// to one thread). Its first datagram picks an endpoint with the balancer; later datagrams of the
+// flow go to the same endpoint, and the endpoint's answers go back to the client from the published
 // port. A flow is forgotten after timeouts.udp_idle_ms without a datagram either way.
 //
 // A local task gets the datagrams from a UDP socket connected to it. A task on another node

@@ -61,8 +61,8 @@ bool stream_allowed(Worker& w, const mesh::RouteTable& table, const overlay::Pre
     return false;
   }
   mesh::policy::Destination dst{target.service, p.dst_port, mesh::policy::Entry::published, {}};
-  if (const mesh::VipRoute* vr = mesh::find_vip_route(
-          table, p.dst_ip, p.dst_port, p.protocol == overlay::StreamProtocol::udp)) {
+  if (const mesh::VipRoute* vr = mesh::find_vip_route(table, p.dst_ip, p.dst_port,
+                                                      p.protocol == overlay::StreamProtocol::udp)) {
     dst.entry = mesh::policy::Entry::vip;
     dst.network = vr->network;
   }
