@@ -201,6 +201,10 @@ class CliCommandsImpl final : public CliCommands {
   int cert_issue();
   int cert_add();
   int cert_renew();
+  // A new key made here, certified by POST `path` {body..., "csr"} (CN `common_name`), and
+  // written with the answer's certificate and CA into `out`; errors are printed (nullopt).
+  std::optional<Answer> certify(const std::string& path, const std::string& common_name,
+                                json::object body, const std::string& out);
   int token_rotate();
   // The client certificate, key and CA from --cert/--key/--ca or the default place
   // (tls/credentials.h); errors are printed (exit 2).
@@ -868,6 +872,37 @@ int CliCommandsImpl::cert_add() {
                host);
 }
 
+std::optional<Answer> CliCommandsImpl::certify(const std::string& path,
+                                               const std::string& common_name, json::object body,
+                                               const std::string& out) {
+  auto key = tls::generate_key();
+  auto csr =
+      key ? tls::make_request(*key, common_name) : boost::system::result<std::string>(key.error());
+  if (!csr) {
+    print_error("cannot make a key: " + csr.error().message());
+    return std::nullopt;
+  }
+  body["csr"] = *csr;
+  auto answer = request({"POST", path, json::serialize(body)});
+  if (!answer) {
+    return std::nullopt;
+  }
+  const json::object* o = answer->value.if_object();
+  const json::value* cert = o != nullptr ? o->if_contains("certificate") : nullptr;
+  const json::value* ca = o != nullptr ? o->if_contains("ca") : nullptr;
+  if (cert == nullptr || !cert->is_string() || ca == nullptr || !ca->is_string()) {
+    print_error("unexpected answer from the admin API: no certificate");
+    return std::nullopt;
+  }
+  tls::ClientCredentials files{std::string(ca->get_string()), std::string(cert->get_string()),
+                               *key};
+  if (auto w = tls::write_client_credentials(out, files); !w) {
+    print_error("cannot write " + out + ": " + w.error().message());
+    return std::nullopt;
+  }
+  return std::move(*answer);
+}
+
 int CliCommandsImpl::cert_renew() {
   std::string out = cert_out_;
   if (out.empty()) {
@@ -882,31 +917,11 @@ int CliCommandsImpl::cert_renew() {
       return 2;
     }
   }
-  auto key = tls::generate_key();
-  auto csr =
-      key ? tls::make_request(*key, "renewal") : boost::system::result<std::string>(key.error());
-  if (!csr) {
-    print_error("cannot make a key: " + csr.error().message());
-    return 1;
-  }
-  json::object body{{"csr", *csr}};
-  auto answer = request({"POST", "/v1/certs/renew", json::serialize(body)});
+  auto answer = certify("/v1/certs/renew", "renewal", {}, out);
   if (!answer) {
     return 1;
   }
   const json::object* o = answer->value.if_object();
-  const json::value* cert = o != nullptr ? o->if_contains("certificate") : nullptr;
-  const json::value* ca = o != nullptr ? o->if_contains("ca") : nullptr;
-  if (cert == nullptr || !cert->is_string() || ca == nullptr || !ca->is_string()) {
-    print_error("unexpected answer from the admin API: no certificate");
-    return 1;
-  }
-  tls::ClientCredentials files{std::string(ca->get_string()), std::string(cert->get_string()),
-                               *key};
-  if (auto w = tls::write_client_credentials(out, files); !w) {
-    print_error("cannot write " + out + ": " + w.error().message());
-    return 1;
-  }
   if (json_) {
     print_out(answer->reply.body);
     return 0;
@@ -951,30 +966,11 @@ int CliCommandsImpl::cert_issue() {
     return 2;
   }
   const std::string name = cert_name_.empty() ? cert_role_ : cert_name_;
-  auto key = tls::generate_key();
-  auto csr = key ? tls::make_request(*key, name) : boost::system::result<std::string>(key.error());
-  if (!csr) {
-    print_error("cannot make a key: " + csr.error().message());
-    return 1;
-  }
-  json::object body{{"role", cert_role_}, {"name", name}, {"csr", *csr}};
-  auto answer = request({"POST", "/v1/certs", json::serialize(body)});
+  auto answer = certify("/v1/certs", name, {{"role", cert_role_}, {"name", name}}, cert_out_);
   if (!answer) {
     return 1;
   }
   const json::object* o = answer->value.if_object();
-  const json::value* cert = o != nullptr ? o->if_contains("certificate") : nullptr;
-  const json::value* ca = o != nullptr ? o->if_contains("ca") : nullptr;
-  if (cert == nullptr || !cert->is_string() || ca == nullptr || !ca->is_string()) {
-    print_error("unexpected answer from the admin API: no certificate");
-    return 1;
-  }
-  tls::ClientCredentials files{std::string(ca->get_string()), std::string(cert->get_string()),
-                               *key};
-  if (auto w = tls::write_client_credentials(cert_out_, files); !w) {
-    print_error("cannot write " + cert_out_ + ": " + w.error().message());
-    return 1;
-  }
   if (json_) {
     print_out(answer->reply.body);
     return 0;
