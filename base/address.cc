@@ -270,4 +270,15 @@ bool is_host_name(std::string_view host) {
   return label_len != 0;
 }
 
+bool is_certificate_host(std::string_view host) {
+  if (host == "*") {
+    return true;
+  }
+  if (host.starts_with("*.")) {
+    host.remove_prefix(2);
+  }
+  return is_host_name(host) &&
+         std::none_of(host.begin(), host.end(), [](char c) { return c >= 'A' && c <= 'Z'; });
+}
+
 }  // namespace routemesh::base

@@ -86,4 +86,8 @@ bool is_object_name(std::string_view name);
 // literal is also a host name by this rule; no trailing dot.
 bool is_host_name(std::string_view host);
 
+// The host an HTTPS certificate is stored for: a lower-case host name, "*.suffix" (a wildcard)
+// or "*" (the default certificate). The store and the config file accept exactly these.
+bool is_certificate_host(std::string_view host);
+
 }  // namespace routemesh::base

@@ -551,17 +551,6 @@ void read_services(Reader& r, const YAML::Node& node, const std::string& path,
   }
 }
 
-bool is_certificate_host(std::string_view host) {
-  if (host == "*") {
-    return true;
-  }
-  if (host.starts_with("*.")) {
-    host.remove_prefix(2);
-  }
-  return base::is_host_name(host) &&
-         std::none_of(host.begin(), host.end(), [](char c) { return c >= 'A' && c <= 'Z'; });
-}
-
 void read_certificates(Reader& r, const YAML::Node& node, const std::string& path,
                        std::vector<CertificateConfig>& out) {
   if (node.IsNull()) {
@@ -584,7 +573,7 @@ void read_certificates(Reader& r, const YAML::Node& node, const std::string& pat
         {
             {"host",
              [&](const YAML::Node& n, const std::string& p) {
-               if (r.read_string(n, p, c.host) && !is_certificate_host(c.host)) {
+               if (r.read_string(n, p, c.host) && !base::is_certificate_host(c.host)) {
                  r.error(p, "expected a lower-case host name, *.suffix or * (the default)");
                }
              }},

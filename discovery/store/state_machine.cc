@@ -403,11 +403,11 @@ class Applier {
     return success(state_, to_json(stored));
   }
 
-  // The manager that proposed it checked the PEM (tls::check_ingress_pair); apply checks only
+  // The manager that proposed it checked the PEM (tls::check_ingress_certificate); apply checks only
   // what it can without parsing certificates, so the state machine stays free of libcrypto.
   ApplyResult operator()(const IngressCertSet& c) {
     IngressCert cert = c.cert;
-    if (!is_ingress_host(cert.host)) {
+    if (!base::is_certificate_host(cert.host)) {
       return failure(errc::invalid, "cert.host",
                      "expected a lower-case host name, *.suffix (a wildcard) or * (the default "
                      "certificate)");
@@ -454,17 +454,6 @@ class Applier {
 
  private:
   static constexpr std::size_t kMaxIngressPem = 64 * 1024;
-
-  static bool is_ingress_host(std::string_view host) {
-    if (host == "*") {
-      return true;
-    }
-    if (host.starts_with("*.")) {
-      host.remove_prefix(2);
-    }
-    return base::is_host_name(host) &&
-           std::none_of(host.begin(), host.end(), [](char ch) { return ch >= 'A' && ch <= 'Z'; });
-  }
 
   // tls::serial_of's spelling: 1..40 lower-case hex digits, the first not 0.
   static bool is_serial(std::string_view text) {
