@@ -326,10 +326,12 @@ void RaftCore::step(const Message& m) {
       become_follower(m.term, is_leader_message(m.type) ? m.from : kNoNode);
     }
   } else if (m.term < term_) {
-    if ((config_.check_quorum || config_.pre_vote) &&
-        (m.type == MessageType::append || m.type == MessageType::heartbeat)) {
+    if (m.type == MessageType::append || m.type == MessageType::heartbeat) {
       // A stale leader (e.g. partitioned away, whose followers' pre-votes never raised the
-      // term) learns the newer term from this answer and steps down.
+      // term) learns the newer term from this answer and steps down (paper figure 2: the
+      // answer carries currentTerm). Without it a follower whose term was raised by a
+      // candidate that then went away, and which cannot campaign itself (it does not know
+      // yet that it is a voter), would ignore the leader forever and never catch up.
       Message r;
       r.type = MessageType::append_resp;
       r.to = m.from;
@@ -366,8 +368,10 @@ void RaftCore::handle_vote_request(const Message& m) {
   // its vote could only help a candidate that still counts it, i.e. one with an older
   // configuration. Learners still vote (etcd's rule): a request reaching a learner means the
   // candidate applied its promotion, which this node may simply not know yet; refusing could
-  // leave a quorum that needs it unable to elect anyone.
-  if (!conf_.voters.contains(config_.id) && !conf_.learners.contains(config_.id)) {
+  // leave a quorum that needs it unable to elect anyone. For the same reason a node that is
+  // in no configuration it knows of, because its log does not reach its own addition yet,
+  // votes too: only an applied removal silences a node.
+  if (removed_) {
     can_vote = false;
   }
   Message r;
@@ -496,6 +500,9 @@ void RaftCore::handle_snapshot(const Message& m) {
     // §7: discard the entire log, it is superseded by the snapshot.
     log_.restore(s);
     conf_ = s.meta.conf;
+    if (conf_.voters.contains(config_.id) || conf_.learners.contains(config_.id)) {
+      removed_ = false;
+    }
     conf_applied_ = s.meta.index;
     r.index = log_.last_index();
   }
@@ -935,6 +942,11 @@ void RaftCore::apply_conf_up_to_commit() {
     auto cc = decode_conf_change(e.data);
     RM_CHECK(cc.has_value(), "malformed conf change entry in the log");
     conf_ = cc->result;
+    if (cc->type == ConfChangeType::remove && cc->node == config_.id) {
+      removed_ = true;
+    } else if (conf_.voters.contains(config_.id) || conf_.learners.contains(config_.id)) {
+      removed_ = false;
+    }
     changed = true;
   }
   if (changed) {

@@ -193,6 +193,9 @@ class RaftCore {
   RaftLog log_;
   ConfState conf_;
   Index conf_applied_ = 0;  // conf_change entries up to here are reflected in conf_
+  // This node applied the change that removed it. Not the same as "not in conf_": a new node
+  // whose log does not reach its own addition yet is not in conf_ either, and must still vote.
+  bool removed_ = false;
   RoleState role_;
   int election_elapsed_ = 0;
   int randomized_election_timeout_ = 0;

@@ -570,3 +570,57 @@ TEST_CASE("a snapshot over a divergent tail is acknowledged at the commit index 
   CHECK(core.log().committed() == 3);
   CHECK(core.log().last_index() == 5);  // the tail is kept until a leader's append replaces it
 }
+
+TEST_CASE("a new node whose log does not reach its own addition still votes", "[raft]") {
+  // Node 4 was added and promoted, but so far it has only received the log up to index 1,
+  // before its addition: it is in no configuration it knows of. It has not been removed, so it
+  // must answer votes; a quorum that needs it could otherwise never elect a leader (found by
+  // the simulator: leader 2 removed itself, and nodes 1 and 3 needed node 4's vote).
+  InitialState st;
+  st.conf.voters = {1, 2, 3};
+  st.entries = {entry(1, 1)};
+  st.hard_state = HardState{1, kNoNode, 1};
+  Config cfg;
+  cfg.id = 4;
+  RaftCore core(cfg, std::move(st));
+  REQUIRE_FALSE(core.conf().voters.contains(4));
+  for (MessageType type : {MessageType::pre_vote, MessageType::vote}) {
+    Message v = msg(type, 3, 4, 2);
+    v.index = 5;
+    v.log_term = 1;
+    core.step(v);
+    auto out = messages_of(core);
+    REQUIRE(out.size() == 1);
+    CHECK(out[0].to == 3);
+    CHECK_FALSE(out[0].reject);
+  }
+  CHECK(core.hard_state().vote == 3);
+}
+
+TEST_CASE("a stale append is answered with the newer term, whatever the options (§5.1)", "[raft]") {
+  // Without pre-vote and check-quorum too: a follower whose term a candidate raised, and that
+  // cannot campaign itself, must tell the old leader, or it never hears from a leader again
+  // (found by the simulator).
+  for (bool options_on : {false, true}) {
+    Config cfg;
+    cfg.id = 2;
+    cfg.pre_vote = options_on;
+    cfg.check_quorum = options_on;
+    InitialState st;
+    st.hard_state = HardState{5, kNoNode, 1};
+    st.entries = {entry(1, 1)};
+    st.conf.voters = {1, 2, 3};
+    RaftCore core(cfg, std::move(st));
+    for (MessageType type : {MessageType::append, MessageType::heartbeat}) {
+      Message m = msg(type, 1, 2, 3);
+      m.index = 1;
+      m.log_term = 1;
+      core.step(m);
+      auto out = messages_of(core);
+      REQUIRE(out.size() == 1);
+      CHECK(out[0].to == 1);
+      CHECK(out[0].term == 5);
+      CHECK(out[0].type == MessageType::append_resp);
+    }
+  }
+}

@@ -3,6 +3,8 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <limits>
 #include <queue>
 #include <sstream>
@@ -468,6 +470,36 @@ class Simulation {
     return Cluster(ids, {}, o);
   }
 
+  // One line per node for a failure message: what each node believes.
+  std::string describe_nodes() {
+    std::string out;
+    for (const auto& [id, n] : cluster_.nodes()) {
+      out += str("node ", id, ":");
+      if (!n.up) {
+        out += " down";
+      } else {
+        const RaftCore& c = *n.core;
+        std::string voters;
+        for (NodeId v : c.conf().voters) {
+          voters += str(voters.empty() ? "" : ",", v);
+        }
+        out += str(" role ", static_cast<int>(c.role()), " term ", c.term(), " vote ",
+                   c.hard_state().vote, " last ", c.log().last_index(), "/", c.log().last_term(),
+                   " commit ", c.log().committed(), " voters {", voters, "}");
+      }
+      out += str(retired_.contains(id) ? " retired" : "", removed_.contains(id) ? " removed" : "",
+                 "; ");
+    }
+    return out;
+  }
+
+  // RM_RAFT_TRACE=1 prints every delivered message to stderr (for one seed, RM_RAFT_SEED).
+  std::string describe(const Message& m) const {
+    return str(now_, ": ", m.from, "->", m.to, " type ", static_cast<int>(m.type), " term ", m.term,
+               " index ", m.index, "/", m.log_term, " entries ", m.entries.size(), " commit ",
+               m.commit, m.reject ? " reject" : "");
+  }
+
   bool failed() const { return !cluster_.checker().ok() || !failure_.empty(); }
   void fail(const std::string& why) {
     if (failure_.empty()) {
@@ -574,6 +606,9 @@ class Simulation {
       }
       if (t.m.type == MessageType::snapshot) {
         ++result_.snapshots_installed;
+      }
+      if (trace_) {
+        std::fprintf(stderr, "%s\n", describe(t.m).c_str());
       }
       cluster_.core(t.m.to).step(t.m);
       settle(t.m.to, calm);
@@ -730,6 +765,7 @@ class Simulation {
   }
 
   Rng rng_;
+  bool trace_ = std::getenv("RM_RAFT_TRACE") != nullptr;
   NodeId voters_ = 3;
   bool membership_ = false;
   std::vector<NodeId> spares_;
@@ -826,7 +862,7 @@ SimulationResult Simulation::run() {
   }
   if (!failed()) {
     fail(str("liveness: after healing, no proposal committed on every member (leader ",
-             cluster_.leader(), ", proposed ", proposed, ")"));
+             cluster_.leader(), ", proposed ", proposed, "); ", describe_nodes()));
   }
   return finish();
 }

@@ -49,8 +49,8 @@ TransportTls credentials(tls::Role role, const std::string& cert_id) {
   REQUIRE(key.has_value());
   auto csr = tls::make_request(*key, cert_id);
   REQUIRE(csr.has_value());
-  auto cert = test_ca().issue(*csr, {{kCluster, role, cert_id}, {"127.0.0.1"}, {}}, now(),
-                              tls::kDay);
+  auto cert =
+      test_ca().issue(*csr, {{kCluster, role, cert_id}, {"127.0.0.1"}, {}}, now(), tls::kDay);
   REQUIRE(cert.has_value());
   tls::NodeCredentials node{test_ca().certificate_pem(), *cert, *key, ""};
   auto server = tls::server_context(node);
