@@ -382,6 +382,9 @@ const VipRoute* find_vip_route(const RouteTable& table, std::string_view vip, st
 RouteTable compile_route_table(const ClusterState& state, std::string_view local_node) {
   RouteTable table;
   table.revision = state.revision;
+  for (const auto& [id, node] : state.nodes) {
+    table.nodes.insert(id);
+  }
   ClusterBuilder clusters(state, local_node, table);
   std::map<std::string, HostRoutes> wildcards;  // suffix -> routes, merged across services
   table.exact_hosts.reserve(state.services.size());

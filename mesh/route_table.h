@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -154,6 +155,9 @@ struct RouteTable {
   // certificates for termination, by host.
   std::vector<SniRoute> sni_routes;
   std::vector<IngressCertificate> certificates;
+  // The cluster's nodes, by id: the overlay accepts streams only from these. A removed node's
+  // certificate stays valid until it expires, so its membership is what ends its access.
+  std::set<std::string, std::less<>> nodes;
 };
 
 // The passthrough route for a TLS server name (lower case, no trailing dot), or nullptr.

@@ -169,6 +169,14 @@ asio::awaitable<bool> secure_incoming(Worker& w, tcp::socket& socket) {
     stream->next_layer().close(ignored);
     co_return false;
   }
+  // No table yet: this node knows no task either, so nothing could be refused wrongly.
+  const std::shared_ptr<const mesh::RouteTable> table = w.table();
+  if (!table || !table->nodes.contains(peer->id)) {
+    refuse("not_a_member", "the node " + peer->id + " at " + from +
+                               " is not a member of the cluster (removed, or not known yet)");
+    stream->next_layer().close(ignored);
+    co_return false;
+  }
   auto inner = bridge_tls(w, std::move(stream), tls, true);
   if (!inner) {
     co_return false;

@@ -494,6 +494,48 @@ class SecurityTest(unittest.TestCase):
         self.assertEqual(s, 403, b)
         self.assertIn("not a member", cluster.error_of(b).get("message", ""), b)
 
+    def overlay_answer(self, to, present):
+        """One overlay preamble to node `to` inside TLS with node `present`'s certificate: b"-"
+        when the stream reached the preamble check (there is no such task), b"" when it was
+        refused before that."""
+        line = b"RMOV1 http nosuchtask 80 10.0.0.1 5555 10.0.0.2 8080\n"
+        try:
+            return cluster.overlay_preamble(to, line, present)
+        except (ssl.SSLError, ConnectionResetError, BrokenPipeError):
+            return b""
+
+    def overlay_refusals(self, node, reason):
+        return cluster.metric(node.metrics(), "routemesh_overlay_refused_total",
+                              {"reason": reason})
+
+    def test_a_removed_or_revoked_node_certificate_opens_no_overlay_stream(self):
+        target = self.c.nodes[1]
+        # Removed: its certificate is still valid, its node id is gone from the state.
+        n = self.new_node()
+        n.start(join=self.c.nodes[0].admin)
+        harness.wait_until(lambda: self.overlay_answer(target, n) == b"-", timeout=15,
+                           what="the new node's overlay stream accepted")
+        before = self.overlay_refusals(target, "not_a_member")
+        n.stop()
+        s, b = self.c.leader().api("DELETE", f"/v1/nodes/{n.id}")
+        self.assertEqual(s, 200, b)
+        harness.wait_until(lambda: self.overlay_answer(target, n) == b"", timeout=15,
+                           what="the removed node's overlay stream refused")
+        self.assertGreater(self.overlay_refusals(target, "not_a_member"), before)
+        # Revoked: still a member, but its certificate fails the handshake.
+        m = self.new_node()
+        m.start(join=self.c.nodes[0].admin)
+        harness.wait_until(lambda: self.overlay_answer(target, m) == b"-", timeout=15,
+                           what="the second node's overlay stream accepted")
+        before = self.overlay_refusals(target, "tls")
+        serial = tls_serial(os.path.join(m.data_dir, "tls", "node.pem"))
+        s, b = self.c.leader().api("POST", "/v1/certs/revoke", {"serial": serial, "name": m.name})
+        self.assertEqual(s, 201, b)
+        harness.wait_until(lambda: self.overlay_answer(target, m) == b"", timeout=15,
+                           what="the revoked node's overlay stream refused")
+        self.assertGreater(self.overlay_refusals(target, "tls"), before)
+        m.stop()
+
     def test_zz_a_manager_that_joined_signs_joins_when_it_leads(self):
         # The CA key travelled with the manager token: when the first manager is gone, the new
         # leader issues certificates itself.

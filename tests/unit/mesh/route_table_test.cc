@@ -481,6 +481,9 @@ TEST_CASE("local targets: a node's own tasks by id and port, others go by the ov
   REQUIRE(web->endpoints[1].via);
   CHECK(web->endpoints[1].key == "172.31.2.1:80@n2");
 
+  // the overlay accepts streams from the state's nodes only, by id
+  CHECK(table.nodes == std::set<std::string, std::less<>>{"2"});
+
   // a node marked down takes its tasks out everywhere
   state.nodes["2"].status = discovery::NodeStatus::down;
   auto down = mesh::compile_route_table(state, "n1");
