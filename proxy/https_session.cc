@@ -65,17 +65,17 @@ asio::awaitable<tls::ClientHelloInfo> peek_client_hello(Worker& w, LiveConn& con
 
 asio::awaitable<void> terminate(Worker& w, tcp::socket socket, std::uint16_t port,
                                 std::shared_ptr<const tls::IngressContexts> contexts) {
-  const auto tuple = asio::as_tuple(asio::use_awaitable);
   error_code ignored;
   const auto peer = socket.remote_endpoint(ignored);
   const auto local = socket.local_endpoint(ignored);
-  auto stream = std::make_unique<TlsStream>(std::move(socket), contexts->initial());
+  auto stream =
+      std::make_unique<TlsStream>(std::move(socket), contexts->initial(), tls::kTlsRecordRing);
   {
     LiveConn live;
     LiveGuard guard(w, live);
     live.down = &stream->next_layer();
     live.arm(Clock::now(), w.timeouts().request_head);
-    auto [hec] = co_await stream->async_handshake(ssl::stream_base::server, tuple);
+    const error_code hec = co_await stream->handshake(true);
     live.disarm();
     if (hec) {
       w.metrics().tls_handshake_failed.Increment();

@@ -68,8 +68,7 @@ struct Bridge {
 asio::awaitable<void> tls_to_inner(Bridge& b) {
   const auto tuple = asio::as_tuple(asio::use_awaitable);
   for (;;) {
-    auto [ec, n] =
-        co_await b.stream->async_read_some(asio::buffer(b.from_tls.get(), b.size), tuple);
+    auto [ec, n] = co_await b.stream->read_some(asio::buffer(b.from_tls.get(), b.size));
     if (ec || n == 0) {
       break;
     }
@@ -91,7 +90,7 @@ asio::awaitable<void> inner_to_tls(Bridge& b) {
       break;
     }
     b.live.arm(Clock::now(), b.worker.timeouts().idle);
-    auto [wec, wn] = co_await asio::async_write(*b.stream, asio::buffer(b.to_tls.get(), n), tuple);
+    const error_code wec = co_await b.stream->write(asio::buffer(b.to_tls.get(), n));
     b.live.disarm();
     if (wec) {
       b.failed = true;
@@ -108,7 +107,7 @@ asio::awaitable<void> pump(std::unique_ptr<Bridge> b) {
   if (b->inner_closed && !b->failed) {
     // close_notify, so the peer can tell the end of the stream from a cut connection.
     b->live.arm(Clock::now(), kShutdownWait);
-    co_await b->stream->async_shutdown(asio::as_tuple(asio::use_awaitable));
+    co_await b->stream->shutdown();
     b->live.disarm();
   }
   error_code ignored;

@@ -12,18 +12,19 @@
 //
 // Cost: two extra socket calls per read each way and two more descriptors per connection; a
 // connection keeps two buffers from the worker's free lists while it lives: 16 KiB each, or
-// 64 KiB each with `bulk` (overlay streams, which carry whole responses at once and are few).
+// 64 KiB each with `bulk` (overlay streams, which carry whole responses at once and are few),
+// besides the TLS socket's rings (tls/socket.h).
 
 #include "proxy/worker.h"
+#include "tls/socket.h"
 
-#include <boost/asio/ssl/stream.hpp>
 #include <boost/system/result.hpp>
 
 #include <memory>
 
 namespace routemesh::proxy {
 
-using TlsStream = asio::ssl::stream<tcp::socket>;
+using TlsStream = tls::TlsSocket;
 
 // Starts the pump for `stream` (handshake done) and returns the caller's end of the
 // socketpair: a tcp::socket over an AF_UNIX descriptor (reads, writes, waits and splice work;

@@ -93,10 +93,10 @@ asio::awaitable<error_code> secure_outgoing(Worker& w, LiveConn& conn, tcp::sock
     }
     co_return error_code{};
   }
-  auto stream = std::make_unique<TlsStream>(std::move(s), *tls->client);
+  auto stream = std::make_unique<TlsStream>(std::move(s), *tls->client, tls::kTlsBulkRing);
   conn.up = &stream->next_layer();
   conn.arm(Clock::now(), timeout);
-  auto [ec] = co_await stream->async_handshake(asio::ssl::stream_base::client, kTuple);
+  const error_code ec = co_await stream->handshake(false);
   const bool expired = conn.expired;
   conn.disarm();
   conn.up = &s;
@@ -142,7 +142,7 @@ asio::awaitable<bool> secure_incoming(Worker& w, tcp::socket& socket) {
   error_code ignored;
   const auto remote = socket.remote_endpoint(ignored);
   const std::string from = remote.address().to_string();
-  auto stream = std::make_unique<TlsStream>(std::move(socket), *tls->server);
+  auto stream = std::make_unique<TlsStream>(std::move(socket), *tls->server, tls::kTlsBulkRing);
   bool expired = false;
   error_code ec;
   {
@@ -150,7 +150,7 @@ asio::awaitable<bool> secure_incoming(Worker& w, tcp::socket& socket) {
     LiveGuard guard(w, conn);
     conn.down = &stream->next_layer();
     conn.arm(Clock::now(), w.timeouts().request_head);
-    auto [hec] = co_await stream->async_handshake(asio::ssl::stream_base::server, kTuple);
+    const error_code hec = co_await stream->handshake(true);
     ec = hec;
     expired = conn.expired;
     conn.disarm();

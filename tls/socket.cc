@@ -1,0 +1,238 @@
+#include "tls/socket.h"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+#include <openssl/bio.h>
+#include <openssl/err.h>
+
+#include <algorithm>
+#include <climits>
+
+namespace routemesh::tls {
+
+namespace {
+
+using error_code = boost::system::error_code;
+
+// The largest TLS record on the wire: 16 KiB of plaintext plus TLS 1.2's worst-case expansion
+// and the header. Each ring holds at least one, so OpenSSL never waits for a record that
+// cannot fit.
+constexpr std::size_t kMaxRecord = 16384 + 2048 + 5;
+
+}  // namespace
+
+TlsSocket::TlsSocket(tcp::socket socket, asio::ssl::context& ctx, std::size_t buffer_bytes)
+    : socket_(std::move(socket)), flushed_(socket_.get_executor()) {
+  const std::size_t size = std::max(buffer_bytes, kMaxRecord);
+  BIO* internal = nullptr;
+  ssl_ = SSL_new(ctx.native_handle());
+  if (ssl_ == nullptr) {
+    return;
+  }
+  // The first size is what OpenSSL may write before we flush, the second what we may read
+  // from the socket before OpenSSL decrypts.
+  if (BIO_new_bio_pair(&internal, size, &network_, size) != 1) {
+    SSL_free(ssl_);
+    ssl_ = nullptr;
+    network_ = nullptr;
+    return;
+  }
+  SSL_set_bio(ssl_, internal, internal);  // the SSL owns `internal` now
+  // Partial writes let a large write go out record by record as the ring fills.
+  SSL_set_mode(ssl_, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_RELEASE_BUFFERS);
+}
+
+TlsSocket::~TlsSocket() {
+  if (ssl_ != nullptr) {
+    SSL_free(ssl_);
+  }
+  if (network_ != nullptr) {
+    BIO_free(network_);
+  }
+}
+
+error_code TlsSocket::error_of(int ret) const {
+  const int e = SSL_get_error(ssl_, ret);
+  if (e == SSL_ERROR_ZERO_RETURN) {
+    return asio::error::eof;
+  }
+  if (e == SSL_ERROR_SSL) {
+    const unsigned long code = ERR_get_error();
+    if (code != 0) {
+      return error_code(static_cast<int>(code), asio::error::get_ssl_category());
+    }
+  }
+  if (e == SSL_ERROR_SYSCALL) {
+    return asio::ssl::error::stream_truncated;
+  }
+  return error_code(asio::error::no_protocol_option);
+}
+
+asio::awaitable<error_code> TlsSocket::flush() {
+  const auto tuple = asio::as_tuple(asio::use_awaitable);
+  while (flushing_) {
+    flushed_.expires_at(asio::steady_timer::time_point::max());
+    co_await flushed_.async_wait(tuple);  // cancelled by the flush that ends
+  }
+  flushing_ = true;
+  error_code ec;
+  for (;;) {
+    char* data = nullptr;
+    const int pending = BIO_nread0(network_, &data);
+    if (pending <= 0) {
+      break;
+    }
+    auto [wec, n] = co_await asio::async_write(
+        socket_, asio::buffer(data, static_cast<std::size_t>(pending)), tuple);
+    if (wec) {
+      ec = wec;
+      break;
+    }
+    BIO_nread(network_, &data, pending);
+  }
+  flushing_ = false;
+  flushed_.cancel();
+  co_return ec;
+}
+
+asio::awaitable<error_code> TlsSocket::fill() {
+  char* space = nullptr;
+  const int room = BIO_nwrite0(network_, &space);
+  if (room <= 0) {
+    co_return error_code(asio::error::no_buffer_space);  // cannot happen: see kMaxRecord
+  }
+  auto [ec, n] = co_await socket_.async_read_some(
+      asio::buffer(space, static_cast<std::size_t>(room)), asio::as_tuple(asio::use_awaitable));
+  if (ec == asio::error::eof) {
+    co_return asio::ssl::error::stream_truncated;  // TCP ended without close_notify
+  }
+  if (ec) {
+    co_return ec;
+  }
+  BIO_nwrite(network_, &space, static_cast<int>(n));
+  co_return error_code{};
+}
+
+asio::awaitable<error_code> TlsSocket::handshake(bool server) {
+  if (ssl_ == nullptr) {
+    co_return error_code(asio::error::no_memory);
+  }
+  if (server) {
+    SSL_set_accept_state(ssl_);
+  } else {
+    SSL_set_connect_state(ssl_);
+  }
+  for (;;) {
+    ERR_clear_error();
+    const int r = SSL_do_handshake(ssl_);
+    const int e = r == 1 ? SSL_ERROR_NONE : SSL_get_error(ssl_, r);
+    const error_code failed = (r == 1 || e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+                                  ? error_code{}
+                                  : error_of(r);
+    // Whatever OpenSSL wrote goes out first: the next flight, or the alert of a failure.
+    const error_code fec = co_await flush();
+    if (r == 1 || failed) {
+      co_return failed ? failed : fec;
+    }
+    if (fec) {
+      co_return fec;
+    }
+    if (e == SSL_ERROR_WANT_READ) {
+      if (const error_code rec = co_await fill(); rec) {
+        co_return rec;
+      }
+    }
+  }
+}
+
+asio::awaitable<std::pair<error_code, std::size_t>> TlsSocket::read_some(asio::mutable_buffer buf) {
+  if (ssl_ == nullptr) {
+    co_return std::pair{error_code(asio::error::no_memory), std::size_t{0}};
+  }
+  const int want = static_cast<int>(std::min<std::size_t>(buf.size(), INT_MAX));
+  for (;;) {
+    ERR_clear_error();
+    const int r = SSL_read(ssl_, buf.data(), want);
+    const int e = r > 0 ? SSL_ERROR_NONE : SSL_get_error(ssl_, r);
+    const error_code failed = (r > 0 || e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+                                  ? error_code{}
+                                  : error_of(r);
+    if (BIO_ctrl_pending(network_) > 0) {
+      // Reading made output (a key update's answer, an alert): send it.
+      if (const error_code fec = co_await flush(); fec && !failed && r <= 0) {
+        co_return std::pair{fec, std::size_t{0}};
+      }
+    }
+    if (r > 0) {
+      co_return std::pair{error_code{}, static_cast<std::size_t>(r)};
+    }
+    if (failed) {
+      co_return std::pair{failed, std::size_t{0}};
+    }
+    if (e == SSL_ERROR_WANT_READ) {
+      if (const error_code rec = co_await fill(); rec) {
+        co_return std::pair{rec, std::size_t{0}};
+      }
+    }
+  }
+}
+
+asio::awaitable<error_code> TlsSocket::write(asio::const_buffer data) {
+  if (ssl_ == nullptr) {
+    co_return error_code(asio::error::no_memory);
+  }
+  const char* p = static_cast<const char*>(data.data());
+  std::size_t left = data.size();
+  while (left > 0) {
+    ERR_clear_error();
+    const int r = SSL_write(ssl_, p, static_cast<int>(std::min<std::size_t>(left, INT_MAX)));
+    if (r > 0) {
+      p += r;
+      left -= static_cast<std::size_t>(r);
+      continue;
+    }
+    const int e = SSL_get_error(ssl_, r);
+    if (e != SSL_ERROR_WANT_WRITE) {
+      const error_code failed = error_of(r);
+      co_await flush();  // the alert, if OpenSSL wrote one
+      co_return failed;
+    }
+    if (const error_code fec = co_await flush(); fec) {  // the ring is full: send it
+      co_return fec;
+    }
+  }
+  co_return co_await flush();
+}
+
+asio::awaitable<error_code> TlsSocket::shutdown() {
+  if (ssl_ == nullptr) {
+    co_return error_code(asio::error::no_memory);
+  }
+  ERR_clear_error();
+  const int r = SSL_shutdown(ssl_);  // 0: ours is written, theirs not seen yet; 1: both
+  const error_code failed = r < 0 ? error_of(r) : error_code{};
+  if (const error_code fec = co_await flush(); fec || failed || r == 1) {
+    co_return failed ? failed : fec;
+  }
+  // Read, discarding what the peer still sends, up to its close_notify.
+  char scratch[512];
+  for (;;) {
+    ERR_clear_error();
+    const int n = SSL_read(ssl_, scratch, sizeof scratch);
+    if (n > 0) {
+      continue;
+    }
+    if (SSL_get_error(ssl_, n) != SSL_ERROR_WANT_READ) {
+      const error_code ec = error_of(n);
+      co_return ec == asio::error::eof ? error_code{} : ec;
+    }
+    if (const error_code rec = co_await fill(); rec) {
+      co_return rec;
+    }
+  }
+}
+
+}  // namespace routemesh::tls

@@ -1,0 +1,79 @@
+#pragma once
+// A TLS connection over a TCP socket, driven by hand instead of by asio::ssl::stream, so that
+// the socket is read and written in large blocks: OpenSSL reads from and writes to the two
+// ends of a BIO pair, and the socket moves whatever the pair holds in one call. asio's stream
+// moves one TLS record (16 KiB at most) per socket call; an overlay stream carrying a 1 MiB
+// response then costs 64 reads and 64 writes each way instead of a handful.
+//
+// The socket's bytes go straight into and out of the pair's ring buffers (BIO_nwrite0 /
+// BIO_nread0), so the only copies are OpenSSL's own. One read and one write may run at the
+// same time (the bridge's two pumps); output that a read produces (an alert, a key update
+// answer) and a write's output are sent by one flush at a time. All on one worker thread, like
+// every connection of a proxy thread.
+//
+// Errors: OpenSSL's as asio::error::get_ssl_category() codes; the peer's close_notify reads as
+// asio::error::eof, a TCP end without it as asio::ssl::error::stream_truncated.
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <openssl/ssl.h>
+
+#include <boost/system/error_code.hpp>
+
+#include <cstddef>
+#include <utility>
+
+namespace routemesh::tls {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+// Ring sizes: HTTPS connections are many and carry small requests, so one record each way;
+// overlay streams are few and carry whole responses.
+constexpr std::size_t kTlsRecordRing = 0;  // rounded up to one record
+constexpr std::size_t kTlsBulkRing = 128 * 1024;
+
+class TlsSocket {
+ public:
+  // `buffer_bytes`: the size of each direction's ring (at least one TLS record, which the
+  // constructor enforces): what one socket call may move at most.
+  TlsSocket(tcp::socket socket, asio::ssl::context& ctx, std::size_t buffer_bytes);
+  ~TlsSocket();
+  TlsSocket(const TlsSocket&) = delete;
+  TlsSocket& operator=(const TlsSocket&) = delete;
+
+  tcp::socket& next_layer() { return socket_; }
+  SSL* native_handle() { return ssl_; }
+  // False when OpenSSL could not make the connection's objects (out of memory): every
+  // operation then fails at once.
+  bool valid() const { return ssl_ != nullptr; }
+
+  asio::awaitable<boost::system::error_code> handshake(bool server);
+  // Decrypts into `buf`: at least one byte, or an error (asio::error::eof on close_notify).
+  asio::awaitable<std::pair<boost::system::error_code, std::size_t>> read_some(
+      asio::mutable_buffer buf);
+  // Encrypts and sends all of `data`.
+  asio::awaitable<boost::system::error_code> write(asio::const_buffer data);
+  // Sends close_notify and waits for the peer's (the caller bounds the wait).
+  asio::awaitable<boost::system::error_code> shutdown();
+
+ private:
+  // Sends everything OpenSSL has written, one flush at a time.
+  asio::awaitable<boost::system::error_code> flush();
+  // Reads once from the socket into the pair.
+  asio::awaitable<boost::system::error_code> fill();
+  // The error for a failed SSL_* call that returned `ret`.
+  boost::system::error_code error_of(int ret) const;
+
+  tcp::socket socket_;
+  SSL* ssl_ = nullptr;
+  BIO* network_ = nullptr;  // our end of the pair; OpenSSL holds the other
+  bool flushing_ = false;
+  asio::steady_timer flushed_;  // waiters for another flush to end (cancelled when it does)
+};
+
+}  // namespace routemesh::tls
