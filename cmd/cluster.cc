@@ -114,7 +114,7 @@ void give_overlay_tls(ClusterNode& n) {
   if (!n.cfg.cluster.overlay_encryption || n.proxy == nullptr || !n.tls) {
     return;
   }
-  if (auto t = overlay_tls(*n.tls, n.identity.cluster_id)) {
+  if (auto t = overlay_tls(*n.tls, n.identity.cluster_id, n.cfg.cluster.overlay_rekey_bytes)) {
     n.proxy->set_overlay_tls(std::move(t));
   }
 }
@@ -346,6 +346,7 @@ asio::awaitable<void> start_cluster(ClusterNode& n) {
     lo.down_after = std::chrono::milliseconds(cl.node_down_after_ms);
     lo.self_id = raft::format_node_id(n.identity.node_id);
     lo.cluster_id = n.identity.cluster_id;
+    lo.overlay_rekey = std::chrono::seconds(cl.overlay_rekey_s);
     lo.registry = &n.registry;
     n.liveness = manager::make_liveness(ex, *n.store, std::move(lo));
     n.liveness->register_handlers(n.admin);

@@ -131,7 +131,8 @@ std::optional<NodeTls> load_node_tls(const std::string& data_dir, const std::str
 }
 
 std::shared_ptr<const proxy::OverlayTls> overlay_tls(const NodeTls& t,
-                                                     const std::string& cluster_id) {
+                                                     const std::string& cluster_id,
+                                                     std::uint64_t rekey_bytes) {
   const auto& c = t.credentials;
   auto server = tls::server_context(c, t.revoked);
   auto client = tls::client_context(c.ca_pem, c.cert_pem, c.key_pem);
@@ -150,6 +151,7 @@ std::shared_ptr<const proxy::OverlayTls> overlay_tls(const NodeTls& t,
   out->server = *server;
   out->client = *client;
   out->cluster_id = cluster_id;
+  out->rekey_bytes = rekey_bytes;
   return out;
 }
 

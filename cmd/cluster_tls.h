@@ -55,8 +55,10 @@ struct NodeTls {
 // The overlay's mutual TLS contexts from `t`'s current credentials (proxy/overlay/overlay.h):
 // new contexts each time, so proxy threads never share one that renewal changes in place. The
 // server side refuses `t`'s revoked certificates. nullptr (logged) if they do not load.
+// `rekey_bytes`: cluster.overlay_rekey_bytes.
 std::shared_ptr<const proxy::OverlayTls> overlay_tls(const NodeTls& t,
-                                                     const std::string& cluster_id);
+                                                     const std::string& cluster_id,
+                                                     std::uint64_t rekey_bytes);
 
 // Gives `t`'s server context the revoked serials of `state` (logged when they changed).
 void set_revocations(NodeTls& t, const discovery::ClusterState& state);

@@ -614,74 +614,88 @@ void read_cluster(Reader& r, const YAML::Node& node, const std::string& path,
       ticks_ok = ticks_ok && r.errors().size() == before;
     };
   };
-  r.read_map(node, path,
-             {
-                 {"role",
-                  [&](const YAML::Node& n, const std::string& p) {
-                    has_role = true;
-                    r.read_enum(
-                        n, p, {{"manager", ClusterRole::manager}, {"worker", ClusterRole::worker}},
-                        out.role);
-                  }},
-                 {"data_dir",
-                  [&](const YAML::Node& n, const std::string& p) {
-                    has_data_dir = true;
-                    if (r.read_string(n, p, out.data_dir) && out.data_dir.empty()) {
-                      r.error(p, "must not be empty");
-                    }
-                  }},
-                 {"peer",
-                  [&](const YAML::Node& n, const std::string& p) {
-                    has_peer = true;
-                    ip_port(out.peer)(n, p);
-                  }},
-                 {"join", ip_port(out.join)},
-                 {"tick_ms", ticks(out.tick_ms)},
-                 {"election_ticks", ticks(out.election_ticks)},
-                 {"heartbeat_ticks", ticks(out.heartbeat_ticks)},
-                 {"subnet_pool",
-                  [&](const YAML::Node& n, const std::string& p) {
-                    if (!r.read_string(n, p, out.subnet_pool)) {
-                      return;
-                    }
-                    const auto cidr = base::parse_ipv4_cidr(out.subnet_pool);
-                    if (!cidr) {
-                      r.error(p, "expected an IPv4 CIDR such as 10.10.0.0/16 (no host bits set)");
-                    } else if (cidr->prefix > 24) {
-                      r.error(p, "prefix must be /24 or shorter (networks get a /24 each)");
-                    }
-                  }},
-                 {"snapshot_entries",
-                  [&](const YAML::Node& n, const std::string& p) {
-                    if (auto v = r.read_integer(n, p, 1, std::numeric_limits<std::uint64_t>::max(),
-                                                "must be > 0")) {
-                      out.snapshot_entries = *v;
-                    }
-                  }},
-                 {"heartbeat_ms",
-                  [&](const YAML::Node& n, const std::string& p) {
-                    if (auto v = r.read_integer(n, p, 10, 600'000, "must be 10..600000")) {
-                      out.heartbeat_ms = static_cast<std::uint32_t>(*v);
-                    }
-                  }},
-                 {"node_down_after_ms",
-                  [&](const YAML::Node& n, const std::string& p) {
-                    if (auto v = r.read_integer(n, p, 50, 3'600'000, "must be 50..3600000")) {
-                      out.node_down_after_ms = static_cast<std::uint32_t>(*v);
-                    }
-                  }},
-                 {"cert_lifetime_s",
-                  [&](const YAML::Node& n, const std::string& p) {
-                    if (auto v = r.read_integer(n, p, 10, 10 * 365 * 24 * 3600,
-                                                "must be 10..315360000 (10 s to 10 years)")) {
-                      out.cert_lifetime_s = static_cast<std::uint32_t>(*v);
-                    }
-                  }},
-                 {"overlay_encryption",
-                  [&](const YAML::Node& n, const std::string& p) {
-                    r.read_bool(n, p, out.overlay_encryption);
-                  }},
-             });
+  r.read_map(
+      node, path,
+      {
+          {"role",
+           [&](const YAML::Node& n, const std::string& p) {
+             has_role = true;
+             r.read_enum(n, p, {{"manager", ClusterRole::manager}, {"worker", ClusterRole::worker}},
+                         out.role);
+           }},
+          {"data_dir",
+           [&](const YAML::Node& n, const std::string& p) {
+             has_data_dir = true;
+             if (r.read_string(n, p, out.data_dir) && out.data_dir.empty()) {
+               r.error(p, "must not be empty");
+             }
+           }},
+          {"peer",
+           [&](const YAML::Node& n, const std::string& p) {
+             has_peer = true;
+             ip_port(out.peer)(n, p);
+           }},
+          {"join", ip_port(out.join)},
+          {"tick_ms", ticks(out.tick_ms)},
+          {"election_ticks", ticks(out.election_ticks)},
+          {"heartbeat_ticks", ticks(out.heartbeat_ticks)},
+          {"subnet_pool",
+           [&](const YAML::Node& n, const std::string& p) {
+             if (!r.read_string(n, p, out.subnet_pool)) {
+               return;
+             }
+             const auto cidr = base::parse_ipv4_cidr(out.subnet_pool);
+             if (!cidr) {
+               r.error(p, "expected an IPv4 CIDR such as 10.10.0.0/16 (no host bits set)");
+             } else if (cidr->prefix > 24) {
+               r.error(p, "prefix must be /24 or shorter (networks get a /24 each)");
+             }
+           }},
+          {"snapshot_entries",
+           [&](const YAML::Node& n, const std::string& p) {
+             if (auto v = r.read_integer(n, p, 1, std::numeric_limits<std::uint64_t>::max(),
+                                         "must be > 0")) {
+               out.snapshot_entries = *v;
+             }
+           }},
+          {"heartbeat_ms",
+           [&](const YAML::Node& n, const std::string& p) {
+             if (auto v = r.read_integer(n, p, 10, 600'000, "must be 10..600000")) {
+               out.heartbeat_ms = static_cast<std::uint32_t>(*v);
+             }
+           }},
+          {"node_down_after_ms",
+           [&](const YAML::Node& n, const std::string& p) {
+             if (auto v = r.read_integer(n, p, 50, 3'600'000, "must be 50..3600000")) {
+               out.node_down_after_ms = static_cast<std::uint32_t>(*v);
+             }
+           }},
+          {"cert_lifetime_s",
+           [&](const YAML::Node& n, const std::string& p) {
+             if (auto v = r.read_integer(n, p, 10, 10 * 365 * 24 * 3600,
+                                         "must be 10..315360000 (10 s to 10 years)")) {
+               out.cert_lifetime_s = static_cast<std::uint32_t>(*v);
+             }
+           }},
+          {"overlay_encryption",
+           [&](const YAML::Node& n, const std::string& p) {
+             r.read_bool(n, p, out.overlay_encryption);
+           }},
+          {"overlay_rekey_s",
+           [&](const YAML::Node& n, const std::string& p) {
+             if (auto v =
+                     r.read_integer(n, p, 0, 365 * 24 * 3600, "must be 0..31536000 (0 = never)")) {
+               out.overlay_rekey_s = static_cast<std::uint32_t>(*v);
+             }
+           }},
+          {"overlay_rekey_bytes",
+           [&](const YAML::Node& n, const std::string& p) {
+             if (auto v = r.read_integer(n, p, 0, std::uint64_t{1} << 50,
+                                         "must be 0..2^50 (0 = never)")) {
+               out.overlay_rekey_bytes = static_cast<std::uint64_t>(*v);
+             }
+           }},
+      });
   if (!node.IsNull() && !node.IsMap()) {
     return;  // read_map reported it
   }

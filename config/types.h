@@ -158,6 +158,11 @@ struct ClusterSettings {
   // cost). Set it alike on every node: an encrypted node refuses plain streams and the other
   // way round.
   bool overlay_encryption = true;
+  // Rekeying of encrypted overlay connections (TLS 1.3 KeyUpdate, no stream dropped): the
+  // leader raises the cluster's key epoch every overlay_rekey_s (managers; 0 = never), and
+  // every connection also rekeys after sending overlay_rekey_bytes (0 = never).
+  std::uint32_t overlay_rekey_s = 3600;
+  std::uint64_t overlay_rekey_bytes = std::uint64_t{1} << 30;
 };
 
 // An HTTPS certificate as written in the config file's `certificates:` list (outside cluster

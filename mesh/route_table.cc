@@ -382,6 +382,7 @@ const VipRoute* find_vip_route(const RouteTable& table, std::string_view vip, st
 RouteTable compile_route_table(const ClusterState& state, std::string_view local_node) {
   RouteTable table;
   table.revision = state.revision;
+  table.overlay_key_epoch = state.overlay_key_epoch;
   for (const auto& [id, node] : state.nodes) {
     table.nodes.insert(id);
   }

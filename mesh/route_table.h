@@ -158,6 +158,9 @@ struct RouteTable {
   // The cluster's nodes, by id: the overlay accepts streams only from these. A removed node's
   // certificate stays valid until it expires, so its membership is what ends its access.
   std::set<std::string, std::less<>> nodes;
+  // The store's overlay key epoch: an encrypted overlay connection made or rekeyed in an older
+  // one updates its keys before it sends more.
+  std::uint64_t overlay_key_epoch = 0;
 };
 
 // The passthrough route for a TLS server name (lower case, no trailing dot), or nullptr.

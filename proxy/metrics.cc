@@ -56,6 +56,10 @@ Metrics::Metrics(prometheus::Registry& r)
               .Add({{"direction", "in"}})),
       overlay_refused(counter_family(r, "routemesh_overlay_refused_total",
                                      "Overlay streams refused, by direction and reason")),
+      overlay_key_updates(counter_family(
+          r, "routemesh_overlay_key_updates_total",
+          "TLS key updates sent on overlay connections: epoch = the cluster's key epoch rose, "
+          "bytes = cluster.overlay_rekey_bytes sent")),
       overlay_connect_errors(counter(r, "routemesh_overlay_connect_errors_total",
                                      "Failed connections to another node's overlay port")),
       overlay_spare_hits(counter(r, "routemesh_overlay_spare_connections_used_total",

@@ -59,6 +59,7 @@ struct Metrics {
   // refused_total{reason}: incoming preambles refused (malformed, unknown_target,
   // task_connect_failed) and, with direction out, answers other nodes gave
   prometheus::Family<prometheus::Counter>& overlay_refused;
+  prometheus::Family<prometheus::Counter>& overlay_key_updates;
   // connect_errors_total: connections to another node's overlay port that failed
   prometheus::Counter& overlay_connect_errors;
   // spare_connections_used_total / _missed_total: streams that found a pre-established

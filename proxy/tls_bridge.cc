@@ -1,6 +1,7 @@
 #include "proxy/tls_bridge.h"
 
 #include "base/spawn.h"
+#include "mesh/route_table.h"
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
@@ -26,8 +27,9 @@ constexpr milliseconds kShutdownWait{1'000};
 
 struct Bridge {
   Bridge(Worker& w, std::unique_ptr<TlsStream> s, std::shared_ptr<const void> k, tcp::socket in,
-         bool b)
+         bool b, std::optional<std::uint64_t> r)
       : worker(w),
+        rekey(r),
         keep(std::move(k)),
         stream(std::move(s)),
         inner(std::move(in)),
@@ -36,6 +38,7 @@ struct Bridge {
         size(b ? Worker::kUpstreamBufferSize : Worker::kClientBufferSize) {
     live.down = &stream->next_layer();
     live.up = &inner;
+    epoch = current_epoch(w);
     from_tls = bulk ? w.take_buffer() : w.take_client_buffer();
     to_tls = bulk ? w.take_buffer() : w.take_client_buffer();
   }
@@ -51,8 +54,15 @@ struct Bridge {
   Bridge(const Bridge&) = delete;
   Bridge& operator=(const Bridge&) = delete;
 
+  static std::uint64_t current_epoch(Worker& w) {
+    const auto table = w.table();
+    return table ? table->overlay_key_epoch : 0;
+  }
+
   Worker& worker;
-  std::shared_ptr<const void> keep;  // outlives `stream` (declared first)
+  std::optional<std::uint64_t> rekey;  // see bridge_tls
+  std::uint64_t epoch = 0;             // the key epoch of the connection's current keys
+  std::shared_ptr<const void> keep;    // outlives `stream` (declared first)
   std::unique_ptr<TlsStream> stream;
   tcp::socket inner;
   LiveConn live;
@@ -81,6 +91,22 @@ asio::awaitable<void> tls_to_inner(Bridge& b) {
   b.inner.shutdown(tcp::socket::shutdown_send, ignored);
 }
 
+// Before a write on an overlay connection: new keys when the cluster's epoch rose or enough
+// was sent under the current ones.
+void maybe_update_keys(Bridge& b) {
+  const std::uint64_t epoch = Bridge::current_epoch(b.worker);
+  const char* reason = nullptr;
+  if (epoch > b.epoch) {
+    reason = "epoch";
+  } else if (*b.rekey != 0 && b.stream->written_since_update() >= *b.rekey) {
+    reason = "bytes";
+  }
+  if (reason != nullptr && b.stream->update_keys()) {
+    b.epoch = epoch;
+    b.worker.metrics().overlay_key_updates.Add({{"reason", reason}}).Increment();
+  }
+}
+
 asio::awaitable<void> inner_to_tls(Bridge& b) {
   const auto tuple = asio::as_tuple(asio::use_awaitable);
   for (;;) {
@@ -88,6 +114,9 @@ asio::awaitable<void> inner_to_tls(Bridge& b) {
     if (ec || n == 0) {
       b.inner_closed = !b.live.killed;
       break;
+    }
+    if (b.rekey) {
+      maybe_update_keys(b);
     }
     b.live.arm(Clock::now(), b.worker.timeouts().idle);
     const error_code wec = co_await b.stream->write(asio::buffer(b.to_tls.get(), n));
@@ -119,7 +148,8 @@ asio::awaitable<void> pump(std::unique_ptr<Bridge> b) {
 }  // namespace
 
 boost::system::result<tcp::socket> bridge_tls(Worker& w, std::unique_ptr<TlsStream> stream,
-                                              std::shared_ptr<const void> keep, bool bulk) {
+                                              std::shared_ptr<const void> keep, bool bulk,
+                                              std::optional<std::uint64_t> rekey) {
   int fds[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) != 0) {
     const error_code ec(errno, boost::system::system_category());
@@ -147,7 +177,8 @@ boost::system::result<tcp::socket> bridge_tls(Worker& w, std::unique_ptr<TlsStre
     stream->next_layer().close(ignored);
     return ec;
   }
-  auto b = std::make_unique<Bridge>(w, std::move(stream), std::move(keep), std::move(ours), bulk);
+  auto b =
+      std::make_unique<Bridge>(w, std::move(stream), std::move(keep), std::move(ours), bulk, rekey);
   asio::co_spawn(w.io(), pump(std::move(b)),
                  base::log_and_count("proxy: tls bridge", &w.metrics().session_errors));
   return theirs;

@@ -20,7 +20,9 @@
 
 #include <boost/system/result.hpp>
 
+#include <cstdint>
 #include <memory>
+#include <optional>
 
 namespace routemesh::proxy {
 
@@ -30,7 +32,12 @@ using TlsStream = tls::TlsSocket;
 // socketpair: a tcp::socket over an AF_UNIX descriptor (reads, writes, waits and splice work;
 // it has no TCP options and no addresses). `keep` lives as long as the stream (the context it
 // was made with). An error (no descriptors for the socketpair) closes the stream.
+// With `rekey` (the overlay), the pump updates the connection's keys (TLS 1.3 KeyUpdate)
+// before a write when the route table's overlay_key_epoch rose since the connection's keys
+// were made, or after *rekey plaintext bytes were sent (0: only for epochs), and counts each
+// in routemesh_overlay_key_updates_total{reason}.
 boost::system::result<tcp::socket> bridge_tls(Worker& w, std::unique_ptr<TlsStream> stream,
-                                              std::shared_ptr<const void> keep, bool bulk = false);
+                                              std::shared_ptr<const void> keep, bool bulk = false,
+                                              std::optional<std::uint64_t> rekey = std::nullopt);
 
 }  // namespace routemesh::proxy

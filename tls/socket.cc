@@ -192,6 +192,7 @@ asio::awaitable<error_code> TlsSocket::write(asio::const_buffer data) {
     if (r > 0) {
       p += r;
       left -= static_cast<std::size_t>(r);
+      written_since_update_ += static_cast<std::uint64_t>(r);
       continue;
     }
     const int e = SSL_get_error(ssl_, r);
@@ -205,6 +206,18 @@ asio::awaitable<error_code> TlsSocket::write(asio::const_buffer data) {
     }
   }
   co_return co_await flush();
+}
+
+bool TlsSocket::update_keys() {
+  if (ssl_ == nullptr || SSL_version(ssl_) < TLS1_3_VERSION) {
+    return false;
+  }
+  ERR_clear_error();
+  if (SSL_key_update(ssl_, SSL_KEY_UPDATE_REQUESTED) != 1) {
+    return false;
+  }
+  written_since_update_ = 0;
+  return true;
 }
 
 asio::awaitable<error_code> TlsSocket::shutdown() {

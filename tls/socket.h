@@ -25,6 +25,7 @@
 #include <boost/system/error_code.hpp>
 
 #include <cstddef>
+#include <cstdint>
 #include <utility>
 
 namespace routemesh::tls {
@@ -60,6 +61,11 @@ class TlsSocket {
   asio::awaitable<boost::system::error_code> write(asio::const_buffer data);
   // Sends close_notify and waits for the peer's (the caller bounds the wait).
   asio::awaitable<boost::system::error_code> shutdown();
+  // TLS 1.3 KeyUpdate, asking the peer to update its keys too: the next write goes out under
+  // new keys. False when the connection cannot (not TLS 1.3, not connected).
+  bool update_keys();
+  // Plaintext bytes written since the handshake or the last update_keys().
+  std::uint64_t written_since_update() const { return written_since_update_; }
 
  private:
   // Sends everything OpenSSL has written, one flush at a time.
@@ -73,6 +79,7 @@ class TlsSocket {
   SSL* ssl_ = nullptr;
   BIO* network_ = nullptr;  // our end of the pair; OpenSSL holds the other
   bool flushing_ = false;
+  std::uint64_t written_since_update_ = 0;
   asio::steady_timer flushed_;  // waiters for another flush to end (cancelled when it does)
 };
 

@@ -14,6 +14,7 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
+#include <ctime>
 #include <map>
 #include <optional>
 #include <set>
@@ -139,11 +140,49 @@ class LivenessImpl final : public Liveness {
         asio::co_spawn(executor_, write(id, status, store_.state().nodes.at(id).version),
                        base::log_and_count("cluster: node status"));
       }
+      maybe_raise_key_epoch();
       // Forget nodes that left the state.
       for (auto it = seen_.begin(); it != seen_.end();) {
         it = store_.state().nodes.count(it->first) == 0 ? seen_.erase(it) : std::next(it);
       }
     }
+  }
+
+  void maybe_raise_key_epoch() {
+    if (options_.overlay_rekey.count() <= 0 || rekey_pending_) {
+      return;
+    }
+    const auto now = static_cast<std::int64_t>(std::time(nullptr));
+    const auto& state = store_.state();
+    if (state.cluster_id.empty()) {
+      return;  // not bootstrapped yet
+    }
+    // Never raised: count from when this manager first led, not from 1970.
+    if (first_led_ == 0) {
+      first_led_ = now;
+    }
+    const std::int64_t last =
+        state.overlay_key_epoch_at != 0 ? state.overlay_key_epoch_at : first_led_;
+    if (now < last + options_.overlay_rekey.count()) {
+      return;
+    }
+    rekey_pending_ = true;
+    asio::co_spawn(executor_, raise_key_epoch(state.overlay_key_epoch + 1, now),
+                   base::log_and_count("cluster: overlay key epoch"));
+  }
+
+  asio::awaitable<void> raise_key_epoch(std::uint64_t epoch, std::int64_t now) {
+    store::ClusterSettingsUpdate update;
+    update.overlay_key_epoch = epoch;
+    update.overlay_key_epoch_at = now;
+    store::Command command = update;
+    auto result = co_await store_.propose(std::move(command));
+    rekey_pending_ = false;
+    if (!result || !result->ok) {
+      spdlog::info("cluster: could not raise the overlay key epoch to {} (will retry)", epoch);
+      co_return;
+    }
+    spdlog::info("cluster: overlay key epoch {}: nodes rekey their overlay connections", epoch);
   }
 
   asio::awaitable<void> write(std::string id, NodeStatus status, std::uint64_t version) {
@@ -176,6 +215,8 @@ class LivenessImpl final : public Liveness {
   std::map<std::string, Clock::time_point> seen_;
   std::set<std::string> pending_;
   bool stopped_ = false;
+  bool rekey_pending_ = false;
+  std::int64_t first_led_ = 0;  // seconds since the epoch; 0 = not yet
   prometheus::Counter* heartbeats_ = nullptr;
   prometheus::Family<prometheus::Counter>* transitions_ = nullptr;
 };

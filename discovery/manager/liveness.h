@@ -8,6 +8,10 @@
 // down for silence it did not witness. Writes happen only on transitions. A heartbeat must come
 // from the node it names (its certificate's node id; an admin certificate may send any), else
 // 403 (discovery/manager/access.h).
+//
+// The same leader loop raises the overlay's key epoch (ClusterState::overlay_key_epoch) every
+// `overlay_rekey` (cluster.overlay_rekey_s), counted from the last raise as stored, so a new
+// leader keeps the schedule; every node then rekeys its encrypted overlay connections.
 
 #include "admin/admin_server.h"
 #include "discovery/store/store.h"
@@ -23,8 +27,9 @@ namespace routemesh::discovery::manager {
 struct LivenessOptions {
   std::chrono::milliseconds down_after{5'000};
   std::chrono::milliseconds check_every{200};
-  std::string self_id;     // this manager's node id (always alive to itself)
-  std::string cluster_id;  // certificates of other clusters are refused
+  std::string self_id;                    // this manager's node id (always alive to itself)
+  std::string cluster_id;                 // certificates of other clusters are refused
+  std::chrono::seconds overlay_rekey{0};  // 0: the epoch is never raised
   prometheus::Registry* registry = nullptr;
 };
 

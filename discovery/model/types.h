@@ -108,6 +108,11 @@ struct ClusterState {
   // anyone join.
   std::string worker_token_hash;
   std::string manager_token_hash;
+  // The overlay's key epoch: the leader raises it every cluster.overlay_rekey_s, and every
+  // node then updates the keys of its encrypted overlay connections (TLS 1.3 KeyUpdate) before
+  // they carry more data. `overlay_key_epoch_at`: when it was raised, seconds since the epoch.
+  std::uint64_t overlay_key_epoch = 0;
+  std::int64_t overlay_key_epoch_at = 0;
   std::map<std::string, Node> nodes;
   std::map<std::string, Network> networks;
   std::map<std::string, Service> services;

@@ -207,6 +207,12 @@ json::object command_to_json(const Command& command) {
                    if (c.manager_token_hash) {
                      o["manager_token_hash"] = *c.manager_token_hash;
                    }
+                   if (c.overlay_key_epoch) {
+                     o["overlay_key_epoch"] = *c.overlay_key_epoch;
+                   }
+                   if (c.overlay_key_epoch_at) {
+                     o["overlay_key_epoch_at"] = *c.overlay_key_epoch_at;
+                   }
                  },
                  [&](const PolicyCreate& c) { policy_command_json(o, c); },
                  [&](const PolicyDelete& c) { policy_command_json(o, c); },
@@ -350,9 +356,20 @@ DecodeResult command_from_json(const json::value& value) {
     std::string pool;
     std::string worker;
     std::string manager;
-    if (r.only({"op", "cluster_id", "subnet_pool", "worker_token_hash", "manager_token_hash"}) &&
+    std::uint64_t epoch = 0;
+    std::uint64_t epoch_at = 0;
+    if (r.only({"op", "cluster_id", "subnet_pool", "worker_token_hash", "manager_token_hash",
+                "overlay_key_epoch", "overlay_key_epoch_at"}) &&
         r.string("cluster_id", id) && r.string("subnet_pool", pool) &&
-        r.string("worker_token_hash", worker) && r.string("manager_token_hash", manager)) {
+        r.string("worker_token_hash", worker) && r.string("manager_token_hash", manager) &&
+        r.uint("overlay_key_epoch", epoch, std::numeric_limits<std::uint64_t>::max()) &&
+        r.uint("overlay_key_epoch_at", epoch_at, std::numeric_limits<std::int64_t>::max())) {
+      if (r.find("overlay_key_epoch") != nullptr) {
+        c.overlay_key_epoch = epoch;
+      }
+      if (r.find("overlay_key_epoch_at") != nullptr) {
+        c.overlay_key_epoch_at = static_cast<std::int64_t>(epoch_at);
+      }
       if (r.find("cluster_id") != nullptr) {
         c.cluster_id = std::move(id);
       }

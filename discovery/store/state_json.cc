@@ -229,6 +229,10 @@ json::object to_json(const ClusterState& state) {
   if (!state.manager_token_hash.empty()) {
     o["manager_token_hash"] = state.manager_token_hash;
   }
+  if (state.overlay_key_epoch != 0) {  // absent until the first raise, as the token hashes
+    o["overlay_key_epoch"] = state.overlay_key_epoch;
+    o["overlay_key_epoch_at"] = state.overlay_key_epoch_at;
+  }
   auto list = [](const auto& map) {
     json::array a;
     for (const auto& [key, object] : map) {
@@ -600,7 +604,12 @@ std::optional<ClusterState> state_from_json(const json::value& value) {
   FieldReader r(value, "", error);
   ClusterState state;
   r.only({"revision", "cluster_id", "subnet_pool", "worker_token_hash", "manager_token_hash",
-          "nodes", "networks", "services", "tasks", "policies", "revoked", "ingress_certs"});
+          "overlay_key_epoch", "overlay_key_epoch_at", "nodes", "networks", "services", "tasks",
+          "policies", "revoked", "ingress_certs"});
+  std::uint64_t epoch_at = 0;
+  r.uint("overlay_key_epoch", state.overlay_key_epoch, std::numeric_limits<std::uint64_t>::max());
+  r.uint("overlay_key_epoch_at", epoch_at, std::numeric_limits<std::int64_t>::max());
+  state.overlay_key_epoch_at = static_cast<std::int64_t>(epoch_at);
   r.uint("revision", state.revision, std::numeric_limits<std::uint64_t>::max(), true);
   r.string("cluster_id", state.cluster_id);
   r.string("subnet_pool", state.subnet_pool);

@@ -303,9 +303,20 @@ class Applier {
   }
 
   ApplyResult operator()(const ClusterSettingsUpdate& c) {
-    if (!c.cluster_id && !c.subnet_pool && !c.worker_token_hash && !c.manager_token_hash) {
+    if (!c.cluster_id && !c.subnet_pool && !c.worker_token_hash && !c.manager_token_hash &&
+        !c.overlay_key_epoch) {
       return failure(errc::invalid, "",
-                     "nothing to update: give cluster_id, subnet_pool or a token hash");
+                     "nothing to update: give cluster_id, subnet_pool, a token hash or "
+                     "overlay_key_epoch");
+    }
+    if (c.overlay_key_epoch.has_value() != c.overlay_key_epoch_at.has_value()) {
+      return failure(errc::invalid, "overlay_key_epoch_at",
+                     "overlay_key_epoch and overlay_key_epoch_at go together");
+    }
+    if (c.overlay_key_epoch && *c.overlay_key_epoch <= state_.overlay_key_epoch) {
+      return failure(errc::conflict, "overlay_key_epoch",
+                     "the overlay key epoch is already " +
+                         std::to_string(state_.overlay_key_epoch) + "; a new one must be greater");
     }
     for (const auto& [field, hash] : {std::pair{"worker_token_hash", &c.worker_token_hash},
                                       std::pair{"manager_token_hash", &c.manager_token_hash}}) {
@@ -340,6 +351,10 @@ class Applier {
     }
     if (c.manager_token_hash) {
       state_.manager_token_hash = *c.manager_token_hash;
+    }
+    if (c.overlay_key_epoch) {
+      state_.overlay_key_epoch = *c.overlay_key_epoch;
+      state_.overlay_key_epoch_at = *c.overlay_key_epoch_at;
     }
     state_.revision = next_revision();
     return success(state_, json::object{{"cluster_id", state_.cluster_id},
@@ -403,8 +418,8 @@ class Applier {
     return success(state_, to_json(stored));
   }
 
-  // The manager that proposed it checked the PEM (tls::check_ingress_certificate); apply checks only
-  // what it can without parsing certificates, so the state machine stays free of libcrypto.
+  // The manager that proposed it checked the PEM (tls::check_ingress_certificate); apply checks
+  // only what it can without parsing certificates, so the state machine stays free of libcrypto.
   ApplyResult operator()(const IngressCertSet& c) {
     IngressCert cert = c.cert;
     if (!base::is_certificate_host(cert.host)) {

@@ -68,6 +68,10 @@ struct ClusterSettingsUpdate {
   // the old one stops working once this applies.
   std::optional<std::string> worker_token_hash;
   std::optional<std::string> manager_token_hash;
+  // The overlay's next key epoch (greater than the current one) and when it was raised
+  // (seconds since the epoch, set by the proposer; both or neither).
+  std::optional<std::uint64_t> overlay_key_epoch;
+  std::optional<std::int64_t> overlay_key_epoch_at;
 };
 
 // "policy.create" / "policy.delete": service-to-service rules (discovery/model/policy.h).

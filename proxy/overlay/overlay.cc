@@ -111,7 +111,7 @@ asio::awaitable<error_code> secure_outgoing(Worker& w, LiveConn& conn, tcp::sock
     co_return expired ? error_code(asio::error::timed_out)
                       : (ec ? ec : error_code(asio::error::operation_aborted));
   }
-  auto inner = bridge_tls(w, std::move(stream), tls, true);
+  auto inner = bridge_tls(w, std::move(stream), tls, true, tls->rekey_bytes);
   if (!inner) {
     co_return inner.error();
   }
@@ -177,7 +177,7 @@ asio::awaitable<bool> secure_incoming(Worker& w, tcp::socket& socket) {
     stream->next_layer().close(ignored);
     co_return false;
   }
-  auto inner = bridge_tls(w, std::move(stream), tls, true);
+  auto inner = bridge_tls(w, std::move(stream), tls, true, tls->rekey_bytes);
   if (!inner) {
     co_return false;
   }

@@ -36,7 +36,8 @@ namespace routemesh::proxy {
 struct OverlayTls {
   std::shared_ptr<boost::asio::ssl::context> server;  // accepted streams
   std::shared_ptr<boost::asio::ssl::context> client;  // streams to other nodes
-  std::string cluster_id;  // a peer's certificate must name a node of this cluster
+  std::string cluster_id;         // a peer's certificate must name a node of this cluster
+  std::uint64_t rekey_bytes = 0;  // cluster.overlay_rekey_bytes (0: rekey on epochs only)
 };
 
 // Spare overlay connections of one proxy thread, by peer. Worker thread only.

@@ -433,8 +433,10 @@ class OverlayTest(unittest.TestCase):
         seen = {self.c.nodes[0].served_by("rolling.overlay.test") for _ in range(9)}
         self.assertLessEqual(seen, {"v2-1", "v2-3"})
 
-class FreshClusterTest(unittest.TestCase):
-    """A cluster per test (nodes are killed or stopped), with fast heartbeats."""
+class FreshClusterBase(unittest.TestCase):
+    """A cluster per test (nodes are killed or stopped), with fast heartbeats and the cluster
+    settings in `options`."""
+    options = {}
 
     def setUp(self):
         self.netns = self.c = None
@@ -446,7 +448,7 @@ class FreshClusterTest(unittest.TestCase):
             for k, ns in enumerate(self.netns.names, start=1):
                 cluster._ip("-n", ns, "addr", "add", f"{task_ip(k)}/32", "dev", "lo")
             self.c = cluster.Cluster(None, ["manager", "worker", "worker"], netns=self.netns,
-                                     heartbeat_ms=100, node_down_after_ms=800)
+                                     heartbeat_ms=100, node_down_after_ms=800, **self.options)
             self.c.start()
         except BaseException:
             self.tearDown()
@@ -458,6 +460,9 @@ class FreshClusterTest(unittest.TestCase):
         if self.netns is not None:
             self.netns.close()
 
+
+
+class FreshClusterTest(FreshClusterBase):
     def node_status(self, name):
         s, b = self.c.leader().get("/v1/nodes")
         self.assertEqual(s, 200, b)
@@ -574,6 +579,62 @@ class FreshClusterTest(unittest.TestCase):
         self.assertEqual([(v["vip"], v["port"], v["service"]) for v in b["udp_vips"]],
                          [(vip, ECHO_PORT, "udpvip")])
 
+
+
+class OverlayRekeyTest(FreshClusterBase):
+    """Encrypted overlay connections get new keys when the leader raises the key epoch (every
+    second here) and after 256 KiB sent, while one stream keeps flowing."""
+    options = {"overlay_rekey_s": 1, "overlay_rekey_bytes": 256 * 1024}
+
+    def test_a_long_stream_survives_key_updates_by_epoch_and_by_bytes(self):
+        here = os.path.dirname(os.path.abspath(__file__))
+        n1, n2 = self.c.nodes[0], self.c.nodes[1]
+        echo = harness.Proc(self.netns.prefix_args(n2.ip) +
+                            [sys.executable, os.path.join(here, "ns_echo.py"), task_ip(2),
+                             str(ECHO_PORT)])
+        try:
+            echo.wait_line(r"listening on", which="out")
+            lead = self.c.leader()
+            s, b = lead.api("POST", "/v1/services", {
+                "name": "rekey", "ports": [{"published": L4_PORT, "target": ECHO_PORT}]})
+            self.assertEqual(s, 201, b)
+            s, b = lead.api("POST", "/v1/tasks", {"service": "rekey", "node": "n2",
+                                                  "address": f"{task_ip(2)}:{ECHO_PORT}"})
+            self.assertEqual(s, 201, b)
+            conn = harness.wait_until(lambda: OverlayTest._connect(n1.ip, L4_PORT), timeout=10,
+                                      what="the published port open on n1")
+            epochs = lambda: sum(metric(n, "routemesh_overlay_key_updates_total", reason="epoch")
+                                 for n in (n1, n2))
+            by_bytes = lambda: sum(metric(n, "routemesh_overlay_key_updates_total",
+                                          reason="bytes") for n in (n1, n2))
+            sent = 0
+            try:
+                conn.settimeout(10)
+                deadline = time.monotonic() + 20
+                k = 0
+                # 64 KiB at a time, each echoed back whole, until both kinds of update happened
+                # (epochs need a few seconds) and at least 2 MiB went each way.
+                while time.monotonic() < deadline and (epochs() < 2 or by_bytes() < 2
+                                                       or sent < (2 << 20)):
+                    chunk = bytes((k * 7 + i) % 251 for i in range(256)) * 256
+                    conn.sendall(chunk)
+                    got = b""
+                    while len(got) < len(chunk):
+                        part = conn.recv(len(chunk) - len(got))
+                        self.assertTrue(part, f"the stream ended after {sent} bytes")
+                        got += part
+                    self.assertEqual(got, chunk, f"chunk {k} came back different")
+                    sent += len(chunk)
+                    k += 1
+                    time.sleep(0.05)
+            finally:
+                conn.close()
+            self.assertGreaterEqual(epochs(), 2, "no key update for a new epoch")
+            self.assertGreaterEqual(by_bytes(), 2, "no key update after 256 KiB")
+            print(f"\n  {sent >> 10} KiB each way on one stream; key updates: "
+                  f"{epochs():.0f} for epochs, {by_bytes():.0f} for bytes", flush=True)
+        finally:
+            echo.stop()
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -339,3 +339,51 @@ TEST_CASE("a TCP end without close_notify reads as a truncated stream", "[tls][s
   CHECK(got->first == asio::ssl::error::stream_truncated);
   CHECK(got->second == "partial");
 }
+
+TEST_CASE("a TLS socket updates its keys mid-stream and the peer reads on", "[tls][socket]") {
+  Contexts ctx;
+  asio::io_context io;
+  auto [a, b] = connected(io);
+  tls::TlsSocket client(std::move(a), *ctx.client, tls::kTlsBulkRing);
+  tls::TlsSocket server(std::move(b), *ctx.server, tls::kTlsBulkRing);
+  const std::string first = pattern(300000, 4);
+  const std::string second = pattern(200000, 5);
+  std::optional<std::pair<error_code, std::string>> got, echoed;
+  std::optional<bool> updated;
+  std::uint64_t written_before = 0;
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        const error_code hs = co_await server.handshake(true);
+        REQUIRE_FALSE(hs);
+        got = co_await read_all(server, first.size() + second.size());
+        // The client asked us to update ours too: our answer goes out under new keys.
+        const error_code wec = co_await server.write(asio::buffer(second));
+        CHECK_FALSE(wec);
+      },
+      asio::detached);
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        const error_code hs = co_await client.handshake(false);
+        REQUIRE_FALSE(hs);
+        error_code ec = co_await client.write(asio::buffer(first));
+        CHECK_FALSE(ec);
+        written_before = client.written_since_update();
+        updated = client.update_keys();
+        ec = co_await client.write(asio::buffer(second));
+        CHECK_FALSE(ec);
+        echoed = co_await read_all(client, second.size());
+      },
+      asio::detached);
+  REQUIRE(test::run_until(
+      io, [&] { return echoed.has_value(); }, std::chrono::seconds(10)));
+  CHECK(written_before == first.size());
+  CHECK(*updated);
+  CHECK(client.written_since_update() == second.size());
+  REQUIRE(got);
+  CHECK_FALSE(got->first);
+  CHECK(got->second == first + second);
+  CHECK_FALSE(echoed->first);
+  CHECK(echoed->second == second);
+}

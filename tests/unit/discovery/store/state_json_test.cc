@@ -194,6 +194,7 @@ TEST_CASE("every command survives encode/decode and keeps its op name") {
       ClusterSettingsUpdate{std::nullopt, "10.1.0.0/16"},
       ClusterSettingsUpdate{std::nullopt, std::nullopt, std::string(64, 'a'), std::nullopt},
       ClusterSettingsUpdate{std::nullopt, std::nullopt, std::nullopt, std::string(64, 'b')},
+      ClusterSettingsUpdate{std::nullopt, std::nullopt, std::nullopt, std::nullopt, 3, 1700000000},
   };
   for (const auto& c : commands) {
     const std::string text = encode_command(c);

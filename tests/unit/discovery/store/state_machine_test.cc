@@ -487,6 +487,30 @@ TEST_CASE("cluster.settings replaces one join token's hash at a time") {
         "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
 }
 
+TEST_CASE("cluster.settings raises the overlay key epoch, never lowers it") {
+  ClusterState state = initial_state();
+  ok(state, R"({"op":"cluster.settings","overlay_key_epoch":1,"overlay_key_epoch_at":1700000000})");
+  CHECK(state.overlay_key_epoch == 1);
+  CHECK(state.overlay_key_epoch_at == 1700000000);
+  const auto revision = state.revision;
+  Error e = rejected(
+      state,
+      R"({"op":"cluster.settings","overlay_key_epoch":1,"overlay_key_epoch_at":1700000009})");
+  CHECK(e.code == errc::conflict);  // two managers raising it at once: one wins
+  CHECK(e.field == "overlay_key_epoch");
+  e = rejected(state, R"({"op":"cluster.settings","overlay_key_epoch":2})");
+  CHECK(e.code == errc::invalid);
+  CHECK(e.field == "overlay_key_epoch_at");
+  CHECK(state.revision == revision);
+  ok(state, R"({"op":"cluster.settings","overlay_key_epoch":5,"overlay_key_epoch_at":1700000100})");
+  CHECK(state.overlay_key_epoch == 5);
+  // It survives a snapshot.
+  auto back = decode_state(encode_state(state));
+  REQUIRE(back.has_value());
+  CHECK(back->overlay_key_epoch == 5);
+  CHECK(back->overlay_key_epoch_at == 1700000100);
+}
+
 TEST_CASE("IPAM exhaustion: a full pool and a full network are conflicts") {
   ClusterState state = initial_state();
   ok(state, R"({"op":"cluster.settings","subnet_pool":"10.30.0.0/23"})");
