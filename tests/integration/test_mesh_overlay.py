@@ -601,8 +601,21 @@ class OverlayRekeyTest(FreshClusterBase):
             s, b = lead.api("POST", "/v1/tasks", {"service": "rekey", "node": "n2",
                                                   "address": f"{task_ip(2)}:{ECHO_PORT}"})
             self.assertEqual(s, 201, b)
-            conn = harness.wait_until(lambda: OverlayTest._connect(n1.ip, L4_PORT), timeout=10,
-                                      what="the published port open on n1")
+            def echoing():  # a connection through n1 that the task on n2 answers
+                c = OverlayTest._connect(n1.ip, L4_PORT)
+                if c is None:
+                    return None
+                try:
+                    c.settimeout(2)
+                    c.sendall(b"ping")
+                    if c.recv(4) == b"ping":
+                        return c
+                except OSError:
+                    pass
+                c.close()
+                return None
+            conn = harness.wait_until(echoing, timeout=15,
+                                      what="n1 relaying to the task on n2 through the overlay")
             epochs = lambda: sum(metric(n, "routemesh_overlay_key_updates_total", reason="epoch")
                                  for n in (n1, n2))
             by_bytes = lambda: sum(metric(n, "routemesh_overlay_key_updates_total",
