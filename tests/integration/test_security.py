@@ -534,7 +534,11 @@ class SecurityTest(unittest.TestCase):
         harness.wait_until(lambda: self.overlay_answer(target, m) == b"", timeout=15,
                            what="the revoked node's overlay stream refused")
         self.assertGreater(self.overlay_refusals(target, "tls"), before)
+        # Removed as well: a stopped member turns `down` after node_down_after_ms, a store write
+        # that would land inside a later test's "store unchanged" window.
         m.stop()
+        s, b = self.c.leader().api("DELETE", f"/v1/nodes/{m.id}")
+        self.assertEqual(s, 200, b)
 
     def test_zz_a_manager_that_joined_signs_joins_when_it_leads(self):
         # The CA key travelled with the manager token: when the first manager is gone, the new
