@@ -13,6 +13,7 @@
 #include "proxy/http/routing_key.h"
 #include "proxy/l4/splice.h"
 #include "proxy/l4/tunnel.h"
+#include "proxy/tls_bridge.h"
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
@@ -131,21 +132,33 @@ struct ErrorAnswer {
 
 class Session {
  public:
-  // `https`: the connection is the inner end of the HTTPS port's socketpair (https_session.h);
-  // `proxied` then names the real client and the HTTPS port, and X-Forwarded-Proto is https.
   Session(Worker& w, tcp::socket socket,
           std::optional<mesh::overlay::ProxiedAddresses> proxied = std::nullopt,
-          std::string leftover = {}, bool https = false)
+          std::string leftover = {})
+      : Session(w, std::move(socket), nullptr, std::move(proxied), std::move(leftover)) {}
+
+  // The HTTPS port's connection, handshake done: requests are read from and answers written
+  // to `tls`; `keep` (its context) lives as long as it. `proxied` names the real client and the
+  // HTTPS port, and X-Forwarded-Proto is https.
+  Session(Worker& w, std::unique_ptr<TlsStream> tls, std::shared_ptr<const void> keep,
+          mesh::overlay::ProxiedAddresses proxied)
+      : Session(w, tcp::socket(w.io()), std::move(tls), std::move(proxied), std::string{}) {
+    tls_keep_ = std::move(keep);
+  }
+
+  Session(Worker& w, tcp::socket socket, std::unique_ptr<TlsStream> tls,
+          std::optional<mesh::overlay::ProxiedAddresses> proxied, std::string leftover)
       : worker_(w),
         client_(std::move(socket)),
+        tls_(std::move(tls)),
         upstream_(w.io()),
         live_guard_(w, live_),
         request_parser_(w.take_request_parser()) {
-    https_ = https;
-    live_.down = &client_;
+    https_ = tls_ != nullptr;
+    live_.down = tls_ ? &tls_->next_layer() : &client_;
     client_in_.data = w.take_client_buffer();
     boost::system::error_code ec;
-    if (https) {  // a socketpair: no TCP options, no addresses of its own
+    if (tls_) {  // the TCP options and addresses were taken care of by the HTTPS port
       local_port_ = proxied ? proxied->dst_port : 0;
     } else {
       client_.set_option(tcp::no_delay(true), ec);
@@ -204,6 +217,10 @@ class Session {
   // session, which closes the connection.
   static void park(std::unique_ptr<Session> s);
   static void wake(std::unique_ptr<Session> s, const error_code& ec);
+  // The end of an HTTPS connection that was not killed: close_notify, then at most 1 s for the
+  // client's (what it still sends is discarded), so the last answer is not cut by a reset.
+  static asio::awaitable<void> close_tls(std::unique_ptr<Session> s);
+  bool closes_tls() const { return tls_ != nullptr && !live_.killed; }
 
  private:
   // What after_attempt() decided.
@@ -224,6 +241,32 @@ class Session {
   template <class Buffers>
   asio::awaitable<bool> write_to_client(const Buffers& buffers);
 
+  // The client's byte stream, plain or TLS. Not coroutines: each returns the operation's own
+  // awaitable, so a plain connection pays no extra frame.
+  asio::awaitable<std::tuple<error_code, std::size_t>> read_client(asio::mutable_buffer b) {
+    if (tls_) {
+      return tls_->read_some(b);
+    }
+    return client_.async_read_some(b, kTuple);
+  }
+  asio::awaitable<std::tuple<error_code, std::size_t>> write_client(asio::const_buffer b) {
+    if (tls_) {
+      return tls_->write(b, asio::const_buffer());
+    }
+    return asio::async_write(client_, b, kTuple);
+  }
+  asio::awaitable<std::tuple<error_code, std::size_t>> write_client(
+      const std::array<asio::const_buffer, 2>& b) {
+    if (tls_) {
+      return tls_->write(b[0], b[1]);
+    }
+    return asio::async_write(client_, b, kTuple);
+  }
+  // Reads what the client sent already, without waiting: bytes, 0 for nothing yet, -1 when it
+  // closed or failed. HTTPS: what the socket holds is decrypted if it completes a record.
+  asio::awaitable<long> read_client_now();
+  tcp::socket& client_socket() { return tls_ ? tls_->next_layer() : client_; }
+
   // Synchronous steps.
   bool begin_request();
   AfterAttempt after_attempt(const error_code& failure);
@@ -237,7 +280,9 @@ class Session {
   void end_request();
 
   Worker& worker_;
-  tcp::socket client_;
+  tcp::socket client_;              // a plain connection's; unused (closed) for HTTPS
+  std::unique_ptr<TlsStream> tls_;  // an HTTPS connection's, until an upgrade bridges it
+  std::shared_ptr<const void> tls_keep_;
   tcp::socket upstream_;
   LiveConn live_;  // this connection in the worker's registry: deadline, cancellation
   LiveGuard live_guard_;
@@ -245,7 +290,7 @@ class Session {
   bool trusted_peer_ = false;     // node.trusted_proxies holds the peer: its X-Forwarded-* count
   std::uint16_t local_port_ = 0;  // the published port the client connected to
   asio::ip::address client_address_;  // the client policies judge (peer, or PROXY header's)
-  bool https_ = false;                // decrypted by the HTTPS port: X-Forwarded-Proto https
+  bool https_ = false;                // terminated by the HTTPS port: X-Forwarded-Proto https
   // The client and port named by a PROXY header or the HTTPS port (the socket's own addresses
   // otherwise): what an overlay preamble carries.
   std::optional<mesh::overlay::ProxiedAddresses> origin_;
@@ -271,8 +316,7 @@ asio::awaitable<bool> Session::run(bool woken) {
       // Parked until the socket became readable: the next request, or EOF.
       woken = false;
       client_in_.data = worker_.take_client_buffer();
-      auto [ec, n] = co_await client_.async_read_some(
-          asio::buffer(client_in_.data.get(), kClientBufferSize), kTuple);
+      auto [ec, n] = co_await read_client(asio::buffer(client_in_.data.get(), kClientBufferSize));
       if (ec || live_.expired || worker_.draining()) {
         co_return false;  // closed (EOF was what made it readable) or shutdown
       }
@@ -298,12 +342,22 @@ asio::awaitable<bool> Session::run(bool woken) {
       // The next request may be here already (the client pipelines or is quick): read it
       // into the buffer we hold. Otherwise the buffer goes back too while we wait for the
       // socket to become readable (an async_wait, which needs no buffer).
-      const ssize_t got =
-          ::recv(client_.native_handle(), client_in_.data.get(), kClientBufferSize, MSG_DONTWAIT);
-      if (got == 0 || (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+      long got = 0;
+      if (tls_) {
+        got = co_await read_client_now();
+      } else {
+        got =
+            ::recv(client_.native_handle(), client_in_.data.get(), kClientBufferSize, MSG_DONTWAIT);
+        if (got == 0 || (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+          got = -1;
+        } else if (got < 0) {
+          got = 0;
+        }
+      }
+      if (got < 0) {
         co_return false;  // closed or reset: close quietly
       }
-      if (got <= 0) {
+      if (got == 0) {
         worker_.give_client_buffer(std::move(client_in_.data));
         live_.idle = true;
         live_.arm(Clock::now(), worker_.timeouts().idle);
@@ -329,8 +383,7 @@ asio::awaitable<bool> Session::run(bool woken) {
         break;
       }
       client_in_.clear();
-      auto [ec, n] = co_await client_.async_read_some(
-          asio::buffer(client_in_.data.get(), kClientBufferSize), kTuple);
+      auto [ec, n] = co_await read_client(asio::buffer(client_in_.data.get(), kClientBufferSize));
       if (live_.killed) {
         co_return false;
       }
@@ -373,7 +426,7 @@ http::FeedResult Session::feed_response_body() {
 template <class Buffers>
 asio::awaitable<bool> Session::write_to_client(const Buffers& buffers) {
   live_.arm(Clock::now(), worker_.timeouts().idle);
-  auto [ec, n] = co_await asio::async_write(client_, buffers, kTuple);
+  auto [ec, n] = co_await write_client(buffers);
   request_.bytes_out += n;
   co_return !ec && !live_.expired;
 }
@@ -906,8 +959,7 @@ asio::awaitable<error_code> Session::stream_request_body() {
     if (body_deadlines) {
       arm_body_deadline();
     }
-    auto [ec, n] = co_await client_.async_read_some(
-        asio::buffer(client_in_.data.get(), kClientBufferSize), kTuple);
+    auto [ec, n] = co_await read_client(asio::buffer(client_in_.data.get(), kClientBufferSize));
     if (live_.killed) {
       co_return errc::killed;
     }
@@ -1039,8 +1091,7 @@ asio::awaitable<error_code> Session::read_response() {
         }
         if (r.consumed > 0) {
           live_.arm(Clock::now(), worker_.timeouts().idle);
-          auto [ec, n] = co_await asio::async_write(
-              client_, asio::buffer(upstream_in_.unread(), r.consumed), kTuple);
+          auto [ec, n] = co_await write_client(asio::buffer(upstream_in_.unread(), r.consumed));
           request_.bytes_out += n;
           if (ec || live_.expired) {
             co_return errc::client_gone;
@@ -1113,7 +1164,7 @@ asio::awaitable<error_code> Session::read_response() {
                                                    asio::buffer(upstream_in_.unread(), b.consumed)};
       upstream_in_.begin += b.consumed;
       live_.arm(Clock::now(), worker_.timeouts().idle);
-      auto [ec, n] = co_await asio::async_write(client_, bufs, kTuple);
+      auto [ec, n] = co_await write_client(bufs);
       request_.bytes_out += n;
       if (ec || live_.expired) {
         co_return errc::client_gone;
@@ -1127,7 +1178,8 @@ asio::awaitable<error_code> Session::read_response() {
       }
       // A large Content-Length body needs no parsing: splice the rest socket to socket.
       const auto& fh = parser.head();
-      if (fh.body == http::BodyKind::content_length && upstream_in_.empty() &&
+      // (Not into TLS, which must see every byte.)
+      if (!tls_ && fh.body == http::BodyKind::content_length && upstream_in_.empty() &&
           fh.content_length - b.consumed >= kSpliceBodyMin) {
         const std::uint64_t rest = fh.content_length - b.consumed;
         const SpliceExactResult sr = co_await splice_exact(worker_, live_, upstream_, client_, rest,
@@ -1163,6 +1215,18 @@ asio::awaitable<error_code> Session::relay_upgrade() {
   upstream_in_.begin = upstream_in_.end;
   const asio::const_buffer to_upstream(client_in_.unread(), client_in_.unread_size());
   client_in_.begin = client_in_.end;
+  if (tls_) {
+    // The tunnel moves bytes socket to socket: an HTTPS connection is bridged to a socketpair
+    // (proxy/tls_bridge.h) from here on, which decrypts what the client sends after the head
+    // too. The bridge closes the TLS connection when the tunnel ends.
+    auto inner = bridge_tls(worker_, std::move(tls_), std::move(tls_keep_));
+    if (!inner) {
+      close_upstream();
+      co_return errc::local_resources;
+    }
+    client_ = std::move(*inner);
+    live_.down = &client_;
+  }
   const TunnelResult t =
       co_await run_tunnel(worker_, live_, client_, upstream_, to_client, to_upstream);
   request_.bytes_in += t.to_upstream;
@@ -1180,11 +1244,31 @@ asio::awaitable<void> serve(std::unique_ptr<Session> s, bool woken) {
   const bool park = co_await s->run(woken);
   if (park) {
     Session::park(std::move(s));
+  } else if (s->closes_tls()) {
+    co_await Session::close_tls(std::move(s));
   }
 }
 
+asio::awaitable<long> Session::read_client_now() {
+  if (!tls_->has_input()) {
+    const long got = tls_->fill_now();
+    if (got <= 0) {
+      co_return got;
+    }
+  }
+  // Ciphertext is here; a record that is not complete yet waits for the rest.
+  auto [ec, n] = co_await tls_->read_some(asio::buffer(client_in_.data.get(), kClientBufferSize));
+  co_return ec ? -1 : static_cast<long>(n);
+}
+
+asio::awaitable<void> Session::close_tls(std::unique_ptr<Session> s) {
+  s->live_.idle = false;
+  s->live_.arm(Clock::now(), std::chrono::seconds(1));
+  co_await s->tls_->shutdown();
+}
+
 void Session::park(std::unique_ptr<Session> s) {
-  tcp::socket& socket = s->client_;
+  tcp::socket& socket = s->client_socket();
   socket.async_wait(tcp::socket::wait_read, [s = std::move(s)](const error_code& ec) mutable {
     Session::wake(std::move(s), ec);
   });
@@ -1192,10 +1276,15 @@ void Session::park(std::unique_ptr<Session> s) {
 
 void Session::wake(std::unique_ptr<Session> s, const error_code& ec) {
   s->live_.idle = false;
-  if (ec || s->live_.expired || s->worker_.draining()) {
-    return;  // idle timeout, shutdown or an error: `s` closes the connection
-  }
   Worker& w = s->worker_;
+  if (ec || s->live_.expired || w.draining()) {
+    // Idle timeout, drain or an error: `s` closes the connection (HTTPS: after close_notify).
+    if (s->closes_tls()) {
+      asio::co_spawn(w.io(), Session::close_tls(std::move(s)),
+                     base::log_and_count("proxy: https close", &w.metrics().session_errors));
+    }
+    return;
+  }
   asio::co_spawn(w.io(), serve(std::move(s), true),
                  base::log_and_count("proxy: http session", &w.metrics().session_errors));
 }
@@ -1242,11 +1331,11 @@ asio::awaitable<void> run_http_session_after_preface(Worker& w, tcp::socket sock
 
 }  // namespace
 
-void start_https_inner_session(Worker& w, tcp::socket inner,
-                               mesh::overlay::ProxiedAddresses client) {
-  auto s = std::make_unique<Session>(w, std::move(inner), std::move(client), std::string{}, true);
-  asio::co_spawn(w.io(), serve(std::move(s), false),
-                 base::log_and_count("proxy: http session", &w.metrics().session_errors));
+asio::awaitable<void> run_https_http_session(Worker& w, std::unique_ptr<TlsStream> tls,
+                                             std::shared_ptr<const void> keep,
+                                             mesh::overlay::ProxiedAddresses client) {
+  auto s = std::make_unique<Session>(w, std::move(tls), std::move(keep), std::move(client));
+  co_await serve(std::move(s), false);
 }
 
 asio::awaitable<void> run_http_session(Worker& w, tcp::socket socket) {

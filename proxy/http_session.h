@@ -8,6 +8,12 @@
 
 #include <boost/asio/awaitable.hpp>
 
+#include <memory>
+
+namespace routemesh::tls {
+class TlsSocket;
+}
+
 namespace routemesh::proxy {
 
 // Started by the worker's accept loop with co_spawn; owns the socket. `w` outlives every
@@ -15,11 +21,12 @@ namespace routemesh::proxy {
 // failures; an exception is a bug and ends only this connection.
 asio::awaitable<void> run_http_session(Worker& w, tcp::socket socket);
 
-// The HTTPS port's decrypted side: `inner` is one end of a socketpair whose other end carries
-// the client's plaintext (https_session.h); `client` names the real client (src) and the
-// HTTPS port (dst). Starts a session on it, served like any HTTP connection, with
-// X-Forwarded-Proto: https.
-void start_https_inner_session(Worker& w, tcp::socket inner,
-                               mesh::overlay::ProxiedAddresses client);
+// The HTTPS port's terminated connection (https_session.h), its handshake done: served like any
+// HTTP connection, reading and writing through `tls` (no splice; an upgraded connection's
+// tunnel runs over a bridge, tls_bridge.h), with X-Forwarded-Proto: https. `client` names the
+// real client (src) and the HTTPS port (dst); `keep` (the TLS context) lives as long as `tls`.
+asio::awaitable<void> run_https_http_session(Worker& w, std::unique_ptr<tls::TlsSocket> tls,
+                                             std::shared_ptr<const void> keep,
+                                             mesh::overlay::ProxiedAddresses client);
 
 }  // namespace routemesh::proxy

@@ -88,16 +88,12 @@ asio::awaitable<void> terminate(Worker& w, tcp::socket socket, std::uint16_t por
   if (SSL_session_reused(stream->native_handle()) == 1) {
     w.metrics().tls_resumed.Increment();
   }
-  auto inner = bridge_tls(w, std::move(stream), std::move(contexts));
-  if (!inner) {
-    co_return;
-  }
   mesh::overlay::ProxiedAddresses client;
   client.src_ip = peer.address().to_string();
   client.src_port = peer.port();
   client.dst_ip = local.address().to_string();
   client.dst_port = port;
-  start_https_inner_session(w, std::move(*inner), std::move(client));
+  co_await run_https_http_session(w, std::move(stream), std::move(contexts), std::move(client));
 }
 
 }  // namespace

@@ -4,13 +4,13 @@
 // - its server name is routed by SNI (a service labelled mesh.sni): the connection is spliced
 //   to that service at layer 4, the TLS untouched (passthrough; l4/l4_session.h);
 // - otherwise TLS is terminated here with the certificate the cluster stores for the name
-//   (tls/ingress_context.h). The decrypted bytes go through a socketpair to an ordinary HTTP
-//   session (http_session.h), which sees the real client address and sends
-//   X-Forwarded-Proto: https to the task. A pump moves bytes between the TLS stream and the
-//   socketpair, both ways.
+//   (tls/ingress_context.h), and the connection is served by an ordinary HTTP session
+//   (http_session.h) that reads and writes through the TLS socket, sees the real client
+//   address and sends X-Forwarded-Proto: https to the task.
 //
-// The socketpair keeps one HTTP session for both ports, at the cost of two extra socket calls
-// each way per read; serving the session directly over the TLS stream would save them.
+// The session is the HTTP port's, with three differences: response bodies are copied
+// through TLS where the HTTP port splices them, an upgraded connection (101) is bridged to a
+// socketpair for its tunnel (tls_bridge.h), and the connection ends with close_notify.
 // Connections from node.proxy_protocol_from peers are not read for a PROXY header here.
 
 #include "proxy/worker.h"

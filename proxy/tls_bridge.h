@@ -1,8 +1,9 @@
 #pragma once
 // A TLS connection turned into a plain socket: after its handshake, a pump moves bytes between
 // the TLS stream and one end of a socketpair, and the caller gets the other end, which every
-// byte-moving piece of the proxy already handles (HTTP sessions, splice, overlay streams). The
-// HTTPS port hands it to an HTTP session; the overlay to its stream logic on both sides.
+// byte-moving piece of the proxy already handles (splice, tunnels, overlay streams). The
+// overlay hands it to its stream logic on both sides; the HTTPS port only for an upgraded
+// connection's tunnel (its HTTP session reads and writes the TLS socket itself).
 //
 // The pump, both ways at once: TLS -> socketpair copies decrypted bytes, and the TLS peer's EOF
 // (or close_notify) becomes a half-close of the socketpair; socketpair -> TLS encrypts, each

@@ -8,7 +8,11 @@
 #include <openssl/bio.h>
 #include <openssl/err.h>
 
+#include <sys/socket.h>
+
 #include <algorithm>
+#include <array>
+#include <cerrno>
 #include <climits>
 
 namespace routemesh::tls {
@@ -148,9 +152,10 @@ asio::awaitable<error_code> TlsSocket::handshake(bool server) {
   }
 }
 
-asio::awaitable<std::pair<error_code, std::size_t>> TlsSocket::read_some(asio::mutable_buffer buf) {
+asio::awaitable<std::tuple<error_code, std::size_t>> TlsSocket::read_some(
+    asio::mutable_buffer buf) {
   if (ssl_ == nullptr) {
-    co_return std::pair{error_code(asio::error::no_memory), std::size_t{0}};
+    co_return std::tuple{error_code(asio::error::no_memory), std::size_t{0}};
   }
   const int want = static_cast<int>(std::min<std::size_t>(buf.size(), INT_MAX));
   for (;;) {
@@ -163,29 +168,24 @@ asio::awaitable<std::pair<error_code, std::size_t>> TlsSocket::read_some(asio::m
     if (BIO_ctrl_pending(network_) > 0) {
       // Reading made output (a key update's answer, an alert): send it.
       if (const error_code fec = co_await flush(); fec && !failed && r <= 0) {
-        co_return std::pair{fec, std::size_t{0}};
+        co_return std::tuple{fec, std::size_t{0}};
       }
     }
     if (r > 0) {
-      co_return std::pair{error_code{}, static_cast<std::size_t>(r)};
+      co_return std::tuple{error_code{}, static_cast<std::size_t>(r)};
     }
     if (failed) {
-      co_return std::pair{failed, std::size_t{0}};
+      co_return std::tuple{failed, std::size_t{0}};
     }
     if (e == SSL_ERROR_WANT_READ) {
       if (const error_code rec = co_await fill(); rec) {
-        co_return std::pair{rec, std::size_t{0}};
+        co_return std::tuple{rec, std::size_t{0}};
       }
     }
   }
 }
 
-asio::awaitable<error_code> TlsSocket::write(asio::const_buffer data) {
-  if (ssl_ == nullptr) {
-    co_return error_code(asio::error::no_memory);
-  }
-  const char* p = static_cast<const char*>(data.data());
-  std::size_t left = data.size();
+bool TlsSocket::encrypt(const char*& p, std::size_t& left, error_code& failed) {
   while (left > 0) {
     ERR_clear_error();
     const int r = SSL_write(ssl_, p, static_cast<int>(std::min<std::size_t>(left, INT_MAX)));
@@ -195,17 +195,92 @@ asio::awaitable<error_code> TlsSocket::write(asio::const_buffer data) {
       written_since_update_ += static_cast<std::uint64_t>(r);
       continue;
     }
-    const int e = SSL_get_error(ssl_, r);
-    if (e != SSL_ERROR_WANT_WRITE) {
-      const error_code failed = error_of(r);
-      co_await flush();  // the alert, if OpenSSL wrote one
+    if (SSL_get_error(ssl_, r) != SSL_ERROR_WANT_WRITE) {
+      failed = error_of(r);
+      return false;
+    }
+    return true;  // the ring is full
+  }
+  return true;
+}
+
+asio::awaitable<error_code> TlsSocket::write(asio::const_buffer data) {
+  if (ssl_ == nullptr) {
+    co_return error_code(asio::error::no_memory);
+  }
+  const char* p = static_cast<const char*>(data.data());
+  std::size_t left = data.size();
+  for (;;) {
+    error_code failed;
+    const bool ok = encrypt(p, left, failed);
+    // The ring is full, everything is in, or OpenSSL wrote an alert: send it.
+    const error_code fec = co_await flush();
+    if (!ok) {
       co_return failed;
     }
-    if (const error_code fec = co_await flush(); fec) {  // the ring is full: send it
+    if (fec || left == 0) {
       co_return fec;
     }
   }
-  co_return co_await flush();
+}
+
+asio::awaitable<std::tuple<error_code, std::size_t>> TlsSocket::write(asio::const_buffer first,
+                                                                      asio::const_buffer second) {
+  if (ssl_ == nullptr) {
+    co_return std::tuple{error_code(asio::error::no_memory), std::size_t{0}};
+  }
+  if (first.size() + second.size() <= kCoalesceBytes && first.size() > 0 && second.size() > 0) {
+    coalesced_.assign(static_cast<const char*>(first.data()), first.size());
+    coalesced_.append(static_cast<const char*>(second.data()), second.size());
+    first = asio::buffer(coalesced_);
+    second = asio::const_buffer();
+  }
+  std::array<asio::const_buffer, 2> parts{first, second};
+  std::size_t taken = 0;
+  for (asio::const_buffer& part : parts) {
+    const char* p = static_cast<const char*>(part.data());
+    std::size_t left = part.size();
+    while (left > 0) {
+      error_code failed;
+      const std::size_t before = left;
+      const bool ok = encrypt(p, left, failed);
+      taken += before - left;
+      if (!ok) {
+        co_await flush();  // the alert, if OpenSSL wrote one
+        co_return std::tuple{failed, taken};
+      }
+      if (left > 0) {  // the ring is full: send it
+        if (const error_code fec = co_await flush(); fec) {
+          co_return std::tuple{fec, taken};
+        }
+      }
+    }
+  }
+  const error_code fec = co_await flush();
+  co_return std::tuple{fec, taken};
+}
+
+bool TlsSocket::has_input() const {
+  return ssl_ != nullptr &&
+         (SSL_has_pending(ssl_) == 1 || BIO_ctrl_pending(SSL_get_rbio(ssl_)) > 0);
+}
+
+long TlsSocket::fill_now() {
+  char* space = nullptr;
+  const int room = BIO_nwrite0(network_, &space);
+  if (room <= 0) {
+    return 0;
+  }
+  const ssize_t n =
+      ::recv(socket_.native_handle(), space, static_cast<std::size_t>(room), MSG_DONTWAIT);
+  if (n > 0) {
+    BIO_nwrite(network_, &space, static_cast<int>(n));
+    return static_cast<long>(n);
+  }
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+    return 0;
+  }
+  return -1;
 }
 
 bool TlsSocket::update_keys() {

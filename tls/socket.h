@@ -26,7 +26,8 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <utility>
+#include <string>
+#include <tuple>
 
 namespace routemesh::tls {
 
@@ -55,10 +56,24 @@ class TlsSocket {
 
   asio::awaitable<boost::system::error_code> handshake(bool server);
   // Decrypts into `buf`: at least one byte, or an error (asio::error::eof on close_notify).
-  asio::awaitable<std::pair<boost::system::error_code, std::size_t>> read_some(
+  asio::awaitable<std::tuple<boost::system::error_code, std::size_t>> read_some(
       asio::mutable_buffer buf);
   // Encrypts and sends all of `data`.
   asio::awaitable<boost::system::error_code> write(asio::const_buffer data);
+  // Encrypts and sends all of `first` then `second`, and answers how many plaintext bytes were
+  // taken (all of both unless an error is returned). Together they make one record when they
+  // fit in kCoalesceBytes (an HTTP head and a small body), copied into a buffer of this
+  // connection's; larger ones are encrypted where they are.
+  asio::awaitable<std::tuple<boost::system::error_code, std::size_t>> write(
+      asio::const_buffer first, asio::const_buffer second);
+  static constexpr std::size_t kCoalesceBytes = 4096;
+
+  // Whether a read_some() could make progress without the socket: decrypted bytes, or
+  // ciphertext that came with earlier reads and is not decrypted yet.
+  bool has_input() const;
+  // Moves what the socket holds now into the read ring, without waiting: the bytes moved, 0
+  // when nothing is there (or the ring is full), -1 when the peer closed or the socket failed.
+  long fill_now();
   // Sends close_notify and waits for the peer's (the caller bounds the wait).
   asio::awaitable<boost::system::error_code> shutdown();
   // TLS 1.3 KeyUpdate, asking the peer to update its keys too: the next write goes out under
@@ -74,6 +89,9 @@ class TlsSocket {
   asio::awaitable<boost::system::error_code> fill();
   // The error for a failed SSL_* call that returned `ret`.
   boost::system::error_code error_of(int ret) const;
+  // Encrypts from `p` into the write ring until all `left` bytes are in or the ring is full
+  // (true, p and left advanced), or fails (false, `failed` set).
+  bool encrypt(const char*& p, std::size_t& left, boost::system::error_code& failed);
 
   tcp::socket socket_;
   SSL* ssl_ = nullptr;
@@ -81,6 +99,7 @@ class TlsSocket {
   bool flushing_ = false;
   std::uint64_t written_since_update_ = 0;
   asio::steady_timer flushed_;  // waiters for another flush to end (cancelled when it does)
+  std::string coalesced_;       // write(first, second)'s copy when both are small
 };
 
 }  // namespace routemesh::tls

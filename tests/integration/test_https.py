@@ -10,7 +10,10 @@ openssl command; the cluster stores them with `routemesh cert add`.
   certificate reaches the client);
 - refusals: a wrong key, a certificate for another host, an expired one, a missing file,
   plaintext on the HTTPS port; each is refused with a clear message, counted, and changes
-  nothing."""
+  nothing;
+- the data path inside TLS (one node on 127.0.0.125 from a config file): large bodies both
+  ways, chunked bodies, pipelining, HEAD, the proxy's own errors, an upgrade's tunnel, and
+  close_notify when the proxy closes (after `Connection: close` and after idle_ms)."""
 import http.client
 import json
 import os
@@ -23,6 +26,7 @@ import unittest
 
 import cluster
 import harness
+import scripted_backend
 
 FIRST_IP = "127.0.0.121"
 BACKEND_IP = "127.0.0.123"
@@ -431,6 +435,104 @@ class StaticHttpsTest(unittest.TestCase):
                            text=True, timeout=30)
         self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
         self.assertIn("certificates[0].key: the key does not belong to the certificate", r.stderr)
+
+
+class HttpsDataPathTest(unittest.TestCase):
+    """The HTTP session over the TLS socket: what the HTTP port does with plain sockets (splice
+    included) must hold inside TLS, where every byte is copied through OpenSSL."""
+
+    IP = "127.0.0.125"
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="rm-https-data-")
+        cls.ca = TestCa(cls.tmp)
+        pair = cls.ca.issue("d.test", ["d.test"])
+        cls.b = scripted_backend.ScriptedBackend(BACKEND_IP)
+        cfg = harness.node_config(
+            cls.IP, [{"name": "scripted", "labels": {"mesh.http": "d.test"}, "tasks": [cls.b.addr]}],
+            node={"https_port": HTTPS_PORT}, timeouts={"idle_ms": 1500},
+            certificates=[{"host": "d.test", "cert": pair[0], "key": pair[1]}])
+        cls.n = harness.Node(cfg)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.n.stop()
+        cls.b.close()
+
+    def connect(self):
+        """A TLS connection that tells close_notify from a bare TCP end: recv answers b""
+        only after close_notify, and raises SSLEOFError without one."""
+        ctx = client_context(self.ca.cert)
+        raw = socket.create_connection((self.IP, HTTPS_PORT), timeout=10)
+        return ctx.wrap_socket(raw, server_hostname="d.test", suppress_ragged_eofs=False)
+
+    def assert_closed_with_close_notify(self, s, f):
+        self.assertEqual(f.read(), b"", "bytes after the last response")
+        self.assertEqual(s.recv(1), b"")
+
+    def test_bodies_pipelining_head_and_errors_on_one_connection(self):
+        payload = os.urandom(1 << 20)
+        with self.connect() as s:
+            f = s.makefile("rb")
+            # 1 MiB up and 1 MiB (and its head) back: the HTTP port would splice the answer.
+            s.sendall(b"POST /echo HTTP/1.1\r\nHost: d.test\r\nContent-Length: %d\r\n\r\n"
+                      % len(payload) + payload)
+            r = harness.read_response(f)
+            self.assertEqual(r.status, 200)
+            self.assertTrue(r.body.endswith(payload), "the echoed body differs")
+            self.assertIn(b"x-forwarded-proto: https", r.body[:2000].lower())
+            # A chunked body.
+            s.sendall(b"POST /echo HTTP/1.1\r\nHost: d.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+            r = harness.read_response(f)
+            self.assertEqual(r.status, 200)
+            self.assertTrue(r.body.endswith(b"hello world"), r.body[-100:])
+            # Three requests in one write; HEAD in the middle; then the proxy's own 404.
+            s.sendall(b"GET /ok HTTP/1.1\r\nHost: d.test\r\n\r\n"
+                      b"HEAD /ok HTTP/1.1\r\nHost: d.test\r\n\r\n"
+                      b"GET /ok HTTP/1.1\r\nHost: d.test\r\n\r\n"
+                      b"GET / HTTP/1.1\r\nHost: nobody.test\r\n\r\n")
+            first = harness.read_response(f)
+            head = harness.read_response(f, head_request=True)
+            third = harness.read_response(f)
+            missing = harness.read_response(f)
+            self.assertEqual((first.status, head.status, third.status, missing.status),
+                             (200, 200, 200, 404))
+            self.assertRegex(first.body, rb"^ok \d+$")
+            self.assertEqual(head.header("content-length"), str(len(first.body)))
+            # The connection closes after an answer that says so, with close_notify.
+            s.sendall(b"GET /ok HTTP/1.1\r\nHost: d.test\r\nConnection: close\r\n\r\n")
+            last = harness.read_response(f)
+            self.assertEqual(last.status, 200)
+            self.assertEqual(last.header("connection"), "close")
+            self.assert_closed_with_close_notify(s, f)
+
+    def test_an_upgrade_tunnels_inside_tls(self):
+        with self.connect() as s:
+            f = s.makefile("rb")
+            s.sendall(b"GET /switch?proto=websocket HTTP/1.1\r\nHost: d.test\r\n"
+                      b"Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+            r = harness.read_response(f)
+            self.assertEqual(r.status, 101)
+            self.assertEqual((r.header("upgrade") or "").lower(), "websocket")
+            data = os.urandom(200 * 1024)
+            s.sendall(data)
+            got = b""
+            while len(got) < len(data):
+                chunk = f.read1(65536)
+                if not chunk:
+                    break
+                got += chunk
+            self.assertEqual(got, data, "the tunnel did not echo every byte")
+
+    def test_an_idle_connection_is_closed_with_close_notify(self):
+        with self.connect() as s:
+            f = s.makefile("rb")
+            s.sendall(b"GET /ok HTTP/1.1\r\nHost: d.test\r\n\r\n")
+            self.assertEqual(harness.read_response(f).status, 200)
+            s.settimeout(10)  # idle_ms is 1.5 s
+            self.assert_closed_with_close_notify(s, f)
 
 
 if __name__ == "__main__":
