@@ -138,10 +138,11 @@ void UpstreamPool::put(Bucket& b, tcp::socket socket, Clock::time_point now) {
 // never the socket: entries move inside the vector, and a taken socket belongs to a session.
 void UpstreamPool::watch(Bucket& b, Idle& i) {
   ++b.waits;
-  i.socket.async_wait(tcp::socket::wait_read,
-                      [this, bucket = &b, id = i.id](const boost::system::error_code& ec) {
-                        on_readable(*bucket, id, ec);
-                      });
+  i.socket.async_receive(
+      asio::buffer(&peeked_, 1), tcp::socket::message_peek,
+      [this, bucket = &b, id = i.id](const boost::system::error_code& ec, std::size_t) {
+        on_readable(*bucket, id, ec);
+      });
 }
 
 void UpstreamPool::on_readable(Bucket& b, std::uint64_t id, const boost::system::error_code& ec) {
@@ -152,7 +153,7 @@ void UpstreamPool::on_readable(Bucket& b, std::uint64_t id, const boost::system:
     return;  // taken, timed out or dropped meanwhile (its wait was cancelled)
   }
   CloseReason reason = CloseReason::error;
-  if (!ec) {
+  if (!ec || ec == asio::error::eof) {  // a byte was peeked, or the backend closed
     const IdleState st = idle_state(it->socket);
     if (st == IdleState::alive) {  // a wake-up with nothing to read: keep watching
       watch(b, *it);

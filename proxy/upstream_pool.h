@@ -7,11 +7,16 @@
 // the table is marked orphaned, its idle connections are closed, and it is freed by sweep()
 // once no session uses it.
 //
-// An idle connection is watched: while it sits in a bucket an async_wait for readability is
-// pending on it, and any byte, EOF or error closes it and removes it from the bucket at once
-// (a backend's late bytes are never a response to a later request). Each Idle has an id the
+// An idle connection is watched: while it sits in a bucket a one-byte MSG_PEEK read is pending
+// on it, and any byte, EOF or error closes it and removes it from the bucket at once (a
+// backend's late bytes are never a response to a later request). Each Idle has an id the
 // wait's handler looks up, and a bucket with waits pending is not freed, so a handler that
 // runs after its connection was taken, swept or dropped finds nothing and returns.
+//
+// A peeking read rather than async_wait: asio re-arms the descriptor with epoll_ctl for every
+// async_wait (it cannot tell whether readiness was already reported), one syscall per request
+// on a busy keep-alive pool; a read that was just drained by the response is queued without
+// one, and the next byte or EOF wakes it like any read.
 
 #include "mesh/route_table.h"
 
@@ -121,6 +126,7 @@ class UpstreamPool {
   std::vector<std::vector<Bucket*>> index_;
   std::uint64_t next_id_ = 1;
   std::array<std::uint64_t, kCloseReasons> closed_{};
+  char peeked_ = 0;  // where the watches' peeks land; never read
 };
 
 // The socket address of an endpoint (parsed bytes, no text parsing).
