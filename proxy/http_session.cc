@@ -1256,7 +1256,8 @@ asio::awaitable<long> Session::read_client_now() {
       co_return got;
     }
   }
-  // Ciphertext is here; a record that is not complete yet waits for the rest.
+  // Ciphertext is here; a record that is not complete yet waits for the rest, within idle_ms.
+  live_.arm(Clock::now(), worker_.timeouts().idle);
   auto [ec, n] = co_await tls_->read_some(asio::buffer(client_in_.data.get(), kClientBufferSize));
   co_return ec ? -1 : static_cast<long>(n);
 }
