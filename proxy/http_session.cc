@@ -280,9 +280,9 @@ class Session {
   void end_request();
 
   Worker& worker_;
-  tcp::socket client_;              // a plain connection's; unused (closed) for HTTPS
-  std::unique_ptr<TlsStream> tls_;  // an HTTPS connection's, until an upgrade bridges it
-  std::shared_ptr<const void> tls_keep_;
+  tcp::socket client_;                    // a plain connection's; unused (closed) for HTTPS
+  std::shared_ptr<const void> tls_keep_;  // tls_'s context: declared first, destroyed after it
+  std::unique_ptr<TlsStream> tls_;        // an HTTPS connection's, until an upgrade bridges it
   tcp::socket upstream_;
   LiveConn live_;  // this connection in the worker's registry: deadline, cancellation
   LiveGuard live_guard_;
