@@ -154,7 +154,6 @@ class Session {
         upstream_(w.io()),
         live_guard_(w, live_),
         request_parser_(w.take_request_parser()) {
-    https_ = tls_ != nullptr;
     live_.down = tls_ ? &tls_->next_layer() : &client_;
     client_in_.data = w.take_client_buffer();
     boost::system::error_code ec;
@@ -290,7 +289,6 @@ class Session {
   bool trusted_peer_ = false;     // node.trusted_proxies holds the peer: its X-Forwarded-* count
   std::uint16_t local_port_ = 0;  // the published port the client connected to
   asio::ip::address client_address_;  // the client policies judge (peer, or PROXY header's)
-  bool https_ = false;                // terminated by the HTTPS port: X-Forwarded-Proto https
   // The client and port named by a PROXY header or the HTTPS port (the socket's own addresses
   // otherwise): what an overlay preamble carries.
   std::optional<mesh::overlay::ProxiedAddresses> origin_;
@@ -581,7 +579,8 @@ bool Session::begin_request() {
   head_out_.clear();
   http::ForwardContext ctx;
   ctx.client_ip = client_ip_;
-  ctx.proto = https_ ? "https" : "http";
+  // An upgrade bridges tls_ away, but its connection serves no more requests.
+  ctx.proto = tls_ ? "https" : "http";
   ctx.request_id = request_.request_id;
   ctx.via = worker_.via();
   ctx.port = local_port_;

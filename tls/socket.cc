@@ -205,23 +205,8 @@ bool TlsSocket::encrypt(const char*& p, std::size_t& left, error_code& failed) {
 }
 
 asio::awaitable<error_code> TlsSocket::write(asio::const_buffer data) {
-  if (ssl_ == nullptr) {
-    co_return error_code(asio::error::no_memory);
-  }
-  const char* p = static_cast<const char*>(data.data());
-  std::size_t left = data.size();
-  for (;;) {
-    error_code failed;
-    const bool ok = encrypt(p, left, failed);
-    // The ring is full, everything is in, or OpenSSL wrote an alert: send it.
-    const error_code fec = co_await flush();
-    if (!ok) {
-      co_return failed;
-    }
-    if (fec || left == 0) {
-      co_return fec;
-    }
-  }
+  auto [ec, n] = co_await write(data, asio::const_buffer());
+  co_return ec;
 }
 
 asio::awaitable<std::tuple<error_code, std::size_t>> TlsSocket::write(asio::const_buffer first,
