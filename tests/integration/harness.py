@@ -438,6 +438,18 @@ def read_all(sock, timeout):
     return b"".join(chunks), closed
 
 
+def read_at_least(read, n):
+    """Calls `read()` (a socket's recv or a file's read1, bound to a size) until `n` bytes came
+    or it returns b"" (the peer closed); returns what came."""
+    data = b""
+    while len(data) < n:
+        chunk = read()
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 def exchange(ip, port, data, timeout=3.0):
     """Sends raw bytes in one write and reads until the peer closes or `timeout` passes.
     Returns (bytes, closed) where closed says whether the peer closed the connection."""

@@ -518,12 +518,7 @@ class HttpsDataPathTest(unittest.TestCase):
             self.assertEqual((r.header("upgrade") or "").lower(), "websocket")
             data = os.urandom(200 * 1024)
             s.sendall(data)
-            got = b""
-            while len(got) < len(data):
-                chunk = f.read1(65536)
-                if not chunk:
-                    break
-                got += chunk
+            got = harness.read_at_least(lambda: f.read1(65536), len(data))
             self.assertEqual(got, data, "the tunnel did not echo every byte")
 
     def test_an_idle_connection_is_closed_with_close_notify(self):

@@ -103,12 +103,7 @@ class ProxyProtocolTest(harness.ClassFixtures, harness.MeshTest):
         try:
             s.sendall(f"PROXY TCP4 {CLIENT} {IP} 7777 {L4_PORT}\r\nhello".encode())
             want = f"PROXY TCP4 {CLIENT} {IP} 7777 {L4_PORT}\r\nhello".encode()
-            data = b""
-            while len(data) < len(want):
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
+            data = harness.read_at_least(lambda: s.recv(4096), len(want))
         finally:
             s.close()
         # The echo task got the node's header (naming the load balancer's client) and then the
