@@ -147,6 +147,9 @@ std::shared_ptr<const proxy::OverlayTls> overlay_tls(const NodeTls& t,
     SSL_CTX_set_ciphersuites(ctx->native_handle(),
                              "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256");
   }
+  // Overlay connections are long-lived and never resumed: no session tickets, which would
+  // also be bytes arriving on a spare connection that nothing reads yet.
+  SSL_CTX_set_num_tickets((*server)->native_handle(), 0);
   auto out = std::make_shared<proxy::OverlayTls>();
   out->server = *server;
   out->client = *client;

@@ -75,7 +75,9 @@ asio::awaitable<void> terminate(Worker& w, tcp::socket socket, std::uint16_t por
     LiveGuard guard(w, live);
     live.down = &stream->next_layer();
     live.arm(Clock::now(), w.timeouts().request_head);
+    stream->stop_when(&live.expired);
     const error_code hec = co_await stream->handshake(true);
+    stream->stop_when(nullptr);
     live.disarm();
     if (hec) {
       w.metrics().tls_handshake_failed.Increment();

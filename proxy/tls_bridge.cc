@@ -27,9 +27,10 @@ constexpr milliseconds kShutdownWait{1'000};
 
 struct Bridge {
   Bridge(Worker& w, std::unique_ptr<TlsStream> s, std::shared_ptr<const void> k, tcp::socket in,
-         bool b, std::optional<std::uint64_t> r)
+         bool b, std::optional<std::uint64_t> r, std::optional<milliseconds> ri)
       : worker(w),
         rekey(r),
+        relay_idle(ri),
         keep(std::move(k)),
         stream(std::move(s)),
         inner(std::move(in)),
@@ -38,9 +39,11 @@ struct Bridge {
         size(b ? Worker::kUpstreamBufferSize : Worker::kClientBufferSize) {
     live.down = &stream->next_layer();
     live.up = &inner;
-    epoch = current_epoch(w);
+    stream->stop_when(&live.expired);
+    epoch = overlay_key_epoch(w);
     from_tls = bulk ? w.take_buffer() : w.take_client_buffer();
     to_tls = bulk ? w.take_buffer() : w.take_client_buffer();
+    touch();
   }
   ~Bridge() {
     for (auto* b : {&from_tls, &to_tls}) {
@@ -54,15 +57,21 @@ struct Bridge {
   Bridge(const Bridge&) = delete;
   Bridge& operator=(const Bridge&) = delete;
 
-  static std::uint64_t current_epoch(Worker& w) {
-    const auto table = w.table();
-    return table ? table->overlay_key_epoch : 0;
+  // After progress either way: a relay's idle deadline starts again; a bridge has none (its
+  // caller's end has its own), only the deadline of a write in progress.
+  void touch() {
+    if (relay_idle) {
+      live.arm(Clock::now(), *relay_idle);
+    } else {
+      live.disarm();
+    }
   }
 
   Worker& worker;
-  std::optional<std::uint64_t> rekey;  // see bridge_tls
-  std::uint64_t epoch = 0;             // the key epoch of the connection's current keys
-  std::shared_ptr<const void> keep;    // outlives `stream` (declared first)
+  std::optional<std::uint64_t> rekey;      // see bridge_tls
+  std::optional<milliseconds> relay_idle;  // relay_tls's idle timeout; none for a bridge
+  std::uint64_t epoch = 0;                 // the key epoch of the connection's current keys
+  std::shared_ptr<const void> keep;        // outlives `stream` (declared first)
   std::unique_ptr<TlsStream> stream;
   tcp::socket inner;
   LiveConn live;
@@ -82,6 +91,7 @@ asio::awaitable<void> tls_to_inner(Bridge& b) {
     if (ec || n == 0) {
       break;
     }
+    b.touch();
     auto [wec, wn] = co_await asio::async_write(b.inner, asio::buffer(b.from_tls.get(), n), tuple);
     if (wec) {
       break;
@@ -89,22 +99,6 @@ asio::awaitable<void> tls_to_inner(Bridge& b) {
   }
   error_code ignored;
   b.inner.shutdown(tcp::socket::shutdown_send, ignored);
-}
-
-// Before a write on an overlay connection: new keys when the cluster's epoch rose or enough
-// was sent under the current ones.
-void maybe_update_keys(Bridge& b) {
-  const std::uint64_t epoch = Bridge::current_epoch(b.worker);
-  const char* reason = nullptr;
-  if (epoch > b.epoch) {
-    reason = "epoch";
-  } else if (*b.rekey != 0 && b.stream->written_since_update() >= *b.rekey) {
-    reason = "bytes";
-  }
-  if (reason != nullptr && b.stream->update_keys()) {
-    b.epoch = epoch;
-    b.worker.metrics().overlay_key_updates.Add({{"reason", reason}}).Increment();
-  }
 }
 
 asio::awaitable<void> inner_to_tls(Bridge& b) {
@@ -116,11 +110,13 @@ asio::awaitable<void> inner_to_tls(Bridge& b) {
       break;
     }
     if (b.rekey) {
-      maybe_update_keys(b);
+      update_overlay_keys(b.worker, *b.stream, b.epoch, *b.rekey);
     }
-    b.live.arm(Clock::now(), b.worker.timeouts().idle);
+    if (!b.relay_idle) {
+      b.live.arm(Clock::now(), b.worker.timeouts().idle);
+    }
     const error_code wec = co_await b.stream->write(asio::buffer(b.to_tls.get(), n));
-    b.live.disarm();
+    b.touch();
     if (wec) {
       b.failed = true;
       break;
@@ -146,6 +142,25 @@ asio::awaitable<void> pump(std::unique_ptr<Bridge> b) {
 }
 
 }  // namespace
+
+std::uint64_t overlay_key_epoch(Worker& w) {
+  const auto table = w.table();
+  return table ? table->overlay_key_epoch : 0;
+}
+
+void update_overlay_keys(Worker& w, TlsStream& s, std::uint64_t& epoch, std::uint64_t rekey_bytes) {
+  const std::uint64_t now = overlay_key_epoch(w);
+  const char* reason = nullptr;
+  if (now > epoch) {
+    reason = "epoch";
+  } else if (rekey_bytes != 0 && s.written_since_update() >= rekey_bytes) {
+    reason = "bytes";
+  }
+  if (reason != nullptr && s.update_keys()) {
+    epoch = now;
+    w.metrics().overlay_key_updates.Add({{"reason", reason}}).Increment();
+  }
+}
 
 boost::system::result<tcp::socket> bridge_tls(Worker& w, std::unique_ptr<TlsStream> stream,
                                               std::shared_ptr<const void> keep, bool bulk,
@@ -177,11 +192,19 @@ boost::system::result<tcp::socket> bridge_tls(Worker& w, std::unique_ptr<TlsStre
     stream->next_layer().close(ignored);
     return ec;
   }
-  auto b =
-      std::make_unique<Bridge>(w, std::move(stream), std::move(keep), std::move(ours), bulk, rekey);
+  auto b = std::make_unique<Bridge>(w, std::move(stream), std::move(keep), std::move(ours), bulk,
+                                    rekey, std::nullopt);
   asio::co_spawn(w.io(), pump(std::move(b)),
                  base::log_and_count("proxy: tls bridge", &w.metrics().session_errors));
   return theirs;
+}
+
+asio::awaitable<void> relay_tls(Worker& w, std::unique_ptr<TlsStream>&& stream,
+                                const std::shared_ptr<const void>& keep, tcp::socket&& plain,
+                                milliseconds idle, std::optional<std::uint64_t> rekey) {
+  auto b =
+      std::make_unique<Bridge>(w, std::move(stream), keep, std::move(plain), true, rekey, idle);
+  co_await pump(std::move(b));
 }
 
 }  // namespace routemesh::proxy

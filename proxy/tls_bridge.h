@@ -1,9 +1,12 @@
 #pragma once
 // A TLS connection turned into a plain socket: after its handshake, a pump moves bytes between
 // the TLS stream and one end of a socketpair, and the caller gets the other end, which every
-// byte-moving piece of the proxy already handles (splice, tunnels, overlay streams). The
-// overlay hands it to its stream logic on both sides; the HTTPS port only for an upgraded
-// connection's tunnel (its HTTP session reads and writes the TLS socket itself).
+// byte-moving piece of the proxy already handles (splice, tunnels, overlay streams). Used
+// where the other side must be a socket: a layer-4 or UDP overlay stream on the sending node,
+// a UDP one on the receiving node, and an upgraded connection's tunnel (HTTPS port, or an
+// HTTP upstream over the encrypted overlay). HTTP sessions read and write their TLS sockets
+// themselves, and the overlay listener relays TCP streams to the task with relay_tls (below),
+// the same pump with the task's socket in place of the socketpair.
 //
 // The pump, both ways at once: TLS -> socketpair copies decrypted bytes, and the TLS peer's EOF
 // (or close_notify) becomes a half-close of the socketpair; socketpair -> TLS encrypts, each
@@ -19,6 +22,7 @@
 #include "proxy/worker.h"
 #include "tls/socket.h"
 
+#include <boost/asio/awaitable.hpp>
 #include <boost/system/result.hpp>
 
 #include <cstdint>
@@ -40,5 +44,25 @@ using TlsStream = tls::TlsSocket;
 boost::system::result<tcp::socket> bridge_tls(Worker& w, std::unique_ptr<TlsStream> stream,
                                               std::shared_ptr<const void> keep, bool bulk = false,
                                               std::optional<std::uint64_t> rekey = std::nullopt);
+
+// The cluster's overlay key epoch in the worker's route table (0 without one).
+std::uint64_t overlay_key_epoch(Worker& w);
+
+// Before a write on an overlay connection whose keys were made under `epoch`: updates them
+// (TLS 1.3 KeyUpdate) when the cluster's epoch rose since (then `epoch` is the new one), or
+// after `rekey_bytes` plaintext bytes were sent under them (0: only for epochs), and counts it
+// in routemesh_overlay_key_updates_total{reason}.
+void update_overlay_keys(Worker& w, TlsStream& s, std::uint64_t& epoch, std::uint64_t rekey_bytes);
+
+// The same pump without the socketpair, for a caller whose other side is a socket already (an
+// overlay stream's task): moves bytes between `stream` (handshake done) and `plain` as
+// bridge_tls's pump does with `plain` as the caller's end: the peer's EOF half-closes `plain`,
+// and `plain`'s EOF ends both directions with close_notify. It also ends when nothing moved
+// either way for `idle` (a bridge leaves that to its caller's end). Closes both.
+// Awaited by the caller; `keep` and `rekey` as for bridge_tls.
+// The arguments are taken (moved from) when the coroutine starts.
+asio::awaitable<void> relay_tls(Worker& w, std::unique_ptr<TlsStream>&& stream,
+                                const std::shared_ptr<const void>& keep, tcp::socket&& plain,
+                                milliseconds idle, std::optional<std::uint64_t> rekey);
 
 }  // namespace routemesh::proxy

@@ -37,6 +37,13 @@ IdleState idle_state(asio::ip::tcp::socket& s) {
   return errno == EAGAIN || errno == EWOULDBLOCK ? IdleState::alive : IdleState::error;
 }
 
+IdleState idle_state(UpstreamConn& c) {
+  if (c.tls && c.tls->has_input()) {
+    return IdleState::stray_bytes;
+  }
+  return idle_state(c.raw());
+}
+
 namespace {
 
 UpstreamPool::CloseReason reason_of(IdleState s) {
@@ -102,35 +109,42 @@ void UpstreamPool::on_table(const mesh::RouteTable& table) {
   }
 }
 
-std::optional<asio::ip::tcp::socket> UpstreamPool::take(Bucket& b) {
+std::optional<UpstreamConn> UpstreamPool::take(Bucket& b) {
   while (!b.idle.empty()) {
-    std::optional<tcp::socket> s(std::move(b.idle.back().socket));
+    std::optional<UpstreamConn> c(std::move(b.idle.back().conn));
     b.idle.pop_back();
     boost::system::error_code ignored;
-    s->cancel(ignored);  // its wait's handler runs later and finds the id gone
+    c->raw().cancel(ignored);  // its wait's handler runs later and finds the id gone
     // Bytes or EOF that arrived before the wait's handler ran are never a response to the
     // next request: a late body, a backend's 408 before it closed.
-    const IdleState st = idle_state(*s);
+    const IdleState st = idle_state(*c);
     if (st == IdleState::alive) {
-      return s;
+      return c;
     }
-    s->close(ignored);
+    c->close();
     count(reason_of(st));
   }
   return std::nullopt;
 }
 
-void UpstreamPool::put(Bucket& b, tcp::socket socket, Clock::time_point now) {
-  if (!socket.is_open()) {
+void UpstreamPool::put(Bucket& b, UpstreamConn conn, Clock::time_point now) {
+  if (!conn.is_open()) {
+    return;
+  }
+  if (conn.tls && conn.tls->has_input()) {
+    conn.close();
+    count(CloseReason::stray_bytes);
     return;
   }
   if (b.orphaned || b.idle.size() >= max_idle_) {
-    boost::system::error_code ignored;
-    socket.close(ignored);
+    conn.close();
     count(b.orphaned ? CloseReason::orphaned : CloseReason::full);
     return;
   }
-  b.idle.push_back(Idle{std::move(socket), now, next_id_++});
+  if (conn.tls) {
+    conn.tls->stop_when(nullptr);  // the session's deadline is not this connection's any more
+  }
+  b.idle.push_back(Idle{std::move(conn), now, next_id_++});
   watch(b, b.idle.back());
 }
 
@@ -138,7 +152,7 @@ void UpstreamPool::put(Bucket& b, tcp::socket socket, Clock::time_point now) {
 // never the socket: entries move inside the vector, and a taken socket belongs to a session.
 void UpstreamPool::watch(Bucket& b, Idle& i) {
   ++b.waits;
-  i.socket.async_receive(
+  i.conn.raw().async_receive(
       asio::buffer(&peeked_, 1), tcp::socket::message_peek,
       [this, bucket = &b, id = i.id](const boost::system::error_code& ec, std::size_t) {
         on_readable(*bucket, id, ec);
@@ -154,23 +168,21 @@ void UpstreamPool::on_readable(Bucket& b, std::uint64_t id, const boost::system:
   }
   CloseReason reason = CloseReason::error;
   if (!ec || ec == asio::error::eof) {  // a byte was peeked, or the backend closed
-    const IdleState st = idle_state(it->socket);
+    const IdleState st = idle_state(it->conn);
     if (st == IdleState::alive) {  // a wake-up with nothing to read: keep watching
       watch(b, *it);
       return;
     }
     reason = reason_of(st);
   }
-  boost::system::error_code ignored;
-  it->socket.close(ignored);
+  it->conn.close();
   b.idle.erase(it);
   count(reason);
 }
 
 void UpstreamPool::drop_idle(Bucket& b) {
   for (auto& i : b.idle) {
-    boost::system::error_code ignored;
-    i.socket.close(ignored);
+    i.conn.close();
   }
   b.idle.clear();
 }
@@ -186,8 +198,7 @@ void UpstreamPool::sweep(Clock::time_point now) {
     // Oldest connections are at the front.
     std::size_t expired = 0;
     while (expired < b.idle.size() && now - b.idle[expired].since >= idle_timeout_) {
-      boost::system::error_code ignored;
-      b.idle[expired].socket.close(ignored);
+      b.idle[expired].conn.close();
       ++expired;
     }
     if (expired > 0) {

@@ -19,6 +19,7 @@
 // one, and the next byte or EOF wakes it like any read.
 
 #include "mesh/route_table.h"
+#include "tls/socket.h"
 
 #include <boost/asio/ip/tcp.hpp>
 
@@ -34,13 +35,50 @@
 
 namespace routemesh::proxy {
 
+// A connection to an upstream: a TCP socket, or mutual TLS over one (an encrypted overlay
+// stream to a task on another node). With `tls` set, `socket` is unused and every byte goes
+// through `tls`, whose TCP socket raw() names (for waits, deadlines and peeks).
+struct UpstreamConn {
+  using tcp = boost::asio::ip::tcp;
+
+  explicit UpstreamConn(tcp::socket s) : socket(std::move(s)) {}
+  UpstreamConn(UpstreamConn&&) = default;
+  // The TLS stream goes first, while the context it was made with is still held.
+  UpstreamConn& operator=(UpstreamConn&& o) noexcept {
+    tls = std::move(o.tls);
+    keep = std::move(o.keep);
+    socket = std::move(o.socket);
+    key_epoch = o.key_epoch;
+    rekey_bytes = o.rekey_bytes;
+    return *this;
+  }
+
+  tcp::socket& raw() { return tls ? tls->next_layer() : socket; }
+  bool is_open() const { return tls ? tls->next_layer().is_open() : socket.is_open(); }
+  // Closes the TCP connection (no close_notify) and forgets the TLS stream.
+  void close() {
+    boost::system::error_code ignored;
+    socket.close(ignored);
+    tls.reset();
+    keep.reset();
+  }
+
+  tcp::socket socket;
+  std::shared_ptr<const void> keep;  // what `tls` was made with (its context)
+  std::unique_ptr<tls::TlsSocket> tls;
+  // With `tls`: the cluster's overlay key epoch its keys were made under, and how many bytes
+  // it may send under one set of keys (0: no limit) (tls_bridge.h, update_overlay_keys).
+  std::uint64_t key_epoch = 0;
+  std::uint64_t rekey_bytes = 0;
+};
+
 class UpstreamPool {
  public:
   using Clock = std::chrono::steady_clock;
   using tcp = boost::asio::ip::tcp;
 
   struct Idle {
-    tcp::socket socket;
+    UpstreamConn conn;
     Clock::time_point since;
     std::uint64_t id = 0;  // unique within the pool; what the readability wait looks up
   };
@@ -92,11 +130,11 @@ class UpstreamPool {
   // Pops the most recently used idle connection that is still usable, if any: its wait is
   // cancelled, and connections with bytes, EOF or an error waiting are closed (and counted)
   // instead, in case the wait's handler has not run yet.
-  std::optional<tcp::socket> take(Bucket& b);
+  std::optional<UpstreamConn> take(Bucket& b);
 
   // Returns a connection after a complete keep-alive exchange and starts watching it. Closes
-  // it instead when the bucket is full or orphaned.
-  void put(Bucket& b, tcp::socket socket, Clock::time_point now);
+  // it instead when the bucket is full or orphaned, or when it is TLS and holds input already.
+  void put(Bucket& b, UpstreamConn conn, Clock::time_point now);
 
   // Closes every idle connection of the bucket, uncounted (shutdown).
   void drop_idle(Bucket& b);
@@ -136,6 +174,8 @@ boost::asio::ip::tcp::endpoint to_tcp_endpoint(const mesh::IpAddress& ip, std::u
 // What a non-blocking peek finds on an idle connection.
 enum class IdleState { alive, stray_bytes, eof, error };
 IdleState idle_state(boost::asio::ip::tcp::socket& s);
+// The same for either kind: a TLS connection with bytes inside OpenSSL has stray bytes too.
+IdleState idle_state(UpstreamConn& c);
 
 // A pooled connection is usable when reading would block (no EOF, no error, no stray bytes).
 inline bool idle_connection_alive(boost::asio::ip::tcp::socket& s) {

@@ -89,6 +89,10 @@ asio::awaitable<error_code> TlsSocket::flush() {
     if (pending <= 0) {
       break;
     }
+    if (stop_ != nullptr && *stop_) {
+      ec = asio::error::operation_aborted;
+      break;
+    }
     auto [wec, n] = co_await asio::async_write(
         socket_, asio::buffer(data, static_cast<std::size_t>(pending)), tuple);
     if (wec) {
@@ -107,6 +111,9 @@ asio::awaitable<error_code> TlsSocket::fill() {
   const int room = BIO_nwrite0(network_, &space);
   if (room <= 0) {
     co_return error_code(asio::error::no_buffer_space);  // cannot happen: see kMaxRecord
+  }
+  if (stop_ != nullptr && *stop_) {
+    co_return error_code(asio::error::operation_aborted);
   }
   auto [ec, n] = co_await socket_.async_read_some(
       asio::buffer(space, static_cast<std::size_t>(room)), asio::as_tuple(asio::use_awaitable));

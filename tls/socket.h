@@ -82,6 +82,13 @@ class TlsSocket {
   // Plaintext bytes written since the handshake or the last update_keys().
   std::uint64_t written_since_update() const { return written_since_update_; }
 
+  // The owner's deadline flag (the proxy's LiveConn::expired), or null. While it is true, no
+  // socket wait starts: the operation in progress fails with asio::error::operation_aborted.
+  // A deadline cancels the socket's pending wait once; one operation here may wait on the
+  // socket several times (a record that arrives in parts), and a cancel that fell between two
+  // waits would otherwise be lost.
+  void stop_when(const bool* flag) { stop_ = flag; }
+
  private:
   // Sends everything OpenSSL has written, one flush at a time.
   asio::awaitable<boost::system::error_code> flush();
@@ -97,6 +104,7 @@ class TlsSocket {
   SSL* ssl_ = nullptr;
   BIO* network_ = nullptr;  // our end of the pair; OpenSSL holds the other
   bool flushing_ = false;
+  const bool* stop_ = nullptr;  // see stop_when
   std::uint64_t written_since_update_ = 0;
   asio::steady_timer flushed_;  // waiters for another flush to end (cancelled when it does)
   std::string coalesced_;       // write(first, second)'s copy when both are small

@@ -82,24 +82,25 @@ bool may_log_tls_refusal() {
 }
 
 // `s`, just connected to a peer's overlay listener, through the TLS handshake when the overlay
-// is encrypted: `s` is then the stream's plain end (tls_bridge.h). conn.up is &s on return.
-asio::awaitable<error_code> secure_outgoing(Worker& w, LiveConn& conn, tcp::socket& s,
+// is encrypted: s.tls is then set. conn.up is &s.raw() on return.
+asio::awaitable<error_code> secure_outgoing(Worker& w, LiveConn& conn, UpstreamConn& s,
                                             const tcp::endpoint& peer, milliseconds timeout) {
   const std::shared_ptr<const OverlayTls> tls = w.overlay_tls();
   if (!tls) {
     if (w.overlay_tls_required()) {  // the node has no certificate yet
-      close_quietly(s);
+      s.close();
       co_return asio::error::try_again;
     }
     co_return error_code{};
   }
-  auto stream = std::make_unique<TlsStream>(std::move(s), *tls->client, tls::kTlsBulkRing);
+  auto stream = std::make_unique<TlsStream>(std::move(s.socket), *tls->client, tls::kTlsBulkRing);
   conn.up = &stream->next_layer();
   conn.arm(Clock::now(), timeout);
+  stream->stop_when(&conn.expired);
   const error_code ec = co_await stream->handshake(false);
   const bool expired = conn.expired;
   conn.disarm();
-  conn.up = &s;
+  conn.up = &s.socket;
   if (ec || expired || conn.killed) {
     w.metrics().overlay_refused.Add({{"reason", "out_tls"}}).Increment();
     if (may_log_tls_refusal()) {
@@ -111,19 +112,22 @@ asio::awaitable<error_code> secure_outgoing(Worker& w, LiveConn& conn, tcp::sock
     co_return expired ? error_code(asio::error::timed_out)
                       : (ec ? ec : error_code(asio::error::operation_aborted));
   }
-  auto inner = bridge_tls(w, std::move(stream), tls, true, tls->rekey_bytes);
-  if (!inner) {
-    co_return inner.error();
-  }
-  s = std::move(*inner);
+  s.tls = std::move(stream);
+  s.keep = tls;
+  s.key_epoch = overlay_key_epoch(w);
+  s.rekey_bytes = tls->rekey_bytes;
+  conn.up = &s.raw();
   co_return error_code{};
 }
 
 // An accepted overlay connection through the TLS handshake when the overlay is encrypted: true
-// with `socket` now the stream's plain end; false (counted, logged, closed) when the peer is
-// not a node of this cluster (no certificate, another CA, a revoked one, a user's) or the
+// with `stream` holding the connection (`socket` is then closed) and `keep` its context; true
+// with `stream` empty when the overlay is plain; false (counted, logged, closed) when the peer
+// is not a node of this cluster (no certificate, another CA, a revoked one, a user's) or the
 // handshake fails.
-asio::awaitable<bool> secure_incoming(Worker& w, tcp::socket& socket) {
+asio::awaitable<bool> secure_incoming(Worker& w, tcp::socket& socket,
+                                      std::unique_ptr<TlsStream>& stream,
+                                      std::shared_ptr<const OverlayTls>& keep) {
   const std::shared_ptr<const OverlayTls> tls = w.overlay_tls();
   auto refuse = [&](const char* reason, const std::string& why) {
     w.metrics().overlay_refused.Add({{"reason", reason}}).Increment();
@@ -142,15 +146,17 @@ asio::awaitable<bool> secure_incoming(Worker& w, tcp::socket& socket) {
   error_code ignored;
   const auto remote = socket.remote_endpoint(ignored);
   const std::string from = remote.address().to_string();
-  auto stream = std::make_unique<TlsStream>(std::move(socket), *tls->server, tls::kTlsBulkRing);
+  auto s = std::make_unique<TlsStream>(std::move(socket), *tls->server, tls::kTlsBulkRing);
   bool expired = false;
   error_code ec;
   {
     LiveConn conn;
     LiveGuard guard(w, conn);
-    conn.down = &stream->next_layer();
+    conn.down = &s->next_layer();
     conn.arm(Clock::now(), w.timeouts().request_head);
-    const error_code hec = co_await stream->handshake(true);
+    s->stop_when(&conn.expired);
+    const error_code hec = co_await s->handshake(true);
+    s->stop_when(nullptr);
     ec = hec;
     expired = conn.expired;
     conn.disarm();
@@ -158,15 +164,15 @@ asio::awaitable<bool> secure_incoming(Worker& w, tcp::socket& socket) {
   if (ec || expired) {
     refuse("tls", "TLS handshake from " + from +
                       " failed: " + (expired ? std::string("timed out") : ec.message()));
-    stream->next_layer().close(ignored);
+    s->next_layer().close(ignored);
     co_return false;
   }
-  const auto peer = tls::verified_peer(stream->native_handle());
+  const auto peer = tls::verified_peer(s->native_handle());
   if (!peer || !tls::is_node_role(peer->role) || peer->cluster_id != tls->cluster_id) {
     refuse("not_a_node", "the peer at " + from +
                              " did not present a node certificate of this "
                              "cluster");
-    stream->next_layer().close(ignored);
+    s->next_layer().close(ignored);
     co_return false;
   }
   // No table yet: this node knows no task either, so nothing could be refused wrongly.
@@ -174,32 +180,64 @@ asio::awaitable<bool> secure_incoming(Worker& w, tcp::socket& socket) {
   if (!table || !table->nodes.contains(peer->id)) {
     refuse("not_a_member", "the node " + peer->id + " at " + from +
                                " is not a member of the cluster (removed, or not known yet)");
-    stream->next_layer().close(ignored);
+    s->next_layer().close(ignored);
     co_return false;
   }
-  auto inner = bridge_tls(w, std::move(stream), tls, true, tls->rekey_bytes);
-  if (!inner) {
-    co_return false;
-  }
-  socket = std::move(*inner);
+  keep = tls;
+  stream = std::move(s);
   co_return true;
 }
+
+// An accepted overlay connection's two forms, for the steps before its bytes are relayed: the
+// preamble, the answer. `tls` is set when the overlay is encrypted, and then reads and writes
+// go through it (its TCP socket is `raw()`); else through `plain`.
+struct Accepted {
+  tcp::socket& plain;
+  std::unique_ptr<TlsStream> tls;
+  std::shared_ptr<const OverlayTls> keep;
+
+  tcp::socket& raw() { return tls ? tls->next_layer() : plain; }
+
+  asio::awaitable<std::tuple<error_code, std::size_t>> read_some(asio::mutable_buffer buf) {
+    if (tls) {
+      co_return co_await tls->read_some(buf);
+    }
+    co_return co_await plain.async_read_some(buf, kTuple);
+  }
+
+  // Writes `bytes` under `conn`'s deadline.
+  asio::awaitable<error_code> write(LiveConn& conn, const std::string& bytes,
+                                    milliseconds timeout) {
+    if (!tls) {
+      co_return co_await write_all(conn, plain, bytes, timeout);
+    }
+    conn.arm(Clock::now(), timeout);
+    error_code ec = co_await tls->write(asio::buffer(bytes));
+    if (conn.expired && !ec) {
+      ec = asio::error::timed_out;
+    }
+    conn.disarm();
+    co_return ec;
+  }
+
+  void close() { close_quietly(raw()); }
+};
 
 }  // namespace
 
 // ---- sending side ---------------------------------------------------------------------------
 
-std::optional<tcp::socket> OverlaySpares::take(const tcp::endpoint& peer) {
+std::optional<UpstreamConn> OverlaySpares::take(const tcp::endpoint& peer) {
   Peer& p = peers_[peer];
   p.used = Clock::now();
-  std::optional<tcp::socket> out;
+  std::optional<UpstreamConn> out;
   while (!p.idle.empty() && !out) {
     Spare spare = std::move(p.idle.back());
     p.idle.pop_back();
-    if (idle_connection_alive(spare.socket)) {
-      out.emplace(std::move(spare.socket));
+    if (idle_state(spare.conn) == IdleState::alive) {
+      out.emplace(std::move(spare.conn));
     } else {
-      close_quietly(spare.socket);
+      spare.conn.close();
     }
   }
   refill(peer);
@@ -218,14 +256,14 @@ void OverlaySpares::refill(const tcp::endpoint& peer) {
         // A frame of its own: LiveConn gives the connect the worker's deadline handling.
         LiveConn conn;
         LiveGuard guard(w_, conn);
-        tcp::socket s(w_.io());
-        auto ec = co_await connect_upstream(conn, s, peer, w_.timeouts().upstream_connect);
+        UpstreamConn s(tcp::socket(w_.io()));
+        auto ec = co_await connect_upstream(conn, s.socket, peer, w_.timeouts().upstream_connect);
         if (!ec) {
           ec = co_await secure_outgoing(w_, conn, s, peer, w_.timeouts().upstream_connect);
         }
         auto it = peers_.find(peer);
         if (it == peers_.end()) {
-          close_quietly(s);
+          s.close();
           co_return;
         }
         --it->second.connecting;
@@ -236,8 +274,11 @@ void OverlaySpares::refill(const tcp::endpoint& peer) {
           co_return;
         }
         if (closed_ || w_.draining()) {
-          close_quietly(s);
+          s.close();
           co_return;
+        }
+        if (s.tls) {
+          s.tls->stop_when(nullptr);  // `conn` ends here
         }
         it->second.idle.push_back(Spare{std::move(s), Clock::now()});
       },
@@ -249,7 +290,7 @@ void OverlaySpares::sweep(Clock::time_point now) {
     auto& idle = it->second.idle;
     for (auto s = idle.begin(); s != idle.end();) {
       if (now - s->since > kLifetime) {
-        close_quietly(s->socket);
+        s->conn.close();
         s = idle.erase(s);
       } else {
         ++s;
@@ -272,7 +313,7 @@ void OverlaySpares::close_all() {
   closed_ = true;
   for (auto& [peer, p] : peers_) {
     for (auto& s : p.idle) {
-      close_quietly(s.socket);
+      s.conn.close();
     }
     p.idle.clear();
   }
@@ -351,10 +392,15 @@ std::string proxy_header_for(discovery::ProxyProtocol version, tcp::socket& clie
   return version == discovery::ProxyProtocol::v2 ? overlay::encode_v2(a) : overlay::encode_v1(a);
 }
 
-asio::awaitable<error_code> open_overlay_stream(Worker& w, LiveConn& conn, tcp::socket& s,
+asio::awaitable<error_code> open_overlay_stream(Worker& w, LiveConn& conn, UpstreamConn& s,
                                                 const tcp::endpoint& via,
                                                 const overlay::Preamble& preamble) {
   const std::string line = overlay::encode(preamble);
+  // Closing a TLS stream frees its socket: conn.up then names the plain one.
+  auto close = [&conn, &s] {
+    s.close();
+    conn.up = &s.socket;
+  };
   const milliseconds timeout = w.timeouts().upstream_connect;
   // A spare that died between its liveness check and our write (the peer restarted) costs
   // one more try on a new connection.
@@ -362,12 +408,12 @@ asio::awaitable<error_code> open_overlay_stream(Worker& w, LiveConn& conn, tcp::
     bool spare = false;
     if (attempt == 0) {
       if (auto taken = w.overlay_spares().take(via)) {
-        error_code ignored;
-        if (s.is_open()) {
-          s.close(ignored);
-        }
+        close();
         s = std::move(*taken);
-        conn.up = &s;
+        conn.up = &s.raw();
+        if (s.tls) {
+          s.tls->stop_when(&conn.expired);
+        }
         spare = true;
         w.metrics().overlay_spare_hits.Increment();
       } else {
@@ -375,7 +421,8 @@ asio::awaitable<error_code> open_overlay_stream(Worker& w, LiveConn& conn, tcp::
       }
     }
     if (!spare) {
-      auto ec = co_await connect_upstream(conn, s, via, timeout);
+      close();
+      auto ec = co_await connect_upstream(conn, s.socket, via, timeout);
       if (!ec) {
         ec = co_await secure_outgoing(w, conn, s, via, timeout);
       }
@@ -384,15 +431,32 @@ asio::awaitable<error_code> open_overlay_stream(Worker& w, LiveConn& conn, tcp::
         co_return ec;
       }
     }
-    auto ec = co_await write_all(conn, s, line, timeout);
+    error_code ec;
+    char answer = 0;
+    if (s.tls) {
+      conn.arm(Clock::now(), timeout);
+      ec = co_await s.tls->write(asio::buffer(line));
+      if (conn.expired && !ec) {
+        ec = asio::error::timed_out;
+      }
+      conn.disarm();
+    } else {
+      ec = co_await write_all(conn, s.socket, line, timeout);
+    }
     if (conn.killed) {
       co_return asio::error::operation_aborted;
     }
-    char answer = 0;
     if (!ec) {
       // The peer connects to the task before it answers: allow it its own connect timeout.
       conn.arm(Clock::now(), timeout * 2);
-      auto [rec, n] = co_await asio::async_read(s, asio::buffer(&answer, 1), kTuple);
+      error_code rec;
+      if (s.tls) {
+        auto [tec, n] = co_await s.tls->read_some(asio::buffer(&answer, 1));
+        rec = tec;
+      } else {
+        auto [pec, n] = co_await asio::async_read(s.socket, asio::buffer(&answer, 1), kTuple);
+        rec = pec;
+      }
       ec = conn.expired && !conn.killed ? error_code(asio::error::timed_out) : rec;
       conn.disarm();
     }
@@ -400,7 +464,7 @@ asio::awaitable<error_code> open_overlay_stream(Worker& w, LiveConn& conn, tcp::
       co_return asio::error::operation_aborted;
     }
     if (ec) {
-      close_quietly(s);
+      close();
       if (spare && ec != asio::error::timed_out) {
         continue;  // a stale spare: connect afresh
       }
@@ -411,7 +475,7 @@ asio::awaitable<error_code> open_overlay_stream(Worker& w, LiveConn& conn, tcp::
     if (answer == static_cast<char>(overlay::Reply::connected)) {
       co_return error_code{};
     }
-    close_quietly(s);
+    close();
     const char* reason = answer == static_cast<char>(overlay::Reply::refused) ? "out_refused"
                          : answer == static_cast<char>(overlay::Reply::connect_failed)
                              ? "out_task_connect_failed"
@@ -422,25 +486,50 @@ asio::awaitable<error_code> open_overlay_stream(Worker& w, LiveConn& conn, tcp::
   co_return asio::error::connection_refused;
 }
 
+asio::awaitable<error_code> open_overlay_stream(Worker& w, LiveConn& conn, tcp::socket& s,
+                                                const tcp::endpoint& via,
+                                                const overlay::Preamble& preamble) {
+  UpstreamConn c(std::move(s));
+  error_code ec = co_await open_overlay_stream(w, conn, c, via, preamble);
+  if (!ec && c.tls) {
+    // Byte moves from here on work on sockets: the TLS stream goes through a bridge.
+    update_overlay_keys(w, *c.tls, c.key_epoch, c.rekey_bytes);
+    auto inner = bridge_tls(w, std::move(c.tls), std::move(c.keep), true, c.rekey_bytes);
+    if (inner) {
+      s = std::move(*inner);
+    } else {
+      ec = inner.error();
+    }
+  } else {
+    s = std::move(c.socket);
+  }
+  conn.up = &s;
+  co_return ec;
+}
+
 // ---- receiving side -------------------------------------------------------------------------
 
 asio::awaitable<void> run_overlay_session(Worker& w, tcp::socket socket) {
-  const bool secured = co_await secure_incoming(w, socket);
+  Accepted in{socket, nullptr, nullptr};
+  const bool secured = co_await secure_incoming(w, socket, in.tls, in.keep);
   if (!secured) {
     co_return;
   }
   LiveConn conn;
   LiveGuard guard(w, conn);
-  conn.down = &socket;
+  conn.down = &in.raw();
+  if (in.tls) {
+    in.tls->stop_when(&conn.expired);
+  }
   tcp::socket task(w.io());
   error_code ignored;
-  socket.set_option(tcp::no_delay(true), ignored);
+  in.raw().set_option(tcp::no_delay(true), ignored);
 
   auto refuse = [&](overlay::Reply reply, const char* reason) -> asio::awaitable<void> {
     w.metrics().overlay_refused.Add({{"reason", reason}}).Increment();
     const std::string answer(1, static_cast<char>(reply));
-    co_await write_all(conn, socket, answer, w.timeouts().upstream_connect);
-    close_quietly(socket);
+    co_await in.write(conn, answer, w.timeouts().upstream_connect);
+    in.close();
   };
 
   // The preamble: one line. Whatever follows it (a sender does not pipeline, but may) goes to
@@ -450,9 +539,9 @@ asio::awaitable<void> run_overlay_session(Worker& w, tcp::socket socket) {
   std::size_t line_end = std::string_view::npos;
   conn.arm(Clock::now(), kPreambleWait);
   while (line_end == std::string_view::npos && have < buf.size()) {
-    auto [ec, n] =
-        co_await socket.async_read_some(asio::buffer(buf.data() + have, buf.size() - have), kTuple);
+    auto [ec, n] = co_await in.read_some(asio::buffer(buf.data() + have, buf.size() - have));
     if (ec || conn.killed) {
+      in.close();
       co_return;  // a spare that was never used, or the peer went away
     }
     const std::string_view seen(buf.data() + have, n);
@@ -488,13 +577,23 @@ asio::awaitable<void> run_overlay_session(Worker& w, tcp::socket socket) {
     co_await refuse(overlay::Reply::refused, "policy");
     co_return;
   }
+  const std::string ok(1, static_cast<char>(overlay::Reply::connected));
   if (preamble->protocol == overlay::StreamProtocol::udp) {
-    const std::string ok(1, static_cast<char>(overlay::Reply::connected));
-    if (auto wec = co_await write_all(conn, socket, ok, w.timeouts().upstream_connect); wec) {
-      close_quietly(socket);
+    if (auto wec = co_await in.write(conn, ok, w.timeouts().upstream_connect); wec) {
+      in.close();
       co_return;
     }
     w.metrics().overlay_streams_in.Increment();
+    if (in.tls) {
+      // Datagram framing works on a plain socket: the TLS stream's goes through a bridge.
+      const std::uint64_t rekey = in.keep->rekey_bytes;
+      auto inner = bridge_tls(w, std::move(in.tls), in.keep, true, rekey);
+      if (!inner) {
+        co_return;
+      }
+      socket = std::move(*inner);
+      conn.down = &socket;
+    }
     const auto ep = to_tcp_endpoint(target->ip, target->port);
     std::string pending(buf.data() + line_end + 1, have - line_end - 1);
     co_await run_overlay_udp(w, conn, socket, asio::ip::udp::endpoint(ep.address(), ep.port()),
@@ -526,13 +625,22 @@ asio::awaitable<void> run_overlay_session(Worker& w, tcp::socket socket) {
       co_return;
     }
   }
-  const std::string ok(1, static_cast<char>(overlay::Reply::connected));
-  if (auto wec = co_await write_all(conn, socket, ok, w.timeouts().upstream_connect); wec) {
+  if (auto wec = co_await in.write(conn, ok, w.timeouts().upstream_connect); wec) {
     close_quietly(task);
-    close_quietly(socket);
+    in.close();
     co_return;
   }
   w.metrics().overlay_streams_in.Increment();
+  if (in.tls) {
+    // Decrypted bytes go straight to the task and the task's are encrypted straight onto the
+    // connection: no socketpair, no splice (tls_bridge.h).
+    conn.down = nullptr;
+    conn.up = nullptr;
+    const std::uint64_t rekey = in.keep->rekey_bytes;
+    const std::shared_ptr<const void> keep = in.keep;
+    co_await relay_tls(w, std::move(in.tls), keep, std::move(task), w.timeouts().l4_idle, rekey);
+    co_return;
+  }
   co_await splice_both(w, conn, socket, task, w.timeouts().l4_idle, nullptr);
   close_quietly(task);
   close_quietly(socket);

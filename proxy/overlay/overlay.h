@@ -14,12 +14,16 @@
 // In cluster mode every stream runs inside mutual TLS 1.3 between the two nodes (unless
 // cluster.overlay_encryption is false): the sender verifies that the listener presents a node
 // certificate of the cluster CA, the listener that the sender does (and that it is not
-// revoked), and after the handshake the stream continues through a socketpair
-// (tls_bridge.h), so everything below works on plain sockets either way. Spare connections
-// are made with their handshake done.
+// revoked). Spare connections are made with their handshake done. After the handshake the
+// bytes move without a socketpair where the other side is a socket the proxy reads itself:
+// an HTTP session reads and writes its upstream's TLS stream (UpstreamConn::tls), and the
+// listener relays decrypted bytes straight to the task (relay_tls, tls_bridge.h). Layer 4 and
+// UDP streams on the sending side go through a tls_bridge.h socketpair, so splice and the
+// datagram framing work on plain sockets there.
 
 #include "mesh/overlay/preamble.h"
 #include "mesh/overlay/proxy_protocol.h"
+#include "proxy/upstream_pool.h"
 #include "proxy/worker.h"
 
 #include <boost/asio/awaitable.hpp>
@@ -49,7 +53,7 @@ class OverlaySpares {
   OverlaySpares& operator=(const OverlaySpares&) = delete;
 
   // A live spare connection to `peer`, if one is ready; starts a replacement either way.
-  std::optional<tcp::socket> take(const tcp::endpoint& peer);
+  std::optional<UpstreamConn> take(const tcp::endpoint& peer);
   // Closes spares older than their lifetime (the receiving side would close them after its
   // preamble timeout) and forgets peers not used since. Called from the worker's tick.
   void sweep(Clock::time_point now);
@@ -59,7 +63,7 @@ class OverlaySpares {
 
  private:
   struct Spare {
-    tcp::socket socket;
+    UpstreamConn conn;
     Clock::time_point since;
   };
   struct Peer {
@@ -75,10 +79,16 @@ class OverlaySpares {
 };
 
 // Opens an overlay stream on `s` to `via` for `preamble`: a spare connection or a new one, the
-// preamble, the answer. On success `s` carries the stream (conn.up is &s). Errors:
-// asio::error::timed_out (connect or answer), connection_refused (the peer refused the target
-// or could not connect to the task: nothing reached the task, so another endpoint may be
-// tried), or the connect's error.
+// preamble, the answer. On success `s` carries the stream, inside TLS (s.tls) when the overlay
+// is encrypted; conn.up is &s.raw(). Errors: asio::error::timed_out (connect or answer),
+// connection_refused (the peer refused the target or could not connect to the task: nothing
+// reached the task, so another endpoint may be tried), or the connect's error.
+asio::awaitable<boost::system::error_code> open_overlay_stream(
+    Worker& w, LiveConn& conn, UpstreamConn& s, const tcp::endpoint& via,
+    const mesh::overlay::Preamble& preamble);
+
+// The same for a caller that moves bytes socket to socket (layer 4, UDP): an encrypted stream
+// comes back as the plain end of a tls_bridge.h socketpair. conn.up is &s.
 asio::awaitable<boost::system::error_code> open_overlay_stream(
     Worker& w, LiveConn& conn, tcp::socket& s, const tcp::endpoint& via,
     const mesh::overlay::Preamble& preamble);
