@@ -466,6 +466,28 @@ class FreshClusterBase(unittest.TestCase):
         if self.netns is not None:
             self.netns.close()
 
+    def l4_echo_on_n2(self, name):
+        """Starts ns_echo.py in n2's namespace and a service `name` publishing L4_PORT to it
+        with that one task; returns (the echo process, the task id). The caller stops it."""
+        here = os.path.dirname(os.path.abspath(__file__))
+        n2 = self.c.nodes[1]
+        echo = harness.Proc(self.netns.prefix_args(n2.ip) +
+                            [sys.executable, os.path.join(here, "ns_echo.py"), task_ip(2),
+                             str(ECHO_PORT)])
+        try:
+            echo.wait_line(r"listening on", which="out")
+            lead = self.c.leader()
+            s, b = lead.api("POST", "/v1/services", {
+                "name": name, "ports": [{"published": L4_PORT, "target": ECHO_PORT}]})
+            self.assertEqual(s, 201, b)
+            s, b = lead.api("POST", "/v1/tasks", {"service": name, "node": "n2",
+                                                  "address": f"{task_ip(2)}:{ECHO_PORT}"})
+            self.assertEqual(s, 201, b)
+        except BaseException:
+            echo.stop()
+            raise
+        return echo, (b["task"]["id"] if "task" in b else b["id"])
+
 
 
 class FreshClusterTest(FreshClusterBase):
@@ -593,20 +615,9 @@ class OverlayRekeyTest(FreshClusterBase):
     options = {"overlay_rekey_s": 1, "overlay_rekey_bytes": 256 * 1024}
 
     def test_a_long_stream_survives_key_updates_by_epoch_and_by_bytes(self):
-        here = os.path.dirname(os.path.abspath(__file__))
         n1, n2 = self.c.nodes[0], self.c.nodes[1]
-        echo = harness.Proc(self.netns.prefix_args(n2.ip) +
-                            [sys.executable, os.path.join(here, "ns_echo.py"), task_ip(2),
-                             str(ECHO_PORT)])
+        echo, _ = self.l4_echo_on_n2("rekey")
         try:
-            echo.wait_line(r"listening on", which="out")
-            lead = self.c.leader()
-            s, b = lead.api("POST", "/v1/services", {
-                "name": "rekey", "ports": [{"published": L4_PORT, "target": ECHO_PORT}]})
-            self.assertEqual(s, 201, b)
-            s, b = lead.api("POST", "/v1/tasks", {"service": "rekey", "node": "n2",
-                                                  "address": f"{task_ip(2)}:{ECHO_PORT}"})
-            self.assertEqual(s, 201, b)
             def echoing():  # a connection through n1 that the task on n2 answers
                 c = OverlayTest._connect(n1.ip, L4_PORT)
                 if c is None:
@@ -716,21 +727,9 @@ class OverlayRelayIdleTest(FreshClusterBase):
     node_extra = {"timeouts": {"drain_ms": 2000, "l4_idle_ms": 1500}}
 
     def test_a_relayed_stream_moves_both_ways_and_ends_when_idle(self):
-        here = os.path.dirname(os.path.abspath(__file__))
         n2, n3 = self.c.nodes[1], self.c.nodes[2]
-        echo = harness.Proc(self.netns.prefix_args(n2.ip) +
-                            [sys.executable, os.path.join(here, "ns_echo.py"), task_ip(2),
-                             str(ECHO_PORT)])
+        echo, task = self.l4_echo_on_n2("relayed")
         try:
-            echo.wait_line(r"listening on", which="out")
-            lead = self.c.leader()
-            s, b = lead.api("POST", "/v1/services", {
-                "name": "relayed", "ports": [{"published": L4_PORT, "target": ECHO_PORT}]})
-            self.assertEqual(s, 201, b)
-            s, b = lead.api("POST", "/v1/tasks", {"service": "relayed", "node": "n2",
-                                                  "address": f"{task_ip(2)}:{ECHO_PORT}"})
-            self.assertEqual(s, 201, b)
-            task = b["task"]["id"] if "task" in b else b["id"]
             self.c.wait_converged()
             line = (f"RMOV1 tcp {task} {ECHO_PORT} {self.netns.prefix}.1 5555 "
                     f"{n2.ip} {L4_PORT}\n").encode()
