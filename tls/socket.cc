@@ -169,10 +169,11 @@ asio::awaitable<std::tuple<error_code, std::size_t>> TlsSocket::read_some(
     ERR_clear_error();
     int r = SSL_read(ssl_, buf.data(), want);
     // SSL_read gives one record at a time: take every whole record that is here already, so
-    // one read moves up to `buf` (a 1 MiB body then costs a write per 64 KiB, not per 16).
+    // one read moves up to `buf` (a 1 MiB body then costs a write per 64 KiB, not per 16);
+    // a small request, with nothing behind it, costs no second call.
     // Whatever stops the extra reads (no more input, close_notify, an error) is what the
     // next call sees first.
-    while (r > 0 && r < want) {
+    while (r > 0 && r < want && has_input()) {
       const int more = SSL_read(ssl_, static_cast<char*>(buf.data()) + r, want - r);
       if (more <= 0) {
         ERR_clear_error();
