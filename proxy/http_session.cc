@@ -830,10 +830,8 @@ asio::awaitable<error_code> Session::exchange(UpstreamPool::Bucket& bucket) {
       if (bucket.via) {
         const auto preamble = make_preamble(mesh::overlay::StreamProtocol::http, bucket.task_id,
                                             bucket.endpoint.port(), client_, origin_);
+        // (A TLS stream comes back watching live_'s deadline.)
         ec = co_await open_overlay_stream(worker_, live_, upstream_, *bucket.via, preamble);
-        if (!ec && upstream_.tls) {
-          upstream_.tls->stop_when(&live_.expired);
-        }
       } else {
         upstream_.close();
         ec = co_await connect_upstream(live_, upstream_.socket, bucket.endpoint,

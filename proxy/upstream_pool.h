@@ -37,7 +37,8 @@ namespace routemesh::proxy {
 
 // A connection to an upstream: a TCP socket, or mutual TLS over one (an encrypted overlay
 // stream to a task on another node). With `tls` set, `socket` is unused and every byte goes
-// through `tls`, whose TCP socket raw() names (for waits, deadlines and peeks).
+// through `tls`, whose TCP socket raw() names (for waits, deadlines and peeks). The overlay
+// listener holds its accepted connections in one too.
 struct UpstreamConn {
   using tcp = boost::asio::ip::tcp;
 

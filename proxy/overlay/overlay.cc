@@ -49,6 +49,31 @@ asio::awaitable<error_code> write_all(LiveConn& conn, tcp::socket& s, const std:
   co_return ec;
 }
 
+// The same for a connection that may be TLS.
+asio::awaitable<error_code> write_all(LiveConn& conn, UpstreamConn& s, const std::string& bytes,
+                                      milliseconds timeout) {
+  if (!s.tls) {
+    co_return co_await write_all(conn, s.socket, bytes, timeout);
+  }
+  conn.arm(Clock::now(), timeout);
+  error_code ec = co_await s.tls->write(asio::buffer(bytes));
+  if (conn.expired && !ec) {
+    ec = asio::error::timed_out;
+  }
+  conn.disarm();
+  co_return ec;
+}
+
+// At least one byte from a connection that may be TLS (TLS: bytes already decrypted, or a
+// whole record).
+asio::awaitable<std::tuple<error_code, std::size_t>> read_some(UpstreamConn& s,
+                                                               asio::mutable_buffer buf) {
+  if (s.tls) {
+    co_return co_await s.tls->read_some(buf);
+  }
+  co_return co_await s.socket.async_read_some(buf, kTuple);
+}
+
 // The receiving end's policy check: the sending node checked too, but the table it used may be
 // older or newer, and a stream may come from anything that reaches the overlay port. The
 // destination is a VIP when the client connected to one (dst in the preamble), else a
@@ -121,13 +146,10 @@ asio::awaitable<error_code> secure_outgoing(Worker& w, LiveConn& conn, UpstreamC
 }
 
 // An accepted overlay connection through the TLS handshake when the overlay is encrypted: true
-// with `stream` holding the connection (`socket` is then closed) and `keep` its context; true
-// with `stream` empty when the overlay is plain; false (counted, logged, closed) when the peer
-// is not a node of this cluster (no certificate, another CA, a revoked one, a user's) or the
-// handshake fails.
-asio::awaitable<bool> secure_incoming(Worker& w, tcp::socket& socket,
-                                      std::unique_ptr<TlsStream>& stream,
-                                      std::shared_ptr<const OverlayTls>& keep) {
+// with in.tls set (and in.keep its context); true with `in` unchanged when the overlay is
+// plain; false (counted, logged, closed) when the peer is not a node of this cluster (no
+// certificate, another CA, a revoked one, a user's) or the handshake fails.
+asio::awaitable<bool> secure_incoming(Worker& w, UpstreamConn& in) {
   const std::shared_ptr<const OverlayTls> tls = w.overlay_tls();
   auto refuse = [&](const char* reason, const std::string& why) {
     w.metrics().overlay_refused.Add({{"reason", reason}}).Increment();
@@ -138,15 +160,15 @@ asio::awaitable<bool> secure_incoming(Worker& w, tcp::socket& socket,
   if (!tls) {
     if (w.overlay_tls_required()) {
       refuse("tls_not_ready", "this node has no certificate yet");
-      close_quietly(socket);
+      in.close();
       co_return false;
     }
     co_return true;
   }
   error_code ignored;
-  const auto remote = socket.remote_endpoint(ignored);
+  const auto remote = in.socket.remote_endpoint(ignored);
   const std::string from = remote.address().to_string();
-  auto s = std::make_unique<TlsStream>(std::move(socket), *tls->server, tls::kTlsBulkRing);
+  auto s = std::make_unique<TlsStream>(std::move(in.socket), *tls->server, tls::kTlsBulkRing);
   bool expired = false;
   error_code ec;
   {
@@ -183,45 +205,12 @@ asio::awaitable<bool> secure_incoming(Worker& w, tcp::socket& socket,
     s->next_layer().close(ignored);
     co_return false;
   }
-  keep = tls;
-  stream = std::move(s);
+  in.keep = tls;
+  in.tls = std::move(s);
+  in.key_epoch = overlay_key_epoch(w);
+  in.rekey_bytes = tls->rekey_bytes;
   co_return true;
 }
-
-// An accepted overlay connection's two forms, for the steps before its bytes are relayed: the
-// preamble, the answer. `tls` is set when the overlay is encrypted, and then reads and writes
-// go through it (its TCP socket is `raw()`); else through `plain`.
-struct Accepted {
-  tcp::socket& plain;
-  std::unique_ptr<TlsStream> tls;
-  std::shared_ptr<const OverlayTls> keep;
-
-  tcp::socket& raw() { return tls ? tls->next_layer() : plain; }
-
-  asio::awaitable<std::tuple<error_code, std::size_t>> read_some(asio::mutable_buffer buf) {
-    if (tls) {
-      co_return co_await tls->read_some(buf);
-    }
-    co_return co_await plain.async_read_some(buf, kTuple);
-  }
-
-  // Writes `bytes` under `conn`'s deadline.
-  asio::awaitable<error_code> write(LiveConn& conn, const std::string& bytes,
-                                    milliseconds timeout) {
-    if (!tls) {
-      co_return co_await write_all(conn, plain, bytes, timeout);
-    }
-    conn.arm(Clock::now(), timeout);
-    error_code ec = co_await tls->write(asio::buffer(bytes));
-    if (conn.expired && !ec) {
-      ec = asio::error::timed_out;
-    }
-    conn.disarm();
-    co_return ec;
-  }
-
-  void close() { close_quietly(raw()); }
-};
 
 }  // namespace
 
@@ -431,32 +420,15 @@ asio::awaitable<error_code> open_overlay_stream(Worker& w, LiveConn& conn, Upstr
         co_return ec;
       }
     }
-    error_code ec;
-    char answer = 0;
-    if (s.tls) {
-      conn.arm(Clock::now(), timeout);
-      ec = co_await s.tls->write(asio::buffer(line));
-      if (conn.expired && !ec) {
-        ec = asio::error::timed_out;
-      }
-      conn.disarm();
-    } else {
-      ec = co_await write_all(conn, s.socket, line, timeout);
-    }
+    auto ec = co_await write_all(conn, s, line, timeout);
     if (conn.killed) {
       co_return asio::error::operation_aborted;
     }
+    char answer = 0;
     if (!ec) {
       // The peer connects to the task before it answers: allow it its own connect timeout.
       conn.arm(Clock::now(), timeout * 2);
-      error_code rec;
-      if (s.tls) {
-        auto [tec, n] = co_await s.tls->read_some(asio::buffer(&answer, 1));
-        rec = tec;
-      } else {
-        auto [pec, n] = co_await asio::async_read(s.socket, asio::buffer(&answer, 1), kTuple);
-        rec = pec;
-      }
+      auto [rec, n] = co_await read_some(s, asio::buffer(&answer, 1));
       ec = conn.expired && !conn.killed ? error_code(asio::error::timed_out) : rec;
       conn.disarm();
     }
@@ -510,8 +482,8 @@ asio::awaitable<error_code> open_overlay_stream(Worker& w, LiveConn& conn, tcp::
 // ---- receiving side -------------------------------------------------------------------------
 
 asio::awaitable<void> run_overlay_session(Worker& w, tcp::socket socket) {
-  Accepted in{socket, nullptr, nullptr};
-  const bool secured = co_await secure_incoming(w, socket, in.tls, in.keep);
+  UpstreamConn in(std::move(socket));  // the accepted connection, plain or (below) TLS
+  const bool secured = co_await secure_incoming(w, in);
   if (!secured) {
     co_return;
   }
@@ -528,8 +500,8 @@ asio::awaitable<void> run_overlay_session(Worker& w, tcp::socket socket) {
   auto refuse = [&](overlay::Reply reply, const char* reason) -> asio::awaitable<void> {
     w.metrics().overlay_refused.Add({{"reason", reason}}).Increment();
     const std::string answer(1, static_cast<char>(reply));
-    co_await in.write(conn, answer, w.timeouts().upstream_connect);
-    in.close();
+    co_await write_all(conn, in, answer, w.timeouts().upstream_connect);
+    close_quietly(in.raw());
   };
 
   // The preamble: one line. Whatever follows it (a sender does not pipeline, but may) goes to
@@ -539,9 +511,9 @@ asio::awaitable<void> run_overlay_session(Worker& w, tcp::socket socket) {
   std::size_t line_end = std::string_view::npos;
   conn.arm(Clock::now(), kPreambleWait);
   while (line_end == std::string_view::npos && have < buf.size()) {
-    auto [ec, n] = co_await in.read_some(asio::buffer(buf.data() + have, buf.size() - have));
+    auto [ec, n] = co_await read_some(in, asio::buffer(buf.data() + have, buf.size() - have));
     if (ec || conn.killed) {
-      in.close();
+      close_quietly(in.raw());
       co_return;  // a spare that was never used, or the peer went away
     }
     const std::string_view seen(buf.data() + have, n);
@@ -579,26 +551,25 @@ asio::awaitable<void> run_overlay_session(Worker& w, tcp::socket socket) {
   }
   const std::string ok(1, static_cast<char>(overlay::Reply::connected));
   if (preamble->protocol == overlay::StreamProtocol::udp) {
-    if (auto wec = co_await in.write(conn, ok, w.timeouts().upstream_connect); wec) {
-      in.close();
+    if (auto wec = co_await write_all(conn, in, ok, w.timeouts().upstream_connect); wec) {
+      close_quietly(in.raw());
       co_return;
     }
     w.metrics().overlay_streams_in.Increment();
     if (in.tls) {
       // Datagram framing works on a plain socket: the TLS stream's goes through a bridge.
-      const std::uint64_t rekey = in.keep->rekey_bytes;
-      auto inner = bridge_tls(w, std::move(in.tls), in.keep, true, rekey);
+      auto inner = bridge_tls(w, std::move(in.tls), in.keep, true, in.rekey_bytes);
       if (!inner) {
         co_return;
       }
-      socket = std::move(*inner);
-      conn.down = &socket;
+      in.socket = std::move(*inner);
+      conn.down = &in.socket;
     }
     const auto ep = to_tcp_endpoint(target->ip, target->port);
     std::string pending(buf.data() + line_end + 1, have - line_end - 1);
-    co_await run_overlay_udp(w, conn, socket, asio::ip::udp::endpoint(ep.address(), ep.port()),
+    co_await run_overlay_udp(w, conn, in.socket, asio::ip::udp::endpoint(ep.address(), ep.port()),
                              std::move(pending));
-    close_quietly(socket);
+    close_quietly(in.socket);
     co_return;
   }
   const auto ec = co_await connect_upstream(conn, task, to_tcp_endpoint(target->ip, target->port),
@@ -625,9 +596,9 @@ asio::awaitable<void> run_overlay_session(Worker& w, tcp::socket socket) {
       co_return;
     }
   }
-  if (auto wec = co_await in.write(conn, ok, w.timeouts().upstream_connect); wec) {
+  if (auto wec = co_await write_all(conn, in, ok, w.timeouts().upstream_connect); wec) {
     close_quietly(task);
-    in.close();
+    close_quietly(in.raw());
     co_return;
   }
   w.metrics().overlay_streams_in.Increment();
@@ -636,14 +607,14 @@ asio::awaitable<void> run_overlay_session(Worker& w, tcp::socket socket) {
     // connection: no socketpair, no splice (tls_bridge.h).
     conn.down = nullptr;
     conn.up = nullptr;
-    const std::uint64_t rekey = in.keep->rekey_bytes;
+    const std::uint64_t rekey = in.rekey_bytes;
     const std::shared_ptr<const void> keep = in.keep;
     co_await relay_tls(w, std::move(in.tls), keep, std::move(task), w.timeouts().l4_idle, rekey);
     co_return;
   }
-  co_await splice_both(w, conn, socket, task, w.timeouts().l4_idle, nullptr);
+  co_await splice_both(w, conn, in.socket, task, w.timeouts().l4_idle, nullptr);
   close_quietly(task);
-  close_quietly(socket);
+  close_quietly(in.socket);
 }
 
 }  // namespace routemesh::proxy

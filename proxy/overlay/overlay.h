@@ -79,8 +79,9 @@ class OverlaySpares {
 };
 
 // Opens an overlay stream on `s` to `via` for `preamble`: a spare connection or a new one, the
-// preamble, the answer. On success `s` carries the stream, inside TLS (s.tls) when the overlay
-// is encrypted; conn.up is &s.raw(). Errors: asio::error::timed_out (connect or answer),
+// preamble, the answer. On success `s` carries the stream, inside TLS (s.tls, which watches
+// `conn`'s deadline: TlsSocket::stop_when) when the overlay is encrypted; conn.up is
+// &s.raw(). Errors: asio::error::timed_out (connect or answer),
 // connection_refused (the peer refused the target or could not connect to the task: nothing
 // reached the task, so another endpoint may be tried), or the connect's error.
 asio::awaitable<boost::system::error_code> open_overlay_stream(
