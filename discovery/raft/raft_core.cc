@@ -1026,12 +1026,20 @@ Ready RaftCore::ready() {
   RM_CHECK(!ready_outstanding_, "ready() called twice without advance()");
   Ready rd;
   HardState hs = hard_state();
+  bool hard_state_must_sync = false;
   if (hs != prev_hard_state_) {
     rd.hard_state = hs;
+    // A new term or vote must be durable before any message that depends on it (figure 2).
+    // A commit index alone need not be: losing it in a crash only means relearning it from
+    // the leader, as long as it covers no conf change (membership is rebuilt from the log up
+    // to the persisted commit; README.md "Ready contract").
+    hard_state_must_sync = hs.term != prev_hard_state_.term || hs.vote != prev_hard_state_.vote ||
+                           log_.has_conf_change(prev_hard_state_.commit + 1, hs.commit);
     prev_hard_state_ = hs;
   }
   rd.entries = log_.unstable_entries();
   rd.snapshot = log_.unstable_snapshot();
+  rd.must_sync = hard_state_must_sync || !rd.entries.empty() || rd.snapshot.has_value();
   rd.messages = std::move(msgs_);
   msgs_.clear();
   rd.committed_entries = log_.next_committed_entries();

@@ -131,6 +131,15 @@ bool RaftLog::maybe_commit(Index i, Term current_term) {
   return false;
 }
 
+bool RaftLog::has_conf_change(Index lo, Index hi) const {
+  for (Index i = std::max(lo, first_index()); i <= std::min(hi, last_index()); ++i) {
+    if (entries_[i - first_index()].type == EntryType::conf_change) {
+      return true;
+    }
+  }
+  return false;
+}
+
 std::vector<Entry> RaftLog::unstable_entries() const {
   std::vector<Entry> out;
   for (Index i = std::max(unstable_from_, first_index()); i <= last_index(); ++i) {

@@ -49,6 +49,9 @@ class RaftLog {
   // rejection hint of §5.3's "decrement nextIndex" optimisation.
   Index find_conflict_by_term(Index i, Term t) const;
 
+  // Is any entry in [lo, hi] (clamped to what the log holds) a conf change?
+  bool has_conf_change(Index lo, Index hi) const;
+
   // Entries [lo, hi) capped at max_count; lo must be >= first_index().
   std::vector<Entry> slice(Index lo, Index hi, std::size_t max_count) const;
 

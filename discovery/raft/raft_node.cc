@@ -456,7 +456,7 @@ class RaftNodeImpl final : public RaftNode {
   void process_ready() {
     while (!stopped_ && core_.has_ready()) {
       Ready rd = core_.ready();
-      if (rd.snapshot || !rd.entries.empty() || rd.hard_state) {
+      if (rd.must_sync) {
         storage_->save(rd.snapshot, rd.entries, rd.hard_state);  // aborts on failure
         if (opt_.metrics != nullptr) {
           opt_.metrics->fsync_duration.Observe(static_cast<double>(storage_->last_sync_ns()) / 1e9);

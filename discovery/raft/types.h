@@ -127,8 +127,9 @@ struct ReadState {
 enum class Role : std::uint8_t { follower, pre_candidate, candidate, leader };
 
 // What the driver must do, in this order (see README.md "Ready contract"):
-//   1. persist `snapshot` (if any), then `entries` (entries replace every persisted entry with
-//      index >= entries.front().index), then `hard_state` (if any) — and fsync;
+//   1. if `must_sync`: persist `snapshot` (if any), then `entries` (entries replace every
+//      persisted entry with index >= entries.front().index), then `hard_state` (if any) — and
+//      fsync; otherwise persist nothing (the Ready changes only a commit index that may be lost);
 //   2. send `messages`;
 //   3. apply `snapshot` (if any) and then `committed_entries` to the state machine, and hand
 //      `read_states` to the waiting readers once their index is applied;
@@ -140,6 +141,10 @@ struct Ready {
   std::vector<Message> messages;
   std::vector<Entry> committed_entries;
   std::vector<ReadState> read_states;
+  // Something must be durable before messages go out: entries, a snapshot, a new term or
+  // vote, or a commit index that covers a conf change. False when the hard state's commit
+  // moved past ordinary entries only (etcd's MustSync).
+  bool must_sync = false;
 };
 
 }  // namespace routemesh::discovery::raft

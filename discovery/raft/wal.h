@@ -38,6 +38,8 @@
 // data: open_wal refuses (wal_errc::corrupt) with a message naming the file and byte offset.
 // Limit: damage to the very last record itself looks exactly like a torn write and is dropped.
 //
+// The driver calls save() only for a Ready with must_sync (raft/types.h): a Ready that only
+// moves the commit index past ordinary entries writes nothing, so the stored commit may lag.
 // Durability: save() returns only after fdatasync; a write or sync failure calls
 // WalOptions::on_fatal, which stops the process (never acknowledge what is not durable; fsync
 // errors are not retryable).

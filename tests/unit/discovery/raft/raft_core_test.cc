@@ -464,19 +464,68 @@ TEST_CASE("membership changes one server at a time: learner, promote, remove (th
   CHECK(c.node(4).sm_index == c.core(l).log().committed());
 }
 
-TEST_CASE("restart recovers term, vote, log and commit from storage", "[raft]") {
+TEST_CASE("restart recovers term, vote and log from storage, and relearns the commit index",
+          "[raft]") {
   Cluster c({1, 2, 3}, {}, options());
   elect(c, 1);
   REQUIRE(c.core(1).propose(bytes_of("durable")).ok());
   c.deliver_all();
   HardState before = c.core(2).hard_state();
   Index last = c.core(2).log().last_index();
+  REQUIRE(c.node(2).sm_index == before.commit);
   c.crash(2);
   REQUIRE(c.restart(2));
-  CHECK(c.core(2).hard_state() == before);
+  CHECK(c.core(2).hard_state().term == before.term);
+  CHECK(c.core(2).hard_state().vote == before.vote);
   CHECK(c.core(2).log().last_index() == last);
+  // A Ready that only moved the commit past ordinary entries was not synced (Ready::must_sync),
+  // so the restarted node may know an older commit; the leader's next heartbeat carries it.
+  CHECK(c.core(2).hard_state().commit <= before.commit);
+  c.tick(1, options().heartbeat_tick);
   c.deliver_all();
-  CHECK(c.node(2).sm_index == before.commit);  // re-applied from storage
+  CHECK(c.node(2).sm_index == before.commit);  // re-applied from the stored log
+}
+
+TEST_CASE("a Ready that only moves the commit needs no fsync unless it commits a conf change",
+          "[raft]") {
+  Cluster c({1, 2, 3}, {}, options());
+  elect(c, 1);
+  c.add_node(4);
+  struct Seen {
+    bool must_sync;
+    bool commits_conf;
+  };
+  std::vector<Seen> commit_only;  // node 2's Readies whose only durable change is the commit
+  c.crash_in_ready_if = [&](NodeId id, const Ready& rd) -> std::optional<CrashInSync> {
+    if (id == 2 && rd.hard_state && rd.entries.empty() && !rd.snapshot) {
+      bool conf = std::any_of(rd.committed_entries.begin(), rd.committed_entries.end(),
+                              [](const Entry& e) { return e.type == EntryType::conf_change; });
+      commit_only.push_back({rd.must_sync, conf});
+    }
+    return std::nullopt;
+  };
+  REQUIRE(c.core(1).propose(bytes_of("ordinary")).ok());
+  c.deliver_all();
+  c.tick(1, options().heartbeat_tick);
+  c.deliver_all();
+  REQUIRE(c.core(1).propose_conf_change(ConfChangeType::add_learner, 4).ok());
+  c.deliver_all();
+  c.tick(1, options().heartbeat_tick);
+  c.deliver_all();
+  c.crash_in_ready_if = nullptr;
+  REQUIRE(c.core(2).conf().learners.contains(4));
+  bool saw_plain = false;
+  bool saw_conf = false;
+  for (const Seen& s : commit_only) {
+    CHECK(s.must_sync == s.commits_conf);
+    (s.commits_conf ? saw_conf : saw_plain) = true;
+  }
+  CHECK(saw_plain);  // the commit of "ordinary" came alone and was not synced
+  CHECK(saw_conf);   // the commit of the conf change came alone and was synced
+  // Restarted, node 2 still knows the learner: the commit covering the change is durable.
+  c.crash(2);
+  REQUIRE(c.restart(2));
+  CHECK(c.core(2).conf().learners.contains(4));
 }
 
 TEST_CASE("a crash before fsync loses the vote, which was never sent", "[raft]") {

@@ -254,7 +254,7 @@ std::vector<Message> Cluster::process_ready(NodeId id, std::optional<CrashInSync
     // error (the WAL stops the process), keeps only what the disk kept; nothing was sent
     // or applied.
     bool died = false;
-    if (rd.snapshot || !rd.entries.empty() || rd.hard_state) {
+    if (rd.must_sync) {
       n.fs->crash_at_next_sync = crash_now.has_value();
       try {
         n.wal->save(rd.snapshot, rd.entries, rd.hard_state);
