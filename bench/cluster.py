@@ -74,10 +74,21 @@ class KeepAlive:
             self.conn = None
 
 
-def closed_loop(make_client, write, writers, duration):
+def cpu_seconds(pid):
+    """User + system CPU seconds of a process (all its threads) so far; None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def closed_loop(make_client, write, writers, duration, server_pids=()):
     """`writers` closed-loop clients for `duration` s: each gets make_client(i) and calls
     write(client, i, n) -> HTTP status (n counts its writes); 200 counts as committed. Returns
-    a dict with writes/s, latencies (ms) and error counts."""
+    a dict with writes/s, latencies (ms) and error counts, and, given the servers' pids, the
+    CPU they spent per committed write and the writes per busy server core."""
     lat, errors = [], {}
     lock = threading.Lock()
     start_evt = threading.Event()
@@ -109,13 +120,22 @@ def closed_loop(make_client, write, writers, duration):
     threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(writers)]
     for t in threads:
         t.start()
+    cpu0 = [cpu_seconds(p) for p in server_pids]
     t0 = time.monotonic()
     t_end[0] = t0 + duration
     start_evt.set()
     for t in threads:
         t.join(duration + 30)
     elapsed = time.monotonic() - t0
-    return {"writers": writers, "seconds": round(elapsed, 2), "committed": len(lat),
+    cpu1 = [cpu_seconds(p) for p in server_pids]
+    used = [b - a for a, b in zip(cpu0, cpu1) if a is not None and b is not None]
+    server_cpu = sum(used) if server_pids and len(used) == len(server_pids) else None
+    cpu = {}
+    if server_cpu and lat:
+        cpu = {"server_cpu_s": round(server_cpu, 2),
+               "cpu_ms_per_write": round(server_cpu * 1000.0 / len(lat), 3),
+               "writes_per_busy_core": round(len(lat) / server_cpu, 1)}
+    return {**cpu, "writers": writers, "seconds": round(elapsed, 2), "committed": len(lat),
             "writes_per_s": round(len(lat) / elapsed, 1),
             "p50_ms": round(pct(lat, 50), 2) if lat else None,
             "p99_ms": round(pct(lat, 99), 2) if lat else None,
@@ -135,8 +155,11 @@ def measure_writes(target, writers, duration, tag):
         st, _ = c.request("PUT", f"/v1/services/{tag}-{i}", body)
         return st
 
+    # The managers only (the Raft members), as etcd's members: the workers' watch streams are
+    # not counted (etcd has no watchers here).
+    pids = [n.proc.p.pid for n in target.cluster.managers if n.alive]
     return closed_loop(lambda i: KeepAlive(target.admin, target.cluster.tls), write, writers,
-                       duration)
+                       duration, pids)
 
 
 class PlainKeepAlive(KeepAlive):
@@ -216,7 +239,7 @@ class Etcd:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def measure_etcd_writes(ip, writers, duration):
+def measure_etcd_writes(ip, writers, duration, pids=()):
     """The same closed loop against etcd: each writer puts its own key (v3 JSON gateway)."""
     def write(c, i, n):
         body = {"key": base64.b64encode(f"bench/{i}".encode()).decode(),
@@ -224,7 +247,8 @@ def measure_etcd_writes(ip, writers, duration):
         st, _ = c.request("POST", "/v3/kv/put", body)
         return st
 
-    return closed_loop(lambda i: PlainKeepAlive(f"{ip}:2379", None), write, writers, duration)
+    return closed_loop(lambda i: PlainKeepAlive(f"{ip}:2379", None), write, writers, duration,
+                       pids)
 
 
 class RevisionWatcher:
@@ -416,7 +440,8 @@ def main():
                 continue
             try:
                 rows[label] = run_phase(
-                    label, lambda: measure_etcd_writes(e.leader_ip(), a.writers, a.duration))
+                    label, lambda: measure_etcd_writes(e.leader_ip(), a.writers, a.duration,
+                                              [p.pid for p in e.procs]))
             finally:
                 e.stop()
     result["writes"] = rows
@@ -426,13 +451,15 @@ def main():
           f"load {result['load_before']} -> {result['load_after']})")
     print(f"  data dirs under {result['settings']['data_dirs_under']} "
           f"({result['settings']['data_dirs_fs']}); Python clients")
-    print(f"  {'commit (PUT /v1/services/NAME)':<32}{'writes/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}  errors")
+    print(f"  {'commit (PUT /v1/services/NAME)':<32}{'writes/s':>10}{'p50 ms':>10}{'p99 ms':>10}"
+          f"{'max ms':>10}{'cpu ms/w':>10}{'w/s/core':>10}  errors")
     for label, r in rows.items():
         if r is None:
             print(f"  {label:<32}{'n/a':>10}")
             continue
         print(f"  {label:<32}{r['writes_per_s']:>10}{fmt(r['p50_ms']):>10}{fmt(r['p99_ms']):>10}"
-              f"{fmt(r['max_ms']):>10}  {r['errors'] or '-'}")
+              f"{fmt(r['max_ms']):>10}{fmt(r.get('cpu_ms_per_write')):>10}"
+              f"{fmt(r.get('writes_per_busy_core')):>10}  {r['errors'] or '-'}")
     p = result.get("propagation")
     print(f"\n  propagation: API 200 -> last of 5 nodes routing with it ({a.changes} changes)")
     if p:
@@ -446,12 +473,12 @@ def main():
         print(f"  note: {n.splitlines()[0]}")
     ratios = {}
     for ours, theirs in (("1 manager", "etcd, 1 member"), ("3 managers", "etcd, 3 members")):
-        if rows.get(ours) and rows.get(theirs) and rows[theirs]["writes_per_s"]:
-            ratios[f"{ours} / {theirs}"] = round(
-                rows[ours]["writes_per_s"] / rows[theirs]["writes_per_s"], 2)
+        for key, what in (("writes_per_s", "writes/s"), ("writes_per_busy_core", "writes/s per busy core")):
+            if rows.get(ours) and rows.get(theirs) and rows[theirs].get(key) and rows[ours].get(key):
+                ratios[f"{what} {ours} / {theirs}"] = round(rows[ours][key] / rows[theirs][key], 2)
     result["ratios"] = ratios
     for k, v in ratios.items():
-        print(f"  writes/s {k}: {v}x")
+        print(f"  {k}: {v}x")
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     with open(a.out, "w") as f:
         json.dump(result, f, indent=2)
