@@ -29,8 +29,13 @@ CASES = [
      ["backend", "nginx", "haproxy", "routemesh"], "routemesh", ["nginx", "haproxy"]),
     ("paced1m", "(b') 1 MiB response at a fixed offered rate (latency at equal load)",
      ["backend", "nginx", "haproxy", "routemesh"], "routemesh", ["nginx", "haproxy"]),
-    ("l4", "(c) layer 4: GET /1m through a TCP proxy (routemesh L4 port vs HAProxy mode tcp)",
-     ["backend", "haproxy-tcp", "routemesh-l4"], "routemesh-l4", ["haproxy-tcp"]),
+    ("l4small", "(c) layer 4, small response: GET / through a TCP proxy (routemesh L4 port, "
+     "nginx stream, HAProxy mode tcp)",
+     ["backend", "nginx-stream", "haproxy-tcp", "routemesh-l4"], "routemesh-l4",
+     ["nginx-stream", "haproxy-tcp"]),
+    ("l4", "(c') layer 4, 1 MiB response: GET /1m through a TCP proxy",
+     ["backend", "nginx-stream", "haproxy-tcp", "routemesh-l4"], "routemesh-l4",
+     ["nginx-stream", "haproxy-tcp"]),
 ]
 METRICS = ("requests_per_s", "p50_ms", "p99_ms", "mib_per_s", "core0_busy_pct",
            "core1_busy_pct", "core0_us_per_req")
@@ -157,9 +162,10 @@ def main():
             case, target, rnd, status, detail = line.rstrip("\n").split("\t", 4)
             raw.setdefault(case, {}).setdefault(target, {})[int(rnd)] = (
                 parse_wrk(detail) if status == "ok" else {"status": "na", "reason": detail})
-    if "l4" in raw and "backend" not in raw["l4"] and "backend" in raw.get("1m", {}):
-        # The direct row of (c) is the same request as (b)'s: measured once per round.
-        raw["l4"]["backend"] = raw["1m"]["backend"]
+    for l4case, same in (("l4", "1m"), ("l4small", "small")):
+        if l4case in raw and "backend" not in raw[l4case] and "backend" in raw.get(same, {}):
+            # The direct row of (c) is the same request as (a)'s or (b)'s: measured once.
+            raw[l4case]["backend"] = raw[same]["backend"]
 
     loadavg = None
     try:
@@ -224,11 +230,13 @@ def main():
             if r["rounds"] > 1:
                 rps += " ({:.0f}-{:.0f}k)".format(r["requests_per_s_min"] / 1e3,
                                                  r["requests_per_s_max"] / 1e3)
-            mib = fmt_num(r["mib_per_s"], "{:.1f}") if case not in ("small", "paced") else "-"
+            mib = (fmt_num(r["mib_per_s"], "{:.1f}") if case not in ("small", "paced", "l4small")
+                   else "-")
             core0 = "-" if t == "backend" else fmt_num(r["core0_busy_pct"], "{:.0f}%")
             us = "-" if t == "backend" else fmt_num(r["core0_us_per_req"], "{:.1f}")
             err = str(r["errors"]) + (" !" if r["errors"] else "")
-            label = t + (" (=b)" if case == "l4" and t == "backend" else "")
+            label = t + ({"l4": " (=b)", "l4small": " (=a)"}.get(case, "") if t == "backend"
+                         else "")
             print("  %-14s %21s %9s %9s %8s %7s %8s %7s" % (
                 label, rps, fmt_ms(r["p50_ms"]), fmt_ms(r["p99_ms"]), mib, core0, us, err))
             if r["errors"]:
@@ -258,12 +266,10 @@ def main():
                                      fmt_range(per["requests_per_s"].values())),
                      "p99 %s%s" % (fmt_ratio(rr["p99_ms"]), fmt_range(per["p99_ms"].values())),
                      "p50 %s" % fmt_ratio(rr["p50_ms"])]
-            if case not in ("small", "paced"):
+            if case not in ("small", "paced", "l4small"):
                 parts.append("MiB/s %s" % fmt_ratio(rr["mib_per_s"]))
             parts.append("core0 us/req %s" % fmt_ratio(rr["core0_us_per_req"]))
             print("  %-27s %s" % ("%s / %s:" % (subject, ref), "  ".join(parts)))
-        if case == "l4":
-            print("  (nginx is not in this case: Debian's nginx-light has no stream module)")
         out["cases"][case] = {"title": title, "rows": rows, "per_round": per_target,
                               "ratios": ratios}
 
@@ -302,6 +308,10 @@ def main():
         ("floor_l4_mib_per_s_ge_haproxy_tcp",
          "floor: L4 1 MiB MiB/s >= 1.0x HAProxy tcp mode ......",
          check([("mib", "l4", "routemesh-l4/haproxy-tcp", "mib_per_s")], lambda r: r["mib"] >= 1.0)),
+        ("aim_l4_small_per_core_ge_nginx_stream",
+         "aim:   L4 small core0 us/req <= nginx stream ........",
+         check([("us", "l4small", "routemesh-l4/nginx-stream", "core0_us_per_req")],
+               lambda r: r["us"] <= 1.0)),
         ("aim_small_rps_ge_1.2x_nginx",
          "aim:   small req/s >= 1.2x nginx .....................",
          check([("rps", "small", "routemesh/nginx", "requests_per_s")], lambda r: r["rps"] >= 1.2)),

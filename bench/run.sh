@@ -6,7 +6,7 @@
 #
 # Environment:
 #   ROUTEMESH_BIN=PATH   use this binary instead of building with scripts/build.sh release
-#   BENCH_PORT_BASE=N    first of six consecutive loopback ports (default 18080)
+#   BENCH_PORT_BASE=N    first of seven consecutive loopback ports (default 18080)
 #   BENCH_SKIP_DEPS=1    do not run scripts/deps.sh --bench
 set -euo pipefail
 
@@ -103,6 +103,7 @@ nginx_port=$((base + 2))
 haproxy_http_port=$((base + 3))
 haproxy_tcp_port=$((base + 4))
 routemesh_l4_port=$((base + 5))
+nginx_stream_port=$((base + 6))
 
 port_busy() {
   if command -v ss >/dev/null; then
@@ -111,7 +112,7 @@ port_busy() {
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
   fi
 }
-for p in $(seq "$base" $((base + 5))); do
+for p in $(seq "$base" $((base + 6))); do
   if port_busy "$p"; then
     echo "port $p is in use; set BENCH_PORT_BASE to another range" >&2
     exit 1
@@ -204,6 +205,7 @@ render() {  # render TEMPLATE OUT
     -e "s|@HAPROXY_TCP_PORT@|$haproxy_tcp_port|g" \
     -e "s|@ROUTEMESH_HTTP_PORT@|$routemesh_http_port|g" \
     -e "s|@ROUTEMESH_L4_PORT@|$routemesh_l4_port|g" \
+    -e "s|@NGINX_STREAM_PORT@|$nginx_stream_port|g" \
     "$1" >"$2"
 }
 
@@ -286,6 +288,7 @@ head -c "$big_size" /dev/urandom >"$tmp/www/1m"
 chmod 755 "$tmp/www" && chmod 644 "$tmp/www/1m"
 render "$bench_dir/backend-nginx.conf.tmpl" "$tmp/backend.conf"
 render "$bench_dir/nginx.conf.tmpl" "$tmp/nginx.conf"
+render "$bench_dir/nginx-stream.conf.tmpl" "$tmp/nginx-stream.conf"
 render "$bench_dir/haproxy.cfg.tmpl" "$tmp/haproxy.cfg"
 render "$bench_dir/routemesh.yaml.tmpl" "$tmp/routemesh.yaml"
 
@@ -327,12 +330,15 @@ http_cases() {
   fi
 }
 
-# l4_case TARGET ROUND PORT PID: the layer-4 measurement, after the same kind of check.
+# l4_case TARGET ROUND PORT PID: the layer-4 measurements (small and 1 MiB responses through
+# a TCP proxy), after the same kind of check.
 l4_case() {
   local target="$1" round="$2" port="$3" pid="$4" reason
-  if reason="$(check "$port" /1m $big_size)"; then
+  if reason="$(check "$port" / $small_size)" && reason="$(check "$port" /1m $big_size)"; then
+    measure l4small "$target" "$round" "$port" / "$pid"
     measure l4 "$target" "$round" "$port" /1m "$pid"
   else
+    na l4small "$target" "$round" "$reason"
     na l4 "$target" "$round" "$reason"
   fi
 }
@@ -358,6 +364,27 @@ bench_nginx() {
   stop_pid "$pid"
 }
 
+# nginx's stream module (layer 4), its own process: Debian's nginx-light has the module as a
+# separate package (libnginx-mod-stream, installed by scripts/deps.sh --bench).
+bench_nginx_stream() {
+  if [ ! -e /usr/lib/nginx/modules/ngx_stream_module.so ]; then
+    na l4small nginx-stream "$1" "no stream module (Debian package libnginx-mod-stream)"
+    na l4 nginx-stream "$1" "no stream module (Debian package libnginx-mod-stream)"
+    return
+  fi
+  taskset -c 0 nginx -p "$tmp" -c "$tmp/nginx-stream.conf" >"$tmp/nginx-stream.log" 2>&1 &
+  local pid=$!
+  pids+=("$pid")
+  if wait_listen "$pid" "$nginx_stream_port"; then
+    l4_case nginx-stream "$1" "$nginx_stream_port" "$pid"
+  else
+    local reason="did not start: $(tail -n 1 "$tmp/nginx-stream.error.log" "$tmp/nginx-stream.log" 2>/dev/null | tr '\n' ' ')"
+    na l4small nginx-stream "$1" "$reason"
+    na l4 nginx-stream "$1" "$reason"
+  fi
+  stop_pid "$pid"
+}
+
 # HAProxy: http mode and tcp mode in one process.
 bench_haproxy() {
   taskset -c 0 haproxy -db -f "$tmp/haproxy.cfg" >"$tmp/haproxy.log" 2>&1 &
@@ -369,6 +396,7 @@ bench_haproxy() {
   else
     local reason="did not start: $(tail -n 3 "$tmp/haproxy.log" 2>/dev/null | tr '\n' ' ')"
     http_na haproxy "$1" "$reason"
+    na l4small haproxy-tcp "$1" "$reason"
     na l4 haproxy-tcp "$1" "$reason"
   fi
   stop_pid "$pid"
@@ -391,17 +419,18 @@ bench_routemesh() {
   fi
   if [ -n "$reason" ]; then
     http_na routemesh "$1" "not running: $reason"
+    na l4small routemesh-l4 "$1" "not running: $reason"
     na l4 routemesh-l4 "$1" "not running: $reason"
   fi
 }
 
-# Rounds rotate the order (round r starts with target r mod 4), so slow drift of the machine
+# Rounds rotate the order (round r starts with target r mod 5), so slow drift of the machine
 # (thermal, a neighbour's load) does not always favour the same target; the report takes the
 # median of each figure over the rounds and compares targets round by round.
-targets=(backend nginx haproxy routemesh)
+targets=(backend nginx haproxy routemesh nginx_stream)
 for round in $(seq "$rounds"); do
-  for i in 0 1 2 3; do
-    "bench_${targets[$(((round - 1 + i) % 4))]}" "$round"
+  for i in $(seq 0 $((${#targets[@]} - 1))); do
+    "bench_${targets[$(((round - 1 + i) % ${#targets[@]}))]}" "$round"
   done
 done
 

@@ -67,37 +67,11 @@ asio::awaitable<bool> pump(SpliceState& st, Worker& w, tcp::socket& from, tcp::s
     to.shutdown(tcp::socket::shutdown_send, ignored);
   };
 
-  // Copy phase. The buffer is held only while bytes are in hand, so an idle connection
-  // holds none.
-  for (;;) {
-    if (st.failed || st.conn.expired) {
-      co_return fail();
-    }
-    std::unique_ptr<char[]> buf = w.take_client_buffer();
-    const ssize_t n = ::recv(in, buf.get(), Worker::kClientBufferSize, MSG_DONTWAIT);
-    if (n == 0) {
-      w.give_client_buffer(std::move(buf));
-      half_close();
-      co_return true;
-    }
-    if (n < 0) {
-      w.give_client_buffer(std::move(buf));
-      if (errno == EINTR) {
-        continue;
-      }
-      if (errno != EAGAIN && errno != EWOULDBLOCK) {
-        co_return fail();
-      }
-      auto [ec] = co_await from.async_wait(tcp::socket::wait_read, tuple);
-      if (ec) {
-        co_return fail();
-      }
-      continue;
-    }
+  // send_all: every byte of [p, p + n) to `to`, waiting for room when the socket is full.
+  auto send_all = [&](const char* p, std::size_t n) -> asio::awaitable<bool> {
     std::size_t sent = 0;
-    while (sent < static_cast<std::size_t>(n)) {
-      const ssize_t m = ::send(out, buf.get() + sent, static_cast<std::size_t>(n) - sent,
-                               MSG_DONTWAIT | MSG_NOSIGNAL);
+    while (sent < n) {
+      const ssize_t m = ::send(out, p + sent, n - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
       if (m > 0) {
         sent += static_cast<std::size_t>(m);
       } else if (m < 0 && errno == EINTR) {
@@ -105,18 +79,77 @@ asio::awaitable<bool> pump(SpliceState& st, Worker& w, tcp::socket& from, tcp::s
       } else if (m < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
         auto [ec] = co_await to.async_wait(tcp::socket::wait_write, tuple);
         if (ec || st.failed || st.conn.expired) {
-          w.give_client_buffer(std::move(buf));
-          co_return fail();
+          co_return false;
         }
       } else {
+        co_return false;
+      }
+    }
+    co_return true;
+  };
+
+  // Copy phase. The wait for bytes is an asio read into a small buffer in this frame: asio
+  // queues it on the socket's edge-triggered epoll registration with no syscall, where
+  // async_wait re-arms it with an epoll_ctl each time (one per message each way, measured
+  // with strace under wrk). What does not fit is read into a worker buffer, held only while
+  // bytes are in hand, so an idle connection holds no more than `first`.
+  std::array<char, 1024> first;
+  for (;;) {
+    if (st.failed || st.conn.expired) {
+      co_return fail();
+    }
+    auto [ec, n] = co_await from.async_read_some(asio::buffer(first), tuple);
+    if (ec == asio::error::eof) {
+      half_close();
+      co_return true;
+    }
+    if (ec || st.failed || st.conn.expired) {
+      co_return fail();
+    }
+    const bool sent = co_await send_all(first.data(), n);
+    if (!sent) {
+      co_return fail();
+    }
+    moved(n);
+    if (n < first.size()) {
+      continue;  // a short read drained the socket: wait for more
+    }
+    // More may be waiting: take it in worker-buffer reads until one comes back short (copy
+    // on) or full (bulk data: splice from now on).
+    bool bulk = false;
+    for (;;) {
+      std::unique_ptr<char[]> buf = w.take_client_buffer();
+      const ssize_t r = ::recv(in, buf.get(), Worker::kClientBufferSize, MSG_DONTWAIT);
+      if (r < 0 && errno == EINTR) {
+        w.give_client_buffer(std::move(buf));
+        continue;
+      }
+      if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        w.give_client_buffer(std::move(buf));
+        break;
+      }
+      if (r == 0) {
+        w.give_client_buffer(std::move(buf));
+        half_close();
+        co_return true;
+      }
+      if (r < 0) {
         w.give_client_buffer(std::move(buf));
         co_return fail();
       }
+      const bool ok = co_await send_all(buf.get(), static_cast<std::size_t>(r));
+      w.give_client_buffer(std::move(buf));
+      if (!ok) {
+        co_return fail();
+      }
+      moved(static_cast<std::size_t>(r));
+      if (static_cast<std::size_t>(r) == Worker::kClientBufferSize) {
+        bulk = true;
+      }
+      break;
     }
-    w.give_client_buffer(std::move(buf));
-    moved(static_cast<std::size_t>(n));
-    if (static_cast<std::size_t>(n) == Worker::kClientBufferSize) {
-      break;  // a full buffer: bulk data, splice from now on
+    if (bulk) {
+      break;
     }
   }
 
@@ -206,7 +239,7 @@ asio::awaitable<SpliceResult> splice_both(Worker& w, LiveConn& conn, tcp::socket
                                           milliseconds idle, prometheus::Counter* bytes) {
   using namespace asio::experimental::awaitable_operators;
   SpliceResult result;
-  // Asio's reactor must not try I/O on these descriptors itself; we only use async_wait.
+  // Non-blocking for our own recv/send/splice calls (asio's own reads work either way).
   boost::system::error_code ignored;
   a.non_blocking(true, ignored);
   b.non_blocking(true, ignored);

@@ -1,9 +1,10 @@
 #pragma once
 // Byte moves between two TCP sockets, with half-close (RFC 9293 §3.6: FIN one way, the other
 // way keeps flowing) and an idle timeout. Used by L4 sessions, HTTP tunnels, overlay streams
-// and large HTTP bodies. splice_both copies each direction through a 16 KiB worker buffer
-// (taken only while bytes are in hand) until a read fills it, then moves that direction with
-// splice(2) through a pooled pipe, zero-copy: small exchanges cost a recv and a send, bulk
+// and large HTTP bodies. splice_both copies each direction (waiting for bytes with an asio read
+// into a 1 KiB buffer of its own, which needs no epoll_ctl, then a 16 KiB worker buffer taken
+// only while bytes are in hand) until a read fills the worker buffer, then moves that direction
+// with splice(2) through a pooled pipe, zero-copy: small exchanges cost a recv and a send, bulk
 // transfers stay zero-copy. splice_exact always splices.
 
 #include "proxy/worker.h"
