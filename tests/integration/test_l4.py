@@ -110,6 +110,22 @@ class L4Test(harness.ClassFixtures, harness.MeshTest):
         self.assertEqual(data[-3:], b"BYE")
         self.assertEqual(result["how"], "eof")
 
+    def test_ping_pong_across_the_copy_buffers_sizes_stays_exact(self):
+        # One connection, one message at a time, each echoed in full before the next: sizes
+        # on both sides of the copy phase's 1 KiB read and 16 KiB worker buffer, and after a
+        # read that fills the worker buffer (that direction splices from then on).
+        s = self.connect()
+        for size in (1, 1023, 1024, 1025, 3000, 16383, 16384, 16385, 70_000, 5, 1024, 2):
+            msg = os.urandom(size)
+            s.sendall(msg)
+            got = b""
+            s.settimeout(10)
+            while len(got) < size:
+                chunk = s.recv(1 << 16)
+                self.assertTrue(chunk, f"EOF after {len(got)} of {size} echoed bytes")
+                got += chunk
+            self.assertEqual(got, msg, f"a {size}-byte message came back changed")
+
     def test_l4_metrics_count_connections_and_bytes(self):
         before_c = self.n.metric("routemesh_proxy_l4_connections_total", service="echo") or 0
         before_b = self.n.metric("routemesh_proxy_l4_bytes_total", service="echo") or 0
