@@ -94,17 +94,36 @@ asio::awaitable<bool> pump(SpliceState& st, Worker& w, tcp::socket& from, tcp::s
   // with strace under wrk). What does not fit is read into a worker buffer, held only while
   // bytes are in hand, so an idle connection holds no more than `first`.
   std::array<char, 1024> first;
+  // A socket handed over by the HTTP session (a tunnel) may hold an EOF that raised no edge of
+  // its own after a short DrainBuffer read (proxy/drain_read.h): look once before waiting.
+  bool look_first = true;
   for (;;) {
     if (st.failed || st.conn.expired) {
       co_return fail();
     }
-    auto [ec, n] = co_await from.async_read_some(asio::buffer(first), tuple);
-    if (ec == asio::error::eof) {
-      half_close();
-      co_return true;
+    std::size_t n = 0;
+    if (look_first) {
+      look_first = false;
+      const ssize_t r = ::recv(in, first.data(), first.size(), MSG_DONTWAIT);
+      if (r == 0) {
+        half_close();
+        co_return true;
+      }
+      if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        co_return fail();
+      }
+      n = r > 0 ? static_cast<std::size_t>(r) : 0;
     }
-    if (ec || st.failed || st.conn.expired) {
-      co_return fail();
+    if (n == 0) {
+      auto [ec, got] = co_await from.async_read_some(asio::buffer(first), tuple);
+      if (ec == asio::error::eof) {
+        half_close();
+        co_return true;
+      }
+      if (ec || st.failed || st.conn.expired) {
+        co_return fail();
+      }
+      n = got;
     }
     const bool sent = co_await send_all(first.data(), n);
     if (!sent) {

@@ -5,6 +5,7 @@ tune it (`?ms=300`). Every request it reads is recorded with its connection's se
 so a test can tell which upstream connection carried what and how often a request arrived.
 Standard library only.
 """
+import socket
 import time
 import urllib.parse
 
@@ -46,6 +47,7 @@ class ScriptedBackend(harness._ThreadedServer):
     /early-stream?ms=N  like /stream, but answers right after the request head, body unread
     /slow?ms=N          wait N ms, then 200 "ok"
     /switch?proto=P     101 Switching Protocols with Upgrade: P, then echo bytes
+    /switch-bye?proto=P 101 Switching Protocols and "bye", sent with the FIN in one segment
     """
 
     def __init__(self, ip="127.0.0.1", port=0):
@@ -168,6 +170,13 @@ class ScriptedBackend(harness._ThreadedServer):
                 if not b:
                     return False
                 c.sendall(b)
+        elif name == "switch-bye":
+            proto = req.query.get("proto", "websocket")
+            # Corked, the bytes wait for the close and leave with the FIN in one segment.
+            c.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+            c.sendall(f"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: {proto}\r\n\r\nbye"
+                      .encode())
+            return False
         else:
             c.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
         return True

@@ -289,6 +289,28 @@ class DataPathTest(harness.ClassFixtures, harness.MeshTest):
         c.close()
         self.assertEqual(r.status, 502, r)
 
+    def test_a_tunnel_whose_backend_closes_with_its_101_ends_at_once(self):
+        # The 101, the first tunnelled bytes and the backend's FIN arrive together: the
+        # proxy's read of the head takes them all, and the FIN raises no readiness edge of its
+        # own afterwards. The tunnel must still pass the EOF on at once, not at its idle timeout.
+        s = socket.create_connection((IP, 8080), timeout=5)
+        self.addCleanup(s.close)
+        s.sendall(b"GET /switch-bye?proto=websocket HTTP/1.1\r\nHost: s.test\r\n"
+                  b"Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+                  b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+        data = b""
+        s.settimeout(3)
+        try:
+            while True:
+                b = s.recv(65536)
+                if not b:
+                    break
+                data += b
+        except socket.timeout:
+            self.fail(f"no EOF within 3 s of the backend closing the tunnel; got {data!r}")
+        self.assertIn(b" 101 ", data.split(b"\r\n", 1)[0], data)
+        self.assertTrue(data.endswith(b"bye"), data)
+
     def test_every_upgrade_token_is_checked(self):
         c = self.fresh()
         r = c.request("GET", "/echo", host="s.test",
