@@ -4,7 +4,6 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/asio/write.hpp>
 
 #include <fcntl.h>
 #include <sys/socket.h>
@@ -97,6 +96,8 @@ asio::awaitable<bool> pump(SpliceState& st, Worker& w, tcp::socket& from, tcp::s
   // A socket handed over by the HTTP session (a tunnel) may hold an EOF that raised no edge of
   // its own after a short DrainBuffer read (proxy/drain_read.h): look once before waiting.
   bool look_first = true;
+  PipeGuard guard{w, std::nullopt};  // taken once a read shows bulk data
+  bool no_pipe = false;
   for (;;) {
     if (st.failed || st.conn.expired) {
       co_return fail();
@@ -133,79 +134,42 @@ asio::awaitable<bool> pump(SpliceState& st, Worker& w, tcp::socket& from, tcp::s
     if (n < first.size()) {
       continue;  // a short read drained the socket: wait for more
     }
-    // More may be waiting: take it in worker-buffer reads until one comes back short (copy
-    // on) or full (bulk data: splice from now on).
-    bool bulk = false;
-    for (;;) {
-      std::unique_ptr<char[]> buf = w.take_client_buffer();
-      const ssize_t r = ::recv(in, buf.get(), Worker::kClientBufferSize, MSG_DONTWAIT);
-      if (r < 0 && errno == EINTR) {
-        w.give_client_buffer(std::move(buf));
-        continue;
-      }
-      if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-        w.give_client_buffer(std::move(buf));
-        break;
-      }
+    // More may be waiting: one worker-buffer read. Coming back full, it is bulk data: splice
+    // from now on.
+    std::unique_ptr<char[]> buf = w.take_client_buffer();
+    ssize_t r = 0;
+    do {
+      r = ::recv(in, buf.get(), Worker::kClientBufferSize, MSG_DONTWAIT);
+    } while (r < 0 && errno == EINTR);
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      w.give_client_buffer(std::move(buf));
+      continue;
+    }
+    if (r <= 0) {
+      w.give_client_buffer(std::move(buf));
       if (r == 0) {
-        w.give_client_buffer(std::move(buf));
         half_close();
         co_return true;
       }
-      if (r < 0) {
-        w.give_client_buffer(std::move(buf));
-        co_return fail();
-      }
-      const bool ok = co_await send_all(buf.get(), static_cast<std::size_t>(r));
-      w.give_client_buffer(std::move(buf));
-      if (!ok) {
-        co_return fail();
-      }
-      moved(static_cast<std::size_t>(r));
-      if (static_cast<std::size_t>(r) == Worker::kClientBufferSize) {
-        bulk = true;
-      }
-      break;
+      co_return fail();
     }
-    if (bulk) {
-      break;
+    const bool ok = co_await send_all(buf.get(), static_cast<std::size_t>(r));
+    w.give_client_buffer(std::move(buf));
+    if (!ok) {
+      co_return fail();
+    }
+    moved(static_cast<std::size_t>(r));
+    if (static_cast<std::size_t>(r) == Worker::kClientBufferSize && !no_pipe) {
+      guard.pipe = w.take_pipe();
+      if (guard.pipe) {
+        break;
+      }
+      // No pipe (descriptors exhausted): keep copying. Rare; this phase serves bulk data too.
+      spdlog::debug("proxy: no pipe for splice ({}); copying", std::strerror(errno));
+      no_pipe = true;
     }
   }
 
-  PipeGuard guard{w, w.take_pipe()};
-  if (!guard.pipe) {
-    // No pipe (descriptors exhausted): keep copying. Rare; a full buffer per round trip.
-    spdlog::debug("proxy: no pipe for splice ({}); copying", std::strerror(errno));
-    for (;;) {
-      if (st.failed || st.conn.expired) {
-        co_return fail();
-      }
-      std::array<char, 4096> small;
-      const ssize_t n = ::recv(in, small.data(), small.size(), MSG_DONTWAIT);
-      if (n == 0) {
-        half_close();
-        co_return true;
-      }
-      if (n < 0 && errno == EINTR) {
-        continue;
-      }
-      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-        auto [ec] = co_await from.async_wait(tcp::socket::wait_read, tuple);
-        if (ec) {
-          co_return fail();
-        }
-        continue;
-      }
-      if (n < 0) {
-        co_return fail();
-      }
-      auto [ec, m] = co_await asio::async_write(to, asio::buffer(small.data(), n), tuple);
-      if (ec) {
-        co_return fail();
-      }
-      moved(m);
-    }
-  }
   Pipe& pipe = *guard.pipe;
   for (;;) {
     if (st.failed || st.conn.expired) {
