@@ -82,18 +82,24 @@ struct Bridge {
   std::unique_ptr<char[]> to_tls;
   bool inner_closed = false;  // the caller closed its end
   bool failed = false;        // a write to the TLS peer failed or timed out
+  // inner_to_tls ended: tls_to_inner must not wait on the TLS socket again. Cancelling its
+  // read is not enough: when the read had already completed (the peer's bytes and the inner
+  // side's EOF came in the same turn), the cancel finds nothing to cancel, tls_to_inner
+  // writes what it read, and its next read would wait for the peer, which waits for an answer
+  // that the inner side will never send.
+  bool ended = false;
 };
 
 asio::awaitable<void> tls_to_inner(Bridge& b) {
   const auto tuple = asio::as_tuple(asio::use_awaitable);
   for (;;) {
     auto [ec, n] = co_await b.stream->read_some(asio::buffer(b.from_tls.get(), b.size));
-    if (ec || n == 0) {
+    if (ec || n == 0 || b.ended) {
       break;
     }
     b.touch();
     auto [wec, wn] = co_await asio::async_write(b.inner, asio::buffer(b.from_tls.get(), n), tuple);
-    if (wec) {
+    if (wec || b.ended) {
       break;
     }
   }
@@ -122,13 +128,18 @@ asio::awaitable<void> inner_to_tls(Bridge& b) {
       break;
     }
   }
+  // Ends tls_to_inner's read, and (the flag also stops TLS socket waits) any read it would
+  // start after a completion that the cancel came too late for.
+  b.ended = true;
+  b.stream->stop_when(&b.ended);
   error_code ignored;
-  b.stream->next_layer().cancel(ignored);  // ends tls_to_inner's read
+  b.stream->next_layer().cancel(ignored);
 }
 
 asio::awaitable<void> pump(std::unique_ptr<Bridge> b) {
   using namespace asio::experimental::awaitable_operators;
   co_await (tls_to_inner(*b) && inner_to_tls(*b));
+  b->stream->stop_when(&b->live.expired);
   if (b->inner_closed && !b->failed) {
     // close_notify, so the peer can tell the end of the stream from a cut connection.
     b->live.arm(Clock::now(), kShutdownWait);

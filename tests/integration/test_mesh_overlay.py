@@ -407,6 +407,49 @@ class OverlayTest(unittest.TestCase):
         finally:
             s2.close()
 
+    def test_a_task_closing_as_a_request_arrives_is_retried_not_hung(self):
+        """A kept-alive stream from n1 to a task of n2: while n2 is frozen, n1 sends the next
+        request on it and then the task closes its connection, so when n2 runs again its relay
+        finds the request and the task's EOF in one turn, the request first. The relay must end
+        the stream (n1 then retries the GET on a new one), not wait for more from n1, which
+        waits for the answer."""
+        from scripted_backend import ScriptedBackend
+        # The backend runs in the test process, reachable from n2's namespace over the bridge
+        # (only n2 connects to it: the task is n2's, so n1 reaches it through the overlay).
+        be = ScriptedBackend(f"{self.netns.prefix}.1")
+        self.addCleanup(be.close)
+        lead = self.c.leader()
+        s, b = lead.api("POST", "/v1/services", {"name": "closing",
+                                                  "labels": {"mesh.http": "closing.overlay.test"}})
+        self.assertEqual(s, 201, b)
+        s, b = lead.api("POST", "/v1/tasks", {"service": "closing", "node": "n2",
+                                               "address": be.addr})
+        self.assertEqual(s, 201, b)
+        self.c.wait_converged()
+        n1, n2 = self.c.nodes[0], self.c.nodes[1]
+        harness.wait_until(lambda: n1.route("closing.overlay.test", "/ok")[0] == 200, 10,
+                           what="n1 routes closing.overlay.test")
+        client = harness.Client(n1.ip, cluster.HTTP_PORT, timeout=6)
+        try:
+            r = client.request("GET", "/idle-close?ms=700", host="closing.overlay.test")
+            self.assertEqual(r.status, 200, r.body)
+            n2.freeze()
+            try:
+                time.sleep(0.1)
+                client.send(b"GET /ok HTTP/1.1\r\nHost: closing.overlay.test\r\n\r\n")
+                time.sleep(1.0)  # the backend closes its connection to n2 at 0.7 s
+            finally:
+                n2.thaw()
+            t0 = time.monotonic()
+            try:
+                r = client.read()
+            except socket.timeout:
+                self.fail("no answer 6 s after the task closed: the relay on n2 hung")
+            self.assertEqual(r.status, 200, r.body)
+            self.assertLess(time.monotonic() - t0, 5.0)
+        finally:
+            client.close()
+
     def test_rolling_update_and_a_killed_task_fail_no_request(self):
         self.service("rolling", {"mesh.http": "rolling.overlay.test", **cluster.CHECKED_LABELS})
         current = {}
