@@ -269,6 +269,24 @@ class Session {
   asio::awaitable<long> read_client_now();
   tcp::socket& client_socket() { return tls_ ? tls_->next_layer() : client_; }
 
+  // The upstream's byte stream, plain or TLS (an encrypted overlay stream, whose keys are
+  // updated before a write when due). Not coroutines, as above.
+  asio::awaitable<std::tuple<error_code, std::size_t>> write_upstream(asio::const_buffer b) {
+    if (upstream_.tls) {
+      update_overlay_keys(worker_, *upstream_.tls, upstream_.key_epoch, upstream_.rekey_bytes);
+      return upstream_.tls->write(b, asio::const_buffer());
+    }
+    return asio::async_write(upstream_.socket, b, kTuple);
+  }
+  asio::awaitable<std::tuple<error_code, std::size_t>> write_upstream(
+      const std::array<asio::const_buffer, 2>& b) {
+    if (upstream_.tls) {
+      update_overlay_keys(worker_, *upstream_.tls, upstream_.key_epoch, upstream_.rekey_bytes);
+      return upstream_.tls->write(b[0], b[1]);
+    }
+    return asio::async_write(upstream_.socket, b, kTuple);
+  }
+
   // Synchronous steps.
   bool begin_request();
   AfterAttempt after_attempt(const error_code& failure);
@@ -285,9 +303,7 @@ class Session {
   tcp::socket client_;                    // a plain connection's; unused (closed) for HTTPS
   std::shared_ptr<const void> tls_keep_;  // tls_'s context: declared first, destroyed after it
   std::unique_ptr<TlsStream> tls_;        // an HTTPS connection's, until an upgrade bridges it
-  // Always a plain socket here: an encrypted overlay stream reaches the session as the plain
-  // end of a tls_bridge.h socketpair (see open_overlay_stream's socket form).
-  UpstreamConn upstream_;
+  UpstreamConn upstream_;                 // plain, or TLS to another node's overlay listener
   LiveConn live_;  // this connection in the worker's registry: deadline, cancellation
   LiveGuard live_guard_;
   std::string client_ip_;
@@ -468,6 +484,9 @@ asio::awaitable<bool> Session::reply_error(unsigned status, std::string_view cod
 // Closes the upstream connection; its parser may be mid-message now.
 void Session::close_upstream() {
   upstream_.close();
+  if (live_.up != nullptr) {
+    live_.up = &upstream_.socket;  // a TLS stream's socket is gone with it
+  }
   response_parser_clean_ = false;
 }
 
@@ -799,7 +818,10 @@ asio::awaitable<error_code> Session::exchange(UpstreamPool::Bucket& bucket) {
       // it closed), and relaying them would hand one client's bytes to another.
       if (auto s = worker_.pool().take(bucket)) {
         upstream_ = std::move(*s);
-        live_.up = &upstream_.socket;
+        live_.up = &upstream_.raw();
+        if (upstream_.tls) {
+          upstream_.tls->stop_when(&live_.expired);
+        }
         pooled = true;
       }
     }
@@ -808,8 +830,8 @@ asio::awaitable<error_code> Session::exchange(UpstreamPool::Bucket& bucket) {
       if (bucket.via) {
         const auto preamble = make_preamble(mesh::overlay::StreamProtocol::http, bucket.task_id,
                                             bucket.endpoint.port(), client_, origin_);
-        upstream_.close();
-        ec = co_await open_overlay_stream(worker_, live_, upstream_.socket, *bucket.via, preamble);
+        // (A TLS stream comes back watching live_'s deadline.)
+        ec = co_await open_overlay_stream(worker_, live_, upstream_, *bucket.via, preamble);
       } else {
         upstream_.close();
         ec = co_await connect_upstream(live_, upstream_.socket, bucket.endpoint,
@@ -839,7 +861,7 @@ asio::awaitable<error_code> Session::exchange(UpstreamPool::Bucket& bucket) {
     {
       const std::array<asio::const_buffer, 2> bufs{asio::buffer(head_out_), request_.first_body};
       live_.arm(attempt_.start, worker_.timeouts().upstream_response);
-      auto [ec, n] = co_await asio::async_write(upstream_.socket, bufs, kTuple);
+      auto [ec, n] = co_await write_upstream(bufs);
       attempt_.request_sent = Clock::now();
       if (live_.killed) {
         r = errc::killed;
@@ -992,8 +1014,7 @@ asio::awaitable<error_code> Session::stream_request_body() {
     if (r.consumed > 0) {
       const Clock::time_point write_start = Clock::now();
       live_.arm(write_start, worker_.timeouts().idle);
-      auto [wec, wn] = co_await asio::async_write(
-          upstream_.socket, asio::buffer(client_in_.data.get(), r.consumed), kTuple);
+      auto [wec, wn] = co_await write_upstream(asio::buffer(client_in_.data.get(), r.consumed));
       if (body_deadlines) {
         request_.body_paused += Clock::now() - write_start;
       }
@@ -1040,8 +1061,9 @@ asio::awaitable<error_code> Session::read_response() {
       // Once part of the response is here, a short read marked the socket drained
       // (proxy/drain_read.h), but a FIN that came with those bytes raised no edge of its own:
       // try a recv before waiting, or a response cut short would wait for upstream_response_ms.
+      // (TLS: read_some tries the socket before it waits.)
       bool have = false;
-      if (attempt_.response_started) {
+      if (attempt_.response_started && !upstream_.tls) {
         const ssize_t got = ::recv(upstream_.socket.native_handle(), upstream_in_.data.get(),
                                    Worker::kUpstreamBufferSize, MSG_DONTWAIT);
         if (got > 0) {
@@ -1055,7 +1077,12 @@ asio::awaitable<error_code> Session::read_response() {
           have = true;
         }
       }
-      if (!have) {
+      if (!have && upstream_.tls) {
+        auto [read_ec, read_n] = co_await upstream_.tls->read_some(
+            asio::buffer(upstream_in_.data.get(), Worker::kUpstreamBufferSize));
+        ec = read_ec;
+        n = read_n;
+      } else if (!have) {
         auto [read_ec, read_n] = co_await upstream_.socket.async_read_some(
             DrainBuffer(upstream_in_.data.get(), Worker::kUpstreamBufferSize), kTuple);
         ec = read_ec;
@@ -1183,9 +1210,9 @@ asio::awaitable<error_code> Session::read_response() {
       }
       // A large Content-Length body needs no parsing: splice the rest socket to socket.
       const auto& fh = parser.head();
-      // (Not into TLS, which must see every byte.)
-      if (!tls_ && fh.body == http::BodyKind::content_length && upstream_in_.empty() &&
-          fh.content_length - b.consumed >= kSpliceBodyMin) {
+      // (Not into or out of TLS, which must see every byte.)
+      if (!tls_ && !upstream_.tls && fh.body == http::BodyKind::content_length &&
+          upstream_in_.empty() && fh.content_length - b.consumed >= kSpliceBodyMin) {
         const std::uint64_t rest = fh.content_length - b.consumed;
         const SpliceExactResult sr = co_await splice_exact(
             worker_, live_, upstream_.socket, client_, rest, worker_.timeouts().upstream_response);
@@ -1231,6 +1258,18 @@ asio::awaitable<error_code> Session::relay_upgrade() {
     }
     client_ = std::move(*inner);
     live_.down = &client_;
+  }
+  if (upstream_.tls) {
+    // The same for a stream to another node's overlay listener.
+    update_overlay_keys(worker_, *upstream_.tls, upstream_.key_epoch, upstream_.rekey_bytes);
+    auto inner = bridge_tls(worker_, std::move(upstream_.tls), std::move(upstream_.keep), true,
+                            upstream_.rekey_bytes);
+    if (!inner) {
+      close_upstream();
+      co_return errc::local_resources;
+    }
+    upstream_.socket = std::move(*inner);
+    live_.up = &upstream_.socket;
   }
   const TunnelResult t =
       co_await run_tunnel(worker_, live_, client_, upstream_.socket, to_client, to_upstream);

@@ -2,11 +2,11 @@
 // A TLS connection turned into a plain socket: after its handshake, a pump moves bytes between
 // the TLS stream and one end of a socketpair, and the caller gets the other end, which every
 // byte-moving piece of the proxy already handles (splice, tunnels, overlay streams). Used
-// where the other side must be a socket: every overlay stream on the sending node, a UDP one
-// on the receiving node, and an HTTPS connection's tunnel after an upgrade. The HTTPS port's
-// HTTP sessions read and write their TLS sockets themselves, and the overlay listener relays
-// TCP streams to the task with relay_tls (below), the same pump with the task's socket in
-// place of the socketpair.
+// where the other side must be a socket: a layer-4 or UDP overlay stream on the sending node,
+// a UDP one on the receiving node, and an upgraded connection's tunnel (HTTPS port, or an
+// HTTP upstream over the encrypted overlay). HTTP sessions read and write their TLS sockets
+// themselves, and the overlay listener relays TCP streams to the task with relay_tls (below),
+// the same pump with the task's socket in place of the socketpair.
 //
 // The pump, both ways at once: TLS -> socketpair copies decrypted bytes, and the TLS peer's EOF
 // (or close_notify) becomes a half-close of the socketpair; socketpair -> TLS encrypts, each

@@ -131,10 +131,18 @@ void UpstreamPool::put(Bucket& b, UpstreamConn conn, Clock::time_point now) {
   if (!conn.is_open()) {
     return;
   }
+  if (conn.tls && conn.tls->has_input()) {
+    conn.close();
+    count(CloseReason::stray_bytes);
+    return;
+  }
   if (b.orphaned || b.idle.size() >= max_idle_) {
     conn.close();
     count(b.orphaned ? CloseReason::orphaned : CloseReason::full);
     return;
+  }
+  if (conn.tls) {
+    conn.tls->stop_when(nullptr);  // the session's deadline is not this connection's any more
   }
   b.idle.push_back(Idle{std::move(conn), now, next_id_++});
   watch(b, b.idle.back());

@@ -37,9 +37,8 @@ namespace routemesh::proxy {
 
 // A connection to an upstream: a TCP socket, or mutual TLS over one (an encrypted overlay
 // stream to a task on another node). With `tls` set, `socket` is unused and every byte goes
-// through `tls`, whose TCP socket raw() names (for waits, deadlines and peeks). The overlay's
-// spare connections and its listener's accepted connections are held in one; the keep-alive
-// pool holds plain ones.
+// through `tls`, whose TCP socket raw() names (for waits, deadlines and peeks). The overlay
+// listener holds its accepted connections in one too.
 struct UpstreamConn {
   using tcp = boost::asio::ip::tcp;
 
@@ -135,8 +134,7 @@ class UpstreamPool {
   std::optional<UpstreamConn> take(Bucket& b);
 
   // Returns a connection after a complete keep-alive exchange and starts watching it. Closes
-  // it instead when the bucket is full or orphaned. Plain connections only (HTTP sessions
-  // reach an encrypted overlay stream through a tls_bridge.h socketpair).
+  // it instead when the bucket is full or orphaned, or when it is TLS and holds input already.
   void put(Bucket& b, UpstreamConn conn, Clock::time_point now);
 
   // Closes every idle connection of the bucket, uncounted (shutdown).

@@ -14,10 +14,12 @@
 // In cluster mode every stream runs inside mutual TLS 1.3 between the two nodes (unless
 // cluster.overlay_encryption is false): the sender verifies that the listener presents a node
 // certificate of the cluster CA, the listener that the sender does (and that it is not
-// revoked). Spare connections are made with their handshake done. The sending side writes
-// the preamble and reads the answer through TLS, then hands the stream to a tls_bridge.h
-// socketpair (HTTP, layer 4 and UDP alike); the listener relays decrypted bytes straight to
-// the task (relay_tls, tls_bridge.h), with no socketpair.
+// revoked). Spare connections are made with their handshake done. After the handshake the
+// bytes move without a socketpair where the other side is a socket the proxy reads itself:
+// an HTTP session reads and writes its upstream's TLS stream (UpstreamConn::tls), and the
+// listener relays decrypted bytes straight to the task (relay_tls, tls_bridge.h). Layer 4 and
+// UDP streams on the sending side go through a tls_bridge.h socketpair, so splice and the
+// datagram framing work on plain sockets there.
 
 #include "mesh/overlay/preamble.h"
 #include "mesh/overlay/proxy_protocol.h"

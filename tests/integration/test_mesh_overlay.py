@@ -29,7 +29,7 @@ Checked through real processes and sockets:
   - a service VIP answers on every node (from inside each namespace, for a task on another
     node), is on each node's loopback while the node runs and gone after it stops,
   - encrypted streams get new keys by epoch and by bytes without ending: a layer-4 stream, and
-    keep-alive HTTP,
+    keep-alive HTTP, whose session writes into the stream's TLS itself,
   - the receiving node relays a stream's TLS straight to the task both ways, and ends one
     that moved nothing for timeouts.l4_idle_ms.
 Skipped (loudly) where network namespaces cannot be made."""
@@ -710,8 +710,9 @@ class OverlayRekeyTest(FreshClusterBase):
             echo.stop()
 
     def test_keep_alive_http_through_the_overlay_survives_key_updates(self):
-        # Keep-alive HTTP over the encrypted overlay: the sending node updates the keys by
-        # epoch and by bytes, and the stream stays the same through every update.
+        # The sending node's HTTP session writes into the overlay's TLS stream itself (no
+        # socketpair): it must update the keys by epoch and by bytes, and the stream must stay
+        # the same through every update.
         n1, n2 = self.c.nodes[0], self.c.nodes[1]
         w = self.c.whoami("rekey-http", task_ip(2), prefix=self.netns.prefix_args(n2.ip))
         lead = self.c.leader()
