@@ -132,6 +132,39 @@ def core_jiffies():
     return out
 
 
+class SyscallCount:
+    """`perf stat -e raw_syscalls:sys_enter` attached to each process (every thread) for one
+    measured run: system calls per request do not move with the VM's speed the way CPU time
+    does. A process perf cannot attach to gets None."""
+
+    def __init__(self, pids):
+        self.procs = {}
+        for name, pid in pids.items():
+            self.procs[name] = subprocess.Popen(
+                ["perf", "stat", "-x,", "-e", "raw_syscalls:sys_enter", "-p", str(pid)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                text=True)
+        time.sleep(0.3)  # perf attaches before the run starts
+
+    def stop(self):
+        out = {}
+        for name, p in self.procs.items():
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+            try:
+                _, err = p.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.communicate()
+                err = ""
+            out[name] = None
+            for line in (err or "").splitlines():
+                fields = line.split(",")
+                if len(fields) > 2 and "raw_syscalls:sys_enter" in line and fields[0].strip().isdigit():
+                    out[name] = int(fields[0])
+        return out
+
+
 def overlay_streams_in(node):
     """routemesh_overlay_streams_total{direction="in"} on `node`, or None."""
     try:
@@ -280,6 +313,7 @@ class Bench:
         if self.a.warmup > 0:
             self.run_wrk(url, self.a.warmup, os.path.join(self.tmp, "warmup.txt"), latency=False)
         out = os.path.join(self.tmp, f"wrk-{case}-{target}-r{rnd}.txt")
+        counting = SyscallCount({n: pid for n, (pid, _) in procs.items()}) if self.a.syscalls else None
         t0 = {n: ticks_or_none(pid) for n, (pid, _) in procs.items()}
         i0 = {n: ticks_or_none(pid) for n, pid in (idle or {}).items()}
         w0 = time.monotonic()
@@ -289,6 +323,7 @@ class Bench:
         w1 = time.monotonic()
         i1 = {n: ticks_or_none(pid) for n, pid in (idle or {}).items()}
         t1 = {n: ticks_or_none(pid) for n, (pid, _) in procs.items()}
+        syscalls = counting.stop() if counting else None
         streams1 = overlay_streams_in(streams_node) if streams_node else None
         time.sleep(0.2)  # a proxy that dies from wrk's closing connections does so right after
         dead = [n for n, (_, alive) in procs.items() if not alive() or t0[n] is None or t1[n] is None]
@@ -304,6 +339,11 @@ class Bench:
         row["cpu_s"] = {k: (t1[k] - t0[k]) / CLK_TCK for k in procs}
         row["cpu_us_per_req"] = sum(row["cpu_s"].values()) * 1e6 / n
         row["cpu_us_per_req_by_process"] = {k: v * 1e6 / n for k, v in row["cpu_s"].items()}
+        # (perf counts from its attach to its stop, a little wider than wrk's run: the
+        # processes are idle then, apart from their background ticks.)
+        row["syscalls_per_req_by_process"] = (None if syscalls is None else
+                                              {k: (v / n if v is not None else None)
+                                               for k, v in syscalls.items()})
         busy = c1[PROXY_CORE][0] - c0[PROXY_CORE][0]
         total = c1[PROXY_CORE][1] - c0[PROXY_CORE][1]
         row["core0_busy_pct"] = 100.0 * busy / total if total else None
@@ -335,6 +375,11 @@ def summarize(per_round):
         row[k] = report.median(r.get(k) for r in ok)
     row["by_process"] = {p: report.median(r["cpu_us_per_req_by_process"][p] for r in ok)
                          for p in ok[0]["cpu_us_per_req_by_process"]}
+    row["syscalls_by_process"] = None
+    if all(r.get("syscalls_per_req_by_process") for r in ok):
+        row["syscalls_by_process"] = {
+            p: report.median(r["syscalls_per_req_by_process"][p] for r in ok)
+            for p in ok[0]["syscalls_per_req_by_process"]}
     rps = [r["requests_per_s"] for r in ok]
     row["requests_per_s_min"], row["requests_per_s_max"] = min(rps), max(rps)
     row["errors"] = sum(r["errors"] for r in ok)
@@ -413,6 +458,10 @@ def print_report(bench, a, meta):
                 label, rps, report.fmt_ms(r["p50_ms"]), report.fmt_ms(r["p99_ms"]),
                 report.fmt_num(r["cpu_us_per_req"], "{:.1f}"),
                 report.fmt_num(r["core0_us_per_req"], "{:.1f}"), split, streams, err))
+            sc = r.get("syscalls_by_process")
+            if sc:
+                print("  %-16s system calls per request: %s" % ("", ", ".join(
+                    "%s %s" % (k, "n/a" if v is None else "%.2f" % v) for k, v in sc.items())))
             if r["errors"]:
                 notes.append(f"{case}/{label}: {r['non_2xx']} non-2xx, socket errors {r['socket_errors']}")
             if pace and r["requests_per_s_min"] < 0.98 * pace:
@@ -500,7 +549,12 @@ def main():
     ap.add_argument("--threads", type=positive, default=1, help="wrk threads")
     ap.add_argument("--warmup", type=non_negative, default=1, help="unmeasured wrk seconds before each run")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "overlay.json"))
+    ap.add_argument("--syscalls", action="store_true",
+                    help="count each proxy process's system calls per request with perf stat "
+                         "(linux-perf; the tracepoint adds a little CPU to every call)")
     a = ap.parse_args()
+    if a.syscalls and shutil.which("perf") is None:
+        ap.error("--syscalls needs perf (Debian package linux-perf)")
     if a.connections < a.threads:
         ap.error("--connections must be >= --threads")
     if (os.cpu_count() or 1) < 2:
@@ -533,7 +587,7 @@ def main():
             "connections": a.connections, "wrk_threads": a.threads, "warmup_s": a.warmup,
             "routemesh": version.stdout.strip().splitlines()[0] if version.stdout.strip() else "n/a",
             "binary": cluster.bin_path(), "host": platform.node(), "cpus": os.cpu_count(),
-            "load_before": loadavg(), "budget_s": budget}
+            "load_before": loadavg(), "budget_s": budget, "syscalls": a.syscalls}
     bench = Bench(a, tmp)
     stack = contextlib.ExitStack()
     status = 0

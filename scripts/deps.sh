@@ -11,7 +11,7 @@ PKGS=(
   prometheus
 )
 if [ "${1:-}" = "--bench" ]; then
-  PKGS+=(wrk nginx-light libnginx-mod-stream haproxy util-linux etcd-server)
+  PKGS+=(wrk nginx-light libnginx-mod-stream haproxy util-linux etcd-server linux-perf)
 fi
 missing=()
 for p in "${PKGS[@]}"; do
