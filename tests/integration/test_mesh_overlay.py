@@ -30,8 +30,9 @@ Checked through real processes and sockets:
     node), is on each node's loopback while the node runs and gone after it stops,
   - encrypted streams get new keys by epoch and by bytes without ending: a layer-4 stream, and
     keep-alive HTTP, whose session writes into the stream's TLS itself,
-  - the receiving node relays a stream's TLS straight to the task both ways, and ends one
-    that moved nothing for timeouts.l4_idle_ms.
+  - the receiving node relays a stream's TLS straight to the task both ways, ends one that
+    moved nothing for timeouts.l4_idle_ms, and ends one whose task closed as the next request
+    arrived (the sending node then retries it).
 Skipped (loudly) where network namespaces cannot be made."""
 import os
 import re
@@ -440,13 +441,13 @@ class OverlayTest(unittest.TestCase):
                 time.sleep(1.0)  # the backend closes its connection to n2 at 0.7 s
             finally:
                 n2.thaw()
-            t0 = time.monotonic()
+            # The sending node would answer 504 only after upstream_response_ms (30 s): the
+            # client's 6 s timeout tells a hang from the retry.
             try:
                 r = client.read()
             except socket.timeout:
                 self.fail("no answer 6 s after the task closed: the relay on n2 hung")
             self.assertEqual(r.status, 200, r.body)
-            self.assertLess(time.monotonic() - t0, 5.0)
         finally:
             client.close()
 
