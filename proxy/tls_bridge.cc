@@ -10,6 +10,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -80,15 +81,25 @@ struct Bridge {
   std::size_t size;
   std::unique_ptr<char[]> from_tls;
   std::unique_ptr<char[]> to_tls;
-  bool inner_closed = false;  // the caller closed its end
+  bool inner_closed = false;  // the inner side ended (EOF or an error, not our own cancel)
   bool failed = false;        // a write to the TLS peer failed or timed out
-  // inner_to_tls ended: tls_to_inner must not wait on the TLS socket again. Cancelling its
-  // read is not enough: when the read had already completed (the peer's bytes and the inner
-  // side's EOF came in the same turn), the cancel finds nothing to cancel, tls_to_inner
-  // writes what it read, and its next read would wait for the peer, which waits for an answer
-  // that the inner side will never send.
+  bool tls_done = false;      // tls_to_inner is over (the peer's close_notify, EOF or an error)
+  bool wrote_close = false;   // inner_to_tls sent close_notify at the inner side's EOF
+  // Both directions must stop now: tls_to_inner must not wait on the TLS socket again.
+  // Cancelling its read is not enough: when the read had already completed (the peer's bytes
+  // and the reason to stop came in the same turn), the cancel finds nothing to cancel,
+  // tls_to_inner writes what it read, and its next read would wait for the peer, which may be
+  // waiting for an answer that will never come.
   bool ended = false;
 };
+
+// True when the other end of `s` is gone for good: closed, not just shut for writing (a
+// socketpair's caller that closed its end; a TCP socket reports it only once both ways are
+// shut, so for a task's socket this is false after its FIN).
+bool hung_up(tcp::socket& s) {
+  pollfd p{s.native_handle(), POLLOUT, 0};
+  return ::poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR)) != 0;
+}
 
 asio::awaitable<void> tls_to_inner(Bridge& b) {
   const auto tuple = asio::as_tuple(asio::use_awaitable);
@@ -103,16 +114,19 @@ asio::awaitable<void> tls_to_inner(Bridge& b) {
       break;
     }
   }
+  b.tls_done = true;
   error_code ignored;
   b.inner.shutdown(tcp::socket::shutdown_send, ignored);
 }
 
 asio::awaitable<void> inner_to_tls(Bridge& b) {
   const auto tuple = asio::as_tuple(asio::use_awaitable);
+  bool eof = false;
   for (;;) {
     auto [ec, n] = co_await b.inner.async_read_some(asio::buffer(b.to_tls.get(), b.size), tuple);
     if (ec || n == 0) {
       b.inner_closed = !b.live.killed;
+      eof = ec == asio::error::eof && !b.live.killed && !b.live.expired;
       break;
     }
     if (b.rekey) {
@@ -128,6 +142,22 @@ asio::awaitable<void> inner_to_tls(Bridge& b) {
       break;
     }
   }
+  // The inner side's EOF is a half-close, as TCP's FIN is: close_notify ends our writing and
+  // the peer may go on sending (TLS 1.3), until its own close_notify ends tls_to_inner. Not
+  // when nothing could take the peer's bytes any more: the other direction is over, or the
+  // caller closed its end of a socketpair altogether.
+  if (eof && !b.tls_done && !hung_up(b.inner)) {
+    if (!b.relay_idle) {
+      b.live.arm(Clock::now(), b.worker.timeouts().idle);
+    }
+    const error_code wec = co_await b.stream->close_write();
+    b.touch();
+    if (!wec) {
+      b.wrote_close = true;
+      co_return;
+    }
+    b.failed = wec != asio::error::operation_not_supported;  // before TLS 1.3: end both
+  }
   // Ends tls_to_inner's read, and (the flag also stops TLS socket waits) any read it would
   // start after a completion that the cancel came too late for.
   b.ended = true;
@@ -140,7 +170,7 @@ asio::awaitable<void> pump(std::unique_ptr<Bridge> b) {
   using namespace asio::experimental::awaitable_operators;
   co_await (tls_to_inner(*b) && inner_to_tls(*b));
   b->stream->stop_when(&b->live.expired);
-  if (b->inner_closed && !b->failed) {
+  if (b->inner_closed && !b->failed && !b->wrote_close) {
     // close_notify, so the peer can tell the end of the stream from a cut connection.
     b->live.arm(Clock::now(), kShutdownWait);
     co_await b->stream->shutdown();

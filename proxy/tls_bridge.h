@@ -8,11 +8,18 @@
 // themselves, and the overlay listener relays TCP streams to the task with relay_tls (below),
 // the same pump with the task's socket in place of the socketpair.
 //
-// The pump, both ways at once: TLS -> socketpair copies decrypted bytes, and the TLS peer's EOF
-// (or close_notify) becomes a half-close of the socketpair; socketpair -> TLS encrypts, each
-// write within timeouts.idle_ms. When the caller closes its end, the pump sends close_notify
-// (waiting at most 1 s for the peer's), then closes the TCP connection. The pump is in the
-// worker's connection registry, so shutdown cancels it like any connection.
+// The pump, both ways at once, with TCP's half-close carried by TLS 1.3's close_notify (which
+// ends one direction only): TLS -> socketpair copies decrypted bytes, and the TLS peer's
+// close_notify (or EOF) becomes a half-close of the socketpair; socketpair -> TLS encrypts,
+// each write within timeouts.idle_ms, and the caller's half-close (EOF on the socketpair)
+// becomes our close_notify while the peer's bytes keep coming. The pump ends when both
+// directions have ended. When the caller closes its end altogether (or the other direction is
+// over, or the connection is older than TLS 1.3), its EOF ends both directions at once: the
+// pump sends close_notify (waiting at most 1 s for the peer's), then closes the TCP
+// connection. An error either way ends both. A caller that closes its end after a half-close
+// is noticed at the peer's next bytes or close: a bridge has no idle timeout of its own, and
+// the overlay's receiving relay ends after timeouts.l4_idle_ms. The pump is in the worker's
+// connection registry, so shutdown cancels it like any connection.
 //
 // Cost: two extra socket calls per read each way and two more descriptors per connection; a
 // connection keeps two buffers from the worker's free lists while it lives: 16 KiB each, or
@@ -56,9 +63,10 @@ void update_overlay_keys(Worker& w, TlsStream& s, std::uint64_t& epoch, std::uin
 
 // The same pump without the socketpair, for a caller whose other side is a socket already (an
 // overlay stream's task): moves bytes between `stream` (handshake done) and `plain` as
-// bridge_tls's pump does with `plain` as the caller's end: the peer's EOF half-closes `plain`,
-// and `plain`'s EOF ends both directions with close_notify. It also ends when nothing moved
-// either way for `idle` (a bridge leaves that to its caller's end). Closes both.
+// bridge_tls's pump does with `plain` as the caller's end: the peer's close_notify half-closes
+// `plain`, and `plain`'s EOF (the task's FIN) becomes our close_notify while the peer may go
+// on sending; an error on `plain` (a reset) ends both. It also ends when nothing moved either
+// way for `idle` (a bridge leaves that to its caller's end). Closes both.
 // Awaited by the caller; `keep` and `rekey` as for bridge_tls.
 // The arguments are taken (moved from) when the coroutine starts.
 asio::awaitable<void> relay_tls(Worker& w, std::unique_ptr<TlsStream>&& stream,

@@ -300,15 +300,38 @@ bool TlsSocket::update_keys() {
   return true;
 }
 
+asio::awaitable<error_code> TlsSocket::close_write() {
+  if (ssl_ == nullptr) {
+    co_return error_code(asio::error::no_memory);
+  }
+  if (SSL_version(ssl_) != TLS1_3_VERSION) {
+    // Before 1.3 a close_notify asks the peer to close at once: no half-close.
+    co_return error_code(asio::error::operation_not_supported);
+  }
+  if ((SSL_get_shutdown(ssl_) & SSL_SENT_SHUTDOWN) != 0) {
+    co_return error_code{};
+  }
+  ERR_clear_error();
+  const int r = SSL_shutdown(ssl_);  // 0: ours is written (theirs not seen yet), 1: both
+  const error_code failed = r < 0 ? error_of(r) : error_code{};
+  const error_code fec = co_await flush();
+  co_return failed ? failed : fec;
+}
+
 asio::awaitable<error_code> TlsSocket::shutdown() {
   if (ssl_ == nullptr) {
     co_return error_code(asio::error::no_memory);
   }
-  ERR_clear_error();
-  const int r = SSL_shutdown(ssl_);  // 0: ours is written, theirs not seen yet; 1: both
-  const error_code failed = r < 0 ? error_of(r) : error_code{};
-  if (const error_code fec = co_await flush(); fec || failed || r == 1) {
-    co_return failed ? failed : fec;
+  const int state = SSL_get_shutdown(ssl_);
+  if ((state & SSL_SENT_SHUTDOWN) == 0) {
+    ERR_clear_error();
+    const int r = SSL_shutdown(ssl_);  // 0: ours is written, theirs not seen yet; 1: both
+    const error_code failed = r < 0 ? error_of(r) : error_code{};
+    if (const error_code fec = co_await flush(); fec || failed || r == 1) {
+      co_return failed ? failed : fec;
+    }
+  } else if ((state & SSL_RECEIVED_SHUTDOWN) != 0) {
+    co_return error_code{};  // close_write() sent ours, and theirs came already
   }
   // Read, discarding what the peer still sends, up to its close_notify.
   char scratch[512];

@@ -76,6 +76,11 @@ class TlsSocket {
   long fill_now();
   // Sends close_notify and waits for the peer's (the caller bounds the wait).
   asio::awaitable<boost::system::error_code> shutdown();
+  // Sends close_notify and returns: in TLS 1.3 that ends only this side's writing, like a TCP
+  // FIN, and the peer may go on sending (read_some still works). A later shutdown() sends no
+  // second close_notify and only waits for the peer's. Before TLS 1.3 a close_notify means
+  // "close now": asio::error::operation_not_supported, nothing sent.
+  asio::awaitable<boost::system::error_code> close_write();
   // TLS 1.3 KeyUpdate, asking the peer to update its keys too: the next write goes out under
   // new keys. False when the connection cannot (not TLS 1.3, not connected).
   bool update_keys();

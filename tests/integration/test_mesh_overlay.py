@@ -9,7 +9,8 @@ Checked through real processes and sockets:
   - HTTP by Host on any node reaches a task on another node, keep-alive on the client leg,
     with the real client in X-Forwarded-For,
   - a layer-4 published port on any node reaches a remote task, spliced, with a PROXY protocol
-    v2 header (mesh.proxy_protocol=v2) naming the real client,
+    v2 header (mesh.proxy_protocol=v2) naming the real client; a half-close either way
+    crosses the encrypted overlay and the other direction keeps flowing,
   - a published UDP port relays datagrams per flow to a task on another node (over the
     overlay) and on the same node,
   - mesh.lb.locality=prefer-local keeps traffic on the node that took it,
@@ -204,6 +205,66 @@ class OverlayTest(unittest.TestCase):
                 self.assertEqual(rest, b"hello overlay")
             finally:
                 s.close()
+
+    def test_l4_half_close_crosses_the_encrypted_overlay_both_ways(self):
+        """A layer-4 stream through n1 to n2's echo task, inside the overlay's TLS: the client's
+        half-close reaches the task and the task's answer to it still comes back; the task's
+        half-close reaches the client and the client can still send (TLS 1.3 close_notify
+        closes one direction, like a TCP FIN)."""
+        # The echo server runs in the test process (so the test can read what it received),
+        # reachable from n2's namespace over the bridge; the task is n2's, so n1 reaches it
+        # through the overlay.
+        echo = harness.TcpEchoServer(f"{self.netns.prefix}.1")
+        self.addCleanup(echo.close)
+        port = L4_PORT + 500
+        lead = self.c.leader()
+        s, b = lead.api("POST", "/v1/services", {
+            "name": "halfclose", "ports": [{"published": port, "target": echo.port}]})
+        self.assertEqual(s, 201, b)
+        s, b = lead.api("POST", "/v1/tasks", {"service": "halfclose", "node": "n2",
+                                               "address": f"{echo.ip}:{echo.port}"})
+        self.assertEqual(s, 201, b)
+        self.c.wait_converged()
+        n1 = self.c.nodes[0]
+
+        def recv_until_eof(s, timeout=5.0):
+            data, deadline = b"", time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                s.settimeout(max(0.05, deadline - time.monotonic()))
+                try:
+                    chunk = s.recv(4096)
+                except socket.timeout:
+                    return data, "timeout"
+                except ConnectionResetError:
+                    return data, "reset"
+                if not chunk:
+                    return data, "eof"
+                data += chunk
+            return data, "timeout"
+
+        # The client half-closes: the echo task sees EOF, answers BYE and closes.
+        s = harness.wait_until(lambda: self._connect(n1.ip, port), timeout=10,
+                               what=f"published port {port} open on n1")
+        try:
+            s.sendall(b"hello over the overlay")
+            s.shutdown(socket.SHUT_WR)
+            self.assertEqual(recv_until_eof(s), (b"hello over the overlayBYE", "eof"))
+        finally:
+            s.close()
+
+        # The task half-closes (on HALF it answers HALF-OK and shuts its write side, then
+        # keeps reading): the client sees EOF and can still send.
+        s = self._connect(n1.ip, port)
+        self.assertIsNotNone(s)
+        try:
+            s.sendall(b"HALF")
+            self.assertEqual(recv_until_eof(s), (b"HALF-OK", "eof"))
+            s.sendall(b"still here")
+            harness.wait_until(lambda: echo.received[-1] == len(b"HALFstill here"), timeout=5,
+                               what="the task to receive the bytes sent after its half-close")
+            s.shutdown(socket.SHUT_WR)
+        finally:
+            s.close()
 
     def test_udp_echo_through_a_published_port(self):
         port = L4_PORT + 300
