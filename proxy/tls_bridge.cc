@@ -151,6 +151,12 @@ asio::awaitable<void> inner_to_tls(Bridge& b) {
       b.live.arm(Clock::now(), b.worker.timeouts().idle);
     }
     const error_code wec = co_await b.stream->close_write();
+    if (!b.relay_idle) {
+      // From here on only the peer's bytes can end the pump, and a caller that closes its end
+      // now goes unseen until they come: a bridge half-closed this way ends, as a relay does,
+      // once nothing moved for timeouts.l4_idle_ms.
+      b.relay_idle = b.worker.timeouts().l4_idle;
+    }
     b.touch();
     if (!wec) {
       b.wrote_close = true;

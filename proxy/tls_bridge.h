@@ -16,10 +16,11 @@
 // directions have ended. When the caller closes its end altogether (or the other direction is
 // over, or the connection is older than TLS 1.3), its EOF ends both directions at once: the
 // pump sends close_notify (waiting at most 1 s for the peer's), then closes the TCP
-// connection. An error either way ends both. A caller that closes its end after a half-close
-// is noticed at the peer's next bytes or close: a bridge has no idle timeout of its own, and
-// the overlay's receiving relay ends after timeouts.l4_idle_ms. The pump is in the worker's
-// connection registry, so shutdown cancels it like any connection.
+// connection. An error either way ends both. A caller that closes its end after its
+// half-close is noticed only at the peer's next bytes or close, so a bridge that sent its
+// close_notify ends once nothing moved for timeouts.l4_idle_ms (before that, a bridge has no
+// idle timeout of its own: its caller's end has one). The pump is in the worker's connection
+// registry, so shutdown cancels it like any connection.
 //
 // Cost: two extra socket calls per read each way and two more descriptors per connection; a
 // connection keeps two buffers from the worker's free lists while it lives: 16 KiB each, or

@@ -451,7 +451,7 @@ class HttpsDataPathTest(unittest.TestCase):
         cls.b = scripted_backend.ScriptedBackend(BACKEND_IP)
         cfg = harness.node_config(
             cls.IP, [{"name": "scripted", "labels": {"mesh.http": "d.test"}, "tasks": [cls.b.addr]}],
-            node={"https_port": HTTPS_PORT}, timeouts={"idle_ms": 1500},
+            node={"https_port": HTTPS_PORT}, timeouts={"idle_ms": 1500, "l4_idle_ms": 1500},
             certificates=[{"host": "d.test", "cert": pair[0], "key": pair[1]}])
         cls.n = harness.Node(cfg)
 
@@ -520,6 +520,31 @@ class HttpsDataPathTest(unittest.TestCase):
             s.sendall(data)
             got = harness.read_at_least(lambda: f.read1(65536), len(data))
             self.assertEqual(got, data, "the tunnel did not echo every byte")
+
+    def test_a_tunnel_whose_backend_closed_ends_though_the_client_stays(self):
+        # After an upgrade the backend answers and closes: the client gets its bytes and
+        # close_notify, which in TLS 1.3 ends only the node's direction. A client that then
+        # neither sends nor closes is closed once nothing moved for l4_idle_ms (1.5 s here),
+        # not kept for ever.
+        with self.connect() as s:
+            f = s.makefile("rb")
+            s.sendall(b"GET /switch-bye?proto=websocket HTTP/1.1\r\nHost: d.test\r\n"
+                      b"Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+            r = harness.read_response(f)
+            self.assertEqual(r.status, 101)
+            self.assertEqual(f.read(), b"bye", "the backend's bytes, then close_notify")
+            raw = socket.socket(fileno=os.dup(s.fileno()))
+            try:
+                raw.settimeout(10)
+                try:
+                    end = raw.recv(1)
+                except ConnectionResetError:
+                    end = b""
+                except socket.timeout:
+                    self.fail("the node kept the half-closed TLS connection open for 10 s")
+                self.assertEqual(end, b"", "bytes after close_notify")
+            finally:
+                raw.close()
 
     def test_an_idle_connection_is_closed_with_close_notify(self):
         with self.connect() as s:
