@@ -311,11 +311,16 @@ asio::awaitable<error_code> TlsSocket::close_write() {
   if ((SSL_get_shutdown(ssl_) & SSL_SENT_SHUTDOWN) != 0) {
     co_return error_code{};
   }
+  auto [ec, both] = co_await write_close_notify();
+  co_return ec;
+}
+
+asio::awaitable<std::tuple<error_code, bool>> TlsSocket::write_close_notify() {
   ERR_clear_error();
-  const int r = SSL_shutdown(ssl_);  // 0: ours is written (theirs not seen yet), 1: both
+  const int r = SSL_shutdown(ssl_);  // 0: ours is written, theirs not seen yet; 1: both
   const error_code failed = r < 0 ? error_of(r) : error_code{};
   const error_code fec = co_await flush();
-  co_return failed ? failed : fec;
+  co_return std::tuple{failed ? failed : fec, r == 1};
 }
 
 asio::awaitable<error_code> TlsSocket::shutdown() {
@@ -324,11 +329,9 @@ asio::awaitable<error_code> TlsSocket::shutdown() {
   }
   const int state = SSL_get_shutdown(ssl_);
   if ((state & SSL_SENT_SHUTDOWN) == 0) {
-    ERR_clear_error();
-    const int r = SSL_shutdown(ssl_);  // 0: ours is written, theirs not seen yet; 1: both
-    const error_code failed = r < 0 ? error_of(r) : error_code{};
-    if (const error_code fec = co_await flush(); fec || failed || r == 1) {
-      co_return failed ? failed : fec;
+    auto [ec, both] = co_await write_close_notify();
+    if (ec || both) {
+      co_return ec;
     }
   } else if ((state & SSL_RECEIVED_SHUTDOWN) != 0) {
     co_return error_code{};  // close_write() sent ours, and theirs came already

@@ -97,6 +97,8 @@ class TlsSocket {
  private:
   // Sends everything OpenSSL has written, one flush at a time.
   asio::awaitable<boost::system::error_code> flush();
+  // Writes and sends our close_notify: the error, and whether the peer's had come already.
+  asio::awaitable<std::tuple<boost::system::error_code, bool>> write_close_notify();
   // Reads once from the socket into the pair.
   asio::awaitable<boost::system::error_code> fill();
   // The error for a failed SSL_* call that returned `ret`.

@@ -508,14 +508,19 @@ class HttpsDataPathTest(unittest.TestCase):
             self.assertEqual(last.header("connection"), "close")
             self.assert_closed_with_close_notify(s, f)
 
+    def upgrade(self, s, f, script):
+        """Asks the scripted backend's `script` (/switch or /switch-bye) for a websocket
+        upgrade on `s` and checks the 101; the tunnel starts after it."""
+        s.sendall(b"GET /%s?proto=websocket HTTP/1.1\r\nHost: d.test\r\n"
+                  b"Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n" % script)
+        r = harness.read_response(f)
+        self.assertEqual(r.status, 101)
+        self.assertEqual((r.header("upgrade") or "").lower(), "websocket")
+
     def test_an_upgrade_tunnels_inside_tls(self):
         with self.connect() as s:
             f = s.makefile("rb")
-            s.sendall(b"GET /switch?proto=websocket HTTP/1.1\r\nHost: d.test\r\n"
-                      b"Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-            r = harness.read_response(f)
-            self.assertEqual(r.status, 101)
-            self.assertEqual((r.header("upgrade") or "").lower(), "websocket")
+            self.upgrade(s, f, b"switch")
             data = os.urandom(200 * 1024)
             s.sendall(data)
             got = harness.read_at_least(lambda: f.read1(65536), len(data))
@@ -528,10 +533,7 @@ class HttpsDataPathTest(unittest.TestCase):
         # not kept for ever.
         with self.connect() as s:
             f = s.makefile("rb")
-            s.sendall(b"GET /switch-bye?proto=websocket HTTP/1.1\r\nHost: d.test\r\n"
-                      b"Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-            r = harness.read_response(f)
-            self.assertEqual(r.status, 101)
+            self.upgrade(s, f, b"switch-bye")
             self.assertEqual(f.read(), b"bye", "the backend's bytes, then close_notify")
             raw = socket.socket(fileno=os.dup(s.fileno()))
             try:
