@@ -7,6 +7,8 @@
 #include <openssl/asn1.h>
 #include <openssl/bio.h>
 #include <openssl/bn.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
@@ -281,6 +283,146 @@ boost::system::result<std::string> CertificateAuthority::issue(std::string_view 
   return cert_text(c);
 }
 
+boost::system::result<std::string> CertificateAuthority::cross_sign(std::string_view root_pem,
+                                                                    std::int64_t now) const {
+  CertPtr root = read_cert(root_pem);
+  if (!root) {
+    return errc::malformed_pem;
+  }
+  EVP_PKEY* public_key = X509_get0_pubkey(root.get());
+  X509* ca = impl_->cert.get();
+  CertPtr cert(X509_new());
+  X509* c = cert.get();
+  if (public_key == nullptr || c == nullptr || X509_set_version(c, 2) != 1 ||
+      !set_random_serial(c) || X509_set_pubkey(c, public_key) != 1 ||
+      X509_set_subject_name(c, X509_get_subject_name(root.get())) != 1 ||
+      X509_set_issuer_name(c, X509_get_subject_name(ca)) != 1) {
+    return errc::crypto_failure;
+  }
+  // Valid while both roots are: from now (less the backdate) to the earlier end.
+  std::time_t start = static_cast<std::time_t>(now);
+  const ASN1_TIME* end = X509_get0_notAfter(root.get());
+  if (ASN1_TIME_compare(X509_get0_notAfter(ca), end) < 0) {
+    end = X509_get0_notAfter(ca);
+  }
+  if (X509_time_adj_ex(X509_getm_notBefore(c), 0, -kBackdate, &start) == nullptr ||
+      X509_set1_notAfter(c, end) != 1) {
+    return errc::crypto_failure;
+  }
+  // The subject key identifier is computed from the key, so it is the other root's own.
+  if (!add_extension(c, ca, NID_basic_constraints, "critical,CA:TRUE,pathlen:0") ||
+      !add_extension(c, ca, NID_key_usage, "critical,keyCertSign,cRLSign") ||
+      !add_extension(c, ca, NID_subject_key_identifier, "hash") ||
+      !add_extension(c, ca, NID_authority_key_identifier, "keyid:always") ||
+      X509_sign(c, impl_->key.get(), EVP_sha256()) <= 0) {
+    return errc::crypto_failure;
+  }
+  return cert_text(c);
+}
+
+namespace {
+
+// The passphrase that seals a key for the holders of `key`: SHA-256 of its DER, in hex.
+std::string seal_passphrase(EVP_PKEY* key) {
+  unsigned char* der = nullptr;
+  const int n = i2d_PrivateKey(key, &der);
+  if (n <= 0) {
+    return {};
+  }
+  std::array<unsigned char, EVP_MAX_MD_SIZE> md{};
+  unsigned int len = 0;
+  const bool ok = EVP_Digest(der, static_cast<std::size_t>(n), md.data(), &len, EVP_sha256(),
+                             nullptr) == 1;
+  OPENSSL_clear_free(der, static_cast<std::size_t>(n));
+  if (!ok) {
+    return {};
+  }
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string hex;
+  for (unsigned int i = 0; i < len; ++i) {
+    hex += kDigits[md[i] >> 4];
+    hex += kDigits[md[i] & 0xf];
+  }
+  return hex;
+}
+
+// Never asks a terminal: the passphrase is given or reading fails.
+int no_prompt(char*, int, int, void*) {
+  return -1;
+}
+
+}  // namespace
+
+boost::system::result<std::string> CertificateAuthority::seal_key(std::string_view key_pem) const {
+  KeyPtr key = read_key(key_pem);
+  if (!key) {
+    return errc::malformed_pem;
+  }
+  std::string pass = seal_passphrase(impl_->key.get());
+  BioPtr bio(BIO_new(BIO_s_mem()));
+  if (pass.empty() || !bio ||
+      PEM_write_bio_PKCS8PrivateKey(bio.get(), key.get(), EVP_aes_256_cbc(), pass.data(),
+                                    static_cast<int>(pass.size()), nullptr, nullptr) != 1) {
+    OPENSSL_cleanse(pass.data(), pass.size());
+    return errc::crypto_failure;
+  }
+  OPENSSL_cleanse(pass.data(), pass.size());
+  return bio_text(bio.get());
+}
+
+boost::system::result<CertificateAuthority> CertificateAuthority::unseal(
+    std::string_view cert_pem, std::string_view sealed_pem) const {
+  std::string pass = seal_passphrase(impl_->key.get());
+  if (pass.empty()) {
+    return errc::crypto_failure;
+  }
+  auto bio = read_bio(sealed_pem);
+  KeyPtr key;
+  if (bio) {
+    // With a password callback OpenSSL would prompt; the passphrase goes in as `u` instead.
+    ERR_set_mark();
+    key.reset(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, pass.data()));
+    ERR_pop_to_mark();
+  }
+  OPENSSL_cleanse(pass.data(), pass.size());
+  if (!key) {
+    return errc::malformed_pem;
+  }
+  auto key_pem = key_text(key.get());
+  if (!key_pem) {
+    return key_pem.error();
+  }
+  return load(cert_pem, *key_pem);
+}
+
+boost::system::result<std::vector<std::string>> split_certificates(std::string_view pem) {
+  auto bio = read_bio(pem);
+  std::vector<std::string> out;
+  while (bio) {
+    CertPtr cert(PEM_read_bio_X509(bio.get(), nullptr, no_prompt, nullptr));
+    if (!cert) {
+      break;
+    }
+    auto text = cert_text(cert.get());
+    if (!text) {
+      return text.error();
+    }
+    out.push_back(std::move(*text));
+  }
+  ERR_clear_error();  // the end of the bundle reads as an error
+  if (out.empty()) {
+    return errc::malformed_pem;
+  }
+  return out;
+}
+
+bool signed_by(std::string_view cert_pem, std::string_view root_pem) {
+  CertPtr cert = read_cert(cert_pem);
+  CertPtr root = read_cert(root_pem);
+  EVP_PKEY* key = root ? X509_get0_pubkey(root.get()) : nullptr;
+  return cert && key != nullptr && X509_verify(cert.get(), key) == 1;
+}
+
 boost::system::result<std::string> certificate_digest(std::string_view cert_pem) {
   CertPtr cert = read_cert(cert_pem);
   if (!cert) {
@@ -341,15 +483,35 @@ boost::system::result<Identity> identity_of(std::string_view cert_pem) {
 
 boost::system::result<void> check_certificate(std::string_view cert_pem, std::string_view ca_pem,
                                               std::string_view key_pem, std::int64_t now) {
-  CertPtr cert = read_cert(cert_pem);
-  CertPtr ca = read_cert(ca_pem);
-  if (!cert || !ca) {
+  auto chain = split_certificates(cert_pem);
+  auto roots = split_certificates(ca_pem);
+  if (!chain || !roots) {
     return errc::malformed_pem;
   }
+  CertPtr cert = read_cert(chain->front());
   StorePtr store(X509_STORE_new());
   StoreCtxPtr ctx(X509_STORE_CTX_new());
-  if (!store || !ctx || X509_STORE_add_cert(store.get(), ca.get()) != 1 ||
-      X509_STORE_CTX_init(ctx.get(), store.get(), cert.get(), nullptr) != 1) {
+  using ChainPtr = std::unique_ptr<STACK_OF(X509), decltype([](STACK_OF(X509)* s) {
+                                     sk_X509_pop_free(s, X509_free);
+                                   })>;
+  ChainPtr untrusted(sk_X509_new_null());
+  if (!cert || !store || !ctx || !untrusted) {
+    return errc::crypto_failure;
+  }
+  for (const auto& root : *roots) {
+    CertPtr ca = read_cert(root);
+    if (!ca || X509_STORE_add_cert(store.get(), ca.get()) != 1) {
+      return errc::crypto_failure;
+    }
+  }
+  for (std::size_t i = 1; i < chain->size(); ++i) {
+    CertPtr extra = read_cert((*chain)[i]);
+    if (!extra || sk_X509_push(untrusted.get(), extra.get()) == 0) {
+      return errc::crypto_failure;
+    }
+    extra.release();  // owned by the stack now
+  }
+  if (X509_STORE_CTX_init(ctx.get(), store.get(), cert.get(), untrusted.get()) != 1) {
     return errc::crypto_failure;
   }
   X509_VERIFY_PARAM_set_time(X509_STORE_CTX_get0_param(ctx.get()), static_cast<std::time_t>(now));

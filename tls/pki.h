@@ -77,11 +77,37 @@ class CertificateAuthority {
   boost::system::result<std::string> issue(std::string_view request_pem, const Subject& subject,
                                            std::int64_t now, std::int64_t lifetime) const;
 
+  // Root rotation. The cross certificate of another root (`root_pem`): that root's subject,
+  // public key and key identifier, issued by this CA (CA:TRUE, pathlen 0), valid from
+  // now - kBackdate until the earlier of the two roots' ends. A leaf of either root sent with
+  // the matching cross certificate verifies against the other root alone: both roots have the
+  // same subject, so the cross certificate is self-issued and pathlen 0 still holds (RFC 5280
+  // §4.2.1.9). errc::malformed_pem, errc::crypto_failure.
+  boost::system::result<std::string> cross_sign(std::string_view root_pem, std::int64_t now) const;
+
+  // `key_pem` encrypted for whoever holds this CA's key: PKCS #8 with PBES2 (AES-256-CBC,
+  // PBKDF2), the passphrase being the SHA-256 of this CA's private key. How a new root's key
+  // reaches the other managers through the replicated state. errc::malformed_pem,
+  // errc::crypto_failure.
+  boost::system::result<std::string> seal_key(std::string_view key_pem) const;
+  // The CA of `cert_pem` whose key `sealed_pem` holds, sealed by this CA's key (seal_key):
+  // errc::malformed_pem (not sealed by this key, or not PEM), errc::key_mismatch.
+  boost::system::result<CertificateAuthority> unseal(std::string_view cert_pem,
+                                                     std::string_view sealed_pem) const;
+
  private:
   struct Impl;
   explicit CertificateAuthority(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
+
+// The certificates of a PEM bundle, each as PEM text, in order (errc::malformed_pem when there is
+// none or one does not parse).
+boost::system::result<std::vector<std::string>> split_certificates(std::string_view pem);
+
+// Whether `root_pem` signed `cert_pem` (the first certificate of each; the signature is checked,
+// not the names or the times).
+bool signed_by(std::string_view cert_pem, std::string_view root_pem);
 
 // SHA-256 of the certificate's DER encoding, 64 lower-case hex digits: what a join token pins.
 boost::system::result<std::string> certificate_digest(std::string_view cert_pem);
@@ -91,7 +117,8 @@ boost::system::result<std::string> certificate_digest(std::string_view cert_pem)
 boost::system::result<Identity> identity_of(std::string_view cert_pem);
 boost::system::result<Identity> identity_of(const x509_st* cert);
 
-// Whether `cert_pem` was issued by `ca_pem` and is valid at `now` (errc::not_issued_by_ca),
+// Whether `cert_pem` (a certificate, then any chain certificates) was issued by a root of `ca_pem`
+// (one or more certificates) and is valid at `now` (errc::not_issued_by_ca),
 // and, unless `key_pem` is empty, whether it pairs with that key (errc::key_mismatch).
 boost::system::result<void> check_certificate(std::string_view cert_pem, std::string_view ca_pem,
                                               std::string_view key_pem, std::int64_t now);

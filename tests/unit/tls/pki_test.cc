@@ -218,3 +218,65 @@ TEST_CASE("a new cluster's PKI: CA, first manager, admin and two tokens pinning 
   not_a_manager.identity.role = tls::Role::worker;
   CHECK_FALSE(tls::new_cluster_pki(not_a_manager, "admin", kNow).has_value());
 }
+
+TEST_CASE("root rotation: cross certificates let a leaf of either root verify against the other") {
+  auto old_root = new_ca();
+  auto new_root = new_ca();  // same subject: the same cluster id
+  CHECK(new_root.digest() != old_root.digest());
+  auto cross_new = old_root.cross_sign(new_root.certificate_pem(), kNow);  // new key, old issuer
+  auto cross_old = new_root.cross_sign(old_root.certificate_pem(), kNow);  // old key, new issuer
+  REQUIRE(cross_new.has_value());
+  REQUIRE(cross_old.has_value());
+  const Issued fresh = issue(new_root, node_subject());
+  const Issued stale = issue(old_root, node_subject());
+  const auto& old_pem = old_root.certificate_pem();
+  const auto& new_pem = new_root.certificate_pem();
+
+  // Alone, a leaf verifies only against its own root.
+  CHECK(tls::check_certificate(fresh.cert, new_pem, fresh.key, kNow + 60).has_value());
+  CHECK(tls::check_certificate(fresh.cert, old_pem, "", kNow + 60).error() ==
+        tls::errc::not_issued_by_ca);
+  CHECK(tls::check_certificate(stale.cert, new_pem, "", kNow + 60).error() ==
+        tls::errc::not_issued_by_ca);
+  // With its cross certificate, against the other root too, despite the roots' pathlen 0.
+  CHECK(tls::check_certificate(fresh.cert + *cross_new, old_pem, fresh.key, kNow + 60));
+  CHECK(tls::check_certificate(stale.cert + *cross_old, new_pem, stale.key, kNow + 60));
+  // The wrong cross certificate does not help.
+  CHECK(!tls::check_certificate(fresh.cert + *cross_old, old_pem, "", kNow + 60));
+  // Against a bundle of both roots, every combination verifies.
+  for (const std::string& cert : {fresh.cert, stale.cert, fresh.cert + *cross_new,
+                                  stale.cert + *cross_old}) {
+    CHECK(tls::check_certificate(cert, new_pem + old_pem, "", kNow + 60));
+    CHECK(tls::check_certificate(cert, old_pem + new_pem, "", kNow + 60));
+  }
+  // A third root's leaf gets nowhere, cross certificates or not.
+  auto other = new_ca();
+  const Issued stranger = issue(other, node_subject());
+  CHECK(!tls::check_certificate(stranger.cert + *cross_new + *cross_old, new_pem + old_pem, "",
+                                kNow + 60));
+  CHECK(tls::signed_by(fresh.cert, new_pem));
+  CHECK(!tls::signed_by(fresh.cert, old_pem));
+  CHECK(tls::signed_by(*cross_new, old_pem));
+  auto split = tls::split_certificates(fresh.cert + *cross_new);
+  REQUIRE(split.has_value());
+  REQUIRE(split->size() == 2);
+  CHECK((*split)[0] == fresh.cert);
+  CHECK(!tls::split_certificates("no PEM here"));
+}
+
+TEST_CASE("a sealed CA key opens only with the sealing CA's key") {
+  auto old_root = new_ca();
+  auto new_root = new_ca();
+  auto sealed = old_root.seal_key(new_root.key_pem());
+  REQUIRE(sealed.has_value());
+  CHECK(sealed->find("ENCRYPTED PRIVATE KEY") != std::string::npos);
+  CHECK(sealed->find(new_root.key_pem()) == std::string::npos);
+  auto opened = old_root.unseal(new_root.certificate_pem(), *sealed);
+  REQUIRE(opened.has_value());
+  CHECK(opened->digest() == new_root.digest());
+  CHECK(opened->key_pem() == new_root.key_pem());
+  // Someone else's key does not open it; the wrong certificate does not go with it.
+  auto stranger = new_ca();
+  CHECK(stranger.unseal(new_root.certificate_pem(), *sealed).error() == tls::errc::malformed_pem);
+  CHECK(old_root.unseal(stranger.certificate_pem(), *sealed).error() == tls::errc::key_mismatch);
+}
