@@ -184,4 +184,28 @@ boost::system::result<void> replace_certificate(ssl::context& context, std::stri
   return use_pair(context, cert_pem, key_pem);
 }
 
+boost::system::result<void> replace_trusted_roots(ssl::context& context, std::string_view ca_pem) {
+  auto roots = split_certificates(ca_pem);
+  if (!roots) {
+    return roots.error();
+  }
+  X509_STORE* store = X509_STORE_new();
+  if (store == nullptr) {
+    return errc::crypto_failure;
+  }
+  for (const auto& root : *roots) {
+    auto bio = std::unique_ptr<BIO, decltype(&BIO_free)>(
+        BIO_new_mem_buf(root.data(), static_cast<int>(root.size())), &BIO_free);
+    X509* cert = bio ? PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr) : nullptr;
+    const bool added = cert != nullptr && X509_STORE_add_cert(store, cert) == 1;
+    X509_free(cert);
+    if (!added) {
+      X509_STORE_free(store);
+      return errc::malformed_pem;
+    }
+  }
+  SSL_CTX_set_cert_store(context.native_handle(), store);  // takes it, frees the old one
+  return {};
+}
+
 }  // namespace routemesh::tls

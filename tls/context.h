@@ -72,6 +72,12 @@ boost::system::result<void> replace_certificate(boost::asio::ssl::context& conte
                                                 std::string_view cert_pem,
                                                 std::string_view key_pem);
 
+// Root rotation: the context trusts the certificates of `ca_pem` (one or more roots) from now on,
+// instead of the ones it trusted before; handshakes already past verification are unaffected.
+// errc::malformed_pem leaves the context as it was. Not thread-safe, as replace_certificate.
+boost::system::result<void> replace_trusted_roots(boost::asio::ssl::context& context,
+                                                  std::string_view ca_pem);
+
 // The identity of the peer of an established connection: its certificate passed verification
 // against the context's CA and names a routemesh identity. nullopt when the peer sent no
 // certificate, or one without an identity.

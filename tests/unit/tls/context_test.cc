@@ -244,3 +244,37 @@ TEST_CASE("contexts refuse credentials that do not load or do not pair") {
   REQUIRE_FALSE(garbage.has_value());
   CHECK(garbage.error() == tls::errc::malformed_pem);
 }
+
+TEST_CASE("root rotation over real handshakes: cross certificates, then the old root retired") {
+  auto old_root = new_ca();
+  auto new_root = new_ca();
+  auto cross_new = old_root.cross_sign(new_root.certificate_pem(), now());
+  auto cross_old = new_root.cross_sign(old_root.certificate_pem(), now());
+  REQUIRE(cross_new.has_value());
+  REQUIRE(cross_old.has_value());
+  // A server still on the old root, sending the cross certificate to the new one.
+  auto server = issue(old_root, tls::Role::manager, "00000000000000a1");
+  auto server_ctx = tls::server_context(
+      {old_root.certificate_pem() + new_root.certificate_pem(), server.cert + *cross_old,
+       server.key, ""});
+  REQUIRE(server_ctx.has_value());
+  Fixture f;
+  f.start(*server_ctx);
+  // A client that knows only the new root, with a certificate of the new root.
+  auto fresh = issue(new_root, tls::Role::worker, "00000000000000b2");
+  auto client = tls::client_context(new_root.certificate_pem(), fresh.cert + *cross_new, fresh.key);
+  REQUIRE(client.has_value());
+  auto r = f.call(*client);
+  REQUIRE(r.has_value());
+  CHECK(r->body == "routemesh://c0ffee00c0ffee00/worker/00000000000000b2");
+  // The server retires the old root: a client of the old root is refused from then on.
+  auto stale = issue(old_root, tls::Role::worker, "00000000000000b3");
+  auto stale_client = tls::client_context(new_root.certificate_pem(), stale.cert, stale.key);
+  REQUIRE(stale_client.has_value());
+  CHECK(f.call(*stale_client).has_value());
+  REQUIRE(tls::replace_trusted_roots(**server_ctx, new_root.certificate_pem()));
+  CHECK_FALSE(f.call(*stale_client).has_value());
+  CHECK(f.call(*client).has_value());
+  CHECK(tls::replace_trusted_roots(**server_ctx, "garbage").error() == tls::errc::malformed_pem);
+  CHECK(f.call(*client).has_value());
+}
