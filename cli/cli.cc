@@ -22,6 +22,7 @@
 #include <boost/json/serialize.hpp>
 #include <boost/system/result.hpp>
 
+#include <unistd.h>
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -206,6 +207,8 @@ class CliCommandsImpl final : public CliCommands {
   std::optional<Answer> certify(const std::string& path, const std::string& common_name,
                                 json::object body, const std::string& out);
   int token_rotate();
+  int ca_rotate();
+  int ca_status();
   // The client certificate, key and CA from --cert/--key/--ca or the default place
   // (tls/credentials.h); errors are printed (exit 2).
   bool load_credentials();
@@ -236,10 +239,11 @@ class CliCommandsImpl final : public CliCommands {
   std::string cert_role_;
   std::string cert_name_;
   std::string cert_out_;
-  std::string https_host_;       // cert add --host
-  std::string https_cert_file_;  // cert add --cert
-  std::string https_key_file_;   // cert add --key
-  bool https_default_ = false;   // cert add --default
+  std::string https_host_;           // cert add --host
+  std::string https_cert_file_;      // cert add --cert
+  std::string https_key_file_;       // cert add --key
+  bool https_default_ = false;       // cert add --default
+  std::int64_t ca_grace_s_ = 86400;  // cluster ca rotate --grace
 };
 
 CLI::App* CliCommandsImpl::group(const std::string& name, const std::string& description,
@@ -497,6 +501,19 @@ void CliCommandsImpl::add_commands() {
                           "one stops working at once (nodes already joined are unaffected)",
                           [this] { return token_rotate(); });
   one(rotate, "ROLE");
+  CLI::App* ca = cluster->add_subcommand("ca", "the cluster's root CA");
+  ca->require_subcommand(1);
+  CLI::App* ca_rotate =
+      leaf(ca, "rotate",
+           "replace the root CA: every node gets a certificate of a new root, the old root is "
+           "retired once all have one and --grace has passed; prints the new join tokens (the "
+           "old ones stop working at once) and renews this command's own certificate (admin only)",
+           [this] { return this->ca_rotate(); });
+  ca_rotate->add_option("--grace", ca_grace_s_,
+                        "seconds the old root stays trusted at least, so that users can renew "
+                        "their certificates with `cert renew` (default 86400)");
+  leaf(ca, "status", "the signing root and a running rotation's progress",
+       [this] { return ca_status(); });
 
   // cert
   CLI::App* cert = group("cert", "client certificates from the cluster CA (admin API)", false);
@@ -952,6 +969,98 @@ int CliCommandsImpl::token_rotate() {
     return 1;
   }
   print_out(std::string(token->get_string()));
+  return 0;
+}
+
+int CliCommandsImpl::ca_rotate() {
+  if (ca_grace_s_ < 0 || ca_grace_s_ > 3650LL * 86400) {
+    print_error("cluster ca rotate: --grace must be 0 to 315360000 seconds");
+    return 2;
+  }
+  auto answer =
+      request({"POST", "/v1/ca/rotate", json::serialize(json::object{{"grace_s", ca_grace_s_}})});
+  if (!answer) {
+    return 1;
+  }
+  const json::object* o = answer->value.if_object();
+  if (o == nullptr || o->if_contains("digest") == nullptr) {
+    print_error("unexpected answer from the admin API: no new root");
+    return 1;
+  }
+  const std::string digest = cli::field(*o, "digest");
+  if (json_) {
+    print_out(answer->reply.body);
+  } else {
+    print_out("new root: " + digest);
+    print_out("worker token: " + cli::field(*o, "worker_token"));
+    print_out("manager token: " + cli::field(*o, "manager_token"));
+    print_out(
+        "every node now trusts both roots and gets a certificate of the new one; the old "
+        "root is retired once all have one, not before " +
+        cli::format_unix_time(*o, "retire_after") +
+        " (`routemesh cluster ca status`); the old join tokens no longer work");
+  }
+  // This command's own certificate, from the new root (a manager that has not seen the rotation
+  // yet still signs with the old one: ask again).
+  if (!cert_flag_.empty() || !key_flag_.empty()) {
+    print_error(
+        "note: renew the certificate given with --cert/--key (`cert renew --out DIR`) "
+        "before the old root retires");
+    return 0;
+  }
+  const std::string out = tls::default_client_dir(
+      std::getenv("ROUTEMESH_CERT_DIR"), std::getenv("XDG_CONFIG_HOME"), std::getenv("HOME"));
+  for (int attempt = 0; attempt < 20 && !out.empty(); ++attempt) {
+    auto renewed = certify("/v1/certs/renew", "renewal", {}, out);
+    if (!renewed) {
+      return 1;
+    }
+    const json::object* r = renewed->value.if_object();
+    auto roots = tls::split_certificates(r != nullptr ? cli::field(*r, "ca") : std::string());
+    auto issuer = roots ? tls::certificate_digest(roots->front()) : tls::certificate_digest("");
+    if (issuer && *issuer == digest) {
+      if (!json_) {
+        print_out("this command's certificate was renewed by the new root: " + out);
+      }
+      return 0;
+    }
+    usleep(500'000);
+  }
+  print_error(
+      "could not renew this command's certificate from the new root; run `routemesh "
+      "cert renew` before the old root retires");
+  return 1;
+}
+
+int CliCommandsImpl::ca_status() {
+  auto answer = request(cli::get_request("/v1/ca"));
+  if (!answer) {
+    return 1;
+  }
+  const json::object* o = answer->value.if_object();
+  if (json_ || o == nullptr) {
+    print_out(answer->reply.body);
+    return 0;
+  }
+  print_out("root: " + cli::field(*o, "digest"));
+  const json::value* rotation = o->if_contains("rotation");
+  if (rotation == nullptr || !rotation->is_object()) {
+    print_out("rotating: no");
+    return 0;
+  }
+  const json::object& r = rotation->as_object();
+  print_out("rotating: yes");
+  print_out("old root: " + cli::field(r, "old"));
+  print_out("retires: not before " + cli::format_unix_time(r, "retire_after"));
+  std::string waiting;
+  if (const json::value* names = r.if_contains("waiting_names"); names && names->is_array()) {
+    for (const auto& name : names->as_array()) {
+      if (name.is_string()) {
+        waiting += (waiting.empty() ? "" : ", ") + std::string(name.get_string());
+      }
+    }
+  }
+  print_out("waiting for: " + waiting);
   return 0;
 }
 

@@ -104,6 +104,8 @@ struct ClusterNode {
   bool stopping = false;
   std::function<void()> shutdown;
   std::vector<std::string> last_managers;
+  discovery::ClusterCa ca;                      // the state's CA record, as last seen
+  asio::steady_timer* renewal_pause = nullptr;  // renew_certificates' wait, to cut it short
 
   bool manager() const { return cfg.cluster.role == config::ClusterRole::manager; }
 };
@@ -116,6 +118,25 @@ void give_overlay_tls(ClusterNode& n) {
   }
   if (auto t = overlay_tls(*n.tls, n.identity.cluster_id, n.cfg.cluster.overlay_rekey_bytes)) {
     n.proxy->set_overlay_tls(std::move(t));
+  }
+}
+
+// Root rotation: follows the state's CA record (cluster_tls.h, follow_cluster_ca), and wakes
+// the renewal loop when this node's certificate must be re-issued by a new root.
+void follow_ca(ClusterNode& n, const discovery::ClusterState& s) {
+  if (s.ca.roots.empty() || !n.tls) {
+    return;
+  }
+  n.ca = s.ca;
+  const CaChange change = follow_cluster_ca(*n.tls, s.ca, n.cfg.cluster.data_dir);
+  if (n.api && n.tls->ca) {
+    n.api->set_ca(n.tls->ca);  // the API uses it only while it is the signing root's
+  }
+  if (change.trust || change.chain) {
+    give_overlay_tls(n);  // streams opened from now on trust and present the new ones
+  }
+  if (needs_new_root(*n.tls, n.ca) && n.renewal_pause != nullptr) {
+    n.renewal_pause->cancel();
   }
 }
 
@@ -184,12 +205,15 @@ asio::awaitable<void> renew_certificates(ClusterNode& n) {
                              "When this node's certificate expires (unix time).");
   const std::string node_id = raft::format_node_id(n.identity.node_id);
   asio::steady_timer pause(ex);
+  n.renewal_pause = &pause;
   std::int64_t retry_at = 0;
   while (!n.stopping) {
     const auto now = static_cast<std::int64_t>(std::time(nullptr));
     const auto end = tls::not_after(n.tls->credentials.cert_pem);
     expiry.Set(end ? static_cast<double>(*end) : 0.0);
-    const std::int64_t due = std::max(renewal_time(*n.tls), retry_at);
+    // A root rotation wants a certificate of the new root now (follow_ca cuts the wait short).
+    const std::int64_t wanted = needs_new_root(*n.tls, n.ca) ? now : renewal_time(*n.tls);
+    const std::int64_t due = std::max(wanted, retry_at);
     if (now < due) {
       pause.expires_after(std::chrono::seconds(std::min<std::int64_t>(due - now, 3600)));
       co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
@@ -202,12 +226,14 @@ asio::awaitable<void> renew_certificates(ClusterNode& n) {
     renewals.Add({{"result", ok ? "ok" : "failed"}}).Increment();
     if (ok) {
       give_overlay_tls(n);  // streams opened from now on present the new certificate
-      retry_at = 0;
+      // A manager that had not seen the rotation yet signed with the old root: again soon.
+      retry_at = needs_new_root(*n.tls, n.ca) ? now + 1 : 0;
     } else {
       const std::int64_t left = end ? *end - now : 0;
       retry_at = now + std::clamp<std::int64_t>(left / 10, 1, 30);
     }
   }
+  n.renewal_pause = nullptr;
 }
 
 asio::awaitable<void> start_cluster(ClusterNode& n) {
@@ -328,6 +354,7 @@ asio::awaitable<void> start_cluster(ClusterNode& n) {
     n.store = std::move(*opened);
     n.store->on_state([&n](const discovery::ClusterState& s) {
       set_revocations(*n.tls, s);
+      follow_ca(n, s);
       n.publisher.schedule(s);
     });
     // The route compile thread follows the store by its deltas, not by copies of the state.
@@ -352,6 +379,7 @@ asio::awaitable<void> start_cluster(ClusterNode& n) {
     n.liveness->register_handlers(n.admin);
     n.liveness->start();
     set_revocations(*n.tls, n.store->state());
+    follow_ca(n, n.store->state());
     n.publisher.schedule(n.store->state());
     if (marker) {
       manager::BootstrapOptions bo;
@@ -389,6 +417,7 @@ asio::awaitable<void> start_cluster(ClusterNode& n) {
     n.watcher = agent::make_watch_client(ex, std::move(wo));
     n.watcher->on_state([&n](const discovery::ClusterState& s) {
       set_revocations(*n.tls, s);
+      follow_ca(n, s);
       n.publisher.schedule(s);
       // Remember the managers, so a restarted worker finds one even if its join address died.
       auto managers = agent::manager_addresses(s);

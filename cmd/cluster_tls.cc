@@ -118,7 +118,17 @@ std::optional<NodeTls> load_node_tls(const std::string& data_dir, const std::str
   out.server = *server;
   out.client = *client;
   if (!c.ca_key_pem.empty()) {
+    // The key's root: the first of ca.pem, unless a rotation was cut short between the writes
+    // of ca.pem and ca-key.pem (the state's record brings the key up to date again).
     auto ca = tls::CertificateAuthority::load(c.ca_pem, c.ca_key_pem);
+    if (auto roots = tls::split_certificates(c.ca_pem); !ca && roots) {
+      for (const auto& root : *roots) {
+        if (auto other = tls::CertificateAuthority::load(root, c.ca_key_pem)) {
+          ca = std::move(other);
+          break;
+        }
+      }
+    }
     if (!ca) {
       spdlog::error("cluster: {}/ca-key.pem does not go with ca.pem: {}", dir,
                     ca.error().message());
@@ -156,6 +166,91 @@ std::shared_ptr<const proxy::OverlayTls> overlay_tls(const NodeTls& t,
   out->cluster_id = cluster_id;
   out->rekey_bytes = rekey_bytes;
   return out;
+}
+
+CaChange follow_cluster_ca(NodeTls& t, const discovery::ClusterCa& ca,
+                           const std::string& data_dir) {
+  CaChange out;
+  if (ca.roots.empty() ||
+      (ca.version == t.ca_version && t.credentials.cert_pem == t.ca_seen_cert)) {
+    return out;
+  }
+  std::string bundle;
+  for (const auto& root : ca.roots) {
+    bundle += root;
+  }
+  auto signing = tls::certificate_digest(ca.roots.front());
+  if (!signing) {
+    spdlog::error("cluster: the state's CA root does not parse; keeping this node's roots");
+    return out;
+  }
+  // A manager holding the previous root's key opens the new one's.
+  if (t.ca && t.ca->digest() != *signing && !ca.sealed_key.empty()) {
+    if (auto opened = t.ca->unseal(ca.roots.front(), ca.sealed_key)) {
+      t.ca = std::make_shared<const tls::CertificateAuthority>(std::move(*opened));
+      t.credentials.ca_key_pem = t.ca->key_pem();
+      out.ca = t.ca;
+      spdlog::info("cluster: this manager signs with the new root {} from now on", *signing);
+    } else {
+      spdlog::warn(
+          "cluster: cannot open the new root's key ({}): this manager does not sign "
+          "until it holds it",
+          opened.error().message());
+    }
+  }
+  // The chain: the certificate, then (while rotating) the cross certificate to the other root.
+  auto own = tls::split_certificates(t.credentials.cert_pem);
+  if (own) {
+    std::string chain = own->front();
+    if (ca.rotating()) {
+      chain += tls::signed_by(own->front(), ca.roots.front()) ? ca.cross_new : ca.cross_old;
+    }
+    if (chain != t.credentials.cert_pem) {
+      bool ok = true;
+      for (const auto& ctx : {t.server, t.client}) {
+        if (auto r = tls::replace_certificate(*ctx, chain, t.credentials.key_pem); !r) {
+          spdlog::error("cluster: cannot present the new certificate chain: {}",
+                        r.error().message());
+          ok = false;
+        }
+      }
+      if (ok) {
+        t.credentials.cert_pem = chain;
+        out.chain = true;
+      }
+    }
+  }
+  if (bundle != t.credentials.ca_pem) {
+    bool ok = true;
+    for (const auto& ctx : {t.server, t.client}) {
+      if (auto r = tls::replace_trusted_roots(*ctx, bundle); !r) {
+        spdlog::error("cluster: cannot trust the state's CA roots: {}", r.error().message());
+        ok = false;
+      }
+    }
+    if (ok) {
+      t.credentials.ca_pem = bundle;
+      out.trust = true;
+      spdlog::info("cluster: trusting {} CA root(s) from now on (signing: {})", ca.roots.size(),
+                   *signing);
+    }
+  }
+  if (out.trust || out.chain || out.ca) {
+    if (auto w = tls::write_node_credentials(data_dir, t.credentials); !w) {
+      spdlog::error("cluster: cannot write {}: {}", tls::tls_dir(data_dir), w.error().message());
+    }
+  }
+  t.ca_version = ca.version;
+  t.ca_seen_cert = t.credentials.cert_pem;
+  return out;
+}
+
+bool needs_new_root(const NodeTls& t, const discovery::ClusterCa& ca) {
+  if (!ca.rotating()) {
+    return false;
+  }
+  auto own = tls::split_certificates(t.credentials.cert_pem);
+  return !own || !tls::signed_by(own->front(), ca.roots.front());
 }
 
 void set_revocations(NodeTls& t, const discovery::ClusterState& state) {

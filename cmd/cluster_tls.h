@@ -50,6 +50,9 @@ struct NodeTls {
   // The cluster's revoked certificates, consulted by `server` at every handshake; the node
   // replaces the set from every state it sees (set_revocations).
   std::shared_ptr<tls::Revocations> revoked = std::make_shared<tls::Revocations>();
+  // follow_cluster_ca's memory: the CA record version and certificate it last looked at.
+  std::uint64_t ca_version = 0;
+  std::string ca_seen_cert;
 };
 
 // The overlay's mutual TLS contexts from `t`'s current credentials (proxy/overlay/overlay.h):
@@ -62,6 +65,25 @@ std::shared_ptr<const proxy::OverlayTls> overlay_tls(const NodeTls& t,
 
 // Gives `t`'s server context the revoked serials of `state` (logged when they changed).
 void set_revocations(NodeTls& t, const discovery::ClusterState& state);
+
+// What the state's CA record changed for this node (follow_cluster_ca).
+struct CaChange {
+  bool trust = false;  // the trusted roots changed (the node's contexts trust the new set)
+  bool chain = false;  // the chain this node presents changed (its certificate and a cross one)
+  // A new signing CA this manager unsealed from the state (set it in the API).
+  std::shared_ptr<const tls::CertificateAuthority> ca;
+};
+
+// Root rotation, on every state a node sees: makes `t` trust the state's roots, present its
+// certificate with the cross certificate to the other root while a rotation runs (none
+// otherwise), and, on a manager holding the previous root's key, unseals the new root's key.
+// Files in data_dir/tls follow. Nothing happens before the first rotation (no roots in the
+// state) or when the record did not change since the last call.
+CaChange follow_cluster_ca(NodeTls& t, const discovery::ClusterCa& ca, const std::string& data_dir);
+
+// Whether `t`'s certificate must be re-issued now: a rotation runs and the new root did not
+// sign it.
+bool needs_new_root(const NodeTls& t, const discovery::ClusterCa& ca);
 
 // Loads data_dir/tls and checks that the node certificate was issued by the CA, is valid now,
 // pairs with its key and names node `node_id` of cluster `cluster_id`. Errors are logged

@@ -26,6 +26,7 @@
 #include <algorithm>
 #include <ctime>
 #include <exception>
+#include <limits>
 #include <random>
 #include <utility>
 
@@ -126,6 +127,7 @@ class ApiImpl final : public Api {
       auto digest = tls::certificate_digest(options_.ca_pem);
       ca_digest_ = digest ? *digest : std::string{};
     }
+    ca_ = options_.ca;
     if (options_.registry != nullptr) {
       join_refusals_ = &base::counter_family(
           *options_.registry, "routemesh_cluster_join_refusals_total",
@@ -156,6 +158,7 @@ class ApiImpl final : public Api {
     add("/v1/nodes/join", &ApiImpl::join);
     add_prefix("/v1/nodes/", &ApiImpl::node);
     add("/v1/ca", &ApiImpl::ca);
+    add("/v1/ca/rotate", &ApiImpl::rotate_ca);
     add("/v1/certs", &ApiImpl::certs);
     add("/v1/certs/renew", &ApiImpl::renew_certificate);
     add("/v1/certs/revoke", &ApiImpl::revoke_certificate);
@@ -829,9 +832,9 @@ class ApiImpl final : public Api {
   Response join_reply(const std::string& node_id, const JoinRequest& j, std::string certificate) {
     JoinReply reply = make_join_reply(state(), node_id);
     reply.certificate = std::move(certificate);
-    reply.ca = options_.ca_pem;
+    reply.ca = roots_pem();
     if (j.role == NodeRole::manager) {
-      reply.ca_key = options_.ca->key_pem();
+      reply.ca_key = signing_ca()->key_pem();
     }
     return Response{200, "application/json", encode_join_reply(reply)};
   }
@@ -857,12 +860,12 @@ class ApiImpl final : public Api {
                                    : token.error().message(),
                    "token"});
     }
-    if (token->ca_digest != ca_digest_) {
+    if (token->ca_digest != signing_digest()) {
       return refuse_join(
           j, "ca_mismatch",
           ApiError{401, "unauthenticated",
                    "the token pins CA " + token->ca_digest.substr(0, 16) +
-                       "..., this cluster's CA is " + ca_digest_.substr(0, 16) + "...",
+                       "..., this cluster's CA is " + signing_digest().substr(0, 16) + "...",
                    "token"});
     }
     const std::string& hash =
@@ -895,7 +898,8 @@ class ApiImpl final : public Api {
     if (base::is_host_name(j.name)) {
       subject.names.push_back(j.name);
     }
-    auto cert = options_.ca->issue(j.csr, subject, unix_now(), options_.node_cert_lifetime.count());
+    auto cert =
+        signing_ca()->issue(j.csr, subject, unix_now(), options_.node_cert_lifetime.count());
     if (!cert) {
       return refuse_join(
           j, "bad_csr",
@@ -904,7 +908,7 @@ class ApiImpl final : public Api {
                                  : "certificate request refused: " + cert.error().message(),
                    "csr"});
     }
-    return std::move(*cert);
+    return with_chain(std::move(*cert));
   }
 
   asio::awaitable<Response> join(Request req) {
@@ -922,7 +926,7 @@ class ApiImpl final : public Api {
     if (auto refusal = check_join_token(j)) {
       co_return std::move(*refusal);
     }
-    if (!options_.ca) {
+    if (!signing_ca()) {
       co_return unavailable(
           "this leader holds no CA key (a worker promoted to manager): it cannot sign the "
           "node's certificate; join while a manager that holds it leads");
@@ -937,6 +941,9 @@ class ApiImpl final : public Api {
         auto again = issue_node_certificate(j, id);
         if (auto* refusal = std::get_if<Response>(&again)) {
           co_return std::move(*refusal);
+        }
+        if (auto failed = co_await record_reissue(id)) {
+          co_return std::move(*failed);
         }
         spdlog::info("api: node {} ({}) joined again", j.name, id);
         co_return join_reply(id, j, std::move(std::get<std::string>(again)));
@@ -980,6 +987,9 @@ class ApiImpl final : public Api {
       }
       kick_reconciler();
     }
+    if (auto failed = co_await record_reissue(id)) {
+      co_return std::move(*failed);
+    }
     spdlog::info("api: node {} joined as {} ({}, api {})", j.name, store::to_string(j.role), id,
                  j.api);
     co_return join_reply(id, j, std::move(std::get<std::string>(issued)));
@@ -987,22 +997,141 @@ class ApiImpl final : public Api {
 
   // ---- PKI: the CA, user certificates, join tokens -------------------------------------------
 
+  // GET /v1/ca: the root that signs (what join tokens pin), every trusted root's digest (the
+  // signing one first) and, while a rotation runs, its progress.
   asio::awaitable<Response> ca(Request req) {
     if (req.method != "GET") {
       co_return not_allowed(req, "GET");
     }
-    if (options_.ca_pem.empty()) {
+    if (signing_pem().empty()) {
       co_return unavailable("this manager has no CA certificate");
     }
-    co_return json_response(200,
-                            json::object{{"certificate", options_.ca_pem}, {"digest", ca_digest_}});
+    json::array roots;
+    auto bundle = tls::split_certificates(roots_pem());
+    for (const auto& root : bundle ? *bundle : std::vector<std::string>{}) {
+      auto digest = tls::certificate_digest(root);
+      roots.emplace_back(digest ? *digest : std::string("?"));
+    }
+    json::object body{
+        {"certificate", signing_pem()}, {"digest", signing_digest()}, {"roots", std::move(roots)}};
+    const ClusterCa& ca = state().ca;
+    if (ca.rotating()) {
+      auto old = tls::certificate_digest(ca.roots[1]);
+      json::array waiting;
+      json::array waiting_names;
+      for (const auto& [id, node] : state().nodes) {
+        if (ca.reissued.count(id) == 0) {
+          waiting.emplace_back(id);
+          waiting_names.emplace_back(node.name);
+        }
+      }
+      body["rotation"] = json::object{{"old", old ? *old : std::string("?")},
+                                      {"started", ca.started},
+                                      {"retire_after", ca.retire_after},
+                                      {"waiting", std::move(waiting)},
+                                      {"waiting_names", std::move(waiting_names)}};
+    }
+    co_return json_response(200, std::move(body));
+  }
+
+  // POST /v1/ca/rotate {"grace_s"?}: a new root. Every node trusts both roots and has its
+  // certificate re-issued by the new one; the reconciler retires the old root once every node
+  // holds a new certificate and grace_s (default 0) have passed. The join tokens change with
+  // the root they pin: the answer carries the new ones, the old ones stop working at once.
+  asio::awaitable<Response> rotate_ca(Request req) {
+    if (req.method != "POST") {
+      co_return not_allowed(req, "POST");
+    }
+    if (!store_.is_leader()) {
+      co_return co_await forward(std::move(req));
+    }
+    auto body = parse_object(req.body.empty() ? std::string("{}") : req.body);
+    if (!body) {
+      co_return error_response(from_state_error(body.error()));
+    }
+    std::int64_t grace = 0;
+    for (const auto& kv : *body) {
+      if (kv.key() != "grace_s") {
+        co_return error_response(ApiError{400, "invalid", "unknown field", std::string(kv.key())});
+      }
+      const auto* n = kv.value().if_int64();
+      const auto* u = kv.value().if_uint64();
+      const std::int64_t v = n                            ? *n
+                             : u && *u <= 3650ULL * 86400 ? static_cast<std::int64_t>(*u)
+                                                          : -1;
+      if (v < 0 || v > 3650LL * 86400) {
+        co_return error_response(ApiError{
+            400, "invalid", "expected whole seconds from 0 to 315360000 (ten years)", "grace_s"});
+      }
+      grace = v;
+    }
+    const ClusterCa& current = state().ca;
+    if (current.rotating()) {
+      co_return error_response(ApiError{409, "conflict",
+                                        "a CA rotation is already running (GET /v1/ca shows which "
+                                        "nodes it waits for)",
+                                        ""});
+    }
+    const auto* old_ca = signing_ca();
+    if (old_ca == nullptr) {
+      co_return unavailable("this leader holds no CA key (a worker promoted to manager)");
+    }
+    const std::int64_t now = unix_now();
+    const std::string cluster_id =
+        state().cluster_id.empty() ? options_.cluster_id : state().cluster_id;
+    auto fresh = tls::CertificateAuthority::create(cluster_id, now);
+    if (!fresh) {
+      co_return unavailable("cannot make a new root: " + fresh.error().message());
+    }
+    auto cross_new = old_ca->cross_sign(fresh->certificate_pem(), now);
+    auto cross_old = fresh->cross_sign(old_ca->certificate_pem(), now);
+    auto sealed = old_ca->seal_key(fresh->key_pem());
+    auto worker_secret = tls::new_secret();
+    auto manager_secret = tls::new_secret();
+    if (!cross_new || !cross_old || !sealed || !worker_secret || !manager_secret) {
+      co_return unavailable("cannot cross-sign the new root or seal its key");
+    }
+    store::CaSet set;
+    set.version = current.version;
+    set.ca.roots = {fresh->certificate_pem(), old_ca->certificate_pem()};
+    set.ca.sealed_key = std::move(*sealed);
+    set.ca.cross_new = std::move(*cross_new);
+    set.ca.cross_old = std::move(*cross_old);
+    set.ca.started = now;
+    set.ca.retire_after = now + grace;
+    set.worker_token_hash = tls::secret_hash(*worker_secret);
+    set.manager_token_hash = tls::secret_hash(*manager_secret);
+    const std::string digest = fresh->digest();
+    // The new CA signs here from now on (the node's state hook gives it to the other managers
+    // by unsealing its key, and to this one again).
+    auto fresh_ca = std::make_shared<const tls::CertificateAuthority>(std::move(*fresh));
+    store::Command command = std::move(set);
+    auto result = co_await store_.propose(std::move(command));
+    if (!result) {
+      co_return raft_failure(result.error());
+    }
+    if (!result->ok) {
+      co_return error_response(from_store_error(result->error));
+    }
+    set_ca(std::move(fresh_ca));
+    spdlog::info(
+        "api: CA rotation started by {}: new root {}, old root retires after {} s and "
+        "once every node holds a new certificate; the join tokens changed",
+        describe(caller_of(req)), digest, grace);
+    co_return json_response(
+        201,
+        json::object{{"digest", digest},
+                     {"retire_after", now + grace},
+                     {"worker_token", tls::format_token(tls::JoinToken{digest, *worker_secret})},
+                     {"manager_token", tls::format_token(tls::JoinToken{digest, *manager_secret})},
+                     {"revision", result->revision}});
   }
 
   asio::awaitable<Response> certs(Request req) {
     if (req.method != "POST") {
       co_return not_allowed(req, "POST");
     }
-    if (!options_.ca) {
+    if (!signing_ca()) {
       if (!store_.is_leader()) {
         co_return co_await forward(std::move(req));
       }
@@ -1041,7 +1170,7 @@ class ApiImpl final : public Api {
     tls::Subject subject;
     subject.identity = tls::Identity{
         state().cluster_id.empty() ? options_.cluster_id : state().cluster_id, *role, name};
-    auto cert = options_.ca->issue(csr, subject, unix_now(), tls::kUserLifetime);
+    auto cert = signing_ca()->issue(csr, subject, unix_now(), tls::kUserLifetime);
     if (!cert) {
       co_return error_response(ApiError{
           400, "invalid", "certificate request refused: " + cert.error().message(), "csr"});
@@ -1053,8 +1182,8 @@ class ApiImpl final : public Api {
     co_return json_response(201, json::object{{"role", role_text},
                                               {"name", name},
                                               {"serial", serial ? *serial : ""},
-                                              {"certificate", *cert},
-                                              {"ca", options_.ca_pem},
+                                              {"certificate", with_chain(*cert)},
+                                              {"ca", roots_pem()},
                                               {"not_after", end ? *end : 0}});
   }
 
@@ -1219,11 +1348,15 @@ class ApiImpl final : public Api {
       co_return std::move(*refused);
     }
     const Caller caller = caller_of(req);
-    if (!options_.ca) {
+    // While a root rotation runs, node certificates are signed by the leader, which records
+    // each one in the state (the old root retires once every node has one).
+    if (!signing_ca() || (state().ca.rotating() && caller.kind == Caller::Kind::node)) {
       if (!store_.is_leader()) {
         co_return co_await forward(std::move(req));
       }
-      co_return unavailable("this leader holds no CA key (a worker promoted to manager)");
+      if (!signing_ca()) {
+        co_return unavailable("this leader holds no CA key (a worker promoted to manager)");
+      }
     }
     auto body = parse_object(req.body);
     if (!body) {
@@ -1242,7 +1375,7 @@ class ApiImpl final : public Api {
           tls::Identity{state().cluster_id.empty() ? options_.cluster_id : state().cluster_id,
                         caller.role, caller.id};
       auto cert =
-          options_.ca->issue(std::string(csr->get_string()), user, unix_now(), tls::kUserLifetime);
+          signing_ca()->issue(std::string(csr->get_string()), user, unix_now(), tls::kUserLifetime);
       if (!cert) {
         co_return error_response(ApiError{
             400, "invalid", "certificate request refused: " + cert.error().message(), "csr"});
@@ -1254,8 +1387,8 @@ class ApiImpl final : public Api {
       co_return json_response(201, json::object{{"role", tls::to_string(caller.role)},
                                                 {"name", caller.id},
                                                 {"serial", serial ? *serial : ""},
-                                                {"certificate", *cert},
-                                                {"ca", options_.ca_pem},
+                                                {"certificate", with_chain(*cert)},
+                                                {"ca", roots_pem()},
                                                 {"not_after", end ? *end : 0}});
     }
     auto node = state().nodes.find(caller.id);
@@ -1276,19 +1409,22 @@ class ApiImpl final : public Api {
     if (base::is_host_name(node->second.name)) {
       subject.names.push_back(node->second.name);
     }
-    auto cert = options_.ca->issue(std::string(csr->get_string()), subject, unix_now(),
-                                   options_.node_cert_lifetime.count());
+    auto cert = signing_ca()->issue(std::string(csr->get_string()), subject, unix_now(),
+                                    options_.node_cert_lifetime.count());
     if (!cert) {
       co_return error_response(ApiError{
           400, "invalid", "certificate request refused: " + cert.error().message(), "csr"});
+    }
+    if (auto failed = co_await record_reissue(caller.id)) {
+      co_return std::move(*failed);
     }
     auto end = tls::not_after(*cert);
     spdlog::info("api: renewed the certificate of {} node {} ({}) until {}",
                  tls::to_string(subject.identity.role), node->second.name, caller.id,
                  end ? *end : 0);
-    co_return json_response(
-        201, json::object{
-                 {"certificate", *cert}, {"ca", options_.ca_pem}, {"not_after", end ? *end : 0}});
+    co_return json_response(201, json::object{{"certificate", with_chain(*cert)},
+                                              {"ca", roots_pem()},
+                                              {"not_after", end ? *end : 0}});
   }
 
   // POST /v1/cluster/tokens/ROLE/rotate.
@@ -1305,7 +1441,7 @@ class ApiImpl final : public Api {
     if (!store_.is_leader()) {
       co_return co_await forward(std::move(req));
     }
-    if (ca_digest_.empty()) {
+    if (signing_digest().empty()) {
       co_return unavailable("this manager has no CA certificate");
     }
     auto secret = tls::new_secret();
@@ -1326,9 +1462,107 @@ class ApiImpl final : public Api {
     }
     spdlog::info("api: the {} join token was rotated by {}; the old one no longer joins", role,
                  describe(caller_of(req)));
-    const std::string token = tls::format_token(tls::JoinToken{ca_digest_, *secret});
+    const std::string token = tls::format_token(tls::JoinToken{signing_digest(), *secret});
     co_return json_response(
         200, json::object{{"role", role}, {"token", token}, {"revision", result->revision}});
+  }
+
+  // ---- the CA this manager signs with ---------------------------------------------------------
+
+ public:
+  void set_ca(std::shared_ptr<const tls::CertificateAuthority> ca) override {
+    if (ca) {
+      ca_ = std::move(ca);
+    }
+  }
+
+ private:
+  // The root that signs: the state's first root once a rotation happened, else the CA of this
+  // node's data_dir.
+  const std::string& signing_pem() const {
+    return state().ca.roots.empty() ? options_.ca_pem : state().ca.roots.front();
+  }
+  // SHA-256 of signing_pem(): what join tokens pin.
+  const std::string& signing_digest() {
+    const ClusterCa& ca = state().ca;
+    if (ca.roots.empty()) {
+      return ca_digest_;
+    }
+    if (digest_version_ != ca.version) {
+      auto digest = tls::certificate_digest(ca.roots.front());
+      signing_digest_ = digest ? *digest : std::string{};
+      digest_version_ = ca.version;
+    }
+    return signing_digest_;
+  }
+  // Every trusted root (the signing one first), as join replies and certificates carry them.
+  std::string roots_pem() const {
+    if (state().ca.roots.empty()) {
+      return options_.ca_pem;
+    }
+    std::string bundle;
+    for (const auto& root : state().ca.roots) {
+      bundle += root;
+    }
+    return bundle;
+  }
+  // The CA to sign with: null unless this manager holds the key of the signing root.
+  const tls::CertificateAuthority* signing_ca() {
+    return ca_ && ca_->digest() == signing_digest() ? ca_.get() : nullptr;
+  }
+  // An issued certificate as its holder presents it: while a rotation runs, followed by the
+  // cross certificate that lets nodes still trusting only the old root verify it.
+  std::string with_chain(std::string cert) const {
+    if (state().ca.rotating()) {
+      cert += state().ca.cross_new;
+    }
+    return cert;
+  }
+  // While a rotation runs: records that node `id` received a certificate of the new root
+  // (the leader's signing_ca() just issued one). The error answer when that did not commit.
+  asio::awaitable<std::optional<Response>> record_reissue(std::string id) {
+    const ClusterCa& ca = state().ca;
+    if (!ca.rotating() || ca.reissued.count(id) != 0) {
+      co_return std::nullopt;
+    }
+    store::Command command = store::CaReissued{id, ca.started};
+    auto result = co_await store_.propose(std::move(command));
+    if (!result) {
+      co_return raft_failure(result.error());
+    }
+    if (!result->ok) {
+      co_return error_response(from_store_error(result->error));
+    }
+    co_return std::nullopt;
+  }
+  // The end of a rotation: once every node holds a certificate of the new root and the grace
+  // period passed, the old root is trusted no more (leader only).
+  asio::awaitable<void> retire_old_root() {
+    const ClusterCa& ca = state().ca;
+    if (!store_.is_leader() || !ca.rotating() || unix_now() < ca.retire_after) {
+      co_return;
+    }
+    for (const auto& [id, node] : state().nodes) {
+      if (ca.reissued.count(id) == 0) {
+        co_return;
+      }
+    }
+    store::CaSet set;
+    set.version = ca.version;
+    set.ca.roots = {ca.roots.front()};
+    set.ca.sealed_key = ca.sealed_key;
+    const std::string digest = signing_digest();
+    store::Command command = std::move(set);
+    auto result = co_await store_.propose(std::move(command));
+    if (result && result->ok) {
+      spdlog::info(
+          "api: CA rotation done: every node holds a certificate of root {}; the old "
+          "root is no longer trusted",
+          digest);
+    } else {
+      spdlog::warn("api: retiring the old root failed: {}",
+                   result ? result->error.message : result.error().message());
+    }
   }
 
   // ---- membership reconciler ------------------------------------------------------------------
@@ -1343,6 +1577,7 @@ class ApiImpl final : public Api {
         co_return;
       }
       co_await reconcile_once();
+      co_await retire_old_root();
     }
   }
 
@@ -1473,6 +1708,9 @@ class ApiImpl final : public Api {
   asio::steady_timer reconcile_timer_;
   base::KeepAliveClient forward_client_;  // follower -> leader: one connection, not one per write
   std::string ca_digest_;                 // of options_.ca_pem: what join tokens must pin
+  std::shared_ptr<const tls::CertificateAuthority> ca_;  // options_.ca, then set_ca's
+  std::string signing_digest_;  // of the state's first root, at digest_version_
+  std::uint64_t digest_version_ = std::numeric_limits<std::uint64_t>::max();
   prometheus::Family<prometheus::Counter>* join_refusals_ = nullptr;
   bool reconciling_ = false;
   bool stopped_ = false;

@@ -88,7 +88,8 @@ struct ApiOptions {
   // forwarded to the leader, or answered 503 on a leader without the key).
   std::string ca_pem;
   std::shared_ptr<const tls::CertificateAuthority> ca;
-  // Lifetime of the node certificates this manager signs (joins, renewals): cluster.cert_lifetime_s.
+  // Lifetime of the node certificates this manager signs (joins, renewals):
+  // cluster.cert_lifetime_s.
   std::chrono::seconds node_cert_lifetime{90 * 24 * 3600};
   prometheus::Registry* registry = nullptr;  // optional: the join refusal counter
 };
@@ -107,6 +108,9 @@ class Api {
   // stop(); membership changes are one at a time (Raft's single-server changes).
   virtual void start() = 0;
   virtual void stop() = 0;
+  // Root rotation: the CA this manager signs with from now on (the node unsealed it from the
+  // state, or loaded it). Used only while its root is the state's signing root.
+  virtual void set_ca(std::shared_ptr<const tls::CertificateAuthority> ca) = 0;
 
  protected:
   Api() = default;

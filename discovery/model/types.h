@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -95,6 +96,26 @@ struct IngressCert {
   std::uint64_t version = 0;
 };
 
+// The cluster's root CA in the state, from the first `cluster ca rotate` on (before it `roots` is
+// empty and every node trusts the CA in its data_dir). roots[0] signs. While a rotation runs,
+// roots is {new, old}: every node trusts both, sends the cross certificate that links its own
+// certificate's root to the other one, and has its certificate re-issued by the new root; the
+// leader retires the old root once every node holds a new certificate (tls/README.md).
+struct ClusterCa {
+  std::vector<std::string> roots;  // PEM certificates
+  // roots[0]'s private key, sealed with the key of the root it replaced (PKCS #8, encrypted:
+  // tls::CertificateAuthority::seal_key), so that every manager holding that key can sign.
+  std::string sealed_key;
+  std::string cross_new;           // while rotating: roots[0]'s key certified by roots[1]
+  std::string cross_old;           // while rotating: roots[1]'s key certified by roots[0]
+  std::int64_t started = 0;        // when the rotation started (unix time); 0 = none running
+  std::int64_t retire_after = 0;   // the old root is trusted at least until then (unix time)
+  std::set<std::string> reissued;  // nodes (ids) that received a certificate of roots[0]
+  std::uint64_t version = 0;
+
+  bool rotating() const { return started != 0; }
+};
+
 // The whole replicated state. Containers are ordered by name/id so that compiling it is
 // deterministic.
 struct ClusterState {
@@ -120,6 +141,7 @@ struct ClusterState {
   std::map<std::string, Policy> policies;            // by id
   std::map<std::string, Revocation> revoked;         // revoked certificates, by serial
   std::map<std::string, IngressCert> ingress_certs;  // HTTPS certificates, by host
+  ClusterCa ca;
 };
 
 // One validation problem with its key path (cmd/ prints it like a config file error).

@@ -147,6 +147,8 @@ std::string_view op_name(const Command& command) {
                         [](const CertRevoke&) { return "cert.revoke"; },
                         [](const IngressCertSet&) { return "ingress.cert.set"; },
                         [](const IngressCertDelete&) { return "ingress.cert.delete"; },
+                        [](const CaSet&) { return "ca.set"; },
+                        [](const CaReissued&) { return "ca.reissued"; },
                     },
                     command);
 }
@@ -225,6 +227,22 @@ json::object command_to_json(const Command& command) {
                  [&](const IngressCertDelete& c) {
                    o["host"] = c.host;
                    put_version(o, c.version);
+                 },
+                 [&](const CaSet& c) {
+                   json::object ca = to_json(c.ca);
+                   ca.erase("version");
+                   o["ca"] = std::move(ca);
+                   o["version"] = c.version;
+                   if (c.worker_token_hash) {
+                     o["worker_token_hash"] = *c.worker_token_hash;
+                   }
+                   if (c.manager_token_hash) {
+                     o["manager_token_hash"] = *c.manager_token_hash;
+                   }
+                 },
+                 [&](const CaReissued& c) {
+                   o["node"] = c.node;
+                   o["started"] = c.started;
                  },
              },
              command);
@@ -382,6 +400,32 @@ DecodeResult command_from_json(const json::value& value) {
       if (r.find("manager_token_hash") != nullptr) {
         c.manager_token_hash = std::move(manager);
       }
+      return c;
+    }
+  } else if (op == "ca.set") {
+    CaSet c;
+    std::string worker;
+    std::string manager;
+    if (r.only({"op", "ca", "version", "worker_token_hash", "manager_token_hash"}) &&
+        r.uint("version", c.version, std::numeric_limits<std::uint64_t>::max(), true) &&
+        r.string("worker_token_hash", worker) && r.string("manager_token_hash", manager)) {
+      if (auto ca = object("ca", cluster_ca_from_json)) {
+        c.ca = std::move(*ca);
+        if (r.find("worker_token_hash") != nullptr) {
+          c.worker_token_hash = std::move(worker);
+        }
+        if (r.find("manager_token_hash") != nullptr) {
+          c.manager_token_hash = std::move(manager);
+        }
+        return c;
+      }
+    }
+  } else if (op == "ca.reissued") {
+    CaReissued c;
+    std::uint64_t started = 0;
+    if (r.only({"op", "node", "started"}) && r.string("node", c.node, true) &&
+        r.uint("started", started, std::numeric_limits<std::int64_t>::max(), true)) {
+      c.started = static_cast<std::int64_t>(started);
       return c;
     }
   } else {

@@ -218,6 +218,27 @@ json::object public_json(const IngressCert& cert) {
   return o;
 }
 
+json::object to_json(const ClusterCa& ca) {
+  json::object o;
+  json::array roots;
+  for (const auto& root : ca.roots) {
+    roots.emplace_back(root);
+  }
+  o["roots"] = std::move(roots);
+  o["sealed_key"] = ca.sealed_key;
+  o["cross_new"] = ca.cross_new;
+  o["cross_old"] = ca.cross_old;
+  o["started"] = ca.started;
+  o["retire_after"] = ca.retire_after;
+  json::array reissued;
+  for (const auto& node : ca.reissued) {
+    reissued.emplace_back(node);
+  }
+  o["reissued"] = std::move(reissued);
+  o["version"] = ca.version;
+  return o;
+}
+
 json::object to_json(const ClusterState& state) {
   json::object o;
   o["revision"] = state.revision;
@@ -252,6 +273,9 @@ json::object to_json(const ClusterState& state) {
   }
   if (!state.ingress_certs.empty()) {  // absent when empty, as policies
     o["ingress_certs"] = list(state.ingress_certs);
+  }
+  if (!state.ca.roots.empty()) {  // absent until the first root rotation
+    o["ca"] = to_json(state.ca);
   }
   return o;
 }
@@ -595,6 +619,49 @@ std::optional<IngressCert> ingress_cert_from_json(const json::value& value, cons
   return cert;
 }
 
+std::optional<ClusterCa> cluster_ca_from_json(const json::value& value, const std::string& path,
+                                              StateError& error) {
+  FieldReader r(value, path, error);
+  ClusterCa ca;
+  std::uint64_t started = 0;
+  std::uint64_t retire_after = 0;
+  r.only({"roots", "sealed_key", "cross_new", "cross_old", "started", "retire_after", "reissued",
+          "version"});
+  r.string("sealed_key", ca.sealed_key);
+  r.string("cross_new", ca.cross_new);
+  r.string("cross_old", ca.cross_old);
+  r.uint("started", started, std::numeric_limits<std::int64_t>::max());
+  r.uint("retire_after", retire_after, std::numeric_limits<std::int64_t>::max());
+  r.uint("version", ca.version, std::numeric_limits<std::uint64_t>::max());
+  auto strings = [&r](std::string_view key, auto add) {
+    const json::value* v = r.find(key);
+    if (!r.ok() || v == nullptr) {
+      return;
+    }
+    const json::array* a = v->if_array();
+    if (a == nullptr) {
+      r.fail(r.path_of(key), "expected an array");
+      return;
+    }
+    for (std::size_t i = 0; i < a->size() && r.ok(); ++i) {
+      const json::string* text = (*a)[i].if_string();
+      if (text == nullptr) {
+        r.fail(r.path_of(key) + "[" + std::to_string(i) + "]", "expected a string");
+      } else {
+        add(std::string(text->data(), text->size()));
+      }
+    }
+  };
+  strings("roots", [&ca](std::string root) { ca.roots.push_back(std::move(root)); });
+  strings("reissued", [&ca](std::string node) { ca.reissued.insert(std::move(node)); });
+  if (!r.ok()) {
+    return std::nullopt;
+  }
+  ca.started = static_cast<std::int64_t>(started);
+  ca.retire_after = static_cast<std::int64_t>(retire_after);
+  return ca;
+}
+
 std::string encode_state(const ClusterState& state) {
   return json::serialize(to_json(state));
 }
@@ -605,7 +672,7 @@ std::optional<ClusterState> state_from_json(const json::value& value) {
   ClusterState state;
   r.only({"revision", "cluster_id", "subnet_pool", "worker_token_hash", "manager_token_hash",
           "overlay_key_epoch", "overlay_key_epoch_at", "nodes", "networks", "services", "tasks",
-          "policies", "revoked", "ingress_certs"});
+          "policies", "revoked", "ingress_certs", "ca"});
   std::uint64_t epoch_at = 0;
   r.uint("overlay_key_epoch", state.overlay_key_epoch, std::numeric_limits<std::uint64_t>::max());
   r.uint("overlay_key_epoch_at", epoch_at, std::numeric_limits<std::int64_t>::max());
@@ -654,6 +721,13 @@ std::optional<ClusterState> state_from_json(const json::value& value) {
            [](const IngressCert& c) { return c.host; });
   if (!ok) {
     return std::nullopt;
+  }
+  if (const json::value* v = r.find("ca"); v != nullptr) {
+    auto ca = cluster_ca_from_json(*v, "ca", error);
+    if (!ca) {
+      return std::nullopt;
+    }
+    state.ca = std::move(*ca);
   }
   return state;
 }

@@ -45,6 +45,7 @@ boost::json::object to_json(const Revocation& revocation);
 boost::json::object to_json(const IngressCert& cert);
 // The same without "key": what the API answers and lists.
 boost::json::object public_json(const IngressCert& cert);
+boost::json::object to_json(const ClusterCa& ca);
 boost::json::object to_json(const ClusterState& state);
 
 // Decoders for one object, as found in a command or a state image. Every key is optional
@@ -71,6 +72,9 @@ std::optional<Revocation> revocation_from_json(const boost::json::value& value,
 // "host", "cert" and "key" are required; their spelling is checked by apply.
 std::optional<IngressCert> ingress_cert_from_json(const boost::json::value& value,
                                                   const std::string& path, StateError& error);
+
+std::optional<ClusterCa> cluster_ca_from_json(const boost::json::value& value,
+                                              const std::string& path, StateError& error);
 
 // Whole state. decode_* return nullopt for anything malformed, including duplicate names/ids.
 std::string encode_state(const ClusterState& state);

@@ -361,6 +361,61 @@ class Applier {
                                         {"subnet_pool", state_.subnet_pool}});
   }
 
+  ApplyResult operator()(const CaSet& c) {
+    if (c.version != state_.ca.version) {
+      return failure(errc::version_mismatch, "version",
+                     "the CA record is at version " + std::to_string(state_.ca.version) + ", not " +
+                         std::to_string(c.version) + " (a rotation started or ended)");
+    }
+    const ClusterCa& ca = c.ca;
+    if (ca.roots.empty() || ca.roots.size() > 2) {
+      return failure(errc::invalid, "ca.roots", "expected one root, or two while rotating");
+    }
+    for (std::size_t i = 0; i < ca.roots.size(); ++i) {
+      if (ca.roots[i].find("-----BEGIN CERTIFICATE-----") == std::string::npos) {
+        return failure(errc::invalid, "ca.roots[" + std::to_string(i) + "]",
+                       "expected a PEM certificate");
+      }
+    }
+    if ((ca.roots.size() == 2) != ca.rotating()) {
+      return failure(errc::invalid, "ca.started", "a rotation has two roots, and only a rotation");
+    }
+    if (ca.rotating() && (ca.cross_new.empty() || ca.cross_old.empty())) {
+      return failure(errc::invalid, "ca.cross_new", "a rotation needs both cross certificates");
+    }
+    for (const auto& [field, hash] : {std::pair{"worker_token_hash", &c.worker_token_hash},
+                                      std::pair{"manager_token_hash", &c.manager_token_hash}}) {
+      if (*hash && !is_sha256_hex(**hash)) {
+        return failure(errc::invalid, field, "expected 64 lower-case hex digits (a SHA-256)");
+      }
+    }
+    state_.ca = ca;
+    if (c.worker_token_hash) {
+      state_.worker_token_hash = *c.worker_token_hash;
+    }
+    if (c.manager_token_hash) {
+      state_.manager_token_hash = *c.manager_token_hash;
+    }
+    state_.ca.version = next_revision();
+    state_.revision = state_.ca.version;
+    return success(state_, json::object{{"version", state_.ca.version},
+                                        {"roots", state_.ca.roots.size()},
+                                        {"started", state_.ca.started}});
+  }
+
+  ApplyResult operator()(const CaReissued& c) {
+    if (!state_.ca.rotating() || state_.ca.started != c.started) {
+      return failure(errc::conflict, "started", "no such CA rotation is running");
+    }
+    if (state_.nodes.count(c.node) == 0) {
+      return failure(errc::not_found, "node", "no node " + quoted(c.node));
+    }
+    state_.ca.reissued.insert(c.node);
+    state_.ca.version = next_revision();
+    state_.revision = state_.ca.version;
+    return success(state_, json::object{{"node", c.node}, {"version", state_.ca.version}});
+  }
+
   // Policies touch nothing else: no index, no cascade (a rule may name a service or network
   // that does not exist, so deleting those leaves rules alone).
   ApplyResult operator()(const PolicyCreate& c) {

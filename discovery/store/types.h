@@ -99,10 +99,26 @@ struct IngressCertDelete {
   std::optional<std::uint64_t> version;
 };
 
-using Command =
-    std::variant<NetworkCreate, NetworkDelete, ServiceCreate, ServiceUpdate, ServiceDelete, TaskAdd,
-                 TaskUpdate, TaskRemove, NodeAdd, NodeUpdate, NodeRemove, ClusterSettingsUpdate,
-                 PolicyCreate, PolicyDelete, CertRevoke, IngressCertSet, IngressCertDelete>;
+// "ca.set": replaces the cluster's CA record (a rotation's start or end, decided by the leader),
+// only while the record is still at `version`. Token hashes, when given, replace the join
+// tokens in the same step (tokens pin the root, so a rotation makes new ones).
+struct CaSet {
+  ClusterCa ca;  // version ignored
+  std::uint64_t version = 0;
+  std::optional<std::string> worker_token_hash;
+  std::optional<std::string> manager_token_hash;
+};
+// "ca.reissued": node `node` received a certificate of the new root of the rotation that
+// started at `started`.
+struct CaReissued {
+  std::string node;
+  std::int64_t started = 0;
+};
+
+using Command = std::variant<NetworkCreate, NetworkDelete, ServiceCreate, ServiceUpdate,
+                             ServiceDelete, TaskAdd, TaskUpdate, TaskRemove, NodeAdd, NodeUpdate,
+                             NodeRemove, ClusterSettingsUpdate, PolicyCreate, PolicyDelete,
+                             CertRevoke, IngressCertSet, IngressCertDelete, CaSet, CaReissued>;
 
 // Why the store refused a command (an expected outcome, never an exception). The API answers
 // invalid with HTTP 400, conflict 409, not_found 404, version_mismatch 409, key_reused 422 (an
