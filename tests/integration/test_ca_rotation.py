@@ -4,7 +4,7 @@ worker (n4); clients send to the managers, so every request crosses the encrypte
 
 While HTTP requests (kept-alive and fresh connections, through the published port) and a CLI
 read every 0.5 s (the CLI's default cert dir) run in the background, `routemesh cluster ca
-rotate --grace 0` starts a root rotation. Checked through real processes and files:
+rotate --grace 4` starts a root rotation (both roots trusted for at least 4 s). Checked through real processes and files:
   - the command prints the new root's digest and new join tokens; the old worker token stops
     joining at once (the node exits non-zero, never ready, not in the state);
   - `cluster ca status` ends with `rotating: no` and the new root, and GET /v1/ca with only the
@@ -38,6 +38,7 @@ FIRST_IP = "127.0.0.131"  # n1-n3 managers, n4 worker; .135 and .136 join later
 HOST = "rotation.test"
 PUBLISHED = 9431  # an HTTP port: the service has an HTTP exposure (mesh.http)
 ROTATION_BOUND_S = 60.0
+GRACE_S = 4  # the old root stays trusted at least this long: traffic runs across both roots
 LOAD_LIMIT_S = 150.0  # hard bound of the background load, whatever happens
 
 DIGEST_RX = r"[0-9a-f]{64}"
@@ -405,7 +406,7 @@ class CaRotationTest(unittest.TestCase):
         lead = c.leader()
         via = next(m for m in managers if m is not lead)  # a follower forwards it
         t_rot = time.monotonic()
-        rc, out, err = c.cli(via, "cluster", "ca", "rotate", "--grace", "0", timeout=60)
+        rc, out, err = c.cli(via, "cluster", "ca", "rotate", "--grace", str(GRACE_S), timeout=60)
         self.assertEqual(rc, 0, f"cluster ca rotate: exit {rc}\n{out}\n{err}")
         new, worker_token, manager_token = parse_rotate(out)
         self.assertIsNotNone(new, f"no `new root: <digest>` line:\n{out}")
@@ -490,6 +491,8 @@ class CaRotationTest(unittest.TestCase):
               f"samples, rotating seen: {rotating_seen}, both roots seen in the ca.pem of "
               f"{sorted(both_seen)})", flush=True)
         self.assertIsNone(st["old"], f"`old root:` after the rotation:\n{out}")
+        self.assertTrue(rotating_seen, "the rotation was never seen running")
+        self.assertGreaterEqual(t_retired - t_rot, GRACE_S - 0.5, "retired before the grace ended")
 
         # Every manager answers GET /v1/ca with the new root alone.
         for m in managers:
@@ -568,6 +571,8 @@ class CaRotationTest(unittest.TestCase):
         for kind in ("keepalive", "fresh", "cli"):
             self.assertGreaterEqual(load.successes(kind, after=t_retired), 1,
                                     f"no {kind} success after the retirement: {report}")
+            during = load.successes(kind, after=t_rot) - load.successes(kind, after=t_retired)
+            self.assertGreaterEqual(during, 3, f"few {kind} successes while rotating: {report}")
 
         # 8. SIGTERM to the leader; the new one (a follower during the rotation) signs.
         lead_name = harness.wait_until(lambda: self.cluster_leader_name(managers), timeout=15,
@@ -595,6 +600,15 @@ class CaRotationTest(unittest.TestCase):
         self.assertIn(new, file_digests(os.path.join(out_dir, "ca.pem")))
         rc, out, err = c.cli(through, "service", "ls", env={"ROUTEMESH_CERT_DIR": out_dir})
         self.assertEqual(rc, 0, f"the new viewer certificate via {through.name}: {err}")
+        # A viewer may not rotate the root: 403, and the root stays.
+        rc, out, err = c.cli(through, "cluster", "ca", "rotate", "--grace", "0",
+                             env={"ROUTEMESH_CERT_DIR": out_dir})
+        self.assertNotEqual(rc, 0, f"a viewer rotated the root: {out}")
+        self.assertIn("may only read", err + out)
+        rc, out, err = c.cli(through, "cluster", "ca", "status")
+        self.assertEqual(rc, 0, err)
+        self.assertIn(f"root: {new}", out)
+        self.assertIn("rotating: no", out)
         print(f"  {old_lead.name} (leader) stopped, {new_lead_name} leads and signed; whole test "
               f"{time.monotonic() - t_start:.1f}s", flush=True)
 
