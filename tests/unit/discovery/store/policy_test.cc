@@ -272,3 +272,89 @@ TEST_CASE("ingress.cert.set stores a host's certificate; set replaces, delete re
   CHECK(encode_command(*back) == text);
   CHECK(encode_state(initial_state()).find("ingress_certs") == std::string::npos);
 }
+
+TEST_CASE("ca.set replaces the CA record at its version; ca.reissued records a rotation's nodes") {
+  ClusterState state = initial_state();
+  Node n;
+  n.id = kId1;
+  n.name = "n1";
+  n.address = "127.0.0.1:1";
+  n.peer = "127.0.0.1:2";
+  n.role = NodeRole::manager;
+  REQUIRE(apply(state, NodeAdd{n}).ok);
+  const std::string root_a = "-----BEGIN CERTIFICATE-----\nA\n-----END CERTIFICATE-----\n";
+  const std::string root_b = "-----BEGIN CERTIFICATE-----\nB\n-----END CERTIFICATE-----\n";
+  const std::string hash(64, 'c');
+
+  CaSet start;
+  start.ca.roots = {root_b, root_a};
+  start.ca.sealed_key = "sealed";
+  start.ca.cross_new = "x-new";
+  start.ca.cross_old = "x-old";
+  start.ca.started = 100;
+  start.ca.retire_after = 160;
+  start.worker_token_hash = hash;
+  start.manager_token_hash = std::string(64, 'd');
+
+  // Round trip of the command through its JSON.
+  const Command command = start;
+  auto back = decode_command(encode_command(command));
+  REQUIRE(back.has_value());
+  CHECK(encode_command(*back) == encode_command(command));
+
+  auto started = apply(state, start);
+  REQUIRE(started.ok);
+  CHECK(state.ca.rotating());
+  CHECK(state.ca.roots == std::vector<std::string>{root_b, root_a});
+  CHECK(state.ca.version == state.revision);
+  CHECK(state.worker_token_hash == hash);
+  // A second start at the old version loses (two rotations at once: one wins).
+  auto again = apply(state, start);
+  CHECK_FALSE(again.ok);
+  CHECK(again.error.code == errc::version_mismatch);
+
+  // Nodes are recorded for this rotation only, and only if they exist.
+  CHECK(apply(state, CaReissued{kId1, 100}).ok);
+  CHECK(state.ca.reissued == std::set<std::string>{kId1});
+  CHECK(apply(state, CaReissued{kId1, 99}).error.code == errc::conflict);
+  CHECK(apply(state, CaReissued{kId2, 100}).error.code == errc::not_found);
+
+  // The record survives the state image (snapshots).
+  auto decoded = decode_state(encode_state(state));
+  REQUIRE(decoded);
+  CHECK(encode_state(*decoded) == encode_state(state));
+  CHECK(decoded->ca.reissued.count(kId1) == 1);
+  CHECK(decoded->ca.retire_after == 160);
+
+  // The end: one root, nothing of the rotation left.
+  CaSet end;
+  end.version = state.ca.version;
+  end.ca.roots = {root_b};
+  end.ca.sealed_key = "sealed";
+  REQUIRE(apply(state, end).ok);
+  CHECK_FALSE(state.ca.rotating());
+  CHECK(state.ca.reissued.empty());
+  CHECK(state.worker_token_hash == hash);  // no token hashes given: unchanged
+  CHECK(apply(state, CaReissued{kId1, 100}).error.code == errc::conflict);
+
+  // Malformed records change nothing.
+  const std::uint64_t revision = state.revision;
+  CaSet bad = end;
+  bad.version = state.ca.version;
+  bad.ca.roots = {};
+  CHECK(apply(state, bad).error.field == "ca.roots");
+  bad.ca.roots = {"not a certificate"};
+  CHECK(apply(state, bad).error.field == "ca.roots[0]");
+  bad.ca.roots = {root_a, root_b};  // two roots without a rotation
+  CHECK(apply(state, bad).error.field == "ca.started");
+  bad.ca.started = 5;  // a rotation without its cross certificates
+  CHECK(apply(state, bad).error.field == "ca.cross_new");
+  bad = end;
+  bad.version = state.ca.version;
+  bad.worker_token_hash = "short";
+  CHECK(apply(state, bad).error.field == "worker_token_hash");
+  CHECK(state.revision == revision);
+  CHECK(state.ca.roots == std::vector<std::string>{root_b});
+  CHECK_FALSE(decode_command(R"({"op":"ca.set","ca":{"roots":[1]},"version":0})").has_value());
+  CHECK_FALSE(decode_command(R"({"op":"ca.reissued","node":"x"})").has_value());
+}
