@@ -26,7 +26,12 @@
 //   POST    /v1/nodes/join                 {name, role, api, peer?, overlay?, token, csr}
 //                                          -> {cluster_id, node_id, managers, certificate,
 //                                              ca, ca_key (managers)}
-//   GET     /v1/ca                         -> {certificate, digest}: the cluster CA
+//   GET     /v1/ca                         -> {certificate, digest, roots, rotation?}: the
+//                                              signing root, every trusted root's digest and
+//                                              a running rotation's progress
+//   POST    /v1/ca/rotate                  {grace_s?} -> 201 {digest, retire_after,
+//                                              worker_token, manager_token, revision}: a new
+//                                              root (admin; tls/README.md, "Root rotation")
 //   POST    /v1/certs                      {role: admin|operator|viewer, name, csr}
 //                                          -> 201 {role, name, certificate, ca, not_after}
 //   POST    /v1/cluster/tokens/ROLE/rotate -> {role, token, revision}: a new join token for
