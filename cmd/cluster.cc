@@ -105,6 +105,7 @@ struct ClusterNode {
   std::function<void()> shutdown;
   std::vector<std::string> last_managers;
   discovery::ClusterCa ca;                      // the state's CA record, as last seen
+  std::optional<tls::Role> state_role;          // this node's role in the state, as last seen
   asio::steady_timer* renewal_pause = nullptr;  // renew_certificates' wait, to cut it short
 
   bool manager() const { return cfg.cluster.role == config::ClusterRole::manager; }
@@ -121,10 +122,35 @@ void give_overlay_tls(ClusterNode& n) {
   }
 }
 
-// Root rotation: follows the state's CA record (cluster_tls.h, follow_cluster_ca), and wakes
-// the renewal loop when this node's certificate must be re-issued by a new root.
+// Whether this node's certificate must be re-issued now rather than at two thirds of its
+// lifetime: a root rotation wants one of the new root (needs_new_root), or the state gave the
+// node another role than its certificate names (promote, demote).
+bool reissue_now(const ClusterNode& n) {
+  if (!n.tls) {
+    return false;
+  }
+  if (needs_new_root(*n.tls, n.ca)) {
+    return true;
+  }
+  auto named = tls::identity_of(n.tls->credentials.cert_pem);
+  return n.state_role && named && named->role != *n.state_role;
+}
+
+// Follows the state for this node's certificate: the CA record (cluster_tls.h,
+// follow_cluster_ca) and the node's role; wakes the renewal loop when the certificate must be
+// re-issued (reissue_now).
 void follow_ca(ClusterNode& n, const discovery::ClusterState& s) {
-  if (s.ca.roots.empty() || !n.tls) {
+  if (!n.tls) {
+    return;
+  }
+  if (auto self = s.nodes.find(raft::format_node_id(n.identity.node_id)); self != s.nodes.end()) {
+    n.state_role =
+        self->second.role == discovery::NodeRole::manager ? tls::Role::manager : tls::Role::worker;
+  }
+  if (reissue_now(n) && n.renewal_pause != nullptr) {
+    n.renewal_pause->cancel();
+  }
+  if (s.ca.roots.empty()) {
     return;
   }
   n.ca = s.ca;
@@ -135,7 +161,7 @@ void follow_ca(ClusterNode& n, const discovery::ClusterState& s) {
   if (change.trust || change.chain) {
     give_overlay_tls(n);  // streams opened from now on trust and present the new ones
   }
-  if (needs_new_root(*n.tls, n.ca) && n.renewal_pause != nullptr) {
+  if (reissue_now(n) && n.renewal_pause != nullptr) {
     n.renewal_pause->cancel();
   }
 }
@@ -211,8 +237,9 @@ asio::awaitable<void> renew_certificates(ClusterNode& n) {
     const auto now = static_cast<std::int64_t>(std::time(nullptr));
     const auto end = tls::not_after(n.tls->credentials.cert_pem);
     expiry.Set(end ? static_cast<double>(*end) : 0.0);
-    // A root rotation wants a certificate of the new root now (follow_ca cuts the wait short).
-    const std::int64_t wanted = needs_new_root(*n.tls, n.ca) ? now : renewal_time(*n.tls);
+    // A root rotation or a role change wants a new certificate now (follow_ca cuts the wait
+    // short).
+    const std::int64_t wanted = reissue_now(n) ? now : renewal_time(*n.tls);
     const std::int64_t due = std::max(wanted, retry_at);
     if (now < due) {
       pause.expires_after(std::chrono::seconds(std::min<std::int64_t>(due - now, 3600)));
@@ -226,8 +253,9 @@ asio::awaitable<void> renew_certificates(ClusterNode& n) {
     renewals.Add({{"result", ok ? "ok" : "failed"}}).Increment();
     if (ok) {
       give_overlay_tls(n);  // streams opened from now on present the new certificate
-      // A manager that had not seen the rotation yet signed with the old root: again soon.
-      retry_at = needs_new_root(*n.tls, n.ca) ? now + 1 : 0;
+      // A manager that had not seen the rotation (or the role) yet signed the old way: again
+      // soon.
+      retry_at = reissue_now(n) ? now + 1 : 0;
     } else {
       const std::int64_t left = end ? *end - now : 0;
       retry_at = now + std::clamp<std::int64_t>(left / 10, 1, 30);
