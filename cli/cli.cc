@@ -28,6 +28,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -212,6 +213,10 @@ class CliCommandsImpl final : public CliCommands {
   // The client certificate, key and CA from --cert/--key/--ca or the default place
   // (tls/credentials.h); errors are printed (exit 2).
   bool load_credentials();
+  // Renews the CLI's own certificate once two thirds of its lifetime have passed, when it
+  // came from the default place (not --cert/--key/--ca); notes on stderr, never fails the
+  // command it runs before.
+  void renew_own_certificate_if_due();
   void add_policy_commands();
 
   CLI::App& app_;
@@ -222,7 +227,9 @@ class CliCommandsImpl final : public CliCommands {
   std::string cert_flag_;
   std::string key_flag_;
   std::string ca_flag_;
-  base::TlsContext tls_;  // built in run_leaf
+  base::TlsContext tls_;      // built in run_leaf
+  std::string own_cert_pem_;  // the certificate tls_ presents
+  std::string own_dir_;       // the default place it came from ("" = flags, or no place)
   bool json_ = false;
   bool stale_ = false;
   std::vector<std::string> addresses_;  // resolved in run_leaf
@@ -598,7 +605,42 @@ int CliCommandsImpl::run_leaf(const Leaf& leaf) {
   if (!load_credentials()) {
     return 2;
   }
+  const bool renews_itself =
+      (leaf.app->get_name() == "renew" && leaf.app->get_parent()->get_name() == "cert") ||
+      (leaf.app->get_name() == "rotate" && leaf.app->get_parent()->get_name() == "ca");
+  if (!renews_itself) {
+    renew_own_certificate_if_due();
+  }
   return leaf.run();
+}
+
+void CliCommandsImpl::renew_own_certificate_if_due() {
+  if (own_dir_.empty()) {
+    return;
+  }
+  auto start = tls::not_before(own_cert_pem_);
+  auto end = tls::not_after(own_cert_pem_);
+  if (!start || !end) {
+    return;
+  }
+  const auto now = static_cast<std::int64_t>(std::time(nullptr));
+  const std::int64_t issued = *start + tls::kBackdate;
+  if (now >= *end) {
+    print_error("note: this CLI's certificate (" + own_dir_ +
+                "/cert.pem) has expired; an admin can issue a new one (`cert issue`)");
+    return;
+  }
+  if (*end <= issued || now < issued + (*end - issued) * 2 / 3) {
+    return;
+  }
+  if (!certify("/v1/certs/renew", "renewal", {}, own_dir_)) {
+    print_error("note: could not renew this CLI's certificate (" + own_dir_ +
+                "/cert.pem); it expires at unix time " + std::to_string(*end));
+    return;
+  }
+  print_error("note: renewed this CLI's certificate in " + own_dir_ +
+              " (two thirds of its lifetime had passed)");
+  load_credentials();  // the command runs with the new one
 }
 
 bool CliCommandsImpl::load_credentials() {
@@ -638,6 +680,8 @@ bool CliCommandsImpl::load_credentials() {
     return false;
   }
   tls_ = std::move(*ctx);
+  own_cert_pem_ = pems[1];
+  own_dir_ = ca_flag_.empty() && cert_flag_.empty() && key_flag_.empty() ? dir : std::string();
   return true;
 }
 

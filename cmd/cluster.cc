@@ -393,6 +393,7 @@ asio::awaitable<void> start_cluster(ClusterNode& n) {
     ao.ca_pem = n.tls->credentials.ca_pem;
     ao.ca = n.tls->ca;
     ao.node_cert_lifetime = std::chrono::seconds(cl.cert_lifetime_s);
+    ao.user_cert_lifetime = std::chrono::seconds(cl.user_cert_lifetime_s);
     ao.registry = &n.registry;
     n.api = manager::make_api(ex, *n.store, std::move(ao));
     n.api->register_handlers(n.admin);

@@ -46,7 +46,8 @@ std::optional<InitPki> init_cluster_pki(const config::NodeConfig& cfg,
   if (base::is_host_name(cfg.node.name)) {
     node.names.push_back(cfg.node.name);
   }
-  auto pki = tls::new_cluster_pki(node, "admin", unix_now(), cfg.cluster.cert_lifetime_s);
+  auto pki = tls::new_cluster_pki(node, "admin", unix_now(), cfg.cluster.cert_lifetime_s,
+                                  cfg.cluster.user_cert_lifetime_s);
   if (!pki) {
     std::fprintf(stderr, "routemesh: cannot create the cluster CA: %s\n",
                  pki.error().message().c_str());

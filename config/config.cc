@@ -677,6 +677,13 @@ void read_cluster(Reader& r, const YAML::Node& node, const std::string& path,
                out.cert_lifetime_s = static_cast<std::uint32_t>(*v);
              }
            }},
+          {"user_cert_lifetime_s",
+           [&](const YAML::Node& n, const std::string& p) {
+             if (auto v = r.read_integer(n, p, 10, 10 * 365 * 24 * 3600,
+                                         "must be 10..315360000 (10 s to 10 years)")) {
+               out.user_cert_lifetime_s = static_cast<std::uint32_t>(*v);
+             }
+           }},
           {"overlay_encryption",
            [&](const YAML::Node& n, const std::string& p) {
              r.read_bool(n, p, out.overlay_encryption);

@@ -153,6 +153,10 @@ struct ClusterSettings {
   // the first manager). Nodes renew theirs when two thirds of it have passed. 90 days; down to
   // 10 s for tests. Set it alike on every manager.
   std::uint32_t cert_lifetime_s = 90 * 24 * 3600;
+  // Lifetime of the user certificates this manager issues (`cert issue`, `cert renew`, the
+  // admin's at `cluster init`). The CLI renews its own when two thirds have passed. A year;
+  // down to 10 s for tests. Set it alike on every manager.
+  std::uint32_t user_cert_lifetime_s = 365 * 24 * 3600;
   // Overlay streams between nodes run inside mutual TLS with the node certificates (on by
   // default). false: plain TCP, for a network the operator trusts (and for measuring the
   // cost). Set it alike on every node: an encrypted node refuses plain streams and the other

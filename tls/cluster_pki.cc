@@ -33,7 +33,8 @@ boost::system::result<Pair> issue_new(const CertificateAuthority& ca, const Subj
 
 boost::system::result<ClusterPki> new_cluster_pki(const Subject& node,
                                                   const std::string& admin_name, std::int64_t now,
-                                                  std::int64_t node_lifetime) {
+                                                  std::int64_t node_lifetime,
+                                                  std::int64_t user_lifetime) {
   if (node.identity.role != Role::manager) {
     return errc::bad_request;
   }
@@ -46,7 +47,7 @@ boost::system::result<ClusterPki> new_cluster_pki(const Subject& node,
     return manager.error();
   }
   const Subject admin{{node.identity.cluster_id, Role::admin, admin_name}, {}, {}};
-  auto user = issue_new(*ca, admin, now, kUserLifetime);
+  auto user = issue_new(*ca, admin, now, user_lifetime);
   if (!user) {
     return user.error();
   }

@@ -27,10 +27,11 @@ struct ClusterPki {
 
 // `node` names the first manager (its identity must have role manager; its IPs and names go
 // into the certificate's SANs). Certificates are valid from `now` (minus kBackdate): the CA for
-// kCaLifetime, the node for kNodeLifetime, the admin for kUserLifetime. Errors as
+// kCaLifetime, the node for `node_lifetime`, the admin for `user_lifetime`. Errors as
 // CertificateAuthority::create/issue, new_secret.
 boost::system::result<ClusterPki> new_cluster_pki(const Subject& node,
                                                   const std::string& admin_name, std::int64_t now,
-                                                  std::int64_t node_lifetime = kNodeLifetime);
+                                                  std::int64_t node_lifetime = kNodeLifetime,
+                                                  std::int64_t user_lifetime = kUserLifetime);
 
 }  // namespace routemesh::tls

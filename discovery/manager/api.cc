@@ -1170,7 +1170,7 @@ class ApiImpl final : public Api {
     tls::Subject subject;
     subject.identity = tls::Identity{
         state().cluster_id.empty() ? options_.cluster_id : state().cluster_id, *role, name};
-    auto cert = signing_ca()->issue(csr, subject, unix_now(), tls::kUserLifetime);
+    auto cert = signing_ca()->issue(csr, subject, unix_now(), options_.user_cert_lifetime.count());
     if (!cert) {
       co_return error_response(ApiError{
           400, "invalid", "certificate request refused: " + cert.error().message(), "csr"});
@@ -1374,8 +1374,8 @@ class ApiImpl final : public Api {
       user.identity =
           tls::Identity{state().cluster_id.empty() ? options_.cluster_id : state().cluster_id,
                         caller.role, caller.id};
-      auto cert =
-          signing_ca()->issue(std::string(csr->get_string()), user, unix_now(), tls::kUserLifetime);
+      auto cert = signing_ca()->issue(std::string(csr->get_string()), user, unix_now(),
+                                      options_.user_cert_lifetime.count());
       if (!cert) {
         co_return error_response(ApiError{
             400, "invalid", "certificate request refused: " + cert.error().message(), "csr"});

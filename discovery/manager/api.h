@@ -96,6 +96,9 @@ struct ApiOptions {
   // Lifetime of the node certificates this manager signs (joins, renewals):
   // cluster.cert_lifetime_s.
   std::chrono::seconds node_cert_lifetime{90 * 24 * 3600};
+  // Lifetime of the user certificates it signs (cert issue, cert renew):
+  // cluster.user_cert_lifetime_s.
+  std::chrono::seconds user_cert_lifetime{365 * 24 * 3600};
   prometheus::Registry* registry = nullptr;  // optional: the join refusal counter
 };
 

@@ -3,10 +3,16 @@ two managers and a worker on 127.0.0.111-113 whose managers sign node certificat
 (cluster.cert_lifetime_s), so every node renews about every 8 seconds. The test runs past the
 end of every first certificate and checks that the cluster still works: Raft, the worker's
 watch, heartbeats, a kept-alive admin connection opened before the renewal, and a restarted
-manager that starts from the renewed files."""
+manager that starts from the renewed files.
+
+The CLI renews its own certificate the same way: a one-manager cluster on 127.0.0.141 whose
+user certificates last 12 seconds (cluster.user_cert_lifetime_s); a CLI command run after two
+thirds of that renews the certificate in the CLI's place first, and the CLI keeps working past
+the end of the first certificate, which is then refused."""
 import calendar
 import http.client
 import os
+import shutil
 import subprocess
 import time
 import unittest
@@ -16,6 +22,7 @@ import harness
 
 FIRST_IP = "127.0.0.111"
 LIFETIME_S = 12
+USER_IP = "127.0.0.141"
 
 
 def cert_facts(path):
@@ -110,6 +117,71 @@ class CertRenewalTest(unittest.TestCase):
         self.assertEqual(s, 201, b)
         harness.wait_until(lambda: follower.local("/v1/services/after-restart")[0] == 200,
                            timeout=15, what="the restarted manager catching up")
+
+
+def cert_times(path):
+    """(serial, notBefore, notAfter) of the first PEM certificate at `path` (unix times)."""
+    r = subprocess.run(["openssl", "x509", "-in", path, "-noout", "-serial", "-startdate",
+                        "-enddate"], capture_output=True, text=True, timeout=10)
+    if r.returncode != 0:
+        raise AssertionError(f"openssl x509 {path}: {r.stderr}")
+    fields = dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line)
+    unix = lambda k: calendar.timegm(time.strptime(fields[k], "%b %d %H:%M:%S %Y %Z"))
+    return fields["serial"], unix("notBefore"), unix("notAfter")
+
+
+def sleep_until(t):
+    while time.time() < t:
+        time.sleep(min(0.2, max(0.0, t - time.time())))
+
+
+class UserCertRenewalTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.c = cluster.Cluster(USER_IP, ["manager"], user_cert_lifetime_s=LIFETIME_S)
+        try:
+            cls.c.start()
+        except BaseException:
+            cls.c.stop()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.c.stop()
+
+    def test_the_cli_renews_its_own_certificate_before_it_expires(self):
+        c = self.c
+        m = c.managers[0]
+        cert = os.path.join(c.cert_dir, "cert.pem")
+        serial, start, end = cert_times(cert)
+        issued = start + 300  # notBefore is backdated 5 minutes for clock skew
+        self.assertLessEqual(end - issued, LIFETIME_S + 1, "the admin certificate's lifetime")
+        old_dir = os.path.join(c.dir, "cli-first")
+        shutil.copytree(c.cert_dir, old_dir)
+
+        # Early: the command runs with the certificate as it is.
+        rc, out, err = c.cli(m, "service", "ls")
+        self.assertEqual(rc, 0, err)
+        self.assertNotIn("renewed", err)
+        self.assertEqual(cert_times(cert)[0], serial)
+
+        # After two thirds of its lifetime: renewed first, the command still answers.
+        sleep_until(issued + (end - issued) * 2 / 3 + 0.5)
+        rc, out, err = c.cli(m, "service", "ls")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("renewed this CLI's certificate", err)
+        serial2, _, end2 = cert_times(cert)
+        self.assertNotEqual(serial2, serial)
+        self.assertGreater(end2, end)
+
+        # Past the first certificate's end: the renewed one works, the first one is refused.
+        sleep_until(end + 1.5)
+        rc, out, err = c.cli(m, "service", "ls")
+        self.assertEqual(rc, 0, err)
+        self.assertNotIn("renewed", err)
+        rc, out, err = c.cli(m, "service", "ls", env={"ROUTEMESH_CERT_DIR": old_dir})
+        self.assertNotEqual(rc, 0, f"the expired first certificate was accepted: {out}")
+        self.assertIn("expired", err)
 
 
 if __name__ == "__main__":

@@ -348,6 +348,8 @@ TEST_CASE("each invalid cluster value is reported with its key path") {
       {with("node_down_after_ms: 10"), {"cluster.node_down_after_ms", "must be 50..3600000"}},
       {with("cert_lifetime_s: 9"),
        {"cluster.cert_lifetime_s", "must be 10..315360000 (10 s to 10 years)"}},
+      {with("user_cert_lifetime_s: 315360001"),
+       {"cluster.user_cert_lifetime_s", "must be 10..315360000 (10 s to 10 years)"}},
       {with("overlay_rekey_s: -1"), {"cluster.overlay_rekey_s", "must be 0..31536000 (0 = never)"}},
       {with("overlay_rekey_bytes: 2000000000000000"),
        {"cluster.overlay_rekey_bytes", "must be 0..2^50 (0 = never)"}},
