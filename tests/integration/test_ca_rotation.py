@@ -258,42 +258,34 @@ class RotationLoad:
 # The test
 # ------------------------------------------------------------------------------------------
 
-class CaRotationTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.c = cluster.Cluster(FIRST_IP, ["manager", "manager", "manager", "worker"])
-        try:
-            cls.c.start()
-            c = cls.c
-            cls.worker = c.nodes[3]
-            # The service's one task runs on the worker (at its address); the clients send to
-            # the managers, so every request goes through the overlay to n4.
-            cls.task = c.whoami("rot-task", cls.worker.ip)
-            lead = c.leader()
-            s, b = lead.api("POST", "/v1/services", {
-                "name": "web", "labels": {"mesh.http": HOST},
-                "ports": [{"published": PUBLISHED, "target": cls.task.port}]})
-            if s != 201:
-                raise AssertionError(f"creating web: {s} {b}")
-            cluster.add_task(c, "web", cls.worker, f"{cls.task.ip}:{cls.task.port}")
-            c.wait_converged()
-            cluster.wait_routes_everywhere(c.managers, HOST, {"rot-task"})
-
-            def published_ok():
-                try:
-                    return all(harness.http(m.ip, PUBLISHED, "/", host=HOST, timeout=3)[0] == 200
-                               for m in c.managers)
-                except OSError:
-                    return False
-            harness.wait_until(published_ok, timeout=15, interval=0.1,
-                               what=f"published port {PUBLISHED} serving {HOST} on every manager")
-        except BaseException:
-            cls.c.stop()
-            raise
+class CaRotationTest(cluster.SharedClusterTest):
+    FIRST_IP = FIRST_IP
+    ROLES = ["manager", "manager", "manager", "worker"]
 
     @classmethod
-    def tearDownClass(cls):
-        cls.c.stop()
+    def prepare(cls, c):
+        cls.worker = c.nodes[3]
+        # The service's one task runs on the worker (at its address); the clients send to the
+        # managers, so every request goes through the overlay to n4.
+        cls.task = c.whoami("rot-task", cls.worker.ip)
+        lead = c.leader()
+        s, b = lead.api("POST", "/v1/services", {
+            "name": "web", "labels": {"mesh.http": HOST},
+            "ports": [{"published": PUBLISHED, "target": cls.task.port}]})
+        if s != 201:
+            raise AssertionError(f"creating web: {s} {b}")
+        cluster.add_task(c, "web", cls.worker, f"{cls.task.ip}:{cls.task.port}")
+        c.wait_converged()
+        cluster.wait_routes_everywhere(c.managers, HOST, {"rot-task"})
+
+        def published_ok():
+            try:
+                return all(harness.http(m.ip, PUBLISHED, "/", host=HOST, timeout=3)[0] == 200
+                           for m in c.managers)
+            except OSError:
+                return False
+        harness.wait_until(published_ok, timeout=15, interval=0.1,
+                           what=f"published port {PUBLISHED} serving {HOST} on every manager")
 
     # -- helpers ----------------------------------------------------------------------------
     def cert_role(self, node):

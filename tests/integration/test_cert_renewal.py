@@ -36,20 +36,10 @@ def cert_facts(path):
     return fields["serial"], end
 
 
-class CertRenewalTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.c = cluster.Cluster(FIRST_IP, ["manager", "manager", "worker"],
-                                cert_lifetime_s=LIFETIME_S)
-        try:
-            cls.c.start()
-        except BaseException:
-            cls.c.stop()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.c.stop()
+class CertRenewalTest(cluster.SharedClusterTest):
+    FIRST_IP = FIRST_IP
+    ROLES = ["manager", "manager", "worker"]
+    CLUSTER_ARGS = {"cert_lifetime_s": LIFETIME_S}
 
     def node_pem(self, node):
         return os.path.join(node.data_dir, "tls", "node.pem")
@@ -135,19 +125,10 @@ def sleep_until(t):
         time.sleep(min(0.2, max(0.0, t - time.time())))
 
 
-class UserCertRenewalTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.c = cluster.Cluster(USER_IP, ["manager"], user_cert_lifetime_s=LIFETIME_S)
-        try:
-            cls.c.start()
-        except BaseException:
-            cls.c.stop()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.c.stop()
+class UserCertRenewalTest(cluster.SharedClusterTest):
+    FIRST_IP = USER_IP
+    ROLES = ["manager"]
+    CLUSTER_ARGS = {"user_cert_lifetime_s": LIFETIME_S}
 
     def test_the_cli_renews_its_own_certificate_before_it_expires(self):
         c = self.c
