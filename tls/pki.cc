@@ -100,6 +100,16 @@ bool is_p256(EVP_PKEY* key) {
   return name == "prime256v1" || name == "P-256";
 }
 
+std::string lower_hex(const unsigned char* bytes, unsigned int n) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string hex;
+  for (unsigned int i = 0; i < n; ++i) {
+    hex += kDigits[bytes[i] >> 4];
+    hex += kDigits[bytes[i] & 0xf];
+  }
+  return hex;
+}
+
 KeyPtr new_p256_key() {
   return KeyPtr(EVP_EC_gen("P-256"));
 }
@@ -337,13 +347,7 @@ std::string seal_passphrase(EVP_PKEY* key) {
   if (!ok) {
     return {};
   }
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string hex;
-  for (unsigned int i = 0; i < len; ++i) {
-    hex += kDigits[md[i] >> 4];
-    hex += kDigits[md[i] & 0xf];
-  }
-  return hex;
+  return lower_hex(md.data(), len);
 }
 
 // Never asks a terminal: the passphrase is given or reading fails.
@@ -433,13 +437,7 @@ boost::system::result<std::string> certificate_digest(std::string_view cert_pem)
   if (X509_digest(cert.get(), EVP_sha256(), md.data(), &n) != 1) {
     return errc::crypto_failure;
   }
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string hex;
-  for (unsigned int i = 0; i < n; ++i) {
-    hex += kDigits[md[i] >> 4];
-    hex += kDigits[md[i] & 0xf];
-  }
-  return hex;
+  return lower_hex(md.data(), n);
 }
 
 boost::system::result<Identity> identity_of(const x509_st* cert) {
