@@ -141,120 +141,6 @@ def token_digest(token):
 
 
 # ------------------------------------------------------------------------------------------
-# Background load
-# ------------------------------------------------------------------------------------------
-
-class RotationLoad:
-    """Background load until stopped (bounded by LOAD_LIMIT_S), every failure counted:
-      - "keepalive": GETs on one kept-alive connection to n1's published port (a new
-        connection only when the proxy says `Connection: close`; any error is a failure);
-      - "fresh": one GET per new connection, round robin over the managers' published port;
-      - "cli": `routemesh service ls` every 0.5 s, round robin over the managers, with the
-        CLI's default cert dir (the files `cluster ca rotate` rewrites).
-    Every request must be a 200 from the task on the worker."""
-
-    def __init__(self, c, managers, task_name):
-        self.c, self.managers, self.task_name = c, list(managers), task_name
-        self.stop_ev = threading.Event()
-        self.lock = threading.Lock()
-        self.ok = {"keepalive": [], "fresh": [], "cli": []}  # monotonic times of successes
-        self.failures = []  # (monotonic time, kind, description)
-        self.t0 = time.monotonic()
-        self.threads = [threading.Thread(target=f, daemon=True)
-                        for f in (self._keepalive, self._fresh, self._cli)]
-        for t in self.threads:
-            t.start()
-
-    def _running(self):
-        return not self.stop_ev.is_set() and time.monotonic() - self.t0 < LOAD_LIMIT_S
-
-    def _record(self, kind, failure=None):
-        with self.lock:
-            if failure is None:
-                self.ok[kind].append(time.monotonic())
-            else:
-                self.failures.append((time.monotonic(), kind, failure))
-
-    def _check(self, status, headers, body):
-        """None when the answer is the task's 200, else why not."""
-        who = headers.get("x-whoami-name") or harness.parse_whoami(body)["name"]
-        if status != 200 or who != self.task_name:
-            return f"{status} from {who!r}: {body[:120]!r}"
-        return None
-
-    def _keepalive(self):
-        node = self.managers[0]
-        client = None
-        while self._running():
-            try:
-                if client is None:
-                    client = harness.Client(node.ip, PUBLISHED, timeout=10)
-                r = client.request("GET", "/keepalive", host=HOST)
-                why = self._check(r.status, {k.lower(): v for k, v in r.headers}, r.body)
-                self._record("keepalive", why and f"{node.name}: {why}")
-                if (r.header("connection") or "").lower() == "close":
-                    client.close()
-                    client = None
-            except Exception as e:  # noqa: BLE001 - every failure is counted
-                self._record("keepalive", f"{node.name}: {e!r}")
-                if client is not None:
-                    client.close()
-                client = None
-                time.sleep(0.05)
-            time.sleep(0.01)
-        if client is not None:
-            client.close()
-
-    def _fresh(self):
-        k = 0
-        while self._running():
-            node = self.managers[k % len(self.managers)]
-            k += 1
-            try:
-                status, headers, body = harness.http(node.ip, PUBLISHED, "/fresh", host=HOST,
-                                                     headers={"Connection": "close"}, timeout=10)
-                why = self._check(status, headers, body)
-                self._record("fresh", why and f"{node.name}: {why}")
-            except Exception as e:  # noqa: BLE001
-                self._record("fresh", f"{node.name}: {e!r}")
-                time.sleep(0.05)
-            time.sleep(0.02)
-
-    def _cli(self):
-        k = 0
-        while self._running():
-            node = self.managers[k % len(self.managers)]
-            k += 1
-            started = time.monotonic()
-            try:
-                rc, out, err = self.c.cli(node, "service", "ls", timeout=25)
-                if rc == 0 and re.search(r"^web\s", out, re.M):
-                    self._record("cli")
-                else:
-                    self._record("cli", f"service ls via {node.name}: exit {rc}: "
-                                        f"{err.strip()[-300:]} {out.strip()[:100]}")
-            except Exception as e:  # noqa: BLE001
-                self._record("cli", f"service ls via {node.name}: {e!r}")
-            self.stop_ev.wait(max(0.0, 0.5 - (time.monotonic() - started)))
-
-    def successes(self, kind, after=None):
-        with self.lock:
-            return sum(1 for t in self.ok[kind] if after is None or t > after)
-
-    def finish(self):
-        self.stop_ev.set()
-        for t in self.threads:
-            t.join(40)
-        return not any(t.is_alive() for t in self.threads)
-
-    def report(self, t_rot):
-        with self.lock:
-            counts = ", ".join(f"{k} {len(v)} ok" for k, v in self.ok.items())
-            fails = [f"  {t - t_rot:+.2f}s {kind}: {what}" for t, kind, what in self.failures[:20]]
-        return f"{counts}, {len(self.failures)} failed" + ("\n" + "\n".join(fails) if fails else "")
-
-
-# ------------------------------------------------------------------------------------------
 # The test
 # ------------------------------------------------------------------------------------------
 
@@ -374,7 +260,7 @@ class CaRotationTest(cluster.SharedClusterTest):
         t_start = time.monotonic()
 
         # 2. Steady load for the whole rotation; it must run before anything changes.
-        load = RotationLoad(c, managers, "rot-task")
+        load = cluster.SteadyLoad(c, managers, "rot-task", "web", HOST, PUBLISHED, LOAD_LIMIT_S)
         self.addCleanup(load.finish)
         harness.wait_until(lambda: all(load.successes(k) >= 3 for k in ("keepalive", "fresh", "cli")),
                            timeout=15, interval=0.1, what="the load running (every kind answered)")

@@ -1,9 +1,11 @@
 """Node certificates renew themselves before they expire, and no connection drops: a cluster of
 two managers and a worker on 127.0.0.111-113 whose managers sign node certificates that last 12 seconds
 (cluster.cert_lifetime_s), so every node renews about every 8 seconds. The test runs past the
-end of every first certificate and checks that the cluster still works: Raft, the worker's
-watch, heartbeats, a kept-alive admin connection opened before the renewal, and a restarted
-manager that starts from the renewed files.
+end of every first certificate, with steady HTTP load through the encrypted overlay (a task
+on the worker, published on the managers) and CLI reads that must not fail once, and checks
+that the cluster still works: Raft, the worker's watch, heartbeats, a kept-alive admin
+connection opened before the renewal, and a restarted manager that starts from the renewed
+files.
 
 The CLI renews its own certificate the same way: a one-manager cluster on 127.0.0.141 whose
 user certificates last 12 seconds (cluster.user_cert_lifetime_s); a CLI command run after two
@@ -23,6 +25,8 @@ import harness
 FIRST_IP = "127.0.0.111"
 LIFETIME_S = 12
 USER_IP = "127.0.0.141"
+HOST = "renewal.test"
+PUBLISHED = 9441
 
 
 def cert_facts(path):
@@ -40,6 +44,25 @@ class CertRenewalTest(cluster.SharedClusterTest):
     FIRST_IP = FIRST_IP
     ROLES = ["manager", "manager", "worker"]
     CLUSTER_ARGS = {"cert_lifetime_s": LIFETIME_S}
+
+    @classmethod
+    def prepare(cls, c):
+        # An HTTP service whose one task runs on the worker, published on the managers: the
+        # steady load crosses the encrypted overlay, whose connections renewals must not drop.
+        worker = c.workers[0]
+        task = c.whoami("renew-task", worker.ip)
+        s, b = c.leader().api("POST", "/v1/services", {
+            "name": "web", "labels": {"mesh.http": HOST},
+            "ports": [{"published": PUBLISHED, "target": task.port}]})
+        if s != 201:
+            raise AssertionError(f"creating web: {s} {b}")
+        cluster.add_task(c, "web", worker, f"{task.ip}:{task.port}")
+        c.wait_converged()
+        cluster.wait_routes_everywhere(c.managers, HOST, {"renew-task"})
+        harness.wait_until(
+            lambda: all(harness.http(m.ip, PUBLISHED, "/", host=HOST, timeout=3)[0] == 200
+                        for m in c.managers),
+            timeout=15, interval=0.1, what=f"published port {PUBLISHED} on every manager")
 
     def node_pem(self, node):
         return os.path.join(node.data_dir, "tls", "node.pem")
@@ -59,6 +82,8 @@ class CertRenewalTest(cluster.SharedClusterTest):
         kept.request("GET", "/v1/services")
         self.assertEqual(kept.getresponse().read() and 200, 200)
         sock = kept.sock
+        load = cluster.SteadyLoad(c, c.managers, "renew-task", "web", HOST, PUBLISHED, 90)
+        t_load = time.monotonic()
 
         # Past the end of every first certificate, with a margin.
         deadline = max(end for _, end in first.values()) + 2
@@ -74,6 +99,14 @@ class CertRenewalTest(cluster.SharedClusterTest):
             self.assertEqual(self.renewals(n, "failed"), 0, n.name)
             self.assertTrue(any("renewed this node's certificate" in l for l in n.proc.lines("err")),
                             n.log_tail())
+
+        # No request through the overlay and no CLI read failed while every node renewed.
+        self.assertTrue(load.finish(), "the load threads did not stop")
+        report = load.report(t_load)
+        print(f"\n  load while renewing: {report}", flush=True)
+        self.assertEqual(load.failures, [], report)
+        for kind, least in (("keepalive", 100), ("fresh", 50), ("cli", 10)):
+            self.assertGreaterEqual(load.successes(kind), least, report)
 
         # The admin connection made with the first certificates still answers, on the same socket.
         kept.request("GET", "/v1/services")
