@@ -104,8 +104,15 @@ struct ClusterNode {
   bool stopping = false;
   std::function<void()> shutdown;
   std::vector<std::string> last_managers;
-  discovery::ClusterCa ca;                      // the state's CA record, as last seen
-  std::optional<tls::Role> state_role;          // this node's role in the state, as last seen
+  discovery::ClusterCa ca;              // the state's CA record, as last seen
+  std::optional<tls::Role> state_role;  // this node's role in the state, as last seen
+  // reissue_now's memory: what it found for this certificate under this CA record version.
+  struct {
+    std::string cert;
+    std::uint64_t ca_version = 0;
+    bool new_root_needed = false;
+    std::optional<tls::Role> role;
+  } reissue_seen;
   asio::steady_timer* renewal_pause = nullptr;  // renew_certificates' wait, to cut it short
 
   bool manager() const { return cfg.cluster.role == config::ClusterRole::manager; }
@@ -122,18 +129,29 @@ void give_overlay_tls(ClusterNode& n) {
   }
 }
 
+prometheus::Gauge& trusted_roots(ClusterNode& n) {
+  return base::gauge(n.registry, "routemesh_tls_trusted_roots",
+                     "Root CAs this node trusts: 2 while a root rotation runs, else 1.");
+}
+
 // Whether this node's certificate must be re-issued now rather than at two thirds of its
 // lifetime: a root rotation wants one of the new root (needs_new_root), or the state gave the
 // node another role than its certificate names (promote, demote).
-bool reissue_now(const ClusterNode& n) {
+// Runs on every state the node sees: the certificate is parsed (and, while rotating, its
+// signature checked) only when it or the CA record changed.
+bool reissue_now(ClusterNode& n) {
   if (!n.tls) {
     return false;
   }
-  if (needs_new_root(*n.tls, n.ca)) {
-    return true;
+  auto& seen = n.reissue_seen;
+  if (seen.cert != n.tls->credentials.cert_pem || seen.ca_version != n.ca.version) {
+    seen.cert = n.tls->credentials.cert_pem;
+    seen.ca_version = n.ca.version;
+    seen.new_root_needed = needs_new_root(*n.tls, n.ca);
+    auto named = tls::identity_of(seen.cert);
+    seen.role = named ? std::optional<tls::Role>(named->role) : std::nullopt;
   }
-  auto named = tls::identity_of(n.tls->credentials.cert_pem);
-  return n.state_role && named && named->role != *n.state_role;
+  return seen.new_root_needed || (n.state_role && seen.role && *seen.role != *n.state_role);
 }
 
 // Follows the state for this node's certificate: the CA record (cluster_tls.h,
@@ -160,6 +178,9 @@ void follow_ca(ClusterNode& n, const discovery::ClusterState& s) {
   }
   if (change.trust || change.chain) {
     give_overlay_tls(n);  // streams opened from now on trust and present the new ones
+  }
+  if (change.trust) {
+    trusted_roots(n).Set(static_cast<double>(s.ca.roots.size()));
   }
   if (reissue_now(n) && n.renewal_pause != nullptr) {
     n.renewal_pause->cancel();
@@ -230,6 +251,9 @@ asio::awaitable<void> renew_certificates(ClusterNode& n) {
   auto& expiry = base::gauge(n.registry, "routemesh_tls_certificate_expiry_timestamp_seconds",
                              "When this node's certificate expires (unix time).");
   const std::string node_id = raft::format_node_id(n.identity.node_id);
+  if (auto roots = tls::split_certificates(n.tls->credentials.ca_pem)) {
+    trusted_roots(n).Set(static_cast<double>(roots->size()));
+  }
   asio::steady_timer pause(ex);
   n.renewal_pause = &pause;
   std::int64_t retry_at = 0;

@@ -383,6 +383,12 @@ class CaRotationTest(cluster.SharedClusterTest):
         # retire_after is whole seconds from the leader's clock: up to a second before t_rot + GRACE_S
         self.assertGreaterEqual(t_retired - t_rot, GRACE_S - 1.2, "retired before the grace ended")
 
+        # Every node's gauge of trusted roots is back to one.
+        for n in original:
+            harness.wait_until(
+                lambda: cluster.metric(n.metrics(), "routemesh_tls_trusted_roots") == 1,
+                timeout=10, interval=0.1, what=f"{n.name}'s routemesh_tls_trusted_roots at 1")
+
         # Every manager answers GET /v1/ca with the new root alone.
         for m in managers:
             def only_new():
