@@ -478,6 +478,7 @@ class CaRotationTest(cluster.SharedClusterTest):
             harness.wait_until(lambda: self.cert_role(follower) == role, timeout=15,
                                interval=0.1,
                                what=f"{follower.name}'s node.pem naming a {role} after {action}")
+        c.wait_voters(timeout=20)  # all three vote again before the leader stops below
 
         # 8. SIGTERM to the leader; the new one (a follower during the rotation) signs.
         lead_name = harness.wait_until(lambda: self.cluster_leader_name(managers), timeout=15,
