@@ -681,6 +681,7 @@ class ApiImpl final : public Api {
     return n;
   }
 
+  // A pointer into `status`: keep it in a named variable for as long as the pointer is used.
   const raft::Member* member(raft::NodeId id, const raft::NodeStatus& status) const {
     for (const auto& m : status.members) {
       if (m.id == id) {
@@ -689,6 +690,8 @@ class ApiImpl final : public Api {
     }
     return nullptr;
   }
+  // A temporary status would be gone before the pointer is used.
+  const raft::Member* member(raft::NodeId id, const raft::NodeStatus&& status) const = delete;
 
   // Removing or demoting the leader itself: hand leadership to another voter first, then let
   // the new leader do it (thesis §3.10: transfer, so the cluster does not wait an election).
@@ -801,7 +804,9 @@ class ApiImpl final : public Api {
       co_return error_response(ApiError{404, "not_found", "no node \"" + id + "\"", "id"});
     }
     if (!promote) {
-      const raft::Member* m = member(rid, store_.raft().status());
+      // A named copy: member() points into it (a temporary would be gone at the `;`).
+      const raft::NodeStatus status = store_.raft().status();
+      const raft::Member* m = member(rid, status);
       if (m != nullptr && m->voter) {
         if (voter_count() <= 1) {
           co_return error_response(ApiError{

@@ -474,7 +474,7 @@ class CaRotationTest(cluster.SharedClusterTest):
         follower = next(m for m in managers if m is not c.leader())
         for action, role in (("demote", "worker"), ("promote", "manager")):
             rc, out, err = c.cli(c.leader(), "node", action, follower.name)
-            self.assertEqual(rc, 0, f"node {action} {follower.name}: {err}")
+            self.assertEqual(rc, 0, f"node {action} {follower.name}: {err}\n{c.logs(60)}")
             harness.wait_until(lambda: self.cert_role(follower) == role, timeout=15,
                                interval=0.1,
                                what=f"{follower.name}'s node.pem naming a {role} after {action}")
