@@ -696,6 +696,9 @@ int run_cluster_node(const NodeOptions& options, const config::NodeConfig& cfg) 
     stop_signals.cancel();
     reload_signal.cancel();
     admin->stop();
+    if (dp->metrics) {
+      dp->metrics->stop();
+    }
     if (node.api) {
       node.api->stop();
     }

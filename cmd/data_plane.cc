@@ -80,7 +80,7 @@ std::optional<DataPlane> start_data_plane(const config::NodeConfig& cfg, proxy::
   }
   dp.proxy->publish(std::make_shared<const mesh::RouteTable>(mesh::compile_route_table(initial)));
 
-  dp.admin = admin::make_admin_server(std::move(control), std::move(registry));
+  dp.admin = admin::make_admin_server(control, registry);
   // The ProxyServer object outlives the admin server (both live in the caller's DataPlane).
   // `?summary`: the revision and sizes only, which costs nothing at any table size (the whole
   // table is megabytes at 10,000 services; bench/scale.py polls this for propagation).
@@ -103,6 +103,21 @@ std::optional<DataPlane> start_data_plane(const config::NodeConfig& cfg, proxy::
     spdlog::error("cannot listen on admin address {}: {}", cfg.node.admin, e.what());
     dp.proxy->shutdown();
     return std::nullopt;
+  }
+  if (!cfg.node.metrics.empty()) {
+    // No handlers of its own: the admin server's built-in /metrics and /healthz, plain HTTP
+    // whatever the admin port does (use_tls is never called on it); every other path is 404.
+    dp.metrics = admin::make_admin_server(std::move(control), std::move(registry));
+    try {
+      const std::uint16_t port = dp.metrics->start(cfg.node.metrics);
+      spdlog::info("metrics: plain HTTP /metrics and /healthz on {} (port {})", cfg.node.metrics,
+                   port);
+    } catch (const std::exception& e) {
+      spdlog::error("cannot listen on metrics address {}: {}", cfg.node.metrics, e.what());
+      dp.admin->stop();
+      dp.proxy->shutdown();
+      return std::nullopt;
+    }
   }
   return dp;
 }

@@ -21,6 +21,8 @@ namespace routemesh::cmd {
 struct DataPlane {
   std::unique_ptr<proxy::ProxyServer> proxy;
   std::unique_ptr<admin::AdminServer> admin;
+  // node.metrics: plain HTTP, /metrics and /healthz only (null when not configured).
+  std::unique_ptr<admin::AdminServer> metrics;
   std::uint16_t http_port = 0;
   std::uint16_t admin_port = 0;
 
@@ -35,7 +37,7 @@ struct DataPlane {
 void raise_open_file_limit(const config::NodeConfig& cfg);
 
 // Raises the open-file limit, starts the proxy (publishing `initial` compiled), then the
-// admin server on `control`.
+// admin server on `control`, and the plain metrics server when node.metrics is set.
 // A port that cannot be bound is logged and gives nullopt (the proxy is shut down again);
 // the caller exits with 1. `metrics` and `registry` must outlive the result.
 std::optional<DataPlane> start_data_plane(const config::NodeConfig& cfg, proxy::Metrics& metrics,

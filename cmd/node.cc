@@ -202,6 +202,9 @@ int run_node(const NodeOptions& options) {
     }
     spdlog::info("signal {}: draining (up to {} ms)", signo, cfg.timeouts.drain_ms);
     admin->stop();
+    if (dp->metrics) {
+      dp->metrics->stop();
+    }
     reload_signal.cancel();
     proxy->shutdown();
     control.stop();

@@ -278,6 +278,13 @@ void read_node(Reader& r, const YAML::Node& node, const std::string& path, NodeS
                r.error(p, "expected HOST:PORT");
              }
            }},
+          {"metrics",
+           [&](const YAML::Node& n, const std::string& p) {
+             if (r.read_string(n, p, out.metrics) && !out.metrics.empty() &&
+                 !base::parse_host_port(out.metrics, {.host_names = true, .port_zero = true})) {
+               r.error(p, "expected HOST:PORT (or \"\" for none)");
+             }
+           }},
           {"threads",
            [&](const YAML::Node& n, const std::string& p) {
              if (auto v = r.read_integer(n, p, 0, 1024, "must be 0..1024 (0 = number of cores)")) {
@@ -838,6 +845,9 @@ std::vector<std::string> restart_required(const NodeConfig& current, const NodeC
   }
   if (a.admin != b.admin) {
     keys.emplace_back("node.admin");
+  }
+  if (a.metrics != b.metrics) {
+    keys.emplace_back("node.metrics");
   }
   if (a.threads != b.threads) {
     keys.emplace_back("node.threads");

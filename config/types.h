@@ -29,8 +29,12 @@ struct NodeSettings {
   // cert add`), or passed through by SNI to mesh.sni services. 0 (default) = none.
   std::uint16_t https_port = 0;
   std::string admin = "127.0.0.1:9901";  // admin server host:port (port 0 = any)
-  unsigned threads = 0;                  // proxy threads; 0 = number of cores
-  bool via = false;                      // add a Via header
+  // A second, plain-HTTP server for GET /metrics and /healthz only, host:port (port 0 = any;
+  // "" = none, the default). In cluster mode the admin port is TLS: a scraper then needs the
+  // cluster's ca.pem, or this address.
+  std::string metrics;
+  unsigned threads = 0;  // proxy threads; 0 = number of cores
+  bool via = false;      // add a Via header
   AccessLogSettings access_log;
   // Peers whose X-Forwarded-For / Forwarded / X-Real-IP / X-Forwarded-Port headers are
   // believed (a load balancer in front). From any other peer they are replaced or dropped.

@@ -338,7 +338,8 @@ class ClusterNode:
             cluster["peer"] = self.peer
         cluster.update(c.cluster_extra)
         node = {"name": self.name, "listen": self.ip, "http_port": HTTP_PORT, "admin": self.admin,
-                "threads": 1, "access_log": {"enabled": False}, **c.node_settings}
+                "threads": 1, "access_log": {"enabled": False},
+                **(c.node_settings(self) if callable(c.node_settings) else c.node_settings)}
         return {"node": node, "cluster": cluster, "timeouts": {"drain_ms": 2000}, **self.extra}
 
     def write_config(self):
@@ -528,7 +529,8 @@ class Cluster:
         """`first_ip` is the first node's address (127.0.0.X; the k-th node gets X+k-1) unless
         `netns` (a Netns) is given, whose addresses are used. roles[0] must be a manager.
         `node_extra`: top-level config sections every node gets (ClusterNode.extra);
-        `node_settings`: keys added to every node's `node:` section (e.g. https_port)."""
+        `node_settings`: keys added to every node's `node:` section (e.g. https_port), or a
+        function of the ClusterNode that returns them."""
         assert roles and roles[0] == "manager"
         self.dir = tempfile.mkdtemp(prefix="rm-cluster-")
         self.tick_ms, self.election_ticks, self.heartbeat_ticks = tick_ms, election_ticks, heartbeat_ticks

@@ -3,6 +3,7 @@
 
 Every refusal is checked the same way: refused (exit code / HTTP status / TLS error), logged
 once, counted in a metric, and the store unchanged (nodes and revision as before)."""
+import http.client
 import json
 import os
 import re
@@ -18,6 +19,7 @@ import cluster
 import harness
 
 FIRST_IP = "127.0.0.81"
+METRICS_PORT = 9908  # node.metrics: every node's plain /metrics and /healthz, on its own IP
 
 
 def openssl_text(path):
@@ -41,7 +43,8 @@ def mode(path):
 class SecurityTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.c = cluster.Cluster(FIRST_IP, ["manager", "manager", "manager", "worker"])
+        cls.c = cluster.Cluster(FIRST_IP, ["manager", "manager", "manager", "worker"],
+                                node_settings=lambda n: {"metrics": f"{n.ip}:{METRICS_PORT}"})
         try:
             cls.c.start()
         except BaseException:
@@ -101,6 +104,29 @@ class SecurityTest(unittest.TestCase):
         return cluster.client_tls(self.c.cert_dir, with_cert=False)
 
     # -- the PKI `cluster init` made --------------------------------------------------------
+    def test_metrics_and_healthz_are_plain_http_on_node_metrics_and_nothing_else_is(self):
+        live = self.c.alive()
+        self.assertTrue(any(n.is_manager for n in live) and any(not n.is_manager for n in live))
+        for n in live:
+            s, h, body = harness.http(n.ip, METRICS_PORT, "/metrics")
+            self.assertEqual(s, 200, f"{n.name}: {body[:200]!r}")
+            self.assertIn(b"routemesh_admin_requests_total", body, n.name)
+            if n.is_manager:
+                self.assertIn(b"routemesh_raft_", body, n.name)
+            s, h, body = harness.http(n.ip, METRICS_PORT, "/healthz")
+            self.assertEqual((s, body), (200, b"ok\n"), n.name)
+            # The API is not there: only the admin port (TLS, client certificates) has it.
+            s, h, body = harness.http(n.ip, METRICS_PORT, "/v1/services")
+            self.assertEqual(s, 404, f"{n.name}: {body[:200]!r}")
+            s, h, body = harness.http(n.ip, METRICS_PORT, "/v1/ca/rotate", method="POST", body=b"{}")
+            self.assertEqual(s, 404, f"{n.name}: {body[:200]!r}")
+            s, h, body = harness.http(n.ip, METRICS_PORT, "/metrics", method="POST", body=b"")
+            self.assertEqual(s, 405, f"{n.name}: {body[:200]!r}")
+            # ... and the admin port still speaks TLS only.
+            host, port = n.admin.rsplit(":", 1)
+            with self.assertRaises((OSError, http.client.HTTPException)):
+                harness.http(host, int(port), "/metrics", timeout=3)
+
     def test_init_made_a_ca_certificates_and_tokens_that_pin_the_ca(self):
         out = self.c.init_output
         self.assertIn(self.c.cert_dir, out)

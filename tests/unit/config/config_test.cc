@@ -38,6 +38,7 @@ TEST_CASE("empty document yields every default from the struct initialisers") {
     CHECK(cfg.node.listen == "127.0.0.1");
     CHECK(cfg.node.http_port == 8080);
     CHECK(cfg.node.admin == "127.0.0.1:9901");
+    CHECK(cfg.node.metrics.empty());
     CHECK(cfg.node.threads == 0);
     CHECK_FALSE(cfg.node.via);
     CHECK(cfg.node.access_log.enabled);
@@ -131,6 +132,7 @@ TEST_CASE("each invalid value is reported with its key path") {
       {"node: { admin: 127.0.0.1 }", "node.admin", "expected HOST:PORT"},
       {"node: { admin: \"127.0.0.1:99999\" }", "node.admin", "expected HOST:PORT"},
       {"node: { admin: \"::1:9901\" }", "node.admin", "expected HOST:PORT"},
+      {"node: { metrics: 127.0.0.1 }", "node.metrics", "expected HOST:PORT (or \"\" for none)"},
       {"node: { via: maybe }", "node.via", "expected true or false"},
       {"node: { threads: 5000 }", "node.threads", "must be 0..1024 (0 = number of cores)"},
       {"node: { bogus: 1 }", "node.bogus", "unknown key"},
