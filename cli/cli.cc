@@ -33,6 +33,7 @@
 #include <memory>
 #include <optional>
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
 #include <utility>
@@ -1096,15 +1097,29 @@ int CliCommandsImpl::ca_status() {
   print_out("rotating: yes");
   print_out("old root: " + cli::field(r, "old"));
   print_out("retires: not before " + cli::format_unix_time(r, "retire_after"));
+  std::set<std::string> down;
+  if (const json::value* names = r.if_contains("waiting_down"); names && names->is_array()) {
+    for (const auto& name : names->as_array()) {
+      if (name.is_string()) {
+        down.emplace(name.get_string());
+      }
+    }
+  }
   std::string waiting;
   if (const json::value* names = r.if_contains("waiting_names"); names && names->is_array()) {
     for (const auto& name : names->as_array()) {
       if (name.is_string()) {
-        waiting += (waiting.empty() ? "" : ", ") + std::string(name.get_string());
+        const std::string n(name.get_string());
+        waiting += (waiting.empty() ? "" : ", ") + n + (down.count(n) != 0 ? " (down)" : "");
       }
     }
   }
   print_out("waiting for: " + waiting);
+  if (!down.empty()) {
+    print_out(
+        "a node that is down holds the rotation back until it is back, or removed with "
+        "`routemesh node rm`");
+  }
   return 0;
 }
 

@@ -1024,17 +1024,20 @@ class ApiImpl final : public Api {
       auto old = tls::certificate_digest(ca.roots[1]);
       json::array waiting;
       json::array waiting_names;
+      json::array down;  // waiting nodes the state has as down: they hold the rotation back
       for (const auto& [id, node] : state().nodes) {
         if (ca.reissued.count(id) == 0) {
           waiting.emplace_back(id);
           waiting_names.emplace_back(node.name);
+          if (node.status == NodeStatus::down) {
+            down.emplace_back(node.name);
+          }
         }
       }
-      body["rotation"] = json::object{{"old", old ? *old : std::string("?")},
-                                      {"started", ca.started},
-                                      {"retire_after", ca.retire_after},
-                                      {"waiting", std::move(waiting)},
-                                      {"waiting_names", std::move(waiting_names)}};
+      body["rotation"] = json::object{
+          {"old", old ? *old : std::string("?")},      {"started", ca.started},
+          {"retire_after", ca.retire_after},           {"waiting", std::move(waiting)},
+          {"waiting_names", std::move(waiting_names)}, {"waiting_down", std::move(down)}};
     }
     co_return json_response(200, std::move(body));
   }

@@ -135,6 +135,11 @@ def parse_ca_status(out):
             [w.strip() for w in waiting.split(",") if w.strip()]}
 
 
+def tls_file(node, name):
+    """A file of the node's data_dir/tls."""
+    return os.path.join(node.data_dir, "tls", name)
+
+
 def token_digest(token):
     """The CA digest a join token pins (RMTKN-1-<digest>-<secret>)."""
     return token.split("-")[2]
@@ -176,7 +181,7 @@ class CaRotationTest(cluster.SharedClusterTest):
     # -- helpers ----------------------------------------------------------------------------
     def cert_role(self, node):
         """The role (OU) of the first certificate in the node's node.pem."""
-        leaf = pem_certs(read_text(self.tls_file(node, "node.pem")) or "")[:1]
+        leaf = pem_certs(read_text(tls_file(node, "node.pem")) or "")[:1]
         if not leaf:
             return None
         out = subprocess.run(["openssl", "x509", "-noout", "-subject", "-nameopt", "sep_multiline"],
@@ -184,8 +189,6 @@ class CaRotationTest(cluster.SharedClusterTest):
         m = re.search(r"OU=(\w+)", out)
         return m.group(1) if m else None
 
-    def tls_file(self, node, name):
-        return os.path.join(node.data_dir, "tls", name)
 
     def new_node(self, k, role="worker"):
         n = cluster.ClusterNode(self.c, f"n{k}", f"127.0.0.{130 + k}", role)
@@ -241,7 +244,7 @@ class CaRotationTest(cluster.SharedClusterTest):
         """data_dir/tls/ca.pem holds exactly the new root; node.pem's leaf verifies against it
         (with the rest of node.pem as untrusted intermediates) and not against the old root
         alone."""
-        ca_file, node_pem = self.tls_file(node, "ca.pem"), self.tls_file(node, "node.pem")
+        ca_file, node_pem = tls_file(node, "ca.pem"), tls_file(node, "node.pem")
         self.assertEqual(file_digests(ca_file), [new], f"{node.name}'s ca.pem")
         blocks = pem_certs(read_text(node_pem))
         self.assertGreaterEqual(len(blocks), 1, f"{node.name}'s node.pem has no certificate")
@@ -277,7 +280,7 @@ class CaRotationTest(cluster.SharedClusterTest):
         old_node_dir = os.path.join(c.dir, "old-n4")
         os.makedirs(old_node_dir)
         for f in ("node.pem", "node-key.pem"):
-            shutil.copy(self.tls_file(self.worker, f), os.path.join(old_node_dir, f))
+            shutil.copy(tls_file(self.worker, f), os.path.join(old_node_dir, f))
         old_ca = pem_certs(read_text(os.path.join(old_dir, "ca.pem")))
         self.assertEqual(len(old_ca), 1, "the admin's ca.pem before the rotation")
         old = der_digest(old_ca[0])
@@ -363,7 +366,7 @@ class CaRotationTest(cluster.SharedClusterTest):
                 self.assertIsNotNone(st["waiting"], f"no `waiting for:` line while rotating:\n{out}")
                 self.assertLessEqual(set(st["waiting"]), names, out)
             for n in original:
-                digests = file_digests(self.tls_file(n, "ca.pem"))
+                digests = file_digests(tls_file(n, "ca.pem"))
                 self.assertTrue(digests and set(digests) <= {old, new},
                                 f"{n.name}'s ca.pem during the rotation: {digests}")
                 if set(digests) == {old, new}:
@@ -400,12 +403,12 @@ class CaRotationTest(cluster.SharedClusterTest):
 
         # 5. Every node's files: the new root only, a certificate it issued.
         for n in original:
-            harness.wait_until(lambda: file_digests(self.tls_file(n, "ca.pem")) == [new],
+            harness.wait_until(lambda: file_digests(tls_file(n, "ca.pem")) == [new],
                                timeout=15, interval=0.1,
                                what=f"{n.name}'s ca.pem holding the new root only")
             self.check_node_files(n, new, old_root_file)
         new_root_file = write_text(os.path.join(c.dir, "new-root.pem"),
-                                   read_text(self.tls_file(n1, "ca.pem")))
+                                   read_text(tls_file(n1, "ca.pem")))
         # Overlay streams open between re-issued certificates (both ways between a manager and
         # the worker), and not with the worker's certificate from before the rotation.
         for target, present in ((self.worker, n1), (n1, self.worker), (managers[1], managers[2])):
@@ -517,6 +520,50 @@ class CaRotationTest(cluster.SharedClusterTest):
         self.assertIn("rotating: no", out)
         print(f"  {old_lead.name} (leader) stopped, {new_lead_name} leads and signed; whole test "
               f"{time.monotonic() - t_start:.1f}s", flush=True)
+
+
+
+class CaRotationWaitsForEveryNodeTest(cluster.SharedClusterTest):
+    """A manager and a worker on 127.0.0.137-138: the worker is stopped and turns down, so the
+    rotation cannot retire the old root; `cluster ca status` names it as down, and removing it
+    (`node rm`) lets the rotation end."""
+    FIRST_IP = "127.0.0.137"
+    ROLES = ["manager", "worker"]
+    CLUSTER_ARGS = {"heartbeat_ms": 100, "node_down_after_ms": 800}
+
+    def test_a_down_node_holds_the_rotation_until_it_is_removed(self):
+        c = self.c
+        m, w = c.managers[0], c.workers[0]
+        self.assertIsNotNone(w.stop(), f"{w.name} did not exit")
+        harness.wait_until(lambda: (m.get(f"/v1/nodes/{w.id}")[1] or {}).get("node", {})
+                           .get("status") == "down", timeout=10, interval=0.1,
+                           what=f"{w.name} down in the state")
+        rc, out, err = c.cli(m, "cluster", "ca", "rotate", "--grace", "0", timeout=60)
+        self.assertEqual(rc, 0, f"{out}\n{err}")
+        new, _, _ = parse_rotate(out)
+        c.tls = cluster.client_tls(c.cert_dir)  # the CLI renewed its files
+        # The manager is re-issued at once; the stopped worker never is.
+        def waiting_only_for_the_worker():
+            rc, out, err = c.cli(m, "cluster", "ca", "status")
+            st = parse_ca_status(out)
+            return out if st["rotating"] == "yes" and st["waiting"] == [f"{w.name} (down)"] \
+                else None
+        out = harness.wait_until(waiting_only_for_the_worker, timeout=15, interval=0.2,
+                                 what=f"the rotation waiting for {w.name} alone, down")
+        self.assertIn("node rm", out)
+        time.sleep(2)  # more than the reconciler's period, past the grace: still rotating
+        st = parse_ca_status(c.cli(m, "cluster", "ca", "status")[1])
+        self.assertEqual((st["rotating"], st["root"]), ("yes", new))
+        self.assertEqual(len(file_digests(tls_file(m, "ca.pem"))), 2)
+
+        rc, out, err = c.cli(m, "node", "rm", w.name)
+        self.assertEqual(rc, 0, err)
+        harness.wait_until(lambda: parse_ca_status(c.cli(m, "cluster", "ca", "status")[1])
+                           ["rotating"] == "no", timeout=15, interval=0.2,
+                           what="the rotation ending once the down node is gone")
+        harness.wait_until(lambda: file_digests(tls_file(m, "ca.pem")) == [new],
+                           timeout=10, interval=0.1, what="the manager trusting the new root alone")
+
 
 
 if __name__ == "__main__":
