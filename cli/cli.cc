@@ -247,11 +247,11 @@ class CliCommandsImpl final : public CliCommands {
   std::string cert_role_;
   std::string cert_name_;
   std::string cert_out_;
-  std::string https_host_;           // cert add --host
-  std::string https_cert_file_;      // cert add --cert
-  std::string https_key_file_;       // cert add --key
-  bool https_default_ = false;       // cert add --default
-  std::int64_t ca_grace_s_ = 86400;  // cluster ca rotate --grace
+  std::string https_host_;        // cert add --host
+  std::string https_cert_file_;   // cert add --cert
+  std::string https_key_file_;    // cert add --key
+  bool https_default_ = false;    // cert add --default
+  std::string ca_grace_ = "24h";  // cluster ca rotate --grace
 };
 
 CLI::App* CliCommandsImpl::group(const std::string& name, const std::string& description,
@@ -517,9 +517,10 @@ void CliCommandsImpl::add_commands() {
            "retired once all have one and --grace has passed; prints the new join tokens (the "
            "old ones stop working at once) and renews this command's own certificate (admin only)",
            [this] { return this->ca_rotate(); });
-  ca_rotate->add_option("--grace", ca_grace_s_,
-                        "seconds the old root stays trusted at least, so that users can renew "
-                        "their certificates with `cert renew` (default 86400)");
+  ca_rotate->add_option("--grace", ca_grace_,
+                        "how long the old root stays trusted at least, so that users can renew "
+                        "their certificates with `cert renew`: 90, 90s, 30m, 24h, 7d (default "
+                        "24h)");
   leaf(ca, "status", "the signing root and a running rotation's progress",
        [this] { return ca_status(); });
 
@@ -1018,12 +1019,13 @@ int CliCommandsImpl::token_rotate() {
 }
 
 int CliCommandsImpl::ca_rotate() {
-  if (ca_grace_s_ < 0 || ca_grace_s_ > 3650LL * 86400) {
-    print_error("cluster ca rotate: --grace must be 0 to 315360000 seconds");
+  auto grace = cli::parse_duration_s("--grace", ca_grace_, 3650LL * 86400);
+  if (!grace) {
+    print_error("cluster ca rotate: " + grace.error());
     return 2;
   }
   auto answer =
-      request({"POST", "/v1/ca/rotate", json::serialize(json::object{{"grace_s", ca_grace_s_}})});
+      request({"POST", "/v1/ca/rotate", json::serialize(json::object{{"grace_s", grace.value()}})});
   if (!answer) {
     return 1;
   }

@@ -292,6 +292,56 @@ Result<std::pair<std::string, std::string>> parse_label(std::string_view flag,
                                              std::string(text.substr(eq + 1))};
 }
 
+Result<std::int64_t> parse_duration_s(std::string_view flag, std::string_view text,
+                                      std::int64_t max_s) {
+  auto fail = [&] {
+    return Result<std::int64_t>::failure(
+        flag_error(flag, "expected a duration such as 90, 90s, 30m, 24h or 7d, at most " +
+                             std::to_string(max_s) + " s") +
+        ", got '" + std::string(text) + "'");
+  };
+  std::int64_t unit = 1;
+  std::string_view digits = text;
+  if (!text.empty()) {
+    switch (text.back()) {
+      case 's':
+        unit = 1;
+        break;
+      case 'm':
+        unit = 60;
+        break;
+      case 'h':
+        unit = 3600;
+        break;
+      case 'd':
+        unit = 86400;
+        break;
+      default:
+        unit = 0;
+        break;
+    }
+    if (unit != 0) {
+      digits.remove_suffix(1);
+    } else {
+      unit = 1;
+    }
+  }
+  if (digits.empty() || digits.size() > 12) {
+    return fail();
+  }
+  std::int64_t n = 0;
+  for (const char c : digits) {
+    if (c < '0' || c > '9') {
+      return fail();
+    }
+    n = n * 10 + (c - '0');
+  }
+  if (n > max_s / unit) {
+    return fail();
+  }
+  return n * unit;
+}
+
 // --- requests ---
 
 std::string idempotency_key(std::uint64_t high, std::uint64_t low) {

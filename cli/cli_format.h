@@ -124,6 +124,10 @@ Result<boost::json::object> parse_publish(std::string_view flag, std::string_vie
 // checked by the server (the shared validator), which names the field.
 Result<std::pair<std::string, std::string>> parse_label(std::string_view flag,
                                                         std::string_view text);
+// A duration in whole seconds: "90" or "90s", "30m", "24h", "7d" (one number, one unit or
+// none), at most `max_s`.
+Result<std::int64_t> parse_duration_s(std::string_view flag, std::string_view text,
+                                      std::int64_t max_s);
 
 // --- requests ---
 

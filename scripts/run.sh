@@ -243,7 +243,7 @@ Ctrl-C stops it; logs in $work. Every node routes every service:
   build/routemesh cert issue --role viewer --out $work/viewer     # a read-only certificate
   ROUTEMESH_CERT_DIR=$work/viewer build/routemesh service rm web  # 403: viewers only read
   build/routemesh cluster token rotate worker                     # a new worker join token
-  build/routemesh cluster ca rotate --grace 60                    # a new root CA, every node re-issued
+  build/routemesh cluster ca rotate --grace 1m                    # a new root CA, every node re-issued
   build/routemesh cluster ca status                               # the rotation's progress
 
 The admin API is TLS with client certificates from the cluster CA (the CLI's are in $certs):

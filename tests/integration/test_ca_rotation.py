@@ -538,7 +538,12 @@ class CaRotationWaitsForEveryNodeTest(cluster.SharedClusterTest):
         harness.wait_until(lambda: (m.get(f"/v1/nodes/{w.id}")[1] or {}).get("node", {})
                            .get("status") == "down", timeout=10, interval=0.1,
                            what=f"{w.name} down in the state")
-        rc, out, err = c.cli(m, "cluster", "ca", "rotate", "--grace", "0", timeout=60)
+        # A malformed --grace is refused by the CLI (exit 2, naming the flag); nothing starts.
+        rc, out, err = c.cli(m, "cluster", "ca", "rotate", "--grace", "1w")
+        self.assertEqual(rc, 2, f"{out}\n{err}")
+        self.assertIn("--grace: expected a duration", err)
+        self.assertEqual(parse_ca_status(c.cli(m, "cluster", "ca", "status")[1])["rotating"], "no")
+        rc, out, err = c.cli(m, "cluster", "ca", "rotate", "--grace", "0s", timeout=60)
         self.assertEqual(rc, 0, f"{out}\n{err}")
         new, _, _ = parse_rotate(out)
         c.tls = cluster.client_tls(c.cert_dir)  # the CLI renewed its files

@@ -170,6 +170,21 @@ TEST_CASE("--label needs KEY=VALUE with a non-empty key; the value may be empty 
   }
 }
 
+TEST_CASE("durations: seconds bare or with s, m, h or d; bounded; anything else names the flag") {
+  CHECK(parse_duration_s("--grace", "0", 100).value() == 0);
+  CHECK(parse_duration_s("--grace", "90", 1000).value() == 90);
+  CHECK(parse_duration_s("--grace", "90s", 1000).value() == 90);
+  CHECK(parse_duration_s("--grace", "30m", 10000).value() == 1800);
+  CHECK(parse_duration_s("--grace", "24h", 100000).value() == 86400);
+  CHECK(parse_duration_s("--grace", "7d", 1000000).value() == 604800);
+  CHECK(parse_duration_s("--grace", "3650d", 315360000).value() == 315360000);
+  for (const char* bad : {"", "h", "-1", "1.5h", "1w", "1 h", "3651d", "999999999999999"}) {
+    auto r = parse_duration_s("--grace", bad, 315360000);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().starts_with("--grace: expected a duration"));
+  }
+}
+
 TEST_CASE("service create builds a spec the store's decoder accepts") {
   ServiceCreateArgs args;
   args.name = "web";
