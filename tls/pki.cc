@@ -341,8 +341,8 @@ std::string seal_passphrase(EVP_PKEY* key) {
   }
   std::array<unsigned char, EVP_MAX_MD_SIZE> md{};
   unsigned int len = 0;
-  const bool ok = EVP_Digest(der, static_cast<std::size_t>(n), md.data(), &len, EVP_sha256(),
-                             nullptr) == 1;
+  const bool ok =
+      EVP_Digest(der, static_cast<std::size_t>(n), md.data(), &len, EVP_sha256(), nullptr) == 1;
   OPENSSL_clear_free(der, static_cast<std::size_t>(n));
   if (!ok) {
     return {};
@@ -489,9 +489,9 @@ boost::system::result<void> check_certificate(std::string_view cert_pem, std::st
   CertPtr cert = read_cert(chain->front());
   StorePtr store(X509_STORE_new());
   StoreCtxPtr ctx(X509_STORE_CTX_new());
-  using ChainPtr = std::unique_ptr<STACK_OF(X509), decltype([](STACK_OF(X509)* s) {
-                                     sk_X509_pop_free(s, X509_free);
-                                   })>;
+  using ChainPtr =
+      std::unique_ptr<STACK_OF(X509),
+                      decltype([](STACK_OF(X509) * s) { sk_X509_pop_free(s, X509_free); })>;
   ChainPtr untrusted(sk_X509_new_null());
   if (!cert || !store || !ctx || !untrusted) {
     return errc::crypto_failure;

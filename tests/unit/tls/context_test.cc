@@ -254,9 +254,8 @@ TEST_CASE("root rotation over real handshakes: cross certificates, then the old 
   REQUIRE(cross_old.has_value());
   // A server still on the old root, sending the cross certificate to the new one.
   auto server = issue(old_root, tls::Role::manager, "00000000000000a1");
-  auto server_ctx = tls::server_context(
-      {old_root.certificate_pem() + new_root.certificate_pem(), server.cert + *cross_old,
-       server.key, ""});
+  auto server_ctx = tls::server_context({old_root.certificate_pem() + new_root.certificate_pem(),
+                                         server.cert + *cross_old, server.key, ""});
   REQUIRE(server_ctx.has_value());
   Fixture f;
   f.start(*server_ctx);

@@ -244,8 +244,8 @@ TEST_CASE("root rotation: cross certificates let a leaf of either root verify ag
   // The wrong cross certificate does not help.
   CHECK(!tls::check_certificate(fresh.cert + *cross_old, old_pem, "", kNow + 60));
   // Against a bundle of both roots, every combination verifies.
-  for (const std::string& cert : {fresh.cert, stale.cert, fresh.cert + *cross_new,
-                                  stale.cert + *cross_old}) {
+  for (const std::string& cert :
+       {fresh.cert, stale.cert, fresh.cert + *cross_new, stale.cert + *cross_old}) {
     CHECK(tls::check_certificate(cert, new_pem + old_pem, "", kNow + 60));
     CHECK(tls::check_certificate(cert, old_pem + new_pem, "", kNow + 60));
   }
