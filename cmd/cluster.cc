@@ -165,22 +165,18 @@ void follow_ca(ClusterNode& n, const discovery::ClusterState& s) {
     n.state_role =
         self->second.role == discovery::NodeRole::manager ? tls::Role::manager : tls::Role::worker;
   }
-  if (reissue_now(n) && n.renewal_pause != nullptr) {
-    n.renewal_pause->cancel();
-  }
-  if (s.ca.roots.empty()) {
-    return;
-  }
-  n.ca = s.ca;
-  const CaChange change = follow_cluster_ca(*n.tls, s.ca, n.cfg.cluster.data_dir);
-  if (n.api && n.tls->ca) {
-    n.api->set_ca(n.tls->ca);  // the API uses it only while it is the signing root's
-  }
-  if (change.trust || change.chain) {
-    give_overlay_tls(n);  // streams opened from now on trust and present the new ones
-  }
-  if (change.trust) {
-    trusted_roots(n).Set(static_cast<double>(s.ca.roots.size()));
+  if (!s.ca.roots.empty()) {
+    n.ca = s.ca;
+    const CaChange change = follow_cluster_ca(*n.tls, s.ca, n.cfg.cluster.data_dir);
+    if (n.api && n.tls->ca) {
+      n.api->set_ca(n.tls->ca);  // the API uses it only while it is the signing root's
+    }
+    if (change.trust || change.chain) {
+      give_overlay_tls(n);  // streams opened from now on trust and present the new ones
+    }
+    if (change.trust) {
+      trusted_roots(n).Set(static_cast<double>(s.ca.roots.size()));
+    }
   }
   if (reissue_now(n) && n.renewal_pause != nullptr) {
     n.renewal_pause->cancel();

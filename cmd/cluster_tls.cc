@@ -190,7 +190,7 @@ CaChange follow_cluster_ca(NodeTls& t, const discovery::ClusterCa& ca,
     if (auto opened = t.ca->unseal(ca.roots.front(), ca.sealed_key)) {
       t.ca = std::make_shared<const tls::CertificateAuthority>(std::move(*opened));
       t.credentials.ca_key_pem = t.ca->key_pem();
-      out.ca = t.ca;
+      out.key = true;
       spdlog::info("cluster: this manager signs with the new root {} from now on", *signing);
     } else {
       spdlog::warn(
@@ -236,7 +236,7 @@ CaChange follow_cluster_ca(NodeTls& t, const discovery::ClusterCa& ca,
                    *signing);
     }
   }
-  if (out.trust || out.chain || out.ca) {
+  if (out.trust || out.chain || out.key) {
     if (auto w = tls::write_node_credentials(data_dir, t.credentials); !w) {
       spdlog::error("cluster: cannot write {}: {}", tls::tls_dir(data_dir), w.error().message());
     }

@@ -70,8 +70,7 @@ void set_revocations(NodeTls& t, const discovery::ClusterState& state);
 struct CaChange {
   bool trust = false;  // the trusted roots changed (the node's contexts trust the new set)
   bool chain = false;  // the chain this node presents changed (its certificate and a cross one)
-  // A new signing CA this manager unsealed from the state (set it in the API).
-  std::shared_ptr<const tls::CertificateAuthority> ca;
+  bool key = false;    // this manager opened the new root's key (now in NodeTls::ca)
 };
 
 // Root rotation, on every state a node sees: makes `t` trust the state's roots, present its

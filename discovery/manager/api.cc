@@ -1012,8 +1012,11 @@ class ApiImpl final : public Api {
       co_return unavailable("this manager has no CA certificate");
     }
     json::array roots;
-    auto bundle = tls::split_certificates(roots_pem());
-    for (const auto& root : bundle ? *bundle : std::vector<std::string>{}) {
+    auto file_roots = tls::split_certificates(options_.ca_pem);
+    const std::vector<std::string>& trusted = !state().ca.roots.empty() ? state().ca.roots
+                                              : file_roots              ? *file_roots
+                                                           : std::vector<std::string>{};
+    for (const auto& root : trusted) {
       auto digest = tls::certificate_digest(root);
       roots.emplace_back(digest ? *digest : std::string("?"));
     }
