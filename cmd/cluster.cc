@@ -168,8 +168,9 @@ void follow_ca(ClusterNode& n, const discovery::ClusterState& s) {
   if (!s.ca.roots.empty()) {
     n.ca = s.ca;
     const CaChange change = follow_cluster_ca(*n.tls, s.ca, n.cfg.cluster.data_dir);
-    if (n.api && n.tls->ca) {
-      n.api->set_ca(n.tls->ca);  // the API uses it only while it is the signing root's
+    if (n.api) {
+      // The API uses the CA only while it is the signing root's.
+      n.api->set_signing(n.tls->ca, n.tls->credentials.manager_key);
     }
     if (change.trust || change.chain) {
       give_overlay_tls(n);  // streams opened from now on trust and present the new ones
@@ -273,6 +274,9 @@ asio::awaitable<void> renew_certificates(ClusterNode& n) {
     renewals.Add({{"result", ok ? "ok" : "failed"}}).Increment();
     if (ok) {
       give_overlay_tls(n);  // streams opened from now on present the new certificate
+      if (n.manager()) {
+        follow_ca(n, n.store->state());  // a manager key that came with it opens the CA now
+      }
       // A manager that had not seen the rotation (or the role) yet signed the old way: again
       // soon.
       retry_at = reissue_now(n) ? now + 1 : 0;
@@ -412,6 +416,7 @@ asio::awaitable<void> start_cluster(ClusterNode& n) {
     ao.client_tls = n.tls->client;
     ao.ca_pem = n.tls->credentials.ca_pem;
     ao.ca = n.tls->ca;
+    ao.manager_key = n.tls->credentials.manager_key;
     ao.node_cert_lifetime = std::chrono::seconds(cl.cert_lifetime_s);
     ao.user_cert_lifetime = std::chrono::seconds(cl.user_cert_lifetime_s);
     ao.registry = &n.registry;
@@ -437,6 +442,8 @@ asio::awaitable<void> start_cluster(ClusterNode& n) {
       bo.subnet_pool = marker->subnet_pool.empty() ? cl.subnet_pool : marker->subnet_pool;
       bo.worker_token_hash = marker->worker_token_hash;
       bo.manager_token_hash = marker->manager_token_hash;
+      bo.ca_root = marker->ca_root;
+      bo.sealed_ca_key = marker->sealed_ca_key;
       bo.self.id = raft::format_node_id(n.identity.node_id);
       bo.self.name = n.cfg.node.name;
       bo.self.role = discovery::NodeRole::manager;
@@ -513,17 +520,45 @@ int run_cluster_init(const ClusterInitOptions& options) {
                  dir.c_str());
     return 1;
   }
+  // The operator's own root, checked before anything is written.
+  std::optional<tls::CertificateAuthority> own_root;
+  if (!options.ca_cert.empty() || !options.ca_key.empty()) {
+    auto cert = tls::read_credential_file(options.ca_cert);
+    auto key = tls::read_credential_file(options.ca_key);
+    if (!cert || !key) {
+      const bool cert_bad = !cert;
+      std::fprintf(stderr, "routemesh: %s %s: %s\n", cert_bad ? "--ca-cert" : "--ca-key",
+                   (cert_bad ? options.ca_cert : options.ca_key).c_str(),
+                   (cert_bad ? cert.error() : key.error()).message().c_str());
+      return 2;
+    }
+    auto root = tls::CertificateAuthority::import(*cert, *key, static_cast<std::int64_t>(std::time(nullptr)));
+    if (!root) {
+      // Name the flag the error is about: the key for a key that is not the certificate's
+      // (or not a key), the certificate otherwise.
+      const bool about_key = root.error() == tls::errc::key_mismatch ||
+                             root.error() == tls::errc::unsupported_key ||
+                             (root.error() == tls::errc::malformed_pem &&
+                              tls::certificate_digest(*cert).has_value());
+      std::fprintf(stderr, "routemesh: %s %s: %s\n", about_key ? "--ca-key" : "--ca-cert",
+                   (about_key ? options.ca_key : options.ca_cert).c_str(),
+                   root.error().message().c_str());
+      return 2;
+    }
+    own_root.emplace(std::move(*root));
+  }
   raft::Identity identity{manager::hex_id(random_id()), random_id(), cfg.node.name};
   // The credentials, then the marker (it holds the tokens' hashes): an identity without them
   // would start as a member of nothing.
   auto pki = init_cluster_pki(cfg, identity.cluster_id, raft::format_node_id(identity.node_id),
-                              options.cert_dir);
+                              options.cert_dir,
+                              tls::RootChoice{own_root ? &*own_root : nullptr, options.external_ca});
   if (!pki) {
     return 1;
   }
-  if (auto w =
-          manager::write_bootstrap_marker(dir, {identity.cluster_id, cfg.cluster.subnet_pool,
-                                                pki->worker_token_hash, pki->manager_token_hash});
+  if (auto w = manager::write_bootstrap_marker(
+          dir, {identity.cluster_id, cfg.cluster.subnet_pool, pki->worker_token_hash,
+                pki->manager_token_hash, pki->ca_root, pki->sealed_ca_key});
       !w) {
     std::fprintf(stderr, "routemesh: cannot write %s: %s\n",
                  manager::bootstrap_marker_path(dir).c_str(), w.error().message().c_str());

@@ -13,6 +13,12 @@ namespace routemesh::cmd {
 struct ClusterInitOptions {
   std::string config_path;
   std::string cert_dir;  // where the CLI's admin credentials go ("" = none)
+  // The operator's own root CA instead of a new one (both or neither): PEM files.
+  std::string ca_cert;
+  std::string ca_key;
+  // Keep that root's key in files (data_dir/tls/ca-key.pem of the managers the operator puts
+  // it on), never in the replicated state. Needs ca_cert and ca_key.
+  bool external_ca = false;
 };
 
 // `routemesh cluster init --config FILE`: creates cluster.data_dir with a new cluster id, the

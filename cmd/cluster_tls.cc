@@ -35,7 +35,7 @@ std::string san_ip(const std::string& address) {
 
 std::optional<InitPki> init_cluster_pki(const config::NodeConfig& cfg,
                                         const std::string& cluster_id, const std::string& node_id,
-                                        const std::string& cert_dir) {
+                                        const std::string& cert_dir, tls::RootChoice root) {
   tls::Subject node{{cluster_id, tls::Role::manager, node_id}, {}, {}};
   for (const std::string& address : {cfg.node.admin, cfg.cluster.peer}) {
     const std::string ip = san_ip(address);
@@ -47,7 +47,7 @@ std::optional<InitPki> init_cluster_pki(const config::NodeConfig& cfg,
     node.names.push_back(cfg.node.name);
   }
   auto pki = tls::new_cluster_pki(node, "admin", unix_now(), cfg.cluster.cert_lifetime_s,
-                                  cfg.cluster.user_cert_lifetime_s);
+                                  cfg.cluster.user_cert_lifetime_s, root);
   if (!pki) {
     std::fprintf(stderr, "routemesh: cannot create the cluster CA: %s\n",
                  pki.error().message().c_str());
@@ -56,7 +56,8 @@ std::optional<InitPki> init_cluster_pki(const config::NodeConfig& cfg,
   const std::string& dir = cfg.cluster.data_dir;
   const tls::ClientCredentials admin{pki->ca_pem, pki->admin_cert_pem, pki->admin_key_pem};
   if (auto w = tls::write_node_credentials(
-          dir, {pki->ca_pem, pki->node_cert_pem, pki->node_key_pem, pki->ca_key_pem});
+          dir, {pki->ca_pem, pki->node_cert_pem, pki->node_key_pem, pki->manager_key,
+                pki->ca_key_pem});
       !w) {
     std::fprintf(stderr, "routemesh: cannot write %s: %s\n", tls::tls_dir(dir).c_str(),
                  w.error().message().c_str());
@@ -80,6 +81,8 @@ std::optional<InitPki> init_cluster_pki(const config::NodeConfig& cfg,
   out.worker_token_hash = tls::secret_hash(pki->worker_token.secret);
   out.manager_token_hash = tls::secret_hash(pki->manager_token.secret);
   out.cert_dir = cert_dir;
+  out.ca_root = pki->ca_pem;
+  out.sealed_ca_key = pki->sealed_ca_key;
   return out;
 }
 
@@ -185,17 +188,18 @@ CaChange follow_cluster_ca(NodeTls& t, const discovery::ClusterCa& ca,
     spdlog::error("cluster: the state's CA root does not parse; keeping this node's roots");
     return out;
   }
-  // A manager holding the previous root's key opens the new one's.
-  if (t.ca && t.ca->digest() != *signing && !ca.sealed_key.empty()) {
-    if (auto opened = t.ca->unseal(ca.roots.front(), ca.sealed_key)) {
+  // A manager opens the signing root's key with its manager key (the key stays in memory).
+  if ((!t.ca || t.ca->digest() != *signing) && !ca.sealed_key.empty() &&
+      !t.credentials.manager_key.empty()) {
+    if (auto opened = tls::open_sealed_ca(ca.roots.front(), ca.sealed_key,
+                                          t.credentials.manager_key)) {
       t.ca = std::make_shared<const tls::CertificateAuthority>(std::move(*opened));
-      t.credentials.ca_key_pem = t.ca->key_pem();
       out.key = true;
-      spdlog::info("cluster: this manager signs with the new root {} from now on", *signing);
+      spdlog::info("cluster: this manager signs with root {}", *signing);
     } else {
       spdlog::warn(
-          "cluster: cannot open the new root's key ({}): this manager does not sign "
-          "until it holds it",
+          "cluster: cannot open the state's CA key with this node's manager key ({}): this "
+          "manager does not sign",
           opened.error().message());
     }
   }
@@ -338,6 +342,27 @@ boost::asio::awaitable<bool> renew_node_certificate(boost::asio::any_io_executor
     }
     t.credentials.cert_pem = cert_pem;
     t.credentials.key_pem = std::move(*key);
+    // The keys a manager holds follow the role the certificate names.
+    std::string manager_key;
+    if (const auto* mk = body.as_object().if_contains("manager_key");
+        mk != nullptr && mk->is_string() && tls::is_manager_key(mk->get_string())) {
+      manager_key = std::string(mk->get_string());
+    }
+    const bool manager = identity->role == tls::Role::manager;
+    if (manager && !manager_key.empty() && manager_key != t.credentials.manager_key) {
+      t.credentials.manager_key = std::move(manager_key);
+      t.ca_version = 0;  // the next follow_cluster_ca opens the state's key with it
+      spdlog::info("cluster: this node holds the manager key now (it may sign)");
+    } else if (!manager && (!t.credentials.manager_key.empty() || t.ca)) {
+      t.credentials.manager_key.clear();
+      t.credentials.ca_key_pem.clear();
+      t.ca.reset();
+      t.ca_version = 0;
+      spdlog::info("cluster: this node is a worker now: it dropped the manager key and the CA");
+    }
+    if (auto w = tls::write_node_credentials(data_dir, t.credentials); !w) {
+      spdlog::error("cluster: cannot write {}: {}", tls::tls_dir(data_dir), w.error().message());
+    }
     auto end = tls::not_after(cert_pem);
     spdlog::info("cluster: renewed this node's certificate via {} ({} until {})", address,
                  tls::to_string(identity->role), end ? *end : 0);

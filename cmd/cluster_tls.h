@@ -15,6 +15,7 @@
 #include "proxy/overlay/overlay.h"
 #include "tls/context.h"
 #include "tls/credentials.h"
+#include "tls/cluster_pki.h"
 #include "tls/pki.h"
 
 #include <memory>
@@ -31,22 +32,28 @@ struct InitPki {
   std::string worker_token_hash;
   std::string manager_token_hash;
   std::string cert_dir;  // "" = no default place (no $HOME): only data_dir/tls/admin has them
+  std::string ca_root;        // PEM: the root, for the bootstrap marker
+  std::string sealed_ca_key;  // its key sealed with the manager key ("" = external CA)
 };
 
 // Creates the PKI of a new cluster whose first manager is node `node_id` of cluster
-// `cluster_id` (tls/cluster_pki.h) and writes data_dir/tls (the CA and its key, the node's
+// `cluster_id` (tls/cluster_pki.h; `root` says whose root and where its key goes) and writes
+// data_dir/tls (the CA, the manager key or, for an external CA, the CA's key, the node's
 // certificate and key, and tls/admin/ with the admin credentials) and the admin credentials
 // into `cert_dir` too (files there are replaced). Errors are printed to stderr; nullopt then.
 std::optional<InitPki> init_cluster_pki(const config::NodeConfig& cfg,
                                         const std::string& cluster_id, const std::string& node_id,
-                                        const std::string& cert_dir);
+                                        const std::string& cert_dir, tls::RootChoice root = {});
 
 // The TLS of a running node.
 struct NodeTls {
   tls::NodeCredentials credentials;
   base::TlsContext server;  // the admin server: the node certificate, client certificates
   base::TlsContext client;  // calls to managers: the node certificate, the CA only
-  std::shared_ptr<const tls::CertificateAuthority> ca;  // null unless this node holds the key
+  // The CA this manager signs with: opened from the state's sealed key with
+  // credentials.manager_key (follow_cluster_ca), or loaded from ca-key.pem (an external CA).
+  // Null on a worker, and on a manager until it has seen the state.
+  std::shared_ptr<const tls::CertificateAuthority> ca;
   // The cluster's revoked certificates, consulted by `server` at every handshake; the node
   // replaces the set from every state it sees (set_revocations).
   std::shared_ptr<tls::Revocations> revoked = std::make_shared<tls::Revocations>();
@@ -73,11 +80,12 @@ struct CaChange {
   bool key = false;    // this manager opened the new root's key (now in NodeTls::ca)
 };
 
-// Root rotation, on every state a node sees: makes `t` trust the state's roots, present its
-// certificate with the cross certificate to the other root while a rotation runs (none
-// otherwise), and, on a manager holding the previous root's key, unseals the new root's key.
-// Files in data_dir/tls follow. Nothing happens before the first rotation (no roots in the
-// state) or when the record did not change since the last call.
+// On every state a node sees: makes `t` trust the state's roots, present its certificate with
+// the cross certificate to the other root while a rotation runs (none otherwise), and, on a
+// manager holding the manager key, opens the signing root's key sealed in the state. Files in
+// data_dir/tls follow (the opened key stays in memory). Nothing happens when the state has no
+// roots (a cluster made before the state kept them, until its first rotation) or when the
+// record did not change since the last call (set ca_version to 0 to look again).
 CaChange follow_cluster_ca(NodeTls& t, const discovery::ClusterCa& ca, const std::string& data_dir);
 
 // Whether `t`'s certificate must be re-issued now: a rotation runs and the new root did not
@@ -97,8 +105,11 @@ std::int64_t renewal_time(const NodeTls& t);
 // Renews the node certificate: a new key, a request signed by the first of `managers` that
 // answers (POST /v1/certs/renew over the current certificate), the new pair written to
 // data_dir/tls (tls::renew_node_credentials) and swapped into `t`'s contexts in place, so
-// connections made from now on present it and no open one drops. Run on the thread that uses
-// the contexts. false (each failure logged) leaves `t` and the files as they were.
+// connections made from now on present it and no open one drops. A manager's answer carries the
+// manager key, which `t` keeps from then on; a certificate naming a worker (a demoted manager)
+// drops the manager key and the CA from `t` and data_dir/tls. When either changes, `t`'s
+// ca_version goes back to 0 so that the next follow_cluster_ca opens the key. Run on the thread
+// that uses the contexts. false (each failure logged) leaves `t` and the files as they were.
 boost::asio::awaitable<bool> renew_node_certificate(boost::asio::any_io_executor ex, NodeTls& t,
                                                     std::string data_dir, std::string node_id,
                                                     std::vector<std::string> managers);

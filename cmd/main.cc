@@ -61,6 +61,18 @@ int main(int argc, char** argv) {
   cluster_init->add_option("--cert-dir", init_options.cert_dir,
                            "where the CLI's admin certificate goes (default: $ROUTEMESH_CERT_DIR, "
                            "else $XDG_CONFIG_HOME/routemesh, else ~/.config/routemesh)");
+  auto* ca_cert_flag = cluster_init->add_option(
+      "--ca-cert", init_options.ca_cert,
+      "use this root CA (PEM, self-signed, CA:TRUE) instead of making a new one");
+  auto* ca_key_flag = cluster_init->add_option("--ca-key", init_options.ca_key,
+                                               "the private key of --ca-cert (PEM, unencrypted)");
+  ca_cert_flag->needs(ca_key_flag);
+  ca_key_flag->needs(ca_cert_flag);
+  cluster_init
+      ->add_flag("--external-ca", init_options.external_ca,
+                 "keep the root's key in files (data_dir/tls/ca-key.pem on the managers you put "
+                 "it on), never in the cluster's state; needs --ca-cert and --ca-key")
+      ->needs(ca_cert_flag);
 
   auto* version = app.add_subcommand("version", "print the version");
 

@@ -34,11 +34,14 @@ boost::system::result<Pair> issue_new(const CertificateAuthority& ca, const Subj
 boost::system::result<ClusterPki> new_cluster_pki(const Subject& node,
                                                   const std::string& admin_name, std::int64_t now,
                                                   std::int64_t node_lifetime,
-                                                  std::int64_t user_lifetime) {
+                                                  std::int64_t user_lifetime, RootChoice root) {
   if (node.identity.role != Role::manager) {
     return errc::bad_request;
   }
-  auto ca = CertificateAuthority::create(node.identity.cluster_id, now);
+  boost::system::result<CertificateAuthority> ca =
+      root.own != nullptr
+          ? CertificateAuthority::load(root.own->certificate_pem(), root.own->key_pem())
+          : CertificateAuthority::create(node.identity.cluster_id, now);
   if (!ca) {
     return ca.error();
   }
@@ -58,7 +61,20 @@ boost::system::result<ClusterPki> new_cluster_pki(const Subject& node,
   }
   ClusterPki out;
   out.ca_pem = ca->certificate_pem();
-  out.ca_key_pem = ca->key_pem();
+  if (root.external) {
+    out.ca_key_pem = ca->key_pem();
+  } else {
+    auto manager_key = new_manager_key();
+    if (!manager_key) {
+      return manager_key.error();
+    }
+    auto sealed = seal_key(ca->key_pem(), *manager_key);
+    if (!sealed) {
+      return sealed.error();
+    }
+    out.manager_key = std::move(*manager_key);
+    out.sealed_ca_key = std::move(*sealed);
+  }
   out.node_cert_pem = std::move(manager->cert);
   out.node_key_pem = std::move(manager->key);
   out.admin_cert_pem = std::move(user->cert);

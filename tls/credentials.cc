@@ -43,12 +43,22 @@ boost::system::result<void> write_node_credentials(const std::string& data_dir,
   if (auto r = private_dir(dir); !r) {
     return r;
   }
-  // The key before the certificate: a node.pem on disk always has its key next to it.
-  if (!credentials.ca_key_pem.empty()) {
-    if (auto r = write(dir, "ca-key.pem", credentials.ca_key_pem, kPrivateMode); !r) {
-      return r;
+  // The keys a manager holds: written when set, removed when not (a demoted manager).
+  for (auto [name, text] : {std::pair{"manager-key", &credentials.manager_key},
+                            std::pair{"ca-key.pem", &credentials.ca_key_pem}}) {
+    if (!text->empty()) {
+      if (auto r = write(dir, name, *text, kPrivateMode); !r) {
+        return r;
+      }
+    } else {
+      std::error_code ec;
+      std::filesystem::remove(dir + "/" + name, ec);
+      if (ec) {
+        return boost::system::error_code(ec.value(), boost::system::system_category());
+      }
     }
   }
+  // The key before the certificate: a node.pem on disk always has its key next to it.
   if (auto r = write(dir, "ca.pem", credentials.ca_pem, kPublicMode); !r) {
     return r;
   }
@@ -110,11 +120,17 @@ boost::system::result<NodeCredentials> read_node_credentials(const std::string& 
       out.key_pem = std::move(*old_key);
     }
   }
-  auto ca_key = read_credential_file(dir + "/ca-key.pem");
-  if (ca_key) {
-    out.ca_key_pem = std::move(*ca_key);
-  } else if (ca_key.error() != errc::missing_file) {
-    return ca_key.error();
+  for (auto [name, field] : {std::pair{"manager-key", &out.manager_key},
+                             std::pair{"ca-key.pem", &out.ca_key_pem}}) {
+    auto text = read_credential_file(dir + "/" + name);
+    if (text) {
+      *field = std::move(*text);
+    } else if (text.error() != errc::missing_file) {
+      return text.error();
+    }
+  }
+  while (!out.manager_key.empty() && (out.manager_key.back() == '\n' || out.manager_key.back() == '\r')) {
+    out.manager_key.pop_back();
   }
   return out;
 }

@@ -5,8 +5,10 @@
 //
 // A node's data_dir (cluster.data_dir):
 //   tls/ca.pem         the cluster CA's certificate (every node)
-//   tls/ca-key.pem     the CA's private key (managers only: the first manager, and every
-//                      manager that joined with the manager token)
+//   tls/manager-key    the manager key (managers only): it opens the signing root's key,
+//                      which the replicated state keeps sealed with it (tls/pki.h, seal_key)
+//   tls/ca-key.pem     the root's private key, only for an external CA (`cluster init
+//                      --external-ca`): the operator puts it on the managers that should sign
 //   tls/node.pem       this node's certificate: routemesh://<cluster>/<manager|worker>/<id>
 //   tls/node-key.pem   its private key (made on this node; never leaves it)
 //   tls/admin/         the first manager only: `cluster init`'s admin client credentials
@@ -27,7 +29,8 @@ struct NodeCredentials {
   std::string ca_pem;
   std::string cert_pem;
   std::string key_pem;
-  std::string ca_key_pem;  // "" = this node holds no CA key
+  std::string manager_key;  // "" = not a manager (or a cluster with an external CA)
+  std::string ca_key_pem;   // "" = no CA key in a file (the usual case: it is in the state)
 };
 
 struct ClientCredentials {
@@ -39,7 +42,8 @@ struct ClientCredentials {
 // data_dir + "/tls".
 std::string tls_dir(const std::string& data_dir);
 
-// Writes the node's files (the CA key only when set), keys 0600. Errors are the errno of the
+// Writes the node's files, keys 0600; manager-key and ca-key.pem are removed when their field is
+// empty. Errors are the errno of the
 // first write that failed (as an error_code of the system category).
 boost::system::result<void> write_node_credentials(const std::string& data_dir,
                                                    const NodeCredentials& credentials);
@@ -50,8 +54,8 @@ boost::system::result<void> renew_node_credentials(const std::string& data_dir,
                                                    const std::string& cert_pem,
                                                    const std::string& key_pem);
 // errc::missing_file when tls/node.pem is absent (a node that never joined, or a data_dir from
-// before the cluster had a CA), errc::io_error when a file cannot be read; ca-key.pem is
-// optional. The contents are not checked here (see check_certificate), except that a
+// before the cluster had a CA), errc::io_error when a file cannot be read; manager-key and
+// ca-key.pem are optional. The contents are not checked here (see check_certificate), except that a
 // node-key.pem that does not pair with node.pem is replaced by node-key.pem.old when that one
 // does (a renewal cut short).
 boost::system::result<NodeCredentials> read_node_credentials(const std::string& data_dir);

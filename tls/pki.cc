@@ -15,6 +15,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include <algorithm>
 #include <array>
 #include <ctime>
 #include <utility>
@@ -174,6 +175,59 @@ const std::string& CertificateAuthority::digest() const {
 
 boost::system::result<CertificateAuthority> CertificateAuthority::create(
     std::string_view cluster_id, std::int64_t now, std::int64_t lifetime) {
+  NamePtr name(X509_NAME_new());
+  if (!name || !add_entry(name.get(), "CN", "routemesh cluster CA") ||
+      !add_entry(name.get(), "O", cluster_id)) {
+    return errc::bad_request;
+  }
+  return make_root(name.get(), now, lifetime);
+}
+
+boost::system::result<CertificateAuthority> CertificateAuthority::successor(
+    std::int64_t now, std::int64_t lifetime) const {
+  return make_root(X509_get_subject_name(impl_->cert.get()), now, lifetime);
+}
+
+boost::system::result<CertificateAuthority> CertificateAuthority::import(std::string_view cert_pem,
+                                                                         std::string_view key_pem,
+                                                                         std::int64_t now) {
+  auto ca = load(cert_pem, key_pem);
+  if (!ca) {
+    return ca.error();
+  }
+  X509* cert = ca->impl_->cert.get();
+  // X509_check_ca: 1 for CA:TRUE (and keyCertSign when a key usage is present).
+  if (X509_check_ca(cert) != 1 || X509_check_issued(cert, cert) != X509_V_OK ||
+      X509_verify(cert, ca->impl_->key.get()) != 1) {
+    ERR_clear_error();
+    return errc::not_a_root;
+  }
+  std::time_t at = static_cast<std::time_t>(now);
+  if (X509_cmp_time(X509_get0_notBefore(cert), &at) > 0 ||
+      X509_cmp_time(X509_get0_notAfter(cert), &at) < 0) {
+    return errc::expired;
+  }
+  EVP_PKEY* key = ca->impl_->key.get();
+  bool supported = false;
+  if (EVP_PKEY_get_base_id(key) == EVP_PKEY_RSA) {
+    supported = EVP_PKEY_get_bits(key) >= 2048;
+  } else if (EVP_PKEY_get_base_id(key) == EVP_PKEY_EC) {
+    std::array<char, 64> group{};
+    std::size_t len = 0;
+    if (EVP_PKEY_get_group_name(key, group.data(), group.size(), &len) == 1) {
+      const std::string_view g(group.data(), len);
+      supported = g == "prime256v1" || g == "P-256" || g == "secp384r1" || g == "P-384";
+    }
+  }
+  if (!supported) {
+    return errc::unsupported_key;
+  }
+  return ca;
+}
+
+boost::system::result<CertificateAuthority> CertificateAuthority::make_root(const X509_NAME* name,
+                                                                            std::int64_t now,
+                                                                            std::int64_t lifetime) {
   auto impl = std::make_unique<Impl>();
   impl->key = new_p256_key();
   impl->cert.reset(X509_new());
@@ -182,12 +236,7 @@ boost::system::result<CertificateAuthority> CertificateAuthority::create(
       !set_validity(cert, now, lifetime) || X509_set_pubkey(cert, impl->key.get()) != 1) {
     return errc::crypto_failure;
   }
-  NamePtr name(X509_NAME_new());
-  if (!name || !add_entry(name.get(), "CN", "routemesh cluster CA") ||
-      !add_entry(name.get(), "O", cluster_id)) {
-    return errc::bad_request;
-  }
-  if (X509_set_subject_name(cert, name.get()) != 1 || X509_set_issuer_name(cert, name.get()) != 1) {
+  if (X509_set_subject_name(cert, name) != 1 || X509_set_issuer_name(cert, name) != 1) {
     return errc::crypto_failure;
   }
   if (!add_extension(cert, cert, NID_basic_constraints, "critical,CA:TRUE,pathlen:0") ||
@@ -332,24 +381,6 @@ boost::system::result<std::string> CertificateAuthority::cross_sign(std::string_
 
 namespace {
 
-// The passphrase that seals a key for the holders of `key`: SHA-256 of its DER, in hex.
-std::string seal_passphrase(EVP_PKEY* key) {
-  unsigned char* der = nullptr;
-  const int n = i2d_PrivateKey(key, &der);
-  if (n <= 0) {
-    return {};
-  }
-  std::array<unsigned char, EVP_MAX_MD_SIZE> md{};
-  unsigned int len = 0;
-  const bool ok =
-      EVP_Digest(der, static_cast<std::size_t>(n), md.data(), &len, EVP_sha256(), nullptr) == 1;
-  OPENSSL_clear_free(der, static_cast<std::size_t>(n));
-  if (!ok) {
-    return {};
-  }
-  return lower_hex(md.data(), len);
-}
-
 // Never asks a terminal: the passphrase is given or reading fails.
 int no_prompt(char*, int, int, void*) {
   return -1;
@@ -357,33 +388,52 @@ int no_prompt(char*, int, int, void*) {
 
 }  // namespace
 
-boost::system::result<std::string> CertificateAuthority::seal_key(std::string_view key_pem) const {
+boost::system::result<std::string> new_manager_key() {
+  std::array<unsigned char, 32> bytes{};
+  if (RAND_bytes(bytes.data(), static_cast<int>(bytes.size())) != 1) {
+    return errc::crypto_failure;
+  }
+  std::string out = lower_hex(bytes.data(), static_cast<unsigned int>(bytes.size()));
+  OPENSSL_cleanse(bytes.data(), bytes.size());
+  return out;
+}
+
+bool is_manager_key(std::string_view text) {
+  return text.size() == 64 && std::all_of(text.begin(), text.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+         });
+}
+
+boost::system::result<std::string> seal_key(std::string_view key_pem,
+                                            std::string_view manager_key) {
+  if (!is_manager_key(manager_key)) {
+    return errc::bad_request;
+  }
   KeyPtr key = read_key(key_pem);
   if (!key) {
     return errc::malformed_pem;
   }
-  std::string pass = seal_passphrase(impl_->key.get());
   BioPtr bio(BIO_new(BIO_s_mem()));
-  if (pass.empty() || !bio ||
-      PEM_write_bio_PKCS8PrivateKey(bio.get(), key.get(), EVP_aes_256_cbc(), pass.data(),
-                                    static_cast<int>(pass.size()), nullptr, nullptr) != 1) {
-    OPENSSL_cleanse(pass.data(), pass.size());
+  if (!bio || PEM_write_bio_PKCS8PrivateKey(bio.get(), key.get(), EVP_aes_256_cbc(),
+                                            manager_key.data(), static_cast<int>(manager_key.size()),
+                                            nullptr, nullptr) != 1) {
     return errc::crypto_failure;
   }
-  OPENSSL_cleanse(pass.data(), pass.size());
   return bio_text(bio.get());
 }
 
-boost::system::result<CertificateAuthority> CertificateAuthority::unseal(
-    std::string_view cert_pem, std::string_view sealed_pem) const {
-  std::string pass = seal_passphrase(impl_->key.get());
-  if (pass.empty()) {
-    return errc::crypto_failure;
+boost::system::result<CertificateAuthority> open_sealed_ca(std::string_view cert_pem,
+                                                           std::string_view sealed_pem,
+                                                           std::string_view manager_key) {
+  if (!is_manager_key(manager_key)) {
+    return errc::bad_request;
   }
+  // With a password callback OpenSSL would prompt; the passphrase goes in as `u` instead (a
+  // NUL-terminated copy: PEM_read_bio_PrivateKey reads it as a C string).
+  std::string pass(manager_key);
   auto bio = read_bio(sealed_pem);
   KeyPtr key;
   if (bio) {
-    // With a password callback OpenSSL would prompt; the passphrase goes in as `u` instead.
     ERR_set_mark();
     key.reset(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, pass.data()));
     ERR_pop_to_mark();
@@ -396,7 +446,7 @@ boost::system::result<CertificateAuthority> CertificateAuthority::unseal(
   if (!key_pem) {
     return key_pem.error();
   }
-  return load(cert_pem, *key_pem);
+  return CertificateAuthority::load(cert_pem, *key_pem);
 }
 
 boost::system::result<std::vector<std::string>> split_certificates(std::string_view pem) {

@@ -19,7 +19,8 @@
 #include <string_view>
 #include <vector>
 
-struct x509_st;  // OpenSSL's X509 (the admin server reads a peer certificate's identity)
+struct x509_st;       // OpenSSL's X509 (the admin server reads a peer certificate's identity)
+struct X509_name_st;  // OpenSSL's X509_NAME
 
 namespace routemesh::tls {
 
@@ -59,6 +60,14 @@ class CertificateAuthority {
   static boost::system::result<CertificateAuthority> load(std::string_view cert_pem,
                                                           std::string_view key_pem);
 
+  // A root the operator brings (`cluster init --ca-cert F --ca-key F`): load(), and then the
+  // certificate must be a self-signed CA (CA:TRUE; keyCertSign when it has a key usage), valid
+  // at `now` (errc::not_a_root, errc::expired), with an ECDSA P-256 or P-384 key or an RSA key
+  // of 2048 bits or more (errc::unsupported_key).
+  static boost::system::result<CertificateAuthority> import(std::string_view cert_pem,
+                                                            std::string_view key_pem,
+                                                            std::int64_t now);
+
   CertificateAuthority(CertificateAuthority&&) noexcept;
   CertificateAuthority& operator=(CertificateAuthority&&) noexcept;
   ~CertificateAuthority();
@@ -85,21 +94,38 @@ class CertificateAuthority {
   // §4.2.1.9). errc::malformed_pem, errc::crypto_failure.
   boost::system::result<std::string> cross_sign(std::string_view root_pem, std::int64_t now) const;
 
-  // `key_pem` encrypted for whoever holds this CA's key: PKCS #8 with PBES2 (AES-256-CBC,
-  // PBKDF2), the passphrase being the SHA-256 of this CA's private key. How a new root's key
-  // reaches the other managers through the replicated state. errc::malformed_pem,
-  // errc::crypto_failure.
-  boost::system::result<std::string> seal_key(std::string_view key_pem) const;
-  // The CA of `cert_pem` whose key `sealed_pem` holds, sealed by this CA's key (seal_key):
-  // errc::malformed_pem (not sealed by this key, or not PEM), errc::key_mismatch.
-  boost::system::result<CertificateAuthority> unseal(std::string_view cert_pem,
-                                                     std::string_view sealed_pem) const;
+  // A new root with this root's subject (and a new P-256 key, CA:TRUE, pathlen 0), for root
+  // rotation: the cross certificates between the two are then self-issued. Errors as create().
+  boost::system::result<CertificateAuthority> successor(std::int64_t now,
+                                                        std::int64_t lifetime = kCaLifetime) const;
 
  private:
   struct Impl;
   explicit CertificateAuthority(std::unique_ptr<Impl> impl);
+  // A new self-signed root named `name`: a P-256 key, CA:TRUE, pathlen 0.
+  static boost::system::result<CertificateAuthority> make_root(const X509_name_st* name,
+                                                               std::int64_t now,
+                                                               std::int64_t lifetime);
   std::unique_ptr<Impl> impl_;
 };
+
+// The manager key: what seals the signing root's key in the replicated state, so that every
+// manager (and only a manager) can sign. 32 bytes from OpenSSL's CSPRNG as 64 lower-case hex
+// digits; errc::crypto_failure.
+boost::system::result<std::string> new_manager_key();
+// Whether `text` has a manager key's form (64 lower-case hex digits).
+bool is_manager_key(std::string_view text);
+
+// `key_pem` sealed with `manager_key`: PKCS #8 with PBES2 (AES-256-CBC, PBKDF2), the manager key
+// as the passphrase. errc::malformed_pem (the key), errc::bad_request (not a manager key),
+// errc::crypto_failure.
+boost::system::result<std::string> seal_key(std::string_view key_pem, std::string_view manager_key);
+// The CA of `cert_pem` whose key `sealed_pem` holds, sealed with `manager_key`:
+// errc::malformed_pem (another manager key, or not PEM), errc::key_mismatch (the key of another
+// certificate), errc::bad_request (not a manager key).
+boost::system::result<CertificateAuthority> open_sealed_ca(std::string_view cert_pem,
+                                                           std::string_view sealed_pem,
+                                                           std::string_view manager_key);
 
 // The certificates of a PEM bundle, each as PEM text, in order (errc::malformed_pem when there is
 // none or one does not parse).

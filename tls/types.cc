@@ -35,6 +35,12 @@ class TlsCategory final : public boost::system::error_category {
         return "credential file missing";
       case errc::io_error:
         return "credential file cannot be read or written";
+      case errc::not_a_root:
+        return "not a self-signed CA certificate (CA:TRUE, allowed to sign certificates)";
+      case errc::expired:
+        return "the certificate is not valid now (expired, or not yet valid)";
+      case errc::unsupported_key:
+        return "unsupported key (ECDSA P-256 or P-384, or RSA of at least 2048 bits)";
     }
     return "unknown tls error " + std::to_string(value);
   }

@@ -63,6 +63,9 @@ enum class errc {
   crypto_failure,     // OpenSSL failed (out of memory, no randomness)
   missing_file,       // a credential file that does not exist
   io_error,           // a credential file that cannot be read or written
+  not_a_root,         // a certificate that is not a self-signed CA certificate
+  expired,            // a certificate outside its validity period
+  unsupported_key,    // a CA key that is neither ECDSA P-256/P-384 nor RSA of 2048+ bits
 };
 
 // Name "routemesh.tls".

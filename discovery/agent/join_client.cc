@@ -159,13 +159,15 @@ asio::awaitable<std::optional<Joined>> secure_join(asio::any_io_executor executo
                   !checked ? checked.error().message() : "it names another node or role");
     co_return std::nullopt;
   }
-  if (role == NodeRole::manager && !tls::CertificateAuthority::load(ca_pem, reply->ca_key)) {
-    spdlog::error("cluster: the join reply from {} carries no valid CA key for a manager", address);
+  // No manager key with an external CA (its key stays in files); a malformed one is refused.
+  if (role == NodeRole::manager && !reply->manager_key.empty() &&
+      !tls::is_manager_key(reply->manager_key)) {
+    spdlog::error("cluster: the join reply from {} carries a malformed manager key", address);
     co_return std::nullopt;
   }
   Joined joined;
   joined.credentials = tls::NodeCredentials{ca_pem, reply->certificate, *key,
-                                            role == NodeRole::manager ? reply->ca_key : ""};
+                                            role == NodeRole::manager ? reply->manager_key : "", ""};
   joined.reply = std::move(*reply);
   co_return joined;
 }

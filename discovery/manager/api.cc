@@ -39,6 +39,12 @@ using admin::Request;
 using admin::Response;
 using raft::node_errc;
 
+// Why a leader cannot sign: the state's key is sealed with a manager key this node lacks (it
+// has not seen the state since it was promoted), or an external CA's key is not in its files.
+constexpr const char* kNoCaKey =
+    "this leader holds no CA key (with an external CA, put the key in data_dir/tls/ca-key.pem "
+    "of the managers that should sign)";
+
 Response json_response(unsigned status, const json::value& value) {
   std::string body = json::serialize(value);
   body += '\n';
@@ -128,6 +134,7 @@ class ApiImpl final : public Api {
       ca_digest_ = digest ? *digest : std::string{};
     }
     ca_ = options_.ca;
+    manager_key_ = options_.manager_key;
     if (options_.registry != nullptr) {
       join_refusals_ = &base::counter_family(
           *options_.registry, "routemesh_cluster_join_refusals_total",
@@ -833,13 +840,13 @@ class ApiImpl final : public Api {
   // ---- join -----------------------------------------------------------------------------------
 
   // The reply to a join: the model's message plus the node's certificate, the CA and, for a
-  // manager, the CA key.
+  // manager, the manager key (none with an external CA).
   Response join_reply(const std::string& node_id, const JoinRequest& j, std::string certificate) {
     JoinReply reply = make_join_reply(state(), node_id);
     reply.certificate = std::move(certificate);
     reply.ca = roots_pem();
     if (j.role == NodeRole::manager) {
-      reply.ca_key = signing_ca()->key_pem();
+      reply.manager_key = manager_key_;
     }
     return Response{200, "application/json", encode_join_reply(reply)};
   }
@@ -933,8 +940,8 @@ class ApiImpl final : public Api {
     }
     if (!signing_ca()) {
       co_return unavailable(
-          "this leader holds no CA key (a worker promoted to manager): it cannot sign the "
-          "node's certificate; join while a manager that holds it leads");
+          "this leader holds no CA key: it cannot sign the node's certificate (with an "
+          "external CA, the managers that should sign need its key in data_dir/tls/ca-key.pem)");
     }
     for (const auto& [id, n] : state().nodes) {
       if (n.name != j.name) {
@@ -1020,9 +1027,11 @@ class ApiImpl final : public Api {
       auto digest = tls::certificate_digest(root);
       roots.emplace_back(digest ? *digest : std::string("?"));
     }
-    json::object body{
-        {"certificate", signing_pem()}, {"digest", signing_digest()}, {"roots", std::move(roots)}};
     const ClusterCa& ca = state().ca;
+    json::object body{{"certificate", signing_pem()},
+                      {"digest", signing_digest()},
+                      {"roots", std::move(roots)},
+                      {"key", ca.sealed_key.empty() ? "file" : "state"}};
     if (ca.rotating()) {
       auto old = tls::certificate_digest(ca.roots[1]);
       json::array waiting;
@@ -1083,20 +1092,27 @@ class ApiImpl final : public Api {
                                         "nodes it waits for)",
                                         ""});
     }
+    if (current.sealed_key.empty()) {
+      co_return error_response(ApiError{
+          409, "conflict",
+          "this cluster's CA key is kept in files (an external CA, or a cluster made before the "
+          "state kept the key): the managers could not open a new root's key, so `cluster ca "
+          "rotate` is not possible",
+          ""});
+    }
     const auto* old_ca = signing_ca();
-    if (old_ca == nullptr) {
-      co_return unavailable("this leader holds no CA key (a worker promoted to manager)");
+    if (old_ca == nullptr || manager_key_.empty()) {
+      co_return unavailable(kNoCaKey);
     }
     const std::int64_t now = unix_now();
-    const std::string cluster_id =
-        state().cluster_id.empty() ? options_.cluster_id : state().cluster_id;
-    auto fresh = tls::CertificateAuthority::create(cluster_id, now);
+    // The old root's subject: the cross certificates are self-issued (tls/pki.h).
+    auto fresh = old_ca->successor(now);
     if (!fresh) {
       co_return unavailable("cannot make a new root: " + fresh.error().message());
     }
     auto cross_new = old_ca->cross_sign(fresh->certificate_pem(), now);
     auto cross_old = fresh->cross_sign(old_ca->certificate_pem(), now);
-    auto sealed = old_ca->seal_key(fresh->key_pem());
+    auto sealed = tls::seal_key(fresh->key_pem(), manager_key_);
     auto worker_secret = tls::new_secret();
     auto manager_secret = tls::new_secret();
     if (!cross_new || !cross_old || !sealed || !worker_secret || !manager_secret) {
@@ -1124,7 +1140,7 @@ class ApiImpl final : public Api {
     if (!result->ok) {
       co_return error_response(from_store_error(result->error));
     }
-    set_ca(std::move(fresh_ca));
+    ca_ = std::move(fresh_ca);
     spdlog::info(
         "api: CA rotation started by {}: new root {}, old root retires after {} s and "
         "once every node holds a new certificate; the join tokens changed",
@@ -1146,7 +1162,7 @@ class ApiImpl final : public Api {
       if (!store_.is_leader()) {
         co_return co_await forward(std::move(req));
       }
-      co_return unavailable("this leader holds no CA key (a worker promoted to manager)");
+      co_return unavailable(kNoCaKey);
     }
     auto body = parse_object(req.body);
     if (!body) {
@@ -1366,7 +1382,7 @@ class ApiImpl final : public Api {
         co_return co_await forward(std::move(req));
       }
       if (!signing_ca()) {
-        co_return unavailable("this leader holds no CA key (a worker promoted to manager)");
+        co_return unavailable(kNoCaKey);
       }
     }
     auto body = parse_object(req.body);
@@ -1433,9 +1449,14 @@ class ApiImpl final : public Api {
     spdlog::info("api: renewed the certificate of {} node {} ({}) until {}",
                  tls::to_string(subject.identity.role), node->second.name, caller.id,
                  end ? *end : 0);
-    co_return json_response(201, json::object{{"certificate", with_chain(*cert)},
-                                              {"ca", roots_pem()},
-                                              {"not_after", end ? *end : 0}});
+    json::object answer{
+        {"certificate", with_chain(*cert)}, {"ca", roots_pem()}, {"not_after", end ? *end : 0}};
+    // A manager (one just promoted too) gets the manager key, which opens the state's sealed
+    // CA key; a worker's answer has none, and a demoted node drops its copy.
+    if (subject.identity.role == tls::Role::manager && !manager_key_.empty()) {
+      answer["manager_key"] = manager_key_;
+    }
+    co_return json_response(201, std::move(answer));
   }
 
   // POST /v1/cluster/tokens/ROLE/rotate.
@@ -1481,10 +1502,10 @@ class ApiImpl final : public Api {
   // ---- the CA this manager signs with ---------------------------------------------------------
 
  public:
-  void set_ca(std::shared_ptr<const tls::CertificateAuthority> ca) override {
-    if (ca) {
-      ca_ = std::move(ca);
-    }
+  void set_signing(std::shared_ptr<const tls::CertificateAuthority> ca,
+                   std::string manager_key) override {
+    ca_ = std::move(ca);
+    manager_key_ = std::move(manager_key);
   }
 
  private:
@@ -1719,7 +1740,8 @@ class ApiImpl final : public Api {
   asio::steady_timer reconcile_timer_;
   base::KeepAliveClient forward_client_;  // follower -> leader: one connection, not one per write
   std::string ca_digest_;                 // of options_.ca_pem: what join tokens must pin
-  std::shared_ptr<const tls::CertificateAuthority> ca_;  // options_.ca, then set_ca's
+  std::shared_ptr<const tls::CertificateAuthority> ca_;  // options_.ca, then set_signing's
+  std::string manager_key_;  // options_.manager_key, then set_signing's ("" = none)
   std::string signing_digest_;  // of the state's first root, at digest_version_
   std::uint64_t digest_version_ = std::numeric_limits<std::uint64_t>::max();
   prometheus::Family<prometheus::Counter>* join_refusals_ = nullptr;

@@ -25,10 +25,12 @@
 //   POST    /v1/nodes/ID/demote            -> a worker and a Raft learner
 //   POST    /v1/nodes/join                 {name, role, api, peer?, overlay?, token, csr}
 //                                          -> {cluster_id, node_id, managers, certificate,
-//                                              ca, ca_key (managers)}
-//   GET     /v1/ca                         -> {certificate, digest, roots, rotation?}: the
-//                                              signing root, every trusted root's digest and
-//                                              a running rotation's progress
+//                                              ca, manager_key (managers)}
+//   GET     /v1/ca                         -> {certificate, digest, roots, key, rotation?}:
+//                                              the signing root, every trusted root's digest,
+//                                              where its key is ("state": sealed there;
+//                                              "file": an external CA) and a running
+//                                              rotation's progress
 //   POST    /v1/ca/rotate                  {grace_s?} -> 201 {digest, retire_after,
 //                                              worker_token, manager_token, revision}: a new
 //                                              root (admin; tls/README.md, "Root rotation")
@@ -93,6 +95,9 @@ struct ApiOptions {
   // forwarded to the leader, or answered 503 on a leader without the key).
   std::string ca_pem;
   std::shared_ptr<const tls::CertificateAuthority> ca;
+  // The manager key (tls/pki.h): joins of managers and their renewals carry it; a rotation
+  // seals the new root's key with it. "" = none (an external CA, or a worker).
+  std::string manager_key;
   // Lifetime of the node certificates this manager signs (joins, renewals):
   // cluster.cert_lifetime_s.
   std::chrono::seconds node_cert_lifetime{90 * 24 * 3600};
@@ -116,9 +121,11 @@ class Api {
   // stop(); membership changes are one at a time (Raft's single-server changes).
   virtual void start() = 0;
   virtual void stop() = 0;
-  // Root rotation: the CA this manager signs with from now on (the node unsealed it from the
-  // state, or loaded it). Used only while its root is the state's signing root.
-  virtual void set_ca(std::shared_ptr<const tls::CertificateAuthority> ca) = 0;
+  // What this manager signs with from now on: the CA (opened from the state with the manager
+  // key, or loaded from a file; used only while its root is the state's signing root) and the
+  // manager key. Null and "" take them away (a demoted manager).
+  virtual void set_signing(std::shared_ptr<const tls::CertificateAuthority> ca,
+                           std::string manager_key) = 0;
 
  protected:
   Api() = default;

@@ -40,7 +40,9 @@ boost::system::result<void> write_bootstrap_marker(const std::string& data_dir,
   json::object o{{"cluster_id", marker.cluster_id},
                  {"subnet_pool", marker.subnet_pool},
                  {"worker_token_hash", marker.worker_token_hash},
-                 {"manager_token_hash", marker.manager_token_hash}};
+                 {"manager_token_hash", marker.manager_token_hash},
+                 {"ca_root", marker.ca_root},
+                 {"sealed_ca_key", marker.sealed_ca_key}};
   return base::write_file_atomic(data_dir, kBootstrapFile, json::serialize(o) + "\n");
 }
 
@@ -57,7 +59,8 @@ std::optional<BootstrapMarker> read_bootstrap_marker(const std::string& data_dir
   const json::object& o = v.as_object();
   return BootstrapMarker{string_field(o, "cluster_id"), string_field(o, "subnet_pool"),
                          string_field(o, "worker_token_hash"),
-                         string_field(o, "manager_token_hash")};
+                         string_field(o, "manager_token_hash"), string_field(o, "ca_root"),
+                         string_field(o, "sealed_ca_key")};
 }
 
 asio::awaitable<void> bootstrap_cluster(store::Store& store, BootstrapOptions options) {
@@ -71,7 +74,16 @@ asio::awaitable<void> bootstrap_cluster(store::Store& store, BootstrapOptions op
   if (!options.manager_token_hash.empty()) {
     settings.manager_token_hash = options.manager_token_hash;
   }
-  const std::vector<store::Command> commands{settings, store::NodeAdd{options.self}};
+  std::vector<store::Command> commands{settings};
+  if (!options.ca_root.empty()) {
+    // The root and its sealed key (version 0: only the first time; an interrupted bootstrap
+    // that runs again finds it there).
+    store::CaSet ca;
+    ca.ca.roots = {options.ca_root};
+    ca.ca.sealed_key = options.sealed_ca_key;
+    commands.emplace_back(std::move(ca));
+  }
+  commands.emplace_back(store::NodeAdd{options.self});
   std::size_t done = 0;
   while (!store.stopped() && done < commands.size()) {
     std::chrono::milliseconds wait{0};
@@ -83,7 +95,8 @@ asio::awaitable<void> bootstrap_cluster(store::Store& store, BootstrapOptions op
         spdlog::warn("cluster: bootstrap write not applied ({}); retrying", r.error().message());
         wait = std::chrono::milliseconds(200);
       } else {
-        if (!r->ok && r->error.code != store::errc::conflict) {
+        if (!r->ok && r->error.code != store::errc::conflict &&
+            r->error.code != store::errc::version_mismatch) {
           spdlog::error("cluster: bootstrap write rejected: {} {}", r->error.field,
                         r->error.message);
         }

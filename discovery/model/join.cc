@@ -163,7 +163,7 @@ std::string encode_join_reply(const JoinReply& reply) {
                  {"node_id", reply.node_id},
                  {"managers", std::move(managers)}};
   for (auto [key, value] : {std::pair{"certificate", &reply.certificate},
-                            std::pair{"ca", &reply.ca}, std::pair{"ca_key", &reply.ca_key}}) {
+                            std::pair{"ca", &reply.ca}, std::pair{"manager_key", &reply.manager_key}}) {
     if (!value->empty()) {
       o[key] = *value;
     }
@@ -201,7 +201,7 @@ boost::system::result<JoinReply, StateError> decode_join_reply(std::string_view 
   }
   reply.certificate = lenient_string(o, "certificate");
   reply.ca = lenient_string(o, "ca");
-  reply.ca_key = lenient_string(o, "ca_key");
+  reply.manager_key = lenient_string(o, "manager_key");
   return reply;
 }
 

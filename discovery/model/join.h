@@ -7,13 +7,15 @@
 //   request: {"name","role":"manager|worker","api":"IP:PORT","peer":"IP:PORT"?,
 //             "overlay":"IP:PORT"?,"token"?,"csr"?}
 //   reply:   {"cluster_id","node_id","managers":[{"id","name","api","peer"}...],
-//             "certificate"?,"ca"?,"ca_key"?}
+//             "certificate"?,"ca"?,"manager_key"?}
 //
 // The token (tls/token.h) says which role the node may join as; the csr is a PEM certificate
 // request for the key the node made for itself, and the reply's certificate (PEM) is the
 // manager's answer to it, issued by the cluster CA (`ca`, PEM). A manager's reply also carries
-// the CA's key (`ca_key`, PEM), so that every manager can sign. Both travel only over TLS to a
-// node that proved it holds the token and pinned the CA (discovery/agent/join_client.h).
+// the manager key (`manager_key`, 64 hex digits), which opens the CA's key that the state keeps
+// sealed, so that every manager can sign (none with an external CA, whose key stays in files).
+// Both travel only over TLS to a node that proved it holds the token and pinned the CA
+// (discovery/agent/join_client.h).
 //
 // Errors are StateError values: `path` names the field ("" for the body as a whole), `message`
 // says what is wrong; `conflict` is never set here.
@@ -66,7 +68,7 @@ struct JoinReply {
   std::vector<JoinManager> managers;
   std::string certificate;  // PEM: the node's certificate
   std::string ca;           // PEM: the cluster CA's certificate
-  std::string ca_key;       // PEM: the CA's key (managers only)
+  std::string manager_key;  // managers only: opens the state's sealed CA key (tls/pki.h)
   bool operator==(const JoinReply&) const = default;
 };
 

@@ -145,8 +145,13 @@ class SecurityTest(unittest.TestCase):
             self.assertIn(f"URI:routemesh://{cluster_id}/{role}/{node.id}", text)
             self.assertIn(f"IP Address:{node.ip}", text)
             self.assertEqual(mode(os.path.join(tls_dir, "node-key.pem")), 0o600)
-            # Managers can sign (the CA key came with the manager token); workers cannot.
-            self.assertEqual(os.path.exists(os.path.join(tls_dir, "ca-key.pem")), role == "manager")
+            # Managers can sign: the manager key (it came with the manager token) opens the CA
+            # key sealed in the state. Workers hold neither; no node keeps the CA key in a file.
+            manager_key = os.path.join(tls_dir, "manager-key")
+            self.assertEqual(os.path.exists(manager_key), role == "manager")
+            if role == "manager":
+                self.assertEqual(mode(manager_key), 0o600)
+            self.assertFalse(os.path.exists(os.path.join(tls_dir, "ca-key.pem")))
         admin = openssl_text(os.path.join(self.c.cert_dir, "cert.pem"))
         self.assertIn(f"URI:routemesh://{cluster_id}/admin/admin", admin)
         self.assertEqual(mode(os.path.join(self.c.cert_dir, "key.pem")), 0o600)

@@ -22,13 +22,13 @@ unsigned mode_of(const std::string& path) {
 
 }  // namespace
 
-TEST_CASE("node credentials round-trip; keys are private, the CA key optional") {
+TEST_CASE("node credentials round-trip; keys are private, a manager's optional and removable") {
   test::TempDir dir("rm-tls");
   auto missing = tls::read_node_credentials(dir.path);
   REQUIRE_FALSE(missing.has_value());
   CHECK(missing.error() == tls::errc::missing_file);
 
-  tls::NodeCredentials worker{"CA", "CERT", "KEY", ""};
+  tls::NodeCredentials worker{"CA", "CERT", "KEY", "", ""};
   REQUIRE(tls::write_node_credentials(dir.path, worker).has_value());
   auto read = tls::read_node_credentials(dir.path);
   REQUIRE(read.has_value());
@@ -36,17 +36,31 @@ TEST_CASE("node credentials round-trip; keys are private, the CA key optional") 
   CHECK(read->cert_pem == "CERT");
   CHECK(read->key_pem == "KEY");
   CHECK(read->ca_key_pem.empty());
+  CHECK(read->manager_key.empty());
   const std::string tls_dir = tls::tls_dir(dir.path);
   CHECK(mode_of(tls_dir) == 0700);
   CHECK(mode_of(tls_dir + "/node-key.pem") == 0600);
   CHECK(mode_of(tls_dir + "/node.pem") == 0644);
 
-  tls::NodeCredentials manager{"CA", "CERT2", "KEY2", "CAKEY"};
+  const std::string manager_key(64, 'a');
+  tls::NodeCredentials manager{"CA", "CERT2", "KEY2", manager_key, "CAKEY"};
   REQUIRE(tls::write_node_credentials(dir.path, manager).has_value());
   read = tls::read_node_credentials(dir.path);
   REQUIRE(read.has_value());
   CHECK(read->ca_key_pem == "CAKEY");
+  CHECK(read->manager_key == manager_key);
   CHECK(mode_of(tls_dir + "/ca-key.pem") == 0600);
+  CHECK(mode_of(tls_dir + "/manager-key") == 0600);
+
+  // Demoted: the keys go away with the fields.
+  REQUIRE(tls::write_node_credentials(dir.path, worker).has_value());
+  read = tls::read_node_credentials(dir.path);
+  REQUIRE(read.has_value());
+  CHECK(read->ca_key_pem.empty());
+  CHECK(read->manager_key.empty());
+  struct stat st {};
+  CHECK(::stat((tls_dir + "/manager-key").c_str(), &st) != 0);
+  CHECK(::stat((tls_dir + "/ca-key.pem").c_str(), &st) != 0);
 }
 
 TEST_CASE("the CLI's credentials: the default place and the files") {

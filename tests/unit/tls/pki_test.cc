@@ -198,7 +198,7 @@ TEST_CASE("a new cluster's PKI: CA, first manager, admin and two tokens pinning 
       {"c0ffee00c0ffee00", tls::Role::manager, "00000000000000a1"}, {"127.0.0.11"}, {"n1"}};
   auto pki = tls::new_cluster_pki(first, "admin", kNow);
   REQUIRE(pki.has_value());
-  auto ca = tls::CertificateAuthority::load(pki->ca_pem, pki->ca_key_pem);
+  auto ca = tls::open_sealed_ca(pki->ca_pem, pki->sealed_ca_key, pki->manager_key);
   REQUIRE(ca.has_value());
   CHECK(
       tls::check_certificate(pki->node_cert_pem, pki->ca_pem, pki->node_key_pem, kNow).has_value());
@@ -264,19 +264,112 @@ TEST_CASE("root rotation: cross certificates let a leaf of either root verify ag
   CHECK(!tls::split_certificates("no PEM here"));
 }
 
-TEST_CASE("a sealed CA key opens only with the sealing CA's key") {
-  auto old_root = new_ca();
-  auto new_root = new_ca();
-  auto sealed = old_root.seal_key(new_root.key_pem());
+TEST_CASE("a sealed CA key opens only with the manager key that sealed it") {
+  auto root = new_ca();
+  auto manager_key = tls::new_manager_key();
+  REQUIRE(manager_key.has_value());
+  CHECK(tls::is_manager_key(*manager_key));
+  CHECK(*manager_key != *tls::new_manager_key());
+  auto sealed = tls::seal_key(root.key_pem(), *manager_key);
   REQUIRE(sealed.has_value());
   CHECK(sealed->find("ENCRYPTED PRIVATE KEY") != std::string::npos);
-  CHECK(sealed->find(new_root.key_pem()) == std::string::npos);
-  auto opened = old_root.unseal(new_root.certificate_pem(), *sealed);
+  CHECK(sealed->find(root.key_pem()) == std::string::npos);
+  auto opened = tls::open_sealed_ca(root.certificate_pem(), *sealed, *manager_key);
   REQUIRE(opened.has_value());
-  CHECK(opened->digest() == new_root.digest());
-  CHECK(opened->key_pem() == new_root.key_pem());
-  // Someone else's key does not open it; the wrong certificate does not go with it.
+  CHECK(opened->digest() == root.digest());
+  CHECK(opened->key_pem() == root.key_pem());
+  // Another manager key does not open it; the wrong certificate does not go with it.
+  auto other_key = tls::new_manager_key();
+  REQUIRE(other_key.has_value());
+  CHECK(tls::open_sealed_ca(root.certificate_pem(), *sealed, *other_key).error() ==
+        tls::errc::malformed_pem);
   auto stranger = new_ca();
-  CHECK(stranger.unseal(new_root.certificate_pem(), *sealed).error() == tls::errc::malformed_pem);
-  CHECK(old_root.unseal(stranger.certificate_pem(), *sealed).error() == tls::errc::key_mismatch);
+  CHECK(tls::open_sealed_ca(stranger.certificate_pem(), *sealed, *manager_key).error() ==
+        tls::errc::key_mismatch);
+  // Only a manager key's form is taken.
+  CHECK(tls::seal_key(root.key_pem(), "short").error() == tls::errc::bad_request);
+  CHECK(tls::open_sealed_ca(root.certificate_pem(), *sealed, manager_key->substr(1) + "G")
+            .error() == tls::errc::bad_request);
+  CHECK(!tls::is_manager_key(std::string(64, 'A')));
+}
+
+TEST_CASE("a new cluster's PKI seals the root's key, or leaves it in a file for an external CA") {
+  const tls::Subject first{
+      {"c0ffee00c0ffee00", tls::Role::manager, "00000000000000a1"}, {"127.0.0.11"}, {"n1"}};
+  auto pki = tls::new_cluster_pki(first, "admin", kNow);
+  REQUIRE(pki.has_value());
+  CHECK(pki->ca_key_pem.empty());
+  auto opened = tls::open_sealed_ca(pki->ca_pem, pki->sealed_ca_key, pki->manager_key);
+  REQUIRE(opened.has_value());
+  CHECK(tls::check_certificate(pki->node_cert_pem, opened->certificate_pem(), "", kNow));
+
+  // The operator's root: the same certificate, its key sealed or (external) in a file.
+  auto own = new_ca("0wn0wn0wn0wn0wn0");
+  for (bool external : {false, true}) {
+    auto made = tls::new_cluster_pki(first, "admin", kNow, tls::kNodeLifetime,
+                                     tls::kUserLifetime, tls::RootChoice{&own, external});
+    REQUIRE(made.has_value());
+    CHECK(made->ca_pem == own.certificate_pem());
+    CHECK(made->worker_token.ca_digest == own.digest());
+    CHECK(tls::check_certificate(made->node_cert_pem, own.certificate_pem(), made->node_key_pem,
+                                 kNow));
+    if (external) {
+      CHECK(made->ca_key_pem == own.key_pem());
+      CHECK(made->manager_key.empty());
+      CHECK(made->sealed_ca_key.empty());
+    } else {
+      CHECK(made->ca_key_pem.empty());
+      auto back = tls::open_sealed_ca(made->ca_pem, made->sealed_ca_key, made->manager_key);
+      REQUIRE(back.has_value());
+      CHECK(back->key_pem() == own.key_pem());
+    }
+  }
+}
+
+TEST_CASE("an imported root must be a self-signed CA, valid now, with a key routemesh signs with") {
+  auto root = new_ca();
+  auto imported = tls::CertificateAuthority::import(root.certificate_pem(), root.key_pem(), kNow);
+  REQUIRE(imported.has_value());
+  CHECK(imported->digest() == root.digest());
+  // A leaf is no root.
+  const Issued leaf = issue(root, node_subject());
+  CHECK(tls::CertificateAuthority::import(leaf.cert, leaf.key, kNow).error() ==
+        tls::errc::not_a_root);
+  // A cross certificate is a CA, but not self-signed.
+  auto other = new_ca();
+  auto cross = root.cross_sign(other.certificate_pem(), kNow);
+  REQUIRE(cross.has_value());
+  CHECK(tls::CertificateAuthority::import(*cross, other.key_pem(), kNow).error() ==
+        tls::errc::not_a_root);
+  // Outside its validity, and with another key.
+  CHECK(tls::CertificateAuthority::import(root.certificate_pem(), root.key_pem(),
+                                          kNow + tls::kCaLifetime + tls::kDay)
+            .error() == tls::errc::expired);
+  CHECK(tls::CertificateAuthority::import(root.certificate_pem(), root.key_pem(),
+                                          kNow - tls::kDay)
+            .error() == tls::errc::expired);
+  CHECK(tls::CertificateAuthority::import(root.certificate_pem(), other.key_pem(), kNow).error() ==
+        tls::errc::key_mismatch);
+  CHECK(tls::CertificateAuthority::import("junk", root.key_pem(), kNow).error() ==
+        tls::errc::malformed_pem);
+}
+
+TEST_CASE("a root's successor has its subject, so the cross certificates are self-issued") {
+  auto old_root = new_ca("0wn0wn0wn0wn0wn0");
+  auto next = old_root.successor(kNow);
+  REQUIRE(next.has_value());
+  CHECK(next->digest() != old_root.digest());
+  auto cross_new = old_root.cross_sign(next->certificate_pem(), kNow);
+  auto cross_old = next->cross_sign(old_root.certificate_pem(), kNow);
+  REQUIRE(cross_new.has_value());
+  REQUIRE(cross_old.has_value());
+  const Issued fresh = issue(*next, node_subject());
+  const Issued stale = issue(old_root, node_subject());
+  CHECK(tls::check_certificate(fresh.cert + *cross_new, old_root.certificate_pem(), fresh.key,
+                               kNow + 60));
+  CHECK(tls::check_certificate(stale.cert + *cross_old, next->certificate_pem(), stale.key,
+                               kNow + 60));
+  // A successor is a root of its own: importable.
+  CHECK(tls::CertificateAuthority::import(next->certificate_pem(), next->key_pem(), kNow + 60)
+            .has_value());
 }

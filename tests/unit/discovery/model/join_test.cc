@@ -73,14 +73,14 @@ TEST_CASE("join request: what the agent encodes the manager parses back") {
 TEST_CASE("join reply: the certificate, the CA and the CA key travel when set") {
   JoinReply reply{"c0ffee", "00000000000000b2", {}, "CERT\n", "CA\n", ""};
   const std::string body = encode_join_reply(reply);
-  CHECK(body.find("ca_key") == std::string::npos);
+  CHECK(body.find("manager_key") == std::string::npos);
   auto back = decode_join_reply(body);
   REQUIRE(back.has_value());
   CHECK(*back == reply);
-  reply.ca_key = "KEY\n";
+  reply.manager_key = "KEY";
   back = decode_join_reply(encode_join_reply(reply));
   REQUIRE(back.has_value());
-  CHECK(back->ca_key == "KEY\n");
+  CHECK(back->manager_key == "KEY");
 }
 
 TEST_CASE("join reply: lists the state's managers and decodes back") {
