@@ -1090,6 +1090,10 @@ int CliCommandsImpl::ca_status() {
     return 0;
   }
   print_out("root: " + cli::field(*o, "digest"));
+  const std::string key = cli::field(*o, "key");
+  print_out(key == "file"    ? "key: in files (external CA: the managers holding ca-key.pem sign)"
+            : key == "state" ? "key: sealed in the cluster state (every manager signs)"
+                             : "key: " + key);
   const json::value* rotation = o->if_contains("rotation");
   if (rotation == nullptr || !rotation->is_object()) {
     print_out("rotating: no");

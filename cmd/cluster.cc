@@ -532,14 +532,14 @@ int run_cluster_init(const ClusterInitOptions& options) {
                    (cert_bad ? cert.error() : key.error()).message().c_str());
       return 2;
     }
-    auto root = tls::CertificateAuthority::import(*cert, *key, static_cast<std::int64_t>(std::time(nullptr)));
+    auto root = tls::CertificateAuthority::import(*cert, *key,
+                                                  static_cast<std::int64_t>(std::time(nullptr)));
     if (!root) {
       // Name the flag the error is about: the key for a key that is not the certificate's
       // (or not a key), the certificate otherwise.
-      const bool about_key = root.error() == tls::errc::key_mismatch ||
-                             root.error() == tls::errc::unsupported_key ||
-                             (root.error() == tls::errc::malformed_pem &&
-                              tls::certificate_digest(*cert).has_value());
+      const bool about_key =
+          root.error() == tls::errc::key_mismatch || root.error() == tls::errc::unsupported_key ||
+          (root.error() == tls::errc::malformed_pem && tls::certificate_digest(*cert).has_value());
       std::fprintf(stderr, "routemesh: %s %s: %s\n", about_key ? "--ca-key" : "--ca-cert",
                    (about_key ? options.ca_key : options.ca_cert).c_str(),
                    root.error().message().c_str());
@@ -550,9 +550,9 @@ int run_cluster_init(const ClusterInitOptions& options) {
   raft::Identity identity{manager::hex_id(random_id()), random_id(), cfg.node.name};
   // The credentials, then the marker (it holds the tokens' hashes): an identity without them
   // would start as a member of nothing.
-  auto pki = init_cluster_pki(cfg, identity.cluster_id, raft::format_node_id(identity.node_id),
-                              options.cert_dir,
-                              tls::RootChoice{own_root ? &*own_root : nullptr, options.external_ca});
+  auto pki = init_cluster_pki(
+      cfg, identity.cluster_id, raft::format_node_id(identity.node_id), options.cert_dir,
+      tls::RootChoice{own_root ? &*own_root : nullptr, options.external_ca});
   if (!pki) {
     return 1;
   }

@@ -55,9 +55,8 @@ std::optional<InitPki> init_cluster_pki(const config::NodeConfig& cfg,
   }
   const std::string& dir = cfg.cluster.data_dir;
   const tls::ClientCredentials admin{pki->ca_pem, pki->admin_cert_pem, pki->admin_key_pem};
-  if (auto w = tls::write_node_credentials(
-          dir, {pki->ca_pem, pki->node_cert_pem, pki->node_key_pem, pki->manager_key,
-                pki->ca_key_pem});
+  if (auto w = tls::write_node_credentials(dir, {pki->ca_pem, pki->node_cert_pem, pki->node_key_pem,
+                                                 pki->manager_key, pki->ca_key_pem});
       !w) {
     std::fprintf(stderr, "routemesh: cannot write %s: %s\n", tls::tls_dir(dir).c_str(),
                  w.error().message().c_str());
@@ -191,8 +190,8 @@ CaChange follow_cluster_ca(NodeTls& t, const discovery::ClusterCa& ca,
   // A manager opens the signing root's key with its manager key (the key stays in memory).
   if ((!t.ca || t.ca->digest() != *signing) && !ca.sealed_key.empty() &&
       !t.credentials.manager_key.empty()) {
-    if (auto opened = tls::open_sealed_ca(ca.roots.front(), ca.sealed_key,
-                                          t.credentials.manager_key)) {
+    if (auto opened =
+            tls::open_sealed_ca(ca.roots.front(), ca.sealed_key, t.credentials.manager_key)) {
       t.ca = std::make_shared<const tls::CertificateAuthority>(std::move(*opened));
       out.key = true;
       spdlog::info("cluster: this manager signs with root {}", *signing);

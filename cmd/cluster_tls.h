@@ -13,9 +13,9 @@
 #include "config/types.h"
 #include "discovery/model/types.h"
 #include "proxy/overlay/overlay.h"
+#include "tls/cluster_pki.h"
 #include "tls/context.h"
 #include "tls/credentials.h"
-#include "tls/cluster_pki.h"
 #include "tls/pki.h"
 
 #include <memory>
@@ -31,7 +31,7 @@ struct InitPki {
   std::string manager_token;
   std::string worker_token_hash;
   std::string manager_token_hash;
-  std::string cert_dir;  // "" = no default place (no $HOME): only data_dir/tls/admin has them
+  std::string cert_dir;       // "" = no default place (no $HOME): only data_dir/tls/admin has them
   std::string ca_root;        // PEM: the root, for the bootstrap marker
   std::string sealed_ca_key;  // its key sealed with the manager key ("" = external CA)
 };

@@ -17,9 +17,9 @@ namespace routemesh::tls {
 
 struct ClusterPki {
   std::string ca_pem;
-  std::string manager_key;     // "" with an external CA
-  std::string sealed_ca_key;   // the root's key sealed with manager_key ("" with an external CA)
-  std::string ca_key_pem;      // only with an external CA: the key stays in a file
+  std::string manager_key;    // "" with an external CA
+  std::string sealed_ca_key;  // the root's key sealed with manager_key ("" with an external CA)
+  std::string ca_key_pem;     // only with an external CA: the key stays in a file
   std::string node_cert_pem;  // the first manager: routemesh://<cluster>/manager/<node id>
   std::string node_key_pem;
   std::string admin_cert_pem;  // routemesh://<cluster>/admin/<admin name>

@@ -120,8 +120,8 @@ boost::system::result<NodeCredentials> read_node_credentials(const std::string& 
       out.key_pem = std::move(*old_key);
     }
   }
-  for (auto [name, field] : {std::pair{"manager-key", &out.manager_key},
-                             std::pair{"ca-key.pem", &out.ca_key_pem}}) {
+  for (auto [name, field] :
+       {std::pair{"manager-key", &out.manager_key}, std::pair{"ca-key.pem", &out.ca_key_pem}}) {
     auto text = read_credential_file(dir + "/" + name);
     if (text) {
       *field = std::move(*text);
@@ -129,7 +129,8 @@ boost::system::result<NodeCredentials> read_node_credentials(const std::string& 
       return text.error();
     }
   }
-  while (!out.manager_key.empty() && (out.manager_key.back() == '\n' || out.manager_key.back() == '\r')) {
+  while (!out.manager_key.empty() &&
+         (out.manager_key.back() == '\n' || out.manager_key.back() == '\r')) {
     out.manager_key.pop_back();
   }
   return out;

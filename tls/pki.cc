@@ -414,9 +414,9 @@ boost::system::result<std::string> seal_key(std::string_view key_pem,
     return errc::malformed_pem;
   }
   BioPtr bio(BIO_new(BIO_s_mem()));
-  if (!bio || PEM_write_bio_PKCS8PrivateKey(bio.get(), key.get(), EVP_aes_256_cbc(),
-                                            manager_key.data(), static_cast<int>(manager_key.size()),
-                                            nullptr, nullptr) != 1) {
+  if (!bio ||
+      PEM_write_bio_PKCS8PrivateKey(bio.get(), key.get(), EVP_aes_256_cbc(), manager_key.data(),
+                                    static_cast<int>(manager_key.size()), nullptr, nullptr) != 1) {
     return errc::crypto_failure;
   }
   return bio_text(bio.get());

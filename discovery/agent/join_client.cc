@@ -166,8 +166,8 @@ asio::awaitable<std::optional<Joined>> secure_join(asio::any_io_executor executo
     co_return std::nullopt;
   }
   Joined joined;
-  joined.credentials = tls::NodeCredentials{ca_pem, reply->certificate, *key,
-                                            role == NodeRole::manager ? reply->manager_key : "", ""};
+  joined.credentials = tls::NodeCredentials{
+      ca_pem, reply->certificate, *key, role == NodeRole::manager ? reply->manager_key : "", ""};
   joined.reply = std::move(*reply);
   co_return joined;
 }

@@ -1741,7 +1741,7 @@ class ApiImpl final : public Api {
   base::KeepAliveClient forward_client_;  // follower -> leader: one connection, not one per write
   std::string ca_digest_;                 // of options_.ca_pem: what join tokens must pin
   std::shared_ptr<const tls::CertificateAuthority> ca_;  // options_.ca, then set_signing's
-  std::string manager_key_;  // options_.manager_key, then set_signing's ("" = none)
+  std::string manager_key_;     // options_.manager_key, then set_signing's ("" = none)
   std::string signing_digest_;  // of the state's first root, at digest_version_
   std::uint64_t digest_version_ = std::numeric_limits<std::uint64_t>::max();
   prometheus::Family<prometheus::Counter>* join_refusals_ = nullptr;

@@ -57,10 +57,10 @@ std::optional<BootstrapMarker> read_bootstrap_marker(const std::string& data_dir
     return std::nullopt;
   }
   const json::object& o = v.as_object();
-  return BootstrapMarker{string_field(o, "cluster_id"), string_field(o, "subnet_pool"),
-                         string_field(o, "worker_token_hash"),
-                         string_field(o, "manager_token_hash"), string_field(o, "ca_root"),
-                         string_field(o, "sealed_ca_key")};
+  return BootstrapMarker{
+      string_field(o, "cluster_id"),        string_field(o, "subnet_pool"),
+      string_field(o, "worker_token_hash"), string_field(o, "manager_token_hash"),
+      string_field(o, "ca_root"),           string_field(o, "sealed_ca_key")};
 }
 
 asio::awaitable<void> bootstrap_cluster(store::Store& store, BootstrapOptions options) {

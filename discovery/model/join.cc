@@ -162,8 +162,9 @@ std::string encode_join_reply(const JoinReply& reply) {
   json::object o{{"cluster_id", reply.cluster_id},
                  {"node_id", reply.node_id},
                  {"managers", std::move(managers)}};
-  for (auto [key, value] : {std::pair{"certificate", &reply.certificate},
-                            std::pair{"ca", &reply.ca}, std::pair{"manager_key", &reply.manager_key}}) {
+  for (auto [key, value] :
+       {std::pair{"certificate", &reply.certificate}, std::pair{"ca", &reply.ca},
+        std::pair{"manager_key", &reply.manager_key}}) {
     if (!value->empty()) {
       o[key] = *value;
     }

@@ -353,7 +353,8 @@ class ClusterNode:
     def init(self):
         """`routemesh cluster init --config` (first manager only). Returns its stdout."""
         r = subprocess.run(self._prefix() + [bin_path(), "cluster", "init", "--config", self.config_path,
-                                             "--cert-dir", self.cluster.cert_dir],
+                                             "--cert-dir", self.cluster.cert_dir,
+                                             *self.cluster.init_args],
                            capture_output=True, text=True, timeout=30)
         if r.returncode != 0:
             raise AssertionError(f"cluster init for {self.name} exited {r.returncode}:\n{r.stdout}\n{r.stderr}")
@@ -525,13 +526,15 @@ class ClusterNode:
 
 class Cluster:
     def __init__(self, first_ip, roles, tick_ms=50, election_ticks=10, heartbeat_ticks=1,
-                 netns=None, node_extra=None, node_settings=None, **cluster_extra):
+                 netns=None, node_extra=None, node_settings=None, init_args=(), **cluster_extra):
         """`first_ip` is the first node's address (127.0.0.X; the k-th node gets X+k-1) unless
         `netns` (a Netns) is given, whose addresses are used. roles[0] must be a manager.
         `node_extra`: top-level config sections every node gets (ClusterNode.extra);
         `node_settings`: keys added to every node's `node:` section (e.g. https_port), or a
-        function of the ClusterNode that returns them."""
+        function of the ClusterNode that returns them. `init_args`: more arguments for the
+        first manager's `cluster init` (e.g. --ca-cert F --ca-key F)."""
         assert roles and roles[0] == "manager"
+        self.init_args = list(init_args)
         self.dir = tempfile.mkdtemp(prefix="rm-cluster-")
         self.tick_ms, self.election_ticks, self.heartbeat_ticks = tick_ms, election_ticks, heartbeat_ticks
         self.cluster_extra = cluster_extra

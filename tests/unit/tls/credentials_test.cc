@@ -93,9 +93,9 @@ TEST_CASE("a renewal replaces the pair; one cut short between its writes leaves 
     REQUIRE(key.has_value());
     auto csr = tls::make_request(*key, "0000000000000001");
     REQUIRE(csr.has_value());
-    auto cert = ca->issue(
-        *csr, {{"c0ffee00c0ffee00", tls::Role::worker, "0000000000000001"}, {}, {}},
-        1'700'000'000, tls::kDay);
+    auto cert =
+        ca->issue(*csr, {{"c0ffee00c0ffee00", tls::Role::worker, "0000000000000001"}, {}, {}},
+                  1'700'000'000, tls::kDay);
     REQUIRE(cert.has_value());
     return std::pair{*cert, *key};
   };

@@ -288,8 +288,9 @@ TEST_CASE("a sealed CA key opens only with the manager key that sealed it") {
         tls::errc::key_mismatch);
   // Only a manager key's form is taken.
   CHECK(tls::seal_key(root.key_pem(), "short").error() == tls::errc::bad_request);
-  CHECK(tls::open_sealed_ca(root.certificate_pem(), *sealed, manager_key->substr(1) + "G")
-            .error() == tls::errc::bad_request);
+  CHECK(
+      tls::open_sealed_ca(root.certificate_pem(), *sealed, manager_key->substr(1) + "G").error() ==
+      tls::errc::bad_request);
   CHECK(!tls::is_manager_key(std::string(64, 'A')));
 }
 
@@ -306,8 +307,8 @@ TEST_CASE("a new cluster's PKI seals the root's key, or leaves it in a file for 
   // The operator's root: the same certificate, its key sealed or (external) in a file.
   auto own = new_ca("0wn0wn0wn0wn0wn0");
   for (bool external : {false, true}) {
-    auto made = tls::new_cluster_pki(first, "admin", kNow, tls::kNodeLifetime,
-                                     tls::kUserLifetime, tls::RootChoice{&own, external});
+    auto made = tls::new_cluster_pki(first, "admin", kNow, tls::kNodeLifetime, tls::kUserLifetime,
+                                     tls::RootChoice{&own, external});
     REQUIRE(made.has_value());
     CHECK(made->ca_pem == own.certificate_pem());
     CHECK(made->worker_token.ca_digest == own.digest());
@@ -345,8 +346,7 @@ TEST_CASE("an imported root must be a self-signed CA, valid now, with a key rout
   CHECK(tls::CertificateAuthority::import(root.certificate_pem(), root.key_pem(),
                                           kNow + tls::kCaLifetime + tls::kDay)
             .error() == tls::errc::expired);
-  CHECK(tls::CertificateAuthority::import(root.certificate_pem(), root.key_pem(),
-                                          kNow - tls::kDay)
+  CHECK(tls::CertificateAuthority::import(root.certificate_pem(), root.key_pem(), kNow - tls::kDay)
             .error() == tls::errc::expired);
   CHECK(tls::CertificateAuthority::import(root.certificate_pem(), other.key_pem(), kNow).error() ==
         tls::errc::key_mismatch);

@@ -1,0 +1,293 @@
+"""Where the root CA's key lives, through real processes and files.
+
+The usual cluster (3 managers and a worker on 127.0.0.151-154): the root's key is in the
+replicated state, sealed with the manager key. Checked:
+  - no node keeps the root's key in a file; managers hold data_dir/tls/manager-key (0600),
+    workers do not; GET /v1/ca and `cluster ca status` say the key is in the state;
+  - after SIGTERM to the first manager (the only node that saw the key in clear, at `cluster
+    init`), a new leader among the managers that joined signs: a new worker joins, a viewer
+    certificate is issued;
+  - a demoted manager drops its manager key and a promoted one gets it back (and opens the
+    state's key: it logs that it signs);
+  - a restarted manager opens the key again from its own log.
+
+The operator's own root (`cluster init --ca-cert F --ca-key F`, 127.0.0.156-157): a P-384
+root made with openssl. The join tokens pin it, the node certificates verify against it, and
+`cluster ca rotate` replaces it with a root of the same subject.
+
+An external CA (`--external-ca`, an RSA root, 127.0.0.158-160): the key stays in the first
+manager's data_dir/tls/ca-key.pem and nowhere else, a manager that joins gets no key, a worker
+that joins through it is signed by the leader, and `cluster ca rotate` is refused (409).
+
+Bad input to `cluster init` (a leaf, another root's key, an RSA-1024 root, a missing file, a
+flag without its partner) exits 2, names the flag, and writes nothing.
+"""
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import unittest
+
+import cluster
+import harness
+from test_ca_rotation import (der_digest, openssl_verify, parse_ca_status, parse_rotate,
+                              read_text, tls_file, token_digest)
+
+STORE_IP = "127.0.0.151"  # n1-n3 managers, n4 worker, n5 joins later
+OWN_IP = "127.0.0.156"    # n1 manager, n2 worker
+EXTERNAL_IP = "127.0.0.158"  # n1, n2 managers, n3 worker
+SUBJECT = "/O=Example Corp/CN=Example routemesh root"
+
+
+def openssl(*args, cwd=None):
+    r = subprocess.run(["openssl", *args], capture_output=True, text=True, timeout=60, cwd=cwd)
+    if r.returncode != 0:
+        raise AssertionError(f"openssl {' '.join(args)}: {r.stderr}")
+    return r.stdout
+
+
+def make_root(dir, name, key_args, ca=True):
+    """A self-signed certificate and its key (PEM files in `dir`): (cert path, key path)."""
+    cert, key = os.path.join(dir, f"{name}.pem"), os.path.join(dir, f"{name}-key.pem")
+    ext = (["-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign"] if ca else
+           ["-addext", "basicConstraints=critical,CA:FALSE"])
+    openssl("req", "-x509", "-nodes", *key_args, "-keyout", key, "-out", cert, "-days", "30",
+            "-subj", SUBJECT, *ext)
+    return cert, key
+
+
+def subject_of(pem_text):
+    r = subprocess.run(["openssl", "x509", "-noout", "-subject"], input=pem_text,
+                       capture_output=True, text=True, timeout=10)
+    return r.stdout.strip()
+
+
+def signs_count(node):
+    """How many times the node's current process logged that it opened the CA key."""
+    return sum("this manager signs with root" in line for line in node.proc.lines())
+
+
+def has_file(node, name):
+    return os.path.exists(tls_file(node, name))
+
+
+class StoreKeyTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.c = cluster.Cluster(STORE_IP, ["manager", "manager", "manager", "worker"])
+        try:
+            cls.c.start()
+        except BaseException:
+            cls.c.stop()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.c.stop()
+
+    def ca_status(self, via):
+        rc, out, err = self.c.cli(via, "cluster", "ca", "status")
+        self.assertEqual(rc, 0, f"cluster ca status: {err}")
+        return out
+
+    def test_the_key_is_sealed_in_the_state_and_every_manager_signs(self):
+        c = self.c
+        for n in c.nodes:
+            self.assertFalse(has_file(n, "ca-key.pem"), f"{n.name} keeps the CA key in a file")
+            self.assertEqual(has_file(n, "manager-key"), n.is_manager, n.name)
+            if n.is_manager:
+                self.assertEqual(os.stat(tls_file(n, "manager-key")).st_mode & 0o777, 0o600)
+                self.assertRegex(read_text(tls_file(n, "manager-key")).strip(), r"^[0-9a-f]{64}$")
+        keys = {read_text(tls_file(n, "manager-key")) for n in c.managers}
+        self.assertEqual(len(keys), 1, "the managers hold different manager keys")
+        s, body = c.nodes[0].api("GET", "/v1/ca")
+        self.assertEqual(s, 200, body)
+        self.assertEqual(body["key"], "state")
+        self.assertIn("key: sealed in the cluster state", self.ca_status(c.nodes[0]))
+
+        # A manager restarted from its data_dir opens the key again (it logs that it signs).
+        n2 = c.nodes[1]
+        self.assertIsNotNone(n2.stop(), "n2 did not exit")
+        n2.start()
+        harness.wait_until(lambda: signs_count(n2) > 0,
+                           timeout=15, interval=0.1, what="n2 opening the CA key after restart")
+        c.wait_voters(timeout=20)
+
+        # Demoted, a manager drops the manager key; promoted, it gets it back and signs.
+        n3 = c.nodes[2]
+        rc, out, err = c.cli(c.leader(), "node", "demote", n3.name)
+        self.assertEqual(rc, 0, f"node demote: {err}")
+        harness.wait_until(lambda: not has_file(n3, "manager-key"), timeout=15, interval=0.1,
+                           what="n3 dropping its manager key after demote")
+        marks = signs_count(n3)
+        rc, out, err = c.cli(c.leader(), "node", "promote", n3.name)
+        self.assertEqual(rc, 0, f"node promote: {err}")
+        harness.wait_until(lambda: has_file(n3, "manager-key"), timeout=15, interval=0.1,
+                           what="n3 holding the manager key again after promote")
+        harness.wait_until(
+            lambda: signs_count(n3) > marks,
+            timeout=15, interval=0.1, what="n3 opening the CA key after promote")
+        c.wait_voters(timeout=20)
+
+        # The first manager goes; the managers that joined (they never saw the key in clear)
+        # sign: a new worker joins, a viewer certificate is issued.
+        first = c.nodes[0]
+        self.assertIsNotNone(first.stop(), "n1 did not exit")
+        survivors = [n for n in c.managers if n is not first]
+        lead = c.leader(timeout=20, exclude=(first,))
+        self.assertIn(lead, survivors)
+        worker = cluster.ClusterNode(c, "n5", "127.0.0.155", "worker")
+        c.nodes.append(worker)
+        worker.start(join=survivors[0].admin, timeout=30)
+        self.assertTrue(has_file(worker, "node.pem"))
+        rc, out = openssl_verify(tls_file(lead, "ca.pem"), tls_file(worker, "node.pem"))
+        self.assertEqual(rc, 0, out)
+        out_dir = os.path.join(c.dir, "viewer")
+        rc, out, err = c.cli(survivors[1], "cert", "issue", "--role", "viewer", "--name", "v",
+                             "--out", out_dir)
+        self.assertEqual(rc, 0, f"cert issue after the first manager stopped: {err}")
+        self.assertIn("key: sealed in the cluster state", self.ca_status(survivors[1]))
+
+
+class OwnRootTest(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="rm-own-root-")
+        self.cert, self.key = make_root(
+            self.tmp, "root", ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-384"])
+        self.c = cluster.Cluster(OWN_IP, ["manager", "worker"],
+                                 init_args=["--ca-cert", self.cert, "--ca-key", self.key])
+
+    def tearDown(self):
+        self.c.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def test_an_imported_root_signs_and_rotates_to_a_root_of_its_subject(self):
+        c = self.c.start()
+        digest = der_digest(read_text(self.cert))
+        self.assertEqual(token_digest(c.worker_token), digest)
+        self.assertEqual(token_digest(c.manager_token), digest)
+        for n in c.nodes:
+            rc, out = openssl_verify(self.cert, tls_file(n, "node.pem"))
+            self.assertEqual(rc, 0, f"{n.name}'s certificate against the operator's root: {out}")
+            self.assertFalse(has_file(n, "ca-key.pem"))
+        rc, out, err = c.cli(c.nodes[0], "cluster", "ca", "status")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(parse_ca_status(out)["root"], digest)
+        self.assertIn("key: sealed in the cluster state", out)
+
+        rc, out, err = c.cli(c.nodes[0], "cluster", "ca", "rotate", "--grace", "0")
+        self.assertEqual(rc, 0, f"cluster ca rotate: {out}\n{err}")
+        new, _, _ = parse_rotate(out)
+        self.assertIsNotNone(new, out)
+
+        def done():
+            rc, out, _ = c.cli(c.nodes[0], "cluster", "ca", "status")
+            st = parse_ca_status(out) if rc == 0 else {}
+            return st.get("rotating") == "no" and st.get("root") == new
+        harness.wait_until(done, timeout=40, interval=0.3, what="the rotation to finish")
+        roots = read_text(tls_file(c.nodes[1], "ca.pem"))
+        self.assertEqual(subject_of(roots), subject_of(read_text(self.cert)))
+        harness.wait_until(
+            lambda: openssl_verify(tls_file(c.nodes[1], "ca.pem"),
+                                   tls_file(c.nodes[1], "node.pem"))[0] == 0,
+            timeout=15, interval=0.2, what="the worker's certificate of the new root")
+
+
+class ExternalCaTest(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="rm-external-ca-")
+        self.cert, self.key = make_root(self.tmp, "root", ["-newkey", "rsa:2048"])
+        self.c = cluster.Cluster(EXTERNAL_IP, ["manager", "manager", "worker"],
+                                 init_args=["--ca-cert", self.cert, "--ca-key", self.key,
+                                            "--external-ca"])
+
+    def tearDown(self):
+        self.c.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def test_the_key_stays_in_the_first_managers_file(self):
+        c = self.c
+        n1, n2, n3 = c.nodes
+        c.read_init_output(n1.init())
+        n1.start()
+        n2.start(join=n1.admin)
+        n3.start(join=n2.admin)  # forwarded to the leader, which holds the key
+        c.wait_voters()
+        self.assertEqual(read_text(tls_file(n1, "ca-key.pem")), read_text(self.key))
+        for n in c.nodes:
+            self.assertFalse(has_file(n, "manager-key"), n.name)
+            rc, out = openssl_verify(self.cert, tls_file(n, "node.pem"))
+            self.assertEqual(rc, 0, f"{n.name}: {out}")
+        self.assertFalse(has_file(n2, "ca-key.pem"), "a joining manager got the external key")
+        self.assertFalse(has_file(n3, "ca-key.pem"))
+        s, body = n2.api("GET", "/v1/ca")
+        self.assertEqual(s, 200, body)
+        self.assertEqual(body["key"], "file")
+        rc, out, err = c.cli(n2, "cluster", "ca", "status")
+        self.assertIn("key: in files", out)
+        rc, out, err = c.cli(n2, "cluster", "ca", "rotate", "--grace", "0")
+        self.assertNotEqual(rc, 0, out)
+        self.assertIn("kept in files", err + out)
+        rc, out, err = c.cli(n2, "cluster", "ca", "status")
+        self.assertEqual(parse_ca_status(out)["rotating"], "no")
+
+
+class InitRefusesBadRootsTest(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="rm-bad-root-")
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def init(self, *args):
+        """`cluster init` of a fresh node with `args`: (exit code, stderr, data_dir)."""
+        dir = tempfile.mkdtemp(dir=self.tmp)
+        data = os.path.join(dir, "data")
+        config = os.path.join(dir, "n.yaml")
+        with open(config, "w") as f:
+            json.dump({"node": {"name": "n1", "listen": "127.0.0.161", "admin": "127.0.0.161:9900"},
+                       "cluster": {"role": "manager", "data_dir": data,
+                                   "peer": "127.0.0.161:9901"}}, f)
+        r = subprocess.run([cluster.bin_path(), "cluster", "init", "--config", config,
+                            "--cert-dir", os.path.join(dir, "cli"), *args],
+                           capture_output=True, text=True, timeout=30)
+        return r.returncode, r.stderr, data
+
+    def test_bad_roots_and_flags_exit_2_naming_the_flag_and_write_nothing(self):
+        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]
+        root, root_key = make_root(self.tmp, "root", ec)
+        _, other_key = make_root(self.tmp, "other", ec)
+        leaf, leaf_key = make_root(self.tmp, "leaf", ec, ca=False)
+        weak, weak_key = make_root(self.tmp, "weak", ["-newkey", "rsa:1024"])
+        cases = [
+            (["--ca-cert", leaf, "--ca-key", leaf_key], "--ca-cert", "not a self-signed CA"),
+            (["--ca-cert", root, "--ca-key", other_key], "--ca-key", "do not belong together"),
+            (["--ca-cert", weak, "--ca-key", weak_key], "--ca-key", "unsupported key"),
+            (["--ca-cert", root, "--ca-key", root], "--ca-key", ""),  # a certificate, no key
+            (["--ca-cert", os.path.join(self.tmp, "nope.pem"), "--ca-key", root_key],
+             "--ca-cert", "missing"),
+            (["--ca-cert", root], "--ca-key", ""),
+            (["--ca-key", root_key], "--ca-cert", ""),
+            (["--external-ca"], "--ca-cert", ""),
+        ]
+        for args, flag, words in cases:
+            with self.subTest(args=args):
+                rc, err, data = self.init(*args)
+                self.assertEqual(rc, 2, err)
+                self.assertIn(flag, err)
+                self.assertIn(words, err)
+                self.assertFalse(os.path.exists(os.path.join(data, "identity.json")), err)
+                self.assertFalse(os.path.exists(os.path.join(data, "tls")), err)
+        # And the good root goes in.
+        rc, err, data = self.init("--ca-cert", root, "--ca-key", root_key)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(read_text(os.path.join(data, "tls", "ca.pem")), read_text(root))
+        self.assertTrue(os.path.exists(os.path.join(data, "tls", "manager-key")))
+        self.assertFalse(os.path.exists(os.path.join(data, "tls", "ca-key.pem")))
+
+
+if __name__ == "__main__":
+    unittest.main()
