@@ -68,6 +68,7 @@ struct State {
   // TLS: required once use_tls() was called; `tls` null = not ready (connections closed).
   bool tls_required = false;
   base::TlsContext tls;
+  std::shared_ptr<const tls::PeerTrust> trust;   // recheck_peers(); null = none
   std::set<std::string, std::less<>> anonymous;  // paths served without a client certificate
   // Open sessions, so that stop() can close them. The streams live in the session frames;
   // a session removes itself before its stream dies (SessionEntry).
@@ -390,11 +391,26 @@ asio::awaitable<void> run_stream(State& state, StreamHandler handler, std::strin
   count(state, label, writer.status());
 }
 
+// Why the client certificate of a connection made earlier is no longer good (nullopt while it
+// is): PeerTrust::recheck, strict for users.
+std::optional<std::string_view> recheck(const State& state, const ssl_st* ssl,
+                                        const tls::Identity& caller) {
+  if (!state.trust || ssl == nullptr) {
+    return std::nullopt;
+  }
+  const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
+  return state.trust->recheck(ssl, now, !tls::is_node_role(caller.role));
+}
+
 // The requests of one connection, plain or TLS (`caller`: the verified client certificate's
-// identity). Returns when the client closes, on an error, or when a response closes.
+// identity; `ssl`: the TLS connection, null for plain). Returns when the client closes, on an
+// error, or when a response closes.
 template <class Stream>
 asio::awaitable<void> serve(std::shared_ptr<State> state, Stream& stream,
-                            std::optional<tls::Identity> caller, bool tls) {
+                            std::optional<tls::Identity> caller, const ssl_st* ssl) {
+  const bool tls = ssl != nullptr;
   beast::flat_buffer buffer;
 
   while (!state->stopped) {
@@ -428,6 +444,27 @@ asio::awaitable<void> serve(std::shared_ptr<State> state, Stream& stream,
     HttpRequest req = parser.release();
     Request request = to_request(req);
     request.caller = caller;
+
+    if (caller) {
+      if (auto why = recheck(*state, ssl, *caller)) {
+        // The certificate was good at the handshake and is not now: this connection ends.
+        state->metrics.connections_cut.Add({{"reason", std::string(*why)}}).Increment();
+        spdlog::warn(
+            "admin: closing a connection of {}: its client certificate is {} since the "
+            "connection was made",
+            tls::identity_uri(*caller), *why);
+        count(*state, path_label(*state, request.path), 401);
+        Response refusal =
+            error_response(401, "unauthenticated",
+                           "the client certificate is " + std::string(*why) +
+                               " since this connection was made; connect again with a valid one");
+        HttpResponse res =
+            to_http(std::move(refusal), {}, req.method() == http::verb::head, req.version(), false);
+        lowest(stream).expires_after(kTimeout);
+        co_await http::async_write(stream, res, kNoThrow);
+        break;
+      }
+    }
 
     if (tls && !caller && !anonymous_allowed(*state, request.path)) {
       count(*state, path_label(*state, request.path), 401);
@@ -493,7 +530,7 @@ asio::awaitable<void> run_tls_session(std::shared_ptr<State> state, tcp::socket 
   }
   state->metrics.tls_handshakes.Add({{"result", "ok"}}).Increment();
   auto caller = tls::verified_peer(stream.native_handle());
-  co_await serve(state, stream, std::move(caller), true);
+  co_await serve(state, stream, std::move(caller), stream.native_handle());
   if (!state->stopped) {
     lowest(stream).expires_after(kTlsCloseTimeout);
     co_await stream.async_shutdown(kNoThrow);
@@ -509,7 +546,7 @@ asio::awaitable<void> run_session(std::shared_ptr<State> state, tcp::socket sock
   }
   beast::tcp_stream stream(std::move(socket));
   SessionEntry entry(*state, stream);
-  co_await serve(state, stream, std::nullopt, false);
+  co_await serve(state, stream, std::nullopt, nullptr);
   beast::error_code ignored;
   stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
 }
@@ -580,6 +617,9 @@ class AdminServerImpl final : public AdminServer {
     state_->tls = std::move(context);
   }
   void allow_anonymous(std::string path) override { state_->anonymous.insert(std::move(path)); }
+  void recheck_peers(std::shared_ptr<const tls::PeerTrust> trust) override {
+    state_->trust = std::move(trust);
+  }
 
   std::uint16_t start(const std::string& address) override {
     const tcp::endpoint endpoint = parse_endpoint(address);

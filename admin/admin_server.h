@@ -27,6 +27,10 @@
 #include <utility>
 #include <vector>
 
+namespace routemesh::tls {
+class PeerTrust;
+}  // namespace routemesh::tls
+
 namespace routemesh::admin {
 
 struct Response {
@@ -107,6 +111,11 @@ class AdminServer {
   // Over TLS, requests for the exact `path` are served without a client certificate too (the
   // handler still sees Request::caller, nullopt for them). /healthz and /metrics always are.
   virtual void allow_anonymous(std::string path) = 0;
+  // From now on, before each request on a TLS connection whose client sent a certificate,
+  // `trust` says whether that certificate is still good (tls::PeerTrust::recheck: revoked since
+  // the handshake, or, for users, expired or of a retired root). When it is not, the request is
+  // answered 401 and the connection closed (logged, routemesh_admin_connections_cut_total).
+  virtual void recheck_peers(std::shared_ptr<const tls::PeerTrust> trust) = 0;
 
   // Binds "HOST:PORT" (port 0 = any) and starts accepting; returns the bound port.
   // Throws std::system_error when it cannot bind (startup boundary).

@@ -26,6 +26,10 @@ struct Metrics {
   // issue or that expired, a protocol below TLS 1.3, a timeout) or "not_ready" (the node has
   // no certificate yet: it is still joining, and the connection was closed unanswered).
   prometheus::Family<prometheus::Counter>& tls_handshakes;
+  // routemesh_admin_connections_cut_total{reason}: TLS connections closed at a request because
+  // their client certificate is no longer good since the handshake: "revoked", "expired",
+  // "retired_root" (AdminServer::recheck_peers).
+  prometheus::Family<prometheus::Counter>& connections_cut;
 };
 
 }  // namespace routemesh::admin

@@ -353,6 +353,7 @@ asio::awaitable<void> start_cluster(ClusterNode& n) {
     co_return;
   }
   n.admin.use_tls(n.tls->server);
+  n.admin.recheck_peers(n.tls->revoked);
   n.checker.use_tls(n.tls->client);
   give_overlay_tls(n);
 

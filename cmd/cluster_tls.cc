@@ -233,6 +233,24 @@ CaChange follow_cluster_ca(NodeTls& t, const discovery::ClusterCa& ca,
       }
     }
     if (ok) {
+      // Roots trusted until now and not any more were retired: connections made with their
+      // certificates are refused from their next request (tls::PeerTrust::recheck).
+      std::vector<std::string> retired;
+      if (auto before = tls::split_certificates(t.credentials.ca_pem)) {
+        for (auto& root : *before) {
+          auto d = tls::certificate_digest(root);
+          bool kept = false;
+          for (const auto& now : ca.roots) {
+            kept = kept || (d && tls::certificate_digest(now) == *d);
+          }
+          if (!kept) {
+            retired.push_back(std::move(root));
+          }
+        }
+      }
+      if (!retired.empty()) {
+        t.revoked->add_retired_roots(retired);
+      }
       t.credentials.ca_pem = bundle;
       out.trust = true;
       spdlog::info("cluster: trusting {} CA root(s) from now on (signing: {})", ca.roots.size(),

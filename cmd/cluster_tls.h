@@ -56,7 +56,7 @@ struct NodeTls {
   std::shared_ptr<const tls::CertificateAuthority> ca;
   // The cluster's revoked certificates, consulted by `server` at every handshake; the node
   // replaces the set from every state it sees (set_revocations).
-  std::shared_ptr<tls::Revocations> revoked = std::make_shared<tls::Revocations>();
+  std::shared_ptr<tls::PeerTrust> revoked = std::make_shared<tls::PeerTrust>();
   // follow_cluster_ca's memory: the CA record version and certificate it last looked at.
   std::uint64_t ca_version = 0;
   std::string ca_seen_cert;

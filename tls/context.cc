@@ -1,13 +1,16 @@
 #include "tls/context.h"
 
+#include "tls/openssl_ptr.h"
 #include "tls/pki.h"
 
+#include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/ssl/verify_context.hpp>
 
+#include <ctime>
 #include <string>
 
 namespace routemesh::tls {
@@ -53,7 +56,7 @@ void tls13_only(ssl::context& ctx) {
 
 }  // namespace
 
-bool Revocations::set(std::set<std::string> serials) {
+bool PeerTrust::set(std::set<std::string> serials) {
   std::lock_guard lock(mu_);
   if (*serials_ == serials) {
     return false;
@@ -62,7 +65,7 @@ bool Revocations::set(std::set<std::string> serials) {
   return true;
 }
 
-bool Revocations::revoked(const std::string& serial) const {
+bool PeerTrust::revoked(const std::string& serial) const {
   std::shared_ptr<const std::set<std::string>> serials;
   {
     std::lock_guard lock(mu_);
@@ -71,13 +74,74 @@ bool Revocations::revoked(const std::string& serial) const {
   return serials->count(serial) != 0;
 }
 
-std::size_t Revocations::size() const {
+std::size_t PeerTrust::size() const {
   std::lock_guard lock(mu_);
   return serials_->size();
 }
 
+struct PeerTrust::Retired {
+  CertPtr cert;
+  std::string digest;
+};
+
+void PeerTrust::add_retired_roots(const std::vector<std::string>& roots_pem) {
+  std::lock_guard lock(mu_);
+  auto next = std::make_shared<std::vector<std::shared_ptr<const Retired>>>(*retired_);
+  for (const auto& pem : roots_pem) {
+    auto digest = certificate_digest(pem);
+    CertPtr cert = read_cert(pem);
+    if (!digest || !cert) {
+      continue;
+    }
+    bool known = false;
+    for (const auto& r : *next) {
+      known = known || r->digest == *digest;
+    }
+    if (!known) {
+      auto r = std::make_shared<Retired>();
+      r->cert = std::move(cert);
+      r->digest = std::move(*digest);
+      next->push_back(std::move(r));
+    }
+  }
+  retired_ = std::move(next);
+}
+
+std::optional<std::string_view> PeerTrust::recheck(const ssl_st* ssl, std::int64_t now,
+                                                   bool strict) const {
+  const X509* cert = ssl != nullptr ? SSL_get0_peer_certificate(ssl) : nullptr;
+  if (cert == nullptr) {
+    return std::nullopt;
+  }
+  if (revoked(serial_of(cert))) {
+    return "revoked";
+  }
+  if (!strict) {
+    return std::nullopt;
+  }
+  std::time_t at = static_cast<std::time_t>(now);
+  if (X509_cmp_time(X509_get0_notAfter(cert), &at) < 0) {
+    return "expired";
+  }
+  std::shared_ptr<const std::vector<std::shared_ptr<const Retired>>> retired;
+  {
+    std::lock_guard lock(mu_);
+    retired = retired_;
+  }
+  for (const auto& r : *retired) {
+    // The signature, not the names: a rotation's roots share their subject. X509_verify does
+    // not change the certificate; it takes it non-const for OpenSSL's own reasons.
+    EVP_PKEY* key = X509_get0_pubkey(r->cert.get());
+    if (key != nullptr && X509_verify(const_cast<X509*>(cert), key) == 1) {
+      return "retired_root";
+    }
+  }
+  ERR_clear_error();
+  return std::nullopt;
+}
+
 boost::system::result<ContextPtr> server_context(const NodeCredentials& node,
-                                                 std::shared_ptr<const Revocations> revoked) {
+                                                 std::shared_ptr<const PeerTrust> revoked) {
   auto ctx = std::make_shared<ssl::context>(ssl::context::tls_server);
   tls13_only(*ctx);
   if (auto r = use_pair(*ctx, node.cert_pem, node.key_pem); !r) {
@@ -100,15 +164,13 @@ boost::system::result<ContextPtr> server_context(const NodeCredentials& node,
   // Asked for, verified when sent, not required: requests without one get 401 (see the header).
   ctx->set_verify_mode(ssl::verify_peer);
   if (revoked) {
-    // On top of OpenSSL's chain check: the client's own certificate must not be revoked.
+    // On top of OpenSSL's chain check: no certificate of the chain may be revoked (the
+    // client's own, or a cross certificate revoked when its rotation ended).
     ctx->set_verify_callback([revoked](bool preverified, ssl::verify_context& vc) {
       if (!preverified) {
         return false;
       }
       X509_STORE_CTX* store = vc.native_handle();
-      if (X509_STORE_CTX_get_error_depth(store) != 0) {
-        return true;
-      }
       if (revoked->revoked(serial_of(X509_STORE_CTX_get_current_cert(store)))) {
         X509_STORE_CTX_set_error(store, X509_V_ERR_CERT_REVOKED);
         return false;

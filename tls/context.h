@@ -29,6 +29,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <vector>
 
 struct ssl_st;  // OpenSSL's SSL
 
@@ -36,26 +37,44 @@ namespace routemesh::tls {
 
 using ContextPtr = std::shared_ptr<boost::asio::ssl::context>;
 
-// The serials (serial_of's spelling) of revoked certificates, as the cluster state lists them.
-// A server context given one refuses, at the handshake, a client certificate whose serial is
-// in it. Thread-safe: the control thread replaces the set while any thread handshakes.
-class Revocations {
+// What a node no longer trusts, as the cluster state says: the serials (serial_of's spelling)
+// of revoked certificates, and the roots retired by a rotation. A server context given one
+// refuses, at the handshake, a chain with a revoked certificate in it (the client's own, or a
+// cross certificate revoked when its rotation ended); recheck() asks the same again of a
+// connection made earlier, which a long-lived connection (or a resumed TLS session, which is
+// not verified again) needs. Thread-safe: the control thread replaces the sets while any
+// thread handshakes.
+class PeerTrust {
  public:
-  // Replaces the set; false (and nothing replaced) when it is the same as before.
+  // Replaces the revoked serials; false (and nothing replaced) when they are the same.
   bool set(std::set<std::string> serials);
   bool revoked(const std::string& serial) const;
   std::size_t size() const;
+  // Adds roots (PEM) that a rotation retired; their certificates are refused by recheck().
+  // Kept for the node's lifetime (a few per rotation); one already there is not added again.
+  void add_retired_roots(const std::vector<std::string>& roots_pem);
+
+  // Whether the verified client certificate of an established connection is still good at
+  // `now`: nullopt when it is (or when the connection has none), else why not: "revoked" (its
+  // serial), and, for `strict` callers, "expired" (past its notAfter) and "retired_root"
+  // (signed by a root's key that a rotation retired). Nodes are checked for revocation only:
+  // their long-lived connections are re-established after a renewal, and who they are is
+  // checked against the state on every request anyway.
+  std::optional<std::string_view> recheck(const ssl_st* ssl, std::int64_t now, bool strict) const;
 
  private:
+  struct Retired;
   mutable std::mutex mu_;
   std::shared_ptr<const std::set<std::string>> serials_ =
       std::make_shared<const std::set<std::string>>();
+  std::shared_ptr<const std::vector<std::shared_ptr<const Retired>>> retired_ =
+      std::make_shared<const std::vector<std::shared_ptr<const Retired>>>();
 };
 
 // errc::malformed_pem when a certificate or key does not load, errc::key_mismatch when they do
-// not pair. `revoked`, when given, is consulted at every handshake (see Revocations).
+// not pair. `revoked`, when given, is consulted at every handshake (see PeerTrust).
 boost::system::result<ContextPtr> server_context(
-    const NodeCredentials& node, std::shared_ptr<const Revocations> revoked = nullptr);
+    const NodeCredentials& node, std::shared_ptr<const PeerTrust> revoked = nullptr);
 
 // `cert_pem` and `key_pem` both empty: no client certificate.
 boost::system::result<ContextPtr> client_context(std::string_view ca_pem,

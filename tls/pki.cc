@@ -222,6 +222,13 @@ boost::system::result<CertificateAuthority> CertificateAuthority::import(std::st
   if (!supported) {
     return errc::unsupported_key;
   }
+  // The certificate alone, as routemesh writes it: whatever else the file held (text, more
+  // certificates) must not become trusted with it.
+  auto text = cert_text(cert);
+  if (!text) {
+    return text.error();
+  }
+  ca->impl_->cert_pem = std::move(*text);
   return ca;
 }
 

@@ -1579,10 +1579,40 @@ class ApiImpl final : public Api {
         co_return;
       }
     }
+    // The cross certificates first: they stay valid for years, and the old root's key
+    // certified by the new root (cross_old) would otherwise let the old root's certificates
+    // verify against the new root alone. Nodes build their chains from the roots they trust
+    // first, so no chain in use needs a cross certificate once every node trusts both roots.
+    // Copies: the state (and `ca` with it) may be replaced while a proposal is awaited.
+    const std::uint64_t version = ca.version;
+    const std::array<std::pair<std::string, const char*>, 2> crosses{
+        std::pair{ca.cross_new, "root-rotation.cross-new"},
+        std::pair{ca.cross_old, "root-rotation.cross-old"}};
+    for (const auto& [cross, name] : crosses) {
+      auto serial = tls::serial_of(cross);
+      if (!serial || serial->empty() || state().revoked.count(*serial) != 0) {
+        continue;
+      }
+      Revocation revocation;
+      revocation.serial = std::move(*serial);
+      revocation.name = name;
+      revocation.at = unix_now();
+      store::Command revoke = store::CertRevoke{std::move(revocation)};
+      auto revoked = co_await store_.propose(std::move(revoke));
+      if (!revoked || (!revoked->ok && revoked->error.code != store::errc::conflict)) {
+        spdlog::warn("api: revoking a cross certificate before retiring the old root failed: {}",
+                     revoked ? revoked->error.message : revoked.error().message());
+        co_return;
+      }
+    }
+    const ClusterCa& now = state().ca;
+    if (now.version != version) {
+      co_return;  // the record moved meanwhile (another leader retired it)
+    }
     store::CaSet set;
-    set.version = ca.version;
-    set.ca.roots = {ca.roots.front()};
-    set.ca.sealed_key = ca.sealed_key;
+    set.version = now.version;
+    set.ca.roots = {now.roots.front()};
+    set.ca.sealed_key = now.sealed_key;
     const std::string digest = signing_digest();
     store::Command command = std::move(set);
     auto result = co_await store_.propose(std::move(command));

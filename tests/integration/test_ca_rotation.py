@@ -21,6 +21,7 @@ rotate --grace 4` starts a root rotation (both roots trusted for at least 4 s). 
     root: followers got the new CA key.
 """
 import hashlib
+import http.client
 import os
 import re
 import shutil
@@ -288,6 +289,15 @@ class CaRotationTest(cluster.SharedClusterTest):
         self.assertEqual(token_digest(c.worker_token), old, "the init token pins the first root")
         old_worker_token = c.worker_token
         old_manager_token = c.manager_token
+        # A connection made with the old admin certificate and kept open across the rotation.
+        kept_node = managers[1]
+        host, _, port = kept_node.admin.rpartition(":")
+        kept = http.client.HTTPSConnection(host, int(port), timeout=10,
+                                           context=cluster.client_tls(old_dir))
+        kept.request("GET", "/v1/services?stale=true")
+        r = kept.getresponse()
+        r.read()
+        self.assertEqual(r.status, 200, "the old admin certificate before the rotation")
 
         st, out = self.ca_status(managers[1])
         self.assertEqual((st["root"], st["rotating"]), (old, "no"), out)
@@ -436,9 +446,27 @@ class CaRotationTest(cluster.SharedClusterTest):
             except (cluster.Refused, cluster.Unknown):
                 continue  # refused at the handshake
             self.assertIn(s, (401, 403), f"{n.name} answered the old admin certificate: {s} {b}")
+        # The connection made before the rotation is refused at its next request and closed.
+        kept.request("GET", "/v1/services?stale=true")
+        r = kept.getresponse()
+        body = r.read().decode()
+        self.assertEqual(r.status, 401, f"the kept connection after the retirement: {body}")
+        self.assertIn("retired_root", body)
+        self.assertEqual(r.getheader("Connection"), "close")
+        kept.close()
+        self.assertGreaterEqual(harness.metric_sum(kept_node.metrics(),
+                                                   "routemesh_admin_connections_cut_total",
+                                                   reason="retired_root") or 0, 1)
         for m in managers:
             rc, out, err = c.cli(m, "service", "ls")
             self.assertEqual(rc, 0, f"the CLI's current files via {m.name}: {err}")
+        # Both cross certificates were revoked before the old root was dropped: the old root's
+        # key certified by the new root would otherwise chain old certificates to the new root.
+        s, b = c.leader().get("/v1/certs/revoked")
+        self.assertEqual(s, 200, b)
+        names = [r.get("name") for r in b["revoked"]]
+        for name in ("root-rotation.cross-new", "root-rotation.cross-old"):
+            self.assertIn(name, names, f"the revocation list after the retirement: {b}")
         s, b = self.worker.api("GET", "/v1/routes")
         self.assertEqual(s, 200, b)
         rc, out = openssl_verify(new_root_file, os.path.join(c.cert_dir, "cert.pem"),

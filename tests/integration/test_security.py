@@ -435,6 +435,16 @@ class SecurityTest(unittest.TestCase):
         for n in nodes:
             s, b = n.api("GET", probe(n), tls=carol)
             self.assertEqual(s, 200, b)
+        # One connection per node that carol keeps open across the revocation.
+        kept = {}
+        for n in nodes:
+            host, _, port = n.admin.rpartition(":")
+            conn = http.client.HTTPSConnection(host, int(port), timeout=10, context=carol)
+            conn.request("GET", probe(n))
+            r = conn.getresponse()
+            r.read()
+            self.assertEqual(r.status, 200)
+            kept[n.name] = conn
 
         # Only an admin may revoke; the field is checked.
         viewer = self.issue("viewer", "dave")
@@ -474,6 +484,22 @@ class SecurityTest(unittest.TestCase):
         for n in nodes:  # every manager and the worker, from the state they see
             harness.wait_until(lambda: refused(n), timeout=10,
                                what=f"{n.name} refusing the revoked certificate")
+        # A connection made before the revocation is refused from its next request on (401,
+        # then closed), not only new handshakes.
+        for n in nodes:
+            conn = kept[n.name]
+            try:
+                conn.request("GET", probe(n))
+                r = conn.getresponse()
+                body = r.read().decode()
+                self.assertEqual(r.status, 401, f"{n.name}: {body}")
+                self.assertIn("revoked", body)
+                self.assertEqual((r.getheader("Connection") or "").lower(), "close", n.name)
+            finally:
+                conn.close()
+            after = harness.metric_sum(n.metrics(), "routemesh_admin_connections_cut_total",
+                                       reason="revoked") or 0
+            self.assertGreaterEqual(after, 1, n.name)
         # Others are unaffected.
         for n in nodes:
             s, b = n.api("GET", probe(n), tls=viewer)

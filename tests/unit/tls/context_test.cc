@@ -169,7 +169,7 @@ TEST_CASE("a client certificate from another CA fails the handshake") {
 
 TEST_CASE("a revoked client certificate fails the handshake; others still pass") {
   auto ca = new_ca();
-  auto revoked = std::make_shared<tls::Revocations>();
+  auto revoked = std::make_shared<tls::PeerTrust>();
   auto node = issue(ca, tls::Role::manager, "00000000000000a1");
   auto ctx = tls::server_context({ca.certificate_pem(), node.cert, node.key, ""}, revoked);
   REQUIRE(ctx.has_value());
@@ -276,4 +276,100 @@ TEST_CASE("root rotation over real handshakes: cross certificates, then the old 
   CHECK(f.call(*client).has_value());
   CHECK(tls::replace_trusted_roots(**server_ctx, "garbage").error() == tls::errc::malformed_pem);
   CHECK(f.call(*client).has_value());
+}
+
+namespace {
+
+// One connection, both ends in this process: the server's stream, once both handshakes ended.
+struct Connected {
+  asio::io_context io;
+  std::unique_ptr<beast::ssl_stream<beast::tcp_stream>> server;
+  std::unique_ptr<beast::ssl_stream<beast::tcp_stream>> client;
+  bool server_ok = false;
+  bool client_ok = false;
+};
+
+void connect(Connected& c, tls::ContextPtr server_ctx, tls::ContextPtr client_ctx) {
+  tcp::acceptor acceptor(c.io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  tcp::socket s(c.io);
+  s.connect(acceptor.local_endpoint());
+  tcp::socket accepted = acceptor.accept();
+  c.server =
+      std::make_unique<beast::ssl_stream<beast::tcp_stream>>(std::move(accepted), *server_ctx);
+  c.client = std::make_unique<beast::ssl_stream<beast::tcp_stream>>(std::move(s), *client_ctx);
+  int done = 0;
+  c.server->async_handshake(asio::ssl::stream_base::server, [&](boost::system::error_code ec) {
+    c.server_ok = !ec;
+    ++done;
+  });
+  c.client->async_handshake(asio::ssl::stream_base::client, [&](boost::system::error_code ec) {
+    c.client_ok = !ec;
+    ++done;
+  });
+  REQUIRE(test::run_until(
+      c.io, [&] { return done == 2; }, std::chrono::seconds(10)));
+}
+
+}  // namespace
+
+TEST_CASE("a connection's client certificate is checked again: revoked, expired, retired root") {
+  auto old_root = new_ca();
+  auto new_root = new_ca();
+  auto trust = std::make_shared<tls::PeerTrust>();
+  auto node = issue(old_root, tls::Role::manager, "00000000000000a1");
+  auto sctx = tls::server_context(
+      {old_root.certificate_pem() + new_root.certificate_pem(), node.cert, node.key, ""}, trust);
+  REQUIRE(sctx.has_value());
+  auto carol = issue(old_root, tls::Role::operator_, "carol");  // a day's certificate
+  auto cctx = tls::client_context(old_root.certificate_pem(), carol.cert, carol.key);
+  REQUIRE(cctx.has_value());
+  Connected c;
+  connect(c, *sctx, *cctx);
+  REQUIRE(c.server_ok);
+  const ssl_st* ssl = c.server->native_handle();
+  CHECK_FALSE(trust->recheck(ssl, now(), true).has_value());
+
+  // Expired: only for users (strict).
+  CHECK(trust->recheck(ssl, now() + 2 * tls::kDay, true) == "expired");
+  CHECK_FALSE(trust->recheck(ssl, now() + 2 * tls::kDay, false).has_value());
+  // Its root retired: for users; another root retired changes nothing.
+  trust->add_retired_roots({new_root.certificate_pem()});
+  CHECK_FALSE(trust->recheck(ssl, now(), true).has_value());
+  trust->add_retired_roots({old_root.certificate_pem(), old_root.certificate_pem()});
+  CHECK(trust->recheck(ssl, now(), true) == "retired_root");
+  CHECK_FALSE(trust->recheck(ssl, now(), false).has_value());
+  // Revoked: for everyone.
+  auto serial = tls::serial_of(carol.cert);
+  REQUIRE(serial.has_value());
+  trust->set({*serial});
+  CHECK(trust->recheck(ssl, now(), false) == "revoked");
+  CHECK(trust->recheck(ssl, now(), true) == "revoked");
+  CHECK_FALSE(trust->recheck(nullptr, now(), true).has_value());
+}
+
+TEST_CASE("a revoked cross certificate ends the old root's way to the new one") {
+  auto old_root = new_ca();
+  auto new_root = new_ca();
+  auto cross_old = new_root.cross_sign(old_root.certificate_pem(), now());
+  REQUIRE(cross_old.has_value());
+  // The old root retired: the server trusts the new root alone.
+  auto trust = std::make_shared<tls::PeerTrust>();
+  auto node = issue(new_root, tls::Role::manager, "00000000000000a1");
+  auto sctx = tls::server_context({new_root.certificate_pem(), node.cert, node.key, ""}, trust);
+  REQUIRE(sctx.has_value());
+  Fixture f;
+  f.start(*sctx);
+  // A certificate of the old root with the cross certificate still verifies...
+  auto stale = issue(old_root, tls::Role::admin, "mallory");
+  auto client = tls::client_context(new_root.certificate_pem(), stale.cert + *cross_old, stale.key);
+  REQUIRE(client.has_value());
+  CHECK(f.call(*client).has_value());
+  // ...until the cross certificate is revoked, as retiring the old root does.
+  auto serial = tls::serial_of(*cross_old);
+  REQUIRE(serial.has_value());
+  trust->set({*serial});
+  CHECK_FALSE(f.call(*client).has_value());
+  // A certificate of the new root is unaffected.
+  auto fresh = issue(new_root, tls::Role::admin, "alice");
+  CHECK(f.call(client_ctx(new_root, &fresh)).has_value());
 }

@@ -332,6 +332,13 @@ TEST_CASE("an imported root must be a self-signed CA, valid now, with a key rout
   auto imported = tls::CertificateAuthority::import(root.certificate_pem(), root.key_pem(), kNow);
   REQUIRE(imported.has_value());
   CHECK(imported->digest() == root.digest());
+  // Only the root itself is taken from the file: text around it and further certificates not.
+  auto other_root = new_ca();
+  auto bundled = tls::CertificateAuthority::import(
+      "issuer: whoever\n" + root.certificate_pem() + other_root.certificate_pem(), root.key_pem(),
+      kNow);
+  REQUIRE(bundled.has_value());
+  CHECK(bundled->certificate_pem() == root.certificate_pem());
   // A leaf is no root.
   const Issued leaf = issue(root, node_subject());
   CHECK(tls::CertificateAuthority::import(leaf.cert, leaf.key, kNow).error() ==
