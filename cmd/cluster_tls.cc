@@ -168,6 +168,7 @@ std::shared_ptr<const proxy::OverlayTls> overlay_tls(const NodeTls& t,
   out->client = *client;
   out->cluster_id = cluster_id;
   out->rekey_bytes = rekey_bytes;
+  out->trust = t.revoked;
   return out;
 }
 

@@ -248,9 +248,11 @@ boost::system::result<tcp::socket> bridge_tls(Worker& w, std::unique_ptr<TlsStre
 
 asio::awaitable<void> relay_tls(Worker& w, std::unique_ptr<TlsStream>&& stream,
                                 const std::shared_ptr<const void>& keep, tcp::socket&& plain,
-                                milliseconds idle, std::optional<std::uint64_t> rekey) {
+                                milliseconds idle, std::optional<std::uint64_t> rekey,
+                                const std::string* overlay_peer) {
   auto b =
       std::make_unique<Bridge>(w, std::move(stream), keep, std::move(plain), true, rekey, idle);
+  b->live.overlay_peer = overlay_peer;
   co_await pump(std::move(b));
 }
 

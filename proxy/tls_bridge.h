@@ -68,10 +68,12 @@ void update_overlay_keys(Worker& w, TlsStream& s, std::uint64_t& epoch, std::uin
 // `plain`, and `plain`'s EOF (the task's FIN) becomes our close_notify while the peer may go
 // on sending; an error on `plain` (a reset) ends both. It also ends when nothing moved either
 // way for `idle` (a bridge leaves that to its caller's end). Closes both.
-// Awaited by the caller; `keep` and `rekey` as for bridge_tls.
+// Awaited by the caller; `keep` and `rekey` as for bridge_tls; `overlay_peer` (the sending
+// node's id, owned by the caller) as LiveConn's: a table without that node ends the relay.
 // The arguments are taken (moved from) when the coroutine starts.
 asio::awaitable<void> relay_tls(Worker& w, std::unique_ptr<TlsStream>&& stream,
                                 const std::shared_ptr<const void>& keep, tcp::socket&& plain,
-                                milliseconds idle, std::optional<std::uint64_t> rekey);
+                                milliseconds idle, std::optional<std::uint64_t> rekey,
+                                const std::string* overlay_peer);
 
 }  // namespace routemesh::proxy

@@ -284,6 +284,24 @@ void Worker::apply_table(std::shared_ptr<const mesh::RouteTable> table,
     reconcile_listeners();
   }
   mark_drained_upstreams();
+  close_removed_overlay_peers();
+}
+
+// Overlay connections accepted from a node the new table no longer has (removed from the
+// state) end now: spares waiting for their preamble and streams alike. Membership is checked
+// at the handshake; a connection may outlive it by as long as it is used.
+void Worker::close_removed_overlay_peers() {
+  for (LiveConn* c = live_head_.next; c != &live_head_; c = c->next) {
+    if (c->overlay_peer == nullptr || c->killed || table_->nodes.contains(*c->overlay_peer)) {
+      continue;
+    }
+    spdlog::warn("overlay: closing a connection of node {}: it is no longer a member",
+                 *c->overlay_peer);
+    metrics_.overlay_refused.Add({{"reason", "member_removed"}}).Increment();
+    c->killed = true;
+    c->expired = true;
+    c->cancel_io();
+  }
 }
 
 // Connections attached to an endpoint the new table drains or no longer has get a deadline of

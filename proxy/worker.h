@@ -82,6 +82,9 @@ struct LiveConn {
   bool idle = false;     // an HTTP session waiting for the next request (closed on drain)
   bool expired = false;  // the current deadline passed; pending I/O was cancelled
   bool killed = false;   // terminal cancel (shutdown after drain_ms)
+  // An accepted overlay connection: the node id its certificate names (owned by the session),
+  // so a new table without that node ends it. Null otherwise.
+  const std::string* overlay_peer = nullptr;
   // The upstream endpoint an L4 splice, a tunnel or an HTTP exchange is using (its table stays
   // alive meanwhile), so a new table that drains or removes the task can close the connection
   // after the service's drain grace. Null when not attached to an endpoint.
@@ -281,6 +284,7 @@ class Worker {
   ServiceMetrics& metrics_for(const std::string& service);
   void reconcile_listeners();
   void mark_drained_upstreams();
+  void close_removed_overlay_peers();
   void reconcile_vip_listeners();
   void reconcile_vip_udp_ports();
   void reconcile_udp_ports();

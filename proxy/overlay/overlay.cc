@@ -487,11 +487,22 @@ asio::awaitable<void> run_overlay_session(Worker& w, tcp::socket socket) {
   if (!secured) {
     co_return;
   }
+  // The node the connection's certificate names (encrypted overlay only): a table without it
+  // ends the connection (Worker::close_removed_overlay_peers). Outlives `conn`.
+  std::string peer_id;
+  if (in.tls) {
+    if (auto peer = tls::verified_peer(in.tls->native_handle())) {
+      peer_id = std::move(peer->id);
+    }
+  }
   LiveConn conn;
   LiveGuard guard(w, conn);
   conn.down = &in.raw();
   if (in.tls) {
     in.tls->stop_when(&conn.expired);
+  }
+  if (!peer_id.empty()) {
+    conn.overlay_peer = &peer_id;
   }
   tcp::socket task(w.io());
   error_code ignored;
@@ -533,6 +544,18 @@ asio::awaitable<void> run_overlay_session(Worker& w, tcp::socket socket) {
     spdlog::warn("overlay: refused a stream: {}", why);
     co_await refuse(overlay::Reply::malformed, "malformed");
     co_return;
+  }
+  const std::shared_ptr<const OverlayTls> otls = in.tls ? w.overlay_tls() : nullptr;
+  if (otls && otls->trust) {
+    // A spare may have waited since before its certificate was revoked.
+    const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count();
+    if (otls->trust->recheck(in.tls->native_handle(), now, false)) {
+      spdlog::warn("overlay: refused a stream of node {}: its certificate was revoked", peer_id);
+      co_await refuse(overlay::Reply::refused, "revoked");
+      co_return;
+    }
   }
   const std::shared_ptr<const mesh::RouteTable> table = w.table();
   const mesh::LocalTarget* target =
@@ -609,7 +632,8 @@ asio::awaitable<void> run_overlay_session(Worker& w, tcp::socket socket) {
     conn.up = nullptr;
     const std::uint64_t rekey = in.rekey_bytes;
     const std::shared_ptr<const void> keep = in.keep;
-    co_await relay_tls(w, std::move(in.tls), keep, std::move(task), w.timeouts().l4_idle, rekey);
+    co_await relay_tls(w, std::move(in.tls), keep, std::move(task), w.timeouts().l4_idle, rekey,
+                       peer_id.empty() ? nullptr : &peer_id);
     co_return;
   }
   co_await splice_both(w, conn, in.socket, task, w.timeouts().l4_idle, nullptr);

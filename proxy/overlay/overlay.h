@@ -34,6 +34,10 @@
 #include <optional>
 #include <vector>
 
+namespace routemesh::tls {
+class PeerTrust;
+}
+
 namespace routemesh::proxy {
 
 // The overlay's TLS contexts, made from this node's certificate (cmd/ builds them).
@@ -42,6 +46,9 @@ struct OverlayTls {
   std::shared_ptr<boost::asio::ssl::context> client;  // streams to other nodes
   std::string cluster_id;         // a peer's certificate must name a node of this cluster
   std::uint64_t rekey_bytes = 0;  // cluster.overlay_rekey_bytes (0: rekey on epochs only)
+  // Revoked serials, asked again when a spare connection carries its preamble (it may have
+  // waited since before the revocation). Null: only the handshake checks.
+  std::shared_ptr<const tls::PeerTrust> trust;
 };
 
 // Spare overlay connections of one proxy thread, by peer. Worker thread only.

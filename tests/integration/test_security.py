@@ -13,6 +13,7 @@ import ssl
 import struct
 import subprocess
 import tempfile
+import threading
 import unittest
 
 import cluster
@@ -565,6 +566,48 @@ class SecurityTest(unittest.TestCase):
         return cluster.metric(node.metrics(), "routemesh_overlay_refused_total",
                               {"reason": reason})
 
+    def echo_task(self, target, service):
+        """A service `service` with one task on node `target`: an echo server of this process on
+        target's address. Returns the overlay preamble for a stream to that task."""
+        srv = socket.create_server((target.ip, 0))
+        self.addCleanup(srv.close)
+        srv.settimeout(1)
+
+        def echo():
+            while True:
+                try:
+                    conn, _ = srv.accept()
+                except socket.timeout:
+                    continue
+                except OSError:
+                    return
+                with conn:
+                    conn.settimeout(30)
+                    try:
+                        while data := conn.recv(4096):
+                            conn.sendall(data)
+                    except OSError:
+                        pass
+        threading.Thread(target=echo, daemon=True).start()
+        lead = self.c.leader()
+        s, b = lead.api("POST", "/v1/services",
+                        {"name": service, "labels": {"mesh.http": f"{service}.test"}})
+        self.assertEqual(s, 201, b)
+        port = srv.getsockname()[1]
+        s, b = lead.api("POST", "/v1/tasks", {"service": service, "node": target.name,
+                                              "address": f"{target.ip}:{port}"})
+        self.assertEqual(s, 201, b)
+        self.addCleanup(lambda: self.c.leader().api("DELETE", f"/v1/services/{service}"))
+        return f"RMOV1 http {b['task']['id']} {port} 10.0.0.1 5555 10.0.0.2 8080\n".encode()
+
+    def overlay_connection(self, to, present):
+        """A TLS connection to node `to`'s overlay port with node `present`'s certificate, the
+        handshake done and nothing sent (as a spare another node keeps)."""
+        raw = socket.create_connection((to.ip, cluster.OVERLAY_PORT), timeout=5)
+        s = cluster.overlay_tls_context(present, present).wrap_socket(raw)
+        self.addCleanup(s.close)
+        return s
+
     def test_a_removed_or_revoked_node_certificate_opens_no_overlay_stream(self):
         target = self.c.nodes[1]
         # Removed: its certificate is still valid, its node id is gone from the state.
@@ -584,6 +627,12 @@ class SecurityTest(unittest.TestCase):
         m.start(join=self.c.nodes[0].admin)
         harness.wait_until(lambda: self.overlay_answer(target, m) == b"-", timeout=15,
                            what="the second node's overlay stream accepted")
+        # A spare connection made before the revocation carries its preamble after it.
+        preamble = self.echo_task(target, "ovlrev")
+        probe = self.overlay_connection(target, m)
+        probe.sendall(preamble)
+        self.assertEqual(probe.recv(1), b"+", "a stream of the member before the revocation")
+        spare = self.overlay_connection(target, m)
         before = self.overlay_refusals(target, "tls")
         serial = tls_serial(os.path.join(m.data_dir, "tls", "node.pem"))
         s, b = self.c.leader().api("POST", "/v1/certs/revoke", {"serial": serial, "name": m.name})
@@ -591,11 +640,57 @@ class SecurityTest(unittest.TestCase):
         harness.wait_until(lambda: self.overlay_answer(target, m) == b"", timeout=15,
                            what="the revoked node's overlay stream refused")
         self.assertGreater(self.overlay_refusals(target, "tls"), before)
+        spare.sendall(preamble)
+        self.assertEqual(spare.recv(1), b"-", "a spare of the revoked node carried a stream")
+        self.assertGreaterEqual(self.overlay_refusals(target, "revoked"), 1)
         # Removed as well: a stopped member turns `down` after node_down_after_ms, a store write
         # that would land inside a later test's "store unchanged" window.
         m.stop()
         s, b = self.c.leader().api("DELETE", f"/v1/nodes/{m.id}")
         self.assertEqual(s, 200, b)
+
+    def test_a_removed_nodes_open_overlay_connections_end(self):
+        # Membership is checked at the handshake, but another node's overlay connections are
+        # pre-established (spares) and a stream may live as long as it is used: both must end
+        # when the node leaves the state, not when they next reconnect.
+        target, lead = self.c.nodes[1], self.c.leader()
+        preamble = self.echo_task(target, "ovlsec")
+
+        n = self.new_node()
+        n.start(join=self.c.nodes[0].admin)
+        harness.wait_until(lambda: self.overlay_answer(target, n) == b"-", timeout=15,
+                           what="the new node's overlay stream accepted")
+
+        # A stream to the task (the echo answers through it), and a spare: handshake only.
+        def stream_up():
+            s = self.overlay_connection(target, n)
+            s.sendall(preamble)
+            if s.recv(1) != b"+":
+                return None
+            s.sendall(b"ping")
+            return s if s.recv(4) == b"ping" else None
+        stream = harness.wait_until(stream_up, timeout=15, what="a stream to the echo task")
+        spare = self.overlay_connection(target, n)
+
+        def ended(sock, send):
+            try:
+                if send:
+                    sock.sendall(send)
+                sock.settimeout(0.3)
+                return sock.recv(16) in (b"", b"-")
+            except socket.timeout:
+                return False
+            except (ssl.SSLError, OSError):
+                return True
+        self.assertFalse(ended(stream, b"pong"), "the stream before the removal")
+        n.stop()
+        s, b = lead.api("DELETE", f"/v1/nodes/{n.id}")
+        self.assertEqual(s, 200, b)
+        harness.wait_until(lambda: ended(stream, b"x"), timeout=10, interval=0.1,
+                           what="the removed node's open stream closed")
+        harness.wait_until(lambda: ended(spare, None), timeout=10, interval=0.1,
+                           what="the removed node's spare connection closed")
+        self.assertGreaterEqual(self.overlay_refusals(target, "member_removed"), 2)
 
     def test_zz_a_manager_that_joined_signs_joins_when_it_leads(self):
         # The CA key travelled with the manager token: when the first manager is gone, the new
