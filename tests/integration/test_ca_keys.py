@@ -74,19 +74,9 @@ def has_file(node, name):
     return os.path.exists(tls_file(node, name))
 
 
-class StoreKeyTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.c = cluster.Cluster(STORE_IP, ["manager", "manager", "manager", "worker"])
-        try:
-            cls.c.start()
-        except BaseException:
-            cls.c.stop()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.c.stop()
+class StoreKeyTest(cluster.SharedClusterTest):
+    FIRST_IP = STORE_IP
+    ROLES = ["manager", "manager", "manager", "worker"]
 
     def ca_status(self, via):
         rc, out, err = self.c.cli(via, "cluster", "ca", "status")
