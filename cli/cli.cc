@@ -549,6 +549,10 @@ void CliCommandsImpl::add_commands() {
   revoke->add_option("--name", cert_name_, "who held it (kept with the revocation)");
   leaf(cert, "revoked", "list the revoked certificates",
        [this] { return show(cli::get_request("/v1/certs/revoked"), cli::render_revoked); });
+  leaf(cert, "crl",
+       "the revoked certificates as a CRL (PEM) signed by the cluster CA, valid a day, for "
+       "software outside the cluster",
+       [this] { return show(cli::get_request("/v1/certs/crl"), cli::render_crl); });
   CLI::App* renew = leaf(cert, "renew",
                          "a new key and certificate for the certificate this command uses (same "
                          "role and name, a year from now), written over it (or into --out DIR)",

@@ -856,6 +856,20 @@ Result<std::string> render_revoked(const json::value& answer) {
   return render_table({"SERIAL", "NAME", "REVOKED"}, rows);
 }
 
+Result<std::string> render_crl(const json::value& answer) {
+  const json::object* o = answer.if_object();
+  const json::value* crl = o != nullptr ? o->if_contains("crl") : nullptr;
+  if (crl == nullptr || !crl->is_string() ||
+      !crl->get_string().starts_with("-----BEGIN X509 CRL-----")) {
+    return Result<std::string>::failure(unexpected("no \"crl\" in PEM"));
+  }
+  std::string text(crl->get_string());
+  if (text.ends_with('\n')) {
+    text.pop_back();  // the caller ends the output with a newline
+  }
+  return text;
+}
+
 Result<std::string> render_ingress_certs(const json::value& answer) {
   const json::array* certs = list_of(answer, "certs");
   if (certs == nullptr) {

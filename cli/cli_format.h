@@ -188,6 +188,8 @@ Result<std::string> render_networks(const boost::json::value& answer);
 Result<std::string> render_policies(const boost::json::value& answer);
 // GET /v1/certs/revoked: SERIAL NAME REVOKED (UTC), by serial.
 Result<std::string> render_revoked(const boost::json::value& answer);
+// GET /v1/certs/crl: the CRL's PEM text, as is (`routemesh cert crl > crl.pem`).
+Result<std::string> render_crl(const boost::json::value& answer);
 // A field of an answer object as text ("-" when absent), and a unix-time field as UTC
 // (2026-12-05T16:20:00Z; "-" when absent or not a number).
 std::string field(const boost::json::object& o, std::string_view key);

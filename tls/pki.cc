@@ -386,6 +386,60 @@ boost::system::result<std::string> CertificateAuthority::cross_sign(std::string_
   return cert_text(c);
 }
 
+boost::system::result<std::string> CertificateAuthority::crl(
+    const std::vector<RevokedSerial>& revoked, std::int64_t now, std::int64_t validity,
+    std::uint64_t number) const {
+  X509* ca = impl_->cert.get();
+  CrlPtr list(X509_CRL_new());
+  X509_CRL* l = list.get();
+  std::time_t at = static_cast<std::time_t>(now);
+  TimePtr this_update(ASN1_TIME_set(nullptr, at));
+  TimePtr next_update(X509_time_adj_ex(nullptr, 0, static_cast<long>(validity), &at));
+  if (l == nullptr || !this_update || !next_update ||
+      X509_CRL_set_version(l, 1) != 1 ||  // v2 (the field holds the version minus one)
+      X509_CRL_set_issuer_name(l, X509_get_subject_name(ca)) != 1 ||
+      X509_CRL_set1_lastUpdate(l, this_update.get()) != 1 ||
+      X509_CRL_set1_nextUpdate(l, next_update.get()) != 1) {
+    return errc::crypto_failure;
+  }
+  for (const RevokedSerial& r : revoked) {
+    BIGNUM* raw = nullptr;
+    const bool hex = !r.serial.empty() && r.serial.size() <= 40 &&
+                     r.serial.find_first_not_of("0123456789abcdefABCDEF") == std::string::npos;
+    if (!hex || BN_hex2bn(&raw, r.serial.c_str()) == 0) {
+      return errc::bad_request;
+    }
+    BnPtr bn(raw);
+    IntegerPtr serial(BN_to_ASN1_INTEGER(bn.get(), nullptr));
+    std::time_t when = static_cast<std::time_t>(r.at);
+    TimePtr date(ASN1_TIME_set(nullptr, when));
+    RevokedPtr entry(X509_REVOKED_new());
+    if (!serial || !date || !entry ||
+        X509_REVOKED_set_serialNumber(entry.get(), serial.get()) != 1 ||
+        X509_REVOKED_set_revocationDate(entry.get(), date.get()) != 1 ||
+        X509_CRL_add0_revoked(l, entry.get()) != 1) {
+      return errc::crypto_failure;
+    }
+    entry.release();  // the list owns it now
+  }
+  IntegerPtr crl_number(ASN1_INTEGER_new());
+  X509V3_CTX ctx;
+  X509V3_set_ctx_nodb(&ctx);
+  X509V3_set_ctx(&ctx, ca, nullptr, nullptr, l, 0);
+  ExtPtr aki(X509V3_EXT_conf_nid(nullptr, &ctx, NID_authority_key_identifier, "keyid:always"));
+  if (!crl_number || ASN1_INTEGER_set_uint64(crl_number.get(), number) != 1 || !aki ||
+      X509_CRL_add_ext(l, aki.get(), -1) != 1 ||
+      X509_CRL_add1_ext_i2d(l, NID_crl_number, crl_number.get(), 0, 0) != 1 ||
+      X509_CRL_sort(l) != 1 || X509_CRL_sign(l, impl_->key.get(), EVP_sha256()) <= 0) {
+    return errc::crypto_failure;
+  }
+  BioPtr bio(BIO_new(BIO_s_mem()));
+  if (!bio || PEM_write_bio_X509_CRL(bio.get(), l) != 1) {
+    return errc::crypto_failure;
+  }
+  return bio_text(bio.get());
+}
+
 namespace {
 
 // Never asks a terminal: the passphrase is given or reading fails.

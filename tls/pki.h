@@ -94,6 +94,19 @@ class CertificateAuthority {
   // §4.2.1.9). errc::malformed_pem, errc::crypto_failure.
   boost::system::result<std::string> cross_sign(std::string_view root_pem, std::int64_t now) const;
 
+  // A certificate revocation list (PEM; RFC 5280 §5, v2) of `revoked`, signed by this CA, for
+  // software outside the cluster that checks our certificates: thisUpdate `now`, nextUpdate
+  // `now + validity`, CRL number `number` (it must grow with each new list: the state's
+  // revision), the CA's key identifier. errc::bad_request for a serial that is not hex;
+  // errc::crypto_failure.
+  struct RevokedSerial {
+    std::string serial;   // serial_of's spelling
+    std::int64_t at = 0;  // when it was revoked, seconds since the epoch
+  };
+  boost::system::result<std::string> crl(const std::vector<RevokedSerial>& revoked,
+                                         std::int64_t now, std::int64_t validity,
+                                         std::uint64_t number) const;
+
   // A new root with this root's subject (and a new P-256 key, CA:TRUE, pathlen 0), for root
   // rotation: the cross certificates between the two are then self-issued. Errors as create().
   boost::system::result<CertificateAuthority> successor(std::int64_t now,

@@ -170,6 +170,7 @@ class ApiImpl final : public Api {
     add("/v1/certs/renew", &ApiImpl::renew_certificate);
     add("/v1/certs/revoke", &ApiImpl::revoke_certificate);
     add("/v1/certs/revoked", &ApiImpl::revoked_certificates);
+    add("/v1/certs/crl", &ApiImpl::revocation_list);
     add("/v1/ingress/certs", &ApiImpl::ingress_certs);
     add_prefix("/v1/ingress/certs/", &ApiImpl::ingress_cert);
     add_prefix("/v1/cluster/tokens/", &ApiImpl::tokens);
@@ -1273,6 +1274,39 @@ class ApiImpl final : public Api {
     auto render = [this] { return list_response(state().revoked, "revoked"); };
     co_return co_await read(std::move(req), std::move(render));
   }
+
+  // GET /v1/certs/crl: {"revision", "crl", "next_update"}: the revoked certificates as a CRL
+  // (PEM) signed by the signing root, for software outside the cluster that checks our
+  // certificates (`openssl verify -crl_check`, a web server's CRL file). Its number is the
+  // state's revision; it is valid for a day from now, so whoever uses it fetches it again at
+  // least daily. Rendered by the leader like every read (503 where the key cannot be opened).
+  asio::awaitable<Response> revocation_list(Request req) {
+    if (req.method != "GET") {
+      co_return not_allowed(req, "GET");
+    }
+    auto render = [this]() -> Response {
+      const tls::CertificateAuthority* ca = signing_ca();
+      if (ca == nullptr) {
+        return unavailable("this manager cannot sign (it holds no key of the signing root)");
+      }
+      std::vector<tls::CertificateAuthority::RevokedSerial> list;
+      list.reserve(state().revoked.size());
+      for (const auto& [serial, r] : state().revoked) {
+        list.push_back({serial, r.at});
+      }
+      const std::int64_t now = unix_now();
+      auto crl = ca->crl(list, now, kCrlValidity, state().revision);
+      if (!crl) {
+        spdlog::error("api: cannot make the revocation list: {}", crl.error().message());
+        return unavailable("cannot make the revocation list: " + crl.error().message());
+      }
+      return json_response(200, json::object{{"revision", state().revision},
+                                             {"crl", std::move(*crl)},
+                                             {"next_update", now + kCrlValidity}});
+    };
+    co_return co_await read(std::move(req), std::move(render));
+  }
+  static constexpr std::int64_t kCrlValidity = 24 * 3600;
 
   // ---- HTTPS certificates ---------------------------------------------------------------------
 

@@ -505,6 +505,32 @@ class SecurityTest(unittest.TestCase):
         for n in nodes:
             s, b = n.api("GET", probe(n), tls=viewer)
             self.assertEqual(s, 200, b)
+        # Software outside the cluster gets the list as a CRL of the cluster CA (through a
+        # follower, which forwards the read): openssl refuses carol's certificate with it and
+        # still takes dave's. A node certificate may not read it.
+        rc, out, err = self.c.cli(self.c.followers()[0], "cert", "crl")
+        self.assertEqual(rc, 0, err)
+        crl = os.path.join(self.c.dir, "cluster.crl")
+        with open(crl, "w") as f:
+            f.write(out)
+        r = subprocess.run(["openssl", "crl", "-in", crl, "-noout", "-text"], capture_output=True,
+                           text=True, timeout=10)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        listed = {m.replace(":", "").lower().lstrip("0")
+                  for m in re.findall(r"Serial Number: ([0-9A-Fa-f:]+)", r.stdout)}
+        self.assertIn(serial, listed, r.stdout)
+        ca_pem = os.path.join(self.c.cert_dir, "ca.pem")
+        for who, expect in (("cert-carol", "certificate revoked"), ("cert-dave", None)):
+            r = subprocess.run(["openssl", "verify", "-crl_check", "-CAfile", ca_pem, "-CRLfile",
+                                crl, os.path.join(self.c.dir, who, "cert.pem")],
+                               capture_output=True, text=True, timeout=10)
+            if expect:
+                self.assertNotEqual(r.returncode, 0, r.stdout)
+                self.assertIn(expect, r.stdout + r.stderr)
+            else:
+                self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        s, b = self.c.leader().api("GET", "/v1/certs/crl", tls=self.worker.credentials())
+        self.assertEqual(s, 403, b)
         self.assertEqual(len(self.manager_log_lines(rf"certificate {serial} \(carol\) revoked by")),
                          1)
 

@@ -583,3 +583,14 @@ TEST_CASE("policy ls renders a table sorted by destination then source") {
         "b1   network:z         service:web   *      allow    0          2\n");
   CHECK_FALSE(render_policies(parse(R"({"revision":3})")));
 }
+
+TEST_CASE("cert crl prints the CRL's PEM as the API gave it, and refuses anything else") {
+  const std::string pem = "-----BEGIN X509 CRL-----\nMIIB\n-----END X509 CRL-----\n";
+  auto text = render_crl(json::object{{"revision", 7}, {"crl", pem}, {"next_update", 1}});
+  REQUIRE(text);
+  CHECK(text.value() + "\n" == pem);
+  CHECK_FALSE(render_crl(json::object{{"revision", 7}}));
+  CHECK_FALSE(render_crl(json::object{{"crl", "not a crl"}}));
+  CHECK_FALSE(render_crl(json::object{{"crl", 5}}));
+  CHECK_FALSE(render_crl(json::value(json::array{})));
+}

@@ -3,8 +3,12 @@
 #include "tls/cluster_pki.h"
 #include "tls/token.h"
 
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
 #include <catch2/catch.hpp>
 
+#include <memory>
 #include <string>
 
 using namespace routemesh;
@@ -379,4 +383,74 @@ TEST_CASE("a root's successor has its subject, so the cross certificates are sel
   // A successor is a root of its own: importable.
   CHECK(tls::CertificateAuthority::import(next->certificate_pem(), next->key_pem(), kNow + 60)
             .has_value());
+}
+
+namespace {
+
+// OpenSSL's verdict on `leaf_pem` against `ca` with `crl_pem` checked, at kNow + 60.
+int verify_with_crl(const tls::CertificateAuthority& ca, const std::string& leaf_pem,
+                    const std::string& crl_pem) {
+  auto read = [](const std::string& pem) {
+    return std::unique_ptr<BIO, decltype(&BIO_free)>(
+        BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())), &BIO_free);
+  };
+  auto ca_bio = read(ca.certificate_pem());
+  auto leaf_bio = read(leaf_pem);
+  auto crl_bio = read(crl_pem);
+  std::unique_ptr<X509, decltype(&X509_free)> root(
+      PEM_read_bio_X509(ca_bio.get(), nullptr, nullptr, nullptr), &X509_free);
+  std::unique_ptr<X509, decltype(&X509_free)> leaf(
+      PEM_read_bio_X509(leaf_bio.get(), nullptr, nullptr, nullptr), &X509_free);
+  std::unique_ptr<X509_CRL, decltype(&X509_CRL_free)> crl(
+      PEM_read_bio_X509_CRL(crl_bio.get(), nullptr, nullptr, nullptr), &X509_CRL_free);
+  REQUIRE(root);
+  REQUIRE(leaf);
+  REQUIRE(crl);
+  std::unique_ptr<X509_STORE, decltype(&X509_STORE_free)> store(X509_STORE_new(), &X509_STORE_free);
+  REQUIRE(X509_STORE_add_cert(store.get(), root.get()) == 1);
+  REQUIRE(X509_STORE_add_crl(store.get(), crl.get()) == 1);
+  std::unique_ptr<X509_STORE_CTX, decltype(&X509_STORE_CTX_free)> ctx(X509_STORE_CTX_new(),
+                                                                      &X509_STORE_CTX_free);
+  REQUIRE(X509_STORE_CTX_init(ctx.get(), store.get(), leaf.get(), nullptr) == 1);
+  X509_STORE_CTX_set_flags(ctx.get(), X509_V_FLAG_CRL_CHECK);
+  X509_STORE_CTX_set_time(ctx.get(), 0, static_cast<time_t>(kNow + 60));
+  X509_verify_cert(ctx.get());
+  return X509_STORE_CTX_get_error(ctx.get());
+}
+
+}  // namespace
+
+TEST_CASE("a CRL lists the revoked serials, signed by the CA, for openssl's CRL check") {
+  auto ca = new_ca();
+  auto carol =
+      issue(ca, {{"c0ffee00c0ffee00", tls::Role::operator_, "carol"}, {}, {}}, tls::kUserLifetime);
+  auto dave =
+      issue(ca, {{"c0ffee00c0ffee00", tls::Role::viewer, "dave"}, {}, {}}, tls::kUserLifetime);
+  auto serial = tls::serial_of(carol.cert);
+  REQUIRE(serial.has_value());
+
+  auto crl = ca.crl({{*serial, kNow - 100}}, kNow, 86400, 42);
+  REQUIRE(crl.has_value());
+  CHECK(crl->starts_with("-----BEGIN X509 CRL-----"));
+  CHECK(verify_with_crl(ca, carol.cert, *crl) == X509_V_ERR_CERT_REVOKED);
+  CHECK(verify_with_crl(ca, dave.cert, *crl) == X509_V_OK);
+
+  // An empty list is a valid CRL too; nothing is revoked by it.
+  auto empty = ca.crl({}, kNow, 86400, 43);
+  REQUIRE(empty.has_value());
+  CHECK(verify_with_crl(ca, carol.cert, *empty) == X509_V_OK);
+
+  // Another CA's CRL does not speak for this one.
+  auto other = new_ca("0123456789abcdef");
+  auto foreign = other.crl({{*serial, kNow - 100}}, kNow, 86400, 1);
+  REQUIRE(foreign.has_value());
+  CHECK(verify_with_crl(ca, carol.cert, *foreign) != X509_V_ERR_CERT_REVOKED);
+
+  // Past its next update, the list is stale.
+  auto old = ca.crl({}, kNow - 7200, 3600, 44);
+  REQUIRE(old.has_value());
+  CHECK(verify_with_crl(ca, dave.cert, *old) == X509_V_ERR_CRL_HAS_EXPIRED);
+
+  CHECK(ca.crl({{"not hex", kNow}}, kNow, 86400, 45).error() == tls::errc::bad_request);
+  CHECK(ca.crl({{"", kNow}}, kNow, 86400, 45).error() == tls::errc::bad_request);
 }
