@@ -129,6 +129,14 @@ void give_overlay_tls(ClusterNode& n) {
   }
 }
 
+// The state's revoked certificates, refused from now on by every TLS listener of the node;
+// the proxy threads also end the overlay connections already made with one.
+void follow_revocations(ClusterNode& n, const discovery::ClusterState& s) {
+  if (set_revocations(*n.tls, s) && n.proxy != nullptr) {
+    n.proxy->recheck_overlay_peers();
+  }
+}
+
 prometheus::Gauge& trusted_roots(ClusterNode& n) {
   return base::gauge(n.registry, "routemesh_tls_trusted_roots",
                      "Root CAs this node trusts: 2 while a root rotation runs, else 1.");
@@ -406,7 +414,7 @@ asio::awaitable<void> start_cluster(ClusterNode& n) {
     }
     n.store = std::move(*opened);
     n.store->on_state([&n](const discovery::ClusterState& s) {
-      set_revocations(*n.tls, s);
+      follow_revocations(n, s);
       follow_ca(n, s);
       n.publisher.schedule(s);
     });
@@ -473,7 +481,7 @@ asio::awaitable<void> start_cluster(ClusterNode& n) {
     wo.tls = n.tls->client;
     n.watcher = agent::make_watch_client(ex, std::move(wo));
     n.watcher->on_state([&n](const discovery::ClusterState& s) {
-      set_revocations(*n.tls, s);
+      follow_revocations(n, s);
       follow_ca(n, s);
       n.publisher.schedule(s);
       // Remember the managers, so a restarted worker finds one even if its join address died.

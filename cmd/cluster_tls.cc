@@ -276,15 +276,17 @@ bool needs_new_root(const NodeTls& t, const discovery::ClusterCa& ca) {
   return !own || !tls::signed_by(own->front(), ca.roots.front());
 }
 
-void set_revocations(NodeTls& t, const discovery::ClusterState& state) {
+bool set_revocations(NodeTls& t, const discovery::ClusterState& state) {
   std::set<std::string> serials;
   for (const auto& [serial, r] : state.revoked) {
     serials.insert(serial);
   }
   const std::size_t count = serials.size();
-  if (t.revoked->set(std::move(serials))) {
-    spdlog::info("cluster: {} revoked certificate(s) refused from now on", count);
+  if (!t.revoked->set(std::move(serials))) {
+    return false;
   }
+  spdlog::info("cluster: {} revoked certificate(s) refused from now on", count);
+  return true;
 }
 
 std::int64_t renewal_time(const NodeTls& t) {

@@ -78,6 +78,9 @@ class ClusterBuilder {
       NodeInfo info{&node, std::nullopt};
       if (!node.overlay.empty()) {
         info.hop = parse_overlay(node.overlay);
+        if (info.hop) {
+          table_.node_hops.emplace(id, *info.hop);
+        }
       }
       nodes_by_name_[node.name] = std::move(info);
     }

@@ -158,6 +158,10 @@ struct RouteTable {
   // The cluster's nodes, by id: the overlay accepts streams only from these. A removed node's
   // certificate stays valid until it expires, so its membership is what ends its access.
   std::set<std::string, std::less<>> nodes;
+  // Each node's overlay listener, by node id (nodes with a valid overlay address): a sending
+  // node checks that the certificate answering at an address is that of the node the table
+  // puts there.
+  std::map<std::string, OverlayHop, std::less<>> node_hops;
   // The store's overlay key epoch: an encrypted overlay connection made or rekeyed in an older
   // one updates its keys before it sends more.
   std::uint64_t overlay_key_epoch = 0;

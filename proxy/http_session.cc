@@ -106,7 +106,10 @@ struct RequestState {
 // tries. The duplex flags are shared by the two halves of duplex(), on the same thread.
 struct AttemptState {
   Clock::time_point start;                // the attempt began (connect or pooled connection taken)
-  Clock::time_point request_sent;         // the whole request was written upstream
+  // Worker::overlay_checks() when it began: an overlay connection goes back to the pool
+  // unchecked only if no revocation was applied meanwhile.
+  std::uint64_t overlay_checks = 0;
+  Clock::time_point request_sent;  // the whole request was written upstream
   bool response_started = false;          // some response byte arrived
   bool in_response_body = false;          // the final head was relayed; body bytes follow
   bool response_done = false;             // the final response was relayed completely
@@ -118,8 +121,8 @@ struct AttemptState {
   bool body_read_failed = false;          // duplex: reading the request body failed
   bool stop_body = false;                 // duplex: the response ended first; stop the body
 
-  // Every flag back to its initial value; `start` is kept.
-  void reset_flags() { *this = AttemptState{start, start}; }
+  // Every flag back to its initial value; `start` and `overlay_checks` are kept.
+  void reset_flags() { *this = AttemptState{start, overlay_checks, start}; }
 };
 
 // An error answer chosen by a synchronous step (set_error), sent by send_error().
@@ -808,6 +811,7 @@ asio::awaitable<error_code> Session::exchange(UpstreamPool::Bucket& bucket) {
     // Deadlines of this attempt start now, not when the request began: a slow client (head
     // or upload) is not the upstream's fault.
     attempt_.start = Clock::now();
+    attempt_.overlay_checks = worker_.overlay_checks();
     // A fresh attempt: after_attempt() judges a failed connect by these flags too, so none
     // may be left over from the previous request on this client connection.
     attempt_.reset_flags();
@@ -897,7 +901,12 @@ asio::awaitable<error_code> Session::exchange(UpstreamPool::Bucket& bucket) {
         if (!attempt_.body_spliced) {
           response_parser_->next_message();
         }
-        worker_.pool().put(bucket, std::move(upstream_), attempt_.start);
+        if (upstream_.tls && attempt_.overlay_checks != worker_.overlay_checks() &&
+            worker_.overlay_peer_revoked(upstream_.tls->native_handle())) {
+          close_upstream();  // its node's certificate was revoked during the exchange
+        } else {
+          worker_.pool().put(bucket, std::move(upstream_), attempt_.start);
+        }
       } else {
         close_upstream();
       }

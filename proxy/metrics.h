@@ -79,9 +79,9 @@ struct Metrics {
   prometheus::Gauge& udp_flows;
   // routemesh_proxy_upstream_pool_closed_total{reason}: idle pooled upstream connections
   // closed, indexed by UpstreamPool::CloseReason (stray_bytes, eof, error, idle_timeout, full,
-  // orphaned, stale); children resolved once here
+  // orphaned, stale, revoked); children resolved once here
   prometheus::Family<prometheus::Counter>& upstream_pool_closed_family;
-  std::array<prometheus::Counter*, 7> upstream_pool_closed{};
+  std::array<prometheus::Counter*, 8> upstream_pool_closed{};
   // The HTTPS port: routemesh_proxy_tls_connections_total{outcome}: terminated (handshake
   // done), resumed (of those, a resumed session), passthrough (spliced by SNI), and the
   // refusals: not_tls (no ClientHello, or a malformed one), no_certificate (no certificate

@@ -170,6 +170,17 @@ class ProxyServerImpl final : public ProxyServer {
     }
   }
 
+  void recheck_overlay_peers() override {
+    std::lock_guard lock(control_);
+    if (stopped_ || !started_) {
+      return;
+    }
+    for (auto& w : workers_) {
+      Worker* wp = w.get();
+      asio::post(wp->io(), [wp] { wp->close_untrusted_overlay(); });
+    }
+  }
+
   void apply_settings(const config::NodeConfig& next) override {
     std::lock_guard lock(control_);
     if (stopped_) {

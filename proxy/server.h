@@ -49,6 +49,11 @@ class ProxyServer {
   // open ones keep theirs. Returns once every proxy thread has them.
   virtual void set_overlay_tls(std::shared_ptr<const OverlayTls> tls) = 0;
 
+  // The revoked certificates changed (the overlay's PeerTrust holds the new set): every proxy
+  // thread ends the overlay connections whose peer is now revoked (Worker::
+  // close_untrusted_overlay). Does not wait. Called from the control thread.
+  virtual void recheck_overlay_peers() = 0;
+
   // The newest table every proxy thread adopted. Any thread; never waits for a publish in
   // progress.
   virtual std::shared_ptr<const mesh::RouteTable> table() const = 0;

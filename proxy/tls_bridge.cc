@@ -40,6 +40,9 @@ struct Bridge {
         size(b ? Worker::kUpstreamBufferSize : Worker::kClientBufferSize) {
     live.down = &stream->next_layer();
     live.up = &inner;
+    if (rekey) {  // an overlay connection: a revocation of its peer ends it
+      live.overlay_ssl = stream->native_handle();
+    }
     stream->stop_when(&live.expired);
     epoch = overlay_key_epoch(w);
     from_tls = bulk ? w.take_buffer() : w.take_client_buffer();

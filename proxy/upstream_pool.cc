@@ -192,6 +192,26 @@ void UpstreamPool::close_idle(Bucket& b, CloseReason r) {
   drop_idle(b);
 }
 
+std::size_t UpstreamPool::close_untrusted(const std::function<bool(const ssl_st*)>& untrusted) {
+  std::size_t closed = 0;
+  for (auto& [key, b] : buckets_) {
+    if (!b->via) {
+      continue;
+    }
+    // A closed connection's wait finds its id gone (on_readable) and ends there.
+    std::erase_if(b->idle, [&](Idle& i) {
+      if (!i.conn.tls || !untrusted(i.conn.tls->native_handle())) {
+        return false;
+      }
+      i.conn.close();
+      ++closed;
+      return true;
+    });
+  }
+  closed_[static_cast<std::size_t>(CloseReason::revoked)] += closed;
+  return closed;
+}
+
 void UpstreamPool::sweep(Clock::time_point now) {
   for (auto it = buckets_.begin(); it != buckets_.end();) {
     Bucket& b = *it->second;

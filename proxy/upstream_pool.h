@@ -26,6 +26,7 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -93,10 +94,11 @@ class UpstreamPool {
     full,          // returned to a bucket at limits.max_idle_upstream_per_endpoint
     orphaned,      // its endpoint left the table, or moved
     stale,         // a sibling taken from the same bucket had died unseen (drop_stale)
+    revoked,       // an overlay stream whose peer's certificate was revoked meanwhile
   };
-  static constexpr std::size_t kCloseReasons = 7;
+  static constexpr std::size_t kCloseReasons = 8;
   static constexpr std::array<const char*, kCloseReasons> kCloseReasonNames{
-      "stray_bytes", "eof", "error", "idle_timeout", "full", "orphaned", "stale"};
+      "stray_bytes", "eof", "error", "idle_timeout", "full", "orphaned", "stale", "revoked"};
 
   struct Bucket {
     std::string key;
@@ -142,6 +144,10 @@ class UpstreamPool {
   // The same, counted as `stale`: a connection taken from this bucket died before answering
   // (the endpoint restarted or timed its keep-alive out), so the rest are likely dead too.
   void drop_stale(Bucket& b) { close_idle(b, CloseReason::stale); }
+
+  // Closes the idle TLS connections (overlay streams) whose peer certificate `untrusted`
+  // picks, counted as `revoked`; returns how many.
+  std::size_t close_untrusted(const std::function<bool(const ssl_st*)>& untrusted);
 
   // Closes connections idle longer than the timeout; frees unused orphaned buckets.
   void sweep(Clock::time_point now);

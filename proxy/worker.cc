@@ -6,6 +6,7 @@
 #include "proxy/l4/l4_session.h"
 #include "proxy/l4/udp.h"
 #include "proxy/overlay/overlay.h"
+#include "tls/context.h"
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
@@ -284,23 +285,68 @@ void Worker::apply_table(std::shared_ptr<const mesh::RouteTable> table,
     reconcile_listeners();
   }
   mark_drained_upstreams();
-  close_removed_overlay_peers();
+  close_untrusted_overlay();
 }
 
-// Overlay connections accepted from a node the new table no longer has (removed from the
-// state) end now: spares waiting for their preamble and streams alike. Membership is checked
-// at the handshake; a connection may outlive it by as long as it is used.
-void Worker::close_removed_overlay_peers() {
+// Overlay connections another node may no longer use end now (see worker.h): spares waiting
+// for their preamble, streams either way, pooled HTTP streams and this node's own spares.
+namespace {
+
+std::int64_t unix_seconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+bool Worker::overlay_peer_revoked(const ssl_st* ssl) {
+  const tls::PeerTrust* trust = overlay_tls_ ? overlay_tls_->trust.get() : nullptr;
+  if (trust == nullptr || ssl == nullptr || !trust->recheck(ssl, unix_seconds(), false)) {
+    return false;
+  }
+  metrics_.overlay_refused.Add({{"reason", "out_revoked"}}).Increment();
+  return true;
+}
+
+void Worker::close_untrusted_overlay() {
+  ++overlay_checks_;
+  const tls::PeerTrust* trust = overlay_tls_ ? overlay_tls_->trust.get() : nullptr;
+  const std::int64_t now = unix_seconds();
+  auto revoked = [&](const ssl_st* ssl) {
+    return trust != nullptr && ssl != nullptr && trust->recheck(ssl, now, false).has_value();
+  };
   for (LiveConn* c = live_head_.next; c != &live_head_; c = c->next) {
-    if (c->overlay_peer == nullptr || c->killed || table_->nodes.contains(*c->overlay_peer)) {
+    if (c->killed || (c->overlay_peer == nullptr && c->overlay_ssl == nullptr)) {
       continue;
     }
-    spdlog::warn("overlay: closing a connection of node {}: it is no longer a member",
-                 *c->overlay_peer);
-    metrics_.overlay_refused.Add({{"reason", "member_removed"}}).Increment();
+    const char* reason = nullptr;
+    if (c->overlay_peer != nullptr && table_ && !table_->nodes.contains(*c->overlay_peer)) {
+      reason = "member_removed";
+      spdlog::warn("overlay: closing a connection of node {}: it is no longer a member",
+                   *c->overlay_peer);
+    } else if (revoked(c->overlay_ssl)) {
+      reason = "revoked";
+      spdlog::warn("overlay: closing a connection {}: its peer's certificate was revoked",
+                   c->overlay_peer != nullptr ? "of node " + *c->overlay_peer : "to a node");
+    }
+    if (reason == nullptr) {
+      continue;
+    }
+    metrics_.overlay_refused.Add({{"reason", reason}}).Increment();
     c->killed = true;
     c->expired = true;
     c->cancel_io();
+  }
+  if (trust != nullptr && trust->size() > 0) {
+    const std::size_t spares = overlay_spares_->close_untrusted(revoked);
+    const std::size_t pooled = pool_->close_untrusted(revoked);
+    if (spares + pooled > 0) {
+      spdlog::warn("overlay: closed {} idle connection(s) to nodes whose certificate was revoked",
+                   spares + pooled);
+      metrics_.overlay_refused.Add({{"reason", "out_revoked"}}).Increment(
+          static_cast<double>(spares + pooled));
+    }
   }
 }
 

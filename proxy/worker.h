@@ -32,6 +32,8 @@
 #include <unordered_map>
 #include <vector>
 
+struct ssl_st;
+
 namespace routemesh::tls {
 class IngressContexts;
 }
@@ -85,6 +87,9 @@ struct LiveConn {
   // An accepted overlay connection: the node id its certificate names (owned by the session),
   // so a new table without that node ends it. Null otherwise.
   const std::string* overlay_peer = nullptr;
+  // An encrypted overlay connection, either way: its TLS connection (owned by whoever owns the
+  // LiveConn), so one whose peer certificate is revoked meanwhile ends. Null otherwise.
+  const ssl_st* overlay_ssl = nullptr;
   // The upstream endpoint an L4 splice, a tunnel or an HTTP exchange is using (its table stays
   // alive meanwhile), so a new table that drains or removes the task can close the connection
   // after the service's drain grace. Null when not attached to an endpoint.
@@ -200,6 +205,18 @@ class Worker {
   // The overlay's mutual TLS contexts (overlay/overlay.h), once the node has its certificate.
   const std::shared_ptr<const OverlayTls>& overlay_tls() const { return overlay_tls_; }
   void set_overlay_tls(std::shared_ptr<const OverlayTls> t) { overlay_tls_ = std::move(t); }
+  // Ends the overlay connections another node may no longer use: accepted ones of a node the
+  // table no longer has, and, either way, those whose peer certificate the overlay's trust
+  // now refuses (revoked), spares and pooled streams included. Membership and revocation are
+  // checked at the handshake; this covers connections made before. Run for each new table and
+  // when the revocations change (Server::recheck_overlay_peers).
+  void close_untrusted_overlay();
+  // How many times close_untrusted_overlay ran: a connection out of its reach meanwhile (an
+  // HTTP exchange's) is checked with overlay_peer_revoked before it is pooled again.
+  std::uint64_t overlay_checks() const { return overlay_checks_; }
+  // Whether the overlay's trust refuses the peer certificate of `ssl` now (counted in
+  // routemesh_overlay_refused_total{reason="out_revoked"} when it does).
+  bool overlay_peer_revoked(const ssl_st* ssl);
   // Cluster mode with cluster.overlay_encryption: no plain overlay stream either way, even
   // before the contexts arrive.
   bool overlay_tls_required() const {
@@ -284,7 +301,6 @@ class Worker {
   ServiceMetrics& metrics_for(const std::string& service);
   void reconcile_listeners();
   void mark_drained_upstreams();
-  void close_removed_overlay_peers();
   void reconcile_vip_listeners();
   void reconcile_vip_udp_ports();
   void reconcile_udp_ports();
@@ -308,6 +324,7 @@ class Worker {
   std::shared_ptr<const mesh::RouteTable> table_;
   std::shared_ptr<const tls::IngressContexts> ingress_tls_;
   std::shared_ptr<const OverlayTls> overlay_tls_;
+  std::uint64_t overlay_checks_ = 0;
   mesh::Balancer balancer_;
   std::unique_ptr<UpstreamPool> pool_;
   std::unique_ptr<OverlaySpares> overlay_spares_;

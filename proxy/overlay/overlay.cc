@@ -106,8 +106,39 @@ bool may_log_tls_refusal() {
   return true;
 }
 
+// Why the node that answered at `peer` may not carry streams, or nullptr when it may: its
+// certificate must be a node certificate of this cluster, name the node the table puts at that
+// address (another member's certificate at a node's address is not that node), and not be
+// revoked. `why` says it for the log.
+const char* outgoing_refusal(Worker& w, const OverlayTls& tls, const ssl_st* ssl,
+                             const tcp::endpoint& peer, std::string& why) {
+  const auto id = tls::verified_peer(ssl);
+  if (!id || !tls::is_node_role(id->role) || id->cluster_id != tls.cluster_id) {
+    why = "it did not present a node certificate of this cluster";
+    return "out_not_a_node";
+  }
+  const std::shared_ptr<const mesh::RouteTable>& table = w.table();
+  const auto hop = table ? table->node_hops.find(id->id) : decltype(table->node_hops.end()){};
+  if (!table || hop == table->node_hops.end() ||
+      to_tcp_endpoint(hop->second.ip, hop->second.port) != peer) {
+    why = "its certificate names node " + id->id + ", whose overlay address this is not";
+    return "out_wrong_node";
+  }
+  if (tls.trust) {
+    const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count();
+    if (tls.trust->recheck(ssl, now, false)) {
+      why = "the certificate of node " + id->id + " was revoked";
+      return "out_revoked";
+    }
+  }
+  return nullptr;
+}
+
 // `s`, just connected to a peer's overlay listener, through the TLS handshake when the overlay
-// is encrypted: s.tls is then set. conn.up is &s.raw() on return.
+// is encrypted, and the peer checked (outgoing_refusal): s.tls is then set. conn.up is
+// &s.raw() on return.
 asio::awaitable<error_code> secure_outgoing(Worker& w, LiveConn& conn, UpstreamConn& s,
                                             const tcp::endpoint& peer, milliseconds timeout) {
   const std::shared_ptr<const OverlayTls> tls = w.overlay_tls();
@@ -136,6 +167,16 @@ asio::awaitable<error_code> secure_outgoing(Worker& w, LiveConn& conn, UpstreamC
     stream->next_layer().close(ignored);
     co_return expired ? error_code(asio::error::timed_out)
                       : (ec ? ec : error_code(asio::error::operation_aborted));
+  }
+  std::string why;
+  if (const char* reason = outgoing_refusal(w, *tls, stream->native_handle(), peer, why)) {
+    w.metrics().overlay_refused.Add({{"reason", reason}}).Increment();
+    if (may_log_tls_refusal()) {
+      spdlog::warn("overlay: refused the node at {}: {}", peer.address().to_string(), why);
+    }
+    error_code ignored;
+    stream->next_layer().close(ignored);
+    co_return asio::error::connection_refused;
   }
   s.tls = std::move(stream);
   s.keep = tls;
@@ -296,6 +337,22 @@ void OverlaySpares::sweep(Clock::time_point now) {
     }
     ++it;
   }
+}
+
+std::size_t OverlaySpares::close_untrusted(
+    const std::function<bool(const ssl_st*)>& untrusted) {
+  std::size_t closed = 0;
+  for (auto& [peer, p] : peers_) {
+    std::erase_if(p.idle, [&](Spare& s) {
+      if (!s.conn.tls || !untrusted(s.conn.tls->native_handle())) {
+        return false;
+      }
+      s.conn.close();
+      ++closed;
+      return true;
+    });
+  }
+  return closed;
 }
 
 void OverlaySpares::close_all() {
@@ -504,6 +561,9 @@ asio::awaitable<void> run_overlay_session(Worker& w, tcp::socket socket) {
   if (!peer_id.empty()) {
     conn.overlay_peer = &peer_id;
   }
+  if (in.tls) {
+    conn.overlay_ssl = in.tls->native_handle();  // cleared where in.tls moves to a bridge
+  }
   tcp::socket task(w.io());
   error_code ignored;
   in.raw().set_option(tcp::no_delay(true), ignored);
@@ -581,6 +641,7 @@ asio::awaitable<void> run_overlay_session(Worker& w, tcp::socket socket) {
     w.metrics().overlay_streams_in.Increment();
     if (in.tls) {
       // Datagram framing works on a plain socket: the TLS stream's goes through a bridge.
+      conn.overlay_ssl = nullptr;
       auto inner = bridge_tls(w, std::move(in.tls), in.keep, true, in.rekey_bytes);
       if (!inner) {
         co_return;
@@ -630,6 +691,7 @@ asio::awaitable<void> run_overlay_session(Worker& w, tcp::socket socket) {
     // connection: no socketpair, no splice (tls_bridge.h).
     conn.down = nullptr;
     conn.up = nullptr;
+    conn.overlay_ssl = nullptr;
     const std::uint64_t rekey = in.rekey_bytes;
     const std::shared_ptr<const void> keep = in.keep;
     co_await relay_tls(w, std::move(in.tls), keep, std::move(task), w.timeouts().l4_idle, rekey,

@@ -30,6 +30,7 @@
 #include <boost/asio/ssl/context.hpp>
 #include <boost/system/error_code.hpp>
 
+#include <functional>
 #include <map>
 #include <optional>
 #include <vector>
@@ -64,6 +65,8 @@ class OverlaySpares {
   // Closes spares older than their lifetime (the receiving side would close them after its
   // preamble timeout) and forgets peers not used since. Called from the worker's tick.
   void sweep(Clock::time_point now);
+  // Closes the spares whose peer certificate `untrusted` picks; returns how many.
+  std::size_t close_untrusted(const std::function<bool(const ssl_st*)>& untrusted);
   void close_all();
 
   static constexpr milliseconds kLifetime{20'000};

@@ -483,6 +483,10 @@ TEST_CASE("local targets: a node's own tasks by id and port, others go by the ov
 
   // the overlay accepts streams from the state's nodes only, by id
   CHECK(table.nodes == std::set<std::string, std::less<>>{"2"});
+  // and a sending node checks who answers at an overlay address against the node put there
+  REQUIRE(table.node_hops.size() == 1);
+  CHECK(table.node_hops.at("2").ip.text == "10.77.0.12");
+  CHECK(table.node_hops.at("2").port == 4789);
 
   // a node marked down takes its tasks out everywhere
   state.nodes["2"].status = discovery::NodeStatus::down;
