@@ -592,14 +592,14 @@ class SecurityTest(unittest.TestCase):
         return cluster.metric(node.metrics(), "routemesh_overlay_refused_total",
                               {"reason": reason})
 
-    def echo_task(self, target, service):
-        """A service `service` with one task on node `target`: an echo server of this process on
-        target's address. Returns the overlay preamble for a stream to that task."""
-        srv = socket.create_server((target.ip, 0))
+    def serve(self, ip, port, handle):
+        """A listening socket of this process on ip:port (0: any) whose connections a thread
+        hands, one after the other, to handle(conn); closed at the test's end."""
+        srv = socket.create_server((ip, port))
         self.addCleanup(srv.close)
-        srv.settimeout(1)
+        srv.settimeout(0.5)
 
-        def echo():
+        def accept():
             while True:
                 try:
                     conn, _ = srv.accept()
@@ -607,14 +607,22 @@ class SecurityTest(unittest.TestCase):
                     continue
                 except OSError:
                     return
-                with conn:
-                    conn.settimeout(30)
-                    try:
-                        while data := conn.recv(4096):
-                            conn.sendall(data)
-                    except OSError:
-                        pass
-        threading.Thread(target=echo, daemon=True).start()
+                handle(conn)
+        threading.Thread(target=accept, daemon=True).start()
+        return srv
+
+    def echo_task(self, target, service):
+        """A service `service` with one task on node `target`: an echo server of this process on
+        target's address. Returns the overlay preamble for a stream to that task."""
+        def echo(conn):
+            with conn:
+                conn.settimeout(30)
+                try:
+                    while data := conn.recv(4096):
+                        conn.sendall(data)
+                except OSError:
+                    pass
+        srv = self.serve(target.ip, 0, echo)
         lead = self.c.leader()
         s, b = lead.api("POST", "/v1/services",
                         {"name": service, "labels": {"mesh.http": f"{service}.test"}})
@@ -633,6 +641,32 @@ class SecurityTest(unittest.TestCase):
         s = cluster.overlay_tls_context(present, present).wrap_socket(raw)
         self.addCleanup(s.close)
         return s
+
+    def stream_and_spare(self, target, node, preamble):
+        """Two overlay connections to `target` with `node`'s certificate: a stream to the echo
+        task of `preamble` (checked to echo), and a spare (the handshake only)."""
+        def stream_up():
+            s = self.overlay_connection(target, node)
+            s.sendall(preamble)
+            if s.recv(1) != b"+":
+                return None
+            s.sendall(b"ping")
+            return s if s.recv(4) == b"ping" else None
+        stream = harness.wait_until(stream_up, timeout=15, what="a stream to the echo task")
+        return stream, self.overlay_connection(target, node)
+
+    @staticmethod
+    def overlay_ended(sock, send):
+        """Whether overlay connection `sock` was closed (after sending `send`, if any)."""
+        try:
+            if send:
+                sock.sendall(send)
+            sock.settimeout(0.3)
+            return sock.recv(16) in (b"", b"-")
+        except socket.timeout:
+            return False
+        except (ssl.SSLError, OSError):
+            return True
 
     def test_a_removed_or_revoked_node_certificate_opens_no_overlay_stream(self):
         target = self.c.nodes[1]
@@ -693,27 +727,8 @@ class SecurityTest(unittest.TestCase):
         harness.wait_until(lambda: self.overlay_answer(target, n) == b"-", timeout=15,
                            what="the new node's overlay stream accepted")
 
-        # A stream to the task (the echo answers through it), and a spare: handshake only.
-        def stream_up():
-            s = self.overlay_connection(target, n)
-            s.sendall(preamble)
-            if s.recv(1) != b"+":
-                return None
-            s.sendall(b"ping")
-            return s if s.recv(4) == b"ping" else None
-        stream = harness.wait_until(stream_up, timeout=15, what="a stream to the echo task")
-        spare = self.overlay_connection(target, n)
-
-        def ended(sock, send):
-            try:
-                if send:
-                    sock.sendall(send)
-                sock.settimeout(0.3)
-                return sock.recv(16) in (b"", b"-")
-            except socket.timeout:
-                return False
-            except (ssl.SSLError, OSError):
-                return True
+        stream, spare = self.stream_and_spare(target, n, preamble)
+        ended = self.overlay_ended
         self.assertFalse(ended(stream, b"pong"), "the stream before the removal")
         n.stop()
         s, b = lead.api("DELETE", f"/v1/nodes/{n.id}")
@@ -733,31 +748,12 @@ class SecurityTest(unittest.TestCase):
         m.start(join=self.c.nodes[0].admin)
         harness.wait_until(lambda: self.overlay_answer(target, m) == b"-", timeout=15,
                            what="the new node's overlay stream accepted")
-
-        def stream_up():
-            s = self.overlay_connection(target, m)
-            s.sendall(preamble)
-            if s.recv(1) != b"+":
-                return None
-            s.sendall(b"ping")
-            return s if s.recv(4) == b"ping" else None
-        stream = harness.wait_until(stream_up, timeout=15, what="a stream to the echo task")
-        spare = self.overlay_connection(target, m)
+        stream, spare = self.stream_and_spare(target, m, preamble)
         before = self.overlay_refusals(target, "revoked")
         serial = tls_serial(os.path.join(m.data_dir, "tls", "node.pem"))
         s, b = self.c.leader().api("POST", "/v1/certs/revoke", {"serial": serial, "name": m.name})
         self.assertEqual(s, 201, b)
-
-        def ended(sock, send):
-            try:
-                if send:
-                    sock.sendall(send)
-                sock.settimeout(0.3)
-                return sock.recv(16) in (b"", b"-")
-            except socket.timeout:
-                return False
-            except (ssl.SSLError, OSError):
-                return True
+        ended = self.overlay_ended
         harness.wait_until(lambda: ended(stream, b"x"), timeout=10, interval=0.1,
                            what="the revoked node's open stream closed")
         harness.wait_until(lambda: ended(spare, None), timeout=10, interval=0.1,
@@ -841,26 +837,16 @@ class SecurityTest(unittest.TestCase):
         ctx.load_cert_chain(os.path.join(other, "node.pem"), os.path.join(other, "node-key.pem"))
         received = bytearray()
         m.kill9()  # its state stays: still a member with its task, until it is marked down
-        srv = socket.create_server((m.ip, cluster.OVERLAY_PORT), reuse_port=False)
-        self.addCleanup(srv.close)
-        srv.settimeout(0.5)
 
-        def impostor():
-            while True:
-                try:
-                    raw, _ = srv.accept()
-                except socket.timeout:
-                    continue
-                except OSError:
-                    return
-                try:
-                    with ctx.wrap_socket(raw, server_side=True) as t:
-                        t.settimeout(2)
-                        while data := t.recv(4096):
-                            received.extend(data)
-                except (OSError, ssl.SSLError):
-                    pass
-        threading.Thread(target=impostor, daemon=True).start()
+        def impostor(raw):
+            try:
+                with ctx.wrap_socket(raw, server_side=True) as t:
+                    t.settimeout(2)
+                    while data := t.recv(4096):
+                        received.extend(data)
+            except (OSError, ssl.SSLError):
+                pass
+        srv = self.serve(m.ip, cluster.OVERLAY_PORT, impostor)
         status = self.route_status(sender, "ovlimpostor.test")
         self.assertNotIn(b"RMOV1", bytes(received), "a stream reached the impostor")
         self.assertNotEqual(status, 200)
