@@ -14,9 +14,11 @@
 
 #include <sys/socket.h>
 
+#include <array>
 #include <cerrno>
 #include <memory>
 #include <string>
+#include <utility>
 
 namespace routemesh::proxy {
 
@@ -31,16 +33,25 @@ namespace ssl = asio::ssl;
 asio::awaitable<tls::ClientHelloInfo> peek_client_hello(Worker& w, LiveConn& conn,
                                                         tcp::socket& socket) {
   const auto tuple = asio::as_tuple(asio::use_awaitable);
-  std::string buffer(tls::kMaxClientHello, '\0');
+  // The thread's: read_client_hello copies what it keeps, and nothing waits between a peek
+  // and that call (a connection's bytes never outlive its turn here).
+  static thread_local std::array<char, tls::kMaxClientHello> buffer;
   tls::ClientHelloInfo info;
   info.status = tls::ClientHelloInfo::Status::not_tls;
   conn.arm(Clock::now(), w.timeouts().request_head);
   const int fd = socket.native_handle();
+  bool lowat_raised = false;
+  // The ClientHello is usually there by the time the connection is accepted: look before
+  // waiting (a wait costs the reactor a re-arm and a wake-up).
+  bool look_first = true;
   for (;;) {
-    auto [ec] = co_await socket.async_wait(tcp::socket::wait_read, tuple);
-    if (ec || conn.expired) {
-      info.problem = conn.expired ? "no ClientHello within timeouts.request_head_ms" : ec.message();
-      break;
+    if (!std::exchange(look_first, false)) {
+      auto [ec] = co_await socket.async_wait(tcp::socket::wait_read, tuple);
+      if (ec || conn.expired) {
+        info.problem =
+            conn.expired ? "no ClientHello within timeouts.request_head_ms" : ec.message();
+        break;
+      }
     }
     const ssize_t n = ::recv(fd, buffer.data(), buffer.size(), MSG_PEEK | MSG_DONTWAIT);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
@@ -56,9 +67,12 @@ asio::awaitable<tls::ClientHelloInfo> peek_client_hello(Worker& w, LiveConn& con
     }
     const int lowat = static_cast<int>(n) + 1;
     ::setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof lowat);
+    lowat_raised = true;
   }
-  const int one = 1;
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof one);
+  if (lowat_raised) {
+    const int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof one);
+  }
   conn.disarm();
   co_return info;
 }

@@ -96,6 +96,8 @@ asio::awaitable<error_code> TlsSocket::flush() {
     auto [wec, n] = co_await asio::async_write(
         socket_, asio::buffer(data, static_cast<std::size_t>(pending)), tuple);
     if (wec) {
+      peer_reset_ = peer_reset_ || wec == asio::error::connection_reset ||
+                    wec == asio::error::broken_pipe;
       ec = wec;
       break;
     }
@@ -121,6 +123,7 @@ asio::awaitable<error_code> TlsSocket::fill() {
     co_return asio::ssl::error::stream_truncated;  // TCP ended without close_notify
   }
   if (ec) {
+    peer_reset_ = peer_reset_ || ec == asio::error::connection_reset;
     co_return ec;
   }
   BIO_nwrite(network_, &space, static_cast<int>(n));
@@ -285,6 +288,7 @@ long TlsSocket::fill_now() {
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
     return 0;
   }
+  peer_reset_ = peer_reset_ || (n < 0 && errno == ECONNRESET);
   return -1;
 }
 
@@ -326,6 +330,9 @@ asio::awaitable<std::tuple<error_code, bool>> TlsSocket::write_close_notify() {
 asio::awaitable<error_code> TlsSocket::shutdown() {
   if (ssl_ == nullptr) {
     co_return error_code(asio::error::no_memory);
+  }
+  if (peer_reset_) {
+    co_return error_code(asio::error::connection_reset);
   }
   const int state = SSL_get_shutdown(ssl_);
   if ((state & SSL_SENT_SHUTDOWN) == 0) {

@@ -113,6 +113,9 @@ class TlsSocket {
   bool flushing_ = false;
   const bool* stop_ = nullptr;  // see stop_when
   std::uint64_t written_since_update_ = 0;
+  // The peer reset the connection (a read or write said so): shutdown() sends nothing then, as
+  // no close_notify can reach it.
+  bool peer_reset_ = false;
   asio::steady_timer flushed_;  // waiters for another flush to end (cancelled when it does)
   std::string coalesced_;       // write(first, second)'s copy when both are small
 };
