@@ -70,9 +70,15 @@ struct State {
   base::TlsContext tls;
   std::shared_ptr<const tls::PeerTrust> trust;   // recheck_peers(); null = none
   std::set<std::string, std::less<>> anonymous;  // paths served without a client certificate
-  // Open sessions, so that stop() can close them. The streams live in the session frames;
-  // a session removes itself before its stream dies (SessionEntry).
-  std::unordered_map<std::uint64_t, beast::tcp_stream*> sessions;
+  // Open sessions, so that stop() and cut_untrusted() can close them. The streams live in the
+  // session frames; a session removes itself before its stream dies (SessionEntry).
+  struct Open {
+    beast::tcp_stream* stream = nullptr;
+    const ssl_st* ssl = nullptr;          // TLS, after the handshake
+    std::optional<tls::Identity> caller;  // its client certificate's identity, if any
+    bool streaming = false;               // a streaming handler (a watch) is writing to it
+  };
+  std::unordered_map<std::uint64_t, Open> sessions;
   std::uint64_t next_session_id = 0;
   bool stopped = false;
 };
@@ -82,9 +88,17 @@ class SessionEntry {
  public:
   SessionEntry(State& state, beast::tcp_stream& stream)
       : state_(state), id_(++state.next_session_id) {
-    state_.sessions.emplace(id_, &stream);
+    state_.sessions.emplace(id_, State::Open{&stream, nullptr, std::nullopt, false});
   }
   ~SessionEntry() { state_.sessions.erase(id_); }
+  // The TLS connection and who its client certificate names, once the handshake is done.
+  void identify(const ssl_st* ssl, const std::optional<tls::Identity>& caller) {
+    auto& open = state_.sessions.at(id_);
+    open.ssl = ssl;
+    open.caller = caller;
+  }
+  // Set while a streaming handler runs (unordered_map values keep their address).
+  bool& streaming() { return state_.sessions.at(id_).streaming; }
   SessionEntry(const SessionEntry&) = delete;
   SessionEntry& operator=(const SessionEntry&) = delete;
 
@@ -409,7 +423,8 @@ std::optional<std::string_view> recheck(const State& state, const ssl_st* ssl,
 // error, or when a response closes.
 template <class Stream>
 asio::awaitable<void> serve(std::shared_ptr<State> state, Stream& stream,
-                            std::optional<tls::Identity> caller, const ssl_st* ssl) {
+                            std::optional<tls::Identity> caller, const ssl_st* ssl,
+                            bool& streaming) {
   const bool tls = ssl != nullptr;
   beast::flat_buffer buffer;
 
@@ -481,8 +496,10 @@ asio::awaitable<void> serve(std::shared_ptr<State> state, Stream& stream,
     if (auto it = state->handlers.find(request.path);
         it != state->handlers.end() && std::holds_alternative<StreamHandler>(it->second)) {
       StreamHandler handler = std::get<StreamHandler>(it->second);
+      streaming = true;
       co_await run_stream(*state, std::move(handler), it->first, std::move(request), stream,
                           req.version());
+      streaming = false;
       break;
     }
 
@@ -530,7 +547,8 @@ asio::awaitable<void> run_tls_session(std::shared_ptr<State> state, tcp::socket 
   }
   state->metrics.tls_handshakes.Add({{"result", "ok"}}).Increment();
   auto caller = tls::verified_peer(stream.native_handle());
-  co_await serve(state, stream, std::move(caller), stream.native_handle());
+  entry.identify(stream.native_handle(), caller);
+  co_await serve(state, stream, std::move(caller), stream.native_handle(), entry.streaming());
   if (!state->stopped) {
     lowest(stream).expires_after(kTlsCloseTimeout);
     co_await stream.async_shutdown(kNoThrow);
@@ -546,7 +564,7 @@ asio::awaitable<void> run_session(std::shared_ptr<State> state, tcp::socket sock
   }
   beast::tcp_stream stream(std::move(socket));
   SessionEntry entry(*state, stream);
-  co_await serve(state, stream, std::nullopt, nullptr);
+  co_await serve(state, stream, std::nullopt, nullptr, entry.streaming());
   beast::error_code ignored;
   stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
 }
@@ -656,10 +674,35 @@ class AdminServerImpl final : public AdminServer {
     state_->acceptor.close(ignored);
     // Closing cancels each session's pending operation; the session then ends and removes
     // itself from the map (in a later handler, never during this loop).
-    for (auto& [id, stream] : state_->sessions) {
-      stream->socket().shutdown(tcp::socket::shutdown_both, ignored);
-      stream->close();
+    for (auto& [id, open] : state_->sessions) {
+      open.stream->socket().shutdown(tcp::socket::shutdown_both, ignored);
+      open.stream->close();
     }
+  }
+
+  std::size_t cut_untrusted() override {
+    std::size_t cut = 0;
+    for (auto& [id, open] : state_->sessions) {
+      // Idle and request-answering connections meet the same check at their next request,
+      // which answers 401 before it closes; a stream has no next request.
+      if (!open.streaming || !open.caller || !open.stream->socket().is_open()) {
+        continue;
+      }
+      const auto why = recheck(*state_, open.ssl, *open.caller);
+      if (!why) {
+        continue;
+      }
+      state_->metrics.connections_cut.Add({{"reason", std::string(*why)}}).Increment();
+      spdlog::warn("admin: closing a connection of {}: its client certificate is {}",
+                   tls::identity_uri(*open.caller), *why);
+      // As in stop(): the session's pending operation ends with an error, a streaming
+      // handler's next write() completes false, and the session removes itself later.
+      boost::system::error_code ignored;
+      open.stream->socket().shutdown(tcp::socket::shutdown_both, ignored);
+      open.stream->close();
+      ++cut;
+    }
+    return cut;
   }
 
  private:

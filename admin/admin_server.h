@@ -116,6 +116,11 @@ class AdminServer {
   // the handshake, or, for users, expired or of a retired root). When it is not, the request is
   // answered 401 and the connection closed (logged, routemesh_admin_connections_cut_total).
   virtual void recheck_peers(std::shared_ptr<const tls::PeerTrust> trust) = 0;
+  // The trust changed (a revocation, a retired root): closes at once every response stream (a
+  // watch) whose client certificate it now refuses; a stream has no next request to be
+  // refused at. Other connections keep the per-request check (401, then closed). Counted and
+  // logged as above; returns how many. Control thread.
+  virtual std::size_t cut_untrusted() = 0;
 
   // Binds "HOST:PORT" (port 0 = any) and starts accepting; returns the bound port.
   // Throws std::system_error when it cannot bind (startup boundary).

@@ -130,9 +130,14 @@ void give_overlay_tls(ClusterNode& n) {
 }
 
 // The state's revoked certificates, refused from now on by every TLS listener of the node;
-// the proxy threads also end the overlay connections already made with one.
+// connections already made with one end too: the admin API's (a watch stream included) and
+// the overlay's.
 void follow_revocations(ClusterNode& n, const discovery::ClusterState& s) {
-  if (set_revocations(*n.tls, s) && n.proxy != nullptr) {
+  if (!set_revocations(*n.tls, s)) {
+    return;
+  }
+  n.admin.cut_untrusted();
+  if (n.proxy != nullptr) {
     n.proxy->recheck_overlay_peers();
   }
 }
@@ -185,6 +190,7 @@ void follow_ca(ClusterNode& n, const discovery::ClusterState& s) {
     }
     if (change.trust) {
       trusted_roots(n).Set(static_cast<double>(s.ca.roots.size()));
+      n.admin.cut_untrusted();  // users of a root retired just now
     }
   }
   if (reissue_now(n) && n.renewal_pause != nullptr) {

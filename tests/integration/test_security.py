@@ -14,6 +14,7 @@ import struct
 import subprocess
 import tempfile
 import threading
+import time
 import unittest
 
 import cluster
@@ -641,6 +642,40 @@ class SecurityTest(unittest.TestCase):
         s = cluster.overlay_tls_context(present, present).wrap_socket(raw)
         self.addCleanup(s.close)
         return s
+
+    def test_a_revoked_certificate_ends_its_watch_stream(self):
+        # A watch is one request that never ends: the check before each request never runs
+        # again for it, so the revocation itself must end it.
+        # The watch takes nodes and admins: a new node's certificate, as that node would.
+        m = self.new_node()
+        m.start(join=self.c.nodes[0].admin)
+        serial = tls_serial(os.path.join(m.data_dir, "tls", "node.pem"))
+        node = self.c.followers()[0]
+        host, _, port = node.admin.rpartition(":")
+        conn = http.client.HTTPSConnection(host, int(port), timeout=10,
+                                           context=cluster.overlay_tls_context(node, m))
+        self.addCleanup(conn.close)
+        conn.request("GET", "/v1/watch")
+        r = conn.getresponse()
+        self.assertEqual(r.status, 200)
+        self.assertIn(b'"snapshot"', r.readline())
+        before = cluster.metric(node.metrics(), "routemesh_admin_connections_cut_total",
+                                {"reason": "revoked"})
+        s, b = self.c.leader().api("POST", "/v1/certs/revoke", {"serial": serial, "name": m.name})
+        self.assertEqual(s, 201, b)
+        ended = False
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not ended:
+            try:
+                ended = r.readline() == b""
+            except (OSError, http.client.HTTPException):
+                ended = True
+        self.assertTrue(ended, "the watch of a revoked certificate still streams")
+        self.assertGreater(cluster.metric(node.metrics(), "routemesh_admin_connections_cut_total",
+                                          {"reason": "revoked"}), before)
+        m.stop()
+        s, b = self.c.leader().api("DELETE", f"/v1/nodes/{m.id}")
+        self.assertEqual(s, 200, b)
 
     def stream_and_spare(self, target, node, preamble):
         """Two overlay connections to `target` with `node`'s certificate: a stream to the echo
