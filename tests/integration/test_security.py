@@ -677,6 +677,14 @@ class SecurityTest(unittest.TestCase):
         s, b = self.c.leader().api("DELETE", f"/v1/nodes/{m.id}")
         self.assertEqual(s, 200, b)
 
+    def joined_node(self, target):
+        """A new worker, joined, whose overlay streams `target` accepts."""
+        n = self.new_node()
+        n.start(join=self.c.nodes[0].admin)
+        harness.wait_until(lambda: self.overlay_answer(target, n) == b"-", timeout=15,
+                           what="the new node's overlay stream accepted")
+        return n
+
     def stream_and_spare(self, target, node, preamble):
         """Two overlay connections to `target` with `node`'s certificate: a stream to the echo
         task of `preamble` (checked to echo), and a spare (the handshake only)."""
@@ -706,10 +714,7 @@ class SecurityTest(unittest.TestCase):
     def test_a_removed_or_revoked_node_certificate_opens_no_overlay_stream(self):
         target = self.c.nodes[1]
         # Removed: its certificate is still valid, its node id is gone from the state.
-        n = self.new_node()
-        n.start(join=self.c.nodes[0].admin)
-        harness.wait_until(lambda: self.overlay_answer(target, n) == b"-", timeout=15,
-                           what="the new node's overlay stream accepted")
+        n = self.joined_node(target)
         before = self.overlay_refusals(target, "not_a_member")
         n.stop()
         s, b = self.c.leader().api("DELETE", f"/v1/nodes/{n.id}")
@@ -718,10 +723,7 @@ class SecurityTest(unittest.TestCase):
                            what="the removed node's overlay stream refused")
         self.assertGreater(self.overlay_refusals(target, "not_a_member"), before)
         # Revoked: still a member, but its certificate fails the handshake.
-        m = self.new_node()
-        m.start(join=self.c.nodes[0].admin)
-        harness.wait_until(lambda: self.overlay_answer(target, m) == b"-", timeout=15,
-                           what="the second node's overlay stream accepted")
+        m = self.joined_node(target)
         # A spare connection made before the revocation carries its preamble after it.
         preamble = self.echo_task(target, "ovlrev")
         probe = self.overlay_connection(target, m)
@@ -757,10 +759,7 @@ class SecurityTest(unittest.TestCase):
         target, lead = self.c.nodes[1], self.c.leader()
         preamble = self.echo_task(target, "ovlsec")
 
-        n = self.new_node()
-        n.start(join=self.c.nodes[0].admin)
-        harness.wait_until(lambda: self.overlay_answer(target, n) == b"-", timeout=15,
-                           what="the new node's overlay stream accepted")
+        n = self.joined_node(target)
 
         stream, spare = self.stream_and_spare(target, n, preamble)
         ended = self.overlay_ended
@@ -779,10 +778,7 @@ class SecurityTest(unittest.TestCase):
         # also lose the overlay connections it made before: its open stream and its spare.
         target = self.c.nodes[1]
         preamble = self.echo_task(target, "ovlrevopen")
-        m = self.new_node()
-        m.start(join=self.c.nodes[0].admin)
-        harness.wait_until(lambda: self.overlay_answer(target, m) == b"-", timeout=15,
-                           what="the new node's overlay stream accepted")
+        m = self.joined_node(target)
         stream, spare = self.stream_and_spare(target, m, preamble)
         before = self.overlay_refusals(target, "revoked")
         serial = tls_serial(os.path.join(m.data_dir, "tls", "node.pem"))
