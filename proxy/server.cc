@@ -177,7 +177,7 @@ class ProxyServerImpl final : public ProxyServer {
     }
     for (auto& w : workers_) {
       Worker* wp = w.get();
-      asio::post(wp->io(), [wp] { wp->close_untrusted_overlay(); });
+      asio::post(wp->io(), [wp] { wp->close_untrusted_overlay(true); });
     }
   }
 

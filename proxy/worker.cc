@@ -285,7 +285,7 @@ void Worker::apply_table(std::shared_ptr<const mesh::RouteTable> table,
     reconcile_listeners();
   }
   mark_drained_upstreams();
-  close_untrusted_overlay();
+  close_untrusted_overlay(false);
 }
 
 // Overlay connections another node may no longer use end now (see worker.h): spares waiting
@@ -309,9 +309,12 @@ bool Worker::overlay_peer_revoked(const ssl_st* ssl) {
   return true;
 }
 
-void Worker::close_untrusted_overlay() {
-  ++overlay_checks_;
-  const tls::PeerTrust* trust = overlay_tls_ ? overlay_tls_->trust.get() : nullptr;
+void Worker::close_untrusted_overlay(bool revocations) {
+  const tls::PeerTrust* trust =
+      revocations && overlay_tls_ ? overlay_tls_->trust.get() : nullptr;
+  if (revocations) {
+    ++overlay_checks_;
+  }
   const std::int64_t now = unix_seconds();
   auto revoked = [&](const ssl_st* ssl) {
     return trust != nullptr && ssl != nullptr && trust->recheck(ssl, now, false).has_value();

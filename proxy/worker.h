@@ -206,13 +206,14 @@ class Worker {
   const std::shared_ptr<const OverlayTls>& overlay_tls() const { return overlay_tls_; }
   void set_overlay_tls(std::shared_ptr<const OverlayTls> t) { overlay_tls_ = std::move(t); }
   // Ends the overlay connections another node may no longer use: accepted ones of a node the
-  // table no longer has, and, either way, those whose peer certificate the overlay's trust
-  // now refuses (revoked), spares and pooled streams included. Membership and revocation are
-  // checked at the handshake; this covers connections made before. Run for each new table and
-  // when the revocations change (Server::recheck_overlay_peers).
-  void close_untrusted_overlay();
-  // How many times close_untrusted_overlay ran: a connection out of its reach meanwhile (an
-  // HTTP exchange's) is checked with overlay_peer_revoked before it is pooled again.
+  // table no longer has, and, with `revocations` (they changed: Server::recheck_overlay_peers),
+  // those either way whose peer certificate the overlay's trust now refuses, spares and pooled
+  // streams included. Membership and revocation are checked at the handshake; this covers
+  // connections made before. Run without `revocations` for each new table.
+  void close_untrusted_overlay(bool revocations);
+  // How many times close_untrusted_overlay ran for revocations: a connection out of its reach
+  // meanwhile (an HTTP exchange's) is checked with overlay_peer_revoked before it is pooled
+  // again.
   std::uint64_t overlay_checks() const { return overlay_checks_; }
   // Whether the overlay's trust refuses the peer certificate of `ssl` now (counted in
   // routemesh_overlay_refused_total{reason="out_revoked"} when it does).
