@@ -183,17 +183,23 @@ def https_ok(ip, port, ca):
 
 
 class Bench:
-    def __init__(self, a, tmp, ca):
+    def __init__(self, a, tmp, ca, pids):
         self.a, self.tmp, self.ca = a, tmp, ca
+        self.pids = pids  # target -> the proxy's processes (nginx: master and worker)
         self.rows = {}  # (case, target) -> [row per round]
 
-    def busy_run(self, fn):
+    def busy_run(self, fn, target):
+        """Runs fn(): (its result, core 0's busy share, the target's process CPU seconds)."""
         b0 = core_busy()
-        w0 = time.monotonic()
+        t0 = [report.ticks_or_none(p) for p in self.pids[target]]
         result = fn()
+        t1 = [report.ticks_or_none(p) for p in self.pids[target]]
         b1 = core_busy()
         busy = (b1[0] - b0[0]) / max(1, b1[1] - b0[1])
-        return result, busy, time.monotonic() - w0
+        cpu = None
+        if None not in t0 + t1:
+            cpu = sum(b - a for a, b in zip(t0, t1)) / CLK_TCK
+        return result, busy, cpu
 
     def keepalive(self, target, ip, port, rnd):
         url = f"https://{ip}:{port}/"
@@ -210,13 +216,14 @@ class Bench:
                 f.write(r.stdout + r.stderr)
             return r.returncode
 
-        rc, busy, _ = self.busy_run(go)
+        rc, busy, cpu = self.busy_run(go, target)
         row = report.parse_wrk(out)
         if rc != 0 or row["status"] != "ok" or not row.get("requests"):
             row = {"status": "na", "reason": row.get("reason", f"wrk status {rc}")}
         else:
             row["core0_busy"] = busy
             row["per_busy_core"] = row["requests_per_s"] / busy if busy > 0 else None
+            row["cpu_us"] = cpu * 1e6 / row["requests"] if cpu is not None else None
         self.add("keepalive", target, row)
 
     def handshakes(self, case, target, ip, port, rnd):
@@ -232,18 +239,20 @@ class Bench:
         def go():
             return run(args, self.a.duration + 40)
 
-        r, busy, _ = self.busy_run(go)
+        r, busy, cpu = self.busy_run(go, target)
         text = r.stdout + r.stderr
         with open(os.path.join(self.tmp, f"s_time-{case}-{target}-r{rnd}.txt"), "w") as f:
             f.write(text)
         # "N connections in T real seconds, ..." ; the last such line is the measured phase.
         rate = None
+        count = None
         for line in text.splitlines():
             if "connections in" in line and "real seconds" in line:
                 parts = line.split()
                 try:
                     n, secs = int(parts[0]), float(parts[3])
                     rate = n / secs if secs > 0 else None
+                    count = n
                 except (ValueError, IndexError):
                     pass
         # s_time prints '*' for a full handshake and 'r' for a resumed one.
@@ -256,7 +265,8 @@ class Bench:
             row = {"status": "na", "reason": (text.strip().splitlines() or ["no output"])[-1]}
         else:
             row = {"status": "ok", "per_s": rate, "core0_busy": busy, "resumed_share": reused,
-                   "per_busy_core": rate / busy if busy > 0 else None}
+                   "per_busy_core": rate / busy if busy > 0 else None,
+                   "cpu_us": cpu * 1e6 / count if cpu is not None and count else None}
         self.add(case, target, row)
 
     def add(self, case, target, row):
@@ -313,7 +323,8 @@ def main():
         wait_for(lambda: https_ok(NODE_IP, HTTPS_PORT, ca), "routemesh's HTTPS port")
         wait_for(lambda: https_ok("127.0.0.1", NGINX_PORT, ca), "nginx's HTTPS port")
         targets = [("routemesh", NODE_IP, HTTPS_PORT), ("nginx", "127.0.0.1", NGINX_PORT)]
-        b = Bench(a, tmp, ca)
+        b = Bench(a, tmp, ca, {"routemesh": [node.proc.p.pid],
+                               "nginx": [nginx.p.pid] + report.children_of(nginx.p.pid)})
         load = open("/proc/loadavg").read().split()[:3]
         print(f"[bench] load average before: {' '.join(load)}", file=sys.stderr)
         for rnd in range(1, a.rounds + 1):
@@ -357,6 +368,16 @@ def print_report(b, a, load):
         ratio = rm / ng if rm and ng else None
         results[f"{case}.{key}"] = {"routemesh": rm, "nginx": ng, "ratio": ratio}
         fmt = lambda v: "n/a" if v is None else f"{v:,.0f}"
+        lines.append(f"| {what} | {fmt(rm)} | {fmt(ng)} | "
+                     f"{'n/a' if ratio is None else f'{ratio:.2f}×'} |")
+    for case, what in (("keepalive", "proxy CPU per keep-alive request (µs)"),
+                       ("new", "proxy CPU per new handshake (µs)"),
+                       ("resumed", "proxy CPU per resumed handshake (µs)")):
+        rm, _ = med(case, "routemesh", "cpu_us")
+        ng, _ = med(case, "nginx", "cpu_us")
+        ratio = rm / ng if rm and ng else None
+        results[f"{case}.cpu_us"] = {"routemesh": rm, "nginx": ng, "ratio": ratio}
+        fmt = lambda v: "n/a" if v is None else f"{v:,.1f}"
         lines.append(f"| {what} | {fmt(rm)} | {fmt(ng)} | "
                      f"{'n/a' if ratio is None else f'{ratio:.2f}×'} |")
     p99_rm, _ = med("keepalive", "routemesh", "p99_ms")

@@ -34,6 +34,7 @@ if HERE not in sys.path:
 import cluster  # noqa: E402
 import harness  # noqa: E402
 import report  # noqa: E402  (wrk output parsing and formatting shared with bench/run.sh)
+from report import children_of, ticks_or_none  # noqa: E402
 
 PROXY_CORE = "0"   # routemesh nodes and the nginx proxy, as in bench/run.sh
 CLIENT_CORE = "1"  # wrk and the backend nginx
@@ -87,36 +88,6 @@ def free_prefix():
 # ------------------------------------------------------------------------------------------
 # CPU accounting
 # ------------------------------------------------------------------------------------------
-
-def proc_ticks(pid):
-    """utime + stime of process `pid` (all its threads), in clock ticks."""
-    with open(f"/proc/{pid}/stat") as f:
-        s = f.read()
-    fields = s[s.rindex(")") + 2:].split()  # fields[0] is field 3 (state)
-    return int(fields[11]) + int(fields[12])
-
-
-def ticks_or_none(pid):
-    try:
-        return proc_ticks(pid)
-    except (OSError, ValueError, IndexError):  # the process is gone
-        return None
-
-
-def children_of(pid):
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                s = f.read()
-        except OSError:
-            continue
-        if int(s[s.rindex(")") + 2:].split()[1]) == pid:
-            out.append(int(d))
-    return out
-
 
 def core_jiffies():
     """{core: (busy, total)} for the proxy and client cores from /proc/stat (busy = all but idle

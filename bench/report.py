@@ -45,6 +45,37 @@ MIB = 1024 * 1024
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
+def proc_ticks(pid):
+    """utime + stime of process `pid` (all its threads), in clock ticks (CLK_TCK a second)."""
+    with open(f"/proc/{pid}/stat") as f:
+        s = f.read()
+    fields = s[s.rindex(")") + 2:].split()  # fields[0] is field 3 (state)
+    return int(fields[11]) + int(fields[12])
+
+
+def ticks_or_none(pid):
+    try:
+        return proc_ticks(pid)
+    except (OSError, ValueError, IndexError):  # the process is gone
+        return None
+
+
+def children_of(pid):
+    """The pids whose parent is `pid` (an nginx master's workers)."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                s = f.read()
+        except OSError:
+            continue
+        if int(s[s.rindex(")") + 2:].split()[1]) == pid:
+            out.append(int(d))
+    return out
+
+
 def parse_time_ms(text):
     m = re.fullmatch(r"([0-9.]+)(us|ms|s|m|h)", text)
     return float(m.group(1)) * TIME_UNITS[m.group(2)] if m else None
