@@ -292,6 +292,7 @@ class Session {
 
   // Synchronous steps.
   bool begin_request();
+  bool retarget();
   AfterAttempt after_attempt(const error_code& failure);
   void set_error(unsigned status, std::string_view code, bool close,
                  std::initializer_list<std::string_view> detail);
@@ -629,6 +630,52 @@ bool Session::begin_request() {
   return true;
 }
 
+// The endpoint of a retry, another than the one that failed: picked in the request's table, or,
+// when the table changed during the attempt (its endpoint indices are not the balancer's any
+// more: a rolling update writes health and drain states all the time), in the newest one,
+// where the request is routed again (same host and path, the policy checked again) and the
+// failed endpoint is left out by its key. False when there is none; the request then keeps
+// its table (request_.endpoint_key points into it).
+bool Session::retarget() {
+  if (request_.generation == worker_.generation()) {
+    const auto pick = worker_.balancer().pick(request_.cluster->index, worker_.next_random(),
+                                              Clock::now(), {}, request_.endpoint);
+    if (pick) {
+      request_.endpoint = pick->endpoint;
+    }
+    return pick.has_value();
+  }
+  std::shared_ptr<const mesh::RouteTable> table = worker_.table();
+  if (!table) {
+    return false;
+  }
+  const http::RoutingKey key = http::routing_key(request_parser_->head());
+  const mesh::RouteMatch match = mesh::route(key.host, key.path, *table);
+  if (match.cluster == nullptr ||
+      !worker_.policy_allows(
+          *table, client_address_,
+          {match.cluster->service, local_port_, mesh::policy::Entry::published, {}}, "l7")) {
+    return false;
+  }
+  std::optional<std::uint32_t> failed;
+  for (std::uint32_t i = 0; i < match.cluster->endpoints.size(); ++i) {
+    if (match.cluster->endpoints[i].key == request_.endpoint_key) {
+      failed = i;
+    }
+  }
+  const auto pick = worker_.balancer().pick(match.cluster->index, worker_.next_random(),
+                                            Clock::now(), {}, failed);
+  if (!pick) {
+    return false;
+  }
+  request_.table = std::move(table);
+  request_.generation = worker_.generation();
+  request_.cluster = match.cluster;
+  request_.metrics = &worker_.service_metrics(match.cluster->index);
+  request_.endpoint = pick->endpoint;
+  return true;
+}
+
 // After one attempt on request_.endpoint: passive health, the retry decision and the answer.
 Session::AfterAttempt Session::after_attempt(const error_code& failure) {
   const http::RequestHead& h = request_parser_->head();
@@ -688,17 +735,11 @@ Session::AfterAttempt Session::after_attempt(const error_code& failure) {
   }
   worker_.finish(request_.generation, cluster, request_.endpoint, outcome, sm);
 
-  if (http::may_retry_elsewhere(h, failure, request_.retried,
-                                request_.generation != worker_.generation(), live_.killed)) {
-    const std::optional<mesh::Pick> pick = worker_.balancer().pick(
-        cluster.index, worker_.next_random(), Clock::now(), {}, request_.endpoint);
-    if (pick) {
-      request_.endpoint = pick->endpoint;
-      request_.retried = true;
-      sm.retries->Increment();
-      close_upstream();
-      return AfterAttempt::retry;
-    }
+  if (http::may_retry_elsewhere(h, failure, request_.retried, live_.killed) && retarget()) {
+    request_.retried = true;
+    request_.metrics->retries->Increment();
+    close_upstream();
+    return AfterAttempt::retry;
   }
 
   // The answer. After a failure the client connection closes unless the request was read

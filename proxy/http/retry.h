@@ -18,15 +18,14 @@ inline bool failed_before_response(const boost::system::error_code& failure) {
 
 // Whether a failed attempt is retried once on another endpoint (RFC 9110 §9.2.2): the
 // request is idempotent and has no body, it failed before any response, it was not retried
-// yet, the balancer still has the table the endpoint was picked from (`table_changed`: its
-// endpoint indices no longer match), and shutdown has not killed the connection. The caller
-// still needs another endpoint to pick; without one, the first failure is what the client
-// hears.
+// yet, and shutdown has not killed the connection. The caller still needs another endpoint
+// to pick (in the newest table: a table that changed during the attempt routes the request
+// again); without one, the first failure is what the client hears.
 inline bool may_retry_elsewhere(const RequestHead& request,
                                 const boost::system::error_code& failure, bool retried,
-                                bool table_changed, bool killed) {
+                                bool killed) {
   return failed_before_response(failure) && request.idempotent && request.body == BodyKind::none &&
-         !retried && !table_changed && !killed;
+         !retried && !killed;
 }
 
 // Whether an attempt on a pooled connection is sent again on a new connection to the same

@@ -1,11 +1,14 @@
 """Error responses (404/502/503/504/405), retries on another endpoint and passive ejection.
 Every error carries X-Routemesh-Error and a short text body. One proxy thread so that per-thread
 balancer and health state is deterministic."""
+import socket
+import threading
 import time
 
 import harness
 
 IP = "127.0.0.22"
+RETRY_IP = "127.0.0.33"
 HTTP_PORT = 8080
 
 
@@ -118,6 +121,52 @@ class ErrorsTest(harness.ClassFixtures, harness.MeshTest):
             lambda: (self.n.metric("routemesh_proxy_requests_total", code_class="4xx") or 0) >= before + 3,
             timeout=3, what="requests_total{code_class=4xx} to grow by 3")
 
+
+
+class RetryAcrossTableChangeTest(harness.MeshTest):
+    def test_a_connect_that_fails_while_the_table_changes_is_retried_elsewhere(self):
+        # A rolling update writes health and drain states all the time, so a task killed
+        # under load often fails a connect while a new table arrives. The retry of an
+        # idempotent request must still go to another endpoint, not end in a 502.
+        live = harness.Whoami(name="live")
+        self.addCleanup(live.stop)
+        # An endpoint whose connects hang: its accept queue (backlog 0) is full, so the
+        # kernel drops every further SYN.
+        hang = socket.socket()
+        hang.bind(("127.0.0.1", 0))
+        hang.listen(0)
+        self.addCleanup(hang.close)
+        filler = socket.create_connection(hang.getsockname(), timeout=2)
+        self.addCleanup(filler.close)
+        services = [{"name": "retry", "labels": {"mesh.http": "retry.test"},
+                     "tasks": [f"127.0.0.1:{hang.getsockname()[1]}", live.addr]}]
+        cfg = harness.node_config(RETRY_IP, services, http_port=HTTP_PORT, node={"threads": 1},
+                                  timeouts={"upstream_connect_ms": 1500},
+                                  health={"max_failures": 10})
+        n = harness.Node(cfg)
+        self.addCleanup(n.stop)
+        for attempt in range(6):
+            result = {}
+
+            def get():
+                result["r"] = harness.http(RETRY_IP, HTTP_PORT, "/", host="retry.test", timeout=10)
+            t = threading.Thread(target=get)
+            t.start()
+            t.join(0.4)
+            if not t.is_alive():
+                self.assertEqual(result["r"][0], 200, result["r"])  # the live endpoint
+                continue
+            # Waiting on the connect that hangs: a new table arrives meanwhile.
+            cfg["services"].append({"name": f"other{attempt}",
+                                    "labels": {"mesh.http": f"other{attempt}.test"},
+                                    "tasks": [live.addr]})
+            n.reload(cfg)
+            t.join(10)
+            status, hdrs, body = result["r"]
+            self.assertEqual(status, 200, body)
+            self.assertEqual(hdrs.get("x-whoami-name"), "live")
+            return
+        self.fail("no request went to the endpoint whose connects hang")
 
 
 class PassiveHealthTest(harness.ClassFixtures, harness.MeshTest):
