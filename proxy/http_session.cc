@@ -105,11 +105,11 @@ struct RequestState {
 // One exchange over one upstream connection: exchange() resets it for every connection it
 // tries. The duplex flags are shared by the two halves of duplex(), on the same thread.
 struct AttemptState {
-  Clock::time_point start;                // the attempt began (connect or pooled connection taken)
+  Clock::time_point start;  // the attempt began (connect or pooled connection taken)
   // Worker::overlay_checks() when it began: an overlay connection goes back to the pool
   // unchecked only if no revocation was applied meanwhile.
   std::uint64_t overlay_checks = 0;
-  Clock::time_point request_sent;  // the whole request was written upstream
+  Clock::time_point request_sent;         // the whole request was written upstream
   bool response_started = false;          // some response byte arrived
   bool in_response_body = false;          // the final head was relayed; body bytes follow
   bool response_done = false;             // the final response was relayed completely

@@ -310,8 +310,7 @@ bool Worker::overlay_peer_revoked(const ssl_st* ssl) {
 }
 
 void Worker::close_untrusted_overlay(bool revocations) {
-  const tls::PeerTrust* trust =
-      revocations && overlay_tls_ ? overlay_tls_->trust.get() : nullptr;
+  const tls::PeerTrust* trust = revocations && overlay_tls_ ? overlay_tls_->trust.get() : nullptr;
   if (revocations) {
     ++overlay_checks_;
   }
@@ -347,8 +346,8 @@ void Worker::close_untrusted_overlay(bool revocations) {
     if (spares + pooled > 0) {
       spdlog::warn("overlay: closed {} idle connection(s) to nodes whose certificate was revoked",
                    spares + pooled);
-      metrics_.overlay_refused.Add({{"reason", "out_revoked"}}).Increment(
-          static_cast<double>(spares + pooled));
+      metrics_.overlay_refused.Add({{"reason", "out_revoked"}})
+          .Increment(static_cast<double>(spares + pooled));
     }
   }
 }

@@ -96,8 +96,8 @@ asio::awaitable<error_code> TlsSocket::flush() {
     auto [wec, n] = co_await asio::async_write(
         socket_, asio::buffer(data, static_cast<std::size_t>(pending)), tuple);
     if (wec) {
-      peer_reset_ = peer_reset_ || wec == asio::error::connection_reset ||
-                    wec == asio::error::broken_pipe;
+      peer_reset_ =
+          peer_reset_ || wec == asio::error::connection_reset || wec == asio::error::broken_pipe;
       ec = wec;
       break;
     }

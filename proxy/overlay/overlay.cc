@@ -339,8 +339,7 @@ void OverlaySpares::sweep(Clock::time_point now) {
   }
 }
 
-std::size_t OverlaySpares::close_untrusted(
-    const std::function<bool(const ssl_st*)>& untrusted) {
+std::size_t OverlaySpares::close_untrusted(const std::function<bool(const ssl_st*)>& untrusted) {
   std::size_t closed = 0;
   for (auto& [peer, p] : peers_) {
     std::erase_if(p.idle, [&](Spare& s) {
