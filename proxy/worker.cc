@@ -288,35 +288,24 @@ void Worker::apply_table(std::shared_ptr<const mesh::RouteTable> table,
   close_untrusted_overlay(false);
 }
 
-// Overlay connections another node may no longer use end now (see worker.h): spares waiting
-// for their preamble, streams either way, pooled HTTP streams and this node's own spares.
-namespace {
-
-std::int64_t unix_seconds() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-}  // namespace
-
 bool Worker::overlay_peer_revoked(const ssl_st* ssl) {
   const tls::PeerTrust* trust = overlay_tls_ ? overlay_tls_->trust.get() : nullptr;
-  if (trust == nullptr || ssl == nullptr || !trust->recheck(ssl, unix_seconds(), false)) {
+  if (trust == nullptr || !trust->peer_revoked(ssl)) {
     return false;
   }
   metrics_.overlay_refused.Add({{"reason", "out_revoked"}}).Increment();
   return true;
 }
 
+// Overlay connections another node may no longer use end now (see worker.h): spares waiting
+// for their preamble, streams either way, pooled HTTP streams and this node's own spares.
 void Worker::close_untrusted_overlay(bool revocations) {
   const tls::PeerTrust* trust = revocations && overlay_tls_ ? overlay_tls_->trust.get() : nullptr;
   if (revocations) {
     ++overlay_checks_;
   }
-  const std::int64_t now = unix_seconds();
-  auto revoked = [&](const ssl_st* ssl) {
-    return trust != nullptr && ssl != nullptr && trust->recheck(ssl, now, false).has_value();
+  auto revoked = [trust](const ssl_st* ssl) {
+    return trust != nullptr && trust->peer_revoked(ssl);
   };
   for (LiveConn* c = live_head_.next; c != &live_head_; c = c->next) {
     if (c->killed || (c->overlay_peer == nullptr && c->overlay_ssl == nullptr)) {

@@ -107,13 +107,18 @@ void PeerTrust::add_retired_roots(const std::vector<std::string>& roots_pem) {
   retired_ = std::move(next);
 }
 
+bool PeerTrust::peer_revoked(const ssl_st* ssl) const {
+  const X509* cert = ssl != nullptr ? SSL_get0_peer_certificate(ssl) : nullptr;
+  return cert != nullptr && revoked(serial_of(cert));
+}
+
 std::optional<std::string_view> PeerTrust::recheck(const ssl_st* ssl, std::int64_t now,
                                                    bool strict) const {
   const X509* cert = ssl != nullptr ? SSL_get0_peer_certificate(ssl) : nullptr;
   if (cert == nullptr) {
     return std::nullopt;
   }
-  if (revoked(serial_of(cert))) {
+  if (peer_revoked(ssl)) {
     return "revoked";
   }
   if (!strict) {

@@ -61,6 +61,9 @@ class PeerTrust {
   // their long-lived connections are re-established after a renewal, and who they are is
   // checked against the state on every request anyway.
   std::optional<std::string_view> recheck(const ssl_st* ssl, std::int64_t now, bool strict) const;
+  // recheck() for nodes: whether the peer certificate of `ssl` is revoked now (false without
+  // one). Needs no clock.
+  bool peer_revoked(const ssl_st* ssl) const;
 
  private:
   struct Retired;

@@ -124,14 +124,9 @@ const char* outgoing_refusal(Worker& w, const OverlayTls& tls, const ssl_st* ssl
     why = "its certificate names node " + id->id + ", whose overlay address this is not";
     return "out_wrong_node";
   }
-  if (tls.trust) {
-    const auto now = std::chrono::duration_cast<std::chrono::seconds>(
-                         std::chrono::system_clock::now().time_since_epoch())
-                         .count();
-    if (tls.trust->recheck(ssl, now, false)) {
-      why = "the certificate of node " + id->id + " was revoked";
-      return "out_revoked";
-    }
+  if (tls.trust && tls.trust->peer_revoked(ssl)) {
+    why = "the certificate of node " + id->id + " was revoked";
+    return "out_revoked";
   }
   return nullptr;
 }
@@ -607,10 +602,7 @@ asio::awaitable<void> run_overlay_session(Worker& w, tcp::socket socket) {
   const std::shared_ptr<const OverlayTls> otls = in.tls ? w.overlay_tls() : nullptr;
   if (otls && otls->trust) {
     // A spare may have waited since before its certificate was revoked.
-    const auto now = std::chrono::duration_cast<std::chrono::seconds>(
-                         std::chrono::system_clock::now().time_since_epoch())
-                         .count();
-    if (otls->trust->recheck(in.tls->native_handle(), now, false)) {
+    if (otls->trust->peer_revoked(in.tls->native_handle())) {
       spdlog::warn("overlay: refused a stream of node {}: its certificate was revoked", peer_id);
       co_await refuse(overlay::Reply::refused, "revoked");
       co_return;

@@ -116,8 +116,10 @@ struct Fixture {
   }
 };
 
-tls::ContextPtr server_ctx(const tls::CertificateAuthority& ca, const Pair& pair) {
-  auto ctx = tls::server_context({ca.certificate_pem(), pair.cert, pair.key, ""});
+// `trust`, when given, is consulted at every handshake (revocations).
+tls::ContextPtr server_ctx(const tls::CertificateAuthority& ca, const Pair& pair,
+                           std::shared_ptr<const tls::PeerTrust> trust = nullptr) {
+  auto ctx = tls::server_context({ca.certificate_pem(), pair.cert, pair.key, ""}, trust);
   REQUIRE(ctx.has_value());
   return *ctx;
 }
@@ -170,11 +172,8 @@ TEST_CASE("a client certificate from another CA fails the handshake") {
 TEST_CASE("a revoked client certificate fails the handshake; others still pass") {
   auto ca = new_ca();
   auto revoked = std::make_shared<tls::PeerTrust>();
-  auto node = issue(ca, tls::Role::manager, "00000000000000a1");
-  auto ctx = tls::server_context({ca.certificate_pem(), node.cert, node.key, ""}, revoked);
-  REQUIRE(ctx.has_value());
   Fixture f;
-  f.start(*ctx);
+  f.start(server_ctx(ca, issue(ca, tls::Role::manager, "00000000000000a1"), revoked));
   auto alice = issue(ca, tls::Role::operator_, "alice");
   auto bob = issue(ca, tls::Role::viewer, "bob");
   auto alice_serial = tls::serial_of(alice.cert);
@@ -338,13 +337,16 @@ TEST_CASE("a connection's client certificate is checked again: revoked, expired,
   trust->add_retired_roots({old_root.certificate_pem(), old_root.certificate_pem()});
   CHECK(trust->recheck(ssl, now(), true) == "retired_root");
   CHECK_FALSE(trust->recheck(ssl, now(), false).has_value());
+  CHECK_FALSE(trust->peer_revoked(ssl));  // nodes: revocation only
   // Revoked: for everyone.
   auto serial = tls::serial_of(carol.cert);
   REQUIRE(serial.has_value());
   trust->set({*serial});
   CHECK(trust->recheck(ssl, now(), false) == "revoked");
   CHECK(trust->recheck(ssl, now(), true) == "revoked");
+  CHECK(trust->peer_revoked(ssl));
   CHECK_FALSE(trust->recheck(nullptr, now(), true).has_value());
+  CHECK_FALSE(trust->peer_revoked(nullptr));
 }
 
 TEST_CASE("a revoked cross certificate ends the old root's way to the new one") {
@@ -354,11 +356,8 @@ TEST_CASE("a revoked cross certificate ends the old root's way to the new one") 
   REQUIRE(cross_old.has_value());
   // The old root retired: the server trusts the new root alone.
   auto trust = std::make_shared<tls::PeerTrust>();
-  auto node = issue(new_root, tls::Role::manager, "00000000000000a1");
-  auto sctx = tls::server_context({new_root.certificate_pem(), node.cert, node.key, ""}, trust);
-  REQUIRE(sctx.has_value());
   Fixture f;
-  f.start(*sctx);
+  f.start(server_ctx(new_root, issue(new_root, tls::Role::manager, "00000000000000a1"), trust));
   // A certificate of the old root with the cross certificate still verifies...
   auto stale = issue(old_root, tls::Role::admin, "mallory");
   auto client = tls::client_context(new_root.certificate_pem(), stale.cert + *cross_old, stale.key);
