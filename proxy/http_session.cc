@@ -292,6 +292,8 @@ class Session {
 
   // Synchronous steps.
   bool begin_request();
+  const mesh::Cluster* route_in(const mesh::RouteTable& table, const http::RoutingKey& key,
+                                bool& denied);
   bool retarget();
   AfterAttempt after_attempt(const error_code& failure);
   void set_error(unsigned status, std::string_view code, bool close,
@@ -549,6 +551,20 @@ asio::awaitable<bool> Session::send_error() {
   co_return co_await reply_error(status, error_.code, error_.detail, error_.close);
 }
 
+// The cluster `table` routes the request's `key` to (nullptr: none), and whether the policy
+// denies it: published ports are open to every source unless a policy names the port
+// (mesh/policy).
+const mesh::Cluster* Session::route_in(const mesh::RouteTable& table, const http::RoutingKey& key,
+                                       bool& denied) {
+  const mesh::RouteMatch match = mesh::route(key.host, key.path, table);
+  if (match.cluster != nullptr) {
+    denied = !worker_.policy_allows(
+        table, client_address_,
+        {match.cluster->service, local_port_, mesh::policy::Entry::published, {}}, "l7");
+  }
+  return match.cluster;
+}
+
 // Synchronous start of a request: routing, the first body bytes, the upstream head, the first
 // pick. Returns false after set_error().
 bool Session::begin_request() {
@@ -567,17 +583,14 @@ bool Session::begin_request() {
     return false;
   }
   const http::RoutingKey key = http::routing_key(h);
-  const mesh::RouteMatch match =
-      request_.table ? mesh::route(key.host, key.path, *request_.table) : mesh::RouteMatch{};
-  if (match.cluster == nullptr) {
+  bool denied = false;
+  const mesh::Cluster* routed = request_.table ? route_in(*request_.table, key, denied) : nullptr;
+  if (routed == nullptr) {
     set_error(404, "no_route", false, {"no route for host ", key.host});
     return false;
   }
-  const mesh::Cluster& cluster = *match.cluster;
-  // Published ports are open to every source unless a policy names the port (mesh/policy).
-  if (!worker_.policy_allows(*request_.table, client_address_,
-                             {cluster.service, local_port_, mesh::policy::Entry::published, {}},
-                             "l7")) {
+  const mesh::Cluster& cluster = *routed;
+  if (denied) {
     set_error(403, "policy", false, {"denied by policy for service ", cluster.service});
     return false;
   }
@@ -637,41 +650,35 @@ bool Session::begin_request() {
 // failed endpoint is left out by its key. False when there is none; the request then keeps
 // its table (request_.endpoint_key points into it).
 bool Session::retarget() {
-  if (request_.generation == worker_.generation()) {
-    const auto pick = worker_.balancer().pick(request_.cluster->index, worker_.next_random(),
-                                              Clock::now(), {}, request_.endpoint);
-    if (pick) {
-      request_.endpoint = pick->endpoint;
+  const mesh::Cluster* cluster = request_.cluster;
+  std::optional<std::uint32_t> failed = request_.endpoint;
+  std::shared_ptr<const mesh::RouteTable> table;  // set: the request moves to this table
+  if (request_.generation != worker_.generation()) {
+    table = worker_.table();
+    bool denied = false;
+    cluster =
+        table ? route_in(*table, http::routing_key(request_parser_->head()), denied) : nullptr;
+    if (cluster == nullptr || denied) {
+      return false;
     }
-    return pick.has_value();
-  }
-  std::shared_ptr<const mesh::RouteTable> table = worker_.table();
-  if (!table) {
-    return false;
-  }
-  const http::RoutingKey key = http::routing_key(request_parser_->head());
-  const mesh::RouteMatch match = mesh::route(key.host, key.path, *table);
-  if (match.cluster == nullptr ||
-      !worker_.policy_allows(
-          *table, client_address_,
-          {match.cluster->service, local_port_, mesh::policy::Entry::published, {}}, "l7")) {
-    return false;
-  }
-  std::optional<std::uint32_t> failed;
-  for (std::uint32_t i = 0; i < match.cluster->endpoints.size(); ++i) {
-    if (match.cluster->endpoints[i].key == request_.endpoint_key) {
-      failed = i;
+    failed.reset();
+    for (std::uint32_t i = 0; i < cluster->endpoints.size() && !failed; ++i) {
+      if (cluster->endpoints[i].key == request_.endpoint_key) {
+        failed = i;
+      }
     }
   }
-  const auto pick = worker_.balancer().pick(match.cluster->index, worker_.next_random(),
-                                            Clock::now(), {}, failed);
+  const auto pick =
+      worker_.balancer().pick(cluster->index, worker_.next_random(), Clock::now(), {}, failed);
   if (!pick) {
     return false;
   }
-  request_.table = std::move(table);
-  request_.generation = worker_.generation();
-  request_.cluster = match.cluster;
-  request_.metrics = &worker_.service_metrics(match.cluster->index);
+  if (table) {
+    request_.table = std::move(table);
+    request_.generation = worker_.generation();
+    request_.cluster = cluster;
+    request_.metrics = &worker_.service_metrics(cluster->index);
+  }
   request_.endpoint = pick->endpoint;
   return true;
 }
