@@ -140,6 +140,9 @@ void follow_revocations(ClusterNode& n, const discovery::ClusterState& s) {
   if (n.proxy != nullptr) {
     n.proxy->recheck_overlay_peers();
   }
+  if (n.store) {  // a manager: Raft connections made before the revocation
+    n.store->raft().recheck_peers();
+  }
 }
 
 prometheus::Gauge& trusted_roots(ClusterNode& n) {
@@ -389,9 +392,12 @@ asio::awaitable<void> start_cluster(ClusterNode& n) {
     // worker); the transport then checks the id against the claim and the configuration.
     so.raft.tls.server = n.tls->server;
     so.raft.tls.client = n.tls->client;
+    // Revocation is checked here too: the client side of a connection has no other check of
+    // it, and follow_revocations() asks again about connections made before a revocation.
     so.raft.tls.authenticate = [&n](const ssl_st* ssl) -> std::optional<raft::NodeId> {
       auto who = tls::verified_peer(ssl);
-      if (!who || who->cluster_id != n.identity.cluster_id || !tls::is_node_role(who->role)) {
+      if (!who || who->cluster_id != n.identity.cluster_id || !tls::is_node_role(who->role) ||
+          n.tls->revoked->peer_revoked(ssl)) {
         return std::nullopt;
       }
       auto id = raft::parse_node_id(who->id);

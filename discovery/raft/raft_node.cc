@@ -341,6 +341,10 @@ class RaftNodeImpl final : public RaftNode {
 
   std::string peer_address() const override { return transport_->local_address(); }
 
+  std::size_t recheck_peers() override {
+    return transport_ && !stopped_ ? transport_->recheck_peers() : 0;
+  }
+
   void stop() override {
     if (stopped_) {
       return;

@@ -169,6 +169,9 @@ class RaftNode {
   virtual NodeStatus status() const = 0;
   // Address the peer listener is bound to (resolves port 0).
   virtual std::string peer_address() const = 0;
+  // What TransportTls::authenticate consults changed (a revocation): closes the peer
+  // connections it now refuses (Transport::recheck_peers); returns how many.
+  virtual std::size_t recheck_peers() = 0;
   // Completes every waiter with `stopped`, closes sockets and timers. Idempotent. The node may
   // be destroyed afterwards (pending coroutines only touch their own waiter state).
   virtual void stop() = 0;

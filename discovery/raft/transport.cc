@@ -99,6 +99,11 @@ class Stream {
     socket().close(ec);
   }
 
+  // With TLS, once the peer's certificate was authenticated: the node id it speaks for, and
+  // how the log names the connection (recheck_peers()).
+  std::optional<NodeId> peer;
+  std::string remote;
+
  private:
   std::optional<tcp::socket> plain_;
   std::optional<asio::ssl::stream<tcp::socket>> tls_;
@@ -124,6 +129,22 @@ struct Shared {
       metrics->peers_refused.Increment();
     }
   }
+
+  // recheck_peers() for one connection: closes `s` when its authenticated peer certificate no
+  // longer speaks for the node it was accepted for. True when it did.
+  bool cut_untrusted(Stream& s) const {
+    if (!s.peer || !tls.authenticate || !s.socket().is_open()) {
+      return false;
+    }
+    if (auto id = tls.authenticate(s.native_tls()); id && *id == *s.peer) {
+      return false;
+    }
+    refused(s.remote, fmt::format("the certificate of node {:016x} is not trusted any more "
+                                  "(revoked)",
+                                  *s.peer));
+    s.close();
+    return true;
+  }
 };
 
 struct Peer {
@@ -133,9 +154,9 @@ struct Peer {
   std::string address;
   bool learned = false;  // from a hello, not from the driver
   bool stopped = false;
-  std::uint64_t generation = 0;  // bumped on address change: reconnect
+  std::uint64_t generation = 0;    // bumped on address change: reconnect
   std::shared_ptr<Stream> stream;  // the current connection (null before the first)
-  asio::steady_timer signal;  // wakes the writer (cancel = "work or stop")
+  asio::steady_timer signal;       // wakes the writer (cancel = "work or stop")
   std::deque<Frame> queue;
 };
 
@@ -200,6 +221,25 @@ class TcpTransport final : public Transport {
   }
 
   bool has_peer(NodeId id) const override { return peers_.contains(id); }
+
+  std::size_t recheck_peers() override {
+    std::size_t cut = 0;
+    if (shared_->stopped || !shared_->tls.enabled()) {
+      return cut;
+    }
+    // A closed inbound stream ends its read loop, which removes it from the set later.
+    for (const auto& s : shared_->inbound) {
+      cut += shared_->cut_untrusted(*s) ? 1 : 0;
+    }
+    // A closed outbound stream ends the writer's connection; it reconnects with backoff and
+    // the new connection is authenticated again (and refused while the peer is distrusted).
+    for (const auto& [id, p] : peers_) {
+      if (p->stream) {
+        cut += shared_->cut_untrusted(*p->stream) ? 1 : 0;
+      }
+    }
+    return cut;
+  }
 
   std::string local_address() const override { return shared_->advertised; }
 
@@ -324,6 +364,8 @@ class TcpTransport final : public Transport {
       sh->refused(remote, fmt::format("node {:016x} is not a member", *id));
       co_return std::nullopt;
     }
+    s.peer = id;
+    s.remote = remote;
     co_return id;
   }
 
@@ -474,6 +516,8 @@ class TcpTransport final : public Transport {
       stream->close();
       co_return false;
     }
+    stream->peer = id;
+    stream->remote = remote;
     co_return true;
   }
 

@@ -62,6 +62,12 @@ class Transport {
   virtual void set_peer(NodeId id, std::string address) = 0;
   virtual void remove_peer(NodeId id) = 0;
   virtual bool has_peer(NodeId id) const = 0;
+  // With TLS: asks `authenticate` again about every established connection, inbound and
+  // outbound, and closes those whose peer certificate it now refuses or finds speaking for
+  // another node (a revocation since the handshake); logged and counted as refusals. Returns
+  // how many were closed. Without TLS: nothing. Call it when what `authenticate` consults
+  // changed.
+  virtual std::size_t recheck_peers() = 0;
   // The bound listen address ("IP:PORT", port 0 resolved).
   virtual std::string local_address() const = 0;
   // Closes the listener and every connection; pending messages are dropped. Idempotent.
@@ -72,7 +78,9 @@ struct TransportTls {
   std::shared_ptr<boost::asio::ssl::context> server;  // must request client certificates
   std::shared_ptr<boost::asio::ssl::context> client;  // presents this node's certificate
   // The node id a connection's verified peer certificate speaks for, if it may speak Raft at
-  // all (a manager certificate of this cluster); nullopt refuses the connection.
+  // all (a manager certificate of this cluster, not revoked); nullopt refuses the connection.
+  // Called after each handshake and by recheck_peers(). Outbound, it is the only check of the
+  // server's certificate beyond the chain (the client context knows no revocations).
   std::function<std::optional<NodeId>(const ssl_st*)> authenticate;
   bool enabled() const { return server && client && authenticate; }
 };

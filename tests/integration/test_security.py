@@ -677,6 +677,47 @@ class SecurityTest(unittest.TestCase):
         s, b = self.c.leader().api("DELETE", f"/v1/nodes/{m.id}")
         self.assertEqual(s, 200, b)
 
+    def test_a_revoked_managers_raft_connections_end(self):
+        # Raft connections are long-lived: a manager whose certificate is revoked must stop
+        # receiving the log on connections made before the revocation, and on new ones (the
+        # dialling side checks the listener's certificate too).
+        m = self.new_node("manager")
+        m.start(join=self.c.nodes[0].admin)
+        self.c.wait_voters()
+        self.c.wait_converged(nodes=[m])
+        lead = self.c.leader()
+        refused_before = cluster.metric(lead.metrics(), "routemesh_raft_peers_refused_total")
+        serial = tls_serial(os.path.join(m.data_dir, "tls", "node.pem"))
+        s, b = lead.api("POST", "/v1/certs/revoke", {"serial": serial, "name": m.name})
+        self.assertEqual(s, 201, b)
+        harness.wait_until(
+            lambda: cluster.metric(lead.metrics(), "routemesh_raft_peers_refused_total")
+            > refused_before, timeout=10, what="the leader refusing the revoked manager")
+        # Writes after the revocation reach the three other managers, never the revoked one.
+        for i in range(3):
+            s, b = lead.api("POST", "/v1/services", {
+                "name": f"after-revoke-{i}", "labels": {"mesh.http": f"after-revoke-{i}.test"}})
+            self.assertEqual(s, 201, b)
+        others = [n for n in self.c.alive(managers_only=True) if n is not m]
+        rev = self.c.wait_converged(nodes=others)
+        time.sleep(1.0)  # what would still reach it has had time to
+        s, b = m.local("/v1/services")
+        self.assertEqual(s, 200, b)
+        self.assertLess(b["revision"], rev, f"{m.name} still receives the log after its "
+                        "certificate was revoked")
+        self.assertNotIn("after-revoke-2", {x["name"] for x in b["services"]})
+        self.assertTrue(self.manager_log_lines(r"raft transport: refusing peer connection .*"
+                                               r"not trusted any more|raft transport: refusing "
+                                               r"peer connection .*TLS handshake failed"))
+        m.stop()
+        s, b = lead.api("DELETE", f"/v1/nodes/{m.id}")
+        self.assertEqual(s, 200, b)
+        for i in range(3):
+            s, b = lead.api("DELETE", f"/v1/services/after-revoke-{i}")
+            self.assertEqual(s, 200, b)
+        self.c.nodes.remove(m)  # gone from the cluster: later tests count the others
+        self.c.wait_voters()
+
     def joined_node(self, target):
         """A new worker, joined, whose overlay streams `target` accepts."""
         n = self.new_node()

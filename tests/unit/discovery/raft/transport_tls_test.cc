@@ -175,3 +175,45 @@ TEST_CASE("raft transport over mutual TLS: a peer that is not what it claims is 
   io.run_for(100ms);
   CHECK(b.got.empty());
 }
+
+TEST_CASE(
+    "raft transport over mutual TLS: recheck_peers ends the connections of a peer that "
+    "is not trusted any more") {
+  spdlog::set_level(spdlog::level::off);
+  asio::io_context io;
+  prometheus::Registry reg;
+  Metrics metrics(reg);
+  prometheus::Registry other_reg;
+  Metrics other(other_reg);
+  // b stops trusting node 1 when `distrusted` is set (as a node does when 1's certificate is
+  // revoked); a trusts b throughout.
+  bool distrusted = false;
+  TransportTls b_tls = credentials(tls::Role::manager, format_node_id(2));
+  b_tls.authenticate = [plain = b_tls.authenticate, &distrusted](const ssl_st* ssl) {
+    auto id = plain(ssl);
+    return id && *id == 1 && distrusted ? std::nullopt : id;
+  };
+  Endpoint a(io, 1, credentials(tls::Role::manager, format_node_id(1)), metrics);
+  Endpoint b(io, 2, b_tls, other);
+  a.t->set_peer(2, b.t->local_address());
+  b.t->set_peer(1, a.t->local_address());
+  a.t->send(heartbeat(1, 2));
+  b.t->send(heartbeat(2, 1));
+  REQUIRE(run_until(io, [&] { return a.got.size() == 1 && b.got.size() == 1; }));
+  CHECK(b.t->recheck_peers() == 0);  // nothing changed: nothing cut
+
+  distrusted = true;
+  // b's inbound connection from a and its outbound connection to a.
+  CHECK(b.t->recheck_peers() == 2);
+  CHECK(other.peers_refused.Value() == 2);
+  // Neither direction carries anything from now on: a's reconnects are refused by b after
+  // the handshake, and b's own reconnects to a are refused by b's check of a's certificate.
+  for (int i = 0; i < 5; ++i) {
+    a.t->send(heartbeat(1, 2));
+    b.t->send(heartbeat(2, 1));
+    io.run_for(60ms);
+  }
+  CHECK(b.got.size() == 1);
+  CHECK(a.got.size() == 1);
+  CHECK(other.peers_refused.Value() > 2);
+}
