@@ -418,6 +418,63 @@ std::optional<std::string_view> recheck(const State& state, const ssl_st* ssl,
   return state.trust->recheck(ssl, now, !tls::is_node_role(caller.role));
 }
 
+// The co_spawn completion of every coroutine the server starts. It holds `state`, and with it
+// the registry the error counter lives in, until the coroutine has ended.
+auto log_failure(std::shared_ptr<State> state, std::string_view what) {
+  prometheus::Counter* errors = &state->metrics.admin_session_errors;
+  return base::log_and_count(what, errors, [state = std::move(state)] {});
+}
+
+// Ends a connection whose client certificate is `why` (PeerTrust::recheck) while a response
+// streams: counted and logged. Its pending operation ends with an error, a streaming
+// handler's next write() completes false, and the session removes itself later.
+void cut(State& state, beast::tcp_stream& stream, const tls::Identity& caller,
+         std::string_view why) {
+  state.metrics.connections_cut.Add({{"reason", std::string(why)}}).Increment();
+  spdlog::warn("admin: closing a connection of {}: its client certificate is {}",
+               tls::identity_uri(caller), why);
+  boost::system::error_code ignored;
+  stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+  stream.close();
+}
+
+// A user's certificate that expires while its response streams (a watch) ends the stream
+// then: nothing else would, as there is no next request to refuse. Runs until `done` (the
+// stream ended first) or the cut; re-checks a second later when the clock says "not yet".
+struct ExpiryWatch {
+  explicit ExpiryWatch(const asio::any_io_executor& ex) : timer(ex) {}
+  asio::steady_timer timer;
+  bool done = false;
+};
+
+asio::awaitable<void> cut_at_expiry(std::shared_ptr<State> state,
+                                    std::shared_ptr<ExpiryWatch> watch, beast::tcp_stream* stream,
+                                    const ssl_st* ssl, tls::Identity caller,
+                                    std::int64_t not_after) {
+  for (;;) {
+    const auto now = std::chrono::system_clock::now().time_since_epoch();
+    const auto until = std::chrono::seconds(not_after + 1) - now;
+    watch->timer.expires_after(std::max<std::chrono::steady_clock::duration>(
+        std::chrono::duration_cast<std::chrono::steady_clock::duration>(until),
+        std::chrono::milliseconds(0)));
+    co_await watch->timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    // `done` (not the wait's error) says whether the stream, and so `stream` and `ssl`, are
+    // still there: a cancel that comes after the timer fired does not abort the wait.
+    if (watch->done || state->stopped) {
+      co_return;
+    }
+    if (auto why = recheck(*state, ssl, caller)) {
+      cut(*state, *stream, caller, *why);
+      co_return;
+    }
+    not_after =
+        std::max(not_after,
+                 static_cast<std::int64_t>(std::chrono::duration_cast<std::chrono::seconds>(
+                                               std::chrono::system_clock::now().time_since_epoch())
+                                               .count()));
+  }
+}
+
 // The requests of one connection, plain or TLS (`caller`: the verified client certificate's
 // identity; `ssl`: the TLS connection, null for plain). Returns when the client closes, on an
 // error, or when a response closes.
@@ -497,9 +554,22 @@ asio::awaitable<void> serve(std::shared_ptr<State> state, Stream& stream,
         it != state->handlers.end() && std::holds_alternative<StreamHandler>(it->second)) {
       StreamHandler handler = std::get<StreamHandler>(it->second);
       streaming = true;
+      std::shared_ptr<ExpiryWatch> expiry;
+      if (caller && !tls::is_node_role(caller->role) && state->trust) {
+        if (auto until = tls::peer_not_after(ssl)) {
+          expiry = std::make_shared<ExpiryWatch>(state->executor);
+          asio::co_spawn(state->executor,
+                         cut_at_expiry(state, expiry, &lowest(stream), ssl, *caller, *until),
+                         log_failure(state, "admin: certificate expiry of a stream"));
+        }
+      }
       co_await run_stream(*state, std::move(handler), it->first, std::move(request), stream,
                           req.version());
       streaming = false;
+      if (expiry) {
+        expiry->done = true;
+        expiry->timer.cancel();
+      }
       break;
     }
 
@@ -567,13 +637,6 @@ asio::awaitable<void> run_session(std::shared_ptr<State> state, tcp::socket sock
   co_await serve(state, stream, std::nullopt, nullptr, entry.streaming());
   beast::error_code ignored;
   stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
-}
-
-// The co_spawn completion of every coroutine the server starts. It holds `state`, and with it
-// the registry the error counter lives in, until the coroutine has ended.
-auto log_failure(std::shared_ptr<State> state, std::string_view what) {
-  prometheus::Counter* errors = &state->metrics.admin_session_errors;
-  return base::log_and_count(what, errors, [state = std::move(state)] {});
 }
 
 asio::awaitable<void> accept_loop(std::shared_ptr<State> state) {
@@ -681,7 +744,7 @@ class AdminServerImpl final : public AdminServer {
   }
 
   std::size_t cut_untrusted() override {
-    std::size_t cut = 0;
+    std::size_t closed = 0;
     for (auto& [id, open] : state_->sessions) {
       // Idle and request-answering connections meet the same check at their next request,
       // which answers 401 before it closes; a stream has no next request.
@@ -692,17 +755,10 @@ class AdminServerImpl final : public AdminServer {
       if (!why) {
         continue;
       }
-      state_->metrics.connections_cut.Add({{"reason", std::string(*why)}}).Increment();
-      spdlog::warn("admin: closing a connection of {}: its client certificate is {}",
-                   tls::identity_uri(*open.caller), *why);
-      // As in stop(): the session's pending operation ends with an error, a streaming
-      // handler's next write() completes false, and the session removes itself later.
-      boost::system::error_code ignored;
-      open.stream->socket().shutdown(tcp::socket::shutdown_both, ignored);
-      open.stream->close();
-      ++cut;
+      cut(*state_, *open.stream, *open.caller, *why);
+      ++closed;
     }
-    return cut;
+    return closed;
   }
 
  private:

@@ -246,6 +246,10 @@ std::optional<Identity> verified_peer(const ssl_st* ssl) {
   return std::move(*identity);
 }
 
+std::optional<std::int64_t> peer_not_after(const ssl_st* ssl) {
+  return ssl == nullptr ? std::nullopt : not_after(SSL_get0_peer_certificate(ssl));
+}
+
 boost::system::result<void> replace_certificate(ssl::context& context, std::string_view cert_pem,
                                                 std::string_view key_pem) {
   return use_pair(context, cert_pem, key_pem);

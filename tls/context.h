@@ -104,5 +104,8 @@ boost::system::result<void> replace_trusted_roots(boost::asio::ssl::context& con
 // against the context's CA and names a routemesh identity. nullopt when the peer sent no
 // certificate, or one without an identity.
 std::optional<Identity> verified_peer(const ssl_st* ssl);
+// When the peer certificate of an established connection expires (its notAfter, seconds since
+// the epoch); nullopt without one.
+std::optional<std::int64_t> peer_not_after(const ssl_st* ssl);
 
 }  // namespace routemesh::tls

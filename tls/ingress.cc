@@ -18,14 +18,6 @@ IngressCertProblem problem(std::string field, std::string message) {
 }
 
 // Seconds since the epoch of an ASN1_TIME, or nullopt.
-std::optional<std::int64_t> epoch_of(const ASN1_TIME* t) {
-  std::tm tm{};
-  if (t == nullptr || ASN1_TIME_to_tm(t, &tm) != 1) {
-    return std::nullopt;
-  }
-  return static_cast<std::int64_t>(timegm(&tm));
-}
-
 bool names(X509* leaf, const std::string& host) {
   return X509_check_host(leaf, host.data(), host.size(), X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS,
                          nullptr) == 1;
@@ -46,8 +38,8 @@ std::variant<IngressCertInfo, IngressCertProblem> check_ingress_certificate(
   if (X509_check_private_key(leaf.get(), key.get()) != 1) {
     return problem("key", "the key does not belong to the certificate (the first one in cert)");
   }
-  const auto from = epoch_of(X509_get0_notBefore(leaf.get()));
-  const auto until = epoch_of(X509_get0_notAfter(leaf.get()));
+  const auto from = not_before(leaf.get());
+  const auto until = not_after(leaf.get());
   if (!from || !until) {
     return problem("cert", "the certificate's validity period cannot be read");
   }

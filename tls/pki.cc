@@ -653,20 +653,35 @@ boost::system::result<void> check_pair(std::string_view cert_pem, std::string_vi
 
 namespace {
 
+std::optional<std::int64_t> unix_time(const ASN1_TIME* t) {
+  std::tm tm{};
+  if (t == nullptr || ASN1_TIME_to_tm(t, &tm) != 1) {
+    return std::nullopt;
+  }
+  return static_cast<std::int64_t>(timegm(&tm));
+}
+
 boost::system::result<std::int64_t> cert_time(std::string_view cert_pem, bool after) {
   CertPtr cert = read_cert(cert_pem);
   if (!cert) {
     return errc::malformed_pem;
   }
-  std::tm tm{};
-  if (ASN1_TIME_to_tm(after ? X509_get0_notAfter(cert.get()) : X509_get0_notBefore(cert.get()),
-                      &tm) != 1) {
+  auto t = after ? not_after(cert.get()) : not_before(cert.get());
+  if (!t) {
     return errc::crypto_failure;
   }
-  return static_cast<std::int64_t>(timegm(&tm));
+  return *t;
 }
 
 }  // namespace
+
+std::optional<std::int64_t> not_after(const x509_st* cert) {
+  return cert == nullptr ? std::nullopt : unix_time(X509_get0_notAfter(cert));
+}
+
+std::optional<std::int64_t> not_before(const x509_st* cert) {
+  return cert == nullptr ? std::nullopt : unix_time(X509_get0_notBefore(cert));
+}
 
 boost::system::result<std::int64_t> not_after(std::string_view cert_pem) {
   return cert_time(cert_pem, true);

@@ -170,6 +170,9 @@ boost::system::result<void> check_pair(std::string_view cert_pem, std::string_vi
 boost::system::result<std::int64_t> not_after(std::string_view cert_pem);
 // Its notBefore (the issue time less a small backdate for clock skew).
 boost::system::result<std::int64_t> not_before(std::string_view cert_pem);
+// The same of a parsed certificate; nullopt for null or an unreadable time.
+std::optional<std::int64_t> not_after(const x509_st* cert);
+std::optional<std::int64_t> not_before(const x509_st* cert);
 
 // A certificate's serial number as routemesh writes it: lower-case hex without leading zeros
 // (what `openssl x509 -serial` prints, in lower case). "" for a null certificate.

@@ -10,7 +10,8 @@ files.
 The CLI renews its own certificate the same way: a one-manager cluster on 127.0.0.141 whose
 user certificates last 12 seconds (cluster.user_cert_lifetime_s); a CLI command run after two
 thirds of that renews the certificate in the CLI's place first, and the CLI keeps working past
-the end of the first certificate, which is then refused."""
+the end of the first certificate, which is then refused. A watch opened with a user certificate
+(a one-manager cluster on 127.0.0.143, the same lifetime) ends when that certificate does."""
 import calendar
 import http.client
 import os
@@ -25,6 +26,8 @@ import harness
 FIRST_IP = "127.0.0.111"
 LIFETIME_S = 12
 USER_IP = "127.0.0.141"
+EXPIRY_IP = "127.0.0.143"
+EXPIRY_METRICS_PORT = 9943
 HOST = "renewal.test"
 PUBLISHED = 9441
 
@@ -196,6 +199,52 @@ class UserCertRenewalTest(cluster.SharedClusterTest):
         rc, out, err = c.cli(m, "service", "ls", env={"ROUTEMESH_CERT_DIR": old_dir})
         self.assertNotEqual(rc, 0, f"the expired first certificate was accepted: {out}")
         self.assertIn("expired", err)
+
+
+class UserCertExpiryTest(cluster.SharedClusterTest):
+    """A user certificate that expires while its watch streams ends the stream then: the check
+    before each request never runs again for a request that never ends."""
+    FIRST_IP = EXPIRY_IP
+    ROLES = ["manager"]
+    CLUSTER_ARGS = {"user_cert_lifetime_s": LIFETIME_S,
+                    "node_settings": {"metrics": f"{EXPIRY_IP}:{EXPIRY_METRICS_PORT}"}}
+
+    def cut_total(self, reason):
+        s, _, body = harness.http(EXPIRY_IP, EXPIRY_METRICS_PORT, "/metrics")
+        self.assertEqual(s, 200, body[:200])
+        return cluster.metric(body.decode(), "routemesh_admin_connections_cut_total",
+                              {"reason": reason})
+
+    def test_a_watch_ends_when_its_user_certificate_expires(self):
+        c = self.c
+        m = c.managers[0]
+        # The admin certificate `cluster init` wrote; it lasts LIFETIME_S and is not renewed.
+        _, _, end = cert_times(os.path.join(c.cert_dir, "cert.pem"))
+        self.assertGreater(end - time.time(), 3, "the admin certificate expired during setup")
+        host, _, port = m.admin.rpartition(":")
+        # One blocking read outlasts the certificate: a timed-out socket file cannot be read again.
+        wait = end + 10 - time.time()
+        conn = http.client.HTTPSConnection(host, int(port), timeout=wait, context=c.tls)
+        self.addCleanup(conn.close)
+        conn.request("GET", "/v1/watch")
+        r = conn.getresponse()
+        self.assertEqual(r.status, 200)
+        self.assertIn(b'"snapshot"', r.readline())
+        before = self.cut_total("expired")
+
+        ended_at = None
+        while time.time() < end + 10 and ended_at is None:
+            try:
+                if r.readline() == b"":
+                    ended_at = time.time()
+            except (OSError, http.client.HTTPException):
+                ended_at = time.time()
+        self.assertIsNotNone(ended_at, "the watch still streams after its certificate expired")
+        self.assertGreaterEqual(ended_at, end, "the watch ended before its certificate did")
+        self.assertEqual(self.cut_total("expired"), before + 1)
+        lines = [l for p in m.runs for l in p.lines("err")
+                 if "closing a connection of" in l and "expired" in l]
+        self.assertEqual(len(lines), 1, lines)
 
 
 if __name__ == "__main__":
