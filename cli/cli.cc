@@ -209,6 +209,7 @@ class CliCommandsImpl final : public CliCommands {
   std::optional<Answer> certify(const std::string& path, const std::string& common_name,
                                 json::object body, const std::string& out);
   int token_rotate();
+  int manager_key_rotate();
   int ca_rotate();
   int ca_status();
   // The client certificate, key and CA from --cert/--key/--ca or the default place
@@ -509,6 +510,13 @@ void CliCommandsImpl::add_commands() {
                           "one stops working at once (nodes already joined are unaffected)",
                           [this] { return token_rotate(); });
   one(rotate, "ROLE");
+  CLI::App* manager_key = cluster->add_subcommand(
+      "manager-key", "the key that seals the root CA's key in the cluster state");
+  manager_key->require_subcommand(1);
+  leaf(manager_key, "rotate",
+       "seal the root's key with a new manager key; every manager takes the new key from the "
+       "state, and the old one opens nothing written from then on",
+       [this] { return manager_key_rotate(); });
   CLI::App* ca = cluster->add_subcommand("ca", "the cluster's root CA");
   ca->require_subcommand(1);
   CLI::App* ca_rotate =
@@ -1022,6 +1030,26 @@ int CliCommandsImpl::token_rotate() {
   return 0;
 }
 
+int CliCommandsImpl::manager_key_rotate() {
+  auto answer = request({"POST", "/v1/cluster/manager-key/rotate", ""});
+  if (!answer) {
+    return 1;
+  }
+  if (json_) {
+    print_out(answer->reply.body);
+    return 0;
+  }
+  const json::value* id =
+      answer->value.is_object() ? answer->value.as_object().if_contains("manager_key_id") : nullptr;
+  if (id == nullptr || !id->is_string()) {
+    print_error("unexpected answer from the admin API: no manager_key_id");
+    return 1;
+  }
+  print_out("manager key rotated: its id is " + std::string(id->get_string()) +
+            "; every manager takes it from the state");
+  return 0;
+}
+
 int CliCommandsImpl::ca_rotate() {
   auto grace = cli::parse_duration_s("--grace", ca_grace_, 3650LL * 86400);
   if (!grace) {
@@ -1098,6 +1126,9 @@ int CliCommandsImpl::ca_status() {
   print_out(key == "file"    ? "key: in files (external CA: the managers holding ca-key.pem sign)"
             : key == "state" ? "key: sealed in the cluster state (every manager signs)"
                              : "key: " + key);
+  if (o->contains("manager_key_id")) {
+    print_out("manager key: " + cli::field(*o, "manager_key_id") + " (rotated)");
+  }
   const json::value* rotation = o->if_contains("rotation");
   if (rotation == nullptr || !rotation->is_object()) {
     print_out("rotating: no");

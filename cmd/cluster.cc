@@ -167,7 +167,8 @@ bool reissue_now(ClusterNode& n) {
     auto named = tls::identity_of(seen.cert);
     seen.role = named ? std::optional<tls::Role>(named->role) : std::nullopt;
   }
-  return seen.new_root_needed || (n.state_role && seen.role && *seen.role != *n.state_role);
+  return seen.new_root_needed || n.tls->manager_key_behind ||
+         (n.state_role && seen.role && *seen.role != *n.state_role);
 }
 
 // Follows the state for this node's certificate: the CA record (cluster_tls.h,

@@ -188,6 +188,29 @@ CaChange follow_cluster_ca(NodeTls& t, const discovery::ClusterCa& ca,
     spdlog::error("cluster: the state's CA root does not parse; keeping this node's roots");
     return out;
   }
+  // A manager whose key is not the state's current one learns the new key from the state,
+  // where it is sealed with the key it replaced (this manager's, unless it missed two
+  // rotations), before it opens the root's key with it.
+  if (!t.credentials.manager_key.empty() && !ca.manager_key_id.empty() &&
+      tls::manager_key_id(t.credentials.manager_key) != ca.manager_key_id) {
+    auto next = tls::unwrap_manager_key(ca.manager_key_wrapped, t.credentials.manager_key);
+    if (next && tls::manager_key_id(*next) == ca.manager_key_id) {
+      t.credentials.manager_key = std::move(*next);
+      t.manager_key_behind = false;
+      out.key = true;
+      if (auto w = tls::write_node_credentials(data_dir, t.credentials); !w) {
+        spdlog::error("cluster: cannot write the new manager key to {}: {}", tls::tls_dir(data_dir),
+                      w.error().message());
+      }
+      spdlog::info("cluster: this manager holds manager key {} from now on", ca.manager_key_id);
+    } else {
+      t.manager_key_behind = true;
+      spdlog::warn(
+          "cluster: the state's manager key {} is not sealed with this manager's key (it missed "
+          "more than one rotation): asking a manager for it with a certificate renewal",
+          ca.manager_key_id);
+    }
+  }
   // A manager opens the signing root's key with its manager key (the key stays in memory).
   if ((!t.ca || t.ca->digest() != *signing) && !ca.sealed_key.empty() &&
       !t.credentials.manager_key.empty()) {
@@ -369,6 +392,7 @@ boost::asio::awaitable<bool> renew_node_certificate(boost::asio::any_io_executor
       manager_key = std::string(mk->get_string());
     }
     const bool manager = identity->role == tls::Role::manager;
+    t.manager_key_behind = false;  // at most one renewal per CA record asks for the key
     if (manager && !manager_key.empty() && manager_key != t.credentials.manager_key) {
       t.credentials.manager_key = std::move(manager_key);
       t.ca_version = 0;  // the next follow_cluster_ca opens the state's key with it

@@ -60,6 +60,10 @@ struct NodeTls {
   // follow_cluster_ca's memory: the CA record version and certificate it last looked at.
   std::uint64_t ca_version = 0;
   std::string ca_seen_cert;
+  // A manager whose manager key is older than the one before the state's current key (it
+  // missed two rotations), so it cannot open the new one: it asks for the key with a
+  // certificate renewal, whose answer carries it. Cleared by that renewal.
+  bool manager_key_behind = false;
 };
 
 // The overlay's mutual TLS contexts from `t`'s current credentials (proxy/overlay/overlay.h):
@@ -78,12 +82,16 @@ bool set_revocations(NodeTls& t, const discovery::ClusterState& state);
 struct CaChange {
   bool trust = false;  // the trusted roots changed (the node's contexts trust the new set)
   bool chain = false;  // the chain this node presents changed (its certificate and a cross one)
-  bool key = false;    // this manager opened the new root's key (now in NodeTls::ca)
+  // This manager opened the new root's key (now in NodeTls::ca), or took the state's new
+  // manager key (credentials.manager_key, written to data_dir/tls/manager-key).
+  bool key = false;
 };
 
 // On every state a node sees: makes `t` trust the state's roots, present its certificate with
 // the cross certificate to the other root while a rotation runs (none otherwise), and, on a
-// manager holding the manager key, opens the signing root's key sealed in the state. Files in
+// manager holding the manager key, takes the state's new manager key after a `cluster
+// manager-key rotate` (sealed in the state with the key it replaced) and opens the signing
+// root's key sealed in the state. Files in
 // data_dir/tls follow (the opened key stays in memory). Nothing happens when the state has no
 // roots (a cluster made before the state kept them, until its first rotation) or when the
 // record did not change since the last call (set ca_version to 0 to look again).

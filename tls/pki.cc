@@ -18,7 +18,10 @@
 #include <algorithm>
 #include <array>
 #include <ctime>
+#include <memory>
+#include <optional>
 #include <utility>
+#include <vector>
 
 namespace routemesh::tls {
 namespace {
@@ -463,6 +466,127 @@ bool is_manager_key(std::string_view text) {
   return text.size() == 64 && std::all_of(text.begin(), text.end(), [](char c) {
            return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
          });
+}
+
+namespace {
+
+constexpr std::size_t kNonce = 12;
+constexpr std::size_t kTag = 16;
+constexpr std::size_t kKeyBytes = 32;
+constexpr std::string_view kWrapPrefix = "v1:";
+
+// SHA-256 over `label`, a NUL and `key`: separate uses of one manager key get unrelated bytes.
+std::array<unsigned char, 32> labelled_digest(std::string_view label, std::string_view key) {
+  std::array<unsigned char, 32> out{};
+  std::string input(label);
+  input.push_back('\0');
+  input.append(key);
+  unsigned int n = 0;
+  EVP_Digest(input.data(), input.size(), out.data(), &n, EVP_sha256(), nullptr);
+  OPENSSL_cleanse(input.data(), input.size());
+  return out;
+}
+
+std::optional<std::vector<unsigned char>> from_hex(std::string_view text) {
+  if (text.size() % 2 != 0) {
+    return std::nullopt;
+  }
+  auto digit = [](char c) -> int {
+    if (c >= '0' && c <= '9') {
+      return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+      return c - 'a' + 10;
+    }
+    return -1;
+  };
+  std::vector<unsigned char> out(text.size() / 2);
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    const int hi = digit(text[2 * i]);
+    const int lo = digit(text[2 * i + 1]);
+    if (hi < 0 || lo < 0) {
+      return std::nullopt;
+    }
+    out[i] = static_cast<unsigned char>(hi * 16 + lo);
+  }
+  return out;
+}
+
+using CipherCtxPtr = std::unique_ptr<EVP_CIPHER_CTX, decltype(&EVP_CIPHER_CTX_free)>;
+
+}  // namespace
+
+std::string manager_key_id(std::string_view manager_key) {
+  if (!is_manager_key(manager_key)) {
+    return {};
+  }
+  const auto digest = labelled_digest("routemesh manager key id", manager_key);
+  return lower_hex(digest.data(), 8);
+}
+
+boost::system::result<std::string> wrap_manager_key(std::string_view next,
+                                                    std::string_view current) {
+  if (!is_manager_key(next) || !is_manager_key(current)) {
+    return errc::bad_request;
+  }
+  auto key = labelled_digest("routemesh manager key wrap", current);
+  auto plain = from_hex(next);
+  std::array<unsigned char, kNonce> nonce{};
+  std::vector<unsigned char> out(kNonce + kKeyBytes + kTag);
+  CipherCtxPtr ctx(EVP_CIPHER_CTX_new(), &EVP_CIPHER_CTX_free);
+  int n = 0;
+  const bool ok =
+      plain && plain->size() == kKeyBytes && ctx && RAND_bytes(nonce.data(), kNonce) == 1 &&
+      EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, key.data(), nonce.data()) == 1 &&
+      EVP_EncryptUpdate(ctx.get(), out.data() + kNonce, &n, plain->data(),
+                        static_cast<int>(kKeyBytes)) == 1 &&
+      n == static_cast<int>(kKeyBytes) &&
+      EVP_EncryptFinal_ex(ctx.get(), out.data() + kNonce + kKeyBytes, &n) == 1 &&
+      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, static_cast<int>(kTag),
+                          out.data() + kNonce + kKeyBytes) == 1;
+  OPENSSL_cleanse(key.data(), key.size());
+  if (plain) {
+    OPENSSL_cleanse(plain->data(), plain->size());
+  }
+  if (!ok) {
+    return errc::crypto_failure;
+  }
+  std::copy(nonce.begin(), nonce.end(), out.begin());
+  return std::string(kWrapPrefix) + lower_hex(out.data(), static_cast<unsigned int>(out.size()));
+}
+
+boost::system::result<std::string> unwrap_manager_key(std::string_view wrapped,
+                                                      std::string_view current) {
+  if (!is_manager_key(current)) {
+    return errc::bad_request;
+  }
+  if (!wrapped.starts_with(kWrapPrefix)) {
+    return errc::malformed_pem;
+  }
+  auto bytes = from_hex(wrapped.substr(kWrapPrefix.size()));
+  if (!bytes || bytes->size() != kNonce + kKeyBytes + kTag) {
+    return errc::malformed_pem;
+  }
+  auto key = labelled_digest("routemesh manager key wrap", current);
+  std::array<unsigned char, kKeyBytes> plain{};
+  CipherCtxPtr ctx(EVP_CIPHER_CTX_new(), &EVP_CIPHER_CTX_free);
+  int n = 0;
+  const bool ok =
+      ctx &&
+      EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, key.data(), bytes->data()) == 1 &&
+      EVP_DecryptUpdate(ctx.get(), plain.data(), &n, bytes->data() + kNonce,
+                        static_cast<int>(kKeyBytes)) == 1 &&
+      n == static_cast<int>(kKeyBytes) &&
+      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, static_cast<int>(kTag),
+                          bytes->data() + kNonce + kKeyBytes) == 1 &&
+      EVP_DecryptFinal_ex(ctx.get(), plain.data() + kKeyBytes, &n) == 1;
+  OPENSSL_cleanse(key.data(), key.size());
+  std::string out = ok ? lower_hex(plain.data(), kKeyBytes) : std::string{};
+  OPENSSL_cleanse(plain.data(), plain.size());
+  if (!ok) {
+    return errc::malformed_pem;  // another key, or altered
+  }
+  return out;
 }
 
 boost::system::result<std::string> seal_key(std::string_view key_pem,

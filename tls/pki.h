@@ -129,6 +129,21 @@ boost::system::result<std::string> new_manager_key();
 // Whether `text` has a manager key's form (64 lower-case hex digits).
 bool is_manager_key(std::string_view text);
 
+// What names a manager key without giving it away: 16 lower-case hex digits of a SHA-256 over a
+// label and the key. The state carries the current key's id, so a manager sees when its own
+// key is not the current one ("" for a string that is not a manager key).
+std::string manager_key_id(std::string_view manager_key);
+// `next` (a manager key) sealed with `current`, so that every manager holding `current` can
+// learn `next` from the replicated state: AES-256-GCM under a SHA-256 of a label and `current`,
+// a random 96-bit nonce, as "v1:" and the lower-case hex of nonce, ciphertext and tag.
+// errc::bad_request (either is not a manager key), errc::crypto_failure.
+boost::system::result<std::string> wrap_manager_key(std::string_view next,
+                                                    std::string_view current);
+// The manager key `wrapped` holds, opened with `current`: errc::bad_request (not a manager key),
+// errc::malformed_pem (not what wrap_manager_key writes, or sealed with another key).
+boost::system::result<std::string> unwrap_manager_key(std::string_view wrapped,
+                                                      std::string_view current);
+
 // `key_pem` sealed with `manager_key`: PKCS #8 with PBES2 (AES-256-CBC, PBKDF2), the manager key
 // as the passphrase. errc::malformed_pem (the key), errc::bad_request (not a manager key),
 // errc::crypto_failure.

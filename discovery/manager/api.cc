@@ -45,6 +45,14 @@ constexpr const char* kNoCaKey =
     "this leader holds no CA key (with an external CA, put the key in data_dir/tls/ca-key.pem "
     "of the managers that should sign)";
 
+// What the watch stream sends of a state or a command: all of it but the CA record's wrapped
+// manager key, which only managers use, and they read the state from Raft.
+void without_wrapped_key(json::object& state_or_command) {
+  if (auto* ca = state_or_command.if_contains("ca"); ca != nullptr && ca->is_object()) {
+    ca->as_object().erase("manager_key_wrapped");
+  }
+}
+
 Response json_response(unsigned status, const json::value& value) {
   std::string body = json::serialize(value);
   body += '\n';
@@ -174,6 +182,7 @@ class ApiImpl final : public Api {
     add("/v1/ingress/certs", &ApiImpl::ingress_certs);
     add_prefix("/v1/ingress/certs/", &ApiImpl::ingress_cert);
     add_prefix("/v1/cluster/tokens/", &ApiImpl::tokens);
+    add("/v1/cluster/manager-key/rotate", &ApiImpl::rotate_manager_key);
     add("/v1/policies", &ApiImpl::policies);
     add_prefix("/v1/policies/", &ApiImpl::policy);
     server.handle_stream(
@@ -1033,6 +1042,9 @@ class ApiImpl final : public Api {
                       {"digest", signing_digest()},
                       {"roots", std::move(roots)},
                       {"key", ca.sealed_key.empty() ? "file" : "state"}};
+    if (!ca.manager_key_id.empty()) {
+      body["manager_key_id"] = ca.manager_key_id;  // after a `cluster manager-key rotate`
+    }
     if (ca.rotating()) {
       auto old = tls::certificate_digest(ca.roots[1]);
       json::array waiting;
@@ -1127,6 +1139,8 @@ class ApiImpl final : public Api {
     set.ca.cross_old = std::move(*cross_old);
     set.ca.started = now;
     set.ca.retire_after = now + grace;
+    set.ca.manager_key_id = current.manager_key_id;  // the key that sealed it
+    set.ca.manager_key_wrapped = current.manager_key_wrapped;
     set.worker_token_hash = tls::secret_hash(*worker_secret);
     set.manager_token_hash = tls::secret_hash(*manager_secret);
     const std::string digest = fresh->digest();
@@ -1410,8 +1424,13 @@ class ApiImpl final : public Api {
     }
     const Caller caller = caller_of(req);
     // While a root rotation runs, node certificates are signed by the leader, which records
-    // each one in the state (the old root retires once every node has one).
-    if (!signing_ca() || (state().ca.rotating() && caller.kind == Caller::Kind::node)) {
+    // each one in the state (the old root retires once every node has one). A manager that has
+    // not taken the state's current manager key yet leaves the answer, which carries that key
+    // to a manager, to the leader too.
+    const std::string& key_id = state().ca.manager_key_id;
+    const bool key_behind = !key_id.empty() && tls::manager_key_id(manager_key_) != key_id;
+    if (!signing_ca() ||
+        (caller.kind == Caller::Kind::node && (state().ca.rotating() || key_behind))) {
       if (!store_.is_leader()) {
         co_return co_await forward(std::move(req));
       }
@@ -1533,6 +1552,63 @@ class ApiImpl final : public Api {
         200, json::object{{"role", role}, {"token", token}, {"revision", result->revision}});
   }
 
+  // POST /v1/cluster/manager-key/rotate: a new manager key seals the signing root's key from
+  // now on. The key itself never enters the state in clear: the state carries its id and the
+  // key sealed with the one it replaces, which every manager holding that one opens (cmd/).
+  asio::awaitable<Response> rotate_manager_key(Request req) {
+    if (req.method != "POST") {
+      co_return not_allowed(req, "POST");
+    }
+    if (!store_.is_leader()) {
+      co_return co_await forward(std::move(req));
+    }
+    const ClusterCa& current = state().ca;
+    if (current.sealed_key.empty()) {
+      co_return error_response(ApiError{
+          409, "conflict",
+          "this cluster's CA key is kept in files (an external CA, or a cluster made before the "
+          "state kept the key): there is no manager key to rotate",
+          ""});
+    }
+    const auto* ca = signing_ca();
+    if (ca == nullptr || manager_key_.empty()) {
+      co_return unavailable(kNoCaKey);
+    }
+    if (!current.manager_key_id.empty() &&
+        current.manager_key_id != tls::manager_key_id(manager_key_)) {
+      co_return unavailable(
+          "this leader has not adopted the current manager key yet; try again in a moment");
+    }
+    auto next = tls::new_manager_key();
+    if (!next) {
+      co_return unavailable("no randomness for a new manager key: " + next.error().message());
+    }
+    auto sealed = tls::seal_key(ca->key_pem(), *next);
+    auto wrapped = tls::wrap_manager_key(*next, manager_key_);
+    if (!sealed || !wrapped) {
+      co_return unavailable("cannot seal the CA key with the new manager key");
+    }
+    store::CaSet set;
+    set.version = current.version;
+    set.ca = current;
+    set.ca.sealed_key = std::move(*sealed);
+    set.ca.manager_key_id = tls::manager_key_id(*next);
+    set.ca.manager_key_wrapped = std::move(*wrapped);
+    const std::string id = set.ca.manager_key_id;
+    store::Command command = std::move(set);
+    auto result = co_await store_.propose(std::move(command));
+    if (!result) {
+      co_return raft_failure(result.error());
+    }
+    if (!result->ok) {
+      co_return error_response(from_store_error(result->error));
+    }
+    spdlog::info("api: the manager key was rotated by {}; it is {} from revision {}",
+                 describe(caller_of(req)), id, result->revision);
+    co_return json_response(200,
+                            json::object{{"manager_key_id", id}, {"revision", result->revision}});
+  }
+
   // ---- the CA this manager signs with ---------------------------------------------------------
 
  public:
@@ -1647,6 +1723,8 @@ class ApiImpl final : public Api {
     set.version = now.version;
     set.ca.roots = {now.roots.front()};
     set.ca.sealed_key = now.sealed_key;
+    set.ca.manager_key_id = now.manager_key_id;
+    set.ca.manager_key_wrapped = now.manager_key_wrapped;
     const std::string digest = signing_digest();
     store::Command command = std::move(set);
     auto result = co_await store_.propose(std::move(command));
@@ -1762,16 +1840,20 @@ class ApiImpl final : public Api {
           need_snapshot = true;
         } else {
           for (const auto& d : *deltas) {
-            out += json::serialize(
-                json::object{{"type", "delta"}, {"revision", d.revision}, {"command", d.command}});
+            json::object command = d.command;
+            without_wrapped_key(command);
+            out += json::serialize(json::object{
+                {"type", "delta"}, {"revision", d.revision}, {"command", std::move(command)}});
             out += '\n';
             sent = d.revision;
           }
         }
       }
       if (need_snapshot) {
+        json::object whole = store::to_json(s);
+        without_wrapped_key(whole);
         out = json::serialize(json::object{
-            {"type", "snapshot"}, {"revision", s.revision}, {"state", store::to_json(s)}});
+            {"type", "snapshot"}, {"revision", s.revision}, {"state", std::move(whole)}});
         out += '\n';
         sent = s.revision;
         need_snapshot = false;

@@ -111,6 +111,12 @@ struct ClusterCa {
   std::int64_t started = 0;        // when the rotation started (unix time); 0 = none running
   std::int64_t retire_after = 0;   // the old root is trusted at least until then (unix time)
   std::set<std::string> reissued;  // nodes (ids) that received a certificate of roots[0]
+  // The manager key that seals `sealed_key`, once `cluster manager-key rotate` replaced the one
+  // `cluster init` made ("" before): its id (tls::manager_key_id), and the key sealed with the
+  // key it replaced (tls::wrap_manager_key), from which every manager holding that one learns
+  // it. The watch stream leaves `manager_key_wrapped` out: no node but a manager needs it.
+  std::string manager_key_id;
+  std::string manager_key_wrapped;
   std::uint64_t version = 0;
 
   bool rotating() const { return started != 0; }

@@ -235,6 +235,10 @@ json::object to_json(const ClusterCa& ca) {
     reissued.emplace_back(node);
   }
   o["reissued"] = std::move(reissued);
+  if (!ca.manager_key_id.empty()) {
+    o["manager_key_id"] = ca.manager_key_id;
+    o["manager_key_wrapped"] = ca.manager_key_wrapped;
+  }
   o["version"] = ca.version;
   return o;
 }
@@ -626,8 +630,10 @@ std::optional<ClusterCa> cluster_ca_from_json(const json::value& value, const st
   std::uint64_t started = 0;
   std::uint64_t retire_after = 0;
   r.only({"roots", "sealed_key", "cross_new", "cross_old", "started", "retire_after", "reissued",
-          "version"});
+          "manager_key_id", "manager_key_wrapped", "version"});
   r.string("sealed_key", ca.sealed_key);
+  r.string("manager_key_id", ca.manager_key_id);
+  r.string("manager_key_wrapped", ca.manager_key_wrapped);
   r.string("cross_new", ca.cross_new);
   r.string("cross_old", ca.cross_old);
   r.uint("started", started, std::numeric_limits<std::int64_t>::max());

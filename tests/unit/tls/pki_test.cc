@@ -268,6 +268,40 @@ TEST_CASE("root rotation: cross certificates let a leaf of either root verify ag
   CHECK(!tls::split_certificates("no PEM here"));
 }
 
+TEST_CASE("a manager key wrapped with the current one opens only with it, and has an id") {
+  auto current = tls::new_manager_key();
+  auto next = tls::new_manager_key();
+  auto stranger = tls::new_manager_key();
+  REQUIRE((current && next && stranger));
+  auto wrapped = tls::wrap_manager_key(*next, *current);
+  REQUIRE(wrapped.has_value());
+  CHECK(wrapped->starts_with("v1:"));
+  CHECK(wrapped->size() == 3 + 2 * (12 + 32 + 16));
+  CHECK(wrapped->find(*next) == std::string::npos);
+  CHECK(*wrapped != *tls::wrap_manager_key(*next, *current));  // a fresh nonce each time
+  auto opened = tls::unwrap_manager_key(*wrapped, *current);
+  REQUIRE(opened.has_value());
+  CHECK(*opened == *next);
+  // Another key, an altered byte, a cut or foreign text: refused, never a wrong key.
+  CHECK(tls::unwrap_manager_key(*wrapped, *stranger).error() == tls::errc::malformed_pem);
+  std::string altered = *wrapped;
+  altered[40] = altered[40] == '0' ? '1' : '0';
+  CHECK(tls::unwrap_manager_key(altered, *current).error() == tls::errc::malformed_pem);
+  CHECK(tls::unwrap_manager_key(wrapped->substr(0, 50), *current).error() ==
+        tls::errc::malformed_pem);
+  CHECK(tls::unwrap_manager_key("v2:" + wrapped->substr(3), *current).error() ==
+        tls::errc::malformed_pem);
+  CHECK(tls::unwrap_manager_key(*wrapped, "short").error() == tls::errc::bad_request);
+  CHECK(tls::wrap_manager_key("short", *current).error() == tls::errc::bad_request);
+  // The id: stable, different per key, and not a prefix of the key itself.
+  const std::string id = tls::manager_key_id(*current);
+  CHECK(id.size() == 16);
+  CHECK(id == tls::manager_key_id(*current));
+  CHECK(id != tls::manager_key_id(*next));
+  CHECK(!current->starts_with(id));
+  CHECK(tls::manager_key_id("short").empty());
+}
+
 TEST_CASE("a sealed CA key opens only with the manager key that sealed it") {
   auto root = new_ca();
   auto manager_key = tls::new_manager_key();

@@ -293,6 +293,8 @@ TEST_CASE("ca.set replaces the CA record at its version; ca.reissued records a r
   start.ca.cross_old = "x-old";
   start.ca.started = 100;
   start.ca.retire_after = 160;
+  start.ca.manager_key_id = "0123456789abcdef";
+  start.ca.manager_key_wrapped = "v1:00";
   start.worker_token_hash = hash;
   start.manager_token_hash = std::string(64, 'd');
 
@@ -325,6 +327,8 @@ TEST_CASE("ca.set replaces the CA record at its version; ca.reissued records a r
   CHECK(encode_state(*decoded) == encode_state(state));
   CHECK(decoded->ca.reissued.count(kId1) == 1);
   CHECK(decoded->ca.retire_after == 160);
+  CHECK(decoded->ca.manager_key_id == "0123456789abcdef");
+  CHECK(decoded->ca.manager_key_wrapped == "v1:00");
 
   // The end: one root, nothing of the rotation left.
   CaSet end;
