@@ -210,6 +210,10 @@ class CliCommandsImpl final : public CliCommands {
                                 json::object body, const std::string& out);
   int token_rotate();
   int manager_key_rotate();
+  // POSTs to `path` (no body) and prints line(the answer's string `field`), or, with --json,
+  // the answer. 1 when it fails or has no such field.
+  int post_and_print(const std::string& path, const char* field,
+                     const std::function<std::string(const std::string&)>& line);
   int ca_rotate();
   int ca_status();
   // The client certificate, key and CA from --cert/--key/--ca or the default place
@@ -1012,26 +1016,20 @@ int CliCommandsImpl::token_rotate() {
     print_error("cluster token rotate: ROLE must be worker or manager, not '" + name_ + "'");
     return 2;
   }
-  auto answer = request({"POST", "/v1/cluster/tokens/" + name_ + "/rotate", ""});
-  if (!answer) {
-    return 1;
-  }
-  if (json_) {
-    print_out(answer->reply.body);
-    return 0;
-  }
-  const json::value* token =
-      answer->value.is_object() ? answer->value.as_object().if_contains("token") : nullptr;
-  if (token == nullptr || !token->is_string()) {
-    print_error("unexpected answer from the admin API: no token");
-    return 1;
-  }
-  print_out(std::string(token->get_string()));
-  return 0;
+  return post_and_print("/v1/cluster/tokens/" + name_ + "/rotate", "token",
+                        [](const std::string& token) { return token; });
 }
 
 int CliCommandsImpl::manager_key_rotate() {
-  auto answer = request({"POST", "/v1/cluster/manager-key/rotate", ""});
+  return post_and_print(
+      "/v1/cluster/manager-key/rotate", "manager_key_id", [](const std::string& id) {
+        return "manager key rotated: its id is " + id + "; every manager takes it from the state";
+      });
+}
+
+int CliCommandsImpl::post_and_print(const std::string& path, const char* field,
+                                    const std::function<std::string(const std::string&)>& line) {
+  auto answer = request({"POST", path, ""});
   if (!answer) {
     return 1;
   }
@@ -1039,14 +1037,13 @@ int CliCommandsImpl::manager_key_rotate() {
     print_out(answer->reply.body);
     return 0;
   }
-  const json::value* id =
-      answer->value.is_object() ? answer->value.as_object().if_contains("manager_key_id") : nullptr;
-  if (id == nullptr || !id->is_string()) {
-    print_error("unexpected answer from the admin API: no manager_key_id");
+  const json::value* value =
+      answer->value.is_object() ? answer->value.as_object().if_contains(field) : nullptr;
+  if (value == nullptr || !value->is_string()) {
+    print_error(std::string("unexpected answer from the admin API: no ") + field);
     return 1;
   }
-  print_out("manager key rotated: its id is " + std::string(id->get_string()) +
-            "; every manager takes it from the state");
+  print_out(line(std::string(value->get_string())));
   return 0;
 }
 

@@ -1105,18 +1105,12 @@ class ApiImpl final : public Api {
                                         "nodes it waits for)",
                                         ""});
     }
-    if (current.sealed_key.empty()) {
-      co_return error_response(ApiError{
-          409, "conflict",
-          "this cluster's CA key is kept in files (an external CA, or a cluster made before the "
-          "state kept the key): the managers could not open a new root's key, so `cluster ca "
-          "rotate` is not possible",
-          ""});
+    if (auto refused = cannot_reseal(
+            "the managers could not open a new root's key, so `cluster ca rotate` is not "
+            "possible")) {
+      co_return std::move(*refused);
     }
     const auto* old_ca = signing_ca();
-    if (old_ca == nullptr || manager_key_.empty()) {
-      co_return unavailable(kNoCaKey);
-    }
     const std::int64_t now = unix_now();
     // The old root's subject: the cross certificates are self-issued (tls/pki.h).
     auto fresh = old_ca->successor(now);
@@ -1552,6 +1546,24 @@ class ApiImpl final : public Api {
         200, json::object{{"role", role}, {"token", token}, {"revision", result->revision}});
   }
 
+  // Why this leader cannot seal the root's key anew (a root or a manager key rotation), if it
+  // cannot: 409 when the key is kept in files (`consequence` says what that rules out), 503
+  // when this leader does not hold it.
+  std::optional<Response> cannot_reseal(std::string_view consequence) {
+    if (state().ca.sealed_key.empty()) {
+      return error_response(ApiError{
+          409, "conflict",
+          "this cluster's CA key is kept in files (an external CA, or a cluster made before the "
+          "state kept the key): " +
+              std::string(consequence),
+          ""});
+    }
+    if (signing_ca() == nullptr || manager_key_.empty()) {
+      return unavailable(kNoCaKey);
+    }
+    return std::nullopt;
+  }
+
   // POST /v1/cluster/manager-key/rotate: a new manager key seals the signing root's key from
   // now on. The key itself never enters the state in clear: the state carries its id and the
   // key sealed with the one it replaces, which every manager holding that one opens (cmd/).
@@ -1563,17 +1575,10 @@ class ApiImpl final : public Api {
       co_return co_await forward(std::move(req));
     }
     const ClusterCa& current = state().ca;
-    if (current.sealed_key.empty()) {
-      co_return error_response(ApiError{
-          409, "conflict",
-          "this cluster's CA key is kept in files (an external CA, or a cluster made before the "
-          "state kept the key): there is no manager key to rotate",
-          ""});
+    if (auto refused = cannot_reseal("there is no manager key to rotate")) {
+      co_return std::move(*refused);
     }
     const auto* ca = signing_ca();
-    if (ca == nullptr || manager_key_.empty()) {
-      co_return unavailable(kNoCaKey);
-    }
     if (!current.manager_key_id.empty() &&
         current.manager_key_id != tls::manager_key_id(manager_key_)) {
       co_return unavailable(
