@@ -21,7 +21,8 @@ root made with openssl. The join tokens pin it, the node certificates verify aga
 
 An external CA (`--external-ca`, an RSA root, 127.0.0.158-160): the key stays in the first
 manager's data_dir/tls/ca-key.pem and nowhere else, a manager that joins gets no key, a worker
-that joins through it is signed by the leader, and `cluster ca rotate` is refused (409).
+that joins through it is signed by the leader, and `cluster ca rotate` and `cluster
+manager-key rotate` are refused (409).
 
 Bad input to `cluster init` (a leaf, another root's key, an RSA-1024 root, a missing file, a
 flag without its partner) exits 2, names the flag, and writes nothing.
@@ -307,6 +308,10 @@ class ExternalCaTest(unittest.TestCase):
         rc, out, err = c.cli(n2, "cluster", "ca", "rotate", "--grace", "0")
         self.assertNotEqual(rc, 0, out)
         self.assertIn("kept in files", err + out)
+        # No manager key either: nothing to rotate.
+        rc, out, err = c.cli(n2, "cluster", "manager-key", "rotate")
+        self.assertNotEqual(rc, 0, out)
+        self.assertIn("no manager key to rotate", err + out)
         rc, out, err = c.cli(n2, "cluster", "ca", "status")
         self.assertEqual(parse_ca_status(out)["rotating"], "no")
 
