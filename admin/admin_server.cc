@@ -451,27 +451,28 @@ asio::awaitable<void> cut_at_expiry(std::shared_ptr<State> state,
                                     std::shared_ptr<ExpiryWatch> watch, beast::tcp_stream* stream,
                                     const ssl_st* ssl, tls::Identity caller,
                                     std::int64_t not_after) {
+  // Waits of at most an hour, in whole seconds: a far notAfter (year 9999) never overflows a
+  // clock, and the clock is read again after each wait.
+  constexpr std::int64_t kLongestWait = 3600;
   for (;;) {
-    const auto now = std::chrono::system_clock::now().time_since_epoch();
-    const auto until = std::chrono::seconds(not_after + 1) - now;
-    watch->timer.expires_after(std::max<std::chrono::steady_clock::duration>(
-        std::chrono::duration_cast<std::chrono::steady_clock::duration>(until),
-        std::chrono::milliseconds(0)));
+    const std::int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                                 std::chrono::system_clock::now().time_since_epoch())
+                                 .count();
+    std::int64_t wait = 1;  // past notAfter and still good by recheck(): look again soon
+    if (not_after >= now) {
+      // Until a second past notAfter: X509's check says "expired" only once now is beyond it.
+      wait = std::min(not_after - now + 1, kLongestWait);
+    } else if (auto why = recheck(*state, ssl, caller)) {
+      cut(*state, *stream, caller, *why);
+      co_return;
+    }
+    watch->timer.expires_after(std::chrono::seconds(wait));
     co_await watch->timer.async_wait(asio::as_tuple(asio::use_awaitable));
     // `done` (not the wait's error) says whether the stream, and so `stream` and `ssl`, are
     // still there: a cancel that comes after the timer fired does not abort the wait.
     if (watch->done || state->stopped) {
       co_return;
     }
-    if (auto why = recheck(*state, ssl, caller)) {
-      cut(*state, *stream, caller, *why);
-      co_return;
-    }
-    not_after =
-        std::max(not_after,
-                 static_cast<std::int64_t>(std::chrono::duration_cast<std::chrono::seconds>(
-                                               std::chrono::system_clock::now().time_since_epoch())
-                                               .count()));
   }
 }
 
