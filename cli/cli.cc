@@ -257,6 +257,8 @@ class CliCommandsImpl final : public CliCommands {
   std::string https_key_file_;    // cert add --key
   bool https_default_ = false;    // cert add --default
   std::string ca_grace_ = "24h";  // cluster ca rotate --grace
+  std::string ca_cert_file_;      // cluster ca rotate --ca-cert
+  std::string ca_key_file_;       // cluster ca rotate --ca-key
 };
 
 CLI::App* CliCommandsImpl::group(const std::string& name, const std::string& description,
@@ -533,6 +535,10 @@ void CliCommandsImpl::add_commands() {
                         "how long the old root stays trusted at least, so that users can renew "
                         "their certificates with `cert renew`: 90, 90s, 30m, 24h, 7d (default "
                         "24h)");
+  ca_rotate->add_option("--ca-cert", ca_cert_file_,
+                        "the new root: your own self-signed CA certificate (PEM) with the "
+                        "current root's subject (default: a new P-256 root made by the leader)");
+  ca_rotate->add_option("--ca-key", ca_key_file_, "the key of --ca-cert (PEM, not encrypted)");
   leaf(ca, "status", "the signing root and a running rotation's progress",
        [this] { return ca_status(); });
 
@@ -1053,8 +1059,26 @@ int CliCommandsImpl::ca_rotate() {
     print_error("cluster ca rotate: " + grace.error());
     return 2;
   }
-  auto answer =
-      request({"POST", "/v1/ca/rotate", json::serialize(json::object{{"grace_s", grace.value()}})});
+  json::object body{{"grace_s", grace.value()}};
+  if (ca_cert_file_.empty() != ca_key_file_.empty()) {
+    print_error(std::string("cluster ca rotate: ") +
+                (ca_cert_file_.empty() ? "--ca-cert" : "--ca-key") + " FILE required with " +
+                (ca_cert_file_.empty() ? "--ca-key" : "--ca-cert"));
+    return 2;
+  }
+  for (const auto& [flag, path, field] : {std::tuple{"--ca-cert", &ca_cert_file_, "cert"},
+                                          std::tuple{"--ca-key", &ca_key_file_, "key"}}) {
+    if (path->empty()) {
+      continue;
+    }
+    const auto text = base::read_file(*path);
+    if (!text) {
+      print_error(std::string("cluster ca rotate: ") + flag + ": cannot read " + *path);
+      return 2;
+    }
+    body[field] = *text;
+  }
+  auto answer = request({"POST", "/v1/ca/rotate", json::serialize(body)});
   if (!answer) {
     return 1;
   }

@@ -634,6 +634,13 @@ boost::system::result<CertificateAuthority> open_sealed_ca(std::string_view cert
   return CertificateAuthority::load(cert_pem, *key_pem);
 }
 
+bool same_subject(std::string_view cert_a, std::string_view cert_b) {
+  CertPtr a = read_cert(cert_a);
+  CertPtr b = read_cert(cert_b);
+  return a && b &&
+         X509_NAME_cmp(X509_get_subject_name(a.get()), X509_get_subject_name(b.get())) == 0;
+}
+
 boost::system::result<std::vector<std::string>> split_certificates(std::string_view pem) {
   auto bio = read_bio(pem);
   std::vector<std::string> out;

@@ -155,6 +155,9 @@ boost::system::result<CertificateAuthority> open_sealed_ca(std::string_view cert
                                                            std::string_view sealed_pem,
                                                            std::string_view manager_key);
 
+// Whether two PEM certificates have the same subject name (false when either does not parse).
+bool same_subject(std::string_view cert_a, std::string_view cert_b);
+
 // The certificates of a PEM bundle, each as PEM text, in order (errc::malformed_pem when there is
 // none or one does not parse).
 boost::system::result<std::vector<std::string>> split_certificates(std::string_view pem);

@@ -1067,10 +1067,13 @@ class ApiImpl final : public Api {
     co_return json_response(200, std::move(body));
   }
 
-  // POST /v1/ca/rotate {"grace_s"?}: a new root. Every node trusts both roots and has its
-  // certificate re-issued by the new one; the reconciler retires the old root once every node
-  // holds a new certificate and grace_s (default 0) have passed. The join tokens change with
-  // the root they pin: the answer carries the new ones, the old ones stop working at once.
+  // POST /v1/ca/rotate {"grace_s"?, "cert"?, "key"?}: a new root. Every node trusts both roots
+  // and has its certificate re-issued by the new one; the reconciler retires the old root once
+  // every node holds a new certificate and grace_s (default 0) have passed. The join tokens
+  // change with the root they pin: the answer carries the new ones, the old ones stop working
+  // at once. The new root is made here (the current root's subject, a P-256 key), or is the
+  // operator's: `cert` and `key` (PEM, both or neither), a root tls::CertificateAuthority::
+  // import takes, with the current root's subject (the cross certificates are self-issued).
   asio::awaitable<Response> rotate_ca(Request req) {
     if (req.method != "POST") {
       co_return not_allowed(req, "POST");
@@ -1083,7 +1086,17 @@ class ApiImpl final : public Api {
       co_return error_response(from_state_error(body.error()));
     }
     std::int64_t grace = 0;
+    std::string given_cert;
+    std::string given_key;
     for (const auto& kv : *body) {
+      if (kv.key() == "cert" || kv.key() == "key") {
+        if (!kv.value().is_string() || kv.value().get_string().empty()) {
+          co_return error_response(
+              ApiError{400, "invalid", "expected PEM text", std::string(kv.key())});
+        }
+        (kv.key() == "cert" ? given_cert : given_key) = std::string(kv.value().get_string());
+        continue;
+      }
       if (kv.key() != "grace_s") {
         co_return error_response(ApiError{400, "invalid", "unknown field", std::string(kv.key())});
       }
@@ -1110,12 +1123,37 @@ class ApiImpl final : public Api {
             "possible")) {
       co_return std::move(*refused);
     }
+    if (given_cert.empty() != given_key.empty()) {
+      co_return error_response(ApiError{400, "invalid", "cert and key go together",
+                                        given_cert.empty() ? "cert" : "key"});
+    }
     const auto* old_ca = signing_ca();
     const std::int64_t now = unix_now();
     // The old root's subject: the cross certificates are self-issued (tls/pki.h).
-    auto fresh = old_ca->successor(now);
+    auto fresh = given_cert.empty() ? old_ca->successor(now)
+                                    : tls::CertificateAuthority::import(given_cert, given_key, now);
+    if (!fresh && !given_cert.empty()) {
+      const auto e = fresh.error();
+      const bool key_problem = e == tls::errc::key_mismatch || e == tls::errc::unsupported_key;
+      co_return error_response(ApiError{400, "invalid",
+                                        "not a root this cluster can take: " + e.message(),
+                                        key_problem ? "key" : "cert"});
+    }
     if (!fresh) {
       co_return unavailable("cannot make a new root: " + fresh.error().message());
+    }
+    if (!given_cert.empty()) {
+      if (fresh->digest() == old_ca->digest()) {
+        co_return error_response(
+            ApiError{400, "invalid", "that is the current root; give a new one", "cert"});
+      }
+      if (!tls::same_subject(fresh->certificate_pem(), old_ca->certificate_pem())) {
+        co_return error_response(ApiError{
+            400, "invalid",
+            "the new root must have the current root's subject (`openssl x509 -subject`): the "
+            "cross certificates between the two are self-issued",
+            "cert"});
+      }
     }
     auto cross_new = old_ca->cross_sign(fresh->certificate_pem(), now);
     auto cross_old = fresh->cross_sign(old_ca->certificate_pem(), now);

@@ -17,7 +17,9 @@ replicated state, sealed with the manager key. Checked:
 
 The operator's own root (`cluster init --ca-cert F --ca-key F`, 127.0.0.156-157): a P-384
 root made with openssl. The join tokens pin it, the node certificates verify against it, and
-`cluster ca rotate` replaces it with a root of the same subject.
+`cluster ca rotate` replaces it with a root of the same subject; `cluster ca rotate --ca-cert F
+--ca-key F` with the operator's next root (and refuses, changing nothing, a flag without its
+partner, an unreadable file, another subject, a leaf, a key of another root, the current root).
 
 An external CA (`--external-ca`, an RSA root, 127.0.0.158-160): the key stays in the first
 manager's data_dir/tls/ca-key.pem and nowhere else, a manager that joins gets no key, a worker
@@ -54,14 +56,14 @@ def openssl(*args, cwd=None):
     return r.stdout
 
 
-def make_root(dir, name, key_args, ca=True):
+def make_root(dir, name, key_args, ca=True, subject=SUBJECT):
     """A self-signed certificate and its key (PEM files in `dir`): (cert path, key path)."""
     cert, key = os.path.join(dir, f"{name}.pem"), os.path.join(dir, f"{name}-key.pem")
     ext = (["-addext", "basicConstraints=critical,CA:TRUE",
             "-addext", "keyUsage=critical,keyCertSign,cRLSign"] if ca else
            ["-addext", "basicConstraints=critical,CA:FALSE"])
     openssl("req", "-x509", "-nodes", *key_args, "-keyout", key, "-out", cert, "-days", "30",
-            "-subj", SUBJECT, *ext)
+            "-subj", subject, *ext)
     return cert, key
 
 
@@ -271,6 +273,47 @@ class OwnRootTest(unittest.TestCase):
             lambda: openssl_verify(tls_file(c.nodes[1], "ca.pem"),
                                    tls_file(c.nodes[1], "node.pem"))[0] == 0,
             timeout=15, interval=0.2, what="the worker's certificate of the new root")
+
+    def test_a_rotation_to_the_operators_next_root(self):
+        c = self.c.start()
+        p256 = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]
+        nxt, nxt_key = make_root(self.tmp, "next", p256)
+        other, other_key = make_root(self.tmp, "other", p256, subject="/O=Someone Else/CN=root")
+        leaf, leaf_key = make_root(self.tmp, "leaf", p256, ca=False)
+        before = parse_ca_status(c.cli(c.nodes[0], "cluster", "ca", "status")[1])
+
+        # Refused, naming what is wrong, with nothing changed.
+        for args, rc_want, says in (
+                (["--ca-cert", nxt], 2, "--ca-key FILE required"),
+                (["--ca-cert", os.path.join(self.tmp, "missing.pem"), "--ca-key", nxt_key], 2,
+                 "--ca-cert: cannot read"),
+                (["--ca-cert", other, "--ca-key", other_key], 1, "current root's subject"),
+                (["--ca-cert", leaf, "--ca-key", leaf_key], 1, "not a root this cluster can take"),
+                (["--ca-cert", nxt, "--ca-key", other_key], 1, "not a root this cluster can take"),
+                (["--ca-cert", self.cert, "--ca-key", self.key], 1, "that is the current root")):
+            rc, out, err = c.cli(c.nodes[0], "cluster", "ca", "rotate", "--grace", "0", *args)
+            self.assertEqual(rc, rc_want, f"{args}: {out}\n{err}")
+            self.assertIn(says, err + out, args)
+        after = parse_ca_status(c.cli(c.nodes[0], "cluster", "ca", "status")[1])
+        self.assertEqual(after, before)
+
+        # The operator's next root: the join tokens pin it and every node is re-issued by it.
+        rc, out, err = c.cli(c.nodes[0], "cluster", "ca", "rotate", "--grace", "0",
+                             "--ca-cert", nxt, "--ca-key", nxt_key)
+        self.assertEqual(rc, 0, f"cluster ca rotate --ca-cert: {out}\n{err}")
+        new, worker_token, _ = parse_rotate(out)
+        self.assertEqual(new, der_digest(read_text(nxt)))
+
+        def done():
+            rc, out, _ = c.cli(c.nodes[0], "cluster", "ca", "status")
+            st = parse_ca_status(out) if rc == 0 else {}
+            return st.get("rotating") == "no" and st.get("root") == new
+        harness.wait_until(done, timeout=40, interval=0.3, what="the rotation to finish")
+        for n in c.nodes:
+            harness.wait_until(lambda: openssl_verify(nxt, tls_file(n, "node.pem"))[0] == 0,
+                               timeout=15, interval=0.2,
+                               what=f"{n.name}'s certificate of the operator's next root")
+        self.assertFalse(has_file(c.nodes[0], "ca-key.pem"))
 
 
 class ExternalCaTest(unittest.TestCase):
