@@ -404,6 +404,9 @@ TEST_CASE("a root's successor has its subject, so the cross certificates are sel
   auto next = old_root.successor(kNow);
   REQUIRE(next.has_value());
   CHECK(next->digest() != old_root.digest());
+  CHECK(tls::same_subject(next->certificate_pem(), old_root.certificate_pem()));
+  CHECK_FALSE(tls::same_subject(new_ca().certificate_pem(), old_root.certificate_pem()));
+  CHECK_FALSE(tls::same_subject("not PEM", old_root.certificate_pem()));
   auto cross_new = old_root.cross_sign(next->certificate_pem(), kNow);
   auto cross_old = next->cross_sign(old_root.certificate_pem(), kNow);
   REQUIRE(cross_new.has_value());
