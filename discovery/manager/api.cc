@@ -309,6 +309,20 @@ class ApiImpl final : public Api {
                             json::object{{"revision", result->revision}, {key, result->object}});
   }
 
+  // Proposes `command` and waits until it is applied here: the state machine's result, or
+  // the response for a command that was not committed (raft_failure) or that the state
+  // machine refused.
+  asio::awaitable<std::variant<store::ApplyResult, Response>> applied(store::Command command) {
+    auto result = co_await store_.propose(std::move(command));
+    if (!result) {
+      co_return raft_failure(result.error());
+    }
+    if (!result->ok) {
+      co_return error_response(from_store_error(result->error));
+    }
+    co_return std::move(*result);
+  }
+
   // A read. Linearizable by default (thesis §6.4): the leader confirms with a quorum that it
   // still leads (read_index) and renders once its state machine applied that point; another
   // manager forwards the read to the leader. ?stale=true renders this replica's state as it
@@ -992,12 +1006,9 @@ class ApiImpl final : public Api {
     n.overlay = j.overlay;
     n.status = NodeStatus::ready;
     store::Command command = store::NodeAdd{n};
-    auto result = co_await store_.propose(std::move(command));
-    if (!result) {
-      co_return raft_failure(result.error());
-    }
-    if (!result->ok) {
-      co_return error_response(from_store_error(result->error));
+    auto outcome = co_await applied(std::move(command));
+    if (auto* refused = std::get_if<Response>(&outcome)) {
+      co_return std::move(*refused);
     }
     if (j.role == NodeRole::manager) {
       // Reply once the node is a learner, so it can start and receive the log; the reconciler
@@ -1180,13 +1191,11 @@ class ApiImpl final : public Api {
     // by unsealing its key, and to this one again).
     auto fresh_ca = std::make_shared<const tls::CertificateAuthority>(std::move(*fresh));
     store::Command command = std::move(set);
-    auto result = co_await store_.propose(std::move(command));
-    if (!result) {
-      co_return raft_failure(result.error());
+    auto outcome = co_await applied(std::move(command));
+    if (auto* refused = std::get_if<Response>(&outcome)) {
+      co_return std::move(*refused);
     }
-    if (!result->ok) {
-      co_return error_response(from_store_error(result->error));
-    }
+    const store::ApplyResult* result = &std::get<store::ApplyResult>(outcome);
     ca_ = std::move(fresh_ca);
     spdlog::info(
         "api: CA rotation started by {}: new root {}, old root retires after {} s and "
@@ -1570,13 +1579,11 @@ class ApiImpl final : public Api {
     (role == "manager" ? update.manager_token_hash : update.worker_token_hash) =
         tls::secret_hash(*secret);
     store::Command command = update;
-    auto result = co_await store_.propose(std::move(command));
-    if (!result) {
-      co_return raft_failure(result.error());
+    auto outcome = co_await applied(std::move(command));
+    if (auto* refused = std::get_if<Response>(&outcome)) {
+      co_return std::move(*refused);
     }
-    if (!result->ok) {
-      co_return error_response(from_store_error(result->error));
-    }
+    const store::ApplyResult* result = &std::get<store::ApplyResult>(outcome);
     spdlog::info("api: the {} join token was rotated by {}; the old one no longer joins", role,
                  describe(caller_of(req)));
     const std::string token = tls::format_token(tls::JoinToken{signing_digest(), *secret});
@@ -1639,13 +1646,11 @@ class ApiImpl final : public Api {
     set.ca.manager_key_wrapped = std::move(*wrapped);
     const std::string id = set.ca.manager_key_id;
     store::Command command = std::move(set);
-    auto result = co_await store_.propose(std::move(command));
-    if (!result) {
-      co_return raft_failure(result.error());
+    auto outcome = co_await applied(std::move(command));
+    if (auto* refused = std::get_if<Response>(&outcome)) {
+      co_return std::move(*refused);
     }
-    if (!result->ok) {
-      co_return error_response(from_store_error(result->error));
-    }
+    const store::ApplyResult* result = &std::get<store::ApplyResult>(outcome);
     spdlog::info("api: the manager key was rotated by {}; it is {} from revision {}",
                  describe(caller_of(req)), id, result->revision);
     co_return json_response(200,
@@ -1711,12 +1716,9 @@ class ApiImpl final : public Api {
       co_return std::nullopt;
     }
     store::Command command = store::CaReissued{id, ca.started};
-    auto result = co_await store_.propose(std::move(command));
-    if (!result) {
-      co_return raft_failure(result.error());
-    }
-    if (!result->ok) {
-      co_return error_response(from_store_error(result->error));
+    auto outcome = co_await applied(std::move(command));
+    if (auto* refused = std::get_if<Response>(&outcome)) {
+      co_return std::move(*refused);
     }
     co_return std::nullopt;
   }
