@@ -512,8 +512,6 @@ std::optional<std::vector<unsigned char>> from_hex(std::string_view text) {
   return out;
 }
 
-using CipherCtxPtr = std::unique_ptr<EVP_CIPHER_CTX, decltype(&EVP_CIPHER_CTX_free)>;
-
 }  // namespace
 
 std::string manager_key_id(std::string_view manager_key) {
@@ -533,7 +531,7 @@ boost::system::result<std::string> wrap_manager_key(std::string_view next,
   auto plain = from_hex(next);
   std::array<unsigned char, kNonce> nonce{};
   std::vector<unsigned char> out(kNonce + kKeyBytes + kTag);
-  CipherCtxPtr ctx(EVP_CIPHER_CTX_new(), &EVP_CIPHER_CTX_free);
+  CipherCtxPtr ctx(EVP_CIPHER_CTX_new());
   int n = 0;
   const bool ok =
       plain && plain->size() == kKeyBytes && ctx && RAND_bytes(nonce.data(), kNonce) == 1 &&
@@ -569,7 +567,7 @@ boost::system::result<std::string> unwrap_manager_key(std::string_view wrapped,
   }
   auto key = labelled_digest("routemesh manager key wrap", current);
   std::array<unsigned char, kKeyBytes> plain{};
-  CipherCtxPtr ctx(EVP_CIPHER_CTX_new(), &EVP_CIPHER_CTX_free);
+  CipherCtxPtr ctx(EVP_CIPHER_CTX_new());
   int n = 0;
   const bool ok =
       ctx &&
