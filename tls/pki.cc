@@ -1,6 +1,7 @@
 #include "tls/pki.h"
 
 #include "tls/openssl_ptr.h"
+#include "tls/token.h"
 
 #include "base/address.h"
 
@@ -102,16 +103,6 @@ bool is_p256(EVP_PKEY* key) {
   }
   const std::string_view name(group.data(), len);
   return name == "prime256v1" || name == "P-256";
-}
-
-std::string lower_hex(const unsigned char* bytes, unsigned int n) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string hex;
-  for (unsigned int i = 0; i < n; ++i) {
-    hex += kDigits[bytes[i] >> 4];
-    hex += kDigits[bytes[i] & 0xf];
-  }
-  return hex;
 }
 
 KeyPtr new_p256_key() {
@@ -457,15 +448,13 @@ boost::system::result<std::string> new_manager_key() {
   if (RAND_bytes(bytes.data(), static_cast<int>(bytes.size())) != 1) {
     return errc::crypto_failure;
   }
-  std::string out = lower_hex(bytes.data(), static_cast<unsigned int>(bytes.size()));
+  std::string out = lower_hex(bytes.data(), bytes.size());
   OPENSSL_cleanse(bytes.data(), bytes.size());
   return out;
 }
 
 bool is_manager_key(std::string_view text) {
-  return text.size() == 64 && std::all_of(text.begin(), text.end(), [](char c) {
-           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-         });
+  return is_lower_hex(text, 64);
 }
 
 namespace {
@@ -550,7 +539,7 @@ boost::system::result<std::string> wrap_manager_key(std::string_view next,
     return errc::crypto_failure;
   }
   std::copy(nonce.begin(), nonce.end(), out.begin());
-  return std::string(kWrapPrefix) + lower_hex(out.data(), static_cast<unsigned int>(out.size()));
+  return std::string(kWrapPrefix) + lower_hex(out.data(), out.size());
 }
 
 boost::system::result<std::string> unwrap_manager_key(std::string_view wrapped,

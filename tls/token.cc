@@ -14,17 +14,6 @@ namespace {
 constexpr std::size_t kDigestHex = 64;
 constexpr std::size_t kSecretHex = 32;
 
-std::string to_hex(const unsigned char* data, std::size_t size) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(size * 2);
-  for (std::size_t i = 0; i < size; ++i) {
-    out += kDigits[data[i] >> 4];
-    out += kDigits[data[i] & 0xf];
-  }
-  return out;
-}
-
 }  // namespace
 
 bool is_lower_hex(std::string_view text, std::size_t length) {
@@ -86,13 +75,13 @@ boost::system::result<std::string> new_secret() {
   if (RAND_bytes(bytes.data(), static_cast<int>(bytes.size())) != 1) {
     return errc::crypto_failure;
   }
-  return to_hex(bytes.data(), bytes.size());
+  return lower_hex(bytes.data(), bytes.size());
 }
 
 std::string secret_hash(std::string_view secret) {
   std::array<unsigned char, SHA256_DIGEST_LENGTH> digest{};
   SHA256(reinterpret_cast<const unsigned char*>(secret.data()), secret.size(), digest.data());
-  return to_hex(digest.data(), digest.size());
+  return lower_hex(digest.data(), digest.size());
 }
 
 bool secret_matches(std::string_view secret, std::string_view stored_hash) {
@@ -101,6 +90,17 @@ bool secret_matches(std::string_view secret, std::string_view stored_hash) {
   }
   const std::string got = secret_hash(secret);
   return CRYPTO_memcmp(got.data(), stored_hash.data(), kDigestHex) == 0;
+}
+
+std::string lower_hex(const unsigned char* data, std::size_t size) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(size * 2);
+  for (std::size_t i = 0; i < size; ++i) {
+    out += kDigits[data[i] >> 4];
+    out += kDigits[data[i] & 0xf];
+  }
+  return out;
 }
 
 }  // namespace routemesh::tls

@@ -41,5 +41,7 @@ std::variant<JoinTarget, std::string> parse_join_target(std::string_view text);
 
 // True for exactly `length` lower-case hex digits.
 bool is_lower_hex(std::string_view text, std::size_t length);
+// `size` bytes as lower-case hex digits, two per byte.
+std::string lower_hex(const unsigned char* data, std::size_t size);
 
 }  // namespace routemesh::tls
