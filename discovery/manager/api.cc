@@ -1468,10 +1468,8 @@ class ApiImpl final : public Api {
     // each one in the state (the old root retires once every node has one). A manager that has
     // not taken the state's current manager key yet leaves the answer, which carries that key
     // to a manager, to the leader too.
-    const std::string& key_id = state().ca.manager_key_id;
-    const bool key_behind = !key_id.empty() && tls::manager_key_id(manager_key_) != key_id;
     if (!signing_ca() ||
-        (caller.kind == Caller::Kind::node && (state().ca.rotating() || key_behind))) {
+        (caller.kind == Caller::Kind::node && (state().ca.rotating() || manager_key_behind()))) {
       if (!store_.is_leader()) {
         co_return co_await forward(std::move(req));
       }
@@ -1591,6 +1589,13 @@ class ApiImpl final : public Api {
         200, json::object{{"role", role}, {"token", token}, {"revision", result->revision}});
   }
 
+  // Whether the state names a manager key (`cluster manager-key rotate`) other than the one
+  // this manager holds: it has not taken the new one from the state yet.
+  bool manager_key_behind() const {
+    const std::string& id = state().ca.manager_key_id;
+    return !id.empty() && tls::manager_key_id(manager_key_) != id;
+  }
+
   // Why this leader cannot seal the root's key anew (a root or a manager key rotation), if it
   // cannot: 409 when the key is kept in files (`consequence` says what that rules out), 503
   // when this leader does not hold it.
@@ -1624,8 +1629,7 @@ class ApiImpl final : public Api {
       co_return std::move(*refused);
     }
     const auto* ca = signing_ca();
-    if (!current.manager_key_id.empty() &&
-        current.manager_key_id != tls::manager_key_id(manager_key_)) {
+    if (manager_key_behind()) {
       co_return unavailable(
           "this leader has not adopted the current manager key yet; try again in a moment");
     }
