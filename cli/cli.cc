@@ -197,6 +197,9 @@ class CliCommandsImpl final : public CliCommands {
            const std::function<cli::Result<std::string>(const json::value&)>& render);
   // A write: prints the raw JSON (--json) or the object's id/name.
   int write(const cli::ApiRequest& request, std::string_view kind, std::string_view fallback);
+  // write() of a request the flags built, or the flag error that stopped it (printed, exit 2).
+  int write_built(const cli::Result<cli::ApiRequest>& request, std::string_view kind,
+                  std::string_view fallback);
   // A node argument (id or name) -> id; errors are printed.
   sys::result<std::string> node_id(const std::string& arg);
 
@@ -329,12 +332,7 @@ void CliCommandsImpl::add_commands() {
   // service
   CLI::App* service = group("service", "manage services (admin API)", false);
   CLI::App* create = leaf(service, "create", "create a service", [this] {
-    auto req = cli::service_create_request(create_);
-    if (!req) {
-      print_error(req.error());
-      return 2;
-    }
-    return write(req.value(), "service", create_.name);
+    return write_built(cli::service_create_request(create_), "service", create_.name);
   });
   create->add_option("--name", create_.name, "service name");
   many(create, "--label", create_.labels, "label KEY=VALUE (repeatable)");
@@ -372,12 +370,7 @@ void CliCommandsImpl::add_commands() {
   CLI::App* network = group("network", "manage networks (admin API)", false);
   CLI::App* network_create = leaf(network, "create", "create a network", [this] {
     network_.name = name_;
-    auto req = cli::network_create_request(network_);
-    if (!req) {
-      print_error(req.error());
-      return 2;
-    }
-    return write(req.value(), "network", network_.name);
+    return write_built(cli::network_create_request(network_), "network", network_.name);
   });
   one(network_create, "NAME");
   network_create->add_option("--subnet", network_.subnet,
@@ -394,12 +387,7 @@ void CliCommandsImpl::add_commands() {
   // task
   CLI::App* task = group("task", "manage tasks, the backends of services (admin API)", false);
   CLI::App* task_add = leaf(task, "add", "add a task to a service", [this] {
-    auto req = cli::task_add_request(task_);
-    if (!req) {
-      print_error(req.error());
-      return 2;
-    }
-    return write(req.value(), "task", "");
+    return write_built(cli::task_add_request(task_), "task", "");
   });
   task_add->add_option("--service", task_.service, "service name");
   task_add->add_option("--node", task_.node, "node name the task runs on");
@@ -848,6 +836,15 @@ int CliCommandsImpl::write(const cli::ApiRequest& req, std::string_view kind,
   return 0;
 }
 
+int CliCommandsImpl::write_built(const cli::Result<cli::ApiRequest>& req, std::string_view kind,
+                                 std::string_view fallback) {
+  if (!req) {
+    print_error(req.error());
+    return 2;
+  }
+  return write(req.value(), kind, fallback);
+}
+
 sys::result<std::string> CliCommandsImpl::node_id(const std::string& arg) {
   if (cli::looks_like_node_id(arg)) {
     return arg;
@@ -869,12 +866,7 @@ void CliCommandsImpl::add_policy_commands() {
       group("policy", "manage network policies: who may reach a service (admin API)", false);
   CLI::App* add =
       leaf(policy, "add", "add a rule allowing or denying traffic to a service", [this] {
-        auto req = cli::policy_add_request(policy_);
-        if (!req) {
-          print_error(req.error());
-          return 2;
-        }
-        return write(req.value(), "policy", "");
+        return write_built(cli::policy_add_request(policy_), "policy", "");
       });
   add->add_option("--from", policy_.from, "source: network:NAME, service:NAME or cidr:CIDR");
   add->add_option("--to", policy_.to, "destination: service:NAME");

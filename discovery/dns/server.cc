@@ -440,7 +440,6 @@ class Core : public std::enable_shared_from_this<Core> {
   // One UDP exchange with `up`: a fresh socket (a random source port) connected to it.
   asio::awaitable<Exchange> udp_exchange(Upstream up, Bytes query, std::uint16_t id,
                                          Question question) {
-    using namespace asio::experimental::awaitable_operators;
     boost::system::error_code ec;
     const udp::endpoint ep(asio::ip::make_address(up.ip, ec), up.port);
     if (ec) {
@@ -457,10 +456,16 @@ class Core : public std::enable_shared_from_this<Core> {
     if (ec) {
       co_return errc::upstream_unreachable;
     }
+    auto attempt = udp_attempt(socket, id, std::move(question));
+    co_return co_await within_upstream_timeout(std::move(attempt));
+  }
+
+  // `attempt`, or upstream_timeout once the upstream timeout has passed (which ends it).
+  asio::awaitable<Exchange> within_upstream_timeout(asio::awaitable<Exchange> attempt) {
+    using namespace asio::experimental::awaitable_operators;
     asio::steady_timer timer(executor_);
     timer.expires_after(std::chrono::milliseconds(settings_.upstream_timeout_ms));
     // The operands as locals (GCC 12: no temporaries inside a co_await full-expression).
-    auto attempt = udp_attempt(socket, id, std::move(question));
     auto deadline = timer.async_wait(kTuple);
     auto result = co_await (std::move(attempt) || std::move(deadline));
     if (result.index() == 1) {
@@ -501,22 +506,14 @@ class Core : public std::enable_shared_from_this<Core> {
 
   asio::awaitable<Exchange> tcp_exchange(Upstream up, Bytes query, std::uint16_t id,
                                          Question question) {
-    using namespace asio::experimental::awaitable_operators;
     boost::system::error_code ec;
     const tcp::endpoint ep(asio::ip::make_address(up.ip, ec), up.port);
     if (ec) {
       co_return errc::upstream_unreachable;
     }
     auto socket = std::make_shared<tcp::socket>(executor_);
-    asio::steady_timer timer(executor_);
-    timer.expires_after(std::chrono::milliseconds(settings_.upstream_timeout_ms));
     auto attempt = tcp_attempt(socket, ep, std::move(query), id, std::move(question));
-    auto deadline = timer.async_wait(kTuple);
-    auto result = co_await (std::move(attempt) || std::move(deadline));
-    if (result.index() == 1) {
-      co_return errc::upstream_timeout;
-    }
-    co_return std::get<0>(std::move(result));
+    co_return co_await within_upstream_timeout(std::move(attempt));
   }
 
   std::uint16_t random_id() { return static_cast<std::uint16_t>(rng_()); }

@@ -388,17 +388,38 @@ class ApiImpl final : public Api {
     return get_response(map, name, kind, field, [](const auto& x) { return store::to_json(x); });
   }
 
-  // A write whose body (or query) was parsed: a 400 for a parse error, else make(value) is
-  // committed. The caller has already forwarded non-leader requests.
-  template <class T, class Make>
-  asio::awaitable<Response> commit_parsed(Parsed<T> parsed, Make make, unsigned ok_status,
-                                          const char* key,
-                                          std::optional<store::RequestKey> request) {
+  // A write of the CRUD kind: a follower forwards it to the leader; the leader parses it
+  // (`parse(req)` gives a Parsed<T>; a parse error is its 400) and commits `make(value)` under
+  // the request's idempotency key.
+  template <class Parse, class Make>
+  asio::awaitable<Response> write(Request req, Parse parse, Make make, unsigned ok_status,
+                                  const char* key) {
+    if (!store_.is_leader()) {
+      co_return co_await forward(std::move(req));
+    }
+    auto parsed = parse(req);
     if (auto* e = std::get_if<ApiError>(&parsed)) {
       co_return error_response(*e);
     }
-    store::Command command = make(std::get<T>(parsed));
+    store::Command command = make(std::get<0>(parsed));
+    auto request = key_of(req);
     co_return co_await commit(std::move(command), ok_status, key, std::move(request));
+  }
+
+  // A DELETE of one object, with the optional `?version=` precondition.
+  template <class Make>
+  asio::awaitable<Response> remove(Request req, Make make, const char* key) {
+    auto parse = [](const Request& r) { return version_param(r.query); };
+    co_return co_await write(std::move(req), std::move(parse), std::move(make), 200, key);
+  }
+
+  // The one path segment after `prefix` (an object's name or id), or nothing for any other path.
+  static std::optional<std::string> object_name(const Request& req, std::string_view prefix) {
+    auto segments = path_segments(req.path, prefix);
+    if (segments.size() != 1) {
+      return std::nullopt;
+    }
+    return std::move(segments[0]);
   }
 
   // ---- /v1/cluster ----------------------------------------------------------------------------
@@ -464,48 +485,34 @@ class ApiImpl final : public Api {
     if (req.method != "POST") {
       co_return not_allowed(req, "GET, POST");
     }
-    if (!store_.is_leader()) {
-      co_return co_await forward(std::move(req));
-    }
-    auto spec = parse_service_spec(req.body, std::nullopt);
+    auto parse = [](const Request& r) { return parse_service_spec(r.body, std::nullopt); };
     auto make = [](ServiceSpec& s) { return store::ServiceCreate{std::move(s.service)}; };
-    auto request = key_of(req);
-    co_return co_await commit_parsed(std::move(spec), std::move(make), 201, "service",
-                                     std::move(request));
+    co_return co_await write(std::move(req), std::move(parse), std::move(make), 201, "service");
   }
 
   asio::awaitable<Response> service(Request req) {
-    auto segments = path_segments(req.path, "/v1/services/");
-    if (segments.size() != 1) {
+    auto name = object_name(req, "/v1/services/");
+    if (!name) {
       co_return not_found("no such path " + req.path);
     }
-    const std::string name = segments[0];
     if (req.method == "GET") {
       auto render = [this, name] {
-        return get_response(state().services, name, "service", "name");
+        return get_response(state().services, *name, "service", "name");
       };
       co_return co_await read(std::move(req), std::move(render));
     }
-    if (req.method != "PUT" && req.method != "DELETE") {
-      co_return not_allowed(req, "GET, PUT, DELETE");
-    }
-    if (!store_.is_leader()) {
-      co_return co_await forward(std::move(req));
-    }
     if (req.method == "PUT") {
-      auto spec = parse_service_spec(req.body, name);
+      auto parse = [name](const Request& r) { return parse_service_spec(r.body, *name); };
       auto make = [](ServiceSpec& s) {
         return store::ServiceUpdate{std::move(s.service), s.version};
       };
-      auto request = key_of(req);
-      co_return co_await commit_parsed(std::move(spec), std::move(make), 200, "service",
-                                       std::move(request));
+      co_return co_await write(std::move(req), std::move(parse), std::move(make), 200, "service");
     }
-    auto version = version_param(req.query);
-    auto make = [name](std::optional<std::uint64_t> v) { return store::ServiceDelete{name, v}; };
-    auto request = key_of(req);
-    co_return co_await commit_parsed(std::move(version), std::move(make), 200, "service",
-                                     std::move(request));
+    if (req.method != "DELETE") {
+      co_return not_allowed(req, "GET, PUT, DELETE");
+    }
+    auto make = [name](std::optional<std::uint64_t> v) { return store::ServiceDelete{*name, v}; };
+    co_return co_await remove(std::move(req), std::move(make), "service");
   }
 
   // ---- networks -------------------------------------------------------------------------------
@@ -518,39 +525,27 @@ class ApiImpl final : public Api {
     if (req.method != "POST") {
       co_return not_allowed(req, "GET, POST");
     }
-    if (!store_.is_leader()) {
-      co_return co_await forward(std::move(req));
-    }
-    auto spec = parse_network_spec(req.body);
+    auto parse = [](const Request& r) { return parse_network_spec(r.body); };
     auto make = [](Network& n) { return store::NetworkCreate{std::move(n)}; };
-    auto request = key_of(req);
-    co_return co_await commit_parsed(std::move(spec), std::move(make), 201, "network",
-                                     std::move(request));
+    co_return co_await write(std::move(req), std::move(parse), std::move(make), 201, "network");
   }
 
   asio::awaitable<Response> network(Request req) {
-    auto segments = path_segments(req.path, "/v1/networks/");
-    if (segments.size() != 1) {
+    auto name = object_name(req, "/v1/networks/");
+    if (!name) {
       co_return not_found("no such path " + req.path);
     }
-    const std::string name = segments[0];
     if (req.method == "GET") {
       auto render = [this, name] {
-        return get_response(state().networks, name, "network", "name");
+        return get_response(state().networks, *name, "network", "name");
       };
       co_return co_await read(std::move(req), std::move(render));
     }
     if (req.method != "DELETE") {
       co_return not_allowed(req, "GET, DELETE");
     }
-    if (!store_.is_leader()) {
-      co_return co_await forward(std::move(req));
-    }
-    auto version = version_param(req.query);
-    auto make = [name](std::optional<std::uint64_t> v) { return store::NetworkDelete{name, v}; };
-    auto request = key_of(req);
-    co_return co_await commit_parsed(std::move(version), std::move(make), 200, "network",
-                                     std::move(request));
+    auto make = [name](std::optional<std::uint64_t> v) { return store::NetworkDelete{*name, v}; };
+    co_return co_await remove(std::move(req), std::move(make), "network");
   }
 
   // ---- policies -------------------------------------------------------------------------------
@@ -563,37 +558,26 @@ class ApiImpl final : public Api {
     if (req.method != "POST") {
       co_return not_allowed(req, "GET, POST");
     }
-    if (!store_.is_leader()) {
-      co_return co_await forward(std::move(req));
-    }
-    auto spec = parse_policy_spec(req.body, hex_id(rng_()));
+    auto id = hex_id(rng_());
+    auto parse = [id](const Request& r) { return parse_policy_spec(r.body, id); };
     auto make = [](Policy& p) { return store::PolicyCreate{std::move(p)}; };
-    auto request = key_of(req);
-    co_return co_await commit_parsed(std::move(spec), std::move(make), 201, "policy",
-                                     std::move(request));
+    co_return co_await write(std::move(req), std::move(parse), std::move(make), 201, "policy");
   }
 
   asio::awaitable<Response> policy(Request req) {
-    auto segments = path_segments(req.path, "/v1/policies/");
-    if (segments.size() != 1) {
+    auto id = object_name(req, "/v1/policies/");
+    if (!id) {
       co_return not_found("no such path " + req.path);
     }
-    const std::string id = segments[0];
     if (req.method == "GET") {
-      auto render = [this, id] { return get_response(state().policies, id, "policy", "id"); };
+      auto render = [this, id] { return get_response(state().policies, *id, "policy", "id"); };
       co_return co_await read(std::move(req), std::move(render));
     }
     if (req.method != "DELETE") {
       co_return not_allowed(req, "GET, DELETE");
     }
-    if (!store_.is_leader()) {
-      co_return co_await forward(std::move(req));
-    }
-    auto version = version_param(req.query);
-    auto make = [id](std::optional<std::uint64_t> v) { return store::PolicyDelete{id, v}; };
-    auto request = key_of(req);
-    co_return co_await commit_parsed(std::move(version), std::move(make), 200, "policy",
-                                     std::move(request));
+    auto make = [id](std::optional<std::uint64_t> v) { return store::PolicyDelete{*id, v}; };
+    co_return co_await remove(std::move(req), std::move(make), "policy");
   }
 
   // ---- tasks ----------------------------------------------------------------------------------
@@ -615,47 +599,34 @@ class ApiImpl final : public Api {
     if (req.method != "POST") {
       co_return not_allowed(req, "GET, POST");
     }
-    if (!store_.is_leader()) {
-      co_return co_await forward(std::move(req));
-    }
-    auto spec = parse_task_spec(req.body, hex_id(rng_()));
+    auto id = hex_id(rng_());
+    auto parse = [id](const Request& r) { return parse_task_spec(r.body, id); };
     auto make = [](Task& t) { return store::TaskAdd{std::move(t)}; };
-    auto request = key_of(req);
-    co_return co_await commit_parsed(std::move(spec), std::move(make), 201, "task",
-                                     std::move(request));
+    co_return co_await write(std::move(req), std::move(parse), std::move(make), 201, "task");
   }
 
   asio::awaitable<Response> task(Request req) {
-    auto segments = path_segments(req.path, "/v1/tasks/");
-    if (segments.size() != 1) {
+    auto id = object_name(req, "/v1/tasks/");
+    if (!id) {
       co_return not_found("no such path " + req.path);
     }
-    const std::string id = segments[0];
     if (req.method == "GET") {
-      auto render = [this, id] { return get_response(state().tasks, id, "task", "id"); };
+      auto render = [this, id] { return get_response(state().tasks, *id, "task", "id"); };
       co_return co_await read(std::move(req), std::move(render));
     }
     if (req.method != "PUT" && req.method != "DELETE") {
       co_return not_allowed(req, "GET, PUT, DELETE");
     }
-    if (auto denied = authorize_task_write(caller_of(req), state(), id)) {
+    if (auto denied = authorize_task_write(caller_of(req), state(), *id)) {
       co_return error_response(*denied);
     }
-    if (!store_.is_leader()) {
-      co_return co_await forward(std::move(req));
-    }
     if (req.method == "PUT") {
-      auto update = parse_task_update(req.body, id);
+      auto parse = [id](const Request& r) { return parse_task_update(r.body, *id); };
       auto make = [](store::TaskUpdate& u) { return u; };
-      auto request = key_of(req);
-      co_return co_await commit_parsed(std::move(update), std::move(make), 200, "task",
-                                       std::move(request));
+      co_return co_await write(std::move(req), std::move(parse), std::move(make), 200, "task");
     }
-    auto version = version_param(req.query);
-    auto make = [id](std::optional<std::uint64_t> v) { return store::TaskRemove{id, v}; };
-    auto request = key_of(req);
-    co_return co_await commit_parsed(std::move(version), std::move(make), 200, "task",
-                                     std::move(request));
+    auto make = [id](std::optional<std::uint64_t> v) { return store::TaskRemove{*id, v}; };
+    co_return co_await remove(std::move(req), std::move(make), "task");
   }
 
   // ---- nodes ----------------------------------------------------------------------------------
@@ -1383,11 +1354,11 @@ class ApiImpl final : public Api {
   // not parse certificates) and replaces any certificate the host had (?version=N: only that
   // one). Admin only (access.h), like every write outside services, networks and tasks.
   asio::awaitable<Response> ingress_cert(Request req) {
-    auto segments = path_segments(req.path, "/v1/ingress/certs/");
-    if (segments.size() != 1) {
+    auto name = object_name(req, "/v1/ingress/certs/");
+    if (!name) {
       co_return not_found("no such path " + req.path);
     }
-    std::string host = segments[0];
+    std::string host = std::move(*name);
     std::transform(host.begin(), host.end(), host.begin(), [](char c) {
       return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
     });
