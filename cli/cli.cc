@@ -865,9 +865,8 @@ void CliCommandsImpl::add_policy_commands() {
   CLI::App* policy =
       group("policy", "manage network policies: who may reach a service (admin API)", false);
   CLI::App* add =
-      leaf(policy, "add", "add a rule allowing or denying traffic to a service", [this] {
-        return write_built(cli::policy_add_request(policy_), "policy", "");
-      });
+      leaf(policy, "add", "add a rule allowing or denying traffic to a service",
+           [this] { return write_built(cli::policy_add_request(policy_), "policy", ""); });
   add->add_option("--from", policy_.from, "source: network:NAME, service:NAME or cidr:CIDR");
   add->add_option("--to", policy_.to, "destination: service:NAME");
   add->add_option("--port", policy_.port, "destination port (default: every port)");
