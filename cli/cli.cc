@@ -213,6 +213,9 @@ class CliCommandsImpl final : public CliCommands {
                                 json::object body, const std::string& out);
   int token_rotate();
   int manager_key_rotate();
+  // `cluster autolock enable|disable` (POST `body`), `cluster unlock-key [--rotate]`: sends
+  // `request` and prints the unlock key, or that autolock is off.
+  int autolock(const cli::ApiRequest& request, bool off_is_error);
   // POSTs to `path` (no body) and prints line(the answer's string `field`), or, with --json,
   // the answer. 1 when it fails or has no such field.
   int post_and_print(const std::string& path, const char* field,
@@ -241,6 +244,7 @@ class CliCommandsImpl final : public CliCommands {
   std::string own_dir_;       // the default place it came from ("" = flags, or no place)
   bool json_ = false;
   bool stale_ = false;
+  bool unlock_rotate_ = false;
   std::vector<std::string> addresses_;  // resolved in run_leaf
   std::size_t next_ = 0;                // the manager to try first: the one that answered last
   bool consistent_ = false;             // accepted; reads are linearizable anyway
@@ -511,6 +515,27 @@ void CliCommandsImpl::add_commands() {
        "seal the root's key with a new manager key; every manager takes the new key from the "
        "state, and the old one opens nothing written from then on",
        [this] { return manager_key_rotate(); });
+  CLI::App* autolock_group = cluster->add_subcommand(
+      "autolock", "keep the managers' keys on disk encrypted with an unlock key (admin only)");
+  autolock_group->require_subcommand(1);
+  leaf(autolock_group, "enable",
+       "turn autolock on and print the unlock key: a manager started from then on needs it "
+       "(routemesh node --unlock-key-file FILE, or ROUTEMESH_UNLOCK_KEY)",
+       [this] {
+         return autolock({"POST", "/v1/cluster/autolock", R"({"enabled":true})"}, false);
+       });
+  leaf(autolock_group, "disable", "turn autolock off: managers keep their keys in clear again",
+       [this] {
+         return autolock({"POST", "/v1/cluster/autolock", R"({"enabled":false})"}, false);
+       });
+  CLI::App* unlock_key =
+      leaf(cluster, "unlock-key", "print the unlock key of autolock (admin only)", [this] {
+        return unlock_rotate_ ? autolock({"POST", "/v1/cluster/autolock/rotate", ""}, true)
+                              : autolock(cli::get_request("/v1/cluster/autolock"), true);
+      });
+  unlock_key->add_flag("--rotate", unlock_rotate_,
+                       "make a new unlock key and print it; the old one no longer opens the "
+                       "managers' keys once they have seen the new one");
   CLI::App* ca = cluster->add_subcommand("ca", "the cluster's root CA");
   ca->require_subcommand(1);
   CLI::App* ca_rotate =
@@ -1022,6 +1047,40 @@ int CliCommandsImpl::manager_key_rotate() {
       "/v1/cluster/manager-key/rotate", "manager_key_id", [](const std::string& id) {
         return "manager key rotated: its id is " + id + "; every manager takes it from the state";
       });
+}
+
+int CliCommandsImpl::autolock(const cli::ApiRequest& req, bool off_is_error) {
+  auto answer = request(req);
+  if (!answer) {
+    return 1;
+  }
+  if (json_) {
+    print_out(answer->reply.body);
+    return 0;
+  }
+  const json::object* o = answer->value.if_object();
+  const json::value* enabled = o == nullptr ? nullptr : o->if_contains("enabled");
+  const json::value* key = o == nullptr ? nullptr : o->if_contains("unlock_key");
+  if (enabled == nullptr || !enabled->is_bool()) {
+    print_error("unexpected answer from the admin API: no enabled");
+    return 1;
+  }
+  if (!enabled->get_bool()) {
+    if (off_is_error) {
+      print_error("autolock is off: there is no unlock key (`cluster autolock enable`)");
+      return 1;
+    }
+    print_out("autolock is off: managers keep their keys in clear");
+    return 0;
+  }
+  if (key == nullptr || !key->is_string()) {
+    print_error("unexpected answer from the admin API: no unlock_key");
+    return 1;
+  }
+  print_out("autolock is on. The unlock key:\n\n    " + std::string(key->get_string()) +
+            "\n\nKeep it safe: a manager started from now on needs it (routemesh node "
+            "--unlock-key-file FILE, or ROUTEMESH_UNLOCK_KEY).");
+  return 0;
 }
 
 int CliCommandsImpl::post_and_print(const std::string& path, const char* field,

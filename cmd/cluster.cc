@@ -86,6 +86,7 @@ struct ClusterNode {
   const config::NodeConfig& cfg;
   std::string join;                          // a manager's admin address ("" = none)
   std::optional<tls::JoinToken> join_token;  // for a node without an identity
+  std::string unlock_key;                    // autolock: opens data_dir/tls ("" = none given)
   asio::io_context& control;
   admin::AdminServer& admin;
   std::string admin_address;  // "IP:PORT" actually bound
@@ -363,8 +364,8 @@ asio::awaitable<void> start_cluster(ClusterNode& n) {
                  raft::format_node_id(n.identity.node_id));
   }
 
-  n.tls =
-      load_node_tls(cl.data_dir, n.identity.cluster_id, raft::format_node_id(n.identity.node_id));
+  n.tls = load_node_tls(cl.data_dir, n.identity.cluster_id,
+                        raft::format_node_id(n.identity.node_id), n.unlock_key);
   if (!n.tls) {
     n.exit_code = 2;
     n.shutdown();
@@ -660,6 +661,17 @@ int run_cluster_node(const NodeOptions& options, const config::NodeConfig& cfg) 
     spdlog::info("cluster: {} already joined cluster {}; --join ignored", cfg.node.name,
                  identity->cluster_id);
   }
+  auto unlock_key = unlock_key_of(options.unlock_key_file);
+  if (auto* e = std::get_if<1>(&unlock_key)) {
+    spdlog::error("cluster: {}", *e);
+    return 2;
+  }
+  if (identity) {
+    if (auto locked = check_unlock(cl.data_dir, std::get<0>(unlock_key))) {
+      spdlog::error("cluster: {}", *locked);
+      return 2;
+    }
+  }
 
   auto registry = std::make_shared<prometheus::Registry>();
   proxy::Metrics proxy_metrics(*registry);
@@ -704,7 +716,9 @@ int run_cluster_node(const NodeOptions& options, const config::NodeConfig& cfg) 
   // TLS only, from the first turn of the control loop: a node still joining has no certificate
   // yet and answers nothing until it has one.
   admin->use_tls(nullptr);
-  ClusterNode node{cfg, join, join_token, control, *admin, {}, publisher, *registry, checker};
+  ClusterNode node{cfg,       join,   join_token, std::get<0>(std::move(unlock_key)),
+                   control,   *admin, {},         publisher,
+                   *registry, checker};
   node.proxy = proxy.get();
   // Until the API is registered (a manager still joining or opening its store) the cluster
   // paths answer 503, so a node joining through this one retries; a worker never serves them.

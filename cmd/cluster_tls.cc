@@ -1,6 +1,7 @@
 #include "cmd/cluster_tls.h"
 
 #include "base/address.h"
+#include "base/file.h"
 #include "tls/cluster_pki.h"
 #include "tls/context.h"
 #include "tls/token.h"
@@ -11,6 +12,7 @@
 #include <boost/json.hpp>
 
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <set>
 
@@ -85,10 +87,53 @@ std::optional<InitPki> init_cluster_pki(const config::NodeConfig& cfg,
   return out;
 }
 
+std::variant<std::string, std::string> unlock_key_of(const std::string& file) {
+  std::string text;
+  std::string source;
+  if (!file.empty()) {
+    auto read = base::read_file(file);
+    if (!read) {
+      return std::variant<std::string, std::string>(std::in_place_index<1>,
+                                                    "--unlock-key-file: cannot read " + file);
+    }
+    text = std::move(*read);
+    source = "--unlock-key-file " + file;
+  } else if (const char* env = std::getenv("ROUTEMESH_UNLOCK_KEY"); env != nullptr) {
+    text = env;
+    source = "ROUTEMESH_UNLOCK_KEY";
+  }
+  const auto first = text.find_first_not_of(" \t\r\n");
+  const auto last = text.find_last_not_of(" \t\r\n");
+  text = first == std::string::npos ? std::string{} : text.substr(first, last - first + 1);
+  if (!text.empty() && !tls::is_manager_key(text)) {
+    return std::variant<std::string, std::string>(
+        std::in_place_index<1>, source +
+                                    ": not an unlock key (64 hexadecimal digits, as "
+                                    "`routemesh cluster unlock-key` shows it)");
+  }
+  return std::variant<std::string, std::string>(std::in_place_index<0>, std::move(text));
+}
+
+std::optional<std::string> check_unlock(const std::string& data_dir,
+                                        const std::string& unlock_key) {
+  auto read = tls::read_node_credentials(data_dir, unlock_key);
+  if (read || (read.error() != tls::errc::locked && read.error() != tls::errc::wrong_unlock_key)) {
+    return std::nullopt;  // other errors are load_node_tls's to report
+  }
+  if (read.error() == tls::errc::locked) {
+    return "this manager is locked (cluster autolock): its keys in " + tls::tls_dir(data_dir) +
+           " are encrypted; start it with --unlock-key-file FILE or ROUTEMESH_UNLOCK_KEY (the "
+           "key `routemesh cluster unlock-key` shows)";
+  }
+  return "the unlock key given does not open this manager's keys in " + tls::tls_dir(data_dir) +
+         " (a key from before `cluster unlock-key --rotate`? `routemesh cluster unlock-key` on "
+         "another manager shows the current one)";
+}
+
 std::optional<NodeTls> load_node_tls(const std::string& data_dir, const std::string& cluster_id,
-                                     const std::string& node_id) {
+                                     const std::string& node_id, const std::string& unlock_key) {
   const std::string dir = tls::tls_dir(data_dir);
-  auto credentials = tls::read_node_credentials(data_dir);
+  auto credentials = tls::read_node_credentials(data_dir, unlock_key);
   if (!credentials) {
     spdlog::error(
         "cluster: no node certificate in {} ({}): this data_dir has an identity but no "
@@ -211,6 +256,33 @@ CaChange follow_cluster_ca(NodeTls& t, const discovery::ClusterCa& ca,
           ca.manager_key_id);
     }
   }
+  // Autolock: a manager holding the state's manager key keeps its keys on disk encrypted with
+  // the state's unlock key (opened with the manager key), or in clear when autolock is off.
+  if (!t.credentials.manager_key.empty() && !t.manager_key_behind) {
+    std::optional<std::string> unlock = std::string{};
+    if (!ca.unlock_key_wrapped.empty()) {
+      auto opened = tls::unwrap_manager_key(ca.unlock_key_wrapped, t.credentials.manager_key);
+      if (opened) {
+        unlock = std::move(*opened);
+      } else {
+        unlock.reset();
+        spdlog::warn(
+            "cluster: this manager's key does not open the state's unlock key: its keys on disk "
+            "stay as they are");
+      }
+    }
+    if (unlock && *unlock != t.credentials.unlock_key) {
+      const bool was_locked = !t.credentials.unlock_key.empty();
+      t.credentials.unlock_key = std::move(*unlock);
+      out.lock = true;
+      spdlog::info("cluster: autolock {}: this manager's keys in {} are {} from now on",
+                   t.credentials.unlock_key.empty() ? "off"
+                   : was_locked                     ? "has a new unlock key"
+                                                    : "on",
+                   tls::tls_dir(data_dir),
+                   t.credentials.unlock_key.empty() ? "in clear" : "encrypted with the unlock key");
+    }
+  }
   // A manager opens the signing root's key with its manager key (the key stays in memory).
   if ((!t.ca || t.ca->digest() != *signing) && !ca.sealed_key.empty() &&
       !t.credentials.manager_key.empty()) {
@@ -281,7 +353,7 @@ CaChange follow_cluster_ca(NodeTls& t, const discovery::ClusterCa& ca,
                    *signing);
     }
   }
-  if (out.trust || out.chain || out.key) {
+  if (out.trust || out.chain || out.key || out.lock) {
     if (auto w = tls::write_node_credentials(data_dir, t.credentials); !w) {
       spdlog::error("cluster: cannot write {}: {}", tls::tls_dir(data_dir), w.error().message());
     }
@@ -371,7 +443,8 @@ boost::asio::awaitable<bool> renew_node_certificate(boost::asio::any_io_executor
           address, ok ? "another identity" : ok.error().message());
       continue;
     }
-    if (auto w = tls::renew_node_credentials(data_dir, cert_pem, *key); !w) {
+    if (auto w = tls::renew_node_credentials(data_dir, cert_pem, *key, t.credentials.unlock_key);
+        !w) {
       spdlog::error("cluster: certificate renewal: cannot write {}: {}", tls::tls_dir(data_dir),
                     w.error().message());
       co_return false;
@@ -400,6 +473,7 @@ boost::asio::awaitable<bool> renew_node_certificate(boost::asio::any_io_executor
     } else if (!manager && (!t.credentials.manager_key.empty() || t.ca)) {
       t.credentials.manager_key.clear();
       t.credentials.ca_key_pem.clear();
+      t.credentials.unlock_key.clear();  // autolock is for managers: a worker's key is in clear
       t.ca.reset();
       t.ca_version = 0;
       spdlog::info("cluster: this node is a worker now: it dropped the manager key and the CA");

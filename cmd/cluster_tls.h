@@ -21,6 +21,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <variant>
 
 namespace routemesh::cmd {
 
@@ -85,6 +86,9 @@ struct CaChange {
   // This manager opened the new root's key (now in NodeTls::ca), or took the state's new
   // manager key (credentials.manager_key, written to data_dir/tls/manager-key).
   bool key = false;
+  // Autolock went on or off, or has a new unlock key: this manager's key files were written
+  // anew, encrypted with the state's unlock key or in clear (credentials.unlock_key).
+  bool lock = false;
 };
 
 // On every state a node sees: makes `t` trust the state's roots, present its certificate with
@@ -105,7 +109,16 @@ bool needs_new_root(const NodeTls& t, const discovery::ClusterCa& ca);
 // pairs with its key and names node `node_id` of cluster `cluster_id`. Errors are logged
 // (naming the file and what to do); nullopt then.
 std::optional<NodeTls> load_node_tls(const std::string& data_dir, const std::string& cluster_id,
-                                     const std::string& node_id);
+                                     const std::string& node_id, const std::string& unlock_key);
+
+// The unlock key a node was started with: the text of `file` (surrounding white space
+// dropped), else $ROUTEMESH_UNLOCK_KEY, else "". An error message naming the flag or the
+// variable when it cannot be read or is not an unlock key (64 hex digits).
+std::variant<std::string, std::string> unlock_key_of(const std::string& file);
+
+// Whether the manager keys in data_dir/tls open with `unlock_key` (autolock): an error message
+// saying how to start this node when they are locked and it is "" or another key.
+std::optional<std::string> check_unlock(const std::string& data_dir, const std::string& unlock_key);
 
 // When to renew `t`'s certificate: once two thirds of its lifetime (from its issue, notBefore
 // plus tls::kBackdate, to notAfter) have passed (unix time).

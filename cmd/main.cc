@@ -50,6 +50,11 @@ int main(int argc, char** argv) {
                    "cluster mode: TOKEN@IP:PORT, a join token (from `cluster init` or `cluster "
                    "token rotate`) and a manager's admin address (first start only)");
 
+  node->add_option("--unlock-key-file", node_options.unlock_key_file,
+                   "cluster mode with autolock: a file holding the unlock key that opens this "
+                   "manager's keys (`routemesh cluster unlock-key` shows it; default: "
+                   "$ROUTEMESH_UNLOCK_KEY)");
+
   routemesh::cmd::ClusterInitOptions init_options;
   auto* cluster = app.add_subcommand("cluster", "cluster commands");
   cluster->require_subcommand(1);

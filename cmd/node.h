@@ -14,6 +14,9 @@ namespace routemesh::cmd {
 struct NodeOptions {
   std::string config_path;
   std::string join;  // cluster mode: admin address of a manager to join ("" = cluster.join)
+  // Cluster mode with autolock: a file holding the unlock key ("" = $ROUTEMESH_UNLOCK_KEY, if
+  // set), which opens this manager's keys in data_dir/tls.
+  std::string unlock_key_file;
 };
 
 // Runs until SIGTERM/SIGINT (graceful drain). SIGHUP reloads the config file.

@@ -31,6 +31,49 @@ boost::system::result<void> write(const std::string& dir, const char* name, cons
   return base::write_file_atomic(dir, name, text, mode);
 }
 
+// Autolock's forms on disk (credentials.h).
+constexpr std::string_view kLockedManagerKey = "locked:";
+constexpr std::string_view kEncryptedKeyPem = "-----BEGIN ENCRYPTED PRIVATE KEY-----";
+
+// The text of the manager-key file (`manager` true) or of node-key.pem for `text`: as it is
+// without an unlock key, else encrypted with it.
+boost::system::result<std::string> lock(const std::string& text, const std::string& unlock_key,
+                                        bool manager) {
+  if (unlock_key.empty() || text.empty()) {
+    return text;
+  }
+  if (manager) {
+    auto wrapped = wrap_manager_key(text, unlock_key);
+    if (!wrapped) {
+      return wrapped.error();
+    }
+    return std::string(kLockedManagerKey) + *wrapped;
+  }
+  return seal_key(text, unlock_key);
+}
+
+// The other way: `text` opened with `unlock_key` when it is locked; `locked` records that.
+boost::system::result<void> unlock(std::string& text, const std::string& unlock_key, bool manager,
+                                   bool& locked) {
+  const bool is_locked = manager ? text.starts_with(kLockedManagerKey)
+                                 : text.find(kEncryptedKeyPem) != std::string::npos;
+  if (!is_locked) {
+    return {};
+  }
+  if (unlock_key.empty()) {
+    return errc::locked;
+  }
+  auto opened = manager ? unwrap_manager_key(
+                              std::string_view(text).substr(kLockedManagerKey.size()), unlock_key)
+                        : unseal_key(text, unlock_key);
+  if (!opened) {
+    return errc::wrong_unlock_key;
+  }
+  text = std::move(*opened);
+  locked = true;
+  return {};
+}
+
 }  // namespace
 
 std::string tls_dir(const std::string& data_dir) {
@@ -47,7 +90,13 @@ boost::system::result<void> write_node_credentials(const std::string& data_dir,
   for (auto [name, text] : {std::pair{"manager-key", &credentials.manager_key},
                             std::pair{"ca-key.pem", &credentials.ca_key_pem}}) {
     if (!text->empty()) {
-      if (auto r = write(dir, name, *text, kPrivateMode); !r) {
+      const bool manager_key = text == &credentials.manager_key;
+      auto on_disk = manager_key ? lock(*text, credentials.unlock_key, true)
+                                 : boost::system::result<std::string>(*text);
+      if (!on_disk) {
+        return on_disk.error();
+      }
+      if (auto r = write(dir, name, *on_disk, kPrivateMode); !r) {
         return r;
       }
     } else {
@@ -62,7 +111,11 @@ boost::system::result<void> write_node_credentials(const std::string& data_dir,
   if (auto r = write(dir, "ca.pem", credentials.ca_pem, kPublicMode); !r) {
     return r;
   }
-  if (auto r = write(dir, "node-key.pem", credentials.key_pem, kPrivateMode); !r) {
+  auto key = lock(credentials.key_pem, credentials.unlock_key, false);
+  if (!key) {
+    return key.error();
+  }
+  if (auto r = write(dir, "node-key.pem", *key, kPrivateMode); !r) {
     return r;
   }
   return write(dir, "node.pem", credentials.cert_pem, kPublicMode);
@@ -70,16 +123,21 @@ boost::system::result<void> write_node_credentials(const std::string& data_dir,
 
 boost::system::result<void> renew_node_credentials(const std::string& data_dir,
                                                    const std::string& cert_pem,
-                                                   const std::string& key_pem) {
+                                                   const std::string& key_pem,
+                                                   const std::string& unlock_key) {
   const std::string dir = tls_dir(data_dir);
   auto old_key = read_credential_file(dir + "/node-key.pem");
   if (!old_key) {
     return old_key.error();
   }
+  auto key = lock(key_pem, unlock_key, false);
+  if (!key) {
+    return key.error();
+  }
   if (auto r = write(dir, "node-key.pem.old", *old_key, kPrivateMode); !r) {
     return r;
   }
-  if (auto r = write(dir, "node-key.pem", key_pem, kPrivateMode); !r) {
+  if (auto r = write(dir, "node-key.pem", *key, kPrivateMode); !r) {
     return r;
   }
   if (auto r = write(dir, "node.pem", cert_pem, kPublicMode); !r) {
@@ -102,9 +160,11 @@ boost::system::result<std::string> read_credential_file(const std::string& path)
   return std::move(*text);
 }
 
-boost::system::result<NodeCredentials> read_node_credentials(const std::string& data_dir) {
+boost::system::result<NodeCredentials> read_node_credentials(const std::string& data_dir,
+                                                             const std::string& unlock_key) {
   const std::string dir = tls_dir(data_dir);
   NodeCredentials out;
+  bool locked = false;
   for (auto [name, field] :
        {std::pair{"node.pem", &out.cert_pem}, std::pair{"node-key.pem", &out.key_pem},
         std::pair{"ca.pem", &out.ca_pem}}) {
@@ -114,9 +174,14 @@ boost::system::result<NodeCredentials> read_node_credentials(const std::string& 
     }
     *field = std::move(*text);
   }
+  if (auto r = unlock(out.key_pem, unlock_key, false, locked); !r) {
+    return r.error();
+  }
   if (!check_pair(out.cert_pem, out.key_pem)) {
-    if (auto old_key = read_credential_file(dir + "/node-key.pem.old");
-        old_key && check_pair(out.cert_pem, *old_key)) {
+    auto old_key = read_credential_file(dir + "/node-key.pem.old");
+    bool old_locked = false;
+    if (old_key && unlock(*old_key, unlock_key, false, old_locked) &&
+        check_pair(out.cert_pem, *old_key)) {
       out.key_pem = std::move(*old_key);
     }
   }
@@ -133,6 +198,10 @@ boost::system::result<NodeCredentials> read_node_credentials(const std::string& 
          (out.manager_key.back() == '\n' || out.manager_key.back() == '\r')) {
     out.manager_key.pop_back();
   }
+  if (auto r = unlock(out.manager_key, unlock_key, true, locked); !r) {
+    return r.error();
+  }
+  out.unlock_key = locked ? unlock_key : std::string{};
   return out;
 }
 

@@ -594,9 +594,8 @@ boost::system::result<std::string> seal_key(std::string_view key_pem,
   return bio_text(bio.get());
 }
 
-boost::system::result<CertificateAuthority> open_sealed_ca(std::string_view cert_pem,
-                                                           std::string_view sealed_pem,
-                                                           std::string_view manager_key) {
+boost::system::result<std::string> unseal_key(std::string_view sealed_pem,
+                                              std::string_view manager_key) {
   if (!is_manager_key(manager_key)) {
     return errc::bad_request;
   }
@@ -614,7 +613,13 @@ boost::system::result<CertificateAuthority> open_sealed_ca(std::string_view cert
   if (!key) {
     return errc::malformed_pem;
   }
-  auto key_pem = key_text(key.get());
+  return key_text(key.get());
+}
+
+boost::system::result<CertificateAuthority> open_sealed_ca(std::string_view cert_pem,
+                                                           std::string_view sealed_pem,
+                                                           std::string_view manager_key) {
+  auto key_pem = unseal_key(sealed_pem, manager_key);
   if (!key_pem) {
     return key_pem.error();
   }

@@ -148,6 +148,10 @@ boost::system::result<std::string> unwrap_manager_key(std::string_view wrapped,
 // as the passphrase. errc::malformed_pem (the key), errc::bad_request (not a manager key),
 // errc::crypto_failure.
 boost::system::result<std::string> seal_key(std::string_view key_pem, std::string_view manager_key);
+// The key `sealed_pem` holds (what seal_key wrote with `manager_key`), as unencrypted PEM:
+// errc::bad_request (not a manager key), errc::malformed_pem (not sealed, or with another key).
+boost::system::result<std::string> unseal_key(std::string_view sealed_pem,
+                                              std::string_view manager_key);
 // The CA of `cert_pem` whose key `sealed_pem` holds, sealed with `manager_key`:
 // errc::malformed_pem (another manager key, or not PEM), errc::key_mismatch (the key of another
 // certificate), errc::bad_request (not a manager key).

@@ -41,6 +41,10 @@ class TlsCategory final : public boost::system::error_category {
         return "the certificate is not valid now (expired, or not yet valid)";
       case errc::unsupported_key:
         return "unsupported key (ECDSA P-256 or P-384, or RSA of at least 2048 bits)";
+      case errc::locked:
+        return "the keys are locked (autolock): an unlock key is needed";
+      case errc::wrong_unlock_key:
+        return "the unlock key does not open the keys";
     }
     return "unknown tls error " + std::to_string(value);
   }

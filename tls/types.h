@@ -66,6 +66,8 @@ enum class errc {
   not_a_root,         // a certificate that is not a self-signed CA certificate
   expired,            // a certificate outside its validity period
   unsupported_key,    // a CA key that is neither ECDSA P-256/P-384 nor RSA of 2048+ bits
+  locked,             // keys on disk encrypted with an unlock key (autolock) and none given
+  wrong_unlock_key,   // an unlock key that does not open the keys on disk
 };
 
 // Name "routemesh.tls".

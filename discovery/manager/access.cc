@@ -153,6 +153,9 @@ std::optional<ApiError> authorize(const Caller& caller, std::string_view method,
         "the watch stream carries the whole state, HTTPS certificate keys included: "
         "nodes and admin only");
   }
+  if (under(path, "/v1/cluster/autolock") && caller.role != tls::Role::admin) {
+    return forbidden("autolock and its unlock key: admin only");
+  }
   if (caller.role == tls::Role::admin || is_read(method)) {
     return std::nullopt;
   }

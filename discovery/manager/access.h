@@ -8,8 +8,10 @@
 //   caller                         may
 //   no certificate (anonymous)     POST /v1/nodes/join (the token decides), GET /v1/ca; else 401
 //   user admin                     everything
-//   user operator                  every read; writes to /v1/services*, /v1/networks*, /v1/tasks*
-//   user viewer                    reads (GET/HEAD) only, the watch included
+//   user operator                  reads; writes to /v1/services*, /v1/networks*, /v1/tasks*
+//   user viewer                    reads (GET/HEAD) only
+//                                  (operator and viewer read neither the watch, which carries
+//                                  HTTPS keys, nor /v1/cluster/autolock*, the unlock key)
 //   node (manager or worker)       GET /v1/watch, POST /v1/heartbeat, PUT /v1/tasks/ID of its own
 //                                  tasks, GET /v1/ca
 //   anything else                  403, naming what the role may do

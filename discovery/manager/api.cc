@@ -46,11 +46,19 @@ constexpr const char* kNoCaKey =
     "of the managers that should sign)";
 
 // What the watch stream sends of a state or a command: all of it but the CA record's wrapped
-// manager key, which only managers use, and they read the state from Raft.
+// manager and unlock keys, which only managers use, and they read the state from Raft.
 void without_wrapped_key(json::object& state_or_command) {
   if (auto* ca = state_or_command.if_contains("ca"); ca != nullptr && ca->is_object()) {
     ca->as_object().erase("manager_key_wrapped");
+    ca->as_object().erase("unlock_key_wrapped");
   }
+}
+
+// A new CA record of a root rotation keeps the manager key's fields and autolock's as they were.
+void keep_manager_keys(ClusterCa& next, const ClusterCa& current) {
+  next.manager_key_id = current.manager_key_id;
+  next.manager_key_wrapped = current.manager_key_wrapped;
+  next.unlock_key_wrapped = current.unlock_key_wrapped;
 }
 
 Response json_response(unsigned status, const json::value& value) {
@@ -183,6 +191,8 @@ class ApiImpl final : public Api {
     add_prefix("/v1/ingress/certs/", &ApiImpl::ingress_cert);
     add_prefix("/v1/cluster/tokens/", &ApiImpl::tokens);
     add("/v1/cluster/manager-key/rotate", &ApiImpl::rotate_manager_key);
+    add("/v1/cluster/autolock", &ApiImpl::autolock);
+    add("/v1/cluster/autolock/rotate", &ApiImpl::rotate_unlock_key);
     add("/v1/policies", &ApiImpl::policies);
     add_prefix("/v1/policies/", &ApiImpl::policy);
     server.handle_stream(
@@ -1153,8 +1163,7 @@ class ApiImpl final : public Api {
     set.ca.cross_old = std::move(*cross_old);
     set.ca.started = now;
     set.ca.retire_after = now + grace;
-    set.ca.manager_key_id = current.manager_key_id;  // the key that sealed it
-    set.ca.manager_key_wrapped = current.manager_key_wrapped;
+    keep_manager_keys(set.ca, current);  // the key that sealed it, and autolock's
     set.worker_token_hash = tls::secret_hash(*worker_secret);
     set.manager_token_hash = tls::secret_hash(*manager_secret);
     const std::string digest = fresh->digest();
@@ -1619,6 +1628,15 @@ class ApiImpl final : public Api {
     set.ca.sealed_key = std::move(*sealed);
     set.ca.manager_key_id = tls::manager_key_id(*next);
     set.ca.manager_key_wrapped = std::move(*wrapped);
+    if (!current.unlock_key_wrapped.empty()) {
+      // Autolock stays on with the same unlock key, sealed with the new manager key now.
+      auto unlock = tls::unwrap_manager_key(current.unlock_key_wrapped, manager_key_);
+      auto rewrapped = unlock ? tls::wrap_manager_key(*unlock, *next) : unlock;
+      if (!rewrapped) {
+        co_return unavailable("cannot seal the unlock key with the new manager key");
+      }
+      set.ca.unlock_key_wrapped = std::move(*rewrapped);
+    }
     const std::string id = set.ca.manager_key_id;
     store::Command command = std::move(set);
     auto outcome = co_await applied(std::move(command));
@@ -1630,6 +1648,132 @@ class ApiImpl final : public Api {
                  describe(caller_of(req)), id, result->revision);
     co_return json_response(200,
                             json::object{{"manager_key_id", id}, {"revision", result->revision}});
+  }
+
+  // ---- autolock -------------------------------------------------------------------------------
+
+  // The unlock key of the state, opened with this leader's manager key ("" = autolock is off),
+  // or why it cannot be opened here.
+  std::variant<std::string, Response> current_unlock_key() {
+    const ClusterCa& ca = state().ca;
+    if (ca.unlock_key_wrapped.empty()) {
+      return std::string{};
+    }
+    if (manager_key_.empty() || manager_key_behind()) {
+      return unavailable("this leader has not adopted the current manager key yet");
+    }
+    auto key = tls::unwrap_manager_key(ca.unlock_key_wrapped, manager_key_);
+    if (!key) {
+      return unavailable("this leader's manager key does not open the unlock key");
+    }
+    return std::move(*key);
+  }
+
+  static Response autolock_response(const std::string& unlock_key, std::uint64_t revision) {
+    json::object o{{"enabled", !unlock_key.empty()}, {"revision", revision}};
+    if (!unlock_key.empty()) {
+      o["unlock_key"] = unlock_key;
+    }
+    return json_response(200, o);
+  }
+
+  // Commits `unlock_key` ("" = off) sealed with the manager key into the CA record.
+  asio::awaitable<Response> commit_unlock_key(std::string unlock_key, const Caller& caller) {
+    const ClusterCa& current = state().ca;
+    store::CaSet set;
+    set.version = current.version;
+    set.ca = current;
+    if (!unlock_key.empty()) {
+      auto wrapped = tls::wrap_manager_key(unlock_key, manager_key_);
+      if (!wrapped) {
+        co_return unavailable("cannot seal the unlock key with the manager key");
+      }
+      set.ca.unlock_key_wrapped = std::move(*wrapped);
+    } else {
+      set.ca.unlock_key_wrapped.clear();
+    }
+    store::Command command = std::move(set);
+    auto outcome = co_await applied(std::move(command));
+    if (auto* refused = std::get_if<Response>(&outcome)) {
+      co_return std::move(*refused);
+    }
+    const std::uint64_t revision = std::get<store::ApplyResult>(outcome).revision;
+    spdlog::info("api: autolock {} by {} at revision {}",
+                 unlock_key.empty() ? "disabled" : "enabled with a new unlock key",
+                 describe(caller), revision);
+    co_return autolock_response(unlock_key, revision);
+  }
+
+  // GET /v1/cluster/autolock: {"enabled", "unlock_key"?}. POST {"enabled": true|false}: turns
+  // autolock on (a new unlock key; the answer shows it; on already: the current one) or off.
+  // Admin only (access.h); served by the leader, which holds the manager key that opens it.
+  asio::awaitable<Response> autolock(Request req) {
+    if (req.method != "GET" && req.method != "POST") {
+      co_return not_allowed(req, "GET, POST");
+    }
+    if (!store_.is_leader()) {
+      co_return co_await forward(std::move(req));
+    }
+    if (auto refused = cannot_reseal("its key is in files, with no manager key to lock")) {
+      co_return std::move(*refused);
+    }
+    auto current = current_unlock_key();
+    if (auto* refused = std::get_if<Response>(&current)) {
+      co_return std::move(*refused);
+    }
+    const std::string& key = std::get<std::string>(current);
+    if (req.method == "GET") {
+      co_return autolock_response(key, state().revision);
+    }
+    auto body = parse_object(req.body);
+    if (!body) {
+      co_return error_response(from_state_error(body.error()));
+    }
+    const json::value* enabled = body->if_contains("enabled");
+    if (enabled == nullptr || !enabled->is_bool()) {
+      co_return error_response(ApiError{400, "invalid", "required: true or false", "enabled"});
+    }
+    if (enabled->get_bool() == !key.empty()) {
+      co_return autolock_response(key, state().revision);  // already so
+    }
+    std::string next;
+    if (enabled->get_bool()) {
+      auto fresh = tls::new_manager_key();
+      if (!fresh) {
+        co_return unavailable("no randomness for an unlock key: " + fresh.error().message());
+      }
+      next = std::move(*fresh);
+    }
+    co_return co_await commit_unlock_key(std::move(next), caller_of(req));
+  }
+
+  // POST /v1/cluster/autolock/rotate: a new unlock key (409 when autolock is off). Managers
+  // encrypt their keys with it as they see it; the previous one no longer opens them.
+  asio::awaitable<Response> rotate_unlock_key(Request req) {
+    if (req.method != "POST") {
+      co_return not_allowed(req, "POST");
+    }
+    if (!store_.is_leader()) {
+      co_return co_await forward(std::move(req));
+    }
+    if (auto refused = cannot_reseal("its key is in files, with no manager key to lock")) {
+      co_return std::move(*refused);
+    }
+    auto current = current_unlock_key();
+    if (auto* refused = std::get_if<Response>(&current)) {
+      co_return std::move(*refused);
+    }
+    if (std::get<std::string>(current).empty()) {
+      co_return error_response(ApiError{409, "conflict",
+                                        "autolock is off: `routemesh cluster autolock enable` "
+                                        "turns it on with a new unlock key",
+                                        ""});
+    }
+    auto fresh = tls::new_manager_key();
+    if (!fresh) {
+      co_return unavailable("no randomness for an unlock key: " + fresh.error().message());
+    }
+    co_return co_await commit_unlock_key(std::move(*fresh), caller_of(req));
   }
 
   // ---- the CA this manager signs with ---------------------------------------------------------
@@ -1743,8 +1887,7 @@ class ApiImpl final : public Api {
     set.version = now.version;
     set.ca.roots = {now.roots.front()};
     set.ca.sealed_key = now.sealed_key;
-    set.ca.manager_key_id = now.manager_key_id;
-    set.ca.manager_key_wrapped = now.manager_key_wrapped;
+    keep_manager_keys(set.ca, now);
     const std::string digest = signing_digest();
     store::Command command = std::move(set);
     auto result = co_await store_.propose(std::move(command));

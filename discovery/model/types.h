@@ -117,6 +117,10 @@ struct ClusterCa {
   // it. The watch stream leaves `manager_key_wrapped` out: no node but a manager needs it.
   std::string manager_key_id;
   std::string manager_key_wrapped;
+  // Autolock (`cluster autolock enable`): the unlock key sealed with the current manager key
+  // (tls::wrap_manager_key), "" when autolock is off. Every manager holding the manager key
+  // opens it and keeps its own keys on disk encrypted with it; the watch stream leaves it out.
+  std::string unlock_key_wrapped;
   std::uint64_t version = 0;
 
   bool rotating() const { return started != 0; }

@@ -360,16 +360,18 @@ class ClusterNode:
             raise AssertionError(f"cluster init for {self.name} exited {r.returncode}:\n{r.stdout}\n{r.stderr}")
         return r.stdout + r.stderr
 
-    def start(self, join=None, wait=True, timeout=30.0, token=None):
+    def start(self, join=None, wait=True, timeout=30.0, token=None, extra_args=(), env=None):
         """Starts the node; `join` is a manager's admin address for a first start, joined with
         `token` (default: the cluster's token for this node's role; a `join` that already holds
-        an '@' is passed as it is)."""
+        an '@' is passed as it is). `extra_args` go after the others; `env` (a dict) is added
+        to this process's environment."""
         args = self._prefix() + [bin_path(), "node", "--config", self.config_path]
         if join:
             if "@" not in join:
                 join = f"{token or self.cluster.token_for(self.role)}@{join}"
             args += ["--join", join]
-        self.proc = harness.Proc(args)
+        args += list(extra_args)
+        self.proc = harness.Proc(args, env=None if env is None else {**os.environ, **env})
         self.runs.append(self.proc)
         if wait:
             self.wait_ready(timeout)

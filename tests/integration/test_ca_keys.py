@@ -26,6 +26,15 @@ manager's data_dir/tls/ca-key.pem and nowhere else, a manager that joins gets no
 that joins through it is signed by the leader, and `cluster ca rotate` and `cluster
 manager-key rotate` are refused (409).
 
+Autolock (3 managers on 127.0.0.171-173): `cluster autolock enable` prints an unlock key
+(`cluster unlock-key` shows it again; neither a viewer nor the watch stream sees it), and every
+manager rewrites its manager key and node key encrypted with it (openssl opens the node key
+with it and not without). A manager restarted without the key, or with another one, exits 2
+saying why; with `--unlock-key-file` or ROUTEMESH_UNLOCK_KEY it starts and signs. `cluster
+unlock-key --rotate` re-encrypts the keys with a new key (the old one no longer starts a
+manager), `cluster manager-key rotate` keeps them locked, and `cluster autolock disable` writes
+them in clear again.
+
 Bad input to `cluster init` (a leaf, another root's key, an RSA-1024 root, a missing file, a
 flag without its partner) exits 2, names the flag, and writes nothing.
 """
@@ -44,6 +53,7 @@ from test_ca_rotation import (der_digest, openssl_verify, parse_ca_status, parse
                               read_text, tls_file, token_digest)
 
 STORE_IP = "127.0.0.151"  # n1-n3 managers, n4 worker, n5 joins later
+AUTOLOCK_IP = "127.0.0.171"  # n1-n3 managers
 OWN_IP = "127.0.0.156"    # n1 manager, n2 worker
 EXTERNAL_IP = "127.0.0.158"  # n1, n2 managers, n3 worker
 SUBJECT = "/O=Example Corp/CN=Example routemesh root"
@@ -229,6 +239,135 @@ class StoreKeyTest(cluster.SharedClusterTest):
         self.assertTrue(any("missed more than one rotation" in line
                             for line in down.proc.lines()))
         c.wait_voters(timeout=20)
+
+
+class AutolockTest(cluster.SharedClusterTest):
+    FIRST_IP = AUTOLOCK_IP
+    ROLES = ["manager", "manager", "manager"]
+
+    def unlock_key(self, via, rotate=False):
+        rc, out, err = self.c.cli(via, "cluster", "unlock-key", *(["--rotate"] if rotate else []))
+        self.assertEqual(rc, 0, f"cluster unlock-key: {out}\n{err}")
+        m = re.search(r"^\s+([0-9a-f]{64})$", out, re.M)
+        self.assertIsNotNone(m, out)
+        return m.group(1)
+
+    def key_opens(self, node, unlock_key):
+        """Whether openssl opens the node's node-key.pem with `unlock_key` as the passphrase."""
+        r = subprocess.run(["openssl", "pkey", "-in", tls_file(node, "node-key.pem"), "-passin",
+                            f"pass:{unlock_key}", "-noout"], capture_output=True, text=True,
+                           timeout=10)
+        return r.returncode == 0
+
+    def locked_with(self, node, unlock_key):
+        """Whether both of the node's keys are on disk encrypted, the node key with `unlock_key`."""
+        return (read_text(tls_file(node, "manager-key")).startswith("locked:")
+                and "ENCRYPTED PRIVATE KEY" in read_text(tls_file(node, "node-key.pem"))
+                and self.key_opens(node, unlock_key))
+
+    def refused_start(self, node, extra_args=(), env=None):
+        """Starts `node`, which must exit 2 before it is ready: its log lines."""
+        node.start(wait=False, extra_args=extra_args, env=env)
+        node.proc.p.wait(20)
+        self.assertEqual(node.proc.p.returncode, 2, node.log_tail())
+        return "\n".join(node.proc.lines())
+
+    def restart(self, node, **kw):
+        self.assertIsNotNone(node.stop(), f"{node.name} did not exit")
+        node.start(**kw)
+        self.c.wait_voters(timeout=20)
+
+    def test_autolock_locks_every_managers_keys_until_it_is_given_the_key(self):
+        c = self.c
+        n1, n2, n3 = c.nodes
+        self.assertRegex(read_text(tls_file(n2, "manager-key")).strip(), r"^[0-9a-f]{64}$")
+        rc, out, err = c.cli(n2, "cluster", "unlock-key")
+        self.assertEqual(rc, 1, out)
+        self.assertIn("autolock is off", err)
+
+        # On: a key, shown again by `unlock-key`; every manager locks its keys with it.
+        rc, out, err = c.cli(n2, "cluster", "autolock", "enable")
+        self.assertEqual(rc, 0, f"cluster autolock enable: {out}\n{err}")
+        key = re.search(r"^\s+([0-9a-f]{64})$", out, re.M).group(1)
+        self.assertEqual(self.unlock_key(n3), key)
+        for n in c.nodes:
+            harness.wait_until(lambda: self.locked_with(n, key), timeout=15, interval=0.1,
+                               what=f"{n.name} locking its keys")
+            self.assertNotIn(key, read_text(tls_file(n, "manager-key")))
+            self.assertFalse(self.key_opens(n, "0" * 64), f"{n.name}: another key opens it")
+            for name in ("manager-key", "node-key.pem"):
+                self.assertEqual(os.stat(tls_file(n, name)).st_mode & 0o777, 0o600)
+        self.assertNotIn("unlock_key_wrapped", StoreKeyTest.watch_snapshot(self, n1)["ca"])
+        viewer_dir = os.path.join(c.dir, "al-viewer")
+        rc, out, err = c.cli(n1, "cert", "issue", "--role", "viewer", "--name", "al",
+                             "--out", viewer_dir)
+        self.assertEqual(rc, 0, f"cert issue: {err}")
+        rc, out, err = c.cli(n1, "cluster", "unlock-key", "--cert", f"{viewer_dir}/cert.pem",
+                             "--key", f"{viewer_dir}/key.pem", "--ca", f"{viewer_dir}/ca.pem")
+        self.assertEqual(rc, 1, out)
+        self.assertIn("admin only", err)
+        self.assertNotIn(key, out + err)
+
+        # A restarted manager: refused without the key and with another, started with it.
+        self.assertIsNotNone(n2.stop(), "n2 did not exit")
+        self.assertIn("this manager is locked", self.refused_start(n2))
+        wrong = os.path.join(c.dir, "wrong-unlock-key")
+        with open(wrong, "w") as f:
+            f.write("ab" * 32 + "\n")
+        self.assertIn("does not open", self.refused_start(n2, ["--unlock-key-file", wrong]))
+        with open(wrong, "w") as f:
+            f.write("not a key\n")
+        self.assertIn("not an unlock key", self.refused_start(n2, ["--unlock-key-file", wrong]))
+        right = os.path.join(c.dir, "unlock-key")
+        with open(right, "w") as f:
+            f.write(key + "\n")
+        n2.start(extra_args=["--unlock-key-file", right])
+        harness.wait_until(lambda: signs_count(n2) > 0, timeout=15, interval=0.1,
+                           what="n2 opening the CA key after an unlocked start")
+        c.wait_voters(timeout=20)
+        self.restart(n3, env={"ROUTEMESH_UNLOCK_KEY": key})
+        rc, out, err = c.cli(n3, "cert", "issue", "--role", "viewer", "--name", "al3",
+                             "--out", os.path.join(c.dir, "al3"))
+        self.assertEqual(rc, 0, f"cert issue via n3: {err}")
+
+        # A new unlock key: every manager locks with it, and the old one starts nothing.
+        key2 = self.unlock_key(n1, rotate=True)
+        self.assertNotEqual(key2, key)
+        for n in c.nodes:
+            harness.wait_until(lambda: self.locked_with(n, key2), timeout=15, interval=0.1,
+                               what=f"{n.name} locking its keys with the new unlock key")
+        self.assertEqual(self.unlock_key(n2), key2)
+        self.assertIsNotNone(n2.stop(), "n2 did not exit")
+        self.assertIn("does not open", self.refused_start(n2, ["--unlock-key-file", right]))
+        n2.start(env={"ROUTEMESH_UNLOCK_KEY": key2})
+        c.wait_voters(timeout=20)
+
+        # A new manager key keeps the files locked with the same unlock key.
+        before = read_text(tls_file(n1, "manager-key"))
+        rc, out, err = c.cli(n1, "cluster", "manager-key", "rotate")
+        self.assertEqual(rc, 0, f"cluster manager-key rotate: {out}\n{err}")
+        for n in c.nodes:
+            harness.wait_until(
+                lambda: read_text(tls_file(n, "manager-key")) != before
+                and self.locked_with(n, key2), timeout=15, interval=0.1,
+                what=f"{n.name} writing the new manager key locked")
+        self.assertEqual(self.unlock_key(n3), key2)
+        self.restart(n1, env={"ROUTEMESH_UNLOCK_KEY": key2})
+        harness.wait_until(lambda: signs_count(n1) > 0, timeout=15, interval=0.1,
+                           what="n1 opening the CA key with the new manager key")
+
+        # Off: the keys in clear again, and a manager starts without a key.
+        rc, out, err = c.cli(n2, "cluster", "autolock", "disable")
+        self.assertEqual(rc, 0, f"cluster autolock disable: {out}\n{err}")
+        self.assertIn("autolock is off", out)
+        for n in c.nodes:
+            harness.wait_until(
+                lambda: re.fullmatch(r"[0-9a-f]{64}\s*", read_text(tls_file(n, "manager-key")))
+                and "ENCRYPTED" not in read_text(tls_file(n, "node-key.pem")),
+                timeout=15, interval=0.1, what=f"{n.name} writing its keys in clear")
+        self.restart(n3)
+        rc, out, err = c.cli(n3, "cluster", "unlock-key")
+        self.assertEqual(rc, 1, out)
 
 
 class OwnRootTest(unittest.TestCase):

@@ -24,13 +24,13 @@ unsigned mode_of(const std::string& path) {
 
 TEST_CASE("node credentials round-trip; keys are private, a manager's optional and removable") {
   test::TempDir dir("rm-tls");
-  auto missing = tls::read_node_credentials(dir.path);
+  auto missing = tls::read_node_credentials(dir.path, "");
   REQUIRE_FALSE(missing.has_value());
   CHECK(missing.error() == tls::errc::missing_file);
 
   tls::NodeCredentials worker{"CA", "CERT", "KEY", "", ""};
   REQUIRE(tls::write_node_credentials(dir.path, worker).has_value());
-  auto read = tls::read_node_credentials(dir.path);
+  auto read = tls::read_node_credentials(dir.path, "");
   REQUIRE(read.has_value());
   CHECK(read->ca_pem == "CA");
   CHECK(read->cert_pem == "CERT");
@@ -45,7 +45,7 @@ TEST_CASE("node credentials round-trip; keys are private, a manager's optional a
   const std::string manager_key(64, 'a');
   tls::NodeCredentials manager{"CA", "CERT2", "KEY2", manager_key, "CAKEY"};
   REQUIRE(tls::write_node_credentials(dir.path, manager).has_value());
-  read = tls::read_node_credentials(dir.path);
+  read = tls::read_node_credentials(dir.path, "");
   REQUIRE(read.has_value());
   CHECK(read->ca_key_pem == "CAKEY");
   CHECK(read->manager_key == manager_key);
@@ -54,7 +54,7 @@ TEST_CASE("node credentials round-trip; keys are private, a manager's optional a
 
   // Demoted: the keys go away with the fields.
   REQUIRE(tls::write_node_credentials(dir.path, worker).has_value());
-  read = tls::read_node_credentials(dir.path);
+  read = tls::read_node_credentials(dir.path, "");
   REQUIRE(read.has_value());
   CHECK(read->ca_key_pem.empty());
   CHECK(read->manager_key.empty());
@@ -107,8 +107,8 @@ TEST_CASE("a renewal replaces the pair; one cut short between its writes leaves 
   const std::string tls_dir = tls::tls_dir(dir.path);
 
   SECTION("complete") {
-    REQUIRE(tls::renew_node_credentials(dir.path, new_cert, new_key).has_value());
-    auto read = tls::read_node_credentials(dir.path);
+    REQUIRE(tls::renew_node_credentials(dir.path, new_cert, new_key, "").has_value());
+    auto read = tls::read_node_credentials(dir.path, "");
     REQUIRE(read.has_value());
     CHECK(read->cert_pem == new_cert);
     CHECK(read->key_pem == new_key);
@@ -117,10 +117,70 @@ TEST_CASE("a renewal replaces the pair; one cut short between its writes leaves 
   SECTION("cut short after the new key, before the new certificate") {
     REQUIRE(base::write_file_atomic(tls_dir, "node-key.pem.old", old_key, 0600).has_value());
     REQUIRE(base::write_file_atomic(tls_dir, "node-key.pem", new_key, 0600).has_value());
-    auto read = tls::read_node_credentials(dir.path);
+    auto read = tls::read_node_credentials(dir.path, "");
     REQUIRE(read.has_value());
     CHECK(read->cert_pem == old_cert);
     CHECK(read->key_pem == old_key);  // the old pair, still valid
     CHECK(tls::check_pair(read->cert_pem, read->key_pem).has_value());
   }
+}
+
+TEST_CASE(
+    "autolock: a manager's keys on disk are encrypted with the unlock key, and only it opens "
+    "them") {
+  auto key_pem = tls::generate_key();
+  REQUIRE(key_pem.has_value());
+  auto manager_key = tls::new_manager_key();
+  auto unlock_key = tls::new_manager_key();
+  auto other_key = tls::new_manager_key();
+  REQUIRE((manager_key && unlock_key && other_key));
+  test::TempDir dir("rm-tls");
+  const std::string tls_dir = tls::tls_dir(dir.path);
+  tls::NodeCredentials locked{"CA", "CERT", *key_pem, *manager_key, "", *unlock_key};
+  REQUIRE(tls::write_node_credentials(dir.path, locked).has_value());
+
+  // Neither key is on disk in clear.
+  auto key_file = tls::read_credential_file(tls_dir + "/node-key.pem");
+  auto manager_file = tls::read_credential_file(tls_dir + "/manager-key");
+  REQUIRE((key_file && manager_file));
+  CHECK(key_file->find("ENCRYPTED PRIVATE KEY") != std::string::npos);
+  CHECK(key_file->find(*key_pem) == std::string::npos);
+  CHECK(manager_file->starts_with("locked:"));
+  CHECK(manager_file->find(*manager_key) == std::string::npos);
+  CHECK(mode_of(tls_dir + "/node-key.pem") == 0600);
+  CHECK(mode_of(tls_dir + "/manager-key") == 0600);
+
+  auto none = tls::read_node_credentials(dir.path, "");
+  REQUIRE_FALSE(none.has_value());
+  CHECK(none.error() == tls::errc::locked);
+  auto wrong = tls::read_node_credentials(dir.path, *other_key);
+  REQUIRE_FALSE(wrong.has_value());
+  CHECK(wrong.error() == tls::errc::wrong_unlock_key);
+  auto read = tls::read_node_credentials(dir.path, *unlock_key);
+  REQUIRE(read.has_value());
+  CHECK(read->key_pem == *key_pem);
+  CHECK(read->manager_key == *manager_key);
+  CHECK(read->unlock_key == *unlock_key);
+
+  // A renewal keeps the new key locked too.
+  auto next_key = tls::generate_key();
+  REQUIRE(next_key.has_value());
+  REQUIRE(tls::renew_node_credentials(dir.path, "CERT2", *next_key, *unlock_key).has_value());
+  key_file = tls::read_credential_file(tls_dir + "/node-key.pem");
+  REQUIRE(key_file.has_value());
+  CHECK(key_file->find("ENCRYPTED PRIVATE KEY") != std::string::npos);
+  read = tls::read_node_credentials(dir.path, *unlock_key);
+  REQUIRE(read.has_value());
+  CHECK(read->key_pem == *next_key);
+
+  // Autolock off: written in clear again, and read without a key (one given is not kept).
+  locked.unlock_key.clear();
+  REQUIRE(tls::write_node_credentials(dir.path, locked).has_value());
+  manager_file = tls::read_credential_file(tls_dir + "/manager-key");
+  REQUIRE(manager_file.has_value());
+  CHECK(*manager_file == *manager_key);
+  read = tls::read_node_credentials(dir.path, *unlock_key);
+  REQUIRE(read.has_value());
+  CHECK(read->key_pem == *key_pem);
+  CHECK(read->unlock_key.empty());
 }

@@ -138,8 +138,11 @@ TEST_CASE("authorization: admin everything, operator services/networks/tasks, vi
       {"POST", "/v1/nodes/00000000000000b2/promote", 200, 403, 403},
       {"POST", "/v1/cluster/tokens/worker/rotate", 200, 403, 403},
       {"POST", "/v1/certs", 200, 403, 403},
-      {"POST", "/v1/certs/renew", 200, 200, 200},  // each its own
-      {"POST", "/v1/servicesx", 200, 403, 403},    // not under /v1/services
+      {"POST", "/v1/certs/renew", 200, 200, 200},      // each its own
+      {"GET", "/v1/cluster/autolock", 200, 403, 403},  // it shows the unlock key
+      {"POST", "/v1/cluster/autolock", 200, 403, 403},
+      {"POST", "/v1/cluster/autolock/rotate", 200, 403, 403},
+      {"POST", "/v1/servicesx", 200, 403, 403},  // not under /v1/services
   };
   for (const auto& r : rows) {
     CAPTURE(r.method, r.path);

@@ -295,6 +295,7 @@ TEST_CASE("ca.set replaces the CA record at its version; ca.reissued records a r
   start.ca.retire_after = 160;
   start.ca.manager_key_id = "0123456789abcdef";
   start.ca.manager_key_wrapped = "v1:00";
+  start.ca.unlock_key_wrapped = "v1:11";
   start.worker_token_hash = hash;
   start.manager_token_hash = std::string(64, 'd');
 
@@ -329,6 +330,7 @@ TEST_CASE("ca.set replaces the CA record at its version; ca.reissued records a r
   CHECK(decoded->ca.retire_after == 160);
   CHECK(decoded->ca.manager_key_id == "0123456789abcdef");
   CHECK(decoded->ca.manager_key_wrapped == "v1:00");
+  CHECK(decoded->ca.unlock_key_wrapped == "v1:11");
 
   // The end: one root, nothing of the rotation left.
   CaSet end;
