@@ -467,6 +467,7 @@ asio::awaitable<void> start_cluster(ClusterNode& n) {
       bo.manager_token_hash = marker->manager_token_hash;
       bo.ca_root = marker->ca_root;
       bo.sealed_ca_key = marker->sealed_ca_key;
+      bo.unlock_key_wrapped = marker->unlock_key_wrapped;
       bo.self.id = raft::format_node_id(n.identity.node_id);
       bo.self.name = n.cfg.node.name;
       bo.self.role = discovery::NodeRole::manager;
@@ -570,18 +571,25 @@ int run_cluster_init(const ClusterInitOptions& options) {
     }
     own_root.emplace(std::move(*root));
   }
+  if (options.autolock && options.external_ca) {
+    std::fprintf(stderr,
+                 "routemesh: --autolock: an external CA has no manager key to lock (its key "
+                 "stays in files the operator places)\n");
+    return 2;
+  }
   raft::Identity identity{manager::hex_id(random_id()), random_id(), cfg.node.name};
   // The credentials, then the marker (it holds the tokens' hashes): an identity without them
   // would start as a member of nothing.
   auto pki = init_cluster_pki(
       cfg, identity.cluster_id, raft::format_node_id(identity.node_id), options.cert_dir,
-      tls::RootChoice{own_root ? &*own_root : nullptr, options.external_ca});
+      tls::RootChoice{own_root ? &*own_root : nullptr, options.external_ca}, options.autolock);
   if (!pki) {
     return 1;
   }
   if (auto w = manager::write_bootstrap_marker(
-          dir, {identity.cluster_id, cfg.cluster.subnet_pool, pki->worker_token_hash,
-                pki->manager_token_hash, pki->ca_root, pki->sealed_ca_key});
+          dir,
+          {identity.cluster_id, cfg.cluster.subnet_pool, pki->worker_token_hash,
+           pki->manager_token_hash, pki->ca_root, pki->sealed_ca_key, pki->unlock_key_wrapped});
       !w) {
     std::fprintf(stderr, "routemesh: cannot write %s: %s\n",
                  manager::bootstrap_marker_path(dir).c_str(), w.error().message().c_str());
@@ -607,6 +615,14 @@ int run_cluster_init(const ClusterInitOptions& options) {
       raft::format_node_id(identity.node_id).c_str(), cfg.cluster.peer.c_str(),
       tls::tls_dir(dir).c_str(), options.config_path.c_str(), pki->worker_token.c_str(),
       cfg.node.admin.c_str(), pki->manager_token.c_str(), cfg.node.admin.c_str());
+  if (!pki->unlock_key.empty()) {
+    std::printf(
+        "autolock is on: this manager's keys are encrypted with the unlock key (shown once; "
+        "`routemesh cluster unlock-key` shows it to an admin):\n\n    %s\n\n"
+        "start this node with it: routemesh node --config %s --unlock-key-file FILE (or "
+        "ROUTEMESH_UNLOCK_KEY)\n",
+        pki->unlock_key.c_str(), options.config_path.c_str());
+  }
   if (pki->cert_dir.empty()) {
     std::printf(
         "the admin client certificate is in %s/admin (no $HOME: give the CLI --cert, "

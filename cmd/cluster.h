@@ -19,6 +19,9 @@ struct ClusterInitOptions {
   // Keep that root's key in files (data_dir/tls/ca-key.pem of the managers the operator puts
   // it on), never in the replicated state. Needs ca_cert and ca_key.
   bool external_ca = false;
+  // Autolock from the start (`cluster autolock enable` later does the same): the first
+  // manager's keys are written encrypted with a new unlock key, which init prints.
+  bool autolock = false;
 };
 
 // `routemesh cluster init --config FILE`: creates cluster.data_dir with a new cluster id, the

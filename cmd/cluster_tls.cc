@@ -37,7 +37,8 @@ std::string san_ip(const std::string& address) {
 
 std::optional<InitPki> init_cluster_pki(const config::NodeConfig& cfg,
                                         const std::string& cluster_id, const std::string& node_id,
-                                        const std::string& cert_dir, tls::RootChoice root) {
+                                        const std::string& cert_dir, tls::RootChoice root,
+                                        bool autolock) {
   tls::Subject node{{cluster_id, tls::Role::manager, node_id}, {}, {}};
   for (const std::string& address : {cfg.node.admin, cfg.cluster.peer}) {
     const std::string ip = san_ip(address);
@@ -55,10 +56,23 @@ std::optional<InitPki> init_cluster_pki(const config::NodeConfig& cfg,
                  pki.error().message().c_str());
     return std::nullopt;
   }
+  std::string unlock_key;
+  std::string unlock_key_wrapped;
+  if (autolock) {
+    auto key = tls::new_manager_key();
+    auto wrapped = key ? tls::wrap_manager_key(*key, pki->manager_key) : key;
+    if (!wrapped) {
+      std::fprintf(stderr, "routemesh: cannot make an unlock key: %s\n",
+                   wrapped.error().message().c_str());
+      return std::nullopt;
+    }
+    unlock_key = std::move(*key);
+    unlock_key_wrapped = std::move(*wrapped);
+  }
   const std::string& dir = cfg.cluster.data_dir;
   const tls::ClientCredentials admin{pki->ca_pem, pki->admin_cert_pem, pki->admin_key_pem};
   if (auto w = tls::write_node_credentials(dir, {pki->ca_pem, pki->node_cert_pem, pki->node_key_pem,
-                                                 pki->manager_key, pki->ca_key_pem});
+                                                 pki->manager_key, pki->ca_key_pem, unlock_key});
       !w) {
     std::fprintf(stderr, "routemesh: cannot write %s: %s\n", tls::tls_dir(dir).c_str(),
                  w.error().message().c_str());
@@ -84,6 +98,8 @@ std::optional<InitPki> init_cluster_pki(const config::NodeConfig& cfg,
   out.cert_dir = cert_dir;
   out.ca_root = pki->ca_pem;
   out.sealed_ca_key = pki->sealed_ca_key;
+  out.unlock_key = std::move(unlock_key);
+  out.unlock_key_wrapped = std::move(unlock_key_wrapped);
   return out;
 }
 

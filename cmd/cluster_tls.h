@@ -35,6 +35,9 @@ struct InitPki {
   std::string cert_dir;       // "" = no default place (no $HOME): only data_dir/tls/admin has them
   std::string ca_root;        // PEM: the root, for the bootstrap marker
   std::string sealed_ca_key;  // its key sealed with the manager key ("" = external CA)
+  // --autolock: the unlock key (printed once) and it sealed with the manager key (marker).
+  std::string unlock_key;
+  std::string unlock_key_wrapped;
 };
 
 // Creates the PKI of a new cluster whose first manager is node `node_id` of cluster
@@ -44,7 +47,8 @@ struct InitPki {
 // into `cert_dir` too (files there are replaced). Errors are printed to stderr; nullopt then.
 std::optional<InitPki> init_cluster_pki(const config::NodeConfig& cfg,
                                         const std::string& cluster_id, const std::string& node_id,
-                                        const std::string& cert_dir, tls::RootChoice root = {});
+                                        const std::string& cert_dir, tls::RootChoice root = {},
+                                        bool autolock = false);
 
 // The TLS of a running node.
 struct NodeTls {

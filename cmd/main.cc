@@ -78,6 +78,9 @@ int main(int argc, char** argv) {
                  "keep the root's key in files (data_dir/tls/ca-key.pem on the managers you put "
                  "it on), never in the cluster's state; needs --ca-cert and --ca-key")
       ->needs(ca_cert_flag);
+  cluster_init->add_flag("--autolock", init_options.autolock,
+                         "encrypt this manager's keys on disk with a new unlock key (printed "
+                         "once), which every manager then needs to start (cluster autolock)");
 
   auto* version = app.add_subcommand("version", "print the version");
 

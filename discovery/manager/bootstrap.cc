@@ -43,6 +43,9 @@ boost::system::result<void> write_bootstrap_marker(const std::string& data_dir,
                  {"manager_token_hash", marker.manager_token_hash},
                  {"ca_root", marker.ca_root},
                  {"sealed_ca_key", marker.sealed_ca_key}};
+  if (!marker.unlock_key_wrapped.empty()) {
+    o["unlock_key_wrapped"] = marker.unlock_key_wrapped;
+  }
   return base::write_file_atomic(data_dir, kBootstrapFile, json::serialize(o) + "\n");
 }
 
@@ -60,7 +63,8 @@ std::optional<BootstrapMarker> read_bootstrap_marker(const std::string& data_dir
   return BootstrapMarker{
       string_field(o, "cluster_id"),        string_field(o, "subnet_pool"),
       string_field(o, "worker_token_hash"), string_field(o, "manager_token_hash"),
-      string_field(o, "ca_root"),           string_field(o, "sealed_ca_key")};
+      string_field(o, "ca_root"),           string_field(o, "sealed_ca_key"),
+      string_field(o, "unlock_key_wrapped")};
 }
 
 asio::awaitable<void> bootstrap_cluster(store::Store& store, BootstrapOptions options) {
@@ -81,6 +85,7 @@ asio::awaitable<void> bootstrap_cluster(store::Store& store, BootstrapOptions op
     store::CaSet ca;
     ca.ca.roots = {options.ca_root};
     ca.ca.sealed_key = options.sealed_ca_key;
+    ca.ca.unlock_key_wrapped = options.unlock_key_wrapped;
     commands.emplace_back(std::move(ca));
   }
   commands.emplace_back(store::NodeAdd{options.self});

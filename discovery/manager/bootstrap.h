@@ -1,9 +1,9 @@
 #pragma once
 // The first start of a cluster (driver): `routemesh cluster init` leaves a marker,
 // data_dir/bootstrap.json {"cluster_id","subnet_pool","worker_token_hash","manager_token_hash",
-// "ca_root","sealed_ca_key"}, next to the node's identity and credentials. The node's first
-// start then bootstraps Raft with itself as the single voter and, once it leads, runs
-// bootstrap_cluster: it proposes cluster.settings {cluster_id, subnet_pool, the join tokens'
+// "ca_root","sealed_ca_key","unlock_key_wrapped"?}, next to the node's identity and credentials.
+// The node's first start then bootstraps Raft with itself as the single voter and, once it leads,
+// runs bootstrap_cluster: it proposes cluster.settings {cluster_id, subnet_pool, the join tokens'
 // hashes}, ca.set {the root, its key sealed with the manager key} and node.add for itself, then
 // removes the marker.
 //
@@ -25,8 +25,9 @@ struct BootstrapMarker {
   std::string subnet_pool;        // "" = the node's cluster.subnet_pool
   std::string worker_token_hash;  // tls::secret_hash of the first join tokens' secrets
   std::string manager_token_hash;
-  std::string ca_root;        // PEM; "" = none (a marker from before the state kept the root)
-  std::string sealed_ca_key;  // the root's key sealed with the manager key ("" = external CA)
+  std::string ca_root;             // PEM; "" = none (a marker from before the state kept the root)
+  std::string sealed_ca_key;       // the root's key sealed with the manager key ("" = external CA)
+  std::string unlock_key_wrapped;  // `cluster init --autolock`: sealed with the manager key
 };
 
 std::string bootstrap_marker_path(const std::string& data_dir);
@@ -42,8 +43,9 @@ struct BootstrapOptions {
   std::string subnet_pool;
   std::string worker_token_hash;  // "" = none
   std::string manager_token_hash;
-  std::string ca_root;        // "" = no ca.set
-  std::string sealed_ca_key;  // "" = the key stays in files (an external CA)
+  std::string ca_root;             // "" = no ca.set
+  std::string sealed_ca_key;       // "" = the key stays in files (an external CA)
+  std::string unlock_key_wrapped;  // autolock from the start ("" = off)
   Node self;  // this node as the state records it: id, name, role manager, api and peer
 };
 

@@ -33,7 +33,9 @@ with it and not without). A manager restarted without the key, or with another o
 saying why; with `--unlock-key-file` or ROUTEMESH_UNLOCK_KEY it starts and signs. `cluster
 unlock-key --rotate` re-encrypts the keys with a new key (the old one no longer starts a
 manager), `cluster manager-key rotate` keeps them locked, and `cluster autolock disable` writes
-them in clear again.
+them in clear again. `cluster init --autolock` (127.0.0.175-176) locks the first manager's keys
+from the start and prints the key; that manager starts only with it, and a manager that joins
+locks its keys with the same key.
 
 Bad input to `cluster init` (a leaf, another root's key, an RSA-1024 root, a missing file, a
 flag without its partner) exits 2, names the flag, and writes nothing.
@@ -54,6 +56,7 @@ from test_ca_rotation import (der_digest, openssl_verify, parse_ca_status, parse
 
 STORE_IP = "127.0.0.151"  # n1-n3 managers, n4 worker, n5 joins later
 AUTOLOCK_IP = "127.0.0.171"  # n1-n3 managers
+INIT_AUTOLOCK_IP = "127.0.0.175"  # n1, n2 managers, `cluster init --autolock`
 OWN_IP = "127.0.0.156"    # n1 manager, n2 worker
 EXTERNAL_IP = "127.0.0.158"  # n1, n2 managers, n3 worker
 SUBJECT = "/O=Example Corp/CN=Example routemesh root"
@@ -241,29 +244,36 @@ class StoreKeyTest(cluster.SharedClusterTest):
         c.wait_voters(timeout=20)
 
 
+def cli_unlock_key(test, c, via, rotate=False):
+    """The unlock key `cluster unlock-key [--rotate]` prints through `via`."""
+    rc, out, err = c.cli(via, "cluster", "unlock-key", *(["--rotate"] if rotate else []))
+    test.assertEqual(rc, 0, f"cluster unlock-key: {out}\n{err}")
+    m = re.search(r"^\s+([0-9a-f]{64})$", out, re.M)
+    test.assertIsNotNone(m, out)
+    return m.group(1)
+
+
+def key_opens(node, unlock_key):
+    """Whether openssl opens the node's node-key.pem with `unlock_key` as the passphrase."""
+    r = subprocess.run(["openssl", "pkey", "-in", tls_file(node, "node-key.pem"), "-passin",
+                        f"pass:{unlock_key}", "-noout"], capture_output=True, text=True,
+                       timeout=10)
+    return r.returncode == 0
+
+
+def locked_with(node, unlock_key):
+    """Whether both of the node's keys are on disk encrypted, the node key with `unlock_key`."""
+    return (read_text(tls_file(node, "manager-key")).startswith("locked:")
+            and "ENCRYPTED PRIVATE KEY" in read_text(tls_file(node, "node-key.pem"))
+            and key_opens(node, unlock_key))
+
+
 class AutolockTest(cluster.SharedClusterTest):
     FIRST_IP = AUTOLOCK_IP
     ROLES = ["manager", "manager", "manager"]
 
     def unlock_key(self, via, rotate=False):
-        rc, out, err = self.c.cli(via, "cluster", "unlock-key", *(["--rotate"] if rotate else []))
-        self.assertEqual(rc, 0, f"cluster unlock-key: {out}\n{err}")
-        m = re.search(r"^\s+([0-9a-f]{64})$", out, re.M)
-        self.assertIsNotNone(m, out)
-        return m.group(1)
-
-    def key_opens(self, node, unlock_key):
-        """Whether openssl opens the node's node-key.pem with `unlock_key` as the passphrase."""
-        r = subprocess.run(["openssl", "pkey", "-in", tls_file(node, "node-key.pem"), "-passin",
-                            f"pass:{unlock_key}", "-noout"], capture_output=True, text=True,
-                           timeout=10)
-        return r.returncode == 0
-
-    def locked_with(self, node, unlock_key):
-        """Whether both of the node's keys are on disk encrypted, the node key with `unlock_key`."""
-        return (read_text(tls_file(node, "manager-key")).startswith("locked:")
-                and "ENCRYPTED PRIVATE KEY" in read_text(tls_file(node, "node-key.pem"))
-                and self.key_opens(node, unlock_key))
+        return cli_unlock_key(self, self.c, via, rotate)
 
     def refused_start(self, node, extra_args=(), env=None):
         """Starts `node`, which must exit 2 before it is ready: its log lines."""
@@ -291,10 +301,10 @@ class AutolockTest(cluster.SharedClusterTest):
         key = re.search(r"^\s+([0-9a-f]{64})$", out, re.M).group(1)
         self.assertEqual(self.unlock_key(n3), key)
         for n in c.nodes:
-            harness.wait_until(lambda: self.locked_with(n, key), timeout=15, interval=0.1,
+            harness.wait_until(lambda: locked_with(n, key), timeout=15, interval=0.1,
                                what=f"{n.name} locking its keys")
             self.assertNotIn(key, read_text(tls_file(n, "manager-key")))
-            self.assertFalse(self.key_opens(n, "0" * 64), f"{n.name}: another key opens it")
+            self.assertFalse(key_opens(n, "0" * 64), f"{n.name}: another key opens it")
             for name in ("manager-key", "node-key.pem"):
                 self.assertEqual(os.stat(tls_file(n, name)).st_mode & 0o777, 0o600)
         self.assertNotIn("unlock_key_wrapped", StoreKeyTest.watch_snapshot(self, n1)["ca"])
@@ -334,7 +344,7 @@ class AutolockTest(cluster.SharedClusterTest):
         key2 = self.unlock_key(n1, rotate=True)
         self.assertNotEqual(key2, key)
         for n in c.nodes:
-            harness.wait_until(lambda: self.locked_with(n, key2), timeout=15, interval=0.1,
+            harness.wait_until(lambda: locked_with(n, key2), timeout=15, interval=0.1,
                                what=f"{n.name} locking its keys with the new unlock key")
         self.assertEqual(self.unlock_key(n2), key2)
         self.assertIsNotNone(n2.stop(), "n2 did not exit")
@@ -349,7 +359,7 @@ class AutolockTest(cluster.SharedClusterTest):
         for n in c.nodes:
             harness.wait_until(
                 lambda: read_text(tls_file(n, "manager-key")) != before
-                and self.locked_with(n, key2), timeout=15, interval=0.1,
+                and locked_with(n, key2), timeout=15, interval=0.1,
                 what=f"{n.name} writing the new manager key locked")
         self.assertEqual(self.unlock_key(n3), key2)
         self.restart(n1, env={"ROUTEMESH_UNLOCK_KEY": key2})
@@ -368,6 +378,55 @@ class AutolockTest(cluster.SharedClusterTest):
         self.restart(n3)
         rc, out, err = c.cli(n3, "cluster", "unlock-key")
         self.assertEqual(rc, 1, out)
+
+
+class InitAutolockTest(unittest.TestCase):
+    def test_cluster_init_autolock_locks_the_first_manager_and_every_manager_after_it(self):
+        c = cluster.Cluster(INIT_AUTOLOCK_IP, ["manager", "manager"], init_args=["--autolock"])
+        try:
+            first, second = c.nodes
+            out = first.init()
+            c.read_init_output(out)
+            m = re.search(r"^\s+([0-9a-f]{64})$", out, re.M)
+            self.assertIsNotNone(m, out)
+            key = m.group(1)
+            self.assertTrue(locked_with(first, key))
+            first.start(wait=False)
+            first.proc.p.wait(20)
+            self.assertEqual(first.proc.p.returncode, 2, first.log_tail())
+            self.assertIn("this manager is locked", "\n".join(first.proc.lines()))
+            first.start(env={"ROUTEMESH_UNLOCK_KEY": key})
+            second.start(join=first.admin)
+            c.wait_voters(timeout=20)
+            harness.wait_until(lambda: locked_with(second, key), timeout=15,
+                               interval=0.1, what="the manager that joined locking its keys")
+            self.assertEqual(cli_unlock_key(self, c, second), key)
+            rc, out, err = c.cli(second, "cert", "issue", "--role", "viewer", "--name", "ia",
+                                 "--out", os.path.join(c.dir, "ia"))
+            self.assertEqual(rc, 0, f"cert issue: {err}")
+        finally:
+            c.stop()
+
+    def test_autolock_needs_a_manager_key(self):
+        d = tempfile.mkdtemp(prefix="rm-init-autolock-")
+        try:
+            cert, key = make_root(d, "root", ["-newkey", "ec", "-pkeyopt",
+                                              "ec_paramgen_curve:P-256"])
+            cfg = os.path.join(d, "n1.yaml")
+            with open(cfg, "w") as f:
+                json.dump({"node": {"name": "n1", "listen": "127.0.0.177",
+                                    "admin": "127.0.0.177:9900"},
+                           "cluster": {"role": "manager", "data_dir": os.path.join(d, "data"),
+                                       "peer": "127.0.0.177:9901"}}, f)
+            r = subprocess.run([cluster.bin_path(), "cluster", "init", "--config", cfg,
+                                "--cert-dir", os.path.join(d, "cli"), "--ca-cert", cert,
+                                "--ca-key", key, "--external-ca", "--autolock"],
+                               capture_output=True, text=True, timeout=30)
+            self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+            self.assertIn("--autolock", r.stderr)
+            self.assertFalse(os.path.exists(os.path.join(d, "data", "identity.json")))
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
 
 
 class OwnRootTest(unittest.TestCase):
