@@ -213,9 +213,13 @@ class CliCommandsImpl final : public CliCommands {
                                 json::object body, const std::string& out);
   int token_rotate();
   int manager_key_rotate();
-  // `cluster autolock enable|disable` (POST `body`), `cluster unlock-key [--rotate]`: sends
-  // `request` and prints the unlock key, or that autolock is off.
-  int autolock(const cli::ApiRequest& request, bool off_is_error);
+  // `cluster autolock enable|disable`, `cluster unlock-key [--rotate]`: sends `request` and
+  // prints the unlock key, or that autolock is off (an error when `off_is_error`).
+  int autolock(const cli::ApiRequest& request, bool off_is_error) {
+    return show(request, [off_is_error](const json::value& answer) {
+      return cli::render_autolock(answer, off_is_error);
+    });
+  }
   // POSTs to `path` (no body) and prints line(the answer's string `field`), or, with --json,
   // the answer. 1 when it fails or has no such field.
   int post_and_print(const std::string& path, const char* field,
@@ -1047,40 +1051,6 @@ int CliCommandsImpl::manager_key_rotate() {
       "/v1/cluster/manager-key/rotate", "manager_key_id", [](const std::string& id) {
         return "manager key rotated: its id is " + id + "; every manager takes it from the state";
       });
-}
-
-int CliCommandsImpl::autolock(const cli::ApiRequest& req, bool off_is_error) {
-  auto answer = request(req);
-  if (!answer) {
-    return 1;
-  }
-  if (json_) {
-    print_out(answer->reply.body);
-    return 0;
-  }
-  const json::object* o = answer->value.if_object();
-  const json::value* enabled = o == nullptr ? nullptr : o->if_contains("enabled");
-  const json::value* key = o == nullptr ? nullptr : o->if_contains("unlock_key");
-  if (enabled == nullptr || !enabled->is_bool()) {
-    print_error("unexpected answer from the admin API: no enabled");
-    return 1;
-  }
-  if (!enabled->get_bool()) {
-    if (off_is_error) {
-      print_error("autolock is off: there is no unlock key (`cluster autolock enable`)");
-      return 1;
-    }
-    print_out("autolock is off: managers keep their keys in clear");
-    return 0;
-  }
-  if (key == nullptr || !key->is_string()) {
-    print_error("unexpected answer from the admin API: no unlock_key");
-    return 1;
-  }
-  print_out("autolock is on. The unlock key:\n\n    " + std::string(key->get_string()) +
-            "\n\nKeep it safe: a manager started from now on needs it (routemesh node "
-            "--unlock-key-file FILE, or ROUTEMESH_UNLOCK_KEY).");
-  return 0;
 }
 
 int CliCommandsImpl::post_and_print(const std::string& path, const char* field,

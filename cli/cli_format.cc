@@ -979,6 +979,28 @@ Result<std::string> render_nodes(const json::value& answer, const json::value* c
   return render_table({"ID", "NAME", "ROLE", "STATUS", "VOTER", "LEADER", "API", "PEER"}, rows);
 }
 
+Result<std::string> render_autolock(const json::value& answer, bool off_is_error) {
+  const json::object* o = answer.if_object();
+  const json::value* enabled = o == nullptr ? nullptr : o->if_contains("enabled");
+  if (enabled == nullptr || !enabled->is_bool()) {
+    return Result<std::string>::failure(unexpected("no enabled"));
+  }
+  if (!enabled->get_bool()) {
+    if (off_is_error) {
+      return Result<std::string>::failure(
+          "autolock is off: there is no unlock key (`cluster autolock enable`)");
+    }
+    return std::string("autolock is off: managers keep their keys in clear");
+  }
+  const json::value* key = o->if_contains("unlock_key");
+  if (key == nullptr || !key->is_string()) {
+    return Result<std::string>::failure(unexpected("no unlock_key"));
+  }
+  return "autolock is on. The unlock key:\n\n    " + std::string(key->get_string()) +
+         "\n\nKeep it safe: a manager started from now on needs it (routemesh node "
+         "--unlock-key-file FILE, or ROUTEMESH_UNLOCK_KEY).";
+}
+
 Result<std::string> render_cluster(const json::value& answer) {
   const json::object* c = answer.if_object();
   if (c == nullptr) {

@@ -204,6 +204,9 @@ Result<std::string> render_nodes(const boost::json::value& answer,
                                  const boost::json::value* cluster);
 // GET /v1/cluster: cluster id, leader, term, commit, applied, revision, then a members table.
 Result<std::string> render_cluster(const boost::json::value& answer);
+// GET/POST /v1/cluster/autolock: the unlock key with how to use it, or that autolock is off
+// (an error when `off_is_error`: `cluster unlock-key` has nothing to show).
+Result<std::string> render_autolock(const boost::json::value& answer, bool off_is_error);
 
 // The one-line result of a write, e.g. the created service's name or the added task's id, taken
 // from the answer ({"service":{...}}, {"task":{...}}, ...); `fallback` when absent.

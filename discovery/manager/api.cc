@@ -1653,8 +1653,11 @@ class ApiImpl final : public Api {
   // ---- autolock -------------------------------------------------------------------------------
 
   // The unlock key of the state, opened with this leader's manager key ("" = autolock is off),
-  // or why it cannot be opened here.
+  // or why it cannot be opened here (409 for a CA key in files, with no manager key).
   std::variant<std::string, Response> current_unlock_key() {
+    if (auto refused = cannot_reseal("its key is in files, with no manager key to lock")) {
+      return std::move(*refused);
+    }
     const ClusterCa& ca = state().ca;
     if (ca.unlock_key_wrapped.empty()) {
       return std::string{};
@@ -1708,14 +1711,21 @@ class ApiImpl final : public Api {
   // autolock on (a new unlock key; the answer shows it; on already: the current one) or off.
   // Admin only (access.h); served by the leader, which holds the manager key that opens it.
   asio::awaitable<Response> autolock(Request req) {
-    if (req.method != "GET" && req.method != "POST") {
-      co_return not_allowed(req, "GET, POST");
+    co_return co_await change_autolock(std::move(req), false);
+  }
+
+  // POST /v1/cluster/autolock/rotate: a new unlock key (409 when autolock is off). Managers
+  // encrypt their keys with it as they see it; the previous one no longer opens them.
+  asio::awaitable<Response> rotate_unlock_key(Request req) {
+    co_return co_await change_autolock(std::move(req), true);
+  }
+
+  asio::awaitable<Response> change_autolock(Request req, bool rotate) {
+    if (rotate ? req.method != "POST" : req.method != "GET" && req.method != "POST") {
+      co_return not_allowed(req, rotate ? "POST" : "GET, POST");
     }
     if (!store_.is_leader()) {
       co_return co_await forward(std::move(req));
-    }
-    if (auto refused = cannot_reseal("its key is in files, with no manager key to lock")) {
-      co_return std::move(*refused);
     }
     auto current = current_unlock_key();
     if (auto* refused = std::get_if<Response>(&current)) {
@@ -1725,19 +1735,29 @@ class ApiImpl final : public Api {
     if (req.method == "GET") {
       co_return autolock_response(key, state().revision);
     }
-    auto body = parse_object(req.body);
-    if (!body) {
-      co_return error_response(from_state_error(body.error()));
+    bool on = true;
+    if (rotate && key.empty()) {
+      co_return error_response(ApiError{409, "conflict",
+                                        "autolock is off: `routemesh cluster autolock enable` "
+                                        "turns it on with a new unlock key",
+                                        ""});
     }
-    const json::value* enabled = body->if_contains("enabled");
-    if (enabled == nullptr || !enabled->is_bool()) {
-      co_return error_response(ApiError{400, "invalid", "required: true or false", "enabled"});
-    }
-    if (enabled->get_bool() == !key.empty()) {
-      co_return autolock_response(key, state().revision);  // already so
+    if (!rotate) {
+      auto body = parse_object(req.body);
+      if (!body) {
+        co_return error_response(from_state_error(body.error()));
+      }
+      const json::value* enabled = body->if_contains("enabled");
+      if (enabled == nullptr || !enabled->is_bool()) {
+        co_return error_response(ApiError{400, "invalid", "required: true or false", "enabled"});
+      }
+      on = enabled->get_bool();
+      if (on == !key.empty()) {
+        co_return autolock_response(key, state().revision);  // already so
+      }
     }
     std::string next;
-    if (enabled->get_bool()) {
+    if (on) {
       auto fresh = tls::new_manager_key();
       if (!fresh) {
         co_return unavailable("no randomness for an unlock key: " + fresh.error().message());
@@ -1745,35 +1765,6 @@ class ApiImpl final : public Api {
       next = std::move(*fresh);
     }
     co_return co_await commit_unlock_key(std::move(next), caller_of(req));
-  }
-
-  // POST /v1/cluster/autolock/rotate: a new unlock key (409 when autolock is off). Managers
-  // encrypt their keys with it as they see it; the previous one no longer opens them.
-  asio::awaitable<Response> rotate_unlock_key(Request req) {
-    if (req.method != "POST") {
-      co_return not_allowed(req, "POST");
-    }
-    if (!store_.is_leader()) {
-      co_return co_await forward(std::move(req));
-    }
-    if (auto refused = cannot_reseal("its key is in files, with no manager key to lock")) {
-      co_return std::move(*refused);
-    }
-    auto current = current_unlock_key();
-    if (auto* refused = std::get_if<Response>(&current)) {
-      co_return std::move(*refused);
-    }
-    if (std::get<std::string>(current).empty()) {
-      co_return error_response(ApiError{409, "conflict",
-                                        "autolock is off: `routemesh cluster autolock enable` "
-                                        "turns it on with a new unlock key",
-                                        ""});
-    }
-    auto fresh = tls::new_manager_key();
-    if (!fresh) {
-      co_return unavailable("no randomness for an unlock key: " + fresh.error().message());
-    }
-    co_return co_await commit_unlock_key(std::move(*fresh), caller_of(req));
   }
 
   // ---- the CA this manager signs with ---------------------------------------------------------

@@ -460,6 +460,23 @@ TEST_CASE("node ls takes VOTER and LEADER from the cluster status when nodes lac
   CHECK(cells(bare[1])[5] == "-");
 }
 
+TEST_CASE("autolock answers: the key with how to use it, or that autolock is off") {
+  const std::string key(64, 'e');
+  auto on = render_autolock(parse(R"({"enabled":true,"unlock_key":")" + key + R"(","revision":9})"),
+                            true);
+  REQUIRE(on.ok());
+  CHECK(on.value().find("\n    " + key + "\n") != std::string::npos);
+  CHECK(on.value().find("--unlock-key-file") != std::string::npos);
+  auto off = render_autolock(parse(R"({"enabled":false,"revision":9})"), false);
+  REQUIRE(off.ok());
+  CHECK(off.value().starts_with("autolock is off"));
+  auto none = render_autolock(parse(R"({"enabled":false,"revision":9})"), true);
+  REQUIRE_FALSE(none.ok());
+  CHECK(none.error().find("no unlock key") != std::string::npos);
+  CHECK_FALSE(render_autolock(parse(R"({"enabled":true})"), true).ok());
+  CHECK_FALSE(render_autolock(parse(R"([])"), false).ok());
+}
+
 TEST_CASE("cluster status prints the leader, indexes and a members table") {
   const json::value answer = parse(R"({"id":"c0ffee","leader":{"id":"00000000000000a1","name":"n1"},
       "term":4,"commit":120,"applied":119,"revision":57,
