@@ -24,7 +24,7 @@ partner, an unreadable file, another subject, a leaf, a key of another root, the
 An external CA (`--external-ca`, an RSA root, 127.0.0.158-160): the key stays in the first
 manager's data_dir/tls/ca-key.pem and nowhere else, a manager that joins gets no key, a worker
 that joins through it is signed by the leader, and `cluster ca rotate` and `cluster
-manager-key rotate` are refused (409).
+manager-key rotate` and `cluster autolock enable` are refused (409).
 
 Autolock (3 managers on 127.0.0.171-173): `cluster autolock enable` prints an unlock key
 (`cluster unlock-key` shows it again; neither a viewer nor the watch stream sees it), and every
@@ -553,6 +553,9 @@ class ExternalCaTest(unittest.TestCase):
         rc, out, err = c.cli(n2, "cluster", "manager-key", "rotate")
         self.assertNotEqual(rc, 0, out)
         self.assertIn("no manager key to rotate", err + out)
+        rc, out, err = c.cli(n2, "cluster", "autolock", "enable")
+        self.assertNotEqual(rc, 0, out)
+        self.assertIn("no manager key to lock", err + out)
         rc, out, err = c.cli(n2, "cluster", "ca", "status")
         self.assertEqual(parse_ca_status(out)["rotating"], "no")
 
