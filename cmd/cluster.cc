@@ -684,8 +684,14 @@ int run_cluster_node(const NodeOptions& options, const config::NodeConfig& cfg) 
   }
   if (identity) {
     if (auto locked = check_unlock(cl.data_dir, std::get<0>(unlock_key))) {
-      spdlog::error("cluster: {}", *locked);
-      return 2;
+      // On a terminal the operator types the key; otherwise (a service manager) it must come
+      // with the start.
+      auto typed = prompt_unlock_key(cl.data_dir, *locked);
+      if (!typed) {
+        spdlog::error("cluster: {}", *locked);
+        return 2;
+      }
+      std::get<0>(unlock_key) = std::move(*typed);
     }
   }
 

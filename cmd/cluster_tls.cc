@@ -8,12 +8,15 @@
 
 #include <openssl/ssl.h>
 #include <spdlog/spdlog.h>
+#include <termios.h>
+#include <unistd.h>
 
 #include <boost/json.hpp>
 
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <iostream>
 #include <set>
 
 namespace routemesh::cmd {
@@ -144,6 +147,46 @@ std::optional<std::string> check_unlock(const std::string& data_dir,
   return "the unlock key given does not open this manager's keys in " + tls::tls_dir(data_dir) +
          " (a key from before `cluster unlock-key --rotate`? `routemesh cluster unlock-key` on "
          "another manager shows the current one)";
+}
+
+std::optional<std::string> prompt_unlock_key(const std::string& data_dir, const std::string& why) {
+  if (::isatty(STDIN_FILENO) == 0) {
+    return std::nullopt;
+  }
+  std::fprintf(stderr, "routemesh: %s\n", why.c_str());
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    std::fprintf(stderr, "unlock key: ");
+    std::fflush(stderr);
+    termios before{};
+    const bool quiet = ::tcgetattr(STDIN_FILENO, &before) == 0;
+    if (quiet) {
+      termios no_echo = before;
+      no_echo.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+      ::tcsetattr(STDIN_FILENO, TCSANOW, &no_echo);
+    }
+    std::string line;
+    const bool got = static_cast<bool>(std::getline(std::cin, line));
+    if (quiet) {
+      ::tcsetattr(STDIN_FILENO, TCSANOW, &before);
+    }
+    std::fprintf(stderr, "\n");
+    if (!got) {
+      return std::nullopt;
+    }
+    const auto first = line.find_first_not_of(" \t\r");
+    const auto last = line.find_last_not_of(" \t\r");
+    line = first == std::string::npos ? std::string{} : line.substr(first, last - first + 1);
+    if (!tls::is_manager_key(line)) {
+      std::fprintf(stderr, "routemesh: not an unlock key (64 hexadecimal digits)\n");
+      continue;
+    }
+    if (auto refused = check_unlock(data_dir, line)) {
+      std::fprintf(stderr, "routemesh: %s\n", refused->c_str());
+      continue;
+    }
+    return line;
+  }
+  return std::nullopt;
 }
 
 std::optional<NodeTls> load_node_tls(const std::string& data_dir, const std::string& cluster_id,

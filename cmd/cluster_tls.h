@@ -124,6 +124,11 @@ std::variant<std::string, std::string> unlock_key_of(const std::string& file);
 // saying how to start this node when they are locked and it is "" or another key.
 std::optional<std::string> check_unlock(const std::string& data_dir, const std::string& unlock_key);
 
+// When standard input is a terminal: prints `why` (check_unlock's message) and asks for the
+// unlock key, echo off, until one opens data_dir/tls (three tries, each refusal printed). The
+// key, or nullopt (not a terminal, end of input, three refusals).
+std::optional<std::string> prompt_unlock_key(const std::string& data_dir, const std::string& why);
+
 // When to renew `t`'s certificate: once two thirds of its lifetime (from its issue, notBefore
 // plus tls::kBackdate, to notAfter) have passed (unix time).
 std::int64_t renewal_time(const NodeTls& t);

@@ -360,18 +360,21 @@ class ClusterNode:
             raise AssertionError(f"cluster init for {self.name} exited {r.returncode}:\n{r.stdout}\n{r.stderr}")
         return r.stdout + r.stderr
 
-    def start(self, join=None, wait=True, timeout=30.0, token=None, extra_args=(), env=None):
+    def start(self, join=None, wait=True, timeout=30.0, token=None, extra_args=(), env=None,
+              stdin=subprocess.DEVNULL):
         """Starts the node; `join` is a manager's admin address for a first start, joined with
         `token` (default: the cluster's token for this node's role; a `join` that already holds
         an '@' is passed as it is). `extra_args` go after the others; `env` (a dict) is added
-        to this process's environment."""
+        to this process's environment; `stdin` is the process's standard input (a file
+        descriptor, e.g. a pty's, or subprocess.DEVNULL)."""
         args = self._prefix() + [bin_path(), "node", "--config", self.config_path]
         if join:
             if "@" not in join:
                 join = f"{token or self.cluster.token_for(self.role)}@{join}"
             args += ["--join", join]
         args += list(extra_args)
-        self.proc = harness.Proc(args, env=None if env is None else {**os.environ, **env})
+        self.proc = harness.Proc(args, env=None if env is None else {**os.environ, **env},
+                                 stdin=stdin)
         self.runs.append(self.proc)
         if wait:
             self.wait_ready(timeout)

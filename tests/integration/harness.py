@@ -35,10 +35,10 @@ def wait_until(pred, timeout=10.0, interval=0.02, what="condition"):
 class Proc:
     """A child process whose stdout/stderr are drained into lists by background threads."""
 
-    def __init__(self, args, env=None):
+    def __init__(self, args, env=None, stdin=subprocess.DEVNULL):
         self.args = args
         self.p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  stdin=subprocess.DEVNULL, env=env)
+                                  stdin=stdin, env=env)
         self.out, self.err = [], []
         self._lock = threading.Lock()
         self._threads = [threading.Thread(target=self._drain, args=(self.p.stdout, self.out), daemon=True),

@@ -35,7 +35,8 @@ unlock-key --rotate` re-encrypts the keys with a new key (the old one no longer 
 manager), `cluster manager-key rotate` keeps them locked, and `cluster autolock disable` writes
 them in clear again. `cluster init --autolock` (127.0.0.175-176) locks the first manager's keys
 from the start and prints the key; that manager starts only with it, and a manager that joins
-locks its keys with the same key.
+locks its keys with the same key. On a terminal a locked manager asks for the key (a wrong one
+is refused and asked again).
 
 Bad input to `cluster init` (a leaf, another root's key, an RSA-1024 root, a missing file, a
 flag without its partner) exits 2, names the flag, and writes nothing.
@@ -43,6 +44,7 @@ flag without its partner) exits 2, names the flag, and writes nothing.
 import http.client
 import json
 import os
+import pty
 import re
 import shutil
 import subprocess
@@ -383,6 +385,7 @@ class AutolockTest(cluster.SharedClusterTest):
 class InitAutolockTest(unittest.TestCase):
     def test_cluster_init_autolock_locks_the_first_manager_and_every_manager_after_it(self):
         c = cluster.Cluster(INIT_AUTOLOCK_IP, ["manager", "manager"], init_args=["--autolock"])
+        master = None
         try:
             first, second = c.nodes
             out = first.init()
@@ -395,7 +398,18 @@ class InitAutolockTest(unittest.TestCase):
             first.proc.p.wait(20)
             self.assertEqual(first.proc.p.returncode, 2, first.log_tail())
             self.assertIn("this manager is locked", "\n".join(first.proc.lines()))
-            first.start(env={"ROUTEMESH_UNLOCK_KEY": key})
+            # On a terminal it asks for the key: a wrong one, then the right one.
+            master, slave = pty.openpty()
+            try:
+                first.start(wait=False, stdin=slave)
+                os.write(master, ("ab" * 32 + "\n" + key + "\n").encode())
+                first.wait_ready(timeout=20)
+            finally:
+                os.close(slave)  # the node holds its own copy; `master` closes at the end
+            lines = "\n".join(first.proc.lines())
+            self.assertIn("unlock key:", lines)
+            self.assertIn("does not open", lines)
+            self.assertNotIn(key, lines)
             second.start(join=first.admin)
             c.wait_voters(timeout=20)
             harness.wait_until(lambda: locked_with(second, key), timeout=15,
@@ -406,6 +420,8 @@ class InitAutolockTest(unittest.TestCase):
             self.assertEqual(rc, 0, f"cert issue: {err}")
         finally:
             c.stop()
+            if master is not None:
+                os.close(master)
 
     def test_autolock_needs_a_manager_key(self):
         d = tempfile.mkdtemp(prefix="rm-init-autolock-")
