@@ -36,6 +36,13 @@ std::string san_ip(const std::string& address) {
   return hp->host;
 }
 
+// `text` without white space at either end (an unlock key as a file or a terminal gives it).
+std::string trimmed(const std::string& text) {
+  const auto first = text.find_first_not_of(" \t\r\n");
+  const auto last = text.find_last_not_of(" \t\r\n");
+  return first == std::string::npos ? std::string{} : text.substr(first, last - first + 1);
+}
+
 }  // namespace
 
 std::optional<InitPki> init_cluster_pki(const config::NodeConfig& cfg,
@@ -121,9 +128,7 @@ std::variant<std::string, std::string> unlock_key_of(const std::string& file) {
     text = env;
     source = "ROUTEMESH_UNLOCK_KEY";
   }
-  const auto first = text.find_first_not_of(" \t\r\n");
-  const auto last = text.find_last_not_of(" \t\r\n");
-  text = first == std::string::npos ? std::string{} : text.substr(first, last - first + 1);
+  text = trimmed(text);
   if (!text.empty() && !tls::is_manager_key(text)) {
     return std::variant<std::string, std::string>(
         std::in_place_index<1>, source +
@@ -173,9 +178,7 @@ std::optional<std::string> prompt_unlock_key(const std::string& data_dir, const 
     if (!got) {
       return std::nullopt;
     }
-    const auto first = line.find_first_not_of(" \t\r");
-    const auto last = line.find_last_not_of(" \t\r");
-    line = first == std::string::npos ? std::string{} : line.substr(first, last - first + 1);
+    line = trimmed(line);
     if (!tls::is_manager_key(line)) {
       std::fprintf(stderr, "routemesh: not an unlock key (64 hexadecimal digits)\n");
       continue;
