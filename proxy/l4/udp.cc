@@ -221,14 +221,17 @@ std::shared_ptr<UdpFlow> UdpPort::start_flow(const udp::endpoint& client, bool& 
   if (!cluster_index) {
     return nullptr;
   }
-  if (!vip_.empty()) {
-    // A VIP takes datagrams from its own network unless a policy says otherwise.
+  {
+    // A VIP takes datagrams from its own network unless a policy says otherwise; a published
+    // port is open unless a policy names it (as for TCP, l4_session.cc). Judged per flow.
     const mesh::RouteTable& table = *w_.table();
-    const mesh::VipRoute* vr = mesh::find_vip_route(table, vip_, port_, true);
     mesh::policy::Destination dst{
-        table.clusters[*cluster_index].service, port_, mesh::policy::Entry::vip, {}};
-    if (vr != nullptr) {
-      dst.network = vr->network;  // a view of the table's string (the table outlives dst)
+        table.clusters[*cluster_index].service, port_, mesh::policy::Entry::published, {}};
+    if (!vip_.empty()) {
+      dst.entry = mesh::policy::Entry::vip;
+      if (const mesh::VipRoute* vr = mesh::find_vip_route(table, vip_, port_, true)) {
+        dst.network = vr->network;  // a view of the table's string (the table outlives dst)
+      }
     }
     if (!w_.policy_allows(table, client.address(), dst, "l4")) {
       denied = true;

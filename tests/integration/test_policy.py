@@ -16,9 +16,13 @@ Checked:
     layer 7: 403 with X-Routemesh-Error: policy, counted with layer="l7";
   - the receiving end of the overlay refuses a stream whose preamble names a source the policy
     denies ('-'), and accepts an allowed one ('+');
-  - bad rules are refused with the field named (API 400, CLI exit 2).
+  - bad rules are refused with the field named (API 400, CLI exit 2);
+  - a published UDP port is judged per flow on the node that takes the datagrams: open to
+    everyone, and closed to a source a rule for the port denies (counted in
+    routemesh_policy_denied_total and routemesh_proxy_udp_dropped_total{reason="policy"}).
 Skipped (loudly) where network namespaces cannot be made."""
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -30,6 +34,8 @@ import harness
 
 OVERLAY_PORT = 4789
 PUBLISHED = 9700
+UDP_PUBLISHED = 9712
+UDP_TARGET = 9711
 HOST = "policy.test"
 
 
@@ -82,6 +88,26 @@ else:
     head = data.split(b"\r\n\r\n", 1)[0].decode(errors="replace").split("\r\n")
     err = [h.split(":", 1)[1].strip() for h in head[1:] if h.lower().startswith("x-routemesh-error:")]
     print(head[0].split(" ")[1], err[0] if err else "-")
+"""
+
+
+# Run inside a namespace: from SRC (a new socket, so a new flow each run) send datagrams to
+# DST:PORT until one comes back (printed) or 3 s pass ("none").
+UDP_CLIENT = r"""
+import socket, sys, time
+src, dst, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((src, 0))
+s.settimeout(0.3)
+deadline = time.monotonic() + 3
+while time.monotonic() < deadline:
+    s.sendto(b"ping from " + src.encode(), (dst, port))
+    try:
+        print(s.recvfrom(65535)[0].decode())
+        sys.exit(0)
+    except socket.timeout:
+        pass
+print("none")
 """
 
 
@@ -261,6 +287,61 @@ class PolicyTest(unittest.TestCase):
         self.assertEqual(code, 1, out + err)
         self.assertIn("policy.from", err)
         self.rm_policy(pid)
+
+    def udp(self, k, src, dst, port):
+        node = self.c.nodes[k - 1]
+        r = subprocess.run(self.netns.prefix_args(node.ip) +
+                           [sys.executable, "-c", UDP_CLIENT, src, dst, str(port)],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return r.stdout.strip()
+
+    def test_7_a_published_udp_port_is_judged_where_the_datagrams_arrive(self):
+        n2 = self.c.nodes[1]
+        here = os.path.dirname(os.path.abspath(__file__))
+        echo = harness.Proc(self.netns.prefix_args(n2.ip) + [
+            sys.executable, os.path.join(here, "ns_echo.py"), task_ip(2), str(UDP_TARGET)])
+        lead = self.c.leader()
+        task = None
+        try:
+            echo.wait_line("listening on", which="out", timeout=10)
+            s, b = lead.api("POST", "/v1/services", {"name": "udpweb", "ports": [
+                {"published": UDP_PUBLISHED, "target": UDP_TARGET, "protocol": "udp"}]})
+            self.assertEqual(s, 201, b)
+            s, b = lead.api("POST", "/v1/tasks", {"service": "udpweb", "node": "n2",
+                                                  "address": f"{task_ip(2)}:{UDP_TARGET}"})
+            self.assertEqual(s, 201, b)
+            task = b.get("task", b)["id"]
+            want = f"ping from {outsider(2)}"
+            # n2 takes the datagrams and its task is local: no overlay receiver judges them.
+            harness.wait_until(lambda: self.udp(2, outsider(2), n2.ip, UDP_PUBLISHED) == want,
+                               timeout=15, interval=0.2, what="the published UDP port open")
+            dropped = harness.metric_sum(n2.metrics(), "routemesh_proxy_udp_dropped_total",
+                                         reason="policy") or 0.0
+            denied = harness.metric_sum(n2.metrics(), "routemesh_policy_denied_total",
+                                        service="udpweb", layer="l4") or 0.0
+            pid = self.add_policy("--from", f"cidr:{outsider(2)}/32", "--to", "service:udpweb",
+                                  "--port", str(UDP_PUBLISHED), "--deny")
+            try:
+                harness.wait_until(
+                    lambda: self.udp(2, outsider(2), n2.ip, UDP_PUBLISHED) == "none",
+                    timeout=15, interval=0.2, what="the published UDP port closed to the outsider")
+                self.assertEqual(self.udp(2, client_a(2), n2.ip, UDP_PUBLISHED),
+                                 f"ping from {client_a(2)}")
+                m = n2.metrics()
+                self.assertGreater(harness.metric_sum(m, "routemesh_proxy_udp_dropped_total",
+                                                      reason="policy") or 0.0, dropped)
+                self.assertGreater(harness.metric_sum(m, "routemesh_policy_denied_total",
+                                                      service="udpweb", layer="l4") or 0.0, denied)
+            finally:
+                self.rm_policy(pid)
+            harness.wait_until(lambda: self.udp(2, outsider(2), n2.ip, UDP_PUBLISHED) == want,
+                               timeout=15, interval=0.2, what="the published UDP port open again")
+        finally:
+            if task is not None:
+                lead.api("DELETE", f"/v1/tasks/{task}")
+            lead.api("DELETE", "/v1/services/udpweb")
+            echo.stop()
 
 
 if __name__ == "__main__":
