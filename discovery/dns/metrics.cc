@@ -13,6 +13,9 @@ Metrics::Metrics(prometheus::Registry& registry)
           registry, "routemesh_dns_forward_duration_seconds",
           "Time to answer a forwarded query that missed the cache (all upstream attempts)",
           {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10})),
+      coalesced(base::counter(registry, "routemesh_dns_coalesced_total",
+                              "Forwarded queries that waited for the same question already "
+                              "asked upstream instead of asking it again")),
       cache_entries(base::gauge(registry, "routemesh_dns_cache_entries",
                                 "Forwarded replies held in the cache")),
       addresses(base::gauge(registry, "routemesh_dns_addresses",

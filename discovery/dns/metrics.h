@@ -16,6 +16,7 @@ struct Metrics {
   prometheus::Family<prometheus::Counter>& queries;   // {type, result}
   prometheus::Family<prometheus::Counter>& upstream;  // {upstream, result}
   prometheus::Histogram& forward_seconds;
+  prometheus::Counter& coalesced;
   prometheus::Gauge& cache_entries;
   prometheus::Gauge& addresses;
   prometheus::Counter& listen_errors;

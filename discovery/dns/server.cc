@@ -35,7 +35,10 @@
 #include <chrono>
 #include <cstring>
 #include <map>
+#include <memory>
+#include <optional>
 #include <random>
+#include <unordered_map>
 
 namespace routemesh::discovery::dns {
 
@@ -524,6 +527,27 @@ class Core : public std::enable_shared_from_this<Core> {
     return up.port == settings_.port && listeners_.count(up.ip) != 0;
   }
 
+  // A question being asked upstream (by its cache key): askers of the same question meanwhile
+  // wait for its reply instead of asking again (a burst of misses for one name is one query).
+  struct Pending {
+    explicit Pending(const asio::any_io_executor& ex) : done(ex) {
+      done.expires_at(asio::steady_timer::time_point::max());
+    }
+    asio::steady_timer done;     // cancelled once `reply` is final
+    std::optional<Bytes> reply;  // the upstream's reply; nullopt: every upstream failed
+  };
+
+  // Ends a Pending however resolve() ends (a reply, SERVFAIL, or the coroutine destroyed).
+  struct PendingGuard {
+    Core& core;
+    const std::string& key;
+    std::shared_ptr<Pending> pending;
+    ~PendingGuard() {
+      core.pending_.erase(key);
+      pending->done.cancel();
+    }
+  };
+
   // The reply to a forwarded query and how it ended. The Core outlives the call (`self`).
   static asio::awaitable<std::pair<Bytes, Outcome>> resolve(std::shared_ptr<Core> self, Query q,
                                                             Transport transport) {
@@ -535,6 +559,20 @@ class Core : public std::enable_shared_from_this<Core> {
         co_return std::make_pair(std::move(*reply), Outcome::cached);
       }
     }
+    if (auto it = c.pending_.find(key); it != c.pending_.end()) {
+      std::shared_ptr<Pending> pending = it->second;
+      c.metrics_.coalesced.Increment();
+      co_await pending->done.async_wait(kTuple);  // cancelled: the reply is final
+      if (pending->reply) {
+        if (auto out = reply_from_upstream(*pending->reply, q, 0, limit)) {
+          co_return std::make_pair(std::move(*out), Outcome::forwarded);
+        }
+      }
+      co_return std::make_pair(encode_error(q, Rcode::servfail), Outcome::servfail);
+    }
+    auto pending = std::make_shared<Pending>(c.executor_);
+    c.pending_.emplace(key, pending);
+    PendingGuard guard{c, key, pending};
     const auto started = std::chrono::steady_clock::now();
     for (std::size_t index : c.upstreams_.order(now_ms())) {
       const Upstream up = c.upstreams_.upstreams()[index];
@@ -591,6 +629,7 @@ class Core : public std::enable_shared_from_this<Core> {
       }
       c.upstreams_.answered(index);
       c.upstream_counter(up, "ok").Increment();
+      pending->reply = *reply;
       c.metrics_.forward_seconds.Observe(
           std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
       if (info.cache_ttl) {
@@ -810,6 +849,7 @@ class Core : public std::enable_shared_from_this<Core> {
   std::array<std::array<prometheus::Counter*, kOutcomes>, kTypeSlots> counters_{};
   FastQuery fast_;         // reused: parse_fast keeps its key's capacity
   std::string cache_key_;  // reused
+  std::unordered_map<std::string, std::shared_ptr<Pending>> pending_;  // asked upstream, by key
   std::size_t inflight_ = 0;
   std::size_t tcp_clients_ = 0;
   bool stopped_ = false;

@@ -13,12 +13,15 @@ the namespaces' bridge) stand in for the outside world. Checked:
     over TCP, and fits without truncation when the client's EDNS buffer is big enough,
   - forwarding: other names go to the first upstream; positive and negative answers are cached
     for their TTL; a truncated upstream reply is asked again over TCP; an upstream that stops
-    answering is failed over to the next one; SERVFAIL only when every upstream fails,
+    answering is failed over to the next one; SERVFAIL only when every upstream fails; twenty
+    clients asking one name at once while the upstream is slow make one upstream query, and
+    each gets the answer under its own id,
   - a removed task is gone from the answers; a malformed packet gets FORMERR and the server
     goes on; metrics count queries by type and result,
   - the DNS addresses are on each node's loopback while it runs and gone after it stops,
   - isolation: a network's DNS address refuses (REFUSED) a source outside the network.
 Skipped (loudly) where network namespaces or dig are unavailable."""
+import json
 import re
 import shutil
 import socket
@@ -59,13 +62,18 @@ class FakeUpstream:
     is truncated over UDP (TC, no records) and whole over TCP; `who.example.test` answers this
     upstream's own address 192.0.2.<tag> with TTL 0 (never cached); a known name asked for
     another type is NODATA and an unknown one NXDOMAIN, both with an SOA (MINIMUM 60).
-    `silent` drops every query. `seen` lists (name, type, transport) of every query."""
+    `slow.example.test` (TTL 0) is answered over UDP after SLOW_S seconds, without holding up
+    other names. `silent` drops every query. `seen` lists (name, type, transport) of every
+    query."""
+
+    SLOW_S = 0.2  # under TIMEOUT_MS
 
     RECORDS = {
         "www.example.test": (300, ["192.0.2.10"]),
         "ttl1.example.test": (1, ["192.0.2.11"]),
         "big.example.test": (300, ["192.0.2.21", "192.0.2.22", "192.0.2.23"]),
         "fast.example.test": (300, ["192.0.2.30"]),
+        "slow.example.test": (0, ["192.0.2.40"]),
     }
 
     def __init__(self, ip, tag):
@@ -158,8 +166,18 @@ class FakeUpstream:
             except OSError:
                 return
             reply = self._answer(data, "udp")
-            if reply is not None:
+            if reply is None:
+                continue
+            if b"\x04slow\x07example\x04test\x00" in data[12:].lower():
+                threading.Timer(self.SLOW_S, self._send_late, (reply, peer)).start()
+            else:
                 self.udp.sendto(reply, peer)
+
+    def _send_late(self, reply, peer):
+        try:
+            self.udp.sendto(reply, peer)
+        except OSError:
+            pass
 
     def _serve_tcp(self):
         while not self.stopping:
@@ -232,6 +250,33 @@ class Dig:
 
     def __repr__(self):
         return self.text
+
+
+# Run inside a namespace: COUNT clients, each on its own socket with its own id, ask SERVER:PORT
+# for NAME (A) at once; prints one JSON line per client: {"id_ok", "rcode", "has": the answer
+# holds IP}.
+BURST = r"""
+import json, random, select, socket, struct, sys, time
+server, port, name, ip, count = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
+qname = b"".join(bytes([len(l)]) + l.encode() for l in name.split(".")) + b"\0"
+socks = []
+for _ in range(count):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    qid = random.randrange(65536)
+    s.sendto(struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0) + qname + struct.pack("!HH", 1, 1),
+             (server, port))
+    socks.append((s, qid))
+results, deadline = {}, time.monotonic() + 5
+while len(results) < count and time.monotonic() < deadline:
+    ready, _, _ = select.select([s for s, _ in socks if s.fileno() not in results], [], [], 0.2)
+    for s in ready:
+        data = s.recv(4096)
+        qid = dict((x.fileno(), q) for x, q in socks)[s.fileno()]
+        results[s.fileno()] = {"id_ok": struct.unpack("!H", data[:2])[0] == qid,
+                               "rcode": data[3] & 0xF, "has": socket.inet_aton(ip) in data[12:]}
+for r in results.values():
+    print(json.dumps(r))
+"""
 
 
 class DnsTest(unittest.TestCase):
@@ -476,6 +521,23 @@ class DnsTest(unittest.TestCase):
         d = self.dig(n1, self.dns["neta"], "ttl1.example.test")
         self.assertEqual(d.data(), ["192.0.2.11"], d)
         self.assertEqual(sum(u.count("ttl1.example.test") for u in self.upstreams), 2)
+
+    def test_concurrent_misses_for_one_name_are_one_upstream_query(self):
+        n1 = self.c.nodes[0]
+        before = sum(u.count("slow.example.test") for u in self.upstreams)
+        coalesced = cluster.metric(self.metrics(n1), "routemesh_dns_coalesced_total")
+        r = subprocess.run(self.netns.prefix_args(n1.ip) + [
+            sys.executable, "-c", BURST, self.dns["neta"], str(DNS_PORT), "slow.example.test",
+            "192.0.2.40", "20"], capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        results = [json.loads(line) for line in r.stdout.splitlines()]
+        self.assertEqual(len(results), 20, r.stdout)
+        for res in results:
+            self.assertEqual(res, {"id_ok": True, "rcode": 0, "has": True})
+        self.assertEqual(sum(u.count("slow.example.test") for u in self.upstreams) - before, 1,
+                         "concurrent misses for one name were each asked upstream")
+        self.assertGreaterEqual(
+            cluster.metric(self.metrics(n1), "routemesh_dns_coalesced_total") - coalesced, 19)
 
     def test_a_truncated_upstream_reply_is_asked_again_over_tcp(self):
         n2 = self.c.nodes[1]
