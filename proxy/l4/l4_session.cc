@@ -26,7 +26,8 @@ std::optional<std::uint32_t> cluster_for(Worker& w, std::uint16_t port, const st
 }  // namespace
 
 asio::awaitable<void> run_l4_session(Worker& w, tcp::socket socket, std::uint16_t port,
-                                     std::string vip, std::string sni) {
+                                     std::string vip, std::string sni,
+                                     std::optional<mesh::overlay::ProxiedAddresses> proxied) {
   LiveConn conn;
   LiveGuard guard(w, conn);
   conn.down = &socket;
@@ -46,7 +47,7 @@ asio::awaitable<void> run_l4_session(Worker& w, tcp::socket socket, std::uint16_
   socket.set_option(tcp::no_delay(true), ignored);
 
   // A load balancer in front names the client in a PROXY header; bytes after it go to the task.
-  std::optional<mesh::overlay::ProxiedAddresses> proxied;
+  // (The HTTPS port reads it itself, before the ClientHello: `proxied` then.)
   std::string leftover;
   if (const auto peer = socket.remote_endpoint(ignored);
       !ignored && sni.empty() && w.proxy_protocol_peer(peer.address())) {

@@ -2,16 +2,26 @@
 protocol header (v1 or v2) whose source becomes the client, for HTTP (X-Forwarded-For, the
 access log) and at layer 4 (the PROXY header written to a mesh.proxy_protocol task). From those
 peers a connection without a valid header is closed and counted; from any other peer a PROXY
-line is just bytes (HTTP answers 400). The "load balancer" is the test itself, connecting from
-127.0.0.1; the untrusted client connects from 127.0.0.2."""
+line is just bytes (HTTP answers 400). The HTTPS port takes the header before the ClientHello:
+a terminated request carries the header's client in X-Forwarded-For, a passthrough (mesh.sni)
+service labelled mesh.proxy_protocol gets it in its own header followed by the untouched
+ClientHello, and a trusted peer that starts with a ClientHello is closed and counted. The
+"load balancer" is the test itself, connecting from 127.0.0.1; the untrusted client connects
+from 127.0.0.2."""
+import http.client
+import shutil
 import socket
+import ssl
 import struct
+import tempfile
 
 import harness
+from test_https import TestCa
 
 IP = "127.0.0.30"
 HTTP_PORT = 8080
 L4_PORT = 9050
+HTTPS_PORT = 8443
 CLIENT = "203.0.113.7"
 
 
@@ -37,14 +47,26 @@ class ProxyProtocolTest(harness.ClassFixtures, harness.MeshTest):
         cls.w = cls.class_whoami("pp-web")
         cls.echo = harness.TcpEchoServer()
         cls.class_servers.append(cls.echo)
+        cls.tmp = tempfile.mkdtemp(prefix="rm-pp-")
+        cls.ca = TestCa(cls.tmp)
+        cert, key = cls.ca.issue("pp-web", ["web.pp.test"])
         services = [
             {"name": "web", "labels": {"mesh.http": "web.pp.test"}, "tasks": [cls.w.addr]},
             {"name": "echo", "labels": {"mesh.proxy_protocol": "v1"},
              "published": [f"{L4_PORT}:{cls.echo.port}/tcp"], "tasks": ["127.0.0.1"]},
+            {"name": "sni-echo", "labels": {"mesh.sni": "sni.pp.test", "mesh.proxy_protocol": "v1"},
+             "tasks": [f"127.0.0.1:{cls.echo.port}"]},
         ]
         cfg = harness.node_config(IP, services, http_port=HTTP_PORT,
-                                  node={"proxy_protocol_from": ["127.0.0.1/32"]})
+                                  node={"proxy_protocol_from": ["127.0.0.1/32"],
+                                        "https_port": HTTPS_PORT},
+                                  certificates=[{"host": "web.pp.test", "cert": cert, "key": key}])
         cls.n = cls.class_node(cfg)
+
+    @classmethod
+    def tearDownClass(cls):
+        super().tearDownClass()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
 
     def get(self, s):
         s.sendall(b"GET /x HTTP/1.1\r\nHost: web.pp.test\r\nConnection: close\r\n\r\n")
@@ -109,6 +131,51 @@ class ProxyProtocolTest(harness.ClassFixtures, harness.MeshTest):
         # The echo task got the node's header (naming the load balancer's client) and then the
         # bytes that followed the load balancer's header.
         self.assertEqual(data, want)
+
+    def test_https_terminated_sees_the_client_of_the_header_before_the_client_hello(self):
+        s = connect(HTTPS_PORT)
+        s.sendall(f"PROXY TCP4 {CLIENT} {IP} 5555 {HTTPS_PORT}\r\n".encode())
+        ctx = ssl.create_default_context(cafile=self.ca.cert)
+        with ctx.wrap_socket(s, server_hostname="web.pp.test") as t:
+            t.sendall(b"GET /z HTTP/1.1\r\nHost: web.pp.test\r\nConnection: close\r\n\r\n")
+            r = http.client.HTTPResponse(t)
+            r.begin()
+            body = r.read()
+        self.assertEqual(r.status, 200, body[:200])
+        who = harness.parse_whoami(body)
+        self.assertEqual(who["headers"].get("x-forwarded-for", [""])[-1].split(",")[-1].strip(),
+                         CLIENT)
+        self.assertEqual(who["headers"].get("x-forwarded-proto", [""])[-1], "https")
+
+    def test_https_passthrough_passes_the_client_on_before_the_untouched_client_hello(self):
+        # A real ClientHello naming the passthrough service, made without a peer.
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        hello_maker = ssl.create_default_context().wrap_bio(incoming, outgoing,
+                                                             server_hostname="sni.pp.test")
+        with self.assertRaises(ssl.SSLWantReadError):
+            hello_maker.do_handshake()
+        hello = outgoing.read()
+        s = connect(HTTPS_PORT)
+        try:
+            s.sendall(f"PROXY TCP4 {CLIENT} {IP} 7777 {HTTPS_PORT}\r\n".encode() + hello)
+            want = f"PROXY TCP4 {CLIENT} {IP} 7777 {HTTPS_PORT}\r\n".encode() + hello
+            data = harness.read_at_least(lambda: s.recv(65536), len(want))
+        finally:
+            s.close()
+        self.assertEqual(data, want)
+
+    def test_https_from_a_trusted_peer_without_a_header_is_closed_and_counted(self):
+        before = (self.n.metric("routemesh_proxy_bad_requests_total", reason="proxy_header_missing") or 0)
+        s = connect(HTTPS_PORT)
+        ctx = ssl.create_default_context(cafile=self.ca.cert)
+        with self.assertRaises((ssl.SSLError, OSError)):
+            with ctx.wrap_socket(s, server_hostname="web.pp.test"):
+                pass
+        s.close()
+        harness.wait_until(
+            lambda: (self.n.metric("routemesh_proxy_bad_requests_total",
+                                   reason="proxy_header_missing") or 0) - before == 1,
+            timeout=5, what="the missing PROXY header counted")
 
 
 class Ipv6TrustedProxyTest(harness.MeshTest):
