@@ -172,14 +172,18 @@ class PolicyTest(unittest.TestCase):
     def lo_addresses(cls, node):
         return cluster._ip("-n", cls.netns.ns_of(node.ip), "-o", "addr", "show", "dev", "lo").stdout
 
-    def fetch(self, k, src, dst, port):
-        """From node k's namespace, bound to `src`: "200 -", "403 policy", "closed", ..."""
+    def run_in(self, k, script, *args):
+        """Runs a Python `script` with `args` in node k's namespace: its output."""
         node = self.c.nodes[k - 1]
         r = subprocess.run(self.netns.prefix_args(node.ip) +
-                           [sys.executable, "-c", CLIENT, src, dst, str(port), HOST],
+                           [sys.executable, "-c", script, *map(str, args)],
                            capture_output=True, text=True, timeout=30)
         self.assertEqual(r.returncode, 0, r.stderr)
         return r.stdout.strip()
+
+    def fetch(self, k, src, dst, port):
+        """From node k's namespace, bound to `src`: "200 -", "403 policy", "closed", ..."""
+        return self.run_in(k, CLIENT, src, dst, port, HOST)
 
     def via_vip(self, k, src):
         return self.fetch(k, src, self.vip, self.web.port)
@@ -289,12 +293,8 @@ class PolicyTest(unittest.TestCase):
         self.rm_policy(pid)
 
     def udp(self, k, src, dst, port):
-        node = self.c.nodes[k - 1]
-        r = subprocess.run(self.netns.prefix_args(node.ip) +
-                           [sys.executable, "-c", UDP_CLIENT, src, dst, str(port)],
-                           capture_output=True, text=True, timeout=30)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        return r.stdout.strip()
+        """From node k's namespace, bound to `src`: the echo of a datagram, or "none"."""
+        return self.run_in(k, UDP_CLIENT, src, dst, port)
 
     def test_7_a_published_udp_port_is_judged_where_the_datagrams_arrive(self):
         n2 = self.c.nodes[1]
