@@ -7,6 +7,7 @@
 #include "discovery/manager/access.h"
 #include "discovery/manager/request.h"
 #include "discovery/model/join.h"
+#include "discovery/model/state.h"
 #include "discovery/raft/identity.h"
 #include "discovery/store/commands.h"
 #include "discovery/store/state_json.h"
@@ -527,9 +528,22 @@ class ApiImpl final : public Api {
 
   // ---- networks -------------------------------------------------------------------------------
 
+  // A network as the API shows it: the stored object and its DNS address (derived from the
+  // subnet, dns_address_of; absent when the subnet has none).
+  static json::object network_json(const Network& n) {
+    json::object o = store::to_json(n);
+    if (auto dns = dns_address_of(n.subnet)) {
+      o["dns_address"] = *dns;
+    }
+    return o;
+  }
+
   asio::awaitable<Response> networks(Request req) {
     if (req.method == "GET") {
-      auto render = [this] { return list_response(state().networks, "networks"); };
+      auto render = [this] {
+        return list_response(
+            state().networks, "networks", [](const Network&) { return true; }, network_json);
+      };
       co_return co_await read(std::move(req), std::move(render));
     }
     if (req.method != "POST") {
@@ -547,7 +561,7 @@ class ApiImpl final : public Api {
     }
     if (req.method == "GET") {
       auto render = [this, name] {
-        return get_response(state().networks, *name, "network", "name");
+        return get_response(state().networks, *name, "network", "name", network_json);
       };
       co_return co_await read(std::move(req), std::move(render));
     }

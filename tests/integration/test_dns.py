@@ -389,6 +389,15 @@ class DnsTest(unittest.TestCase):
                 harness.wait_until(lambda: f" {self.dns[net]}/32 " in self.lo_addresses(n),
                                    timeout=10, what=f"{self.dns[net]} on {n.name}'s lo")
             self.assertIn(" 10.255.0.2/32 ", self.lo_addresses(n), "ingress's DNS address")
+        # The API shows each network's DNS address.
+        lead = self.c.leader()
+        s, b = lead.api("GET", "/v1/networks")
+        self.assertEqual(s, 200, b)
+        shown = {n["name"]: n.get("dns_address") for n in b["networks"]}
+        self.assertEqual({k: shown.get(k) for k in self.dns}, self.dns)
+        self.assertEqual(shown.get("ingress"), "10.255.0.2")
+        s, b = lead.api("GET", "/v1/networks/neta")
+        self.assertEqual((s, b.get("network", b).get("dns_address")), (200, self.dns["neta"]), b)
 
     def test_a_service_resolves_to_its_vip_on_every_node(self):
         vip = self.vips["web"]["neta"]
