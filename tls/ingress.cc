@@ -17,7 +17,6 @@ IngressCertProblem problem(std::string field, std::string message) {
   return IngressCertProblem{std::move(field), std::move(message)};
 }
 
-// Seconds since the epoch of an ASN1_TIME, or nullopt.
 bool names(X509* leaf, const std::string& host) {
   return X509_check_host(leaf, host.data(), host.size(), X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS,
                          nullptr) == 1;
