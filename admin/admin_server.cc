@@ -405,6 +405,13 @@ asio::awaitable<void> run_stream(State& state, StreamHandler handler, std::strin
   count(state, label, writer.status());
 }
 
+// Wall-clock seconds since the epoch (certificates' notBefore/notAfter are in these).
+std::int64_t unix_seconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 // Why the client certificate of a connection made earlier is no longer good (nullopt while it
 // is): PeerTrust::recheck, strict for users.
 std::optional<std::string_view> recheck(const State& state, const ssl_st* ssl,
@@ -412,10 +419,7 @@ std::optional<std::string_view> recheck(const State& state, const ssl_st* ssl,
   if (!state.trust || ssl == nullptr) {
     return std::nullopt;
   }
-  const auto now = std::chrono::duration_cast<std::chrono::seconds>(
-                       std::chrono::system_clock::now().time_since_epoch())
-                       .count();
-  return state.trust->recheck(ssl, now, !tls::is_node_role(caller.role));
+  return state.trust->recheck(ssl, unix_seconds(), !tls::is_node_role(caller.role));
 }
 
 // The co_spawn completion of every coroutine the server starts. It holds `state`, and with it
@@ -455,9 +459,7 @@ asio::awaitable<void> cut_at_expiry(std::shared_ptr<State> state,
   // clock, and the clock is read again after each wait.
   constexpr std::int64_t kLongestWait = 3600;
   for (;;) {
-    const std::int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
-                                 std::chrono::system_clock::now().time_since_epoch())
-                                 .count();
+    const std::int64_t now = unix_seconds();
     std::int64_t wait = 1;  // past notAfter and still good by recheck(): look again soon
     if (not_after >= now) {
       // Until a second past notAfter: X509's check says "expired" only once now is beyond it.
