@@ -297,6 +297,13 @@ class AutolockTest(cluster.SharedClusterTest):
         self.assertEqual(rc, 1, out)
         self.assertIn("autolock is off", err)
 
+        # A body without a boolean `enabled` is refused, naming the field; nothing changes.
+        for body in ({"enabled": "yes"}, {}):
+            s, b = n1.api("POST", "/v1/cluster/autolock", body)
+            self.assertEqual((s, b["error"]["field"]), (400, "enabled"), b)
+        s, b = n1.api("GET", "/v1/cluster/autolock")
+        self.assertEqual((s, b["enabled"]), (200, False), b)
+
         # On: a key, shown again by `unlock-key`; every manager locks its keys with it.
         rc, out, err = c.cli(n2, "cluster", "autolock", "enable")
         self.assertEqual(rc, 0, f"cluster autolock enable: {out}\n{err}")
