@@ -136,21 +136,20 @@ struct ErrorAnswer {
 class Session {
  public:
   Session(Worker& w, tcp::socket socket,
-          std::optional<mesh::overlay::ProxiedAddresses> proxied = std::nullopt,
-          std::string leftover = {})
-      : Session(w, std::move(socket), nullptr, std::move(proxied), std::move(leftover)) {}
+          std::optional<mesh::overlay::ProxiedAddresses> proxied = std::nullopt)
+      : Session(w, std::move(socket), nullptr, std::move(proxied)) {}
 
   // The HTTPS port's connection, handshake done: requests are read from and answers written
   // to `tls`; `keep` (its context) lives as long as it. `proxied` names the real client and the
   // HTTPS port, and X-Forwarded-Proto is https.
   Session(Worker& w, std::unique_ptr<TlsStream> tls, std::shared_ptr<const void> keep,
           mesh::overlay::ProxiedAddresses proxied)
-      : Session(w, tcp::socket(w.io()), std::move(tls), std::move(proxied), std::string{}) {
+      : Session(w, tcp::socket(w.io()), std::move(tls), std::move(proxied)) {
     tls_keep_ = std::move(keep);
   }
 
   Session(Worker& w, tcp::socket socket, std::unique_ptr<TlsStream> tls,
-          std::optional<mesh::overlay::ProxiedAddresses> proxied, std::string leftover)
+          std::optional<mesh::overlay::ProxiedAddresses> proxied)
       : worker_(w),
         client_(std::move(socket)),
         tls_(std::move(tls)),
@@ -189,10 +188,6 @@ class Session {
       if (!pec) {
         client_address_ = src;
       }
-    }
-    if (!leftover.empty()) {  // request bytes that came with the PROXY header
-      std::memcpy(client_in_.data.get(), leftover.data(), leftover.size());
-      client_in_.end = leftover.size();
     }
     worker_.metrics().downstream_total.Increment();
   }
@@ -1398,7 +1393,6 @@ namespace {
 struct ProxyPreface {
   bool ok = true;
   std::optional<mesh::overlay::ProxiedAddresses> proxied;
-  std::string leftover;
 };
 
 // A connection from a node.proxy_protocol_from peer starts with a PROXY header naming the
@@ -1408,8 +1402,7 @@ asio::awaitable<ProxyPreface> read_preface(Worker& w, tcp::socket& socket) {
   LiveConn conn;
   LiveGuard guard(w, conn);
   conn.down = &socket;
-  p.ok =
-      co_await read_proxy_header(w, conn, socket, w.timeouts().request_head, p.proxied, p.leftover);
+  p.ok = co_await read_proxy_header(w, conn, socket, p.proxied);
   co_return p;
 }
 
@@ -1426,8 +1419,7 @@ asio::awaitable<void> run_http_session_after_preface(Worker& w, tcp::socket sock
     socket.close(ignored);
     co_return;
   }
-  auto s = std::make_unique<Session>(w, std::move(socket), std::move(preface.proxied),
-                                     std::move(preface.leftover));
+  auto s = std::make_unique<Session>(w, std::move(socket), std::move(preface.proxied));
   co_await serve(std::move(s), false);
 }
 

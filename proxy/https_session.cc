@@ -2,6 +2,8 @@
 
 #include "proxy/http_session.h"
 #include "proxy/l4/l4_session.h"
+#include "proxy/overlay/overlay.h"
+#include "proxy/peek.h"
 #include "proxy/tls_bridge.h"
 #include "tls/client_hello.h"
 #include "tls/ingress_context.h"
@@ -29,54 +31,6 @@ namespace {
 using error_code = boost::system::error_code;
 namespace ssl = asio::ssl;
 
-// Peeks at the socket, without consuming a byte, until `enough(bytes)` says what is there is
-// enough to decide on (or `buffer` is full); "" then, else why it stopped (a timeout, a close).
-// Readability is re-armed with SO_RCVLOWAT one byte above what is there, so a wait does not
-// wake again for bytes already seen.
-template <class Enough>
-asio::awaitable<std::string> peek_until(Worker& w, LiveConn& conn, tcp::socket& socket,
-                                        std::span<char> buffer, const char* what, Enough enough) {
-  const auto tuple = asio::as_tuple(asio::use_awaitable);
-  std::string problem;
-  conn.arm(Clock::now(), w.timeouts().request_head);
-  const int fd = socket.native_handle();
-  bool lowat_raised = false;
-  // The bytes are usually there by the time the connection is accepted: look before waiting
-  // (a wait costs the reactor a re-arm and a wake-up).
-  bool look_first = true;
-  for (;;) {
-    if (!std::exchange(look_first, false)) {
-      auto [ec] = co_await socket.async_wait(tcp::socket::wait_read, tuple);
-      if (ec || conn.expired) {
-        problem = conn.expired ? std::string("no ") + what + " within timeouts.request_head_ms"
-                               : ec.message();
-        break;
-      }
-    }
-    const ssize_t n = ::recv(fd, buffer.data(), buffer.size(), MSG_PEEK | MSG_DONTWAIT);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
-      continue;
-    }
-    if (n <= 0) {
-      problem = n == 0 ? std::string("closed before a ") + what : "receive failed";
-      break;
-    }
-    if (enough(std::string_view(buffer.data(), static_cast<std::size_t>(n))) ||
-        static_cast<std::size_t>(n) == buffer.size()) {
-      break;
-    }
-    const int lowat = static_cast<int>(n) + 1;
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof lowat);
-    lowat_raised = true;
-  }
-  if (lowat_raised) {
-    const int one = 1;
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof one);
-  }
-  conn.disarm();
-  co_return problem;
-}
-
 // Waits until the socket holds a whole ClientHello (or something that is not one), without
 // consuming a byte.
 asio::awaitable<tls::ClientHelloInfo> peek_client_hello(Worker& w, LiveConn& conn,
@@ -85,46 +39,17 @@ asio::awaitable<tls::ClientHelloInfo> peek_client_hello(Worker& w, LiveConn& con
   // and that call (a connection's bytes never outlive its turn here).
   static thread_local std::array<char, tls::kMaxClientHello> buffer;
   tls::ClientHelloInfo info;
-  auto problem =
-      co_await peek_until(w, conn, socket, buffer, "ClientHello", [&info](std::string_view bytes) {
-        info = tls::read_client_hello(bytes);
-        return info.status != tls::ClientHelloInfo::Status::need_more;
-      });
-  if (!problem.empty() || info.status == tls::ClientHelloInfo::Status::need_more) {
+  const PeekEnd end = co_await peek_until(w, conn, socket, buffer, [&info](std::string_view bytes) {
+    info = tls::read_client_hello(bytes);
+    return info.status != tls::ClientHelloInfo::Status::need_more;
+  });
+  if (end != PeekEnd::enough || info.status == tls::ClientHelloInfo::Status::need_more) {
     info.status = tls::ClientHelloInfo::Status::not_tls;
-    info.problem = problem.empty() ? "a ClientHello larger than we take" : problem;
+    info.problem = end == PeekEnd::timeout  ? "no ClientHello within timeouts.request_head_ms"
+                   : end == PeekEnd::closed ? "closed before a ClientHello"
+                                            : "a ClientHello larger than we take";
   }
   co_return info;
-}
-
-// A connection from a node.proxy_protocol_from peer: its PROXY header, consumed exactly (the
-// ClientHello behind it stays unread for peek_client_hello and the handshake). False, counted
-// like the HTTP port's, when it is missing, malformed or late; `proxied` stays empty for LOCAL
-// and UNKNOWN (the peer's own address stands).
-asio::awaitable<bool> read_proxy_preface(Worker& w, LiveConn& conn, tcp::socket& socket,
-                                         std::optional<mesh::overlay::ProxiedAddresses>& proxied) {
-  std::array<char, mesh::overlay::kMaxHeaderBytes> buffer;
-  mesh::overlay::Decoded decoded;
-  auto problem = co_await peek_until(
-      w, conn, socket, buffer, "PROXY header", [&decoded](std::string_view bytes) {
-        decoded = mesh::overlay::decode(bytes);
-        return decoded.status != mesh::overlay::Decoded::Status::incomplete;
-      });
-  if (!problem.empty() || decoded.status != mesh::overlay::Decoded::Status::ok) {
-    const bool missing = decoded.status == mesh::overlay::Decoded::Status::none;
-    w.bad_requests(!problem.empty() ? "proxy_header_timeout"
-                   : missing        ? "proxy_header_missing"
-                                    : "proxy_header_invalid")
-        .Increment();
-    co_return false;
-  }
-  // The bytes were peeked, so they are there: this takes exactly the header.
-  if (::recv(socket.native_handle(), buffer.data(), decoded.consumed, MSG_DONTWAIT) !=
-      static_cast<ssize_t>(decoded.consumed)) {
-    co_return false;
-  }
-  proxied = std::move(decoded.addresses);
-  co_return true;
 }
 
 asio::awaitable<void> terminate(Worker& w, tcp::socket socket, std::uint16_t port,
@@ -181,7 +106,7 @@ asio::awaitable<void> run_https_session(Worker& w, tcp::socket socket, std::uint
     // A load balancer in front sends a PROXY header before the ClientHello.
     if (const auto peer = socket.remote_endpoint(ignored);
         !ignored && w.proxy_protocol_peer(peer.address())) {
-      if (!co_await read_proxy_preface(w, conn, socket, proxied)) {
+      if (!co_await read_proxy_header(w, conn, socket, proxied)) {
         co_return;
       }
     }

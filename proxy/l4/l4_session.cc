@@ -46,13 +46,12 @@ asio::awaitable<void> run_l4_session(Worker& w, tcp::socket socket, std::uint16_
   sm.l4_connections->Increment();
   socket.set_option(tcp::no_delay(true), ignored);
 
-  // A load balancer in front names the client in a PROXY header; bytes after it go to the task.
-  // (The HTTPS port reads it itself, before the ClientHello: `proxied` then.)
-  std::string leftover;
+  // A load balancer in front names the client in a PROXY header; the bytes after it stay in
+  // the socket for the task. (The HTTPS port reads it itself, before the ClientHello:
+  // `proxied` then.)
   if (const auto peer = socket.remote_endpoint(ignored);
       !ignored && sni.empty() && w.proxy_protocol_peer(peer.address())) {
-    if (!co_await read_proxy_header(w, conn, socket, w.timeouts().request_head, proxied,
-                                    leftover)) {
+    if (!co_await read_proxy_header(w, conn, socket, proxied)) {
       co_return;
     }
   }
@@ -131,17 +130,6 @@ asio::awaitable<void> run_l4_session(Worker& w, tcp::socket socket, std::uint16_
   if (!chosen) {
     spdlog::debug("proxy: l4 port {} ({}): no endpoint reachable", port, cluster.service);
     co_return;
-  }
-  if (!leftover.empty()) {
-    conn.arm(Clock::now(), w.timeouts().upstream_connect);
-    auto [wec, n] =
-        co_await asio::async_write(up, asio::buffer(leftover), asio::as_tuple(asio::use_awaitable));
-    conn.disarm();
-    if (wec) {
-      w.finish(gen, cluster, *chosen, mesh::Outcome::local_abort, sm);
-      up.close(ignored);
-      co_return;
-    }
   }
   conn.attach(cluster, *chosen);
   const auto r = co_await splice_both(w, conn, socket, up, w.timeouts().l4_idle, sm.l4_bytes);

@@ -6,6 +6,7 @@
 #include "mesh/overlay/proxy_protocol.h"
 #include "mesh/route_table.h"
 #include "proxy/l4/splice.h"
+#include "proxy/peek.h"
 #include "proxy/tls_bridge.h"
 #include "proxy/upstream_pool.h"
 #include "tls/context.h"
@@ -391,38 +392,30 @@ overlay::Preamble make_preamble(overlay::StreamProtocol protocol, const std::str
 }
 
 asio::awaitable<bool> read_proxy_header(Worker& w, LiveConn& conn, tcp::socket& s,
-                                        milliseconds timeout,
-                                        std::optional<overlay::ProxiedAddresses>& proxied,
-                                        std::string& leftover) {
-  std::array<char, overlay::kMaxHeaderBytes + 64> buf;
-  std::size_t have = 0;
-  conn.arm(Clock::now(), timeout);
-  for (;;) {
-    const auto d = overlay::decode(std::string_view(buf.data(), have));
-    if (d.status == overlay::Decoded::Status::ok) {
-      conn.disarm();
-      proxied = d.addresses;
-      leftover.assign(buf.data() + d.consumed, have - d.consumed);
-      co_return true;
-    }
-    if (d.status != overlay::Decoded::Status::incomplete || have == buf.size()) {
-      conn.disarm();
-      w.bad_requests(d.status == overlay::Decoded::Status::none ? "proxy_header_missing"
-                                                                : "proxy_header_invalid")
+                                        std::optional<overlay::ProxiedAddresses>& proxied) {
+  std::array<char, overlay::kMaxHeaderBytes> buffer;
+  overlay::Decoded decoded;
+  const PeekEnd end = co_await peek_until(w, conn, s, buffer, [&decoded](std::string_view bytes) {
+    decoded = overlay::decode(bytes);
+    return decoded.status != overlay::Decoded::Status::incomplete;
+  });
+  if (end != PeekEnd::enough || decoded.status != overlay::Decoded::Status::ok) {
+    if (end == PeekEnd::timeout) {
+      w.bad_requests("proxy_header_timeout").Increment();
+    } else if (end == PeekEnd::enough) {
+      w.bad_requests(decoded.status == overlay::Decoded::Status::none ? "proxy_header_missing"
+                                                                      : "proxy_header_invalid")
           .Increment();
-      co_return false;
     }
-    auto [ec, n] =
-        co_await s.async_read_some(asio::buffer(buf.data() + have, buf.size() - have), kTuple);
-    if (ec || conn.expired || conn.killed) {
-      conn.disarm();
-      if (ec != asio::error::eof) {
-        w.bad_requests("proxy_header_timeout").Increment();
-      }
-      co_return false;
-    }
-    have += n;
+    co_return false;
   }
+  // The bytes were peeked, so they are there: this takes exactly the header.
+  if (::recv(s.native_handle(), buffer.data(), decoded.consumed, MSG_DONTWAIT) !=
+      static_cast<ssize_t>(decoded.consumed)) {
+    co_return false;
+  }
+  proxied = std::move(decoded.addresses);
+  co_return true;
 }
 
 std::string proxy_header_for(discovery::ProxyProtocol version, tcp::socket& client,

@@ -116,13 +116,15 @@ mesh::overlay::Preamble make_preamble(
 std::string proxy_header_for(discovery::ProxyProtocol version, tcp::socket& client,
                              const std::optional<mesh::overlay::ProxiedAddresses>& proxied = {});
 
-// A connection from a node.proxy_protocol_from peer: reads its PROXY header (v1 or v2) within
-// `timeout`. Returns true with `proxied` set to the header's addresses (left empty for LOCAL
-// or UNKNOWN: the connection's own addresses stand) and `leftover` holding bytes read past
-// the header; false when the header is missing, malformed or late (the caller closes).
+// A connection from a node.proxy_protocol_from peer: takes its PROXY header (v1 or v2) within
+// timeouts.request_head, byte-exact (peek.h), so whatever follows (a request, a ClientHello,
+// a layer-4 stream) stays in the socket for the caller. Returns true with `proxied` set to
+// the header's addresses (left empty for LOCAL or UNKNOWN: the connection's own addresses
+// stand); false, counted in routemesh_proxy_bad_requests_total, when the header is missing,
+// malformed or late (the caller closes).
 boost::asio::awaitable<bool> read_proxy_header(
-    Worker& w, LiveConn& conn, tcp::socket& s, milliseconds timeout,
-    std::optional<mesh::overlay::ProxiedAddresses>& proxied, std::string& leftover);
+    Worker& w, LiveConn& conn, tcp::socket& s,
+    std::optional<mesh::overlay::ProxiedAddresses>& proxied);
 
 // Serves one accepted overlay connection: preamble, check, connect, answer, splice.
 asio::awaitable<void> run_overlay_session(Worker& w, tcp::socket socket);
