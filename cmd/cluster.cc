@@ -39,6 +39,7 @@
 #include "proxy/metrics.h"
 #include "proxy/server.h"
 #include "tls/context.h"
+#include "tls/pki.h"
 #include "tls/token.h"
 
 #include <prometheus/gauge.h>
@@ -434,6 +435,18 @@ asio::awaitable<void> start_cluster(ClusterNode& n) {
     });
     // The route compile thread follows the store by its deltas, not by copies of the state.
     n.publisher.use_deltas([&n](std::uint64_t after) { return n.store->deltas_since(after); });
+    // ... and opens the HTTPS keys the state holds sealed with the state's secrets key.
+    n.publisher.use_secrets([&n] {
+      if (!n.store || !n.tls || n.tls->credentials.manager_key.empty()) {
+        return std::string{};
+      }
+      const std::string& wrapped = n.store->state().ca.secrets_key_wrapped;
+      if (wrapped.empty()) {
+        return std::string{};
+      }
+      auto key = tls::unwrap_manager_key(wrapped, n.tls->credentials.manager_key);
+      return key ? std::move(*key) : std::string{};
+    });
     manager::ApiOptions ao;
     ao.cluster_id = n.identity.cluster_id;
     ao.client_tls = n.tls->client;

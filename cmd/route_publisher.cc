@@ -25,6 +25,7 @@
 #include "discovery/store/state_machine.h"
 #include "mesh/health/tracker.h"
 #include "mesh/route_table.h"
+#include "tls/pki.h"
 
 #include <prometheus/counter.h>
 #include <spdlog/spdlog.h>
@@ -34,6 +35,7 @@
 
 #include <chrono>
 #include <exception>
+#include <map>
 #include <optional>
 #include <set>
 #include <thread>
@@ -81,6 +83,7 @@ struct RoutePublisher::Impl {
     std::optional<discovery::ClusterState> copy;
     std::vector<discovery::store::Delta> deltas;
     std::uint64_t revision = 0;  // of the newest state
+    std::string secrets_key;     // opens the table's sealed HTTPS keys ("" = none)
   };
 
   // What a compile hands back to the control thread.
@@ -124,6 +127,9 @@ struct RoutePublisher::Impl {
       by_deltas.Increment();
     }
     replica_revision = newest->revision;
+    if (secrets) {
+      input.secrets_key = secrets();
+    }
     asio::post(compile_io,
                [this, input = std::move(input)]() mutable { compile(std::move(input)); });
   }
@@ -149,6 +155,30 @@ struct RoutePublisher::Impl {
     return replica.revision == input.revision;
   }
 
+  // Compile thread: replaces the sealed keys of the table's HTTPS certificates by their clear
+  // text, from the last compile's when the sealed text is the same (unsealing costs a key
+  // derivation).
+  void open_keys(mesh::RouteTable& table, const std::string& secrets_key) {
+    std::map<std::string, std::string> now;
+    for (auto& c : table.certificates) {
+      if (!tls::is_sealed_key(c.key)) {
+        continue;
+      }
+      std::string clear;
+      if (auto it = opened.find(c.key); it != opened.end()) {
+        clear = it->second;
+      } else if (auto key = secrets_key.empty() ? boost::system::result<std::string>(std::string{})
+                                                : tls::unseal_key(c.key, secrets_key)) {
+        clear = std::move(*key);
+      }
+      if (clear.empty()) {
+        continue;  // stays sealed: the proxy leaves the certificate out and logs it
+      }
+      now.emplace(std::exchange(c.key, clear), clear);
+    }
+    opened = std::move(now);
+  }
+
   // Compile thread.
   void compile(Input input) {
     const auto t0 = std::chrono::steady_clock::now();
@@ -164,8 +194,9 @@ struct RoutePublisher::Impl {
         return;
       }
       const discovery::ClusterState& state = replica;
-      auto table =
-          std::make_shared<const mesh::RouteTable>(mesh::compile_route_table(state, local_node));
+      auto compiled = mesh::compile_route_table(state, local_node);
+      open_keys(compiled, input.secrets_key);
+      auto table = std::make_shared<const mesh::RouteTable>(std::move(compiled));
       result.targets = targets.targets(state, local_node);
       result.managers = discovery::agent::manager_addresses(state);
       if (sinks.dns != nullptr) {
@@ -257,6 +288,7 @@ struct RoutePublisher::Impl {
   Coalescer<const discovery::ClusterState*> gate;
   const discovery::ClusterState* latest = nullptr;  // the state of the last compile started
   DeltaSource deltas;                               // empty: always a copy
+  SecretsSource secrets;                            // empty: no sealed keys to open
   // The revision the compile thread's replica is at once it has taken every input posted so
   // far; nullopt: the next input must be a copy.
   std::optional<std::uint64_t> replica_revision;
@@ -267,6 +299,7 @@ struct RoutePublisher::Impl {
   discovery::ClusterState replica;
   discovery::StateIndex index;  // of replica
   mesh::health::TargetCache targets;
+  std::map<std::string, std::string> opened;  // sealed HTTPS key -> clear, of the last compile
   // Last: the thread starts once everything above exists.
   asio::io_context compile_io{1};
   asio::executor_work_guard<asio::io_context::executor_type> work;
@@ -300,6 +333,10 @@ void RoutePublisher::schedule(const discovery::ClusterState& state) {
 
 void RoutePublisher::use_deltas(DeltaSource source) {
   impl_->deltas = std::move(source);
+}
+
+void RoutePublisher::use_secrets(SecretsSource source) {
+  impl_->secrets = std::move(source);
 }
 
 void RoutePublisher::stop() {

@@ -83,6 +83,14 @@ class RoutePublisher {
   using DeltaSource =
       std::function<std::optional<std::vector<discovery::store::Delta>>(std::uint64_t after)>;
   void use_deltas(DeltaSource source);
+  // A manager's state holds the HTTPS certificates' keys sealed (discovery::ClusterCa,
+  // secrets_key_wrapped): `source` gives the secrets key that opens them ("" = none), on the
+  // control thread when a compile starts, and the compile thread opens the sealed keys of the
+  // table with it (each once while it stays the same). A key that does not open stays sealed,
+  // and the proxy leaves its certificate out (logged and counted). Set before the first
+  // schedule(); a worker needs none (its watch stream sends the keys opened).
+  using SecretsSource = std::function<std::string()>;
+  void use_secrets(SecretsSource source);
 
   // Drops any compile not started, waits for the one in flight (its table is still published
   // to the proxy, which must not be shut down yet) and joins the compile thread; nothing is

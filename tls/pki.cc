@@ -616,6 +616,10 @@ boost::system::result<std::string> unseal_key(std::string_view sealed_pem,
   return key_text(key.get());
 }
 
+bool is_sealed_key(std::string_view pem) {
+  return pem.find("-----BEGIN ENCRYPTED PRIVATE KEY-----") != std::string_view::npos;
+}
+
 boost::system::result<CertificateAuthority> open_sealed_ca(std::string_view cert_pem,
                                                            std::string_view sealed_pem,
                                                            std::string_view manager_key) {

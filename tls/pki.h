@@ -152,6 +152,9 @@ boost::system::result<std::string> seal_key(std::string_view key_pem, std::strin
 // errc::bad_request (not a manager key), errc::malformed_pem (not sealed, or with another key).
 boost::system::result<std::string> unseal_key(std::string_view sealed_pem,
                                               std::string_view manager_key);
+// Whether `pem` holds a sealed key (an encrypted PKCS #8 key, as seal_key writes), not one in
+// clear.
+bool is_sealed_key(std::string_view pem);
 // The CA of `cert_pem` whose key `sealed_pem` holds, sealed with `manager_key`:
 // errc::malformed_pem (another manager key, or not PEM), errc::key_mismatch (the key of another
 // certificate), errc::bad_request (not a manager key).

@@ -46,20 +46,50 @@ constexpr const char* kNoCaKey =
     "this leader holds no CA key (with an external CA, put the key in data_dir/tls/ca-key.pem "
     "of the managers that should sign)";
 
-// What the watch stream sends of a state or a command: all of it but the CA record's wrapped
-// manager and unlock keys, which only managers use, and they read the state from Raft.
-void without_wrapped_key(json::object& state_or_command) {
-  if (auto* ca = state_or_command.if_contains("ca"); ca != nullptr && ca->is_object()) {
-    ca->as_object().erase("manager_key_wrapped");
-    ca->as_object().erase("unlock_key_wrapped");
+// An HTTPS certificate's key as the watch stream sends it: opened with the secrets key when
+// the state holds it sealed. One that does not open (this manager has not adopted the current
+// manager key yet) goes as it is; the node then leaves the certificate out, logged and counted,
+// until the next state.
+void open_ingress_key(json::value* cert, std::string_view secrets_key) {
+  json::value* key =
+      cert != nullptr && cert->is_object() ? cert->as_object().if_contains("key") : nullptr;
+  if (key == nullptr || !key->is_string() || !tls::is_sealed_key(key->get_string())) {
+    return;
+  }
+  if (auto opened = tls::unseal_key(key->get_string(), secrets_key)) {
+    *key = std::move(*opened);
   }
 }
 
-// A new CA record of a root rotation keeps the manager key's fields and autolock's as they were.
+// What the watch stream sends of a state or a command: all of it but the CA record's wrapped
+// manager, unlock and secrets keys, which only managers use (they read the state from Raft),
+// with the HTTPS certificates' keys opened (`secrets_key`, "" = none) for the nodes that serve
+// them.
+void for_subscribers(json::object& state_or_command, std::string_view secrets_key) {
+  if (auto* ca = state_or_command.if_contains("ca"); ca != nullptr && ca->is_object()) {
+    ca->as_object().erase("manager_key_wrapped");
+    ca->as_object().erase("unlock_key_wrapped");
+    ca->as_object().erase("secrets_key_wrapped");
+  }
+  if (secrets_key.empty()) {
+    return;
+  }
+  open_ingress_key(state_or_command.if_contains("cert"), secrets_key);  // ingress.cert.set
+  if (auto* certs = state_or_command.if_contains("ingress_certs");
+      certs != nullptr && certs->is_array()) {
+    for (auto& cert : certs->as_array()) {
+      open_ingress_key(&cert, secrets_key);
+    }
+  }
+}
+
+// A new CA record of a root rotation keeps the manager key's fields, autolock's and the secrets
+// key as they were.
 void keep_manager_keys(ClusterCa& next, const ClusterCa& current) {
   next.manager_key_id = current.manager_key_id;
   next.manager_key_wrapped = current.manager_key_wrapped;
   next.unlock_key_wrapped = current.unlock_key_wrapped;
+  next.secrets_key_wrapped = current.secrets_key_wrapped;
 }
 
 Response json_response(unsigned status, const json::value& value) {
@@ -1440,6 +1470,19 @@ class ApiImpl final : public Api {
     cert.digest = info.digest;
     cert.not_after = info.not_after;
     cert.version = expected.value_or(0);
+    // The key goes into the state sealed (ClusterCa::secrets_key_wrapped), where there is a
+    // manager key to seal the secrets key with.
+    auto secrets = co_await secrets_key_for_writing();
+    if (auto* refused = std::get_if<Response>(&secrets)) {
+      co_return std::move(*refused);
+    }
+    if (const auto& key = std::get<std::string>(secrets); !key.empty()) {
+      auto sealed = tls::seal_key(cert.key, key);
+      if (!sealed) {
+        co_return unavailable("cannot seal the certificate's key: " + sealed.error().message());
+      }
+      cert.key = std::move(*sealed);
+    }
     spdlog::info("api: HTTPS certificate for {} (sha256 {}) set by {}", host, cert.digest,
                  describe(caller_of(req)));
     // A named command: no temporary with a destructor in the co_await expression (GCC 12).
@@ -1590,6 +1633,52 @@ class ApiImpl final : public Api {
     return !id.empty() && tls::manager_key_id(manager_key_) != id;
   }
 
+  // The state's secrets key, opened with this manager's manager key; "" when there is none or
+  // it does not open here (not adopted the current manager key yet).
+  std::string secrets_key() const {
+    const std::string& wrapped = state().ca.secrets_key_wrapped;
+    if (wrapped.empty() || manager_key_.empty()) {
+      return {};
+    }
+    auto key = tls::unwrap_manager_key(wrapped, manager_key_);
+    return key ? std::move(*key) : std::string{};
+  }
+
+  // Leader: the secrets key a new HTTPS certificate's key is sealed with; the first one is made
+  // and committed now. "" where the CA key is kept in files (no manager key: keys stay as given).
+  asio::awaitable<std::variant<std::string, Response>> secrets_key_for_writing() {
+    using Out = std::variant<std::string, Response>;
+    if (state().ca.sealed_key.empty()) {
+      co_return Out(std::string{});
+    }
+    if (manager_key_.empty() || manager_key_behind()) {
+      co_return Out(unavailable("this leader has not adopted the current manager key yet"));
+    }
+    if (auto key = secrets_key(); !key.empty()) {
+      co_return Out(std::move(key));
+    }
+    if (!state().ca.secrets_key_wrapped.empty()) {
+      co_return Out(unavailable("this leader's manager key does not open the secrets key"));
+    }
+    auto made = tls::new_manager_key();
+    auto wrapped = made ? tls::wrap_manager_key(*made, manager_key_) : made;
+    if (!wrapped) {
+      co_return Out(unavailable("no secrets key: " + wrapped.error().message()));
+    }
+    store::CaSet set;
+    set.version = state().ca.version;
+    set.ca = state().ca;
+    set.ca.secrets_key_wrapped = std::move(*wrapped);
+    store::Command command = std::move(set);
+    auto outcome = co_await applied(std::move(command));
+    if (auto* refused = std::get_if<Response>(&outcome)) {
+      co_return Out(std::move(*refused));
+    }
+    spdlog::info("api: the state's secrets are sealed with a new secrets key from revision {}",
+                 std::get<store::ApplyResult>(outcome).revision);
+    co_return Out(std::move(*made));
+  }
+
   // Why this leader cannot seal the root's key anew (a root or a manager key rotation), if it
   // cannot: 409 when the key is kept in files (`consequence` says what that rules out), 503
   // when this leader does not hold it.
@@ -1650,6 +1739,15 @@ class ApiImpl final : public Api {
         co_return unavailable("cannot seal the unlock key with the new manager key");
       }
       set.ca.unlock_key_wrapped = std::move(*rewrapped);
+    }
+    if (!current.secrets_key_wrapped.empty()) {
+      // The HTTPS keys stay sealed with the same secrets key, itself sealed anew.
+      auto secrets = tls::unwrap_manager_key(current.secrets_key_wrapped, manager_key_);
+      auto rewrapped = secrets ? tls::wrap_manager_key(*secrets, *next) : secrets;
+      if (!rewrapped) {
+        co_return unavailable("cannot seal the secrets key with the new manager key");
+      }
+      set.ca.secrets_key_wrapped = std::move(*rewrapped);
     }
     const std::string id = set.ca.manager_key_id;
     store::Command command = std::move(set);
@@ -2001,6 +2099,7 @@ class ApiImpl final : public Api {
     std::uint64_t sent = from;
     while (!store_.stopped()) {
       const ClusterState& s = state();
+      const std::string secrets = secrets_key();
       std::string out;
       if (!need_snapshot && s.revision > sent) {
         auto deltas = store_.deltas_since(sent);
@@ -2009,7 +2108,7 @@ class ApiImpl final : public Api {
         } else {
           for (const auto& d : *deltas) {
             json::object command = d.command;
-            without_wrapped_key(command);
+            for_subscribers(command, secrets);
             out += json::serialize(json::object{
                 {"type", "delta"}, {"revision", d.revision}, {"command", std::move(command)}});
             out += '\n';
@@ -2019,7 +2118,7 @@ class ApiImpl final : public Api {
       }
       if (need_snapshot) {
         json::object whole = store::to_json(s);
-        without_wrapped_key(whole);
+        for_subscribers(whole, secrets);
         out = json::serialize(json::object{
             {"type", "snapshot"}, {"revision", s.revision}, {"state", std::move(whole)}});
         out += '\n';

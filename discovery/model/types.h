@@ -84,13 +84,14 @@ struct Revocation {
 
 // A certificate the HTTPS port presents for a host (TLS termination, chosen by SNI). The
 // manager that accepts it checks the chain, the key and the host before proposing; the state
-// keeps the PEM text as given. The key travels with the state to every node, because every node
-// terminates TLS on its HTTPS port: the state is only ever sent over the cluster's mutual TLS,
-// and user certificates other than admin never see it (the API leaves keys out).
+// keeps the certificate as given and the key sealed with the secrets key (ClusterCa), or as given
+// where there is none (an external CA, a configuration file). Every node gets the key in clear,
+// because every node terminates TLS on its HTTPS port: the watch stream opens it and is only
+// ever sent over the cluster's mutual TLS, and the API never shows keys.
 struct IngressCert {
   std::string host;    // lower-case host, "*.suffix" (wildcard) or "*" (the default certificate)
   std::string cert;    // PEM: the leaf first, then any intermediates
-  std::string key;     // PEM private key
+  std::string key;     // PEM private key, sealed (encrypted PKCS #8) in a manager's state
   std::string digest;  // SHA-256 of the leaf's DER, 64 lower-case hex digits
   std::int64_t not_after = 0;  // the leaf's expiry, seconds since the epoch
   std::uint64_t version = 0;
@@ -121,6 +122,14 @@ struct ClusterCa {
   // (tls::wrap_manager_key), "" when autolock is off. Every manager holding the manager key
   // opens it and keeps its own keys on disk encrypted with it; the watch stream leaves it out.
   std::string unlock_key_wrapped;
+  // The secrets key: it seals the state's secrets at rest, which are the HTTPS certificates'
+  // private keys (IngressCert::key then holds an encrypted PKCS #8 key, tls::seal_key). Sealed
+  // with the current manager key (tls::wrap_manager_key); "" until the first `cert add` in a
+  // cluster whose CA key is in the state. Managers open it to compile their own routes and to
+  // stream the state to other nodes, over mutual TLS, with the keys in clear; the watch stream
+  // leaves this field out. So a copy of a manager's disk holds no private key it can read
+  // without the manager key, which autolock in turn locks.
+  std::string secrets_key_wrapped;
   std::uint64_t version = 0;
 
   bool rotating() const { return started != 0; }

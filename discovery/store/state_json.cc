@@ -242,6 +242,9 @@ json::object to_json(const ClusterCa& ca) {
   if (!ca.unlock_key_wrapped.empty()) {
     o["unlock_key_wrapped"] = ca.unlock_key_wrapped;
   }
+  if (!ca.secrets_key_wrapped.empty()) {
+    o["secrets_key_wrapped"] = ca.secrets_key_wrapped;
+  }
   o["version"] = ca.version;
   return o;
 }
@@ -633,11 +636,13 @@ std::optional<ClusterCa> cluster_ca_from_json(const json::value& value, const st
   std::uint64_t started = 0;
   std::uint64_t retire_after = 0;
   r.only({"roots", "sealed_key", "cross_new", "cross_old", "started", "retire_after", "reissued",
-          "manager_key_id", "manager_key_wrapped", "unlock_key_wrapped", "version"});
+          "manager_key_id", "manager_key_wrapped", "unlock_key_wrapped", "secrets_key_wrapped",
+          "version"});
   r.string("sealed_key", ca.sealed_key);
   r.string("manager_key_id", ca.manager_key_id);
   r.string("manager_key_wrapped", ca.manager_key_wrapped);
   r.string("unlock_key_wrapped", ca.unlock_key_wrapped);
+  r.string("secrets_key_wrapped", ca.secrets_key_wrapped);
   r.string("cross_new", ca.cross_new);
   r.string("cross_old", ca.cross_old);
   r.uint("started", started, std::numeric_limits<std::int64_t>::max());

@@ -296,6 +296,7 @@ TEST_CASE("ca.set replaces the CA record at its version; ca.reissued records a r
   start.ca.manager_key_id = "0123456789abcdef";
   start.ca.manager_key_wrapped = "v1:00";
   start.ca.unlock_key_wrapped = "v1:11";
+  start.ca.secrets_key_wrapped = "v1:22";
   start.worker_token_hash = hash;
   start.manager_token_hash = std::string(64, 'd');
 
@@ -331,6 +332,7 @@ TEST_CASE("ca.set replaces the CA record at its version; ca.reissued records a r
   CHECK(decoded->ca.manager_key_id == "0123456789abcdef");
   CHECK(decoded->ca.manager_key_wrapped == "v1:00");
   CHECK(decoded->ca.unlock_key_wrapped == "v1:11");
+  CHECK(decoded->ca.secrets_key_wrapped == "v1:22");
 
   // The end: one root, nothing of the rotation left.
   CaSet end;
