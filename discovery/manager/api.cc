@@ -1731,23 +1731,20 @@ class ApiImpl final : public Api {
     set.ca.sealed_key = std::move(*sealed);
     set.ca.manager_key_id = tls::manager_key_id(*next);
     set.ca.manager_key_wrapped = std::move(*wrapped);
-    if (!current.unlock_key_wrapped.empty()) {
-      // Autolock stays on with the same unlock key, sealed with the new manager key now.
-      auto unlock = tls::unwrap_manager_key(current.unlock_key_wrapped, manager_key_);
-      auto rewrapped = unlock ? tls::wrap_manager_key(*unlock, *next) : unlock;
-      if (!rewrapped) {
-        co_return unavailable("cannot seal the unlock key with the new manager key");
+    // Autolock stays on with the same unlock key, and the HTTPS keys stay sealed with the same
+    // secrets key: each is sealed with the new manager key now.
+    for (auto [field, what] : {std::pair{&set.ca.unlock_key_wrapped, "unlock"},
+                               std::pair{&set.ca.secrets_key_wrapped, "secrets"}}) {
+      if (field->empty()) {
+        continue;
       }
-      set.ca.unlock_key_wrapped = std::move(*rewrapped);
-    }
-    if (!current.secrets_key_wrapped.empty()) {
-      // The HTTPS keys stay sealed with the same secrets key, itself sealed anew.
-      auto secrets = tls::unwrap_manager_key(current.secrets_key_wrapped, manager_key_);
-      auto rewrapped = secrets ? tls::wrap_manager_key(*secrets, *next) : secrets;
+      auto opened = tls::unwrap_manager_key(*field, manager_key_);
+      auto rewrapped = opened ? tls::wrap_manager_key(*opened, *next) : opened;
       if (!rewrapped) {
-        co_return unavailable("cannot seal the secrets key with the new manager key");
+        co_return unavailable(std::string("cannot seal the ") + what +
+                              " key with the new manager key");
       }
-      set.ca.secrets_key_wrapped = std::move(*rewrapped);
+      *field = std::move(*rewrapped);
     }
     const std::string id = set.ca.manager_key_id;
     store::Command command = std::move(set);
