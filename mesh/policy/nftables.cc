@@ -72,12 +72,12 @@ bool contains(const std::vector<std::string>& list, std::string_view name) {
 // The task addresses of one family whose facts satisfy `pred`, in byte (numeric) order.
 template <class Pred>
 std::vector<std::string> task_addresses(const Compiled& c, bool v6, Pred pred) {
-  std::vector<std::string> keys;
-  for (const auto& [key, info] : c.sources) {
-    if (key.size() == (v6 ? 16U : 4U) && pred(info)) {
-      keys.push_back(key);
+  std::vector<std::string_view> keys;
+  c.sources.for_each([&](const AddressKey& key, std::uint32_t index) {
+    if (key.size == (v6 ? 16U : 4U) && pred(c.facts[index])) {
+      keys.push_back(key.view());
     }
-  }
+  });
   std::sort(keys.begin(), keys.end());
   std::vector<std::string> out;
   out.reserve(keys.size());

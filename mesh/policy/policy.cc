@@ -2,7 +2,10 @@
 
 #include <arpa/inet.h>
 #include <algorithm>
+#include <cstring>
+#include <string_view>
 #include <tuple>
+#include <unordered_map>
 
 namespace routemesh::mesh::policy {
 
@@ -121,35 +124,118 @@ Compiled compile(const discovery::ClusterState& state) {
       c.networks.push_back(NetworkRange{name, *range});
     }
   }
+  c.facts.reserve(state.services.size());
+  std::unordered_map<std::string_view, std::uint32_t> by_service;
+  by_service.reserve(state.services.size());
+  for (const auto& [name, service] : state.services) {
+    SourceInfo f;
+    f.services.push_back(name);
+    if (service.networks.empty()) {
+      f.networks.emplace_back("ingress");  // the store's default network (no networks given)
+    } else {
+      f.networks.assign(service.networks.begin(), service.networks.end());
+      std::sort(f.networks.begin(), f.networks.end());
+      f.networks.erase(std::unique(f.networks.begin(), f.networks.end()), f.networks.end());
+    }
+    by_service.emplace(name, static_cast<std::uint32_t>(c.facts.size()));
+    c.facts.push_back(std::move(f));
+  }
+  const std::size_t per_service = c.facts.size();
+  c.sources.reserve(state.tasks.size());
   for (const auto& [id, task] : state.tasks) {
-    auto service = state.services.find(task.service);
-    if (service == state.services.end()) {
+    auto service = by_service.find(task.service);
+    if (service == by_service.end()) {
       continue;
     }
-    std::array<std::uint8_t, 16> bytes{};
-    std::size_t size = 0;
-    if (::inet_pton(AF_INET, task.address.c_str(), bytes.data()) == 1) {
-      size = 4;
-    } else if (::inet_pton(AF_INET6, task.address.c_str(), bytes.data()) == 1) {
-      size = 16;
+    AddressKey key;
+    if (::inet_pton(AF_INET, task.address.c_str(), key.bytes.data()) == 1) {
+      key.size = 4;
+    } else if (::inet_pton(AF_INET6, task.address.c_str(), key.bytes.data()) == 1) {
+      key.size = 16;
     } else {
       continue;
     }
-    SourceInfo& info = c.sources[std::string(reinterpret_cast<const char*>(bytes.data()), size)];
-    info.services.push_back(task.service);
-    const auto& nets = service->second.networks;
-    if (nets.empty()) {
-      info.networks.push_back("ingress");  // the store's default network (no networks given)
+    auto [index, inserted] = c.sources.try_emplace(key, service->second);
+    if (inserted || *index == service->second) {
+      continue;
     }
-    info.networks.insert(info.networks.end(), nets.begin(), nets.end());
-  }
-  for (auto& [key, info] : c.sources) {
-    for (auto* list : {&info.networks, &info.services}) {
-      std::sort(list->begin(), list->end());
-      list->erase(std::unique(list->begin(), list->end()), list->end());
+    // Tasks of several services on one address: the union, in an entry of the address's own.
+    if (*index < per_service) {
+      SourceInfo own = c.facts[*index];
+      *index = static_cast<std::uint32_t>(c.facts.size());
+      c.facts.push_back(std::move(own));
+    }
+    const SourceInfo& more = c.facts[service->second];
+    SourceInfo& merged = c.facts[*index];
+    for (auto [to, from] : {std::pair{&merged.networks, &more.networks},
+                            std::pair{&merged.services, &more.services}}) {
+      to->insert(to->end(), from->begin(), from->end());
+      std::sort(to->begin(), to->end());
+      to->erase(std::unique(to->begin(), to->end()), to->end());
     }
   }
   return c;
+}
+
+const SourceInfo* Compiled::source(const std::uint8_t* address, bool v6) const {
+  AddressKey key;
+  key.size = v6 ? 16 : 4;
+  std::memcpy(key.bytes.data(), address, key.size);
+  const std::uint32_t* index = sources.find(key);
+  return index == nullptr ? nullptr : &facts[*index];
+}
+
+std::size_t AddressIndex::slot_of(const AddressKey& key) const {
+  const std::size_t h = std::hash<std::string_view>{}(key.view());
+  const std::size_t mask = slots_.size() - 1;
+  for (std::size_t i = h & mask;; i = (i + 1) & mask) {
+    if (slots_[i].key.size == 0 || slots_[i].key == key) {
+      return i;
+    }
+  }
+}
+
+void AddressIndex::grow(std::size_t capacity) {
+  std::vector<Slot> old = std::move(slots_);
+  slots_.assign(capacity, Slot{});
+  for (const auto& slot : old) {
+    if (slot.key.size != 0) {
+      slots_[slot_of(slot.key)] = slot;
+    }
+  }
+}
+
+void AddressIndex::reserve(std::size_t n) {
+  std::size_t capacity = 8;
+  while (capacity < 2 * n) {
+    capacity *= 2;
+  }
+  if (capacity > slots_.size()) {
+    grow(capacity);
+  }
+}
+
+std::pair<std::uint32_t*, bool> AddressIndex::try_emplace(const AddressKey& key,
+                                                          std::uint32_t value) {
+  if (2 * (size_ + 1) > slots_.size()) {
+    reserve(size_ + 1);
+  }
+  Slot& slot = slots_[slot_of(key)];
+  if (slot.key.size != 0) {
+    return {&slot.value, false};
+  }
+  slot.key = key;
+  slot.value = value;
+  ++size_;
+  return {&slot.value, true};
+}
+
+const std::uint32_t* AddressIndex::find(const AddressKey& key) const {
+  if (size_ == 0) {
+    return nullptr;
+  }
+  const Slot& slot = slots_[slot_of(key)];
+  return slot.key.size == 0 ? nullptr : &slot.value;
 }
 
 Decision check(const Compiled& compiled, const std::uint8_t* address, bool v6,
@@ -157,11 +243,9 @@ Decision check(const Compiled& compiled, const std::uint8_t* address, bool v6,
   Source source;
   source.address = address;
   source.v6 = v6;
-  const auto it =
-      compiled.sources.find(std::string_view(reinterpret_cast<const char*>(address), v6 ? 16 : 4));
-  if (it != compiled.sources.end()) {
-    source.networks = it->second.networks;
-    source.services = it->second.services;
+  if (const SourceInfo* facts = compiled.source(address, v6); facts != nullptr) {
+    source.networks = facts->networks;
+    source.services = facts->services;
   }
   const auto rules = compiled.rules.find(destination.service);
   std::span<const Rule> matching;

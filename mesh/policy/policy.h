@@ -18,6 +18,7 @@
 #include "discovery/model/policy.h"
 #include "discovery/model/types.h"
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <span>
@@ -104,13 +105,61 @@ struct SourceInfo {
   std::vector<std::string> services;  // sorted, unique
 };
 
+// A task address: 4 (IPv4) or 16 (IPv6) bytes in network order.
+struct AddressKey {
+  std::array<std::uint8_t, 16> bytes{};
+  std::uint8_t size = 0;
+
+  bool operator==(const AddressKey&) const = default;
+  std::string_view view() const { return {reinterpret_cast<const char*>(bytes.data()), size}; }
+};
+
+// Task addresses to small numbers, in one array (open addressing, linear probing): compiled
+// again for every new state, and at 100,000 tasks a node-based map's allocations were most of
+// a route compile. Grows to keep at most half its slots used.
+class AddressIndex {
+ public:
+  // Room for `n` addresses without growing.
+  void reserve(std::size_t n);
+  // The value of `key`, inserted as `value` when it was not there (true then).
+  std::pair<std::uint32_t*, bool> try_emplace(const AddressKey& key, std::uint32_t value);
+  const std::uint32_t* find(const AddressKey& key) const;
+  std::size_t size() const { return size_; }
+  // f(key, value) for every address, in no particular order.
+  template <class F>
+  void for_each(F&& f) const {
+    for (const auto& slot : slots_) {
+      if (slot.key.size != 0) {
+        f(slot.key, slot.value);
+      }
+    }
+  }
+
+ private:
+  struct Slot {
+    AddressKey key;  // size 0: empty
+    std::uint32_t value = 0;
+  };
+  std::size_t slot_of(const AddressKey& key) const;  // where `key` is, or the empty slot it goes
+  void grow(std::size_t capacity);
+
+  std::vector<Slot> slots_;  // a power of two in size (or empty)
+  std::size_t size_ = 0;
+};
+
 // The state's policies and address facts, compiled for the data path.
 struct Compiled {
   std::unordered_map<std::string, std::vector<Rule>, KeyHash, std::equal_to<>>
       rules;  // by destination service, in id order
   std::vector<NetworkRange> networks;
-  // Task addresses by their bytes (4 or 16, network order, as a string).
-  std::unordered_map<std::string, SourceInfo, KeyHash, std::equal_to<>> sources;
+  // What a task address is: one entry per service (its name and networks), then one per
+  // address that tasks of several services share (the union). Tasks point at their service's
+  // entry, so the facts cost O(services) and each address one slot of `sources`.
+  std::vector<SourceInfo> facts;
+  AddressIndex sources;  // task address -> index in facts
+
+  // The facts of the task address `address` (4 or 16 bytes); null when no task has it.
+  const SourceInfo* source(const std::uint8_t* address, bool v6) const;
 };
 
 // Pure, deterministic. Policies whose from/to do not parse and networks whose subnet does not

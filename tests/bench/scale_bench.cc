@@ -10,8 +10,9 @@
 //   compile       mesh::compile_route_table of the state, as node n1 of 10 (a tenth of the
 //                 tasks local), median of 5 (compile.first: the first of them, which also pays
 //                 for fresh memory pages), and with every task local (compile.all_local, as
-//                 `check` does); health_targets: mesh::health::targets for n1, which a
-//                 node also recomputes for each new state (.cached: through a TargetCache,
+//                 `check` does); compile.policy: the part of it that is mesh::policy::compile
+//                 (the facts of every task address); health_targets: mesh::health::targets for n1,
+//                 which a node also recomputes for each new state (.cached: through a TargetCache,
 //                 as the node does); state_copy: copying the state (the compile thread's
 //                 input); dns_view: discovery::dns::compile_view
 //   write         StoreStateMachine::apply of one service.create, then of one task.add for it
@@ -31,6 +32,7 @@
 #include "discovery/store/state_json.h"
 #include "discovery/store/store_state_machine.h"
 #include "mesh/health/tracker.h"
+#include "mesh/policy/policy.h"
 #include "mesh/route_table.h"
 
 #include <algorithm>
@@ -216,6 +218,14 @@ int run(std::size_t n, std::size_t tasks, std::size_t writes, const std::string&
     report(n, "compile.first", first_ms.front());
     report(n, "compile", median(first_ms));
     report(n, "compile.all_local", median(local_ms));
+    // Of which the policy facts (mesh::policy::compile: one entry per task address).
+    std::vector<double> policy_ms;
+    for (int round = 0; round < 5; ++round) {
+      const auto t0 = Clock::now();
+      auto compiled = mesh::policy::compile(state);
+      policy_ms.push_back(ms_since(t0));
+    }
+    report(n, "compile.policy", median(policy_ms));
     // What the manager also recomputes for each new state: the health checker's targets,
     // from scratch (a label parse per local task) and through a TargetCache that saw the
     // state before (labels unchanged: a pass over the tasks).

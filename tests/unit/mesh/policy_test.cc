@@ -442,9 +442,15 @@ TEST_CASE("compile groups rules by destination and knows task addresses") {
   CHECK(c.rules.at("web").size() == 2);
   CHECK(c.networks.size() == 2);
   const Address t2 = address("127.0.0.22");
-  const auto& info = c.sources.at(std::string(reinterpret_cast<const char*>(t2.bytes.data()), 4));
-  CHECK(info.services == std::vector<std::string>{"client", "web"});
-  CHECK(info.networks == std::vector<std::string>{"back", "ingress"});
+  const auto* info = c.source(t2.bytes.data(), false);
+  REQUIRE(info != nullptr);
+  CHECK(info->services == std::vector<std::string>{"client", "web"});
+  CHECK(info->networks == std::vector<std::string>{"back", "ingress"});
+  // t1 alone on its address shares its service's facts; an address of no task has none.
+  const auto* web_facts = c.source(address("127.0.0.21").bytes.data(), false);
+  REQUIRE(web_facts != nullptr);
+  CHECK(web_facts->services == std::vector<std::string>{"web"});
+  CHECK(c.source(address("10.9.9.9").bytes.data(), false) == nullptr);
 
   // check() looks the address up: t2 is a task of client, p1 lets it in.
   auto d = mesh::policy::check(c, t2.bytes.data(), false, {"web", 80, Entry::vip, "back"});
@@ -470,4 +476,37 @@ TEST_CASE("compile groups rules by destination and knows task addresses") {
   const auto table = mesh::compile_route_table(state);
   CHECK(table.policy.rules.count("web") == 1);
   CHECK(table.policy.sources.size() == 2);
+}
+
+TEST_CASE("an address shared by tasks of several services has the union, and theirs stay apart") {
+  discovery::ClusterState state;
+  for (const char* name : {"a", "b", "c"}) {
+    discovery::Service s;
+    s.name = name;
+    s.networks = {std::string("net-") + name};
+    state.services[name] = s;
+  }
+  state.tasks["t1"] = {"t1", "a", "", "10.0.0.1", 80, discovery::TaskHealth::healthy, 1};
+  state.tasks["t2"] = {"t2", "b", "", "10.0.0.1", 81, discovery::TaskHealth::healthy, 2};
+  state.tasks["t3"] = {"t3", "c", "", "10.0.0.1", 82, discovery::TaskHealth::healthy, 3};
+  state.tasks["t4"] = {"t4", "a", "", "10.0.0.2", 80, discovery::TaskHealth::healthy, 4};
+  state.tasks["t5"] = {"t5", "a", "", "10.0.0.2", 81, discovery::TaskHealth::healthy, 5};
+  state.tasks["t6"] = {"t6", "b", "", "fd00::6", 80, discovery::TaskHealth::healthy, 6};
+  state.tasks["t7"] = {"t7", "c", "", "not an address", 80, discovery::TaskHealth::healthy, 7};
+  state.tasks["t8"] = {"t8", "gone", "", "10.0.0.8", 80, discovery::TaskHealth::healthy, 8};
+
+  const auto c = mesh::policy::compile(state);
+  CHECK(c.sources.size() == 3);
+  const auto* shared = c.source(address("10.0.0.1").bytes.data(), false);
+  REQUIRE(shared != nullptr);
+  CHECK(shared->services == std::vector<std::string>{"a", "b", "c"});
+  CHECK(shared->networks == std::vector<std::string>{"net-a", "net-b", "net-c"});
+  const auto* only_a = c.source(address("10.0.0.2").bytes.data(), false);
+  REQUIRE(only_a != nullptr);
+  CHECK(only_a->services == std::vector<std::string>{"a"});
+  CHECK(only_a->networks == std::vector<std::string>{"net-a"});
+  const auto* v6 = c.source(address("fd00::6").bytes.data(), true);
+  REQUIRE(v6 != nullptr);
+  CHECK(v6->services == std::vector<std::string>{"b"});
+  CHECK(c.source(address("10.0.0.8").bytes.data(), false) == nullptr);
 }
