@@ -21,6 +21,7 @@
 #include "cmd/cluster_tls.h"
 #include "cmd/data_plane.h"
 #include "cmd/route_publisher.h"
+#include "cmd/unlock.h"
 #include "config/config.h"
 #include "discovery/agent/join_client.h"
 #include "discovery/agent/watch_client.h"
@@ -45,6 +46,7 @@
 #include <prometheus/gauge.h>
 #include <prometheus/registry.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -697,9 +699,21 @@ int run_cluster_node(const NodeOptions& options, const config::NodeConfig& cfg) 
   }
   if (identity) {
     if (auto locked = check_unlock(cl.data_dir, std::get<0>(unlock_key))) {
-      // On a terminal the operator types the key; otherwise (a service manager) it must come
-      // with the start.
-      auto typed = prompt_unlock_key(cl.data_dir, *locked);
+      // On a terminal the operator types the key. Otherwise (a service manager), with no key
+      // given, the manager waits for `routemesh cluster unlock` (unlock.h); a key given that
+      // does not open the keys ends the start.
+      std::optional<std::string> typed;
+      if (::isatty(STDIN_FILENO) != 0) {
+        typed = prompt_unlock_key(cl.data_dir, *locked);
+      } else if (std::get<0>(unlock_key).empty()) {
+        auto waited = wait_for_unlock(cl.data_dir, *locked);
+        if (waited.outcome == UnlockWait::stopped) {
+          return 0;
+        }
+        if (waited.outcome == UnlockWait::unlocked) {
+          typed = std::move(waited.key);
+        }
+      }
       if (!typed) {
         spdlog::error("cluster: {}", *locked);
         return 2;

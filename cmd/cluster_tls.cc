@@ -36,14 +36,13 @@ std::string san_ip(const std::string& address) {
   return hp->host;
 }
 
-// `text` without white space at either end (an unlock key as a file or a terminal gives it).
+}  // namespace
+
 std::string trimmed(const std::string& text) {
   const auto first = text.find_first_not_of(" \t\r\n");
   const auto last = text.find_last_not_of(" \t\r\n");
   return first == std::string::npos ? std::string{} : text.substr(first, last - first + 1);
 }
-
-}  // namespace
 
 std::optional<InitPki> init_cluster_pki(const config::NodeConfig& cfg,
                                         const std::string& cluster_id, const std::string& node_id,
@@ -154,31 +153,39 @@ std::optional<std::string> check_unlock(const std::string& data_dir,
          "another manager shows the current one)";
 }
 
+std::optional<std::string> read_hidden_line(const char* prompt) {
+  std::fprintf(stderr, "%s", prompt);
+  std::fflush(stderr);
+  termios before{};
+  const bool quiet = ::tcgetattr(STDIN_FILENO, &before) == 0;
+  if (quiet) {
+    termios no_echo = before;
+    no_echo.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+    ::tcsetattr(STDIN_FILENO, TCSANOW, &no_echo);
+  }
+  std::string line;
+  const bool got = static_cast<bool>(std::getline(std::cin, line));
+  if (quiet) {
+    ::tcsetattr(STDIN_FILENO, TCSANOW, &before);
+  }
+  std::fprintf(stderr, "\n");
+  if (!got) {
+    return std::nullopt;
+  }
+  return trimmed(line);
+}
+
 std::optional<std::string> prompt_unlock_key(const std::string& data_dir, const std::string& why) {
   if (::isatty(STDIN_FILENO) == 0) {
     return std::nullopt;
   }
   std::fprintf(stderr, "routemesh: %s\n", why.c_str());
   for (int attempt = 0; attempt < 3; ++attempt) {
-    std::fprintf(stderr, "unlock key: ");
-    std::fflush(stderr);
-    termios before{};
-    const bool quiet = ::tcgetattr(STDIN_FILENO, &before) == 0;
-    if (quiet) {
-      termios no_echo = before;
-      no_echo.c_lflag &= ~static_cast<tcflag_t>(ECHO);
-      ::tcsetattr(STDIN_FILENO, TCSANOW, &no_echo);
-    }
-    std::string line;
-    const bool got = static_cast<bool>(std::getline(std::cin, line));
-    if (quiet) {
-      ::tcsetattr(STDIN_FILENO, TCSANOW, &before);
-    }
-    std::fprintf(stderr, "\n");
-    if (!got) {
+    auto typed = read_hidden_line("unlock key: ");
+    if (!typed) {
       return std::nullopt;
     }
-    line = trimmed(line);
+    std::string line = std::move(*typed);
     if (!tls::is_manager_key(line)) {
       std::fprintf(stderr, "routemesh: not an unlock key (64 hexadecimal digits)\n");
       continue;

@@ -124,6 +124,14 @@ std::variant<std::string, std::string> unlock_key_of(const std::string& file);
 // saying how to start this node when they are locked and it is "" or another key.
 std::optional<std::string> check_unlock(const std::string& data_dir, const std::string& unlock_key);
 
+// `text` without white space at either end (an unlock key as a file, a terminal or the unlock
+// socket gives it).
+std::string trimmed(const std::string& text);
+
+// Reads a line from standard input with echo off (a terminal's), after printing `prompt` on
+// standard error; white space around it dropped. nullopt at the end of input.
+std::optional<std::string> read_hidden_line(const char* prompt);
+
 // When standard input is a terminal: prints `why` (check_unlock's message) and asks for the
 // unlock key, echo off, until one opens data_dir/tls (three tries, each refusal printed). The
 // key, or nullopt (not a terminal, end of input, three refusals).

@@ -4,6 +4,7 @@
 #include "cli/cli.h"
 #include "cmd/cluster.h"
 #include "cmd/node.h"
+#include "cmd/unlock.h"
 #include "discovery/raft/wal.h"
 #include "tls/credentials.h"
 #include "tools/whoami/whoami.h"
@@ -82,6 +83,17 @@ int main(int argc, char** argv) {
                          "encrypt this manager's keys on disk with a new unlock key (printed "
                          "once), which every manager then needs to start (cluster autolock)");
 
+  std::string unlock_config;
+  std::string unlock_key_file;
+  auto* cluster_unlock = cluster->add_subcommand(
+      "unlock", "hand a locked manager on this host, waiting at start, its unlock key");
+  cluster_unlock->add_option("--config,-c", unlock_config, "the node's configuration (YAML)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  cluster_unlock->add_option("--unlock-key-file", unlock_key_file,
+                             "a file holding the unlock key (default: $ROUTEMESH_UNLOCK_KEY, "
+                             "else asked on the terminal)");
+
   auto* version = app.add_subcommand("version", "print the version");
 
   std::string wal_dir;
@@ -119,6 +131,9 @@ int main(int argc, char** argv) {
             std::getenv("ROUTEMESH_CERT_DIR"), std::getenv("XDG_CONFIG_HOME"), std::getenv("HOME"));
       }
       return routemesh::cmd::run_cluster_init(init_options);
+    }
+    if (*cluster_unlock) {
+      return routemesh::cmd::run_cluster_unlock(unlock_config, unlock_key_file);
     }
     if (*wal_check) {
       auto report = routemesh::discovery::raft::check_wal(wal_dir);

@@ -29,8 +29,10 @@ manager-key rotate` and `cluster autolock enable` are refused (409).
 Autolock (3 managers on 127.0.0.171-173): `cluster autolock enable` prints an unlock key
 (`cluster unlock-key` shows it again; neither a viewer nor the watch stream sees it), and every
 manager rewrites its manager key and node key encrypted with it (openssl opens the node key
-with it and not without). A manager restarted without the key, or with another one, exits 2
-saying why; with `--unlock-key-file` or ROUTEMESH_UNLOCK_KEY it starts and signs. `cluster
+with it and not without). A manager restarted without the key waits for `routemesh cluster
+unlock` on data_dir/unlock.sock (0600): a wrong key is refused and it keeps waiting, SIGTERM
+ends the wait with exit 0, the right key lets it start and sign. Started with another key it
+exits 2 saying why; with `--unlock-key-file` or ROUTEMESH_UNLOCK_KEY it starts and signs. `cluster
 unlock-key --rotate` re-encrypts the keys with a new key (the old one no longer starts a
 manager), `cluster manager-key rotate` keeps them locked, and `cluster autolock disable` writes
 them in clear again. `cluster init --autolock` (127.0.0.175-176) locks the first manager's keys
@@ -263,6 +265,14 @@ def key_opens(node, unlock_key):
     return r.returncode == 0
 
 
+def unlock(node, *args, env=None):
+    """`routemesh cluster unlock --config NODE_CONFIG ARGS`: (exit code, stdout, stderr)."""
+    r = subprocess.run([cluster.bin_path(), "cluster", "unlock", "--config", node.config_path,
+                        *args], capture_output=True, text=True, timeout=30,
+                       env=None if env is None else {**os.environ, **env}, stdin=subprocess.DEVNULL)
+    return r.returncode, r.stdout, r.stderr
+
+
 def locked_with(node, unlock_key):
     """Whether both of the node's keys are on disk encrypted, the node key with `unlock_key`."""
     return (read_text(tls_file(node, "manager-key")).startswith("locked:")
@@ -327,10 +337,45 @@ class AutolockTest(cluster.SharedClusterTest):
         self.assertIn("admin only", err)
         self.assertNotIn(key, out + err)
 
-        # A restarted manager: refused without the key and with another, started with it.
+        # A restarted manager given no key waits for `cluster unlock` on its socket: a wrong
+        # key is refused and it keeps waiting; SIGTERM ends the wait cleanly; the right key
+        # lets it go on.
         self.assertIsNotNone(n2.stop(), "n2 did not exit")
-        self.assertIn("this manager is locked", self.refused_start(n2))
+        sock = os.path.join(n2.data_dir, "unlock.sock")
+
+        def start_waiting():
+            n2.start(wait=False)
+            harness.wait_until(lambda: os.path.exists(sock), timeout=15, interval=0.1,
+                               what="n2 waiting for its unlock key")
+            self.assertIn("this manager is locked", "\n".join(n2.proc.lines()))
+            self.assertEqual(os.stat(sock).st_mode & 0o777, 0o600)
+        start_waiting()
         wrong = os.path.join(c.dir, "wrong-unlock-key")
+        with open(wrong, "w") as f:
+            f.write("ab" * 32 + "\n")
+        rc, out, err = unlock(n2, "--unlock-key-file", wrong)
+        self.assertEqual(rc, 1, out + err)
+        self.assertIn("does not open", err)
+        rc, out, err = unlock(n2, env={"ROUTEMESH_UNLOCK_KEY": "not a key"})
+        self.assertEqual(rc, 2, out + err)
+        self.assertIn("ROUTEMESH_UNLOCK_KEY", err)
+        self.assertTrue(n2.alive, "n2 stopped waiting after a refused key")
+        self.assertEqual(n2.stop(), 0, n2.log_tail())
+        self.assertFalse(os.path.exists(sock), "the socket outlived the wait")
+        rc, out, err = unlock(n2, env={"ROUTEMESH_UNLOCK_KEY": key})
+        self.assertEqual(rc, 1, out + err)
+        self.assertIn("no locked manager waits", err)
+        start_waiting()
+        rc, out, err = unlock(n2, env={"ROUTEMESH_UNLOCK_KEY": key})
+        self.assertEqual(rc, 0, out + err)
+        n2.wait_ready(timeout=30)
+        harness.wait_until(lambda: signs_count(n2) > 0, timeout=15, interval=0.1,
+                           what="n2 opening the CA key after `cluster unlock`")
+        self.assertFalse(os.path.exists(sock))
+        c.wait_voters(timeout=20)
+
+        # A key given at start that does not open the keys ends the start; the right one starts.
+        self.assertIsNotNone(n2.stop(), "n2 did not exit")
         with open(wrong, "w") as f:
             f.write("ab" * 32 + "\n")
         self.assertIn("does not open", self.refused_start(n2, ["--unlock-key-file", wrong]))
@@ -401,10 +446,13 @@ class InitAutolockTest(unittest.TestCase):
             self.assertIsNotNone(m, out)
             key = m.group(1)
             self.assertTrue(locked_with(first, key))
+            # Not on a terminal, with no key: it waits for `cluster unlock` until stopped.
             first.start(wait=False)
-            first.proc.p.wait(20)
-            self.assertEqual(first.proc.p.returncode, 2, first.log_tail())
+            harness.wait_until(
+                lambda: os.path.exists(os.path.join(first.data_dir, "unlock.sock")), timeout=15,
+                interval=0.1, what="the first manager waiting for its unlock key")
             self.assertIn("this manager is locked", "\n".join(first.proc.lines()))
+            self.assertEqual(first.stop(), 0, first.log_tail())
             # On a terminal it asks for the key: a wrong one, then the right one.
             master, slave = pty.openpty()
             try:
