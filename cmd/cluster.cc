@@ -298,6 +298,7 @@ asio::awaitable<void> renew_certificates(ClusterNode& n) {
       give_overlay_tls(n);  // streams opened from now on present the new certificate
       if (n.manager()) {
         follow_ca(n, n.store->state());  // a manager key that came with it opens the CA now
+        n.publisher.schedule(n.store->state());  // ... and the HTTPS keys sealed in the state
       }
       // A manager that had not seen the rotation (or the role) yet signed the old way: again
       // soon.
