@@ -9,11 +9,13 @@
 //                       holds (use_deltas(); O(change)), or else a copy of the state (O(state));
 //                       while a compile runs, only notes that a newer state waits
 //   compile thread      brings its replica up to date (store::apply of the deltas, as a
-//                       worker's watch replica does), then compile_route_table, health targets
-//                       (mesh::health::TargetCache), the managers' addresses and the DNS view;
-//                       reconciles the VIPs on lo, then publishes the table to the
-//                       proxy threads (which waits until each adopted it) and sets the
-//                       routemesh_config_route_table_revision gauge
+//                       worker's watch replica does), then compile_route_table (opening
+//                       sealed HTTPS keys, use_secrets()); reconciles the VIPs on lo, then
+//                       publishes the table to the proxy threads (which waits until each
+//                       adopted it) and sets the routemesh_config_route_table_revision gauge;
+//                       only then the health targets (mesh::health::TargetCache), the
+//                       managers' addresses and the DNS view, so a write is routed without
+//                       waiting for them
 //   control thread      the DNS view swap and the health checker's targets; then the next
 //                       compile, if a newer state arrived meanwhile
 //
