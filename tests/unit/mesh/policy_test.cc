@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 
 #include <array>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -509,4 +510,38 @@ TEST_CASE("an address shared by tasks of several services has the union, and the
   REQUIRE(v6 != nullptr);
   CHECK(v6->services == std::vector<std::string>{"b"});
   CHECK(c.source(address("10.0.0.8").bytes.data(), false) == nullptr);
+}
+
+TEST_CASE("the address index grows, finds every address it took and no other") {
+  mesh::policy::AddressIndex index;
+  CHECK(index.find(mesh::policy::AddressKey{}) == nullptr);
+  auto v4 = [](std::uint32_t i) {
+    mesh::policy::AddressKey k;
+    k.size = 4;
+    std::memcpy(k.bytes.data(), &i, 4);
+    return k;
+  };
+  for (std::uint32_t i = 0; i < 5000; ++i) {  // no reserve: it grows on the way
+    auto [value, inserted] = index.try_emplace(v4(i), i * 3);
+    CHECK(inserted);
+    CHECK(*value == i * 3);
+  }
+  CHECK(index.size() == 5000);
+  auto [again, inserted] = index.try_emplace(v4(7), 1);
+  CHECK_FALSE(inserted);
+  CHECK(*again == 21);
+  bool all = true;
+  for (std::uint32_t i = 0; i < 5000; ++i) {
+    const std::uint32_t* v = index.find(v4(i));
+    all = all && v != nullptr && *v == i * 3;
+  }
+  CHECK(all);
+  CHECK(index.find(v4(5000)) == nullptr);
+  // The same leading bytes as an IPv6 address are another key.
+  mesh::policy::AddressKey v6 = v4(9);
+  v6.size = 16;
+  CHECK(index.find(v6) == nullptr);
+  std::size_t seen = 0;
+  index.for_each([&](const mesh::policy::AddressKey&, std::uint32_t) { ++seen; });
+  CHECK(seen == 5000);
 }
