@@ -345,9 +345,10 @@ class AutolockTest(cluster.SharedClusterTest):
 
         def start_waiting():
             n2.start(wait=False)
-            harness.wait_until(lambda: os.path.exists(sock), timeout=15, interval=0.1,
-                               what="n2 waiting for its unlock key")
-            self.assertIn("this manager is locked", "\n".join(n2.proc.lines()))
+            harness.wait_until(
+                lambda: os.path.exists(sock)
+                and "this manager is locked" in "\n".join(n2.proc.lines()),
+                timeout=15, interval=0.1, what="n2 waiting for its unlock key")
             self.assertEqual(os.stat(sock).st_mode & 0o777, 0o600)
         start_waiting()
         wrong = os.path.join(c.dir, "wrong-unlock-key")
@@ -449,9 +450,9 @@ class InitAutolockTest(unittest.TestCase):
             # Not on a terminal, with no key: it waits for `cluster unlock` until stopped.
             first.start(wait=False)
             harness.wait_until(
-                lambda: os.path.exists(os.path.join(first.data_dir, "unlock.sock")), timeout=15,
-                interval=0.1, what="the first manager waiting for its unlock key")
-            self.assertIn("this manager is locked", "\n".join(first.proc.lines()))
+                lambda: os.path.exists(os.path.join(first.data_dir, "unlock.sock"))
+                and "this manager is locked" in "\n".join(first.proc.lines()),
+                timeout=15, interval=0.1, what="the first manager waiting for its unlock key")
             self.assertEqual(first.stop(), 0, first.log_tail())
             # On a terminal it asks for the key: a wrong one, then the right one.
             master, slave = pty.openpty()
