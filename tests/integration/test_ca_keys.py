@@ -13,7 +13,9 @@ replicated state, sealed with the manager key. Checked:
   - `cluster manager-key rotate`, twice: every live manager takes each new key from the state
     (0600), the state's sealed key opens with the newest key only, the watch stream leaves the
     wrapped key out, each manager signs, and a manager that was down through both rotations
-    gets the key with a certificate renewal and signs.
+    gets the key with a certificate renewal and signs; an HTTPS certificate added before the
+    rotations (its key sealed with the state's secrets key) is served by every node
+    afterwards, the manager that was down included.
 
 The operator's own root (`cluster init --ca-cert F --ca-key F`, 127.0.0.156-157): a P-384
 root made with openssl. The join tokens pin it, the node certificates verify against it, and
@@ -49,12 +51,14 @@ import os
 import pty
 import re
 import shutil
+import ssl
 import subprocess
 import tempfile
 import unittest
 
 import cluster
 import harness
+from test_https import HTTPS_PORT, TestCa, peer_cn, tls_connect
 from test_ca_rotation import (der_digest, openssl_verify, parse_ca_status, parse_rotate,
                               read_text, tls_file, token_digest)
 
@@ -102,6 +106,7 @@ def has_file(node, name):
 class StoreKeyTest(cluster.SharedClusterTest):
     FIRST_IP = STORE_IP
     ROLES = ["manager", "manager", "manager", "worker"]
+    CLUSTER_ARGS = {"node_settings": {"https_port": HTTPS_PORT}}
 
     def ca_status(self, via):
         rc, out, err = self.c.cli(via, "cluster", "ca", "status")
@@ -193,6 +198,21 @@ class StoreKeyTest(cluster.SharedClusterTest):
         k0 = read_text(tls_file(down, "manager-key")).strip()
         self.assertEqual(read_text(tls_file(live[0], "manager-key")).strip(), k0)
         via = next(n for n in live if n is not c.leader())  # forwarded to the leader
+        # An HTTPS certificate, its key sealed with the state's secrets key, which every
+        # rotation seals anew: every node keeps serving it, the manager that was down too once
+        # it has the newest key.
+        test_ca = TestCa(tempfile.mkdtemp(prefix="rm-ca-keys-https-", dir=c.dir))
+        pair = test_ca.issue("mk.test", ["mk.test"])
+        rc, out, err = c.cli(via, "cert", "add", "--host", "mk.test", "--cert", pair[0], "--key",
+                             pair[1])
+        self.assertEqual(rc, 0, f"cert add: {out}\n{err}")
+
+        def serves(n):
+            try:
+                with tls_connect(n.ip, "mk.test", test_ca.cert) as s:
+                    return peer_cn(s) == "mk.test"
+            except (OSError, ssl.SSLError):
+                return False
 
         keys = [k0]
         for _ in range(2):
@@ -246,6 +266,10 @@ class StoreKeyTest(cluster.SharedClusterTest):
         self.assertTrue(any("missed more than one rotation" in line
                             for line in down.proc.lines()))
         c.wait_voters(timeout=20)
+        for n in c.nodes:
+            if n.alive:
+                harness.wait_until(lambda: serves(n), timeout=15, interval=0.2,
+                                   what=f"{n.name} serving the HTTPS certificate")
 
 
 def cli_unlock_key(test, c, via, rotate=False):
