@@ -242,9 +242,12 @@ class UserCertExpiryTest(cluster.SharedClusterTest):
         self.assertIsNotNone(ended_at, "the watch still streams after its certificate expired")
         self.assertGreaterEqual(ended_at, end, "the watch ended before its certificate did")
         self.assertEqual(self.cut_total("expired"), before + 1)
-        lines = [l for p in m.runs for l in p.lines("err")
-                 if "closing a connection of" in l and "expired" in l]
-        self.assertEqual(len(lines), 1, lines)
+        # Logged before the close, but read from the node's stderr by another thread: wait.
+        def cut_lines():
+            return [l for p in m.runs for l in p.lines("err")
+                    if "closing a connection of" in l and "expired" in l]
+        harness.wait_until(cut_lines, timeout=5, interval=0.1, what="the cut logged")
+        self.assertEqual(len(cut_lines()), 1, cut_lines())
 
 
 if __name__ == "__main__":
