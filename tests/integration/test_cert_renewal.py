@@ -100,8 +100,9 @@ class CertRenewalTest(cluster.SharedClusterTest):
             self.assertGreater(end, time.time(), f"{n.name}'s certificate on disk is current")
             self.assertGreaterEqual(self.renewals(n), 1, n.name)
             self.assertEqual(self.renewals(n, "failed"), 0, n.name)
-            self.assertTrue(any("renewed this node's certificate" in l for l in n.proc.lines("err")),
-                            n.log_tail())
+            harness.wait_until(
+                lambda: any("renewed this node's certificate" in l for l in n.proc.lines("err")),
+                timeout=5, interval=0.1, what=f"{n.name} logging its renewal")
 
         # No request through the overlay and no CLI read failed while every node renewed.
         self.assertTrue(load.finish(), "the load threads did not stop")
