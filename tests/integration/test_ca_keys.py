@@ -391,8 +391,19 @@ class AutolockTest(cluster.SharedClusterTest):
         self.assertEqual(rc, 1, out + err)
         self.assertIn("no locked manager waits", err)
         start_waiting()
-        rc, out, err = unlock(n2, env={"ROUTEMESH_UNLOCK_KEY": key})
-        self.assertEqual(rc, 0, out + err)
+        # Typed on a terminal this time (echo off: the key is not printed back).
+        master, slave = pty.openpty()
+        try:
+            os.write(master, (key + "\n").encode())
+            r = subprocess.run([cluster.bin_path(), "cluster", "unlock", "--config",
+                                n2.config_path], stdin=slave, capture_output=True, text=True,
+                               timeout=30)
+        finally:
+            os.close(slave)
+            os.close(master)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("unlock key:", r.stderr)
+        self.assertNotIn(key, r.stdout + r.stderr)
         n2.wait_ready(timeout=30)
         harness.wait_until(lambda: signs_count(n2) > 0, timeout=15, interval=0.1,
                            what="n2 opening the CA key after `cluster unlock`")
