@@ -172,7 +172,15 @@ struct RoutePublisher::Impl {
         clear = std::move(*key);
       }
       if (clear.empty()) {
-        continue;  // stays sealed: the proxy leaves the certificate out and logs it
+        // Stays sealed: the proxy leaves the certificate out (counted). Said once per key.
+        if (unopened.insert(c.key).second) {
+          spdlog::warn(
+              "route compile: the HTTPS key of {} is sealed with a secrets key this manager "
+              "cannot open yet (it has not taken the current manager key); its certificate is "
+              "left out until it does",
+              c.host);
+        }
+        continue;
       }
       now.emplace(std::exchange(c.key, clear), clear);
     }
@@ -302,6 +310,7 @@ struct RoutePublisher::Impl {
   discovery::StateIndex index;  // of replica
   mesh::health::TargetCache targets;
   std::map<std::string, std::string> opened;  // sealed HTTPS key -> clear, of the last compile
+  std::set<std::string> unopened;             // sealed HTTPS keys already logged as unopened
   // Last: the thread starts once everything above exists.
   asio::io_context compile_io{1};
   asio::executor_work_guard<asio::io_context::executor_type> work;

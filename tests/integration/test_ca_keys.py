@@ -270,6 +270,10 @@ class StoreKeyTest(cluster.SharedClusterTest):
             if n.alive:
                 harness.wait_until(lambda: serves(n), timeout=15, interval=0.2,
                                    what=f"{n.name} serving the HTTPS certificate")
+        # Until its renewal brought the newest key, it could not open the key: said once.
+        unopened = [l for l in down.proc.lines() if "cannot open yet" in l]
+        self.assertEqual(len(unopened), 1, unopened)
+        self.assertIn("mk.test", unopened[0])
 
 
 def cli_unlock_key(test, c, via, rotate=False):
