@@ -297,8 +297,10 @@ asio::awaitable<void> renew_certificates(ClusterNode& n) {
     if (ok) {
       give_overlay_tls(n);  // streams opened from now on present the new certificate
       if (n.manager()) {
-        follow_ca(n, n.store->state());  // a manager key that came with it opens the CA now
-        n.publisher.schedule(n.store->state());  // ... and the HTTPS keys sealed in the state
+        // A manager key that came with it opens the CA now, and the HTTPS keys sealed in the
+        // state (the routes are compiled again).
+        follow_ca(n, n.store->state());
+        n.publisher.schedule(n.store->state());
       }
       // A manager that had not seen the rotation (or the role) yet signed the old way: again
       // soon.
