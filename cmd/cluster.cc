@@ -442,15 +442,9 @@ asio::awaitable<void> start_cluster(ClusterNode& n) {
     n.publisher.use_deltas([&n](std::uint64_t after) { return n.store->deltas_since(after); });
     // ... and opens the HTTPS keys the state holds sealed with the state's secrets key.
     n.publisher.use_secrets([&n] {
-      if (!n.store || !n.tls || n.tls->credentials.manager_key.empty()) {
-        return std::string{};
-      }
-      const std::string& wrapped = n.store->state().ca.secrets_key_wrapped;
-      if (wrapped.empty()) {
-        return std::string{};
-      }
-      auto key = tls::unwrap_manager_key(wrapped, n.tls->credentials.manager_key);
-      return key ? std::move(*key) : std::string{};
+      return n.store && n.tls
+                 ? manager::secrets_key_of(n.store->state().ca, n.tls->credentials.manager_key)
+                 : std::string{};
     });
     manager::ApiOptions ao;
     ao.cluster_id = n.identity.cluster_id;

@@ -167,9 +167,10 @@ struct RoutePublisher::Impl {
       std::string clear;
       if (auto it = opened.find(c.key); it != opened.end()) {
         clear = it->second;
-      } else if (auto key = secrets_key.empty() ? boost::system::result<std::string>(std::string{})
-                                                : tls::unseal_key(c.key, secrets_key)) {
-        clear = std::move(*key);
+      } else if (!secrets_key.empty()) {
+        if (auto key = tls::unseal_key(c.key, secrets_key)) {
+          clear = std::move(*key);
+        }
       }
       if (clear.empty()) {
         // Stays sealed: the proxy leaves the certificate out (counted). Said once per key.

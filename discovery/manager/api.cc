@@ -1633,16 +1633,8 @@ class ApiImpl final : public Api {
     return !id.empty() && tls::manager_key_id(manager_key_) != id;
   }
 
-  // The state's secrets key, opened with this manager's manager key; "" when there is none or
-  // it does not open here (not adopted the current manager key yet).
-  std::string secrets_key() const {
-    const std::string& wrapped = state().ca.secrets_key_wrapped;
-    if (wrapped.empty() || manager_key_.empty()) {
-      return {};
-    }
-    auto key = tls::unwrap_manager_key(wrapped, manager_key_);
-    return key ? std::move(*key) : std::string{};
-  }
+  // The state's secrets key, opened with this manager's manager key (secrets_key_of).
+  std::string secrets_key() const { return secrets_key_of(state().ca, manager_key_); }
 
   // Leader: the secrets key a new HTTPS certificate's key is sealed with; the first one is made
   // and committed now. "" where the CA key is kept in files (no manager key: keys stay as given).
@@ -2160,6 +2152,14 @@ class ApiImpl final : public Api {
 };
 
 }  // namespace
+
+std::string secrets_key_of(const ClusterCa& ca, const std::string& manager_key) {
+  if (ca.secrets_key_wrapped.empty() || manager_key.empty()) {
+    return {};
+  }
+  auto key = tls::unwrap_manager_key(ca.secrets_key_wrapped, manager_key);
+  return key ? std::move(*key) : std::string{};
+}
 
 std::unique_ptr<Api> make_api(asio::any_io_executor executor, store::Store& store,
                               ApiOptions options) {

@@ -132,6 +132,11 @@ class Api {
 };
 
 // `store` must outlive the Api.
+// The state's secrets key (ClusterCa::secrets_key_wrapped, which seals the HTTPS keys in the
+// state) opened with `manager_key`: "" when there is none, no manager key, or it does not open
+// with this one (a manager that has not taken the current manager key yet).
+std::string secrets_key_of(const ClusterCa& ca, const std::string& manager_key);
+
 std::unique_ptr<Api> make_api(boost::asio::any_io_executor executor, store::Store& store,
                               ApiOptions options = {});
 
