@@ -64,8 +64,7 @@ void write_line(int fd, const std::string& text) {
 }
 
 // The answer to one key sent on the socket: "ok", or "refused: WHY".
-std::string judge(const std::string& data_dir, const std::string& sent) {
-  const std::string key = trimmed(sent);
+std::string judge(const std::string& data_dir, const std::string& key) {
   if (!tls::is_manager_key(key)) {
     return "refused: not an unlock key (64 hexadecimal digits, as `routemesh cluster unlock-key` "
            "shows it)";
@@ -127,14 +126,14 @@ UnlockResult wait_for_unlock(const std::string& data_dir, const std::string& why
     if (client < 0) {
       continue;
     }
-    const std::string sent = read_line(client);
-    const std::string answer = judge(data_dir, sent);
+    const std::string key = trimmed(read_line(client));
+    const std::string answer = judge(data_dir, key);
     write_line(client, answer);
     ::close(client);
     if (answer == "ok") {
       spdlog::info("cluster: unlocked by `routemesh cluster unlock`");
       result.outcome = UnlockWait::unlocked;
-      result.key = trimmed(sent);
+      result.key = key;
       break;
     }
     spdlog::warn("cluster: an unlock key sent to {} was refused: {}", path, answer.substr(9));
