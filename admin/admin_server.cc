@@ -429,6 +429,17 @@ auto log_failure(std::shared_ptr<State> state, std::string_view what) {
   return base::log_and_count(what, errors, [state = std::move(state)] {});
 }
 
+// What PeerTrust::recheck's reason says of a certificate, for logs and answers.
+std::string_view certificate_is(std::string_view why) {
+  if (why == "removed") {
+    return "of a node removed from the cluster";
+  }
+  if (why == "retired_root") {
+    return "of a retired root";
+  }
+  return why;  // "revoked", "expired"
+}
+
 // Ends a connection whose client certificate is `why` (PeerTrust::recheck) while a response
 // streams: counted and logged. Its pending operation ends with an error, a streaming
 // handler's next write() completes false, and the session removes itself later.
@@ -436,7 +447,7 @@ void cut(State& state, beast::tcp_stream& stream, const tls::Identity& caller,
          std::string_view why) {
   state.metrics.connections_cut.Add({{"reason", std::string(why)}}).Increment();
   spdlog::warn("admin: closing a connection of {}: its client certificate is {}",
-               tls::identity_uri(caller), why);
+               tls::identity_uri(caller), certificate_is(why));
   boost::system::error_code ignored;
   stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
   stream.close();
@@ -527,11 +538,11 @@ asio::awaitable<void> serve(std::shared_ptr<State> state, Stream& stream,
         spdlog::warn(
             "admin: closing a connection of {}: its client certificate is {} since the "
             "connection was made",
-            tls::identity_uri(*caller), *why);
+            tls::identity_uri(*caller), certificate_is(*why));
         count(*state, path_label(*state, request.path), 401);
         Response refusal =
             error_response(401, "unauthenticated",
-                           "the client certificate is " + std::string(*why) +
+                           "the client certificate is " + std::string(certificate_is(*why)) +
                                " since this connection was made; connect again with a valid one");
         HttpResponse res =
             to_http(std::move(refusal), {}, req.method() == http::verb::head, req.version(), false);
@@ -612,7 +623,7 @@ asio::awaitable<void> run_tls_session(std::shared_ptr<State> state, tcp::socket 
     state->metrics.tls_handshakes.Add({{"result", "failed"}}).Increment();
     if (!state->stopped) {
       spdlog::warn("admin: TLS handshake with {} failed: {}", peer_of(lowest(stream)),
-                   handshake_ec.message());
+                   tls::handshake_failure(stream.native_handle(), handshake_ec));
     }
     beast::error_code ignored;
     lowest(stream).socket().close(ignored);

@@ -112,9 +112,10 @@ class AdminServer {
   // handler still sees Request::caller, nullopt for them). /healthz and /metrics always are.
   virtual void allow_anonymous(std::string path) = 0;
   // From now on, before each request on a TLS connection whose client sent a certificate,
-  // `trust` says whether that certificate is still good (tls::PeerTrust::recheck: revoked since
-  // the handshake, or, for users, expired or of a retired root). When it is not, the request is
-  // answered 401 and the connection closed (logged, routemesh_admin_connections_cut_total).
+  // `trust` says whether that certificate is still good (tls::PeerTrust::recheck: revoked or its
+  // node removed since the handshake, or, for users, expired or of a retired root). When it is not,
+  // the request is answered 401 and the connection closed (logged,
+  // routemesh_admin_connections_cut_total).
   virtual void recheck_peers(std::shared_ptr<const tls::PeerTrust> trust) = 0;
   // The trust changed (a revocation, a retired root): closes at once every response stream (a
   // watch) whose client certificate it now refuses; a stream has no next request to be

@@ -14,7 +14,7 @@ Metrics::Metrics(prometheus::Registry& registry)
                                           "TLS handshakes on the admin port, by result.")),
       connections_cut(base::counter_family(
           registry, "routemesh_admin_connections_cut_total",
-          "Admin TLS connections closed because their client certificate was revoked, expired "
-          "or its root retired after the handshake, by reason.")) {}
+          "Admin TLS connections closed because their client certificate was revoked, expired, "
+          "its root retired or its node removed after the handshake, by reason.")) {}
 
 }  // namespace routemesh::admin

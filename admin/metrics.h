@@ -27,8 +27,8 @@ struct Metrics {
   // no certificate yet: it is still joining, and the connection was closed unanswered).
   prometheus::Family<prometheus::Counter>& tls_handshakes;
   // routemesh_admin_connections_cut_total{reason}: TLS connections closed at a request because
-  // their client certificate is no longer good since the handshake: "revoked", "expired",
-  // "retired_root" (AdminServer::recheck_peers).
+  // their client certificate is no longer good since the handshake: "revoked", "removed"
+  // (a node removed from the cluster), "expired", "retired_root" (AdminServer::recheck_peers).
   prometheus::Family<prometheus::Counter>& connections_cut;
 };
 

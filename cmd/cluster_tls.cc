@@ -445,11 +445,19 @@ bool set_revocations(NodeTls& t, const discovery::ClusterState& state) {
   for (const auto& [serial, r] : state.revoked) {
     serials.insert(serial);
   }
-  const std::size_t count = serials.size();
-  if (!t.revoked->set(std::move(serials))) {
+  std::set<std::string, std::less<>> removed;
+  for (const auto& [id, name] : state.removed_nodes) {
+    removed.insert(id);
+  }
+  const std::size_t revoked = serials.size();
+  const std::size_t nodes = removed.size();
+  if (!t.revoked->set(std::move(serials), std::move(removed))) {
     return false;
   }
-  spdlog::info("cluster: {} revoked certificate(s) refused from now on", count);
+  spdlog::info(
+      "cluster: {} revoked certificate(s) and the certificates of {} removed node(s) refused "
+      "from now on",
+      revoked, nodes);
   return true;
 }
 

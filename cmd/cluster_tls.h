@@ -79,8 +79,8 @@ std::shared_ptr<const proxy::OverlayTls> overlay_tls(const NodeTls& t,
                                                      const std::string& cluster_id,
                                                      std::uint64_t rekey_bytes);
 
-// Gives `t`'s server context the revoked serials of `state` (logged when they changed); true
-// when they changed.
+// Gives `t`'s server context the revoked serials and the removed nodes of `state` (logged when
+// they changed); true when they changed.
 bool set_revocations(NodeTls& t, const discovery::ClusterState& state);
 
 // What the state's CA record changed for this node (follow_cluster_ca).

@@ -312,11 +312,16 @@ void Worker::close_untrusted_overlay(bool revocations) {
       continue;
     }
     const char* reason = nullptr;
-    if (c->overlay_peer != nullptr && table_ && !table_->nodes.contains(*c->overlay_peer)) {
+    // The state's removal reaches the node's trust (at once) and its route table (after a
+    // compile): a removed node's connections count as removed whichever notices first.
+    const auto refused =
+        trust != nullptr ? trust->peer_refused(c->overlay_ssl) : std::optional<std::string_view>{};
+    if ((c->overlay_peer != nullptr && table_ && !table_->nodes.contains(*c->overlay_peer)) ||
+        refused == "removed") {
       reason = "member_removed";
       spdlog::warn("overlay: closing a connection of node {}: it is no longer a member",
-                   *c->overlay_peer);
-    } else if (revoked(c->overlay_ssl)) {
+                   c->overlay_peer != nullptr ? *c->overlay_peer : std::string("(unnamed)"));
+    } else if (refused) {
       reason = "revoked";
       spdlog::warn("overlay: closing a connection {}: its peer's certificate was revoked",
                    c->overlay_peer != nullptr ? "of node " + *c->overlay_peer : "to a node");
@@ -333,8 +338,10 @@ void Worker::close_untrusted_overlay(bool revocations) {
     const std::size_t spares = overlay_spares_->close_untrusted(revoked);
     const std::size_t pooled = pool_->close_untrusted(revoked);
     if (spares + pooled > 0) {
-      spdlog::warn("overlay: closed {} idle connection(s) to nodes whose certificate was revoked",
-                   spares + pooled);
+      spdlog::warn(
+          "overlay: closed {} idle connection(s) to nodes whose certificate was revoked or "
+          "that were removed",
+          spares + pooled);
       metrics_.overlay_refused.Add({{"reason", "out_revoked"}})
           .Increment(static_cast<double>(spares + pooled));
     }

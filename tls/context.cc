@@ -56,27 +56,47 @@ void tls13_only(ssl::context& ctx) {
 
 }  // namespace
 
-bool PeerTrust::set(std::set<std::string> serials) {
+bool PeerTrust::set(std::set<std::string> serials,
+                    std::set<std::string, std::less<>> removed_nodes) {
   std::lock_guard lock(mu_);
-  if (*serials_ == serials) {
+  if (refused_->serials == serials && refused_->nodes == removed_nodes) {
     return false;
   }
-  serials_ = std::make_shared<const std::set<std::string>>(std::move(serials));
+  refused_ = std::make_shared<const Refused>(Refused{std::move(serials), std::move(removed_nodes)});
   return true;
 }
 
 bool PeerTrust::revoked(const std::string& serial) const {
-  std::shared_ptr<const std::set<std::string>> serials;
+  std::shared_ptr<const Refused> refused;
   {
     std::lock_guard lock(mu_);
-    serials = serials_;
+    refused = refused_;
   }
-  return serials->count(serial) != 0;
+  return refused->serials.count(serial) != 0;
 }
 
 std::size_t PeerTrust::size() const {
   std::lock_guard lock(mu_);
-  return serials_->size();
+  return refused_->serials.size() + refused_->nodes.size();
+}
+
+std::optional<std::string_view> PeerTrust::refused(const x509_st* cert, bool leaf) const {
+  std::shared_ptr<const Refused> refused;
+  {
+    std::lock_guard lock(mu_);
+    refused = refused_;
+  }
+  if (refused->serials.count(serial_of(cert)) != 0) {
+    return "revoked";
+  }
+  if (leaf && !refused->nodes.empty()) {
+    // Only node certificates name a node id; a user's certificate may carry any name.
+    auto identity = identity_of(cert);
+    if (identity && is_node_role(identity->role) && refused->nodes.contains(identity->id)) {
+      return "removed";
+    }
+  }
+  return std::nullopt;
 }
 
 struct PeerTrust::Retired {
@@ -107,9 +127,12 @@ void PeerTrust::add_retired_roots(const std::vector<std::string>& roots_pem) {
   retired_ = std::move(next);
 }
 
-bool PeerTrust::peer_revoked(const ssl_st* ssl) const {
+std::optional<std::string_view> PeerTrust::peer_refused(const ssl_st* ssl) const {
   const X509* cert = ssl != nullptr ? SSL_get0_peer_certificate(ssl) : nullptr;
-  return cert != nullptr && revoked(serial_of(cert));
+  if (cert == nullptr) {
+    return std::nullopt;
+  }
+  return refused(cert, true);
 }
 
 std::optional<std::string_view> PeerTrust::recheck(const ssl_st* ssl, std::int64_t now,
@@ -118,8 +141,8 @@ std::optional<std::string_view> PeerTrust::recheck(const ssl_st* ssl, std::int64
   if (cert == nullptr) {
     return std::nullopt;
   }
-  if (peer_revoked(ssl)) {
-    return "revoked";
+  if (auto why = peer_refused(ssl)) {
+    return why;
   }
   if (!strict) {
     return std::nullopt;
@@ -170,13 +193,15 @@ boost::system::result<ContextPtr> server_context(const NodeCredentials& node,
   ctx->set_verify_mode(ssl::verify_peer);
   if (revoked) {
     // On top of OpenSSL's chain check: no certificate of the chain may be revoked (the
-    // client's own, or a cross certificate revoked when its rotation ended).
+    // client's own, or a cross certificate revoked when its rotation ended), and the client's
+    // own may not name a removed node.
     ctx->set_verify_callback([revoked](bool preverified, ssl::verify_context& vc) {
       if (!preverified) {
         return false;
       }
       X509_STORE_CTX* store = vc.native_handle();
-      if (revoked->revoked(serial_of(X509_STORE_CTX_get_current_cert(store)))) {
+      if (revoked->refused(X509_STORE_CTX_get_current_cert(store),
+                           X509_STORE_CTX_get_error_depth(store) == 0)) {
         X509_STORE_CTX_set_error(store, X509_V_ERR_CERT_REVOKED);
         return false;
       }
@@ -244,6 +269,17 @@ std::optional<Identity> verified_peer(const ssl_st* ssl) {
     return std::nullopt;
   }
   return std::move(*identity);
+}
+
+std::string handshake_failure(const ssl_st* ssl, const boost::system::error_code& ec) {
+  std::string text = ec.message();
+  const long result = ssl != nullptr ? SSL_get_verify_result(ssl) : X509_V_OK;
+  if (result != X509_V_OK) {
+    text += " (";
+    text += X509_verify_cert_error_string(result);
+    text += ')';
+  }
+  return text;
 }
 
 std::optional<std::int64_t> peer_not_after(const ssl_st* ssl) {

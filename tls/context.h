@@ -31,24 +31,28 @@
 #include <string_view>
 #include <vector>
 
-struct ssl_st;  // OpenSSL's SSL
+struct ssl_st;   // OpenSSL's SSL
+struct x509_st;  // OpenSSL's X509
 
 namespace routemesh::tls {
 
 using ContextPtr = std::shared_ptr<boost::asio::ssl::context>;
 
 // What a node no longer trusts, as the cluster state says: the serials (serial_of's spelling)
-// of revoked certificates, and the roots retired by a rotation. A server context given one
-// refuses, at the handshake, a chain with a revoked certificate in it (the client's own, or a
-// cross certificate revoked when its rotation ended); recheck() asks the same again of a
-// connection made earlier, which a long-lived connection (or a resumed TLS session, which is
-// not verified again) needs. Thread-safe: the control thread replaces the sets while any
-// thread handshakes.
+// of revoked certificates, the ids of nodes removed from the cluster, and the roots retired by
+// a rotation. A server context given one refuses, at the handshake, a chain with a revoked
+// certificate in it (the client's own, or a cross certificate revoked when its rotation ended)
+// and a node certificate naming a removed node (every certificate it ever got, renewals
+// included); recheck() asks the same again of a connection made earlier, which a long-lived
+// connection (or a resumed TLS session, which is not verified again) needs. Thread-safe: the
+// control thread replaces the sets while any thread handshakes.
 class PeerTrust {
  public:
-  // Replaces the revoked serials; false (and nothing replaced) when they are the same.
-  bool set(std::set<std::string> serials);
+  // Replaces the revoked serials and the removed node ids; false (and nothing replaced) when
+  // they are the same.
+  bool set(std::set<std::string> serials, std::set<std::string, std::less<>> removed_nodes = {});
   bool revoked(const std::string& serial) const;
+  // Revoked serials and removed nodes together.
   std::size_t size() const;
   // Adds roots (PEM) that a rotation retired; their certificates are refused by recheck().
   // Kept for the node's lifetime (a few per rotation); one already there is not added again.
@@ -56,20 +60,27 @@ class PeerTrust {
 
   // Whether the verified client certificate of an established connection is still good at
   // `now`: nullopt when it is (or when the connection has none), else why not: "revoked" (its
-  // serial), and, for `strict` callers, "expired" (past its notAfter) and "retired_root"
-  // (signed by a root's key that a rotation retired). Nodes are checked for revocation only:
-  // their long-lived connections are re-established after a renewal, and who they are is
-  // checked against the state on every request anyway.
+  // serial), "removed" (a node certificate of a removed node), and, for `strict` callers,
+  // "expired" (past its notAfter) and "retired_root" (signed by a root's key that a rotation
+  // retired). Nodes are checked for revocation and removal only: their long-lived connections
+  // are re-established after a renewal, and who they are is checked against the state on
+  // every request anyway.
   std::optional<std::string_view> recheck(const ssl_st* ssl, std::int64_t now, bool strict) const;
-  // recheck() for nodes: whether the peer certificate of `ssl` is revoked now (false without
-  // one). Needs no clock.
-  bool peer_revoked(const ssl_st* ssl) const;
+  // recheck() for nodes: "revoked" or "removed" when the peer certificate of `ssl` is refused
+  // now, nullopt when it is not (or there is none). Needs no clock.
+  std::optional<std::string_view> peer_refused(const ssl_st* ssl) const;
+  bool peer_revoked(const ssl_st* ssl) const { return peer_refused(ssl).has_value(); }
+  // The same for one certificate of a chain being verified: `leaf` says it is the peer's own.
+  std::optional<std::string_view> refused(const x509_st* cert, bool leaf) const;
 
  private:
+  struct Refused {
+    std::set<std::string> serials;
+    std::set<std::string, std::less<>> nodes;
+  };
   struct Retired;
   mutable std::mutex mu_;
-  std::shared_ptr<const std::set<std::string>> serials_ =
-      std::make_shared<const std::set<std::string>>();
+  std::shared_ptr<const Refused> refused_ = std::make_shared<const Refused>();
   std::shared_ptr<const std::vector<std::shared_ptr<const Retired>>> retired_ =
       std::make_shared<const std::vector<std::shared_ptr<const Retired>>>();
 };
@@ -104,6 +115,10 @@ boost::system::result<void> replace_trusted_roots(boost::asio::ssl::context& con
 // against the context's CA and names a routemesh identity. nullopt when the peer sent no
 // certificate, or one without an identity.
 std::optional<Identity> verified_peer(const ssl_st* ssl);
+
+// Why a handshake on `ssl` failed, for logs: `ec`'s text, with what certificate verification
+// said when it refused the peer's certificate ("... (certificate revoked)").
+std::string handshake_failure(const ssl_st* ssl, const boost::system::error_code& ec);
 // When the peer certificate of an established connection expires (its notAfter, seconds since
 // the epoch); nullopt without one.
 std::optional<std::int64_t> peer_not_after(const ssl_st* ssl);

@@ -1015,7 +1015,8 @@ class ApiImpl final : public Api {
     std::string id;
     do {
       id = hex_id(rng_());
-    } while (id == "0000000000000000" || state().nodes.count(id) != 0);
+    } while (id == "0000000000000000" || state().nodes.count(id) != 0 ||
+             state().removed_nodes.count(id) != 0);
     // The certificate before the state: a request it cannot sign leaves the state unchanged.
     auto issued = issue_node_certificate(j, id);
     if (auto* refusal = std::get_if<Response>(&issued)) {

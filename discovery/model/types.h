@@ -157,8 +157,12 @@ struct ClusterState {
   std::map<std::string, Network> networks;
   std::map<std::string, Service> services;
   std::map<std::string, Task> tasks;
-  std::map<std::string, Policy> policies;            // by id
-  std::map<std::string, Revocation> revoked;         // revoked certificates, by serial
+  std::map<std::string, Policy> policies;     // by id
+  std::map<std::string, Revocation> revoked;  // revoked certificates, by serial
+  // Nodes removed from the cluster (`node rm`), id -> name: every TLS server of the cluster
+  // refuses their node certificates at the handshake, and no node joins again under their
+  // ids. Kept for good, as revocations: a node certificate can be renewed for years.
+  std::map<std::string, std::string> removed_nodes;
   std::map<std::string, IngressCert> ingress_certs;  // HTTPS certificates, by host
   ClusterCa ca;
 };

@@ -284,6 +284,13 @@ json::object to_json(const ClusterState& state) {
   if (!state.ingress_certs.empty()) {  // absent when empty, as policies
     o["ingress_certs"] = list(state.ingress_certs);
   }
+  if (!state.removed_nodes.empty()) {  // absent when empty, as policies
+    json::object removed;
+    for (const auto& [id, name] : state.removed_nodes) {
+      removed[id] = name;
+    }
+    o["removed_nodes"] = std::move(removed);
+  }
   if (!state.ca.roots.empty()) {  // absent until the first root rotation
     o["ca"] = to_json(state.ca);
   }
@@ -687,7 +694,7 @@ std::optional<ClusterState> state_from_json(const json::value& value) {
   ClusterState state;
   r.only({"revision", "cluster_id", "subnet_pool", "worker_token_hash", "manager_token_hash",
           "overlay_key_epoch", "overlay_key_epoch_at", "nodes", "networks", "services", "tasks",
-          "policies", "revoked", "ingress_certs", "ca"});
+          "policies", "revoked", "ingress_certs", "removed_nodes", "ca"});
   std::uint64_t epoch_at = 0;
   r.uint("overlay_key_epoch", state.overlay_key_epoch, std::numeric_limits<std::uint64_t>::max());
   r.uint("overlay_key_epoch_at", epoch_at, std::numeric_limits<std::int64_t>::max());
@@ -736,6 +743,18 @@ std::optional<ClusterState> state_from_json(const json::value& value) {
            [](const IngressCert& c) { return c.host; });
   if (!ok) {
     return std::nullopt;
+  }
+  if (const json::value* v = r.find("removed_nodes"); v != nullptr) {
+    const json::object* removed = v->if_object();
+    if (removed == nullptr) {
+      return std::nullopt;
+    }
+    for (const auto& [id, name] : *removed) {
+      if (!name.is_string()) {
+        return std::nullopt;
+      }
+      state.removed_nodes.emplace(std::string(id), std::string(name.get_string()));
+    }
   }
   if (const json::value* v = r.find("ca"); v != nullptr) {
     auto ca = cluster_ca_from_json(*v, "ca", error);

@@ -237,6 +237,10 @@ class Applier {
     if (state_.nodes.count(node.id) != 0) {
       return failure(errc::conflict, "node.id", "node " + quoted(node.id) + " already exists");
     }
+    if (state_.removed_nodes.count(node.id) != 0) {
+      return failure(errc::conflict, "node.id",
+                     "node " + quoted(node.id) + " was removed; a node joins again with a new id");
+    }
     if (auto e = first_error(validate_node(state_, index_, node, "node"))) {
       return *e;
     }
@@ -296,6 +300,7 @@ class Applier {
                          " task(s); remove them first");
     }
     json::object object = to_json(it->second);
+    state_.removed_nodes[c.id] = name;
     index_.remove_node(it->second);
     state_.nodes.erase(it);
     state_.revision = next_revision();

@@ -221,8 +221,9 @@ asio::awaitable<bool> secure_incoming(Worker& w, UpstreamConn& in) {
     conn.disarm();
   }
   if (ec || expired) {
-    refuse("tls", "TLS handshake from " + from +
-                      " failed: " + (expired ? std::string("timed out") : ec.message()));
+    refuse("tls", "TLS handshake from " + from + " failed: " +
+                      (expired ? std::string("timed out")
+                               : tls::handshake_failure(s->native_handle(), ec)));
     s->next_layer().close(ignored);
     co_return false;
   }

@@ -573,14 +573,67 @@ class SecurityTest(unittest.TestCase):
         n = self.new_node()
         n.start(join=self.c.nodes[0].admin)
         creds = n.credentials()
-        s, b = self.c.leader().api("POST", "/v1/heartbeat", {"node": n.id}, tls=creds)
+        lead = self.c.leader()
+        s, b = lead.api("POST", "/v1/heartbeat", {"node": n.id}, tls=creds)
         self.assertEqual(s, 200, b)
+        nodes = self.c.managers + [self.worker]
+        # One connection per node that the removed node made before its removal.
+        kept = {}
+        for m in nodes:
+            host, _, port = m.admin.rpartition(":")
+            conn = http.client.HTTPSConnection(host, int(port), timeout=10, context=creds)
+            conn.request("GET", "/healthz")
+            r = conn.getresponse()
+            r.read()
+            self.assertEqual(r.status, 200)
+            kept[m.name] = conn
         n.stop()
-        s, b = self.c.leader().api("DELETE", f"/v1/nodes/{n.id}")
+        self.c.nodes.remove(n)
+        failed = lambda: self.metric_sum("routemesh_admin_tls_handshakes_total",  # noqa: E731
+                                         {"result": "failed"})
+        before_failed = failed()
+        s, b = lead.api("DELETE", f"/v1/nodes/{n.id}")
         self.assertEqual(s, 200, b)
-        s, b = self.c.leader().api("POST", "/v1/heartbeat", {"node": n.id}, tls=creds)
-        self.assertEqual(s, 403, b)
-        self.assertIn("not a member", cluster.error_of(b).get("message", ""), b)
+        before = self.store_view()
+
+        # Every node refuses its certificate at the handshake, as soon as it has the state:
+        # the node id is refused, not one serial, so no certificate it ever held gets in.
+        def refused(m):
+            try:
+                m.api("POST" if m.role == "manager" else "GET",
+                      "/v1/heartbeat" if m.role == "manager" else "/v1/routes",
+                      {"node": n.id} if m.role == "manager" else None, tls=creds)
+            except (cluster.Refused, cluster.Unknown):
+                return True
+            return False
+        for m in nodes:
+            harness.wait_until(lambda: refused(m), timeout=10,
+                               what=f"{m.name} refusing the removed node's certificate")
+        self.assertGreaterEqual(failed() - before_failed, len(self.c.managers))
+        harness.wait_until(
+            lambda: any("certificate revoked" in l for l in lead.proc.lines("err")
+                        if "admin: TLS handshake with" in l),
+            timeout=5, interval=0.1, what="the refused handshake logged")
+        # A connection made before the removal is refused from its next request on (401, then
+        # closed).
+        for m in nodes:
+            conn = kept[m.name]
+            try:
+                conn.request("GET", "/v1/routes")
+                r = conn.getresponse()
+                body = r.read().decode()
+                self.assertEqual(r.status, 401, f"{m.name}: {body}")
+                self.assertIn("removed", body)
+            finally:
+                conn.close()
+            self.assertGreaterEqual(
+                cluster.metric(m.metrics(), "routemesh_admin_connections_cut_total",
+                               {"reason": "removed"}), 1, m.name)
+        self.assertEqual(self.store_view(), before)
+        # Its id is never handed out again, and the state keeps it refused.
+        rc, out, err = self.c.cli(self.c.followers()[0], "node", "ls")
+        self.assertEqual(rc, 0, err)
+        self.assertNotIn(n.id, out)
 
     def overlay_answer(self, to, present):
         """One overlay preamble to node `to` inside TLS with node `present`'s certificate: b"-"
@@ -757,15 +810,15 @@ class SecurityTest(unittest.TestCase):
 
     def test_a_removed_or_revoked_node_certificate_opens_no_overlay_stream(self):
         target = self.c.nodes[1]
-        # Removed: its certificate is still valid, its node id is gone from the state.
+        # Removed: its certificate has not expired, but its node id is refused at the handshake.
         n = self.joined_node(target)
-        before = self.overlay_refusals(target, "not_a_member")
+        before = self.overlay_refusals(target, "tls")
         n.stop()
         s, b = self.c.leader().api("DELETE", f"/v1/nodes/{n.id}")
         self.assertEqual(s, 200, b)
         harness.wait_until(lambda: self.overlay_answer(target, n) == b"", timeout=15,
                            what="the removed node's overlay stream refused")
-        self.assertGreater(self.overlay_refusals(target, "not_a_member"), before)
+        self.assertGreater(self.overlay_refusals(target, "tls"), before)
         # Revoked: still a member, but its certificate fails the handshake.
         m = self.joined_node(target)
         # A spare connection made before the revocation carries its preamble after it.

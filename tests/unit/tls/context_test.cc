@@ -201,6 +201,32 @@ TEST_CASE("a revoked client certificate fails the handshake; others still pass")
   CHECK(again.has_value());
 }
 
+TEST_CASE("a removed node's certificates fail the handshake; a user of the same name passes") {
+  auto ca = new_ca();
+  auto trust = std::make_shared<tls::PeerTrust>();
+  Fixture f;
+  f.start(server_ctx(ca, issue(ca, tls::Role::manager, "00000000000000a1"), trust));
+  auto worker = issue(ca, tls::Role::worker, "00000000000000b2");
+  auto renewed = issue(ca, tls::Role::worker, "00000000000000b2");  // another serial
+  auto other = issue(ca, tls::Role::worker, "00000000000000c3");
+  // A user certificate may carry any name, a node id's spelling too: not a node's.
+  auto user = issue(ca, tls::Role::operator_, "00000000000000b2");
+
+  REQUIRE(f.call(client_ctx(ca, &worker)).has_value());
+  REQUIRE(trust->set({}, {"00000000000000b2"}));
+  CHECK_FALSE(trust->set({}, {"00000000000000b2"}));  // unchanged
+  CHECK(trust->size() == 1);
+  CHECK_FALSE(f.call(client_ctx(ca, &worker)).has_value());
+  CHECK_FALSE(f.call(client_ctx(ca, &renewed)).has_value());
+  CHECK(f.server.handshakes_failed == 2);
+  auto fine = f.call(client_ctx(ca, &other));
+  REQUIRE(fine.has_value());
+  CHECK(fine->body == "routemesh://c0ffee00c0ffee00/worker/00000000000000c3");
+  auto named = f.call(client_ctx(ca, &user));
+  REQUIRE(named.has_value());
+  CHECK(named->body == "routemesh://c0ffee00c0ffee00/operator/00000000000000b2");
+}
+
 TEST_CASE("clients accept only a node certificate of their CA as the server") {
   auto ca = new_ca();
   auto other = new_ca();
@@ -345,6 +371,11 @@ TEST_CASE("a connection's client certificate is checked again: revoked, expired,
   CHECK(trust->recheck(ssl, now(), false) == "revoked");
   CHECK(trust->recheck(ssl, now(), true) == "revoked");
   CHECK(trust->peer_revoked(ssl));
+  // Removed: a node certificate naming the node; carol is a user, whatever her name.
+  trust->set({}, {"carol"});
+  CHECK_FALSE(trust->peer_refused(ssl).has_value());
+  trust->set({}, {"00000000000000a1"});
+  CHECK_FALSE(trust->peer_refused(ssl).has_value());
   CHECK_FALSE(trust->recheck(nullptr, now(), true).has_value());
   CHECK_FALSE(trust->peer_revoked(nullptr));
 }

@@ -203,6 +203,34 @@ TEST_CASE("cert.revoke adds a serial once, checks it, and survives the state JSO
   CHECK(decoded->revoked.at("a1b2").name == "alice");
 }
 
+TEST_CASE("node.remove keeps the node's id refused; it never joins again under it") {
+  ClusterState state = initial_state();
+  const std::string add =
+      R"({"op":"node.add","node":{"id":"00000000000000a1","name":"w1","role":"worker","address":"127.0.0.1:9901"}})";
+  REQUIRE(apply_json(state, add).ok);
+  CHECK(state.removed_nodes.empty());
+  CHECK(encode_state(state).find("removed_nodes") == std::string::npos);
+  REQUIRE(apply_json(state, R"({"op":"node.remove","id":"00000000000000a1"})").ok);
+  CHECK(state.nodes.empty());
+  REQUIRE(state.removed_nodes.count("00000000000000a1") == 1);
+  CHECK(state.removed_nodes.at("00000000000000a1") == "w1");
+
+  const std::uint64_t revision = state.revision;
+  auto again = apply_json(state, add);
+  CHECK_FALSE(again.ok);
+  CHECK(again.error.code == errc::conflict);
+  CHECK(again.error.field == "node.id");
+  CHECK(state.revision == revision);
+  CHECK(state.nodes.empty());
+
+  auto decoded = decode_state(encode_state(state));
+  REQUIRE(decoded);
+  CHECK(encode_state(*decoded) == encode_state(state));
+  CHECK(decoded->removed_nodes.at("00000000000000a1") == "w1");
+  CHECK_FALSE(decode_state(R"({"revision":1,"removed_nodes":["00000000000000a1"]})"));
+  CHECK_FALSE(decode_state(R"({"revision":1,"removed_nodes":{"00000000000000a1":1}})"));
+}
+
 TEST_CASE("ingress.cert.set stores a host's certificate; set replaces, delete removes") {
   ClusterState state = initial_state();
   const std::string pem = "-----BEGIN CERTIFICATE-----\\nMIIB\\n-----END CERTIFICATE-----\\n";
