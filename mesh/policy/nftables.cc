@@ -72,17 +72,18 @@ bool contains(const std::vector<std::string>& list, std::string_view name) {
 // The task addresses of one family whose facts satisfy `pred`, in byte (numeric) order.
 template <class Pred>
 std::vector<std::string> task_addresses(const Compiled& c, bool v6, Pred pred) {
-  std::vector<std::string_view> keys;
+  std::vector<AddressKey> keys;
   c.sources.for_each([&](const AddressKey& key, std::uint32_t index) {
     if (key.size == (v6 ? 16U : 4U) && pred(c.facts[index])) {
-      keys.push_back(key.view());
+      keys.push_back(key);
     }
   });
-  std::sort(keys.begin(), keys.end());
+  std::sort(keys.begin(), keys.end(),
+            [](const AddressKey& a, const AddressKey& b) { return a.view() < b.view(); });
   std::vector<std::string> out;
   out.reserve(keys.size());
   for (const auto& k : keys) {
-    out.push_back(address_text(reinterpret_cast<const std::uint8_t*>(k.data()), v6));
+    out.push_back(address_text(k.bytes.data(), v6));
   }
   return out;
 }

@@ -141,22 +141,40 @@ Compiled compile(const discovery::ClusterState& state) {
     c.facts.push_back(std::move(f));
   }
   const std::size_t per_service = c.facts.size();
-  c.sources.reserve(state.tasks.size());
+  // The addresses first, in one array; then into the index, each slot asked for a few
+  // addresses ahead (AddressIndex::prefetch): at 100,000 tasks the index is a few MiB, and
+  // waiting on each slot's cache miss in turn was most of the compile's time here.
+  struct Pending {
+    AddressKey key;
+    std::uint32_t service = 0;
+  };
+  std::vector<Pending> pending;
+  pending.reserve(state.tasks.size());
   for (const auto& [id, task] : state.tasks) {
     auto service = by_service.find(task.service);
     if (service == by_service.end()) {
       continue;
     }
-    AddressKey key;
-    if (::inet_pton(AF_INET, task.address.c_str(), key.bytes.data()) == 1) {
-      key.size = 4;
-    } else if (::inet_pton(AF_INET6, task.address.c_str(), key.bytes.data()) == 1) {
-      key.size = 16;
+    Pending& p = pending.emplace_back();
+    p.service = service->second;
+    if (::inet_pton(AF_INET, task.address.c_str(), p.key.bytes.data()) == 1) {
+      p.key.size = 4;
+    } else if (::inet_pton(AF_INET6, task.address.c_str(), p.key.bytes.data()) == 1) {
+      p.key.size = 16;
     } else {
-      continue;
+      pending.pop_back();
     }
-    auto [index, inserted] = c.sources.try_emplace(key, service->second);
-    if (inserted || *index == service->second) {
+  }
+  c.sources.reserve(pending.size());
+  constexpr std::size_t kAhead = 8;
+  for (std::size_t i = 0; i < pending.size(); ++i) {
+    if (i + kAhead < pending.size()) {
+      c.sources.prefetch(pending[i + kAhead].key);
+    }
+    const AddressKey& key = pending[i].key;
+    const std::uint32_t service = pending[i].service;
+    auto [index, inserted] = c.sources.try_emplace(key, service);
+    if (inserted || *index == service) {
       continue;
     }
     // Tasks of several services on one address: the union, in an entry of the address's own.
@@ -165,7 +183,7 @@ Compiled compile(const discovery::ClusterState& state) {
       *index = static_cast<std::uint32_t>(c.facts.size());
       c.facts.push_back(std::move(own));
     }
-    const SourceInfo& more = c.facts[service->second];
+    const SourceInfo& more = c.facts[service];
     SourceInfo& merged = c.facts[*index];
     for (auto [to, from] : {std::pair{&merged.networks, &more.networks},
                             std::pair{&merged.services, &more.services}}) {
@@ -185,56 +203,122 @@ const SourceInfo* Compiled::source(const std::uint8_t* address, bool v6) const {
   return index == nullptr ? nullptr : &facts[*index];
 }
 
-std::size_t AddressIndex::slot_of(const AddressKey& key) const {
-  const std::size_t h = std::hash<std::string_view>{}(key.view());
-  const std::size_t mask = slots_.size() - 1;
-  for (std::size_t i = h & mask;; i = (i + 1) & mask) {
-    if (slots_[i].key.size == 0 || slots_[i].key == key) {
+namespace {
+
+std::uint32_t v4_of(const AddressKey& key) {
+  return std::uint32_t{key.bytes[0]} << 24 | std::uint32_t{key.bytes[1]} << 16 |
+         std::uint32_t{key.bytes[2]} << 8 | key.bytes[3];
+}
+
+// Room for n in a table kept at most half full: a power of two, at least 8.
+std::size_t capacity_for(std::size_t n) {
+  std::size_t capacity = 8;
+  while (capacity < 2 * n) {
+    capacity *= 2;
+  }
+  return capacity;
+}
+
+}  // namespace
+
+std::size_t AddressIndex::v4_slot_hint(std::uint32_t key) const {
+  // Fibonacci hashing: neighbouring addresses (a subnet's tasks) land far apart.
+  const auto h = static_cast<std::size_t>((std::uint64_t{key} * 0x9e3779b97f4a7c15ULL) >> 32);
+  return h & (v4_.size() - 1);
+}
+
+std::size_t AddressIndex::v4_slot(std::uint32_t key) const {
+  const std::size_t mask = v4_.size() - 1;
+  for (std::size_t i = v4_slot_hint(key);; i = (i + 1) & mask) {
+    if (v4_[i].value == kEmpty || v4_[i].key == key) {
       return i;
     }
   }
 }
 
-void AddressIndex::grow(std::size_t capacity) {
-  std::vector<Slot> old = std::move(slots_);
-  slots_.assign(capacity, Slot{});
+std::size_t AddressIndex::v6_slot(const AddressKey& key) const {
+  const std::size_t h = std::hash<std::string_view>{}(key.view());
+  const std::size_t mask = v6_.size() - 1;
+  for (std::size_t i = h & mask;; i = (i + 1) & mask) {
+    if (v6_[i].key.size == 0 || v6_[i].key == key) {
+      return i;
+    }
+  }
+}
+
+void AddressIndex::grow_v4(std::size_t capacity) {
+  std::vector<V4Slot> old = std::move(v4_);
+  v4_.assign(capacity, V4Slot{});
+  for (const auto& slot : old) {
+    if (slot.value != kEmpty) {
+      v4_[v4_slot(slot.key)] = slot;
+    }
+  }
+}
+
+void AddressIndex::grow_v6(std::size_t capacity) {
+  std::vector<V6Slot> old = std::move(v6_);
+  v6_.assign(capacity, V6Slot{});
   for (const auto& slot : old) {
     if (slot.key.size != 0) {
-      slots_[slot_of(slot.key)] = slot;
+      v6_[v6_slot(slot.key)] = slot;
     }
   }
 }
 
 void AddressIndex::reserve(std::size_t n) {
-  std::size_t capacity = 8;
-  while (capacity < 2 * n) {
-    capacity *= 2;
-  }
-  if (capacity > slots_.size()) {
-    grow(capacity);
+  if (const std::size_t capacity = capacity_for(n); capacity > v4_.size()) {
+    grow_v4(capacity);
   }
 }
 
 std::pair<std::uint32_t*, bool> AddressIndex::try_emplace(const AddressKey& key,
                                                           std::uint32_t value) {
-  if (2 * (size_ + 1) > slots_.size()) {
-    reserve(size_ + 1);
+  if (key.size == 4) {
+    if (2 * (v4_size_ + 1) > v4_.size()) {
+      grow_v4(capacity_for(v4_size_ + 1));
+    }
+    const std::uint32_t k = v4_of(key);
+    V4Slot& slot = v4_[v4_slot(k)];
+    if (slot.value != kEmpty) {
+      return {&slot.value, false};
+    }
+    slot.key = k;
+    slot.value = value;
+    ++v4_size_;
+    return {&slot.value, true};
   }
-  Slot& slot = slots_[slot_of(key)];
+  if (2 * (v6_size_ + 1) > v6_.size()) {
+    grow_v6(capacity_for(v6_size_ + 1));
+  }
+  V6Slot& slot = v6_[v6_slot(key)];
   if (slot.key.size != 0) {
     return {&slot.value, false};
   }
   slot.key = key;
   slot.value = value;
-  ++size_;
+  ++v6_size_;
   return {&slot.value, true};
 }
 
+void AddressIndex::prefetch(const AddressKey& key) const {
+  if (key.size == 4 && !v4_.empty()) {
+    __builtin_prefetch(&v4_[v4_slot_hint(v4_of(key))]);
+  }
+}
+
 const std::uint32_t* AddressIndex::find(const AddressKey& key) const {
-  if (size_ == 0) {
+  if (key.size == 4) {
+    if (v4_size_ == 0) {
+      return nullptr;
+    }
+    const V4Slot& slot = v4_[v4_slot(v4_of(key))];
+    return slot.value == kEmpty ? nullptr : &slot.value;
+  }
+  if (v6_size_ == 0) {
     return nullptr;
   }
-  const Slot& slot = slots_[slot_of(key)];
+  const V6Slot& slot = v6_[v6_slot(key)];
   return slot.key.size == 0 ? nullptr : &slot.value;
 }
 
