@@ -541,7 +541,27 @@ TEST_CASE("the address index grows, finds every address it took and no other") {
   mesh::policy::AddressKey v6 = v4(9);
   v6.size = 16;
   CHECK(index.find(v6) == nullptr);
+  // IPv6 addresses, in a table of their own, grow it too.
+  for (std::uint32_t i = 0; i < 300; ++i) {
+    mesh::policy::AddressKey k = v4(i);
+    k.size = 16;
+    k.bytes[15] = 0x66;
+    CHECK(index.try_emplace(k, 100000 + i).second);
+  }
+  CHECK(index.size() == 5300);
+  REQUIRE(index.find(v6) == nullptr);
+  v6.bytes[15] = 0x66;
+  REQUIRE(index.find(v6) != nullptr);
+  CHECK(*index.find(v6) == 100009);
+  // for_each gives back each key as it was given, with its value.
   std::size_t seen = 0;
-  index.for_each([&](const mesh::policy::AddressKey&, std::uint32_t) { ++seen; });
-  CHECK(seen == 5000);
+  bool same = true;
+  index.for_each([&](const mesh::policy::AddressKey& key, std::uint32_t value) {
+    ++seen;
+    std::uint32_t i = 0;
+    std::memcpy(&i, key.bytes.data(), 4);
+    same = same && (key.size == 4 ? value == i * 3 : value == 100000 + i && key.bytes[15] == 0x66);
+  });
+  CHECK(seen == 5300);
+  CHECK(same);
 }
