@@ -186,9 +186,16 @@ int run_cluster_unlock(const std::string& config_path, const std::string& unlock
   }
   const std::string path = unlock_socket_path(cfg.cluster.data_dir);
   const auto addr = unix_address(path);
+  if (!addr) {
+    // The manager cannot wait there either (it says so and exits 2).
+    std::fprintf(stderr,
+                 "routemesh: %s is too long for a Unix socket; no manager can wait on it "
+                 "(start it with --unlock-key-file, or give it a shorter data_dir)\n",
+                 path.c_str());
+    return 1;
+  }
   const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (!addr || fd < 0 ||
-      ::connect(fd, reinterpret_cast<const sockaddr*>(&*addr), sizeof *addr) != 0) {
+  if (fd < 0 || ::connect(fd, reinterpret_cast<const sockaddr*>(&*addr), sizeof *addr) != 0) {
     std::fprintf(stderr,
                  "routemesh: no locked manager waits on %s (%s): is the node running, and "
                  "locked?\n",

@@ -394,6 +394,26 @@ class AutolockTest(cluster.SharedClusterTest):
         rc, out, err = unlock(n2, env={"ROUTEMESH_UNLOCK_KEY": key})
         self.assertEqual(rc, 1, out + err)
         self.assertIn("no locked manager waits", err)
+        # A data_dir whose socket path does not fit a Unix socket address (108 bytes): the
+        # manager says so and exits 2 rather than wait where nothing can reach it, and
+        # `cluster unlock` names the path.
+        deep = os.path.join(c.dir, "d" * 100)
+        os.symlink(n2.data_dir, deep)
+        saved = n2.data_dir
+        n2.data_dir = deep
+        n2.write_config()
+        try:
+            n2.start(wait=False)
+            n2.proc.p.wait(20)
+            self.assertEqual(n2.proc.stop(), 2, n2.log_tail())
+            self.assertIn("too long for a Unix socket", "\n".join(n2.proc.lines()))
+            rc, out, err = unlock(n2, env={"ROUTEMESH_UNLOCK_KEY": key})
+            self.assertEqual(rc, 1, out + err)
+            self.assertIn("too long for a Unix socket", err)
+        finally:
+            n2.data_dir = saved
+            n2.write_config()
+            os.remove(deep)
         start_waiting()
         # Typed on a terminal this time (echo off: the key is not printed back).
         master, slave = pty.openpty()
