@@ -137,7 +137,13 @@ void give_overlay_tls(ClusterNode& n) {
 // connections already made with one end too: the admin API's (a watch stream included) and
 // the overlay's.
 void follow_revocations(ClusterNode& n, const discovery::ClusterState& s) {
-  if (!set_revocations(*n.tls, s)) {
+  std::set<std::string, std::less<>> raft_members;
+  if (n.store) {
+    for (const auto& m : n.store->raft().status().members) {
+      raft_members.insert(raft::format_node_id(m.id));
+    }
+  }
+  if (!set_revocations(*n.tls, s, raft_members)) {
     return;
   }
   n.admin.cut_untrusted();
@@ -246,6 +252,11 @@ asio::awaitable<void> send_heartbeats(ClusterNode& n) {
   while (!n.stopping) {
     const std::vector<std::string> managers =
         n.manager() ? agent::manager_addresses(n.store->state()) : n.last_managers;
+    if (n.store) {
+      // A Raft configuration change brings no new state: a removed manager leaves Raft after
+      // it left the state, and only then are its certificates refused (follow_revocations).
+      follow_revocations(n, n.store->state());
+    }
     for (const auto& address : managers) {
       base::ClientRequest req;
       req.method = "POST";

@@ -440,14 +440,17 @@ bool needs_new_root(const NodeTls& t, const discovery::ClusterCa& ca) {
   return !own || !tls::signed_by(own->front(), ca.roots.front());
 }
 
-bool set_revocations(NodeTls& t, const discovery::ClusterState& state) {
+bool set_revocations(NodeTls& t, const discovery::ClusterState& state,
+                     const std::set<std::string, std::less<>>& raft_members) {
   std::set<std::string> serials;
   for (const auto& [serial, r] : state.revoked) {
     serials.insert(serial);
   }
   std::set<std::string, std::less<>> removed;
   for (const auto& [id, name] : state.removed_nodes) {
-    removed.insert(id);
+    if (!raft_members.contains(id)) {
+      removed.insert(id);
+    }
   }
   const std::size_t revoked = serials.size();
   const std::size_t nodes = removed.size();

@@ -20,6 +20,7 @@
 
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <variant>
 
@@ -80,8 +81,12 @@ std::shared_ptr<const proxy::OverlayTls> overlay_tls(const NodeTls& t,
                                                      std::uint64_t rekey_bytes);
 
 // Gives `t`'s server context the revoked serials and the removed nodes of `state` (logged when
-// they changed); true when they changed.
-bool set_revocations(NodeTls& t, const discovery::ClusterState& state);
+// they changed); true when they changed. `raft_members` (node ids) are left out of the removed
+// nodes: a manager removed from the state is still a Raft member until the configuration
+// change that removes it commits, and with two voters (or one down) that change needs its own
+// vote, so its Raft connections must not be refused before.
+bool set_revocations(NodeTls& t, const discovery::ClusterState& state,
+                     const std::set<std::string, std::less<>>& raft_members = {});
 
 // What the state's CA record changed for this node (follow_cluster_ca).
 struct CaChange {

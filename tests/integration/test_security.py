@@ -42,6 +42,9 @@ def mode(path):
     return os.stat(path).st_mode & 0o777
 
 
+REMOVED_MANAGER_IP = "127.0.0.181"  # n1, n2 managers
+
+
 class SecurityTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -1000,6 +1003,47 @@ class SecurityTest(unittest.TestCase):
         # The first manager comes back from its data_dir, with its certificate.
         first.start()
         self.c.wait_voters()
+
+
+
+class RemovedManagerTest(unittest.TestCase):
+    """Removing a live manager: the removed node's certificates are refused at the handshake,
+    but only once it is out of Raft. With two voters the removal needs the removed manager's
+    own vote for the configuration change; refusing its Raft connections as soon as the state
+    says "removed" would leave a cluster that can commit nothing."""
+
+    def setUp(self):
+        self.c = cluster.Cluster(REMOVED_MANAGER_IP, ["manager", "manager"])
+        try:
+            self.c.start()
+        except BaseException:
+            self.c.stop()
+            raise
+
+    def tearDown(self):
+        self.c.stop()
+
+    def test_removing_one_of_two_live_managers_leaves_a_cluster_that_writes(self):
+        lead = self.c.leader()
+        other = self.c.followers()[0]
+        creds = other.credentials()
+        rc, out, err = self.c.cli(lead, "node", "rm", other.name)
+        self.assertEqual(rc, 0, out + err)
+        # The one manager left commits alone.
+        s, b = lead.api("POST", "/v1/services", {"name": "after", "labels": {"mesh.http":
+                                                                            "after.test"}})
+        self.assertEqual(s, 201, b)
+        st = lead.status() or {}
+        self.assertEqual([m.get("id") for m in st.get("members", [])], [lead.id], st)
+        # And the removed manager's certificate no longer completes a handshake.
+
+        def refused():
+            try:
+                lead.api("GET", "/v1/services", tls=creds)
+            except (cluster.Refused, cluster.Unknown):
+                return True
+            return False
+        harness.wait_until(refused, timeout=10, what="the removed manager's certificate refused")
 
 
 if __name__ == "__main__":
