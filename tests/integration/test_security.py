@@ -1006,22 +1006,13 @@ class SecurityTest(unittest.TestCase):
 
 
 
-class RemovedManagerTest(unittest.TestCase):
+class RemovedManagerTest(cluster.SharedClusterTest):
     """Removing a live manager: the removed node's certificates are refused at the handshake,
     but only once it is out of Raft. With two voters the removal needs the removed manager's
     own vote for the configuration change; refusing its Raft connections as soon as the state
     says "removed" would leave a cluster that can commit nothing."""
-
-    def setUp(self):
-        self.c = cluster.Cluster(REMOVED_MANAGER_IP, ["manager", "manager"])
-        try:
-            self.c.start()
-        except BaseException:
-            self.c.stop()
-            raise
-
-    def tearDown(self):
-        self.c.stop()
+    FIRST_IP = REMOVED_MANAGER_IP
+    ROLES = ["manager", "manager"]
 
     def test_removing_one_of_two_live_managers_leaves_a_cluster_that_writes(self):
         lead = self.c.leader()
