@@ -3,6 +3,7 @@
 #include "admin/metrics.h"
 #include "base/address.h"
 #include "base/spawn.h"
+#include "base/tls_failure.h"
 #include "tls/context.h"
 
 #include <prometheus/text_serializer.h>
@@ -620,7 +621,7 @@ asio::awaitable<void> run_tls_session(std::shared_ptr<State> state, tcp::socket 
     state->metrics.tls_handshakes.Add({{"result", "failed"}}).Increment();
     if (!state->stopped) {
       spdlog::warn("admin: TLS handshake with {} failed: {}", peer_of(lowest(stream)),
-                   tls::handshake_failure(stream.native_handle(), handshake_ec));
+                   base::tls_handshake_failure(stream.native_handle(), handshake_ec));
     }
     beast::error_code ignored;
     lowest(stream).socket().close(ignored);

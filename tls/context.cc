@@ -271,17 +271,6 @@ std::optional<Identity> verified_peer(const ssl_st* ssl) {
   return std::move(*identity);
 }
 
-std::string handshake_failure(const ssl_st* ssl, const boost::system::error_code& ec) {
-  std::string text = ec.message();
-  const long result = ssl != nullptr ? SSL_get_verify_result(ssl) : X509_V_OK;
-  if (result != X509_V_OK) {
-    text += " (";
-    text += X509_verify_cert_error_string(result);
-    text += ')';
-  }
-  return text;
-}
-
 std::optional<std::int64_t> peer_not_after(const ssl_st* ssl) {
   return ssl == nullptr ? std::nullopt : not_after(SSL_get0_peer_certificate(ssl));
 }

@@ -115,10 +115,6 @@ boost::system::result<void> replace_trusted_roots(boost::asio::ssl::context& con
 // against the context's CA and names a routemesh identity. nullopt when the peer sent no
 // certificate, or one without an identity.
 std::optional<Identity> verified_peer(const ssl_st* ssl);
-
-// Why a handshake on `ssl` failed, for logs: `ec`'s text, with what certificate verification
-// said when it refused the peer's certificate ("... (certificate revoked)").
-std::string handshake_failure(const ssl_st* ssl, const boost::system::error_code& ec);
 // When the peer certificate of an established connection expires (its notAfter, seconds since
 // the epoch); nullopt without one.
 std::optional<std::int64_t> peer_not_after(const ssl_st* ssl);

@@ -1,6 +1,7 @@
 #include "discovery/raft/transport.h"
 
 #include "base/spawn.h"
+#include "base/tls_failure.h"
 #include "discovery/raft/codec.h"
 #include "discovery/raft/metrics.h"
 
@@ -67,15 +68,23 @@ class Stream {
   ssl_st* native_tls() { return tls_ ? tls_->native_handle() : nullptr; }
 
   // Runs the TLS handshake (nothing for plain TCP) within `timeout`; false when it failed.
-  asio::awaitable<bool> handshake(asio::ssl::stream_base::handshake_type type,
-                                  std::chrono::milliseconds timeout) {
+  // nullopt when the handshake completed (or there is no TLS), else why not, for the log.
+  asio::awaitable<std::optional<std::string>> handshake(asio::ssl::stream_base::handshake_type type,
+                                                        std::chrono::milliseconds timeout) {
     if (!tls_) {
-      co_return true;
+      co_return std::nullopt;
     }
     asio::steady_timer timer(socket().get_executor());
     timer.expires_after(timeout);
     auto r = co_await (tls_->async_handshake(type, kTuple) || timer.async_wait(kTuple));
-    co_return r.index() == 0 && !std::get<0>(std::get<0>(r));
+    if (r.index() != 0) {
+      co_return "timed out";
+    }
+    const boost::system::error_code ec = std::get<0>(std::get<0>(r));
+    if (!ec) {
+      co_return std::nullopt;
+    }
+    co_return base::tls_handshake_failure(tls_->native_handle(), ec);
   }
 
   asio::awaitable<std::tuple<boost::system::error_code, std::size_t>> read_some(
@@ -346,9 +355,11 @@ class TcpTransport final : public Transport {
     if (!sh->tls.enabled()) {
       co_return kNoNode;
     }
-    if (!co_await s.handshake(asio::ssl::stream_base::server, sh->handshake_timeout)) {
+    const std::optional<std::string> failed =
+        co_await s.handshake(asio::ssl::stream_base::server, sh->handshake_timeout);
+    if (failed) {
       if (!sh->stopped) {
-        sh->refused(remote, "TLS handshake failed or timed out");
+        sh->refused(remote, "TLS handshake failed: " + *failed);
       }
       co_return std::nullopt;
     }
@@ -498,9 +509,11 @@ class TcpTransport final : public Transport {
       co_return true;
     }
     const std::string remote = fmt::format("to {:016x} at {}", p->id, p->address);
-    if (!co_await stream->handshake(asio::ssl::stream_base::client, opt.connect_timeout)) {
+    const std::optional<std::string> failed =
+        co_await stream->handshake(asio::ssl::stream_base::client, opt.connect_timeout);
+    if (failed) {
       if (!p->stopped) {
-        sh->refused(remote, "TLS handshake failed or timed out");
+        sh->refused(remote, "TLS handshake failed: " + *failed);
       }
       stream->close();
       co_return false;

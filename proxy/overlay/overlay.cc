@@ -3,6 +3,7 @@
 #include "proxy/l4/udp.h"
 
 #include "base/spawn.h"
+#include "base/tls_failure.h"
 #include "mesh/overlay/proxy_protocol.h"
 #include "mesh/route_table.h"
 #include "proxy/l4/splice.h"
@@ -223,7 +224,7 @@ asio::awaitable<bool> secure_incoming(Worker& w, UpstreamConn& in) {
   if (ec || expired) {
     refuse("tls", "TLS handshake from " + from + " failed: " +
                       (expired ? std::string("timed out")
-                               : tls::handshake_failure(s->native_handle(), ec)));
+                               : base::tls_handshake_failure(s->native_handle(), ec)));
     s->next_layer().close(ignored);
     co_return false;
   }

@@ -1035,6 +1035,12 @@ class RemovedManagerTest(cluster.SharedClusterTest):
                 return True
             return False
         harness.wait_until(refused, timeout=10, what="the removed manager's certificate refused")
+        # The removed manager, still running, asks for votes and is refused at the handshake,
+        # with the reason in the log.
+        harness.wait_until(
+            lambda: any("certificate revoked" in line for line in lead.proc.lines("err")
+                        if "raft transport: refusing peer connection" in line),
+            timeout=15, interval=0.2, what="the removed manager's Raft handshake refused")
 
 
 if __name__ == "__main__":
