@@ -118,6 +118,7 @@ struct ClusterNode {
     std::optional<tls::Role> role;
   } reissue_seen;
   asio::steady_timer* renewal_pause = nullptr;  // renew_certificates' wait, to cut it short
+  bool told_removed = false;  // the state said this node was removed, and the log said so
 
   bool manager() const { return cfg.cluster.role == config::ClusterRole::manager; }
 };
@@ -135,8 +136,16 @@ void give_overlay_tls(ClusterNode& n) {
 
 // The state's revoked certificates, refused from now on by every TLS listener of the node;
 // connections already made with one end too: the admin API's (a watch stream included) and
-// the overlay's.
+// the overlay's. A node that reads its own removal says so once: from then on every other
+// node refuses it, and its own attempts fail.
 void follow_revocations(ClusterNode& n, const discovery::ClusterState& s) {
+  if (!n.told_removed && s.removed_nodes.contains(raft::format_node_id(n.identity.node_id))) {
+    n.told_removed = true;
+    spdlog::error(
+        "cluster: this node was removed from the cluster (node rm): every node refuses its "
+        "certificate from now on; to take part again, stop it and join again with a fresh "
+        "data_dir");
+  }
   std::set<std::string, std::less<>> raft_members;
   if (n.store) {
     for (const auto& m : n.store->raft().status().members) {

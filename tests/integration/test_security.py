@@ -1035,12 +1035,17 @@ class RemovedManagerTest(cluster.SharedClusterTest):
                 return True
             return False
         harness.wait_until(refused, timeout=10, what="the removed manager's certificate refused")
+        def removed_said():
+            return [line for line in other.proc.lines("err")
+                    if "this node was removed from the cluster" in line]
+        harness.wait_until(removed_said, timeout=10, what="the removed manager saying so")
         # The removed manager, still running, asks for votes and is refused at the handshake,
         # with the reason in the log.
         harness.wait_until(
             lambda: any("certificate revoked" in line for line in lead.proc.lines("err")
                         if "raft transport: refusing peer connection" in line),
             timeout=15, interval=0.2, what="the removed manager's Raft handshake refused")
+        self.assertEqual(len(removed_said()), 1, other.log_tail())
 
 
 if __name__ == "__main__":
