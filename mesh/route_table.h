@@ -48,7 +48,10 @@ struct Endpoint {
   // The task runs on this node (or its node is unknown here, or has no overlay address: then
   // it is dialled directly, as before the overlay existed).
   bool local = true;
-  std::optional<OverlayHop> via;  // set when !local: the task's node's overlay listener
+  // Set when !local: the task's node's overlay listener, one object per node shared by its
+  // endpoints (an endpoint is built per task and port on every compile; a copy of the hop in
+  // each made them a third larger).
+  std::shared_ptr<const OverlayHop> via;
   // Stable identity across table swaps and nodes: "ip:port", or "ip:port@node" for a task
   // that names its node (two nodes may both run a task at 172.17.0.2:80). The balancer's
   // per-thread state, the upstream pool and the sticky cookie are keyed by it.

@@ -192,6 +192,10 @@ struct Compiled {
 // Pure, deterministic. Policies whose from/to do not parse and networks whose subnet does not
 // parse are left out (validation rejects them before they reach the state).
 Compiled compile(const discovery::ClusterState& state);
+// The same, with the state's tasks given in id order (what state.tasks holds): the route
+// compile walks them once for both its clusters and these facts.
+Compiled compile(const discovery::ClusterState& state,
+                 std::span<const discovery::Task* const> tasks);
 
 // decide() for an address as the data path sees it: looks the address up in `compiled`.
 // `address` is 4 or 16 bytes (IPv4-mapped IPv6 given as IPv4).
