@@ -66,15 +66,6 @@ bool PeerTrust::set(std::set<std::string> serials,
   return true;
 }
 
-bool PeerTrust::revoked(const std::string& serial) const {
-  std::shared_ptr<const Refused> refused;
-  {
-    std::lock_guard lock(mu_);
-    refused = refused_;
-  }
-  return refused->serials.count(serial) != 0;
-}
-
 std::size_t PeerTrust::size() const {
   std::lock_guard lock(mu_);
   return refused_->serials.size() + refused_->nodes.size();

@@ -51,7 +51,6 @@ class PeerTrust {
   // Replaces the revoked serials and the removed node ids; false (and nothing replaced) when
   // they are the same.
   bool set(std::set<std::string> serials, std::set<std::string, std::less<>> removed_nodes = {});
-  bool revoked(const std::string& serial) const;
   // Revoked serials and removed nodes together.
   std::size_t size() const;
   // Adds roots (PEM) that a rotation retired; their certificates are refused by recheck().
