@@ -137,7 +137,8 @@ void give_overlay_tls(ClusterNode& n) {
 // The state's revoked certificates, refused from now on by every TLS listener of the node;
 // connections already made with one end too: the admin API's (a watch stream included) and
 // the overlay's. A node that reads its own removal says so once: from then on every other
-// node refuses it, and its own attempts fail.
+// node refuses it, and its own attempts fail. (A manager reads it in the Raft log; a worker's
+// watch stream is usually cut before the removal reaches it.)
 void follow_revocations(ClusterNode& n, const discovery::ClusterState& s) {
   if (!n.told_removed && s.removed_nodes.contains(raft::format_node_id(n.identity.node_id))) {
     n.told_removed = true;
