@@ -138,7 +138,7 @@ void give_overlay_tls(ClusterNode& n) {
 // connections already made with one end too: the admin API's (a watch stream included) and
 // the overlay's. A node that reads its own removal says so once: from then on every other
 // node refuses it, and its own attempts fail. (A manager reads it in the Raft log; a worker's
-// watch stream is usually cut before the removal reaches it.)
+// watch stream is usually cut before the removal reaches it, and the watch client says why.)
 void follow_revocations(ClusterNode& n, const discovery::ClusterState& s) {
   if (!n.told_removed && s.removed_nodes.contains(raft::format_node_id(n.identity.node_id))) {
     n.told_removed = true;

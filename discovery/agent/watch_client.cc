@@ -5,9 +5,12 @@
 #include "base/spawn.h"
 #include "discovery/store/watch_stream.h"
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/ssl/error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
@@ -45,8 +48,17 @@ struct Shared {
   std::string manager;
   std::size_t next = 0;
   bool stopped = false;
-  bool resync = false;  // the next connection asks for a snapshot (from=0)
+  bool resync = false;        // the next connection asks for a snapshot (from=0)
+  bool told_refused = false;  // the log said the managers refuse this node's certificate
 };
+
+// Whether a stream ended because the manager refused this node's certificate as revoked (a
+// revocation, or the node's removal: tls/README.md, "Revocation").
+bool refused_as_revoked(const boost::system::error_code& ec) {
+  return ec.category() == asio::error::get_ssl_category() &&
+         ERR_GET_REASON(static_cast<unsigned long>(ec.value())) ==
+             SSL_R_SSLV3_ALERT_CERTIFICATE_REVOKED;
+}
 
 // Configured managers first, then those the state knows, without duplicates.
 std::vector<std::string> candidates(const Shared& s) {
@@ -130,6 +142,18 @@ asio::awaitable<void> run(std::shared_ptr<Shared> s) {
     }
     spdlog::warn("watch: stream from {} ended at revision {}: {}", address, s->replica.revision(),
                  failure.empty() ? ec.message() : failure);
+    if (progressed) {
+      s->told_refused = false;
+    } else if (!s->told_refused && refused_as_revoked(ec)) {
+      // Said once, in words: the warnings above repeat for every manager and every retry.
+      s->told_refused = true;
+      spdlog::error(
+          "watch: {} refuses this node's certificate as revoked: the certificate was revoked "
+          "(cert revoke) or this node was removed from the cluster (node rm); it gets no more of "
+          "the state. A removed node takes part again only by joining again with a fresh "
+          "data_dir",
+          address);
+    }
     s->manager.clear();
     ++s->next;  // another manager next time
     if (progressed) {

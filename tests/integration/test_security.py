@@ -638,6 +638,29 @@ class SecurityTest(unittest.TestCase):
         self.assertEqual(rc, 0, err)
         self.assertNotIn(n.id, out)
 
+    def test_a_removed_worker_still_running_says_why_it_gets_no_state(self):
+        # Its watch stream is cut at the removal, usually before the removal reaches it; every
+        # manager then refuses its certificate as revoked, on every retry. It says so once.
+        n = self.new_node()
+        n.start(join=self.c.nodes[0].admin)
+        s, b = self.c.leader().api("DELETE", f"/v1/nodes/{n.id}")
+        self.assertEqual(s, 200, b)
+
+        def told():
+            return [line for line in n.proc.lines("err")
+                    if "refuses this node's certificate as revoked" in line]
+        harness.wait_until(told, timeout=15, interval=0.2,
+                           what="the removed worker saying why it gets no state")
+        # Retries go on (each manager, with backoff) without saying it again.
+        retries = lambda: len([line for line in n.proc.lines("err")  # noqa: E731
+                               if "watch: stream from" in line and "revoked" in line])
+        first = retries()
+        harness.wait_until(lambda: retries() >= first + 2, timeout=20, interval=0.2,
+                           what="more refused watch attempts")
+        self.assertEqual(len(told()), 1, n.log_tail())
+        n.stop()
+        self.c.nodes.remove(n)
+
     def overlay_answer(self, to, present):
         """One overlay preamble to node `to` inside TLS with node `present`'s certificate: b"-"
         when the stream reached the preamble check (there is no such task), b"" when it was
