@@ -67,8 +67,8 @@ class Stream {
   tcp::socket& socket() { return tls_ ? tls_->next_layer() : *plain_; }
   ssl_st* native_tls() { return tls_ ? tls_->native_handle() : nullptr; }
 
-  // Runs the TLS handshake (nothing for plain TCP) within `timeout`; false when it failed.
-  // nullopt when the handshake completed (or there is no TLS), else why not, for the log.
+  // Runs the TLS handshake (nothing for plain TCP) within `timeout`: nullopt when it completed
+  // (or there is no TLS), else why not, for the log.
   asio::awaitable<std::optional<std::string>> handshake(asio::ssl::stream_base::handshake_type type,
                                                         std::chrono::milliseconds timeout) {
     if (!tls_) {
