@@ -146,7 +146,7 @@ struct RouteTable {
   // Published ports bound to an address of their own (PortMapping::address), by (udp?, port);
   // the others bind the node's listen address.
   std::map<std::pair<bool, std::uint16_t>, std::string> bind_addresses;
-  std::vector<VipRoute> vips;      // sorted by (vip text, port)
+  std::vector<VipRoute> vips;      // sorted by (family, address, port)
   std::vector<VipRoute> udp_vips;  // the same for the services' UDP target ports
   // This node's tasks of exposed services, by task id: what an overlay preamble may name.
   std::unordered_map<std::string, std::vector<LocalTarget>> local_targets;

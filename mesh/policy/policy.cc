@@ -1,5 +1,7 @@
 #include "mesh/policy/policy.h"
 
+#include "base/prefetch.h"
+
 #include <arpa/inet.h>
 #include <algorithm>
 #include <cstring>
@@ -109,17 +111,67 @@ std::string describe(const Decision& decision) {
   return std::string(to_string(decision.reason));
 }
 
-Compiled compile(const discovery::ClusterState& state) {
-  std::vector<const discovery::Task*> tasks;
-  tasks.reserve(state.tasks.size());
-  for (const auto& [id, task] : state.tasks) {
-    tasks.push_back(&task);
+bool parse_address(const std::string& text, AddressKey& key) {
+  if (::inet_pton(AF_INET, text.c_str(), key.bytes.data()) == 1) {
+    key.size = 4;
+  } else if (::inet_pton(AF_INET6, text.c_str(), key.bytes.data()) == 1) {
+    key.size = 16;
+  } else {
+    return false;
   }
-  return compile(state, tasks);
+  return true;
 }
 
-Compiled compile(const discovery::ClusterState& state,
-                 std::span<const discovery::Task* const> tasks) {
+StateView view(const discovery::ClusterState& state) {
+  StateView v;
+  v.services.reserve(state.services.size());
+  std::unordered_map<std::string_view, std::uint32_t> by_name;
+  by_name.reserve(state.services.size());
+  for (const auto& [name, service] : state.services) {
+    by_name.emplace(name, static_cast<std::uint32_t>(v.services.size()));
+    v.services.push_back(&service);
+  }
+  v.facts.reserve(state.tasks.size());
+  v.tasks.reserve(state.tasks.size());
+  // A service's tasks are mostly adjacent in id order ("web.1", "web.2", ...): each run of
+  // them costs one lookup of the service.
+  std::string_view run_service;
+  auto service = by_name.end();
+  // A map's walk waits for each node in turn; an iterator a few nodes ahead asks for each
+  // task's cache lines before the loop reads them (the walk itself then stays in the cache).
+  constexpr int kAhead = 6;
+  auto ahead = state.tasks.begin();
+  for (int k = 0; k < kAhead && ahead != state.tasks.end(); ++k) {
+    ++ahead;
+  }
+  for (const auto& [id, task] : state.tasks) {
+    if (ahead != state.tasks.end()) {
+      base::prefetch_object(&*ahead);
+      ++ahead;
+    }
+    if (service == by_name.end() || task.service != run_service) {
+      run_service = task.service;
+      service = by_name.find(run_service);
+    }
+    if (service == by_name.end()) {
+      continue;
+    }
+    StateView::TaskFact& fact = v.facts.emplace_back();
+    if (!parse_address(task.address, fact.address)) {
+      v.facts.pop_back();
+      continue;
+    }
+    fact.service = service->second;
+    v.tasks.push_back(&task);
+  }
+  return v;
+}
+
+Compiled compile(const discovery::ClusterState& state) {
+  return compile(state, view(state));
+}
+
+Compiled compile(const discovery::ClusterState& state, const StateView& view) {
   Compiled c;
   for (const auto& [id, p] : state.policies) {
     auto from = discovery::parse_policy_peer(p.from);
@@ -134,66 +186,32 @@ Compiled compile(const discovery::ClusterState& state,
       c.networks.push_back(NetworkRange{name, *range});
     }
   }
-  c.facts.reserve(state.services.size());
-  std::unordered_map<std::string_view, std::uint32_t> by_service;
-  by_service.reserve(state.services.size());
-  for (const auto& [name, service] : state.services) {
+  c.facts.reserve(view.services.size());
+  for (const discovery::Service* service : view.services) {
     SourceInfo f;
-    f.services.push_back(name);
-    if (service.networks.empty()) {
+    f.services.push_back(service->name);
+    if (service->networks.empty()) {
       f.networks.emplace_back("ingress");  // the store's default network (no networks given)
     } else {
-      f.networks.assign(service.networks.begin(), service.networks.end());
+      f.networks.assign(service->networks.begin(), service->networks.end());
       std::sort(f.networks.begin(), f.networks.end());
       f.networks.erase(std::unique(f.networks.begin(), f.networks.end()), f.networks.end());
     }
-    by_service.emplace(name, static_cast<std::uint32_t>(c.facts.size()));
     c.facts.push_back(std::move(f));
   }
   const std::size_t per_service = c.facts.size();
-  // The addresses first, in one array; then into the index, each slot asked for a few
-  // addresses ahead (AddressIndex::prefetch): at 100,000 tasks the index is a few MiB, and
-  // waiting on each slot's cache miss in turn was most of the compile's time here.
-  struct Pending {
-    AddressKey key;
-    std::uint32_t service = 0;
-  };
-  constexpr std::size_t kAhead = 8;  // how far ahead a loop asks for memory it will read
-  std::vector<Pending> pending;
-  pending.reserve(tasks.size());
-  // A service's tasks are mostly adjacent in id order ("web.1", "web.2", ...): each run of
-  // them costs one lookup of the service.
-  std::string_view run_service;
-  auto service = by_service.end();
-  for (std::size_t i = 0; i < tasks.size(); ++i) {
-    if (i + kAhead < tasks.size()) {
-      __builtin_prefetch(tasks[i + kAhead]);
+  // At 100,000 tasks the index is a few MiB: each slot is asked for a few addresses ahead
+  // (AddressIndex::prefetch), so the cache misses overlap; waiting on each in turn was most of
+  // the compile's time here.
+  constexpr std::size_t kAhead = 8;
+  const auto& facts = view.facts;
+  c.sources.reserve(facts.size());
+  for (std::size_t i = 0; i < facts.size(); ++i) {
+    if (i + kAhead < facts.size()) {
+      c.sources.prefetch(facts[i + kAhead].address);
     }
-    const discovery::Task& task = *tasks[i];
-    if (service == by_service.end() || task.service != run_service) {
-      run_service = task.service;
-      service = by_service.find(run_service);
-    }
-    if (service == by_service.end()) {
-      continue;
-    }
-    Pending& p = pending.emplace_back();
-    p.service = service->second;
-    if (::inet_pton(AF_INET, task.address.c_str(), p.key.bytes.data()) == 1) {
-      p.key.size = 4;
-    } else if (::inet_pton(AF_INET6, task.address.c_str(), p.key.bytes.data()) == 1) {
-      p.key.size = 16;
-    } else {
-      pending.pop_back();
-    }
-  }
-  c.sources.reserve(pending.size());
-  for (std::size_t i = 0; i < pending.size(); ++i) {
-    if (i + kAhead < pending.size()) {
-      c.sources.prefetch(pending[i + kAhead].key);
-    }
-    const AddressKey& key = pending[i].key;
-    const std::uint32_t service = pending[i].service;
+    const AddressKey& key = facts[i].address;
+    const std::uint32_t service = facts[i].service;
     auto [index, inserted] = c.sources.try_emplace(key, service);
     if (inserted || *index == service) {
       continue;

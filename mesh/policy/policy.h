@@ -189,13 +189,30 @@ struct Compiled {
   const SourceInfo* source(const std::uint8_t* address, bool v6) const;
 };
 
+// A task's address parsed (inet_pton: dotted-quad IPv4 or RFC 4291 IPv6); false when it is
+// neither.
+bool parse_address(const std::string& text, AddressKey& key);
+
+// The state as compile() reads it, from one walk of each of its maps: the services in name
+// order, and every task of a known service with an address that parses, in id order, its
+// address parsed and its service given by position. The route compile builds its clusters from
+// the same walk: at 100,000 tasks, each walk of the state's maps is a cache miss per node.
+struct StateView {
+  struct TaskFact {
+    AddressKey address;
+    std::uint32_t service = 0;  // index in `services`
+  };
+  std::vector<const discovery::Service*> services;
+  std::vector<TaskFact> facts;
+  std::vector<const discovery::Task*> tasks;  // the task of each fact
+};
+StateView view(const discovery::ClusterState& state);
+
 // Pure, deterministic. Policies whose from/to do not parse and networks whose subnet does not
 // parse are left out (validation rejects them before they reach the state).
 Compiled compile(const discovery::ClusterState& state);
-// The same, with the state's tasks given in id order (what state.tasks holds): the route
-// compile walks them once for both its clusters and these facts.
-Compiled compile(const discovery::ClusterState& state,
-                 std::span<const discovery::Task* const> tasks);
+// The same, from a view of `state` made by view().
+Compiled compile(const discovery::ClusterState& state, const StateView& view);
 
 // decide() for an address as the data path sees it: looks the address up in `compiled`.
 // `address` is 4 or 16 bytes (IPv4-mapped IPv6 given as IPv4).

@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <map>
 #include <string>
@@ -336,6 +337,39 @@ TEST_CASE("endpoints are the service's own tasks in id order with parsed address
   CHECK(eps[1].node == "node2");
 }
 
+TEST_CASE("tasks whose ids interleave across services land in their own service's cluster",
+          "[route_table]") {
+  // The compile groups tasks by service in one pass over the id-ordered tasks; ids need not
+  // start with the service's name, and a service's tasks need not be adjacent.
+  ClusterState state;
+  add_service(state, {"api", {{"mesh.http", "api.test"}}, {{8081, 80}}});
+  add_service(state, {"web", {{"mesh.http", "web.test"}}, {{8082, 80}}});
+  add_task(state, "t1", "web", "10.0.0.1");
+  add_task(state, "t2", "api", "10.0.0.2");
+  add_task(state, "t3", "web", "10.0.0.3");
+  add_task(state, "t4", "gone", "10.0.0.4");       // a service the state does not have
+  add_task(state, "t5", "web", "not-an-address");  // validate_state refuses it; left out here
+  add_task(state, "t6", "api", "10.0.0.6");
+  auto table = mesh::compile_route_table(state);
+  auto web = route("web.test", "/", table);
+  auto api = route("api.test", "/", table);
+  REQUIRE(web.cluster != nullptr);
+  REQUIRE(api.cluster != nullptr);
+  REQUIRE(web.cluster->endpoints.size() == 2);
+  CHECK(web.cluster->endpoints[0].task_id == "t1");
+  CHECK(web.cluster->endpoints[1].task_id == "t3");
+  REQUIRE(api.cluster->endpoints.size() == 2);
+  CHECK(api.cluster->endpoints[0].task_id == "t2");
+  CHECK(api.cluster->endpoints[1].task_id == "t6");
+  CHECK(api.cluster->endpoints[1].key == "10.0.0.6:80");
+  // The policy facts see the same tasks.
+  const std::array<std::uint8_t, 4> t4{10, 0, 0, 4};
+  const std::array<std::uint8_t, 4> t6{10, 0, 0, 6};
+  CHECK(table.policy.source(t4.data(), false) == nullptr);
+  REQUIRE(table.policy.source(t6.data(), false) != nullptr);
+  CHECK(table.policy.source(t6.data(), false)->services == std::vector<std::string>{"api"});
+}
+
 TEST_CASE("a service whose labels do not parse is skipped", "[route_table]") {
   ClusterState state = web_and_wildcard();
   add_service(state,
@@ -518,6 +552,34 @@ TEST_CASE("each VIP of a service listens on every target port and the HTTP port"
   REQUIRE(w != nullptr);
   CHECK(table.clusters[w->cluster].service == "web");
   CHECK(mesh::find_vip_route(table, "10.255.0.9", 8080) == nullptr);
+}
+
+TEST_CASE("VIP routes are found whatever their textual order", "[route_table]") {
+  // Sorted by address bytes, not text: "10.0.0.10" < "10.0.0.9" as text, not as addresses.
+  ClusterState state;
+  for (int i = 1; i <= 12; ++i) {
+    const std::string name = "s" + std::to_string(i);
+    add_service(state, {name, {}, {{static_cast<std::uint16_t>(9000 + i), 7000}}});
+    state.services[name].vips = {{"ingress", "10.0.0." + std::to_string(i)}};
+    add_task(state, name + ".1", name, "10.1.0." + std::to_string(i));
+  }
+  add_service(state, {"v6", {}, {{9100, 7000}}});
+  state.services["v6"].vips = {{"ingress", "fd00::a"}};
+  add_task(state, "v6.1", "v6", "fd00::1:1");
+  auto table = mesh::compile_route_table(state);
+  REQUIRE(table.vips.size() == 13);
+  for (int i = 1; i <= 12; ++i) {
+    auto* r = mesh::find_vip_route(table, "10.0.0." + std::to_string(i), 7000);
+    REQUIRE(r != nullptr);
+    CHECK(table.clusters[r->cluster].service == "s" + std::to_string(i));
+  }
+  auto* v6 = mesh::find_vip_route(table, "fd00::a", 7000);
+  REQUIRE(v6 != nullptr);
+  CHECK(table.clusters[v6->cluster].service == "v6");
+  CHECK(mesh::find_vip_route(table, "fd00:0::a", 7000) == v6);  // same address, other spelling
+  CHECK(mesh::find_vip_route(table, "10.0.0.13", 7000) == nullptr);
+  CHECK(mesh::find_vip_route(table, "not-an-address", 7000) == nullptr);
+  CHECK(mesh::find_vip_route(table, std::string(200, '1'), 7000) == nullptr);
 }
 
 TEST_CASE("a VIP relays each UDP target port, apart from its TCP ports", "[route_table]") {
