@@ -31,6 +31,11 @@ import cluster  # noqa: E402
 import harness  # noqa: E402
 
 
+# The C++ closed-loop client (tests/bench/write_load), or None for the Python one: main()
+# sets it from --client and $WRITE_LOAD_BIN.
+WRITE_LOAD_BIN = None
+
+
 def pct(values, p):
     """Nearest-rank percentile (p in 0..100) of a non-empty list."""
     if not values:
@@ -143,8 +148,45 @@ def closed_loop(make_client, write, writers, duration, server_pids=()):
             "errors": errors}
 
 
+def tool_closed_loop(args, server_pids=()):
+    """The same closed loop run by tests/bench/write_load (C++, one thread): it makes every
+    writer's first write, prints "start", runs and prints its figures as JSON. The servers'
+    CPU is taken between those two lines; the tool's own CPU per write is reported too."""
+    p = subprocess.Popen([WRITE_LOAD_BIN] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    try:
+        first = p.stdout.readline().strip()
+        if first != "start":
+            p.wait(30)
+            raise RuntimeError(f"write_load did not start: {first!r} {p.stderr.read()[-500:]!r}")
+        pids = list(server_pids) + [p.pid]
+        cpu0 = [cpu_seconds(x) for x in pids]
+        line = p.stdout.readline()
+        cpu1 = [cpu_seconds(x) for x in pids]
+        p.wait(30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    r = json.loads(line)
+    used = [b - a for a, b in zip(cpu0, cpu1) if a is not None and b is not None]
+    if len(used) == len(pids) and r["committed"]:
+        server_cpu = sum(used[:-1])
+        if server_pids and server_cpu:
+            r.update({"server_cpu_s": round(server_cpu, 2),
+                      "cpu_ms_per_write": round(server_cpu * 1000.0 / r["committed"], 3),
+                      "writes_per_busy_core": round(r["committed"] / server_cpu, 1)})
+        r["client_us_per_write"] = round(used[-1] * 1e6 / r["committed"], 1)
+    return r
+
+
 def measure_writes(target, writers, duration, tag):
     """`writers` closed-loop clients, each updating its own service (a label change)."""
+    pids = [n.proc.p.pid for n in target.cluster.managers if n.alive]
+    if WRITE_LOAD_BIN:
+        return tool_closed_loop(["--api", target.admin, "--cert-dir", target.cluster.cert_dir,
+                                 "--writers", str(writers), "--duration", str(duration),
+                                 "--prefix", tag], pids)
     for i in range(writers):
         s, b = target.api("POST", "/v1/services", {"name": f"{tag}-{i}", "labels": {"bench.n": "0"}})
         if s not in (201, 409):
@@ -157,7 +199,6 @@ def measure_writes(target, writers, duration, tag):
 
     # The managers only (the Raft members), as etcd's members: the workers' watch streams are
     # not counted (etcd has no watchers here).
-    pids = [n.proc.p.pid for n in target.cluster.managers if n.alive]
     return closed_loop(lambda i: KeepAlive(target.admin, target.cluster.tls), write, writers,
                        duration, pids)
 
@@ -241,6 +282,9 @@ class Etcd:
 
 def measure_etcd_writes(ip, writers, duration, pids=()):
     """The same closed loop against etcd: each writer puts its own key (v3 JSON gateway)."""
+    if WRITE_LOAD_BIN:
+        return tool_closed_loop(["--etcd", "--api", f"{ip}:2379", "--writers", str(writers),
+                                 "--duration", str(duration), "--prefix", "bench"], pids)
     def write(c, i, n):
         body = {"key": base64.b64encode(f"bench/{i}".encode()).decode(),
                 "value": base64.b64encode(json.dumps({"bench.n": n}).encode()).decode()}
@@ -385,7 +429,18 @@ def main():
     ap.add_argument("--gap-ms", type=float, default=100.0, help="pause between propagation changes")
     ap.add_argument("--tick-ms", type=int, default=50, help="Raft tick (cluster.tick_ms)")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "cluster.json"))
+    ap.add_argument("--client", choices=("cxx", "python"), default="cxx",
+                    help="closed-loop writers: tests/bench/write_load ($WRITE_LOAD_BIN, else "
+                         "build/tests/write_load) or Python threads")
     a = ap.parse_args()
+    global WRITE_LOAD_BIN
+    client_note = None
+    if a.client == "cxx":
+        tool = os.environ.get("WRITE_LOAD_BIN") or os.path.join(REPO, "build", "tests", "write_load")
+        if os.access(tool, os.X_OK):
+            WRITE_LOAD_BIN = tool
+        else:
+            client_note = f"client: {tool} not found; Python clients instead"
     # `timeout` (cluster.sh) sends SIGTERM: unwind so every cluster's processes are stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
@@ -394,7 +449,8 @@ def main():
                            "binary": cluster.bin_path(), "git": git_rev(), "host": platform.node(),
                            "cpus": os.cpu_count(), "data_dirs_under": tempfile.gettempdir(),
                            "data_dirs_fs": fs_type(tempfile.gettempdir())},
-              "load_before": loadavg(), "notes": []}
+              "load_before": loadavg(), "notes": [client_note] if client_note else []}
+    result["settings"]["client"] = WRITE_LOAD_BIN or "python"
     rows = {}
 
     def run_phase(label, fn):
@@ -450,16 +506,18 @@ def main():
     print(f"\nroutemesh cluster benchmark  (tick {a.tick_ms} ms, {a.writers} writers x {a.duration:g} s, "
           f"load {result['load_before']} -> {result['load_after']})")
     print(f"  data dirs under {result['settings']['data_dirs_under']} "
-          f"({result['settings']['data_dirs_fs']}); Python clients")
+          f"({result['settings']['data_dirs_fs']}); "
+          f"{'C++ clients (write_load)' if WRITE_LOAD_BIN else 'Python clients'}")
     print(f"  {'commit (PUT /v1/services/NAME)':<32}{'writes/s':>10}{'p50 ms':>10}{'p99 ms':>10}"
-          f"{'max ms':>10}{'cpu ms/w':>10}{'w/s/core':>10}  errors")
+          f"{'max ms':>10}{'cpu ms/w':>10}{'w/s/core':>10}{'client us/w':>12}  errors")
     for label, r in rows.items():
         if r is None:
             print(f"  {label:<32}{'n/a':>10}")
             continue
         print(f"  {label:<32}{r['writes_per_s']:>10}{fmt(r['p50_ms']):>10}{fmt(r['p99_ms']):>10}"
               f"{fmt(r['max_ms']):>10}{fmt(r.get('cpu_ms_per_write')):>10}"
-              f"{fmt(r.get('writes_per_busy_core')):>10}  {r['errors'] or '-'}")
+              f"{fmt(r.get('writes_per_busy_core')):>10}{fmt(r.get('client_us_per_write')):>12}"
+              f"  {r['errors'] or '-'}")
     p = result.get("propagation")
     print(f"\n  propagation: API 200 -> last of 5 nodes routing with it ({a.changes} changes)")
     if p:
