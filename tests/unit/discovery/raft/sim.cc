@@ -236,68 +236,88 @@ void Cluster::add_node(NodeId id) {
   nodes_.insert_or_assign(id, std::move(n));
 }
 
-std::vector<Message> Cluster::process_ready(NodeId id, std::optional<CrashInSync> crash_in) {
+std::vector<Message> Cluster::process_ready(NodeId id, std::optional<CrashInSync> crash) {
   std::vector<Message> out;
+  while (auto rd = begin_ready(id)) {
+    auto msgs = finish_ready(id, std::move(*rd), crash);
+    out.insert(out.end(), std::make_move_iterator(msgs.begin()),
+               std::make_move_iterator(msgs.end()));
+    if (!nodes_.at(id).up) {
+      break;
+    }
+  }
+  return out;
+}
+
+std::optional<Ready> Cluster::begin_ready(NodeId id) {
   auto it = nodes_.find(id);
-  if (it == nodes_.end() || !it->second.up) {
-    return out;
+  if (it == nodes_.end() || !it->second.up || !it->second.core->has_ready()) {
+    return std::nullopt;
   }
   SimNode& n = it->second;
-  while (n.core->has_ready()) {
-    Ready rd = n.core->ready();
-    checker_.on_new_entries(id, *n.core, rd.entries);
-    std::optional<CrashInSync> crash_now = crash_in;
-    if (!crash_now && crash_in_ready_if) {
-      crash_now = crash_in_ready_if(id, rd);
-    }
-    // 1. persist (one record, one fdatasync). A crash inside that fdatasync, or an fsync
-    // error (the WAL stops the process), keeps only what the disk kept; nothing was sent
-    // or applied.
-    bool died = false;
-    if (rd.must_sync) {
-      n.fs->crash_at_next_sync = crash_now.has_value();
-      try {
-        n.wal->save(rd.snapshot, rd.entries, rd.hard_state);
-      } catch (const SimulatedCrash&) {
-        died = true;
-      }
-      n.fs->crash_at_next_sync = false;
-    } else {
-      died = crash_now.has_value();
-    }
-    if (died) {
-      n.crash(crash_now ? crash_now->keep_bytes : std::nullopt);
-      return out;
-    }
-    // 2. send
-    for (Message& m : rd.messages) {
-      out.push_back(std::move(m));
-    }
-    // 3. apply
-    if (rd.snapshot) {
-      std::tie(n.sm_index, n.sm_hash) = decode_sm(rd.snapshot->data);
-      if (n.sm_index != rd.snapshot->meta.index) {
-        checker_.fail(str("node ", id, " got a snapshot whose data does not match its index"));
-      }
-      checker_.on_apply(id, n.sm_index, n.sm_hash);
-    }
-    for (const Entry& e : rd.committed_entries) {
-      if (e.index != n.sm_index + 1) {
-        checker_.fail(str("node ", id, " applies index ", e.index, " after ", n.sm_index));
-      }
-      n.sm_hash = mix(n.sm_hash, entry_hash(e));
-      n.sm_index = e.index;
-      checker_.on_apply(id, e.index, n.sm_hash);
-      if (e.type == EntryType::normal) {
-        n.applied.push_back(e);
-      }
-    }
-    for (ReadState& rs : rd.read_states) {
-      n.read_states.push_back(std::move(rs));
-    }
-    // 4. advance
-    n.core->advance(rd);
+  Ready rd = n.core->ready();
+  checker_.on_new_entries(id, *n.core, rd.entries);
+  return rd;
+}
+
+std::vector<Message> Cluster::finish_ready(NodeId id, Ready rd,
+                                           std::optional<CrashInSync> crash_in) {
+  std::vector<Message> out;
+  SimNode& n = nodes_.at(id);
+  if (!n.up) {
+    return out;
   }
+  std::optional<CrashInSync> crash_now = crash_in;
+  if (!crash_now && crash_in_ready_if) {
+    crash_now = crash_in_ready_if(id, rd);
+  }
+  // 1. persist (one record, one fdatasync). A crash inside that fdatasync, or an fsync
+  // error (the WAL stops the process), keeps only what the disk kept; nothing was sent
+  // or applied.
+  bool died = false;
+  if (rd.must_sync) {
+    n.fs->crash_at_next_sync = crash_now.has_value();
+    try {
+      n.wal->save(rd.snapshot, rd.entries, rd.hard_state);
+    } catch (const SimulatedCrash&) {
+      died = true;
+    }
+    n.fs->crash_at_next_sync = false;
+  } else {
+    died = crash_now.has_value();
+  }
+  if (died) {
+    n.crash(crash_now ? crash_now->keep_bytes : std::nullopt);
+    return out;
+  }
+  // 2. send
+  for (Message& m : rd.messages) {
+    out.push_back(std::move(m));
+  }
+  // 3. apply
+  if (rd.snapshot) {
+    std::tie(n.sm_index, n.sm_hash) = decode_sm(rd.snapshot->data);
+    if (n.sm_index != rd.snapshot->meta.index) {
+      checker_.fail(str("node ", id, " got a snapshot whose data does not match its index"));
+    }
+    checker_.on_apply(id, n.sm_index, n.sm_hash);
+  }
+  for (const Entry& e : rd.committed_entries) {
+    if (e.index != n.sm_index + 1) {
+      checker_.fail(str("node ", id, " applies index ", e.index, " after ", n.sm_index));
+    }
+    n.sm_hash = mix(n.sm_hash, entry_hash(e));
+    n.sm_index = e.index;
+    checker_.on_apply(id, e.index, n.sm_hash);
+    if (e.type == EntryType::normal) {
+      n.applied.push_back(e);
+    }
+  }
+  for (ReadState& rs : rd.read_states) {
+    n.read_states.push_back(std::move(rs));
+  }
+  // 4. advance
+  n.core->advance(rd);
   return out;
 }
 
@@ -467,6 +487,9 @@ class Simulation {
     // not disturb the cluster; without pre-vote it can (see README.md, "Not done yet").
     keep_removed_running_ = o.pre_vote && rng_.chance(0.5);
     duration_ = 3000 + rng_.below(3000);
+    // Half the seeds persist as the node does, on a WAL thread: a Ready stays outstanding for
+    // a while, and the core takes messages, ticks and proposals before it is advanced.
+    async_persist_ = rng_.chance(0.5);
     return Cluster(ids, {}, o);
   }
 
@@ -529,14 +552,25 @@ class Simulation {
     }
   }
 
-  // After any input to node `id`: run its Ready loop, observe results, check invariants.
+  // After any input to node `id`: run its Ready loop (or, persisting asynchronously, start
+  // its next Ready unless one is outstanding), observe results, check invariants.
   void settle(NodeId id, bool calm = false) {
     std::optional<CrashInSync> crash;
     if (!calm && rng_.chance(mid_ready_crash_)) {
       crash = CrashInSync{};  // a random torn write
     }
+    if (async_persist_) {
+      begin_persist(id, crash);
+      observe(id);
+      cluster_.check();
+      return;
+    }
     bool was_up = live(id);
     auto msgs = cluster_.process_ready(id, crash);
+    after_ready(id, was_up, std::move(msgs), calm);
+  }
+
+  void after_ready(NodeId id, bool was_up, std::vector<Message> msgs, bool calm) {
     if (was_up && !cluster_.nodes().at(id).up) {
       ++result_.crashes;
       down_until_[id] = now_ + 50 + rng_.below(500);
@@ -545,6 +579,41 @@ class Simulation {
     observe(id);
     cluster_.check();
   }
+
+  // Async persistence: the node's next Ready, made durable (and then sent, applied and
+  // advanced) a few time units later by finish_persists().
+  void begin_persist(NodeId id, std::optional<CrashInSync> crash) {
+    if (persisting_.contains(id)) {
+      return;
+    }
+    if (auto rd = cluster_.begin_ready(id)) {
+      persisting_.emplace(id, Persisting{now_ + 1 + rng_.below(8), std::move(*rd), crash});
+    }
+  }
+
+  void finish_persists(bool calm) {
+    for (auto it = persisting_.begin(); it != persisting_.end();) {
+      if (it->second.at > now_) {
+        ++it;
+        continue;
+      }
+      const NodeId id = it->first;
+      Persisting p = std::move(it->second);
+      it = persisting_.erase(it);
+      const bool was_up = live(id);
+      if (!cluster_.nodes().at(id).up) {
+        continue;
+      }
+      auto msgs = cluster_.finish_ready(id, std::move(p.rd), p.crash);
+      after_ready(id, was_up, std::move(msgs), calm);
+      if (cluster_.nodes().at(id).up) {
+        begin_persist(id, std::nullopt);  // the driver starts the next Ready at once
+      }
+    }
+  }
+
+  // A node that went down lost the Ready it was persisting (its WAL got nothing of it).
+  void forget_persisting(NodeId id) { persisting_.erase(id); }
 
   void observe(NodeId id) {
     SimNode& n = cluster_.node(id);
@@ -592,6 +661,7 @@ class Simulation {
           if (cluster_.nodes().at(m).up) {
             cluster_.crash(m);
           }
+          forget_persisting(m);
         }
       }
     }
@@ -609,6 +679,9 @@ class Simulation {
       }
       if (trace_) {
         std::fprintf(stderr, "%s\n", describe(t.m).c_str());
+      }
+      if (persisting_.contains(t.m.to)) {
+        ++result_.steps_while_persisting;
       }
       cluster_.core(t.m.to).step(t.m);
       settle(t.m.to, calm);
@@ -702,7 +775,8 @@ class Simulation {
 
   void compactions() {
     for (const auto& [id, n] : cluster_.nodes()) {
-      if (!live(id) || !rng_.chance(0.02)) {
+      // The node compacts between Readys only: never while one is being persisted.
+      if (!live(id) || persisting_.contains(id) || !rng_.chance(0.02)) {
         continue;
       }
       SimNode& node = cluster_.node(id);
@@ -710,6 +784,7 @@ class Simulation {
       if (node.sm_index >= snap + 8 && node.sm_index == node.core->log().applied()) {
         cluster_.compact(id);
         if (!node.up) {
+          forget_persisting(id);
           ++result_.crashes;  // an fsync error while saving the snapshot
           down_until_[id] = now_ + 50 + rng_.below(500);
         }
@@ -722,6 +797,7 @@ class Simulation {
       NodeId id = some_live_node();
       if (id != kNoNode) {
         cluster_.crash(id);
+        forget_persisting(id);
         ++result_.crashes;
         down_until_[id] = now_ + 50 + rng_.below(800);
       }
@@ -731,6 +807,7 @@ class Simulation {
         NodeId id = it->first;
         it = down_until_.erase(it);
         if (!retired_.contains(id)) {
+          forget_persisting(id);
           if (cluster_.restart(id)) {
             settle(id);
           } else {
@@ -756,7 +833,11 @@ class Simulation {
     for (const auto& [id, n] : cluster_.nodes()) {
       n.fs->sync_error_rate = 0;
     }
+    for (auto& [id, p] : persisting_) {
+      p.crash.reset();  // decided before the calm: no crash from here on
+    }
     for (auto& [id, until] : down_until_) {
+      forget_persisting(id);
       if (!retired_.contains(id) && cluster_.restart(id)) {
         settle(id, true);
       }
@@ -779,6 +860,7 @@ class Simulation {
   double crash_rate_ = 0;
   double partition_rate_ = 0;
   double mid_ready_crash_ = 0;
+  bool async_persist_ = false;
   std::uint64_t duration_ = 0;
   Cluster cluster_;
 
@@ -788,6 +870,13 @@ class Simulation {
   std::map<NodeId, int> group_;
   std::uint64_t heal_at_ = 0;
   std::map<NodeId, std::uint64_t> down_until_;
+  // Async persistence: each node's Ready being made durable, and when that completes.
+  struct Persisting {
+    std::uint64_t at = 0;
+    Ready rd;
+    std::optional<CrashInSync> crash;
+  };
+  std::map<NodeId, Persisting> persisting_;
   std::map<std::string, Index> acked_;
   Index max_acked_ = 0;
   std::map<std::string, Index> reads_;
@@ -811,6 +900,7 @@ SimulationResult Simulation::run() {
     return result_;
   };
   for (now_ = 0; now_ < duration_ && !failed(); ++now_) {
+    finish_persists(false);
     deliver_due(false);
     tick_nodes(false);
     faults();
@@ -828,6 +918,7 @@ SimulationResult Simulation::run() {
   std::uint64_t deadline = now_ + 400 * kTickUnits;
   bool proposed = false;
   for (; now_ < deadline && !failed(); ++now_) {
+    finish_persists(true);
     deliver_due(true);
     tick_nodes(true);
     NodeId l = cluster_.leader();

@@ -113,6 +113,13 @@ class Cluster {
   // set, the node dies inside the fdatasync of its next Ready (also when an fsync error
   // stops it).
   std::vector<Message> process_ready(NodeId id, std::optional<CrashInSync> crash = {});
+  // The same loop in two halves, as a driver that persists on a thread of its own runs it
+  // (raft_node.cc's WAL thread): begin_ready takes the node's next Ready (nullopt: none, or
+  // the node is down); finish_ready persists it (with `crash`, the node dies in its
+  // fdatasync), applies it and advances, and returns its messages. In between, the core takes
+  // messages, ticks and proposals as usual; they go into the next Ready.
+  std::optional<Ready> begin_ready(NodeId id);
+  std::vector<Message> finish_ready(NodeId id, Ready rd, std::optional<CrashInSync> crash = {});
   void crash(NodeId id, std::optional<std::size_t> keep_bytes = std::nullopt);
   // False when the node stays down (see SimNode::restart); a WAL that refuses to open after
   // a crash is a checker failure.
@@ -158,9 +165,11 @@ struct SimulationResult {
   std::size_t snapshots_installed = 0;
   std::size_t reads_checked = 0;
   std::size_t conf_changes = 0;
-  std::size_t torn_writes = 0;      // crashes that left part of an unsynced write on disk
-  std::size_t sync_errors = 0;      // fdatasync failures (each stopped its node)
-  std::size_t removed_running = 0;  // removed voters left running
+  std::size_t torn_writes = 0;             // crashes that left part of an unsynced write on disk
+  std::size_t sync_errors = 0;             // fdatasync failures (each stopped its node)
+  std::size_t removed_running = 0;         // removed voters left running
+  std::size_t steps_while_persisting = 0;  // messages and ticks a core took between ready()
+                                           // and advance() (async persistence)
 };
 SimulationResult run_simulation(std::uint64_t seed);
 

@@ -55,6 +55,7 @@ TEST_CASE(
     total.torn_writes += r.torn_writes;
     total.sync_errors += r.sync_errors;
     total.removed_running += r.removed_running;
+    total.steps_while_persisting += r.steps_while_persisting;
   }
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
                                                                   start)
@@ -65,7 +66,8 @@ TEST_CASE(
                     << " snapshots sent, " << total.reads_checked << " reads checked, "
                     << total.conf_changes << " conf changes, " << total.torn_writes
                     << " torn writes, " << total.sync_errors << " fsync errors, "
-                    << total.removed_running << " removed voters left running");
+                    << total.removed_running << " removed voters left running, "
+                    << total.steps_while_persisting << " steps while a Ready was persisting");
   CHECK(failures == 0);
   if (count >= 100) {
     // The faults the simulator claims to inject must actually happen.
@@ -77,6 +79,7 @@ TEST_CASE(
     CHECK(total.torn_writes > 0);
     CHECK(total.sync_errors > 0);
     CHECK(total.removed_running > 0);
+    CHECK(total.steps_while_persisting > 0);
     CHECK(total.leaders_elected > count);
   }
 }
