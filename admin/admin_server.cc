@@ -423,6 +423,16 @@ std::optional<std::string_view> recheck(const State& state, const ssl_st* ssl,
   return state.trust->recheck(ssl, unix_seconds(), !tls::is_node_role(caller.role));
 }
 
+// The same for each request of a connection: `memo` (the connection's) spares the requests
+// after the first the reading of the certificate while nothing changed.
+std::optional<std::string_view> recheck(const State& state, const ssl_st* ssl,
+                                        const tls::Identity& caller, tls::PeerTrust::Memo& memo) {
+  if (!state.trust || ssl == nullptr) {
+    return std::nullopt;
+  }
+  return state.trust->recheck(ssl, unix_seconds(), !tls::is_node_role(caller.role), memo);
+}
+
 // The co_spawn completion of every coroutine the server starts. It holds `state`, and with it
 // the registry the error counter lives in, until the coroutine has ended.
 auto log_failure(std::shared_ptr<State> state, std::string_view what) {
@@ -496,6 +506,7 @@ asio::awaitable<void> serve(std::shared_ptr<State> state, Stream& stream,
                             bool& streaming) {
   const bool tls = ssl != nullptr;
   beast::flat_buffer buffer;
+  tls::PeerTrust::Memo trusted;  // recheck() of this connection's certificate
 
   while (!state->stopped) {
     http::request_parser<http::string_body> parser;
@@ -530,7 +541,7 @@ asio::awaitable<void> serve(std::shared_ptr<State> state, Stream& stream,
     request.caller = caller;
 
     if (caller) {
-      if (auto why = recheck(*state, ssl, *caller)) {
+      if (auto why = recheck(*state, ssl, *caller, trusted)) {
         // The certificate was good at the handshake and is not now: this connection ends.
         state->metrics.connections_cut.Add({{"reason", std::string(*why)}}).Increment();
         spdlog::warn(

@@ -11,6 +11,7 @@
 #include <boost/asio/ssl/verify_context.hpp>
 
 #include <ctime>
+#include <limits>
 #include <string>
 
 namespace routemesh::tls {
@@ -63,7 +64,13 @@ bool PeerTrust::set(std::set<std::string> serials,
     return false;
   }
   refused_ = std::make_shared<const Refused>(Refused{std::move(serials), std::move(removed_nodes)});
+  generation_.store(next_generation(), std::memory_order_release);
   return true;
+}
+
+std::uint64_t PeerTrust::next_generation() {
+  static std::atomic<std::uint64_t> counter{0};
+  return counter.fetch_add(1, std::memory_order_relaxed) + 1;
 }
 
 std::size_t PeerTrust::size() const {
@@ -115,7 +122,11 @@ void PeerTrust::add_retired_roots(const std::vector<std::string>& roots_pem) {
       next->push_back(std::move(r));
     }
   }
+  const bool added = next->size() != retired_->size();
   retired_ = std::move(next);
+  if (added) {
+    generation_.store(next_generation(), std::memory_order_release);
+  }
 }
 
 std::optional<std::string_view> PeerTrust::peer_refused(const ssl_st* ssl) const {
@@ -156,6 +167,31 @@ std::optional<std::string_view> PeerTrust::recheck(const ssl_st* ssl, std::int64
     }
   }
   ERR_clear_error();
+  return std::nullopt;
+}
+
+std::optional<std::string_view> PeerTrust::recheck(const ssl_st* ssl, std::int64_t now, bool strict,
+                                                   Memo& memo) const {
+  // Read before the check: a change made during it leaves the memo stale, never wrong.
+  const std::uint64_t generation = generation_.load(std::memory_order_acquire);
+  if (memo.generation == generation && memo.strict == strict && now < memo.good_until) {
+    return std::nullopt;
+  }
+  auto why = recheck(ssl, now, strict);
+  memo.generation = 0;
+  if (why) {
+    return why;
+  }
+  std::int64_t good_until = std::numeric_limits<std::int64_t>::max();
+  const X509* cert = ssl != nullptr ? SSL_get0_peer_certificate(ssl) : nullptr;
+  if (strict && cert != nullptr) {
+    std::tm tm{};
+    if (ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm) != 1) {
+      return std::nullopt;  // no memo: every request checks again
+    }
+    good_until = static_cast<std::int64_t>(timegm(&tm));
+  }
+  memo = Memo{generation, strict, good_until};
   return std::nullopt;
 }
 

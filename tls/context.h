@@ -22,7 +22,9 @@
 #include <boost/asio/ssl/context.hpp>
 #include <boost/system/result.hpp>
 
+#include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -65,6 +67,18 @@ class PeerTrust {
   // are re-established after a renewal, and who they are is checked against the state on
   // every request anyway.
   std::optional<std::string_view> recheck(const ssl_st* ssl, std::int64_t now, bool strict) const;
+  // What recheck() last found good for one connection, so that the connection's next requests
+  // cost a comparison instead of reading the certificate again (its serial, its notAfter: a
+  // few percent of a manager's CPU per write). Valid until this trust changes (set() with new
+  // contents, add_retired_roots()) or, for strict checks, until the certificate's notAfter.
+  // One per connection, used by that connection's thread only.
+  struct Memo {
+    std::uint64_t generation = 0;  // of the trust it was found good under; 0 = not yet
+    bool strict = false;
+    std::int64_t good_until = 0;  // unix seconds
+  };
+  std::optional<std::string_view> recheck(const ssl_st* ssl, std::int64_t now, bool strict,
+                                          Memo& memo) const;
   // recheck() for nodes: "revoked" or "removed" when the peer certificate of `ssl` is refused
   // now, nullopt when it is not (or there is none). Needs no clock.
   std::optional<std::string_view> peer_refused(const ssl_st* ssl) const;
@@ -78,6 +92,10 @@ class PeerTrust {
     std::set<std::string, std::less<>> nodes;
   };
   struct Retired;
+  // A fresh value from one process-wide counter at construction and at each change, so that
+  // a Memo of one PeerTrust never matches another.
+  static std::uint64_t next_generation();
+  std::atomic<std::uint64_t> generation_{next_generation()};
   mutable std::mutex mu_;
   std::shared_ptr<const Refused> refused_ = std::make_shared<const Refused>();
   std::shared_ptr<const std::vector<std::shared_ptr<const Retired>>> retired_ =

@@ -380,6 +380,49 @@ TEST_CASE("a connection's client certificate is checked again: revoked, expired,
   CHECK_FALSE(trust->peer_revoked(nullptr));
 }
 
+TEST_CASE("a connection's memo of a good certificate lasts until the trust changes or it expires") {
+  auto old_root = new_ca();
+  auto new_root = new_ca();
+  auto trust = std::make_shared<tls::PeerTrust>();
+  auto node = issue(old_root, tls::Role::manager, "00000000000000a1");
+  auto sctx = tls::server_context(
+      {old_root.certificate_pem() + new_root.certificate_pem(), node.cert, node.key, ""}, trust);
+  REQUIRE(sctx.has_value());
+  auto carol = issue(old_root, tls::Role::operator_, "carol");  // a day's certificate
+  auto cctx = tls::client_context(old_root.certificate_pem(), carol.cert, carol.key);
+  REQUIRE(cctx.has_value());
+  Connected c;
+  connect(c, *sctx, *cctx);
+  REQUIRE(c.server_ok);
+  const ssl_st* ssl = c.server->native_handle();
+  tls::PeerTrust::Memo memo;
+  CHECK_FALSE(trust->recheck(ssl, now(), true, memo).has_value());
+  CHECK(memo.generation != 0);
+  CHECK(memo.good_until > now());
+  CHECK(memo.good_until <= now() + tls::kDay + 60);
+  // Past notAfter the memo does not hold.
+  CHECK(trust->recheck(ssl, now() + 2 * tls::kDay, true, memo) == "expired");
+  CHECK_FALSE(trust->recheck(ssl, now(), true, memo).has_value());
+  // Each change of the trust ends it: a revocation, a retired root, a removed node.
+  auto serial = tls::serial_of(carol.cert);
+  REQUIRE(serial.has_value());
+  trust->set({*serial});
+  CHECK(trust->recheck(ssl, now(), true, memo) == "revoked");
+  CHECK(trust->recheck(ssl, now(), false, memo) == "revoked");
+  trust->set({});
+  CHECK_FALSE(trust->recheck(ssl, now(), true, memo).has_value());
+  trust->add_retired_roots({old_root.certificate_pem()});
+  CHECK(trust->recheck(ssl, now(), true, memo) == "retired_root");
+  // A memo of another trust never holds here, nor a lenient memo for a strict check.
+  auto other = std::make_shared<tls::PeerTrust>();
+  tls::PeerTrust::Memo lenient;
+  CHECK_FALSE(other->recheck(ssl, now(), false, lenient).has_value());
+  CHECK(trust->recheck(ssl, now(), true, lenient) == "retired_root");
+  tls::PeerTrust::Memo fresh;
+  CHECK_FALSE(trust->recheck(ssl, now(), false, fresh).has_value());
+  CHECK(trust->recheck(ssl, now(), true, fresh) == "retired_root");
+}
+
 TEST_CASE("a revoked cross certificate ends the old root's way to the new one") {
   auto old_root = new_ca();
   auto new_root = new_ca();
