@@ -17,7 +17,8 @@
 //                       managers' addresses and the DNS view, so a write is routed without
 //                       waiting for them
 //   control thread      the DNS view swap and the health checker's targets; then the next
-//                       compile, if a newer state arrived meanwhile
+//                       compile, if a newer state arrived meanwhile, once 10 ms (or the last
+//                       compile's duration) have passed since the last one started
 //
 // So a write's commit, Raft's ticks and the admin API never wait for a compile. What the
 // control thread still does per compile is O(change) with deltas (a manager); without them (a
