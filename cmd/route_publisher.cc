@@ -170,7 +170,7 @@ struct RoutePublisher::Impl {
       return true;
     }
     for (const auto& delta : input.deltas) {
-      auto command = discovery::store::command_from_json(delta.command);
+      auto command = discovery::store::command_from_json(*delta.command);
       if (!command) {
         return false;
       }

@@ -83,6 +83,12 @@ void for_subscribers(json::object& state_or_command, std::string_view secrets_ke
   }
 }
 
+// Whether for_subscribers may change `command`: it carries a CA record or an ingress
+// certificate (whatever the secrets key, so that the answer does not depend on it).
+bool subscriber_view_differs(const json::object& command) {
+  return command.contains("ca") || command.contains("cert") || command.contains("ingress_certs");
+}
+
 // A new CA record of a root rotation keeps the manager key's fields, autolock's and the secrets
 // key as they were.
 void keep_manager_keys(ClusterCa& next, const ClusterCa& current) {
@@ -2097,11 +2103,20 @@ class ApiImpl final : public Api {
           need_snapshot = true;
         } else {
           for (const auto& d : *deltas) {
-            json::object command = d.command;
-            for_subscribers(command, secrets);
-            out += json::serialize(json::object{
-                {"type", "delta"}, {"revision", d.revision}, {"command", std::move(command)}});
-            out += '\n';
+            // The line is {"type":"delta","revision":N,"command":...}, written around the
+            // command's own text: a copy of the command only when the subscriber's view of it
+            // differs (for_subscribers), and no object built around it.
+            out += R"({"type":"delta","revision":)";
+            out += std::to_string(d.revision);
+            out += R"(,"command":)";
+            if (subscriber_view_differs(*d.command)) {
+              json::object command = *d.command;
+              for_subscribers(command, secrets);
+              out += json::serialize(command);
+            } else {
+              out += json::serialize(*d.command);
+            }
+            out += "}\n";
             sent = d.revision;
           }
         }

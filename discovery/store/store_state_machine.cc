@@ -43,7 +43,8 @@ std::string StoreStateMachine::apply(std::uint64_t index, std::string_view data)
   }
   ApplyResult result = store::apply(state_, index_, entry.command);
   if (result.ok && history_limit_ > 0) {
-    history_.push_back(Delta{result.revision, command_to_json(entry.command)});
+    history_.push_back(Delta{result.revision, std::make_shared<const boost::json::object>(
+                                                  command_to_json(entry.command))});
     while (history_.size() > history_limit_) {
       history_.pop_front();
     }
@@ -165,15 +166,13 @@ std::optional<std::vector<Delta>> StoreStateMachine::deltas_since(std::uint64_t 
     return out;
   }
   // Revisions in history_ are contiguous and end at state_.revision, so the first kept one
-  // tells whether everything after `revision` is still here.
+  // tells whether everything after `revision` is still here, and where it starts.
   if (history_.empty() || history_.front().revision > revision + 1) {
     return std::nullopt;
   }
-  for (const auto& delta : history_) {
-    if (delta.revision > revision) {
-      out.push_back(delta);
-    }
-  }
+  const auto first =
+      history_.begin() + static_cast<std::ptrdiff_t>(revision + 1 - history_.front().revision);
+  out.assign(first, history_.end());
   return out;
 }
 

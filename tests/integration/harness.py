@@ -52,6 +52,11 @@ class Proc:
                 sink.append(line.decode(errors="replace").rstrip("\n"))
 
     def lines(self, which="err"):
+        if self.p.poll() is not None:
+            # The process is gone: let the readers take what it wrote to the end (on a busy
+            # machine its last lines can still be in the pipe when it has been reaped).
+            for t in self._threads:
+                t.join(2)
         with self._lock:
             return list(self.err if which == "err" else self.out)
 

@@ -270,10 +270,14 @@ class StoreKeyTest(cluster.SharedClusterTest):
             if n.alive:
                 harness.wait_until(lambda: serves(n), timeout=15, interval=0.2,
                                    what=f"{n.name} serving the HTTPS certificate")
-        # Until its renewal brought the newest key, it could not open the key: said once.
+        # Until its renewal brought the newest key, it could not open the key: said at most
+        # once. Whether it is said at all depends on whether a route compile ran before the key
+        # came: compiles are at least 10 ms apart (cmd/route_publisher.cc), and on loopback the
+        # renewal is often quicker.
         unopened = [l for l in down.proc.lines() if "cannot open yet" in l]
-        self.assertEqual(len(unopened), 1, unopened)
-        self.assertIn("mk.test", unopened[0])
+        self.assertLessEqual(len(unopened), 1, unopened)
+        for line in unopened:
+            self.assertIn("mk.test", line)
 
 
 def cli_unlock_key(test, c, via, rotate=False):

@@ -100,8 +100,8 @@ TEST_CASE("deltas_since returns the applied commands after a revision") {
   REQUIRE(some);
   REQUIRE(some->size() == 2);
   CHECK((*some)[0].revision == 4);
-  CHECK((*some)[0].command.at("op").as_string() == "service.create");
-  CHECK((*some)[0].command.at("service").as_object().at("name").as_string() == "s4");
+  CHECK((*some)[0].command->at("op").as_string() == "service.create");
+  CHECK((*some)[0].command->at("service").as_object().at("name").as_string() == "s4");
   auto none = sm.deltas_since(5);
   REQUIRE(none);
   CHECK(none->empty());
@@ -116,11 +116,29 @@ TEST_CASE("deltas_since returns the applied commands after a revision") {
   }
   ClusterState s = replica.state();
   for (const auto& d : *some) {
-    ApplyResult r = store::apply(s, *command_from_json(d.command));
+    ApplyResult r = store::apply(s, *command_from_json(*d.command));
     REQUIRE(r.ok);
     CHECK(r.revision == d.revision);
   }
   CHECK(encode_state(s) == encode_state(sm.state()));
+
+  // Past the history's limit (8): the oldest go, and a revision before the first kept one
+  // has no deltas; from any kept one, exactly the rest, in order.
+  for (int i = 6; i <= 12; ++i) {
+    sm.apply(static_cast<std::uint64_t>(i + 1), create_service(i));
+  }
+  REQUIRE(sm.state().revision == 12);
+  CHECK_FALSE(sm.deltas_since(3).has_value());
+  for (std::uint64_t from = 4; from <= 12; ++from) {
+    auto rest = sm.deltas_since(from);
+    REQUIRE(rest);
+    REQUIRE(rest->size() == 12 - from);
+    for (std::size_t k = 0; k < rest->size(); ++k) {
+      CHECK((*rest)[k].revision == from + 1 + k);
+    }
+  }
+  // The deltas share the history's commands: handing them out copies no JSON.
+  CHECK(sm.deltas_since(11)->front().command == sm.deltas_since(10)->back().command);
 }
 
 TEST_CASE("deltas_since is nullopt once the history no longer covers the revision") {

@@ -38,7 +38,7 @@ struct Manager {
     REQUIRE(deltas);
     for (const auto& d : *deltas) {
       out.push_back(json::serialize(
-          json::object{{"type", "delta"}, {"revision", d.revision}, {"command", d.command}}));
+          json::object{{"type", "delta"}, {"revision", d.revision}, {"command", *d.command}}));
     }
     return out;
   }
