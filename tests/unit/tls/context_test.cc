@@ -335,23 +335,35 @@ void connect(Connected& c, tls::ContextPtr server_ctx, tls::ContextPtr client_ct
       c.io, [&] { return done == 2; }, std::chrono::seconds(10)));
 }
 
+// Carol, an operator with a day's certificate from `old_root`, connected to a manager that
+// trusts both roots and checks with `trust`.
+struct CarolConnected {
+  tls::CertificateAuthority old_root = new_ca();
+  tls::CertificateAuthority new_root = new_ca();
+  std::shared_ptr<tls::PeerTrust> trust = std::make_shared<tls::PeerTrust>();
+  Pair carol;
+  Connected c;
+  const ssl_st* ssl = nullptr;
+
+  CarolConnected() {
+    auto node = issue(old_root, tls::Role::manager, "00000000000000a1");
+    auto sctx = tls::server_context(
+        {old_root.certificate_pem() + new_root.certificate_pem(), node.cert, node.key, ""}, trust);
+    REQUIRE(sctx.has_value());
+    carol = issue(old_root, tls::Role::operator_, "carol");
+    auto cctx = tls::client_context(old_root.certificate_pem(), carol.cert, carol.key);
+    REQUIRE(cctx.has_value());
+    connect(c, *sctx, *cctx);
+    REQUIRE(c.server_ok);
+    ssl = c.server->native_handle();
+  }
+};
+
 }  // namespace
 
 TEST_CASE("a connection's client certificate is checked again: revoked, expired, retired root") {
-  auto old_root = new_ca();
-  auto new_root = new_ca();
-  auto trust = std::make_shared<tls::PeerTrust>();
-  auto node = issue(old_root, tls::Role::manager, "00000000000000a1");
-  auto sctx = tls::server_context(
-      {old_root.certificate_pem() + new_root.certificate_pem(), node.cert, node.key, ""}, trust);
-  REQUIRE(sctx.has_value());
-  auto carol = issue(old_root, tls::Role::operator_, "carol");  // a day's certificate
-  auto cctx = tls::client_context(old_root.certificate_pem(), carol.cert, carol.key);
-  REQUIRE(cctx.has_value());
-  Connected c;
-  connect(c, *sctx, *cctx);
-  REQUIRE(c.server_ok);
-  const ssl_st* ssl = c.server->native_handle();
+  CarolConnected cc;
+  auto& [old_root, new_root, trust, carol, c, ssl] = cc;
   CHECK_FALSE(trust->recheck(ssl, now(), true).has_value());
 
   // Expired: only for users (strict).
@@ -381,20 +393,8 @@ TEST_CASE("a connection's client certificate is checked again: revoked, expired,
 }
 
 TEST_CASE("a connection's memo of a good certificate lasts until the trust changes or it expires") {
-  auto old_root = new_ca();
-  auto new_root = new_ca();
-  auto trust = std::make_shared<tls::PeerTrust>();
-  auto node = issue(old_root, tls::Role::manager, "00000000000000a1");
-  auto sctx = tls::server_context(
-      {old_root.certificate_pem() + new_root.certificate_pem(), node.cert, node.key, ""}, trust);
-  REQUIRE(sctx.has_value());
-  auto carol = issue(old_root, tls::Role::operator_, "carol");  // a day's certificate
-  auto cctx = tls::client_context(old_root.certificate_pem(), carol.cert, carol.key);
-  REQUIRE(cctx.has_value());
-  Connected c;
-  connect(c, *sctx, *cctx);
-  REQUIRE(c.server_ok);
-  const ssl_st* ssl = c.server->native_handle();
+  CarolConnected cc;
+  auto& [old_root, new_root, trust, carol, c, ssl] = cc;
   tls::PeerTrust::Memo memo;
   CHECK_FALSE(trust->recheck(ssl, now(), true, memo).has_value());
   CHECK(memo.generation != 0);
