@@ -419,22 +419,17 @@ std::int64_t unix_seconds() {
 
 // Why the client certificate of a connection made earlier is no longer good (nullopt while it
 // is): PeerTrust::recheck, strict for users.
+// Per request, `memo` (the connection's) spares the requests after the first the reading of
+// the certificate while nothing changed.
 std::optional<std::string_view> recheck(const State& state, const ssl_st* ssl,
-                                        const tls::Identity& caller) {
+                                        const tls::Identity& caller,
+                                        tls::PeerTrust::Memo* memo = nullptr) {
   if (!state.trust || ssl == nullptr) {
     return std::nullopt;
   }
-  return state.trust->recheck(ssl, unix_seconds(), !tls::is_node_role(caller.role));
-}
-
-// The same for each request of a connection: `memo` (the connection's) spares the requests
-// after the first the reading of the certificate while nothing changed.
-std::optional<std::string_view> recheck(const State& state, const ssl_st* ssl,
-                                        const tls::Identity& caller, tls::PeerTrust::Memo& memo) {
-  if (!state.trust || ssl == nullptr) {
-    return std::nullopt;
-  }
-  return state.trust->recheck(ssl, unix_seconds(), !tls::is_node_role(caller.role), memo);
+  const bool strict = !tls::is_node_role(caller.role);
+  return memo != nullptr ? state.trust->recheck(ssl, unix_seconds(), strict, *memo)
+                         : state.trust->recheck(ssl, unix_seconds(), strict);
 }
 
 // The co_spawn completion of every coroutine the server starts. It holds `state`, and with it
@@ -545,7 +540,7 @@ asio::awaitable<void> serve(std::shared_ptr<State> state, Stream& stream,
     request.caller = caller;
 
     if (caller) {
-      if (auto why = recheck(*state, ssl, *caller, trusted)) {
+      if (auto why = recheck(*state, ssl, *caller, &trusted)) {
         // The certificate was good at the handshake and is not now: this connection ends.
         state->metrics.connections_cut.Add({{"reason", std::string(*why)}}).Increment();
         spdlog::warn(

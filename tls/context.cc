@@ -183,13 +183,12 @@ std::optional<std::string_view> PeerTrust::recheck(const ssl_st* ssl, std::int64
     return why;
   }
   std::int64_t good_until = std::numeric_limits<std::int64_t>::max();
-  const X509* cert = ssl != nullptr ? SSL_get0_peer_certificate(ssl) : nullptr;
-  if (strict && cert != nullptr) {
-    std::tm tm{};
-    if (ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm) != 1) {
+  if (strict && ssl != nullptr && SSL_get0_peer_certificate(ssl) != nullptr) {
+    const auto expires = peer_not_after(ssl);
+    if (!expires) {
       return std::nullopt;  // no memo: every request checks again
     }
-    good_until = static_cast<std::int64_t>(timegm(&tm));
+    good_until = *expires;
   }
   memo = Memo{generation, strict, good_until};
   return std::nullopt;
