@@ -5,7 +5,6 @@
 
 #include <boost/json.hpp>
 
-#include <arpa/inet.h>
 #include <algorithm>
 #include <charconv>
 #include <cstring>
@@ -23,25 +22,20 @@ using discovery::Service;
 using discovery::Task;
 using discovery::TaskHealth;
 
-// inet_pton is a pure parser (no I/O, no locale); it accepts exactly the textual forms of
-// RFC 4291 section 2.2 and dotted-quad IPv4.
-bool parse_ip(const std::string& text, IpAddress& ip) {
-  if (::inet_pton(AF_INET, text.c_str(), ip.bytes.data()) == 1) {
-    ip.v6 = false;
-  } else if (::inet_pton(AF_INET6, text.c_str(), ip.bytes.data()) == 1) {
-    ip.v6 = true;
-  } else {
-    return false;
-  }
+// An address policy::parse_address parsed from `text`, as the table keeps it.
+void set_ip(IpAddress& ip, const policy::AddressKey& address, const std::string& text) {
+  std::memcpy(ip.bytes.data(), address.bytes.data(), address.size);
+  ip.v6 = address.size == 16;
   ip.text = text;
-  return true;
 }
 
 std::optional<IpAddress> parse_ip(const std::string& text) {
-  IpAddress ip;
-  if (!parse_ip(text, ip)) {
+  policy::AddressKey address;
+  if (!policy::parse_address(text, address)) {
     return std::nullopt;
   }
+  IpAddress ip;
+  set_ip(ip, address, text);
   return ip;
 }
 
@@ -196,11 +190,7 @@ class ClusterBuilder {
     if (effective == 0) {
       return false;
     }
-    // The address was parsed by policy::view (the same inet_pton as parse_ip).
-    const policy::AddressKey& address = view_.facts[i].address;
-    std::memcpy(endpoint.ip.bytes.data(), address.bytes.data(), address.size);
-    endpoint.ip.v6 = address.size == 16;
-    endpoint.ip.text = task.address;
+    set_ip(endpoint.ip, view_.facts[i].address, task.address);  // parsed by policy::view
     endpoint.task_id = task.id;
     endpoint.node = task.node;
     endpoint.port = effective;
@@ -218,13 +208,13 @@ class ClusterBuilder {
     if (it == nodes_by_name_.end()) {
       return true;
     }
-    const NodeInfo* node = &it->second;
-    if (node->node->status == discovery::NodeStatus::down) {
+    const NodeInfo& node = it->second;
+    if (node.node->status == discovery::NodeStatus::down) {
       endpoint.healthy = false;
     }
-    if (!local_node_.empty() && !task.node.empty() && task.node != local_node_ && node->hop) {
+    if (!local_node_.empty() && !task.node.empty() && task.node != local_node_ && node.hop) {
       endpoint.local = false;
-      endpoint.via = node->hop;
+      endpoint.via = node.hop;
     }
     return true;
   }
@@ -401,21 +391,15 @@ const LocalTarget* find_local_target(const RouteTable& table, std::string_view t
 
 const VipRoute* find_vip_route(const RouteTable& table, std::string_view vip, std::uint16_t port,
                                bool udp) {
-  // inet_pton wants a C string; a textual address is at most 45 characters.
-  std::array<char, 64> text{};
-  if (vip.size() >= text.size()) {
-    return nullptr;
-  }
-  std::memcpy(text.data(), vip.data(), vip.size());
-  IpAddress key;
-  if (!parse_ip(text.data(), key)) {
+  const auto key = parse_ip(std::string(vip));
+  if (!key) {
     return nullptr;
   }
   const std::vector<VipRoute>& routes = udp ? table.udp_vips : table.vips;
   auto it = std::lower_bound(
-      routes.begin(), routes.end(), vip_order(key, port),
+      routes.begin(), routes.end(), vip_order(*key, port),
       [](const VipRoute& r, const auto& k) { return vip_order(r.vip, r.port) < k; });
-  if (it == routes.end() || vip_order(it->vip, it->port) != vip_order(key, port)) {
+  if (it == routes.end() || vip_order(it->vip, it->port) != vip_order(*key, port)) {
     return nullptr;
   }
   return &*it;
