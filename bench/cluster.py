@@ -89,6 +89,16 @@ def cpu_seconds(pid):
         return None
 
 
+def cpu_figures(server_cpu, committed):
+    """The servers' CPU columns of a row: seconds, ms per committed write, writes per busy core
+    (none without CPU figures or writes)."""
+    if not server_cpu or not committed:
+        return {}
+    return {"server_cpu_s": round(server_cpu, 2),
+            "cpu_ms_per_write": round(server_cpu * 1000.0 / committed, 3),
+            "writes_per_busy_core": round(committed / server_cpu, 1)}
+
+
 def closed_loop(make_client, write, writers, duration, server_pids=()):
     """`writers` closed-loop clients for `duration` s: each gets make_client(i) and calls
     write(client, i, n) -> HTTP status (n counts its writes); 200 counts as committed. Returns
@@ -135,12 +145,7 @@ def closed_loop(make_client, write, writers, duration, server_pids=()):
     cpu1 = [cpu_seconds(p) for p in server_pids]
     used = [b - a for a, b in zip(cpu0, cpu1) if a is not None and b is not None]
     server_cpu = sum(used) if server_pids and len(used) == len(server_pids) else None
-    cpu = {}
-    if server_cpu and lat:
-        cpu = {"server_cpu_s": round(server_cpu, 2),
-               "cpu_ms_per_write": round(server_cpu * 1000.0 / len(lat), 3),
-               "writes_per_busy_core": round(len(lat) / server_cpu, 1)}
-    return {**cpu, "writers": writers, "seconds": round(elapsed, 2), "committed": len(lat),
+    return {**cpu_figures(server_cpu, len(lat)), "writers": writers, "seconds": round(elapsed, 2), "committed": len(lat),
             "writes_per_s": round(len(lat) / elapsed, 1),
             "p50_ms": round(pct(lat, 50), 2) if lat else None,
             "p99_ms": round(pct(lat, 99), 2) if lat else None,
@@ -171,11 +176,8 @@ def tool_closed_loop(args, server_pids=()):
     r = json.loads(line)
     used = [b - a for a, b in zip(cpu0, cpu1) if a is not None and b is not None]
     if len(used) == len(pids) and r["committed"]:
-        server_cpu = sum(used[:-1])
-        if server_pids and server_cpu:
-            r.update({"server_cpu_s": round(server_cpu, 2),
-                      "cpu_ms_per_write": round(server_cpu * 1000.0 / r["committed"], 3),
-                      "writes_per_busy_core": round(r["committed"] / server_cpu, 1)})
+        if server_pids:
+            r.update(cpu_figures(sum(used[:-1]), r["committed"]))
         r["client_us_per_write"] = round(used[-1] * 1e6 / r["committed"], 1)
     return r
 
